@@ -1,0 +1,36 @@
+"""conveyor: a machine-learning model's life cycle as a pipeline of recorded, cached steps.
+
+    from conveyor import Pipeline, component, Input, Output, Parameter
+
+Importing conveyor is cheap: the database, data and serving libraries load when first used.
+"""
+
+from typing import Any
+
+from conveyor.dsl import Component, FilePath, Input, Output, Parameter, Pipeline, component
+from conveyor.exceptions import ConveyorError, PipelineDefinitionError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Component",
+    "ConveyorError",
+    "FilePath",
+    "Input",
+    "MetadataStore",
+    "Output",
+    "Parameter",
+    "Pipeline",
+    "PipelineDefinitionError",
+    "__version__",
+    "component",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MetadataStore":
+        from conveyor.metadata import MetadataStore
+
+        return MetadataStore
+    msg = f"module 'conveyor' has no attribute {name!r}"
+    raise AttributeError(msg)

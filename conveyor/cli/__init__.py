@@ -1,0 +1,1 @@
+"""The ``conveyor`` command. Imports stay inside commands so that ``--help`` starts fast."""

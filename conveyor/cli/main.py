@@ -1,0 +1,181 @@
+"""``conveyor``: run pipelines and look at what they recorded.
+
+Exit codes: 0 success, 1 a run failed, 2 bad usage or bad input (one line on stderr; the
+traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from conveyor.metadata.store import MetadataStore
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--metadata", envvar="CONVEYOR_METADATA", help="Metadata store URL (default: sqlite under --root).")(fn)
+    return click.option("--root", envvar="CONVEYOR_ROOT", default="./conveyor_root", show_default=True, help="Pipeline root folder.")(fn)
+
+
+def _open_store(root: str, metadata: str | None) -> MetadataStore:
+    from conveyor.metadata.store import MetadataStore
+
+    if metadata is None:
+        db = os.path.join(root, "metadata.sqlite")
+        if not os.path.isfile(db):
+            msg = f"No metadata store at {db}: run a pipeline first, or point to one with --root or --metadata."
+            raise UserError(msg)
+        metadata = f"sqlite:///{db}"
+    return MetadataStore(metadata)
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn conveyor's own errors into one line and exit 2; ``--debug`` shows the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from conveyor.exceptions import ConveyorError
+
+        try:
+            return fn(*args, **kwargs)
+        except ConveyorError as e:
+            if click.get_current_context().find_root().params.get("debug"):
+                raise
+            raise UserError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="conveyor", prog_name="conveyor")
+def cli(debug: bool) -> None:
+    """conveyor: machine-learning pipelines that record, cache and trace every step."""
+
+
+@cli.command()
+@click.argument("pipeline_file")
+@_store_options
+@click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
+@click.option("--only", "only", multiple=True, metavar="ID", help="Run only this step (repeatable); inputs come from earlier runs.")
+@click.option("--from", "start_from", metavar="ID", help="Run this step and everything after it.")
+@_user_errors
+def run(pipeline_file: str, root: str, metadata: str | None, no_cache: bool, only: tuple[str, ...], start_from: str | None) -> None:
+    """Run a pipeline file (it defines `pipeline` or `create_pipeline()`)."""
+    from pathlib import Path
+
+    from conveyor.cli import render
+    from conveyor.cli.loader import load_pipeline
+    from conveyor.orchestration.local import LocalRunner
+
+    pipeline = load_pipeline(pipeline_file)
+    source = click.get_current_context().get_parameter_source("root")
+    if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+        pipeline.root = Path(root)
+    if metadata:
+        pipeline.metadata = metadata
+    with render.RunDisplay(pipeline) as display:
+        result = LocalRunner(enable_cache=False if no_cache else None, progress=display.update).run(
+            pipeline, only=list(only) or None, start_from=start_from
+        )
+    render.run_summary(result, pipeline_file)
+    sys.exit(0 if result.status == "succeeded" else 1)
+
+
+@cli.command()
+@click.option("--pipeline", help="Only this pipeline's runs.")
+@click.option("--limit", type=int, default=50, show_default=True, help="How many runs, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_store_options
+@_user_errors
+def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: str | None) -> None:
+    """List runs, newest first."""
+    from conveyor.cli import render
+
+    with _open_store(root, metadata) as store:
+        found = store.runs(pipeline, limit=limit)
+        render.runs(found, as_json)
+
+
+@cli.command()
+@click.argument("run_or_artifact_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--html", "html_out", metavar="OUT", help="Write an HTML report (statistics, anomalies).")
+@click.option("--lines", default=20, show_default=True, help="Log lines to show.")
+@_store_options
+@_user_errors
+def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, lines: int, root: str, metadata: str | None) -> None:
+    """Show a run (run-...), one step of it (run-.../STEP) or an artifact (its number)."""
+    from conveyor.cli import render
+
+    ref = run_or_artifact_id
+    with _open_store(root, metadata) as store:
+        if ref.startswith("run-"):
+            run_id, _, step = ref.partition("/")
+            found = store.run(run_id)
+            if step:
+                if step not in found.executions:
+                    msg = f"Run {run_id} has no step {step!r}; it has {sorted(found.executions)}."
+                    raise UserError(msg)
+                render.execution(found.executions[step], as_json, lines)
+            else:
+                render.run(found, as_json, lines)
+            return
+        if not ref.isdigit():
+            msg = f"{ref!r} is neither a run id (run-...) nor an artifact id (a number); `conveyor runs` lists runs."
+            raise UserError(msg)
+        artifact = store.artifact(int(ref))
+        if html_out:
+            msg = f"--html renders statistics and anomalies artifacts; artifact {ref} is {artifact.type_name}."
+            raise UserError(msg)
+        render.artifact(artifact, store.producer(artifact.id), as_json)
+
+
+@cli.command()
+@click.argument("artifact_id", type=int)
+@click.option("--downstream", is_flag=True, help="What the artifact led to, instead of what it came from.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_store_options
+@_user_errors
+def lineage(artifact_id: int, downstream: bool, as_json: bool, root: str, metadata: str | None) -> None:
+    """Trace an artifact back to the data, code and parameters that made it."""
+    from conveyor.cli import render
+
+    with _open_store(root, metadata) as store:
+        graph = store.lineage(artifact_id, "downstream" if downstream else "upstream")
+        render.lineage(graph, as_json)
+
+
+@cli.command()
+@click.option("--keep-last", type=int, metavar="N", help="Also delete artifacts of runs older than the last N per pipeline.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@_store_options
+@_user_errors
+def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) -> None:
+    """Remove what killed or failed runs left, and optionally old artifacts nothing kept needs."""
+    from conveyor.cli import render
+    from conveyor.orchestration.gc import collect
+
+    if keep_last is not None and keep_last < 1:
+        msg = f"--keep-last must be at least 1, got {keep_last}."
+        raise UserError(msg)
+    with _open_store(root, metadata) as store:
+        plan = collect(store, root, keep_last=keep_last, dry_run=dry_run)
+        render.gc(plan, dry_run)
+
+
+def main() -> None:
+    cli(prog_name="conveyor")

@@ -1,0 +1,280 @@
+"""How the CLI shows runs, steps, artifacts and lineage: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from conveyor.artifacts import Artifact
+from conveyor.dsl.pipeline import Pipeline
+from conveyor.metadata.records import Execution, LineageGraph, Run
+from conveyor.orchestration.gc import GcPlan
+from conveyor.orchestration.logs import tail
+
+console = Console(highlight=False)
+
+_STYLE = {
+    "succeeded": ("✓", "green"),
+    "cached": ("↺", "cyan"),
+    "failed": ("✗", "red"),
+    "skipped": ("-", "yellow"),
+    "running": ("…", "blue"),
+    "pending": (" ", "dim"),
+}
+
+
+def _status(status: str) -> Text:
+    mark, style = _STYLE.get(status, ("?", ""))
+    return Text(f"{mark} {status}", style=style)
+
+
+def _when(dt: Any) -> str:
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
+
+
+def _secs(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def artifact_dict(a: Artifact) -> dict[str, Any]:
+    return {"id": a.id, "type": a.type_name, "uri": a.uri, "state": a.state, "properties": a.properties, "fingerprint": a.fingerprint}
+
+
+def execution_dict(x: Execution) -> dict[str, Any]:
+    return {
+        "id": x.id, "run_id": x.run_id, "component_id": x.component_id, "component_type": x.component_type,
+        "status": x.status, "started": x.started, "ended": x.ended, "duration": x.duration,
+        "attempts": x.attempts, "parameters": x.parameters, "code_fingerprint": x.code_fingerprint,
+        "cache_key": x.cache_key, "cached_from": x.cached_from, "error": x.error, "log": x.log_uri,
+        "inputs": {k: [artifact_dict(a) for a in v] for k, v in x.inputs.items()},
+        "outputs": {k: [artifact_dict(a) for a in v] for k, v in x.outputs.items()},
+    }
+
+
+def run_dict(r: Run) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": r.id, "pipeline": r.pipeline, "status": r.status, "started": r.started, "ended": r.ended,
+        "duration": r.duration, "host": r.host, "pid": r.pid,
+    }
+    if r.executions:
+        out["executions"] = [execution_dict(x) for x in r.executions.values()]
+    return out
+
+
+class RunDisplay:
+    """One line per step with its status and time: live on a terminal, a line per change elsewhere."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.state: dict[str, tuple[str, float | None, float]] = {}
+        self.live: Live | None = None
+        self.console = Console(file=sys.stdout, highlight=False)
+
+    def __enter__(self) -> RunDisplay:
+        self.console.print(f"[bold]{self.pipeline.name}[/] · root {self.pipeline.root}")
+        if self.console.is_terminal:
+            self.live = Live(self._table(), console=self.console, refresh_per_second=8,
+                             redirect_stdout=False, redirect_stderr=False, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.__exit__(None, None, None)
+
+    def update(self, node_id: str, status: str, seconds: float | None) -> None:
+        self.state[node_id] = (status, seconds, time.perf_counter())
+        if self.live is not None:
+            self.live.update(self._table())
+        elif status not in ("pending", "running"):
+            self.console.print(Text.assemble("  ", _status(status).plain.ljust(12), f" {node_id:<28} {_secs(seconds)}"))
+
+    def _table(self) -> Table:
+        t = Table.grid(padding=(0, 2))
+        for n in self.pipeline.order:
+            if n.id not in self.state:
+                continue
+            status, seconds, since = self.state[n.id]
+            shown = _secs(time.perf_counter() - since) if status == "running" else _secs(seconds)
+            t.add_row(_status(status), n.id, shown)
+        return t
+
+
+def run_summary(r: Run, pipeline_file: str) -> None:
+    counts: dict[str, int] = {}
+    for x in r.executions.values():
+        counts[x.status] = counts.get(x.status, 0) + 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    _, style = _STYLE.get(r.status, ("", ""))
+    console.print(f"run [bold]{r.id}[/] [{style}]{r.status}[/] in {_secs(r.duration)} ({parts})")
+    for x in r.executions.values():
+        if x.status == "failed" and x.error:
+            console.print(f"[red]{x.component_id} failed:[/] {x.error.splitlines()[0]}")
+            console.print(f"  log: {x.log_uri}")
+            console.print(f"  details: conveyor show {r.id}/{x.component_id}")
+    if r.status == "failed":
+        console.print(f"Fix the error, then `conveyor run {pipeline_file}` resumes: finished steps come from cache.")
+
+
+def runs(found: list[Run], as_json: bool) -> None:
+    if as_json:
+        _print_json([run_dict(r) for r in found])
+        return
+    if not found:
+        console.print("No runs yet.")
+        return
+    t = Table(box=None, header_style="bold")
+    for col in ("run", "pipeline", "status", "started", "took"):
+        t.add_column(col)
+    for r in found:
+        t.add_row(r.id, r.pipeline, _status(r.status), _when(r.started), _secs(r.duration))
+    console.print(t)
+
+
+def run(r: Run, as_json: bool, lines: int) -> None:
+    if as_json:
+        _print_json(run_dict(r))
+        return
+    console.print(Text.assemble(("run ", "bold"), (r.id, "bold"), f"  {r.pipeline}  ", _status(r.status),
+                                f"  started {_when(r.started)}  took {_secs(r.duration)}"))
+    t = Table(box=None, header_style="bold")
+    for col in ("step", "status", "took", "outputs", "log"):
+        t.add_column(col)
+    for x in r.executions.values():
+        outs = ", ".join(f"{k}={a.id}" for k, arts in x.outputs.items() for a in arts)
+        t.add_row(x.component_id, _status(x.status), _secs(x.duration), outs, x.log_uri or "")
+    console.print(t)
+    for x in r.executions.values():
+        if x.status == "failed":
+            _failure(x, lines)
+
+
+def _failure(x: Execution, lines: int) -> None:
+    console.print(f"\n[red bold]{x.component_id} failed[/] after {x.attempts} attempt(s): {(x.error or '').splitlines()[0] if x.error else ''}")
+    logged = tail(x.log_uri, lines)
+    if logged:
+        console.print(f"[dim]last {len(logged)} lines of {x.log_uri}:[/]")
+        for line in logged:
+            console.print(Text(f"  {line}"))
+
+
+def execution(x: Execution, as_json: bool, lines: int) -> None:
+    if as_json:
+        _print_json(execution_dict(x))
+        return
+    console.print(Text.assemble((f"{x.component_id}", "bold"), f"  execution {x.id}  ", _status(x.status),
+                                f"  took {_secs(x.duration)}  attempts {x.attempts}"))
+    console.print(f"type        {x.component_type}")
+    console.print(f"parameters  {json.dumps(x.parameters)}")
+    console.print(f"cache key   {x.cache_key}" + (f" (reused execution {x.cached_from})" if x.cached_from else ""))
+    for label, group in (("input", x.inputs), ("output", x.outputs)):
+        for k, arts in group.items():
+            for a in arts:
+                console.print(f"{label:<11} {k}: {a.type_name} {a.id} {a.uri} ({a.state})")
+    if x.error:
+        console.print("[red]error[/]")
+        console.print(Text(x.error))
+    logged = tail(x.log_uri, lines)
+    if logged:
+        console.print(f"[dim]last {len(logged)} lines of {x.log_uri}:[/]")
+        for line in logged:
+            console.print(Text(f"  {line}"))
+
+
+def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
+    if as_json:
+        out = artifact_dict(a)
+        out["producer"] = None if made_by is None else {"execution": made_by.id, "run": made_by.run_id, "component": made_by.component_id}
+        _print_json(out)
+        return
+    console.print(Text.assemble((f"{a.type_name} {a.id}", "bold"), f"  {a.state}"))
+    console.print(f"uri          {a.uri}")
+    console.print(f"fingerprint  {a.fingerprint}")
+    if made_by:
+        console.print(f"made by      {made_by.component_id} (execution {made_by.id}, {made_by.run_id})")
+    for k, v in a.properties.items():
+        console.print(f"  {k}: {json.dumps(v, default=str)}")
+
+
+def lineage(g: LineageGraph, as_json: bool) -> None:
+    if as_json:
+        _print_json({
+            "artifact": g.start, "direction": g.direction,
+            "artifacts": [artifact_dict(a) for a in g.artifacts.values()],
+            "executions": [execution_dict(x) for x in g.executions.values()],
+            "edges": [vars(e) for e in g.edges],
+        })
+        return
+    start = g.artifacts[g.start]
+    tree = Tree(_art_label(start))
+    seen: set[int] = set()
+    if g.direction == "upstream":
+        _grow_up(g, start.id or 0, tree, seen)
+    else:
+        _grow_down(g, start.id or 0, tree, seen)
+    console.print(tree)
+
+
+def _art_label(a: Artifact) -> Text:
+    return Text.assemble((f"{a.type_name} {a.id}", "bold"), f"  {a.uri}  ", (a.state, "dim"))
+
+
+def _exec_label(x: Execution, verb: str) -> Text:
+    params = json.dumps(x.parameters) if x.parameters else ""
+    return Text.assemble(f"{verb} ", (x.component_id, "cyan"), f" (execution {x.id}, {x.run_id}, code {(x.code_fingerprint or '')[:12]}) ", (params, "dim"))
+
+
+def _grow_up(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) -> None:
+    made_by = g.producer(artifact_id)
+    if made_by is None:
+        return
+    branch = node.add(_exec_label(made_by, "made by"))
+    if made_by.id in seen:
+        branch.add(Text("(shown above)", style="dim"))
+        return
+    seen.add(made_by.id)
+    for key, a in g.inputs_of(made_by.id):
+        child = branch.add(Text.assemble(f"{key}: ", _art_label(a)))
+        _grow_up(g, a.id or 0, child, seen)
+
+
+def _grow_down(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) -> None:
+    for x in g.consumers(artifact_id):
+        branch = node.add(_exec_label(x, "used by"))
+        if x.id in seen:
+            branch.add(Text("(shown above)", style="dim"))
+            continue
+        seen.add(x.id)
+        for key, a in g.outputs_of(x.id):
+            child = branch.add(Text.assemble(f"{key}: ", _art_label(a)))
+            _grow_down(g, a.id or 0, child, seen)
+
+
+def gc(plan: GcPlan, dry_run: bool) -> None:
+    verb = "would remove" if dry_run else "removed"
+    for a in plan.abandoned:
+        console.print(f"  {verb} abandoned {a.type_name} {a.id}  {a.uri}")
+    for p in plan.staging:
+        console.print(f"  {verb} staging folder  {p}")
+    for a in plan.expired:
+        console.print(f"  {verb} old {a.type_name} {a.id}  {a.uri}")
+    n = len(plan.abandoned) + len(plan.staging) + len(plan.expired)
+    mib = plan.bytes / 2**20
+    console.print(f"{'Would remove' if dry_run else 'Removed'} {n} item(s), {mib:.1f} MiB"
+                  + (f"; kept {len(plan.kept_runs)} run(s) and what they trace back to." if plan.kept_runs else "."))

@@ -1,0 +1,1 @@
+"""The standard components, one module each, with TFX's names."""

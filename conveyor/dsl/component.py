@@ -1,0 +1,303 @@
+"""Components: a typed signature (the spec) plus the function that does the work (the executor).
+
+A user's component is a function under ``@component``; a standard one is a ``Component``
+subclass whose ``execute`` carries the same kind of signature. Calling either binds inputs
+(channels from other components) and parameters, and gives a ``Node`` for a ``Pipeline``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any, ClassVar
+
+from conveyor.artifacts import Artifact
+from conveyor.dsl.types import FilePath, Role
+from conveyor.exceptions import PipelineDefinitionError
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    type: type[Artifact]
+    optional: bool
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    type: Any
+    default: Any = _NO_DEFAULT
+
+    @property
+    def names_file(self) -> bool:
+        return _strip_optional(self.type) is FilePath
+
+
+@dataclass
+class ComponentSpec:
+    """What a component takes and gives; read from its executor's signature."""
+
+    type_name: str
+    executor: Callable[..., Any]
+    inputs: dict[str, InputSpec]
+    outputs: dict[str, type[Artifact]]
+    parameters: dict[str, ParameterSpec]
+    binding: inspect.Signature
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def code_fingerprint(self) -> str:
+        """sha256 of the executor's code; computed once per process."""
+        if self._fingerprint is None:
+            from conveyor._internal.fingerprint import code_fingerprint
+
+            extra = ""
+            if self.type_name.startswith("conveyor."):
+                from conveyor import __version__
+
+                extra = __version__
+            self._fingerprint = code_fingerprint(self.executor, extra)
+        return self._fingerprint
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _role_of(hint: Any) -> tuple[Role | None, Any, bool]:
+    """(role, inner type, optional) of one annotation."""
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if type(None) in args:
+            optional = True
+        hint = _strip_optional(hint)
+    if typing.get_origin(hint) is typing.Annotated:
+        inner, *meta = typing.get_args(hint)
+        for m in meta:
+            if isinstance(m, Role):
+                return m, inner, optional
+    return None, hint, optional
+
+
+def build_spec(executor: Callable[..., Any], type_name: str, display: str) -> ComponentSpec:
+    """Read inputs, outputs and parameters from ``executor``'s annotations."""
+    try:
+        hints = typing.get_type_hints(executor, include_extras=True)
+    except NameError as e:
+        msg = f"{display}: an annotation cannot be resolved ({e}); import the type at module level."
+        raise PipelineDefinitionError(msg) from e
+    sig = inspect.signature(executor)
+    inputs: dict[str, InputSpec] = {}
+    outputs: dict[str, type[Artifact]] = {}
+    parameters: dict[str, ParameterSpec] = {}
+    kept: list[inspect.Parameter] = []
+    for name, p in sig.parameters.items():
+        if name == "self":
+            continue
+        role, inner, optional = _role_of(hints.get(name))
+        if role is None:
+            msg = (
+                f"{display}: argument '{name}' needs an annotation Input[...], Output[...] or "
+                f"Parameter[...] (found {hints.get(name, 'none')!r})."
+            )
+            raise PipelineDefinitionError(msg)
+        if role in (Role.INPUT, Role.OUTPUT) and not (
+            isinstance(inner, type) and issubclass(inner, Artifact)
+        ):
+            msg = f"{display}: '{name}' must be an Artifact type, got {inner!r}."
+            raise PipelineDefinitionError(msg)
+        if role is Role.OUTPUT:
+            outputs[name] = inner
+            continue
+        if role is Role.INPUT:
+            inputs[name] = InputSpec(inner, optional or p.default is None)
+        else:
+            parameters[name] = ParameterSpec(inner, p.default)
+        kept.append(p)
+    return ComponentSpec(type_name, executor, inputs, outputs, parameters, sig.replace(parameters=kept))
+
+
+@dataclass(frozen=True, eq=False)
+class Channel:
+    """One output of one node, given as an input to others."""
+
+    producer: Node
+    key: str
+    type: type[Artifact]
+
+    def __repr__(self) -> str:
+        return f"{self.producer.id}.outputs['{self.key}']"
+
+
+_JSON_TYPES: dict[Any, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+    list: (list, tuple),
+    dict: (dict,),
+    FilePath: (str, PurePath),
+}
+
+
+def _check_parameter(display: str, name: str, spec: ParameterSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    base = _strip_optional(spec.type)
+    allowed = _JSON_TYPES.get(typing.get_origin(base) or base)
+    bad_bool = isinstance(value, bool) and base in (int, float)
+    if (allowed and not isinstance(value, allowed)) or bad_bool:
+        msg = f"{display}: parameter '{name}' must be {getattr(base, '__name__', base)}, got {value!r}."
+        raise PipelineDefinitionError(msg)
+    if isinstance(value, PurePath):
+        value = str(value)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as e:
+        msg = f"{display}: parameter '{name}' must be a JSON value (str, number, list, dict), got {value!r}."
+        raise PipelineDefinitionError(msg) from e
+    return list(value) if isinstance(value, tuple) else value
+
+
+class Node:
+    """A component bound to its inputs and parameters: one step of a pipeline."""
+
+    def __init__(self, spec: ComponentSpec, default_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.id = default_id
+        self.retries = 0
+        self.upstream_nodes: list[Node] = []
+        try:
+            bound = spec.binding.bind(*args, **kwargs)
+        except TypeError as e:
+            msg = (
+                f"{default_id}(): {e}. Inputs: {sorted(spec.inputs) or 'none'}; "
+                f"parameters: {sorted(spec.parameters) or 'none'}."
+            )
+            raise PipelineDefinitionError(msg) from None
+        self.inputs: dict[str, Channel] = {}
+        self.parameters: dict[str, Any] = {}
+        for name, ispec in spec.inputs.items():
+            value = bound.arguments.get(name)
+            if isinstance(value, Node):
+                value = value._only_output(default_id, name)
+            if value is None:
+                if not ispec.optional:
+                    msg = f"{default_id}(): input '{name}' ({ispec.type.type_name_of()}) is required."
+                    raise PipelineDefinitionError(msg)
+                continue
+            if not isinstance(value, Channel):
+                msg = (
+                    f"{default_id}(): input '{name}' takes another component's output, such as "
+                    f"gen.outputs['examples']; got {value!r}."
+                )
+                raise PipelineDefinitionError(msg)
+            self.inputs[name] = value
+        for name, pspec in spec.parameters.items():
+            if name in bound.arguments:
+                value = bound.arguments[name]
+            elif pspec.default is not _NO_DEFAULT:
+                value = pspec.default
+            else:
+                msg = f"{default_id}(): parameter '{name}' is required."
+                raise PipelineDefinitionError(msg)
+            if isinstance(value, (Channel, Node)):
+                msg = f"{default_id}(): '{name}' is a parameter (a JSON value), not an input; got {value!r}."
+                raise PipelineDefinitionError(msg)
+            self.parameters[name] = _check_parameter(default_id, name, pspec, value)
+        self.outputs: dict[str, Channel] = {k: Channel(self, k, t) for k, t in spec.outputs.items()}
+
+    def _only_output(self, consumer: str, name: str) -> Channel:
+        if len(self.outputs) != 1:
+            msg = f"{consumer}(): input '{name}' got {self.id}, which has outputs {sorted(self.outputs)}; pick one: {self.id}.outputs['...']."
+            raise PipelineDefinitionError(msg)
+        return next(iter(self.outputs.values()))
+
+    def with_id(self, id: str) -> Node:
+        """Rename this step (ids must be unique in a pipeline)."""
+        self.id = id
+        return self
+
+    def with_retries(self, n: int) -> Node:
+        """Run again up to ``n`` more times when the executor raises; each attempt is recorded."""
+        if n < 0:
+            msg = f"{self.id}: retries must be >= 0, got {n}."
+            raise PipelineDefinitionError(msg)
+        self.retries = n
+        return self
+
+    def after(self, *nodes: Node) -> Node:
+        """Run after ``nodes`` even though no artifact passes between them."""
+        self.upstream_nodes.extend(nodes)
+        return self
+
+    def upstream(self) -> list[Node]:
+        seen: dict[int, Node] = {}
+        for node in [c.producer for c in self.inputs.values()] + self.upstream_nodes:
+            seen.setdefault(id(node), node)
+        return list(seen.values())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+
+def _module_name(fn: Callable[..., Any]) -> str:
+    """The defining module's name; a script run as ``__main__`` is named by its file stem."""
+    if fn.__module__ != "__main__":
+        return fn.__module__
+    return PurePath(inspect.getfile(fn)).stem
+
+
+class FunctionComponent:
+    """What ``@component`` returns: call it with inputs and parameters to get a ``Node``."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.spec = build_spec(fn, f"{_module_name(fn)}.{fn.__qualname__}", fn.__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Node:
+        return Node(self.spec, self.spec.executor.__name__, args, kwargs)
+
+
+def component(fn: Callable[..., Any]) -> FunctionComponent:
+    """Make a pipeline component of a function annotated with Input, Output and Parameter.
+
+    Example:
+        >>> @component
+        ... def count_rows(examples: Input[Examples], report: Output[Artifact], *,
+        ...                min_rows: Parameter[int] = 1) -> None: ...
+        >>> step = count_rows(examples=gen.outputs["examples"], min_rows=10)
+    """
+    return FunctionComponent(fn)
+
+
+class Component(Node):
+    """Base of the class-based components: a subclass defines ``execute`` as a static method.
+
+    Its signature is the spec, as for a function component; the class name is the step's id.
+    """
+
+    _spec_cache: ClassVar[ComponentSpec | None] = None
+    execute: ClassVar[Callable[..., Any]]
+
+    @classmethod
+    def component_spec(cls) -> ComponentSpec:
+        spec = cls.__dict__.get("_spec_cache")
+        if spec is None:
+            spec = build_spec(cls.execute, f"{cls.__module__}.{cls.__qualname__}", cls.__name__)
+            cls._spec_cache = spec
+        return spec
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(self.component_spec(), type(self).__name__, args, kwargs)

@@ -1,0 +1,46 @@
+"""The one exception tree of conveyor.
+
+    ConveyorError                  anything conveyor raises on purpose
+    ├── PipelineDefinitionError    the pipeline is wrong before it runs (cycle, types, ids)
+    ├── ArtifactError              an artifact is missing, partial or not what it claims
+    ├── MetadataError              the metadata store cannot be opened or read
+    ├── ComponentError             a component's own code failed while it ran
+    ├── DataValidationError        data broke the schema's rules
+    └── ServingError               a model cannot be loaded or served
+
+Every message says what was wrong, where, and what to do; the CLI prints it on one line.
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base of every error conveyor raises on purpose; the CLI prints these on one line."""
+
+
+class PipelineDefinitionError(ConveyorError):
+    """The pipeline cannot run as written: a cycle, an unknown input, a type mismatch, ..."""
+
+
+class ArtifactError(ConveyorError):
+    """An artifact is missing, partial, or not of the type it claims."""
+
+
+class MetadataError(ConveyorError):
+    """The metadata store cannot be reached, opened or migrated."""
+
+
+class ComponentError(ConveyorError):
+    """A component's own code raised while it ran."""
+
+
+class DataValidationError(ConveyorError):
+    """Data did not meet the schema's rules."""
+
+
+class ServingError(ConveyorError):
+    """A model cannot be loaded or served."""
+
+
+class MissingExtraError(ConveyorError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""

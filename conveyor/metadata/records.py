@@ -1,0 +1,107 @@
+"""What the store's queries return: plain objects, not rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.artifacts import Artifact
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass
+class Execution:
+    """One component's run inside one pipeline run."""
+
+    id: int
+    run_id: str
+    component_id: str
+    component_type: str
+    status: str  # "running" | "succeeded" | "cached" | "failed" | "skipped"
+    parameters: dict[str, Any]
+    code_fingerprint: str | None
+    cache_key: str | None
+    started: datetime | None
+    ended: datetime | None
+    error: str | None
+    log_uri: str | None
+    attempts: int
+    cached_from: int | None = None
+    inputs: dict[str, list[Artifact]] = field(default_factory=dict)
+    outputs: dict[str, list[Artifact]] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return (self.ended - self.started).total_seconds()
+
+
+@dataclass
+class Run:
+    """One run of a pipeline; ``executions`` is keyed by component id."""
+
+    id: str
+    pipeline: str
+    status: str  # "running" | "succeeded" | "failed"
+    started: datetime | None
+    ended: datetime | None
+    host: str | None
+    pid: int | None
+    executions: dict[str, Execution] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return (self.ended - self.started).total_seconds()
+
+
+@dataclass
+class LineageEdge:
+    artifact_id: int
+    execution_id: int
+    type: str  # "INPUT": the artifact fed the execution; "OUTPUT": the execution made it
+    key: str
+
+
+@dataclass
+class LineageGraph:
+    """Artifacts and executions reachable from one artifact, with the events joining them."""
+
+    start: int
+    direction: str
+    artifacts: dict[int, Artifact]
+    executions: dict[int, Execution]
+    edges: list[LineageEdge]
+
+    def producer(self, artifact_id: int) -> Execution | None:
+        for e in self.edges:
+            if e.type == "OUTPUT" and e.artifact_id == artifact_id:
+                return self.executions.get(e.execution_id)
+        return None
+
+    def inputs_of(self, execution_id: int) -> list[tuple[str, Artifact]]:
+        return [
+            (e.key, self.artifacts[e.artifact_id])
+            for e in self.edges
+            if e.type == "INPUT" and e.execution_id == execution_id and e.artifact_id in self.artifacts
+        ]
+
+    def consumers(self, artifact_id: int) -> list[Execution]:
+        return [
+            self.executions[e.execution_id]
+            for e in self.edges
+            if e.type == "INPUT" and e.artifact_id == artifact_id and e.execution_id in self.executions
+        ]
+
+    def outputs_of(self, execution_id: int) -> list[tuple[str, Artifact]]:
+        return [
+            (e.key, self.artifacts[e.artifact_id])
+            for e in self.edges
+            if e.type == "OUTPUT" and e.execution_id == execution_id and e.artifact_id in self.artifacts
+        ]

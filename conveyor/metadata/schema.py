@@ -1,0 +1,135 @@
+"""The store's tables, and the schema version that lets an old store open after changes.
+
+The model follows ML Metadata: artifacts and executions joined by input/output events, and
+contexts (a pipeline, a run) that group them. Times are UNIX seconds (portable across the
+three databases); properties and parameters are JSON text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+    select,
+)
+from sqlalchemy.dialects import mysql
+
+SCHEMA_VERSION = 1
+
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+meta = MetaData()
+
+schema_info = Table(
+    "conveyor_schema",
+    meta,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+artifact_types = Table(
+    "artifact_types",
+    meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+)
+
+contexts = Table(
+    "contexts",
+    meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("type", String(16), nullable=False),  # "pipeline" | "run"
+    Column("name", String(255), nullable=False),
+    Column("parent_id", Integer, ForeignKey("contexts.id"), index=True),
+    Column("status", String(16)),
+    Column("started", Float),
+    Column("ended", Float),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("properties", LongText, nullable=False, default="{}"),
+    UniqueConstraint("type", "name", name="uq_context_type_name"),
+)
+
+artifacts = Table(
+    "artifacts",
+    meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("type_id", Integer, ForeignKey("artifact_types.id"), nullable=False, index=True),
+    Column("uri", String(2048), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("properties", LongText, nullable=False, default="{}"),
+    Column("fingerprint", String(64)),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+executions = Table(
+    "executions",
+    meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("contexts.id"), nullable=False, index=True),
+    Column("component_id", String(255), nullable=False),
+    Column("component_type", String(512), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("parameters", LongText, nullable=False, default="{}"),
+    Column("code_fingerprint", String(64)),
+    Column("cache_key", String(64)),
+    Column("cached_from", Integer),
+    Column("started", Float),
+    Column("ended", Float),
+    Column("error", LongText),
+    Column("log_uri", String(2048)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Index("ix_executions_cache", "cache_key", "status"),
+)
+
+events = Table(
+    "events",
+    meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("execution_id", Integer, ForeignKey("executions.id"), nullable=False, index=True),
+    Column("artifact_id", Integer, ForeignKey("artifacts.id"), nullable=False, index=True),
+    Column("type", String(8), nullable=False),  # "INPUT" | "OUTPUT"
+    Column("key", String(255), nullable=False),
+    Column("time", Float, nullable=False),
+)
+
+attributions = Table(
+    "attributions",
+    meta,
+    Column("context_id", Integer, ForeignKey("contexts.id"), primary_key=True),
+    Column("artifact_id", Integer, ForeignKey("artifacts.id"), primary_key=True, index=True),
+)
+
+# Each entry upgrades a store from that version to the next; append, never edit.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def stored_version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table(schema_info.name):
+        return None
+    row = conn.execute(select(schema_info.c.value).where(schema_info.c.key == "version")).first()
+    return int(row[0]) if row else None
+
+
+def create(conn: Connection) -> None:
+    meta.create_all(conn)
+    conn.execute(schema_info.insert().values(key="version", value=str(SCHEMA_VERSION)))
+
+
+def upgrade(conn: Connection, version: int) -> None:
+    for v in range(version, SCHEMA_VERSION):
+        MIGRATIONS[v](conn)
+    conn.execute(schema_info.update().where(schema_info.c.key == "version").values(value=str(SCHEMA_VERSION)))

@@ -1,0 +1,649 @@
+"""``MetadataStore``: what ran, on what, with what, and what it made; over SQLAlchemy Core.
+
+SQLite by default (WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes, so several processes
+can record at once without "database is locked"); PostgreSQL (psycopg) and MySQL/MariaDB
+(pymysql) by URL. The runner writes through the ``record_*`` methods; everything else reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
+
+from conveyor._internal.process import hostname, is_alive, start_token
+from conveyor.artifacts import Artifact, make_artifact
+from conveyor.exceptions import MetadataError, MissingExtraError
+from conveyor.metadata import schema as s
+from conveyor.metadata.records import Execution, LineageEdge, LineageGraph, Run, to_datetime
+
+_DRIVERS = {
+    "postgresql": ("postgresql+psycopg", "postgres", "psycopg"),
+    "postgres": ("postgresql+psycopg", "postgres", "psycopg"),
+    "mysql": ("mysql+pymysql", "mysql", "pymysql"),
+    "mariadb": ("mysql+pymysql", "mysql", "pymysql"),
+}
+_CHUNK = 500
+
+
+def normalize_url(url: str) -> str:
+    """Give a bare ``postgresql://`` or ``mysql://`` URL the driver conveyor installs."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in _DRIVERS:
+        return f"{_DRIVERS[scheme][0]}://{rest}"
+    return url
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+class MetadataStore:
+    """The record of every run, execution, artifact and the events that join them.
+
+    Example:
+        >>> store = MetadataStore("sqlite:///conveyor_root/metadata.sqlite")
+        >>> [r.status for r in store.runs("hello")]
+        ['succeeded', 'failed']
+        >>> graph = store.lineage(artifact_id=12)
+
+    Raises:
+        MetadataError: the URL does not connect, or the store was made by a newer conveyor.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self._engine, self._reader = self._open()
+        self._type_ids: dict[str, int] = {}
+        self._type_names: dict[int, str] = {}
+
+    # -- opening --------------------------------------------------------------------------
+    def _open(self) -> tuple[Engine, Engine]:
+        shown = self._safe_url()
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError as e:
+            msg = f"Metadata URL {shown!r} is not a database URL (e.g. sqlite:///meta.sqlite, postgresql://host/db)."
+            raise MetadataError(msg) from e
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                engine, reader = self._sqlite_engines(parsed.database)
+            else:
+                engine = create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+                reader = engine
+        except (NoSuchModuleError, ModuleNotFoundError) as e:
+            extra = next((v[1] for k, v in _DRIVERS.items() if parsed.drivername.startswith(k)), None)
+            hint = f"pip install 'conveyor[{extra}]'" if extra else "install its database driver"
+            msg = f"No driver for metadata URL {shown!r}: {hint}."
+            raise MissingExtraError(msg) from e
+        try:
+            self._migrate(engine)
+        except (OperationalError, DBAPIError) as e:
+            engine.dispose()
+            reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
+            msg = f"Cannot open the metadata store at {shown}: {reason}"
+            raise MetadataError(msg) from e
+        return engine, reader
+
+    def _safe_url(self) -> str:
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return self.url
+
+    @staticmethod
+    def _sqlite_engines(database: str | None) -> tuple[Engine, Engine]:
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{database or ':memory:'}"
+        engines = []
+        for writer in (True, False):
+            engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA busy_timeout = 60000")
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+                cur.execute("PRAGMA foreign_keys = ON")
+                cur.close()
+
+            if writer:
+                # IMMEDIATE takes the write lock up front: a deferred transaction that reads
+                # and then writes can fail at once with "database is locked" despite the timeout.
+                @event.listens_for(engine, "begin")
+                def _on_begin(conn: Connection) -> None:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            engines.append(engine)
+        return engines[0], engines[1]
+
+    def _migrate(self, engine: Engine) -> None:
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    version = s.stored_version(conn)
+                    if version is None:
+                        s.create(conn)
+                    elif version > s.SCHEMA_VERSION:
+                        msg = (
+                            f"The metadata store at {self._safe_url()} has schema version {version}, "
+                            f"newer than this conveyor understands ({s.SCHEMA_VERSION}); upgrade conveyor."
+                        )
+                        raise MetadataError(msg)
+                    elif version < s.SCHEMA_VERSION:
+                        s.upgrade(conn, version)
+                return
+            except IntegrityError:  # another process created the tables first
+                time.sleep(0.05 * (attempt + 1))
+            except OperationalError as e:
+                if "already exists" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def close(self) -> None:
+        self._engine.dispose()
+        if self._reader is not self._engine:
+            self._reader.dispose()
+
+    def __enter__(self) -> MetadataStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._reader.connect() as conn:
+            yield conn
+
+    # -- small helpers --------------------------------------------------------------------
+    def _type_id(self, conn: Connection, name: str) -> int:
+        if name not in self._type_ids:
+            t = s.artifact_types
+            row = conn.execute(select(t.c.id).where(t.c.name == name)).first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        tid = conn.execute(t.insert().values(name=name)).inserted_primary_key[0]
+                except IntegrityError:
+                    tid = conn.execute(select(t.c.id).where(t.c.name == name)).scalar_one()
+            else:
+                tid = row[0]
+            self._type_ids[name] = tid
+            self._type_names[tid] = name
+        return self._type_ids[name]
+
+    def _type_name(self, conn: Connection, tid: int) -> str:
+        if tid not in self._type_names:
+            for i, n in conn.execute(select(s.artifact_types.c.id, s.artifact_types.c.name)):
+                self._type_names[i] = n
+                self._type_ids[n] = i
+        return self._type_names[tid]
+
+    def _artifact(self, conn: Connection, row: Any) -> Artifact:
+        return make_artifact(
+            self._type_name(conn, row.type_id),
+            uri=row.uri,
+            id=row.id,
+            properties=json.loads(row.properties),
+            fingerprint=row.fingerprint,
+            state=row.state,
+        )
+
+    def _context_id(self, conn: Connection, type_: str, name: str, **values: Any) -> int:
+        c = s.contexts
+        row = conn.execute(select(c.c.id).where(c.c.type == type_, c.c.name == name)).first()
+        if row is not None:
+            return int(row[0])
+        try:
+            with conn.begin_nested():
+                return int(conn.execute(c.insert().values(type=type_, name=name, properties="{}", **values)).inserted_primary_key[0])
+        except IntegrityError:
+            return int(conn.execute(select(c.c.id).where(c.c.type == type_, c.c.name == name)).scalar_one())
+
+    # -- runs -----------------------------------------------------------------------------
+    def begin_run(self, pipeline: str, run_id: str) -> Run:
+        """Record a new run of ``pipeline`` by this process."""
+        now = time.time()
+        pid = os.getpid()
+        with self._engine.begin() as conn:
+            parent = self._context_id(conn, "pipeline", pipeline)
+            conn.execute(
+                s.contexts.insert().values(
+                    type="run", name=run_id, parent_id=parent, status="running", started=now,
+                    host=hostname(), pid=pid, properties=_dumps({"pid_start": start_token(pid)}),
+                )
+            )
+        return Run(run_id, pipeline, "running", to_datetime(now), None, hostname(), pid)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        with self._engine.begin() as conn:
+            c = s.contexts
+            conn.execute(update(c).where(c.c.type == "run", c.c.name == run_id).values(status=status, ended=time.time()))
+
+    def reap_dead_runs(self) -> list[str]:
+        """Mark failed the runs whose process died (killed, crashed), and abandon what they left."""
+        c = s.contexts
+        me = hostname()
+        with self._read() as conn:
+            rows = conn.execute(
+                select(c.c.id, c.c.name, c.c.pid, c.c.properties).where(
+                    c.c.type == "run", c.c.status == "running", c.c.host == me
+                )
+            ).all()
+        dead = [r for r in rows if r.pid and not is_alive(r.pid, json.loads(r.properties).get("pid_start"))]
+        if not dead:
+            return []
+        now = time.time()
+        e, a, ev = s.executions, s.artifacts, s.events
+        with self._engine.begin() as conn:
+            for r in dead:
+                conn.execute(update(c).where(c.c.id == r.id, c.c.status == "running").values(status="failed", ended=now))
+                running = select(e.c.id).where(e.c.run_id == r.id, e.c.status == "running")
+                pending = select(ev.c.artifact_id).where(ev.c.execution_id.in_(running), ev.c.type == "OUTPUT")
+                conn.execute(update(a).where(a.c.id.in_(pending), a.c.state == "PENDING").values(state="ABANDONED", updated=now))
+                conn.execute(
+                    update(e).where(e.c.run_id == r.id, e.c.status == "running").values(
+                        status="failed", ended=now,
+                        error=f"The run's process (pid {r.pid}) died while this step ran; run again to resume.",
+                    )
+                )
+        return [r.name for r in dead]
+
+    def _runs(
+        self, conn: Connection, *, pipeline: str | None = None, run_id: str | None = None, limit: int | None = None
+    ) -> list[Run]:
+        c = s.contexts
+        p = c.alias("p")
+        q = (
+            select(c.c.name, p.c.name.label("pipeline"), c.c.status, c.c.started, c.c.ended, c.c.host, c.c.pid)
+            .join(p, p.c.id == c.c.parent_id)
+            .where(c.c.type == "run")
+            .order_by(c.c.started.desc(), c.c.id.desc())
+        )
+        if pipeline is not None:
+            q = q.where(p.c.name == pipeline)
+        if run_id is not None:
+            q = q.where(c.c.name == run_id)
+        if limit:
+            q = q.limit(limit)
+        return [
+            Run(r.name, r.pipeline, r.status, to_datetime(r.started), to_datetime(r.ended), r.host, r.pid)
+            for r in conn.execute(q)
+        ]
+
+    def runs(self, pipeline: str | None = None, limit: int | None = None) -> list[Run]:
+        """Runs, newest first; ``executions`` is left empty (``run(id)`` fills it)."""
+        self.reap_dead_runs()
+        with self._read() as conn:
+            return self._runs(conn, pipeline=pipeline, limit=limit)
+
+    def run(self, run_id: str) -> Run:
+        """One run with its executions, their inputs and outputs."""
+        self.reap_dead_runs()
+        with self._read() as conn:
+            found = self._runs(conn, run_id=run_id)
+            if not found:
+                msg = f"No run {run_id!r} in the metadata store at {self._safe_url()}; `conveyor runs` lists them."
+                raise MetadataError(msg)
+            run = found[0]
+            for ex in self._executions(conn, s.contexts.c.name == run_id):
+                run.executions[ex.component_id] = ex
+        return run
+
+    def pipelines(self) -> list[str]:
+        c = s.contexts
+        with self._read() as conn:
+            return list(conn.execute(select(c.c.name).where(c.c.type == "pipeline").order_by(c.c.name)).scalars())
+
+    # -- executions -----------------------------------------------------------------------
+    def _executions(self, conn: Connection, *where: Any, with_artifacts: bool = True) -> list[Execution]:
+        e, c = s.executions, s.contexts
+        q = select(e, c.c.name.label("run_name")).join(c, c.c.id == e.c.run_id).where(*where).order_by(e.c.id)
+        out = [
+            Execution(
+                id=r.id, run_id=r.run_name, component_id=r.component_id, component_type=r.component_type,
+                status=r.status, parameters=json.loads(r.parameters), code_fingerprint=r.code_fingerprint,
+                cache_key=r.cache_key, started=to_datetime(r.started), ended=to_datetime(r.ended),
+                error=r.error, log_uri=r.log_uri, attempts=r.attempts, cached_from=r.cached_from,
+            )
+            for r in conn.execute(q)
+        ]
+        if with_artifacts and out:
+            self._attach_artifacts(conn, out)
+        return out
+
+    def _attach_artifacts(self, conn: Connection, execs: list[Execution]) -> None:
+        by_id = {x.id: x for x in execs}
+        ev, a = s.events, s.artifacts
+        for ids in _chunks(list(by_id)):
+            q = (
+                select(ev.c.execution_id, ev.c.type.label("event_type"), ev.c.key, a)
+                .join(a, a.c.id == ev.c.artifact_id)
+                .where(ev.c.execution_id.in_(ids))
+                .order_by(ev.c.id)
+            )
+            for r in conn.execute(q):
+                target = by_id[r.execution_id].inputs if r.event_type == "INPUT" else by_id[r.execution_id].outputs
+                target.setdefault(r.key, []).append(self._artifact(conn, r))
+
+    def executions(
+        self,
+        run: str | None = None,
+        pipeline: str | None = None,
+        component: str | None = None,
+        status: str | None = None,
+    ) -> list[Execution]:
+        """Executions in id order, filtered by run id, pipeline name, component id or status."""
+        self.reap_dead_runs()
+        e, c = s.executions, s.contexts
+        where: list[Any] = []
+        if run is not None:
+            where.append(c.c.name == run)
+        if pipeline is not None:
+            where.append(c.c.parent_id == select(c.c.id).where(c.c.type == "pipeline", c.c.name == pipeline).scalar_subquery())
+        if component is not None:
+            where.append(e.c.component_id == component)
+        if status is not None:
+            where.append(e.c.status == status)
+        with self._read() as conn:
+            return self._executions(conn, *where)
+
+    def execution(self, execution_id: int) -> Execution:
+        with self._read() as conn:
+            found = self._executions(conn, s.executions.c.id == execution_id)
+        if not found:
+            msg = f"No execution {execution_id} in the metadata store at {self._safe_url()}."
+            raise MetadataError(msg)
+        return found[0]
+
+    # -- artifacts ------------------------------------------------------------------------
+    def artifacts(
+        self, type: str | type[Artifact] | None = None, pipeline: str | None = None, state: str | None = None
+    ) -> list[Artifact]:
+        """Artifacts in id order, by type (name or class), pipeline name and state."""
+        a, t, at, c = s.artifacts, s.artifact_types, s.attributions, s.contexts
+        q = select(a).order_by(a.c.id)
+        if type is not None:
+            name = type if isinstance(type, str) else type.type_name_of()
+            q = q.join(t, t.c.id == a.c.type_id).where(t.c.name == name)
+        if pipeline is not None:
+            q = q.join(at, at.c.artifact_id == a.c.id).join(c, c.c.id == at.c.context_id).where(
+                c.c.type == "pipeline", c.c.name == pipeline
+            )
+        if state is not None:
+            q = q.where(a.c.state == state)
+        with self._read() as conn:
+            return [self._artifact(conn, r) for r in conn.execute(q)]
+
+    def artifact(self, artifact_id: int) -> Artifact:
+        a = s.artifacts
+        with self._read() as conn:
+            row = conn.execute(select(a).where(a.c.id == artifact_id)).first()
+            if row is None:
+                msg = f"No artifact {artifact_id} in the metadata store at {self._safe_url()}; `conveyor runs` lists runs."
+                raise MetadataError(msg)
+            return self._artifact(conn, row)
+
+    def producer(self, artifact_id: int) -> Execution | None:
+        """The execution that made the artifact (not the ones that reused it from cache)."""
+        ev, e = s.events, s.executions
+        with self._read() as conn:
+            exec_id = conn.execute(
+                select(ev.c.execution_id)
+                .join(e, e.c.id == ev.c.execution_id)
+                .where(ev.c.artifact_id == artifact_id, ev.c.type == "OUTPUT", e.c.status != "cached")
+                .order_by(ev.c.id)
+                .limit(1)
+            ).scalar()
+            if exec_id is None:
+                return None
+            return self._executions(conn, e.c.id == exec_id)[0]
+
+    # -- lineage --------------------------------------------------------------------------
+    def lineage(self, artifact_id: int, direction: str = "upstream", max_hops: int | None = None) -> LineageGraph:
+        """Everything ``artifact_id`` came from (upstream) or led to (downstream).
+
+        It follows the executions that made artifacts, not the cached runs that reused them,
+        so the graph stays the size of the pipeline however often it ran.
+        """
+        if direction not in ("upstream", "downstream"):
+            msg = f"direction must be 'upstream' or 'downstream', got {direction!r}."
+            raise ValueError(msg)
+        a, e = s.artifacts, s.executions
+        with self._read() as conn:
+            if conn.execute(select(a.c.id).where(a.c.id == artifact_id)).first() is None:
+                msg = f"No artifact {artifact_id} in the metadata store at {self._safe_url()}."
+                raise MetadataError(msg)
+            seen_a, seen_e, edges = self._walk(conn, [artifact_id], direction, max_hops)
+            arts: dict[int, Artifact] = {}
+            for ids in _chunks(sorted(seen_a)):
+                for r in conn.execute(select(a).where(a.c.id.in_(ids))):
+                    arts[r.id] = self._artifact(conn, r)
+            execs: dict[int, Execution] = {}
+            for ids in _chunks(sorted(seen_e)):
+                for x in self._executions(conn, e.c.id.in_(ids), with_artifacts=False):
+                    execs[x.id] = x
+        return LineageGraph(artifact_id, direction, arts, execs, edges)
+
+    def upstream_closure(self, artifact_ids: Iterable[int]) -> set[int]:
+        """The given artifacts and every artifact they were made from, directly or not."""
+        with self._read() as conn:
+            return self._walk(conn, list(artifact_ids), "upstream", None)[0]
+
+    def _walk(
+        self, conn: Connection, starts: list[int], direction: str, max_hops: int | None
+    ) -> tuple[set[int], set[int], list[LineageEdge]]:
+        """Breadth-first over events, one batched query per hop and side."""
+        ev, e = s.events, s.executions
+        toward, away = ("OUTPUT", "INPUT") if direction == "upstream" else ("INPUT", "OUTPUT")
+        edges: list[LineageEdge] = []
+        seen_a: set[int] = set(starts)
+        seen_e: set[int] = set()
+        frontier = list(seen_a)
+        hops = 0
+        while frontier and (max_hops is None or hops < max_hops):
+            hops += 1
+            new_e: list[int] = []
+            for ids in _chunks(frontier):
+                q = (
+                    select(ev.c.artifact_id, ev.c.execution_id, ev.c.key)
+                    .join(e, e.c.id == ev.c.execution_id)
+                    .where(ev.c.artifact_id.in_(ids), ev.c.type == toward, e.c.status.not_in(("cached", "skipped")))
+                )
+                for r in conn.execute(q):
+                    edges.append(LineageEdge(r.artifact_id, r.execution_id, toward, r.key))
+                    if r.execution_id not in seen_e:
+                        seen_e.add(r.execution_id)
+                        new_e.append(r.execution_id)
+            frontier = []
+            for ids in _chunks(new_e):
+                q = select(ev.c.artifact_id, ev.c.execution_id, ev.c.key).where(ev.c.execution_id.in_(ids), ev.c.type == away)
+                for r in conn.execute(q):
+                    edges.append(LineageEdge(r.artifact_id, r.execution_id, away, r.key))
+                    if r.artifact_id not in seen_a:
+                        seen_a.add(r.artifact_id)
+                        frontier.append(r.artifact_id)
+        return seen_a, seen_e, edges
+
+    def latest_blessed_model(self, pipeline: str) -> Artifact | None:
+        """The newest Model whose ModelBlessing says ``blessed``, or None."""
+        for blessing in reversed(self.artifacts(type="ModelBlessing", pipeline=pipeline, state="LIVE")):
+            if not blessing.properties.get("blessed"):
+                continue
+            made_by = self.producer(blessing.id)
+            models = made_by.inputs.get("model", []) if made_by else []
+            if models and models[0].state == "LIVE":
+                return models[0]
+        return None
+
+    # -- recording (the runner's side) ----------------------------------------------------
+    def find_cached(self, cache_key: str) -> Execution | None:
+        """The newest finished execution with this cache key whose outputs are all still LIVE."""
+        e, ev, a = s.executions, s.events, s.artifacts
+        with self._read() as conn:
+            for exec_id in conn.execute(
+                select(e.c.id).where(e.c.cache_key == cache_key, e.c.status.in_(("succeeded", "cached"))).order_by(e.c.id.desc()).limit(5)
+            ).scalars():
+                states = conn.execute(
+                    select(a.c.state, a.c.uri).join(ev, ev.c.artifact_id == a.c.id).where(ev.c.execution_id == exec_id, ev.c.type == "OUTPUT")
+                ).all()
+                if all(st == "LIVE" and os.path.isdir(uri) for st, uri in states):
+                    return self._executions(conn, e.c.id == exec_id)[0]
+        return None
+
+    def _run_ids(self, conn: Connection, run_id: str) -> tuple[int, int]:
+        c = s.contexts
+        row = conn.execute(select(c.c.id, c.c.parent_id).where(c.c.type == "run", c.c.name == run_id)).one()
+        return int(row.id), int(row.parent_id)
+
+    def _insert_execution(self, conn: Connection, run_ctx: int, values: Mapping[str, Any]) -> int:
+        now = time.time()
+        row = dict(values)
+        row["parameters"] = _dumps(row.get("parameters", {}))
+        row.setdefault("started", now)
+        return int(conn.execute(s.executions.insert().values(run_id=run_ctx, **row)).inserted_primary_key[0])
+
+    def _insert_events(self, conn: Connection, exec_id: int, kind: str, artifacts: Mapping[str, Iterable[Artifact]]) -> None:
+        now = time.time()
+        rows = [
+            {"execution_id": exec_id, "artifact_id": art.id, "type": kind, "key": key, "time": now}
+            for key, arts in artifacts.items()
+            for art in arts
+        ]
+        if rows:
+            conn.execute(s.events.insert(), rows)
+
+    def record_start(
+        self,
+        run_id: str,
+        *,
+        component_id: str,
+        component_type: str,
+        parameters: Mapping[str, Any],
+        code_fingerprint: str,
+        cache_key: str | None,
+        inputs: Mapping[str, Sequence[Artifact]],
+        outputs: Mapping[str, type[Artifact]],
+        uri_for: Callable[[int, str], str],
+        log_for: Callable[[int], str],
+    ) -> tuple[int, dict[str, Artifact]]:
+        """Record a running execution and its PENDING outputs, in one transaction."""
+        now = time.time()
+        with self._engine.begin() as conn:
+            run_ctx, pipe_ctx = self._run_ids(conn, run_id)
+            exec_id = self._insert_execution(
+                conn, run_ctx,
+                {"component_id": component_id, "component_type": component_type, "status": "running",
+                 "parameters": parameters, "code_fingerprint": code_fingerprint, "cache_key": cache_key, "attempts": 0},
+            )
+            conn.execute(update(s.executions).where(s.executions.c.id == exec_id).values(log_uri=log_for(exec_id)))
+            made: dict[str, Artifact] = {}
+            for key, cls in outputs.items():
+                uri = uri_for(exec_id, key)
+                aid = conn.execute(
+                    s.artifacts.insert().values(
+                        type_id=self._type_id(conn, cls.type_name_of()), uri=uri, state="PENDING",
+                        properties="{}", created=now, updated=now,
+                    )
+                ).inserted_primary_key[0]
+                made[key] = cls(uri, id=int(aid), state="PENDING")
+            self._insert_events(conn, exec_id, "INPUT", inputs)
+            self._insert_events(conn, exec_id, "OUTPUT", {k: [v] for k, v in made.items()})
+            if made:
+                conn.execute(
+                    s.attributions.insert(),
+                    [{"context_id": ctx, "artifact_id": art.id} for art in made.values() for ctx in (run_ctx, pipe_ctx)],
+                )
+        return exec_id, made
+
+    def record_finish(
+        self, exec_id: int, *, status: str, outputs: Iterable[Artifact], error: str | None = None, attempts: int = 1
+    ) -> None:
+        """Close an execution: its outputs LIVE on success, ABANDONED otherwise."""
+        now = time.time()
+        a, e = s.artifacts, s.executions
+        with self._engine.begin() as conn:
+            for art in outputs:
+                live = status == "succeeded"
+                conn.execute(
+                    update(a).where(a.c.id == art.id).values(
+                        state="LIVE" if live else "ABANDONED", updated=now,
+                        properties=_dumps(art.properties), fingerprint=art.fingerprint if live else None,
+                    )
+                )
+                art.state = "LIVE" if live else "ABANDONED"
+            conn.execute(update(e).where(e.c.id == exec_id).values(status=status, ended=now, error=error, attempts=attempts))
+
+    def record_attempt(self, exec_id: int, attempts: int, error: str) -> None:
+        """Note a failed attempt of an execution that will be tried again."""
+        with self._engine.begin() as conn:
+            conn.execute(update(s.executions).where(s.executions.c.id == exec_id).values(attempts=attempts, error=error))
+
+    def record_cached(
+        self, run_id: str, *, source: Execution, component_type: str, inputs: Mapping[str, Sequence[Artifact]]
+    ) -> int:
+        """Record that a step reused ``source``'s outputs instead of running."""
+        now = time.time()
+        with self._engine.begin() as conn:
+            run_ctx, _ = self._run_ids(conn, run_id)
+            exec_id = self._insert_execution(
+                conn, run_ctx,
+                {"component_id": source.component_id, "component_type": component_type, "status": "cached",
+                 "parameters": source.parameters, "code_fingerprint": source.code_fingerprint,
+                 "cache_key": source.cache_key, "cached_from": source.cached_from or source.id,
+                 "log_uri": source.log_uri, "started": now, "ended": now, "attempts": 0},
+            )
+            self._insert_events(conn, exec_id, "INPUT", inputs)
+            self._insert_events(conn, exec_id, "OUTPUT", source.outputs)
+            ids = {art.id for arts in source.outputs.values() for art in arts}
+            if ids:
+                conn.execute(s.attributions.insert(), [{"context_id": run_ctx, "artifact_id": i} for i in ids])
+        return exec_id
+
+    def record_skipped(self, run_id: str, *, component_id: str, component_type: str, reason: str) -> int:
+        now = time.time()
+        with self._engine.begin() as conn:
+            run_ctx, _ = self._run_ids(conn, run_id)
+            return self._insert_execution(
+                conn, run_ctx,
+                {"component_id": component_id, "component_type": component_type, "status": "skipped",
+                 "started": now, "ended": now, "error": reason, "attempts": 0},
+            )
+
+    def latest_outputs(self, pipeline: str, component_id: str) -> Execution | None:
+        """The newest finished execution of a step in a pipeline whose outputs are LIVE."""
+        for ex in reversed(self.executions(pipeline=pipeline, component=component_id)):
+            if ex.status in ("succeeded", "cached") and all(
+                art.state == "LIVE" for arts in ex.outputs.values() for art in arts
+            ):
+                return ex
+        return None
+
+    def set_artifact_state(self, artifact_ids: Iterable[int], state: str) -> None:
+        ids = list(artifact_ids)
+        a = s.artifacts
+        with self._engine.begin() as conn:
+            for chunk in _chunks(ids):
+                conn.execute(update(a).where(a.c.id.in_(chunk)).values(state=state, updated=time.time()))
+
+    def count(self, table: str) -> int:
+        """Rows in one of the store's tables (for checks and benchmarks)."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.meta.tables[table])).scalar_one())

@@ -1,0 +1,1 @@
+"""Running pipelines: the local runner, cache keys, step logs, garbage collection."""

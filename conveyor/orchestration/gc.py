@@ -1,0 +1,81 @@
+"""``conveyor gc``: remove what killed and failed runs left, and old artifacts nobody needs.
+
+Always removed: ABANDONED artifacts (the outputs of steps that failed or whose process died)
+and staging folders no running step owns. With ``keep_last=N``, also the LIVE artifacts of
+runs older than the last N of their pipeline, except any artifact that a kept run or a pushed
+model traces back to. Records stay (state DELETED), so lineage still tells what existed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.artifacts import Artifact
+from conveyor.exceptions import MetadataError
+from conveyor.metadata.store import MetadataStore
+
+
+@dataclass
+class GcPlan:
+    abandoned: list[Artifact] = field(default_factory=list)
+    expired: list[Artifact] = field(default_factory=list)
+    staging: list[Path] = field(default_factory=list)
+    kept_runs: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+def _size(path: str | Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def _protected(store: MetadataStore, keep_last: int, plan: GcPlan) -> set[int]:
+    """Artifacts the last ``keep_last`` runs of each pipeline, or a pushed model, trace back to."""
+    touched: set[int] = set()
+    for pipeline in store.pipelines():
+        runs = store.runs(pipeline)
+        kept = runs[:keep_last] + [r for r in runs[keep_last:] if r.status == "running"]
+        plan.kept_runs.extend(r.id for r in kept)
+        for r in kept:
+            for ex in store.run(r.id).executions.values():
+                for arts in (*ex.inputs.values(), *ex.outputs.values()):
+                    touched.update(a.id for a in arts if a.id is not None)
+    touched.update(a.id for a in store.artifacts(type="PushedModel", state="LIVE") if a.id is not None)
+    return store.upstream_closure(touched)
+
+
+def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = None, dry_run: bool = False) -> GcPlan:
+    """Find what can go and, unless ``dry_run``, remove it; returns what was (or would be) removed."""
+    store.reap_dead_runs()
+    plan = GcPlan()
+    plan.abandoned = store.artifacts(state="ABANDONED")
+    for stage in Path(root).glob("*/*/*/.staging-*"):
+        exec_id = stage.name.removeprefix(".staging-")
+        if not exec_id.isdigit() or _is_running(store, int(exec_id)):
+            continue
+        plan.staging.append(stage)
+    if keep_last is not None:
+        protected = _protected(store, keep_last, plan)
+        plan.expired = [a for a in store.artifacts(state="LIVE") if a.id not in protected]
+    doomed = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
+    plan.bytes = sum(_size(p) for p in doomed if os.path.exists(p))
+    if not dry_run:
+        store.set_artifact_state([a.id for a in plan.abandoned + plan.expired if a.id is not None], "DELETED")
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+    return plan
+
+
+def _is_running(store: MetadataStore, exec_id: int) -> bool:
+    try:
+        return store.execution(exec_id).status == "running"
+    except MetadataError:  # an execution this store does not know: a leftover from elsewhere
+        return False

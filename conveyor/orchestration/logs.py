@@ -1,0 +1,111 @@
+"""Each step's own log file: its prints, its warnings and its ``logging`` records.
+
+Steps run in threads, so sys.stdout, sys.stderr and a root logging handler are swapped, for
+the run, for routers that write to the current thread's log file and pass anything else
+through. Output written straight to file descriptor 1 or 2 (by C code or a subprocess) is not
+caught; a step that starts a subprocess should pass it the log file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+_local = threading.local()
+_lock = threading.Lock()
+_depth = 0
+_saved: dict[str, Any] = {}
+
+
+class _Router(io.TextIOBase):
+    def __init__(self, fallback: IO[str]) -> None:
+        self.fallback = fallback
+
+    def _target(self) -> IO[str]:
+        return getattr(_local, "stream", None) or self.fallback
+
+    def write(self, s: str) -> int:
+        return self._target().write(s)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return self._target() is self.fallback and self.fallback.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.fallback, "encoding", "utf-8")
+
+
+class _ThreadHandler(logging.Handler):
+    """Sends a record to the current step's log; outside a step, warnings go to stderr."""
+
+    def __init__(self, stderr: IO[str]) -> None:
+        super().__init__(logging.INFO)
+        self.stderr = stderr
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = getattr(_local, "stream", None)
+        if stream is None and record.levelno < logging.WARNING:
+            return
+        try:
+            (stream or self.stderr).write(self.format(record) + "\n")
+        except Exception:  # a closed log must never fail the step that logs
+            self.handleError(record)
+
+
+@contextmanager
+def routing() -> Iterator[None]:
+    """Install the routers for the length of a run (re-entrant)."""
+    global _depth
+    with _lock:
+        if _depth == 0:
+            root = logging.getLogger()
+            handler = _ThreadHandler(sys.stderr)
+            _saved.update(stdout=sys.stdout, stderr=sys.stderr, handler=handler, level=root.level)
+            sys.stdout, sys.stderr = _Router(sys.stdout), _Router(sys.stderr)
+            root.addHandler(handler)
+            if not root.handlers[:-1] and root.level > logging.INFO:
+                root.setLevel(logging.INFO)
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                root = logging.getLogger()
+                root.removeHandler(_saved["handler"])
+                root.setLevel(_saved["level"])
+                sys.stdout, sys.stderr = _saved["stdout"], _saved["stderr"]
+
+
+@contextmanager
+def step_log(path: str | Path) -> Iterator[IO[str]]:
+    """Send this thread's output to ``path`` (appending: retries share one file)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8", buffering=1) as f:
+        _local.stream = f
+        try:
+            yield f
+        finally:
+            _local.stream = None
+
+
+def tail(path: str | Path | None, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of a log file, or nothing if it is gone."""
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()[-lines:]
+    except OSError:
+        return []
