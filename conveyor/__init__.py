@@ -5,7 +5,7 @@
 Importing conveyor is cheap: the database, data and serving libraries load when first used.
 """
 
-from typing import Any
+import typing as _typing
 
 from conveyor.dsl import Component, FilePath, Input, Output, Parameter, Pipeline, component
 from conveyor.exceptions import ConveyorError, PipelineDefinitionError
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name == "MetadataStore":
         from conveyor.metadata import MetadataStore
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,7 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ConveyorError as e:
             if click.get_current_context().find_root().params.get("debug"):
-                raise
+                traceback.print_exc()
             raise UserError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
 
     return wrapper

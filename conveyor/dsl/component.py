@@ -179,7 +179,7 @@ class Node:
         self.retries = 0
         self.upstream_nodes: list[Node] = []
         try:
-            bound = spec.binding.bind(*args, **kwargs)
+            bound = spec.binding.bind_partial(*args, **kwargs)
         except TypeError as e:
             msg = (
                 f"{default_id}(): {e}. Inputs: {sorted(spec.inputs) or 'none'}; "

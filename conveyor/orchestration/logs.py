@@ -62,6 +62,15 @@ class _ThreadHandler(logging.Handler):
             self.handleError(record)
 
 
+class _Floor(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
 @contextmanager
 def routing() -> Iterator[None]:
     """Install the routers for the length of a run (re-entrant)."""
@@ -70,11 +79,14 @@ def routing() -> Iterator[None]:
         if _depth == 0:
             root = logging.getLogger()
             handler = _ThreadHandler(sys.stderr)
-            _saved.update(stdout=sys.stdout, stderr=sys.stderr, handler=handler, level=root.level)
+            # Steps log at INFO into their files; the handlers already there keep their old floor.
+            floor = _Floor(root.level)
+            _saved.update(stdout=sys.stdout, stderr=sys.stderr, handler=handler, level=root.level, floor=floor)
             sys.stdout, sys.stderr = _Router(sys.stdout), _Router(sys.stderr)
+            for h in root.handlers:
+                h.addFilter(floor)
             root.addHandler(handler)
-            if not root.handlers[:-1] and root.level > logging.INFO:
-                root.setLevel(logging.INFO)
+            root.setLevel(min(root.level, logging.INFO))
         _depth += 1
     try:
         yield
@@ -84,6 +96,8 @@ def routing() -> Iterator[None]:
             if _depth == 0:
                 root = logging.getLogger()
                 root.removeHandler(_saved["handler"])
+                for h in root.handlers:
+                    h.removeFilter(_saved["floor"])
                 root.setLevel(_saved["level"])
                 sys.stdout, sys.stderr = _saved["stdout"], _saved["stderr"]
 

@@ -1,0 +1,57 @@
+"""Shared fixtures: a metadata URL per backend, each a fresh database that is dropped after.
+
+PostgreSQL and MariaDB are used when they answer on 127.0.0.1; otherwise their tests skip
+with the reason, unless CONVEYOR_REQUIRE_SERVICES=1 (as in CI), where they must run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("CONVEYOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MYSQL_ADMIN = os.environ.get("CONVEYOR_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"CONVEYOR_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _fresh_database(admin_url: str, kind: str) -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"cv_{secrets.token_hex(4)}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as e:
+        _unavailable(f"{kind} does not answer at {admin_url}: {str(e).splitlines()[0]}")
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            if kind == "PostgreSQL":
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A metadata URL on each backend, empty at the start of the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'metadata.sqlite'}"
+    elif request.param == "postgresql":
+        yield from _fresh_database(PG_ADMIN, "PostgreSQL")
+    else:
+        yield from _fresh_database(MYSQL_ADMIN, "MariaDB")

@@ -1,0 +1,124 @@
+"""The ``conveyor`` command as a user runs it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FIXTURES, REPO, run_cli
+
+HELLO = REPO / "examples" / "hello" / "pipeline.py"
+
+
+@pytest.fixture(scope="module")
+def hello(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's first command, run twice in a fresh folder."""
+    cwd = tmp_path_factory.mktemp("hello")
+    first = run_cli("run", str(HELLO), cwd=cwd)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for step in ("ingest", "clean", "profile", "train"):
+        assert f"succeeded  {step}" in first.stdout
+    second = run_cli("run", str(HELLO), cwd=cwd)
+    assert second.returncode == 0
+    assert "(4 cached)" in second.stdout
+    return cwd
+
+
+def test_runs_lists_both_runs_newest_first(hello: Path) -> None:
+    runs = json.loads(run_cli("runs", "--json", cwd=hello).stdout)
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+    assert runs[0]["started"] >= runs[1]["started"]
+    table = run_cli("runs", cwd=hello).stdout
+    assert runs[0]["id"] in table and "hello" in table
+
+
+def test_show_run_and_step_and_artifact(hello: Path) -> None:
+    run_id = json.loads(run_cli("runs", "--json", cwd=hello).stdout)[-1]["id"]
+    shown = run_cli("show", run_id, cwd=hello)
+    assert shown.returncode == 0
+    assert "train" in shown.stdout and "succeeded" in shown.stdout
+    step = json.loads(run_cli("show", f"{run_id}/train", "--json", cwd=hello).stdout)
+    assert step["parameters"] == {"holdout_every": 5}
+    assert step["outputs"]["model"][0]["properties"]["accuracy"] > 0.9
+    log = run_cli("show", f"{run_id}/train", cwd=hello).stdout
+    assert "held-out accuracy" in log
+    model_id = step["outputs"]["model"][0]["id"]
+    artifact = json.loads(run_cli("show", str(model_id), "--json", cwd=hello).stdout)
+    assert artifact["type"] == "Model" and artifact["producer"]["component"] == "train"
+
+
+def test_lineage_of_the_model_reaches_the_csv(hello: Path) -> None:
+    run_id = json.loads(run_cli("runs", "--json", cwd=hello).stdout)[-1]["id"]
+    model_id = json.loads(run_cli("show", f"{run_id}/train", "--json", cwd=hello).stdout)["outputs"]["model"][0]["id"]
+    graph = json.loads(run_cli("lineage", str(model_id), "--json", cwd=hello).stdout)
+    steps = {x["component_id"]: x for x in graph["executions"]}
+    assert set(steps) == {"train", "clean", "ingest"}
+    assert steps["ingest"]["parameters"]["csv_file"].endswith("penguins.csv")
+    tree = run_cli("lineage", str(model_id), cwd=hello).stdout
+    assert "made by ingest" in tree and "penguins.csv" in tree
+    down = json.loads(run_cli("lineage", "1", "--downstream", "--json", cwd=hello).stdout)
+    assert {x["component_id"] for x in down["executions"]} == {"clean", "profile", "train"}
+
+
+def test_failed_step_exits_1_and_show_gives_error_and_log(tmp_path: Path) -> None:
+    done = run_cli("run", str(FIXTURES / "failing.py"), "--root", str(tmp_path))
+    assert done.returncode == 1
+    assert "check failed: ValueError: expected at least 3 rows, found 2" in done.stdout
+    assert "resumes" in done.stdout
+    run_id = json.loads(run_cli("runs", "--root", str(tmp_path), "--json").stdout)[0]["id"]
+    shown = run_cli("show", run_id, "--root", str(tmp_path)).stdout
+    assert "skipped" in shown
+    assert "checking 2 rows" in shown
+    assert 'raise ValueError(f"expected at least 3 rows' in shown
+    step = json.loads(run_cli("show", f"{run_id}/check", "--root", str(tmp_path), "--json").stdout)
+    assert step["error"].startswith("ValueError: expected at least 3 rows")
+    assert "Traceback (most recent call last)" in step["error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no/such/pipeline.py"], "error: Pipeline file 'no/such/pipeline.py' does not exist."),
+        (["run", str(FIXTURES / "no_pipeline.py")], "defines no pipeline: give it a module-level `pipeline = Pipeline(...)`"),
+        (["run", str(FIXTURES / "broken_import.py")], "broken_import.py:6: KeyError: 'columns'"),
+        (["runs", "--metadata", "postgresql://postgres@127.0.0.1:1/nothing"], "error: Cannot open the metadata store at postgresql+psycopg://postgres@127.0.0.1:1/nothing"),
+        (["runs", "--metadata", "mysql://root@127.0.0.1:1/nothing"], "error: Cannot open the metadata store at mysql+pymysql://root@127.0.0.1:1/nothing"),
+        (["runs", "--metadata", "nonsense"], "is not a database URL"),
+        (["run", str(FIXTURES / "failing.py"), "--metadata", "postgresql://postgres@127.0.0.1:1/x"], "error: Cannot open the metadata store"),
+        (["show", "banana"], "is neither a run id (run-...) nor an artifact id"),
+        (["lineage", "99"], "No metadata store at"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    if args[0] == "show":
+        run_cli("run", str(HELLO), cwd=tmp_path)
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert message in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    done = run_cli("--debug", "run", "no/such/pipeline.py", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback (most recent call last)" in done.stderr
+
+
+def test_unknown_artifact_and_step(hello: Path) -> None:
+    missing = run_cli("show", "9999", cwd=hello)
+    assert (missing.returncode, missing.stderr.strip()) == (2, f"error: No artifact 9999 in the metadata store at sqlite:///{'./conveyor_root/metadata.sqlite'}; `conveyor runs` lists runs.")
+    run_id = json.loads(run_cli("runs", "--json", cwd=hello).stdout)[0]["id"]
+    step = run_cli("show", f"{run_id}/trian", cwd=hello)
+    assert step.returncode == 2
+    assert "has no step 'trian'" in step.stderr
+
+
+def test_help_lists_the_commands() -> None:
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for cmd in ("run", "runs", "show", "lineage", "gc"):
+        assert f"  {cmd} " in done.stdout
