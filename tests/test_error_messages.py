@@ -43,7 +43,7 @@ def test_duplicate_id() -> None:
     with pytest.raises(PipelineDefinitionError) as e:
         Pipeline("p", [gen(), gen()])
     assert str(e.value) == (
-        "Pipeline 'p': two components have the id 'gen' (test_error_messages.gen and test_error_messages.gen); "
+        "Pipeline 'p': two components have the id 'gen' (tests.test_error_messages.gen and tests.test_error_messages.gen); "
         "rename one with .with_id('...')."
     )
 
