@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from conveyor.artifacts import Artifact
 from conveyor.dsl.pipeline import Pipeline
 from conveyor.metadata.records import Execution, LineageGraph, Run
 from conveyor.orchestration.gc import GcPlan
 from conveyor.orchestration.logs import tail
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.tree import Tree
 
 console = Console(highlight=False)
 
@@ -88,24 +90,26 @@ class RunDisplay:
     def __enter__(self) -> RunDisplay:
         self.console.print(f"[bold]{self.pipeline.name}[/] · root {self.pipeline.root}")
         if self.console.is_terminal:
-            self.live = Live(self._table(), console=self.console, refresh_per_second=8,
+            from rich.live import Live
+
+            self.live = Live(self, console=self.console, refresh_per_second=8,
                              redirect_stdout=False, redirect_stderr=False, transient=False)
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
             self.live.__exit__(None, None, None)
 
     def update(self, node_id: str, status: str, seconds: float | None) -> None:
         self.state[node_id] = (status, seconds, time.perf_counter())
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
         elif status not in ("pending", "running"):
             self.console.print(Text.assemble("  ", _status(status).plain.ljust(12), f" {node_id:<28} {_secs(seconds)}"))
 
-    def _table(self) -> Table:
+    def __rich__(self) -> Table:
         t = Table.grid(padding=(0, 2))
         for n in self.pipeline.order:
             if n.id not in self.state:
@@ -221,6 +225,8 @@ def lineage(g: LineageGraph, as_json: bool) -> None:
             "edges": [vars(e) for e in g.edges],
         })
         return
+    from rich.tree import Tree
+
     start = g.artifacts[g.start]
     tree = Tree(_art_label(start))
     seen: set[int] = set()
