@@ -7,10 +7,9 @@ Importing conveyor is cheap: the database, data and serving libraries load when 
 
 import typing as _typing
 
+from conveyor._version import __version__
 from conveyor.dsl import Component, FilePath, Input, Output, Parameter, Pipeline, component
 from conveyor.exceptions import ConveyorError, PipelineDefinitionError
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Component",

@@ -59,7 +59,7 @@ class ComponentSpec:
 
             extra = ""
             if self.type_name.startswith("conveyor."):
-                from conveyor import __version__
+                from conveyor._version import __version__
 
                 extra = __version__
             self._fingerprint = code_fingerprint(self.executor, extra)
