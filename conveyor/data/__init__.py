@@ -1,0 +1,1 @@
+"""Arrow kernels for data: statistics, schema inference, anomalies, skew and drift."""

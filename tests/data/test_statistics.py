@@ -1,0 +1,139 @@
+"""Statistics against an independent oracle (pandas and NumPy) on every dataset in shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from conveyor.data.statistics import StatisticsCombiner
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATASETS = {
+    "penguins": DATA / "penguins" / "penguins.csv",
+    "penguins_raw": DATA / "penguins" / "penguins_raw.csv",
+    "adult": DATA / "adult" / "adult.csv",
+    "complaints": DATA / "consumer_complaints" / "complaints.csv",
+    "narratives": DATA / "complaint_narratives" / "narratives.csv",
+}
+
+
+def compute(table: pa.Table, batch_rows: int, workers: int = 3, slices: list[list[str]] | None = None) -> dict:
+    """Split the rows among several accumulators, as the parallel engine does, then merge."""
+    c = StatisticsCombiner(slices or [])
+    accs = [c.create() for _ in range(workers)]
+    for i, batch in enumerate(table.to_batches(batch_rows)):
+        c.add_batch(accs[i % workers], batch)
+    return c.extract(c.merge(accs))
+
+
+@pytest.fixture(scope="module", params=sorted(DATASETS))
+def dataset(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, dict]:
+    path = DATASETS[request.param]
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the shared datasets must be present")
+    df = pd.read_csv(path, low_memory=False)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    return df, compute(table, batch_rows=997)
+
+
+def test_counts_and_moments_are_exact(dataset: tuple[pd.DataFrame, dict]) -> None:
+    df, stats = dataset
+    assert stats["num_examples"] == len(df)
+    for name in df.columns:
+        s, f = df[name], stats["features"][name]
+        assert f["count"] == s.count(), name
+        assert f["missing"] == s.isna().sum(), name
+        if pd.api.types.is_numeric_dtype(s) and s.count():
+            values = s.dropna().to_numpy(dtype=np.float64)
+            assert f["mean"] == pytest.approx(values.mean(), rel=1e-9), name
+            assert f["std"] == pytest.approx(values.std(), rel=1e-9, abs=1e-12), name
+            assert f["min"] == values.min(), name
+            assert f["max"] == values.max(), name
+            assert f["zeros"] == int((values == 0).sum()), name
+
+
+def test_quantiles_are_within_the_stated_rank_error(dataset: tuple[pd.DataFrame, dict]) -> None:
+    df, stats = dataset
+    for name in df.columns:
+        s, f = df[name], stats["features"][name]
+        if not pd.api.types.is_numeric_dtype(s) or not s.count():
+            continue
+        values = np.sort(s.dropna().to_numpy(dtype=np.float64))
+        eps = f["quantiles_rank_error"] + 1e-9
+        assert len(f["quantiles"]) == 11
+        for rank, q in zip(np.linspace(0, 1, 11), f["quantiles"], strict=True):
+            below = np.searchsorted(values, q, side="left") / len(values)
+            at_or_below = np.searchsorted(values, q, side="right") / len(values)
+            assert below - eps <= rank <= at_or_below + eps, (name, rank, q)
+        assert sum(f["histogram"]["counts"]) == pytest.approx(len(values), abs=len(f["histogram"]["counts"]))
+
+
+def test_unique_counts_and_top_values(dataset: tuple[pd.DataFrame, dict]) -> None:
+    df, stats = dataset
+    for name in df.columns:
+        s, f = df[name], stats["features"][name]
+        truth = s.nunique()
+        if f["unique_error"] == 0:
+            assert f["unique"] == truth, name
+        else:
+            assert abs(f["unique"] - truth) <= 4 * f["unique_error"] * truth + 2, name
+        if f["type"] in ("string", "int", "bool") and s.count():
+            expected = s.value_counts()
+            for top in f["top_values"][:5]:
+                assert top["count"] == expected[top["value"]], (name, top)
+            assert f["top_values"][0]["count"] == expected.iloc[0]
+
+
+def test_string_lengths(dataset: tuple[pd.DataFrame, dict]) -> None:
+    df, stats = dataset
+    for name in df.columns:
+        s, f = df[name], stats["features"][name]
+        if f["type"] == "string" and s.count():
+            lengths = s.dropna().str.len()
+            assert f["avg_length"] == pytest.approx(lengths.mean()), name
+            assert (f["min_length"], f["max_length"]) == (lengths.min(), lengths.max()), name
+
+
+def test_merging_in_any_grouping_gives_the_same_numbers() -> None:
+    table = pa.Table.from_pandas(pd.read_csv(DATASETS["adult"]), preserve_index=False)
+    one = compute(table, batch_rows=len(table) + 1, workers=1)
+    many = compute(table, batch_rows=1000, workers=5)
+    for name, f in one["features"].items():
+        g = many["features"][name]
+        for key in ("count", "missing", "min", "max", "zeros", "unique", "top_values"):
+            assert f.get(key) == g.get(key), (name, key)
+        if f.get("mean") is not None:
+            assert f["mean"] == pytest.approx(g["mean"], rel=1e-12)
+            assert f["std"] == pytest.approx(g["std"], rel=1e-9)
+
+
+def test_slices_hold_the_same_structure_per_value() -> None:
+    df = pd.read_csv(DATASETS["penguins"])
+    stats = compute(pa.Table.from_pandas(df, preserve_index=False), batch_rows=50, slices=[["species"], ["island", "sex"]])
+    assert set(stats["slices"]) >= {"species=Adelie", "species=Gentoo", "species=Chinstrap", "island=Biscoe,sex=male"}
+    gentoo = df[df.species == "Gentoo"]
+    part = stats["slices"]["species=Gentoo"]
+    assert part["num_examples"] == len(gentoo)
+    assert part["features"]["body_mass_g"]["mean"] == pytest.approx(gentoo.body_mass_g.mean())
+    assert part["features"]["body_mass_g"]["missing"] == gentoo.body_mass_g.isna().sum()
+
+
+def test_nan_is_counted_apart_from_the_numbers() -> None:
+    table = pl.DataFrame({"x": [1.0, float("nan"), None, 3.0]}).to_arrow()
+    f = compute(table, batch_rows=2, workers=2)["features"]["x"]
+    assert (f["count"], f["missing"], f["nan"], f["mean"], f["max"]) == (2, 1, 1, 2.0, 3.0)
+
+
+def test_high_cardinality_strings_switch_to_an_estimate() -> None:
+    n = 60_000
+    table = pa.table({"id": [f"user-{i}" for i in range(n)], "group": [f"g{i % 7}" for i in range(n)]})
+    f = compute(table, batch_rows=7_000)["features"]
+    assert f["group"]["unique"] == 7
+    assert f["group"]["unique_error"] == 0
+    assert f["id"]["unique_error"] > 0
+    assert abs(f["id"]["unique"] - n) <= 4 * f["id"]["unique_error"] * n
