@@ -9,6 +9,7 @@ HyperLogLog estimate past that (``unique_error``, the relative standard error).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -151,7 +152,7 @@ def equal_width_histogram(q: Quantiles, lo: float, hi: float, count: int, bucket
         return {"boundaries": [lo, hi], "counts": [count]}
     bounds = list(np.linspace(lo, hi, buckets + 1))
     cdf = [0.0, *q.cdf(bounds[1:-1]), 1.0]
-    counts = [round(count * (b - a)) for a, b in zip(cdf, cdf[1:], strict=False)]
+    counts = [round(count * (b - a)) for a, b in itertools.pairwise(cdf)]
     return {"boundaries": [float(b) for b in bounds], "counts": counts}
 
 

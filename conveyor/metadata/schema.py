@@ -7,12 +7,13 @@ three databases); properties and parameters are JSON text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import (
     Column,
     Connection,
-    Float,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -23,10 +24,13 @@ from sqlalchemy import (
     UniqueConstraint,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 1
+from conveyor.exceptions import MetadataError
+
+SCHEMA_VERSION = 2
 
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
@@ -54,8 +58,8 @@ contexts = Table(
     Column("name", String(255), nullable=False),
     Column("parent_id", Integer, ForeignKey("contexts.id"), index=True),
     Column("status", String(16)),
-    Column("started", Float),
-    Column("ended", Float),
+    Column("started", Double),
+    Column("ended", Double),
     Column("host", String(255)),
     Column("pid", Integer),
     Column("properties", LongText, nullable=False, default="{}"),
@@ -71,8 +75,8 @@ artifacts = Table(
     Column("state", String(16), nullable=False, index=True),
     Column("properties", LongText, nullable=False, default="{}"),
     Column("fingerprint", String(64)),
-    Column("created", Float, nullable=False),
-    Column("updated", Float, nullable=False),
+    Column("created", Double, nullable=False),
+    Column("updated", Double, nullable=False),
 )
 
 executions = Table(
@@ -87,8 +91,8 @@ executions = Table(
     Column("code_fingerprint", String(64)),
     Column("cache_key", String(64)),
     Column("cached_from", Integer),
-    Column("started", Float),
-    Column("ended", Float),
+    Column("started", Double),
+    Column("ended", Double),
     Column("error", LongText),
     Column("log_uri", String(2048)),
     Column("attempts", Integer, nullable=False, default=0),
@@ -103,7 +107,7 @@ events = Table(
     Column("artifact_id", Integer, ForeignKey("artifacts.id"), nullable=False, index=True),
     Column("type", String(8), nullable=False),  # "INPUT" | "OUTPUT"
     Column("key", String(255), nullable=False),
-    Column("time", Float, nullable=False),
+    Column("time", Double, nullable=False),
 )
 
 attributions = Table(
@@ -113,8 +117,49 @@ attributions = Table(
     Column("artifact_id", Integer, ForeignKey("artifacts.id"), primary_key=True, index=True),
 )
 
+
+def _widen_times(conn: Connection) -> None:
+    """Version 1 kept times as MySQL's 4-byte FLOAT, off by up to minutes; make them DOUBLE."""
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return
+    for table in meta.sorted_tables:
+        cols = [c for c in table.c if isinstance(c.type, Double)]
+        if cols:
+            modify = ", ".join(f"MODIFY {c.name} DOUBLE {'NULL' if c.nullable else 'NOT NULL'}" for c in cols)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} {modify}")
+
+
 # Each entry upgrades a store from that version to the next; append, never edit.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _widen_times}
+
+_LOCK_KEY = 0x636F6E76  # "conv"
+
+
+@contextmanager
+def migration_lock(conn: Connection) -> Iterator[None]:
+    """Let one process at a time create or upgrade the tables.
+
+    Processes opening a new PostgreSQL or MySQL store at once would all create the tables, and
+    all but one fail ("already exists"; MySQL: "concurrent DDL statement"). SQLite needs no
+    lock: the migration's ``BEGIN IMMEDIATE`` serializes it.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+        unlock = text("SELECT pg_advisory_unlock(:key)").bindparams(key=_LOCK_KEY)
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        if conn.execute(text("SELECT GET_LOCK('conveyor_schema', 600)")).scalar() != 1:
+            msg = "Another process has held the metadata store's schema lock for 10 minutes; is a migration stuck?"
+            raise MetadataError(msg)
+        unlock = text("SELECT RELEASE_LOCK('conveyor_schema')")
+    else:
+        yield
+        return
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.execute(unlock)
+        conn.commit()
 
 
 def stored_version(conn: Connection) -> int | None:

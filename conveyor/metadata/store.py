@@ -2,7 +2,8 @@
 
 SQLite by default (WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes, so several processes
 can record at once without "database is locked"); PostgreSQL (psycopg) and MySQL/MariaDB
-(pymysql) by URL. The runner writes through the ``record_*`` methods; everything else reads.
+(pymysql) by URL, both in READ COMMITTED. The runner writes through the ``record_*`` methods;
+everything else reads.
 """
 
 from __future__ import annotations
@@ -82,13 +83,20 @@ class MetadataStore:
             if parsed.get_backend_name() == "sqlite":
                 engine, reader = self._sqlite_engines(parsed.database)
             else:
-                engine = create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+                # MySQL's default REPEATABLE READ would hide a row another process inserted
+                # after ours began, so "insert, or read the one that won the race" fails there.
+                engine = create_engine(
+                    self.url, pool_pre_ping=True, pool_size=4, max_overflow=8, isolation_level="READ COMMITTED"
+                )
                 reader = engine
         except (NoSuchModuleError, ModuleNotFoundError) as e:
             extra = next((v[1] for k, v in _DRIVERS.items() if parsed.drivername.startswith(k)), None)
             hint = f"pip install 'conveyor[{extra}]'" if extra else "install its database driver"
             msg = f"No driver for metadata URL {shown!r}: {hint}."
             raise MissingExtraError(msg) from e
+        except OSError as e:  # the SQLite file's folder cannot be made
+            msg = f"Cannot make the folder {e.filename} for the metadata store at {shown}: {e.strerror}."
+            raise MetadataError(msg) from e
         try:
             self._migrate(engine)
         except (OperationalError, DBAPIError) as e:
@@ -134,27 +142,18 @@ class MetadataStore:
         return engines[0], engines[1]
 
     def _migrate(self, engine: Engine) -> None:
-        for attempt in range(5):
-            try:
-                with engine.begin() as conn:
-                    version = s.stored_version(conn)
-                    if version is None:
-                        s.create(conn)
-                    elif version > s.SCHEMA_VERSION:
-                        msg = (
-                            f"The metadata store at {self._safe_url()} has schema version {version}, "
-                            f"newer than this conveyor understands ({s.SCHEMA_VERSION}); upgrade conveyor."
-                        )
-                        raise MetadataError(msg)
-                    elif version < s.SCHEMA_VERSION:
-                        s.upgrade(conn, version)
-                return
-            except IntegrityError:  # another process created the tables first
-                time.sleep(0.05 * (attempt + 1))
-            except OperationalError as e:
-                if "already exists" not in str(e) or attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        with engine.connect() as conn, s.migration_lock(conn), conn.begin():
+            version = s.stored_version(conn)
+            if version is None:
+                s.create(conn)
+            elif version > s.SCHEMA_VERSION:
+                msg = (
+                    f"The metadata store at {self._safe_url()} has schema version {version}, "
+                    f"newer than this conveyor understands ({s.SCHEMA_VERSION}); upgrade conveyor."
+                )
+                raise MetadataError(msg)
+            elif version < s.SCHEMA_VERSION:
+                s.upgrade(conn, version)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -483,15 +482,29 @@ class MetadataStore:
         return seen_a, seen_e, edges
 
     def latest_blessed_model(self, pipeline: str) -> Artifact | None:
-        """The newest Model whose ModelBlessing says ``blessed``, or None."""
-        for blessing in reversed(self.artifacts(type="ModelBlessing", pipeline=pipeline, state="LIVE")):
-            if not blessing.properties.get("blessed"):
-                continue
-            made_by = self.producer(blessing.id)
-            models = made_by.inputs.get("model", []) if made_by else []
-            if models and models[0].state == "LIVE":
-                return models[0]
-        return None
+        """The newest LIVE Model whose ModelBlessing says ``blessed``, or None.
+
+        Newest by model, not by blessing (as TFX's resolver): evaluating an old model again
+        must not make it the latest.
+        """
+        blessings = self.artifacts(type="ModelBlessing", pipeline=pipeline, state="LIVE")
+        blessed = [b.id for b in blessings if b.properties.get("blessed")]
+        a, e = s.artifacts, s.executions
+        made, used = s.events.alias("made"), s.events.alias("used")
+        newest: list[int] = []
+        with self._read() as conn:
+            for ids in _chunks(blessed):
+                q = (
+                    select(func.max(used.c.artifact_id))
+                    .select_from(made)
+                    .join(e, e.c.id == made.c.execution_id)
+                    .join(used, used.c.execution_id == e.c.id)
+                    .join(a, a.c.id == used.c.artifact_id)
+                    .where(made.c.artifact_id.in_(ids), made.c.type == "OUTPUT", e.c.status != "cached")
+                    .where(used.c.type == "INPUT", used.c.key == "model", a.c.state == "LIVE")
+                )
+                newest.extend(i for i in conn.execute(q).scalars() if i is not None)
+        return self.artifact(max(newest)) if newest else None
 
     # -- recording (the runner's side) ----------------------------------------------------
     def find_cached(self, cache_key: str) -> Execution | None:
