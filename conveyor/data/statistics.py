@@ -3,8 +3,8 @@
 The same combiner runs over row groups in parallel on the local engine and inside a Beam
 ``CombineFn`` (DESIGN 3). Count, missing, mean, std (population), min, max and zeros are
 exact; quantiles and histograms come from a KLL sketch (``quantiles_rank_error`` states the
-rank error, 0 when exact); ``unique`` is exact up to 10,000 distinct values and a
-HyperLogLog estimate past that (``unique_error``, the relative standard error).
+rank error, 0 when exact); ``unique`` (not for floats) is exact up to 10,000 distinct values
+and a HyperLogLog estimate past that (``unique_error``, the relative standard error).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from conveyor.data.sketches import DistinctCount, Quantiles, TopCounts
+from conveyor.data.sketches import Quantiles, TopCounts
 
 FORMAT_VERSION = 1
 QUANTILE_RANKS = [i / 10 for i in range(11)]
@@ -62,7 +62,6 @@ class FeatureAccumulator:
     zeros: int = 0
     length_total: int = 0
     quantiles: Quantiles | None = None
-    distinct: DistinctCount = field(default_factory=DistinctCount)
     top: TopCounts | None = None
 
     @classmethod
@@ -98,7 +97,6 @@ class FeatureAccumulator:
         self.add_extremes(other.min, other.max)
         if self.quantiles is not None and other.quantiles is not None:
             self.quantiles.merge(other.quantiles)
-        self.distinct.merge(other.distinct)
         if self.top is not None and other.top is not None:
             self.top.merge(other.top)
 
@@ -107,18 +105,14 @@ class FeatureAccumulator:
         if self.type in ("int", "float"):
             out.update(self._numeric())
         if self.top is not None:
-            exact = self.top.exact and self.top.distinct() <= self.top.bound
-            out["unique"] = self.top.distinct() if exact else self.distinct.estimate()
-            out["unique_error"] = 0.0 if exact else DistinctCount.ERROR
+            out["unique"], out["unique_error"] = self.top.unique()
+            exact = out["unique_error"] == 0
             out["top_values"] = self.top.top(TOP_VALUES)
             out["value_counts"] = {
                 "values": self.top.top(self.top.bound if exact else KEPT_COUNTS),
                 "exact": exact,
                 "error": self.top.error,
             }
-        else:
-            out["unique"] = self.distinct.estimate()
-            out["unique_error"] = DistinctCount.ERROR
         if self.type == "string":
             out["avg_length"] = self.length_total / self.count if self.count else None
             out["min_length"], out["max_length"] = self.min, self.max
@@ -261,7 +255,6 @@ def _add_frame(acc: Accumulator, df: pl.DataFrame) -> None:
                 series = series.cast(pl.String)
                 f.length_total += row[f"{name}\0len"] or 0
                 f.add_extremes(row[f"{name}\0min"], row[f"{name}\0max"])
-            f.distinct.update(series)
             assert f.top is not None
             f.top.update(series)
 
@@ -275,7 +268,6 @@ def _add_numeric(f: FeatureAccumulator, series: pl.Series, row: dict[str, Any], 
     f.zeros += row[f"{name}\0zeros"] or 0
     assert f.quantiles is not None
     f.quantiles.update(series.to_numpy())
-    f.distinct.update(series)
     if f.top is not None:
         f.top.update(series)
 
