@@ -10,6 +10,7 @@ from conveyor import Input, Output, Pipeline, PipelineDefinitionError, component
 from conveyor.artifacts import Examples, Model
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import MetadataStore
+from conveyor.metadata.schema import SCHEMA_VERSION
 
 
 @component
@@ -68,4 +69,6 @@ def test_newer_store(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(MetadataError) as e:
         MetadataStore(url)
-    assert str(e.value).endswith("has schema version 99, newer than this conveyor understands (1); upgrade conveyor.")
+    assert str(e.value).endswith(
+        f"has schema version 99, newer than this conveyor understands ({SCHEMA_VERSION}); upgrade conveyor."
+    )

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import (
     Column,
     Connection,
+    Dialect,
     Double,
     ForeignKey,
     Index,
@@ -21,18 +23,34 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     inspect,
     select,
     text,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
 
 from conveyor.exceptions import MetadataError
 
 SCHEMA_VERSION = 2
 
-LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+class LongText(TypeDecorator[str]):
+    """TEXT, but LONGTEXT on MySQL, whose TEXT stops at 64 KB (a traceback can be longer).
+
+    Chosen per dialect when a statement compiles, so opening a SQLite store does not load the
+    MySQL dialect.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import LONGTEXT
+
+            return dialect.type_descriptor(LONGTEXT())
+        return dialect.type_descriptor(Text())
 
 meta = MetaData()
 
@@ -62,7 +80,7 @@ contexts = Table(
     Column("ended", Double),
     Column("host", String(255)),
     Column("pid", Integer),
-    Column("properties", LongText, nullable=False, default="{}"),
+    Column("properties", LongText(), nullable=False, default="{}"),
     UniqueConstraint("type", "name", name="uq_context_type_name"),
 )
 
@@ -73,7 +91,7 @@ artifacts = Table(
     Column("type_id", Integer, ForeignKey("artifact_types.id"), nullable=False, index=True),
     Column("uri", String(2048), nullable=False),
     Column("state", String(16), nullable=False, index=True),
-    Column("properties", LongText, nullable=False, default="{}"),
+    Column("properties", LongText(), nullable=False, default="{}"),
     Column("fingerprint", String(64)),
     Column("created", Double, nullable=False),
     Column("updated", Double, nullable=False),
@@ -87,13 +105,13 @@ executions = Table(
     Column("component_id", String(255), nullable=False),
     Column("component_type", String(512), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("parameters", LongText, nullable=False, default="{}"),
+    Column("parameters", LongText(), nullable=False, default="{}"),
     Column("code_fingerprint", String(64)),
     Column("cache_key", String(64)),
     Column("cached_from", Integer),
     Column("started", Double),
     Column("ended", Double),
-    Column("error", LongText),
+    Column("error", LongText()),
     Column("log_uri", String(2048)),
     Column("attempts", Integer, nullable=False, default=0),
     Index("ix_executions_cache", "cache_key", "status"),

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 
 from conveyor._internal.process import hostname, is_alive, start_token
 from conveyor.artifacts import Artifact, make_artifact
@@ -85,8 +85,11 @@ class MetadataStore:
             else:
                 # MySQL's default REPEATABLE READ would hide a row another process inserted
                 # after ours began, so "insert, or read the one that won the race" fails there.
+                # A host that drops packets would otherwise hang until TCP gives up.
+                timeout = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
                 engine = create_engine(
-                    self.url, pool_pre_ping=True, pool_size=4, max_overflow=8, isolation_level="READ COMMITTED"
+                    self.url, pool_pre_ping=True, pool_size=4, max_overflow=8, isolation_level="READ COMMITTED",
+                    connect_args=timeout,
                 )
                 reader = engine
         except (NoSuchModuleError, ModuleNotFoundError) as e:
@@ -99,8 +102,11 @@ class MetadataStore:
             raise MetadataError(msg) from e
         try:
             self._migrate(engine)
-        except (OperationalError, DBAPIError) as e:
+        except (DBAPIError, MetadataError) as e:
             engine.dispose()
+            reader.dispose()
+            if isinstance(e, MetadataError):  # made by a newer conveyor: already says so
+                raise
             reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
             msg = f"Cannot open the metadata store at {shown}: {reason}"
             raise MetadataError(msg) from e
@@ -543,6 +549,20 @@ class MetadataStore:
         if rows:
             conn.execute(s.events.insert(), rows)
 
+    @staticmethod
+    def _attribute(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
+        """Attribute artifacts to contexts, skipping pairs already there (perhaps just now, by another process)."""
+        from importlib import import_module  # only the dialect in use is loaded
+
+        mysql = conn.dialect.name in ("mysql", "mariadb")
+        dialect = import_module(f"sqlalchemy.dialects.{'mysql' if mysql else conn.dialect.name}")
+        stmt = dialect.insert(s.attributions)
+        if mysql:
+            stmt = stmt.on_duplicate_key_update(artifact_id=stmt.inserted.artifact_id)
+        else:
+            stmt = stmt.on_conflict_do_nothing()
+        conn.execute(stmt, [{"context_id": c, "artifact_id": a} for c, a in pairs])
+
     def record_start(
         self,
         run_id: str,
@@ -610,15 +630,25 @@ class MetadataStore:
             conn.execute(update(s.executions).where(s.executions.c.id == exec_id).values(attempts=attempts, error=error))
 
     def record_cached(
-        self, run_id: str, *, source: Execution, component_type: str, inputs: Mapping[str, Sequence[Artifact]]
+        self,
+        run_id: str,
+        *,
+        source: Execution,
+        component_type: str,
+        inputs: Mapping[str, Sequence[Artifact]],
+        component_id: str | None = None,
     ) -> int:
-        """Record that a step reused ``source``'s outputs instead of running."""
+        """Record that a step (``component_id``, by default the source's) reused ``source``'s outputs.
+
+        The cache key holds no step id or pipeline name, so the source may be another step's
+        or another pipeline's: the outputs are attributed to this run and its pipeline too.
+        """
         now = time.time()
         with self._engine.begin() as conn:
-            run_ctx, _ = self._run_ids(conn, run_id)
+            run_ctx, pipe_ctx = self._run_ids(conn, run_id)
             exec_id = self._insert_execution(
                 conn, run_ctx,
-                {"component_id": source.component_id, "component_type": component_type, "status": "cached",
+                {"component_id": component_id or source.component_id, "component_type": component_type, "status": "cached",
                  "parameters": source.parameters, "code_fingerprint": source.code_fingerprint,
                  "cache_key": source.cache_key, "cached_from": source.cached_from or source.id,
                  "log_uri": source.log_uri, "started": now, "ended": now, "attempts": 0},
@@ -627,7 +657,7 @@ class MetadataStore:
             self._insert_events(conn, exec_id, "OUTPUT", source.outputs)
             ids = {art.id for arts in source.outputs.values() for art in arts}
             if ids:
-                conn.execute(s.attributions.insert(), [{"context_id": run_ctx, "artifact_id": i} for i in ids])
+                self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
         return exec_id
 
     def record_skipped(self, run_id: str, *, component_id: str, component_type: str, reason: str) -> int:

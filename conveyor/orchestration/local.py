@@ -181,7 +181,9 @@ class _Run:
         if self.enable_cache:
             hit = self.store.find_cached(key)
             if hit is not None:
-                self.store.record_cached(run_id, source=hit, component_type=n.spec.type_name, inputs=inputs)
+                self.store.record_cached(
+                    run_id, source=hit, component_id=n.id, component_type=n.spec.type_name, inputs=inputs
+                )
                 return _Outcome("cached", hit.outputs, time.perf_counter() - started)
         base = self.root / self.pipeline.name / n.id
         exec_id, made = self.store.record_start(
