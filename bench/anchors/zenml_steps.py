@@ -117,7 +117,7 @@ def ensure_venv() -> Path:
     return _python()
 
 
-def _child_env(home: Path) -> dict[str, str]:
+def child_env(home: Path) -> dict[str, str]:
     """Our environment less any ZenML or Python path settings, pointed at a private store."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_") and k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(
@@ -146,7 +146,7 @@ def measure(steps: int = 20) -> dict[str, object]:
         proc = subprocess.run(
             [str(python), "chain_pipeline.py", str(steps)],
             cwd=home,
-            env=_child_env(home),
+            env=child_env(home),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

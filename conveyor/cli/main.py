@@ -115,16 +115,23 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
 @click.argument("run_or_artifact_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--html", "html_out", metavar="OUT", help="Write an HTML report (statistics, anomalies).")
+@click.option("--compare", type=int, metavar="ID", help="With --html: a second statistics artifact beside the first (a baseline span).")
 @click.option("--lines", default=20, show_default=True, help="Log lines to show.")
 @_store_options
 @_user_errors
-def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, lines: int, root: str, metadata: str | None) -> None:
+def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: int | None, lines: int, root: str, metadata: str | None) -> None:
     """Show a run (run-...), one step of it (run-.../STEP) or an artifact (its number)."""
     from conveyor.cli import render
 
     ref = run_or_artifact_id
+    if compare is not None and not html_out:
+        msg = "--compare goes with --html OUT: it puts a second statistics artifact beside the first on the page."
+        raise UserError(msg)
     with _open_store(root, metadata) as store:
         if ref.startswith("run-"):
+            if html_out:
+                msg = f"--html renders a statistics or anomalies artifact (its number); {ref} is a run."
+                raise UserError(msg)
             run_id, _, step = ref.partition("/")
             found = store.run(run_id)
             if step:
@@ -139,10 +146,39 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, lines: in
             msg = f"{ref!r} is neither a run id (run-...) nor an artifact id (a number); `conveyor runs` lists runs."
             raise UserError(msg)
         artifact = store.artifact(int(ref))
-        if html_out:
+        made_by = store.producer(artifact.id)
+        if not html_out:
+            render.artifact(artifact, made_by, as_json)
+            return
+        from pathlib import Path
+
+        from conveyor.data.report import artifacts_html
+
+        if artifact.type_name not in ("ExampleStatistics", "ExampleAnomalies"):
             msg = f"--html renders statistics and anomalies artifacts; artifact {ref} is {artifact.type_name}."
             raise UserError(msg)
-        render.artifact(artifact, store.producer(artifact.id), as_json)
+        other = store.artifact(compare) if compare is not None else None
+        if other is not None and other.type_name != "ExampleStatistics":
+            msg = f"--compare takes a statistics artifact; artifact {compare} is {other.type_name}."
+            raise UserError(msg)
+        anomalies = artifact.uri if artifact.type_name == "ExampleAnomalies" else None
+        if anomalies is None:
+            statistics = {f"#{artifact.id}" if other else "": artifact.uri}
+        else:  # the statistics the validator read, found through lineage: "statistics", "baseline_statistics", ...
+            inputs = made_by.inputs if made_by else {}
+            statistics = {"" if k == "statistics" else k.removesuffix("_statistics"): v[0].uri
+                          for k, v in inputs.items() if v and v[0].type_name == "ExampleStatistics"}
+        if other is not None:
+            statistics[f"#{other.id}"] = other.uri
+        title = f"{artifact.type_name} {artifact.id}" + (f" compared with {other.id}" if other else "")
+        title += f" · {made_by.component_id}, {made_by.run_id}" if made_by else ""
+        page = artifacts_html(title, statistics, anomalies)
+        try:
+            Path(html_out).write_text(page, encoding="utf-8")
+        except OSError as e:
+            msg = f"Cannot write {html_out}: {e.strerror or e}."
+            raise UserError(msg) from e
+        click.echo(f"wrote {html_out}")
 
 
 @cli.command()

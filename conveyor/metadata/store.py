@@ -70,6 +70,7 @@ class MetadataStore:
         self._engine, self._reader = self._open()
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
+        self._reaped_at = -1.0
 
     # -- opening --------------------------------------------------------------------------
     def _open(self) -> tuple[Engine, Engine]:
@@ -242,6 +243,13 @@ class MetadataStore:
             c = s.contexts
             conn.execute(update(c).where(c.c.type == "run", c.c.name == run_id).values(status=status, ended=time.time()))
 
+    def _fresh(self) -> None:
+        """Reap dead runs before a read, at most once a second, so readers never see them running."""
+        now = time.monotonic()
+        if now - self._reaped_at >= 1.0:
+            self._reaped_at = now
+            self.reap_dead_runs()
+
     def reap_dead_runs(self) -> list[str]:
         """Mark failed the runs whose process died (killed, crashed), and abandon what they left."""
         c = s.contexts
@@ -295,13 +303,13 @@ class MetadataStore:
 
     def runs(self, pipeline: str | None = None, limit: int | None = None) -> list[Run]:
         """Runs, newest first; ``executions`` is left empty (``run(id)`` fills it)."""
-        self.reap_dead_runs()
+        self._fresh()
         with self._read() as conn:
             return self._runs(conn, pipeline=pipeline, limit=limit)
 
     def run(self, run_id: str) -> Run:
         """One run with its executions, their inputs and outputs."""
-        self.reap_dead_runs()
+        self._fresh()
         with self._read() as conn:
             found = self._runs(conn, run_id=run_id)
             if not found:
@@ -356,7 +364,7 @@ class MetadataStore:
         status: str | None = None,
     ) -> list[Execution]:
         """Executions in id order, filtered by run id, pipeline name, component id or status."""
-        self.reap_dead_runs()
+        self._fresh()
         e, c = s.executions, s.contexts
         where: list[Any] = []
         if run is not None:
@@ -383,6 +391,7 @@ class MetadataStore:
         self, type: str | type[Artifact] | None = None, pipeline: str | None = None, state: str | None = None
     ) -> list[Artifact]:
         """Artifacts in id order, by type (name or class), pipeline name and state."""
+        self._fresh()
         a, t, at, c = s.artifacts, s.artifact_types, s.attributions, s.contexts
         q = select(a).order_by(a.c.id)
         if type is not None:
@@ -398,6 +407,7 @@ class MetadataStore:
             return [self._artifact(conn, r) for r in conn.execute(q)]
 
     def artifact(self, artifact_id: int) -> Artifact:
+        self._fresh()
         a = s.artifacts
         with self._read() as conn:
             row = conn.execute(select(a).where(a.c.id == artifact_id)).first()
@@ -431,6 +441,7 @@ class MetadataStore:
         if direction not in ("upstream", "downstream"):
             msg = f"direction must be 'upstream' or 'downstream', got {direction!r}."
             raise ValueError(msg)
+        self._fresh()
         a, e = s.artifacts, s.executions
         with self._read() as conn:
             if conn.execute(select(a.c.id).where(a.c.id == artifact_id)).first() is None:
