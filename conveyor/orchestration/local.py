@@ -228,10 +228,12 @@ class _Run:
                     if attempt <= n.retries:
                         self.store.record_attempt(exec_id, attempt, error)
                         continue
-                    for stage in stages.values():
-                        shutil.rmtree(stage, ignore_errors=True)
-                    for k, final in finals.items():
-                        made[k].uri = str(final)
+                    for k, stage in stages.items():  # kept for a look (ABANDONED) until `conveyor gc`
+                        if any(stage.iterdir()):
+                            os.rename(stage, finals[k])
+                        else:
+                            stage.rmdir()
+                        made[k].uri = str(finals[k])
                     return "failed", error, attempt
                 for k, stage in stages.items():
                     made[k].fingerprint = hash_path(stage)

@@ -1,0 +1,438 @@
+"""The schema: what each feature should be, in a YAML file meant to be edited by hand.
+
+A bad file is refused with its name and line (from YAML's node marks) and, for a misspelt
+key, the key it probably meant. Comments are not kept when conveyor writes a schema, but a
+hand-written file is copied as it is by ImportSchemaGen.
+
+    features:
+      - {name: product, type: string, presence: {min_fraction: 1.0}, domain: {values: [...]}}
+      - {name: age, type: int, domain: {min: 17, max: 90}, drift_comparator: {auto: true}}
+      - {name: consumer_disputed, type: int, not_in_environments: [SERVING]}
+    default_environments: [TRAINING, SERVING]
+    dataset_constraints: {min_examples_count: 1000}
+
+A comparator maps tests to thresholds: distances (``l_infinity``, ``jensen_shannon``,
+``wasserstein``) flag drift above theirs, p-value tests (``ks``, ``chi_squared``,
+``z_proportion``) below theirs, and ``{auto: true}`` picks the test and threshold as Evidently
+does; ``conveyor.data.drift`` gives the formulas.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from conveyor.data.drift import P_VALUE_TESTS, TESTS
+from conveyor.exceptions import DataValidationError
+
+FEATURE_TYPES = ("int", "float", "string", "bool", "other")
+"""``other``: a column conveyor does not summarise (dates, lists, structs); only presence is checked."""
+
+MAX_CATEGORICAL = 100
+PRESENCE_SLACK = 0.9
+WIDTH = 100
+
+
+@dataclass
+class Presence:
+    """How often a feature must hold a value (TFDV's ``presence``): a fraction of rows, a count."""
+
+    min_fraction: float | None = None
+    min_count: int | None = None
+
+
+@dataclass
+class Domain:
+    """Allowed values (categorical) or a range (numeric).
+
+    ``min_mass`` is TFDV's ``distribution_constraints.min_domain_mass``: the share of values
+    that must be in ``values`` (1.0, the default, allows none outside).
+    """
+
+    values: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    min_mass: float | None = None
+
+
+@dataclass
+class Feature:
+    name: str
+    type: str
+    presence: Presence | None = None
+    domain: Domain | None = None
+    skew_comparator: dict[str, Any] | None = None
+    drift_comparator: dict[str, Any] | None = None
+    in_environments: list[str] = field(default_factory=list)
+    not_in_environments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DatasetConstraints:
+    """Rules on the number of examples; ``num_examples_drift`` bounds the ratio to the baseline's."""
+
+    min_examples_count: int | None = None
+    max_examples_count: int | None = None
+    num_examples_drift: dict[str, float] | None = None
+
+
+@dataclass
+class Schema:
+    """Features, the environments they live in, and dataset-wide constraints.
+
+    Example:
+        >>> schema = Schema.load("schema.yaml")
+        >>> schema.feature("age").domain
+        Domain(values=None, min=17, max=90, min_mass=None)
+        >>> schema.save("schema.yaml")
+    """
+
+    features: list[Feature] = field(default_factory=list)
+    default_environments: list[str] = field(default_factory=list)
+    dataset_constraints: DatasetConstraints | None = None
+
+    def feature(self, name: str) -> Feature | None:
+        return next((f for f in self.features if f.name == name), None)
+
+    def environments(self) -> set[str]:
+        named = {e for f in self.features for e in (*f.in_environments, *f.not_in_environments)}
+        return set(self.default_environments) | named
+
+    def in_environment(self, feature: Feature, environment: str) -> bool:
+        """TFDV's rule: in_environments decides when set, then not_in_environments, then the defaults."""
+        if feature.in_environments:
+            return environment in feature.in_environments
+        if environment in feature.not_in_environments:
+            return False
+        return not self.default_environments or environment in self.default_environments
+
+    def check_environment(self, environment: str) -> None:
+        """TRAINING and SERVING are always known; another name must appear in the schema."""
+        known = self.environments() | {"TRAINING", "SERVING"}
+        if environment not in known:
+            msg = f"Environment {environment!r} is not in the schema, which names {sorted(known)}.{_did_you_mean(environment, known)}"
+            raise DataValidationError(msg)
+
+    def to_yaml(self) -> str:
+        doc: dict[str, Any] = {"features": [_layout(_feature_dict(f)) for f in self.features]}
+        if self.default_environments:
+            doc["default_environments"] = _Flow(self.default_environments)
+        if self.dataset_constraints is not None:
+            doc["dataset_constraints"] = _FlowMap(_drop_empty(vars(self.dataset_constraints)))
+        return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=10**6, allow_unicode=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Schema:
+        """Read and check a schema file; ``path`` may be the file or a Schema artifact's folder."""
+        p = Path(path)
+        p = p / "schema.yaml" if p.is_dir() else p
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            msg = f"Cannot read the schema file {p}: {e}."
+            raise DataValidationError(msg) from e
+        return cls.from_yaml(text, source=str(p))
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<schema>") -> Schema:
+        try:
+            root = yaml.compose(text, Loader=_Loader)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            line = f":{mark.line + 1}" if mark else ""
+            msg = f"{source}{line}: not valid YAML: {e.problem or e.context}."
+            raise DataValidationError(msg) from None
+        return _Reader(source).schema(root)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as people write it: ``1.0e6`` and ``1e6`` are numbers (YAML 1.1 reads them as strings)."""
+
+
+_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+)$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+
+
+def _did_you_mean(word: str, choices: Sequence[str] | set[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+# --- reading, with line numbers -------------------------------------------------------------
+
+
+class _Reader:
+    """Turns the composed YAML node tree into a Schema, failing with ``file:line`` on any error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.loader = _Loader("")
+
+    def fail(self, node: yaml.Node, message: str) -> NoReturn:
+        msg = f"{self.source}:{node.start_mark.line + 1}: {message}"
+        raise DataValidationError(msg)
+
+    def mapping(self, node: yaml.Node, keys: Sequence[str], what: str) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(node, f"{what} must be a mapping such as {{{keys[0]}: ...}}.")
+        out: dict[str, yaml.Node] = {}
+        for k, v in node.value:
+            key = self.loader.construct_object(k)
+            if not isinstance(key, str) or key not in keys:
+                self.fail(
+                    k, f"{what}: unknown key {key!r}.{_did_you_mean(str(key), keys)} Known keys: {', '.join(keys)}."
+                )
+            if key in out:
+                self.fail(k, f"{what}: key {key!r} is given twice.")
+            out[key] = v
+        return out
+
+    def scalar(self, node: yaml.Node, what: str, kinds: tuple[type, ...], expected: str) -> Any:
+        value = self.loader.construct_object(node) if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            self.fail(node, f"{what} must be {expected}, got {_show(node, self.loader)}.")
+        return value
+
+    def number(self, node: yaml.Node, what: str, lo: float | None = None, hi: float | None = None) -> float:
+        value = self.scalar(node, what, (int, float), "a number")
+        if (lo is not None and value < lo) or (hi is not None and value > hi) or math.isnan(value):
+            self.fail(node, f"{what} must be between {lo} and {hi}, got {value}.")
+        return value
+
+    def count(self, node: yaml.Node, what: str) -> int:
+        value = self.scalar(node, what, (int,), "a whole number")
+        if value < 0:
+            self.fail(node, f"{what} must be 0 or more, got {value}.")
+        return value
+
+    def names(self, node: yaml.Node, what: str) -> list[str]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(node, f"{what} must be a list such as [TRAINING, SERVING].")
+        return [self.scalar(n, what, (str,), "a name") for n in node.value]
+
+    def schema(self, root: yaml.Node | None) -> Schema:
+        if root is None:
+            msg = f"{self.source}:1: the schema file is empty; it needs at least `features: [...]`."
+            raise DataValidationError(msg)
+        top = self.mapping(root, ("features", "default_environments", "dataset_constraints"), "the schema")
+        features: list[Feature] = []
+        if "features" in top:
+            node = top["features"]
+            if not isinstance(node, yaml.SequenceNode):
+                self.fail(node, "features must be a list of mappings, one per feature: - {name: ..., type: ...}.")
+            for item in node.value:
+                f = self.feature(item)
+                if any(g.name == f.name for g in features):
+                    self.fail(item, f"feature {f.name!r} is given twice.")
+                features.append(f)
+        envs = self.names(top["default_environments"], "default_environments") if "default_environments" in top else []
+        constraints = self.constraints(top["dataset_constraints"]) if "dataset_constraints" in top else None
+        return Schema(features, envs, constraints)
+
+    def feature(self, node: yaml.Node) -> Feature:
+        named = [v for k, v in node.value if k.value == "name"] if isinstance(node, yaml.MappingNode) else []
+        m = self.mapping(node, _FEATURE_KEYS, f"feature {named[0].value!r}" if named else "a feature")
+        if "name" not in m or "type" not in m:
+            self.fail(node, "a feature needs a name and a type: - {name: age, type: int}.")
+        name = self.scalar(m["name"], "a feature's name", (str,), "a string")
+        where = f"feature {name!r}"
+        type_ = self.scalar(m["type"], f"{where}: type", (str,), "a string")
+        if type_ not in FEATURE_TYPES:
+            self.fail(
+                m["type"],
+                f"{where}: unknown type {type_!r}.{_did_you_mean(type_, FEATURE_TYPES)} Types: {', '.join(FEATURE_TYPES)}.",
+            )
+        f = Feature(name, type_)
+        if "presence" in m:
+            p = self.mapping(m["presence"], ("min_fraction", "min_count"), f"{where}: presence")
+            f.presence = Presence(
+                self.number(p["min_fraction"], f"{where}: presence.min_fraction", 0, 1)
+                if "min_fraction" in p
+                else None,
+                self.count(p["min_count"], f"{where}: presence.min_count") if "min_count" in p else None,
+            )
+        if "domain" in m:
+            f.domain = self.domain(m["domain"], f, where)
+        for key in ("skew_comparator", "drift_comparator"):
+            if key in m:
+                setattr(f, key, self.comparator(m[key], f"{where}: {key}"))
+        for key in ("in_environments", "not_in_environments"):
+            if key in m:
+                setattr(f, key, self.names(m[key], f"{where}: {key}"))
+        return f
+
+    def domain(self, node: yaml.Node, f: Feature, where: str) -> Domain:
+        m = self.mapping(node, ("values", "min", "max", "min_mass"), f"{where}: domain")
+        d = Domain()
+        if "values" in m:
+            if f.type not in ("string", "int", "bool"):
+                self.fail(m["values"], f"{where}: a {f.type} feature takes a range {{min, max}}, not values.")
+            if not isinstance(m["values"], yaml.SequenceNode):
+                self.fail(m["values"], f"{where}: domain.values must be a list.")
+            kinds, expected = _VALUE_KINDS[f.type]
+            d.values = [self.scalar(n, f"{where}: a domain value", kinds, expected) for n in m["values"].value]
+        for key in ("min", "max"):
+            if key in m:
+                if f.type not in ("int", "float") or "values" in m:
+                    self.fail(m[key], f"{where}: domain.{key} is for int and float features without domain.values.")
+                setattr(d, key, self.number(m[key], f"{where}: domain.{key}"))
+        if d.min is not None and d.max is not None and d.min > d.max:
+            self.fail(node, f"{where}: domain.min ({d.min}) is above domain.max ({d.max}).")
+        if "min_mass" in m:
+            d.min_mass = self.number(m["min_mass"], f"{where}: domain.min_mass", 0, 1)
+        return d
+
+    def comparator(self, node: yaml.Node, what: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for test, v in self.mapping(node, TESTS, what).items():
+            if test == "auto":
+                out[test] = self.scalar(v, f"{what}: auto", (bool,), "true or false")
+            else:
+                hi = 1 if test in P_VALUE_TESTS or test in ("l_infinity", "jensen_shannon") else None
+                out[test] = self.number(v, f"{what}: {test}", 0, hi)
+        return out
+
+    def constraints(self, node: yaml.Node) -> DatasetConstraints:
+        keys = ("min_examples_count", "max_examples_count", "num_examples_drift")
+        m = self.mapping(node, keys, "dataset_constraints")
+        c = DatasetConstraints()
+        for key in keys[:2]:
+            if key in m:
+                setattr(c, key, self.count(m[key], f"dataset_constraints.{key}"))
+        if "num_examples_drift" in m:
+            what = "dataset_constraints.num_examples_drift"
+            r = self.mapping(m["num_examples_drift"], ("min_fraction", "max_fraction"), what)
+            c.num_examples_drift = {k: self.number(v, f"{what}.{k}", 0) for k, v in r.items()}
+        return c
+
+
+_FEATURE_KEYS = (
+    "name", "type", "presence", "domain", "skew_comparator", "drift_comparator", "in_environments", "not_in_environments",
+)  # fmt: skip
+_VALUE_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "string": ((str,), "a string (quote values YAML reads as something else: 'Yes', 'No', 'On', '02134')"),
+    "int": ((int,), "a whole number"),
+    "bool": ((bool,), "true or false"),
+}
+
+
+def _show(node: yaml.Node, loader: yaml.SafeLoader) -> str:
+    if not isinstance(node, yaml.ScalarNode):
+        return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+    value = loader.construct_object(node)
+    return f"{node.value!r} (read as {type(value).__name__})" if not isinstance(value, str) else repr(value)
+
+
+# --- writing: one line per feature where it fits, stable key order --------------------------
+
+
+class _Flow(list):
+    """A list written inline: [a, b]."""
+
+
+class _FlowMap(dict):
+    """A mapping written inline: {a: 1}."""
+
+
+class _Dumper(yaml.SafeDumper):
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+_Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+_Dumper.add_representer(_FlowMap, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
+
+
+def _drop_empty(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None and v != []}
+
+
+def _feature_dict(f: Feature) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": f.name, "type": f.type}
+    if f.presence is not None:
+        out["presence"] = _drop_empty(vars(f.presence))
+    if f.domain is not None:
+        out["domain"] = _drop_empty(vars(f.domain))
+    out |= {k: getattr(f, k) for k in _FEATURE_KEYS[4:]}
+    return _drop_empty(out)
+
+
+def _layout(d: dict[str, Any]) -> dict[str, Any]:
+    """One inline line when it fits; else one key per line, and a long domain one value per line."""
+    inline = _FlowMap(
+        {k: _FlowMap(v) if isinstance(v, dict) else _Flow(v) if isinstance(v, list) else v for k, v in d.items()}
+    )
+    if len(yaml.dump(inline, Dumper=_Dumper, width=10**6).strip()) <= WIDTH:
+        return inline
+    block = {k: _FlowMap(v) if isinstance(v, dict) else _Flow(v) if isinstance(v, list) else v for k, v in d.items()}
+    values = d.get("domain", {}).get("values")
+    if values is not None and len(yaml.dump(_Flow(values), Dumper=_Dumper, width=10**6)) > WIDTH:
+        block["domain"] = {k: list(v) if k == "values" else v for k, v in d["domain"].items()}
+    return block
+
+
+# --- inference ------------------------------------------------------------------------------
+
+
+def infer_schema(
+    statistics: dict[str, Any] | Sequence[dict[str, Any]],
+    *,
+    infer_ranges: bool = False,
+    max_categorical: int = MAX_CATEGORICAL,
+) -> Schema:
+    """A first schema from statistics of one split, or of several (their union).
+
+    Types come from the statistics (int and float together widen to float). Presence is
+    ``min_fraction: 1.0`` where nothing was missing, else the lowest fraction seen times 0.9,
+    rounded down: a split a little sparser than the one inferred from is not an anomaly. A
+    string becomes categorical, with ``domain.values``, when its value counts are exact, it
+    has at most ``max_categorical`` values, and each is seen twice on average (so the ids of
+    a small sample are not taken for categories). Numeric ranges only with
+    ``infer_ranges``. Environments and comparators are the user's to add.
+
+    Example:
+        >>> schema = infer_schema(read_statistics("stats/Split-train"), infer_ranges=True)
+    """
+    splits = [statistics] if isinstance(statistics, dict) else list(statistics)
+    names = list(dict.fromkeys(n for s in splits for n in s.get("features", {})))
+    features = [_infer_feature(n, splits, infer_ranges, max_categorical) for n in names]
+    return Schema(features=features)
+
+
+def _infer_feature(name: str, splits: list[dict[str, Any]], infer_ranges: bool, max_categorical: int) -> Feature:
+    seen = [(s["features"][name], s["num_examples"]) for s in splits if name in s["features"]]
+    stats = [f for f, _ in seen]
+    f = Feature(name, _widen([s["type"] for s in stats if s["count"]] or [stats[0]["type"]]))
+    if all(s["missing"] == 0 for s in stats) and len(seen) == len(splits):
+        f.presence = Presence(min_fraction=1.0)
+    else:
+        fractions = [(s["count"] + s.get("nan", 0)) / n for s, n in seen if n] + [0.0] * (len(splits) - len(seen))
+        f.presence = Presence(min_fraction=math.floor(100 * PRESENCE_SLACK * min(fractions, default=0.0)) / 100)
+    counted = [s for s in stats if s["count"]]
+    if f.type == "string" and counted and all(s.get("value_counts", {}).get("exact") for s in counted):
+        values = {v["value"] for s in counted for v in s["value_counts"]["values"]}
+        if len(values) <= max_categorical and 2 * len(values) <= sum(s["count"] for s in counted):
+            f.domain = Domain(values=sorted(values))
+    if infer_ranges and f.type in ("int", "float") and counted:
+        f.domain = Domain(min=min(s["min"] for s in counted), max=max(s["max"] for s in counted))
+    return f
+
+
+def _widen(types: list[str]) -> str:
+    kinds = set(types)
+    if len(kinds) == 1:
+        return types[0]
+    if kinds <= {"int", "float"}:
+        return "float"
+    return max(kinds, key=types.count)

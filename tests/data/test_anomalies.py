@@ -1,0 +1,255 @@
+"""Anomalies injected into a clean real dataset, each found with the right kind; the clean copy gives none."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from conveyor.data.anomalies import Anomaly, validate
+from conveyor.data.schema import DatasetConstraints, Domain, Schema, infer_schema
+from conveyor.data.statistics import StatisticsCombiner
+from conveyor.exceptions import DataValidationError
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def stats_of(df: pd.DataFrame) -> dict:
+    c = StatisticsCombiner()
+    accs = [c.create(), c.create()]
+    for i, batch in enumerate(pa.Table.from_pandas(df, preserve_index=False).to_batches(5000)):
+        c.add_batch(accs[i % 2], batch)
+    return c.extract(c.merge(accs))
+
+
+def problems(found: list[Anomaly]) -> set[tuple[str | None, str]]:
+    return {(a.feature, a.kind) for a in found if a.severity != "info"}
+
+
+def one(found: list[Anomaly], feature: str | None, kind: str) -> Anomaly:
+    hits = [a for a in found if (a.feature, a.kind) == (feature, kind)]
+    assert len(hits) == 1, (feature, kind, [(a.feature, a.kind, a.severity) for a in found])
+    return hits[0]
+
+
+@pytest.fixture(scope="module")
+def adult() -> tuple[pd.DataFrame, pd.DataFrame, dict, dict, Schema]:
+    """Train and eval halves of UCI Adult, their statistics, and the schema inferred from both."""
+    df = pd.read_csv(DATA / "adult" / "adult.csv")
+    mask = np.random.default_rng(5).random(len(df)) < 0.8
+    train, ev = df[mask].reset_index(drop=True), df[~mask].reset_index(drop=True)
+    train_stats, eval_stats = stats_of(train), stats_of(ev)
+    return train, ev, train_stats, eval_stats, infer_schema([train_stats, eval_stats])
+
+
+@pytest.fixture
+def schema(adult: tuple) -> Schema:
+    return copy.deepcopy(adult[4])
+
+
+@pytest.fixture(scope="module")
+def penguins() -> pd.DataFrame:
+    return pd.read_csv(DATA / "penguins" / "penguins.csv")
+
+
+def test_the_clean_copy_gives_no_anomaly(adult: tuple, schema: Schema) -> None:
+    _, _, train_stats, eval_stats, _ = adult
+    for f in schema.features:
+        f.drift_comparator = {"auto": True}
+        f.skew_comparator = {"auto": True}
+    found = validate(eval_stats, schema, baseline=train_stats, serving=train_stats)
+    assert problems(found) == set()
+    assert validate(train_stats, schema) == []
+    measured = {a.kind for a in found}
+    assert measured == {"DRIFT_WASSERSTEIN", "DRIFT_JENSEN_SHANNON", "SKEW_WASSERSTEIN", "SKEW_JENSEN_SHANNON"}
+    for a in found:
+        assert a.severity == "info"
+        assert a.details["value"] is not None
+        assert a.details["threshold"] > 0
+        json.dumps(a.to_dict(), allow_nan=False)
+
+
+def test_a_new_category(adult: tuple, schema: Schema) -> None:
+    ev = adult[1].copy()
+    ev.loc[:4, "workclass"] = "Space-force"
+    a = one(validate(stats_of(ev), schema), "workclass", "OUT_OF_DOMAIN_VALUES")
+    assert a.severity == "error"
+    assert a.details["values"] == [{"value": "Space-force", "count": 5}]
+    assert "'Space-force' (5)" in a.description
+    schema.feature("workclass").domain.min_mass = 0.99  # TFDV's min_domain_mass lets a little through
+    assert problems(validate(stats_of(ev), schema)) == set()
+
+
+def test_a_missing_column_and_a_new_one(adult: tuple, schema: Schema) -> None:
+    ev = adult[1].drop(columns=["education"]).assign(extra=1)
+    found = validate(stats_of(ev), schema)
+    assert problems(found) == {("education", "MISSING_COLUMN"), ("extra", "NEW_COLUMN")}
+    assert one(found, "education", "MISSING_COLUMN").severity == "error"
+    assert one(found, "extra", "NEW_COLUMN").severity == "warning"
+
+
+def test_a_type_change(adult: tuple, schema: Schema) -> None:
+    ev = adult[1].assign(age=adult[1].age.astype(str))
+    a = one(validate(stats_of(ev), schema), "age", "UNEXPECTED_TYPE")
+    assert (a.details["expected"], a.details["found"]) == ("int", "string")
+    ints_as_floats = adult[1].assign(hours_per_week=adult[1].hours_per_week.astype(float))
+    schema.feature("hours_per_week").type = "float"
+    assert problems(validate(stats_of(adult[1]), schema)) == set()  # an int where a float is expected is fine
+    assert problems(validate(stats_of(ints_as_floats), schema)) == set()
+
+
+def test_a_required_feature_going_missing(adult: tuple, schema: Schema) -> None:
+    ev = adult[1].copy()
+    ev.loc[ev.index[::3], "sex"] = None
+    a = one(validate(stats_of(ev), schema), "sex", "PRESENCE_TOO_LOW")
+    assert a.details["min_fraction"] == 1.0
+    assert a.details["fraction"] == pytest.approx(ev.sex.notna().mean())
+    ev["sex"] = None
+    assert ("sex", "PRESENCE_TOO_LOW") in problems(validate(stats_of(ev), schema))
+
+
+def test_a_shifted_numeric_distribution_with_auto(adult: tuple, schema: Schema) -> None:
+    train, ev, train_stats, *_ = adult
+    schema.feature("age").drift_comparator = {"auto": True}
+    schema.feature("hours_per_week").drift_comparator = {"auto": True}
+    schema.feature("hours_per_week").type = "float"  # scaled below, so through the sketch
+    older = ev.assign(age=ev.age + 10, hours_per_week=ev.hours_per_week * 1.5)
+    found = validate(stats_of(older), schema, baseline=train_stats)
+    assert problems(found) == {("age", "DRIFT_WASSERSTEIN"), ("hours_per_week", "DRIFT_WASSERSTEIN")}
+    a = one(found, "age", "DRIFT_WASSERSTEIN")
+    assert a.details["auto"]
+    assert a.details["threshold"] == 0.1
+    assert a.details["value"] == pytest.approx(10 / train.age.std(ddof=0), rel=0.05)
+    assert "above the threshold 0.1" in a.description
+
+
+def test_small_samples_take_the_k_s_chi_square_and_z_tests(penguins: pd.DataFrame) -> None:
+    schema = infer_schema(stats_of(penguins))
+    for name in ("body_mass_g", "island", "sex"):
+        schema.feature(name).drift_comparator = {"auto": True}
+    moved = penguins.assign(body_mass_g=penguins.body_mass_g + 500)
+    moved.loc[moved.index[:120], "island"] = "Dream"
+    moved.loc[moved.index[:150], "sex"] = "male"
+    found = validate(stats_of(moved), schema, baseline=stats_of(penguins))
+    assert problems(found) == {
+        ("body_mass_g", "DRIFT_KS"),
+        ("island", "DRIFT_CHI_SQUARED"),
+        ("sex", "DRIFT_Z_PROPORTION"),
+    }
+    assert one(found, "body_mass_g", "DRIFT_KS").details["value"] < 0.05
+    assert problems(validate(stats_of(penguins), schema, baseline=stats_of(penguins))) == set()
+
+
+def test_explicit_comparators(adult: tuple, schema: Schema) -> None:
+    _, ev, train_stats, *_ = adult
+    schema.feature("workclass").drift_comparator = {"l_infinity": 0.05, "chi_squared": 0.01}
+    schema.feature("hours_per_week").drift_comparator = {"jensen_shannon": 0.05, "ks": 0.01}
+    schema.feature("hours_per_week").type = "float"
+    moved = ev.assign(hours_per_week=ev.hours_per_week * 1.5)
+    moved.loc[moved.workclass == "Private", "workclass"] = "Self-emp-inc"
+    found = validate(stats_of(moved), schema, baseline=train_stats)
+    assert problems(found) == {
+        ("workclass", "DRIFT_L_INFINITY"),
+        ("workclass", "DRIFT_CHI_SQUARED"),
+        ("hours_per_week", "DRIFT_JENSEN_SHANNON"),
+        ("hours_per_week", "DRIFT_KS"),
+    }
+    linf = one(found, "workclass", "DRIFT_L_INFINITY").details
+    assert linf["at"] in ("Private", "Self-emp-inc")
+    assert linf["value"] == pytest.approx(abs(linf["reference_share"] - linf["current_share"]))
+
+
+def test_train_serving_skew(adult: tuple, schema: Schema) -> None:
+    train, _, train_stats, *_ = adult
+    schema.feature("workclass").skew_comparator = {"l_infinity": 0.01}
+    serving = train.sample(3000, random_state=1)
+    serving.loc[serving.workclass == "Private", "workclass"] = np.where(
+        np.arange((serving.workclass == "Private").sum()) % 2 == 0, "Private", "Self-emp-inc"
+    )
+    found = validate(train_stats, schema, serving=stats_of(serving))
+    a = one(found, "workclass", "SKEW_L_INFINITY")
+    assert a.severity == "error"
+    assert a.details["at"] in ("Private", "Self-emp-inc")
+    assert a.details["value"] > 0.01
+    assert "serving" in a.description
+    calm = validate(train_stats, schema, serving=stats_of(train.sample(8000, random_state=2)))
+    assert one(calm, "workclass", "SKEW_L_INFINITY").severity == "info"
+
+
+def test_l_infinity_on_a_numeric_feature_is_a_warning_not_zero(penguins: pd.DataFrame) -> None:
+    schema = infer_schema(stats_of(penguins))
+    schema.feature("bill_length_mm").drift_comparator = {"l_infinity": 0.1}
+    found = validate(
+        stats_of(penguins), schema, baseline=stats_of(penguins.assign(bill_length_mm=penguins.bill_length_mm * 2))
+    )
+    a = one(found, "bill_length_mm", "COMPARATOR_NOT_APPLICABLE")
+    assert a.severity == "warning"
+    assert "jensen_shannon" in a.description
+    assert not [x for x in found if x.kind == "DRIFT_L_INFINITY"]
+
+
+def test_out_of_range(adult: tuple) -> None:
+    schema = infer_schema([adult[2], adult[3]], infer_ranges=True)
+    ev = adult[1].copy()
+    ev.loc[:9, "age"] = 150
+    a = one(validate(stats_of(ev), schema), "age", "OUT_OF_RANGE")
+    assert a.details["domain_max"] == 90
+    assert a.details["share_above"] == pytest.approx(10 / len(ev), abs=0.01)
+
+
+def test_dataset_level_anomalies(adult: tuple, schema: Schema) -> None:
+    _, ev, train_stats, eval_stats, _ = adult
+    found = validate(stats_of(ev.head(0)), schema)
+    assert problems(found) == {(None, "EMPTY_DATASET")}
+    schema.dataset_constraints = DatasetConstraints(min_examples_count=10_000, num_examples_drift={"min_fraction": 0.5})
+    found = validate(eval_stats, schema, baseline=train_stats)
+    assert problems(found) == {(None, "LOW_NUM_EXAMPLES"), (None, "DRIFT_NUM_EXAMPLES")}
+    schema.dataset_constraints = DatasetConstraints(max_examples_count=100)
+    assert problems(validate(eval_stats, schema)) == {(None, "HIGH_NUM_EXAMPLES")}
+    assert one(found, None, "DRIFT_NUM_EXAMPLES").details["ratio"] == pytest.approx(
+        eval_stats["num_examples"] / train_stats["num_examples"]
+    )
+
+
+def test_environments(adult: tuple, schema: Schema) -> None:
+    _, ev, train_stats, *_ = adult
+    schema.default_environments = ["TRAINING", "SERVING"]
+    schema.feature("income").not_in_environments = ["SERVING"]
+    schema.feature("income").skew_comparator = {"l_infinity": 0.01}
+    requests = stats_of(ev.drop(columns=["income"]))
+    assert problems(validate(requests, schema, environment="SERVING")) == set()
+    assert problems(validate(requests, schema, environment="TRAINING")) == {("income", "MISSING_COLUMN")}
+    leaked = validate(stats_of(ev), schema, environment="SERVING")
+    assert problems(leaked) == {("income", "NOT_IN_ENVIRONMENT")}
+    skew = validate(train_stats, schema, serving=requests)  # the label is not compared with serving data
+    assert problems(skew) == set()
+    assert not [a for a in skew if a.feature == "income"]
+    with pytest.raises(DataValidationError, match="Did you mean 'SERVING'"):
+        validate(requests, schema, environment="SERVNG")
+
+
+def test_a_comparison_without_control_data_is_a_warning(adult: tuple, schema: Schema) -> None:
+    _, ev, *_ = adult
+    schema.feature("workclass").drift_comparator = {"l_infinity": 0.1}
+    baseline = stats_of(ev.drop(columns=["workclass"]))
+    a = one(validate(stats_of(ev), schema, baseline=baseline), "workclass", "COMPARATOR_CONTROL_DATA_MISSING")
+    assert a.severity == "warning"
+
+
+def test_descriptions_are_one_sentence_with_the_numbers(adult: tuple, schema: Schema) -> None:
+    _, ev, train_stats, *_ = adult
+    schema.feature("workclass").domain = Domain(values=["Private"])
+    schema.feature("age").drift_comparator = {"ks": 0.05, "wasserstein": 0.1}
+    found = validate(stats_of(ev.assign(age=(ev.age * 1.3).round().astype(int))), schema, baseline=train_stats)
+    for a in found:
+        assert a.description.endswith(".")
+        assert a.description.count(". ") == 0, a.description
+        assert any(ch.isdigit() for ch in a.description), a.description
+    ks = one(found, "age", "DRIFT_KS")
+    assert "K-S p-value" in ks.description
+    assert "D = " in ks.description
