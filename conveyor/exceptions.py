@@ -6,6 +6,7 @@
     ├── MetadataError              the metadata store cannot be opened or read
     ├── ComponentError             a component's own code failed while it ran
     ├── DataValidationError        data broke the schema's rules
+    ├── TransformError             preprocessing_fn cannot be traced, fitted or applied
     └── ServingError               a model cannot be loaded or served
 
 Every message says what was wrong, where, and what to do; the CLI prints it on one line.
@@ -36,6 +37,10 @@ class ComponentError(ConveyorError):
 
 class DataValidationError(ConveyorError):
     """Data did not meet the schema's rules."""
+
+
+class TransformError(ConveyorError):
+    """``preprocessing_fn`` cannot be traced, fitted or applied; the message names the user's line."""
 
 
 class ServingError(ConveyorError):

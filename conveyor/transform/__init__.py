@@ -1,0 +1,76 @@
+"""``preprocessing_fn`` vocabulary, fitted once on training data and applied the same everywhere.
+
+    import conveyor.transform as ct
+
+    def preprocessing_fn(inputs):
+        return {
+            "amount": ct.scale_to_z_score(inputs["amount"]),
+            "product": ct.compute_and_apply_vocabulary(inputs["product"], num_oov_buckets=1),
+            "label": inputs["consumer_disputed"],
+        }
+"""
+
+from conveyor.transform.fitted import FittedGraph, load
+from conveyor.transform.graph import Column
+from conveyor.transform.ops import (
+    apply_buckets,
+    apply_vocabulary,
+    bucketize,
+    cast,
+    clip,
+    compute_and_apply_vocabulary,
+    fill_missing,
+    log1p,
+    lower,
+    max,
+    mean,
+    min,
+    one_hot,
+    quantiles,
+    regex_replace,
+    scale_to_0_1,
+    scale_to_z_score,
+    split,
+    std,
+    strip,
+    substr,
+    to_number,
+    tokenize,
+    upper,
+    var,
+    vocabulary,
+    where,
+)
+
+__all__ = [
+    "Column",
+    "FittedGraph",
+    "apply_buckets",
+    "apply_vocabulary",
+    "bucketize",
+    "cast",
+    "clip",
+    "compute_and_apply_vocabulary",
+    "fill_missing",
+    "load",
+    "log1p",
+    "lower",
+    "max",
+    "mean",
+    "min",
+    "one_hot",
+    "quantiles",
+    "regex_replace",
+    "scale_to_0_1",
+    "scale_to_z_score",
+    "split",
+    "std",
+    "strip",
+    "substr",
+    "to_number",
+    "tokenize",
+    "upper",
+    "var",
+    "vocabulary",
+    "where",
+]

@@ -1,0 +1,193 @@
+"""Symbolic columns: ``preprocessing_fn`` runs once on them and leaves a graph of operations.
+
+A ``Column`` is a node: an input, a mapper (row by row: arithmetic, string ops, lookups) or
+an analyzer (a full pass over the training data whose result, once fitted, is a constant:
+a mean, a vocabulary, quantile boundaries). Every node remembers the user's line that made
+it, so an error later points there.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import itertools
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.exceptions import TransformError
+
+KINDS = ("number", "string", "bool", "tokens", "dense", "sparse", "constant")
+_ids = itertools.count()
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_line() -> str:
+    """The first frame outside conveyor.transform: the user's ``file:line``."""
+    for frame in inspect.stack(context=0)[1:]:
+        if not frame.filename.startswith("<frozen") and not os.path.abspath(frame.filename).startswith(_HERE):
+            return f"{frame.filename}:{frame.lineno}"
+    return "<unknown>"
+
+
+@dataclass(eq=False)
+class Node:
+    """One operation of the graph; ``kind`` says what its value is per row."""
+
+    op: str
+    inputs: tuple[Node, ...]
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    width: int | None = None  # columns of a dense or sparse value, once known
+    where: str = ""
+    analyzer: bool = False
+    uid: int = field(default_factory=lambda: next(_ids))
+
+    def walk(self) -> Iterator[Node]:
+        """This node and everything it depends on, each once, inputs first."""
+        seen: set[int] = set()
+        stack: list[tuple[Node, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node.uid in seen:
+                continue
+            if expanded:
+                seen.add(node.uid)
+                yield node
+            else:
+                stack.append((node, True))
+                stack.extend((i, False) for i in reversed(node.inputs) if i.uid not in seen)
+
+
+def fail(message: str, where: str | None = None) -> TransformError:
+    """A TransformError that names the user's line."""
+    return TransformError(f"{where or user_line()}: {message}")
+
+
+class Column:
+    """A symbolic column inside ``preprocessing_fn``: combine it with ``conveyor.transform`` ops."""
+
+    __slots__ = ("node",)
+    __array_priority__ = 1000
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    @property
+    def kind(self) -> str:
+        return self.node.kind
+
+    def __repr__(self) -> str:
+        return f"<Column {self.node.op} ({self.node.kind})>"
+
+    # Python operations a symbolic column cannot answer: say so at the user's line.
+    def __bool__(self) -> bool:
+        msg = "a symbolic column has no truth value here (an `if` or `and` on a column?); use ct.where(condition, a, b)."
+        raise fail(msg)
+
+    def __iter__(self) -> Iterator[Any]:
+        msg = "a symbolic column cannot be looped over in Python; use conveyor.transform ops on whole columns."
+        raise fail(msg)
+
+    def __len__(self) -> int:
+        msg = "len() of a symbolic column is not known while tracing; use ct.size or an analyzer."
+        raise fail(msg)
+
+    def __float__(self) -> float:
+        msg = "float() of a symbolic column cannot be traced; use ct.cast(x, 'float')."
+        raise fail(msg)
+
+    __int__ = __float__  # type: ignore[assignment]
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        msg = "NumPy cannot run on a symbolic column while tracing; use the conveyor.transform op (ct.log1p, ct.clip, ...)."
+        raise fail(msg)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        msg = f"numpy.{ufunc.__name__} cannot run on a symbolic column; use the conveyor.transform op instead."
+        raise fail(msg)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        msg = f"a symbolic column has no method .{name}(); use ct.{name}(x) if conveyor.transform has it."
+        raise fail(msg)
+
+    # Arithmetic and comparisons build mapper nodes; see conveyor.transform.ops for the rest.
+    def _binary(self, op: str, other: Any, reverse: bool = False) -> Column:
+        from conveyor.transform.ops import binary
+
+        return binary(op, other, self) if reverse else binary(op, self, other)
+
+    def __add__(self, o: Any) -> Column: return self._binary("add", o)
+    def __radd__(self, o: Any) -> Column: return self._binary("add", o, True)
+    def __sub__(self, o: Any) -> Column: return self._binary("sub", o)
+    def __rsub__(self, o: Any) -> Column: return self._binary("sub", o, True)
+    def __mul__(self, o: Any) -> Column: return self._binary("mul", o)
+    def __rmul__(self, o: Any) -> Column: return self._binary("mul", o, True)
+    def __truediv__(self, o: Any) -> Column: return self._binary("div", o)
+    def __rtruediv__(self, o: Any) -> Column: return self._binary("div", o, True)
+    def __pow__(self, o: Any) -> Column: return self._binary("pow", o)
+    def __lt__(self, o: Any) -> Column: return self._binary("lt", o)
+    def __le__(self, o: Any) -> Column: return self._binary("le", o)
+    def __gt__(self, o: Any) -> Column: return self._binary("gt", o)
+    def __ge__(self, o: Any) -> Column: return self._binary("ge", o)
+    def __eq__(self, o: Any) -> Column: return self._binary("eq", o)  # type: ignore[override]
+    def __ne__(self, o: Any) -> Column: return self._binary("ne", o)  # type: ignore[override]
+    def __and__(self, o: Any) -> Column: return self._binary("and", o)
+    def __or__(self, o: Any) -> Column: return self._binary("or", o)
+
+    def __neg__(self) -> Column:
+        return self._binary("mul", -1.0)
+
+    def __invert__(self) -> Column:
+        from conveyor.transform.ops import unary
+
+        return unary("not", self, expect=("bool",), kind="bool")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Inputs(Mapping[str, Column]):
+    """What ``preprocessing_fn`` receives: the schema's features as symbolic columns."""
+
+    def __init__(self, kinds: Mapping[str, str]) -> None:
+        self._columns = {
+            name: Column(Node("input", (), kind, {"name": name}, where="schema")) for name, kind in kinds.items()
+        }
+
+    def __getitem__(self, name: str) -> Column:
+        if name not in self._columns:
+            close = difflib.get_close_matches(name, list(self._columns), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the schema has {sorted(self._columns)}."
+            msg = f"column {name!r} is not in the schema{hint}"
+            raise fail(msg)
+        return self._columns[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
+def trace(preprocessing_fn: Callable[[Inputs], Mapping[str, Any]], kinds: Mapping[str, str]) -> dict[str, Node]:
+    """Run ``preprocessing_fn`` once on symbolic inputs; return its outputs' nodes by name."""
+    outputs = preprocessing_fn(Inputs(kinds))
+    if not isinstance(outputs, Mapping) or not outputs:
+        msg = f"preprocessing_fn must return a non-empty dict of output name to column, got {type(outputs).__name__}."
+        raise TransformError(msg)
+    nodes: dict[str, Node] = {}
+    for name, value in outputs.items():
+        if not isinstance(value, Column):
+            msg = f"preprocessing_fn's output {name!r} is {type(value).__name__}, not a column made from the inputs."
+            raise TransformError(msg)
+        if value.node.kind == "constant":
+            msg = f"preprocessing_fn's output {name!r} is an analyzer's result, one value, not a column; combine it with a column."
+            raise fail(msg, value.node.where)
+        nodes[str(name)] = value.node
+    return nodes

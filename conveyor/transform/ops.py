@@ -1,0 +1,239 @@
+"""The vocabulary of ``preprocessing_fn``: functions that build graph nodes from columns.
+
+Each checks what it is given (kinds, parameters) at the user's line. What a node computes is
+in ``kernels.py`` (mappers) and ``analyzers.py`` (full passes), keyed by the same op name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.transform.graph import Column, Node, fail, user_line
+
+NUMERIC = ("number", "bool")
+
+
+def _node(op: str, inputs: tuple[Column, ...], kind: str, params: dict[str, Any] | None = None, *, analyzer: bool = False, width: int | None = None) -> Column:
+    return Column(Node(op, tuple(i.node for i in inputs), kind, params or {}, width=width, where=user_line(), analyzer=analyzer))
+
+
+def _expect(fn: str, x: Any, kinds: tuple[str, ...]) -> Column:
+    if not isinstance(x, Column):
+        msg = f"ct.{fn} takes a column from the inputs, got {type(x).__name__} {x!r}."
+        raise fail(msg)
+    if x.kind not in kinds:
+        msg = f"ct.{fn} takes a {' or '.join(kinds)} column, got a {x.kind} column ({x.node.op})."
+        raise fail(msg)
+    return x
+
+
+def _const(value: Any) -> Column:
+    return Column(Node("literal", (), "constant", {"value": value}, where=user_line()))
+
+
+def binary(op: str, a: Any, b: Any) -> Column:
+    """Arithmetic (add, sub, mul, div, pow), comparisons (lt ... ne) and logic (and, or)."""
+    a = a if isinstance(a, Column) else _const(a)
+    b = b if isinstance(b, Column) else _const(b)
+    logic = op in ("and", "or")
+    allowed = ("bool", "constant") if logic else ("number", "bool", "constant") if op not in ("eq", "ne") else ("number", "bool", "string", "constant")
+    for side in (a, b):
+        if side.kind not in allowed:
+            msg = f"'{op}' does not apply to a {side.kind} column ({side.node.op}); it takes {', '.join(k for k in allowed if k != 'constant')}."
+            raise fail(msg)
+    if a.kind == "constant" and b.kind == "constant":
+        msg = f"'{op}' of two constants is not a column; combine a constant with a column."
+        raise fail(msg)
+    kind = "bool" if op in ("lt", "le", "gt", "ge", "eq", "ne", "and", "or") else "number"
+    return _node(op, (a, b), kind)
+
+
+def unary(op: str, x: Any, *, expect: tuple[str, ...], kind: str, **params: Any) -> Column:
+    return _node(op, (_expect(op, x, expect),), kind, params)
+
+
+# -- analyzers: one full pass over the training data, a constant after fitting ---------------
+
+def mean(x: Column) -> Column:
+    """The mean of a numeric column over the training data (missing values left out)."""
+    return _node("mean", (_expect("mean", x, NUMERIC),), "constant", analyzer=True)
+
+
+def var(x: Column) -> Column:
+    """The population variance (ddof=0) of a numeric column."""
+    return _node("var", (_expect("var", x, NUMERIC),), "constant", analyzer=True)
+
+
+def std(x: Column) -> Column:
+    """The population standard deviation (ddof=0), as scikit-learn's StandardScaler uses."""
+    return _node("std", (_expect("std", x, NUMERIC),), "constant", analyzer=True)
+
+
+def min(x: Column) -> Column:
+    """The smallest value of a numeric column."""
+    return _node("min", (_expect("min", x, NUMERIC),), "constant", analyzer=True)
+
+
+def max(x: Column) -> Column:
+    """The largest value of a numeric column."""
+    return _node("max", (_expect("max", x, NUMERIC),), "constant", analyzer=True)
+
+
+def quantiles(x: Column, num_buckets: int) -> Column:
+    """The ``num_buckets - 1`` inner boundaries that cut a numeric column into equal-count buckets.
+
+    Exact (NumPy's default linear rule, as KBinsDiscretizer uses) up to 1,000,000 values, and
+    from a KLL sketch past that, within its rank error of about 1.3%.
+    """
+    if not isinstance(num_buckets, int) or num_buckets < 2:
+        msg = f"ct.quantiles needs num_buckets >= 2, got {num_buckets!r}."
+        raise fail(msg)
+    return _node("quantiles", (_expect("quantiles", x, NUMERIC),), "constant", {"num_buckets": num_buckets}, analyzer=True)
+
+
+def vocabulary(x: Column, top_k: int | None = None, frequency_threshold: int = 0) -> Column:
+    """The distinct values of a string (or tokens) column, most frequent first, ties by value.
+
+    ``top_k`` keeps the most frequent; ``frequency_threshold`` drops values seen fewer times.
+    """
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        msg = f"ct.vocabulary needs top_k >= 1 or None, got {top_k!r}."
+        raise fail(msg)
+    params = {"top_k": top_k, "frequency_threshold": frequency_threshold}
+    return _node("vocabulary", (_expect("vocabulary", x, ("string", "tokens", "number")),), "constant", params, analyzer=True)
+
+
+# -- mappers --------------------------------------------------------------------------------
+
+def scale_to_z_score(x: Column) -> Column:
+    """(x - mean) / std over the training data; x - mean where std is 0 (as TFT does)."""
+    x = _expect("scale_to_z_score", x, NUMERIC)
+    return _node("z_score", (x, mean(x), std(x)), "number")
+
+
+def scale_to_0_1(x: Column) -> Column:
+    """(x - min) / (max - min) over the training data; x - min where max == min."""
+    x = _expect("scale_to_0_1", x, NUMERIC)
+    return _node("min_max", (x, min(x), max(x)), "number")
+
+
+def apply_buckets(x: Column, boundaries: Column | list[float]) -> Column:
+    """The bucket index of each value: a value equal to a boundary goes to the upper bucket."""
+    x = _expect("apply_buckets", x, NUMERIC)
+    b = boundaries if isinstance(boundaries, Column) else _const([float(v) for v in boundaries])
+    return _node("apply_buckets", (x, b), "number")
+
+
+def bucketize(x: Column, num_buckets: int) -> Column:
+    """Equal-count buckets from the training data's quantiles (see ``quantiles``)."""
+    return apply_buckets(x, quantiles(x, num_buckets))
+
+
+def apply_vocabulary(x: Column, vocab: Column, *, num_oov_buckets: int = 0, default_value: int = -1) -> Column:
+    """The index of each value in ``vocab``; unseen values go to one of ``num_oov_buckets``
+    buckets after the vocabulary (by a stable hash), or to ``default_value`` when there are none.
+    """
+    x = _expect("apply_vocabulary", x, ("string", "tokens", "number"))
+    params = {"num_oov_buckets": num_oov_buckets, "default_value": default_value}
+    return _node("apply_vocabulary", (x, vocab), "tokens" if x.kind == "tokens" else "number", params)
+
+
+def compute_and_apply_vocabulary(
+    x: Column, *, top_k: int | None = None, frequency_threshold: int = 0, num_oov_buckets: int = 0, default_value: int = -1
+) -> Column:
+    """Integer index of each value in the training data's vocabulary (TFT's semantics)."""
+    vocab = vocabulary(x, top_k=top_k, frequency_threshold=frequency_threshold)
+    return apply_vocabulary(x, vocab, num_oov_buckets=num_oov_buckets, default_value=default_value)
+
+
+def fill_missing(x: Column, value: Any = None) -> Column:
+    """Missing values replaced by ``value``: 0 for numbers and "" for strings unless given."""
+    x = _expect("fill_missing", x, ("number", "string", "bool"))
+    fill = value if value is not None else ("" if x.kind == "string" else 0)
+    return _node("fill_missing", (x,), x.kind, {"value": fill})
+
+
+def one_hot(x: Column, depth: int | None = None) -> Column:
+    """A sparse 0/1 row per integer index; out-of-range and missing indices give an empty row.
+
+    ``depth`` defaults to the size of the vocabulary (plus its OOV buckets) or the number of
+    buckets that made ``x``.
+    """
+    x = _expect("one_hot", x, ("number",))
+    if depth is not None:
+        return _node("one_hot", (x,), "sparse", {"depth": depth, "extra": 0})
+    src = x.node
+    extra = {"apply_vocabulary": src.params.get("num_oov_buckets", 0), "apply_buckets": 1}.get(src.op)
+    if extra is None:
+        msg = "ct.one_hot needs depth= unless x comes from a vocabulary or from buckets."
+        raise fail(msg)
+    return Column(Node("one_hot", (src, src.inputs[1]), "sparse", {"depth": None, "extra": extra}, where=user_line()))
+
+
+def log1p(x: Column) -> Column:
+    """log(1 + x)."""
+    return unary("log1p", x, expect=NUMERIC, kind="number")
+
+
+def clip(x: Column, lower: float | None = None, upper: float | None = None) -> Column:
+    """Values below ``lower`` or above ``upper`` moved to the bound."""
+    return unary("clip", x, expect=NUMERIC, kind="number", lower=lower, upper=upper)
+
+
+def cast(x: Column, to: str) -> Column:
+    """A column as "float", "int", "string" or "bool"."""
+    kinds = {"float": "number", "int": "number", "string": "string", "bool": "bool"}
+    if to not in kinds:
+        msg = f"ct.cast converts to one of {sorted(kinds)}, got {to!r}."
+        raise fail(msg)
+    return unary("cast", x, expect=("number", "bool", "string"), kind=kinds[to], to=to)
+
+
+def where(condition: Column, a: Any, b: Any) -> Column:
+    """``a`` where ``condition`` holds, else ``b`` (numbers or strings, columns or constants)."""
+    condition = _expect("where", condition, ("bool",))
+    a = a if isinstance(a, Column) else _const(a)
+    b = b if isinstance(b, Column) else _const(b)
+    kinds = {c.kind for c in (a, b)} - {"constant"}
+    if len(kinds) > 1 or kinds - {"number", "string", "bool"}:
+        msg = f"ct.where needs two values of one kind (number, string or bool), got {sorted(kinds)}."
+        raise fail(msg)
+    return _node("where", (condition, a, b), kinds.pop() if kinds else "number")
+
+
+# -- strings --------------------------------------------------------------------------------
+
+def lower(x: Column) -> Column:
+    return unary("lower", x, expect=("string",), kind="string")
+
+
+def upper(x: Column) -> Column:
+    return unary("upper", x, expect=("string",), kind="string")
+
+
+def strip(x: Column) -> Column:
+    """Whitespace removed from both ends."""
+    return unary("strip", x, expect=("string",), kind="string")
+
+
+def regex_replace(x: Column, pattern: str, replacement: str) -> Column:
+    """Every match of ``pattern`` (RE2 syntax) replaced by ``replacement``."""
+    return unary("regex_replace", x, expect=("string",), kind="string", pattern=pattern, replacement=replacement)
+
+
+def substr(x: Column, start: int, length: int | None = None) -> Column:
+    """``length`` characters from ``start`` (0-based)."""
+    return unary("substr", x, expect=("string",), kind="string", start=start, length=length)
+
+
+def to_number(x: Column) -> Column:
+    """Strings parsed as numbers; what does not parse is missing."""
+    return unary("to_number", x, expect=("string",), kind="number")
+
+
+def split(x: Column, sep: str | None = None) -> Column:
+    """Tokens split on ``sep`` (on runs of whitespace when None)."""
+    return unary("split", x, expect=("string",), kind="tokens", sep=sep)
+
+
+tokenize = split
