@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.data.sketches import Quantiles
+from conveyor._internal.sketches import Quantiles
 
 TESTS = ("auto", "l_infinity", "jensen_shannon", "ks", "wasserstein", "chi_squared", "z_proportion")
 P_VALUE_TESTS = frozenset({"ks", "chi_squared", "z_proportion"})

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from conveyor.data.sketches import Quantiles, TopCounts
+from conveyor._internal.sketches import Quantiles, TopCounts
 
 FORMAT_VERSION = 1
 QUANTILE_RANKS = [i / 10 for i in range(11)]

@@ -108,7 +108,7 @@ class QuantileBoundaries:
     @staticmethod
     def _sketch(acc: dict[str, Any]) -> Any:
         if acc["sketch"] is None:
-            from conveyor.data.sketches import Quantiles
+            from conveyor._internal.sketches import Quantiles
 
             acc["sketch"] = Quantiles()
             for v in acc.pop("values"):

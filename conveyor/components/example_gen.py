@@ -1,0 +1,247 @@
+"""ExampleGen: data in, as an Examples artifact of Parquet splits (TFX's CsvExampleGen and kin)."""
+
+from __future__ import annotations
+
+import codecs
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from conveyor.artifacts import Examples
+from conveyor.dsl.component import Component
+from conveyor.dsl.types import FilePath, Output, Parameter
+from conveyor.exceptions import DataValidationError, PipelineDefinitionError
+
+_FORMATS = ("csv", "parquet", "jsonl", "avro")
+_PROGRESS_MIN_BYTES = 64 << 20
+
+
+class ExampleGen(Component):
+    """Read CSV, Parquet, JSON Lines, Avro or a SQL query into train/eval splits of Parquet files.
+
+    Rows are split by hash buckets (the same row lands in the same split on every run and
+    machine, whatever the order of files), by the value of ``partition_feature``, or kept as
+    given with ``input_splits``. Rows that cannot be read are quarantined, counted and printed;
+    more than ``max_quarantine_fraction`` of them fails the step.
+
+    Args:
+        input_base: a folder, a file, or any fsspec URL (``s3://...``, ``memory://...``).
+        input_format: csv, parquet, jsonl or avro; None reads it from the file extensions.
+        pattern: files to read under ``input_base``; may hold ``{SPAN}``, ``{SPAN:n}``,
+            ``{VERSION}``, or ``{YYYY}{MM}{DD}`` (the span is then days since 1970-01-01).
+        splits: split name to hash buckets, in order (TFX: bucket = hash mod sum).
+        split_key: column(s) to hash instead of the whole row (TFX's partition_feature_name),
+            so that, e.g., all rows of a user land in one split.
+        partition_feature: a column whose value names each row's split.
+        input_splits: split name to its own pattern, e.g. ``{"train": "train/*.csv"}``.
+        query, connection: a SQL query and the SQLAlchemy URL to run it on, instead of files.
+        span: "latest" (newest span, newest version), a span number, ``[first, last]`` or
+            "first-last" (inclusive), "latest:N" (the N newest), or "all".
+        null_values: tokens read as null besides a blank field, e.g. ["NA", "N/A"].
+        encoding: the text files' encoding when it is not UTF-8 (e.g. "latin-1").
+        delimiter: CSV field separator; default "," ("\\t" for .tsv files).
+        max_quarantine_fraction: the share of unreadable rows above which the step fails.
+
+    Output ``examples``: ``<uri>/Split-<name>/part-*.parquet`` and ``<uri>/_quarantine/rows.jsonl``
+    when rows were set aside; properties ``span``, ``spans``, ``version``, ``fingerprint``
+    (sha256 of the input files), ``split_names``, ``row_counts``, ``quarantined``, ``format``.
+
+    Example:
+        >>> gen = ExampleGen("data/complaints", pattern="{YYYY}-{MM}-{DD}/*.csv", null_values=["N/A"])
+        >>> stats = StatisticsGen(examples=gen.outputs["examples"])
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _check(**self.parameters)
+
+    @staticmethod
+    def execute(
+        examples: Output[Examples],
+        input_base: Parameter[FilePath | None] = None,
+        *,
+        input_format: Parameter[str | None] = None,
+        pattern: Parameter[str] = "*",
+        splits: Parameter[dict] = {"train": 9, "eval": 1},  # noqa: B006  the default users see; never mutated
+        split_key: Parameter[str | list | None] = None,
+        partition_feature: Parameter[str | None] = None,
+        input_splits: Parameter[dict | None] = None,
+        query: Parameter[str | None] = None,
+        connection: Parameter[str | None] = None,
+        span: Parameter[int | str | list] = "latest",
+        null_values: Parameter[list | None] = None,
+        encoding: Parameter[str | None] = None,
+        delimiter: Parameter[str | None] = None,
+        max_quarantine_fraction: Parameter[float] = 0.05,
+    ) -> None:
+        from conveyor.io.files import SpanSpec
+        from conveyor.io.ingest import SplitRule, ingest
+
+        _check(input_base, input_format, pattern, splits, split_key, partition_feature, input_splits, query,
+               connection, span, null_values, encoding, delimiter, max_quarantine_fraction)
+        plan = _plan(input_base, input_format, pattern, input_splits, query, connection, SpanSpec.parse(span),
+                     null_values or [], encoding, delimiter)
+        names = list(input_splits or ([] if partition_feature else splits))
+        keys = [split_key] if isinstance(split_key, str) else split_key
+        rule = SplitRule(names, [int(w) for w in splits.values()], keys, partition_feature)
+        with ThreadPoolExecutor(1) as pool, _progress_bar(plan.total_bytes) as progress:
+            fingerprint = pool.submit(plan.fingerprint)
+            result = ingest(plan.fmt, plan.sources, examples.uri, rule, progress)
+            fp = fingerprint.result() if plan.files else _written_fingerprint(examples.uri)
+        for note in result.notes:
+            print(note)
+        _check_counts(result.rows, result.quarantine, plan.where, max_quarantine_fraction)
+        order = names or sorted(result.rows)
+        examples.properties.update(
+            span=plan.spans[-1], spans=plan.spans, version=plan.version, fingerprint=fp, split_names=order,
+            row_counts={s: result.rows[s] for s in order}, quarantined=result.quarantine.count, format=plan.format,
+        )
+
+
+class _Plan:
+    """What to read: the format, the sources in order, the spans they hold."""
+
+    def __init__(self, fmt: Any, fmt_name: str, sources: list[Any], where: str, spans: list[int],
+                 version: int | None, fs: Any = None, root: str = "") -> None:
+        self.fmt, self.format, self.sources, self.where = fmt, fmt_name, sources, where
+        self.spans, self.version, self.fs, self.root = spans, version, fs, root
+        self.files = [s.path for s in sources] if fs is not None else []
+        self.total_bytes = sum(s.size for s in sources)
+
+    def fingerprint(self) -> str | None:
+        from conveyor.io.files import fingerprint
+
+        return fingerprint(self.fs, self.root, self.files) if self.files else None
+
+
+def _plan(input_base: str | None, input_format: str | None, pattern: str, input_splits: dict | None,
+          query: str | None, connection: str | None, span: Any, null_values: list[str], encoding: str | None,
+          delimiter: str | None) -> _Plan:
+    import fsspec
+
+    from conveyor.io.csv import CsvOptions
+    from conveyor.io.files import Pattern, format_of, select_files
+    from conveyor.io.ingest import CsvInput, Source, TypedInput
+
+    if query is not None:
+        if span.kind not in ("latest", "range") or span.low != span.high:
+            msg = "A SQL query reads one span: give span='latest' (span 0) or the span number the query reads."
+            raise PipelineDefinitionError(msg)
+        return _Plan(TypedInput("sql", query=query, connection=connection), "sql", [Source("the query")],
+                     "the query", [span.low], None)
+    fs, root = fsspec.core.url_to_fs(str(input_base))
+    root = root.rstrip("/") or "/"
+    if fs.isfile(root):
+        root, pattern = root.rsplit("/", 1)[0] or "/", root.rsplit("/", 1)[1]
+    chosen = {name: select_files(fs, root, Pattern.parse(p), span) for name, p in (input_splits or {None: pattern}).items()}
+    spans = {tuple(sel.spans) for sel in chosen.values()}
+    if len(spans) > 1:
+        msg = f"input_splits under {input_base} hold different spans ({sorted(spans)}); every split must have the same spans."
+        raise DataValidationError(msg)
+    sources = [Source(p, sel.sizes[p], name) for name, sel in chosen.items() for p in sel.files]
+    kind, other = (input_format, []) if input_format else format_of([s.path for s in sources])
+    if other:
+        print(f"ExampleGen reads {kind} files and leaves out {', '.join(other)}: not a data file extension.")
+        sources = [s for s in sources if s.path not in other]
+    if kind == "csv":
+        tsv = all(s.path.lower().split(".")[-1] == "tsv" or ".tsv." in s.path.lower() for s in sources)
+        options = CsvOptions(delimiter or ("\t" if tsv else ","), encoding, tuple(null_values))
+        fmt: Any = CsvInput(fs, options)
+    else:
+        fmt = TypedInput(kind, fs)
+        fmt.prepare(sources)
+    first = next(iter(chosen.values()))
+    where = f"pattern {pattern!r} under {input_base}" if input_splits is None else f"input_splits under {input_base}"
+    return _Plan(fmt, kind, sources, where, first.spans, first.version, fs, root)
+
+
+def _written_fingerprint(uri: str) -> str:
+    """A query has no input bytes: its fingerprint is that of the rows as written."""
+    from conveyor._internal.fingerprint import hash_path
+
+    return hash_path(uri)
+
+
+def _check_counts(rows: dict[str, int], quarantine: Any, where: str, max_fraction: float) -> None:
+    total = sum(rows.values())
+    bad = quarantine.count
+    if total == 0 and bad == 0:
+        msg = f"ExampleGen read no rows from {where}: the input holds no data rows; check the files or the query."
+        raise DataValidationError(msg)
+    if bad:
+        share = bad / (bad + total)
+        first = "; ".join(quarantine.first)
+        if share > max_fraction:
+            msg = (
+                f"ExampleGen could not read {bad} of {bad + total} rows ({share:.1%}), more than "
+                f"max_quarantine_fraction={max_fraction}: {first}; fix those rows or raise max_quarantine_fraction."
+            )
+            raise DataValidationError(msg)
+        print(f"ExampleGen quarantined {bad} of {bad + total} rows ({share:.2%}) to _quarantine/rows.jsonl; first: {first}")
+    for name, n in rows.items():
+        if n == 0:
+            print(f"ExampleGen: split {name!r} got no rows.")
+
+
+@contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
+    """A bar on stderr for large inputs, only when stderr is a terminal (never in a step log)."""
+    if total < _PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    columns = ("ExampleGen", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
+        task = bar.add_task("read", total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _check(
+    input_base: Any = None, input_format: Any = None, pattern: Any = "*", splits: Any = None, split_key: Any = None,
+    partition_feature: Any = None, input_splits: Any = None, query: Any = None, connection: Any = None,
+    span: Any = "latest", null_values: Any = None, encoding: Any = None, delimiter: Any = None,
+    max_quarantine_fraction: Any = 0.05,
+) -> None:
+    """Every parameter, checked when the pipeline is built: a mistake never waits for a run."""
+    from conveyor.io.files import Pattern, SpanSpec
+    from conveyor.io.ingest import SPLIT_NAME
+
+    def fail(msg: str) -> NoReturn:
+        raise PipelineDefinitionError("ExampleGen: " + msg)
+
+    if (input_base is None) == (query is None):
+        fail("give input_base (files) or query with connection (SQL), one of the two.")
+    if query is not None and not connection:
+        fail("query needs connection, a SQLAlchemy URL such as 'sqlite:///data.db'.")
+    if input_format is not None and input_format not in _FORMATS:
+        fail(f"input_format must be one of {', '.join(_FORMATS)} or None; got {input_format!r}.")
+    if sum(x is not None for x in (split_key, partition_feature, input_splits)) > 1:
+        fail("give at most one of split_key, partition_feature and input_splits.")
+    named = input_splits or splits or {}
+    if not named or not all(isinstance(k, str) and SPLIT_NAME.match(k) for k in named):
+        fail(f"split names must be letters, digits, '_', '.' or '-'; got {list(named)}.")
+    if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in (splits or {}).values()):
+        fail(f"splits maps each split to a positive whole number of hash buckets, e.g. {{'train': 9, 'eval': 1}}; got {splits}.")
+    for p in [pattern, *(input_splits or {}).values()]:
+        if not isinstance(p, str):
+            fail(f"a pattern must be a string; got {p!r}.")
+        Pattern.parse(p)
+    SpanSpec.parse(span)
+    keys = [split_key] if isinstance(split_key, str) else split_key
+    if keys is not None and not (keys and all(isinstance(k, str) for k in keys)):
+        fail(f"split_key must be a column name or a list of them; got {split_key!r}.")
+    if null_values is not None and not all(isinstance(v, str) for v in null_values):
+        fail(f"null_values must be a list of strings; got {null_values!r}.")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+        fail(f"delimiter must be one character; got {delimiter!r}.")
+    if not isinstance(max_quarantine_fraction, (int, float)) or not 0 <= max_quarantine_fraction <= 1:
+        fail(f"max_quarantine_fraction must be between 0 and 1; got {max_quarantine_fraction!r}.")
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            fail(f"encoding {encoding!r} is not one Python knows, e.g. 'latin-1', 'cp1252', 'utf-16'.")

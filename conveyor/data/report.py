@@ -1,0 +1,614 @@
+"""Statistics and anomalies as one self-contained HTML page: inline CSS and SVG, nothing fetched.
+
+Notebook widgets break (Facets ran only in Chrome, TFMA's widget loses its model: ANCHORS 15);
+a static page opens in any browser, years later, attached to a ticket. As in Facets Overview,
+splits (or spans) sit side by side: one row per split under each feature, one colour each,
+and one chart per feature where histograms share an x-axis and bars show each split's share,
+so splits of different sizes compare. Anomalies are listed first and marked on their feature.
+Every value from the data is escaped; missing keys show as "-" and unknown ones are ignored,
+so statistics written by another version still render.
+
+Example:
+    >>> page = statistics_html(read_splits("stats", "statistics.json"), "ExampleStatistics 12")
+    >>> Path("stats.html").write_text(page)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from conveyor.exceptions import ArtifactError
+
+# Okabe-Ito hues, told apart with every common colour-vision deficiency; a lighter shade per source.
+HUES = (
+    ("#0072B2", "#56B4E9", "#A8D8F4"),
+    ("#D55E00", "#E69F00", "#F5C76A"),
+    ("#009E73", "#5CC9A7", "#A9E4D2"),
+    ("#CC79A7", "#E2AECB", "#F0D5E4"),
+    ("#4D4D4D", "#8F8F8F", "#C7C7C7"),
+)
+SEVERITIES = {"error": 2, "warning": 1, "info": 0}
+TOP_SHOWN = 8
+BINS = 10
+SVG_W, SVG_H = 260, 56
+SHORT_TEST = {
+    "jensen_shannon": "JS",
+    "l_infinity": "L∞",
+    "wasserstein": "Wasserstein",
+    "ks": "KS p",
+    "chi_squared": "χ² p",
+    "z_proportion": "z p",
+}
+
+Split = tuple[str, str, dict[str, Any]]  # label, colour, statistics of one split
+Present = tuple[str, str, dict[str, Any] | None, dict[str, Any]]  # ... and the feature's statistics there, if any
+Cells = Callable[[dict[str, Any] | None, dict[str, Any]], list[str]]
+Chart = Callable[[list[Present]], str]
+
+
+def read_splits(uri: str | Path, filename: str) -> dict[str, Any]:
+    """Each ``<uri>/Split-<name>/<filename>``, train first: an artifact's splits as the page takes them."""
+    found: dict[str, Any] = {}
+    paths = sorted(Path(uri).glob(f"Split-*/{filename}"), key=lambda p: (p.parent.name != "Split-train", p.parent.name))
+    for path in paths:
+        try:
+            found[path.parent.name.removeprefix("Split-")] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            msg = f"Cannot read {path}: {e}"
+            raise ArtifactError(msg) from e
+    return found
+
+
+def artifacts_html(title: str, statistics: Mapping[str, str | Path], anomalies: str | Path | None = None) -> str:
+    """The page for artifacts on disk.
+
+    ``statistics`` maps a label to an ExampleStatistics uri: each split is shown as
+    ``"<split> · <label>"`` (or its bare name for the label ``""``), splits of one name
+    together, so ``{"#12": ..., "#9": ...}`` puts train beside train.
+
+    ``anomalies``, when given, is an ExampleAnomalies uri: its ``anomalies`` and ``measurements``
+    (the ``info`` entries) are listed and marked.
+
+    Raises:
+        ArtifactError: there is nothing to show, or a file is not JSON.
+    """
+    sources = {label: read_splits(uri, "statistics.json") for label, uri in statistics.items()}
+    names = list(dict.fromkeys(name for found in sources.values() for name in found))
+    splits = {
+        f"{name} · {label}" if label else name: found[name]
+        for name in names
+        for label, found in sources.items()
+        if name in found
+    }
+    if anomalies is None:
+        if not splits:
+            msg = f"No Split-<name>/statistics.json under {', '.join(map(str, statistics.values()))}."
+            raise ArtifactError(msg)
+        return statistics_html(splits, title)
+    found = read_splits(anomalies, "anomalies.json")
+    if not found:
+        msg = f"No Split-<name>/anomalies.json under {anomalies}."
+        raise ArtifactError(msg)
+    return anomalies_html({split: _entries(doc) for split, doc in found.items()}, title, splits)
+
+
+def _entries(doc: Any) -> list[Any]:
+    """Anomalies and measurements of one split: ExampleValidator keeps its ``info`` entries apart."""
+    lists = [doc.get(key) for key in ("anomalies", "measurements")] if isinstance(doc, dict) else []
+    return [a for entries in lists if isinstance(entries, list) for a in entries]
+
+
+def statistics_html(
+    splits: Mapping[str, dict[str, Any]], title: str, anomalies: Mapping[str, list[Any]] | None = None
+) -> str:
+    """A page of the features of each split (label → one split's ``statistics.json``), anomalies marked.
+
+    Labels ``"<split> · <source>"`` get a hue per split and a shade per source, so the same
+    split of two spans reads as a pair.
+
+    Example:
+        >>> statistics_html({"train": train_stats, "eval": eval_stats}, "adult")
+    """
+    return _page(title, splits, anomalies)
+
+
+def anomalies_html(
+    anomalies: Mapping[str, list[Any]], title: str, statistics: Mapping[str, dict[str, Any]] | None = None
+) -> str:
+    """A page of the anomalies of each split (split → its ``anomalies`` list), with the statistics when known."""
+    return _page(title, statistics or {}, anomalies)
+
+
+def _page(title: str, stats: Mapping[str, dict[str, Any]], anomalies: Mapping[str, list[Any]] | None) -> str:
+    splits = [
+        (label, colour, {**s, "features": _features(s)} if isinstance(s, dict) else {"features": {}})
+        for (label, s), colour in zip(stats.items(), _colours(list(stats)), strict=True)
+    ]
+    found = _anomalies_by_feature(anomalies or {})
+    names = list(dict.fromkeys(n for _, _, s in splits for n in s["features"]))
+    numeric = [n for n in names if _kind(splits, n) == "numeric"]
+    other = [n for n in names if n not in numeric]
+    ids = {n: f"f{i}" for i, n in enumerate(names)}
+    body = [_header(title, splits, names)]
+    if anomalies is not None:
+        body.append(_anomalies_section(anomalies, ids))
+    if names:
+        body.append(_CONTROLS)
+    if numeric:
+        rows = "".join(
+            _feature_row(n, ids[n], splits, found.get(n, []), _numeric_cells, _histogram_svg) for n in numeric
+        )
+        body.append(_table("Numeric features", _NUMERIC_HEAD, rows, len(numeric)))
+    if other:
+        rows = "".join(
+            _feature_row(n, ids[n], splits, found.get(n, []), _categorical_cells, _top_values) for n in other
+        )
+        body.append(_table("Categorical and other features", _CATEGORICAL_HEAD, rows, len(other)))
+    if names:
+        body.append(_notes(splits))
+    return _TEMPLATE.format(title=_e(title), css=_CSS, body="\n".join(body), js=_JS if names else "")
+
+
+def _colours(labels: list[str]) -> list[str]:
+    """A hue per split and a shade per source, so ``train · span 12`` and ``train · span 9`` read as a pair."""
+    parts = [label.partition(" · ") for label in labels]
+    splits = list(dict.fromkeys(split for split, _, _ in parts))
+    sources = list(dict.fromkeys(source for _, _, source in parts))
+    return [HUES[splits.index(split) % len(HUES)][sources.index(source) % 3] for split, _, source in parts]
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _features(s: dict[str, Any]) -> dict[str, Any]:
+    """The features that are objects, by name: what the rest of the page reads as ``s["features"]``."""
+    features = s.get("features")
+    return {str(k): v for k, v in features.items() if isinstance(v, dict)} if isinstance(features, dict) else {}
+
+
+def _kind(splits: list[Split], name: str) -> str:
+    """Numeric when the first split that types the feature says int or float."""
+    types = [s["features"][name].get("type") for _, _, s in splits if name in s["features"]]
+    first = next((t for t in types if t != "other"), None)
+    return "numeric" if first in ("int", "float") else "categorical"
+
+
+def _number(v: Any, grouped_from: float = 1_000) -> str:
+    """Thousands separators for whole numbers, 3 significant digits otherwise; "-" for nothing."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return "-" if v is None else _e(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if abs(v) >= 1e15 or (v != int(v) and abs(v) < 1e-3):
+        return f"{v:.3g}"
+    if v == int(v) or abs(v) >= 999.5:
+        return f"{round(v):,}" if abs(round(v)) >= grouped_from else str(round(v))
+    return f"{v:.3g}"
+
+
+def _value(v: Any) -> str:
+    """A feature's value: no separator below 10,000, so a year reads 2009 (counts keep theirs)."""
+    return _number(v, grouped_from=10_000)
+
+
+def _share(part: Any, whole: Any) -> str:
+    if not isinstance(part, int | float) or not isinstance(whole, int | float) or not whole:
+        return "-"
+    frac = part / whole
+    if frac == 0:
+        return "0%"
+    return "<0.01%" if frac < 1e-4 else f"{100 * frac:.3g}%"
+
+
+def _header(title: str, splits: list[Split], names: list[str]) -> str:
+    chips = "".join(
+        f'<span class="chip"><i class="sw" style="background:{colour}"></i><b>{_e(label)}</b> '
+        f"{_number(s.get('num_examples'))} examples</span>"
+        for label, colour, s in splits
+    )
+    count = f'<span class="muted">{len(names)} features</span>' if names else ""
+    return f'<header><h1>{_e(title)}</h1><div class="legend">{chips}{count}</div></header>'
+
+
+def _anomalies_by_feature(anomalies: Mapping[str, list[Any]]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for split, found in anomalies.items():
+        for a in found if isinstance(found, list) else []:
+            if isinstance(a, dict) and a.get("feature") is not None:
+                out.setdefault(str(a["feature"]), []).append((split, a))
+    return out
+
+
+def _severity(a: dict[str, Any]) -> int:
+    return SEVERITIES.get(str(a.get("severity")), 1)
+
+
+def _anomalies_section(anomalies: Mapping[str, list[Any]], ids: dict[str, str]) -> str:
+    entries = [
+        (split, a)
+        for split, found in anomalies.items()
+        for a in (found if isinstance(found, list) else [])
+        if isinstance(a, dict)
+    ]
+    flagged = sorted((e for e in entries if _severity(e[1]) > 0), key=lambda e: -_severity(e[1]))
+    measured = [e for e in entries if _severity(e[1]) == 0]
+    counts = {name: sum(1 for _, a in flagged if _severity(a) == rank) for name, rank in (("error", 2), ("warning", 1))}
+    checked = ", ".join(_e(s) for s in anomalies) or "no split"
+    if not flagged:
+        summary = f'<p class="ok">No anomalies in {checked}.</p>'
+    else:
+        badges = "".join(f'<span class="badge {k}">{n} {k}{"s" * (n != 1)}</span>' for k, n in counts.items() if n)
+        summary = f'<p>{badges} <span class="muted">in {checked}</span></p>'
+        summary += _anomaly_table(flagged, ids)
+    if measured:
+        summary += (
+            f"<details><summary>{len(measured)} measurement{'s' * (len(measured) != 1)} "
+            f"under their thresholds or not judged (info)</summary>{_anomaly_table(measured, ids)}</details>"
+        )
+    return f'<section id="anomalies"><h2>Anomalies</h2>{summary}</section>'
+
+
+def _anomaly_table(entries: list[tuple[str, dict[str, Any]]], ids: dict[str, str]) -> str:
+    rows = []
+    for split, a in entries:
+        sev = str(a.get("severity", "-"))
+        feature = a.get("feature")
+        if feature is None:
+            where = '<span class="muted">(dataset)</span>'
+        elif str(feature) in ids:
+            where = f'<a href="#{ids[str(feature)]}">{_e(feature)}</a>'
+        else:
+            where = _e(feature)
+        rows.append(
+            f'<tr class="{_e(sev)}"><td><span class="badge {_e(sev)}">{_e(sev)}</span></td><td>{_e(split)}</td>'
+            f'<td class="l">{where}</td><td class="l"><code>{_e(a.get("kind", "-"))}</code></td>'
+            f'<td class="l desc">{_e(a.get("description", "-"))}{_details(a.get("details"))}</td></tr>'
+        )
+    head = "<tr><th>severity</th><th>split</th><th class=l>feature</th><th class=l>kind</th><th class=l>description</th></tr>"
+    return f'<table class="anomalies"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _details(details: Any) -> str:
+    """The numbers behind an anomaly, one short line: the description already says what they mean."""
+    if not isinstance(details, dict) or not details:
+        return ""
+    parts = []
+    for k, v in details.items():
+        shown = _number(v) if isinstance(v, int | float) and not isinstance(v, bool) else json.dumps(v, default=str)
+        parts.append(f"{k}={shown if len(shown) <= 80 else shown[:77] + '...'}")
+    return f'<div class="details">{_e(" · ".join(parts))}</div>'
+
+
+def _feature_row(
+    name: str, fid: str, splits: list[Split], found: list[tuple[str, dict[str, Any]]], cells: Cells, chart: Chart
+) -> str:
+    """One row per feature; each cell holds a line per split, so a split's numbers read across."""
+    present = [(label, colour, s["features"].get(name), s) for label, colour, s in splits]
+    worst = max((_severity(a) for _, a in found), default=0)
+    missing = max((_fraction(f.get("missing"), s.get("num_examples")) for _, _, f, s in present if f), default=0.0)
+    types = "/".join(dict.fromkeys(str(f.get("type", "-")) for _, _, f, _ in present if f))
+    labels = "".join(
+        f'<div><i class="sw" style="background:{colour}"></i>{_e(label)}{"" if f else " <em>absent</em>"}</div>'
+        for label, colour, f, _ in present
+    )
+    columns = "".join(f"<td>{''.join(c)}</td>" for c in zip(*(cells(f, s) for _, _, f, s in present), strict=True))
+    tint = {2: " error", 1: " warning"}.get(worst, "")
+    return (
+        f'<tr class="feat{tint}" id="{fid}" data-name="{_e(name.lower())}" data-sev="{worst}" data-missing="{missing:.6f}">'
+        f'<th class="name"><div class="fname">{_e(name)}</div><span class="type">{_e(types)}</span>{_badges(found)}</th>'
+        f'<td class="l">{labels}</td>{columns}'
+        f'<td class="chart">{chart(present)}</td></tr>'
+    )
+
+
+def _fraction(part: Any, whole: Any) -> float:
+    ok = isinstance(part, int | float) and isinstance(whole, int | float) and whole
+    return float(part / whole) if ok else 0.0
+
+
+def _badges(found: list[tuple[str, dict[str, Any]]]) -> str:
+    """A badge per kind: errors and warnings by name, measurements by test and value in each split.
+
+    A measurement past its threshold that no comparator judges (``auto``'s test) is outlined:
+    not an anomaly, but worth a look.
+    """
+    kinds: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for split, a in sorted(found, key=lambda e: -_severity(e[1])):
+        kinds.setdefault(str(a.get("kind", "-")), []).append((split, a))
+    out = []
+    for kind, group in kinds.items():
+        severity = max(_severity(a) for _, a in group)
+        tip = "\n".join(f"{split}: {a.get('description', kind)}" for split, a in group)
+        label, css = kind, {2: "error", 1: "warning"}.get(severity, "info")
+        if severity == 0:
+            details = [a.get("details") if isinstance(a.get("details"), dict) else {} for _, a in group]
+            test = str(details[0].get("test", ""))
+            label = f"{SHORT_TEST.get(test, test or kind)} {' · '.join(_number(d.get('value')) for d in details)}"
+            css += " drifted" if any(d.get("drifted") is True for d in details) else ""
+        out.append(f'<a class="badge {css}" href="#anomalies" title="{_e(tip)}">{_e(label)}</a>')
+    return f'<div class="badges">{"".join(out)}</div>' if out else ""
+
+
+def _missing(f: dict[str, Any], s: dict[str, Any]) -> str:
+    missing, n, nan = f.get("missing"), s.get("num_examples"), f.get("nan")
+    tip = f"{_number(missing)} of {_number(n)} examples" + (f"; {_number(nan)} more are NaN" if nan else "")
+    return f'<div class="{"nz" if missing else ""}" title="{_e(tip)}">{_share(missing, n)}</div>'
+
+
+def _numeric_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
+    if f is None:
+        return ["<div>-</div>"] * 8
+    q = f.get("quantiles")
+    median = q[len(q) // 2] if isinstance(q, list) and len(q) % 2 else None
+    error = f.get("quantiles_rank_error")
+    tip = f"from a sketch: rank within ±{error:.2%}" if isinstance(error, int | float) and error > 0 else "exact"
+    return [
+        f"<div>{_number(f.get('count'))}</div>",
+        _missing(f, s),
+        f"<div>{_value(f.get('mean'))}</div>",
+        f"<div>{_value(f.get('std'))}</div>",
+        f"<div>{_share(f.get('zeros'), f.get('count'))}</div>",
+        f"<div>{_value(f.get('min'))}</div>",
+        f'<div title="{_e(tip)}">{_value(median)}</div>',
+        f"<div>{_value(f.get('max'))}</div>",
+    ]
+
+
+def _categorical_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
+    if f is None:
+        return ["<div>-</div>"] * 6
+    top = f.get("top_values")
+    first = top[0] if isinstance(top, list) and top and isinstance(top[0], dict) else {}
+    error = f.get("unique_error")
+    estimated = isinstance(error, int | float) and error > 0
+    unique_tip = f"HyperLogLog estimate, ±{error:.1%}" if estimated else "exact"
+    value = _e(first["value"]) if "value" in first else "-"
+    return [
+        f"<div>{_number(f.get('count'))}</div>",
+        _missing(f, s),
+        f'<div title="{_e(unique_tip)}">{"≈" if estimated else ""}{_number(f.get("unique"))}</div>',
+        f'<div class="l topv" title="{value}">{value}</div>',
+        f"<div>{_share(first.get('count'), f.get('count'))}</div>",
+        f"<div>{_number(f.get('avg_length'))}</div>",
+    ]
+
+
+def _histogram(f: dict[str, Any] | None) -> tuple[list[float], list[float]] | None:
+    h = f.get("histogram") if f else None
+    bounds, counts = (h.get("boundaries"), h.get("counts")) if isinstance(h, dict) else (None, None)
+    if not isinstance(bounds, list) or not isinstance(counts, list) or len(bounds) != len(counts) + 1:
+        return None
+    numbers = all(isinstance(v, int | float) and math.isfinite(v) for v in bounds + counts)
+    return (bounds, counts) if numbers and sum(counts) > 0 else None
+
+
+def _rebin(bounds: list[float], counts: list[float], edges: list[float]) -> list[float]:
+    """Each split's share per common bin, counts spread evenly within their own bucket."""
+    out = [0.0] * (len(edges) - 1)
+    width = edges[-1] - edges[0]
+    for lo, hi, c in zip(bounds, bounds[1:], counts, strict=False):
+        if hi <= lo or width <= 0:
+            out[min(int((lo - edges[0]) / width * len(out)) if width > 0 else 0, len(out) - 1)] += c
+            continue
+        for i in range(len(out)):
+            overlap = min(hi, edges[i + 1]) - max(lo, edges[i])
+            if overlap > 0:
+                out[i] += c * overlap / (hi - lo)
+    total = sum(out)
+    return [v / total for v in out] if total else out
+
+
+def _histogram_svg(present: list[Present]) -> str:
+    hists = [(label, colour, h) for label, colour, f, _ in present if (h := _histogram(f))]
+    if not hists:
+        return '<span class="muted">-</span>'
+    lo, hi = min(h[0][0] for _, _, h in hists), max(h[0][-1] for _, _, h in hists)
+    edges = [lo + (hi - lo) * i / BINS for i in range(BINS + 1)] if hi > lo else [lo, hi]
+    shares = [_rebin(h[0], h[1], edges) for _, _, h in hists]
+    tallest = max(max(s) for s in shares) or 1.0
+    group = SVG_W / (len(edges) - 1)
+    bar = min((group - 2) / len(hists), 24.0)
+    left = (group - bar * len(hists)) / 2
+    rects = []
+    for j, (label, colour, _) in enumerate(hists):
+        for i, v in enumerate(shares[j]):
+            height = 0.0 if v == 0 else max(1.0, v / tallest * SVG_H)
+            tip = f"{label}: {v:.1%} in [{_value(edges[i])}, {_value(edges[i + 1])}]"
+            rects.append(
+                f'<rect x="{i * group + left + j * bar:.1f}" y="{SVG_H - height:.1f}" width="{bar:.1f}" '
+                f'height="{height:.1f}" fill="{colour}"><title>{_e(tip)}</title></rect>'
+            )
+    axis = f'<line x1="0" y1="{SVG_H + 0.5}" x2="{SVG_W}" y2="{SVG_H + 0.5}" stroke="#9aa3ad"/>' + (
+        f'<text x="0" y="{SVG_H + 12}">{_value(lo)}</text><text x="{SVG_W}" y="{SVG_H + 12}" text-anchor="end">{_value(hi)}</text>'
+        if hi > lo
+        else f'<text x="{SVG_W / 2}" y="{SVG_H + 12}" text-anchor="middle">all {_value(lo)}</text>'
+    )
+    return (
+        f'<svg class="hist" width="{SVG_W}" height="{SVG_H + 15}" viewBox="0 0 {SVG_W} {SVG_H + 15}" role="img" '
+        f'aria-label="histogram, share of each split per bin">{"".join(rects)}{axis}</svg>'
+    )
+
+
+def _value_counts(f: dict[str, Any]) -> tuple[dict[str, tuple[Any, float]], bool]:
+    """Counts by value (keyed by its JSON, so 1 and "1" differ) and whether they are all the values."""
+    vc = f.get("value_counts") if isinstance(f.get("value_counts"), dict) else {}
+    listed = vc.get("values") if isinstance(vc.get("values"), list) else f.get("top_values")
+    counts = {
+        json.dumps(v.get("value"), default=str): (v.get("value"), v["count"])
+        for v in (listed if isinstance(listed, list) else [])
+        if isinstance(v, dict) and isinstance(v.get("count"), int | float)
+    }
+    return counts, vc.get("exact") is True
+
+
+def _top_values(present: list[Present]) -> str:
+    """The values with the largest share summed over splits: a bar per split, then the shares in legend order."""
+    counted = [
+        (label, colour, *_value_counts(f), f["count"])
+        for label, colour, f, _ in present
+        if f and isinstance(f.get("count"), int | float) and f["count"] > 0
+    ]
+    shares: dict[str, float] = {}
+    for _, _, counts, _, n in counted:
+        for key, (_, c) in counts.items():
+            shares[key] = shares.get(key, 0.0) + c / n
+    keys = sorted(shares, key=lambda k: -shares[k])[:TOP_SHOWN]
+    if not keys:
+        return '<span class="muted">-</span>'
+    widest = max(c[key][1] / n for _, _, c, _, n in counted for key in keys if key in c) or 1.0
+    rows = []
+    for key in keys:
+        value = next(c[key][0] for _, _, c, _, _ in counted if key in c)
+        shown = '<span class="muted">(empty)</span>' if value == "" else _e(value)
+        split_shares = [
+            (label, colour, c[key][1] / n if key in c else (0.0 if exact else None))
+            for label, colour, c, exact, n in counted
+        ]
+        bars = "".join(_bar(label, colour, share, widest) for label, colour, share in split_shares)
+        text = " · ".join("?" if share is None else _share(share, 1) for _, _, share in split_shares)
+        rows.append(
+            f'<div class="v" title="{_e(value)}">{shown}</div><div class="bars">{bars}</div><div class="pct">{text}</div>'
+        )
+    unique = max((f.get("unique") or 0 for _, _, f, _ in present if f), default=0)
+    more = f'<div class="muted more">{len(keys)} of {_number(unique)} values</div>' if unique > len(keys) else ""
+    return f'<div class="tv">{"".join(rows)}</div>{more}'
+
+
+def _bar(label: str, colour: str, share: float | None, widest: float) -> str:
+    """One split's share of a value, as a bar scaled to the widest shown; "?" when its counts were cut."""
+    if share is None:
+        return f'<i title="{_e(label)}: not among the values kept"></i>'
+    width = 0.0 if share == 0 else max(0.5, 100 * share / widest)
+    return f'<i style="width:{width:.1f}%;background:{colour}" title="{_e(label)}: {_share(share, 1)}"></i>'
+
+
+def _table(title: str, head: str, rows: str, n: int) -> str:
+    return (
+        f'<section><h2>{title} <span class="muted">({n})</span></h2>'
+        f'<table class="features"><thead>{head}</thead><tbody>{rows}</tbody></table></section>'
+    )
+
+
+def _notes(splits: list[Split]) -> str:
+    errors = [f.get("quantiles_rank_error") for _, _, s in splits for f in s["features"].values()]
+    worst = max((e for e in errors if isinstance(e, int | float)), default=0)
+    sketch = f" Medians and histograms come from a quantile sketch: ranks within ±{worst:.2%}." if worst else ""
+    return (
+        "<footer><b>How to read this page.</b> Missing: share of examples without a value. Zeros: share of the "
+        "values. Histograms: each split's share of its values per bin, on one axis from the smallest to the largest "
+        "value of any split (re-binned from the stored histograms, spreading counts evenly within a bucket); hover "
+        f"a bar for its numbers. Top values: share of each split's values; ≈ marks an estimate.{sketch} "
+        "Rows tinted red or amber have an error or a warning; badges name the anomaly, grey ones a measured "
+        "distance (a p-value for KS, χ² and z) under its threshold or not judged, outlined when past it.</footer>"
+    )
+
+
+_NUMERIC_HEAD = (
+    "<tr><th class=l>feature</th><th class=l>split</th><th>count</th><th>missing</th><th>mean</th><th>std dev</th>"
+    "<th>zeros</th><th>min</th><th>median</th><th>max</th><th class=l>distribution (share per bin)</th></tr>"
+)
+_CATEGORICAL_HEAD = (
+    "<tr><th class=l>feature</th><th class=l>split</th><th>count</th><th>missing</th><th>unique</th>"
+    "<th class=l>top value</th><th>top share</th><th>avg length</th><th class=l>top values (share)</th></tr>"
+)
+_CONTROLS = (
+    '<div class="controls"><input id="q" type="search" placeholder="Filter features by name" aria-label="Filter features">'
+    '<label><input type="checkbox" id="flagged"> only features with an error or warning</label>'
+    '<label>sort <select id="sort"><option value="order">as stored</option><option value="name">by name</option>'
+    '<option value="missing">most missing first</option><option value="sev">anomalies first</option></select></label></div>'
+)
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="conveyor"><title>{title}</title><style>{css}</style></head>
+<body>{body}
+{js}</body></html>
+"""
+_CSS = """
+:root{--fg:#1f2933;--muted:#616e7c;--line:#e4e7eb;--err:#c62828;--errbg:#fdeeee;--warn:#b76e00;--warnbg:#fff6e5}
+*{box-sizing:border-box}
+body{margin:0;font:13px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:#f5f7fa}
+header{background:#fff;border-bottom:1px solid var(--line);padding:14px 24px}
+h1{font-size:19px;margin:0 0 8px}
+h2{font-size:15px;margin:0 0 10px}
+section,.controls,footer{margin:16px 24px}
+section{background:#fff;border:1px solid var(--line);border-radius:6px;padding:12px 16px}
+footer{color:var(--muted);font-size:12px;max-width:1100px}
+.muted{color:var(--muted);font-weight:normal}
+.legend{display:flex;flex-wrap:wrap;gap:8px 18px;align-items:center}
+.chip{white-space:nowrap}
+.sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;vertical-align:-1px}
+.controls{display:flex;gap:18px;align-items:center;color:var(--muted)}
+.controls input[type=search]{padding:5px 8px;border:1px solid #cbd2d9;border-radius:4px;width:260px;font:inherit}
+table{border-collapse:collapse;width:100%}
+th,td{padding:3px 8px;text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.l{text-align:left}
+thead th{position:sticky;top:0;background:#fff;border-bottom:2px solid var(--line);color:var(--muted);font-size:12px;font-weight:600;z-index:1}
+tr.feat{border-top:1px solid var(--line)}
+tr.feat>*{vertical-align:top;padding-top:8px;padding-bottom:8px}
+tr.feat td:not(.chart)>div{height:20px;line-height:20px}
+tr.feat em{color:var(--muted);font-size:11px}
+th.name{text-align:left;vertical-align:top;white-space:normal;width:210px;max-width:210px;font-weight:normal}
+.fname{font-weight:600;font-size:13.5px;word-break:break-word}
+.type{color:var(--muted);font-size:11px}
+tr.error{background:var(--errbg)}
+tr.error th.name{box-shadow:inset 4px 0 var(--err)}
+tr.warning{background:var(--warnbg)}
+tr.warning th.name{box-shadow:inset 4px 0 var(--warn)}
+td.chart{text-align:left;width:300px;padding-left:16px}
+div.nz{color:var(--warn);font-weight:600}
+div.topv{max-width:170px;overflow:hidden;text-overflow:ellipsis}
+svg.hist{display:block;overflow:visible}
+svg.hist text{font-size:10px;fill:var(--muted)}
+.badges{margin-top:4px}
+.badge{display:inline-block;font-size:10.5px;font-weight:600;line-height:16px;padding:0 7px;border-radius:8px;margin:2px 4px 0 0;text-decoration:none;white-space:nowrap}
+.badge.error{background:var(--err);color:#fff}
+.badge.warning{background:#f2a007;color:#2b1b00}
+.badge.info{background:#e4e7eb;color:#3e4c59;font-weight:normal}
+.badge.drifted{background:#fff;color:var(--warn);box-shadow:inset 0 0 0 1px var(--warn)}
+.tv{display:grid;grid-template-columns:130px 130px auto;gap:3px 8px;align-items:center;font-size:11.5px;line-height:14px}
+.tv .v{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;text-align:right}
+.bars{display:flex;flex-direction:column;gap:1px}
+.bars i{display:block;height:5px;border-radius:1px}
+.pct{font-size:10.5px;color:var(--muted);white-space:nowrap}
+.more{font-size:11px;margin-top:3px}
+table.anomalies th,table.anomalies td{text-align:left}
+table.anomalies td{vertical-align:top;padding:5px 8px;border-top:1px solid var(--line)}
+table.anomalies tr.error td{background:var(--errbg)}
+table.anomalies tr.warning td{background:var(--warnbg)}
+td.desc{white-space:normal;max-width:820px}
+.details{color:var(--muted);font-size:11px;margin-top:2px;word-break:break-word}
+details{margin-top:10px}
+summary{cursor:pointer;color:var(--muted)}
+.ok{color:#1b7f3b;font-weight:600}
+code{font-size:12px}
+"""
+_JS = """<script>
+(() => {
+  const q = document.getElementById("q"), flagged = document.getElementById("flagged"), sort = document.getElementById("sort");
+  const tables = [...document.querySelectorAll("table.features")];
+  tables.forEach(t => [...t.tBodies[0].rows].forEach((r, i) => { r.dataset.order = i; }));
+  const keys = {
+    order: (a, b) => a.dataset.order - b.dataset.order,
+    name: (a, b) => a.dataset.name.localeCompare(b.dataset.name),
+    missing: (a, b) => b.dataset.missing - a.dataset.missing || a.dataset.order - b.dataset.order,
+    sev: (a, b) => b.dataset.sev - a.dataset.sev || a.dataset.order - b.dataset.order,
+  };
+  function apply() {
+    const text = q.value.trim().toLowerCase();
+    for (const t of tables) {
+      const body = t.tBodies[0];
+      for (const r of [...body.rows].sort(keys[sort.value])) {
+        r.hidden = (text && !r.dataset.name.includes(text)) || (flagged.checked && r.dataset.sev === "0");
+        body.appendChild(r);
+      }
+    }
+  }
+  [q, flagged, sort].forEach(e => e.addEventListener("input", apply));
+})();
+</script>"""

@@ -1,0 +1,90 @@
+"""Avro container files through fastavro (the ``avro`` extra), typed by the file's own schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from conveyor.exceptions import DataValidationError, MissingExtraError
+
+BATCH_ROWS = 1 << 16
+_PRIMITIVES = {
+    "null": pa.null(), "boolean": pa.bool_(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
+    "double": pa.float64(), "bytes": pa.binary(), "string": pa.string(),
+}
+_LOGICAL = {
+    "date": pa.date32(), "time-millis": pa.time32("ms"), "time-micros": pa.time64("us"),
+    "timestamp-millis": pa.timestamp("ms", "UTC"), "timestamp-micros": pa.timestamp("us", "UTC"),
+    "local-timestamp-millis": pa.timestamp("ms"), "local-timestamp-micros": pa.timestamp("us"), "uuid": pa.string(),
+}
+
+
+def _fastavro() -> Any:
+    try:
+        import fastavro
+    except ImportError as e:
+        msg = "Reading Avro needs fastavro, which is not installed: pip install 'conveyor[avro]'."
+        raise MissingExtraError(msg) from e
+    return fastavro
+
+
+def arrow_type(schema: Any, where: str) -> pa.DataType:
+    """The Arrow type of a (parsed) Avro schema."""
+    if isinstance(schema, str):
+        if schema in _PRIMITIVES:
+            return _PRIMITIVES[schema]
+        msg = f"{where}: the Avro type {schema!r} is not supported; convert the file to Parquet first."
+        raise DataValidationError(msg)
+    if isinstance(schema, list):
+        kinds = [s for s in schema if s != "null"]
+        if len(kinds) == 1:
+            return arrow_type(kinds[0], where)
+        msg = f"{where}: the Avro union {schema} mixes types; only [\"null\", T] is supported."
+        raise DataValidationError(msg)
+    logical = schema.get("logicalType")
+    if logical == "decimal":
+        return pa.decimal128(schema["precision"], schema.get("scale", 0))
+    if logical in _LOGICAL:
+        return _LOGICAL[logical]
+    kind = schema["type"]
+    if kind == "record":
+        return pa.struct([(f["name"], arrow_type(f["type"], where)) for f in schema["fields"]])
+    if kind == "array":
+        return pa.list_(arrow_type(schema["items"], where))
+    if kind == "map":
+        return pa.map_(pa.string(), arrow_type(schema["values"], where))
+    if kind == "enum":
+        return pa.string()
+    if kind == "fixed":
+        return pa.binary(schema["size"])
+    return arrow_type(kind, where)
+
+
+def avro_schema(fs: Any, path: str) -> pa.Schema:
+    fastavro = _fastavro()
+    with fs.open(path, "rb") as f:
+        try:
+            schema = fastavro.reader(f).writer_schema
+        except (ValueError, StopIteration) as e:
+            msg = f"{path} is not a readable Avro file ({e}); remove it or narrow the pattern."
+            raise DataValidationError(msg) from None
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        msg = f"{path}: the Avro schema is not a record, so it has no columns; write records."
+        raise DataValidationError(msg)
+    return pa.schema(list(arrow_type(schema, path)))
+
+
+def read_avro(fs: Any, path: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """The file's records, ``BATCH_ROWS`` at a time, as batches of ``schema``."""
+    fastavro = _fastavro()
+    with fs.open(path, "rb") as f:
+        records: list[dict[str, Any]] = []
+        for record in fastavro.reader(f):
+            records.append(record)
+            if len(records) == BATCH_ROWS:
+                yield pa.RecordBatch.from_pylist(records, schema=schema)
+                records = []
+        if records:
+            yield pa.RecordBatch.from_pylist(records, schema=schema)

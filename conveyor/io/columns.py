@@ -1,0 +1,74 @@
+"""One schema for typed inputs (Parquet, Avro, JSON Lines, SQL) across files and batches.
+
+Types widen as Arrow's permissive unification allows (null to anything, int32 to int64, int
+to float, a struct gaining fields); a column whose types cannot meet (int here, text there)
+is an error naming both places. A column that is null everywhere is written as string.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from conveyor.exceptions import DataValidationError
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(t):
+        return _plain(t.value_type)
+    if pa.types.is_string_view(t):
+        return pa.large_string()
+    if pa.types.is_binary_view(t):
+        return pa.large_binary()
+    return t
+
+
+def check_names(names: list[str], where: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        msg = f"{where} has two columns named {dupes[0]!r}; give each column its own name (in SQL: AS another_name)."
+        raise DataValidationError(msg)
+
+
+class TypedColumns:
+    """The running, widening schema of typed batches; ``cast`` brings a batch to it."""
+
+    def __init__(self, preset: pa.Schema | None = None) -> None:
+        self.schema: pa.Schema | None = preset
+        self.first = "the earlier input"
+
+    def observe(self, schema: pa.Schema, where: str) -> None:
+        check_names(schema.names, where)
+        schema = pa.schema([(f.name, _plain(f.type)) for f in schema])
+        if self.schema is None:
+            self.schema, self.first = schema, where
+            return
+        if schema.equals(self.schema):
+            return
+        for field in schema:
+            if field.name in self.schema.names:
+                self._unify([self.schema.field(field.name)], [field], where)
+        self.schema = self._unify(list(self.schema), list(schema), where)
+
+    def _unify(self, old: list[pa.Field], new: list[pa.Field], where: str) -> pa.Schema:
+        try:
+            return pa.unify_schemas([pa.schema(old), pa.schema(new)], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            field = new[0]
+            msg = (
+                f"Column {field.name!r} is {field.type} in {where} but {old[0].type} in {self.first}; "
+                f"a column must hold one type in every file: fix one of them."
+            )
+            raise DataValidationError(msg) from None
+
+    @property
+    def write_schema(self) -> pa.Schema:
+        assert self.schema is not None
+        return pa.schema([(f.name, pa.string() if pa.types.is_null(f.type) else f.type) for f in self.schema])
+
+    def cast(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        target = self.write_schema
+        have = set(batch.schema.names)
+        arrays = [
+            batch.column(f.name).cast(f.type) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in target
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=target)

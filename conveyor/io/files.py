@@ -1,0 +1,305 @@
+"""Finding input files: patterns with spans and versions, over a local folder or any fsspec URL.
+
+The grammar is TFX's (ANCHORS 1.1): ``{SPAN}`` or ``{SPAN:width}``, ``{VERSION}`` or
+``{VERSION:width}``, and the date spec ``{YYYY}``, ``{MM}``, ``{DD}`` (all three or none; the
+span is then the number of days since 1970-01-01). Without a span token every file is span 0.
+Within each chosen span only the files of its newest version are read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import posixpath
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.exceptions import DataValidationError, PipelineDefinitionError
+
+_TOKEN = re.compile(r"\{([A-Z]+)(?::(\d+))?\}")
+_TOKENS = {"SPAN": "span", "VERSION": "version", "YYYY": "yyyy", "MM": "mm", "DD": "dd"}
+_DATE_WIDTH = {"yyyy": 4, "mm": 2, "dd": 2}
+_EPOCH = dt.date(1970, 1, 1)
+FORMATS = ("csv", "parquet", "jsonl", "avro")
+_EXTENSIONS = {
+    ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".avro": "avro",
+}
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A file pattern compiled to a glob (to list) and a regex (to read spans and versions)."""
+
+    text: str
+    glob: str
+    regex: re.Pattern[str]
+    has_span: bool
+    has_version: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Pattern:
+        text = text.strip("/")
+        groups: set[str] = set()
+        glob_parts: list[str] = []
+        rx_parts: list[str] = []
+        pos = 0
+        for m in _TOKEN.finditer(text):
+            glob_parts.append(text[pos : m.start()])
+            rx_parts.append(_glob_to_regex(text[pos : m.start()]))
+            name = _TOKENS.get(m.group(1))
+            if name is None:
+                msg = f"Pattern {text!r} holds an unknown token {m.group(0)}; use {{SPAN}}, {{VERSION}}, {{YYYY}}, {{MM}} or {{DD}}."
+                raise PipelineDefinitionError(msg)
+            width = int(m.group(2)) if m.group(2) else _DATE_WIDTH.get(name)
+            digits = rf"\d{{{width}}}" if width else r"\d+"
+            rx_parts.append(f"(?P={name})" if name in groups else f"(?P<{name}>{digits})")
+            glob_parts.append("*")
+            groups.add(name)
+            pos = m.end()
+        glob_parts.append(text[pos:])
+        rx_parts.append(_glob_to_regex(text[pos:]))
+        _check_tokens(text, groups)
+        return cls(text, "".join(glob_parts), re.compile("".join(rx_parts) + "$"),
+                   "span" in groups or "yyyy" in groups, "version" in groups)
+
+    def span_version(self, rel: str) -> tuple[int, int | None] | None:
+        """(span, version) of a path relative to the input folder, or None if it does not match."""
+        m = self.regex.match(rel)
+        if m is None:
+            return None
+        found = m.groupdict()
+        version = int(found["version"]) if found.get("version") else None
+        if found.get("span"):
+            return int(found["span"]), version
+        if found.get("yyyy"):
+            try:
+                day = dt.date(int(found["yyyy"]), int(found["mm"]), int(found["dd"]))
+            except ValueError:
+                msg = f"{rel} matches pattern {self.text!r} but its date is not a real date; rename the file."
+                raise DataValidationError(msg) from None
+            return (day - _EPOCH).days, version
+        return 0, version
+
+
+def _glob_to_regex(part: str) -> str:
+    out = []
+    i = 0
+    while i < len(part):
+        c = part[i]
+        if part.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and "]" in part[i:]:
+            j = part.index("]", i)
+            out.append("[" + part[i + 1 : j].replace("!", "^", 1) + "]")
+            i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def _check_tokens(text: str, groups: set[str]) -> None:
+    dates = groups & {"yyyy", "mm", "dd"}
+    if dates and len(dates) != 3:
+        msg = f"Pattern {text!r} uses part of a date; use all of {{YYYY}}, {{MM}} and {{DD}}, or none."
+    elif dates and "span" in groups:
+        msg = f"Pattern {text!r} uses both {{SPAN}} and a date; a date is the span already, keep one."
+    elif "version" in groups and not ({"span", "yyyy"} & groups):
+        msg = f"Pattern {text!r} has {{VERSION}} without {{SPAN}} or a date; a version belongs to a span."
+    else:
+        return
+    raise PipelineDefinitionError(msg)
+
+
+@dataclass(frozen=True)
+class SpanSpec:
+    """Which spans to read: ``"latest"``, ``"all"``, ``"latest:N"`` (the N newest), a span number,
+    or an inclusive range ``[first, last]`` / ``"first-last"``."""
+
+    kind: str
+    low: int = 0
+    high: int = 0
+
+    @classmethod
+    def parse(cls, span: Any) -> SpanSpec:
+        if isinstance(span, int) and not isinstance(span, bool) and span >= 0:
+            return cls("range", span, span)
+        elif isinstance(span, str) and span in ("latest", "all"):
+            return cls(span)
+        elif isinstance(span, str) and (m := re.fullmatch(r"latest:(\d+)", span)) and int(m.group(1)) > 0:
+            return cls("newest", int(m.group(1)))
+        elif isinstance(span, str) and (m := re.fullmatch(r"(\d+)(?:-(\d+))?", span.strip())):
+            low = int(m.group(1))
+            return cls._range(low, int(m.group(2)) if m.group(2) else low, span)
+        elif isinstance(span, (list, tuple)) and len(span) == 2 and all(isinstance(s, int) for s in span):
+            return cls._range(span[0], span[1], span)
+        msg = (
+            f"span must be 'latest', 'all', 'latest:N', a span number, [first, last] or 'first-last'; "
+            f"got {span!r}."
+        )
+        raise PipelineDefinitionError(msg)
+
+    @classmethod
+    def _range(cls, low: int, high: int, given: Any) -> SpanSpec:
+        if not 0 <= low <= high:
+            msg = f"span range {given!r} must run from a smaller to a larger span number, both >= 0."
+            raise PipelineDefinitionError(msg)
+        return cls("range", low, high)
+
+    def choose(self, spans: list[int]) -> list[int]:
+        if self.kind == "latest":
+            return spans[-1:]
+        if self.kind == "all":
+            return spans
+        if self.kind == "newest":
+            return spans[-self.low :]
+        return [s for s in spans if self.low <= s <= self.high]
+
+    def __str__(self) -> str:
+        if self.kind == "newest":
+            return f"latest:{self.low}"
+        if self.kind == "range":
+            return str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The files chosen for reading, sorted, with the spans they belong to."""
+
+    files: list[str]
+    sizes: dict[str, int]
+    spans: list[int]
+    version: int | None
+
+
+def select_files(fs: Any, root: str, pattern: Pattern, span: SpanSpec) -> Selection:
+    """List the files under ``root`` that match ``pattern`` and pick the spans ``span`` asks for.
+
+    Names starting with '.' or '_' (``.DS_Store``, ``_SUCCESS``) are skipped unless the
+    pattern names them so.
+    """
+    found: dict[tuple[int, int | None], dict[str, int]] = {}
+    hidden_ok = pattern.text.rsplit("/", 1)[-1][:1] in "._"
+    for path, info in sorted(fs.glob(posixpath.join(root, pattern.glob), detail=True).items()):
+        rel = posixpath.relpath(path, root)
+        is_file = info.get("type") == "file" or (info.get("islink") and fs.isfile(path))
+        if not is_file or (not hidden_ok and posixpath.basename(rel)[:1] in "._"):
+            continue
+        key = pattern.span_version(rel)
+        if key is not None:
+            found.setdefault(key, {})[path] = int(info.get("size") or 0)
+    if not found:
+        msg = f"No files match pattern {pattern.text!r} under {root}{_listing(fs, root)}; check input_base and pattern."
+        raise DataValidationError(msg)
+    spans = sorted({s for s, _ in found})
+    chosen = span.choose(spans)
+    if not chosen:
+        msg = (
+            f"No span {span} under {root} with pattern {pattern.text!r}; the spans there are "
+            f"{_short(spans)}."
+        )
+        raise DataValidationError(msg)
+    sizes: dict[str, int] = {}
+    version = None
+    for s in chosen:
+        versions = [v for t, v in found if t == s]
+        version = None if None in versions else max(versions)  # type: ignore[type-var]
+        sizes.update(found[(s, version)])
+    return Selection(sorted(sizes), sizes, chosen, version)
+
+
+def _listing(fs: Any, root: str) -> str:
+    try:
+        names = sorted(posixpath.basename(p) for p in fs.ls(root, detail=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return " (the folder does not exist)"
+    if not names:
+        return " (the folder is empty)"
+    return f" (it holds {_short(names)})"
+
+
+def _short(items: list[Any], n: int = 8) -> str:
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def format_of(paths: list[str]) -> tuple[str, list[str]]:
+    """The input format named by the files' extensions (``data.csv.gz`` is csv), and the files
+    whose extension names no data format (a README beside the data), which are left out."""
+    kinds: dict[str, str] = {}
+    other: list[str] = []
+    for p in paths:
+        name = p.lower()
+        for ext in _COMPRESSION:
+            name = name.removesuffix(ext)
+        kind = _EXTENSIONS.get(posixpath.splitext(name)[1])
+        if kind is None:
+            other.append(p)
+        else:
+            kinds.setdefault(kind, p)
+    if not kinds:
+        msg = (
+            f"Cannot tell the format of {other[0]} from its extension; pass input_format= one of "
+            f"{', '.join(FORMATS)}, or narrow pattern to the data files."
+        )
+        raise DataValidationError(msg)
+    if len(kinds) > 1:
+        (k1, p1), (k2, p2) = list(kinds.items())[:2]
+        msg = f"The pattern matches files of two formats: {p1} ({k1}) and {p2} ({k2}); narrow the pattern or use input_splits."
+        raise DataValidationError(msg)
+    return next(iter(kinds)), other
+
+
+def is_local(fs: Any) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+@contextmanager
+def open_stream(fs: Any, path: str) -> Iterator[Any]:
+    """A sequential Arrow input stream, decompressed by extension (.gz, .bz2, .zst)."""
+    import pyarrow as pa
+
+    raw = pa.OSFile(path) if is_local(fs) else pa.PythonFile(fs.open(path, "rb"), mode="r")
+    codec = _COMPRESSION.get(posixpath.splitext(path.lower())[1])
+    stream = pa.CompressedInputStream(raw, codec) if codec else raw
+    try:
+        yield stream
+    finally:
+        stream.close()
+        raw.close()
+
+
+@contextmanager
+def open_random(fs: Any, path: str) -> Iterator[Any]:
+    """A seekable file (Parquet needs to read its footer first)."""
+    import pyarrow as pa
+
+    f = pa.memory_map(path) if is_local(fs) else pa.PythonFile(fs.open(path, "rb"), mode="r")
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def fingerprint(fs: Any, root: str, files: list[str]) -> str:
+    """sha256 over each file's name (relative to ``root``) and the sha256 of its bytes."""
+    total = hashlib.sha256()
+    for path in sorted(files):
+        h = hashlib.sha256()
+        with fs.open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        total.update(f"{posixpath.relpath(path, root)}\0{h.hexdigest()}\n".encode())
+    return total.hexdigest()

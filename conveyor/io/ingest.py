@@ -1,0 +1,295 @@
+"""From input files (or a query) to split part files: read, type, split, write, in one stream.
+
+A reader thread parses the next batch while this one hashes and writes the last (Arrow and
+NumPy release the GIL). Types are settled as rows come; if one widens after rows of it were
+written, the rest of the input is only scanned for types, and everything is read once more
+with the final ones: at most two passes, and one in the usual case.
+"""
+
+from __future__ import annotations
+
+import difflib
+import queue
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conveyor.exceptions import ConveyorError, DataValidationError
+from conveyor.io.avro import avro_schema, read_avro
+from conveyor.io.columns import TypedColumns
+from conveyor.io.csv import BadRow, CsvFile, CsvOptions, TextTypes
+from conveyor.io.hashing import assign_buckets, hash_rows, hash_text_rows
+from conveyor.io.jsonl import read_jsonl
+from conveyor.io.parquet import SplitWriter, parquet_schema, read_parquet
+from conveyor.io.quarantine import Quarantine
+from conveyor.io.sql import read_sql
+
+T = TypeVar("T")
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_PARTITIONS = 100
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a file (or the query), and the split it belongs to when splits are given."""
+
+    path: str
+    size: int = 0
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How rows find their split: given by the source, by a column's value, or by hash buckets."""
+
+    names: list[str]
+    weights: list[int] = field(default_factory=list)
+    key: list[str] | None = None
+    partition: str | None = None
+
+
+@dataclass
+class Ingested:
+    rows: dict[str, int]
+    quarantine: Quarantine
+    schema: pa.Schema
+    notes: list[str]
+
+
+class Input(Protocol):
+    """A format: where batches come from, how their types are learnt, how they are typed."""
+
+    notes: list[str]
+
+    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[pa.RecordBatch]: ...
+    def observe(self, batch: pa.RecordBatch, where: str) -> None: ...
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch: ...
+    def schema(self) -> pa.Schema: ...
+
+
+class CsvInput:
+    """CSV files that must share one header (in any column order); typed by ``TextTypes``."""
+
+    def __init__(self, fs: Any, options: CsvOptions) -> None:
+        self.fs = fs
+        self.options = options
+        self.notes: list[str] = []
+        self.first: tuple[str, list[str]] | None = None
+        self.types: TextTypes | None = None
+
+    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[pa.RecordBatch]:
+        f = CsvFile(self.fs, source.path, self.options)
+        if not f.columns:
+            self.notes.append(f"{source.path} is empty (no header); skipped.")
+            return
+        if self.first is None:
+            self.first = (source.path, f.columns)
+            self.types = TextTypes(f.columns)
+        first, columns = self.first
+        if set(f.columns) != set(columns):
+            raise DataValidationError(_header_message(first, columns, source.path, f.columns))
+        for batch in f.batches(lambda line, why, text: on_bad_row(line, why, text)):
+            yield batch if f.columns == columns else batch.select(columns)
+
+    def observe(self, batch: pa.RecordBatch, where: str) -> None:
+        assert self.types is not None
+        self.types.observe(batch)
+
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        assert self.types is not None
+        return self.types.cast(batch)
+
+    def schema(self) -> pa.Schema:
+        assert self.types is not None
+        return self.types.schema
+
+
+class TypedInput:
+    """Parquet, Avro, JSON Lines or a SQL query: typed at the source, unified by ``TypedColumns``."""
+
+    def __init__(self, kind: str, fs: Any = None, query: str | None = None, connection: str | None = None) -> None:
+        self.kind = kind
+        self.fs = fs
+        self.query = query
+        self.connection = connection
+        self.columns = TypedColumns()
+        self.notes: list[str] = []
+        self._schemas: dict[str, pa.Schema] = {}
+
+    def prepare(self, sources: list[Source]) -> None:
+        """Parquet and Avro carry their schema: unify them all before reading a row."""
+        if self.kind not in ("parquet", "avro"):
+            return
+        first: tuple[str, list[str]] | None = None
+        for source in sources:
+            read = parquet_schema if self.kind == "parquet" else avro_schema
+            schema = self._schemas[source.path] = read(self.fs, source.path)
+            if first is None:
+                first = (source.path, schema.names)
+            elif set(schema.names) != set(first[1]):
+                raise DataValidationError(_header_message(first[0], first[1], source.path, schema.names))
+            self.columns.observe(schema, source.path)
+
+    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[pa.RecordBatch]:
+        if self.kind == "parquet":
+            return read_parquet(self.fs, source.path)
+        if self.kind == "avro":
+            return read_avro(self.fs, source.path, self._schemas[source.path])
+        if self.kind == "jsonl":
+            return read_jsonl(self.fs, source.path, on_bad_row)
+        return read_sql(str(self.query), str(self.connection))
+
+    def observe(self, batch: pa.RecordBatch, where: str) -> None:
+        self.columns.observe(batch.schema, where)
+
+    def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return self.columns.cast(batch)
+
+    def schema(self) -> pa.Schema:
+        return self.columns.write_schema
+
+
+def _header_message(first: str, a: list[str], path: str, b: list[str]) -> str:
+    missing = [c for c in a if c not in b]
+    extra = [c for c in b if c not in a]
+    parts = [f"it lacks {missing}" if missing else "", f"it adds {extra}" if extra else ""]
+    return (
+        f"{path} has columns different from {first}: {' and '.join(p for p in parts if p)}; files under one "
+        f"pattern must share their header: fix the file or move it to its own folder."
+    )
+
+
+def _prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a thread, ``depth`` ahead; its errors are raised here."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("done", None)
+        except BaseException as e:
+            put("error", e)
+        finally:
+            getattr(items, "close", lambda: None)()
+
+    thread = threading.Thread(target=work, name="conveyor-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _check_columns(names: list[str], wanted: list[str], what: str) -> None:
+    for col in wanted:
+        if col not in names:
+            close = difflib.get_close_matches(col, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            msg = f"{what} names column {col!r}, which the data does not have; {hint}the columns are {names}."
+            raise DataValidationError(msg)
+
+
+def _partition(batch: pa.RecordBatch, column: str, where: str) -> Iterator[tuple[str, pa.RecordBatch]]:
+    values = batch.column(column).cast(pa.string())
+    if values.null_count:
+        msg = (
+            f"{where}: column {column!r} is blank in {values.null_count} rows, but partition_feature needs a split "
+            f"name in every row; fill it, or split by hash buckets with splits=... instead."
+        )
+        raise DataValidationError(msg)
+    for name in pc.unique(values).to_pylist():
+        if not SPLIT_NAME.match(name):
+            msg = f"{where}: column {column!r} holds {name!r}, which cannot name a split (letters, digits, '_', '.', '-')."
+            raise DataValidationError(msg)
+        yield name, batch.filter(pc.equal(values, name))
+
+
+def _assign(batch: pa.RecordBatch, source: Source, rule: SplitRule, text: bool) -> Iterator[tuple[str, pa.RecordBatch]]:
+    if source.split is not None:
+        yield source.split, batch
+    elif rule.partition is not None:
+        _check_columns(batch.schema.names, [rule.partition], "partition_feature")
+        yield from _partition(batch, rule.partition, source.path)
+    else:
+        if rule.key:
+            _check_columns(batch.schema.names, rule.key, "split_key")
+        hashes = hash_text_rows(batch, rule.key) if text else hash_rows(batch, rule.key)
+        index = assign_buckets(hashes, rule.weights)
+        for i, name in enumerate(rule.names):
+            yield name, batch.filter(pa.array(index == i))
+
+
+def _pass(fmt: Input, sources: list[Source], out: Path, rule: SplitRule,
+          progress: Callable[[int], None] | None) -> tuple[SplitWriter, Quarantine]:
+    quarantine = Quarantine(out / "_quarantine")
+    writer = SplitWriter(out, [] if rule.partition else rule.names, fmt.convert, fmt.schema)
+
+    def read() -> Iterator[tuple[Source, pa.RecordBatch]]:
+        for source in sources:
+            def bad(line: int | None, reason: str, text: str, path: str = source.path) -> None:
+                quarantine.add(path, line, reason, text)
+
+            for batch in fmt.batches(source, bad):
+                yield source, batch
+
+    done, seen, current = 0, 0, None
+    try:
+        for source, batch in _prefetch(read()):
+            if source is not current:
+                done, seen, current = done + (current.size if current else 0), 0, source
+            fmt.observe(batch, source.path)
+            if not writer.stale:
+                for name, part in _assign(batch, source, rule, isinstance(fmt, CsvInput)):
+                    writer.add(name, part)
+            seen += batch.nbytes
+            if progress is not None:
+                progress(done + min(seen, source.size))
+        writer.close()
+    finally:
+        quarantine.close()
+    return writer, quarantine
+
+
+def ingest(fmt: Input, sources: list[Source], out: str | Path, rule: SplitRule,
+           progress: Callable[[int], None] | None = None) -> Ingested:
+    """Read every source into ``<out>/Split-<name>/part-*.parquet``; bad rows to ``<out>/_quarantine``."""
+    out = Path(out)
+    for attempt in range(2):
+        writer, quarantine = _pass(fmt, sources, out, rule, progress)
+        if not writer.stale:
+            return Ingested(writer.rows, quarantine, fmt.schema(), fmt.notes)
+        for child in out.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        print(f"A column's type widened after rows were written; reading again with the final types (pass {attempt + 2}).")
+    msg = "The input changed while it was read (its column types moved twice); run the step again."
+    raise ConveyorError(msg)
+
