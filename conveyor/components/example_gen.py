@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from conveyor.artifacts import Examples
@@ -76,13 +77,11 @@ class ExampleGen(Component):
         delimiter: Parameter[str | None] = None,
         max_quarantine_fraction: Parameter[float] = 0.05,
     ) -> None:
-        from conveyor.io.files import SpanSpec
+        params = {k: v for k, v in locals().items() if k != "examples"}  # the parameters, as given
         from conveyor.io.ingest import SplitRule, ingest
 
-        _check(input_base, input_format, pattern, splits, split_key, partition_feature, input_splits, query,
-               connection, span, null_values, encoding, delimiter, max_quarantine_fraction)
-        plan = _plan(input_base, input_format, pattern, input_splits, query, connection, SpanSpec.parse(span),
-                     null_values or [], encoding, delimiter)
+        _check(**params)
+        plan = _plan(**params)
         names = list(input_splits or ([] if partition_feature else splits))
         keys = [split_key] if isinstance(split_key, str) else split_key
         rule = SplitRule(names, [int(w) for w in splits.values()], keys, partition_feature)
@@ -95,20 +94,37 @@ class ExampleGen(Component):
         _check_counts(result.rows, result.quarantine, plan.where, max_quarantine_fraction)
         order = names or sorted(result.rows)
         examples.properties.update(
-            span=plan.spans[-1], spans=plan.spans, version=plan.version, fingerprint=fp, split_names=order,
-            row_counts={s: result.rows[s] for s in order}, quarantined=result.quarantine.count, format=plan.format,
+            span=plan.spans[-1],
+            spans=plan.spans,
+            version=plan.version,
+            fingerprint=fp,
+            split_names=order,
+            row_counts={s: result.rows[s] for s in order},
+            quarantined=result.quarantine.count,
+            format=plan.format,
         )
 
 
+@dataclass
 class _Plan:
     """What to read: the format, the sources in order, the spans they hold."""
 
-    def __init__(self, fmt: Any, fmt_name: str, sources: list[Any], where: str, spans: list[int],
-                 version: int | None, fs: Any = None, root: str = "") -> None:
-        self.fmt, self.format, self.sources, self.where = fmt, fmt_name, sources, where
-        self.spans, self.version, self.fs, self.root = spans, version, fs, root
-        self.files = [s.path for s in sources] if fs is not None else []
-        self.total_bytes = sum(s.size for s in sources)
+    fmt: Any
+    format: str
+    sources: list[Any]
+    where: str
+    spans: list[int]
+    version: int | None
+    fs: Any = None
+    root: str = ""
+
+    @property
+    def files(self) -> list[str]:
+        return [s.path for s in self.sources] if self.fs is not None else []
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.size for s in self.sources)
 
     def fingerprint(self) -> str | None:
         from conveyor.io.files import fingerprint
@@ -116,26 +132,46 @@ class _Plan:
         return fingerprint(self.fs, self.root, self.files) if self.files else None
 
 
-def _plan(input_base: str | None, input_format: str | None, pattern: str, input_splits: dict | None,
-          query: str | None, connection: str | None, span: Any, null_values: list[str], encoding: str | None,
-          delimiter: str | None) -> _Plan:
+def _plan(
+    input_base: str | None,
+    input_format: str | None,
+    pattern: str,
+    input_splits: dict | None,
+    query: str | None,
+    connection: str | None,
+    span: Any,
+    null_values: list[str] | None,
+    encoding: str | None,
+    delimiter: str | None,
+    **_: Any,
+) -> _Plan:
     import fsspec
 
     from conveyor.io.csv import CsvOptions
-    from conveyor.io.files import Pattern, format_of, select_files
+    from conveyor.io.files import Pattern, SpanSpec, format_of, select_files
     from conveyor.io.ingest import CsvInput, Source, TypedInput
+
+    span = SpanSpec.parse(span)
 
     if query is not None:
         if span.kind not in ("latest", "range") or span.low != span.high:
             msg = "A SQL query reads one span: give span='latest' (span 0) or the span number the query reads."
             raise PipelineDefinitionError(msg)
-        return _Plan(TypedInput("sql", query=query, connection=connection), "sql", [Source("the query")],
-                     "the query", [span.low], None)
+        return _Plan(
+            TypedInput("sql", query=query, connection=connection),
+            "sql",
+            [Source("the query")],
+            "the query",
+            [span.low],
+            None,
+        )
     fs, root = fsspec.core.url_to_fs(str(input_base))
     root = root.rstrip("/") or "/"
     if fs.isfile(root):
         root, pattern = root.rsplit("/", 1)[0] or "/", root.rsplit("/", 1)[1]
-    chosen = {name: select_files(fs, root, Pattern.parse(p), span) for name, p in (input_splits or {None: pattern}).items()}
+    chosen = {
+        name: select_files(fs, root, Pattern.parse(p), span) for name, p in (input_splits or {None: pattern}).items()
+    }
     spans = {tuple(sel.spans) for sel in chosen.values()}
     if len(spans) > 1:
         msg = f"input_splits under {input_base} hold different spans ({sorted(spans)}); every split must have the same spans."
@@ -147,7 +183,7 @@ def _plan(input_base: str | None, input_format: str | None, pattern: str, input_
         sources = [s for s in sources if s.path not in other]
     if kind == "csv":
         tsv = all(s.path.lower().split(".")[-1] == "tsv" or ".tsv." in s.path.lower() for s in sources)
-        options = CsvOptions(delimiter or ("\t" if tsv else ","), encoding, tuple(null_values))
+        options = CsvOptions(delimiter or ("\t" if tsv else ","), encoding, tuple(null_values or ()))
         fmt: Any = CsvInput(fs, options)
     else:
         fmt = TypedInput(kind, fs)
@@ -179,7 +215,9 @@ def _check_counts(rows: dict[str, int], quarantine: Any, where: str, max_fractio
                 f"max_quarantine_fraction={max_fraction}: {first}; fix those rows or raise max_quarantine_fraction."
             )
             raise DataValidationError(msg)
-        print(f"ExampleGen quarantined {bad} of {bad + total} rows ({share:.2%}) to _quarantine/rows.jsonl; first: {first}")
+        print(
+            f"ExampleGen quarantined {bad} of {bad + total} rows ({share:.2%}) to _quarantine/rows.jsonl; first: {first}"
+        )
     for name, n in rows.items():
         if n == 0:
             print(f"ExampleGen: split {name!r} got no rows.")
@@ -201,9 +239,19 @@ def _progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
 
 
 def _check(
-    input_base: Any = None, input_format: Any = None, pattern: Any = "*", splits: Any = None, split_key: Any = None,
-    partition_feature: Any = None, input_splits: Any = None, query: Any = None, connection: Any = None,
-    span: Any = "latest", null_values: Any = None, encoding: Any = None, delimiter: Any = None,
+    input_base: Any = None,
+    input_format: Any = None,
+    pattern: Any = "*",
+    splits: Any = None,
+    split_key: Any = None,
+    partition_feature: Any = None,
+    input_splits: Any = None,
+    query: Any = None,
+    connection: Any = None,
+    span: Any = "latest",
+    null_values: Any = None,
+    encoding: Any = None,
+    delimiter: Any = None,
     max_quarantine_fraction: Any = 0.05,
 ) -> None:
     """Every parameter, checked when the pipeline is built: a mistake never waits for a run."""
@@ -225,7 +273,9 @@ def _check(
     if not named or not all(isinstance(k, str) and SPLIT_NAME.match(k) for k in named):
         fail(f"split names must be letters, digits, '_', '.' or '-'; got {list(named)}.")
     if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in (splits or {}).values()):
-        fail(f"splits maps each split to a positive whole number of hash buckets, e.g. {{'train': 9, 'eval': 1}}; got {splits}.")
+        fail(
+            f"splits maps each split to a positive whole number of hash buckets, e.g. {{'train': 9, 'eval': 1}}; got {splits}."
+        )
     for p in [pattern, *(input_splits or {}).values()]:
         if not isinstance(p, str):
             fail(f"a pattern must be a string; got {p!r}.")

@@ -11,13 +11,24 @@ from conveyor.exceptions import DataValidationError, MissingExtraError
 
 BATCH_ROWS = 1 << 16
 _PRIMITIVES = {
-    "null": pa.null(), "boolean": pa.bool_(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
-    "double": pa.float64(), "bytes": pa.binary(), "string": pa.string(),
+    "null": pa.null(),
+    "boolean": pa.bool_(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "bytes": pa.binary(),
+    "string": pa.string(),
 }
 _LOGICAL = {
-    "date": pa.date32(), "time-millis": pa.time32("ms"), "time-micros": pa.time64("us"),
-    "timestamp-millis": pa.timestamp("ms", "UTC"), "timestamp-micros": pa.timestamp("us", "UTC"),
-    "local-timestamp-millis": pa.timestamp("ms"), "local-timestamp-micros": pa.timestamp("us"), "uuid": pa.string(),
+    "date": pa.date32(),
+    "time-millis": pa.time32("ms"),
+    "time-micros": pa.time64("us"),
+    "timestamp-millis": pa.timestamp("ms", "UTC"),
+    "timestamp-micros": pa.timestamp("us", "UTC"),
+    "local-timestamp-millis": pa.timestamp("ms"),
+    "local-timestamp-micros": pa.timestamp("us"),
+    "uuid": pa.string(),
 }
 
 
@@ -41,7 +52,7 @@ def arrow_type(schema: Any, where: str) -> pa.DataType:
         kinds = [s for s in schema if s != "null"]
         if len(kinds) == 1:
             return arrow_type(kinds[0], where)
-        msg = f"{where}: the Avro union {schema} mixes types; only [\"null\", T] is supported."
+        msg = f'{where}: the Avro union {schema} mixes types; only ["null", T] is supported.'
         raise DataValidationError(msg)
     logical = schema.get("logicalType")
     if logical == "decimal":

@@ -38,7 +38,7 @@ class CsvOptions:
     delimiter: str = ","
     encoding: str | None = None
     null_values: tuple[str, ...] = ()
-    block_size: int = 8 << 20
+    block_size: int = 4 << 20
 
 
 class CsvFile:
@@ -118,7 +118,7 @@ class CsvFile:
             msg = f"{self.path} cannot be decoded as {self.options.encoding}: {e}; declare the file's real encoding."
         elif "straddling" in text:
             msg = (
-                f"{self.path}: a row does not end within {self.options.block_size >> 20} MiB, most likely a quote (\") "
+                f'{self.path}: a row does not end within {self.options.block_size >> 20} MiB, most likely a quote (") '
                 f"that is never closed; fix the quoting in the file."
             )
         else:
@@ -172,7 +172,9 @@ class TextTypes:
     def cast(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """The text batch typed by the current types (which have seen it, so the cast holds)."""
         schema = self.schema
-        arrays = [batch.column(f.name) if f.type == pa.string() else pc.cast(batch.column(f.name), f.type) for f in schema]
+        arrays = [
+            batch.column(f.name) if f.type == pa.string() else pc.cast(batch.column(f.name), f.type) for f in schema
+        ]
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -182,7 +184,7 @@ def _text_type(arr: pa.Array, current: pa.DataType) -> pa.DataType:
     Arrow's casts do the parsing; two things they accept are not numbers here: a leading
     zero ("007", "02134") and hex ("0x1F").
     """
-    if pc.any(pc.match_substring_regex(arr, _LEADING_ZERO)).as_py():
+    if _may_lead_with_zero(arr) and pc.any(pc.match_substring_regex(arr, _LEADING_ZERO)).as_py():
         return pa.string()
     if current in (pa.null(), pa.int64()):
         try:
@@ -197,3 +199,11 @@ def _text_type(arr: pa.Array, current: pa.DataType) -> pa.DataType:
     except pa.ArrowInvalid:
         return pa.string()
     return pa.float64()
+
+
+def _may_lead_with_zero(arr: pa.Array) -> bool:
+    """A cheap pre-check for the regex: does any value start with 0, -0 or +0 and go on?"""
+    length = pc.binary_length(arr)
+    signed = pc.or_(pc.starts_with(arr, "-0"), pc.starts_with(arr, "+0"))
+    zero = pc.or_(pc.and_(pc.starts_with(arr, "0"), pc.greater(length, 1)), pc.and_(signed, pc.greater(length, 2)))
+    return bool(pc.any(zero).as_py())

@@ -25,8 +25,14 @@ _DATE_WIDTH = {"yyyy": 4, "mm": 2, "dd": 2}
 _EPOCH = dt.date(1970, 1, 1)
 FORMATS = ("csv", "parquet", "jsonl", "avro")
 _EXTENSIONS = {
-    ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".avro": "avro",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".avro": "avro",
 }
 _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 
@@ -64,8 +70,13 @@ class Pattern:
         glob_parts.append(text[pos:])
         rx_parts.append(_glob_to_regex(text[pos:]))
         _check_tokens(text, groups)
-        return cls(text, "".join(glob_parts), re.compile("".join(rx_parts) + "$"),
-                   "span" in groups or "yyyy" in groups, "version" in groups)
+        return cls(
+            text,
+            "".join(glob_parts),
+            re.compile("".join(rx_parts) + "$"),
+            "span" in groups or "yyyy" in groups,
+            "version" in groups,
+        )
 
     def span_version(self, rel: str) -> tuple[int, int | None] | None:
         """(span, version) of a path relative to the input folder, or None if it does not match."""
@@ -144,10 +155,7 @@ class SpanSpec:
             return cls._range(low, int(m.group(2)) if m.group(2) else low, span)
         elif isinstance(span, (list, tuple)) and len(span) == 2 and all(isinstance(s, int) for s in span):
             return cls._range(span[0], span[1], span)
-        msg = (
-            f"span must be 'latest', 'all', 'latest:N', a span number, [first, last] or 'first-last'; "
-            f"got {span!r}."
-        )
+        msg = f"span must be 'latest', 'all', 'latest:N', a span number, [first, last] or 'first-last'; got {span!r}."
         raise PipelineDefinitionError(msg)
 
     @classmethod
@@ -206,10 +214,7 @@ def select_files(fs: Any, root: str, pattern: Pattern, span: SpanSpec) -> Select
     spans = sorted({s for s, _ in found})
     chosen = span.choose(spans)
     if not chosen:
-        msg = (
-            f"No span {span} under {root} with pattern {pattern.text!r}; the spans there are "
-            f"{_short(spans)}."
-        )
+        msg = f"No span {span} under {root} with pattern {pattern.text!r}; the spans there are {_short(spans)}."
         raise DataValidationError(msg)
     sizes: dict[str, int] = {}
     version = None

@@ -245,13 +245,15 @@ def _assign(batch: pa.RecordBatch, source: Source, rule: SplitRule, text: bool) 
             yield name, batch.filter(pa.array(index == i))
 
 
-def _pass(fmt: Input, sources: list[Source], out: Path, rule: SplitRule,
-          progress: Callable[[int], None] | None) -> tuple[SplitWriter, Quarantine]:
+def _pass(
+    fmt: Input, sources: list[Source], out: Path, rule: SplitRule, progress: Callable[[int], None] | None
+) -> tuple[SplitWriter, Quarantine]:
     quarantine = Quarantine(out / "_quarantine")
     writer = SplitWriter(out, [] if rule.partition else rule.names, fmt.convert, fmt.schema)
 
     def read() -> Iterator[tuple[Source, pa.RecordBatch]]:
         for source in sources:
+
             def bad(line: int | None, reason: str, text: str, path: str = source.path) -> None:
                 quarantine.add(path, line, reason, text)
 
@@ -272,12 +274,14 @@ def _pass(fmt: Input, sources: list[Source], out: Path, rule: SplitRule,
                 progress(done + min(seen, source.size))
         writer.close()
     finally:
+        writer.abort()
         quarantine.close()
     return writer, quarantine
 
 
-def ingest(fmt: Input, sources: list[Source], out: str | Path, rule: SplitRule,
-           progress: Callable[[int], None] | None = None) -> Ingested:
+def ingest(
+    fmt: Input, sources: list[Source], out: str | Path, rule: SplitRule, progress: Callable[[int], None] | None = None
+) -> Ingested:
     """Read every source into ``<out>/Split-<name>/part-*.parquet``; bad rows to ``<out>/_quarantine``."""
     out = Path(out)
     for attempt in range(2):
@@ -289,7 +293,8 @@ def ingest(fmt: Input, sources: list[Source], out: str | Path, rule: SplitRule,
                 shutil.rmtree(child)
             else:
                 child.unlink()
-        print(f"A column's type widened after rows were written; reading again with the final types (pass {attempt + 2}).")
+        print(
+            f"A column's type widened after rows were written; reading again with the final types (pass {attempt + 2})."
+        )
     msg = "The input changed while it was read (its column types moved twice); run the step again."
     raise ConveyorError(msg)
-

@@ -31,9 +31,6 @@ def read_jsonl(fs: Any, path: str, on_bad_row: BadRow, chunk_bytes: int = CHUNK_
             data = f.read(chunk_bytes)
             buf = rest + data
             cut = buf.rfind(b"\n") + 1 if data else len(buf)
-            if cut == 0:
-                rest = buf
-                continue
             chunk, rest = buf[:cut], buf[cut:]
             if chunk.strip():
                 yield from _parse(chunk, path, line, on_bad_row).to_batches()

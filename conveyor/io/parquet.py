@@ -1,14 +1,16 @@
 """Parquet in and out: input files read batch by batch, and the split part files ExampleGen writes.
 
 Output layout (CONTRACT): ``<uri>/Split-<name>/part-00000.parquet``, ``part-00001.parquet``,
-... Rows are buffered per split into row groups of about 128 Ki rows (or 64 MiB), the unit
+... Rows are buffered per split into row groups of about 128 Ki rows (or 32 MiB), the unit
 StatisticsGen reads in parallel, and a new part file starts every ~256 MiB, so memory stays
 bounded by a few row groups whatever the input size (DESIGN 2).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from conveyor.exceptions import DataValidationError
 from conveyor.io.files import open_random
 
 ROW_GROUP_ROWS = 1 << 17
-ROW_GROUP_BYTES = 64 << 20
+ROW_GROUP_BYTES = 32 << 20
 PART_BYTES = 256 << 20
 BUFFER_BYTES = 256 << 20
 
@@ -44,11 +46,17 @@ class SplitWriter:
 
     Converting late lets a column's type widen while rows wait in the buffer. If it widens
     after rows were written, what is on disk no longer matches: ``stale`` turns true and the
-    caller reads again with the final types.
+    caller reads again with the final types. Row groups are encoded and written by one
+    thread of their own, in order, while the caller goes on with the next rows.
     """
 
-    def __init__(self, uri: str | Path, splits: list[str], convert: Callable[[pa.RecordBatch], pa.RecordBatch],
-                 schema: Callable[[], pa.Schema]) -> None:
+    def __init__(
+        self,
+        uri: str | Path,
+        splits: list[str],
+        convert: Callable[[pa.RecordBatch], pa.RecordBatch],
+        schema: Callable[[], pa.Schema],
+    ) -> None:
         self.uri = Path(uri)
         self.convert = convert
         self.schema = schema
@@ -60,6 +68,8 @@ class SplitWriter:
         self._parts: dict[str, int] = {}
         self._part_bytes: dict[str, int] = {}
         self._buffered: dict[str, tuple[int, int]] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="conveyor-write")
+        self._pending: deque[Future[None]] = deque()
         for split in splits:
             self._start(split)
 
@@ -75,10 +85,9 @@ class SplitWriter:
         if buf is None:
             buf = self._start(split)
         buf.append(batch)
-        size = batch.get_total_buffer_size()
-        self._buffered[split] = (self._buffered[split][0] + batch.num_rows, self._buffered[split][1] + size)
         rows, nbytes = self._buffered[split]
-        if rows >= ROW_GROUP_ROWS or nbytes >= ROW_GROUP_BYTES:
+        self._buffered[split] = (rows + batch.num_rows, nbytes + batch.get_total_buffer_size())
+        if self._buffered[split][0] >= ROW_GROUP_ROWS or self._buffered[split][1] >= ROW_GROUP_BYTES:
             self._flush(split)
         elif sum(b for _, b in self._buffered.values()) >= BUFFER_BYTES:
             for s in self._buffers:
@@ -88,9 +97,18 @@ class SplitWriter:
         buf = self._buffers[split]
         if not buf or self.stale:
             return
-        table = pa.Table.from_batches([self.convert(b) for b in buf])
+        batches = list(buf)
         buf.clear()
         self._buffered[split] = (0, 0)
+        while len(self._pending) >= 2:  # bounded: at most two row groups wait to be written
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write, split, batches))
+
+    def _write(self, split: str, batches: list[pa.RecordBatch]) -> None:
+        """In the writer thread: type the rows, check the schema, write one row group."""
+        if self.stale:
+            return
+        table = pa.Table.from_batches([self.convert(b) for b in batches])
         if self._written is None:
             self._written = table.schema
         elif not table.schema.equals(self._written):
@@ -114,13 +132,22 @@ class SplitWriter:
 
     def close(self) -> dict[str, int]:
         """Write what is buffered; a split that got no rows gets one empty part, so it exists."""
-        for split in self._buffers:
-            self._flush(split)
-        if not self.stale:
-            for split, n in self.rows.items():
-                if n == 0 and split not in self._writers:
-                    self._open(split, self._written or self.schema())
+        try:
+            for split in self._buffers:
+                self._flush(split)
+            while self._pending:
+                self._pending.popleft().result()
+            if not self.stale:
+                for split, n in self.rows.items():
+                    if n == 0 and split not in self._writers:
+                        self._open(split, self._written or self.schema())
+        finally:
+            self.abort()
+        return dict(self.rows)
+
+    def abort(self) -> None:
+        """Stop the writer thread and close the files (after an error, or at the end)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
-        return dict(self.rows)

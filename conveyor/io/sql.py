@@ -33,7 +33,9 @@ def read_sql(query: str, connection: str, batch_rows: int = BATCH_ROWS) -> Itera
         safe = make_url(connection).render_as_string(hide_password=True)
         engine = create_engine(connection)
     except (exc.ArgumentError, ImportError) as e:
-        msg = f"connection {connection!r} is not a usable SQLAlchemy URL ({e}); e.g. 'postgresql+psycopg://user@host/db'."
+        msg = (
+            f"connection {connection!r} is not a usable SQLAlchemy URL ({e}); e.g. 'postgresql+psycopg://user@host/db'."
+        )
         raise ConveyorError(msg) from None
     try:
         with engine.connect() as conn:
