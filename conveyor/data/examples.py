@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from conveyor.exceptions import ArtifactError
 
 T = TypeVar("T")
+BATCH_ROWS = 32_768
 
 
 def split_names(uri: str | Path) -> list[str]:
@@ -49,7 +50,7 @@ def fold_row_groups(
 ) -> T:
     """Fold an accumulator over every row group, ``workers`` threads each with its own, then merge.
 
-    Memory is bounded by one row group per worker (DESIGN 2).
+    Memory is bounded by one batch of BATCH_ROWS per worker (DESIGN 2).
     """
     parts = row_groups(files)
     workers = max(1, min(workers, len(parts)))
@@ -57,8 +58,10 @@ def fold_row_groups(
 
     def work(mine: list[tuple[Path, int]]) -> T:
         acc = create()
-        for part in mine:
-            acc = add(acc, read_row_group(part, columns))
+        for path, group in mine:
+            # Batches inside the row group: a whole group decoded at once costs ~3x the memory.
+            for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, row_groups=[group], columns=columns):
+                acc = add(acc, batch)
         return acc
 
     with ThreadPoolExecutor(workers) as pool:

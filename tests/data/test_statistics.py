@@ -140,3 +140,18 @@ def test_high_cardinality_strings_switch_to_an_estimate() -> None:
     assert f["group"]["unique_error"] == 0
     assert f["id"]["unique_error"] > 0
     assert abs(f["id"]["unique"] - n) <= 4 * f["id"]["unique_error"] * n
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_heavy_values_stay_exact_among_many_rare_ones(workers: int) -> None:
+    rng = np.random.default_rng(7)
+    heavy = rng.choice(["alpha", "beta", "gamma"], size=30_000, p=[0.5, 0.3, 0.2])
+    rare = np.array([f"rare-{i}" for i in range(40_000)])
+    values = np.concatenate([heavy, rare])
+    rng.shuffle(values)
+    f = compute(pa.table({"v": values}), batch_rows=6_000, workers=workers)["features"]["v"]
+    truth = pd.Series(values).value_counts()
+    assert [t["value"] for t in f["top_values"][:3]] == list(truth.index[:3])
+    assert [t["count"] for t in f["top_values"][:3]] == list(truth.iloc[:3])
+    assert f["unique_error"] > 0
+    assert abs(f["unique"] - truth.size) <= 4 * f["unique_error"] * truth.size
