@@ -160,7 +160,9 @@ class TopCounts:
         return counts
 
     def _update_hashed(self, values: pl.Series) -> None:
-        assert self.counts is not None and self.reps is not None and self.distinct is not None
+        assert self.counts is not None
+        assert self.reps is not None
+        assert self.distinct is not None
         h = values.hash(seed=0).rename("key")
         self.distinct.update_hashes(h.to_numpy())
         vc = h.value_counts(name="count").with_columns(pl.col("count").cast(pl.Int64))
@@ -183,12 +185,15 @@ class TopCounts:
             return
         if self.exact:
             self._to_hashed()
-        assert self.distinct is not None and self.reps is not None and self.counts is not None
+        assert self.distinct is not None
+        assert self.reps is not None
+        assert self.counts is not None
         if other.exact:
             counts, reps, hashes = _hashed(other.counts)
             self.distinct.update_hashes(hashes)
         else:
-            assert other.distinct is not None and other.reps is not None
+            assert other.distinct is not None
+            assert other.reps is not None
             counts, reps = other.counts, other.reps
             self.distinct.merge(other.distinct)
         self.reps = pl.concat([self.reps, reps.cast(self.reps.schema)]).unique("key", keep="first")

@@ -12,6 +12,9 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from conveyor.transform.kernels import as_dense, flatten
 
 EXACT_QUANTILES = 1_000_000
 
@@ -91,7 +94,9 @@ class QuantileBoundaries:
     """Exact values while they fit (NumPy's linear rule), a KLL sketch past EXACT_QUANTILES."""
 
     def __init__(self, num_buckets: int) -> None:
-        self.ranks = list(np.linspace(0, 1, num_buckets + 1)[1:-1])
+        # Percentages as np.percentile and KBinsDiscretizer take them: 100 * i / n rounds
+        # differently from i / n, enough to move a boundary off a repeated value.
+        self.percents = list(np.linspace(0, 100, num_buckets + 1)[1:-1])
 
     def create(self) -> dict[str, Any]:
         return {"values": [], "n": 0, "sketch": None}
@@ -132,45 +137,163 @@ class QuantileBoundaries:
 
     def extract(self, acc: dict[str, Any]) -> list[float]:
         if acc["sketch"] is not None:
-            return acc["sketch"].quantiles(self.ranks)
+            return acc["sketch"].quantiles([q / 100 for q in self.percents])
         values = np.concatenate(acc["values"]) if acc["values"] else np.zeros(0)
-        return [float(v) for v in np.quantile(values, self.ranks)] if len(values) else []
+        return [float(v) for v in np.percentile(values, self.percents)] if len(values) else []
+
+
+def _terms(value: Any) -> tuple[pa.Array, np.ndarray, int]:
+    """The non-missing terms of a batch, the row of each, and the number of rows."""
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if isinstance(value, pa.ListArray | pa.LargeListArray):
+        flat, rows = flatten(value)
+    else:
+        flat = value if isinstance(value, pa.Array) else pa.array(np.asarray(value), from_pandas=True)
+        rows = np.arange(len(flat), dtype=np.int64)
+    if flat.null_count:
+        valid = flat.is_valid()
+        flat, rows = flat.filter(valid), rows[valid.to_numpy(zero_copy_only=False)]
+    return flat, rows, len(value)
+
+
+def count_terms(value: Any, docs: bool = False) -> pl.DataFrame:
+    """Per distinct term of a batch: ``count`` (occurrences) and, if asked, ``docs`` (rows holding it)."""
+    flat, rows, _ = _terms(value)
+    encoded = pc.dictionary_encode(flat)
+    index = encoded.indices.to_numpy().astype(np.int64)
+    size = len(encoded.dictionary)
+    columns = {"value": pl.Series("value", encoded.dictionary), "count": np.bincount(index, minlength=size)}
+    if docs:
+        pairs = np.sort(rows * size + index, kind="stable")  # one per occurrence; runs by row make it fast
+        first = np.ones(len(pairs), dtype=bool)
+        np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
+        columns["docs"] = np.bincount(pairs[first] % size, minlength=size) if size else np.zeros(0, np.int64)
+    return pl.DataFrame(columns)
+
+
+def _sum_counts(frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
+    frames = [f for f in frames if f.height]
+    if len(frames) <= 1:
+        return frames
+    merged = pl.concat(frames, how="vertical_relaxed")
+    return [merged.group_by("value").agg(pl.exclude("value").sum())]
+
+
+def select_terms(counts: pl.DataFrame, top_k: int | None, frequency_threshold: int) -> pl.DataFrame:
+    """TFT's vocabulary order: most frequent first, ties by value, larger first; then the cuts."""
+    kept = counts.filter(pl.col("count") >= frequency_threshold)
+    if top_k is not None and kept.height > top_k:  # sort only what can make the cut
+        kept = kept.filter(pl.col("count") >= kept["count"].top_k(top_k).min())
+    kept = kept.sort(["count", "value"], descending=True)
+    return kept.head(top_k) if top_k is not None else kept
 
 
 class Vocabulary:
-    """Exact value counts; the vocabulary is most frequent first, ties broken by value."""
+    """Exact term counts, kept as a few frames and summed when they pile up."""
 
-    def __init__(self, top_k: int | None, frequency_threshold: int) -> None:
+    def __init__(self, top_k: int | None, frequency_threshold: int, docs: bool = False) -> None:
         self.top_k = top_k
         self.threshold = frequency_threshold
+        self.docs = docs
 
-    def create(self) -> pl.DataFrame | None:
+    def create(self) -> dict[str, Any]:
+        return {"frames": [], "rows": 0}
+
+    def add(self, acc: dict[str, Any], value: Any) -> dict[str, Any]:
+        acc["frames"].append(count_terms(value, self.docs))
+        acc["rows"] += len(value)
+        if len(acc["frames"]) > 8:
+            acc["frames"] = _sum_counts(acc["frames"])
+        return acc
+
+    def merge(self, accs: list[dict[str, Any]]) -> dict[str, Any]:
+        frames = [f for acc in accs for f in acc["frames"]]
+        return {"frames": _sum_counts(frames), "rows": sum(acc["rows"] for acc in accs)}
+
+    def counts(self, acc: dict[str, Any]) -> pl.DataFrame:
+        frames = _sum_counts(acc["frames"])
+        return frames[0] if frames else pl.DataFrame({"value": [], "count": [], "docs": []}, schema_overrides={"value": pl.String, "count": pl.Int64, "docs": pl.Int64})
+
+    def extract(self, acc: dict[str, Any]) -> list[Any]:
+        return select_terms(self.counts(acc), self.top_k, self.threshold)["value"].to_list()
+
+
+class DocumentFrequency(Vocabulary):
+    """Per term, the number of rows (documents) holding it, for the terms a vocabulary keeps,
+    or for ``terms`` when given; with the number of rows seen, missing ones included.
+    """
+
+    def __init__(self, top_k: int | None, frequency_threshold: int, terms: list[Any] | None) -> None:
+        super().__init__(top_k, frequency_threshold, docs=True)
+        self.terms = terms
+
+    def extract(self, acc: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+        counts = self.counts(acc)
+        if self.terms is None:
+            kept = select_terms(counts, self.top_k, self.threshold)
+            terms, docs = kept["value"].to_list(), kept["docs"].to_list()
+        else:
+            found = dict(zip(counts["value"].to_list(), counts["docs"].to_list(), strict=True))
+            terms, docs = list(self.terms), [int(found.get(t, 0)) for t in self.terms]
+        return {"documents": acc["rows"], "terms": terms, "df": docs}
+
+
+class Covariance:
+    """Count, mean and centred sum of outer products of the rows without a missing value,
+    merged by Chan's rule; extracts a PCA: the mean and the top ``output_dim`` axes.
+    """
+
+    def __init__(self, output_dim: int) -> None:
+        self.output_dim = output_dim
+
+    def create(self) -> tuple[int, np.ndarray, np.ndarray] | None:
         return None
 
-    def add(self, acc: pl.DataFrame | None, value: Any) -> pl.DataFrame | None:
-        if isinstance(value, pa.ListArray | pa.LargeListArray):
-            value = value.flatten()
-        series = pl.Series("value", value).drop_nulls()
-        if series.dtype.is_float():
-            series = series.drop_nans()
-        counts = series.value_counts(name="count").with_columns(pl.col("count").cast(pl.Int64))
-        return self.merge([acc, counts])
+    def add(self, acc: Any, value: Any) -> Any:
+        x = as_dense(value)
+        x = x[~np.isnan(x).any(axis=1)]
+        if not len(x):
+            return acc
+        mean = x.mean(axis=0)
+        centred = x - mean
+        return self._combine(acc, (len(x), mean, centred.T @ centred))
 
-    def merge(self, accs: list[pl.DataFrame | None]) -> pl.DataFrame | None:
-        frames = [a for a in accs if a is not None and a.height]
-        if not frames:
-            return None
-        if len(frames) == 1:
-            return frames[0]
-        return pl.concat(frames, how="vertical_relaxed").group_by("value").agg(pl.col("count").sum())
+    @staticmethod
+    def _combine(a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return b if a is None else a
+        n = a[0] + b[0]
+        delta = b[1] - a[1]
+        return (n, a[1] + delta * b[0] / n, a[2] + b[2] + np.outer(delta, delta) * a[0] * b[0] / n)
 
-    def extract(self, acc: pl.DataFrame | None) -> list[Any]:
+    def merge(self, accs: list[Any]) -> Any:
+        out = None
+        for acc in accs:
+            out = self._combine(out, acc)
+        return out
+
+    @staticmethod
+    def covariance(acc: Any) -> np.ndarray:
+        """The population covariance (ddof=0, as TFT's ``covariance``)."""
+        n, _, m2 = acc
+        return m2 / n
+
+    def extract(self, acc: Any) -> dict[str, Any] | None:
         if acc is None:
-            return []
-        kept = acc.filter(pl.col("count") >= self.threshold).sort(["count", "value"], descending=[True, False])
-        if self.top_k is not None:
-            kept = kept.head(self.top_k)
-        return kept["value"].to_list()
+            return None
+        axes = principal_axes(self.covariance(acc), self.output_dim)
+        return {"mean": acc[1].tolist(), "components": axes.tolist()}
+
+
+def principal_axes(cov: np.ndarray, k: int) -> np.ndarray:
+    """The top ``k`` eigenvectors of ``cov`` as rows, largest eigenvalue first; each signed so its
+    largest absolute entry is positive (scikit-learn's ``svd_flip(u_based_decision=False)``).
+    """
+    values, vectors = np.linalg.eigh(cov)
+    axes = vectors[:, np.argsort(values)[::-1][:k]].T
+    pivots = axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)]
+    return axes * np.where(pivots < 0, -1.0, 1.0)[:, None]
 
 
 def make(op: str, params: dict[str, Any]) -> Analyzer:
@@ -183,5 +306,9 @@ def make(op: str, params: dict[str, Any]) -> Analyzer:
         return QuantileBoundaries(params["num_buckets"])
     if op == "vocabulary":
         return Vocabulary(params["top_k"], params["frequency_threshold"])
+    if op == "document_frequency":
+        return DocumentFrequency(params["top_k"], params["frequency_threshold"], params["terms"])
+    if op == "pca":
+        return Covariance(params["output_dim"])
     msg = f"no analyzer named {op!r}"
     raise KeyError(msg)

@@ -3,10 +3,16 @@
 ``transform_graph.json`` holds every node with its op, params and inputs; fitted analyzers
 hold their value and no inputs, so applying never reads the training data or the user's
 module. The same ``apply`` runs in the Transform component, the Evaluator and the server.
+
+A large fitted value (over ``SIDE_FILE_ENTRIES`` entries, a big vocabulary) goes to a side
+file beside the JSON, and an ``apply_model`` node's ONNX file is copied there; the JSON
+records each one's sha256 and ``load`` refuses a file that does not match. Param keys that
+start with ``_`` are runtime state (an ONNX session) and never saved.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,14 +22,19 @@ import numpy as np
 import pyarrow as pa
 
 from conveyor.exceptions import TransformError
+from conveyor.transform import model
 from conveyor.transform.graph import Node
-from conveyor.transform.kernels import KERNELS
+from conveyor.transform.plan import Plan, finish, input_value, read_inputs
 
 FORMAT_VERSION = 1
 FILE_NAME = "transform_graph.json"
+SIDE_FILE_ENTRIES = 10_000
+
+__all__ = ["FILE_NAME", "FORMAT_VERSION", "FittedGraph", "evaluate", "input_value", "load", "topological"]
 
 
 def topological(outputs: Iterable[Node]) -> list[Node]:
+    """Every node the outputs need, each once, inputs before the nodes that use them."""
     seen: set[int] = set()
     order: list[Node] = []
     for out in outputs:
@@ -34,79 +45,79 @@ def topological(outputs: Iterable[Node]) -> list[Node]:
     return order
 
 
-def input_value(node: Node, column: Any, n: int) -> Any:
-    """An Arrow (or Python) column as the runtime value of its kind."""
-    import pyarrow.compute as pc
-
-    arr = column if isinstance(column, pa.Array | pa.ChunkedArray) else pa.array(column)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if node.kind == "number":
-        if pa.types.is_integer(arr.type) and arr.null_count == 0:
-            return arr.to_numpy()
-        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-            return KERNELS["to_number"]({}, arr)
-        return pc.fill_null(arr.cast(pa.float64()), np.nan).to_numpy()
-    if node.kind == "bool":
-        return np.asarray(pc.fill_null(arr.cast(pa.bool_()), False).to_numpy(zero_copy_only=False), dtype=bool)
-    if node.kind == "string":
-        return arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
-    return arr
-
-
-def evaluate(order: list[Node], columns: Mapping[str, Any], n: int, known: dict[int, Any] | None = None) -> dict[int, Any]:
-    """Run ``order`` (inputs first) over one batch; returns each node's value by uid."""
-    values = dict(known or {})
-    for node in order:
-        if node.uid in values:
-            continue
-        if node.op == "input":
-            name = node.params["name"]
-            values[node.uid] = input_value(node, columns[name], n) if name in columns else input_value(node, pa.nulls(n), n)
-        elif node.analyzer:
-            if "value" not in node.params:
-                msg = f"{node.where}: analyzer {node.op} was used before it was fitted."
-                raise TransformError(msg)
-            values[node.uid] = node.params["value"]
-        else:
-            try:
-                values[node.uid] = KERNELS[node.op](node.params, *(values[i.uid] for i in node.inputs))
-            except TransformError:
-                raise
-            except Exception as e:
-                msg = f"{node.where}: {node.op} failed: {type(e).__name__}: {e}"
-                raise TransformError(msg) from e
-    return values
+def evaluate(order: list[Node], columns: Mapping[str, Any], n: int) -> dict[int, Any]:
+    """Run ``order`` (inputs first) over one batch of Arrow columns; each node's value by uid."""
+    return Plan(order).run_arrow(columns, n)
 
 
 class FittedGraph:
-    """What ``ct.load`` returns: apply it to raw rows, a dict of columns or an Arrow table."""
+    """What ``ct.load`` returns: apply it to raw rows, a dict of columns or an Arrow table.
+
+    ``inputs`` maps each raw feature to ``{"kind": ..., "required": bool}``; a required one
+    the graph reads must be in the data, an optional one may be absent (read as missing).
+
+    Example:
+        >>> graph = ct.load("transform_graph/")
+        >>> graph.apply([{"age": 39, "education": "Bachelors"}])["age_z"]
+        array([0.0307])
+    """
 
     def __init__(self, outputs: Mapping[str, Node], inputs: Mapping[str, dict[str, Any]]) -> None:
         self.outputs = dict(outputs)
         self.inputs = dict(inputs)
         self.order = topological(self.outputs.values())
+        self._plan: Plan | None = None
+        self._spec: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = Plan(self.order)
+        return self._plan
 
     def apply(self, data: Any) -> dict[str, Any]:
-        """Transformed features, one entry per input row: NumPy arrays, or SciPy CSR when sparse."""
-        columns, n = _columns(data)
-        absent = [k for k, spec in self.inputs.items() if spec.get("required") and k not in columns]
-        if absent:
-            msg = f"the data lacks required input(s) {absent}; it has {sorted(columns)}."
-            raise TransformError(msg)
-        values = evaluate(self.order, columns, n)
-        return {name: _output(values[node.uid], n) for name, node in self.outputs.items()}
+        """Transformed features, one entry per input row.
+
+        Numbers and bools as 1-D NumPy arrays (int64 only where a value can never be missing,
+        else float64 with NaN), dense vectors as 2-D float64, sparse ones as SciPy CSR,
+        strings and tokens as object arrays.
+
+        Raises:
+            TransformError: a required input is missing, or a step fails (naming its line).
+        """
+        plan = self.plan
+        values, n = read_inputs(data, plan.inputs, self.inputs)
+        plan.run(values)
+        spec = self.describe()
+        return {name: finish(values[node.uid], spec[name], n) for name, node in self.outputs.items()}
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Each output's ``kind``, ``dtype`` and ``width`` (columns of a dense or sparse one).
+
+        Found by running the graph on one row with every input missing: an output that can be
+        missing there is float64, so its type is the same for every batch and every request.
+        """
+        if self._spec is None:
+            plan = self.plan
+            values = {node.uid: plan.missing(node, 1) for node in plan.inputs}
+            plan.run(values)
+            self._spec = {name: _describe(node, values[node.uid]) for name, node in self.outputs.items()}
+        return self._spec
 
     # -- JSON ----------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
+        """The graph as JSON values, fitted constants inline (``save`` moves large ones out)."""
         ids = {node.uid: i for i, node in enumerate(self.order)}
         nodes = []
         for node in self.order:
-            entry: dict[str, Any] = {"id": ids[node.uid], "op": node.op, "kind": node.kind, "params": node.params}
+            params = {k: v for k, v in node.params.items() if not k.startswith("_")}
+            entry: dict[str, Any] = {"id": ids[node.uid], "op": node.op, "kind": node.kind, "params": params}
             if node.inputs and not node.analyzer:
                 entry["inputs"] = [ids[i.uid] for i in node.inputs]
             if node.analyzer:
                 entry["analyzer"] = True
+            if node.width is not None:
+                entry["width"] = node.width
             if node.where:
                 entry["where"] = node.where
             nodes.append(entry)
@@ -118,20 +129,99 @@ class FittedGraph:
         }
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / FILE_NAME
-        path.write_text(json.dumps(self.to_json(), indent=1, default=_json_default, allow_nan=False))
+        """Write ``transform_graph.json`` and its side files into ``directory``."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        doc = self.to_json()
+        for entry, node in zip(doc["nodes"], self.order, strict=True):
+            if node.op == "apply_model":
+                entry["params"] = model.save_file(entry["params"], node.params, folder)
+            elif node.analyzer and _entries(entry["params"].get("value")) > SIDE_FILE_ENTRIES:
+                entry["value_file"] = _write_side_file(folder, entry, entry["params"].pop("value"))
+        path = folder / FILE_NAME
+        path.write_text(json.dumps(doc, indent=1, default=_json_default, allow_nan=False))
         return path
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> FittedGraph:
+    def from_json(cls, doc: Mapping[str, Any], base: str | Path | None = None) -> FittedGraph:
+        """A graph from its JSON; ``base`` is the folder holding its side files, if it has any."""
         if doc.get("format_version") != FORMAT_VERSION:
             msg = f"transform graph format {doc.get('format_version')!r} is not {FORMAT_VERSION}; re-run Transform."
             raise TransformError(msg)
         built: dict[int, Node] = {}
         for entry in doc["nodes"]:
+            params = dict(entry["params"])
+            if "value_file" in entry:
+                params["value"] = json.loads(_read_side_file(base, entry["value_file"]))
+            if entry["op"] == "apply_model":
+                model.bind(params, None if base is None else Path(base))
             inputs = tuple(built[i] for i in entry.get("inputs", []))
-            built[entry["id"]] = Node(entry["op"], inputs, entry["kind"], entry["params"], where=entry.get("where", ""), analyzer=entry.get("analyzer", False))
+            built[entry["id"]] = Node(
+                entry["op"], inputs, entry["kind"], params, width=entry.get("width"),
+                where=entry.get("where", ""), analyzer=entry.get("analyzer", False),
+            )
         return cls({name: built[i] for name, i in doc["outputs"].items()}, doc["inputs"])
+
+
+def load(path: str | Path) -> FittedGraph:
+    """A fitted graph from the artifact folder or its ``transform_graph.json``.
+
+    Raises:
+        TransformError: no graph there, an unknown format, or a side file whose sha256 differs.
+    """
+    p = Path(path)
+    file = p / FILE_NAME if p.is_dir() else p
+    if not file.is_file():
+        msg = f"No transform graph at {file}; point to a TransformGraph artifact folder or its {FILE_NAME}."
+        raise TransformError(msg)
+    return FittedGraph.from_json(json.loads(file.read_text()), base=file.parent)
+
+
+def _describe(node: Node, value: Any) -> dict[str, Any]:
+    kind = node.kind
+    if kind == "number":
+        dtype = np.asarray(value).dtype
+        return {"kind": kind, "dtype": "int64" if dtype.kind in "iu" else "float64"}
+    if kind == "bool":
+        return {"kind": kind, "dtype": "bool"}
+    if kind in ("dense", "sparse"):
+        width = value.shape[1] if hasattr(value, "shape") and len(value.shape) == 2 else node.width
+        return {"kind": kind, "dtype": "float64", "width": int(width) if width is not None else None}
+    if kind == "tokens":
+        value_type = value.type.value_type if isinstance(value, pa.ListArray | pa.LargeListArray) else pa.string()
+        return {"kind": kind, "dtype": f"list<{'int64' if pa.types.is_integer(value_type) else 'string'}>"}
+    return {"kind": kind, "dtype": "string"}
+
+
+def _entries(value: Any) -> int:
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(v) for v in value.values() if isinstance(v, list))
+    return 0
+
+
+def _write_side_file(folder: Path, entry: dict[str, Any], value: Any) -> dict[str, str]:
+    name = f"{'vocab' if entry['op'] == 'vocabulary' else entry['op']}_{entry['id']}.json"
+    data = json.dumps(value, default=_json_default, allow_nan=False).encode()
+    (folder / name).write_bytes(data)
+    return {"path": name, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _read_side_file(base: str | Path | None, ref: Mapping[str, str]) -> bytes:
+    if base is None:
+        msg = f"the graph keeps a value in the side file {ref['path']}; load it with ct.load(folder) so it can be found."
+        raise TransformError(msg)
+    path = Path(base) / ref["path"]
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        msg = f"the transform graph's side file {path} cannot be read ({e}); the artifact is incomplete: re-run Transform."
+        raise TransformError(msg) from e
+    if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+        msg = f"the transform graph's side file {path} does not match the sha256 recorded in {FILE_NAME}; it was changed after Transform wrote it: re-run Transform."
+        raise TransformError(msg)
+    return data
 
 
 def _json_default(value: Any) -> Any:
@@ -141,35 +231,3 @@ def _json_default(value: Any) -> Any:
         return value.tolist()
     msg = f"cannot write {type(value).__name__} into transform_graph.json"
     raise TypeError(msg)
-
-
-def load(path: str | Path) -> FittedGraph:
-    """A fitted graph from the artifact folder or its ``transform_graph.json``."""
-    p = Path(path)
-    file = p / FILE_NAME if p.is_dir() else p
-    if not file.is_file():
-        msg = f"No transform graph at {file}; point to a TransformGraph artifact folder or its {FILE_NAME}."
-        raise TransformError(msg)
-    return FittedGraph.from_json(json.loads(file.read_text()))
-
-
-def _columns(data: Any) -> tuple[dict[str, Any], int]:
-    if isinstance(data, pa.Table | pa.RecordBatch):
-        return {name: data.column(name) for name in data.schema.names}, data.num_rows
-    if isinstance(data, Mapping):
-        columns = dict(data)
-        n = len(next(iter(columns.values()))) if columns else 0
-        return columns, n
-    rows = list(data)
-    names = sorted({k for row in rows for k in row})
-    return {k: [row.get(k) for row in rows] for k in names}, len(rows)
-
-
-def _output(value: Any, n: int) -> Any:
-    if isinstance(value, pa.ListArray | pa.LargeListArray):
-        return np.array(value.to_pylist(), dtype=object)
-    if isinstance(value, pa.Array):
-        return np.asarray(value.to_numpy(zero_copy_only=False))
-    if isinstance(value, np.ndarray | list) or hasattr(value, "tocsr"):
-        return value
-    return np.full(n, value)

@@ -9,25 +9,36 @@ it, so an error later points there.
 from __future__ import annotations
 
 import difflib
-import inspect
 import itertools
 import os
+import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.exceptions import TransformError
+from conveyor.exceptions import ConveyorError, TransformError
 
 KINDS = ("number", "string", "bool", "tokens", "dense", "sparse", "constant")
 _ids = itertools.count()
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _outside(filename: str) -> bool:
+    return not filename.startswith("<frozen") and not os.path.abspath(filename).startswith(_HERE)
+
+
 def user_line() -> str:
-    """The first frame outside conveyor.transform: the user's ``file:line``."""
-    for frame in inspect.stack(context=0)[1:]:
-        if not frame.filename.startswith("<frozen") and not os.path.abspath(frame.filename).startswith(_HERE):
-            return f"{frame.filename}:{frame.lineno}"
+    """The first frame outside conveyor.transform: the user's ``file:line``.
+
+    Walks frame objects rather than ``inspect.stack()``, which reads source files: tracing
+    calls this for every node.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if _outside(frame.f_code.co_filename):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
     return "<unknown>"
 
 
@@ -95,10 +106,20 @@ class Column:
         raise fail(msg)
 
     def __float__(self) -> float:
-        msg = "float() of a symbolic column cannot be traced; use ct.cast(x, 'float')."
+        msg = "float() (or math.*) of a symbolic column cannot be traced; use ct.cast(x, 'float') or the conveyor.transform op."
         raise fail(msg)
 
-    __int__ = __float__  # type: ignore[assignment]
+    def __int__(self) -> int:
+        msg = "int() of a symbolic column cannot be traced; use ct.cast(x, 'int')."
+        raise fail(msg)
+
+    def __index__(self) -> int:
+        msg = "a symbolic column cannot be used as an index or a count while tracing."
+        raise fail(msg)
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        msg = "round() of a symbolic column cannot be traced; use ct.cast(x, 'int') or ct.apply_buckets."
+        raise fail(msg)
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         msg = "NumPy cannot run on a symbolic column while tracing; use the conveyor.transform op (ct.log1p, ct.clip, ...)."
@@ -175,16 +196,38 @@ class Inputs(Mapping[str, Column]):
         return len(self._columns)
 
 
+def _defined_at(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
+
+
+def _raised_at(fn: Callable[..., Any], error: BaseException) -> str:
+    """The innermost line of ``fn``'s file in the traceback (else the innermost outside here)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    home = getattr(getattr(fn, "__code__", None), "co_filename", None)
+    mine = [f for f in frames if f.filename == home] or [f for f in frames if _outside(f.filename)]
+    return f"{mine[-1].filename}:{mine[-1].lineno}" if mine else _defined_at(fn)
+
+
 def trace(preprocessing_fn: Callable[[Inputs], Mapping[str, Any]], kinds: Mapping[str, str]) -> dict[str, Node]:
-    """Run ``preprocessing_fn`` once on symbolic inputs; return its outputs' nodes by name."""
-    outputs = preprocessing_fn(Inputs(kinds))
+    """Run ``preprocessing_fn`` once on symbolic inputs; return its outputs' nodes by name.
+
+    Whatever the function raises comes back as a TransformError naming its line.
+    """
+    try:
+        outputs = preprocessing_fn(Inputs(kinds))
+    except ConveyorError:
+        raise
+    except Exception as e:
+        msg = f"{_raised_at(preprocessing_fn, e)}: preprocessing_fn raised {type(e).__name__}: {e}"
+        raise TransformError(msg) from e
     if not isinstance(outputs, Mapping) or not outputs:
-        msg = f"preprocessing_fn must return a non-empty dict of output name to column, got {type(outputs).__name__}."
+        msg = f"{_defined_at(preprocessing_fn)}: preprocessing_fn must return a non-empty dict of output name to column, got {type(outputs).__name__}."
         raise TransformError(msg)
     nodes: dict[str, Node] = {}
     for name, value in outputs.items():
         if not isinstance(value, Column):
-            msg = f"preprocessing_fn's output {name!r} is {type(value).__name__}, not a column made from the inputs."
+            msg = f"{_defined_at(preprocessing_fn)}: preprocessing_fn's output {name!r} is {type(value).__name__}, not a column made from the inputs."
             raise TransformError(msg)
         if value.node.kind == "constant":
             msg = f"preprocessing_fn's output {name!r} is an analyzer's result, one value, not a column; combine it with a column."

@@ -33,6 +33,25 @@ def as_number(v: Any) -> Any:
     return v
 
 
+def as_dense(v: Any) -> np.ndarray:
+    """A dense value (2-D NumPy, or an Arrow list column of equal-length rows) as 2-D float64;
+    a missing row or entry is NaN.
+    """
+    if isinstance(v, pa.ChunkedArray):
+        v = v.combine_chunks()
+    if isinstance(v, pa.ListArray | pa.LargeListArray):
+        v = v.cast(pa.list_(pa.float64(), pc.max(pc.list_value_length(v)).as_py() or 0))
+    if not isinstance(v, pa.FixedSizeListArray):
+        out = np.asarray(v, dtype=np.float64)
+        return out if out.ndim == 2 else out.reshape(len(out), -1)
+    k = v.type.list_size
+    values = pc.fill_null(v.values.slice(v.offset * k, len(v) * k).cast(pa.float64()), np.nan)
+    out = values.to_numpy(zero_copy_only=False).reshape(len(v), k).copy()
+    if v.null_count:
+        out[v.is_null().to_numpy(zero_copy_only=False)] = np.nan
+    return out
+
+
 def _arith(fn: Callable[[Any, Any], Any]) -> Kernel:
     def run(_p: dict[str, Any], a: Any, b: Any) -> Any:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -42,7 +61,7 @@ def _arith(fn: Callable[[Any, Any], Any]) -> Kernel:
 
 
 for _name, _fn in {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide, "pow": np.power,
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide, "pow": lambda a, b: np.power(np.asarray(a, dtype=np.float64), b),
     "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
     "and": np.logical_and, "or": np.logical_or,
 }.items():
@@ -99,37 +118,96 @@ _FNV_PRIME = np.uint64(0x100000001B3)
 def stable_hash(values: pa.Array) -> np.ndarray:
     """64-bit FNV-1a of each value's UTF-8 bytes: the same on every machine and version.
 
-    Vectorised over rows, one pass per byte position; nulls hash as the empty string.
+    Vectorised over rows, one step per byte position; rows sorted longest first, so each step
+    touches a prefix. Nulls hash as the empty string.
     """
     arr = pc.cast(pc.cast(values, pa.string()).fill_null(""), pa.large_binary())
     arr = pa.concat_arrays([arr]) if arr.offset else arr
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: len(arr) + 1]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
-    starts, lengths = offsets[:-1], np.diff(offsets)
+    lengths = np.diff(offsets)
+    order = np.argsort(-lengths, kind="stable")
+    starts, active = offsets[:-1][order], np.bincount(lengths, minlength=1)[::-1].cumsum()[::-1]
     h = np.full(len(arr), _FNV_OFFSET, dtype=np.uint64)
     for j in range(int(lengths.max(initial=0))):
-        active = np.nonzero(lengths > j)[0]
-        h[active] = (h[active] ^ data[starts[active] + j].astype(np.uint64)) * _FNV_PRIME
-    return h
+        k = int(active[j + 1])  # rows longer than j
+        h[:k] = (h[:k] ^ data[starts[:k] + j].astype(np.uint64)) * _FNV_PRIME
+    out = np.empty_like(h)
+    out[order] = h
+    return out
 
 
-def _oov(values: pa.Array, buckets: int) -> np.ndarray:
+def hash_buckets(values: pa.Array, buckets: int) -> np.ndarray:
+    """Each value's bucket in ``range(buckets)`` by ``stable_hash``."""
     return (stable_hash(values) % np.uint64(buckets)).astype(np.int64)
+
+
+# -- lists of tokens: flat values with the row each came from -----------------------------
+
+def flatten(x: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The values of a list array and the row of each (slices and null rows handled)."""
+    if isinstance(x, pa.ChunkedArray):
+        x = x.combine_chunks()
+    return x.flatten(), pc.list_parent_indices(x).to_numpy().astype(np.int64, copy=False)
+
+
+def from_rows(rows: np.ndarray, values: pa.Array, n: int, nulls: pa.Array | None = None) -> pa.Array:
+    """A list array of ``n`` rows from values and their (non-decreasing) rows."""
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    mask = None if nulls is None or not nulls.null_count else pc.is_null(nulls)
+    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask)
+
+
+# -- lookups: the same table for a whole batch or a single row ----------------------------
+
+_MEMO: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+
+def memo(owner: Any, tag: str, make: Callable[[], Any]) -> Any:
+    """``make()`` computed once per fitted constant ``owner`` (a vocabulary, document
+    frequencies), so a one-row request does not rebuild it. Keyed by id, the entry holds the
+    owner itself so the id cannot be reused while cached.
+    """
+    key = (id(owner), tag)
+    hit = _MEMO.get(key)
+    if hit is None or hit[0] is not owner:
+        if len(_MEMO) > 256:
+            _MEMO.clear()
+        hit = _MEMO[key] = (owner, make())
+    return hit[1]
+
+
+_SMALL = 32  # up to this many values, a dict lookup beats building even a small Arrow hash table
+
+
+def index_of(values: pa.Array, vocab: list[Any]) -> np.ndarray:
+    """The position of each value in ``vocab`` (int64), -1 where absent or missing.
+
+    Arrow's ``index_in`` hashes the whole vocabulary on every call: nothing for a batch, but
+    most of the time of a one-row request, so the table is kept and small inputs use a dict.
+    """
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        values = values.cast(pa.float64())
+    typed = memo(vocab, str(values.type), lambda: pa.array(vocab, values.type))
+    if len(values) <= max(_SMALL, len(vocab) // 4):  # Python per value costs ~4x Arrow per vocabulary entry
+        lookup = memo(vocab, "dict", lambda: {v: i for i, v in enumerate(vocab)})
+        return np.array([lookup.get(v, -1) for v in values.to_pylist()], dtype=np.int64)
+    found = pc.index_in(values, value_set=typed)
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 @kernel("apply_vocabulary")
 def _apply_vocabulary(p: dict[str, Any], x: Any, vocab: list[Any]) -> Any:
     if isinstance(x, pa.ListArray | pa.LargeListArray):
-        flat = _apply_vocabulary(p, x.flatten(), vocab)
-        return pa.ListArray.from_arrays(x.offsets, pa.array(flat, pa.int64()))
-    values = x if isinstance(x, pa.Array) else pa.array(x)
-    index = pc.index_in(values, value_set=pa.array(vocab, values.type if vocab else None))
-    found = index.to_numpy(zero_copy_only=False)
-    missing = np.isnan(found) if found.dtype.kind == "f" else np.zeros(len(found), bool)
-    out = np.where(missing, 0, found).astype(np.int64)
+        flat, rows = flatten(x)
+        return from_rows(rows, pa.array(_apply_vocabulary(p, flat, vocab), pa.int64()), len(x), x)
+    values = x if isinstance(x, pa.Array) else pa.array(x, from_pandas=True)
+    out = index_of(values, vocab)
+    missing = out < 0
     if missing.any():
         if p["num_oov_buckets"]:
-            out[missing] = len(vocab) + _oov(values.filter(pa.array(missing)), p["num_oov_buckets"])
+            out[missing] = len(vocab) + hash_buckets(values.filter(pa.array(missing)), p["num_oov_buckets"])
         else:
             out[missing] = p["default_value"]
     return out
@@ -144,15 +222,30 @@ def _fill_missing(p: dict[str, Any], x: Any) -> Any:
     return x
 
 
-@kernel("one_hot")
-def _one_hot(p: dict[str, Any], x: np.ndarray, source: list[Any] | None = None) -> Any:
+def sparse_counts(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> Any:
+    """A canonical CSR matrix counting each (row, column) pair: built from one sort of the
+    pairs, cheaper than SciPy's COO conversion for a batch and for a single row alike.
+    """
     from scipy.sparse import csr_matrix
 
+    width = max(shape[1], 1)
+    pairs = np.sort(rows * width + columns, kind="stable")
+    first = np.ones(len(pairs), dtype=bool)
+    np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, len(pairs))).astype(np.float64)
+    row, column = np.divmod(pairs[starts], width)
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=shape[0]), out=indptr[1:])
+    return csr_matrix((counts, column, indptr), shape=shape)
+
+
+@kernel("one_hot")
+def _one_hot(p: dict[str, Any], x: np.ndarray, source: list[Any] | None = None) -> Any:
     depth = p["depth"] if p["depth"] is not None else len(source or []) + p["extra"]
     index = np.asarray(x, dtype=np.float64)
     valid = ~np.isnan(index) & (index >= 0) & (index < depth)
-    rows = np.nonzero(valid)[0]
-    return csr_matrix((np.ones(len(rows)), (rows, index[valid].astype(np.int64))), shape=(len(index), depth))
+    return sparse_counts(np.flatnonzero(valid), index[valid].astype(np.int64), (len(index), depth))
 
 
 @kernel("log1p")
@@ -166,23 +259,35 @@ def _clip(p: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return np.clip(as_number(x), p["lower"], p["upper"])
 
 
+_TRUE = ["true", "t", "yes", "y", "1"]
+
+
 @kernel("cast")
 def _cast(p: dict[str, Any], x: Any) -> Any:
+    """Missing stays missing: a null string, NaN for float; "int" truncates toward zero and
+    stays float while a value is missing. Strings are true when one of ``_TRUE`` (any case).
+    """
     to = p["to"]
     if to == "string":
-        return pc.cast(pa.array(x) if not isinstance(x, pa.Array) else x, pa.string())
-    if isinstance(x, pa.Array):
-        return _to_number({}, x) if to == "float" else np.asarray(_to_number({}, x)).astype(np.int64 if to == "int" else bool)
-    if to == "float":
-        return x.astype(np.float64)
-    return x.astype(np.int64) if to == "int" else x.astype(bool)
+        return (x if isinstance(x, pa.Array) else pa.array(x, from_pandas=True)).cast(pa.string())
+    if to == "bool":
+        if isinstance(x, pa.Array):
+            hit = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(x.cast(pa.string()))), value_set=pa.array(_TRUE))
+            return np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+        return np.asarray(x, dtype=bool) if x.dtype.kind != "f" else np.nan_to_num(x, nan=0.0) != 0
+    number = _to_number({}, x) if isinstance(x, pa.Array) else as_number(x)
+    if to == "float" or number.dtype.kind != "f":
+        return number.astype(np.float64) if to == "float" else number.astype(np.int64)
+    whole = np.trunc(number)
+    return whole if np.isnan(whole).any() else whole.astype(np.int64)
 
 
 @kernel("where")
 def _where(_p: dict[str, Any], cond: np.ndarray, a: Any, b: Any) -> Any:
-    if isinstance(a, pa.Array) or isinstance(b, pa.Array) or isinstance(a, str) or isinstance(b, str):
+    if isinstance(a, pa.Array | str) or isinstance(b, pa.Array | str):
         return pc.if_else(pa.array(cond), a, b)
-    return np.where(cond, as_number(a), as_number(b))
+    both_bool = all(isinstance(v, bool) or (isinstance(v, np.ndarray) and v.dtype == np.bool_) for v in (a, b))
+    return np.where(cond, a, b) if both_bool else np.where(cond, as_number(a), as_number(b))
 
 
 @kernel("lower")
@@ -207,8 +312,10 @@ def _regex_replace(p: dict[str, Any], x: pa.Array) -> pa.Array:
 
 @kernel("substr")
 def _substr(p: dict[str, Any], x: pa.Array) -> pa.Array:
-    stop = None if p["length"] is None else p["start"] + p["length"]
-    return pc.utf8_slice_codeunits(x, start=p["start"], stop=stop if stop is not None else 2**31 - 1)
+    """Python's ``s[start:start + length]``, in characters; a negative start counts from the end."""
+    start, length = p["start"], p["length"]
+    open_end = length is None or (start < 0 <= start + length)
+    return pc.utf8_slice_codeunits(x, start=start, stop=2**31 - 1 if open_end else start + length)
 
 
 @kernel("to_number")
@@ -223,6 +330,12 @@ def _to_number(_p: dict[str, Any], x: pa.Array) -> np.ndarray:
 
 @kernel("split")
 def _split(p: dict[str, Any], x: pa.Array) -> pa.Array:
-    if p["sep"] is None:
-        return pc.utf8_split_whitespace(x)
-    return pc.split_pattern(x, pattern=p["sep"])
+    """As Python's ``str.split``: on runs of whitespace with no empty tokens, or on ``sep``."""
+    if p["sep"] is not None:
+        return pc.split_pattern(x, pattern=p["sep"])
+    tokens = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(x))
+    flat, rows = flatten(tokens)
+    keep = pc.not_equal(flat, "")
+    if pc.all(keep).as_py() is not False:
+        return tokens
+    return from_rows(rows[keep.to_numpy(zero_copy_only=False)], flat.filter(keep), len(x), x)

@@ -92,12 +92,17 @@ def quantiles(x: Column, num_buckets: int) -> Column:
 
 
 def vocabulary(x: Column, top_k: int | None = None, frequency_threshold: int = 0) -> Column:
-    """The distinct values of a string (or tokens) column, most frequent first, ties by value.
+    """The distinct values of a string, tokens or number column, in TFT's order: most frequent
+    first, ties by value, larger first. Missing values are not counted.
 
-    ``top_k`` keeps the most frequent; ``frequency_threshold`` drops values seen fewer times.
+    ``frequency_threshold`` drops values seen fewer times (occurrences, not rows); then
+    ``top_k`` keeps the most frequent.
     """
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         msg = f"ct.vocabulary needs top_k >= 1 or None, got {top_k!r}."
+        raise fail(msg)
+    if not isinstance(frequency_threshold, int) or frequency_threshold < 0:
+        msg = f"ct.vocabulary needs frequency_threshold >= 0, got {frequency_threshold!r}."
         raise fail(msg)
     params = {"top_k": top_k, "frequency_threshold": frequency_threshold}
     return _node("vocabulary", (_expect("vocabulary", x, ("string", "tokens", "number")),), "constant", params, analyzer=True)
@@ -130,10 +135,14 @@ def bucketize(x: Column, num_buckets: int) -> Column:
 
 
 def apply_vocabulary(x: Column, vocab: Column, *, num_oov_buckets: int = 0, default_value: int = -1) -> Column:
-    """The index of each value in ``vocab``; unseen values go to one of ``num_oov_buckets``
-    buckets after the vocabulary (by a stable hash), or to ``default_value`` when there are none.
+    """The index of each value in ``vocab``; unseen and missing values go to one of
+    ``num_oov_buckets`` buckets after the vocabulary (by ``kernels.stable_hash``; a missing
+    value hashes as ""), or to ``default_value`` when there are none.
     """
     x = _expect("apply_vocabulary", x, ("string", "tokens", "number"))
+    if not isinstance(num_oov_buckets, int) or num_oov_buckets < 0:
+        msg = f"ct.apply_vocabulary needs num_oov_buckets >= 0, got {num_oov_buckets!r}."
+        raise fail(msg)
     params = {"num_oov_buckets": num_oov_buckets, "default_value": default_value}
     return _node("apply_vocabulary", (x, vocab), "tokens" if x.kind == "tokens" else "number", params)
 
@@ -154,15 +163,18 @@ def fill_missing(x: Column, value: Any = None) -> Column:
 
 
 def one_hot(x: Column, depth: int | None = None) -> Column:
-    """A sparse 0/1 row per integer index; out-of-range and missing indices give an empty row.
+    """A sparse 0/1 row per integer index; out-of-range and missing indices give an empty row
+    (scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``).
 
-    ``depth`` defaults to the size of the vocabulary (plus its OOV buckets) or the number of
-    buckets that made ``x``.
+    ``depth`` defaults to the size of the vocabulary (plus its OOV buckets), the number of
+    buckets, or the hash buckets that made ``x``.
     """
     x = _expect("one_hot", x, ("number",))
-    if depth is not None:
-        return _node("one_hot", (x,), "sparse", {"depth": depth, "extra": 0})
     src = x.node
+    if depth is None and src.op == "hash_strings":
+        depth = src.params["hash_buckets"]
+    if depth is not None:
+        return _node("one_hot", (x,), "sparse", {"depth": depth, "extra": 0}, width=depth)
     extra = {"apply_vocabulary": src.params.get("num_oov_buckets", 0), "apply_buckets": 1}.get(src.op)
     if extra is None:
         msg = "ct.one_hot needs depth= unless x comes from a vocabulary or from buckets."
@@ -176,7 +188,10 @@ def log1p(x: Column) -> Column:
 
 
 def clip(x: Column, lower: float | None = None, upper: float | None = None) -> Column:
-    """Values below ``lower`` or above ``upper`` moved to the bound."""
+    """Values below ``lower`` or above ``upper`` moved to the bound; missing stays missing."""
+    if lower is None and upper is None:
+        msg = "ct.clip needs lower=, upper= or both."
+        raise fail(msg)
     return unary("clip", x, expect=NUMERIC, kind="number", lower=lower, upper=upper)
 
 
@@ -194,11 +209,17 @@ def where(condition: Column, a: Any, b: Any) -> Column:
     condition = _expect("where", condition, ("bool",))
     a = a if isinstance(a, Column) else _const(a)
     b = b if isinstance(b, Column) else _const(b)
-    kinds = {c.kind for c in (a, b)} - {"constant"}
+    kinds = {c.kind if c.kind != "constant" else _literal_kind(c) for c in (a, b)}
     if len(kinds) > 1 or kinds - {"number", "string", "bool"}:
         msg = f"ct.where needs two values of one kind (number, string or bool), got {sorted(kinds)}."
         raise fail(msg)
-    return _node("where", (condition, a, b), kinds.pop() if kinds else "number")
+    return _node("where", (condition, a, b), kinds.pop())
+
+
+def _literal_kind(c: Column) -> str:
+    """The kind a constant stands for: a literal's Python type, or number for an analyzer's result."""
+    value = c.node.params.get("value") if c.node.op == "literal" else 0.0
+    return "bool" if isinstance(value, bool) else "string" if isinstance(value, str) else "number"
 
 
 # -- strings --------------------------------------------------------------------------------
@@ -222,7 +243,12 @@ def regex_replace(x: Column, pattern: str, replacement: str) -> Column:
 
 
 def substr(x: Column, start: int, length: int | None = None) -> Column:
-    """``length`` characters from ``start`` (0-based)."""
+    """``length`` characters from ``start`` (0-based; negative counts from the end), as
+    Python's ``s[start:start + length]``; to the end when ``length`` is None.
+    """
+    if not isinstance(start, int) or (length is not None and (not isinstance(length, int) or length < 0)):
+        msg = f"ct.substr needs an int start and a length >= 0 or None, got {start!r} and {length!r}."
+        raise fail(msg)
     return unary("substr", x, expect=("string",), kind="string", start=start, length=length)
 
 
@@ -232,7 +258,9 @@ def to_number(x: Column) -> Column:
 
 
 def split(x: Column, sep: str | None = None) -> Column:
-    """Tokens split on ``sep`` (on runs of whitespace when None)."""
+    """Tokens as Python's ``str.split(sep)``: on runs of whitespace with no empty tokens when
+    ``sep`` is None, else on each ``sep`` (literal text, not a pattern).
+    """
     return unary("split", x, expect=("string",), kind="tokens", sep=sep)
 
 
