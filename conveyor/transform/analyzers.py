@@ -142,8 +142,8 @@ class QuantileBoundaries:
         return [float(v) for v in np.percentile(values, self.percents)] if len(values) else []
 
 
-def _terms(value: Any) -> tuple[pa.Array, np.ndarray, int]:
-    """The non-missing terms of a batch, the row of each, and the number of rows."""
+def _terms(value: Any) -> tuple[pa.Array, np.ndarray]:
+    """The non-missing terms of a batch and the row of each."""
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
     if isinstance(value, pa.ListArray | pa.LargeListArray):
@@ -154,12 +154,12 @@ def _terms(value: Any) -> tuple[pa.Array, np.ndarray, int]:
     if flat.null_count:
         valid = flat.is_valid()
         flat, rows = flat.filter(valid), rows[valid.to_numpy(zero_copy_only=False)]
-    return flat, rows, len(value)
+    return flat, rows
 
 
 def count_terms(value: Any, docs: bool = False) -> pl.DataFrame:
     """Per distinct term of a batch: ``count`` (occurrences) and, if asked, ``docs`` (rows holding it)."""
-    flat, rows, _ = _terms(value)
+    flat, rows = _terms(value)
     encoded = pc.dictionary_encode(flat)
     index = encoded.indices.to_numpy().astype(np.int64)
     size = len(encoded.dictionary)
@@ -213,7 +213,9 @@ class Vocabulary:
 
     def counts(self, acc: dict[str, Any]) -> pl.DataFrame:
         frames = _sum_counts(acc["frames"])
-        return frames[0] if frames else pl.DataFrame({"value": [], "count": [], "docs": []}, schema_overrides={"value": pl.String, "count": pl.Int64, "docs": pl.Int64})
+        if frames:
+            return frames[0]
+        return pl.DataFrame(schema={"value": pl.String, "count": pl.Int64, "docs": pl.Int64})
 
     def extract(self, acc: dict[str, Any]) -> list[Any]:
         return select_terms(self.counts(acc), self.top_k, self.threshold)["value"].to_list()

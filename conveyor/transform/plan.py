@@ -1,0 +1,230 @@
+"""Running a graph: the evaluation plan, raw data in, model-ready features out.
+
+The server calls this on every request, so the work that does not depend on the data is done
+once: a ``Plan`` resolves each node's kernel, constants and argument slots when the graph is
+loaded, and reads only the inputs the outputs need. Python values (a request's rows) become
+NumPy arrays directly, without an Arrow round trip, when that gives the same array as the
+Arrow path (``input_value``) would.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from types import NoneType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conveyor.exceptions import TransformError
+from conveyor.transform.graph import Node
+from conveyor.transform.kernels import KERNELS
+
+_COLUMNS = (list, tuple, np.ndarray, pa.Array, pa.ChunkedArray)
+
+
+def input_value(node: Node, column: Any, n: int) -> Any:
+    """An Arrow (or Python) column as the runtime value of its kind."""
+    arr = column if isinstance(column, pa.Array | pa.ChunkedArray) else pa.array(column)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if node.kind == "number":
+        if pa.types.is_integer(arr.type) and arr.null_count == 0:
+            return arr.to_numpy()
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            return KERNELS["to_number"]({}, arr)
+        return pc.fill_null(arr.cast(pa.float64()), np.nan).to_numpy()
+    if node.kind == "bool":
+        return np.asarray(pc.fill_null(arr.cast(pa.bool_()), False).to_numpy(zero_copy_only=False), dtype=bool)
+    if node.kind == "string":
+        return arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
+    return arr
+
+
+def _from_python(node: Node, values: list[Any]) -> Any:
+    """``input_value`` of a list of Python values, skipping Arrow where the result is the same."""
+    types = set(map(type, values))
+    kind = node.kind
+    if kind == "number" and types <= {int, float, NoneType}:
+        if types == {int}:
+            try:
+                return np.array(values, dtype=np.int64)
+            except OverflowError:
+                pass  # past int64, where Arrow gives up: as floats
+        return np.array(values, dtype=np.float64)  # None -> NaN, as Arrow's nulls are filled
+    if kind == "string" and types <= {str, NoneType}:
+        return pa.array(values, pa.string())
+    if kind == "bool" and types <= {bool, NoneType}:
+        return np.array(values, dtype=bool)  # None -> False, as input_value fills nulls
+    return input_value(node, values, len(values))
+
+
+def _from_numpy(node: Node, values: np.ndarray) -> Any:
+    if node.kind == "number" and values.dtype.kind in "iu":
+        return values
+    if node.kind == "number" and values.dtype.kind in "fb":
+        return values.astype(np.float64)
+    if node.kind == "bool" and values.dtype.kind == "b":
+        return values
+    return input_value(node, pa.array(values, from_pandas=True) if values.dtype.kind == "O" else values, len(values))
+
+
+class Plan:
+    """The nodes some outputs need, resolved once: inputs, constants, then kernels in order."""
+
+    def __init__(self, order: Iterable[Node]) -> None:
+        self.inputs: list[Node] = []
+        self.constants: dict[int, Any] = {}
+        self.steps: list[tuple[int, Any, dict[str, Any], tuple[int, ...], Node]] = []
+        for node in order:
+            if node.op == "input":
+                self.inputs.append(node)
+            elif node.analyzer or node.op == "literal":
+                if "value" not in node.params:
+                    msg = f"{node.where}: analyzer {node.op} was used before it was fitted."
+                    raise TransformError(msg)
+                self.constants[node.uid] = node.params["value"]
+            elif node.op not in KERNELS:
+                msg = f"{node.where}: no kernel for op {node.op!r}; import the module that defines it before loading the graph."
+                raise TransformError(msg)
+            else:
+                self.steps.append((node.uid, KERNELS[node.op], node.params, tuple(i.uid for i in node.inputs), node))
+
+    def run(self, values: dict[int, Any]) -> dict[int, Any]:
+        """Fill ``values`` (each input node's value by uid) with every other node's value."""
+        values.update(self.constants)
+        for uid, fn, params, args, node in self.steps:
+            try:
+                values[uid] = fn(params, *[values[a] for a in args])
+            except TransformError as e:
+                msg = f"{node.where}: {e}"
+                raise TransformError(msg) from e
+            except Exception as e:
+                msg = f"{node.where}: {node.op} failed: {type(e).__name__}: {e}"
+                raise TransformError(msg) from e
+        return values
+
+    def run_arrow(self, columns: Mapping[str, Any], n: int) -> dict[int, Any]:
+        """``run`` on a batch of Arrow columns; an absent one reads as missing."""
+        values = {}
+        for node in self.inputs:
+            column = columns.get(node.params["name"])
+            values[node.uid] = self.missing(node, n) if column is None else input_value(node, column, n)
+        return self.run(values)
+
+    @staticmethod
+    def missing(node: Node, n: int) -> Any:
+        """The value of an input absent from the data: ``input_value`` of ``n`` nulls."""
+        if node.kind == "number":
+            return np.full(n, np.nan)
+        if node.kind == "bool":
+            return np.zeros(n, dtype=bool)
+        return pa.nulls(n, pa.string() if node.kind == "string" else pa.null())
+
+
+Reads = list[tuple[Node, str, bool]]
+
+
+def reads(inputs: list[Node], specs: Mapping[str, Mapping[str, Any]]) -> Reads:
+    """Each input node with its column name and whether the data must hold it."""
+    return [(node, node.params["name"], bool(specs.get(node.params["name"], {}).get("required"))) for node in inputs]
+
+
+def read_inputs(data: Any, inputs: Reads) -> tuple[dict[int, Any], int]:
+    """The value of each input node (by uid) from rows, a dict of columns or an Arrow table.
+
+    A dict whose values are all lists, arrays or Arrow arrays is a dict of columns; any other
+    dict is one row. An absent optional input reads as missing; an absent
+    required one is an error that names it.
+    """
+    if isinstance(data, pa.Table | pa.RecordBatch):
+        names = data.schema.names
+        return _columns({name: data.column(name) for name in names}, data.num_rows, inputs)
+    if isinstance(data, Mapping):
+        if not data or not all(isinstance(v, _COLUMNS) for v in data.values()):
+            return _rows([data], inputs)
+        columns = dict(data)
+        n = len(next(iter(columns.values()))) if columns else 0
+        return _columns(columns, n, inputs)
+    return _rows(data if isinstance(data, list) else list(data), inputs)
+
+
+def _rows(rows: list[Mapping[str, Any]], inputs: Reads) -> tuple[dict[int, Any], int]:
+    values: dict[int, Any] = {}
+    for node, name, required in inputs:
+        if required:
+            absent = next((i for i, row in enumerate(rows) if name not in row), None)
+            if absent is not None:
+                raise _absent(name, rows[absent], f" in row {absent}" if len(rows) > 1 else "")
+        values[node.uid] = _read(node, _from_python, [row.get(name) for row in rows])
+    return values, len(rows)
+
+
+def _columns(columns: Mapping[str, Any], n: int, inputs: Reads) -> tuple[dict[int, Any], int]:
+    values: dict[int, Any] = {}
+    for node, name, required in inputs:
+        column = columns.get(name)
+        if column is None:
+            if required:
+                raise _absent(name, columns, "")
+            values[node.uid] = Plan.missing(node, n)
+            continue
+        if len(column) != n:
+            msg = f"input {name!r} has {len(column)} values, but the first column has {n}; give every column one value per row."
+            raise TransformError(msg)
+        if isinstance(column, np.ndarray):
+            values[node.uid] = _read(node, _from_numpy, column)
+        elif isinstance(column, list | tuple):
+            values[node.uid] = _read(node, _from_python, list(column))
+        else:
+            values[node.uid] = _read(node, lambda node, c: input_value(node, c, n), column)
+    return values, n
+
+
+def _read(node: Node, convert: Any, column: Any) -> Any:
+    try:
+        return convert(node, column)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as e:
+        msg = f"input {node.params['name']!r} cannot be read as a {node.kind}: {e}"
+        raise TransformError(msg) from e
+
+
+def _absent(name: str, given: Iterable[str], where: str) -> TransformError:
+    names = sorted(map(str, given))
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    msg = f"the required input {name!r} is missing{where}; the data has {names}.{hint} Send it, or mark it optional in the schema."
+    return TransformError(msg)
+
+
+def finish(value: Any, spec: Mapping[str, Any], n: int) -> Any:
+    """A node's value as ``apply`` returns it, of the type ``spec`` (``describe``) promises."""
+    kind = spec["kind"]
+    if type(value) is np.ndarray and value.dtype == spec["dtype"] and value.ndim == 1 and kind in ("number", "bool"):
+        return value
+    if kind in ("number", "bool"):
+        out = value.to_numpy(zero_copy_only=False) if isinstance(value, pa.Array | pa.ChunkedArray) else np.asarray(value)
+        if out.ndim == 0:
+            out = np.full(n, out)
+        dtype = np.dtype(spec["dtype"])
+        if out.dtype != dtype:
+            if dtype.kind == "i" and out.dtype.kind == "f" and np.isnan(out).any():
+                msg = f"an output declared int64 holds a missing value; this is a conveyor bug in the op that made it ({spec})."
+                raise TransformError(msg)
+            out = out.astype(dtype)
+        return out
+    if kind == "sparse":
+        return value.tocsr() if value.format != "csr" else value
+    if kind == "dense":
+        out = np.asarray(value, dtype=np.float64)
+        return out if out.ndim == 2 else out.reshape(n, -1)
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if kind == "tokens":
+        out = np.empty(n, dtype=object)
+        for i, row in enumerate(value.to_pylist()):
+            out[i] = row
+        return out
+    return value.to_numpy(zero_copy_only=False)
