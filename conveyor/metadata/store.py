@@ -71,6 +71,7 @@ class MetadataStore:
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
         self._reaped_at = -1.0
+        self._run_contexts: dict[str, tuple[int, int]] = {}
 
     # -- opening --------------------------------------------------------------------------
     def _open(self) -> tuple[Engine, Engine]:
@@ -525,23 +526,35 @@ class MetadataStore:
 
     # -- recording (the runner's side) ----------------------------------------------------
     def find_cached(self, cache_key: str) -> Execution | None:
-        """The newest finished execution with this cache key whose outputs are all still LIVE."""
+        """The newest succeeded execution with this cache key whose outputs are all still LIVE.
+
+        Only executions that ran are candidates: a cached one reuses the same artifacts, and
+        there may be thousands of those. One query gets the candidates with their outputs.
+        """
         e, ev, a = s.executions, s.events, s.artifacts
+        q = (
+            select(e.c.id, a.c.state, a.c.uri)
+            .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
+            .outerjoin(a, a.c.id == ev.c.artifact_id)
+            .where(e.c.cache_key == cache_key, e.c.status == "succeeded")
+            .order_by(e.c.id.desc())
+        )
         with self._read() as conn:
-            for exec_id in conn.execute(
-                select(e.c.id).where(e.c.cache_key == cache_key, e.c.status.in_(("succeeded", "cached"))).order_by(e.c.id.desc()).limit(5)
-            ).scalars():
-                states = conn.execute(
-                    select(a.c.state, a.c.uri).join(ev, ev.c.artifact_id == a.c.id).where(ev.c.execution_id == exec_id, ev.c.type == "OUTPUT")
-                ).all()
-                if all(st == "LIVE" and os.path.isdir(uri) for st, uri in states):
+            outputs: dict[int, list[tuple[str | None, str | None]]] = {}
+            for exec_id, state, uri in conn.execute(q):
+                outputs.setdefault(exec_id, []).append((state, uri))
+            for exec_id, states in outputs.items():
+                if all(uri is None or (st == "LIVE" and os.path.isdir(uri)) for st, uri in states):
                     return self._executions(conn, e.c.id == exec_id)[0]
         return None
 
     def _run_ids(self, conn: Connection, run_id: str) -> tuple[int, int]:
-        c = s.contexts
-        row = conn.execute(select(c.c.id, c.c.parent_id).where(c.c.type == "run", c.c.name == run_id)).one()
-        return int(row.id), int(row.parent_id)
+        """The run's and its pipeline's context ids; they never change, so they are remembered."""
+        if run_id not in self._run_contexts:
+            c = s.contexts
+            row = conn.execute(select(c.c.id, c.c.parent_id).where(c.c.type == "run", c.c.name == run_id)).one()
+            self._run_contexts[run_id] = (int(row.id), int(row.parent_id))
+        return self._run_contexts[run_id]
 
     def _insert_execution(self, conn: Connection, run_ctx: int, values: Mapping[str, Any]) -> int:
         now = time.time()
@@ -550,11 +563,19 @@ class MetadataStore:
         row.setdefault("started", now)
         return int(conn.execute(s.executions.insert().values(run_id=run_ctx, **row)).inserted_primary_key[0])
 
-    def _insert_events(self, conn: Connection, exec_id: int, kind: str, artifacts: Mapping[str, Iterable[Artifact]]) -> None:
+    def _insert_events(
+        self,
+        conn: Connection,
+        exec_id: int,
+        inputs: Mapping[str, Iterable[Artifact]],
+        outputs: Mapping[str, Iterable[Artifact]],
+    ) -> None:
+        """An execution's INPUT and OUTPUT events, in one statement."""
         now = time.time()
         rows = [
             {"execution_id": exec_id, "artifact_id": art.id, "type": kind, "key": key, "time": now}
-            for key, arts in artifacts.items()
+            for kind, group in (("INPUT", inputs), ("OUTPUT", outputs))
+            for key, arts in group.items()
             for art in arts
         ]
         if rows:
@@ -608,8 +629,7 @@ class MetadataStore:
                     )
                 ).inserted_primary_key[0]
                 made[key] = cls(uri, id=int(aid), state="PENDING")
-            self._insert_events(conn, exec_id, "INPUT", inputs)
-            self._insert_events(conn, exec_id, "OUTPUT", {k: [v] for k, v in made.items()})
+            self._insert_events(conn, exec_id, inputs, {k: [v] for k, v in made.items()})
             if made:
                 conn.execute(
                     s.attributions.insert(),
@@ -664,8 +684,7 @@ class MetadataStore:
                  "cache_key": source.cache_key, "cached_from": source.cached_from or source.id,
                  "log_uri": source.log_uri, "started": now, "ended": now, "attempts": 0},
             )
-            self._insert_events(conn, exec_id, "INPUT", inputs)
-            self._insert_events(conn, exec_id, "OUTPUT", source.outputs)
+            self._insert_events(conn, exec_id, inputs, source.outputs)
             ids = {art.id for arts in source.outputs.values() for art in arts}
             if ids:
                 self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
