@@ -12,6 +12,7 @@
 
 from conveyor.transform.fitted import FittedGraph, load
 from conveyor.transform.graph import Column
+from conveyor.transform.model import apply_model
 from conveyor.transform.ops import (
     apply_buckets,
     apply_vocabulary,
@@ -48,6 +49,7 @@ __all__ = [
     "Column",
     "FittedGraph",
     "apply_buckets",
+    "apply_model",
     "apply_vocabulary",
     "bag_of_words",
     "bucketize",

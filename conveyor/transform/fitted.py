@@ -24,7 +24,7 @@ import pyarrow as pa
 from conveyor.exceptions import TransformError
 from conveyor.transform import model
 from conveyor.transform.graph import Node
-from conveyor.transform.plan import Plan, finish, input_value, read_inputs
+from conveyor.transform.plan import Plan, Reads, finish, input_value, read_inputs, reads
 
 FORMAT_VERSION = 1
 FILE_NAME = "transform_graph.json"
@@ -67,12 +67,16 @@ class FittedGraph:
         self.inputs = dict(inputs)
         self.order = topological(self.outputs.values())
         self._plan: Plan | None = None
+        self._reads: Reads = []
         self._spec: dict[str, dict[str, Any]] | None = None
 
     @property
     def plan(self) -> Plan:
+        """Resolved on first use, so a graph can be built before its analyzers are fitted."""
         if self._plan is None:
-            self._plan = Plan(self.order)
+            plan = Plan(self.order)
+            self._reads = reads(plan.inputs, self.inputs)  # before _plan: a thread that sees one sees both
+            self._plan = plan
         return self._plan
 
     def apply(self, data: Any) -> dict[str, Any]:
@@ -86,7 +90,7 @@ class FittedGraph:
             TransformError: a required input is missing, or a step fails (naming its line).
         """
         plan = self.plan
-        values, n = read_inputs(data, plan.inputs, self.inputs)
+        values, n = read_inputs(data, self._reads)
         plan.run(values)
         spec = self.describe()
         return {name: finish(values[node.uid], spec[name], n) for name, node in self.outputs.items()}

@@ -245,7 +245,12 @@ def _one_hot(p: dict[str, Any], x: np.ndarray, source: list[Any] | None = None) 
     depth = p["depth"] if p["depth"] is not None else len(source or []) + p["extra"]
     index = np.asarray(x, dtype=np.float64)
     valid = ~np.isnan(index) & (index >= 0) & (index < depth)
-    return sparse_counts(np.flatnonzero(valid), index[valid].astype(np.int64), (len(index), depth))
+    # At most one entry a row: the CSR arrays are known directly, with no sort or index check.
+    from scipy.sparse import csr_matrix
+
+    indptr = np.concatenate(([0], np.cumsum(valid, dtype=np.int32)))
+    indices = index[valid].astype(np.int32)
+    return csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(index), depth))
 
 
 @kernel("log1p")

@@ -42,7 +42,8 @@ def apply_model(
     Without ``input_names`` the model must take one input, fed the columns side by side as a
     (rows, columns) matrix (a dense column gives all its columns); with them, each column
     feeds the model input of that name. Values are cast to the type the model declares; a
-    missing value is NaN, so fill it first (``ct.fill_missing``) for an integer input.
+    missing value is NaN, so an integer input must be filled first (``ct.fill_missing``):
+    a request may lack the value even when the training data never does.
     ``output_name`` picks an output (default: the first): 1-D gives a number column, 2-D a
     dense one. A relative ``model_path`` is looked up in the working directory, then beside
     the file that calls ``apply_model``.
@@ -57,10 +58,11 @@ def apply_model(
             msg = f"ct.apply_model feeds number, bool or dense columns to the model, got {got}."
             raise fail(msg)
     path = _find(model_path)
+    sha256 = _sha256(path)
     session = _open(str(path))
     feeds = _feeds(session, [c.kind for c in columns], input_names)
     output = _output(session, output_name)
-    params = {"path": str(path), "sha256": _sha256(path), "feeds": feeds, "output": output["name"], "_session": session}
+    params = {"path": str(path), "sha256": sha256, "feeds": feeds, "output": output["name"], "_session": session}
     kind = "number" if len(output["shape"]) == 1 else "dense"
     width = output["shape"][1] if kind == "dense" and isinstance(output["shape"][1], int) else None
     return Column(Node("apply_model", tuple(c.node for c in columns), kind, params, width=width, where=user_line()))

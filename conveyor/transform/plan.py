@@ -152,6 +152,9 @@ def read_inputs(data: Any, inputs: Reads) -> tuple[dict[int, Any], int]:
 
 
 def _rows(rows: list[Mapping[str, Any]], inputs: Reads) -> tuple[dict[int, Any], int]:
+    if rows and not isinstance(rows[0], Mapping):
+        msg = f"apply takes rows (dicts), a dict of columns or an Arrow table; got a sequence of {type(rows[0]).__name__}."
+        raise TransformError(msg)
     values: dict[int, Any] = {}
     for node, name, required in inputs:
         if required:
