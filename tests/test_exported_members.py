@@ -32,3 +32,13 @@ def test_import_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_standard_components_import_from_the_contract_path() -> None:
+    import conveyor.components as components
+
+    for name in components.__all__:
+        cls = getattr(components, name)
+        assert cls.__name__ == name
+        assert cls.component_spec().outputs, name
+    assert set(components.__all__) >= {"ExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator", "Transform"}

@@ -11,6 +11,11 @@ from typing import Any
 
 _MODULES = {
     "ExampleGen": "conveyor.components.example_gen",
+    "StatisticsGen": "conveyor.components.statistics_gen",
+    "SchemaGen": "conveyor.components.schema_gen",
+    "ImportSchemaGen": "conveyor.components.import_schema_gen",
+    "ExampleValidator": "conveyor.components.example_validator",
+    "Transform": "conveyor.components.transform",
 }
 
 __all__ = sorted(_MODULES)
