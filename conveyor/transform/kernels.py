@@ -216,7 +216,7 @@ def _apply_vocabulary(p: dict[str, Any], x: Any, vocab: list[Any]) -> Any:
 @kernel("fill_missing")
 def _fill_missing(p: dict[str, Any], x: Any) -> Any:
     if isinstance(x, pa.Array):
-        return pc.fill_null(x, p["value"])
+        return x if x.null_count == 0 else pc.fill_null(x, p["value"])
     if x.dtype.kind == "f":
         return np.where(np.isnan(x), p["value"], x)
     return x
