@@ -28,6 +28,7 @@ from conveyor.transform.plan import Plan, Reads, finish, input_value, read_input
 
 FORMAT_VERSION = 1
 FILE_NAME = "transform_graph.json"
+APPLY_CHUNK = 65_536
 SIDE_FILE_ENTRIES = 10_000
 
 __all__ = ["FILE_NAME", "FORMAT_VERSION", "FittedGraph", "evaluate", "input_value", "load", "topological"]
@@ -89,9 +90,20 @@ class FittedGraph:
         Raises:
             TransformError: a required input is missing, or a step fails (naming its line).
         """
-        plan = self.plan
+        self.plan  # noqa: B018 - builds the plan and the input reads on first use
         values, n = read_inputs(data, self._reads)
-        plan.run(values)
+        if n <= APPLY_CHUNK:
+            return self._run(values, n)
+        # Chunks bound the intermediate arrays (tokens, index pairs) to APPLY_CHUNK rows; every
+        # op is row by row once fitted, so the result is the same as in one piece.
+        parts = [
+            self._run({uid: _rows(v, start, min(start + APPLY_CHUNK, n)) for uid, v in values.items()}, min(APPLY_CHUNK, n - start))
+            for start in range(0, n, APPLY_CHUNK)
+        ]
+        return {name: _concat([part[name] for part in parts]) for name in self.outputs}
+
+    def _run(self, values: dict[int, Any], n: int) -> dict[str, Any]:
+        self.plan.run(values)
         spec = self.describe()
         return {name: finish(values[node.uid], spec[name], n) for name, node in self.outputs.items()}
 
@@ -235,3 +247,18 @@ def _json_default(value: Any) -> Any:
         return value.tolist()
     msg = f"cannot write {type(value).__name__} into transform_graph.json"
     raise TypeError(msg)
+
+
+def _rows(value: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of an input's value (an Arrow or NumPy array)."""
+    if isinstance(value, pa.Array | pa.ChunkedArray):
+        return value.slice(start, stop - start)
+    return value[start:stop]
+
+
+def _concat(parts: list[Any]) -> Any:
+    if hasattr(parts[0], "tocsr"):
+        from scipy.sparse import vstack
+
+        return vstack(parts, format="csr")
+    return np.concatenate(parts)

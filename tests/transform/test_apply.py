@@ -263,3 +263,25 @@ def test_numpy_columns_skip_arrow_only_where_the_result_is_the_same(array: np.nd
     fast, arrow = _from_numpy(node, array), input_value(node, pa.array(array), len(array))
     assert fast.dtype == arrow.dtype
     np.testing.assert_array_equal(fast, arrow)
+
+
+def test_large_input_applied_in_chunks_equals_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.transform import fitted
+    from tests.transform.fitting import fit_graph, table
+
+    t = table("narratives").slice(0, 3_000)
+
+    def fn(inputs: Any) -> dict[str, Any]:
+        tokens = ct.split(ct.lower(ct.fill_missing(inputs["consumer_complaint_narrative"])))
+        product = ct.compute_and_apply_vocabulary(ct.fill_missing(inputs["product"]), num_oov_buckets=1)
+        return {"tfidf": ct.tfidf(tokens, top_k=2_000), "product": product, "one_hot": ct.one_hot(product), "tokens": tokens}
+
+    graph = fit_graph(fn, t)
+    whole = graph.apply(t)
+    monkeypatch.setattr(fitted, "APPLY_CHUNK", 700)
+    chunked = graph.apply(t)
+    for name in ("tfidf", "one_hot"):
+        assert chunked[name].shape == whole[name].shape
+        assert (chunked[name] != whole[name]).nnz == 0
+    assert np.array_equal(chunked["product"], whole["product"])
+    assert [list(x) for x in chunked["tokens"]] == [list(x) for x in whole["tokens"]]
