@@ -19,15 +19,32 @@ is a fresh process; its peak RSS is read by the parent with ``wait4``. The sides
 digests of their outputs (one-hot column counts, buckets, sampled scaled values, tf-idf row
 maxima) and the parent checks that they agree.
 
-    python bench/transform_bench.py [--rows N] [--no-text] [--repeats 1] [--json]
+Reported apart, the whole Transform component from Parquet to Parquet (``--skip-component``
+leaves it out):
+
+4. conveyor: ExampleGen (one split, train), StatisticsGen and SchemaGen run once, unclocked, in
+   a child of their own, into a fresh root bench/out/transform/root/; the module file holds the
+   same ``preprocessing_fn`` (it imports it from this file). Each measure is a pipeline run by
+   the local runner from Transform on, the cache off: reading the raw Parquet to the
+   transformed Parquet, ``transform_graph.json`` and the store's records written.
+5. scikit-learn: the same raw train split read into pandas, the same ``ColumnTransformer``'s
+   ``fit_transform``, written as Parquet in conveyor's layout (the same column names; one-hots
+   and tf-idf as ``.indices``/``.values`` list columns, never densified).
+
+Both load their libraries before the clock. The parent counts the rows and columns each wrote
+(it checks both wrote every row and the same columns), then deletes the output.
+
+    python bench/transform_bench.py [--rows N] [--no-text] [--repeats 1] [--skip-component] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -42,6 +59,8 @@ from stats_bench import ROOT, ensure_data, machine
 
 OUT = ROOT / "bench" / "out" / "transform.json"
 WORK = ROOT / "bench" / "out" / "transform"
+PIPELINE_ROOT = WORK / "root"
+SKLEARN_OUT = WORK / "sklearn_examples"
 ROWS = 1_000_000
 CATEGORICAL = (
     "product",
@@ -222,7 +241,12 @@ def sklearn_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
         first = (b * BATCH) % max(1, len(frame) - BATCH)
         ct.transform(frame.iloc[first : first + BATCH])
     batch_s = time.perf_counter() - t
-    return {"total_s": seconds, "cpu_s": cpu, "version": importlib.metadata.version("scikit-learn"), **_latency(times, batch_s)}
+    return {
+        "total_s": seconds,
+        "cpu_s": cpu,
+        "version": importlib.metadata.version("scikit-learn"),
+        **_latency(times, batch_s),
+    }
 
 
 def _latency(times: list[float], batch_s: float) -> dict[str, Any]:
@@ -266,7 +290,195 @@ def polars_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
     return {"total_s": seconds, "cpu_s": cpu}
 
 
-CHILDREN = {"conveyor": conveyor_child, "sklearn": sklearn_child, "polars": polars_child}
+# --- the whole component, Parquet to Parquet ------------------------------------------------
+
+MODULE = """\
+\"\"\"preprocessing_fn for the Transform component: the bench's own, as the in-memory run traces it.\"\"\"
+
+import sys
+
+sys.path.insert(0, {bench!r})
+from transform_bench import make_preprocessing_fn  # noqa: E402
+
+preprocessing_fn = make_preprocessing_fn({text!r})
+"""
+
+
+def module_file(text: bool) -> Path:
+    """The module file holding ``preprocessing_fn``, written when it is missing or differs."""
+    path = WORK / f"preprocessing_{'text' if text else 'no_text'}.py"
+    source = MODULE.format(bench=str(Path(__file__).resolve().parent), text=text)
+    if not path.exists() or path.read_text() != source:
+        WORK.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    return path
+
+
+def component_pipeline(parquet: Path, text: bool) -> Any:
+    """ExampleGen (one split, train) -> StatisticsGen -> SchemaGen -> Transform, as a project has it."""
+    from conveyor import Pipeline
+    from conveyor.components.example_gen import ExampleGen
+    from conveyor.components.schema_gen import SchemaGen
+    from conveyor.components.statistics_gen import StatisticsGen
+    from conveyor.components.transform import Transform
+
+    gen = ExampleGen(str(parquet), splits={"train": 1})
+    stats = StatisticsGen(examples=gen.outputs["examples"])
+    schema = SchemaGen(statistics=stats.outputs["statistics"])
+    transform = Transform(gen.outputs["examples"], schema.outputs["schema"], str(module_file(text)))
+    return Pipeline(name="transform_bench", components=[gen, stats, schema, transform], root=PIPELINE_ROOT)
+
+
+def prepare_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
+    """Run the steps before Transform once, unclocked, in a fresh root; the raw train split's folder.
+
+    A child of its own: the parent stays small, and a child's peak RSS is never below its parent's
+    (Linux keeps the high-water mark across ``exec``).
+    """
+    shutil.rmtree(PIPELINE_ROOT, ignore_errors=True)
+    run = component_pipeline(parquet, text=False).run(only=["ExampleGen", "StatisticsGen", "SchemaGen"])
+    if run.status != "succeeded":
+        msg = f"ExampleGen, StatisticsGen or SchemaGen failed; see the logs under {PIPELINE_ROOT.relative_to(ROOT)}."
+        raise tfdv_stats.MeasureError(msg)
+    return {"examples": str(Path(run.executions["ExampleGen"].outputs["examples"][0].uri) / "Split-train")}
+
+
+# What Transform's executor and the runner import: loaded before the clock, as scikit-learn is.
+COMPONENT_PRELOAD = (
+    "sqlalchemy",
+    "scipy.sparse",
+    "conveyor.orchestration.local",
+    "conveyor.components.transform",
+    "conveyor.data.examples",
+    "conveyor.data.schema",
+    "conveyor.transform",
+    "conveyor.transform.fit",
+    "conveyor.transform.fitted",
+    "conveyor.transform.graph",
+    "conveyor.transform.transformed",
+)
+
+
+def conveyor_component_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
+    """One clocked pipeline run from Transform on, the cache off: reading the raw Parquet to
+    writing the transformed Parquet, ``transform_graph.json`` and the records.
+    """
+    for module in COMPONENT_PRELOAD:
+        importlib.import_module(module)
+    pipeline = component_pipeline(parquet, text)
+    start, cpu = time.perf_counter(), time.process_time()
+    run = pipeline.run(start_from="Transform", enable_cache=False)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    step = run.executions.get("Transform")
+    if run.status != "succeeded" or step is None:
+        error = (step.error or "").splitlines()[0] if step is not None and step.error else "no Transform execution"
+        msg = f"conveyor run {run.id} {run.status}: {error}"
+        raise RuntimeError(msg)
+    graph = Path(step.outputs["transform_graph"][0].uri) / "transform_graph.json"
+    if not graph.is_file():
+        msg = f"Transform succeeded but wrote no {graph}"
+        raise RuntimeError(msg)
+    examples = Path(step.outputs["transformed_examples"][0].uri)
+    return {"total_s": seconds, "cpu_s": cpu, "step_s": step.duration, "output": str(examples / "Split-train")}
+
+
+def _sparse_columns(name: str, block: Any) -> dict[str, Any]:
+    """A sparse block as conveyor lays it out: ``<name>.indices`` and ``<name>.values``, CSR row by row."""
+    import pyarrow as pa
+
+    csr = block.tocsr()
+    offsets = pa.array(csr.indptr.astype(np.int32, copy=False))
+    return {
+        f"{name}.indices": pa.ListArray.from_arrays(offsets, pa.array(csr.indices.astype(np.int32, copy=False))),
+        f"{name}.values": pa.ListArray.from_arrays(offsets, pa.array(csr.data.astype(np.float64, copy=False))),
+    }
+
+
+def sklearn_table(ct: Any, x: Any, text: bool) -> Any:
+    """The ColumnTransformer's output as an Arrow table with conveyor's columns: each one-hot and
+    the tf-idf as sparse list columns (never densified), the bucket and scaled values as doubles.
+    """
+    import pyarrow as pa
+
+    x = x.tocsc()  # column blocks are then cheap slices
+    part = ct.output_indices_
+    columns: dict[str, Any] = {}
+    first = part["onehot"].start
+    for name, cats in zip(CATEGORICAL, ct.named_transformers_["onehot"].categories_, strict=True):
+        columns.update(_sparse_columns(f"{name}_onehot", x[:, first : first + len(cats)]))
+        first += len(cats)
+    dense = x[:, part["zip"].start : part["01"].stop].toarray()
+    names = ["zip_bucket", *(f"{n}_z" for n in NUMERIC), *(f"{n}_01" for n in NUMERIC)]
+    for i, name in enumerate(names):
+        columns[name] = pa.array(dense[:, i])
+    if text:
+        columns.update(_sparse_columns("narrative_tfidf", x[:, part["tfidf"]]))
+    return pa.table(columns)
+
+
+def sklearn_component_child(examples: Path, rows: int, text: bool) -> dict[str, Any]:
+    """Clocked: the raw train split read into pandas, ``fit_transform``, the result written as
+    Parquet in conveyor's layout. The libraries load before the clock.
+    """
+    import pandas  # noqa: F401  loaded before the clock
+    import scipy.sparse  # noqa: F401
+
+    make_column_transformer(text)
+    shutil.rmtree(SKLEARN_OUT, ignore_errors=True)
+    out = SKLEARN_OUT / "Split-train"
+    out.mkdir(parents=True)
+    start, cpu = time.perf_counter(), time.process_time()
+    frame = pq.read_table(examples, columns=columns(text)).to_pandas()
+    ct = make_column_transformer(text)
+    x = ct.fit_transform(frame)
+    del frame
+    table = sklearn_table(ct, x, text)
+    del x
+    pq.write_table(table, out / "part-00000.parquet")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"total_s": seconds, "cpu_s": cpu, "version": importlib.metadata.version("scikit-learn"), "output": str(out)}
+
+
+def written(folder: Path) -> dict[str, Any]:
+    """Rows and column names of the Parquet files in ``folder``, read from their footers."""
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        return {"rows_written": 0, "columns_written": []}
+    return {
+        "rows_written": sum(pq.ParquetFile(f).metadata.num_rows for f in files),
+        "columns_written": pq.read_schema(files[0]).names,
+    }
+
+
+def measure_component(kind: str, data: Path, rows: int, text: bool) -> dict[str, Any]:
+    """``measure_child``, then what the child wrote is counted and deleted (it can be GBs)."""
+    result = measure_child(kind, data, rows, text)
+    output = Path(result.pop("output"))
+    result.update(written(output))
+    shutil.rmtree(output.parent, ignore_errors=True)
+    return result
+
+
+def same_rows(results: dict[str, dict[str, Any]], rows: int, suffix: str) -> list[str]:
+    """Whether both sides wrote every row, and the same columns."""
+    ours, theirs = results[f"conveyor-parquet{suffix}"], results[f"sklearn-parquet{suffix}"]
+    problems = []
+    if not ours["rows_written"] == theirs["rows_written"] == rows:
+        problems.append(f"rows written {ours['rows_written']:,} vs {theirs['rows_written']:,} (input {rows:,})")
+    if ours["columns_written"] != theirs["columns_written"]:
+        differ = sorted(set(ours["columns_written"]) ^ set(theirs["columns_written"]))
+        problems.append(f"columns differ: {differ or 'same names, another order'}")
+    return problems
+
+
+CHILDREN = {
+    "conveyor": conveyor_child,
+    "sklearn": sklearn_child,
+    "polars": polars_child,
+    "conveyor-parquet": conveyor_component_child,
+    "sklearn-parquet": sklearn_component_child,
+    "prepare": prepare_child,
+}
 
 
 def measure_child(kind: str, parquet: Path, rows: int, text: bool) -> dict[str, Any]:
@@ -305,7 +517,7 @@ def agree(rows: int, text: bool, other: str) -> list[str]:
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     times = [r["total_s"] for r in runs]
     keep = {k: v for k, v in runs[0].items() if k not in ("total_s", "cpu_s", "peak_rss")}
-    for k in ("one_row_p50_us", "one_row_p99_us", "batch_rows_per_s"):
+    for k in ("one_row_p50_us", "one_row_p99_us", "batch_rows_per_s", "step_s"):
         if k in runs[0]:
             keep[k] = statistics.median(r[k] for r in runs)
     return {
@@ -324,32 +536,60 @@ def goals(results: dict[str, dict[str, Any]], text: bool) -> list[dict[str, Any]
             continue
         ours, theirs = results[f"conveyor{suffix}"], results[f"sklearn{suffix}"]
         ratio = theirs["median_s"] / ours["median_s"]
-        out.append({"goal": f">= {GOAL_SPEEDUP:g}x scikit-learn fit+transform, {label}", "measured": f"{ratio:.1f}x", "met": ratio >= GOAL_SPEEDUP})
+        out.append(
+            {
+                "goal": f">= {GOAL_SPEEDUP:g}x scikit-learn fit+transform, {label}",
+                "measured": f"{ratio:.1f}x",
+                "met": ratio >= GOAL_SPEEDUP,
+            }
+        )
     last = "+text" if text else ""
     ours, theirs = results[f"conveyor{last}"], results[f"sklearn{last}"]
     p50 = ours["one_row_p50_us"]
-    out.append({"goal": f"one-row apply p50 < {GOAL_P50_US:g} us", "measured": f"{p50:.0f} us", "met": p50 < GOAL_P50_US})
+    out.append(
+        {"goal": f"one-row apply p50 < {GOAL_P50_US:g} us", "measured": f"{p50:.0f} us", "met": p50 < GOAL_P50_US}
+    )
     ratio = ours["batch_rows_per_s"] / theirs["batch_rows_per_s"]
-    out.append({"goal": f">= {GOAL_BATCH:g}x scikit-learn rows/s, batches of {BATCH}", "measured": f"{ratio:.1f}x", "met": ratio >= GOAL_BATCH})
+    out.append(
+        {
+            "goal": f">= {GOAL_BATCH:g}x scikit-learn rows/s, batches of {BATCH}",
+            "measured": f"{ratio:.1f}x",
+            "met": ratio >= GOAL_BATCH,
+        }
+    )
     for suffix in ("", "+text") if text else ("",):
         a, b = results[f"conveyor{suffix}"]["peak_rss"], results[f"sklearn{suffix}"]["peak_rss"]
         label = "with text" if suffix else "no text"
-        out.append({"goal": f"peak RSS below scikit-learn's, {label}", "measured": f"{a / MB:.0f} vs {b / MB:.0f} MB", "met": a < b})
+        out.append(
+            {
+                "goal": f"peak RSS below scikit-learn's, {label}",
+                "measured": f"{a / MB:.0f} vs {b / MB:.0f} MB",
+                "met": a < b,
+            }
+        )
     return out
 
 
-def run(rows: int, text: bool, repeats: int) -> dict[str, Any]:
+def run(rows: int, text: bool, repeats: int, component: bool = True) -> dict[str, Any]:
     _, parquet = ensure_data(rows)
     WORK.mkdir(parents=True, exist_ok=True)
     plan = [("conveyor", False), ("sklearn", False), ("polars", False)]
     if text:
         plan += [("conveyor", True), ("sklearn", True)]
+    data = {kind: parquet for kind in ("conveyor", "sklearn", "polars", "conveyor-parquet")}
+    if component:
+        print("component: ExampleGen, StatisticsGen, SchemaGen (not timed) ...", file=sys.stderr, flush=True)
+        data["sklearn-parquet"] = Path(measure_child("prepare", parquet, rows, False)["examples"])
+        plan += [("conveyor-parquet", False), ("sklearn-parquet", False)]
+        if text:
+            plan += [("conveyor-parquet", True), ("sklearn-parquet", True)]
     load = [os.getloadavg()[0]]
     runs: dict[str, list[dict[str, Any]]] = {}
     for r in range(repeats):
         for kind, with_text in plan:
             key = kind + ("+text" if with_text else "")
-            runs.setdefault(key, []).append(measure_child(kind, parquet, rows, with_text))
+            measure = measure_component if kind.endswith("-parquet") else measure_child
+            runs.setdefault(key, []).append(measure(kind, data[kind], rows, with_text))
             print(f"repeat {r + 1}/{repeats}: {key} {runs[key][-1]['total_s']:.2f} s", file=sys.stderr, flush=True)
             load.append(os.getloadavg()[0])
     results = {k: _summary(v) for k, v in runs.items()}
@@ -359,13 +599,22 @@ def run(rows: int, text: bool, repeats: int) -> dict[str, Any]:
     }
     if text:
         checks["sklearn, with text"] = agree(rows, True, "sklearn")
+    if component:
+        checks["component rows, no text"] = same_rows(results, rows, "")
+        if text:
+            checks["component rows, with text"] = same_rows(results, rows, "+text")
     versions = machine()
     versions["versions"].update({n: importlib.metadata.version(n) for n in ("scikit-learn", "pandas", "scipy")})
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": versions,
         "load_average_1min": {"min": round(min(load), 2), "max": round(max(load), 2)},
-        "data": {"rows": rows, "parquet_mib": round(parquet.stat().st_size / 2**20), "text": text},
+        "data": {
+            "rows": rows,
+            "parquet_mib": round(parquet.stat().st_size / 2**20),
+            "text": text,
+            "component": component,
+        },
         "repeats": repeats,
         "results": results,
         "checks": checks,
@@ -377,6 +626,8 @@ LABELS = {
     "conveyor": "conveyor trace+fit+apply, Arrow",
     "sklearn": "scikit-learn {version} ColumnTransformer, pandas",
     "polars": "Polars + NumPy by hand (floor)",
+    "conveyor-parquet": "conveyor Transform, a pipeline run",
+    "sklearn-parquet": "scikit-learn {version}: pandas, ColumnTransformer",
 }
 
 
@@ -389,14 +640,21 @@ def report(result: dict[str, Any]) -> str:
         f"{'fit+transform':50} {'time s':>8} {'CPU s':>7} {'peak MB':>8} {'sk/this':>8} {'1-row p50 us':>13} {'p99 us':>8} {'batch rows/s':>13}",
     ]
     for key, r in res.items():
-        kind, _, text = key.partition("+")
-        label = LABELS[kind].format(version=r.get("version", "")) + (", text" if text else "")
-        base = res.get("sklearn" + ("+text" if text else ""))
-        ratio = f"{base['median_s'] / r['median_s']:7.2f}x" if base else ""
+        if key.partition("+")[0].endswith("-parquet"):
+            continue
         latency = ""
         if "one_row_p50_us" in r:
             latency = f" {r['one_row_p50_us']:13.0f} {r['one_row_p99_us']:8.0f} {r['batch_rows_per_s']:13.0f}"
-        lines.append(f"{label:50} {r['median_s']:8.2f} {r['cpu_s']:7.2f} {r['peak_rss'] / MB:8.0f} {ratio:>8}{latency}")
+        lines.append(_row(res, key, "sklearn") + latency)
+    component = [key for key in res if key.partition("+")[0].endswith("-parquet")]
+    if component:
+        lines += [
+            "",
+            f"{'Transform component, Parquet to Parquet':50} {'time s':>8} {'CPU s':>7} {'peak MB':>8} {'sk/this':>8} {'rows':>10}",
+        ]
+        lines += [f"{_row(res, key, 'sklearn-parquet')} {res[key]['rows_written']:10,}" for key in component]
+        steps = [f"{res[k]['step_s']:.2f} s{', text' if '+' in k else ''}" for k in component if "step_s" in res[k]]
+        lines.append(f"  conveyor's Transform step alone, as the store records it: {'; '.join(steps)}")
     lines += ["", "Outputs agree with conveyor's:"]
     for name, problems in result["checks"].items():
         lines.append(f"  {name:30} {'yes' if not problems else 'NO: ' + '; '.join(problems)}")
@@ -405,12 +663,25 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _row(res: dict[str, dict[str, Any]], key: str, base_kind: str) -> str:
+    """One line of a table: label, time, CPU, peak, and scikit-learn's time over this one's."""
+    r = res[key]
+    kind, _, text = key.partition("+")
+    label = LABELS[kind].format(version=r.get("version", "")) + (", text" if text else "")
+    base = res.get(base_kind + ("+text" if text else ""))
+    ratio = f"{base['median_s'] / r['median_s']:7.2f}x" if base else ""
+    return f"{label:50} {r['median_s']:8.2f} {r['cpu_s']:7.2f} {r['peak_rss'] / MB:8.0f} {ratio:>8}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=ROWS, help="rows of the generated table")
     parser.add_argument("--no-text", action="store_true", help="leave out the tf-idf of the narrative")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each side; the median counts")
     parser.add_argument("--json", action="store_true", help=f"also write {OUT.relative_to(ROOT)}")
+    parser.add_argument(
+        "--skip-component", action="store_true", help="leave out the Transform component, Parquet to Parquet"
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -420,7 +691,7 @@ def main() -> int:
     if args.rows < 1 or args.repeats < 1:
         parser.error("--rows and --repeats must be at least 1")
     try:
-        result = run(args.rows, not args.no_text, args.repeats)
+        result = run(args.rows, not args.no_text, args.repeats, component=not args.skip_component)
     except tfdv_stats.MeasureError as exc:
         print(f"transform bench: {exc}", file=sys.stderr)
         return 1
