@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conveyor.transform.kernels import as_dense, flatten
+from conveyor.transform.kernels import as_dense, flatten, sparse_counts
 
 EXACT_QUANTILES = 1_000_000
 
@@ -164,11 +164,9 @@ def count_terms(value: Any, docs: bool = False) -> pl.DataFrame:
     index = encoded.indices.to_numpy().astype(np.int64)
     size = len(encoded.dictionary)
     columns = {"value": pl.Series("value", encoded.dictionary), "count": np.bincount(index, minlength=size)}
-    if docs:
-        pairs = np.sort(rows * size + index, kind="stable")  # one per occurrence; runs by row make it fast
-        first = np.ones(len(pairs), dtype=bool)
-        np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
-        columns["docs"] = np.bincount(pairs[first] % size, minlength=size) if size else np.zeros(0, np.int64)
+    if docs:  # a term's documents: the rows whose counts hold it
+        held = sparse_counts(rows, index, (int(rows[-1]) + 1 if len(rows) else 0, size))
+        columns["docs"] = np.bincount(held.indices, minlength=size)
     return pl.DataFrame(columns)
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,12 @@ import pyarrow as pa
 from conveyor.exceptions import TransformError
 from conveyor.transform import model
 from conveyor.transform.graph import Node
-from conveyor.transform.plan import Plan, Reads, finish, input_value, read_inputs, reads
+from conveyor.transform.plan import Plan, Reads, finish, input_value, read_inputs, reads, single_row
+from conveyor.transform.row import RowFailed, RowPlan
 
 FORMAT_VERSION = 1
 FILE_NAME = "transform_graph.json"
-APPLY_CHUNK = 65_536
+APPLY_CHUNK = 16_384
 SIDE_FILE_ENTRIES = 10_000
 
 __all__ = ["FILE_NAME", "FORMAT_VERSION", "FittedGraph", "evaluate", "input_value", "load", "topological"]
@@ -70,6 +73,7 @@ class FittedGraph:
         self._plan: Plan | None = None
         self._reads: Reads = []
         self._spec: dict[str, dict[str, Any]] | None = None
+        self._row_plan: RowPlan | None = None
 
     @property
     def plan(self) -> Plan:
@@ -80,26 +84,43 @@ class FittedGraph:
             self._plan = plan
         return self._plan
 
-    def apply(self, data: Any) -> dict[str, Any]:
+    @property
+    def row_plan(self) -> RowPlan:
+        if self._row_plan is None:
+            self._row_plan = RowPlan(self.plan, self._reads, self.outputs, self.describe())
+        return self._row_plan
+
+    def apply(self, data: Any, *, workers: int | None = None) -> dict[str, Any]:
         """Transformed features, one entry per input row.
 
         Numbers and bools as 1-D NumPy arrays (int64 only where a value can never be missing,
         else float64 with NaN), dense vectors as 2-D float64, sparse ones as SciPy CSR,
-        strings and tokens as object arrays.
+        strings and tokens as object arrays. A single row (a dict) takes the one-row path, a
+        large batch is cut in chunks run by ``workers`` threads (default: one per CPU).
 
         Raises:
             TransformError: a required input is missing, or a step fails (naming its line).
         """
         self.plan  # noqa: B018 - builds the plan and the input reads on first use
+        row = single_row(data)
+        if row is not None:
+            try:
+                return self.row_plan.run(row)
+            except RowFailed:
+                pass  # the batch path runs the row again and says what failed, and where
         values, n = read_inputs(data, self._reads)
         if n <= APPLY_CHUNK:
             return self._run(values, n)
         # Chunks bound the intermediate arrays (tokens, index pairs) to APPLY_CHUNK rows; every
         # op is row by row once fitted, so the result is the same as in one piece.
-        parts = [
-            self._run({uid: _rows(v, start, min(start + APPLY_CHUNK, n)) for uid, v in values.items()}, min(APPLY_CHUNK, n - start))
-            for start in range(0, n, APPLY_CHUNK)
-        ]
+        starts = range(0, n, APPLY_CHUNK)
+
+        def chunk(start: int) -> dict[str, Any]:
+            stop = min(start + APPLY_CHUNK, n)
+            return self._run({uid: _rows(v, start, stop) for uid, v in values.items()}, stop - start)
+
+        with ThreadPoolExecutor(max(1, min(workers or os.cpu_count() or 1, len(starts)))) as pool:
+            parts = list(pool.map(chunk, starts))
         return {name: _concat([part[name] for part in parts]) for name in self.outputs}
 
     def _run(self, values: dict[int, Any], n: int) -> dict[str, Any]:

@@ -56,4 +56,10 @@ def _project(p: dict[str, Any], x: Any, fitted: dict[str, Any] | None) -> np.nda
     if fitted is None:  # no complete training row
         return np.full((len(values), p["output_dim"]), np.nan)
     components = np.asarray(fitted["components"], dtype=np.float64)
-    return (values - np.asarray(fitted["mean"])) @ components.T
+    centred = values - np.asarray(fitted["mean"])
+    # One input column at a time, not ``centred @ components.T``: BLAS sums in an order that
+    # depends on the number of rows, and a row served alone must get the bits it got in Transform.
+    out = np.zeros((len(values), len(components)))
+    for j in range(components.shape[1]):
+        out += centred[:, j : j + 1] * components[:, j]
+    return out

@@ -132,6 +132,18 @@ def reads(inputs: list[Node], specs: Mapping[str, Mapping[str, Any]]) -> Reads:
     return [(node, node.params["name"], bool(specs.get(node.params["name"], {}).get("required"))) for node in inputs]
 
 
+def single_row(data: Any) -> Mapping[str, Any] | None:
+    """``data`` itself if it is one row (a dict that is not a dict of columns), or the row of
+    a one-row list; else None.
+    """
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+        return data if isinstance(data, Mapping) else None
+    if isinstance(data, Mapping) and (not data or not all(isinstance(v, _COLUMNS) for v in data.values())):
+        return data
+    return None
+
+
 def read_inputs(data: Any, inputs: Reads) -> tuple[dict[int, Any], int]:
     """The value of each input node (by uid) from rows, a dict of columns or an Arrow table.
 

@@ -225,16 +225,29 @@ def _idf(stats: dict[str, Any], smooth: bool) -> np.ndarray:
 def _tfidf(p: dict[str, Any], tokens: pa.Array, stats: dict[str, Any] | None) -> Any:
     counts = term_counts(tokens, stats["terms"] if stats else [])
     row = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-    tf = counts.data
+    lengths = None
     if p["term_frequency"] == "fraction":
         lengths = pc.list_value_length(tokens).fill_null(0).to_numpy(zero_copy_only=False)
+    counts.data = weigh(p, counts.data, counts.indices, row, lengths, stats, counts.shape[0])
+    return counts
+
+
+def weigh(
+    p: dict[str, Any], counts: np.ndarray, terms: np.ndarray, row: np.ndarray, lengths: np.ndarray | None,
+    stats: dict[str, Any] | None, n: int,
+) -> np.ndarray:
+    """The tf-idf of each (row, term) count, by ``tfidf``'s formula: one code for a batch and
+    for a single row, so both give the same bits.
+    """
+    tf = counts
+    if p["term_frequency"] == "fraction":
         tf = tf / lengths[row]
     if p["sublinear_tf"]:
         tf = 1.0 + np.log(tf)
-    counts.data = tf * idf(stats, p["smooth"])[counts.indices]
+    data = tf * idf(stats, p["smooth"])[terms]
     if p["norm"] is not None:
-        size = counts.data**2 if p["norm"] == "l2" else np.abs(counts.data)
-        total = np.bincount(row, weights=size, minlength=counts.shape[0])
+        size = data**2 if p["norm"] == "l2" else np.abs(data)
+        total = np.bincount(row, weights=size, minlength=n)
         total = np.sqrt(total) if p["norm"] == "l2" else total
-        counts.data /= np.where(total > 0, total, 1.0)[row]
-    return counts
+        data /= np.where(total > 0, total, 1.0)[row]
+    return data
