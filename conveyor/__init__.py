@@ -7,6 +7,7 @@ Importing conveyor is cheap: the database, data and serving libraries load when 
 
 import typing as _typing
 
+from conveyor._internal.discovered import depends_on_file
 from conveyor._version import __version__
 from conveyor.dsl import Component, FilePath, Input, Output, Parameter, Pipeline, component
 from conveyor.exceptions import ConveyorError, PipelineDefinitionError
@@ -23,6 +24,7 @@ __all__ = [
     "PipelineDefinitionError",
     "__version__",
     "component",
+    "depends_on_file",
 ]
 
 

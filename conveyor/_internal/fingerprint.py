@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 _CHUNK = 1 << 20
+MISSING = "missing"  # the fingerprint of a path where nothing is
+_memo: dict[tuple[str, int, int], str] = {}
 
 
 def hash_file(path: str | os.PathLike[str]) -> str:
@@ -33,6 +35,24 @@ def hash_path(path: str | os.PathLike[str]) -> str:
         h.update(hash_file(child).encode())
         h.update(b"\n")
     return h.hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """Content hash of a file or folder, or ``MISSING``; remembered per (path, size, mtime) in this process.
+
+    Cache lookups check the same files on every run; a stat instead of a read keeps them cheap.
+    """
+    p = os.path.abspath(path)
+    try:
+        st = os.stat(p)
+    except OSError:
+        return MISSING
+    if os.path.isdir(p):
+        return hash_path(p)
+    key = (p, st.st_size, st.st_mtime_ns)
+    if key not in _memo:
+        _memo[key] = hash_path(p)
+    return _memo[key]
 
 
 def _code_objects(obj: Any) -> Iterator[types.CodeType]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
+from conveyor._internal.discovered import unchanged
 from conveyor._internal.process import hostname, start_token
 from conveyor.artifacts import Artifact
 from conveyor.metadata import schema as s
@@ -169,9 +170,20 @@ class Recorder:
         return exec_id, made
 
     def record_finish(
-        self, exec_id: int, *, status: str, outputs: Iterable[Artifact], error: str | None = None, attempts: int = 1
+        self,
+        exec_id: int,
+        *,
+        status: str,
+        outputs: Iterable[Artifact],
+        error: str | None = None,
+        attempts: int = 1,
+        discovered_files: Mapping[str, str | None] | None = None,
     ) -> None:
-        """Close an execution: its outputs LIVE on success, ABANDONED otherwise."""
+        """Close an execution: its outputs LIVE on success, ABANDONED otherwise.
+
+        ``discovered_files`` (path -> sha256, None if absent) are the files the step declared
+        while it ran; ``find_cached`` reuses the execution only while they are unchanged.
+        """
         now = time.time()
         a, e = s.artifacts, s.executions
         with self._engine.begin() as conn:
@@ -184,7 +196,12 @@ class Recorder:
                     )
                 )
                 art.state = "LIVE" if live else "ABANDONED"
-            conn.execute(update(e).where(e.c.id == exec_id).values(status=status, ended=now, error=error, attempts=attempts))
+            conn.execute(
+                update(e).where(e.c.id == exec_id).values(
+                    status=status, ended=now, error=error, attempts=attempts,
+                    discovered_files=_dumps(dict(discovered_files)) if discovered_files else None,
+                )
+            )
 
     def record_attempt(self, exec_id: int, attempts: int, error: str) -> None:
         """Note a failed attempt of an execution that will be tried again."""
@@ -213,7 +230,8 @@ class Recorder:
                 {"component_id": component_id or source.component_id, "component_type": component_type, "status": "cached",
                  "parameters": source.parameters, "code_fingerprint": source.code_fingerprint,
                  "cache_key": source.cache_key, "cached_from": source.cached_from or source.id,
-                 "log_uri": source.log_uri, "started": now, "ended": now, "attempts": 0},
+                 "log_uri": source.log_uri, "started": now, "ended": now, "attempts": 0,
+                 "discovered_files": _dumps(source.discovered_files) if source.discovered_files else None},
             )
             self._insert_events(conn, exec_id, inputs, source.outputs)
             ids = {art.id for arts in source.outputs.values() for art in arts}
@@ -233,14 +251,18 @@ class Recorder:
 
     # -- lookups before a step runs -------------------------------------------------------
     def find_cached(self, cache_key: str) -> Execution | None:
-        """The newest succeeded execution with this cache key whose outputs are all still LIVE.
+        """The newest succeeded execution with this cache key whose outputs are all still LIVE,
+        and whose discovered files (``conveyor.depends_on_file``) all still have the content
+        they had when it ran.
 
         Only executions that ran are candidates: a cached one reuses the same artifacts, and
-        there may be thousands of those. One query gets the candidates with their outputs.
+        there may be thousands of those. One query gets the candidates with their outputs and
+        discovered files; only a candidate that declared files has them hashed (a stat when
+        unchanged). A file put back as it was makes its older execution a hit again.
         """
         e, ev, a = s.executions, s.events, s.artifacts
         q = (
-            select(e.c.id, a.c.state, a.c.uri)
+            select(e.c.id, e.c.discovered_files, a.c.state, a.c.uri)
             .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
             .outerjoin(a, a.c.id == ev.c.artifact_id)
             .where(e.c.cache_key == cache_key, e.c.status == "succeeded")
@@ -248,10 +270,14 @@ class Recorder:
         )
         with self._read() as conn:
             outputs: dict[int, list[tuple[str | None, str | None]]] = {}
-            for exec_id, state, uri in conn.execute(q):
+            discovered: dict[int, str | None] = {}
+            for exec_id, files, state, uri in conn.execute(q):
                 outputs.setdefault(exec_id, []).append((state, uri))
+                discovered[exec_id] = files
             for exec_id, states in outputs.items():
-                if all(uri is None or (st == "LIVE" and os.path.isdir(uri)) for st, uri in states):
+                live = all(uri is None or (st == "LIVE" and os.path.isdir(uri)) for st, uri in states)
+                files = discovered[exec_id]
+                if live and (files is None or unchanged(json.loads(files))):
                     return self._executions(conn, e.c.id == exec_id)[0]
         return None
 

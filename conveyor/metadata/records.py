@@ -33,6 +33,8 @@ class Execution:
     cached_from: int | None = None
     inputs: dict[str, list[Artifact]] = field(default_factory=dict)
     outputs: dict[str, list[Artifact]] = field(default_factory=dict)
+    # Files the step declared while it ran (conveyor.depends_on_file): path -> sha256, None if absent.
+    discovered_files: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:

@@ -33,7 +33,7 @@ from sqlalchemy.types import TypeEngine
 
 from conveyor.exceptions import MetadataError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 class LongText(TypeDecorator[str]):
     """TEXT, but LONGTEXT on MySQL, whose TEXT stops at 64 KB (a traceback can be longer).
@@ -114,6 +114,9 @@ executions = Table(
     Column("error", LongText()),
     Column("log_uri", String(2048)),
     Column("attempts", Integer, nullable=False, default=0),
+    # Files the step declared while it ran (conveyor.depends_on_file): JSON {path: sha256 or
+    # null}, NULL when none. Beside the cache key, so that a cache lookup reads it at no cost.
+    Column("discovered_files", LongText()),
     Index("ix_executions_cache", "cache_key", "status"),
 )
 
@@ -147,8 +150,16 @@ def _widen_times(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table.name} {modify}")
 
 
+def _add_discovered_files(conn: Connection) -> None:
+    """Version 3 records the files a step declared while it ran, with the execution."""
+    column = executions.c.discovered_files
+    # Safe to repeat: a store whose version was set back (as the upgrade tests do) has it already.
+    if column.name not in {c["name"] for c in inspect(conn).get_columns(executions.name)}:
+        conn.exec_driver_sql(f"ALTER TABLE {executions.name} ADD COLUMN {column.name} {column.type.compile(conn.dialect)}")
+
+
 # Each entry upgrades a store from that version to the next; append, never edit.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _widen_times}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _widen_times, 2: _add_discovered_files}
 
 _LOCK_KEY = 0x636F6E76  # "conv"
 

@@ -305,6 +305,7 @@ class MetadataStore(Recorder):
                 status=r.status, parameters=json.loads(r.parameters), code_fingerprint=r.code_fingerprint,
                 cache_key=r.cache_key, started=to_datetime(r.started), ended=to_datetime(r.ended),
                 error=r.error, log_uri=r.log_uri, attempts=r.attempts, cached_from=r.cached_from,
+                discovered_files=json.loads(r.discovered_files) if r.discovered_files else {},
             )
             for r in conn.execute(q)
         ]

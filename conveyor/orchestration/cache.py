@@ -3,35 +3,22 @@
 key = sha256 of the component type, its code fingerprint, its parameters, the content
 fingerprints of its input artifacts, and the content of every file a ``FilePath`` parameter
 names. So an edited module or schema file is never served stale from cache.
+
+Files a step finds only while it runs (an ONNX model a Transform module names) cannot be in
+the key, which is computed before: the step declares them with ``conveyor.depends_on_file``,
+the runner records their sha256 with the execution, and ``find_cached`` reuses it only while
+every one is unchanged (``conveyor._internal.discovered``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 
-from conveyor._internal.fingerprint import hash_path
+from conveyor._internal.fingerprint import file_fingerprint
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
-
-_memo: dict[tuple[str, int, int], str] = {}
-
-
-def file_fingerprint(path: str) -> str:
-    """Content hash of a file or folder; remembered per (path, size, mtime) in this process."""
-    p = os.path.abspath(path)
-    try:
-        st = os.stat(p)
-    except OSError:
-        return "missing"
-    if os.path.isdir(p):
-        return hash_path(p)
-    key = (p, st.st_size, st.st_mtime_ns)
-    if key not in _memo:
-        _memo[key] = hash_path(p)
-    return _memo[key]
 
 
 def cache_key(node: Node, inputs: Mapping[str, Sequence[Artifact]]) -> str:

@@ -8,8 +8,10 @@ start one.
 
 For each step: resolve its inputs, compute its cache key, reuse a finished execution with the
 same key, or record a running execution, let the executor write into staging folders, rename
-them into place and mark the outputs LIVE (DESIGN 4). A failed step makes everything after it
-``skipped``; a rerun finds the finished steps in cache and so resumes where it stopped.
+them into place and mark the outputs LIVE (DESIGN 4), with the files the step declared while it
+ran (``conveyor.depends_on_file``), which a later cache hit must find unchanged. A failed step
+makes everything after it ``skipped``; a rerun finds the finished steps in cache and so resumes
+where it stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor._internal import discovered
 from conveyor._internal.fingerprint import hash_path
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
@@ -198,14 +201,19 @@ class _Run:
             uri_for=lambda eid, k: str(base / k / str(eid)),
             log_for=lambda eid: str(base / ".logs" / f"{eid}.log"),
         )
-        status, error, attempts = self._attempts(n, exec_id, base / ".logs" / f"{exec_id}.log", inputs, made)
+        status, error, attempts, files = self._attempts(n, exec_id, base / ".logs" / f"{exec_id}.log", inputs, made)
         outputs = list(made.values())
-        self.store.record_finish(exec_id, status=status, outputs=outputs, error=error, attempts=attempts)
+        self.store.record_finish(
+            exec_id, status=status, outputs=outputs, error=error, attempts=attempts, discovered_files=files
+        )
         return _Outcome(status, {k: [a] for k, a in made.items()}, time.perf_counter() - started)
 
     def _attempts(
         self, n: Node, exec_id: int, log_path: Path, inputs: dict[str, list[Artifact]], made: dict[str, Artifact]
-    ) -> tuple[str, str | None, int]:
+    ) -> tuple[str, str | None, int, dict[str, str | None]]:
+        """Run the executor until it succeeds or its retries are spent: (status, error, attempts,
+        the files the last attempt declared with ``depends_on_file``).
+        """
         finals = {k: Path(a.uri) for k, a in made.items()}
         stages = {k: p.parent / f".staging-{p.name}" for k, p in finals.items()}
         args: dict[str, Any] = {k: (v[0] if v else None) for k, v in inputs.items()}
@@ -221,7 +229,8 @@ class _Run:
                     made[k].properties = {}
                 log.write(f"--- {n.id}, execution {exec_id}, attempt {attempt} of {n.retries + 1}\n")
                 try:
-                    n.spec.executor(**args)
+                    with discovered.collecting() as files:
+                        n.spec.executor(**args)
                 except Exception as e:
                     error = f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
                     log.write(traceback.format_exc())
@@ -234,12 +243,12 @@ class _Run:
                         else:
                             stage.rmdir()
                         made[k].uri = str(finals[k])
-                    return "failed", error, attempt
+                    return "failed", error, attempt, files
                 for k, stage in stages.items():
                     made[k].fingerprint = hash_path(stage)
                     os.rename(stage, finals[k])
                     made[k].uri = str(finals[k])
                 log.write(f"--- {n.id} succeeded\n")
-                return "succeeded", None, attempt
+                return "succeeded", None, attempt, files
         msg = "unreachable"
         raise AssertionError(msg)  # pragma: no cover

@@ -10,6 +10,7 @@ and each test checks what a user reads back through a fresh ``MetadataStore``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, update
 
-from conveyor import Input, Output, Parameter, Pipeline, component
+from conveyor import Input, Output, Parameter, Pipeline, component, depends_on_file
 from conveyor.artifacts import Artifact, Examples, Model, ModelBlessing, PushedModel
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import Execution, MetadataStore, Run, schema
@@ -70,6 +71,13 @@ def evaluate(
 def push(model: Input[Model], blessing: Input[ModelBlessing], pushed: Output[PushedModel]) -> None:
     (Path(pushed.uri) / "model.json").write_text((Path(model.uri) / "model.json").read_text())
     pushed.properties["pushed"] = blessing.properties["blessed"]
+
+
+@component
+def read_notes(examples: Input[Examples], report: Output[Artifact], *, notes: Parameter[str]) -> None:
+    """Reads a file by a plain ``str`` parameter, so only its declaration puts it in the record."""
+    path = depends_on_file(notes)
+    (Path(report.uri) / "notes.txt").write_text(path.read_text() if path.exists() else "")
 
 
 @component
@@ -252,6 +260,36 @@ def test_unknown_ids_raise_a_metadata_error_that_names_them(db_url: str, tmp_pat
             store.lineage(999999)
 
 
+# -- files a step declares while it runs -------------------------------------------------------
+
+
+def run_reading(db_url: str, root: Path, notes: Path) -> dict[str, Execution]:
+    g = ingest()
+    r = read_notes(examples=g.outputs["examples"], notes=str(notes))
+    run = Pipeline("notes", [g, r], root=root, metadata=db_url).run()
+    assert run.status == "succeeded", {k: x.error for k, x in run.executions.items()}
+    with MetadataStore(db_url) as store:
+        return store.run(run.id).executions
+
+
+def test_declared_files_are_recorded_and_an_edited_one_is_no_cache_hit(db_url: str, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("first\n")
+    first = run_reading(db_url, tmp_path, notes)["read_notes"]
+    assert (first.status, first.discovered_files) == ("succeeded", {str(notes): hashlib.sha256(b"first\n").hexdigest()})
+    again = run_reading(db_url, tmp_path, notes)["read_notes"]
+    assert (again.status, again.cached_from, again.discovered_files) == ("cached", first.id, first.discovered_files)
+    notes.write_text("second, longer\n")
+    edited = run_reading(db_url, tmp_path, notes)
+    assert (edited["ingest"].status, edited["read_notes"].status) == ("cached", "succeeded")
+    notes.unlink()
+    assert run_reading(db_url, tmp_path, notes)["read_notes"].discovered_files == {str(notes): None}
+    with MetadataStore(db_url) as store:
+        assert store.find_cached(first.cache_key or "") is not None  # the latest, which found no file
+        notes.write_text("back")
+        assert store.find_cached(first.cache_key or "") is None
+
+
 # -- artifacts ----------------------------------------------------------------------------------
 
 
@@ -414,6 +452,24 @@ def test_a_store_from_an_older_conveyor_is_upgraded_when_opened(db_url: str, tmp
     assert_times_are_the_wall_clock(db_url, tmp_path)
     with raw_engine(db_url) as engine, engine.connect() as conn:
         assert schema.stored_version(conn) == schema.SCHEMA_VERSION
+
+
+def test_a_store_from_before_discovered_files_is_upgraded_when_opened(db_url: str, tmp_path: Path) -> None:
+    """Version 2 had no column for the files a step declares; its executions are still cache hits."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("kept\n")
+    run_pipeline(db_url, tmp_path)
+    with raw_engine(db_url) as engine:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE executions DROP COLUMN discovered_files")
+        set_schema_version(engine, 2)
+    again = run_pipeline(db_url, tmp_path)
+    assert {x.status for x in again.executions.values()} == {"cached"}
+    with raw_engine(db_url) as engine, engine.connect() as conn:
+        assert schema.stored_version(conn) == schema.SCHEMA_VERSION
+    assert run_reading(db_url, tmp_path, notes)["read_notes"].discovered_files == {
+        str(notes): hashlib.sha256(b"kept\n").hexdigest()
+    }
 
 
 def test_a_store_from_a_newer_conveyor_is_refused(db_url: str) -> None:

@@ -1,0 +1,54 @@
+"""Transform and the ONNX files its module passes to ``ct.apply_model``: they are named by
+the module's code, not by a parameter, yet an edited model must run Transform again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.transform.test_component import ADULT_SCHEMA, transform_pipeline
+
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper
+
+from tests.transform.test_apply_model import B, W, linear, save_model
+
+MODULE = """\
+    import conveyor.transform as ct
+
+    def preprocessing_fn(inputs):
+        age = ct.scale_to_z_score(inputs["age"])
+        hours = ct.scale_to_0_1(inputs["hours_per_week"])
+        education = ct.cast(ct.compute_and_apply_vocabulary(inputs["education"]), "float")
+        return {"encoded": ct.apply_model("encoder.onnx", [age, hours, education])}
+"""
+
+
+def run(tmp_path: Path) -> dict[str, str]:
+    done = transform_pipeline(tmp_path, MODULE, ADULT_SCHEMA, "adult/adult.csv", data={"rows": 300}).run()
+    assert done.status == "succeeded", {k: e.error for k, e in done.executions.items()}
+    return {k: e.status for k, e in done.executions.items()}
+
+
+def test_an_edited_onnx_model_runs_transform_again(tmp_path: Path) -> None:
+    model = linear(tmp_path / "encoder.onnx")  # beside the module file, named by a relative path
+    assert run(tmp_path)["Transform"] == "succeeded"
+    assert run(tmp_path) == {"raw_examples": "cached", "ImportSchemaGen": "cached", "Transform": "cached"}
+    save_model(  # the same layer with other weights: same inputs, same output, other numbers
+        model,
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        {"W": 2 * W, "b": B},
+    )
+    assert run(tmp_path) == {"raw_examples": "cached", "ImportSchemaGen": "cached", "Transform": "succeeded"}
+    assert run(tmp_path)["Transform"] == "cached"
+
+
+def test_the_execution_records_the_model_file_it_traced(tmp_path: Path) -> None:
+    model = linear(tmp_path / "encoder.onnx").resolve()
+    done = transform_pipeline(tmp_path, MODULE, ADULT_SCHEMA, "adult/adult.csv", data={"rows": 300}).run()
+    assert done.executions["Transform"].discovered_files == {str(model): hashlib.sha256(model.read_bytes()).hexdigest()}
