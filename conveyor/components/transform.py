@@ -205,7 +205,7 @@ def _transform_split(graph: Any, uri: str, split: str, out: Path, used: list[str
 
     def work(part: tuple[Path, int]) -> Any:
         table = read_row_group(part, columns[part[0]])
-        return encode(graph.apply(table), spec, table.num_rows)
+        return encode(graph.apply(table, workers=1), spec, table.num_rows)  # the row groups are the parallel work
 
     rows, writer, current = 0, None, None
     try:

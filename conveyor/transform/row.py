@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from conveyor.transform import text
 from conveyor.transform.graph import Node
-from conveyor.transform.kernels import memo
+from conveyor.transform.kernels import csr, memo
 from conveyor.transform.plan import Plan, Reads, _absent, _from_python, _read, finish
 
 RowKernel = Callable[..., Any]
@@ -74,18 +74,15 @@ class RowPlan:
                     raise _absent(name, row, "")
                 v = None
             values[uid] = read(node, v)
-        for uid, fast, slow, params, args in self.steps:
-            given = [values[a] for a in args]
-            try:
-                if fast is not None:
-                    try:
-                        values[uid] = fast(params, *given)
-                        continue
-                    except Rare:
-                        pass
-                values[uid] = slow(params, *given)
-            except Exception as e:
-                raise RowFailed from e
+        try:
+            for uid, fast, slow, params, args in self.steps:
+                given = [values[a] for a in args]
+                try:
+                    values[uid] = (fast or slow)(params, *given)
+                except Rare:
+                    values[uid] = slow(params, *given)
+        except Exception as e:
+            raise RowFailed from e
         return {name: done(values[uid]) for name, uid, done in self.outputs}
 
 
@@ -93,8 +90,8 @@ def _finisher(spec: dict[str, Any]) -> Callable[[Any], Any]:
     """How a row value becomes the one-row output ``finish`` makes of a batch value."""
     kind, dtype = spec["kind"], spec["dtype"]
     if kind == "sparse":
-        template = _empty_csr(spec["width"] or 0)
-        return lambda v: _csr(template, *v)
+        shape = (1, spec["width"] or 0)
+        return lambda v: csr(v[1], v[0], np.array([0, len(v[0])], dtype=np.int32), shape)
     if kind == "dense":
         return lambda v: np.asarray(v, dtype=np.float64).reshape(1, -1)
     if (kind, dtype) in (("number", "float64"), ("bool", "bool")):
@@ -175,24 +172,6 @@ def _one_row_batch(fn: Callable[..., Any], node: Node) -> RowKernel:
     return run
 
 
-def _empty_csr(width: int) -> Any:
-    from scipy.sparse import csr_matrix
-
-    return csr_matrix((np.zeros(0), np.zeros(0, dtype=np.int32), np.zeros(2, dtype=np.int32)), shape=(1, width))
-
-
-def _csr(template: Any, indices: np.ndarray, data: np.ndarray) -> Any:
-    """A one-row CSR matrix shaped like ``template``, without SciPy's format checks (about
-    30 us each, most of a request's time): the kernels give sorted, unique indices in range.
-    """
-    m = object.__new__(type(template))
-    m.__dict__.update(template.__dict__)
-    m.indices = np.asarray(indices, dtype=np.int32)
-    m.data = np.asarray(data, dtype=np.float64)
-    m.indptr = np.array([0, len(m.indices)], dtype=np.int32)
-    return m
-
-
 # -- the row kernels ----------------------------------------------------------------------
 
 # Arithmetic and comparisons run their batch kernel: NumPy's integer rules (wrapping, division
@@ -239,16 +218,16 @@ def _apply_vocabulary(p: dict[str, Any], x: Any, vocab: list[Any]) -> Any:
     return int(p["default_value"])
 
 
-_NO_ENTRY = (np.zeros(0, dtype=np.int32), np.zeros(0))
-_ONE = np.ones(1)
+def _no_entry() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(0, dtype=np.int32), np.zeros(0)
 
 
 @row_kernel("one_hot")
 def _one_hot(p: dict[str, Any], x: Any, source: list[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     depth = p["depth"] if p["depth"] is not None else len(source or []) + p["extra"]
     if not 0 <= x < depth:  # NaN too
-        return _NO_ENTRY
-    return np.array([int(x)], dtype=np.int32), _ONE
+        return _no_entry()
+    return np.array([int(x)], dtype=np.int32), np.array([1.0])  # fresh arrays: the caller may change them
 
 
 @row_kernel("lower")
@@ -324,7 +303,7 @@ def _bag_of_words(p: dict[str, Any], tokens: list[Any] | None, vocab: list[Any])
 def _term_counts(tokens: list[Any] | None, vocab: list[Any], num_oov_buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """The sorted columns and float counts of one row's tokens, as ``text.term_counts``."""
     if not tokens:
-        return _NO_ENTRY[0], np.zeros(0)
+        return _no_entry()
     if not isinstance(tokens[0], str):
         raise Rare
     lookup = memo(vocab, "dict", lambda: {v: i for i, v in enumerate(vocab)})

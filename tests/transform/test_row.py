@@ -173,3 +173,17 @@ def test_the_row_fnv1a_is_the_batch_stable_hash() -> None:
 
     values = [s for s in STRINGS if s is not None]
     assert [row_path.fnv1a(v) for v in values] == stable_hash(pa.array(values)).tolist()
+
+
+def test_each_request_gets_arrays_of_its_own(graph: FittedGraph) -> None:
+    request = {"x": 1.0, "s": "a", "b": True, "t": "cat cat dog"}
+    first = graph.apply(request)
+    expected = {name: value.copy() for name, value in graph.apply(request).items()}
+    for value in first.values():
+        if sp.issparse(value):
+            value.data[:] = 99.0
+        elif value.dtype.kind == "f":
+            value[...] = 99.0
+    again = graph.apply(request)
+    for name, value in again.items():
+        assert same_bits(value, expected[name]), name
