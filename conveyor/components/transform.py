@@ -9,12 +9,11 @@ import os
 import sys
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from conveyor._internal.discovered import depends_on_file
 from conveyor.artifacts import Examples, Schema, TransformGraph
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
@@ -42,7 +41,7 @@ class Transform(Component):
         schema: the feature types, presence and environments (SchemaGen, ImportSchemaGen).
         module_file: the Python file with ``preprocessing_fn``; its content is in the cache
             key, so editing it runs Transform again. So does editing an ONNX file it passes to
-            ``ct.apply_model``: Transform declares those with ``conveyor.depends_on_file``.
+            ``ct.apply_model``: apply_model declares it with ``conveyor.depends_on_file``.
         splits_analyze: the splits the analyzers (means, vocabularies, quantiles) learn from.
 
     Outputs:
@@ -75,7 +74,6 @@ class Transform(Component):
         preprocessing_fn = load_preprocessing_fn(module_file)
         inputs = inputs_from_schema(SchemaFile.load(schema.uri))
         outputs = trace(preprocessing_fn, {name: spec["kind"] for name, spec in inputs.items()})
-        declare_model_files(outputs)
         used = sorted({n.params["name"] for node in outputs.values() for n in node.walk() if n.op == "input"})
         splits = split_names(examples.uri)
         unknown = [s for s in splits_analyze if s not in splits]
@@ -133,17 +131,6 @@ def load_preprocessing_fn(path: str) -> Callable[..., Any]:
         msg = f"{path}: defines no preprocessing_fn(inputs), which Transform calls.{hint}"
         raise TransformError(msg)
     return fn
-
-
-def declare_model_files(outputs: Mapping[str, Any]) -> None:
-    """Declare the ONNX files that ``ct.apply_model`` calls in the traced graph read.
-
-    The module file names them as it runs, so they are in no parameter and not in the cache
-    key: declared, an edited model runs Transform again instead of being served from cache.
-    """
-    nodes = (n for node in outputs.values() for n in node.walk())
-    for path in sorted({n.params["path"] for n in nodes if n.op == "apply_model"}):
-        depends_on_file(path)
 
 
 def inputs_from_schema(schema: Any) -> dict[str, dict[str, Any]]:

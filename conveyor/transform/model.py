@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from conveyor._internal.discovered import depends_on_file
 from conveyor.exceptions import MissingExtraError, TransformError
 from conveyor.transform.graph import Column, Node, fail, user_line
 from conveyor.transform.kernels import kernel
@@ -69,9 +70,14 @@ def apply_model(
 
 
 def _find(model_path: str | os.PathLike[str]) -> Path:
+    """The model file, by the name given: as is, then beside the calling module. Each place
+    looked at is declared to a running step (``depends_on_file``), so a model edited, or one
+    that appears earlier in that order, runs the step again rather than being served from cache.
+    """
     path = Path(model_path)
     here = Path(user_line().rsplit(":", 1)[0]).parent
     for candidate in (path, here / path) if not path.is_absolute() else (path,):
+        depends_on_file(candidate)
         if candidate.is_file():
             return candidate.resolve()
     msg = f"ct.apply_model: no ONNX file at {path} (looked in {Path.cwd()} and {here})."
