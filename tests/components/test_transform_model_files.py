@@ -51,4 +51,19 @@ def test_an_edited_onnx_model_runs_transform_again(tmp_path: Path) -> None:
 def test_the_execution_records_the_model_file_it_traced(tmp_path: Path) -> None:
     model = linear(tmp_path / "encoder.onnx").resolve()
     done = transform_pipeline(tmp_path, MODULE, ADULT_SCHEMA, "adult/adult.csv", data={"rows": 300}).run()
-    assert done.executions["Transform"].discovered_files == {str(model): hashlib.sha256(model.read_bytes()).hexdigest()}
+    # apply_model looks in the working directory first, and finds nothing there: that is recorded too.
+    assert done.executions["Transform"].discovered_files == {
+        str(Path.cwd() / "encoder.onnx"): None,
+        str(model): hashlib.sha256(model.read_bytes()).hexdigest(),
+    }
+
+
+def test_a_model_put_where_apply_model_looks_first_runs_transform_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    linear(tmp_path / "encoder.onnx")
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    assert run(tmp_path)["Transform"] == "succeeded"
+    assert run(tmp_path)["Transform"] == "cached"
+    linear(workdir / "encoder.onnx")  # now found first: the graph would use this one
+    assert run(tmp_path)["Transform"] == "succeeded"
