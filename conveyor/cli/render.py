@@ -62,7 +62,8 @@ def execution_dict(x: Execution) -> dict[str, Any]:
         "id": x.id, "run_id": x.run_id, "component_id": x.component_id, "component_type": x.component_type,
         "status": x.status, "started": x.started, "ended": x.ended, "duration": x.duration,
         "attempts": x.attempts, "parameters": x.parameters, "code_fingerprint": x.code_fingerprint,
-        "cache_key": x.cache_key, "cached_from": x.cached_from, "error": x.error, "log": x.log_uri,
+        "cache_key": x.cache_key, "cached_from": x.cached_from, "discovered_files": x.discovered_files,
+        "error": x.error, "log": x.log_uri,
         "inputs": {k: [artifact_dict(a) for a in v] for k, v in x.inputs.items()},
         "outputs": {k: [artifact_dict(a) for a in v] for k, v in x.outputs.items()},
     }
@@ -187,6 +188,8 @@ def execution(x: Execution, as_json: bool, lines: int) -> None:
     console.print(f"type        {x.component_type}")
     console.print(f"parameters  {json.dumps(x.parameters)}")
     console.print(f"cache key   {x.cache_key}" + (f" (reused execution {x.cached_from})" if x.cached_from else ""))
+    for path, sha256 in (x.discovered_files or {}).items():  # part of the cache check: see depends_on_file
+        console.print(f"depends on  {path} ({sha256[:12] if sha256 else 'absent'})")
     for label, group in (("input", x.inputs), ("output", x.outputs)):
         for k, arts in group.items():
             for a in arts:

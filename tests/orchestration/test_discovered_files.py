@@ -94,3 +94,15 @@ def test_a_thread_the_step_starts_is_warned_unless_it_carries_the_steps_context(
         assert files == {}
         in_thread(contextvars.copy_context().run, depends_on_file, path)
     assert files == {str(path): sha256(path)}
+
+
+def test_conveyor_show_lists_the_files_a_step_depends_on(tmp_path: Path, table: Path) -> None:
+    from tests.helpers import run_cli
+
+    step = read_table(folder=str(tmp_path / "data"))
+    run = Pipeline("discovered", [step], root=tmp_path / "root").run()
+    shown = run_cli("show", f"{run.id}/read_table", "--root", str(tmp_path / "root"))
+    assert shown.returncode == 0, shown.stderr
+    assert "depends on" in shown.stdout and f"({sha256(table)[:12]})" in shown.stdout  # the path may wrap
+    as_json = run_cli("show", f"{run.id}/read_table", "--json", "--root", str(tmp_path / "root"))
+    assert '"discovered_files"' in as_json.stdout and sha256(table) in as_json.stdout
