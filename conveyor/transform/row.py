@@ -60,7 +60,7 @@ class RowPlan:
         self.reads = [(node.uid, node, name, required) for node, name, required in reads]
         self.constants = plan.constants
         self.steps = [
-            (uid, ROW_KERNELS.get(node.op), _one_row_batch(fn, node), params, args)
+            (uid, _step(ROW_KERNELS.get(node.op), _one_row_batch(fn, node), params, args))
             for uid, fn, params, args, node in plan.steps
         ]
         self.outputs = [(name, node.uid, _finisher(spec[name])) for name, node in outputs.items()]
@@ -75,15 +75,39 @@ class RowPlan:
                 v = None
             values[uid] = read(node, v)
         try:
-            for uid, fast, slow, params, args in self.steps:
-                given = [values[a] for a in args]
-                try:
-                    values[uid] = (fast or slow)(params, *given)
-                except Rare:
-                    values[uid] = slow(params, *given)
+            for uid, step in self.steps:
+                values[uid] = step(values)
         except Exception as e:
             raise RowFailed from e
         return {name: done(values[uid]) for name, uid, done in self.outputs}
+
+
+def _step(fast: RowKernel | None, slow: RowKernel, params: dict[str, Any], args: tuple[int, ...]) -> Callable[[dict[int, Any]], Any]:
+    """One node's work on the values so far: its row kernel, or the batch kernel where the row
+    kernel has none or leaves the case to it. Bound once, so a request pays no lookups for it.
+    """
+    if fast is None:
+        return lambda values: slow(params, *[values[a] for a in args])
+    if len(args) == 1:
+        (only,) = args
+
+        def one(values: dict[int, Any]) -> Any:
+            x = values[only]
+            try:
+                return fast(params, x)
+            except Rare:
+                return slow(params, x)
+
+        return one
+
+    def many(values: dict[int, Any]) -> Any:
+        given = [values[a] for a in args]
+        try:
+            return fast(params, *given)
+        except Rare:
+            return slow(params, *given)
+
+    return many
 
 
 def _finisher(spec: dict[str, Any]) -> Callable[[Any], Any]:
