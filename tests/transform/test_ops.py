@@ -333,6 +333,29 @@ def test_to_number_and_cast_match_python() -> None:
     assert out["yes"].tolist() == [v == "Yes" for v in strings(t, "timely_response")]
 
 
+def test_to_number_reads_a_string_the_same_in_any_batch() -> None:
+    """``to_number`` reads a batch with Arrow's cast when Arrow accepts every value and with
+    Polars otherwise: each value must read the same whichever batch it arrives in.
+    """
+    import random
+
+    from conveyor.transform.kernels import KERNELS
+
+    rng = random.Random(3)
+    digits = "0123456789"
+    values = ["1", "1.", ".5", "+1", "-1", "1e5", "1E+5", "-.5e-3", "-0", "007", "inf", "-Infinity", "nan", "NaN",
+              "1e400", "-1e-400", "2.2250738585072011e-308", "9007199254740993", "0.30000000000000004"]
+    for _ in range(3000):
+        mantissa = "".join(rng.choice(digits) for _ in range(rng.randint(1, 22)))
+        fraction = rng.choice(["", ".", "." + "".join(rng.choice(digits) for _ in range(rng.randint(1, 20)))])
+        exponent = rng.choice(["", f"e{rng.randint(-330, 330)}", f"E+{rng.randint(0, 40)}"])
+        values.append(rng.choice(["", "-", "+"]) + mantissa + fraction + exponent)
+    alone = np.array([KERNELS["to_number"]({}, pa.array([v]))[0] for v in values])
+    with_a_refused_one = KERNELS["to_number"]({}, pa.array([*values, " 1_000 "]))[:-1]  # Polars reads all
+    together = KERNELS["to_number"]({}, pa.array(values))  # Arrow reads all
+    assert alone.tobytes() == together.tobytes() == with_a_refused_one.tobytes()
+
+
 def test_arithmetic_comparisons_where_clip_log1p_match_numpy() -> None:
     t = table("penguins")
 
