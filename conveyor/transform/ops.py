@@ -225,10 +225,12 @@ def _literal_kind(c: Column) -> str:
 # -- strings --------------------------------------------------------------------------------
 
 def lower(x: Column) -> Column:
+    """Lower case, by Unicode's case mapping (Arrow's; Python's ``str.lower`` on ASCII)."""
     return unary("lower", x, expect=("string",), kind="string")
 
 
 def upper(x: Column) -> Column:
+    """Upper case, by Unicode's case mapping (Arrow's; Python's ``str.upper`` on ASCII)."""
     return unary("upper", x, expect=("string",), kind="string")
 
 
@@ -244,7 +246,8 @@ def regex_replace(x: Column, pattern: str, replacement: str) -> Column:
 
 def substr(x: Column, start: int, length: int | None = None) -> Column:
     """``length`` characters from ``start`` (0-based; negative counts from the end), as
-    Python's ``s[start:start + length]``; to the end when ``length`` is None.
+    Python's ``s[start:start + length]``; to the end when ``length`` is None or when a
+    negative ``start`` plus ``length`` reaches past the end (``substr(s, -3, 5)`` is ``s[-3:]``).
     """
     if not isinstance(start, int) or (length is not None and (not isinstance(length, int) or length < 0)):
         msg = f"ct.substr needs an int start and a length >= 0 or None, got {start!r} and {length!r}."
@@ -253,7 +256,9 @@ def substr(x: Column, start: int, length: int | None = None) -> Column:
 
 
 def to_number(x: Column) -> Column:
-    """Strings parsed as numbers; what does not parse is missing."""
+    """Strings parsed as numbers (surrounding whitespace ignored; "inf" and "nan" read as
+    such); what does not parse, such as "1_000" or "0x10", is missing.
+    """
     return unary("to_number", x, expect=("string",), kind="number")
 
 
