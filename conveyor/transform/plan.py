@@ -43,7 +43,7 @@ def input_value(node: Node, column: Any, n: int) -> Any:
     return arr
 
 
-def _from_python(node: Node, values: list[Any]) -> Any:
+def from_python(node: Node, values: list[Any]) -> Any:
     """``input_value`` of a list of Python values, skipping Arrow where the result is the same."""
     types = set(map(type, values))
     kind = node.kind
@@ -172,8 +172,8 @@ def _rows(rows: list[Mapping[str, Any]], inputs: Reads) -> tuple[dict[int, Any],
         if required:
             absent = next((i for i, row in enumerate(rows) if name not in row), None)
             if absent is not None:
-                raise _absent(name, rows[absent], f" in row {absent}" if len(rows) > 1 else "")
-        values[node.uid] = _read(node, _from_python, [row.get(name) for row in rows])
+                raise absent_input(name, rows[absent], f" in row {absent}" if len(rows) > 1 else "")
+        values[node.uid] = read_column(node, from_python, [row.get(name) for row in rows])
     return values, len(rows)
 
 
@@ -183,22 +183,22 @@ def _columns(columns: Mapping[str, Any], n: int, inputs: Reads) -> tuple[dict[in
         column = columns.get(name)
         if column is None:
             if required:
-                raise _absent(name, columns, "")
+                raise absent_input(name, columns, "")
             values[node.uid] = Plan.missing(node, n)
             continue
         if len(column) != n:
             msg = f"input {name!r} has {len(column)} values, but the first column has {n}; give every column one value per row."
             raise TransformError(msg)
         if isinstance(column, np.ndarray):
-            values[node.uid] = _read(node, _from_numpy, column)
+            values[node.uid] = read_column(node, _from_numpy, column)
         elif isinstance(column, list | tuple):
-            values[node.uid] = _read(node, _from_python, list(column))
+            values[node.uid] = read_column(node, from_python, list(column))
         else:
-            values[node.uid] = _read(node, lambda node, c: input_value(node, c, n), column)
+            values[node.uid] = read_column(node, lambda node, c: input_value(node, c, n), column)
     return values, n
 
 
-def _read(node: Node, convert: Any, column: Any) -> Any:
+def read_column(node: Node, convert: Any, column: Any) -> Any:
     try:
         return convert(node, column)
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as e:
@@ -206,7 +206,7 @@ def _read(node: Node, convert: Any, column: Any) -> Any:
         raise TransformError(msg) from e
 
 
-def _absent(name: str, given: Iterable[str], where: str) -> TransformError:
+def absent_input(name: str, given: Iterable[str], where: str) -> TransformError:
     names = sorted(map(str, given))
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""

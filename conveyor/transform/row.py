@@ -27,7 +27,7 @@ import pyarrow as pa
 from conveyor.transform import text
 from conveyor.transform.graph import Node
 from conveyor.transform.kernels import csr, memo
-from conveyor.transform.plan import Plan, Reads, _absent, _from_python, _read, finish
+from conveyor.transform.plan import Plan, Reads, absent_input, finish, from_python, read_column
 
 RowKernel = Callable[..., Any]
 ROW_KERNELS: dict[str, RowKernel] = {}
@@ -71,7 +71,7 @@ class RowPlan:
             v = row.get(name, _ABSENT)
             if v is _ABSENT:
                 if required:
-                    raise _absent(name, row, "")
+                    raise absent_input(name, row, "")
                 v = None
             values[uid] = read(node, v)
         try:
@@ -146,7 +146,7 @@ def read(node: Node, v: Any) -> Any:
         return v
     elif kind == "bool" and v is None:
         return False
-    return unbatch(kind, _read(node, _from_python, [v]))
+    return unbatch(kind, read_column(node, from_python, [v]))
 
 
 def batch(kind: str, v: Any) -> Any:

@@ -22,7 +22,7 @@ from conveyor.exceptions import TransformError
 from conveyor.transform.fit import fit
 from conveyor.transform.fitted import FittedGraph
 from conveyor.transform.graph import Node, trace
-from conveyor.transform.plan import _from_numpy, _from_python, input_value
+from conveyor.transform.plan import _from_numpy, from_python, input_value
 from tests.conftest import REPO
 
 ADULT = REPO.parent / "shared" / "data" / "adult" / "adult.csv"
@@ -242,7 +242,7 @@ def test_a_large_vocabulary_is_a_side_file_checked_on_load(tmp_path: Path) -> No
 )
 def test_python_values_skip_arrow_only_where_the_result_is_the_same(kind: str, values: list[Any]) -> None:
     node = Node("input", (), kind, {"name": "x"})
-    fast, arrow = _from_python(node, values), input_value(node, values, len(values))
+    fast, arrow = from_python(node, values), input_value(node, values, len(values))
     if isinstance(arrow, np.ndarray):
         assert fast.dtype == arrow.dtype
         np.testing.assert_array_equal(fast, arrow)
@@ -252,7 +252,7 @@ def test_python_values_skip_arrow_only_where_the_result_is_the_same(kind: str, v
 
 def test_python_values_arrow_cannot_read_are_floats_or_a_clear_error(graph: FittedGraph) -> None:
     node = Node("input", (), "number", {"name": "x"})
-    np.testing.assert_array_equal(_from_python(node, [2**70, 1]), np.array([2.0**70, 1.0]))
+    np.testing.assert_array_equal(from_python(node, [2**70, 1]), np.array([2.0**70, 1.0]))
     with pytest.raises(TransformError, match=r"input 'age' cannot be read as a number"):
         graph.apply(rows(1)[0] | {"age": {"years": 39}})
 
