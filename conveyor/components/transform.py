@@ -12,8 +12,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
+from types import FunctionType, ModuleType
 from typing import Any, TypeVar
 
+from conveyor._internal.discovered import depends_on_file
 from conveyor.artifacts import Examples, Schema, TransformGraph
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
@@ -40,8 +42,9 @@ class Transform(Component):
         examples: the raw splits, as ExampleGen writes them.
         schema: the feature types, presence and environments (SchemaGen, ImportSchemaGen).
         module_file: the Python file with ``preprocessing_fn``; its content is in the cache
-            key, so editing it runs Transform again. So does editing an ONNX file it passes to
-            ``ct.apply_model``: apply_model declares it with ``conveyor.depends_on_file``.
+            key, so editing it runs Transform again. So does editing a module of yours it
+            imports from its folder, or an ONNX file it passes to ``ct.apply_model``: both are
+            declared with ``conveyor.depends_on_file``. It may import its neighbours.
         splits_analyze: the splits the analyzers (means, vocabularies, quantiles) learn from.
 
     Outputs:
@@ -113,6 +116,10 @@ def load_preprocessing_fn(path: str) -> Callable[..., Any]:
         raise TransformError(msg)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    folder = str(file.parent.resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # the module may import its neighbours, as a script would
+    before = set(sys.modules)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as e:
@@ -123,6 +130,7 @@ def load_preprocessing_fn(path: str) -> Callable[..., Any]:
         where = f"{path}:{frames[-1].lineno}" if frames else path
         msg = f"{where}: importing the module file raised {type(e).__name__}: {e}"
         raise TransformError(msg) from e
+    declare_local_modules(module, [sys.modules[k] for k in set(sys.modules) - before if k in sys.modules])
     fn = getattr(module, "preprocessing_fn", None)
     if not callable(fn):
         defined = [k for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == name]
@@ -131,6 +139,33 @@ def load_preprocessing_fn(path: str) -> Callable[..., Any]:
         msg = f"{path}: defines no preprocessing_fn(inputs), which Transform calls.{hint}"
         raise TransformError(msg)
     return fn
+
+
+def declare_local_modules(module: ModuleType, imported: list[ModuleType]) -> None:
+    """Declare the user's own modules that ``module`` uses: those its import brought in
+    (``imported``), and those its names, and theirs, come from; only the ones beside it or
+    below its folder, not installed packages. They are this step's code as much as the module
+    file is, but no parameter names them; declared (``depends_on_file``), an edit to one runs
+    Transform again.
+    """
+    own = Path(module.__file__ or "").resolve()
+    folder = own.parent
+    seen = {own}
+    stack: list[Any] = [*vars(module).values(), *imported]
+    while stack:
+        value = stack.pop()
+        if not isinstance(value, ModuleType | FunctionType | type):
+            continue
+        owner = value if isinstance(value, ModuleType) else sys.modules.get(value.__module__ or "")
+        where = getattr(owner, "__file__", None)
+        if not where:
+            continue
+        path = Path(where).resolve()
+        if path in seen or folder not in path.parents or {"site-packages", "dist-packages"} & set(path.parts):
+            continue
+        seen.add(path)
+        depends_on_file(path)
+        stack.extend(vars(owner).values())
 
 
 def inputs_from_schema(schema: Any) -> dict[str, dict[str, Any]]:

@@ -67,3 +67,28 @@ def test_a_model_put_where_apply_model_looks_first_runs_transform_again(tmp_path
     assert run(tmp_path)["Transform"] == "cached"
     linear(workdir / "encoder.onnx")  # now found first: the graph would use this one
     assert run(tmp_path)["Transform"] == "succeeded"
+
+
+HELPED = """\
+    import conveyor.transform as ct
+    from features import scaled
+
+    def preprocessing_fn(inputs):
+        return {"age": scaled(inputs["age"])}
+"""
+
+
+def test_an_edited_helper_module_runs_transform_again(tmp_path: Path) -> None:
+    """A module the module file imports from beside it, and one that module imports in turn,
+    are this step's code: editing either runs Transform again; an installed package is not declared.
+    """
+    (tmp_path / "features.py").write_text("import numpy\nimport conveyor.transform as ct\nfrom constants import LOW\n\ndef scaled(x):\n    return ct.clip(ct.scale_to_z_score(x), LOW, 3)\n")
+    (tmp_path / "constants.py").write_text("LOW = -3\n")
+    pipeline = transform_pipeline(tmp_path, HELPED, ADULT_SCHEMA, "adult/adult.csv", data={"rows": 300})
+    first = pipeline.run()
+    assert first.executions["Transform"].status == "succeeded", first.executions["Transform"].error
+    assert sorted(Path(p).name for p in first.executions["Transform"].discovered_files) == ["constants.py", "features.py"]
+    assert pipeline.run().executions["Transform"].status == "cached"
+    (tmp_path / "constants.py").write_text("LOW = -2\n")
+    assert pipeline.run().executions["Transform"].status == "succeeded"
+    assert pipeline.run().executions["Transform"].status == "cached"
