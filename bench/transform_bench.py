@@ -23,15 +23,16 @@ Reported apart, the whole Transform component from Parquet to Parquet (``--skip-
 leaves it out):
 
 4. conveyor: ExampleGen (one split, train), StatisticsGen and SchemaGen run once, unclocked, in
-   a child of their own, into a fresh root bench/out/transform/root/; the module file holds the
-   same ``preprocessing_fn`` (it imports it from this file). Each measure is a pipeline run by
+   a child of their own, into a fresh pipeline root under bench/out/transform; the module file
+   holds the same ``preprocessing_fn`` (it imports it from ``transform_workload``). Each measure is a pipeline run by
    the local runner from Transform on, the cache off: reading the raw Parquet to the
    transformed Parquet, ``transform_graph.json`` and the store's records written.
 5. scikit-learn: the same raw train split read into pandas, the same ``ColumnTransformer``'s
    ``fit_transform``, written as Parquet in conveyor's layout (the same column names; one-hots
    and tf-idf as ``.indices``/``.values`` list columns, never densified).
 
-Both load their libraries before the clock. The parent counts the rows and columns each wrote
+Both load their libraries before the clock (these children live in ``transform_component``;
+the workload every side runs, in ``transform_workload``). The parent counts the rows and columns each wrote
 (it checks both wrote every row and the same columns), then deletes the output.
 
     python bench/transform_bench.py [--rows N] [--no-text] [--repeats 1] [--skip-component] [--json]
@@ -56,26 +57,26 @@ import numpy as np
 import pyarrow.parquet as pq
 from anchors import tfdv_stats
 from stats_bench import ROOT, ensure_data, machine
+from transform_component import (
+    conveyor_component_child,
+    prepare_child,
+    same_rows,
+    sklearn_component_child,
+    written,
+)
+from transform_workload import (
+    CATEGORICAL,
+    NUMERIC,
+    TEXT,
+    WORK,
+    ZIP_BUCKETS,
+    columns,
+    make_column_transformer,
+    make_preprocessing_fn,
+)
 
 OUT = ROOT / "bench" / "out" / "transform.json"
-WORK = ROOT / "bench" / "out" / "transform"
-PIPELINE_ROOT = WORK / "root"
-SKLEARN_OUT = WORK / "sklearn_examples"
 ROWS = 1_000_000
-CATEGORICAL = (
-    "product",
-    "sub_product",
-    "issue",
-    "sub_issue",
-    "company",
-    "state",
-    "company_response",
-    "timely_response",
-)
-NUMERIC = ("amount", "score", "n_calls", "age_days")
-TEXT = "consumer_complaint_narrative"
-ZIP_BUCKETS = 10
-TERMS = 10_000
 SAMPLE = 50  # every 50th row of the scaled values goes into the digest
 ONE_ROW_CALLS = {"conveyor": 3000, "sklearn": 300}
 BATCH, BATCHES = 1000, 100
@@ -85,31 +86,7 @@ MB = 1e6
 GOAL_SPEEDUP, GOAL_P50_US, GOAL_BATCH = 3.0, 200.0, 10.0
 
 
-def columns(text: bool) -> list[str]:
-    return [*CATEGORICAL, "zip_code", *NUMERIC, *([TEXT] if text else [])]
-
-
 # --- conveyor -------------------------------------------------------------------------------
-
-
-def make_preprocessing_fn(text: bool) -> Any:
-    import conveyor.transform as ct
-
-    def preprocessing_fn(inputs: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in CATEGORICAL:
-            # A missing value is a category of its own, as OneHotEncoder makes it.
-            out[f"{name}_onehot"] = ct.one_hot(ct.compute_and_apply_vocabulary(ct.fill_missing(inputs[name])))
-        out["zip_bucket"] = ct.bucketize(ct.to_number(ct.substr(inputs["zip_code"], 0, 3)), ZIP_BUCKETS)
-        for name in NUMERIC:
-            out[f"{name}_z"] = ct.scale_to_z_score(inputs[name])
-        for name in NUMERIC:
-            out[f"{name}_01"] = ct.scale_to_0_1(inputs[name])
-        if text:
-            out["narrative_tfidf"] = ct.tfidf(ct.split(ct.lower(inputs[TEXT])), top_k=TERMS)
-        return out
-
-    return preprocessing_fn
 
 
 def conveyor_fit_transform(table: Any, text: bool) -> tuple[Any, dict[str, Any]]:
@@ -169,34 +146,6 @@ def conveyor_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
 
 
 # --- scikit-learn ---------------------------------------------------------------------------
-
-
-def _zip3(frame: Any) -> Any:
-    return frame.iloc[:, 0].str.slice(0, 3).astype("float64").to_frame()
-
-
-def make_column_transformer(text: bool) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, KBinsDiscretizer, MinMaxScaler, OneHotEncoder, StandardScaler
-
-    bins = {"n_bins": ZIP_BUCKETS, "strategy": "quantile", "encode": "ordinal", "subsample": None}
-    try:
-        KBinsDiscretizer(quantile_method="linear")
-        bins["quantile_method"] = "linear"  # NumPy's default rule, as ct.quantiles
-    except TypeError:  # scikit-learn before 1.7
-        pass
-    parts: list[tuple[str, Any, Any]] = [
-        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=True), list(CATEGORICAL)),
-        ("zip", make_pipeline(FunctionTransformer(_zip3), KBinsDiscretizer(**bins)), ["zip_code"]),
-        ("z", StandardScaler(), list(NUMERIC)),
-        ("01", MinMaxScaler(), list(NUMERIC)),
-    ]
-    if text:
-        vectorizer = TfidfVectorizer(max_features=TERMS, lowercase=True, token_pattern=None, tokenizer=str.split)
-        parts.append(("tfidf", vectorizer, TEXT))
-    return ColumnTransformer(parts, sparse_threshold=1.0)
 
 
 def sklearn_digest(ct: Any, x: Any, text: bool) -> dict[str, Any]:
@@ -294,166 +243,6 @@ def polars_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
     return {"total_s": seconds, "cpu_s": cpu}
 
 
-# --- the whole component, Parquet to Parquet ------------------------------------------------
-
-MODULE = """\
-\"\"\"preprocessing_fn for the Transform component: the bench's own, as the in-memory run traces it.\"\"\"
-
-import sys
-
-sys.path.insert(0, {bench!r})
-from transform_bench import make_preprocessing_fn  # noqa: E402
-
-preprocessing_fn = make_preprocessing_fn({text!r})
-"""
-
-
-def module_file(text: bool) -> Path:
-    """The module file holding ``preprocessing_fn``, written when it is missing or differs."""
-    path = WORK / f"preprocessing_{'text' if text else 'no_text'}.py"
-    source = MODULE.format(bench=str(Path(__file__).resolve().parent), text=text)
-    if not path.exists() or path.read_text() != source:
-        WORK.mkdir(parents=True, exist_ok=True)
-        path.write_text(source)
-    return path
-
-
-def component_pipeline(parquet: Path, text: bool) -> Any:
-    """ExampleGen (one split, train) -> StatisticsGen -> SchemaGen -> Transform, as a project has it."""
-    from conveyor import Pipeline
-    from conveyor.components.example_gen import ExampleGen
-    from conveyor.components.schema_gen import SchemaGen
-    from conveyor.components.statistics_gen import StatisticsGen
-    from conveyor.components.transform import Transform
-
-    gen = ExampleGen(str(parquet), splits={"train": 1})
-    stats = StatisticsGen(examples=gen.outputs["examples"])
-    schema = SchemaGen(statistics=stats.outputs["statistics"])
-    transform = Transform(gen.outputs["examples"], schema.outputs["schema"], str(module_file(text)))
-    return Pipeline(name="transform_bench", components=[gen, stats, schema, transform], root=PIPELINE_ROOT)
-
-
-def prepare_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
-    """Run the steps before Transform once, unclocked, in a fresh root; the raw train split's folder.
-
-    A child of its own: the parent stays small, and a child's peak RSS is never below its parent's
-    (Linux keeps the high-water mark across ``exec``).
-    """
-    shutil.rmtree(PIPELINE_ROOT, ignore_errors=True)
-    run = component_pipeline(parquet, text=False).run(only=["ExampleGen", "StatisticsGen", "SchemaGen"])
-    if run.status != "succeeded":
-        msg = f"ExampleGen, StatisticsGen or SchemaGen failed; see the logs under {PIPELINE_ROOT.relative_to(ROOT)}."
-        raise tfdv_stats.MeasureError(msg)
-    return {"examples": str(Path(run.executions["ExampleGen"].outputs["examples"][0].uri) / "Split-train")}
-
-
-# What Transform's executor and the runner import: loaded before the clock, as scikit-learn is.
-COMPONENT_PRELOAD = (
-    "sqlalchemy",
-    "scipy.sparse",
-    "conveyor.orchestration.local",
-    "conveyor.components.transform",
-    "conveyor.data.examples",
-    "conveyor.data.schema",
-    "conveyor.transform",
-    "conveyor.transform.fit",
-    "conveyor.transform.fitted",
-    "conveyor.transform.graph",
-    "conveyor.transform.transformed",
-)
-
-
-def conveyor_component_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
-    """One clocked pipeline run from Transform on, the cache off: reading the raw Parquet to
-    writing the transformed Parquet, ``transform_graph.json`` and the records.
-    """
-    for module in COMPONENT_PRELOAD:
-        importlib.import_module(module)
-    pipeline = component_pipeline(parquet, text)
-    start, cpu = time.perf_counter(), time.process_time()
-    run = pipeline.run(start_from="Transform", enable_cache=False)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    step = run.executions.get("Transform")
-    if run.status != "succeeded" or step is None:
-        error = (step.error or "").splitlines()[0] if step is not None and step.error else "no Transform execution"
-        msg = f"conveyor run {run.id} {run.status}: {error}"
-        raise RuntimeError(msg)
-    graph = Path(step.outputs["transform_graph"][0].uri) / "transform_graph.json"
-    if not graph.is_file():
-        msg = f"Transform succeeded but wrote no {graph}"
-        raise RuntimeError(msg)
-    examples = Path(step.outputs["transformed_examples"][0].uri)
-    return {"total_s": seconds, "cpu_s": cpu, "step_s": step.duration, "output": str(examples / "Split-train")}
-
-
-def _sparse_columns(name: str, block: Any) -> dict[str, Any]:
-    """A sparse block as conveyor lays it out: ``<name>.indices`` and ``<name>.values``, CSR row by row."""
-    import pyarrow as pa
-
-    csr = block.tocsr()
-    offsets = pa.array(csr.indptr.astype(np.int32, copy=False))
-    return {
-        f"{name}.indices": pa.ListArray.from_arrays(offsets, pa.array(csr.indices.astype(np.int32, copy=False))),
-        f"{name}.values": pa.ListArray.from_arrays(offsets, pa.array(csr.data.astype(np.float64, copy=False))),
-    }
-
-
-def sklearn_table(ct: Any, x: Any, text: bool) -> Any:
-    """The ColumnTransformer's output as an Arrow table with conveyor's columns: each one-hot and
-    the tf-idf as sparse list columns (never densified), the bucket and scaled values as doubles.
-    """
-    import pyarrow as pa
-
-    x = x.tocsc()  # column blocks are then cheap slices
-    part = ct.output_indices_
-    columns: dict[str, Any] = {}
-    first = part["onehot"].start
-    for name, cats in zip(CATEGORICAL, ct.named_transformers_["onehot"].categories_, strict=True):
-        columns.update(_sparse_columns(f"{name}_onehot", x[:, first : first + len(cats)]))
-        first += len(cats)
-    dense = x[:, part["zip"].start : part["01"].stop].toarray()
-    names = ["zip_bucket", *(f"{n}_z" for n in NUMERIC), *(f"{n}_01" for n in NUMERIC)]
-    for i, name in enumerate(names):
-        columns[name] = pa.array(dense[:, i])
-    if text:
-        columns.update(_sparse_columns("narrative_tfidf", x[:, part["tfidf"]]))
-    return pa.table(columns)
-
-
-def sklearn_component_child(examples: Path, rows: int, text: bool) -> dict[str, Any]:
-    """Clocked: the raw train split read into pandas, ``fit_transform``, the result written as
-    Parquet in conveyor's layout. The libraries load before the clock.
-    """
-    import pandas  # noqa: F401  loaded before the clock
-    import scipy.sparse  # noqa: F401
-
-    make_column_transformer(text)
-    shutil.rmtree(SKLEARN_OUT, ignore_errors=True)
-    out = SKLEARN_OUT / "Split-train"
-    out.mkdir(parents=True)
-    start, cpu = time.perf_counter(), time.process_time()
-    frame = pq.read_table(examples, columns=columns(text)).to_pandas()
-    ct = make_column_transformer(text)
-    x = ct.fit_transform(frame)
-    del frame
-    table = sklearn_table(ct, x, text)
-    del x
-    pq.write_table(table, out / "part-00000.parquet")
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"total_s": seconds, "cpu_s": cpu, "version": importlib.metadata.version("scikit-learn"), "output": str(out)}
-
-
-def written(folder: Path) -> dict[str, Any]:
-    """Rows and column names of the Parquet files in ``folder``, read from their footers."""
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        return {"rows_written": 0, "columns_written": []}
-    return {
-        "rows_written": sum(pq.ParquetFile(f).metadata.num_rows for f in files),
-        "columns_written": pq.read_schema(files[0]).names,
-    }
-
-
 def measure_component(kind: str, data: Path, rows: int, text: bool) -> dict[str, Any]:
     """``measure_child``, then what the child wrote is counted and deleted (it can be GBs)."""
     result = measure_child(kind, data, rows, text)
@@ -461,18 +250,6 @@ def measure_component(kind: str, data: Path, rows: int, text: bool) -> dict[str,
     result.update(written(output))
     shutil.rmtree(output.parent, ignore_errors=True)
     return result
-
-
-def same_rows(results: dict[str, dict[str, Any]], rows: int, suffix: str) -> list[str]:
-    """Whether both sides wrote every row, and the same columns."""
-    ours, theirs = results[f"conveyor-parquet{suffix}"], results[f"sklearn-parquet{suffix}"]
-    problems = []
-    if not ours["rows_written"] == theirs["rows_written"] == rows:
-        problems.append(f"rows written {ours['rows_written']:,} vs {theirs['rows_written']:,} (input {rows:,})")
-    if ours["columns_written"] != theirs["columns_written"]:
-        differ = sorted(set(ours["columns_written"]) ^ set(theirs["columns_written"]))
-        problems.append(f"columns differ: {differ or 'same names, another order'}")
-    return problems
 
 
 CHILDREN = {
