@@ -34,6 +34,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -474,15 +475,29 @@ def main() -> int:
         return 0
     if args.rows < 1 or args.repeats < 1:
         parser.error("--rows and --repeats must be at least 1")
+    return conclude(
+        "stats bench",
+        lambda: run(args.rows, args.repeats, args.skip_tfdv, args.skip_beam),
+        report,
+        OUT if args.json else None,
+    )
+
+
+def conclude(
+    name: str, measure: Callable[[], dict[str, Any]], report: Callable[[dict[str, Any]], str], out: Path | None
+) -> int:
+    """Run a bench's measures, print its report and, if ``out`` is given, write the figures
+    there as JSON; a measure that failed is one line on stderr and exit status 1.
+    """
     try:
-        result = run(args.rows, args.repeats, args.skip_tfdv, args.skip_beam)
+        result = measure()
     except tfdv_stats.MeasureError as exc:
-        print(f"stats bench: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     print(report(result))
-    if args.json:
-        OUT.write_text(json.dumps(result, indent=2))
-        print(f"\nwrote {OUT.relative_to(ROOT)}")
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {out.relative_to(ROOT)}")
     return 0
 
 

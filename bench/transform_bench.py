@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 from anchors import tfdv_stats
-from stats_bench import ROOT, ensure_data, machine
+from stats_bench import ROOT, conclude, ensure_data, machine
 from transform_component import (
     conveyor_component_child,
     prepare_child,
@@ -471,16 +471,11 @@ def main() -> int:
         return 0
     if args.rows < 1 or args.repeats < 1:
         parser.error("--rows and --repeats must be at least 1")
-    try:
-        result = run(args.rows, not args.no_text, args.repeats, component=not args.skip_component)
-    except tfdv_stats.MeasureError as exc:
-        print(f"transform bench: {exc}", file=sys.stderr)
-        return 1
-    print(report(result))
-    if args.json:
-        OUT.write_text(json.dumps(result, indent=2))
-        print(f"\nwrote {OUT.relative_to(ROOT)}")
-    return 0
+
+    def measure() -> dict[str, Any]:
+        return run(args.rows, not args.no_text, args.repeats, component=not args.skip_component)
+
+    return conclude("transform bench", measure, report, OUT if args.json else None)
 
 
 if __name__ == "__main__":
