@@ -9,7 +9,6 @@ graph checks the hash and opens one session for the node, which every batch then
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import shutil
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from conveyor._internal.discovered import depends_on_file
+from conveyor._internal.fingerprint import file_fingerprint
 from conveyor.exceptions import MissingExtraError, TransformError
 from conveyor.transform.graph import Column, Node, fail, user_line
 from conveyor.transform.kernels import kernel
@@ -59,7 +59,7 @@ def apply_model(
             msg = f"ct.apply_model feeds number, bool or dense columns to the model, got {got}."
             raise fail(msg)
     path = _find(model_path)
-    sha256 = _sha256(path)
+    sha256 = file_fingerprint(path)
     session = _open(str(path))
     feeds = _feeds(session, [c.kind for c in columns], input_names)
     output = _output(session, output_name)
@@ -159,14 +159,6 @@ def _open(path: str) -> Any:
         raise TransformError(msg) from e
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_file(saved: dict[str, Any], params: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     """Copy the node's model beside the graph; the params to save name the copy, not the source."""
     source = Path(params.get("_path") or params["path"])
@@ -174,7 +166,7 @@ def save_file(saved: dict[str, Any], params: Mapping[str, Any], folder: Path) ->
     target = folder / name
     if not target.exists():
         shutil.copyfile(source, target)
-    if _sha256(target) != params["sha256"]:
+    if file_fingerprint(target) != params["sha256"]:
         target.unlink()
         msg = f"{source} changed after preprocessing_fn was traced (its sha256 differs); run Transform again."
         raise TransformError(msg)
@@ -187,7 +179,7 @@ def bind(params: dict[str, Any], base: Path | None) -> None:
     if not path.is_file():
         msg = f"the transform graph's model file {path} is missing; load the graph from its folder, or re-run Transform."
         raise TransformError(msg)
-    if _sha256(path) != params["sha256"]:
+    if file_fingerprint(path) != params["sha256"]:
         msg = f"the model file {path} does not match the sha256 recorded in the transform graph; it was changed after Transform wrote it: re-run Transform."
         raise TransformError(msg)
     params["_path"] = str(path)
