@@ -133,8 +133,8 @@ def reads(inputs: list[Node], specs: Mapping[str, Mapping[str, Any]]) -> Reads:
 
 
 def single_row(data: Any) -> Mapping[str, Any] | None:
-    """``data`` itself if it is one row (a dict that is not a dict of columns), or the row of
-    a one-row list; else None.
+    """``data`` itself if it is one row, or the row of a one-row list; else None. A dict whose
+    values are all lists, arrays or Arrow arrays is a dict of columns; any other dict is a row.
     """
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
@@ -147,19 +147,17 @@ def single_row(data: Any) -> Mapping[str, Any] | None:
 def read_inputs(data: Any, inputs: Reads) -> tuple[dict[int, Any], int]:
     """The value of each input node (by uid) from rows, a dict of columns or an Arrow table.
 
-    A dict whose values are all lists, arrays or Arrow arrays is a dict of columns; any other
-    dict is one row. An absent optional input reads as missing; an absent
-    required one is an error that names it.
+    Rows and columns are told apart as ``single_row`` says. An absent optional input reads as
+    missing; an absent required one is an error that names it.
     """
     if isinstance(data, pa.Table | pa.RecordBatch):
         names = data.schema.names
         return _columns({name: data.column(name) for name in names}, data.num_rows, inputs)
     if isinstance(data, Mapping):
-        if not data or not all(isinstance(v, _COLUMNS) for v in data.values()):
+        if single_row(data) is not None:
             return _rows([data], inputs)
         columns = dict(data)
-        n = len(next(iter(columns.values()))) if columns else 0
-        return _columns(columns, n, inputs)
+        return _columns(columns, len(next(iter(columns.values()))), inputs)
     return _rows(data if isinstance(data, list) else list(data), inputs)
 
 
