@@ -19,6 +19,8 @@ import html
 import json
 import math
 from collections.abc import Callable, Mapping
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +153,8 @@ def _page(title: str, stats: Mapping[str, dict[str, Any]], anomalies: Mapping[st
         body.append(_table("Categorical and other features", _CATEGORICAL_HEAD, rows, len(other)))
     if names:
         body.append(_notes(splits))
-    return _TEMPLATE.format(title=_e(title), css=_CSS, body="\n".join(body), js=_JS if names else "")
+    script = f"<script>\n{_asset('report.js')}</script>" if names else ""
+    return _TEMPLATE.format(title=_e(title), css=_asset("report.css"), body="\n".join(body), js=script)
 
 
 def _colours(labels: list[str]) -> list[str]:
@@ -529,86 +532,9 @@ _TEMPLATE = """<!DOCTYPE html>
 <body>{body}
 {js}</body></html>
 """
-_CSS = """
-:root{--fg:#1f2933;--muted:#616e7c;--line:#e4e7eb;--err:#c62828;--errbg:#fdeeee;--warn:#b76e00;--warnbg:#fff6e5}
-*{box-sizing:border-box}
-body{margin:0;font:13px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:#f5f7fa}
-header{background:#fff;border-bottom:1px solid var(--line);padding:14px 24px}
-h1{font-size:19px;margin:0 0 8px}
-h2{font-size:15px;margin:0 0 10px}
-section,.controls,footer{margin:16px 24px}
-section{background:#fff;border:1px solid var(--line);border-radius:6px;padding:12px 16px}
-footer{color:var(--muted);font-size:12px;max-width:1100px}
-.muted{color:var(--muted);font-weight:normal}
-.legend{display:flex;flex-wrap:wrap;gap:8px 18px;align-items:center}
-.chip{white-space:nowrap}
-.sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;vertical-align:-1px}
-.controls{display:flex;gap:18px;align-items:center;color:var(--muted)}
-.controls input[type=search]{padding:5px 8px;border:1px solid #cbd2d9;border-radius:4px;width:260px;font:inherit}
-table{border-collapse:collapse;width:100%}
-th,td{padding:3px 8px;text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.l{text-align:left}
-thead th{position:sticky;top:0;background:#fff;border-bottom:2px solid var(--line);color:var(--muted);font-size:12px;font-weight:600;z-index:1}
-tr.feat{border-top:1px solid var(--line)}
-tr.feat>*{vertical-align:top;padding-top:8px;padding-bottom:8px}
-tr.feat td:not(.chart)>div{height:20px;line-height:20px}
-tr.feat em{color:var(--muted);font-size:11px}
-th.name{text-align:left;vertical-align:top;white-space:normal;width:210px;max-width:210px;font-weight:normal}
-.fname{font-weight:600;font-size:13.5px;word-break:break-word}
-.type{color:var(--muted);font-size:11px}
-tr.error{background:var(--errbg)}
-tr.error th.name{box-shadow:inset 4px 0 var(--err)}
-tr.warning{background:var(--warnbg)}
-tr.warning th.name{box-shadow:inset 4px 0 var(--warn)}
-td.chart{text-align:left;width:300px;padding-left:16px}
-div.nz{color:var(--warn);font-weight:600}
-div.topv{max-width:170px;overflow:hidden;text-overflow:ellipsis}
-svg.hist{display:block;overflow:visible}
-svg.hist text{font-size:10px;fill:var(--muted)}
-.badges{margin-top:4px}
-.badge{display:inline-block;font-size:10.5px;font-weight:600;line-height:16px;padding:0 7px;border-radius:8px;margin:2px 4px 0 0;text-decoration:none;white-space:nowrap}
-.badge.error{background:var(--err);color:#fff}
-.badge.warning{background:#f2a007;color:#2b1b00}
-.badge.info{background:#e4e7eb;color:#3e4c59;font-weight:normal}
-.badge.drifted{background:#fff;color:var(--warn);box-shadow:inset 0 0 0 1px var(--warn)}
-.tv{display:grid;grid-template-columns:130px 130px auto;gap:3px 8px;align-items:center;font-size:11.5px;line-height:14px}
-.tv .v{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;text-align:right}
-.bars{display:flex;flex-direction:column;gap:1px}
-.bars i{display:block;height:5px;border-radius:1px}
-.pct{font-size:10.5px;color:var(--muted);white-space:nowrap}
-.more{font-size:11px;margin-top:3px}
-table.anomalies th,table.anomalies td{text-align:left}
-table.anomalies td{vertical-align:top;padding:5px 8px;border-top:1px solid var(--line)}
-table.anomalies tr.error td{background:var(--errbg)}
-table.anomalies tr.warning td{background:var(--warnbg)}
-td.desc{white-space:normal;max-width:820px}
-.details{color:var(--muted);font-size:11px;margin-top:2px;word-break:break-word}
-details{margin-top:10px}
-summary{cursor:pointer;color:var(--muted)}
-.ok{color:#1b7f3b;font-weight:600}
-code{font-size:12px}
-"""
-_JS = """<script>
-(() => {
-  const q = document.getElementById("q"), flagged = document.getElementById("flagged"), sort = document.getElementById("sort");
-  const tables = [...document.querySelectorAll("table.features")];
-  tables.forEach(t => [...t.tBodies[0].rows].forEach((r, i) => { r.dataset.order = i; }));
-  const keys = {
-    order: (a, b) => a.dataset.order - b.dataset.order,
-    name: (a, b) => a.dataset.name.localeCompare(b.dataset.name),
-    missing: (a, b) => b.dataset.missing - a.dataset.missing || a.dataset.order - b.dataset.order,
-    sev: (a, b) => b.dataset.sev - a.dataset.sev || a.dataset.order - b.dataset.order,
-  };
-  function apply() {
-    const text = q.value.trim().toLowerCase();
-    for (const t of tables) {
-      const body = t.tBodies[0];
-      for (const r of [...body.rows].sort(keys[sort.value])) {
-        r.hidden = (text && !r.dataset.name.includes(text)) || (flagged.checked && r.dataset.sev === "0");
-        body.appendChild(r);
-      }
-    }
-  }
-  [q, flagged, sort].forEach(e => e.addEventListener("input", apply));
-})();
-</script>"""
+
+
+@cache
+def _asset(name: str) -> str:
+    """The page's stylesheet or script, kept beside this module as plain CSS and JavaScript."""
+    return (resources.files("conveyor.data") / name).read_text(encoding="utf-8")
