@@ -1,4 +1,4 @@
-"""ExampleGen on the shared datasets and on files made broken on purpose; pandas is the oracle."""
+"""ExampleGen on the project's datasets and on files made broken on purpose; pandas is the oracle."""
 
 from __future__ import annotations
 
@@ -26,15 +26,13 @@ from conveyor.artifacts import Examples
 from conveyor.components import ExampleGen
 from conveyor.exceptions import DataValidationError, MissingExtraError
 from tests.conftest import PG_ADMIN, _fresh_database
+from tests.datasets import DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 _counter = itertools.count()
 
 
 def data(name: str) -> Path:
     path = DATA / name
-    if not path.exists():
-        pytest.skip(f"{path} is missing: the shared datasets live beside the repository")
     return path
 
 
@@ -65,7 +63,7 @@ def write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-# --- the shared datasets, checked against pandas -------------------------------------------
+# --- the project's datasets, checked against pandas -------------------------------------------
 
 
 def test_adult_in_a_pipeline_is_recorded_cached_and_matches_pandas(tmp_path: Path) -> None:

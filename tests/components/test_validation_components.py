@@ -18,8 +18,9 @@ from conveyor.components.import_schema_gen import ImportSchemaGen
 from conveyor.components.schema_gen import SchemaGen
 from conveyor.components.statistics_gen import StatisticsGen
 from conveyor.data.schema import Schema
+from tests.datasets import DATA
 
-ADULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "adult" / "adult.csv"
+ADULT = DATA / "adult" / "adult.csv"
 
 
 @component

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +14,7 @@ from conveyor.data.anomalies import Anomaly, validate
 from conveyor.data.schema import DatasetConstraints, Domain, Schema, infer_schema
 from conveyor.data.statistics import StatisticsCombiner
 from conveyor.exceptions import DataValidationError
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.datasets import DATA
 
 
 def stats_of(df: pd.DataFrame) -> dict:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -11,12 +9,12 @@ import pytest
 
 from conveyor.data import drift
 from conveyor.data.statistics import StatisticsCombiner
+from tests.datasets import DATA
 
 scipy_stats = pytest.importorskip("scipy.stats")
 scipy_special = pytest.importorskip("scipy.special")
 jensenshannon = pytest.importorskip("scipy.spatial.distance").jensenshannon
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def stats_of(df: pd.DataFrame, batch_rows: int = 1000, workers: int = 3) -> dict:

@@ -15,8 +15,9 @@ import pytest
 from conveyor.data.report import _number, _rebin, _share, _value, anomalies_html, artifacts_html, statistics_html
 from conveyor.data.statistics import StatisticsCombiner
 from conveyor.exceptions import ArtifactError
+from tests.datasets import DATA
 
-PENGUINS = Path(__file__).resolve().parents[3] / "shared" / "data" / "penguins" / "penguins.csv"
+PENGUINS = DATA / "penguins" / "penguins.csv"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 

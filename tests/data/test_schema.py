@@ -12,8 +12,7 @@ import pytest
 from conveyor.data.schema import DatasetConstraints, Domain, Feature, Presence, Schema, infer_schema
 from conveyor.data.statistics import StatisticsCombiner
 from conveyor.exceptions import DataValidationError
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.datasets import DATA
 
 CONTRACT_EXAMPLE = """\
 features:

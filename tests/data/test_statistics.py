@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -11,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from conveyor.data.statistics import StatisticsCombiner
+from tests.datasets import DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 DATASETS = {
     "penguins": DATA / "penguins" / "penguins.csv",
     "penguins_raw": DATA / "penguins" / "penguins_raw.csv",
@@ -34,8 +32,6 @@ def compute(table: pa.Table, batch_rows: int, workers: int = 3, slices: list[lis
 @pytest.fixture(scope="module", params=sorted(DATASETS))
 def dataset(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, dict]:
     path = DATASETS[request.param]
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the shared datasets must be present")
     df = pd.read_csv(path, low_memory=False)
     table = pa.Table.from_pandas(df, preserve_index=False)
     return df, compute(table, batch_rows=997)

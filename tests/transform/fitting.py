@@ -1,4 +1,4 @@
-"""For the transform tests: the shared datasets, fitting as Transform does (trace, fit over
+"""For the transform tests: the project's datasets, fitting as Transform does (trace, fit over
 many batches on several workers so every accumulator is merged, the graph to JSON and back,
 apply), and small oracles written from their definitions.
 """
@@ -13,14 +13,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pytest
 
 from conveyor.transform.fit import fit
 from conveyor.transform.fitted import FittedGraph
 from conveyor.transform.graph import trace
-from tests.conftest import REPO
+from tests.datasets import DATA
 
-DATA = REPO.parent / "shared" / "data"
 FILES = {
     "adult": "adult/adult.csv",
     "penguins": "penguins/penguins.csv",
@@ -33,8 +31,6 @@ FILES = {
 def table(name: str) -> pa.Table:
     """A shared dataset as Arrow; a blank field is null, as ExampleGen reads it."""
     path = DATA / FILES[name]
-    if not path.exists():
-        pytest.skip(f"{path} is missing: the shared datasets live beside the repository")
     return pacsv.read_csv(
         path,
         parse_options=pacsv.ParseOptions(newlines_in_values=True),

@@ -23,9 +23,9 @@ from conveyor.transform.fit import fit
 from conveyor.transform.fitted import FittedGraph
 from conveyor.transform.graph import Node, trace
 from conveyor.transform.plan import _from_numpy, from_python, input_value
-from tests.conftest import REPO
+from tests.datasets import DATA
 
-ADULT = REPO.parent / "shared" / "data" / "adult" / "adult.csv"
+ADULT = DATA / "adult" / "adult.csv"
 INPUTS = {
     "age": {"kind": "number", "required": True},
     "hours_per_week": {"kind": "number", "required": True},
@@ -40,8 +40,6 @@ INPUTS = {
 
 @cache
 def adult() -> pa.Table:
-    if not ADULT.exists():
-        pytest.skip(f"{ADULT} is missing: the shared datasets live beside the repository")
     options = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=list(INPUTS))
     return pacsv.read_csv(ADULT, convert_options=options)
 

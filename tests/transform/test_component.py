@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-import pytest
 import scipy.sparse as sp
 
 import conveyor.transform as ct
@@ -26,16 +25,13 @@ from conveyor.components.schema_gen import SchemaGen
 from conveyor.components.statistics_gen import StatisticsGen
 from conveyor.components.transform import Transform
 from conveyor.transform.transformed import decode, read_schema
-from tests.conftest import REPO
+from tests.datasets import DATA
 
-DATA = REPO.parent / "shared" / "data"
 NARRATIVES = DATA / "complaint_narratives" / "narratives.csv"
 ADULT = DATA / "adult" / "adult.csv"
 
 
 def read_csv(path: Path, rows: int) -> pa.Table:
-    if not path.exists():
-        pytest.skip(f"{path} is missing: the shared datasets live beside the repository")
     parse = pacsv.ParseOptions(newlines_in_values=True)
     table = pacsv.read_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     return table.slice(0, rows) if rows else table
