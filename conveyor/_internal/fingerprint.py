@@ -1,18 +1,51 @@
-"""Content fingerprints: of code (what a step runs) and of files (what a parameter names)."""
+"""Content fingerprints: of code (what a step runs) and of files (what a parameter names).
+
+A step's code is its function, the module-level helpers and constants of its module that it
+uses, and every module of the user's own that it reaches, by a name it uses or by an import
+(at the top of a file or inside a function body), followed from module to module. The user's
+own modules are those not in the standard library, not installed (site-packages,
+dist-packages) and not conveyor itself, wherever on ``sys.path`` they are found. Imports are
+read from the source, not run: a module imported by a name built at run time
+(``importlib.import_module(name)``) is not followed; declare it with ``depends_on_file``.
+
+The cache key is computed for every step on every run, so a file is read once per content in
+a process: its hash and imports are remembered against its stat (size, mtime, ctime, inode,
+device), and not for a file changed in the last seconds, whose timestamps may not yet tell a
+second edit from the first (git's "racy clean" entries).
+"""
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import dis
+import functools
 import hashlib
+import importlib.machinery
+import importlib.util
 import inspect
+import json
 import os
+import posixpath
+import re
+import stat
+import sys
+import sysconfig
+import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 _CHUNK = 1 << 20
 MISSING = "missing"  # the fingerprint of a path where nothing is
-_memo: dict[tuple[str, int, int], str] = {}
+_RACY_NS = 2_000_000_000  # a file whose inode changed this recently is hashed again on every call
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(://|::)")
+
+# An import as written: (module, names after ``from ... import``, level of a relative import).
+_Import = tuple[str, tuple[str, ...], int]
+_StatKey = tuple[int, int, int, int, int]
+_memo: dict[str, tuple[_StatKey, str, tuple[_Import, ...] | None]] = {}
 
 
 def hash_file(path: str | os.PathLike[str]) -> str:
@@ -23,36 +56,241 @@ def hash_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def hash_path(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file, or of a folder's relative names and file contents (sorted)."""
-    p = Path(path)
-    if p.is_file():
-        return hash_file(p)
+def _hash_tree(folder: Path, hash_one: Callable[[Path], str]) -> str:
     h = hashlib.sha256()
-    for child in sorted(q for q in p.rglob("*") if q.is_file()):
-        h.update(child.relative_to(p).as_posix().encode())
+    for child in sorted(q for q in folder.rglob("*") if q.is_file()):
+        h.update(child.relative_to(folder).as_posix().encode())
         h.update(b"\0")
-        h.update(hash_file(child).encode())
+        h.update(hash_one(child).encode())
         h.update(b"\n")
     return h.hexdigest()
 
 
+def hash_path(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, or of a folder's relative names and file contents (sorted)."""
+    p = Path(path)
+    return hash_file(p) if p.is_file() else _hash_tree(p, hash_file)
+
+
+def _stat_key(st: os.stat_result) -> _StatKey:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _remembered(path: str, parse: bool) -> tuple[str, tuple[_Import, ...] | None]:
+    """(sha256, imports when ``parse``) of a local file, read once per stat; (MISSING, None) if absent."""
+    try:
+        st = os.stat(path)
+        key = _stat_key(st)
+        known = _memo.get(path)
+        if known is not None and known[0] == key and (known[2] is not None or not parse):
+            return known[1], known[2]
+        if parse:
+            with open(path, "rb") as f:
+                source = f.read()
+            digest, imports = hashlib.sha256(source).hexdigest(), _imports_of(source)
+        else:
+            digest, imports = hash_file(path), None
+    except OSError:
+        return MISSING, None
+    if st.st_ctime_ns < time.time_ns() - _RACY_NS:
+        _memo[path] = (key, digest, imports)
+    return digest, imports
+
+
+def _file_sha(path: str | os.PathLike[str]) -> str:
+    return _remembered(os.fspath(path), parse=False)[0]
+
+
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """Content hash of a file or folder, or ``MISSING``; remembered per (path, size, mtime) in this process.
+    """Content hash of a file or folder, local or at an fsspec URL, or ``MISSING`` where nothing is.
 
     Cache lookups check the same files on every run; a stat instead of a read keeps them cheap.
     """
-    p = os.path.abspath(path)
+    text = os.fspath(path)
+    if isinstance(text, str) and _URL.match(text):
+        return _url_fingerprint(text)
+    p = os.path.abspath(text)
     try:
         st = os.stat(p)
     except OSError:
         return MISSING
-    if os.path.isdir(p):
-        return hash_path(p)
-    key = (p, st.st_size, st.st_mtime_ns)
-    if key not in _memo:
-        _memo[key] = hash_path(p)
-    return _memo[key]
+    if stat.S_ISDIR(st.st_mode):
+        return _hash_tree(Path(p), _file_sha)
+    return _file_sha(p)
+
+
+def parameter_file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """What a ``FilePath`` parameter names, for the cache key: ``file_fingerprint``, and for a
+    Python module file (``module_file``), also the user's modules it imports, wherever the
+    component that loads it runs them from.
+    """
+    digest = file_fingerprint(path)
+    text = os.fspath(path)
+    if digest == MISSING or not isinstance(text, str) or not text.endswith(".py") or _URL.match(text):
+        return digest
+    file = os.path.abspath(text)
+    found = user_sources([(file, "")], near=os.path.dirname(file))
+    return hashlib.sha256("\0".join(sorted(found.values())).encode()).hexdigest()
+
+
+def _url_fingerprint(url: str) -> str:
+    """A file or folder in an fsspec store, by what the store says of each file (fsspec's ``ukey``).
+
+    Size, modification time and etag or checksum, where the store has them, change when a file
+    is replaced, without reading it; a store that tells only the size has its files read.
+    ``file://`` is a local path, hashed by content.
+    """
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, root = fsspec.core.url_to_fs(url)
+    if isinstance(fs, LocalFileSystem):
+        return file_fingerprint(root)
+    try:
+        info = fs.info(root)
+    except FileNotFoundError:
+        return MISSING
+    if info.get("type") != "directory":
+        return _remote_file(fs, root, info)
+    h = hashlib.sha256()
+    found = fs.find(root, detail=True)
+    for name in sorted(found):
+        h.update(f"{posixpath.relpath(name, root)}\0{_remote_file(fs, name, found[name])}\n".encode())
+    return h.hexdigest()
+
+
+def _remote_file(fs: Any, path: str, info: dict[str, Any]) -> str:
+    described = {k: v for k, v in info.items() if k != "name"}
+    if set(described) <= {"size", "type"}:  # nothing that changes when same-size bytes replace it
+        h = hashlib.sha256()
+        with fs.open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --- the user's own modules ------------------------------------------------------------------
+
+
+def _imports_of(source: bytes) -> tuple[_Import, ...]:
+    """Every import statement of a file, wherever it is: at the top, in a function, under ``if``."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ()
+    found: list[_Import] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, (), 0) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.module or "", tuple(a.name for a in node.names), node.level))
+    return tuple(found)
+
+
+def _imports_in_code(code: types.CodeType) -> Iterator[_Import]:
+    """The import statements compiled into one code object: ``LOAD level; LOAD fromlist; IMPORT_NAME``."""
+    previous: list[Any] = [None, None]
+    for ins in dis.get_instructions(code):
+        if ins.opname == "IMPORT_NAME":
+            level, fromlist = previous
+            yield ins.argval, tuple(fromlist or ()), level if isinstance(level, int) else 0
+        previous = [previous[1], ins.argval]
+
+
+@functools.cache
+def _system_folders() -> tuple[str, ...]:
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    folders = {sysconfig.get_paths()[k] for k in keys}
+    folders |= {sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})[k] for k in keys}
+    folders.add(str(Path(__file__).resolve().parent.parent))  # conveyor itself
+    return tuple(os.path.join(os.path.abspath(f), "") for f in folders)
+
+
+@functools.cache
+def _is_users(file: str) -> bool:
+    """Whether a module file is the user's own source: not the standard library, installed or conveyor."""
+    if not file.endswith(".py"):
+        return False
+    path = os.path.abspath(file)
+    if {"site-packages", "dist-packages"} & set(Path(path).parts):
+        return False
+    return not path.startswith(_system_folders()) and not os.path.realpath(path).startswith(_system_folders())
+
+
+def _locate(name: str, near: str = "") -> tuple[str | None, list[str] | None]:
+    """(source file, package folders) of the module ``name``, without importing anything; a
+    top-level name is looked for in the folder ``near`` first, as a module file's neighbour.
+    """
+    top = name.partition(".")[0]
+    if not top or top in sys.stdlib_module_names or top == "conveyor":
+        return None, None
+    module = sys.modules.get(name)
+    if module is not None:
+        return getattr(module, "__file__", None), getattr(module, "__path__", None)
+    parent, _, _ = name.rpartition(".")
+    try:
+        if parent:
+            folders = _locate(parent, near)[1]
+            spec = importlib.machinery.PathFinder.find_spec(name, folders) if folders else None
+        else:
+            spec = (near and importlib.machinery.PathFinder.find_spec(name, [near])) or importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None, None
+    if spec is None:
+        return None, None
+    locations = spec.submodule_search_locations
+    return (spec.origin if spec.has_location else None), (list(locations) if locations is not None else None)
+
+
+def _package_of(name: str, file: str) -> str:
+    return name if os.path.basename(file) == "__init__.py" else name.rpartition(".")[0]
+
+
+def _resolve(imported: _Import, package: str, near: str = "") -> Iterator[tuple[str, str]]:
+    """(file, package) of each user module an import brings in: the named module, its parents,
+    and the names after ``from ... import`` that are submodules.
+    """
+    name, names, level = imported
+    if level:
+        try:
+            name = importlib.util.resolve_name("." * level + name, package)
+        except (ImportError, ValueError):
+            return
+    parts = name.split(".")
+    candidates = [".".join(parts[: i + 1]) for i in range(len(parts))]
+    candidates += [f"{name}.{n}" for n in names if n != "*"]
+    for candidate in candidates:
+        file = _locate(candidate, near)[0]
+        if file and _is_users(file):
+            yield os.path.abspath(file), _package_of(candidate, file)
+
+
+def user_sources(seeds: Iterable[tuple[str, str]], near: str = "") -> dict[str, str]:
+    """path -> sha256 of each of the user's module files reached from ``seeds`` (theirs included).
+
+    Args:
+        seeds: (module file, the package its relative imports are taken from).
+        near: a folder searched before ``sys.path``: that of a module file run as a script.
+    """
+    found: dict[str, str] = {}
+    todo = list(seeds)
+    while todo:
+        file, package = todo.pop()
+        if file in found:
+            continue
+        found[file], imports = _remembered(file, parse=True)
+        for imported in imports or ():
+            todo.extend(_resolve(imported, package, near))
+    return found
+
+
+def module_seed(module: types.ModuleType) -> tuple[str, str] | None:
+    """(file, package) of a module for ``user_sources``, if it is the user's own."""
+    file = getattr(module, "__file__", None)
+    if not file or not _is_users(file):
+        return None
+    return os.path.abspath(file), _package_of(module.__name__, file)
 
 
 def _code_objects(obj: Any) -> Iterator[types.CodeType]:
@@ -68,29 +306,98 @@ def _code_objects(obj: Any) -> Iterator[types.CodeType]:
         stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
 
 
-def code_fingerprint(obj: Any, extra: str = "") -> str:
-    """sha256 of ``obj``'s source and of the module-level functions and classes it calls.
-
-    Following same-module names means an edit to a helper the step uses also reruns the step,
-    while an edit elsewhere in the pipeline file does not.
+def _is_constant(value: Any) -> bool:
+    """An immutable plain value, whose repr is its content in every process. Lists and dicts
+    are left out: module-level ones are as often a cache or a registry the code fills as a
+    setting, and a key that changes as they fill would never hit.
     """
-    module = getattr(obj, "__module__", None)
-    seen: set[int] = set()
-    parts: list[str] = [extra]
-    todo = [obj]
-    while todo:
-        o = todo.pop()
-        if id(o) in seen:
-            continue
-        seen.add(id(o))
-        try:
-            parts.append(inspect.getsource(o))
-        except (OSError, TypeError):
-            parts.append(getattr(o, "__qualname__", repr(o)))
-        namespace = getattr(inspect.getmodule(o), "__dict__", {})
-        for code in _code_objects(o):
-            for name in code.co_names:
-                g = namespace.get(name)
-                if (inspect.isfunction(g) or inspect.isclass(g)) and g.__module__ == module:
-                    todo.append(g)
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return True
+    return isinstance(value, tuple) and all(_is_constant(v) for v in value)
+
+
+class CodeFingerprint:
+    """The fingerprint of what a function runs, called when a cache key is made.
+
+    The function's source, and that of the module-level functions and classes of its module
+    that it uses, are read once; the module-level constants it reads, and the user's modules
+    it reaches, are looked at on every call (a stat per file), so an edit to a helper module
+    runs the step again in a process that keeps the pipeline, while an edit elsewhere in the
+    pipeline file does not.
+    """
+
+    def __init__(self, obj: Any, extra: str = "") -> None:
+        self._module = getattr(obj, "__module__", None)
+        self._constants: dict[str, dict[str, Any]] = {}  # name -> the namespace it is read from
+        seen: set[int] = set()
+        seeds: dict[str, str] = {}
+        parts: list[str] = [extra]
+        todo = [obj]
+        while todo:
+            o = todo.pop()
+            if id(o) in seen:
+                continue
+            seen.add(id(o))
+            try:
+                parts.append(inspect.getsource(o))
+            except (OSError, TypeError):
+                parts.append(getattr(o, "__qualname__", repr(o)))
+            home = inspect.getmodule(o)
+            namespace = getattr(home, "__dict__", {})
+            for code in _code_objects(o):
+                for imported in _imports_in_code(code):
+                    seeds.update(_resolve(imported, getattr(home, "__package__", None) or ""))
+                for name in sorted(code.co_names):
+                    if name in namespace:
+                        todo.extend(self._global(namespace, name, code.co_names, seeds))
+        self._source = hashlib.sha256("\0".join(parts).encode()).hexdigest()
+        self._seeds = sorted(seeds.items())
+
+    def _global(self, namespace: dict[str, Any], name: str, names: tuple[str, ...], seeds: dict[str, str]) -> list[Any]:
+        """Follow one global the code uses; give it back when it is a function or class of the same module."""
+        g = namespace[name]
+        if hasattr(g, "__wrapped__"):  # a decorated function: @functools.cache, @component
+            with contextlib.suppress(ValueError):
+                g = inspect.unwrap(g)
+        if isinstance(g, types.ModuleType):
+            self._follow_module(g, names, seeds)
+            return []
+        if _is_constant(g):
+            self._constants[name] = namespace
+            return []
+        owner = getattr(g, "__module__", None)  # a function's, a class's, or an instance's class's
+        owner = owner if isinstance(owner, str) else type(g).__module__
+        if owner == self._module:
+            if inspect.isfunction(g) or inspect.isclass(g):
+                return [g]
+            return [type(g)] if type(g).__module__ == owner else []
+        if isinstance(sys.modules.get(owner), types.ModuleType):
+            self._follow_module(sys.modules[owner], (), seeds)
+        return []
+
+    @staticmethod
+    def _follow_module(module: types.ModuleType, names: Iterable[str], seeds: dict[str, str]) -> None:
+        """Seed ``module``, and its loaded submodules that the code names (``mylib.text.normalize``)."""
+        stack = [module]
+        while stack:
+            m = stack.pop()
+            seed = module_seed(m)
+            if seed is not None:
+                seeds[seed[0]] = seed[1]
+            stack.extend(sub for n in names if isinstance(sub := sys.modules.get(f"{m.__name__}.{n}"), types.ModuleType))
+
+    def __call__(self) -> str:
+        if not self._seeds and not self._constants:
+            return self._source
+        h = hashlib.sha256(self._source.encode())
+        for name, namespace in sorted(self._constants.items()):
+            h.update(f"\0{name}={namespace.get(name)!r}".encode())
+        for digest in sorted(user_sources(self._seeds).values()):  # by content: a moved project keeps its cache
+            h.update(f"\0{digest}".encode())
+        return h.hexdigest()
+
+
+def code_fingerprint(obj: Any, extra: str = "") -> str:
+    """sha256 of ``obj``'s source, the module-level functions, classes and constants it uses,
+    and the user's own modules it reaches (see ``CodeFingerprint``)."""
+    return CodeFingerprint(obj, extra)()

@@ -19,7 +19,7 @@ def load_pipeline(path: str) -> Pipeline:
     """
     file = Path(path)
     if not file.is_file():
-        msg = f"Pipeline file {path!r} does not exist."
+        msg = f"Pipeline file {path!r} does not exist (looked for {file.absolute()})."
         raise ConveyorError(msg)
     name = file.stem if file.stem.isidentifier() else "conveyor_pipeline"
     spec = importlib.util.spec_from_file_location(name, file)

@@ -6,11 +6,13 @@ traceback only with ``--debug``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -32,15 +34,9 @@ def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _open_store(root: str, metadata: str | None) -> MetadataStore:
-    from conveyor.metadata.store import MetadataStore
+    from conveyor.metadata import open_store
 
-    if metadata is None:
-        db = os.path.join(root, "metadata.sqlite")
-        if not os.path.isfile(db):
-            msg = f"No metadata store at {db}: run a pipeline first, or point to one with --root or --metadata."
-            raise UserError(msg)
-        metadata = f"sqlite:///{db}"
-    return MetadataStore(metadata)
+    return open_store(root, metadata)  # the rule ct.load(artifact_id) follows too
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,8 +72,6 @@ def cli(debug: bool) -> None:
 @_user_errors
 def run(pipeline_file: str, root: str, metadata: str | None, no_cache: bool, only: tuple[str, ...], start_from: str | None) -> None:
     """Run a pipeline file (it defines `pipeline` or `create_pipeline()`)."""
-    from pathlib import Path
-
     from conveyor.cli import render
     from conveyor.cli.loader import load_pipeline
     from conveyor.orchestration.local import LocalRunner
@@ -92,8 +86,45 @@ def run(pipeline_file: str, root: str, metadata: str | None, no_cache: bool, onl
         result = LocalRunner(enable_cache=False if no_cache else None, progress=display.update).run(
             pipeline, only=list(only) or None, start_from=start_from
         )
-    render.run_summary(result, pipeline_file)
+    render.run_summary(result, pipeline_file, _store_flags(pipeline.root, pipeline.metadata))
     sys.exit(0 if result.status == "succeeded" else 1)
+
+
+def _store_flags(root: Path, metadata: str | None) -> list[str]:
+    """The flags that lead a later command to the store this run used: ``--metadata`` when one
+    was named (its password hidden), else ``--root`` unless it is where commands look anyway.
+    """
+    from conveyor.dsl.pipeline import default_root
+
+    if metadata:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        with contextlib.suppress(ArgumentError):  # not a URL SQLAlchemy reads: shown as given
+            metadata = make_url(metadata).render_as_string(hide_password=True)
+        return ["--metadata", metadata]
+    if os.environ.get("CONVEYOR_METADATA") or Path(root).resolve() == Path(default_root()).resolve():
+        return []
+    return ["--root", str(root)]
+
+
+def _run_id(store: MetadataStore, ref: str) -> str:
+    """The run ``ref`` names: ``latest``, a whole id, or a prefix of one that no other run shares."""
+    if ref == "latest":
+        newest = store.runs(limit=1)
+        if not newest:
+            msg = "There are no runs yet in this metadata store; `conveyor run PIPELINE_FILE` makes one."
+            raise UserError(msg)
+        return newest[0].id
+    found = [r.id for r in store.runs() if r.id.startswith(ref)]
+    if ref in found or len(found) == 1:
+        return ref if ref in found else found[0]
+    if not found:
+        msg = f"No run starts with {ref!r}; `conveyor runs` lists them."
+        raise UserError(msg)
+    shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    msg = f"{ref!r} is the start of {len(found)} runs ({shown}); give more of the id."
+    raise UserError(msg)
 
 
 @cli.command()
@@ -120,7 +151,9 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
 @_store_options
 @_user_errors
 def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: int | None, lines: int, root: str, metadata: str | None) -> None:
-    """Show a run (run-...), one step of it (run-.../STEP) or an artifact (its number)."""
+    """Show a run (run-..., a unique start of one, or latest), one step of it (run-.../STEP,
+    latest/STEP) or an artifact (its number).
+    """
     from conveyor.cli import render
 
     ref = run_or_artifact_id
@@ -128,11 +161,12 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: 
         msg = "--compare goes with --html OUT: it puts a second statistics artifact beside the first on the page."
         raise UserError(msg)
     with _open_store(root, metadata) as store:
-        if ref.startswith("run-"):
+        if ref.startswith("run-") or ref.partition("/")[0] == "latest":
             if html_out:
                 msg = f"--html renders a statistics or anomalies artifact (its number); {ref} is a run."
                 raise UserError(msg)
-            run_id, _, step = ref.partition("/")
+            given, _, step = ref.partition("/")
+            run_id = _run_id(store, given)
             found = store.run(run_id)
             if step:
                 if step not in found.executions:
@@ -143,15 +177,13 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: 
                 render.run(found, as_json, lines)
             return
         if not ref.isdigit():
-            msg = f"{ref!r} is neither a run id (run-...) nor an artifact id (a number); `conveyor runs` lists runs."
+            msg = f"{ref!r} is neither a run id (run-...) nor an artifact id (a number), nor latest; `conveyor runs` lists runs."
             raise UserError(msg)
         artifact = store.artifact(int(ref))
         made_by = store.producer(artifact.id)
         if not html_out:
             render.artifact(artifact, made_by, as_json)
             return
-        from pathlib import Path
-
         from conveyor.data.report import artifacts_html
 
         if artifact.type_name not in ("ExampleStatistics", "ExampleAnomalies"):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -89,7 +92,7 @@ class RunDisplay:
         self.console = Console(file=sys.stdout, highlight=False)
 
     def __enter__(self) -> RunDisplay:
-        self.console.print(f"[bold]{self.pipeline.name}[/] · root {self.pipeline.root}")
+        self.console.print(Text.assemble((self.pipeline.name, "bold"), f" · root {self.pipeline.root}"), soft_wrap=True)
         if self.console.is_terminal:
             from rich.live import Live
 
@@ -121,20 +124,60 @@ class RunDisplay:
         return t
 
 
-def run_summary(r: Run, pipeline_file: str) -> None:
+def run_summary(r: Run, pipeline_file: str, flags: Sequence[str] = ()) -> None:
+    """The run's outcome, what its steps set aside or warned about, and commands to go on with.
+
+    ``flags`` (``--root DIR`` or ``--metadata URL``) are repeated in every command shown, so each
+    one works as printed; lines are never wrapped, so ids and commands copy whole.
+    """
     counts: dict[str, int] = {}
     for x in r.executions.values():
         counts[x.status] = counts.get(x.status, 0) + 1
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     _, style = _STYLE.get(r.status, ("", ""))
-    console.print(f"run [bold]{r.id}[/] [{style}]{r.status}[/] in {_secs(r.duration)} ({parts})")
+    console.print(Text.assemble("run ", (r.id, "bold"), " ", (r.status, style), f" in {_secs(r.duration)} ({parts})"), soft_wrap=True)
+    extra = "".join(f" {shlex.quote(f)}" for f in flags)
+    for x in r.executions.values():
+        for line in notes(x, f"conveyor show {shlex.quote(r.id + '/' + x.component_id)}{extra}"):
+            console.print(line, soft_wrap=True)
     for x in r.executions.values():
         if x.status == "failed" and x.error:
-            console.print(f"[red]{x.component_id} failed:[/] {x.error.splitlines()[0]}")
-            console.print(f"  log: {x.log_uri}")
-            console.print(f"  details: conveyor show {r.id}/{x.component_id}")
+            console.print(Text.assemble((f"{x.component_id} failed: ", "red"), x.error.splitlines()[0]), soft_wrap=True)
+            console.print(Text(f"  log: {x.log_uri}"), soft_wrap=True)
+            console.print(Text(f"  details: conveyor show {shlex.quote(r.id + '/' + x.component_id)}{extra}"), soft_wrap=True)
     if r.status == "failed":
-        console.print(f"Fix the error, then `conveyor run {pipeline_file}` resumes: finished steps come from cache.")
+        again = f"conveyor run {shlex.quote(pipeline_file)}{extra}"
+        console.print(Text(f"Fix the error, then `{again}` resumes: finished steps come from cache."), soft_wrap=True)
+
+
+_SHOWN_WARNINGS = 5
+
+
+def notes(x: Execution, details: str | None = None, limit: int | None = _SHOWN_WARNINGS) -> list[Text]:
+    """What a step's outputs say a user must know: rows set aside (``quarantined``, and where
+    they are) and ``warnings`` (say, a column whose type a minority of values decided).
+    """
+    lines: list[Text] = []
+    if x.status not in ("succeeded", "cached"):
+        return lines
+    for arts in x.outputs.values():
+        for a in arts:
+            quarantined = a.properties.get("quarantined") or 0
+            if quarantined:
+                kept = sum((a.properties.get("row_counts") or {}).values())
+                rows = "row" if quarantined == 1 else "rows"
+                where = Path(a.uri) / "_quarantine" / "rows.jsonl"  # where ExampleGen sets them aside
+                lines.append(Text.assemble(
+                    (f"{x.component_id}: ", "yellow"), f"{quarantined} {rows} quarantined ({kept} kept): ",
+                    str(where if where.exists() else where.parent),
+                ))
+            warnings = a.properties.get("warnings") or []
+            for w in warnings[:limit]:
+                lines.append(Text.assemble((f"{x.component_id} warning: ", "yellow"), str(w)))
+            if limit is not None and len(warnings) > limit:
+                more = f"  {len(warnings) - limit} more warning(s)" + (f": {details}" if details else "")
+                lines.append(Text(more))
+    return lines
 
 
 def runs(found: list[Run], as_json: bool) -> None:
@@ -145,7 +188,8 @@ def runs(found: list[Run], as_json: bool) -> None:
         console.print("No runs yet.")
         return
     t = Table(box=None, header_style="bold")
-    for col in ("run", "pipeline", "status", "started", "took"):
+    t.add_column("run", no_wrap=True, min_width=max(len(r.id) for r in found))  # an id is never cut
+    for col in ("pipeline", "status", "started", "took"):
         t.add_column(col)
     for r in found:
         t.add_row(r.id, r.pipeline, _status(r.status), _when(r.started), _secs(r.duration))
@@ -157,24 +201,30 @@ def run(r: Run, as_json: bool, lines: int) -> None:
         _print_json(run_dict(r))
         return
     console.print(Text.assemble(("run ", "bold"), (r.id, "bold"), f"  {r.pipeline}  ", _status(r.status),
-                                f"  started {_when(r.started)}  took {_secs(r.duration)}"))
+                                f"  started {_when(r.started)}  took {_secs(r.duration)}"), soft_wrap=True)
     t = Table(box=None, header_style="bold")
-    for col in ("step", "status", "took", "outputs", "log"):
+    t.add_column("step", no_wrap=True)
+    for col in ("status", "took", "outputs"):
         t.add_column(col)
+    t.add_column("log", overflow="fold")  # a path folded onto more lines, never cut
     for x in r.executions.values():
         outs = ", ".join(f"{k}={a.id}" for k, arts in x.outputs.items() for a in arts)
         t.add_row(x.component_id, _status(x.status), _secs(x.duration), outs, x.log_uri or "")
     console.print(t)
+    for x in r.executions.values():
+        for line in notes(x):
+            console.print(line, soft_wrap=True)
     for x in r.executions.values():
         if x.status == "failed":
             _failure(x, lines)
 
 
 def _failure(x: Execution, lines: int) -> None:
-    console.print(f"\n[red bold]{x.component_id} failed[/] after {x.attempts} attempt(s): {(x.error or '').splitlines()[0] if x.error else ''}")
+    first = x.error.splitlines()[0] if x.error else ""
+    console.print(Text.assemble("\n", (f"{x.component_id} failed", "red bold"), f" after {x.attempts} attempt(s): {first}"))
     logged = tail(x.log_uri, lines)
     if logged:
-        console.print(f"[dim]last {len(logged)} lines of {x.log_uri}:[/]")
+        console.print(Text(f"last {len(logged)} lines of {x.log_uri}:", style="dim"), soft_wrap=True)
         for line in logged:
             console.print(Text(f"  {line}"))
 
@@ -185,21 +235,23 @@ def execution(x: Execution, as_json: bool, lines: int) -> None:
         return
     console.print(Text.assemble((f"{x.component_id}", "bold"), f"  execution {x.id}  ", _status(x.status),
                                 f"  took {_secs(x.duration)}  attempts {x.attempts}"))
-    console.print(f"type        {x.component_type}")
-    console.print(f"parameters  {json.dumps(x.parameters)}")
-    console.print(f"cache key   {x.cache_key}" + (f" (reused execution {x.cached_from})" if x.cached_from else ""))
+    console.print(Text(f"type        {x.component_type}"), soft_wrap=True)
+    console.print(Text(f"parameters  {json.dumps(x.parameters)}"), soft_wrap=True)
+    console.print(Text(f"cache key   {x.cache_key}" + (f" (reused execution {x.cached_from})" if x.cached_from else "")), soft_wrap=True)
     for path, sha256 in (x.discovered_files or {}).items():  # part of the cache check: see depends_on_file
-        console.print(f"depends on  {path} ({sha256[:12] if sha256 else 'absent'})")
+        console.print(Text(f"depends on  {path} ({sha256[:12] if sha256 else 'absent'})"), soft_wrap=True)
     for label, group in (("input", x.inputs), ("output", x.outputs)):
         for k, arts in group.items():
             for a in arts:
-                console.print(f"{label:<11} {k}: {a.type_name} {a.id} {a.uri} ({a.state})")
+                console.print(Text(f"{label:<11} {k}: {a.type_name} {a.id} {a.uri} ({a.state})"), soft_wrap=True)
+    for line in notes(x, limit=None):
+        console.print(line, soft_wrap=True)
     if x.error:
         console.print("[red]error[/]")
         console.print(Text(x.error))
     logged = tail(x.log_uri, lines)
     if logged:
-        console.print(f"[dim]last {len(logged)} lines of {x.log_uri}:[/]")
+        console.print(Text(f"last {len(logged)} lines of {x.log_uri}:", style="dim"), soft_wrap=True)
         for line in logged:
             console.print(Text(f"  {line}"))
 
@@ -211,12 +263,12 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
         _print_json(out)
         return
     console.print(Text.assemble((f"{a.type_name} {a.id}", "bold"), f"  {a.state}"))
-    console.print(f"uri          {a.uri}")
-    console.print(f"fingerprint  {a.fingerprint}")
+    lines = [f"uri          {a.uri}", f"fingerprint  {a.fingerprint}"]
     if made_by:
-        console.print(f"made by      {made_by.component_id} (execution {made_by.id}, {made_by.run_id})")
-    for k, v in a.properties.items():
-        console.print(f"  {k}: {json.dumps(v, default=str)}")
+        lines.append(f"made by      {made_by.component_id} (execution {made_by.id}, {made_by.run_id})")
+    lines += [f"  {k}: {json.dumps(v, default=str)}" for k, v in a.properties.items()]
+    for line in lines:
+        console.print(Text(line), soft_wrap=True)
 
 
 def lineage(g: LineageGraph, as_json: bool) -> None:
@@ -278,11 +330,11 @@ def _grow_down(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) ->
 def gc(plan: GcPlan, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for a in plan.abandoned:
-        console.print(f"  {verb} abandoned {a.type_name} {a.id}  {a.uri}")
+        console.print(Text(f"  {verb} abandoned {a.type_name} {a.id}  {a.uri}"), soft_wrap=True)
     for p in plan.staging:
-        console.print(f"  {verb} staging folder  {p}")
+        console.print(Text(f"  {verb} staging folder  {p}"), soft_wrap=True)
     for a in plan.expired:
-        console.print(f"  {verb} old {a.type_name} {a.id}  {a.uri}")
+        console.print(Text(f"  {verb} old {a.type_name} {a.id}  {a.uri}"), soft_wrap=True)
     n = len(plan.abandoned) + len(plan.staging) + len(plan.expired)
     mib = plan.bytes / 2**20
     console.print(f"{'Would remove' if dry_run else 'Removed'} {n} item(s), {mib:.1f} MiB"

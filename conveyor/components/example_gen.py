@@ -38,16 +38,24 @@ class ExampleGen(Component):
         partition_feature: a column whose value names each row's split.
         input_splits: split name to its own pattern, e.g. ``{"train": "train/*.csv"}``.
         query, connection: a SQL query and the SQLAlchemy URL to run it on, instead of files.
+        immutable: the query's result never changes, so it may be cached. By default a query
+            runs on every pipeline run (its rows may change with nothing in the cache key
+            changing); when it returns the same rows, the steps after it still come from cache.
         span: "latest" (newest span, newest version), a span number, ``[first, last]`` or
             "first-last" (inclusive), "latest:N" (the N newest), or "all".
         null_values: tokens read as null besides a blank field, e.g. ["NA", "N/A"].
         encoding: the text files' encoding when it is not UTF-8 (e.g. "latin-1").
         delimiter: CSV field separator; default "," ("\\t" for .tsv files).
         max_quarantine_fraction: the share of unreadable rows above which the step fails.
+        on_type_mismatch: what a CSV column does when a few of its values are not numbers
+            like the rest (at most 1 in 100; an id column with "n/a" in one row): "widen" (the
+            default) makes it text and warns, naming the column, a value and its line;
+            "quarantine" sets those rows aside and keeps the column numeric.
 
     Output ``examples``: ``<uri>/Split-<name>/part-*.parquet`` and ``<uri>/_quarantine/rows.jsonl``
     when rows were set aside; properties ``span``, ``spans``, ``version``, ``fingerprint``
-    (sha256 of the input files), ``split_names``, ``row_counts``, ``quarantined``, ``format``.
+    (sha256 of the input files), ``split_names``, ``row_counts``, ``quarantined``, ``format``,
+    ``warnings`` (one line each: a column typed by a few values, a file skipped as empty, ...).
 
     Example:
         >>> gen = ExampleGen("data/complaints", pattern="{YYYY}-{MM}-{DD}/*.csv", null_values=["N/A"])
@@ -57,6 +65,11 @@ class ExampleGen(Component):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _check(**self.parameters)
+
+    def cache_refusal(self) -> str | None:
+        if self.parameters.get("query") is None or self.parameters.get("immutable"):
+            return None
+        return "a SQL query's rows may change unseen, so it runs every time (immutable=True allows the cache)."
 
     @staticmethod
     def execute(
@@ -71,11 +84,13 @@ class ExampleGen(Component):
         input_splits: Parameter[dict | None] = None,
         query: Parameter[str | None] = None,
         connection: Parameter[str | None] = None,
+        immutable: Parameter[bool] = False,
         span: Parameter[int | str | list] = "latest",
         null_values: Parameter[list | None] = None,
         encoding: Parameter[str | None] = None,
         delimiter: Parameter[str | None] = None,
         max_quarantine_fraction: Parameter[float] = 0.05,
+        on_type_mismatch: Parameter[str] = "widen",
     ) -> None:
         params = {k: v for k, v in locals().items() if k != "examples"}  # the parameters, as given
         from conveyor.io.ingest import SplitRule, ingest
@@ -91,6 +106,8 @@ class ExampleGen(Component):
             fp = fingerprint.result() if plan.files else _written_fingerprint(examples.uri)
         for note in result.notes:
             print(note)
+        for warning in result.warnings:
+            print(f"ExampleGen warning: {warning}")
         _check_counts(result.rows, result.quarantine, plan.where, max_quarantine_fraction)
         order = names or sorted(result.rows)
         examples.properties.update(
@@ -102,6 +119,7 @@ class ExampleGen(Component):
             row_counts={s: result.rows[s] for s in order},
             quarantined=result.quarantine.count,
             format=plan.format,
+            warnings=result.warnings,
         )
 
 
@@ -143,6 +161,7 @@ def _plan(
     null_values: list[str] | None,
     encoding: str | None,
     delimiter: str | None,
+    on_type_mismatch: str = "widen",
     **_: Any,
 ) -> _Plan:
     import fsspec
@@ -184,7 +203,7 @@ def _plan(
     if kind == "csv":
         tsv = all(s.path.lower().split(".")[-1] == "tsv" or ".tsv." in s.path.lower() for s in sources)
         options = CsvOptions(delimiter or ("\t" if tsv else ","), encoding, tuple(null_values or ()))
-        fmt: Any = CsvInput(fs, options)
+        fmt: Any = CsvInput(fs, options, on_type_mismatch)
     else:
         fmt = TypedInput(kind, fs)
         fmt.prepare(sources)
@@ -248,11 +267,13 @@ def _check(
     input_splits: Any = None,
     query: Any = None,
     connection: Any = None,
+    immutable: Any = False,
     span: Any = "latest",
     null_values: Any = None,
     encoding: Any = None,
     delimiter: Any = None,
     max_quarantine_fraction: Any = 0.05,
+    on_type_mismatch: Any = "widen",
 ) -> None:
     """Every parameter, checked when the pipeline is built: a mistake never waits for a run."""
     from conveyor.io.files import Pattern, SpanSpec
@@ -290,6 +311,8 @@ def _check(
         fail(f"delimiter must be one character; got {delimiter!r}.")
     if not isinstance(max_quarantine_fraction, (int, float)) or not 0 <= max_quarantine_fraction <= 1:
         fail(f"max_quarantine_fraction must be between 0 and 1; got {max_quarantine_fraction!r}.")
+    if on_type_mismatch not in ("widen", "quarantine"):
+        fail(f"on_type_mismatch must be 'widen' or 'quarantine'; got {on_type_mismatch!r}.")
     if encoding is not None:
         try:
             codecs.lookup(encoding)

@@ -12,10 +12,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
-from types import FunctionType, ModuleType
+from types import ModuleType
 from typing import Any, TypeVar
 
 from conveyor._internal.discovered import depends_on_file
+from conveyor._internal.fingerprint import file_fingerprint, module_seed, user_sources
 from conveyor.artifacts import Examples, Schema, TransformGraph
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
@@ -24,6 +25,7 @@ from conveyor.exceptions import TransformError
 T = TypeVar("T")
 R = TypeVar("R")
 _KINDS = {"int": "number", "float": "number", "string": "string", "bool": "bool"}
+_imported: dict[str, str] = {}  # path -> sha256 of the user's modules that module files imported
 
 
 class Transform(Component):
@@ -43,7 +45,8 @@ class Transform(Component):
         schema: the feature types, presence and environments (SchemaGen, ImportSchemaGen).
         module_file: the Python file with ``preprocessing_fn``; its content is in the cache
             key, so editing it runs Transform again. So does editing a module of yours it
-            imports from its folder, or an ONNX file it passes to ``ct.apply_model``: both are
+            imports (at the top or inside ``preprocessing_fn``, from its folder or anywhere
+            not installed), or an ONNX file it passes to ``ct.apply_model``: both are
             declared with ``conveyor.depends_on_file``. It may import its neighbours.
         splits_analyze: the splits the analyzers (means, vocabularies, quantiles) learn from.
 
@@ -119,6 +122,7 @@ def load_preprocessing_fn(path: str) -> Callable[..., Any]:
     folder = str(file.parent.resolve())
     if folder not in sys.path:
         sys.path.insert(0, folder)  # the module may import its neighbours, as a script would
+    _forget_edited_modules()
     before = set(sys.modules)
     try:
         spec.loader.exec_module(module)
@@ -142,30 +146,30 @@ def load_preprocessing_fn(path: str) -> Callable[..., Any]:
 
 
 def declare_local_modules(module: ModuleType, imported: list[ModuleType]) -> None:
-    """Declare the user's own modules that ``module`` uses: those its import brought in
-    (``imported``), and those its names, and theirs, come from; only the ones beside it or
-    below its folder, not installed packages. They are this step's code as much as the module
-    file is, but no parameter names them; declared (``depends_on_file``), an edit to one runs
-    Transform again.
+    """Declare the user's own modules that ``module`` uses, wherever they are imported from:
+    those its import brought in (``imported``), and those its import statements name, at the
+    top or inside ``preprocessing_fn``, and theirs in turn; not installed packages or the
+    standard library. They are this step's code as much as the module file is, but no
+    parameter names them; declared (``depends_on_file``), an edit to one runs Transform again.
     """
-    own = Path(module.__file__ or "").resolve()
-    folder = own.parent
-    seen = {own}
-    stack: list[Any] = [*vars(module).values(), *imported]
-    while stack:
-        value = stack.pop()
-        if not isinstance(value, ModuleType | FunctionType | type):
-            continue
-        owner = value if isinstance(value, ModuleType) else sys.modules.get(value.__module__ or "")
-        where = getattr(owner, "__file__", None)
-        if not where:
-            continue
-        path = Path(where).resolve()
-        if path in seen or folder not in path.parents or {"site-packages", "dist-packages"} & set(path.parts):
-            continue
-        seen.add(path)
-        depends_on_file(path)
-        stack.extend(vars(owner).values())
+    own = os.path.abspath(module.__file__ or "")
+    seeds = [(own, ""), *(seed for m in imported if (seed := module_seed(m)) is not None)]
+    for path, digest in user_sources(seeds, near=os.path.dirname(own)).items():
+        if path != own:
+            depends_on_file(path)
+            _imported[path] = digest
+
+
+def _forget_edited_modules() -> None:
+    """Drop from ``sys.modules`` the user's modules edited since a module file imported them, so
+    that a process running a pipeline again imports the code the step's record names.
+    """
+    edited = {path for path, digest in _imported.items() if file_fingerprint(path) != digest}
+    for name, module in list(sys.modules.items()):
+        if os.path.abspath(getattr(module, "__file__", None) or "") in edited:
+            del sys.modules[name]
+    for path in edited:
+        del _imported[path]
 
 
 def inputs_from_schema(schema: Any) -> dict[str, dict[str, Any]]:

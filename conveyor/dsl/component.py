@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, ClassVar
 
 from conveyor.artifacts import Artifact
@@ -50,20 +52,25 @@ class ComponentSpec:
     outputs: dict[str, type[Artifact]]
     parameters: dict[str, ParameterSpec]
     binding: inspect.Signature
-    _fingerprint: str | None = field(default=None, repr=False)
+    _code: Callable[[], str] | None = field(default=None, repr=False)
 
     def code_fingerprint(self) -> str:
-        """sha256 of the executor's code; computed once per process."""
-        if self._fingerprint is None:
-            from conveyor._internal.fingerprint import code_fingerprint
+        """sha256 of the executor's code and of the user's modules it reaches.
+
+        The executor's source is read once per process; the modules, on every call (a stat per
+        file), since the cache key is made anew for each run and an edited helper module runs
+        the step again.
+        """
+        if self._code is None:
+            from conveyor._internal.fingerprint import CodeFingerprint
 
             extra = ""
             if self.type_name.startswith("conveyor."):
                 from conveyor._version import __version__
 
                 extra = __version__
-            self._fingerprint = code_fingerprint(self.executor, extra)
-        return self._fingerprint
+            self._code = CodeFingerprint(self.executor, extra)
+        return self._code()
 
 
 def _strip_optional(tp: Any) -> Any:
@@ -170,12 +177,39 @@ def _check_parameter(display: str, name: str, spec: ParameterSpec, value: Any) -
     return list(value) if isinstance(value, tuple) else value
 
 
+def caller_folder() -> Path:
+    """The folder of the file whose code calls into conveyor here: the first frame outside the
+    package. Relative paths written in a pipeline file are relative to it, wherever the command
+    runs; with no file (a notebook, ``python -c``) they are relative to the current directory.
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "conveyor":
+        frame = frame.f_back
+    file = frame.f_globals.get("__file__") if frame is not None else None
+    if isinstance(file, str) and os.path.isfile(file):
+        return Path(os.path.abspath(file)).parent
+    return Path.cwd()
+
+
+def resolve_path(value: str, folder: str | os.PathLike[str]) -> str:
+    """``value`` as an absolute path, read relative to ``folder``; a URL (``s3://...``) is kept."""
+    if "://" in value:
+        return value
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.normpath(os.path.join(folder, value))
+
+
 class Node:
-    """A component bound to its inputs and parameters: one step of a pipeline."""
+    """A component bound to its inputs and parameters: one step of a pipeline.
+
+    ``parameters`` are kept as written (records and cache keys stay the same when a project
+    moves); ``resolved_parameters()`` is what the executor gets.
+    """
 
     def __init__(self, spec: ComponentSpec, default_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         self.spec = spec
         self.id = default_id
+        self.folder = caller_folder()
         self.retries = 0
         self.upstream_nodes: list[Node] = []
         try:
@@ -217,6 +251,22 @@ class Node:
                 raise PipelineDefinitionError(msg)
             self.parameters[name] = _check_parameter(default_id, name, pspec, value)
         self.outputs: dict[str, Channel] = {k: Channel(self, k, t) for k, t in spec.outputs.items()}
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """The parameters the executor gets: a relative path in a ``FilePath`` parameter is made
+        absolute against the folder of the file that built this step, not the current directory.
+        """
+        out = dict(self.parameters)
+        for name, pspec in self.spec.parameters.items():
+            if pspec.names_file and isinstance(out.get(name), str) and out[name]:
+                out[name] = resolve_path(out[name], self.folder)
+        return out
+
+    def cache_refusal(self) -> str | None:
+        """Why this step must run even when a cached result exists (its output may change while
+        nothing in its cache key does), or None; the runner writes the reason in the step's log.
+        """
+        return None
 
     def _only_output(self, consumer: str, name: str) -> Channel:
         if len(self.outputs) != 1:

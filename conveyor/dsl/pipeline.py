@@ -10,17 +10,26 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.dsl.component import Node
+from conveyor.dsl.component import Node, caller_folder, resolve_path
 from conveyor.exceptions import PipelineDefinitionError
 
 if TYPE_CHECKING:
     from conveyor.orchestration.local import PipelineRun
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SQLITE = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>.*)$")
 
 
 def default_root() -> str:
     return os.environ.get("CONVEYOR_ROOT", "./conveyor_root")
+
+
+def _sqlite_relative_to(url: str, folder: Path) -> str:
+    """A SQLite URL with a relative file (``sqlite:///meta.sqlite``) made absolute against ``folder``."""
+    found = _SQLITE.match(url)
+    if found is None or found["path"] in ("", ":memory:") or os.path.isabs(found["path"]):
+        return url
+    return f"{found['scheme']}{resolve_path(found['path'], folder)}{found['query']}"
 
 
 class Pipeline:
@@ -49,8 +58,10 @@ class Pipeline:
             msg = f"Pipeline name {name!r} may hold only letters, digits, '_', '.' and '-'."
             raise PipelineDefinitionError(msg)
         self.name = name
-        self.root = Path(root if root is not None else default_root())
-        self.metadata = metadata
+        # Written in the pipeline file: relative to its folder; the default: to the current directory.
+        folder = caller_folder()
+        self.root = Path(default_root() if root is None else resolve_path(os.fspath(root), folder))
+        self.metadata = _sqlite_relative_to(metadata, folder) if metadata else metadata
         self.enable_cache = enable_cache
         self.components = list(components)
         for c in self.components:

@@ -2,12 +2,15 @@
 
 Types widen as Arrow's permissive unification allows (null to anything, int32 to int64, int
 to float, a struct gaining fields); a column whose types cannot meet (int here, text there)
-is an error naming both places. A column that is null everywhere is written as string.
+is an error naming both places. An integer column that becomes float in a later file is a
+warning naming both (large ids lose digits as floats). A column that is null everywhere is
+written as string.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conveyor.exceptions import DataValidationError
 
@@ -35,6 +38,7 @@ class TypedColumns:
     def __init__(self, preset: pa.Schema | None = None) -> None:
         self.schema: pa.Schema | None = preset
         self.first = "the earlier input"
+        self.warnings: list[str] = []
 
     def observe(self, schema: pa.Schema, where: str) -> None:
         check_names(schema.names, where)
@@ -47,7 +51,19 @@ class TypedColumns:
         for field in schema:
             if field.name in self.schema.names:
                 self._unify([self.schema.field(field.name)], [field], where)
+        old = self.schema
         self.schema = self._unify(list(self.schema), list(schema), where)
+        for field in self.schema:
+            before = old.field(field.name).type if field.name in old.names else None
+            if before is not None and pa.types.is_integer(before) and pa.types.is_floating(field.type):
+                self.warn(
+                    f"Column {field.name!r} is {before} in {self.first} but becomes {field.type} in {where}; "
+                    f"integers beyond 2**53 lose digits as floats."
+                )
+
+    def warn(self, warning: str) -> None:
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     def _unify(self, old: list[pa.Field], new: list[pa.Field], where: str) -> pa.Schema:
         try:
@@ -69,6 +85,13 @@ class TypedColumns:
         target = self.write_schema
         have = set(batch.schema.names)
         arrays = [
-            batch.column(f.name).cast(f.type) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in target
+            _cast(batch.column(f.name), f.type) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in target
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def _cast(array: pa.Array, to: pa.DataType) -> pa.Array:
+    """Integers become floats as the widened schema says, large ones inexactly (``observe`` warned)."""
+    if pa.types.is_integer(array.type) and pa.types.is_floating(to):
+        return pc.cast(array, options=pc.CastOptions(to, allow_float_truncate=True))
+    return array.cast(to)

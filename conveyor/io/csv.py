@@ -1,34 +1,35 @@
-"""CSV a user can trust: streamed as text by Arrow, typed once for all files, bad rows kept aside.
+"""CSV a user can trust: parsed as text by Arrow, typed once for all files, bad rows kept aside.
 
-Every column is read as text (Arrow's streaming reader: quoted newlines, a UTF-8 BOM, a
-declared encoding) and its type is inferred from every value of every file by ``TextTypes``:
-a column is int64 while all its values are integers, float64 while all are numbers, text
-otherwise. So an int column that holds a float in another file becomes float, not an error.
-Values with a leading zero ("02134", "007") keep a column as text: zip codes and ids are not
-numbers. A blank field is null; other tokens only when listed in ``null_values``. A row with
-the wrong number of fields goes to ``on_bad_row``, never silently away.
+Every column is read as text (quoted newlines, a UTF-8 BOM, a declared encoding) and typed
+from every value of every file by ``conveyor.io.csv_types.TextTypes``. A blank field is null;
+other tokens only when listed in ``null_values``. A row with the wrong number of fields, or one
+whose quote runs away (``conveyor.io.csv_rows``), goes to ``on_bad_row``, never silently away.
+A binary file, a file that is not in its encoding, or a header without a name is said so,
+naming the file.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from conveyor.exceptions import DataValidationError
+from conveyor.io.csv_rows import Cut, Rows, split_rows
 from conveyor.io.files import open_stream
 
 BadRow = Callable[[int | None, str, str], None]
-"""Called as ``on_bad_row(row_number, reason, text)``; the header is row 1."""
+"""Called as ``on_bad_row(line, reason, text)``: the line of the file where the row starts (the header's is 1)."""
 
-_INT = r"^[+-]?[0-9]+$"
-_LEADING_ZERO = r"^[+-]?0[0-9xX]"
 _SNIFF = 1 << 20
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -42,25 +43,28 @@ class CsvOptions:
 
 
 class CsvFile:
-    """One CSV file: its header on creation, its rows as text record batches on demand."""
+    """One CSV file: its header on creation, its rows as text record batches on demand.
+
+    Rows reach Arrow's parser in chunks of whole rows (``conveyor.io.csv_rows``), so a quote
+    left open can merge no rows: its row is set aside and reading goes on with the next line.
+    Each chunk is parsed with a block as large as the chunk, so a row larger than
+    ``block_size`` (a 50 MB field) is read as any other.
+    """
 
     def __init__(self, fs: Any, path: str, options: CsvOptions) -> None:
         self.fs = fs
         self.path = path
         self.options = options
+        self.unnamed: list[int] = []
         self.columns = self._read_header()
 
     def _read_options(self, block_size: int) -> pcsv.ReadOptions:
         return pcsv.ReadOptions(use_threads=False, block_size=block_size, encoding=self.options.encoding or "utf8")
 
-    def _parse_options(self, on_bad_row: BadRow | None) -> pcsv.ParseOptions:
-        def handler(row: Any) -> str:
-            if on_bad_row is not None:
-                reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
-                on_bad_row(row.number, reason, row.text)
-            return "skip"
-
-        return pcsv.ParseOptions(delimiter=self.options.delimiter, newlines_in_values=True, invalid_row_handler=handler)
+    def _parse_options(self, on_bad_row: Callable[[Any], str] | None) -> pcsv.ParseOptions:
+        return pcsv.ParseOptions(
+            delimiter=self.options.delimiter, newlines_in_values=True, invalid_row_handler=on_bad_row or _skip
+        )
 
     def _read_header(self) -> list[str]:
         with open_stream(self.fs, self.path) as f:
@@ -68,8 +72,11 @@ class CsvFile:
             more = len(head) == _SNIFF
         if not head.strip():
             return []
-        if more and _ascii_compatible(self.options.encoding):
-            head = head[: head.rfind(b"\n") + 1] or head
+        if _ascii_compatible(self.options.encoding):
+            if more:
+                head = head[: head.rfind(b"\n") + 1] or head
+            _refuse_binary(self.path, head, 0)
+            head = self._first_row(head.removeprefix(_BOM) if self.options.encoding is None else head)
         try:
             reader = pcsv.open_csv(pa.BufferReader(head), self._read_options(len(head) + 1), self._parse_options(None))
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
@@ -80,28 +87,111 @@ class CsvFile:
         if dupes:
             msg = f"{self.path}: the header names column {dupes[0]!r} more than once; give each column its own name."
             raise DataValidationError(msg)
+        for i, name in enumerate(names):
+            if not name.strip():
+                self.unnamed.append(i + 1)
+                names[i] = _free_name(f"column_{i + 1}", names)
         return names
+
+    def _first_row(self, head: bytes) -> bytes:
+        """The header row alone, so that no data row reaches the parser here."""
+        stream = io.BytesIO(head)
+        for part in split_rows(stream.read, self.path, self.options.delimiter, len(head) + 1):
+            if isinstance(part, Cut):
+                msg = f"{self.path}: the header cannot be read: {part.reason}; fix the quoting of line 1."
+                raise DataValidationError(msg)
+            data = bytes(part.data)
+            return data[: _first_row_end(data, part.row_lines())]
+        return head
 
     def batches(self, on_bad_row: BadRow) -> Iterator[pa.RecordBatch]:
         """The rows as record batches of text columns (null where blank or a null token)."""
+        for batch, _ in self.batches_with_lines(on_bad_row):
+            yield batch
+
+    def batches_with_lines(self, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Callable[[], np.ndarray]]]:
+        """Text batches, each with a function giving the line of the file where each of its rows starts."""
         convert = pcsv.ConvertOptions(
             column_types=dict.fromkeys(self.columns, pa.string()),
             null_values=["", *self.options.null_values],
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
         )
-        read = self._read_options(self.options.block_size)
+        block = self.options.block_size
         with open_stream(self.fs, self.path) as f:
+            header = True
+            pending: list[Rows] = []
+            for part in split_rows(self._text_reader(f), self.path, self.options.delimiter, block):
+                if isinstance(part, Cut):
+                    if header:
+                        msg = f"{self.path}: the header cannot be read: {part.reason}; fix the quoting of line 1."
+                        raise DataValidationError(msg)
+                    on_bad_row(part.line, part.reason, part.text.decode("utf-8", "replace"))
+                    continue
+                if header:
+                    header = False
+                    end = _first_row_end(bytes(part.data), part.row_lines())
+                    part = Rows(part.data[end:], part.line, _drop_first(part.row_lines))
+                pending.append(part)
+                if sum(len(p.data) for p in pending) >= block // 2:  # the rows between cuts are parsed together
+                    yield from self._parse(pending, convert, on_bad_row)
+                    pending = []
+            yield from self._parse(pending, convert, on_bad_row)
+
+    def _parse(
+        self, parts: list[Rows], convert: pcsv.ConvertOptions, on_bad_row: BadRow
+    ) -> Iterator[tuple[pa.RecordBatch, Callable[[], np.ndarray]]]:
+        """Chunks of whole rows through Arrow's parser; rows with the wrong field count go to ``on_bad_row``."""
+        data = b"".join(p.data for p in parts) if len(parts) != 1 else parts[0].data
+        if not len(data):
+            return
+        lines = functools.cache(lambda: np.concatenate([p.row_lines() for p in parts]))
+        skipped: list[int] = []
+
+        def handler(row: Any) -> str:
+            line = int(lines()[row.number - 1])
+            reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+            on_bad_row(line, reason, row.text)
+            skipped.append(row.number - 1)
+            return "skip"
+
+        read = pcsv.ReadOptions(
+            use_threads=False, block_size=max(self.options.block_size, len(data) + 1), column_names=self.columns
+        )
+        try:
+            table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)), read, self._parse_options(handler), convert)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+            raise self._error(e) from None
+        kept = functools.cache(lambda: np.delete(lines(), skipped))
+        offset = 0
+        for batch in table.to_batches():
+            yield batch, functools.partial(_slice, kept, offset, offset + batch.num_rows)
+            offset += batch.num_rows
+
+    def _text_reader(self, f: Any) -> Callable[[int], bytes]:
+        """``read(n)`` of the file as UTF-8 text: a BOM dropped, another encoding transcoded, binary refused."""
+        encoding = self.options.encoding
+        transcode = encoding is not None and codecs.lookup(encoding).name != "utf-8"
+        decoder = codecs.getincrementaldecoder(encoding if transcode else "utf-8")()  # type: ignore[arg-type]
+        offset = 0
+
+        def read(n: int) -> bytes:
+            nonlocal offset
+            data = f.read(n)
+            if offset == 0 and not transcode:
+                data = data.removeprefix(_BOM)
             try:
-                reader = pcsv.open_csv(f, read, self._parse_options(on_bad_row), convert)
-            except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+                if transcode:
+                    data = decoder.decode(data, final=not data).encode("utf-8")
+                elif not data.isascii() or decoder.getstate()[0]:
+                    decoder.decode(data, final=not data)  # checked here: a bad row's text must decode
+            except UnicodeDecodeError as e:
                 raise self._error(e) from None
-            try:
-                yield from reader
-            except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-                raise self._error(e) from None
-            finally:
-                reader.close()
+            _refuse_binary(self.path, data, offset)
+            offset += len(data)
+            return data
+
+        return read
 
     def _error(self, e: Exception) -> DataValidationError:
         text = str(e)
@@ -116,14 +206,56 @@ class CsvFile:
                 return DataValidationError(msg)
         if isinstance(e, UnicodeDecodeError):
             msg = f"{self.path} cannot be decoded as {self.options.encoding}: {e}; declare the file's real encoding."
-        elif "straddling" in text:
-            msg = (
-                f'{self.path}: a row does not end within {self.options.block_size >> 20} MiB, most likely a quote (") '
-                f"that is never closed; fix the quoting in the file."
-            )
         else:
             msg = f"{self.path} cannot be read as CSV: {text}."
         return DataValidationError(msg)
+
+
+def _skip(row: Any) -> str:
+    return "skip"
+
+
+def _slice(lines: Callable[[], np.ndarray], start: int, stop: int) -> np.ndarray:
+    return lines()[start:stop]
+
+
+def _refuse_binary(path: str, data: bytes, offset: int) -> None:
+    """A NUL byte is in no text file (in an ASCII-compatible encoding): the file is binary."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        msg = (
+            f"{path} is not a text file (byte {offset + nul} is 0x00, as in binary files); ExampleGen reads CSV "
+            f"text: remove the file or narrow the pattern."
+        )
+        raise DataValidationError(msg)
+
+
+def _free_name(name: str, taken: list[str]) -> str:
+    while name in taken:
+        name += "_"
+    return name
+
+
+def _first_row_end(data: bytes, lines: np.ndarray) -> int:
+    """Where the header row ends in the first chunk: at the line break before the second row."""
+    if len(lines) < 2:
+        return len(data)
+    target = int(lines[1] - lines[0])
+    pos = -1
+    for _ in range(target):
+        pos = _next_break(data, pos + 1)
+    return pos + 1
+
+
+def _next_break(data: bytes, start: int) -> int:
+    lf, cr = data.find(b"\n", start), data.find(b"\r", start)
+    if cr < 0 or (0 <= lf <= cr + 1):
+        return lf
+    return cr
+
+
+def _drop_first(lines: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    return lambda: lines()[1:]
 
 
 def _ascii_compatible(encoding: str | None) -> bool:
@@ -146,64 +278,3 @@ def locate_bad_utf8(fs: Any, path: str) -> tuple[int, int, int] | None:
             offset += len(chunk)
             lines += chunk.count(b"\n")
     return None
-
-
-class TextTypes:
-    """The type of each CSV column over all values seen: it only widens, never narrows.
-
-    unknown (all blank so far) → int64 → float64 → string. A column still unknown at the end
-    is written as string. ``preset`` starts from types found by an earlier full pass.
-    """
-
-    def __init__(self, columns: list[str], preset: dict[str, pa.DataType] | None = None) -> None:
-        self.columns = columns
-        self.types: dict[str, pa.DataType] = {c: (preset or {}).get(c, pa.null()) for c in columns}
-
-    def observe(self, batch: pa.RecordBatch) -> None:
-        for name, t in self.types.items():
-            arr = batch.column(name)
-            if t != pa.string() and arr.null_count < len(arr):
-                self.types[name] = _text_type(arr, t)
-
-    @property
-    def schema(self) -> pa.Schema:
-        return pa.schema([(c, pa.string() if t == pa.null() else t) for c, t in self.types.items()])
-
-    def cast(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """The text batch typed by the current types (which have seen it, so the cast holds)."""
-        schema = self.schema
-        arrays = [
-            batch.column(f.name) if f.type == pa.string() else pc.cast(batch.column(f.name), f.type) for f in schema
-        ]
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _text_type(arr: pa.Array, current: pa.DataType) -> pa.DataType:
-    """The narrowest of int64, float64, string, no narrower than ``current``, that holds ``arr``.
-
-    Arrow's casts do the parsing; two things they accept are not numbers here: a leading
-    zero ("007", "02134") and hex ("0x1F").
-    """
-    if _may_lead_with_zero(arr) and pc.any(pc.match_substring_regex(arr, _LEADING_ZERO)).as_py():
-        return pa.string()
-    if current in (pa.null(), pa.int64()):
-        try:
-            pc.cast(arr, pa.int64())
-            return pa.int64()
-        except pa.ArrowInvalid:
-            too_long = (pc.max(pc.binary_length(arr)).as_py() or 0) > 18
-            if too_long and pc.all(pc.match_substring_regex(arr, _INT)).as_py():
-                return pa.string()  # integers past int64, e.g. 20-digit ids: not floats
-    try:
-        pc.cast(arr, pa.float64())
-    except pa.ArrowInvalid:
-        return pa.string()
-    return pa.float64()
-
-
-def _may_lead_with_zero(arr: pa.Array) -> bool:
-    """A cheap pre-check for the regex: does any value start with 0, -0 or +0 and go on?"""
-    length = pc.binary_length(arr)
-    signed = pc.or_(pc.starts_with(arr, "-0"), pc.starts_with(arr, "+0"))
-    zero = pc.or_(pc.and_(pc.starts_with(arr, "0"), pc.greater(length, 1)), pc.and_(signed, pc.greater(length, 2)))
-    return bool(pc.any(zero).as_py())

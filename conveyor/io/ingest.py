@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from conveyor.exceptions import ConveyorError, DataValidationError
 from conveyor.io.avro import avro_schema, read_avro
 from conveyor.io.columns import TypedColumns
-from conveyor.io.csv import BadRow, CsvFile, CsvOptions, TextTypes
+from conveyor.io.csv import BadRow, CsvFile, CsvOptions
+from conveyor.io.csv_types import TextTypes
 from conveyor.io.hashing import assign_buckets, hash_rows, hash_text_rows
 from conveyor.io.jsonl import read_jsonl
 from conveyor.io.parquet import SplitWriter, parquet_schema, read_parquet
@@ -61,6 +62,11 @@ class Ingested:
     quarantine: Quarantine
     schema: pa.Schema
     notes: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+Lines = Callable[[], Any] | None
+"""The line of the file where each row of a batch starts (a NumPy array, made on demand), if known."""
 
 
 class Input(Protocol):
@@ -68,47 +74,81 @@ class Input(Protocol):
 
     notes: list[str]
 
-    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[pa.RecordBatch]: ...
-    def observe(self, batch: pa.RecordBatch, where: str) -> None: ...
+    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Lines]]: ...
+    def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch: ...
     def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch: ...
     def schema(self) -> pa.Schema: ...
+    def warnings(self) -> list[str]: ...
+    def needs_reread(self) -> bool: ...
+    def restart(self) -> None: ...
 
 
 class CsvInput:
-    """CSV files that must share one header (in any column order); typed by ``TextTypes``."""
+    """CSV files that must share one header (in any column order); typed by ``TextTypes``.
 
-    def __init__(self, fs: Any, options: CsvOptions) -> None:
+    An empty file (0 bytes, or blank lines only) is skipped with a warning when another file
+    has rows, and is an error naming it when no file has a header.
+    """
+
+    def __init__(self, fs: Any, options: CsvOptions, on_mismatch: str = "widen") -> None:
         self.fs = fs
         self.options = options
+        self.on_mismatch = on_mismatch
         self.notes: list[str] = []
         self.first: tuple[str, list[str]] | None = None
         self.types: TextTypes | None = None
+        self.empty: list[str] = []
+        self.unnamed: dict[str, list[int]] = {}
 
-    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[pa.RecordBatch]:
+    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Lines]]:
         f = CsvFile(self.fs, source.path, self.options)
         if not f.columns:
-            self.notes.append(f"{source.path} is empty (no header); skipped.")
+            if source.path not in self.empty:
+                self.empty.append(source.path)
             return
+        if f.unnamed:
+            self.unnamed[source.path] = f.unnamed
         if self.first is None:
             self.first = (source.path, f.columns)
-            self.types = TextTypes(f.columns)
+            self.types = TextTypes(f.columns, self.on_mismatch, self.options.delimiter)
         first, columns = self.first
         if set(f.columns) != set(columns):
             raise DataValidationError(_header_message(first, columns, source.path, f.columns))
-        for batch in f.batches(lambda line, why, text: on_bad_row(line, why, text)):
-            yield batch if f.columns == columns else batch.select(columns)
+        for batch, lines in f.batches_with_lines(on_bad_row):
+            yield (batch if f.columns == columns else batch.select(columns)), lines
 
-    def observe(self, batch: pa.RecordBatch, where: str) -> None:
-        assert self.types is not None
-        self.types.observe(batch)
+    def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch:
+        return self._types().observe(batch, lines, where, on_bad_row)
 
     def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        assert self.types is not None
-        return self.types.cast(batch)
+        return self._types().cast(batch)
 
     def schema(self) -> pa.Schema:
-        assert self.types is not None
-        return self.types.schema
+        return self._types().schema
+
+    def warnings(self) -> list[str]:
+        found = [f"{path} is empty (0 bytes or blank lines only); skipped." for path in self.empty]
+        for path, positions in self.unnamed.items():
+            names = ", ".join(f"column {i} is called 'column_{i}'" for i in positions)
+            found.append(f"{path}: the header leaves a column without a name; {names}.")
+        return found + (self.types.warnings() if self.types is not None else [])
+
+    def needs_reread(self) -> bool:
+        return self.types is not None and self.types.needs_reread()
+
+    def restart(self) -> None:
+        if self.types is not None:
+            self.types.restart()
+
+    def _types(self) -> TextTypes:
+        if self.types is None:
+            files = ", ".join(self.empty) or "the input"
+            msg = (
+                f"ExampleGen read no rows: {files} {'is' if len(self.empty) < 2 else 'are'} empty (0 bytes or blank "
+                f"lines only, not even a header); check the files or the pattern."
+            )
+            raise DataValidationError(msg)
+        return self.types
 
 
 class TypedInput:
@@ -137,23 +177,35 @@ class TypedInput:
                 raise DataValidationError(_header_message(first[0], first[1], source.path, schema.names))
             self.columns.observe(schema, source.path)
 
-    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[pa.RecordBatch]:
+    def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Lines]]:
         if self.kind == "parquet":
-            return read_parquet(self.fs, source.path)
-        if self.kind == "avro":
-            return read_avro(self.fs, source.path, self._schemas[source.path])
-        if self.kind == "jsonl":
-            return read_jsonl(self.fs, source.path, on_bad_row)
-        return read_sql(str(self.query), str(self.connection))
+            found = read_parquet(self.fs, source.path)
+        elif self.kind == "avro":
+            found = read_avro(self.fs, source.path, self._schemas[source.path])
+        elif self.kind == "jsonl":
+            found = read_jsonl(self.fs, source.path, on_bad_row, on_warning=self.columns.warn)
+        else:
+            found = read_sql(str(self.query), str(self.connection))
+        return ((batch, None) for batch in found)
 
-    def observe(self, batch: pa.RecordBatch, where: str) -> None:
+    def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch:
         self.columns.observe(batch.schema, where)
+        return batch
 
     def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return self.columns.cast(batch)
 
     def schema(self) -> pa.Schema:
         return self.columns.write_schema
+
+    def warnings(self) -> list[str]:
+        return self.columns.warnings
+
+    def needs_reread(self) -> bool:
+        return False
+
+    def restart(self) -> None:
+        return None
 
 
 def _header_message(first: str, a: list[str], path: str, b: list[str]) -> str:
@@ -251,25 +303,24 @@ def _pass(
     quarantine = Quarantine(out / "_quarantine")
     writer = SplitWriter(out, [] if rule.partition else rule.names, fmt.convert, fmt.schema)
 
-    def read() -> Iterator[tuple[Source, pa.RecordBatch]]:
+    def bad_row(path: str) -> BadRow:
+        return lambda line, reason, text: quarantine.add(path, line, reason, text)
+
+    def read() -> Iterator[tuple[Source, pa.RecordBatch, Lines]]:
         for source in sources:
-
-            def bad(line: int | None, reason: str, text: str, path: str = source.path) -> None:
-                quarantine.add(path, line, reason, text)
-
-            for batch in fmt.batches(source, bad):
-                yield source, batch
+            for batch, lines in fmt.batches(source, bad_row(source.path)):
+                yield source, batch, lines
 
     done, seen, current = 0, 0, None
     try:
-        for source, batch in _prefetch(read()):
+        for source, text, lines in _prefetch(read()):
             if source is not current:
                 done, seen, current = done + (current.size if current else 0), 0, source
-            fmt.observe(batch, source.path)
+            batch = fmt.observe(text, lines, source.path, bad_row(source.path))
             if not writer.stale:
                 for name, part in _assign(batch, source, rule, isinstance(fmt, CsvInput)):
                     writer.add(name, part)
-            seen += batch.nbytes
+            seen += text.nbytes
             if progress is not None:
                 progress(done + min(seen, source.size))
         writer.close()
@@ -286,15 +337,16 @@ def ingest(
     out = Path(out)
     for attempt in range(2):
         writer, quarantine = _pass(fmt, sources, out, rule, progress)
-        if not writer.stale:
-            return Ingested(writer.rows, quarantine, fmt.schema(), fmt.notes)
+        if not writer.stale and not fmt.needs_reread():
+            return Ingested(writer.rows, quarantine, fmt.schema(), fmt.notes, fmt.warnings())
         for child in out.iterdir():
             if child.is_dir():
                 shutil.rmtree(child)
             else:
                 child.unlink()
+        fmt.restart()
         print(
-            f"A column's type widened after rows were written; reading again with the final types (pass {attempt + 2})."
+            f"A column's type changed after rows were written; reading again with the final types (pass {attempt + 2})."
         )
     msg = "The input changed while it was read (its column types moved twice); run the step again."
     raise ConveyorError(msg)

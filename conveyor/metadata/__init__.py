@@ -1,6 +1,58 @@
 """The metadata store: every run, execution, artifact and event, on SQLite, PostgreSQL or MySQL."""
 
+from __future__ import annotations
+
+import os
+
+from conveyor.exceptions import ArtifactError, MetadataError
 from conveyor.metadata.records import Execution, LineageEdge, LineageGraph, Run
 from conveyor.metadata.store import MetadataStore
 
-__all__ = ["Execution", "LineageEdge", "LineageGraph", "MetadataStore", "Run"]
+__all__ = ["Execution", "LineageEdge", "LineageGraph", "MetadataStore", "Run", "artifact_folder", "open_store", "store_url"]
+
+
+def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> str:
+    """The store a command reads when it runs no pipeline (the CLI, ``ct.load(artifact_id)``).
+
+    ``metadata`` or ``$CONVEYOR_METADATA``; else ``metadata.sqlite`` under ``root``,
+    ``$CONVEYOR_ROOT`` or ``./conveyor_root``, which must exist: a store is never made by a read.
+
+    Raises:
+        MetadataError: no URL is given and there is no SQLite store under the root.
+    """
+    url = metadata or os.environ.get("CONVEYOR_METADATA")
+    if url:
+        return url
+    db = os.path.join(os.fspath(root or os.environ.get("CONVEYOR_ROOT") or "./conveyor_root"), "metadata.sqlite")
+    if not os.path.isfile(db):
+        msg = f"No metadata store at {db}: run a pipeline first, or point to one with --root or --metadata (root= or metadata= in Python)."
+        raise MetadataError(msg)
+    return f"sqlite:///{db}"
+
+
+def open_store(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> MetadataStore:
+    """``MetadataStore(store_url(root, metadata))``: use it in a ``with`` block."""
+    return MetadataStore(store_url(root, metadata))
+
+
+def artifact_folder(
+    artifact_id: int, type_name: str, *, root: str | os.PathLike[str] | None = None, metadata: str | None = None
+) -> str:
+    """The folder of the LIVE artifact ``artifact_id``, which must be a ``type_name``.
+
+    Artifact ids are not the numbers of output folders (``examples/25`` may hold artifact 13):
+    this is how a user goes from the id ``conveyor show`` prints to the files.
+
+    Raises:
+        MetadataError: no store, or no such artifact in it.
+        ArtifactError: the artifact is of another type, or its step did not finish.
+    """
+    with open_store(root, metadata) as store:
+        found = store.artifact(artifact_id)
+    if found.type_name != type_name:
+        msg = f"Artifact {artifact_id} holds {found.type_name}, not a {type_name}; `conveyor show {artifact_id}` says what made it."
+        raise ArtifactError(msg)
+    if found.state != "LIVE":
+        msg = f"Artifact {artifact_id} is {found.state}: the step that made it did not finish; run the pipeline again and use the new one."
+        raise ArtifactError(msg)
+    return found.uri

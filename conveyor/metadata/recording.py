@@ -5,6 +5,10 @@ store is and what it answers, and this file as what a run writes into it, step b
 ``begin_run``; per step ``find_cached`` (then ``record_cached``), or ``record_start``,
 ``record_attempt`` on a retry and ``record_finish``, or ``record_skipped``; ``end_run``.
 Each call is one transaction.
+
+An artifact that goes LIVE is recorded with the list of its files (size, mtime, ctime): a
+later cache hit stats them, and hashes the folder only when a stat differs, so an output
+edited or deleted by hand is never reused as if whole.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from conveyor._internal.discovered import unchanged
+from conveyor._internal.fingerprint import hash_path
 from conveyor._internal.process import hostname, start_token
 from conveyor.artifacts import Artifact
 from conveyor.metadata import schema as s
@@ -27,21 +32,53 @@ from conveyor.metadata.records import Execution, Run, to_datetime
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from sqlalchemy import Engine
-
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def manifest(uri: str) -> dict[str, list[int]] | None:
+    """The files under an artifact's folder: relative path -> [size, mtime_ns, ctime_ns]; None if no folder."""
+    if not os.path.isdir(uri):
+        return None
+    files: dict[str, list[int]] = {}
+    for folder, _, names in os.walk(uri):
+        for name in names:
+            path = os.path.join(folder, name)
+            st = os.stat(path)
+            files[os.path.relpath(path, uri).replace(os.sep, "/")] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return files
+
+
+def _check_files(uri: str, fingerprint: str | None, recorded: str | None) -> tuple[bool, dict[str, list[int]] | None]:
+    """Whether an artifact's files are as recorded: (intact, its new file list if only the stats moved).
+
+    A stat per file when nothing changed; a hash of the folder, against the recorded content
+    fingerprint, when a stat differs (a file touched, or copied, with its content kept).
+    """
+    if recorded is None:  # made before files were recorded: the folder is all there is to check
+        return os.path.isdir(uri), None
+    try:
+        now = manifest(uri)
+        if now is None:
+            return False, None
+        if now == json.loads(recorded):
+            return True, None
+        same = fingerprint is not None and hash_path(uri) == fingerprint
+    except OSError:  # a file went while the folder was read
+        return False, None
+    return (True, now) if same else (False, None)
 
 
 class Recorder:
     """What the runner records: ``MetadataStore``'s writing half (see the module docstring)."""
 
     if TYPE_CHECKING:  # MetadataStore's: its engines, its caches, its queries
-        _engine: Engine
         _run_contexts: dict[str, tuple[int, int]]
 
         def _read(self) -> AbstractContextManager[Connection]: ...
+        def _write(self) -> AbstractContextManager[Connection]: ...
+        def set_artifact_state(self, artifact_ids: Iterable[int], state: str) -> None: ...
         def _type_id(self, conn: Connection, name: str) -> int: ...
         def _executions(self, conn: Connection, *where: Any, with_artifacts: bool = True) -> list[Execution]: ...
         def executions(
@@ -53,7 +90,7 @@ class Recorder:
         """Record a new run of ``pipeline`` by this process."""
         now = time.time()
         pid = os.getpid()
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             parent = self._context_id(conn, "pipeline", pipeline)
             conn.execute(
                 s.contexts.insert().values(
@@ -64,7 +101,7 @@ class Recorder:
         return Run(run_id, pipeline, "running", to_datetime(now), None, hostname(), pid)
 
     def end_run(self, run_id: str, status: str) -> None:
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             c = s.contexts
             conn.execute(update(c).where(c.c.type == "run", c.c.name == run_id).values(status=status, ended=time.time()))
 
@@ -143,7 +180,7 @@ class Recorder:
     ) -> tuple[int, dict[str, Artifact]]:
         """Record a running execution and its PENDING outputs, in one transaction."""
         now = time.time()
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             run_ctx, pipe_ctx = self._run_ids(conn, run_id)
             exec_id = self._insert_execution(
                 conn, run_ctx,
@@ -181,17 +218,21 @@ class Recorder:
     ) -> None:
         """Close an execution: its outputs LIVE on success, ABANDONED otherwise.
 
+        Each output's ``uri`` is recorded as it is now (a failed step's output may have stayed
+        in its staging folder), and a LIVE one's files (``manifest``) with it.
         ``discovered_files`` (path -> sha256, None if absent) are the files the step declared
         while it ran; ``find_cached`` reuses the execution only while they are unchanged.
         """
         now = time.time()
         a, e = s.artifacts, s.executions
-        with self._engine.begin() as conn:
+        live = status == "succeeded"
+        outputs = list(outputs)
+        files = {art.id: _dumps(manifest(art.uri)) if live else None for art in outputs}
+        with self._write() as conn:
             for art in outputs:
-                live = status == "succeeded"
                 conn.execute(
                     update(a).where(a.c.id == art.id).values(
-                        state="LIVE" if live else "ABANDONED", updated=now,
+                        state="LIVE" if live else "ABANDONED", updated=now, uri=art.uri, files=files[art.id],
                         properties=_dumps(art.properties), fingerprint=art.fingerprint if live else None,
                     )
                 )
@@ -205,7 +246,7 @@ class Recorder:
 
     def record_attempt(self, exec_id: int, attempts: int, error: str) -> None:
         """Note a failed attempt of an execution that will be tried again."""
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(s.executions).where(s.executions.c.id == exec_id).values(attempts=attempts, error=error))
 
     def record_cached(
@@ -223,7 +264,7 @@ class Recorder:
         or another pipeline's: the outputs are attributed to this run and its pipeline too.
         """
         now = time.time()
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             run_ctx, pipe_ctx = self._run_ids(conn, run_id)
             exec_id = self._insert_execution(
                 conn, run_ctx,
@@ -241,7 +282,7 @@ class Recorder:
 
     def record_skipped(self, run_id: str, *, component_id: str, component_type: str, reason: str) -> int:
         now = time.time()
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             run_ctx, _ = self._run_ids(conn, run_id)
             return self._insert_execution(
                 conn, run_ctx,
@@ -251,41 +292,66 @@ class Recorder:
 
     # -- lookups before a step runs -------------------------------------------------------
     def find_cached(self, cache_key: str) -> Execution | None:
-        """The newest succeeded execution with this cache key whose outputs are all still LIVE,
-        and whose discovered files (``conveyor.depends_on_file``) all still have the content
-        they had when it ran.
+        """The newest succeeded execution with this cache key whose outputs are all still LIVE
+        with their files as recorded, and whose discovered files (``conveyor.depends_on_file``)
+        all still have the content they had when it ran.
 
         Only executions that ran are candidates: a cached one reuses the same artifacts, and
         there may be thousands of those. One query gets the candidates with their outputs and
-        discovered files; only a candidate that declared files has them hashed (a stat when
-        unchanged). A file put back as it was makes its older execution a hit again.
+        discovered files; files are stat'ed, and hashed only when a stat differs. An output
+        edited or deleted by hand is marked ABANDONED (``conveyor gc`` removes it), so the step
+        runs again. A discovered file put back as it was makes its older execution a hit again.
         """
         e, ev, a = s.executions, s.events, s.artifacts
         q = (
-            select(e.c.id, e.c.discovered_files, a.c.state, a.c.uri)
+            select(e.c.id, e.c.discovered_files, a.c.id.label("artifact_id"))
+            .add_columns(a.c.state, a.c.uri, a.c.fingerprint, a.c.files)
             .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
             .outerjoin(a, a.c.id == ev.c.artifact_id)
             .where(e.c.cache_key == cache_key, e.c.status == "succeeded")
             .order_by(e.c.id.desc())
         )
+        broken: list[int] = []
+        moved: dict[int, dict[str, list[int]]] = {}
+        found: Execution | None = None
         with self._read() as conn:
-            outputs: dict[int, list[tuple[str | None, str | None]]] = {}
-            discovered: dict[int, str | None] = {}
-            for exec_id, files, state, uri in conn.execute(q):
-                outputs.setdefault(exec_id, []).append((state, uri))
-                discovered[exec_id] = files
-            for exec_id, states in outputs.items():
-                live = all(uri is None or (st == "LIVE" and os.path.isdir(uri)) for st, uri in states)
-                files = discovered[exec_id]
-                if live and (files is None or unchanged(json.loads(files))):
-                    return self._executions(conn, e.c.id == exec_id)[0]
-        return None
+            candidates: dict[int, list[Any]] = {}
+            for row in conn.execute(q):
+                candidates.setdefault(row.id, []).append(row)
+            for exec_id, rows in candidates.items():
+                outs = [r for r in rows if r.artifact_id is not None]
+                files = rows[0].discovered_files
+                if not all(r.state == "LIVE" for r in outs) or not (files is None or unchanged(json.loads(files))):
+                    continue
+                checked = {r.artifact_id: _check_files(r.uri, r.fingerprint, r.files) for r in outs}
+                bad = [i for i, (intact, _) in checked.items() if not intact]
+                if bad:
+                    broken.extend(bad)
+                    continue
+                moved.update({i: now for i, (_, now) in checked.items() if now is not None})
+                found = self._executions(conn, e.c.id == exec_id)[0]
+                break
+        if broken:
+            self.set_artifact_state(broken, "ABANDONED")
+        if moved:
+            with self._write() as conn:
+                for aid, now in moved.items():
+                    conn.execute(update(a).where(a.c.id == aid).values(files=_dumps(now)))
+        return found
 
     def latest_outputs(self, pipeline: str, component_id: str) -> Execution | None:
-        """The newest finished execution of a step in a pipeline whose outputs are LIVE."""
+        """The newest finished execution of a step in a pipeline whose outputs are LIVE with
+        their files as recorded (one edited by hand is marked ABANDONED, as ``find_cached`` does).
+        """
+        a = s.artifacts
         for ex in reversed(self.executions(pipeline=pipeline, component=component_id)):
-            if ex.status in ("succeeded", "cached") and all(
-                art.state == "LIVE" for arts in ex.outputs.values() for art in arts
-            ):
+            arts = {x.id: x for group in ex.outputs.values() for x in group if x.id is not None}
+            if ex.status not in ("succeeded", "cached") or not all(x.state == "LIVE" for x in arts.values()):
+                continue
+            with self._read() as conn:
+                recorded = dict(conn.execute(select(a.c.id, a.c.files).where(a.c.id.in_(list(arts)))).all())
+            broken = [i for i, x in arts.items() if not _check_files(x.uri, x.fingerprint, recorded.get(i))[0]]
+            if not broken:
                 return ex
+            self.set_artifact_state(broken, "ABANDONED")
         return None

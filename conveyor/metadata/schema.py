@@ -7,6 +7,7 @@ three databases); properties and parameters are JSON text.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,7 +34,7 @@ from sqlalchemy.types import TypeEngine
 
 from conveyor.exceptions import MetadataError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 class LongText(TypeDecorator[str]):
     """TEXT, but LONGTEXT on MySQL, whose TEXT stops at 64 KB (a traceback can be longer).
@@ -95,6 +96,10 @@ artifacts = Table(
     Column("fingerprint", String(64)),
     Column("created", Double, nullable=False),
     Column("updated", Double, nullable=False),
+    # The files a LIVE artifact held when it was made: JSON {relative path: [size, mtime_ns,
+    # ctime_ns]}. A cache hit stats them against it and hashes only on a change; NULL for
+    # artifacts that never went LIVE or were made before version 4.
+    Column("files", LongText()),
 )
 
 executions = Table(
@@ -150,16 +155,29 @@ def _widen_times(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table.name} {modify}")
 
 
+def _add_column(conn: Connection, column: Column[Any]) -> None:
+    # Safe to repeat: a store whose version was set back (as the upgrade tests do) has it already.
+    table = column.table
+    if column.name not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(conn.dialect)}")
+
+
 def _add_discovered_files(conn: Connection) -> None:
     """Version 3 records the files a step declared while it ran, with the execution."""
-    column = executions.c.discovered_files
-    # Safe to repeat: a store whose version was set back (as the upgrade tests do) has it already.
-    if column.name not in {c["name"] for c in inspect(conn).get_columns(executions.name)}:
-        conn.exec_driver_sql(f"ALTER TABLE {executions.name} ADD COLUMN {column.name} {column.type.compile(conn.dialect)}")
+    _add_column(conn, executions.c.discovered_files)
+
+
+def _add_manifests_and_identity(conn: Connection) -> None:
+    """Version 4 records each artifact's files, and gives the store an identity a root is bound to."""
+    _add_column(conn, artifacts.c.files)
+    if store_identity(conn) is None:
+        conn.execute(schema_info.insert().values(key="store_id", value=secrets.token_hex(16)))
 
 
 # Each entry upgrades a store from that version to the next; append, never edit.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _widen_times, 2: _add_discovered_files}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _widen_times, 2: _add_discovered_files, 3: _add_manifests_and_identity,
+}
 
 _LOCK_KEY = 0x636F6E76  # "conv"
 
@@ -198,9 +216,17 @@ def stored_version(conn: Connection) -> int | None:
     return int(row[0]) if row else None
 
 
+def store_identity(conn: Connection) -> str | None:
+    """The random id made with the store: a root's marker names it (``conveyor.orchestration.root``)."""
+    return conn.execute(select(schema_info.c.value).where(schema_info.c.key == "store_id")).scalar()
+
+
 def create(conn: Connection) -> None:
     meta.create_all(conn)
-    conn.execute(schema_info.insert().values(key="version", value=str(SCHEMA_VERSION)))
+    conn.execute(
+        schema_info.insert(),
+        [{"key": "version", "value": str(SCHEMA_VERSION)}, {"key": "store_id", "value": secrets.token_hex(16)}],
+    )
 
 
 def upgrade(conn: Connection, version: int) -> None:

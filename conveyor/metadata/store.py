@@ -7,19 +7,27 @@ can record at once without "database is locked"); PostgreSQL (psycopg) and MySQL
 This file opens the store (URL, engines, schema upgrades) and answers the queries: runs,
 executions, artifacts, lineage. What the runner writes while a pipeline runs, and its cache
 lookups, are in ``conveyor.metadata.recording``, which ``MetadataStore`` inherits.
+
+A database error leaves the store as one ``MetadataError`` line; a full disk is named as such
+(ENOSPC), with the path. A SQLite store on a full disk still answers reads (from a read-only
+snapshot), so that ``conveyor runs`` and ``conveyor gc`` work when nothing can be written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 
 from conveyor._internal.process import hostname, is_alive
@@ -36,6 +44,7 @@ _DRIVERS = {
     "mariadb": ("mysql+pymysql", "mysql", "pymysql"),
 }
 _CHUNK = 500
+_FULL_BYTES = 1 << 20  # free space below which a failed write is taken for a full disk
 
 
 def normalize_url(url: str) -> str:
@@ -71,6 +80,9 @@ class MetadataStore(Recorder):
         self._type_names: dict[int, str] = {}
         self._reaped_at = -1.0
         self._run_contexts: dict[str, tuple[int, int]] = {}  # the Recorder's
+        with self._read() as conn:
+            self.identity: str = str(s.store_identity(conn))
+        """A random id made with the store, which tells it from any other (a root is bound to it)."""
 
     # -- opening --------------------------------------------------------------------------
     def _open(self) -> tuple[Engine, Engine]:
@@ -108,10 +120,75 @@ class MetadataStore(Recorder):
             reader.dispose()
             if isinstance(e, MetadataError):  # made by a newer conveyor: already says so
                 raise
-            reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
-            msg = f"Cannot open the metadata store at {shown}: {reason}"
-            raise MetadataError(msg) from e
+            if self._no_space(e) and parsed.get_backend_name() == "sqlite":
+                snapshot = self._sqlite_snapshot(parsed.database)
+                if snapshot is not None:
+                    return self._sqlite_engines(parsed.database)[0], snapshot
+            raise self._error(e, "open") from e
         return engine, reader
+
+    def _sqlite_file(self) -> str | None:
+        parsed = make_url(self.url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return None
+        return os.path.abspath(parsed.database)
+
+    def _no_space(self, e: BaseException) -> bool:
+        """Whether a database error comes from a full disk (SQLite may say only "disk I/O error")."""
+        text = str(getattr(e, "orig", None) or e).lower()
+        if "disk is full" in text or "no space left" in text:
+            return True
+        path = self._sqlite_file()
+        if path is None or "disk i/o error" not in text:
+            return False
+        try:
+            st = os.statvfs(os.path.dirname(path))
+        except OSError:
+            return False
+        free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+        return free * st.f_frsize < _FULL_BYTES
+
+    def _error(self, e: DBAPIError, verb: str) -> MetadataError:
+        """One line for a database error: a full disk named as such, with its path and what to do."""
+        if self._no_space(e):
+            where = self._sqlite_file() or self._safe_url()
+            msg = (
+                f"No space left on device (ENOSPC) for the metadata store at {where}: free space there "
+                f"(`conveyor gc` removes what failed runs left), then try again."
+            )
+            return MetadataError(msg)
+        reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
+        return MetadataError(f"Cannot {verb} the metadata store at {self._safe_url()}: {reason}")
+
+    def _sqlite_snapshot(self, database: str | None) -> Engine | None:
+        """A read-only view of a SQLite store that cannot be opened for writing (a full disk).
+
+        It needs no lock files, so it also opens when not a byte can be written; None when it
+        would miss data (changes still in the write-ahead log) or the store needs an upgrade.
+        """
+        if not database or database == ":memory:" or not os.path.isfile(database):
+            return None
+        wal = Path(f"{database}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            return None
+        target = f"file:{quote(os.path.abspath(database))}?immutable=1"
+        engine = create_engine(
+            URL.create("sqlite"), creator=lambda: sqlite3.connect(target, uri=True, check_same_thread=False)
+        )
+        try:
+            with engine.connect() as conn:
+                current = s.stored_version(conn) == s.SCHEMA_VERSION
+        except DBAPIError:
+            current = False
+        if not current:
+            engine.dispose()
+            return None
+        return engine
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, as messages show it."""
+        return self._safe_url()
 
     def _safe_url(self) -> str:
         try:
@@ -175,8 +252,20 @@ class MetadataStore(Recorder):
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._reader.connect() as conn:
-            yield conn
+        try:
+            with self._reader.connect() as conn:
+                yield conn
+        except DBAPIError as e:
+            raise self._error(e, "read") from e
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction; a database error leaves as one ``MetadataError`` line."""
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except DBAPIError as e:
+            raise self._error(e, "write to") from e
 
     # -- small helpers --------------------------------------------------------------------
     def _type_id(self, conn: Connection, name: str) -> int:
@@ -214,28 +303,44 @@ class MetadataStore(Recorder):
 
     # -- runs -----------------------------------------------------------------------------
     def _fresh(self) -> None:
-        """Reap dead runs before a read, at most once a second, so readers never see them running."""
+        """Reap dead runs before a read, at most once a second, so readers never see them running.
+
+        A store that cannot be written (a full disk) still answers: the read needs no write.
+        """
         now = time.monotonic()
         if now - self._reaped_at >= 1.0:
             self._reaped_at = now
-            self.reap_dead_runs()
+            with contextlib.suppress(MetadataError):
+                self.reap_dead_runs()
+
+    def _dead_runs(self) -> list[Any]:
+        c, e = s.contexts, s.executions
+        # A run whose end was recorded while the store refused a step's own end still holds it.
+        unfinished = select(e.c.id).where(e.c.run_id == c.c.id, e.c.status == "running").exists()
+        with self._read() as conn:
+            rows = conn.execute(
+                select(c.c.id, c.c.name, c.c.pid, c.c.properties).where(
+                    c.c.type == "run", c.c.host == hostname(), (c.c.status == "running") | unfinished
+                )
+            ).all()
+        return [r for r in rows if r.pid and not is_alive(r.pid, json.loads(r.properties).get("pid_start"))]
+
+    def dead_runs(self) -> list[str]:
+        """Runs whose process (on this host) died while the run, or a step of it, is recorded as running.
+
+        Reading only: ``reap_dead_runs`` writes what this finds.
+        """
+        return [r.name for r in self._dead_runs()]
 
     def reap_dead_runs(self) -> list[str]:
         """Mark failed the runs whose process died (killed, crashed), and abandon what they left."""
         c = s.contexts
-        me = hostname()
-        with self._read() as conn:
-            rows = conn.execute(
-                select(c.c.id, c.c.name, c.c.pid, c.c.properties).where(
-                    c.c.type == "run", c.c.status == "running", c.c.host == me
-                )
-            ).all()
-        dead = [r for r in rows if r.pid and not is_alive(r.pid, json.loads(r.properties).get("pid_start"))]
+        dead = self._dead_runs()
         if not dead:
             return []
         now = time.time()
         e, a, ev = s.executions, s.artifacts, s.events
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             for r in dead:
                 conn.execute(update(c).where(c.c.id == r.id, c.c.status == "running").values(status="failed", ended=now))
                 running = select(e.c.id).where(e.c.run_id == r.id, e.c.status == "running")
@@ -405,7 +510,7 @@ class MetadataStore(Recorder):
     def set_artifact_state(self, artifact_ids: Iterable[int], state: str) -> None:
         ids = list(artifact_ids)
         a = s.artifacts
-        with self._engine.begin() as conn:
+        with self._write() as conn:
             for chunk in _chunks(ids):
                 conn.execute(update(a).where(a.c.id.in_(chunk)).values(state=state, updated=time.time()))
 

@@ -2,7 +2,10 @@
 
 key = sha256 of the component type, its code fingerprint, its parameters, the content
 fingerprints of its input artifacts, and the content of every file a ``FilePath`` parameter
-names. So an edited module or schema file is never served stale from cache.
+names (at an fsspec URL, what the store says of each file: size, mtime, etag), with the
+user's modules that a named module file imports. So an edited module, helper or schema file
+is never served stale from cache. The code fingerprint follows the user's modules the
+executor reaches, and is made anew for every key.
 
 Files a step finds only while it runs (an ONNX model a Transform module names) cannot be in
 the key, which is computed before: the step declares them with ``conveyor.depends_on_file``,
@@ -16,14 +19,15 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 
-from conveyor._internal.fingerprint import file_fingerprint
+from conveyor._internal.fingerprint import parameter_file_fingerprint
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
 
 
 def cache_key(node: Node, inputs: Mapping[str, Sequence[Artifact]]) -> str:
+    paths = node.resolved_parameters()  # the files the executor reads; the key keeps the names as written
     files = {
-        name: file_fingerprint(str(node.parameters[name]))
+        name: parameter_file_fingerprint(str(paths[name]))
         for name, spec in node.spec.parameters.items()
         if spec.names_file and node.parameters.get(name)
     }

@@ -4,6 +4,9 @@ Always removed: ABANDONED artifacts (the outputs of steps that failed or whose p
 and staging folders no running step owns. With ``keep_last=N``, also the LIVE artifacts of
 runs older than the last N of their pipeline, except any artifact that a kept run or a pushed
 model traces back to. Records stay (state DELETED), so lineage still tells what existed.
+
+Files go first, records after: on a full disk the store may not take a write until the files
+are gone, and what gc needs to decide is only read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from conveyor.artifacts import Artifact
 from conveyor.exceptions import MetadataError
 from conveyor.metadata.store import MetadataStore
+from conveyor.orchestration.root import check_root
 
 
 @dataclass
@@ -53,13 +57,20 @@ def _protected(store: MetadataStore, keep_last: int, plan: GcPlan) -> set[int]:
 
 
 def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = None, dry_run: bool = False) -> GcPlan:
-    """Find what can go and, unless ``dry_run``, remove it; returns what was (or would be) removed."""
-    store.reap_dead_runs()
+    """Find what can go and, unless ``dry_run``, remove it; returns what was (or would be) removed.
+
+    Raises:
+        MetadataError: the root belongs to another store, or the store cannot record what was removed.
+    """
+    check_root(root, store)
+    dead = set(store.dead_runs())
+    with contextlib.suppress(MetadataError):  # a full disk: their steps count as ended all the same
+        store.reap_dead_runs()
     plan = GcPlan()
     plan.abandoned = store.artifacts(state="ABANDONED")
     for stage in Path(root).glob("*/*/*/.staging-*"):
         exec_id = stage.name.removeprefix(".staging-")
-        if not exec_id.isdigit() or _is_running(store, int(exec_id)):
+        if not exec_id.isdigit() or _is_running(store, int(exec_id), dead):
             continue
         plan.staging.append(stage)
     if keep_last is not None:
@@ -68,14 +79,24 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
     doomed = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
     plan.bytes = sum(_size(p) for p in doomed if os.path.exists(p))
     if not dry_run:
-        store.set_artifact_state([a.id for a in plan.abandoned + plan.expired if a.id is not None], "DELETED")
         for path in doomed:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove(path)
+        store.set_artifact_state([a.id for a in plan.abandoned + plan.expired if a.id is not None], "DELETED")
     return plan
 
 
-def _is_running(store: MetadataStore, exec_id: int) -> bool:
+def _remove(path: str) -> None:
+    """Remove a folder, or a file where a staging folder would go."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _is_running(store: MetadataStore, exec_id: int, dead_runs: set[str]) -> bool:
     try:
-        return store.execution(exec_id).status == "running"
+        found = store.execution(exec_id)
     except MetadataError:  # an execution this store does not know: a leftover from elsewhere
         return False
+    return found.status == "running" and found.run_id not in dead_runs

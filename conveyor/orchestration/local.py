@@ -11,11 +11,19 @@ same key, or record a running execution, let the executor write into staging fol
 them into place and mark the outputs LIVE (DESIGN 4), with the files the step declared while it
 ran (``conveyor.depends_on_file``), which a later cache hit must find unchanged. A failed step
 makes everything after it ``skipped``; a rerun finds the finished steps in cache and so resumes
-where it stopped.
+where it stopped. A step whose node refuses the cache (``Node.cache_refusal``: a SQL query's
+result may change unseen) always runs; what it makes still feeds the cache keys after it.
+
+Every way out of a step ends its execution: an error outside the executor (its staging
+folder, its log, the rename into place, the final record) fails it with the error and
+abandons its outputs, as an error inside does. A step that ran out of disk space leaves no
+partial output behind, so the next run after space is freed needs no ``conveyor gc``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -32,11 +40,12 @@ from conveyor._internal.fingerprint import hash_path
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
 from conveyor.dsl.pipeline import Pipeline
-from conveyor.exceptions import ConveyorError
+from conveyor.exceptions import ConveyorError, MetadataError
 from conveyor.metadata.records import Run
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration import logs
 from conveyor.orchestration.cache import cache_key
+from conveyor.orchestration.root import bind_root
 
 PipelineRun = Run
 
@@ -53,6 +62,27 @@ class _Outcome:
 
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _no_space(e: BaseException | None) -> BaseException | None:
+    """The error in ``e``'s chain that says the disk is full (ENOSPC, or a quota), if any."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space left on device" in str(e).lower():
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _error_text(e: BaseException, folder: Path) -> str:
+    """What an execution records: one line a person can act on, then the traceback."""
+    full = _no_space(e)
+    if full is not None:
+        where = getattr(full, "filename", None) or folder
+        head = f"No space left on device (ENOSPC) writing {where}: free space on that disk, then run again."
+        return f"{head}\n{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
+    return f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
 
 
 class LocalRunner:
@@ -124,14 +154,15 @@ class _Run:
             found = self.store.latest_outputs(self.pipeline.name, node_id)
             if found is None:
                 msg = (
-                    f"{node_id} has never finished in pipeline {self.pipeline.name!r}, and steps in this "
-                    f"run need its outputs; run it too (drop --only / --from)."
+                    f"{node_id} has never finished in pipeline {self.pipeline.name!r} with its outputs whole, and "
+                    f"steps in this run need its outputs; run it too (drop --only / --from)."
                 )
                 raise ConveyorError(msg)
             self.outputs[node_id] = found.outputs
             self.status[node_id] = "succeeded"
 
     def go(self, selected: set[str]) -> Run:
+        bind_root(self.root, self.store)
         self._resolve_outside(selected)
         run_id = new_run_id()
         self.store.begin_run(self.pipeline.name, run_id)
@@ -180,8 +211,14 @@ class _Run:
     def _execute(self, run_id: str, n: Node) -> _Outcome:
         started = time.perf_counter()
         inputs = self._inputs(n)
-        key = cache_key(n, inputs)
-        if self.enable_cache:
+        early: Exception | None = None  # the key cannot be made: the step is recorded as failed with why
+        try:
+            key: str | None = cache_key(n, inputs)
+            code = n.spec.code_fingerprint()
+            refusal = n.cache_refusal() if self.enable_cache else None
+        except Exception as e:
+            early, key, code, refusal = e, None, "", None
+        if self.enable_cache and refusal is None and key is not None:
             hit = self.store.find_cached(key)
             if hit is not None:
                 self.store.record_cached(
@@ -194,55 +231,92 @@ class _Run:
             component_id=n.id,
             component_type=n.spec.type_name,
             parameters=n.parameters,
-            code_fingerprint=n.spec.code_fingerprint(),
+            code_fingerprint=code,
             cache_key=key,
             inputs=inputs,
             outputs=n.spec.outputs,
             uri_for=lambda eid, k: str(base / k / str(eid)),
             log_for=lambda eid: str(base / ".logs" / f"{eid}.log"),
         )
-        status, error, attempts, files = self._attempts(n, exec_id, base / ".logs" / f"{exec_id}.log", inputs, made)
-        outputs = list(made.values())
-        self.store.record_finish(
-            exec_id, status=status, outputs=outputs, error=error, attempts=attempts, discovered_files=files
-        )
+        finals = {k: Path(a.uri) for k, a in made.items()}
+        log_path = base / ".logs" / f"{exec_id}.log"
+        try:
+            if early is not None:
+                raise early
+            status, error, attempts, files = self._attempts(n, exec_id, log_path, inputs, made, refusal)
+            outputs = list(made.values())
+            self.store.record_finish(
+                exec_id, status=status, outputs=outputs, error=error, attempts=attempts, discovered_files=files
+            )
+        except Exception as e:  # outside the executor: the runner's own work failed
+            status = "failed"
+            self._abandon(exec_id, log_path, made, finals, _error_text(e, base))
         return _Outcome(status, {k: [a] for k, a in made.items()}, time.perf_counter() - started)
 
+    def _abandon(
+        self, exec_id: int, log_path: Path, made: dict[str, Artifact], finals: dict[str, Path], error: str
+    ) -> None:
+        """End an execution that an error outside its executor stopped: failed, with the error,
+        its outputs ABANDONED. Staging folders are removed; an output already renamed into place
+        stays for ``conveyor gc``. A store that cannot record even this leaves it to the reaper,
+        which ends the execution once this process is gone.
+        """
+        for k, art in made.items():
+            if Path(art.uri) != finals[k]:
+                shutil.rmtree(art.uri, ignore_errors=True)
+        with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as log:
+            log.write(error)
+        with contextlib.suppress(MetadataError):
+            self.store.record_finish(exec_id, status="failed", outputs=list(made.values()), error=error)
+
     def _attempts(
-        self, n: Node, exec_id: int, log_path: Path, inputs: dict[str, list[Artifact]], made: dict[str, Artifact]
+        self,
+        n: Node,
+        exec_id: int,
+        log_path: Path,
+        inputs: dict[str, list[Artifact]],
+        made: dict[str, Artifact],
+        refusal: str | None,
     ) -> tuple[str, str | None, int, dict[str, str | None]]:
         """Run the executor until it succeeds or its retries are spent: (status, error, attempts,
         the files the last attempt declared with ``depends_on_file``).
+
+        Each output's ``uri`` is its staging folder until it is renamed into place.
         """
         finals = {k: Path(a.uri) for k, a in made.items()}
         stages = {k: p.parent / f".staging-{p.name}" for k, p in finals.items()}
+        for k, stage in stages.items():
+            made[k].uri = str(stage)
         args: dict[str, Any] = {k: (v[0] if v else None) for k, v in inputs.items()}
-        args.update(n.parameters)
+        args.update(n.resolved_parameters())  # relative paths: against the pipeline file's folder
         args.update(made)
         error: str | None = None
         with logs.step_log(log_path) as log:
+            if refusal:
+                log.write(f"--- {n.id} is not looked up in the cache: {refusal}\n")
             for attempt in range(1, n.retries + 2):
                 for k, stage in stages.items():
                     shutil.rmtree(stage, ignore_errors=True)
                     stage.mkdir(parents=True)
-                    made[k].uri = str(stage)
                     made[k].properties = {}
                 log.write(f"--- {n.id}, execution {exec_id}, attempt {attempt} of {n.retries + 1}\n")
                 try:
                     with discovered.collecting() as files:
                         n.spec.executor(**args)
                 except Exception as e:
-                    error = f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
-                    log.write(traceback.format_exc())
+                    error = _error_text(e, log_path.parent.parent)
+                    with contextlib.suppress(OSError):
+                        log.write(traceback.format_exc())
                     if attempt <= n.retries:
                         self.store.record_attempt(exec_id, attempt, error)
                         continue
+                    keep = _no_space(e) is None  # a full disk keeps nothing: the next run needs the space
                     for k, stage in stages.items():  # kept for a look (ABANDONED) until `conveyor gc`
-                        if any(stage.iterdir()):
+                        if keep and any(stage.iterdir()):
                             os.rename(stage, finals[k])
+                            made[k].uri = str(finals[k])
                         else:
-                            stage.rmdir()
-                        made[k].uri = str(finals[k])
+                            shutil.rmtree(stage)
                     return "failed", error, attempt, files
                 for k, stage in stages.items():
                     made[k].fingerprint = hash_path(stage)

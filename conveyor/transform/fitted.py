@@ -55,7 +55,7 @@ def evaluate(order: list[Node], columns: Mapping[str, Any], n: int) -> dict[int,
 
 
 class FittedGraph:
-    """What ``ct.load`` returns: apply it to raw rows, a dict of columns or an Arrow table.
+    """What ``ct.load`` returns: apply it to raw rows, a dict of columns, an Arrow table or a data frame.
 
     ``inputs`` maps each raw feature to ``{"kind": ..., "required": bool}``; a required one
     the graph reads must be in the data, an optional one may be absent (read as missing).
@@ -200,18 +200,34 @@ class FittedGraph:
         return cls({name: built[i] for name, i in doc["outputs"].items()}, doc["inputs"])
 
 
-def load(path: str | Path) -> FittedGraph:
-    """A fitted graph from the artifact folder or its ``transform_graph.json``.
+def load(path: str | Path | int, *, root: str | Path | None = None, metadata: str | None = None) -> FittedGraph:
+    """A fitted graph from the artifact folder, its ``transform_graph.json``, or the artifact's id.
+
+    An id (``ct.load(13)``, as ``conveyor show`` prints it) is looked up in the metadata store
+    the CLI reads: ``metadata`` or ``$CONVEYOR_METADATA``, else the one under ``root``,
+    ``$CONVEYOR_ROOT`` or ``./conveyor_root``.
 
     Raises:
         TransformError: no graph there, an unknown format, or a side file whose sha256 differs.
+        MetadataError, ArtifactError: no store, no such artifact, or one that is no TransformGraph.
     """
+    if isinstance(path, int) and not isinstance(path, bool):
+        path = _artifact_folder(path, root, metadata)
+    elif isinstance(path, str) and path.isdigit() and not Path(path).exists():
+        path = _artifact_folder(int(path), root, metadata)
     p = Path(path)
     file = p / FILE_NAME if p.is_dir() else p
     if not file.is_file():
         msg = f"No transform graph at {file}; point to a TransformGraph artifact folder or its {FILE_NAME}."
         raise TransformError(msg)
     return FittedGraph.from_json(json.loads(file.read_text()), base=file.parent)
+
+
+def _artifact_folder(artifact_id: int, root: str | Path | None, metadata: str | None) -> str:
+    """The TransformGraph artifact's folder, through the store (metadata is loaded only for this)."""
+    from conveyor.metadata import artifact_folder
+
+    return artifact_folder(artifact_id, "TransformGraph", root=root, metadata=metadata)
 
 
 def _describe(node: Node, value: Any) -> dict[str, Any]:

@@ -26,8 +26,12 @@ _COLUMNS = (list, tuple, np.ndarray, pa.Array, pa.ChunkedArray)
 
 
 def input_value(node: Node, column: Any, n: int) -> Any:
-    """An Arrow (or Python) column as the runtime value of its kind."""
-    arr = column if isinstance(column, pa.Array | pa.ChunkedArray) else pa.array(column)
+    """An Arrow (or Python, NumPy, pandas) column as the runtime value of its kind.
+
+    NaN, ``pd.NA`` and ``None`` are all missing (``from_pandas``): a record from pandas, where a
+    missing string is a float NaN, reads as the same record with None, on every path.
+    """
+    arr = column if isinstance(column, pa.Array | pa.ChunkedArray) else pa.array(column, from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if node.kind == "number":
@@ -68,7 +72,7 @@ def _from_numpy(node: Node, values: np.ndarray) -> Any:
         return values.astype(np.float64)
     if node.kind == "bool" and values.dtype.kind == "b":
         return values
-    return input_value(node, pa.array(values, from_pandas=True) if values.dtype.kind == "O" else values, len(values))
+    return input_value(node, values, len(values))
 
 
 class Plan:
@@ -132,14 +136,19 @@ def reads(inputs: list[Node], specs: Mapping[str, Mapping[str, Any]]) -> Reads:
     return [(node, node.params["name"], bool(specs.get(node.params["name"], {}).get("required"))) for node in inputs]
 
 
+def _is_column(value: Any) -> bool:
+    """A list, an array, or a pandas or Polars series: anything but one row's value."""
+    return isinstance(value, _COLUMNS) or getattr(value, "ndim", 0) == 1 or hasattr(value, "__arrow_c_array__")
+
+
 def single_row(data: Any) -> Mapping[str, Any] | None:
     """``data`` itself if it is one row, or the row of a one-row list; else None. A dict whose
-    values are all lists, arrays or Arrow arrays is a dict of columns; any other dict is a row.
+    values are all columns (``_is_column``) is a dict of columns; any other dict is a row.
     """
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
         return data if isinstance(data, Mapping) else None
-    if isinstance(data, Mapping) and (not data or not all(isinstance(v, _COLUMNS) for v in data.values())):
+    if isinstance(data, Mapping) and (not data or not all(map(_is_column, data.values()))):
         return data
     return None
 
@@ -147,9 +156,16 @@ def single_row(data: Any) -> Mapping[str, Any] | None:
 def read_inputs(data: Any, inputs: Reads) -> tuple[dict[int, Any], int]:
     """The value of each input node (by uid) from rows, a dict of columns or an Arrow table.
 
-    Rows and columns are told apart as ``single_row`` says. An absent optional input reads as
-    missing; an absent required one is an error that names it.
+    Rows and columns are told apart as ``single_row`` says; a data frame (pandas, Polars) is read
+    as the Arrow table it converts to. An absent optional input reads as missing; an absent
+    required one is an error that names it.
     """
+    if not isinstance(data, pa.Table | pa.RecordBatch | Mapping | list) and hasattr(data, "__arrow_c_stream__"):
+        try:
+            data = pa.table(data)
+        except (pa.ArrowException, ValueError, TypeError) as e:
+            msg = f"the {type(data).__name__} cannot be read as an Arrow table: {e}"
+            raise TransformError(msg) from e
     if isinstance(data, pa.Table | pa.RecordBatch):
         names = data.schema.names
         return _columns({name: data.column(name) for name in names}, data.num_rows, inputs)

@@ -80,7 +80,7 @@ def test_failed_step_exits_1_and_show_gives_error_and_log(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "no/such/pipeline.py"], "error: Pipeline file 'no/such/pipeline.py' does not exist."),
+        (["run", "no/such/pipeline.py"], "error: Pipeline file 'no/such/pipeline.py' does not exist (looked for /"),
         (["run", str(FIXTURES / "no_pipeline.py")], "defines no pipeline: give it a module-level `pipeline = Pipeline(...)`"),
         (["run", str(FIXTURES / "broken_import.py")], "broken_import.py:6: KeyError: 'columns'"),
         (["runs", "--metadata", "postgresql://postgres@127.0.0.1:1/nothing"], "error: Cannot open the metadata store at postgresql+psycopg://postgres@127.0.0.1:1/nothing"),
@@ -122,3 +122,17 @@ def test_help_lists_the_commands() -> None:
     assert done.returncode == 0
     for cmd in ("run", "runs", "show", "lineage", "gc"):
         assert f"  {cmd} " in done.stdout
+
+
+@pytest.mark.parametrize("flags", [["--root", "my root"], ["--metadata", "sqlite:///other store.sqlite"]])
+def test_the_commands_printed_after_a_failure_work_as_printed(tmp_path: Path, flags: list[str]) -> None:
+    import shlex
+
+    done = run_cli("run", str(FIXTURES / "failing.py"), *flags, cwd=tmp_path)
+    assert done.returncode == 1
+    details = next(line for line in done.stdout.splitlines() if line.startswith("  details: "))
+    command = shlex.split(details.removeprefix("  details: "))
+    assert command[-2:] == flags
+    shown = run_cli(*command[1:], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "checking 2 rows" in shown.stdout

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 from conveyor.exceptions import DataValidationError
-from conveyor.io.csv import CsvFile, CsvOptions, TextTypes, locate_bad_utf8
+from conveyor.io.csv import CsvFile, CsvOptions, locate_bad_utf8
+from conveyor.io.csv_types import TextTypes
 
 FS = fsspec.filesystem("file")
 
@@ -60,7 +61,7 @@ def test_header_bom_quoted_newlines_and_bad_rows(tmp_path: Path) -> None:
     bad: list[tuple[int | None, str, str]] = []
     rows = [r for b in f.batches(lambda *a: bad.append(a)) for r in b.to_pylist()]
     assert rows == [{"id": "1", "text": "two\nlines"}, {"id": "3", "text": "ok"}]
-    assert bad == [(3, "expected 2 fields, found 3", "2,too,many")]
+    assert bad == [(4, "expected 2 fields, found 3", "2,too,many")]  # the line where the row starts
 
 
 def test_blank_is_null_and_tokens_only_when_asked(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from conveyor.exceptions import MetadataError
 from conveyor.metadata import Execution, MetadataStore, Run, schema
 from conveyor.metadata.store import normalize_url
 from conveyor.orchestration.cache import cache_key
+from conveyor.orchestration.root import MARKER
 from tests.helpers import FIXTURES, conveyor_cmd
 
 PROPERTIES = {
@@ -472,6 +473,24 @@ def test_a_store_from_before_discovered_files_is_upgraded_when_opened(db_url: st
     }
 
 
+def test_a_store_from_before_file_lists_and_identities_is_upgraded_when_opened(db_url: str, tmp_path: Path) -> None:
+    """Version 3 recorded no artifact's files and had no identity; its LIVE outputs are still cache hits."""
+    run_pipeline(db_url, tmp_path)
+    with raw_engine(db_url) as engine:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE artifacts DROP COLUMN files")
+            conn.execute(schema.schema_info.delete().where(schema.schema_info.c.key == "store_id"))
+        set_schema_version(engine, 3)
+    (tmp_path / MARKER).unlink()  # a root of those days had none
+    again = run_pipeline(db_url, tmp_path)
+    assert {x.status for x in again.executions.values()} == {"cached"}
+    with MetadataStore(db_url) as store:
+        assert len(store.identity) == 32
+        assert json.loads((tmp_path / MARKER).read_text())["store"] == store.identity
+    with raw_engine(db_url) as engine, engine.connect() as conn:
+        assert schema.stored_version(conn) == schema.SCHEMA_VERSION
+
+
 def test_a_store_from_a_newer_conveyor_is_refused(db_url: str) -> None:
     MetadataStore(db_url).close()
     with raw_engine(db_url) as engine:
@@ -502,8 +521,13 @@ def test_a_url_that_does_not_connect_raises_a_one_line_metadata_error(tmp_path: 
     assert named in message
 
 
-def test_a_run_whose_process_died_is_shown_failed_on_the_next_read(db_url: str, tmp_path: Path) -> None:
-    """A real ``conveyor run`` hangs inside its second step, is SIGKILLed, then the store is read."""
+@pytest.mark.parametrize("run_ended", [False, True], ids=["run-running", "run-ended"])
+def test_a_run_whose_process_died_is_shown_failed_on_the_next_read(db_url: str, tmp_path: Path, run_ended: bool) -> None:
+    """A real ``conveyor run`` hangs inside its second step, is SIGKILLed, then the store is read.
+
+    ``run_ended``: the run's end was recorded but not its step's (the store refused that write),
+    so only the step is left running.
+    """
     marker, log = tmp_path / "marker", tmp_path / "stderr.txt"
     env = {**os.environ, "CONVEYOR_TEST_HANG": "second:mid", "CONVEYOR_TEST_MARKER": str(marker)}
     cmd = [*conveyor_cmd(), "run", str(FIXTURES / "chain.py"), "--metadata", db_url, "--root", str(tmp_path / "root")]
@@ -520,6 +544,9 @@ def test_a_run_whose_process_died_is_shown_failed_on_the_next_read(db_url: str, 
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    if run_ended:
+        with raw_engine(db_url) as engine, engine.begin() as conn:
+            conn.execute(update(schema.contexts).where(schema.contexts.c.type == "run").values(status="failed", ended=1.0))
 
     with MetadataStore(db_url) as store:
         [run] = store.runs()

@@ -170,3 +170,57 @@ def test_run_is_recorded_in_the_store(tmp_path: Path) -> None:
         ex = store.run(run.id).executions["produce"]
         assert ex.parameters == {"value": 1}
         assert ex.code_fingerprint and ex.cache_key
+
+
+# -- a source the cache key cannot see: a SQL query ---------------------------------------------
+
+
+@component
+def count_rows(examples: Input[Examples], counted: Output[Artifact]) -> None:
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.read_metadata(p).num_rows for p in sorted(Path(examples.uri).glob("Split-*/*.parquet")))
+    (Path(counted.uri) / "value.json").write_text(json.dumps(rows))
+
+
+def sql_table(path: Path, rows: list[tuple[int, str]]) -> str:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS sales (id INTEGER, region TEXT)")
+        db.execute("DELETE FROM sales")
+        db.executemany("INSERT INTO sales VALUES (?, ?)", rows)
+    return f"sqlite:///{path}"
+
+
+def sql_pipeline(root: Path, url: str, **options: object) -> Pipeline:
+    from conveyor.components import ExampleGen
+
+    gen = ExampleGen(query="SELECT * FROM sales ORDER BY id", connection=url, **options)
+    return Pipeline("sql", [gen, count_rows(examples=gen.outputs["examples"])], root=root)
+
+
+def test_a_sql_query_runs_every_time_and_what_follows_is_cached_while_its_rows_stay(tmp_path: Path) -> None:
+    url = sql_table(tmp_path / "shop.sqlite", [(i, f"r{i % 3}") for i in range(40)])
+    first = sql_pipeline(tmp_path / "root", url).run()
+    again = sql_pipeline(tmp_path / "root", url).run()
+    assert {k: x.status for k, x in again.executions.items()} == {"ExampleGen": "succeeded", "count_rows": "cached"}
+    made = [r.executions["ExampleGen"].outputs["examples"][0] for r in (first, again)]
+    assert made[0].id != made[1].id
+    assert made[0].fingerprint == made[1].fingerprint  # the same rows give the same bytes
+    log = Path(again.executions["ExampleGen"].log_uri or "").read_text()
+    assert "not looked up in the cache: a SQL query's rows may change unseen" in log
+
+    sql_table(tmp_path / "shop.sqlite", [(i, f"r{i % 3}") for i in range(45)])
+    changed = sql_pipeline(tmp_path / "root", url).run()
+    assert {x.status for x in changed.executions.values()} == {"succeeded"}
+    assert value_of(changed, "count_rows", "counted") == 45
+
+
+def test_a_sql_query_declared_immutable_is_cached(tmp_path: Path) -> None:
+    url = sql_table(tmp_path / "shop.sqlite", [(1, "north"), (2, "south")])
+    sql_pipeline(tmp_path / "root", url, immutable=True).run()
+    again = sql_pipeline(tmp_path / "root", url, immutable=True).run()
+    assert {x.status for x in again.executions.values()} == {"cached"}
+    with pytest.raises(PipelineDefinitionError, match="parameter 'immutable' must be bool, got 'yes'"):
+        sql_pipeline(tmp_path / "root", url, immutable="yes")

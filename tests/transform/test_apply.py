@@ -283,3 +283,28 @@ def test_large_input_applied_in_chunks_equals_one_piece(monkeypatch: pytest.Monk
         assert (chunked[name] != whole[name]).nnz == 0
     assert np.array_equal(chunked["product"], whole["product"])
     assert [list(x) for x in chunked["tokens"]] == [list(x) for x in whole["tokens"]]
+
+
+def test_load_takes_the_artifact_id_conveyor_show_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Artifact ids are not output folder numbers; ``ct.load(13)`` finds the folder in the store
+    the CLI reads (``root=``, ``metadata=``, or ``CONVEYOR_ROOT``), and a wrong id says so.
+    """
+    from conveyor.exceptions import ArtifactError, MetadataError
+    from tests.transform.test_component import ADULT_MODULE, ADULT_SCHEMA, transform_pipeline
+
+    done = transform_pipeline(tmp_path, ADULT_MODULE, ADULT_SCHEMA, "adult/adult.csv", data={"rows": 300}).run()
+    assert done.status == "succeeded", {k: x.error for k, x in done.executions.items()}
+    made = done.executions["Transform"].outputs["transform_graph"][0]
+    examples = done.executions["raw_examples"].outputs["examples"][0]
+    root = tmp_path / "root"
+    expected = ct.load(made.uri).apply(rows(50))
+    assert_same(ct.load(made.id, root=root).apply(rows(50)), expected)
+    assert_same(ct.load(made.id, metadata=f"sqlite:///{root / 'metadata.sqlite'}").apply(rows(50)), expected)
+    monkeypatch.setenv("CONVEYOR_ROOT", str(root))
+    assert_same(ct.load(str(made.id)).apply(rows(50)), expected)
+    with pytest.raises(ArtifactError, match=rf"^Artifact {examples.id} holds Examples, not a TransformGraph; `conveyor show {examples.id}`"):
+        ct.load(examples.id)
+    with pytest.raises(MetadataError, match=r"^No artifact 999 in the metadata store at sqlite:///"):
+        ct.load(999)
+    with pytest.raises(MetadataError, match=r"^No metadata store at .*nowhere"):
+        ct.load(made.id, root=tmp_path / "nowhere")

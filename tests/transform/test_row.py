@@ -187,3 +187,41 @@ def test_each_request_gets_arrays_of_its_own(graph: FittedGraph) -> None:
     again = graph.apply(request)
     for name, value in again.items():
         assert same_bits(value, expected[name]), name
+
+
+def test_pandas_missing_values_are_missing_on_every_path(graph: FittedGraph) -> None:
+    """A missing string from pandas is a float NaN (``to_dict("records")``), a missing bool may be
+    NaN or ``pd.NA``: each reads as None does, in one row, a batch, a data frame and Arrow alike.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "x": [2.5, None, 7.0, None, 0.0],
+        "s": ["a", None, "THE Cat", None, "12"],
+        "b": pd.Series([True, np.nan, False, pd.NA, True], dtype=object),
+        "t": [None, "the cat", "a", None, "cat cat dog"],
+    })
+    records = frame.to_dict("records")
+    assert isinstance(records[1]["s"], float) and np.isnan(records[1]["x"])
+    with_none = [{k: None if pd.isna(v) else v for k, v in r.items()} for r in records]
+    expected = graph.apply(with_none)
+    ways = {
+        "records": graph.apply(records),
+        "data frame": graph.apply(frame),
+        "arrow": graph.apply(pa.Table.from_pandas(frame.astype({"b": "boolean"}), preserve_index=False)),
+        "series": graph.apply({name: frame[name] for name in frame.columns}),
+        "numpy": graph.apply({name: frame[name].to_numpy() for name in frame.columns}),
+    }
+    for i, record in enumerate(records):
+        ways[f"row {i}"] = graph.apply(record)
+    differences = []
+    for way, out in ways.items():
+        for name, value in expected.items():
+            want = value
+            if way.startswith("row"):
+                i = int(way.split()[1])
+                want = value[i : i + 1] if not sp.issparse(value) else value[i]
+            if not same_bits(out[name], want):
+                differences.append(f"{name} by {way}: {out[name]!r} vs {want!r}")
+    assert not differences, "\n".join(differences[:20])
+    assert expected["vocab"][1] == graph.apply({"s": ""})["vocab"][0]  # fill_missing gives "" its index

@@ -1,0 +1,94 @@
+"""A pipeline root belongs to one metadata store: another store is refused with one line saying what to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conveyor import Output, Parameter, Pipeline, component
+from conveyor.artifacts import Examples
+from conveyor.exceptions import MetadataError
+from conveyor.metadata import MetadataStore
+from conveyor.orchestration.gc import collect
+from conveyor.orchestration.root import MARKER
+from tests.helpers import run_cli
+
+
+@component
+def produce(examples: Output[Examples], *, value: Parameter[int] = 1) -> None:
+    (Path(examples.uri) / "value.json").write_text(json.dumps(value))
+
+
+def pipeline(root: Path, metadata: str | None = None) -> Pipeline:
+    return Pipeline("rooted", [produce()], root=root, metadata=metadata)
+
+
+PIPELINE_FILE = """
+import json
+from pathlib import Path
+from conveyor import Output, Pipeline, component
+from conveyor.artifacts import Examples
+
+@component
+def produce(examples: Output[Examples]) -> None:
+    (Path(examples.uri) / "value.json").write_text(json.dumps(1))
+
+pipeline = Pipeline("rooted", [produce()])
+"""
+
+
+def test_a_root_whose_store_was_deleted_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    assert pipeline(root).run().status == "succeeded"
+    for f in root.glob("metadata.sqlite*"):
+        f.unlink()
+    with pytest.raises(MetadataError) as e:
+        pipeline(root).run()
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"is not the one the root {root.resolve()} was made with" in message
+    assert "use a new root (--root), or delete" in message
+    assert sorted(p.name for p in (root / "rooted" / "produce" / "examples").iterdir()) == ["1"]
+
+
+def test_the_cli_says_it_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(PIPELINE_FILE)
+    assert run_cli("run", "p.py", cwd=tmp_path).returncode == 0
+    (tmp_path / "conveyor_root" / "metadata.sqlite").unlink()
+    again = run_cli("run", "p.py", cwd=tmp_path)
+    assert again.returncode == 2
+    assert "Traceback" not in again.stderr
+    [line] = again.stderr.strip().splitlines()
+    assert line.startswith("error: The metadata store at sqlite:///") and "was deleted or replaced" in line
+
+
+def test_a_root_used_with_one_store_is_refused_to_another(tmp_path: Path, db_url: str) -> None:
+    """Either way round: the default SQLite store then ``db_url``, and ``db_url`` then another SQLite store."""
+    default_root, url_root = tmp_path / "default", tmp_path / "by-url"
+    assert pipeline(default_root).run().status == "succeeded"
+    with pytest.raises(MetadataError, match=r"belongs to the metadata store at sqlite:///.*default/metadata\.sqlite"):
+        pipeline(default_root, db_url).run()
+
+    assert pipeline(url_root, db_url).run().status == "succeeded"
+    with MetadataStore(db_url) as store:
+        shown = store.display_url
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    with pytest.raises(MetadataError) as e:
+        pipeline(url_root, other).run()
+    assert f"belongs to the metadata store at {shown}" in str(e.value)
+    assert f"run with --metadata {shown}, or give this store a root of its own" in str(e.value)
+    with MetadataStore(other) as store:
+        assert store.runs() == []
+        with pytest.raises(MetadataError, match="belongs to the metadata store"):
+            collect(store, url_root)
+
+
+def test_a_root_without_a_marker_is_bound_to_the_store_that_runs_in_it(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    pipeline(root).run()
+    (root / MARKER).unlink()
+    assert pipeline(root).run().status == "succeeded"
+    with MetadataStore(f"sqlite:///{root / 'metadata.sqlite'}") as store:
+        assert json.loads((root / MARKER).read_text())["store"] == store.identity
