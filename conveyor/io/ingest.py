@@ -99,6 +99,7 @@ class CsvInput:
         self.types: TextTypes | None = None
         self.empty: list[str] = []
         self.unnamed: dict[str, list[int]] = {}
+        self.one_column: dict[str, str] = {}  # path -> the delimiter its only column's name suggests
 
     def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Lines]]:
         f = CsvFile(self.fs, source.path, self.options)
@@ -108,6 +109,10 @@ class CsvInput:
             return
         if f.unnamed:
             self.unnamed[source.path] = f.unnamed
+        if len(f.columns) == 1:
+            other = max(";\t|,", key=f.columns[0].count)
+            if other != self.options.delimiter and f.columns[0].count(other):
+                self.one_column[source.path] = other
         if self.first is None:
             self.first = (source.path, f.columns)
             self.types = TextTypes(f.columns, self.on_mismatch, self.options.delimiter)
@@ -131,6 +136,11 @@ class CsvInput:
         for path, positions in self.unnamed.items():
             names = ", ".join(f"column {i} is called 'column_{i}'" for i in positions)
             found.append(f"{path}: the header leaves a column without a name; {names}.")
+        for path, other in self.one_column.items():
+            found.append(
+                f"{path} reads as one column, but its header holds {other!r}: if that separates the fields, "
+                f"give ExampleGen(delimiter={other!r})."
+            )
         return found + (self.types.warnings() if self.types is not None else [])
 
     def needs_reread(self) -> bool:

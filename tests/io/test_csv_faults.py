@@ -242,3 +242,11 @@ def write(path: Path, text: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     return path
+
+
+def test_a_file_that_reads_as_one_column_names_the_delimiter_it_seems_to_use(tmp_path: Path) -> None:
+    """A semicolon file read with commas loses no row but every column: say which delimiter it looks like."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.csv").write_text("a;b;c\n1;2;3\n4;5;6\n")
+    examples = gen(tmp_path, tmp_path / "in")
+    assert any("delimiter=';'" in w and "x.csv" in w for w in examples.properties["warnings"])
