@@ -237,7 +237,6 @@ def conveyor_pipeline(parquet: Path) -> tuple[Pipeline, list[str]]:
 
 # What the executors import when they start: loaded before the clock, as TFDV's TensorFlow is.
 PRELOAD = (
-    "datasketches",
     "sqlalchemy",
     "conveyor.orchestration.local",
     "conveyor.data.examples",
@@ -323,7 +322,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {
             name: importlib.metadata.version(name)
-            for name in ("conveyor", "polars", "pyarrow", "numpy", "datasketches")
+            for name in ("conveyor", "polars", "pyarrow", "numpy")
         },
     }
 

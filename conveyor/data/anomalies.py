@@ -213,19 +213,24 @@ def _out_of_domain(name: str, values: list[Any], min_mass: float | None, stats: 
 def _out_of_range(f: Feature, stats: dict[str, Any]) -> list[Anomaly]:
     assert f.domain is not None
     lo, hi = f.domain.min, f.domain.max
-    below = lo is not None and stats["min"] < lo
-    above = hi is not None and stats["max"] > hi
+    # Infinities are left out of min, max and the sketch, and are out of any finite range.
+    neg_inf, pos_inf = stats.get("neg_inf", 0), stats.get("pos_inf", 0)
+    smallest = -math.inf if neg_inf else stats["min"]
+    largest = math.inf if pos_inf else stats["max"]
+    below = lo is not None and smallest is not None and smallest < lo
+    above = hi is not None and largest is not None and largest > hi
     if not (below or above):
         return []
     d = distribution(stats)
-    share_below = float(d.cdf([math.nextafter(lo, -math.inf)])[0]) if lo is not None and below else 0.0
-    share_above = 1 - float(d.cdf([hi])[0]) if hi is not None and above else 0.0
+    finite = d.n / stats["count"] if stats["count"] else 0.0
+    share_below = finite * float(d.cdf([math.nextafter(lo, -math.inf)])[0]) + neg_inf / stats["count"] if below else 0.0
+    share_above = finite * (1 - float(d.cdf([hi])[0])) + pos_inf / stats["count"] if above else 0.0
     sides = [f"{share_below:.2%} of values are below {lo}"] if below else []
     sides += [f"{share_above:.2%} of values are above {hi}"] if above else []
-    msg = f"{f.name} ranges from {stats['min']} to {stats['max']}, outside its domain [{lo}, {hi}]: about {' and '.join(sides)}."
+    msg = f"{f.name} ranges from {smallest} to {largest}, outside its domain [{lo}, {hi}]: about {' and '.join(sides)}."
     details = {
-        "min": stats["min"],
-        "max": stats["max"],
+        "min": smallest,
+        "max": largest,
         "domain_min": lo,
         "domain_max": hi,
         "share_below": share_below,

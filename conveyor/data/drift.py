@@ -1,6 +1,6 @@
 """Skew and drift between two statistics of one feature, read off their sketches and value counts.
 
-No data is read again: numeric features compare through the KLL sketches statistics.json
+No data is read again: numeric features compare through the value buckets statistics.json
 keeps, categorical ones through its value counts (values past the kept bound are pooled in
 one ``<other>`` cell). F and G are the reference's and the current data's CDFs, p and q their
 shares per value or per bin, n and m their numbers of values.
@@ -10,9 +10,9 @@ shares per value or per bin, n and m their numbers of values.
   (base 2, TFDV's measure; scipy's ``jensenshannon(p, q, base=2)`` is its square root).
   Per value when the reference has value counts with at most 20 values, else on bins whose
   edges are the deciles of both sketches (Evidently's cut-off of 20 values).
-- ``ks``: D = sup |F - G|, taken at every item either sketch retains (where both step
-  functions jump), so exact for the sketches and within their summed rank error of the data's
-  D. p = Q(lambda), lambda = (sqrt(e) + 0.12 + 0.11/sqrt(e)) D, e = nm/(n+m), Q the
+- ``ks``: D = sup |F - G|, taken at the smallest and largest value of every bucket of either
+  sketch (where both CDFs bend), so within their summed rank error of the data's D, and
+  exact while both are exact. p = Q(lambda), lambda = (sqrt(e) + 0.12 + 0.11/sqrt(e)) D, e = nm/(n+m), Q the
   Kolmogorov survival function (Stephens' correction; the asymptotic two-sample p-value).
 - ``wasserstein``: Evidently's normed distance W1 / max(sigma_ref, 0.001), W1 = integral of
   |F - G| dx, summed exactly over the same retained items.
@@ -234,7 +234,7 @@ class ExactCounts:
         return np.where(idx > 0, self.cumulative[np.maximum(idx - 1, 0)], 0.0) / max(self.n, 1)
 
     def quantiles(self, ranks: list[float]) -> list[float]:
-        """The smallest value whose CDF reaches each rank (KLL's inclusive definition)."""
+        """The smallest value whose CDF reaches each rank (the sketch's inclusive definition)."""
         idx = np.searchsorted(self.cumulative, np.asarray(ranks) * self.n, side="left")
         return self.items[np.minimum(idx, len(self.items) - 1)].tolist() if self.n else []
 
@@ -243,7 +243,7 @@ Distribution = ExactCounts | Quantiles
 
 
 def distribution(f: dict[str, Any]) -> Distribution:
-    """Exact for an int feature whose value counts are (up to 10,000 values), else its KLL sketch."""
+    """Exact for an int feature whose value counts are (up to 10,000 values), else its buckets."""
     counts = f.get("value_counts")
     if f["type"] == "int" and counts and counts["exact"]:
         return ExactCounts(counts["values"])
@@ -251,9 +251,10 @@ def distribution(f: dict[str, Any]) -> Distribution:
 
 
 def _items(d: Distribution) -> np.ndarray:
+    """Where the distribution's CDF bends."""
     if isinstance(d, ExactCounts):
         return d.items
-    return np.fromiter((x for x, _ in d.sketch), dtype=np.float64)
+    return d.items()
 
 
 def js_bin_edges(a: Distribution, b: Distribution, bins: int = JS_BINS) -> np.ndarray:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conveyor.exceptions import ArtifactError
 
-T = TypeVar("T")
 BATCH_ROWS = 32_768
 
 
@@ -38,34 +35,6 @@ def row_groups(files: list[Path]) -> list[tuple[Path, int]]:
 
 def read_row_group(part: tuple[Path, int], columns: list[str] | None = None) -> pa.Table:
     return pq.ParquetFile(part[0]).read_row_group(part[1], columns=columns)
-
-
-def fold_row_groups(
-    files: list[Path],
-    create: Callable[[], T],
-    add: Callable[[T, pa.Table], T],
-    merge: Callable[[list[T]], T],
-    workers: int,
-    columns: list[str] | None = None,
-) -> T:
-    """Fold an accumulator over every row group, ``workers`` threads each with its own, then merge.
-
-    Memory is bounded by one batch of BATCH_ROWS per worker (DESIGN 2).
-    """
-    parts = row_groups(files)
-    workers = max(1, min(workers, len(parts)))
-    chunks = [parts[i::workers] for i in range(workers)]
-
-    def work(mine: list[tuple[Path, int]]) -> T:
-        acc = create()
-        for path, group in mine:
-            # Batches inside the row group: a whole group decoded at once costs ~3x the memory.
-            for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, row_groups=[group], columns=columns):
-                acc = add(acc, batch)
-        return acc
-
-    with ThreadPoolExecutor(workers) as pool:
-        return merge(list(pool.map(work, chunks)))
 
 
 def iter_batches(files: list[Path], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:

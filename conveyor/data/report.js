@@ -20,3 +20,6 @@
   }
   [q, flagged, sort].forEach(e => e.addEventListener("input", apply));
 })();
+document.querySelectorAll("select.slice-pick").forEach(pick => pick.addEventListener("input", () => {
+  document.getElementById(pick.dataset.table).querySelectorAll("td.sf").forEach(td => { td.hidden = td.dataset.f !== pick.value; });
+}));

@@ -36,6 +36,7 @@ HUES = (
 )
 SEVERITIES = {"error": 2, "warning": 1, "info": 0}
 TOP_SHOWN = 8
+SLICE_VALUE_CHARS = 40
 BINS = 10
 SVG_W, SVG_H = 260, 56
 SHORT_TEST = {
@@ -151,6 +152,8 @@ def _page(title: str, stats: Mapping[str, dict[str, Any]], anomalies: Mapping[st
             _feature_row(n, ids[n], splits, found.get(n, []), _categorical_cells, _top_values) for n in other
         )
         body.append(_table("Categorical and other features", _CATEGORICAL_HEAD, rows, len(other)))
+    if slices := _slices_section(splits, names):
+        body.append(slices)
     if names:
         body.append(_notes(splits))
     script = f"<script>\n{_asset('report.js')}</script>" if names else ""
@@ -489,6 +492,84 @@ def _bar(label: str, colour: str, share: float | None, widest: float) -> str:
         return f'<i title="{_e(label)}: not among the values kept"></i>'
     width = 0.0 if share == 0 else max(0.5, 100 * share / widest)
     return f'<i style="width:{width:.1f}%;background:{colour}" title="{_e(label)}: {_share(share, 1)}"></i>'
+
+
+def _slicings(splits: list[Split], names: list[str]) -> dict[str, list[str]]:
+    """Slice names of every split, grouped by the features they slice on (``"state=CA"`` under ``state``)."""
+    found = list(dict.fromkeys(n for _, _, s in splits for n in (s.get("slices") or {}) if isinstance(n, str)))
+    groups: dict[str, list[str]] = {}
+    for name in found:
+        on = [f for f in names if name.startswith(f"{f}=") or f",{f}=" in name] or [name.partition("=")[0]]
+        groups.setdefault(",".join(sorted(on, key=lambda f: name.find(f"{f}="))), []).append(name)
+    return groups
+
+
+def _slices_section(splits: list[Split], names: list[str]) -> str:
+    """A table per slicing: each slice's examples in every split, and one feature's key numbers (a select picks it).
+
+    Every feature's cells are written and all but the picked one hidden, so the page needs no
+    data of its own and reads without the script (the first feature shows).
+    """
+    groups = _slicings(splits, names)
+    if not groups:
+        return ""
+    parts = []
+    for i, (on, slice_names) in enumerate(groups.items()):
+        per_split = [
+            (label, colour, s, {n: v for n, v in (s.get("slices") or {}).items() if isinstance(v, dict)})
+            for label, colour, s in splits
+        ]
+        size = {n: sum(_count(found.get(n, {}).get("num_examples")) for _, _, _, found in per_split) for n in slice_names}
+        ordered = sorted(slice_names, key=lambda n: (-size[n], n))
+        shown = [n for n in names if any(n in _features(v) for _, _, _, f in per_split for v in f.values())]
+        head = "".join(f"<th>{_e(label)}</th><th>share</th>" for label, _, _, _ in per_split)
+        picker = "".join(f'<option value="{j}">{_e(n)}</option>' for j, n in enumerate(shown))
+        rows = []
+        for n in ordered:
+            label = n.removeprefix(f"{on}=") if "," not in on else n
+            counts = "".join(
+                f"<td>{_number(found.get(n, {}).get('num_examples'))}</td>"
+                f"<td>{_share(found.get(n, {}).get('num_examples'), s.get('num_examples'))}</td>"
+                for _, _, s, found in per_split
+            )
+            stats = "".join(
+                f'<td class="l sf" data-f="{j}"{"" if j == 0 else " hidden"}>'
+                + "".join(_slice_stats(found.get(n, {}), f) for _, _, _, found in per_split)
+                + "</td>"
+                for j, f in enumerate(shown)
+            )
+            rows.append(f'<tr><th class="l">{_e(label)}</th>{counts}{stats}</tr>')
+        parts.append(
+            f'<details open><summary>by <b>{_e(on)}</b>: {len(ordered)} slices</summary>'
+            f'<label class="muted">feature <select class="slice-pick" data-table="s{i}">{picker}</select></label>'
+            f'<table class="slices" id="s{i}"><thead><tr><th class="l">{_e(on)}</th>{head}'
+            f'<th class="l">the feature in each split: top value and share, or mean and median</th></tr></thead><tbody>{"".join(rows)}</tbody></table></details>'
+        )
+    total = sum(len(v) for v in groups.values())
+    return f'<section id="slices"><h2>Slices <span class="muted">({total})</span></h2>{"".join(parts)}</section>'
+
+
+def _count(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+def _slice_stats(part: dict[str, Any], feature: str) -> str:
+    """One split's key numbers of a feature in a slice (``part``, that slice's statistics), on one line."""
+    f = _features(part).get(feature)
+    if not f:
+        return "<div>-</div>"
+    missing = f"missing {_share(f.get('missing'), part.get('num_examples'))}" if f.get("missing") else ""
+    if f.get("type") in ("int", "float"):
+        q = f.get("quantiles")
+        median = q[len(q) // 2] if isinstance(q, list) and len(q) % 2 else None
+        text = f"mean {_value(f.get('mean'))} · median {_value(median)}"
+    else:
+        top = f.get("top_values")
+        first = top[0] if isinstance(top, list) and top and isinstance(top[0], dict) else {}
+        value = str(first.get("value", "-"))
+        value = value if len(value) <= SLICE_VALUE_CHARS else value[: SLICE_VALUE_CHARS - 1] + "…"
+        text = f"{_e(value)} {_share(first.get('count'), f.get('count'))}"
+    return f"<div>{' · '.join(t for t in (text, missing) if t)}</div>"
 
 
 def _table(title: str, head: str, rows: str, n: int) -> str:

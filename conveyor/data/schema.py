@@ -424,8 +424,9 @@ def _infer_feature(name: str, splits: list[dict[str, Any]], infer_ranges: bool, 
         values = {v["value"] for s in counted for v in s["value_counts"]["values"]}
         if len(values) <= max_categorical and 2 * len(values) <= sum(s["count"] for s in counted):
             f.domain = Domain(values=sorted(values))
-    if infer_ranges and f.type in ("int", "float") and counted:
-        f.domain = Domain(min=min(s["min"] for s in counted), max=max(s["max"] for s in counted))
+    ranged = [s for s in counted if s.get("min") is not None]  # a float of only NaN or infinities has no range
+    if infer_ranges and f.type in ("int", "float") and ranged:
+        f.domain = Domain(min=min(s["min"] for s in ranged), max=max(s["max"] for s in ranged))
     return f
 
 

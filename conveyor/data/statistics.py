@@ -2,9 +2,16 @@
 
 The same combiner runs over row groups in parallel on the local engine and inside a Beam
 ``CombineFn`` (DESIGN 3). Count, missing, mean, std (population), min, max and zeros are
-exact; quantiles and histograms come from a KLL sketch (``quantiles_rank_error`` states the
-rank error, 0 when exact); ``unique`` (not for floats) is exact up to 10,000 distinct values
-and a HyperLogLog estimate past that (``unique_error``, the relative standard error).
+exact; quantiles and histograms come from value buckets that are exact up to 1,024 distinct
+values (``quantiles_rank_error`` states the rank error, 0 when exact) and the same for the
+same values whatever the order; ``unique`` (not for floats) is exact up to 10,000 distinct
+values (1,000 in a slice) and a HyperLogLog estimate past that (``unique_error``, the relative
+standard error). Value counts past that bound are those of the values counted most, within
+``value_counts.error``.
+
+A float's NaN and infinities are counted (``nan``, ``pos_inf``, ``neg_inf``) and left out of
+mean, std, min, max, quantiles and histogram, as TFDV does; ``count`` holds the infinities
+(they are values, present) but not NaN.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +29,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from conveyor._internal.sketches import Quantiles, TopCounts
+from conveyor._internal.sketches import GROUP, TOP_BOUND, GroupedQuantiles, GroupedTopCounts, Quantiles
+from conveyor.data.examples import BATCH_ROWS, row_groups
+from conveyor.exceptions import DataValidationError
 
 FORMAT_VERSION = 1
 QUANTILE_RANKS = [i / 10 for i in range(11)]
 HISTOGRAM_BUCKETS = 10
 TOP_VALUES = 20
 KEPT_COUNTS = 1_000
+SLICE_KEPT_COUNTS = TOP_VALUES
+SLICE_TOP_BOUND = 1_000  # a slice lists TOP_VALUES values: its counts are exact up to this many, then hashed
 
 
 def feature_type(dtype: pl.DataType) -> str | None:
@@ -49,35 +63,36 @@ def _finite(x: float | None) -> float | None:
 
 @dataclass
 class FeatureAccumulator:
-    """What one feature has seen so far; every field merges."""
+    """The exact numbers of one feature in one slice so far; every field merges.
+
+    ``n`` counts the values that enter mean, std, min and max: the finite ones for a float,
+    every present one for an int. ``count`` also holds a float's infinities (they are values,
+    not missing) but never NaN, which ``nan`` counts apart.
+    """
 
     type: str
     count: int = 0
     missing: int = 0
     nan: int = 0
+    pos_inf: int = 0
+    neg_inf: int = 0
+    n: int = 0
     mean: float = 0.0
     m2: float = 0.0
     min: Any = None
     max: Any = None
     zeros: int = 0
     length_total: int = 0
-    quantiles: Quantiles | None = None
-    top: TopCounts | None = None
-
-    @classmethod
-    def create(cls, type_: str) -> FeatureAccumulator:
-        numeric = type_ in ("int", "float")
-        return cls(type_, quantiles=Quantiles() if numeric else None, top=None if type_ == "float" else TopCounts())
 
     def add_moments(self, n: int, mean: float | None, var: float | None) -> None:
-        """Chan's parallel update of count, mean and sum of squared deviations."""
+        """Chan's parallel update of n, mean and sum of squared deviations."""
         if not n or mean is None:
             return
-        total = self.count + n
+        total = self.n + n
         delta = mean - self.mean
-        self.m2 += (var or 0.0) * n + delta * delta * self.count * n / total
+        self.m2 += (var or 0.0) * n + delta * delta * self.n * n / total
         self.mean += delta * n / total
-        self.count = total
+        self.n = total
 
     def add_extremes(self, lo: Any, hi: Any) -> None:
         if lo is not None:
@@ -85,46 +100,54 @@ class FeatureAccumulator:
         if hi is not None:
             self.max = hi if self.max is None else max(self.max, hi)
 
+    def add_row(self, row: dict[str, Any], name: str, rows: int) -> None:
+        """One batch's numbers of this feature, as ``_exprs`` names them in ``row``."""
+        missing = row[f"{name}\0missing"]
+        self.missing += missing
+        if self.type in ("int", "float"):
+            self.nan += row.get(f"{name}\0nan") or 0
+            self.pos_inf += row.get(f"{name}\0pos_inf") or 0
+            self.neg_inf += row.get(f"{name}\0neg_inf") or 0
+            self.count += row[f"{name}\0count"]
+            self.add_moments(row[f"{name}\0n"], row[f"{name}\0mean"], row[f"{name}\0var"])
+            self.zeros += row[f"{name}\0zeros"] or 0
+        else:
+            self.count += rows - missing
+        if self.type == "string":
+            self.length_total += row[f"{name}\0len"] or 0
+        if self.type in ("int", "float", "string"):
+            self.add_extremes(row[f"{name}\0min"], row[f"{name}\0max"])
+
     def merge(self, other: FeatureAccumulator) -> None:
-        count = self.count
-        self.add_moments(other.count, other.mean if other.count else None, other.m2 / other.count if other.count else None)
-        if self.type not in ("int", "float"):
-            self.count = count + other.count
+        self.add_moments(other.n, other.mean if other.n else None, other.m2 / other.n if other.n else None)
+        self.count += other.count
         self.missing += other.missing
         self.nan += other.nan
+        self.pos_inf += other.pos_inf
+        self.neg_inf += other.neg_inf
         self.zeros += other.zeros
         self.length_total += other.length_total
         self.add_extremes(other.min, other.max)
-        if self.quantiles is not None and other.quantiles is not None:
-            self.quantiles.merge(other.quantiles)
-        if self.top is not None and other.top is not None:
-            self.top.merge(other.top)
 
-    def extract(self) -> dict[str, Any]:
+    def extract(self, quantiles: Quantiles | None, values: dict[str, Any] | None) -> dict[str, Any]:
+        """The feature's statistics; ``values`` is what ``_values`` makes of its value counts."""
         out: dict[str, Any] = {"type": self.type, "count": self.count, "missing": self.missing}
         if self.type in ("int", "float"):
-            out.update(self._numeric())
-        if self.top is not None:
-            out["unique"], out["unique_error"] = self.top.unique()
-            exact = out["unique_error"] == 0
-            out["top_values"] = self.top.top(TOP_VALUES)
-            out["value_counts"] = {
-                "values": self.top.top(self.top.bound if exact else KEPT_COUNTS),
-                "exact": exact,
-                "error": self.top.error,
-            }
+            out.update(self._numeric(quantiles or Quantiles()))
+        if values is not None:
+            out.update(values)
         if self.type == "string":
             out["avg_length"] = self.length_total / self.count if self.count else None
             out["min_length"], out["max_length"] = self.min, self.max
         return out
 
-    def _numeric(self) -> dict[str, Any]:
-        assert self.quantiles is not None
-        q = self.quantiles
+    def _numeric(self, q: Quantiles) -> dict[str, Any]:
         out: dict[str, Any] = {
             "nan": self.nan,
-            "mean": _finite(self.mean) if self.count else None,
-            "std": _finite(math.sqrt(self.m2 / self.count)) if self.count else None,
+            "pos_inf": self.pos_inf,
+            "neg_inf": self.neg_inf,
+            "mean": _finite(self.mean) if self.n else None,
+            "std": _finite(math.sqrt(self.m2 / self.n)) if self.n else None,
             "min": self.min,
             "max": self.max,
             "zeros": self.zeros,
@@ -133,14 +156,16 @@ class FeatureAccumulator:
             "histogram": {"boundaries": [], "counts": []},
             "sketch": q.to_json(),
         }
-        if self.count:
+        if self.n:
             inner = q.quantiles(QUANTILE_RANKS[1:-1])
             out["quantiles"] = [self.min, *inner, self.max]
-            out["histogram"] = equal_width_histogram(q, float(self.min), float(self.max), self.count)
+            out["histogram"] = equal_width_histogram(q, float(self.min), float(self.max), self.n)
         return out
 
 
-def equal_width_histogram(q: Quantiles, lo: float, hi: float, count: int, buckets: int = HISTOGRAM_BUCKETS) -> dict[str, list[float]]:
+def equal_width_histogram(
+    q: Quantiles, lo: float, hi: float, count: int, buckets: int = HISTOGRAM_BUCKETS
+) -> dict[str, list[float]]:
     """Counts in equal-width buckets from ``lo`` to ``hi``, read off the sketch's CDF."""
     if hi <= lo:
         return {"boundaries": [lo, hi], "counts": [count]}
@@ -151,14 +176,99 @@ def equal_width_histogram(q: Quantiles, lo: float, hi: float, count: int, bucket
 
 
 @dataclass
+class Slicing:
+    """What one way of slicing has seen: exact numbers per slice, sketches per feature for all slices at once.
+
+    The whole split is the slicing with no feature: one slice, named ``""``. ``bound`` is the
+    number of distinct values a feature's counts hold exactly in each slice (see GroupedTopCounts).
+    """
+
+    bound: int = TOP_BOUND
+    examples: dict[str, int] = field(default_factory=dict)
+    features: dict[str, dict[str, FeatureAccumulator]] = field(default_factory=dict)  # slice → feature → numbers
+    quantiles: dict[str, GroupedQuantiles] = field(default_factory=dict)
+    top: dict[str, GroupedTopCounts] = field(default_factory=dict)
+
+    def merge(self, other: Slicing) -> None:
+        for name, rows in other.examples.items():
+            self.examples[name] = self.examples.get(name, 0) + rows
+        for name, features in other.features.items():
+            mine = self.features.setdefault(name, {})
+            for feature, f in features.items():
+                if feature in mine:
+                    mine[feature].merge(f)
+                else:
+                    mine[feature] = f
+        for feature, q in other.quantiles.items():
+            self.quantiles.setdefault(feature, GroupedQuantiles()).merge(q)
+        for feature, t in other.top.items():
+            self.top.setdefault(feature, GroupedTopCounts(self.bound)).merge(t)
+
+    def extract(self, kept: int) -> dict[str, dict[str, Any]]:
+        """Each slice's statistics, by name, with the counts of at most ``kept`` values a feature."""
+        quantiles = {feature: q.quantiles() for feature, q in self.quantiles.items()}
+        values = {feature: _values(t, kept) for feature, t in self.top.items()}
+        none = _listed([], kept, 0, 0, 0.0)
+        return {
+            name: {
+                "num_examples": rows,
+                "features": {
+                    feature: f.extract(
+                        quantiles[feature].get(name) if feature in quantiles else None,
+                        values[feature].get(name, none) if feature in values else None,
+                    )
+                    for feature, f in self.features.get(name, {}).items()
+                },
+            }
+            for name, rows in self.examples.items()
+        }
+
+
+def _values(top: GroupedTopCounts, kept: int) -> dict[str, dict[str, Any]]:
+    """Unique count, top values and the counts of (at most ``kept``) values of each group."""
+    estimated = min(kept, KEPT_COUNTS)
+    return {
+        g: _listed(ranked, estimated if unique_error else kept, unique, error, unique_error)
+        for g, (ranked, unique, error, unique_error) in top.summary(kept, estimated).items()
+    }
+
+
+def _listed(ranked: list[dict[str, Any]], kept: int, unique: int, error: int, unique_error: float) -> dict[str, Any]:
+    """``ranked`` (most frequent first, one past ``kept`` if there are more) as statistics say it.
+
+    ``error`` is the most that a listed count may miss. Counts past ``kept`` values are cut:
+    ``exact`` is then false and ``error`` grows by the count of the first value left out, so
+    that it also bounds the count of any value not listed.
+    """
+    cut = len(ranked) > kept
+    listed = ranked[:kept]
+    return {
+        "unique": unique,
+        "unique_error": unique_error,
+        "top_values": listed[:TOP_VALUES],
+        "value_counts": {
+            "values": listed,
+            "exact": not cut and not unique_error,
+            "error": error + ranked[kept]["count"] if cut else error,
+        },
+    }
+
+
+@dataclass
 class Accumulator:
-    num_examples: int = 0
-    features: dict[str, FeatureAccumulator] = field(default_factory=dict)
-    slices: dict[str, Accumulator] = field(default_factory=dict)
+    """The whole split's Slicing first, then one per slice spec."""
+
+    parts: list[Slicing] = field(default_factory=list)
 
 
 class StatisticsCombiner:
     """Statistics of record batches, per feature and per slice.
+
+    Each batch is summarised by one query per slicing, grouped by slice: sliced statistics
+    cost a few queries a batch, not a few per slice. Every number is the same whatever the
+    batching and the merge order, except a mean or std to its last bits, and the top values
+    of a column with more than 10,000 values: fold in a fixed order (``summarize``) for the
+    same bytes.
 
     Example:
         >>> c = StatisticsCombiner(slices=[["state"]])
@@ -173,108 +283,139 @@ class StatisticsCombiner:
         self.slices = [list(s) for s in slices]
 
     def create(self) -> Accumulator:
-        return Accumulator()
+        return Accumulator([Slicing(), *(Slicing(SLICE_TOP_BOUND) for _ in self.slices)])
 
     def add_batch(self, acc: Accumulator, batch: pa.RecordBatch | pa.Table | pl.DataFrame) -> Accumulator:
         df = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
-        _add_frame(acc, df)
+        types = {name: feature_type(dtype) for name, dtype in df.schema.items()}
         for spec in self.slices:
-            for key, part in df.partition_by(spec, as_dict=True, maintain_order=False).items():
-                name = ",".join(f"{f}={v}" for f, v in zip(spec, key, strict=True))
-                _add_frame(acc.slices.setdefault(name, Accumulator()), part)
+            if unknown := [f for f in spec if f not in df.schema]:
+                msg = f"Cannot slice by {unknown[0]!r}: the examples have no such feature; features are {', '.join(df.columns)}."
+                raise DataValidationError(msg)
+        for part, spec in zip(acc.parts, [[], *self.slices], strict=True):
+            _add_frame(part, df.with_columns(_slice_names(df.schema, spec)) if spec else df, types, sliced=bool(spec))
         return acc
 
     def merge(self, accs: Iterable[Accumulator]) -> Accumulator:
         accs = list(accs)
-        out = accs[0] if accs else Accumulator()
+        out = accs[0] if accs else self.create()
         for other in accs[1:]:
-            _merge_into(out, other)
+            for mine, theirs in zip(out.parts, other.parts, strict=True):
+                mine.merge(theirs)
         return out
 
     def extract(self, acc: Accumulator) -> dict[str, Any]:
-        out = _extract(acc)
+        out = acc.parts[0].extract(TOP_BOUND).get("", {"num_examples": 0, "features": {}})
         out["format_version"] = FORMAT_VERSION
-        out["slices"] = {k: _extract(v) for k, v in sorted(acc.slices.items())}
+        slices = [(name, s) for part in acc.parts[1:] for name, s in part.extract(SLICE_KEPT_COUNTS).items()]
+        out["slices"] = dict(sorted(slices, key=lambda item: item[0]))
         return out
 
 
-def _merge_into(acc: Accumulator, other: Accumulator) -> None:
-    acc.num_examples += other.num_examples
-    for name, f in other.features.items():
-        if name in acc.features:
-            acc.features[name].merge(f)
-        else:
-            acc.features[name] = f
-    for key, sub in other.slices.items():
-        _merge_into(acc.slices.setdefault(key, Accumulator()), sub)
+def _slice_names(schema: pl.Schema, spec: list[str]) -> pl.Expr:
+    """Each row's slice, ``"state=CA,product=Mortgage"`` (``None`` for a missing value)."""
+    parts = []
+    for f in spec:
+        c = pl.col(f)
+        text = (
+            pl.when(c).then(pl.lit("True")).otherwise(pl.lit("False")) if schema[f] == pl.Boolean else c.cast(pl.String)
+        )
+        parts.append(pl.lit(f"{f}=") + text.fill_null("None"))
+    return pl.concat_str(parts, separator=",").alias(GROUP)
 
 
-def _extract(acc: Accumulator) -> dict[str, Any]:
-    return {"num_examples": acc.num_examples, "features": {n: f.extract() for n, f in acc.features.items()}}
-
-
-def _add_frame(acc: Accumulator, df: pl.DataFrame) -> None:
-    acc.num_examples += df.height
-    types = {name: feature_type(dtype) for name, dtype in df.schema.items()}
-    exprs: list[pl.Expr] = []
+def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
+    """A batch's exact numbers per feature, named ``<feature>\0<what>``."""
+    exprs = [pl.len().alias("\0rows")]
     for name, t in types.items():
         c = pl.col(name)
         exprs.append(c.null_count().alias(f"{name}\0missing"))
         if t in ("int", "float"):
-            clean = c.drop_nulls().drop_nans() if t == "float" else c.drop_nulls()
-            exprs += [
-                clean.len().alias(f"{name}\0n"),
-                clean.mean().alias(f"{name}\0mean"),
-                clean.var(ddof=0).alias(f"{name}\0var"),
-                clean.min().alias(f"{name}\0min"),
-                clean.max().alias(f"{name}\0max"),
-                (clean == 0).sum().alias(f"{name}\0zeros"),
-            ]
+            values = c.drop_nulls()
             if t == "float":
-                exprs.append(c.is_nan().sum().alias(f"{name}\0nan"))
+                c = c.cast(pl.Float64)
+                values = c.filter(c.is_finite())
+                exprs += [
+                    c.is_nan().sum().alias(f"{name}\0nan"),
+                    (c == math.inf).sum().alias(f"{name}\0pos_inf"),
+                    (c == -math.inf).sum().alias(f"{name}\0neg_inf"),
+                    (c.is_not_null() & c.is_not_nan()).sum().alias(f"{name}\0count"),
+                ]
+            else:
+                exprs.append(values.len().alias(f"{name}\0count"))
+            exprs += [
+                values.len().alias(f"{name}\0n"),
+                values.mean().alias(f"{name}\0mean"),
+                values.var(ddof=0).alias(f"{name}\0var"),
+                values.min().alias(f"{name}\0min"),
+                values.max().alias(f"{name}\0max"),
+                (values == 0).sum().alias(f"{name}\0zeros"),
+            ]
         elif t == "string":
             lengths = c.cast(pl.String).str.len_chars()
-            exprs += [lengths.sum().alias(f"{name}\0len"), lengths.min().alias(f"{name}\0min"), lengths.max().alias(f"{name}\0max")]
-    row = df.select(exprs).row(0, named=True) if exprs else {}
-    for name, t in types.items():
-        f = acc.features.get(name)
-        if f is None:
-            f = acc.features[name] = FeatureAccumulator.create(t or "other")
-        missing = row.get(f"{name}\0missing", 0)
-        f.missing += missing
-        if t is None:
-            f.count += df.height - missing
-            continue
-        series = df.get_column(name).drop_nulls()
+            exprs += [
+                lengths.sum().alias(f"{name}\0len"),
+                lengths.min().alias(f"{name}\0min"),
+                lengths.max().alias(f"{name}\0max"),
+            ]
+    return exprs
+
+
+def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *, sliced: bool) -> None:
+    """One batch (with its GROUP column) into a slicing: one query for the numbers, one per sketch."""
+    exprs = _exprs(types)
+    rows = df.group_by(GROUP).agg(exprs) if sliced else df.select(pl.lit("").alias(GROUP), *exprs)
+    for row in rows.iter_rows(named=True):
+        name = row[GROUP]
+        part.examples[name] = part.examples.get(name, 0) + row["\0rows"]
+        features = part.features.setdefault(name, {})
+        for feature, t in types.items():
+            f = features.get(feature) or features.setdefault(feature, FeatureAccumulator(t or "other"))
+            f.add_row(row, feature, row["\0rows"])
+    groups = df.get_column(GROUP) if sliced else ""
+    for feature, t in types.items():
         if t in ("int", "float"):
-            _add_numeric(f, series, row, name)
-        else:
-            f.count += series.len()
-            if t == "string":
-                series = series.cast(pl.String)
-                f.length_total += row[f"{name}\0len"] or 0
-                f.add_extremes(row[f"{name}\0min"], row[f"{name}\0max"])
-            assert f.top is not None
-            f.top.update(series)
+            if feature not in part.quantiles:
+                part.quantiles[feature] = GroupedQuantiles()
+            part.quantiles[feature].update(df.get_column(feature), groups)
+        if t in ("int", "string", "bool"):
+            values = df.get_column(feature)
+            values = values.cast(pl.String) if t == "string" and values.dtype != pl.String else values
+            if feature not in part.top:
+                part.top[feature] = GroupedTopCounts(part.bound)
+            part.top[feature].update(values, groups)
 
 
-def _add_numeric(f: FeatureAccumulator, series: pl.Series, row: dict[str, Any], name: str) -> None:
-    if f.type == "float":
-        f.nan += row[f"{name}\0nan"] or 0
-        series = series.drop_nans()
-    f.add_moments(row[f"{name}\0n"], row[f"{name}\0mean"], row[f"{name}\0var"])
-    f.add_extremes(row[f"{name}\0min"], row[f"{name}\0max"])
-    f.zeros += row[f"{name}\0zeros"] or 0
-    assert f.quantiles is not None
-    f.quantiles.update(series.to_numpy())
-    if f.top is not None:
-        f.top.update(series)
+def summarize(files: list[Path], combiner: StatisticsCombiner, workers: int) -> Accumulator:
+    """The accumulator of parquet files: row groups read ahead in parallel, added in file order.
+
+    One accumulator takes every batch in the order of the files, so every number, to the last
+    bit, is the same whatever the number of threads or which read finishes first: the same
+    data gives the same bytes. Polars spreads each batch's queries over the cores; at most
+    ``workers`` row groups are read ahead (DESIGN 2).
+    """
+
+    def read(part: tuple[Path, int]) -> list[pa.RecordBatch]:
+        return list(pq.ParquetFile(part[0]).iter_batches(BATCH_ROWS, row_groups=[part[1]]))
+
+    acc = combiner.create()
+    ahead: deque[Future[list[pa.RecordBatch]]] = deque()
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for part in row_groups(files):
+            ahead.append(pool.submit(read, part))
+            if len(ahead) > workers:
+                for batch in ahead.popleft().result():
+                    combiner.add_batch(acc, batch)
+        while ahead:
+            for batch in ahead.popleft().result():
+                combiner.add_batch(acc, batch)
+    return acc
 
 
 def write_statistics(stats: dict[str, Any], path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(stats, default=_json_default, allow_nan=False))
+    Path(path).write_text(json.dumps(stats, default=_json_default, allow_nan=False, separators=(",", ":")))
 
 
 def _json_default(value: Any) -> Any:

@@ -91,7 +91,7 @@ class Extreme:
 
 
 class QuantileBoundaries:
-    """Exact values while they fit (NumPy's linear rule), a KLL sketch past EXACT_QUANTILES."""
+    """Exact values while they fit (NumPy's linear rule), value buckets (``Quantiles``) past EXACT_QUANTILES."""
 
     def __init__(self, num_buckets: int) -> None:
         # Percentages as np.percentile and KBinsDiscretizer take them: 100 * i / n rounds

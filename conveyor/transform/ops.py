@@ -83,7 +83,8 @@ def quantiles(x: Column, num_buckets: int) -> Column:
     """The ``num_buckets - 1`` inner boundaries that cut a numeric column into equal-count buckets.
 
     Exact (NumPy's default linear rule, as KBinsDiscretizer uses) up to 1,000,000 values, and
-    from a KLL sketch past that, within its rank error of about 1.3%.
+    from 1,024 value buckets past that: a boundary is off by at most the share of the values
+    in one bucket (the statistics' ``quantiles_rank_error``; 0.7% on the adult census weights).
     """
     if not isinstance(num_buckets, int) or num_buckets < 2:
         msg = f"ct.quantiles needs num_buckets >= 2, got {num_buckets!r}."

@@ -319,3 +319,35 @@ def test_nothing_to_show_or_a_broken_file_names_the_place(tmp_path: Path) -> Non
     (tmp_path / "bad" / "Split-train" / "statistics.json").write_text("{not json")
     with pytest.raises(ArtifactError, match=r"Cannot read .*bad/Split-train/statistics.json"):
         artifacts_html("t", {"": tmp_path / "bad"})
+
+
+def test_slices_are_shown_with_their_counts_and_a_feature_picker(tmp_path: Path) -> None:
+    df = pd.read_csv(PENGUINS)
+    parts = {"train": df[df.index % 4 != 0], "eval": df[df.index % 4 == 0]}
+    for name, part in parts.items():
+        c = StatisticsCombiner([["species"], ["island", "sex"]])
+        acc = c.create()
+        c.add_batch(acc, pa.Table.from_pandas(part, preserve_index=False))
+        out = tmp_path / "stats" / f"Split-{name}"
+        out.mkdir(parents=True)
+        (out / "statistics.json").write_text(json.dumps(c.extract(acc)))
+    doc = parse(artifacts_html("penguins", {"": tmp_path / "stats"}))
+    section = next(s for s in doc.all("section") if s.attrs.get("id") == "slices")
+    tables = {t.all("th")[0].text(): t for t in section.all("table", "slices")}
+    assert set(tables) == {"species", "island,sex"}
+    rows = {r.all("th")[0].text(): r for r in tables["species"].all("tbody")[0].all("tr")}
+    assert set(rows) == set(df.species.unique())
+    for species, row in rows.items():
+        counts = [td.text() for td in row.all("td") if "sf" not in td.classes()]
+        expected = [(p.species == species).sum() for p in parts.values()]
+        assert counts[0::2] == [str(n) for n in expected], species
+        assert counts[1::2] == [f"{100 * n / len(p):.3g}%" for n, p in zip(expected, parts.values(), strict=True)]
+    # One cell per feature, the first shown; the picker lists the features in the same order.
+    gentoo = rows["Gentoo"].all("td", "sf")
+    options = [o.text() for o in section.all("select")[0].all("option")]
+    assert options == list(df.columns)
+    assert [td.attrs.get("hidden", "shown") for td in gentoo] == ["shown"] + [None] * (len(options) - 1)
+    mass = gentoo[options.index("body_mass_g")].all("div")[0].text()
+    train = parts["train"]
+    assert mass.startswith(f"mean {_value(train[train.species == 'Gentoo'].body_mass_g.mean())} · ")
+    assert "island=Biscoe,sex=male" in {r.all("th")[0].text() for r in tables["island,sex"].all("tbody")[0].all("tr")}

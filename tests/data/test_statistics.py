@@ -151,3 +151,20 @@ def test_heavy_values_stay_exact_among_many_rare_ones(workers: int) -> None:
     assert [t["count"] for t in f["top_values"][:3]] == list(truth.iloc[:3])
     assert f["unique_error"] > 0
     assert abs(f["unique"] - truth.size) <= 4 * f["unique_error"] * truth.size
+
+
+def test_each_slice_has_the_statistics_of_its_own_rows() -> None:
+    df = pl.read_csv(DATASETS["complaints"], infer_schema_length=10_000)
+    sliced = compute(df.to_arrow(), batch_rows=1_000, slices=[["state"]])
+    assert len(sliced["slices"]) == df["state"].n_unique()
+    for state in ("CA", "NY", "WY", "None"):
+        rows = df.filter(pl.col("state").is_null() if state == "None" else pl.col("state") == state)
+        alone = compute(rows.to_arrow(), batch_rows=1_000)
+        part = sliced["slices"][f"state={state}"]
+        assert part["num_examples"] == rows.height
+        for name, f in alone["features"].items():
+            g = part["features"][name]
+            for key in ("count", "missing", "min", "max", "quantiles", "histogram", "sketch", "unique", "avg_length"):
+                assert g.get(key) == f.get(key), (state, name, key)
+            # A slice lists its 20 commonest values, with the same counts and order.
+            assert g.get("top_values") == (f["top_values"][:20] if "top_values" in f else None), (state, name)

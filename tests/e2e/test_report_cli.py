@@ -136,7 +136,7 @@ def test_a_browser_draws_the_page(root: Path, ids: dict[str, int]) -> None:
                 "--hide-scrollbars",
                 f"--user-data-dir={profile}",
                 f"--screenshot={png}",
-                "--window-size=1200,900",
+                "--window-size=1200,1800",
                 out.as_uri(),
             ],
             capture_output=True,
@@ -146,7 +146,7 @@ def test_a_browser_draws_the_page(root: Path, ids: dict[str, int]) -> None:
         )
     assert png.exists() and png.stat().st_size > 20_000, "no screenshot, or a near-empty one"
     width, height, pixels = read_png(png.read_bytes())
-    assert (width, height) == (1200, 900)
+    assert (width, height) == (1200, 1800)
     counted = Counter(pixels)
     seen = {
         rgb: counted[rgb] for rgb in ((0x00, 0x72, 0xB2), (0xD5, 0x5E, 0x00), (0xC6, 0x28, 0x28), (0xFD, 0xEE, 0xEE))

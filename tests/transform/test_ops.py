@@ -114,7 +114,7 @@ def test_bucketize_boundaries_are_kbins_edges() -> None:
 
 def test_bucketize_past_a_million_values_is_within_the_sketch_error() -> None:
     t = table("adult").select(["fnlwgt"])
-    many = pa.concat_tables([t] * 40)  # 1.3M values: past the exact bound, so the KLL sketch
+    many = pa.concat_tables([t] * 40)  # 1.3M values: past the exact bound, so the value buckets
     graph = fit_graph(lambda inputs: {"b": ct.bucketize(inputs["fnlwgt"], 10)}, many, batch_rows=50_000)
     x = np.sort(numbers(t, "fnlwgt")[:, 0])
     ranks = np.searchsorted(x, fitted_value(graph, "quantiles")) / len(x)

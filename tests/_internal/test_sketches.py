@@ -1,0 +1,93 @@
+"""The grouped sketches against the plain ones fed each group's values alone, and their stated error bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conveyor._internal.sketches import GroupedQuantiles, GroupedTopCounts, Quantiles
+
+
+def groups_and_values(rows: int, groups: int, seed: int) -> tuple[pl.Series, pl.Series]:
+    rng = np.random.default_rng(seed)
+    names = pl.Series("g", rng.choice([f"g{i}" for i in range(groups)], rows))
+    # Groups of different spread: some stay exact, some leave the exact range.
+    scale = np.array([int(n[1:]) for n in names]) % 4
+    values = pl.Series("x", rng.lognormal(3, 2, rows) * np.where(scale == 0, 0, 1) + rng.integers(0, 50, rows))
+    return names, values
+
+
+@pytest.mark.parametrize("batch", [997, 20_000])
+def test_grouped_quantiles_are_each_groups_own_buckets(batch: int) -> None:
+    names, values = groups_and_values(60_000, 7, seed=1)
+    grouped = [GroupedQuantiles(), GroupedQuantiles()]
+    for i, start in enumerate(range(0, len(names), batch)):
+        grouped[i % 2].update(values[start : start + batch], names[start : start + batch])
+    grouped[1].merge(grouped[0])
+    got = grouped[1].quantiles()
+    assert sorted(got) == sorted(set(names))
+    for name, q in got.items():
+        alone = Quantiles()
+        alone.update(values.filter(names == name))
+        assert q.to_json() == alone.to_json(), name
+    assert any(q.rank_error > 0 for q in got.values()) and any(q.rank_error == 0 for q in got.values())
+
+
+def true_counts(names: pl.Series, values: pl.Series) -> dict[tuple[str, str], int]:
+    frame = pl.DataFrame([names.alias("g"), values.alias("v")]).group_by("g", "v").len()
+    return {(g, v): n for g, v, n in frame.iter_rows()}
+
+
+def counted(top: GroupedTopCounts, group: str = "") -> tuple[dict[str, int], int]:
+    ranked, _, error, _ = top.summary(10_000, 10_000)[group]
+    return {r["value"]: r["count"] for r in ranked}, error
+
+
+def test_a_value_cut_twice_is_within_the_stated_error() -> None:
+    # "c" is cut while rare (3 lost), comes back and is cut again (3 more): the error must cover 6.
+    first, second = GroupedTopCounts(bound=4), GroupedTopCounts(bound=4)
+    first.update(pl.Series(["a"] * 10 + ["b"] * 10 + ["c", "d", "e"] * 3))
+    second.update(pl.Series(["c"] * 3 + ["x", "y"]))
+    first.merge(second)
+    counts, error = counted(first)
+    assert counts == {"a": 10, "b": 10}
+    assert 6 - counts.get("c", 0) <= error
+
+
+def test_no_count_misses_more_than_the_stated_error() -> None:
+    rng = np.random.default_rng(5)
+    rows = 40_000
+    names = pl.Series("g", rng.choice(["a", "b"], rows))
+    values = pl.Series("v", [f"v{i}" for i in rng.zipf(1.3, rows) % 3_000])
+    parts = []
+    for start in range(0, rows, 2_000):
+        parts.append(GroupedTopCounts(bound=100))
+        parts[-1].update(values[start : start + 2_000], names[start : start + 2_000])
+    for part in parts[1:]:
+        parts[0].merge(part)
+    truth = true_counts(names, values)
+    for name in ("a", "b"):
+        _, unique, _, unique_error = parts[0].summary(1, 1)[name]
+        counts, error = counted(parts[0], name)
+        assert error > 0
+        assert all(0 <= n - counts.get(v, 0) <= error for (g, v), n in truth.items() if g == name)
+        true_unique = sum(g == name for g, _ in truth)
+        assert abs(unique - true_unique) <= 4 * unique_error * true_unique
+
+
+def test_exact_groups_count_exactly_beside_hashed_ones() -> None:
+    rng = np.random.default_rng(9)
+    small = pl.Series("v", rng.choice(["x", "y", "z"], 5_000))
+    large = pl.Series("v", [f"id-{i}" for i in range(5_000)])
+    names = pl.Series("g", ["small"] * 5_000 + ["large"] * 5_000)
+    values = pl.concat([small, large])
+    order = rng.permutation(10_000)
+    top = GroupedTopCounts(bound=1_000)
+    for start in range(0, 10_000, 1_500):
+        top.update(values.gather(order[start : start + 1_500]), names.gather(order[start : start + 1_500]))
+    summary = top.summary(100, 100)
+    ranked, unique, error, unique_error = summary["small"]
+    assert (unique, error, unique_error) == (3, 0, 0.0)
+    assert ranked == [{"value": v, "count": n} for v, n in small.value_counts(sort=True).iter_rows()]
+    assert summary["large"][3] > 0
