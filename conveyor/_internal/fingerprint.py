@@ -11,7 +11,9 @@ read from the source, not run: a module imported by a name built at run time
 The cache key is computed for every step on every run, so a file is read once per content in
 a process: its hash and imports are remembered against its stat (size, mtime, ctime, inode,
 device), and not for a file changed in the last seconds, whose timestamps may not yet tell a
-second edit from the first (git's "racy clean" entries).
+second edit from the first (git's "racy clean" entries). Hashes of large files are also kept
+across processes by the same stat (``_Kept``), so a cached step whose parameter names a large
+input costs a stat in a new process, not a read of its bytes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import re
 import stat
 import sys
 import sysconfig
+import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +49,8 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(://|::)")
 _Import = tuple[str, tuple[str, ...], int]
 _StatKey = tuple[int, int, int, int, int]
 _memo: dict[str, tuple[_StatKey, str, tuple[_Import, ...] | None]] = {}
+_KEEP_MIN_BYTES = 1 << 20  # a smaller file is read about as fast as its kept hash is found
+_KEEP_ENTRIES = 2000
 
 
 def hash_file(path: str | os.PathLike[str]) -> str:
@@ -84,7 +89,11 @@ def _remembered(path: str, parse: bool) -> tuple[str, tuple[_Import, ...] | None
         known = _memo.get(path)
         if known is not None and known[0] == key and (known[2] is not None or not parse):
             return known[1], known[2]
-        if parse:
+        keep = not parse and st.st_size >= _KEEP_MIN_BYTES
+        kept = _kept.get(path, key) if keep else None
+        if kept is not None:
+            digest, imports = kept, None
+        elif parse:
             with open(path, "rb") as f:
                 source = f.read()
             digest, imports = hashlib.sha256(source).hexdigest(), _imports_of(source)
@@ -94,7 +103,80 @@ def _remembered(path: str, parse: bool) -> tuple[str, tuple[_Import, ...] | None
         return MISSING, None
     if st.st_ctime_ns < time.time_ns() - _RACY_NS:
         _memo[path] = (key, digest, imports)
+        if keep and kept is None:
+            _kept.add(path, key, digest)
     return digest, imports
+
+
+class _Kept:
+    """sha256 of large local files by path and stat, kept across processes in one small file.
+
+    The file is ``conveyor/file-hashes.json`` in the user's cache folder (``$XDG_CACHE_HOME``,
+    else ``~/.cache``), at most ``_KEEP_ENTRIES`` entries, the oldest dropped first, replaced
+    whole by a rename, so a reader never sees half of it. When two processes write at once,
+    one's new entries may be lost: that costs a read later, never a wrong hash. An entry is used
+    only while size, mtime, inode change time, inode and device are all as they were, and is
+    made only for a file unchanged for ``_RACY_NS`` before it was read.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, list[Any]] = {}
+        self._seen: tuple[Any, ...] | None = None  # the kept file's stat when it was read
+        self._new: dict[str, list[Any]] = {}
+
+    @staticmethod
+    def _file() -> Path:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base, "conveyor", "file-hashes.json")
+
+    def _load(self) -> dict[str, list[Any]]:
+        """The entries on disk, read again only when the file was replaced."""
+        file = self._file()
+        try:
+            st = file.stat()
+            seen = (str(file), st.st_ino, st.st_mtime_ns, st.st_size)
+            if seen != self._seen:
+                found = json.loads(file.read_bytes())
+                self._entries, self._seen = (found if isinstance(found, dict) else {}), seen
+        except (OSError, ValueError):
+            self._entries, self._seen = {}, None
+        return self._entries
+
+    def get(self, path: str, key: _StatKey) -> str | None:
+        with self._lock:
+            entry = self._new.get(path) or self._load().get(path)
+        if isinstance(entry, list) and len(entry) == 7 and tuple(entry[:5]) == key and isinstance(entry[5], str):
+            return entry[5]
+        return None
+
+    def add(self, path: str, key: _StatKey, digest: str) -> None:
+        """Remember one hash; ``save`` writes what was added."""
+        with self._lock:
+            self._new[path] = [*key, digest, time.time_ns()]
+
+    def save(self) -> None:
+        """Merge the new entries into the file on disk; a cache folder that cannot be written is left alone."""
+        with self._lock:
+            if not self._new:
+                return
+            file = self._file()
+            entries = {**self._load(), **self._new}
+            self._new = {}
+            if len(entries) > _KEEP_ENTRIES:
+                newest = sorted(entries.items(), key=lambda item: item[1][6] if len(item[1]) == 7 else 0)
+                entries = dict(newest[-_KEEP_ENTRIES:])
+            tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}")
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(json.dumps(entries, separators=(",", ":")))
+                os.replace(tmp, file)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
+_kept = _Kept()
 
 
 def _file_sha(path: str | os.PathLike[str]) -> str:
@@ -114,9 +196,9 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
         st = os.stat(p)
     except OSError:
         return MISSING
-    if stat.S_ISDIR(st.st_mode):
-        return _hash_tree(Path(p), _file_sha)
-    return _file_sha(p)
+    digest = _hash_tree(Path(p), _file_sha) if stat.S_ISDIR(st.st_mode) else _file_sha(p)
+    _kept.save()
+    return digest
 
 
 def parameter_file_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -344,9 +426,11 @@ class CodeFingerprint:
                 parts.append(getattr(o, "__qualname__", repr(o)))
             home = inspect.getmodule(o)
             namespace = getattr(home, "__dict__", {})
+            package = getattr(home, "__package__", None) or ""
+            near = "" if package else os.path.dirname(getattr(home, "__file__", None) or "")  # a file loaded by path
             for code in _code_objects(o):
                 for imported in _imports_in_code(code):
-                    seeds.update(_resolve(imported, getattr(home, "__package__", None) or ""))
+                    seeds.update(_resolve(imported, package, near))
                 for name in sorted(code.co_names):
                     if name in namespace:
                         todo.extend(self._global(namespace, name, code.co_names, seeds))

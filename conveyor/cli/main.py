@@ -136,10 +136,13 @@ def _run_id(store: MetadataStore, ref: str) -> str:
 def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: str | None) -> None:
     """List runs, newest first."""
     from conveyor.cli import render
+    from conveyor.metadata import listing, store_url
 
-    with _open_store(root, metadata) as store:
-        found = store.runs(pipeline, limit=limit)
-        render.runs(found, as_json)
+    found = listing.runs(store_url(root, metadata), pipeline, limit)  # a SQLite store read without SQLAlchemy
+    if found is None:
+        with _open_store(root, metadata) as store:
+            found = store.runs(pipeline, limit=limit)
+    render.runs(found, as_json)
 
 
 @cli.command()

@@ -18,12 +18,13 @@ from rich.text import Text
 from conveyor.artifacts import Artifact
 from conveyor.dsl.pipeline import Pipeline
 from conveyor.metadata.records import Execution, LineageGraph, Run
-from conveyor.orchestration.gc import GcPlan
 from conveyor.orchestration.logs import tail
 
 if TYPE_CHECKING:
     from rich.live import Live
     from rich.tree import Tree
+
+    from conveyor.orchestration.gc import GcPlan
 
 console = Console(highlight=False)
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import importlib.util
 import os
-import sys
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
-from conveyor._internal.discovered import depends_on_file
-from conveyor._internal.fingerprint import file_fingerprint, module_seed, user_sources
+from conveyor._internal.loader import function_of, load_step_module
 from conveyor.artifacts import Examples, Schema, TransformGraph
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
@@ -25,7 +18,6 @@ from conveyor.exceptions import TransformError
 T = TypeVar("T")
 R = TypeVar("R")
 _KINDS = {"int": "number", "float": "number", "string": "string", "bool": "bool"}
-_imported: dict[str, str] = {}  # path -> sha256 of the user's modules that module files imported
 
 
 class Transform(Component):
@@ -102,74 +94,15 @@ class Transform(Component):
 
 
 def load_preprocessing_fn(path: str) -> Callable[..., Any]:
-    """``preprocessing_fn`` of a module file, imported under a name unique to its content.
+    """``preprocessing_fn`` of a module file, imported under a name unique to its content, with
+    the user's modules it uses declared (``conveyor._internal.loader.load_step_module``).
 
     Raises:
         TransformError: the file is missing, does not import (with its line), or has no
             ``preprocessing_fn``.
     """
-    file = Path(path)
-    if not file.is_file():
-        msg = f"Transform: module_file {path!r} does not exist."
-        raise TransformError(msg)
-    name = f"conveyor_transform_module_{hashlib.sha256(file.read_bytes()).hexdigest()[:16]}"
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
-        msg = f"Transform: module_file {path!r} is not a Python module."
-        raise TransformError(msg)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    folder = str(file.parent.resolve())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)  # the module may import its neighbours, as a script would
-    _forget_edited_modules()
-    before = set(sys.modules)
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as e:
-        msg = f"{e.filename or path}:{e.lineno}: the module file does not parse: {e.msg}. Fix it and run again."
-        raise TransformError(msg) from e
-    except Exception as e:
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == file.resolve()]
-        where = f"{path}:{frames[-1].lineno}" if frames else path
-        msg = f"{where}: importing the module file raised {type(e).__name__}: {e}"
-        raise TransformError(msg) from e
-    declare_local_modules(module, [sys.modules[k] for k in set(sys.modules) - before if k in sys.modules])
-    fn = getattr(module, "preprocessing_fn", None)
-    if not callable(fn):
-        defined = [k for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == name]
-        close = difflib.get_close_matches("preprocessing_fn", defined, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else f" It defines {sorted(defined) or 'no functions'}."
-        msg = f"{path}: defines no preprocessing_fn(inputs), which Transform calls.{hint}"
-        raise TransformError(msg)
-    return fn
-
-
-def declare_local_modules(module: ModuleType, imported: list[ModuleType]) -> None:
-    """Declare the user's own modules that ``module`` uses, wherever they are imported from:
-    those its import brought in (``imported``), and those its import statements name, at the
-    top or inside ``preprocessing_fn``, and theirs in turn; not installed packages or the
-    standard library. They are this step's code as much as the module file is, but no
-    parameter names them; declared (``depends_on_file``), an edit to one runs Transform again.
-    """
-    own = os.path.abspath(module.__file__ or "")
-    seeds = [(own, ""), *(seed for m in imported if (seed := module_seed(m)) is not None)]
-    for path, digest in user_sources(seeds, near=os.path.dirname(own)).items():
-        if path != own:
-            depends_on_file(path)
-            _imported[path] = digest
-
-
-def _forget_edited_modules() -> None:
-    """Drop from ``sys.modules`` the user's modules edited since a module file imported them, so
-    that a process running a pipeline again imports the code the step's record names.
-    """
-    edited = {path for path, digest in _imported.items() if file_fingerprint(path) != digest}
-    for name, module in list(sys.modules.items()):
-        if os.path.abspath(getattr(module, "__file__", None) or "") in edited:
-            del sys.modules[name]
-    for path in edited:
-        del _imported[path]
+    loaded = load_step_module(path, what="module file", error=TransformError)
+    return function_of(loaded, "preprocessing_fn", purpose="preprocessing_fn(inputs), which Transform calls", error=TransformError)
 
 
 def inputs_from_schema(schema: Any) -> dict[str, dict[str, Any]]:

@@ -59,17 +59,12 @@ class ComponentSpec:
 
         The executor's source is read once per process; the modules, on every call (a stat per
         file), since the cache key is made anew for each run and an edited helper module runs
-        the step again.
+        the step again. The cache key adds the rest (``conveyor.orchestration.cache``).
         """
         if self._code is None:
             from conveyor._internal.fingerprint import CodeFingerprint
 
-            extra = ""
-            if self.type_name.startswith("conveyor."):
-                from conveyor._version import __version__
-
-                extra = __version__
-            self._code = CodeFingerprint(self.executor, extra)
+            self._code = CodeFingerprint(self.executor)
         return self._code()
 
 

@@ -288,10 +288,14 @@ def open_stream(fs: Any, path: str) -> Iterator[Any]:
 
 @contextmanager
 def open_random(fs: Any, path: str) -> Iterator[Any]:
-    """A seekable file (Parquet needs to read its footer first)."""
+    """A seekable file (Parquet needs to read its footer first).
+
+    Not a memory map: every page of a mapped file that is read stays in the process's resident
+    memory until it is closed, the whole file for one read through.
+    """
     import pyarrow as pa
 
-    f = pa.memory_map(path) if is_local(fs) else pa.PythonFile(fs.open(path, "rb"), mode="r")
+    f = pa.OSFile(path) if is_local(fs) else pa.PythonFile(fs.open(path, "rb"), mode="r")
     try:
         yield f
     finally:
@@ -299,12 +303,22 @@ def open_random(fs: Any, path: str) -> Iterator[Any]:
 
 
 def fingerprint(fs: Any, root: str, files: list[str]) -> str:
-    """sha256 over each file's name (relative to ``root``) and the sha256 of its bytes."""
+    """sha256 over each file's name (relative to ``root``) and the sha256 of its bytes.
+
+    A local file's hash is the one the cache key just took (remembered by its stat), so the
+    input is not read once more for this.
+    """
+    from conveyor._internal.fingerprint import file_fingerprint
+
     total = hashlib.sha256()
     for path in sorted(files):
-        h = hashlib.sha256()
-        with fs.open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
-        total.update(f"{posixpath.relpath(path, root)}\0{h.hexdigest()}\n".encode())
+        if is_local(fs):
+            digest = file_fingerprint(path)
+        else:
+            h = hashlib.sha256()
+            with fs.open(path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+            digest = h.hexdigest()
+        total.update(f"{posixpath.relpath(path, root)}\0{digest}\n".encode())
     return total.hexdigest()

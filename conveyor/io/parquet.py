@@ -3,7 +3,8 @@
 Output layout (CONTRACT): ``<uri>/Split-<name>/part-00000.parquet``, ``part-00001.parquet``,
 ... Rows are buffered per split into row groups of about 128 Ki rows (or 32 MiB), the unit
 StatisticsGen reads in parallel, and a new part file starts every ~256 MiB, so memory stays
-bounded by a few row groups whatever the input size (DESIGN 2).
+bounded by a few row groups whatever the input size (DESIGN 2). Input files are read the same
+way: in batches of about 16 MiB through a small buffer, whatever the size of their row groups.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ ROW_GROUP_ROWS = 1 << 17
 ROW_GROUP_BYTES = 32 << 20
 PART_BYTES = 256 << 20
 BUFFER_BYTES = 256 << 20
+READ_BATCH_BYTES = 16 << 20
+READ_BUFFER_BYTES = 1 << 20
 
 
 def parquet_schema(fs: Any, path: str) -> pa.Schema:
@@ -35,10 +38,22 @@ def parquet_schema(fs: Any, path: str) -> pa.Schema:
             raise DataValidationError(msg) from None
 
 
-def read_parquet(fs: Any, path: str, batch_size: int = 1 << 16) -> Iterator[pa.RecordBatch]:
-    """The file's rows, one row group's worth of batches at a time."""
+def read_parquet(fs: Any, path: str) -> Iterator[pa.RecordBatch]:
+    """The file's rows in batches of about ``READ_BATCH_BYTES``.
+
+    Pages are read through a buffer rather than a column chunk at a time, so a file written as
+    one huge row group streams in bounded memory as well as one of many small ones.
+    """
     with open_random(fs, path) as f:
-        yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size)
+        parquet = pq.ParquetFile(f, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
+        yield from parquet.iter_batches(batch_size=batch_rows(parquet.metadata))
+
+
+def batch_rows(meta: pq.FileMetaData) -> int:
+    """Rows per read batch: ``READ_BATCH_BYTES`` over the file's mean decoded row size, 1 Ki to 64 Ki."""
+    decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    per_row = decoded / meta.num_rows if meta.num_rows else 1.0
+    return int(min(1 << 16, max(1 << 10, READ_BATCH_BYTES // max(per_row, 1.0))))
 
 
 class SplitWriter:

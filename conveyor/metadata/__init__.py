@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from conveyor.exceptions import ArtifactError, MetadataError
 from conveyor.metadata.records import Execution, LineageEdge, LineageGraph, Run
-from conveyor.metadata.store import MetadataStore
+
+if TYPE_CHECKING:
+    from conveyor.metadata.store import MetadataStore
 
 __all__ = ["Execution", "LineageEdge", "LineageGraph", "MetadataStore", "Run", "artifact_folder", "open_store", "store_url"]
+
+
+def __getattr__(name: str) -> Any:
+    """``MetadataStore`` on first use: it loads SQLAlchemy, which ``conveyor runs`` can do without."""
+    if name == "MetadataStore":
+        from conveyor.metadata.store import MetadataStore
+
+        return MetadataStore
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> str:
@@ -32,6 +45,8 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
 
 def open_store(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> MetadataStore:
     """``MetadataStore(store_url(root, metadata))``: use it in a ``with`` block."""
+    from conveyor.metadata.store import MetadataStore
+
     return MetadataStore(store_url(root, metadata))
 
 

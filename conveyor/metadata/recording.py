@@ -4,7 +4,9 @@
 store is and what it answers, and this file as what a run writes into it, step by step:
 ``begin_run``; per step ``find_cached`` (then ``record_cached``), or ``record_start``,
 ``record_attempt`` on a retry and ``record_finish``, or ``record_skipped``; ``end_run``.
-Each call is one transaction.
+Each call is one transaction. From ``begin_run`` to ``end_run`` (or ``close``) a thread writes
+the run's heartbeat every ``heartbeat_every`` seconds: on another host, where its pid means
+nothing, that is how a reader tells a running run from one whose machine died.
 
 An artifact that goes LIVE is recorded with the list of its files (size, mtime, ctime): a
 later cache hit stats them, and hashes the folder only when a stat differs, so an output
@@ -13,8 +15,10 @@ edited or deleted by hand is never reused as if whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,6 +30,7 @@ from conveyor._internal.discovered import unchanged
 from conveyor._internal.fingerprint import hash_path
 from conveyor._internal.process import hostname, start_token
 from conveyor.artifacts import Artifact
+from conveyor.exceptions import MetadataError
 from conveyor.metadata import schema as s
 from conveyor.metadata.records import Execution, Run, to_datetime
 
@@ -73,8 +78,12 @@ def _check_files(uri: str, fingerprint: str | None, recorded: str | None) -> tup
 class Recorder:
     """What the runner records: ``MetadataStore``'s writing half (see the module docstring)."""
 
+    heartbeat_every = 5.0
+    """Seconds between two heartbeats of a run in progress (``MetadataStore.silent_after`` is 60)."""
+
     if TYPE_CHECKING:  # MetadataStore's: its engines, its caches, its queries
         _run_contexts: dict[str, tuple[int, int]]
+        _heartbeats: dict[str, tuple[threading.Event, threading.Thread]]
 
         def _read(self) -> AbstractContextManager[Connection]: ...
         def _write(self) -> AbstractContextManager[Connection]: ...
@@ -87,20 +96,38 @@ class Recorder:
 
     # -- runs -----------------------------------------------------------------------------
     def begin_run(self, pipeline: str, run_id: str) -> Run:
-        """Record a new run of ``pipeline`` by this process."""
+        """Record a new run of ``pipeline`` by this process, and start its heartbeat."""
         now = time.time()
         pid = os.getpid()
         with self._write() as conn:
             parent = self._context_id(conn, "pipeline", pipeline)
-            conn.execute(
+            ctx = conn.execute(
                 s.contexts.insert().values(
-                    type="run", name=run_id, parent_id=parent, status="running", started=now,
+                    type="run", name=run_id, parent_id=parent, status="running", started=now, heartbeat=now,
                     host=hostname(), pid=pid, properties=_dumps({"pid_start": start_token(pid)}),
                 )
-            )
+            ).inserted_primary_key[0]
+        self._run_contexts[run_id] = (int(ctx), parent)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(int(ctx), stop), name=f"heartbeat-{run_id}", daemon=True)
+        self._heartbeats[run_id] = (stop, beat)
+        beat.start()
         return Run(run_id, pipeline, "running", to_datetime(now), None, hostname(), pid)
 
+    def _beat(self, run_ctx: int, stop: threading.Event) -> None:
+        c = s.contexts
+        while not stop.wait(self.heartbeat_every):
+            with contextlib.suppress(MetadataError), self._write() as conn:  # the store away a moment: beat again later
+                conn.execute(update(c).where(c.c.id == run_ctx).values(heartbeat=time.time()))
+
+    def _stop_heartbeat(self, run_id: str) -> None:
+        found = self._heartbeats.pop(run_id, None)
+        if found is not None:
+            found[0].set()
+            found[1].join()
+
     def end_run(self, run_id: str, status: str) -> None:
+        self._stop_heartbeat(run_id)
         with self._write() as conn:
             c = s.contexts
             conn.execute(update(c).where(c.c.type == "run", c.c.name == run_id).values(status=status, ended=time.time()))

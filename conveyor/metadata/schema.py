@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeEngine
 
 from conveyor.exceptions import MetadataError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 class LongText(TypeDecorator[str]):
     """TEXT, but LONGTEXT on MySQL, whose TEXT stops at 64 KB (a traceback can be longer).
@@ -82,6 +82,9 @@ contexts = Table(
     Column("host", String(255)),
     Column("pid", Integer),
     Column("properties", LongText(), nullable=False, default="{}"),
+    # A running run's process writes the time here every few seconds; a run on another host
+    # silent for long is failed by the next reader (its pid cannot be checked from here).
+    Column("heartbeat", Double),
     UniqueConstraint("type", "name", name="uq_context_type_name"),
 )
 
@@ -174,9 +177,14 @@ def _add_manifests_and_identity(conn: Connection) -> None:
         conn.execute(schema_info.insert().values(key="store_id", value=secrets.token_hex(16)))
 
 
+def _add_heartbeat(conn: Connection) -> None:
+    """Version 5 lets a run say it is alive, so that a reader on another host can tell."""
+    _add_column(conn, contexts.c.heartbeat)
+
+
 # Each entry upgrades a store from that version to the next; append, never edit.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: _widen_times, 2: _add_discovered_files, 3: _add_manifests_and_identity,
+    1: _widen_times, 2: _add_discovered_files, 3: _add_manifests_and_identity, 4: _add_heartbeat,
 }
 
 _LOCK_KEY = 0x636F6E76  # "conv"

@@ -19,14 +19,26 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 
@@ -36,6 +48,9 @@ from conveyor.exceptions import MetadataError, MissingExtraError
 from conveyor.metadata import schema as s
 from conveyor.metadata.recording import Recorder
 from conveyor.metadata.records import Execution, LineageEdge, LineageGraph, Run, to_datetime
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.selectable import CTE
 
 _DRIVERS = {
     "postgresql": ("postgresql+psycopg", "postgres", "psycopg"),
@@ -73,6 +88,13 @@ class MetadataStore(Recorder):
         MetadataError: the URL does not connect, or the store was made by a newer conveyor.
     """
 
+    silent_after = 60.0
+    """Seconds without a heartbeat after which a run on another host is failed by the next reader.
+
+    A running run beats every ``heartbeat_every`` seconds (5); twelve missed beats leave room for
+    a busy database. The hosts' clocks must agree to well within this (NTP does).
+    """
+
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         self._engine, self._reader = self._open()
@@ -80,6 +102,7 @@ class MetadataStore(Recorder):
         self._type_names: dict[int, str] = {}
         self._reaped_at = -1.0
         self._run_contexts: dict[str, tuple[int, int]] = {}  # the Recorder's
+        self._heartbeats: dict[str, tuple[threading.Event, threading.Thread]] = {}  # the Recorder's
         with self._read() as conn:
             self.identity: str = str(s.store_identity(conn))
         """A random id made with the store, which tells it from any other (a root is bound to it)."""
@@ -104,7 +127,11 @@ class MetadataStore(Recorder):
                     self.url, pool_pre_ping=True, pool_size=4, max_overflow=8, isolation_level="READ COMMITTED",
                     connect_args=timeout,
                 )
-                reader = engine
+                # Each statement sees what was committed when it began, in a transaction or not;
+                # without one, a read on PostgreSQL saves the BEGIN and ROLLBACK round trips.
+                # (MySQL's drivers would spend a round trip on each switch to autocommit and back.)
+                postgres = parsed.get_backend_name() == "postgresql"
+                reader = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
         except (NoSuchModuleError, ModuleNotFoundError) as e:
             extra = next((v[1] for k, v in _DRIVERS.items() if parsed.drivername.startswith(k)), None)
             hint = f"pip install 'conveyor[{extra}]'" if extra else "install its database driver"
@@ -240,6 +267,8 @@ class MetadataStore(Recorder):
                 s.upgrade(conn, version)
 
     def close(self) -> None:
+        for run_id in list(self._heartbeats):
+            self._stop_heartbeat(run_id)
         self._engine.dispose()
         if self._reader is not self._engine:
             self._reader.dispose()
@@ -313,27 +342,45 @@ class MetadataStore(Recorder):
             with contextlib.suppress(MetadataError):
                 self.reap_dead_runs()
 
-    def _dead_runs(self) -> list[Any]:
+    def _dead_runs(self) -> list[tuple[Any, str]]:
+        """Runs recorded as running (or with a step running) whose process is gone, each with why.
+
+        On this host the pid tells; a run on another host is gone once its heartbeat is older
+        than ``silent_after`` (a run from before heartbeats counts from its start).
+        """
         c, e = s.contexts, s.executions
         # A run whose end was recorded while the store refused a step's own end still holds it.
         unfinished = select(e.c.id).where(e.c.run_id == c.c.id, e.c.status == "running").exists()
+        here = hostname()
+        silent = func.coalesce(c.c.heartbeat, c.c.started) < time.time() - self.silent_after
         with self._read() as conn:
             rows = conn.execute(
-                select(c.c.id, c.c.name, c.c.pid, c.c.properties).where(
-                    c.c.type == "run", c.c.host == hostname(), (c.c.status == "running") | unfinished
+                select(c.c.id, c.c.name, c.c.host, c.c.pid, c.c.properties).where(
+                    c.c.type == "run", (c.c.status == "running") | unfinished, (c.c.host == here) | silent
                 )
             ).all()
-        return [r for r in rows if r.pid and not is_alive(r.pid, json.loads(r.properties).get("pid_start"))]
+        dead = []
+        for r in rows:
+            if r.host != here:
+                why = (
+                    f"The run's host {r.host} sent no heartbeat for {self.silent_after:.0f} s while this step ran "
+                    f"(the machine or its process stopped); run again to resume."
+                )
+                dead.append((r, why))
+            elif r.pid and not is_alive(r.pid, json.loads(r.properties).get("pid_start")):
+                dead.append((r, f"The run's process (pid {r.pid}) died while this step ran; run again to resume."))
+        return dead
 
     def dead_runs(self) -> list[str]:
-        """Runs whose process (on this host) died while the run, or a step of it, is recorded as running.
+        """Runs whose process died (on this host) or fell silent (on another) while the run, or a
+        step of it, is recorded as running.
 
         Reading only: ``reap_dead_runs`` writes what this finds.
         """
-        return [r.name for r in self._dead_runs()]
+        return [r.name for r, _ in self._dead_runs()]
 
     def reap_dead_runs(self) -> list[str]:
-        """Mark failed the runs whose process died (killed, crashed), and abandon what they left."""
+        """Mark failed the runs whose process died (killed, crashed, its machine gone), and abandon what they left."""
         c = s.contexts
         dead = self._dead_runs()
         if not dead:
@@ -341,18 +388,15 @@ class MetadataStore(Recorder):
         now = time.time()
         e, a, ev = s.executions, s.artifacts, s.events
         with self._write() as conn:
-            for r in dead:
+            for r, why in dead:
                 conn.execute(update(c).where(c.c.id == r.id, c.c.status == "running").values(status="failed", ended=now))
                 running = select(e.c.id).where(e.c.run_id == r.id, e.c.status == "running")
                 pending = select(ev.c.artifact_id).where(ev.c.execution_id.in_(running), ev.c.type == "OUTPUT")
                 conn.execute(update(a).where(a.c.id.in_(pending), a.c.state == "PENDING").values(state="ABANDONED", updated=now))
                 conn.execute(
-                    update(e).where(e.c.run_id == r.id, e.c.status == "running").values(
-                        status="failed", ended=now,
-                        error=f"The run's process (pid {r.pid}) died while this step ran; run again to resume.",
-                    )
+                    update(e).where(e.c.run_id == r.id, e.c.status == "running").values(status="failed", ended=now, error=why)
                 )
-        return [r.name for r in dead]
+        return [r.name for r, _ in dead]
 
     def _runs(
         self, conn: Connection, *, pipeline: str | None = None, run_id: str | None = None, limit: int | None = None
@@ -530,7 +574,7 @@ class MetadataStore(Recorder):
             if conn.execute(select(a.c.id).where(a.c.id == artifact_id)).first() is None:
                 msg = f"No artifact {artifact_id} in the metadata store at {self._safe_url()}."
                 raise MetadataError(msg)
-            seen_a, seen_e, edges = self._walk(conn, [artifact_id], direction, max_hops)
+            seen_a, seen_e, edges = self._walk(conn, artifact_id, direction, max_hops)
             arts: dict[int, Artifact] = {}
             for ids in _chunks(sorted(seen_a)):
                 for r in conn.execute(select(a).where(a.c.id.in_(ids))):
@@ -543,43 +587,70 @@ class MetadataStore(Recorder):
 
     def upstream_closure(self, artifact_ids: Iterable[int]) -> set[int]:
         """The given artifacts and every artifact they were made from, directly or not."""
+        starts = list(artifact_ids)
+        found = set(starts)
         with self._read() as conn:
-            return self._walk(conn, list(artifact_ids), "upstream", None)[0]
+            for ids in _chunks(starts):
+                reached = self._reach(ids, "upstream", None)
+                found.update(conn.execute(select(reached.c.artifact_id)).scalars())
+        return found
+
+    @staticmethod
+    def _reach(starts: Sequence[int], direction: str, max_hops: int | None) -> CTE:
+        """The artifacts reachable from ``starts``, as one recursive query (WITH RECURSIVE).
+
+        A hop goes from an artifact through an execution that made (upstream) or used
+        (downstream) it, to that execution's other side; cached and skipped executions are not
+        followed. With ``max_hops`` each row carries its hop count; without, artifacts alone, so
+        that UNION keeps each once however many paths lead to it.
+        """
+        a, e = s.artifacts, s.executions
+        near, far = s.events.alias("near"), s.events.alias("far")
+        toward, away = ("OUTPUT", "INPUT") if direction == "upstream" else ("INPUT", "OUTPUT")
+        hops = [literal_column("0", Integer).label("hops")] if max_hops is not None else []
+        reached = select(a.c.id.label("artifact_id"), *hops).where(a.c.id.in_(starts)).cte("reached", recursive=True)
+        step = (
+            select(far.c.artifact_id, *([reached.c.hops + literal_column("1", Integer)] if hops else []))
+            .select_from(reached)
+            .join(near, near.c.artifact_id == reached.c.artifact_id)
+            .join(e, e.c.id == near.c.execution_id)
+            .join(far, far.c.execution_id == near.c.execution_id)
+            .where(near.c.type == toward, e.c.status.not_in(("cached", "skipped")), far.c.type == away)
+        )
+        if max_hops is not None:
+            step = step.where(reached.c.hops < max_hops)
+        return reached.union(step)
 
     def _walk(
-        self, conn: Connection, starts: list[int], direction: str, max_hops: int | None
+        self, conn: Connection, start: int, direction: str, max_hops: int | None
     ) -> tuple[set[int], set[int], list[LineageEdge]]:
-        """Breadth-first over events, one batched query per hop and side."""
+        """The events joining what ``start`` reaches, in one query whatever the number of hops.
+
+        The events are those of each reached artifact (within ``max_hops - 1`` hops) toward an
+        execution that is followed, and that execution's events on its other side.
+        """
         ev, e = s.events, s.executions
         toward, away = ("OUTPUT", "INPUT") if direction == "upstream" else ("INPUT", "OUTPUT")
-        edges: list[LineageEdge] = []
-        seen_a: set[int] = set(starts)
-        seen_e: set[int] = set()
-        frontier = list(seen_a)
-        hops = 0
-        while frontier and (max_hops is None or hops < max_hops):
-            hops += 1
-            new_e: list[int] = []
-            for ids in _chunks(frontier):
-                q = (
-                    select(ev.c.artifact_id, ev.c.execution_id, ev.c.key)
-                    .join(e, e.c.id == ev.c.execution_id)
-                    .where(ev.c.artifact_id.in_(ids), ev.c.type == toward, e.c.status.not_in(("cached", "skipped")))
-                )
-                for r in conn.execute(q):
-                    edges.append(LineageEdge(r.artifact_id, r.execution_id, toward, r.key))
-                    if r.execution_id not in seen_e:
-                        seen_e.add(r.execution_id)
-                        new_e.append(r.execution_id)
-            frontier = []
-            for ids in _chunks(new_e):
-                q = select(ev.c.artifact_id, ev.c.execution_id, ev.c.key).where(ev.c.execution_id.in_(ids), ev.c.type == away)
-                for r in conn.execute(q):
-                    edges.append(LineageEdge(r.artifact_id, r.execution_id, away, r.key))
-                    if r.artifact_id not in seen_a:
-                        seen_a.add(r.artifact_id)
-                        frontier.append(r.artifact_id)
-        return seen_a, seen_e, edges
+        reached = self._reach([start], direction, max_hops)
+        grown = select(reached.c.artifact_id)
+        if max_hops is not None:
+            grown = grown.where(reached.c.hops < max_hops)
+        near = (
+            select(ev.c.id, ev.c.artifact_id, ev.c.execution_id, ev.c.type, ev.c.key)
+            .join(e, e.c.id == ev.c.execution_id)
+            .where(ev.c.artifact_id.in_(grown), ev.c.type == toward, e.c.status.not_in(("cached", "skipped")))
+            .cte("near")
+        )
+        far = select(ev.c.id, ev.c.artifact_id, ev.c.execution_id, ev.c.type, ev.c.key).where(
+            ev.c.execution_id.in_(select(near.c.execution_id)), ev.c.type == away
+        )
+        both = union_all(select(near), far).subquery()
+        edges = [
+            LineageEdge(r.artifact_id, r.execution_id, r.type, r.key)
+            for r in conn.execute(select(both).order_by(both.c.id))
+        ]
+        seen_a = {start} | {x.artifact_id for x in edges if x.type == away}
+        return seen_a, {x.execution_id for x in edges}, edges
 
     def latest_blessed_model(self, pipeline: str) -> Artifact | None:
         """The newest LIVE Model whose ModelBlessing says ``blessed``, or None.

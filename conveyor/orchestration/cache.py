@@ -1,6 +1,7 @@
 """Cache keys: a step is not run again when nothing it depends on has changed (DESIGN 6).
 
-key = sha256 of the component type, its code fingerprint, its parameters, the content
+key = sha256 of the component type, its code fingerprint (for conveyor's own components, salted
+with conveyor's version: their code reaches modules the fingerprint does not follow), its parameters, the content
 fingerprints of its input artifacts, and the content of every file a ``FilePath`` parameter
 names (at an fsspec URL, what the store says of each file: size, mtime, etag), with the
 user's modules that a named module file imports. So an edited module, helper or schema file
@@ -24,7 +25,18 @@ from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
 
 
-def cache_key(node: Node, inputs: Mapping[str, Sequence[Artifact]]) -> str:
+def code_fingerprint(node: Node) -> str:
+    """The step's code as its cache key and its record hold it (see the module docstring)."""
+    code = node.spec.code_fingerprint()
+    if not node.spec.type_name.startswith("conveyor."):
+        return code
+    from conveyor._version import __version__
+
+    return hashlib.sha256(f"{code}\0conveyor {__version__}".encode()).hexdigest()
+
+
+def cache_key(node: Node, inputs: Mapping[str, Sequence[Artifact]], code: str | None = None) -> str:
+    """The step's cache key; ``code``, when given, is its ``code_fingerprint`` already made."""
     paths = node.resolved_parameters()  # the files the executor reads; the key keeps the names as written
     files = {
         name: parameter_file_fingerprint(str(paths[name]))
@@ -33,7 +45,7 @@ def cache_key(node: Node, inputs: Mapping[str, Sequence[Artifact]]) -> str:
     }
     payload = {
         "type": node.spec.type_name,
-        "code": node.spec.code_fingerprint(),
+        "code": code_fingerprint(node) if code is None else code,
         "parameters": node.parameters,
         "inputs": {k: [a.fingerprint for a in v] for k, v in sorted(inputs.items())},
         "files": files,

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -179,3 +181,73 @@ def test_a_decorated_function_or_an_object_of_another_module_is_followed(project
     write(folder / f"{p}_lib.py", (folder / f"{p}_lib.py").read_text().replace("s.strip()", "s.strip(' ')"))
     after = [code_fingerprint(f) for f in functions]
     assert after[0] != before[0] and after[1] != before[1]
+
+
+FINGERPRINT_IN_A_NEW_PROCESS = """
+import json, sys
+from conveyor._internal.fingerprint import file_fingerprint
+
+def bytes_read():  # what this process has read through read(2), files of any kind
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+before = bytes_read()
+digest = file_fingerprint(sys.argv[1])
+print(json.dumps({"digest": digest, "read": bytes_read() - before}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="counts a process's reads in /proc/self/io (Linux)")
+def test_a_new_process_takes_an_unchanged_large_file_s_hash_from_a_stat_and_reads_an_edited_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "input" / "complaints.parquet"
+    data.parent.mkdir()
+    data.write_bytes(b"a" * (4 << 20))
+    time.sleep(2.2)  # past the window where timestamps may not tell two edits apart
+
+    def in_a_new_process() -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", FINGERPRINT_IN_A_NEW_PROCESS, str(data.parent)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(done.stdout)
+
+    first = in_a_new_process()
+    assert first["read"] >= 4 << 20
+    second = in_a_new_process()
+    assert second["digest"] == first["digest"] == file_fingerprint(data.parent)
+    assert second["read"] < 1 << 20  # a stat and the small file of kept hashes, not the 4 MiB
+    assert (tmp_path / "cache" / "conveyor" / "file-hashes.json").is_file()
+
+    rewrite_keeping_size_and_mtime(data, "b" + "a" * ((4 << 20) - 1))
+    time.sleep(2.2)  # so that only the inode's change time tells the edit
+    third = in_a_new_process()
+    assert third["read"] >= 4 << 20
+    assert third["digest"] != first["digest"]
+    assert third["digest"] == file_fingerprint(data.parent)
+
+
+def test_the_kept_hashes_stay_few_and_a_damaged_file_of_them_is_only_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor._internal import fingerprint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(fingerprint, "_KEEP_MIN_BYTES", 1)
+    monkeypatch.setattr(fingerprint, "_KEEP_ENTRIES", 2)
+    kept = tmp_path / "cache" / "conveyor" / "file-hashes.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text('{"half a')
+    files = [tmp_path / f"{name}.csv" for name in "abc"]
+    for f in files:
+        f.write_text(f"x\n{f.stem}\n")
+    time.sleep(2.2)
+    for f in files:
+        assert file_fingerprint(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+    entries = json.loads(kept.read_text())
+    assert sorted(entries) == [str(files[1]), str(files[2])]
+    assert entries[str(files[2])][5] == hashlib.sha256(b"x\nc\n").hexdigest()

@@ -77,3 +77,17 @@ def test_buckets_follow_weights_and_order() -> None:
     four = assign_buckets(h, [60, 5, 5, 20])
     assert ((three == 0) == (four == 0)).all()
     assert ((three == 2) == (four == 3)).all()
+
+
+def test_a_column_larger_than_a_slice_hashes_as_its_values_one_by_one() -> None:
+    """Long text is hashed a few MiB at a time (bounded memory); the cut never moves a hash."""
+    rng = np.random.default_rng(3)
+    letters = rng.integers(97, 123, 9_000_000, dtype=np.uint8).tobytes().decode()
+    ends = np.sort(rng.integers(0, len(letters), 59))
+    values: list[str | None] = [letters[a:b] for a, b in zip([0, *ends], [*ends, len(letters)], strict=True)]
+    values[7], values[30] = None, "y" * (5 << 20)  # a null, and one value longer than a slice
+    arr = pa.array(values, pa.large_string())
+    assert sum(len(v or "") for v in values) > 3 * (4 << 20)
+    one_by_one = np.concatenate([hash_bytes(arr.slice(i, 1)) for i in range(len(values))])
+    assert (hash_bytes(arr) == one_by_one).all()
+    assert (hash_bytes(arr.slice(5, 40)) == one_by_one[5:45]).all()

@@ -11,6 +11,7 @@ and each test checks what a user reads back through a fresh ``MetadataStore``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, update
+from sqlalchemy import Engine, create_engine, select, update
 
 from conveyor import Input, Output, Parameter, Pipeline, component, depends_on_file
 from conveyor.artifacts import Artifact, Examples, Model, ModelBlessing, PushedModel
@@ -390,6 +391,61 @@ def test_lineage_rejects_an_unknown_direction(db_url: str, tmp_path: Path) -> No
         store.lineage(output(run, "push", "pushed").id, direction="sideways")
 
 
+def record_chain(db_url: str, length: int) -> list[int]:
+    """Record a chain of ``length`` steps, each making one artifact from the one before; its artifact ids.
+
+    Written through the recording API, the calls the runner makes, and then reused once from
+    cache by a second run, whose executions lineage must not follow.
+    """
+    made: list[Artifact] = []
+    with MetadataStore(db_url) as store:
+        store.begin_run("chain", "run-chain")
+        for i in range(length):
+            exec_id, out = store.record_start(
+                "run-chain", component_id=f"step{i}", component_type="tests.step", parameters={"i": i},
+                code_fingerprint="code", cache_key=f"key{i}", inputs={"examples": made[-1:]}, outputs={"examples": Examples},
+                uri_for=lambda eid, key: f"/root/{key}/{eid}", log_for=lambda eid: f"/root/.logs/{eid}.log",
+            )
+            store.record_finish(exec_id, status="succeeded", outputs=list(out.values()))
+            made.append(out["examples"])
+        store.end_run("run-chain", "succeeded")
+        store.begin_run("chain", "run-again")
+        for i, step in enumerate(store.executions(run="run-chain")):
+            store.record_cached("run-again", source=step, component_type="tests.step", inputs={"examples": made[i - 1 : i]})
+        store.end_run("run-again", "succeeded")
+    return [a.id or 0 for a in made]
+
+
+def test_lineage_of_a_deep_chain_is_whole_in_either_direction_and_bounded_by_max_hops(db_url: str) -> None:
+    ids = record_chain(db_url, 51)  # 50 hops from the last artifact to the first
+    with MetadataStore(db_url) as store:
+        up = store.lineage(ids[-1])
+        down = store.lineage(ids[0], direction="downstream")
+        near = store.lineage(ids[-1], max_hops=10)
+        next3 = store.lineage(ids[0], direction="downstream", max_hops=3)
+        assert store.upstream_closure([ids[-1], ids[25]]) == set(ids)
+    assert set(up.artifacts) == set(ids)
+    assert len(up.executions) == 51
+    assert sorted((e.type, e.key) for e in up.edges) == sorted([("OUTPUT", "examples")] * 51 + [("INPUT", "examples")] * 50)
+    for before, after in itertools.pairwise(ids):
+        made_by = up.producer(after)
+        assert made_by is not None
+        assert made_by.status == "succeeded"
+        assert [a.id for _, a in up.inputs_of(made_by.id)] == [before]
+
+    assert set(down.artifacts) == set(ids)
+    assert len(down.executions) == 50  # the first artifact's maker is upstream of it
+    for before, after in itertools.pairwise(ids):
+        [used_by] = down.consumers(before)
+        assert [a.id for _, a in down.outputs_of(used_by.id)] == [after]
+
+    assert set(near.artifacts) == set(ids[-11:])
+    assert {x.component_id for x in near.executions.values()} == {f"step{i}" for i in range(41, 51)}
+    assert len(near.edges) == 20
+    assert set(next3.artifacts) == set(ids[:4])
+    assert {x.component_id for x in next3.executions.values()} == {"step1", "step2", "step3"}
+
+
 # -- latest blessed model -----------------------------------------------------------------------
 
 
@@ -489,6 +545,23 @@ def test_a_store_from_before_file_lists_and_identities_is_upgraded_when_opened(d
         assert json.loads((tmp_path / MARKER).read_text())["store"] == store.identity
     with raw_engine(db_url) as engine, engine.connect() as conn:
         assert schema.stored_version(conn) == schema.SCHEMA_VERSION
+
+
+def test_a_store_from_before_heartbeats_is_upgraded_and_its_runs_beat(db_url: str, tmp_path: Path) -> None:
+    """Version 4 had no heartbeat column; a run made then counts from its start, and new runs beat."""
+    old = run_pipeline(db_url, tmp_path)
+    with raw_engine(db_url) as engine:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE contexts DROP COLUMN heartbeat")
+        set_schema_version(engine, 4)
+    again = run_pipeline(db_url, tmp_path)
+    assert {x.status for x in again.executions.values()} == {"cached"}
+    c = schema.contexts
+    with raw_engine(db_url) as engine, engine.connect() as conn:
+        assert schema.stored_version(conn) == schema.SCHEMA_VERSION
+        beats = dict(conn.execute(select(c.c.name, c.c.heartbeat).where(c.c.type == "run")).all())
+    assert beats[old.id] is None
+    assert beats[again.id] is not None
 
 
 def test_a_store_from_a_newer_conveyor_is_refused(db_url: str) -> None:

@@ -1,0 +1,236 @@
+"""One step, runnable on its own: the local runner, an Airflow task, a Kubeflow container and the
+Beam engine all run a step through ``run_step``, against the store Protocols of
+``conveyor.metadata.protocols``.
+
+For a step: make its cache key, reuse a finished execution with the same key, or record a
+running execution, let the executor write into staging folders, rename them into place and
+mark the outputs LIVE (DESIGN 4), with the files the step declared while it ran
+(``conveyor.depends_on_file``), which a later cache hit must find unchanged. A step whose node
+refuses the cache (``Node.cache_refusal``: a SQL query's result may change unseen) always runs;
+what it makes still feeds the cache keys after it. Its inputs are what the steps before it
+made (``inputs_of``), in this run or, for steps left out of it, in an earlier one
+(``outputs_before``).
+
+Every way out of a step ends its execution: an error outside the executor (its cache key, its
+staging folder, its log, the rename into place, the final record) fails it with the error and
+abandons its outputs, as an error inside does. A step that ran out of disk space leaves no
+partial output behind, so the next run after space is freed needs no ``conveyor gc``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor._internal import discovered
+from conveyor._internal.fingerprint import hash_path
+from conveyor.artifacts import Artifact
+from conveyor.dsl.component import Node
+from conveyor.exceptions import ConveyorError, MetadataError
+from conveyor.metadata.protocols import StepReader, StepRecorder, StepStore
+from conveyor.orchestration import logs
+from conveyor.orchestration.cache import cache_key, code_fingerprint
+
+Inputs = dict[str, list[Artifact]]
+
+
+@dataclass
+class Outcome:
+    """How a step ended: ``succeeded``, ``cached`` or ``failed``, and the outputs it leaves."""
+
+    status: str
+    outputs: dict[str, list[Artifact]]
+    seconds: float
+
+
+def inputs_of(node: Node, produced: Mapping[str, Mapping[str, Sequence[Artifact]]]) -> Inputs:
+    """The step's inputs, from the outputs of the steps before it (by step id, then output key)."""
+    return {key: list(produced[ch.producer.id][ch.key]) for key, ch in node.inputs.items()}
+
+
+def outputs_before(store: StepReader, pipeline_name: str, step_ids: Iterable[str]) -> dict[str, Inputs]:
+    """The outputs of steps that are not in this run but that steps in it need (by step id): each
+    step's newest finished execution whose outputs are whole.
+
+    Raises:
+        ConveyorError: one of them never finished so.
+    """
+    produced: dict[str, Inputs] = {}
+    for step_id in sorted(set(step_ids)):
+        found = store.latest_outputs(pipeline_name, step_id)
+        if found is None:
+            msg = (
+                f"{step_id} has never finished in pipeline {pipeline_name!r} with its outputs whole, and "
+                f"steps in this run need its outputs; run it too (drop --only / --from)."
+            )
+            raise ConveyorError(msg)
+        produced[step_id] = found.outputs
+    return produced
+
+
+def _no_space(e: BaseException | None) -> BaseException | None:
+    """The error in ``e``'s chain that says the disk is full (ENOSPC, or a quota), if any."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space left on device" in str(e).lower():
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _error_text(e: BaseException, folder: Path) -> str:
+    """What an execution records: one line a person can act on, then the traceback."""
+    full = _no_space(e)
+    if full is not None:
+        where = getattr(full, "filename", None) or folder
+        head = f"No space left on device (ENOSPC) writing {where}: free space on that disk, then run again."
+        return f"{head}\n{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
+    return f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
+
+
+def run_step(
+    node: Node,
+    inputs: Mapping[str, Sequence[Artifact]],
+    store: StepStore,
+    *,
+    run_id: str,
+    root: Path,
+    pipeline_name: str,
+    enable_cache: bool = True,
+) -> Outcome:
+    """Run one step of a run that ``store`` has begun (``begin_run``): from cache, or its executor.
+
+    Its outputs go to ``<root>/<pipeline_name>/<step id>/<output>/<execution id>/``, its log
+    to ``.logs/<execution id>.log`` beside them; its prints, warnings and ``logging`` records
+    go to that log.
+
+    Raises:
+        MetadataError: the store cannot record the step's start; any later failure is the
+            step's, recorded as such.
+    """
+    started = time.perf_counter()
+    inputs = {k: list(v) for k, v in inputs.items()}
+    early: Exception | None = None  # the key cannot be made: the step is recorded as failed with why
+    try:
+        code = code_fingerprint(node)
+        key: str | None = cache_key(node, inputs, code)
+        refusal = node.cache_refusal() if enable_cache else None
+    except Exception as e:
+        early, key, code, refusal = e, None, "", None
+    if enable_cache and refusal is None and key is not None:
+        hit = store.find_cached(key)
+        if hit is not None:
+            store.record_cached(run_id, source=hit, component_id=node.id, component_type=node.spec.type_name, inputs=inputs)
+            return Outcome("cached", hit.outputs, time.perf_counter() - started)
+    base = root / pipeline_name / node.id
+    exec_id, made = store.record_start(
+        run_id,
+        component_id=node.id,
+        component_type=node.spec.type_name,
+        parameters=node.parameters,
+        code_fingerprint=code,
+        cache_key=key,
+        inputs=inputs,
+        outputs=node.spec.outputs,
+        uri_for=lambda eid, k: str(base / k / str(eid)),
+        log_for=lambda eid: str(base / ".logs" / f"{eid}.log"),
+    )
+    finals = {k: Path(a.uri) for k, a in made.items()}
+    log_path = base / ".logs" / f"{exec_id}.log"
+    try:
+        if early is not None:
+            raise early
+        with logs.routing():
+            status, error, attempts, files = _attempts(node, exec_id, log_path, inputs, made, refusal, store)
+        store.record_finish(
+            exec_id, status=status, outputs=list(made.values()), error=error, attempts=attempts, discovered_files=files
+        )
+    except Exception as e:  # outside the executor: the runner's own work failed
+        status = "failed"
+        _abandon(store, exec_id, log_path, made, finals, _error_text(e, base))
+    return Outcome(status, {k: [a] for k, a in made.items()}, time.perf_counter() - started)
+
+
+def _abandon(
+    store: StepRecorder, exec_id: int, log_path: Path, made: dict[str, Artifact], finals: dict[str, Path], error: str
+) -> None:
+    """End an execution that an error outside its executor stopped: failed, with the error,
+    its outputs ABANDONED. Staging folders are removed; an output already renamed into place
+    stays for ``conveyor gc``. A store that cannot record even this leaves it to the reaper,
+    which ends the execution once this process is gone.
+    """
+    for k, art in made.items():
+        if Path(art.uri) != finals[k]:
+            shutil.rmtree(art.uri, ignore_errors=True)
+    with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as log:
+        log.write(error)
+    with contextlib.suppress(MetadataError):
+        store.record_finish(exec_id, status="failed", outputs=list(made.values()), error=error)
+
+
+def _attempts(
+    n: Node,
+    exec_id: int,
+    log_path: Path,
+    inputs: Inputs,
+    made: dict[str, Artifact],
+    refusal: str | None,
+    store: StepRecorder,
+) -> tuple[str, str | None, int, dict[str, str | None]]:
+    """Run the executor until it succeeds or its retries are spent: (status, error, attempts,
+    the files the last attempt declared with ``depends_on_file``).
+
+    Each output's ``uri`` is its staging folder until it is renamed into place.
+    """
+    finals = {k: Path(a.uri) for k, a in made.items()}
+    stages = {k: p.parent / f".staging-{p.name}" for k, p in finals.items()}
+    for k, stage in stages.items():
+        made[k].uri = str(stage)
+    args: dict[str, Any] = {k: (v[0] if v else None) for k, v in inputs.items()}
+    args.update(n.resolved_parameters())  # relative paths: against the pipeline file's folder
+    args.update(made)
+    error: str | None = None
+    with logs.step_log(log_path) as log:
+        if refusal:
+            log.write(f"--- {n.id} is not looked up in the cache: {refusal}\n")
+        for attempt in range(1, n.retries + 2):
+            for k, stage in stages.items():
+                shutil.rmtree(stage, ignore_errors=True)
+                stage.mkdir(parents=True)
+                made[k].properties = {}
+            log.write(f"--- {n.id}, execution {exec_id}, attempt {attempt} of {n.retries + 1}\n")
+            try:
+                with discovered.collecting() as files:
+                    n.spec.executor(**args)
+            except Exception as e:
+                error = _error_text(e, log_path.parent.parent)
+                with contextlib.suppress(OSError):
+                    log.write(traceback.format_exc())
+                if attempt <= n.retries:
+                    store.record_attempt(exec_id, attempt, error)
+                    continue
+                keep = _no_space(e) is None  # a full disk keeps nothing: the next run needs the space
+                for k, stage in stages.items():  # kept for a look (ABANDONED) until `conveyor gc`
+                    if keep and any(stage.iterdir()):
+                        os.rename(stage, finals[k])
+                        made[k].uri = str(finals[k])
+                    else:
+                        shutil.rmtree(stage)
+                return "failed", error, attempt, files
+            for k, stage in stages.items():
+                made[k].fingerprint = hash_path(stage)
+                os.rename(stage, finals[k])
+                made[k].uri = str(finals[k])
+            log.write(f"--- {n.id} succeeded\n")
+            return "succeeded", None, attempt, files
+    msg = "unreachable"
+    raise AssertionError(msg)  # pragma: no cover

@@ -1,0 +1,70 @@
+"""Reading Parquet input: in bounded batches, whatever the size of the file's row groups."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conveyor.io import parquet
+from conveyor.io.parquet import read_parquet
+
+READ_IN_A_NEW_PROCESS = """
+import resource, sys
+import fsspec
+from conveyor.io import parquet
+
+parquet.READ_BATCH_BYTES = 1 << 20
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rows = sum(b.num_rows for b in parquet.read_parquet(fsspec.filesystem("file"), sys.argv[1]))
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(rows, grown * (1 if sys.platform == "darwin" else 1024))
+"""
+
+
+def text_table(rows: int, width: int) -> pa.Table:
+    """Rows of ``width`` random letters (they hardly compress), numbered."""
+    letters = np.random.default_rng(1).integers(97, 123, rows * width, dtype=np.uint8)
+    offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int64)
+    text = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(letters))
+    return pa.table({"id": np.arange(rows), "text": text})
+
+
+def test_a_file_of_one_huge_row_group_is_read_in_small_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parquet, "READ_BATCH_BYTES", 1 << 20)
+    table = text_table(65_536, 1024)  # 64 MiB of text
+    path = tmp_path / "one.parquet"
+    pq.write_table(table, path, row_group_size=table.num_rows)
+    assert pq.ParquetFile(path).num_row_groups == 1
+
+    peak_batch, rows, firsts = 0, 0, []
+    for batch in read_parquet(fsspec.filesystem("file"), str(path)):
+        peak_batch = max(peak_batch, batch.nbytes)
+        rows += batch.num_rows
+        firsts.append(batch.column("id")[0].as_py())
+    assert rows == table.num_rows
+    assert peak_batch <= 2 << 20
+    assert firsts == sorted(firsts) and firsts[0] == 0
+
+    # A fresh process, so that its peak resident memory is the read's: not the file's 64 MiB
+    # (a memory map of it, its column chunk, or its row group decoded whole).
+    done = subprocess.run(
+        [sys.executable, "-c", READ_IN_A_NEW_PROCESS, str(path)], capture_output=True, text=True, check=True
+    )
+    rows_read, grown = map(int, done.stdout.split())
+    assert rows_read == table.num_rows
+    assert grown < path.stat().st_size
+
+
+def test_batches_hold_all_rows_in_order_with_many_row_groups(tmp_path: Path) -> None:
+    table = text_table(5000, 100)
+    path = tmp_path / "groups.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    read = pa.Table.from_batches(list(read_parquet(fsspec.filesystem("file"), str(path))))
+    assert read.equals(table)
