@@ -222,12 +222,28 @@ def _slice(lines: Callable[[], np.ndarray], start: int, stop: int) -> np.ndarray
 def _refuse_binary(path: str, data: bytes, offset: int) -> None:
     """A NUL byte is in no text file (in an ASCII-compatible encoding): the file is binary."""
     nul = data.find(b"\0")
-    if nul >= 0:
+    if nul < 0:
+        return
+    known = next((hint for magic, hint in _KNOWN_STARTS if offset == 0 and data.startswith(magic)), None)
+    if known is not None:
+        msg = f"{path} {known}"
+    else:
         msg = (
             f"{path} is not a text file (byte {offset + nul} is 0x00, as in binary files); ExampleGen reads CSV "
             f"text: remove the file or narrow the pattern."
         )
-        raise DataValidationError(msg)
+    raise DataValidationError(msg)
+
+
+# Binary starts that have a fix: a wider encoding, or a compression the file name does not say.
+_KNOWN_STARTS = (
+    (b"\xff\xfe", "is UTF-16 text (it starts with a UTF-16 byte-order mark): give ExampleGen(encoding='utf-16')."),
+    (b"\xfe\xff", "is UTF-16 text (it starts with a UTF-16 byte-order mark): give ExampleGen(encoding='utf-16')."),
+    (b"\x1f\x8b", "is gzip-compressed but not named so: rename it to end in .csv.gz, and ExampleGen reads it."),
+    (b"\x28\xb5\x2f\xfd", "is zstd-compressed but not named so: rename it to end in .csv.zst, and ExampleGen reads it."),
+    (b"BZh", "is bzip2-compressed but not named so: rename it to end in .csv.bz2, and ExampleGen reads it."),
+    (b"PK\x03\x04", "is a zip archive (an Excel .xlsx is one too): export it as CSV, or unzip it first."),
+)
 
 
 def _free_name(name: str, taken: list[str]) -> str:

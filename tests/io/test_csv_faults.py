@@ -250,3 +250,25 @@ def test_a_file_that_reads_as_one_column_names_the_delimiter_it_seems_to_use(tmp
     (tmp_path / "in" / "x.csv").write_text("a;b;c\n1;2;3\n4;5;6\n")
     examples = gen(tmp_path, tmp_path / "in")
     assert any("delimiter=';'" in w and "x.csv" in w for w in examples.properties["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("a,b\n1,x\n".encode("utf-16"), "encoding='utf-16'"),
+        (__import__("gzip").compress(b"a,b\n1,2\n"), ".csv.gz"),
+    ],
+)
+def test_a_binary_file_with_a_known_start_says_how_to_read_it(tmp_path: Path, content: bytes, says: str) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.csv").write_bytes(content)
+    with pytest.raises(DataValidationError, match=r"x\.csv") as e:
+        gen(tmp_path, tmp_path / "in")
+    assert says in str(e.value)
+
+
+def test_a_utf16_file_reads_with_its_declared_encoding(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.csv").write_bytes("a,b\n1,x\n2,y\n".encode("utf-16"))
+    examples = gen(tmp_path, tmp_path / "in", encoding="utf-16")
+    assert sum(examples.properties["row_counts"].values()) == 2
