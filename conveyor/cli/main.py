@@ -74,6 +74,7 @@ def run(pipeline_file: str, root: str, metadata: str | None, no_cache: bool, onl
     """Run a pipeline file (it defines `pipeline` or `create_pipeline()`)."""
     from conveyor.cli import render
     from conveyor.cli.loader import load_pipeline
+    from conveyor.metadata.records import ExecutionStatus
     from conveyor.orchestration.local import LocalRunner
 
     pipeline = load_pipeline(pipeline_file)
@@ -82,12 +83,19 @@ def run(pipeline_file: str, root: str, metadata: str | None, no_cache: bool, onl
         pipeline.root = Path(root)
     if metadata:
         pipeline.metadata = metadata
-    with render.RunDisplay(pipeline) as display:
-        result = LocalRunner(enable_cache=False if no_cache else None, progress=display.update).run(
-            pipeline, only=list(only) or None, start_from=start_from
-        )
+    try:
+        with render.RunDisplay(pipeline) as display:
+            result = LocalRunner(enable_cache=False if no_cache else None, progress=display.update).run(
+                pipeline, only=list(only) or None, start_from=start_from
+            )
+    except KeyboardInterrupt:
+        # Steps still running are threads nothing can stop; the run is recorded as failed and
+        # the next reader of the store ends their executions once this process is gone.
+        click.echo(f"Stopped. `conveyor run {pipeline_file}` resumes: finished steps come from cache.", err=True)
+        sys.stderr.flush()
+        os._exit(130)
     render.run_summary(result, pipeline_file, _store_flags(pipeline.root, pipeline.metadata))
-    sys.exit(0 if result.status == "succeeded" else 1)
+    sys.exit(0 if result.status == ExecutionStatus.SUCCEEDED else 1)
 
 
 def _store_flags(root: Path, metadata: str | None) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,7 +25,7 @@ from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
 from conveyor.dsl.pipeline import Pipeline
 from conveyor.exceptions import ConveyorError
-from conveyor.metadata.records import Run
+from conveyor.metadata.records import FINISHED_WELL, ExecutionStatus, Run
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration import logs
 from conveyor.orchestration.root import bind_root
@@ -32,8 +33,10 @@ from conveyor.orchestration.step import Outcome, inputs_of, outputs_before, run_
 
 PipelineRun = Run
 
+_STOPPED = (ExecutionStatus.FAILED, ExecutionStatus.SKIPPED)  # the steps after it are skipped
+
 Progress = Callable[[str, str, float | None], None]
-"""Called as ``progress(component_id, status, seconds)`` whenever a step changes status."""
+"""Called as ``progress(component_id, status, seconds)`` (an ``ExecutionStatus``) whenever a step changes status."""
 
 
 def new_run_id() -> str:
@@ -97,6 +100,7 @@ class _Run:
         self.enable_cache = pipeline.enable_cache if cache is None else cache
         self.outputs: dict[str, dict[str, list[Artifact]]] = {}
         self.status: dict[str, str] = {}
+        self.interrupted = False
 
     def _notify(self, node_id: str, status: str, seconds: float | None = None) -> None:
         if self.runner.progress:
@@ -106,7 +110,7 @@ class _Run:
         """Outputs of steps left out of this run come from their newest finished execution."""
         needed = {u.id for n in self.pipeline.order if n.id in selected for u in n.upstream()} - selected
         self.outputs.update(outputs_before(self.store, self.pipeline.name, needed))
-        self.status.update(dict.fromkeys(needed, "succeeded"))
+        self.status.update(dict.fromkeys(needed, ExecutionStatus.SUCCEEDED))
 
     def go(self, selected: set[str]) -> Run:
         bind_root(self.root, self.store)
@@ -115,23 +119,32 @@ class _Run:
         self.store.begin_run(self.pipeline.name, run_id)
         todo = [n for n in self.pipeline.order if n.id in selected]
         for n in todo:
-            self._notify(n.id, "pending")
+            self._notify(n.id, ExecutionStatus.PENDING)
         running: dict[Future[Outcome], Node] = {}
+        pool = ThreadPoolExecutor(self.runner.max_workers, thread_name_prefix="conveyor")
+        stop_now = False
         try:
-            with logs.routing(), ThreadPoolExecutor(self.runner.max_workers, thread_name_prefix="conveyor") as pool:
+            with logs.routing():
                 while todo or running:
                     for n in list(todo):
                         ups = [self.status.get(u.id) for u in n.upstream()]
-                        if any(s in ("failed", "skipped") for s in ups):
+                        if any(s in _STOPPED for s in ups):
                             todo.remove(n)
                             self._skip(run_id, n)
-                        elif all(s in ("succeeded", "cached") for s in ups):
+                        elif all(s in FINISHED_WELL for s in ups):
                             todo.remove(n)
-                            self._notify(n.id, "running")
+                            self._notify(n.id, ExecutionStatus.RUNNING)
                             running[pool.submit(self._execute, run_id, n)] = n
                     if not running:
                         continue
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    try:
+                        done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    except KeyboardInterrupt:
+                        if not todo and self.interrupted:
+                            stop_now = True  # the second Ctrl-C: stop waiting
+                            raise
+                        self._interrupt(run_id, todo, running)
+                        continue
                     for fut in done:
                         n = running.pop(fut)
                         outcome = fut.result()
@@ -139,18 +152,40 @@ class _Run:
                         self.outputs[n.id] = outcome.outputs
                         self._notify(n.id, outcome.status, outcome.seconds)
         finally:
-            failed = any(self.status.get(i) in ("failed", "skipped", None) for i in selected)
-            self.store.end_run(run_id, "failed" if failed else "succeeded")
+            pool.shutdown(wait=not stop_now, cancel_futures=stop_now)
+            failed = any(self.status.get(i) not in FINISHED_WELL for i in selected)
+            self.store.end_run(run_id, ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED)
         return self.store.run(run_id)
 
+    def _interrupt(self, run_id: str, todo: list[Node], running: dict[Future[Outcome], Node]) -> None:
+        """Ctrl-C: start nothing more, and let the running steps finish (a thread cannot be
+        stopped halfway without leaving its step unended); a second Ctrl-C stops waiting.
+        """
+        self.interrupted = True
+        for n in todo:
+            self.store.record_skipped(
+                run_id, component_id=n.id, component_type=n.spec.type_name,
+                reason="Skipped: the run was interrupted (Ctrl-C) before it started.",
+            )
+            self.status[n.id] = ExecutionStatus.SKIPPED
+            self._notify(n.id, ExecutionStatus.SKIPPED)
+        todo.clear()
+        names = ", ".join(sorted(n.id for n in running.values()))
+        print(
+            f"Interrupted: no step starts now; waiting for {names} to finish. Press Ctrl-C again to stop at "
+            f"once; the next run resumes either way.",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def _skip(self, run_id: str, n: Node) -> None:
-        bad = [u.id for u in n.upstream() if self.status.get(u.id) in ("failed", "skipped")]
+        bad = [u.id for u in n.upstream() if self.status.get(u.id) in _STOPPED]
         self.store.record_skipped(
             run_id, component_id=n.id, component_type=n.spec.type_name,
             reason=f"Skipped: {', '.join(bad)} did not succeed.",
         )
-        self.status[n.id] = "skipped"
-        self._notify(n.id, "skipped")
+        self.status[n.id] = ExecutionStatus.SKIPPED
+        self._notify(n.id, ExecutionStatus.SKIPPED)
 
     def _execute(self, run_id: str, n: Node) -> Outcome:
         return run_step(
