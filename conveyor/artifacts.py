@@ -1,16 +1,25 @@
-"""The artifact types: what components consume and produce.
+"""The artifact types: what components consume and produce, and where each keeps its files.
 
 An artifact is a directory (``uri``) plus a record in the metadata store: its id, type,
-properties and a content fingerprint. A user's own type is a subclass of ``Artifact``; the
-class name is the type name unless ``TYPE_NAME`` says otherwise.
+properties, a content fingerprint and its state (``ArtifactState``). A user's own type is a
+subclass of ``Artifact``; the class name is the type name unless ``TYPE_NAME`` says otherwise.
+
+The layouts are here and nowhere else. A type kept in splits has one folder a split,
+``<uri>/Split-<name>/`` (``split_dir``, ``split_names``): Examples hold Parquet files there
+(``split_files``), ExampleStatistics and ExampleAnomalies one file each (``SPLIT_FILE``). A type
+kept in one file names it in ``FILE`` (``schema.yaml``, ``transform_graph.json``).
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar
 
 __all__ = [
+    "SPLIT_PREFIX",
     "Artifact",
+    "ArtifactState",
     "ExampleAnomalies",
     "ExampleStatistics",
     "Examples",
@@ -24,7 +33,28 @@ __all__ = [
     "Schema",
     "TransformGraph",
     "artifact_class",
+    "split_dir",
+    "split_files",
+    "split_names",
 ]
+
+SPLIT_PREFIX = "Split-"
+
+
+class ArtifactState(StrEnum):
+    """Where an artifact is in its life (docs/guarantees.md 1).
+
+    Its values are the strings the store keeps and JSON shows: ``ArtifactState.LIVE == "LIVE"``.
+    """
+
+    PENDING = "PENDING"
+    """Its step is running: the files may be half written."""
+    LIVE = "LIVE"
+    """Renamed into place whole and recorded: a reader sees all of it."""
+    ABANDONED = "ABANDONED"
+    """Its step failed or its process died; kept for a look until ``conveyor gc``."""
+    DELETED = "DELETED"
+    """Removed by ``conveyor gc``; the record stays, so lineage still tells what existed."""
 
 
 class Artifact:
@@ -45,7 +75,7 @@ class Artifact:
         id: int | None = None,
         properties: dict[str, Any] | None = None,
         fingerprint: str | None = None,
-        state: str = "PENDING",
+        state: str = ArtifactState.PENDING,
         type_name: str | None = None,
     ) -> None:
         self.id = id
@@ -76,23 +106,33 @@ class Artifact:
 
 
 class Examples(Artifact):
-    """Rows split into ``Split-<name>/part-*.parquet``."""
+    """Rows split into ``Split-<name>/part-*.parquet`` (Transform's keep their input files' names)."""
+
+    SPLIT_FILES: ClassVar[str] = "*.parquet"
 
 
 class ExampleStatistics(Artifact):
     """Per-split statistics: ``Split-<name>/statistics.json``."""
 
+    SPLIT_FILE: ClassVar[str] = "statistics.json"
+
 
 class Schema(Artifact):
     """The data's schema: ``schema.yaml``."""
+
+    FILE: ClassVar[str] = "schema.yaml"
 
 
 class ExampleAnomalies(Artifact):
     """Per-split anomalies: ``Split-<name>/anomalies.json``."""
 
+    SPLIT_FILE: ClassVar[str] = "anomalies.json"
+
 
 class TransformGraph(Artifact):
     """A fitted preprocessing graph: ``transform_graph.json``."""
+
+    FILE: ClassVar[str] = "transform_graph.json"
 
 
 class Model(Artifact):
@@ -138,3 +178,18 @@ def make_artifact(type_name: str, **fields: Any) -> Artifact:
     """An artifact object of the right class for a stored record."""
     cls = artifact_class(type_name)
     return cls(**fields, type_name=None if cls.type_name_of() == type_name else type_name)
+
+
+def split_dir(uri: str | Path, name: str) -> Path:
+    """The folder of split ``name`` of an artifact kept in splits: ``<uri>/Split-<name>``."""
+    return Path(uri) / f"{SPLIT_PREFIX}{name}"
+
+
+def split_names(uri: str | Path) -> list[str]:
+    """The splits an artifact holds (its ``Split-<name>`` folders), sorted; [] when it holds none."""
+    return sorted(p.name.removeprefix(SPLIT_PREFIX) for p in Path(uri).glob(f"{SPLIT_PREFIX}*") if p.is_dir())
+
+
+def split_files(uri: str | Path, name: str) -> list[Path]:
+    """The Parquet files of split ``name`` of an Examples artifact, sorted: the order its rows are in."""
+    return sorted(split_dir(uri, name).glob(Examples.SPLIT_FILES))

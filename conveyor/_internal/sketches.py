@@ -231,32 +231,38 @@ class GroupedQuantiles:
     re-buckets everything at each group's resolution and drops bits from the groups past
     BUCKETS buckets, as Quantiles does. Bits only ever drop, and a group ends at the finest
     resolution that holds all its values in BUCKETS buckets: each group's buckets are those of
-    one Quantiles fed its values, whatever the batching, the buffering or the merges.
+    one Quantiles fed its values, whatever the batching, the buffering or the merges. A group
+    fed whole batches (named by a string) needs no table: it is a Quantiles of its own, in NumPy.
     """
 
     def __init__(self) -> None:
         self.bits: dict[str, int] = {}
         self.table = pl.DataFrame(schema={GROUP: pl.String, "count": pl.Int64, "lo": pl.Float64, "hi": pl.Float64})
         self.buffer = _Buffer()
+        self.whole: dict[str, Quantiles] = {}  # the groups fed whole batches
 
     def update(self, values: pl.Series, groups: pl.Series | str = "") -> None:
         """Add the finite ``values`` of one group, or of the groups named row by row (NaN, infinities, nulls skipped)."""
+        if isinstance(groups, str):
+            self.whole.setdefault(groups, Quantiles()).update(values)
+            return
         x = values.cast(pl.Float64)
         finite = x.is_finite()
-        if not isinstance(groups, str):
-            groups = groups.filter(finite)
-        if self.buffer.add(x.filter(finite) + 0.0, groups, self.table.height):  # + 0.0: -0.0 is 0.0
-            self._flush()
+        if self.buffer.add(x.filter(finite) + 0.0, groups.filter(finite), self.table.height):  # + 0.0: -0.0 is 0.0
+            self.flush()
 
-    def _flush(self) -> None:
-        raw = self.buffer.take()
-        if raw is None:
-            return
-        ones = raw.select(
-            GROUP, pl.lit(1, pl.Int64).alias("count"), pl.col("value").alias("lo"), pl.col("value").alias("hi")
-        )
-        both = pl.concat([self.table, ones], how="vertical_relaxed")
-        table = self._bucketed(both)
+    def flush(self) -> None:
+        """Fold the values held in the buffer into the table."""
+        if self.buffer.rows:
+            self._rebucket()
+
+    def _rebucket(self) -> None:
+        """The table and the values held made one row per bucket, each group at the finest resolution that fits."""
+        tables = [self.table]
+        if (raw := self.buffer.take()) is not None:
+            value = pl.col("value")
+            tables.append(raw.select(GROUP, pl.lit(1, pl.Int64).alias("count"), value.alias("lo"), value.alias("hi")))
+        table = self._bucketed(pl.concat(tables, how="vertical_relaxed"))
         sizes = table[GROUP].value_counts(name="n").filter(pl.col("n") > BUCKETS)
         if not sizes.height:
             self.table = table
@@ -290,18 +296,24 @@ class GroupedQuantiles:
         self.table = pl.concat([self.table, other.table])
         self.buffer.frames += other.buffer.frames
         self.buffer.rows += other.buffer.rows
-        self._flush()
+        if self.table.height or self.buffer.rows:
+            self._rebucket()  # the two tables' buckets of a group are made one, even with nothing held
+        for name, q in other.whole.items():
+            self.whole.setdefault(name, Quantiles()).merge(q)
 
     def quantiles(self) -> dict[str, Quantiles]:
         """Each group's Quantiles."""
-        self._flush()
+        self.flush()
         table = self.table.sort(GROUP, "lo")
         starts, ends = _runs_of(table[GROUP])
         count, lo, hi = (table[c].to_numpy() for c in ("count", "lo", "hi"))
-        return {
+        out = {
             name: Quantiles(count[s:e], lo[s:e], hi[s:e], self.bits.get(name, 64))
             for name, s, e in zip(table[GROUP].gather(starts).to_list(), starts, ends, strict=True)
         }
+        for name, q in self.whole.items():
+            out.setdefault(name, Quantiles()).merge(q)
+        return out
 
 
 class GroupedTopCounts:
@@ -333,16 +345,18 @@ class GroupedTopCounts:
             values, groups = values.filter(present), groups if isinstance(groups, str) else groups.filter(present)
         held = sum(0 if t is None else t.height for t in (self.exact, self.hashed))
         if self.buffer.add(values, groups, held):
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Fold the rows held in the buffer into the counts."""
         raw = self.buffer.take()
         if raw is None:
             return
         raw = raw.with_columns(pl.lit(1, pl.Int64).alias("count"))
-        if self.exact is None and raw.height > self.bound:
-            # First rows: a group with more than ``bound`` distinct hashes has more values, and is
-            # hashed at once, without grouping its values (long texts cost most there).
+        if self.exact is None and raw.height > self.bound and raw["value"].head(2 * self.bound).n_unique() > self.bound:
+            # First rows of a column of many values (its first rows tell): a group with more than
+            # ``bound`` distinct hashes has more values, and is hashed at once, without grouping
+            # its values (long texts cost most there). Either way gives the same counts.
             raw = raw.with_columns(pl.col("value").hash(seed=0).alias("key"))
             sizes = raw.lazy().group_by(GROUP).agg(pl.col("key").n_unique().alias("n")).collect()
             self._spill(sorted(set(sizes.filter(pl.col("n") > self.bound)[GROUP].to_list()) - self.rows.keys()))
@@ -418,8 +432,8 @@ class GroupedTopCounts:
         return table.filter(pl.col("count") > cut)
 
     def merge(self, other: GroupedTopCounts) -> None:
-        self._flush()
-        other._flush()
+        self.flush()
+        other.flush()
         for name in sorted(other.rows.keys() - self.rows.keys()):
             self.rows[name] = len(self.rows)
         registers = np.zeros((len(self.rows), 1 << HLL_P), dtype=np.uint8)
@@ -444,7 +458,7 @@ class GroupedTopCounts:
     def summary(self, limit: int, hashed_limit: int) -> dict[str, tuple[list[dict[str, Any]], int, int, float]]:
         """Per group: its ``limit + 1`` most frequent values (``hashed_limit + 1`` if hashed; ties by value),
         its number of distinct values, the error of its counts and the relative error of that number."""
-        self._flush()
+        self.flush()
         out: dict[str, tuple[list[dict[str, Any]], int, int, float]] = {}
         if self.exact is not None and self.exact.height:
             sizes = dict(self.exact[GROUP].value_counts().iter_rows())

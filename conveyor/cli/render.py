@@ -17,7 +17,7 @@ from rich.text import Text
 
 from conveyor.artifacts import Artifact
 from conveyor.dsl.pipeline import Pipeline
-from conveyor.metadata.records import Execution, LineageGraph, Run
+from conveyor.metadata.records import FINISHED_WELL, Execution, ExecutionStatus, LineageGraph, Run
 from conveyor.orchestration.logs import tail
 
 if TYPE_CHECKING:
@@ -29,12 +29,12 @@ if TYPE_CHECKING:
 console = Console(highlight=False)
 
 _STYLE = {
-    "succeeded": ("✓", "green"),
-    "cached": ("↺", "cyan"),
-    "failed": ("✗", "red"),
-    "skipped": ("-", "yellow"),
-    "running": ("…", "blue"),
-    "pending": (" ", "dim"),
+    ExecutionStatus.SUCCEEDED: ("✓", "green"),
+    ExecutionStatus.CACHED: ("↺", "cyan"),
+    ExecutionStatus.FAILED: ("✗", "red"),
+    ExecutionStatus.SKIPPED: ("-", "yellow"),
+    ExecutionStatus.RUNNING: ("…", "blue"),
+    ExecutionStatus.PENDING: (" ", "dim"),
 }
 
 
@@ -111,7 +111,7 @@ class RunDisplay:
         self.state[node_id] = (status, seconds, time.perf_counter())
         if self.live is not None:
             self.live.refresh()
-        elif status not in ("pending", "running"):
+        elif status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
             self.console.print(Text.assemble("  ", _status(status).plain.ljust(12), f" {node_id:<28} {_secs(seconds)}"))
 
     def __rich__(self) -> Table:
@@ -120,7 +120,7 @@ class RunDisplay:
             if n.id not in self.state:
                 continue
             status, seconds, since = self.state[n.id]
-            shown = _secs(time.perf_counter() - since) if status == "running" else _secs(seconds)
+            shown = _secs(time.perf_counter() - since) if status == ExecutionStatus.RUNNING else _secs(seconds)
             t.add_row(_status(status), n.id, shown)
         return t
 
@@ -142,11 +142,11 @@ def run_summary(r: Run, pipeline_file: str, flags: Sequence[str] = ()) -> None:
         for line in notes(x, f"conveyor show {shlex.quote(r.id + '/' + x.component_id)}{extra}"):
             console.print(line, soft_wrap=True)
     for x in r.executions.values():
-        if x.status == "failed" and x.error:
+        if x.status == ExecutionStatus.FAILED and x.error:
             console.print(Text.assemble((f"{x.component_id} failed: ", "red"), x.error.splitlines()[0]), soft_wrap=True)
             console.print(Text(f"  log: {x.log_uri}"), soft_wrap=True)
             console.print(Text(f"  details: conveyor show {shlex.quote(r.id + '/' + x.component_id)}{extra}"), soft_wrap=True)
-    if r.status == "failed":
+    if r.status == ExecutionStatus.FAILED:
         again = f"conveyor run {shlex.quote(pipeline_file)}{extra}"
         console.print(Text(f"Fix the error, then `{again}` resumes: finished steps come from cache."), soft_wrap=True)
 
@@ -159,7 +159,7 @@ def notes(x: Execution, details: str | None = None, limit: int | None = _SHOWN_W
     they are) and ``warnings`` (say, a column whose type a minority of values decided).
     """
     lines: list[Text] = []
-    if x.status not in ("succeeded", "cached"):
+    if x.status not in FINISHED_WELL:
         return lines
     for arts in x.outputs.values():
         for a in arts:
@@ -216,7 +216,7 @@ def run(r: Run, as_json: bool, lines: int) -> None:
         for line in notes(x):
             console.print(line, soft_wrap=True)
     for x in r.executions.values():
-        if x.status == "failed":
+        if x.status == ExecutionStatus.FAILED:
             _failure(x, lines)
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from conveyor.artifacts import ExampleAnomalies, ExampleStatistics, Schema
+from conveyor.artifacts import SPLIT_PREFIX, ExampleAnomalies, ExampleStatistics, Schema, split_dir, split_names
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
 from conveyor.exceptions import PipelineDefinitionError
@@ -84,7 +83,7 @@ class ExampleValidator(Component):
                 "measurements": [a.to_dict() for a in found if a.severity == "info"],
                 "counts": counts[split],
             }
-            out = Path(anomalies.uri) / f"Split-{split}" / "anomalies.json"
+            out = split_dir(anomalies.uri, split) / ExampleAnomalies.SPLIT_FILE
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(doc, indent=1, default=str, allow_nan=False))
             print(_summary(split, found))
@@ -107,8 +106,11 @@ class ExampleValidator(Component):
 def _splits(uri: str, exclude: list[str] | tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     from conveyor.data.statistics import read_statistics
 
-    names = sorted(p.name.removeprefix("Split-") for p in Path(uri).glob("Split-*") if p.is_dir())
-    return {name: read_statistics(Path(uri) / f"Split-{name}") for name in names if name not in exclude}
+    return {
+        name: read_statistics(split_dir(uri, name) / ExampleStatistics.SPLIT_FILE)
+        for name in split_names(uri)
+        if name not in exclude
+    }
 
 
 def _matching(splits: dict[str, dict[str, Any]] | None, split: str, what: str) -> dict[str, Any] | None:
@@ -128,7 +130,7 @@ def _matching(splits: dict[str, dict[str, Any]] | None, split: str, what: str) -
 def _summary(split: str, found: list[Any]) -> str:
     """The step log's view: counts, then one line per error or warning."""
     n = {s: sum(a.severity == s for a in found) for s in ("error", "warning", "info")}
-    lines = [f"Split-{split}: {n['error']} errors, {n['warning']} warnings, {n['info']} measurements"]
+    lines = [f"{SPLIT_PREFIX}{split}: {n['error']} errors, {n['warning']} warnings, {n['info']} measurements"]
     for a in found:
         if a.severity != "info":
             lines.append(f"  {a.severity:<7} {a.kind:<28} {a.description}")

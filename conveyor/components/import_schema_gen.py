@@ -33,8 +33,8 @@ class ImportSchemaGen(Component):
         from conveyor.data.schema import Schema as SchemaModel
 
         source = Path(schema_file)
-        source = source / "schema.yaml" if source.is_dir() else source
+        source = source / Schema.FILE if source.is_dir() else source
         loaded = SchemaModel.load(source)
-        shutil.copyfile(source, Path(schema.uri) / "schema.yaml")
+        shutil.copyfile(source, Path(schema.uri) / Schema.FILE)
         schema.properties.update(num_features=len(loaded.features), source=str(source.resolve()))
         print(f"schema: {len(loaded.features)} features from {source}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conveyor.artifacts import ExampleStatistics, Schema
+from conveyor.artifacts import ExampleStatistics, Schema, split_dir, split_names
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
 
@@ -42,17 +42,17 @@ class SchemaGen(Component):
         from conveyor.data.statistics import read_statistics
         from conveyor.exceptions import ArtifactError
 
-        splits = sorted(p.name.removeprefix("Split-") for p in Path(statistics.uri).glob("Split-*") if p.is_dir())
+        splits = split_names(statistics.uri)
         used = [s for s in splits if s not in exclude_splits]
         if not used:
             msg = f"No statistics to infer a schema from at {statistics.uri} (splits: {splits}, excluded: {list(exclude_splits)})."
             raise ArtifactError(msg)
         inferred = infer_schema(
-            [read_statistics(Path(statistics.uri) / f"Split-{s}") for s in used],
+            [read_statistics(split_dir(statistics.uri, s) / ExampleStatistics.SPLIT_FILE) for s in used],
             infer_ranges=infer_ranges,
             max_categorical=max_categorical,
         )
-        inferred.save(Path(schema.uri) / "schema.yaml")
+        inferred.save(Path(schema.uri) / Schema.FILE)
         categorical = sum(1 for f in inferred.features if f.domain is not None and f.domain.values is not None)
         schema.properties.update(num_features=len(inferred.features), inferred_from=used)
         print(f"schema: {len(inferred.features)} features ({categorical} categorical), inferred from {', '.join(used)}")

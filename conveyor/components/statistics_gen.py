@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from conveyor.artifacts import Examples, ExampleStatistics
+from conveyor.artifacts import Examples, ExampleStatistics, split_dir
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
 
@@ -13,9 +12,9 @@ from conveyor.dsl.types import Input, Output, Parameter
 class StatisticsGen(Component):
     """Statistics of every split: ``<uri>/Split-<name>/statistics.json``.
 
-    Row groups are read ahead on threads and added to one accumulator in file order: memory
-    stays at a few row groups whatever the data's size, and the same examples give the same
-    bytes whatever the threads do. ``slices`` names
+    Parts of a few row groups run on threads, each into an accumulator of its own, merged in
+    file order: memory stays at a few accumulators whatever the data's size, and the same
+    examples give the same bytes whatever the threads do. ``slices`` names
     features (or lists of features) whose every value gets statistics of its own under
     ``"slices"``, e.g. ``"state=CA"``.
 
@@ -40,7 +39,7 @@ class StatisticsGen(Component):
             if split in exclude_splits:
                 continue
             stats = combiner.extract(summarize(split_files(examples.uri, split), combiner, os.cpu_count() or 2))
-            write_statistics(stats, Path(statistics.uri) / f"Split-{split}" / "statistics.json")
+            write_statistics(stats, split_dir(statistics.uri, split) / ExampleStatistics.SPLIT_FILE)
             statistics.properties.setdefault("num_examples", {})[split] = stats["num_examples"]
             print(f"{split}: {stats['num_examples']} examples, {len(stats['features'])} features")
             done.append(split)

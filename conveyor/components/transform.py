@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from conveyor._internal.loader import function_of, load_step_module
-from conveyor.artifacts import Examples, Schema, TransformGraph
+from conveyor.artifacts import Examples, Schema, TransformGraph, split_dir
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import TransformError
 
-T = TypeVar("T")
-R = TypeVar("R")
 _KINDS = {"int": "number", "float": "number", "string": "string", "bool": "bool"}
 
 
@@ -135,13 +131,14 @@ def _columns(uri: str, split: str, used: list[str], inputs: dict[str, dict[str, 
 def _fit(outputs: Any, uri: str, splits: list[str], used: list[str], inputs: Any, workers: int) -> int:
     from functools import partial
 
-    from conveyor.data.examples import read_row_group, row_groups
+    from conveyor.data.examples import parts, read_batches
     from conveyor.transform.fit import fit
 
     loaders = []
     for split in splits:
         columns = _columns(uri, split, used, inputs)
-        loaders += [partial(read_row_group, part, columns[part[0]]) for part in row_groups(list(columns))]
+        for file, names in columns.items():  # a part per file: each file may lack optional columns
+            loaders += [partial(read_batches, part, names) for part in parts([file])]
     return fit(outputs, lambda: loaders, workers)
 
 
@@ -153,13 +150,14 @@ def _transform_split(graph: Any, uri: str, split: str, out: Path, used: list[str
 
     import pyarrow.parquet as pq
 
+    from conveyor._internal.combiner import in_order
     from conveyor.data.examples import read_row_group, row_groups
     from conveyor.transform.transformed import arrow_schema, encode
 
     columns = _columns(uri, split, used, inputs)
     spec = graph.describe()
     schema = arrow_schema(spec)
-    folder = out / f"Split-{split}"
+    folder = split_dir(out, split)
     folder.mkdir(parents=True)
 
     def work(part: tuple[Path, int]) -> Any:
@@ -170,7 +168,7 @@ def _transform_split(graph: Any, uri: str, split: str, out: Path, used: list[str
     try:
         with ThreadPoolExecutor(workers) as pool:
             parts = row_groups(list(columns))
-            for part, table in zip(parts, _in_order(pool, work, parts, 2 * workers), strict=True):
+            for part, table in zip(parts, in_order(pool, work, parts, 2 * workers), strict=True):
                 if part[0] != current:
                     if writer is not None:
                         writer.close()
@@ -185,13 +183,3 @@ def _transform_split(graph: Any, uri: str, split: str, out: Path, used: list[str
             pq.write_table(schema.empty_table(), folder / file.name)
     return rows
 
-
-def _in_order(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
-    """``fn`` over ``items`` on ``pool``, results in order, at most ``window`` pending at once."""
-    pending: deque[Any] = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()

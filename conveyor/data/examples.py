@@ -8,13 +8,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from conveyor import artifacts
 from conveyor.exceptions import ArtifactError
 
 BATCH_ROWS = 32_768
+PART_ROWS = 500_000
 
 
 def split_names(uri: str | Path) -> list[str]:
-    names = sorted(p.name.removeprefix("Split-") for p in Path(uri).glob("Split-*") if p.is_dir())
+    names = artifacts.split_names(uri)
     if not names:
         msg = f"Examples at {uri} hold no Split-<name> folders; was it written by ExampleGen?"
         raise ArtifactError(msg)
@@ -22,7 +24,7 @@ def split_names(uri: str | Path) -> list[str]:
 
 
 def split_files(uri: str | Path, split: str) -> list[Path]:
-    files = sorted((Path(uri) / f"Split-{split}").glob("*.parquet"))
+    files = artifacts.split_files(uri, split)
     if not files:
         msg = f"Split {split!r} of the examples at {uri} has no parquet files."
         raise ArtifactError(msg)
@@ -37,6 +39,26 @@ def read_row_group(part: tuple[Path, int], columns: list[str] | None = None) -> 
     return pq.ParquetFile(part[0]).read_row_group(part[1], columns=columns)
 
 
-def iter_batches(files: list[Path], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def parts(files: list[Path], rows: int = PART_ROWS) -> list[list[tuple[Path, int]]]:
+    """Runs of consecutive row groups of ``rows`` rows or more (the last may hold fewer): what a fold runs in parallel.
+
+    A part costs a fresh accumulator and a merge, so it is large enough for its work to
+    outweigh both; its bounds depend on the files alone, never on the number of workers.
+    """
+    out: list[list[tuple[Path, int]]] = []
+    held = rows
     for f in files:
-        yield from pq.ParquetFile(f).iter_batches(columns=columns)
+        meta = pq.ParquetFile(f).metadata
+        for i in range(meta.num_row_groups):
+            if held >= rows:
+                out.append([])
+                held = 0
+            out[-1].append((f, i))
+            held += meta.row_group(i).num_rows
+    return out
+
+
+def read_batches(part: list[tuple[Path, int]], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """A part's row groups in batches of BATCH_ROWS, decoded as they are taken."""
+    for path, i in part:
+        yield from pq.ParquetFile(path).iter_batches(BATCH_ROWS, row_groups=[i], columns=columns)

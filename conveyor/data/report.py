@@ -9,7 +9,7 @@ Every value from the data is escaped; missing keys show as "-" and unknown ones 
 so statistics written by another version still render.
 
 Example:
-    >>> page = statistics_html(read_splits("stats", "statistics.json"), "ExampleStatistics 12")
+    >>> page = statistics_html(read_splits("stats", ExampleStatistics.SPLIT_FILE), "ExampleStatistics 12")
     >>> Path("stats.html").write_text(page)
 """
 
@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from conveyor.artifacts import SPLIT_PREFIX, ExampleAnomalies, ExampleStatistics, split_dir, split_names
 from conveyor.exceptions import ArtifactError
 
 # Okabe-Ito hues, told apart with every common colour-vision deficiency; a lighter shade per source.
@@ -57,10 +58,12 @@ Chart = Callable[[list[Present]], str]
 def read_splits(uri: str | Path, filename: str) -> dict[str, Any]:
     """Each ``<uri>/Split-<name>/<filename>``, train first: an artifact's splits as the page takes them."""
     found: dict[str, Any] = {}
-    paths = sorted(Path(uri).glob(f"Split-*/{filename}"), key=lambda p: (p.parent.name != "Split-train", p.parent.name))
-    for path in paths:
+    for name in sorted(split_names(uri), key=lambda n: n != "train"):
+        path = split_dir(uri, name) / filename
+        if not path.exists():
+            continue
         try:
-            found[path.parent.name.removeprefix("Split-")] = json.loads(path.read_text(encoding="utf-8"))
+            found[name] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             msg = f"Cannot read {path}: {e}"
             raise ArtifactError(msg) from e
@@ -80,7 +83,7 @@ def artifacts_html(title: str, statistics: Mapping[str, str | Path], anomalies: 
     Raises:
         ArtifactError: there is nothing to show, or a file is not JSON.
     """
-    sources = {label: read_splits(uri, "statistics.json") for label, uri in statistics.items()}
+    sources = {label: read_splits(uri, ExampleStatistics.SPLIT_FILE) for label, uri in statistics.items()}
     names = list(dict.fromkeys(name for found in sources.values() for name in found))
     splits = {
         f"{name} · {label}" if label else name: found[name]
@@ -90,12 +93,13 @@ def artifacts_html(title: str, statistics: Mapping[str, str | Path], anomalies: 
     }
     if anomalies is None:
         if not splits:
-            msg = f"No Split-<name>/statistics.json under {', '.join(map(str, statistics.values()))}."
+            where = ", ".join(map(str, statistics.values()))
+            msg = f"No {SPLIT_PREFIX}<name>/{ExampleStatistics.SPLIT_FILE} under {where}."
             raise ArtifactError(msg)
         return statistics_html(splits, title)
-    found = read_splits(anomalies, "anomalies.json")
+    found = read_splits(anomalies, ExampleAnomalies.SPLIT_FILE)
     if not found:
-        msg = f"No Split-<name>/anomalies.json under {anomalies}."
+        msg = f"No {SPLIT_PREFIX}<name>/{ExampleAnomalies.SPLIT_FILE} under {anomalies}."
         raise ArtifactError(msg)
     return anomalies_html({split: _entries(doc) for split, doc in found.items()}, title, splits)
 

@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from conveyor import artifacts
 from conveyor.data.drift import P_VALUE_TESTS, TESTS
 from conveyor.exceptions import DataValidationError
 
@@ -135,7 +136,7 @@ class Schema:
     def load(cls, path: str | Path) -> Schema:
         """Read and check a schema file; ``path`` may be the file or a Schema artifact's folder."""
         p = Path(path)
-        p = p / "schema.yaml" if p.is_dir() else p
+        p = p / artifacts.Schema.FILE if p.is_dir() else p
         try:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:

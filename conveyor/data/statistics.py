@@ -19,9 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from conveyor._internal.combiner import Combiner, fold
 from conveyor._internal.sketches import GROUP, TOP_BOUND, GroupedQuantiles, GroupedTopCounts, Quantiles
-from conveyor.data.examples import BATCH_ROWS, row_groups
+from conveyor.artifacts import ExampleStatistics
+from conveyor.data.examples import PART_ROWS, parts, read_batches
 from conveyor.exceptions import DataValidationError
 
 FORMAT_VERSION = 1
@@ -261,13 +260,13 @@ class Accumulator:
     parts: list[Slicing] = field(default_factory=list)
 
 
-class StatisticsCombiner:
+class StatisticsCombiner(Combiner):
     """Statistics of record batches, per feature and per slice.
 
     Each batch is summarised by one query per slicing, grouped by slice: sliced statistics
     cost a few queries a batch, not a few per slice. Every number is the same whatever the
     batching and the merge order, except a mean or std to its last bits, and the top values
-    of a column with more than 10,000 values: fold in a fixed order (``summarize``) for the
+    of a column with more than 10,000 values: merge in a fixed order (``summarize``) for the
     same bytes.
 
     Example:
@@ -304,6 +303,13 @@ class StatisticsCombiner:
             for mine, theirs in zip(out.parts, other.parts, strict=True):
                 mine.merge(theirs)
         return out
+
+    def compact(self, acc: Accumulator) -> Accumulator:
+        """Every sketch's held rows folded in, so that merging costs the summaries' size, not the rows'."""
+        for part in acc.parts:
+            for sketch in [*part.quantiles.values(), *part.top.values()]:
+                sketch.flush()
+        return acc
 
     def extract(self, acc: Accumulator) -> dict[str, Any]:
         out = acc.parts[0].extract(TOP_BOUND).get("", {"num_examples": 0, "features": {}})
@@ -387,30 +393,15 @@ def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *,
             part.top[feature].update(values, groups)
 
 
-def summarize(files: list[Path], combiner: StatisticsCombiner, workers: int) -> Accumulator:
-    """The accumulator of parquet files: row groups read ahead in parallel, added in file order.
+def summarize(files: list[Path], combiner: StatisticsCombiner, workers: int, part_rows: int = PART_ROWS) -> Accumulator:
+    """The accumulator of parquet files: parts of ``part_rows`` rows (whole row groups) on ``workers`` threads.
 
-    One accumulator takes every batch in the order of the files, so every number, to the last
-    bit, is the same whatever the number of threads or which read finishes first: the same
-    data gives the same bytes. Polars spreads each batch's queries over the cores; at most
-    ``workers`` row groups are read ahead (DESIGN 2).
+    Each part has an accumulator of its own, merged left to right in file order (``fold``):
+    every number, to the last bit, is the same whatever the number of threads or which part
+    finishes first, so the same files give the same bytes. Parts are read batch by batch and
+    at most ``workers + 1`` accumulators are held at once (DESIGN 2).
     """
-
-    def read(part: tuple[Path, int]) -> list[pa.RecordBatch]:
-        return list(pq.ParquetFile(part[0]).iter_batches(BATCH_ROWS, row_groups=[part[1]]))
-
-    acc = combiner.create()
-    ahead: deque[Future[list[pa.RecordBatch]]] = deque()
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for part in row_groups(files):
-            ahead.append(pool.submit(read, part))
-            if len(ahead) > workers:
-                for batch in ahead.popleft().result():
-                    combiner.add_batch(acc, batch)
-        while ahead:
-            for batch in ahead.popleft().result():
-                combiner.add_batch(acc, batch)
-    return acc
+    return fold(combiner, parts(files, part_rows), read_batches, workers)
 
 
 def write_statistics(stats: dict[str, Any], path: str | Path) -> None:
@@ -427,4 +418,4 @@ def _json_default(value: Any) -> Any:
 def read_statistics(path: str | Path) -> dict[str, Any]:
     """One split's statistics; ``path`` is the JSON file or the split folder."""
     p = Path(path)
-    return json.loads((p / "statistics.json" if p.is_dir() else p).read_text())
+    return json.loads((p / ExampleStatistics.SPLIT_FILE if p.is_dir() else p).read_text())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import os
 import sys
 import types
@@ -20,6 +19,7 @@ from pathlib import Path, PurePath
 from typing import Any, ClassVar
 
 from conveyor.artifacts import Artifact
+from conveyor.dsl.parameters import check, from_json, is_config, strip_optional
 from conveyor.dsl.types import FilePath, Role
 from conveyor.exceptions import PipelineDefinitionError
 
@@ -39,7 +39,12 @@ class ParameterSpec:
 
     @property
     def names_file(self) -> bool:
-        return _strip_optional(self.type) is FilePath
+        return strip_optional(self.type) is FilePath
+
+    @property
+    def config(self) -> bool:
+        """A dataclass or pydantic model: kept as JSON, made again for the executor."""
+        return is_config(self.type)
 
 
 @dataclass
@@ -68,14 +73,6 @@ class ComponentSpec:
         return self._code()
 
 
-def _strip_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
 def _role_of(hint: Any) -> tuple[Role | None, Any, bool]:
     """(role, inner type, optional) of one annotation."""
     optional = False
@@ -83,7 +80,7 @@ def _role_of(hint: Any) -> tuple[Role | None, Any, bool]:
         args = typing.get_args(hint)
         if type(None) in args:
             optional = True
-        hint = _strip_optional(hint)
+        hint = strip_optional(hint)
     if typing.get_origin(hint) is typing.Annotated:
         inner, *meta = typing.get_args(hint)
         for m in meta:
@@ -140,36 +137,6 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"{self.producer.id}.outputs['{self.key}']"
-
-
-_JSON_TYPES: dict[Any, tuple[type, ...]] = {
-    int: (int,),
-    float: (int, float),
-    str: (str,),
-    bool: (bool,),
-    list: (list, tuple),
-    dict: (dict,),
-    FilePath: (str, PurePath),
-}
-
-
-def _check_parameter(display: str, name: str, spec: ParameterSpec, value: Any) -> Any:
-    if value is None:
-        return None
-    base = _strip_optional(spec.type)
-    allowed = _JSON_TYPES.get(typing.get_origin(base) or base)
-    bad_bool = isinstance(value, bool) and base in (int, float)
-    if (allowed and not isinstance(value, allowed)) or bad_bool:
-        msg = f"{display}: parameter '{name}' must be {getattr(base, '__name__', base)}, got {value!r}."
-        raise PipelineDefinitionError(msg)
-    if isinstance(value, PurePath):
-        value = str(value)
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as e:
-        msg = f"{display}: parameter '{name}' must be a JSON value (str, number, list, dict), got {value!r}."
-        raise PipelineDefinitionError(msg) from e
-    return list(value) if isinstance(value, tuple) else value
 
 
 def caller_folder() -> Path:
@@ -244,18 +211,26 @@ class Node:
             if isinstance(value, (Channel, Node)):
                 msg = f"{default_id}(): '{name}' is a parameter (a JSON value), not an input; got {value!r}."
                 raise PipelineDefinitionError(msg)
-            self.parameters[name] = _check_parameter(default_id, name, pspec, value)
+            self.parameters[name] = check(default_id, name, pspec.type, value)
         self.outputs: dict[str, Channel] = {k: Channel(self, k, t) for k, t in spec.outputs.items()}
 
     def resolved_parameters(self) -> dict[str, Any]:
         """The parameters the executor gets: a relative path in a ``FilePath`` parameter is made
-        absolute against the folder of the file that built this step, not the current directory.
+        absolute against the folder of the file that built this step, not the current directory,
+        and a config object is made again from its JSON (``conveyor.dsl.parameters``).
         """
         out = dict(self.parameters)
         for name, pspec in self.spec.parameters.items():
-            if pspec.names_file and isinstance(out.get(name), str) and out[name]:
-                out[name] = resolve_path(out[name], self.folder)
+            if pspec.names_file:
+                out[name] = self.resolved_path(name)
+            elif pspec.config:
+                out[name] = from_json(pspec.type, out[name])
         return out
+
+    def resolved_path(self, name: str) -> Any:
+        """The ``FilePath`` parameter ``name`` as the executor gets it (see ``resolved_parameters``)."""
+        value = self.parameters.get(name)
+        return resolve_path(value, self.folder) if isinstance(value, str) and value else value
 
     def cache_refusal(self) -> str | None:
         """Why this step must run even when a cached result exists (its output may change while

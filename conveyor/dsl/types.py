@@ -34,7 +34,8 @@ Output: Any = _RoleAlias(Role.OUTPUT)
 """An output artifact, a fresh directory to write into: ``model: Output[Model]``."""
 
 Parameter: Any = _RoleAlias(Role.PARAMETER)
-"""A JSON value set when the pipeline is built: ``threshold: Parameter[float] = 0.5``."""
+"""A value set when the pipeline is built: JSON (``threshold: Parameter[float] = 0.5``) or a config
+object, a dataclass or pydantic model (``eval_config: Parameter[EvalConfig]``), kept as JSON."""
 
 
 class FilePath(str):

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from conveyor.artifacts import split_dir
 from conveyor.exceptions import DataValidationError
 from conveyor.io.files import open_random
 
@@ -139,7 +140,7 @@ class SplitWriter:
             self._part_bytes[split] = 0
 
     def _open(self, split: str, schema: pa.Schema) -> pq.ParquetWriter:
-        folder = self.uri / f"Split-{split}"
+        folder = split_dir(self.uri, split)
         folder.mkdir(parents=True, exist_ok=True)
         writer = pq.ParquetWriter(folder / f"part-{self._parts[split]:05d}.parquet", schema)
         self._writers[split] = writer

@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from conveyor.artifacts import ArtifactState
 from conveyor.exceptions import ArtifactError, MetadataError
-from conveyor.metadata.records import Execution, LineageEdge, LineageGraph, Run
+from conveyor.metadata.records import Execution, ExecutionStatus, LineageEdge, LineageGraph, Run
 
 if TYPE_CHECKING:
     from conveyor.metadata.store import MetadataStore
 
-__all__ = ["Execution", "LineageEdge", "LineageGraph", "MetadataStore", "Run", "artifact_folder", "open_store", "store_url"]
+__all__ = [
+    "Execution",
+    "ExecutionStatus",
+    "LineageEdge",
+    "LineageGraph",
+    "MetadataStore",
+    "Run",
+    "artifact_folder",
+    "open_store",
+    "store_url",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -67,7 +78,7 @@ def artifact_folder(
     if found.type_name != type_name:
         msg = f"Artifact {artifact_id} holds {found.type_name}, not a {type_name}; `conveyor show {artifact_id}` says what made it."
         raise ArtifactError(msg)
-    if found.state != "LIVE":
+    if found.state != ArtifactState.LIVE:
         msg = f"Artifact {artifact_id} is {found.state}: the step that made it did not finish; run the pipeline again and use the new one."
         raise ArtifactError(msg)
     return found.uri

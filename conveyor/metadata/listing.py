@@ -13,14 +13,14 @@ import contextlib
 import sqlite3
 from urllib.parse import quote
 
-from conveyor.metadata.records import Run, to_datetime
+from conveyor.metadata.records import ExecutionStatus, Run, to_datetime
 
 SCHEMA_VERSION = 5
 """The version this reader understands: ``conveyor.metadata.schema.SCHEMA_VERSION`` (a test says so)."""
 
 _RUNNING = (
-    "SELECT EXISTS (SELECT 1 FROM contexts WHERE type = 'run' AND status = 'running')"
-    " OR EXISTS (SELECT 1 FROM executions WHERE status = 'running')"
+    f"SELECT EXISTS (SELECT 1 FROM contexts WHERE type = 'run' AND status = '{ExecutionStatus.RUNNING}')"
+    f" OR EXISTS (SELECT 1 FROM executions WHERE status = '{ExecutionStatus.RUNNING}')"
 )
 _RUNS = (
     "SELECT c.name, p.name, c.status, c.started, c.ended, c.host, c.pid FROM contexts AS c"

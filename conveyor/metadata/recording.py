@@ -29,10 +29,10 @@ from sqlalchemy.exc import IntegrityError
 from conveyor._internal.discovered import unchanged
 from conveyor._internal.fingerprint import hash_path
 from conveyor._internal.process import hostname, start_token
-from conveyor.artifacts import Artifact
+from conveyor.artifacts import Artifact, ArtifactState
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import schema as s
-from conveyor.metadata.records import Execution, Run, to_datetime
+from conveyor.metadata.records import FINISHED_WELL, Execution, ExecutionStatus, Run, to_datetime
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -103,7 +103,7 @@ class Recorder:
             parent = self._context_id(conn, "pipeline", pipeline)
             ctx = conn.execute(
                 s.contexts.insert().values(
-                    type="run", name=run_id, parent_id=parent, status="running", started=now, heartbeat=now,
+                    type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now, heartbeat=now,
                     host=hostname(), pid=pid, properties=_dumps({"pid_start": start_token(pid)}),
                 )
             ).inserted_primary_key[0]
@@ -112,7 +112,7 @@ class Recorder:
         beat = threading.Thread(target=self._beat, args=(int(ctx), stop), name=f"heartbeat-{run_id}", daemon=True)
         self._heartbeats[run_id] = (stop, beat)
         beat.start()
-        return Run(run_id, pipeline, "running", to_datetime(now), None, hostname(), pid)
+        return Run(run_id, pipeline, ExecutionStatus.RUNNING, to_datetime(now), None, hostname(), pid)
 
     def _beat(self, run_ctx: int, stop: threading.Event) -> None:
         c = s.contexts
@@ -211,7 +211,7 @@ class Recorder:
             run_ctx, pipe_ctx = self._run_ids(conn, run_id)
             exec_id = self._insert_execution(
                 conn, run_ctx,
-                {"component_id": component_id, "component_type": component_type, "status": "running",
+                {"component_id": component_id, "component_type": component_type, "status": ExecutionStatus.RUNNING,
                  "parameters": parameters, "code_fingerprint": code_fingerprint, "cache_key": cache_key, "attempts": 0},
             )
             conn.execute(update(s.executions).where(s.executions.c.id == exec_id).values(log_uri=log_for(exec_id)))
@@ -220,11 +220,11 @@ class Recorder:
                 uri = uri_for(exec_id, key)
                 aid = conn.execute(
                     s.artifacts.insert().values(
-                        type_id=self._type_id(conn, cls.type_name_of()), uri=uri, state="PENDING",
+                        type_id=self._type_id(conn, cls.type_name_of()), uri=uri, state=ArtifactState.PENDING,
                         properties="{}", created=now, updated=now,
                     )
                 ).inserted_primary_key[0]
-                made[key] = cls(uri, id=int(aid), state="PENDING")
+                made[key] = cls(uri, id=int(aid), state=ArtifactState.PENDING)
             self._insert_events(conn, exec_id, inputs, {k: [v] for k, v in made.items()})
             if made:
                 conn.execute(
@@ -252,18 +252,19 @@ class Recorder:
         """
         now = time.time()
         a, e = s.artifacts, s.executions
-        live = status == "succeeded"
+        live = status == ExecutionStatus.SUCCEEDED
+        state = ArtifactState.LIVE if live else ArtifactState.ABANDONED
         outputs = list(outputs)
         files = {art.id: _dumps(manifest(art.uri)) if live else None for art in outputs}
         with self._write() as conn:
             for art in outputs:
                 conn.execute(
                     update(a).where(a.c.id == art.id).values(
-                        state="LIVE" if live else "ABANDONED", updated=now, uri=art.uri, files=files[art.id],
+                        state=state, updated=now, uri=art.uri, files=files[art.id],
                         properties=_dumps(art.properties), fingerprint=art.fingerprint if live else None,
                     )
                 )
-                art.state = "LIVE" if live else "ABANDONED"
+                art.state = state
             conn.execute(
                 update(e).where(e.c.id == exec_id).values(
                     status=status, ended=now, error=error, attempts=attempts,
@@ -295,7 +296,7 @@ class Recorder:
             run_ctx, pipe_ctx = self._run_ids(conn, run_id)
             exec_id = self._insert_execution(
                 conn, run_ctx,
-                {"component_id": component_id or source.component_id, "component_type": component_type, "status": "cached",
+                {"component_id": component_id or source.component_id, "component_type": component_type, "status": ExecutionStatus.CACHED,
                  "parameters": source.parameters, "code_fingerprint": source.code_fingerprint,
                  "cache_key": source.cache_key, "cached_from": source.cached_from or source.id,
                  "log_uri": source.log_uri, "started": now, "ended": now, "attempts": 0,
@@ -313,7 +314,7 @@ class Recorder:
             run_ctx, _ = self._run_ids(conn, run_id)
             return self._insert_execution(
                 conn, run_ctx,
-                {"component_id": component_id, "component_type": component_type, "status": "skipped",
+                {"component_id": component_id, "component_type": component_type, "status": ExecutionStatus.SKIPPED,
                  "started": now, "ended": now, "error": reason, "attempts": 0},
             )
 
@@ -335,7 +336,7 @@ class Recorder:
             .add_columns(a.c.state, a.c.uri, a.c.fingerprint, a.c.files)
             .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
             .outerjoin(a, a.c.id == ev.c.artifact_id)
-            .where(e.c.cache_key == cache_key, e.c.status == "succeeded")
+            .where(e.c.cache_key == cache_key, e.c.status == ExecutionStatus.SUCCEEDED)
             .order_by(e.c.id.desc())
         )
         broken: list[int] = []
@@ -348,7 +349,7 @@ class Recorder:
             for exec_id, rows in candidates.items():
                 outs = [r for r in rows if r.artifact_id is not None]
                 files = rows[0].discovered_files
-                if not all(r.state == "LIVE" for r in outs) or not (files is None or unchanged(json.loads(files))):
+                if not all(r.state == ArtifactState.LIVE for r in outs) or not (files is None or unchanged(json.loads(files))):
                     continue
                 checked = {r.artifact_id: _check_files(r.uri, r.fingerprint, r.files) for r in outs}
                 bad = [i for i, (intact, _) in checked.items() if not intact]
@@ -359,7 +360,7 @@ class Recorder:
                 found = self._executions(conn, e.c.id == exec_id)[0]
                 break
         if broken:
-            self.set_artifact_state(broken, "ABANDONED")
+            self.set_artifact_state(broken, ArtifactState.ABANDONED)
         if moved:
             with self._write() as conn:
                 for aid, now in moved.items():
@@ -373,12 +374,12 @@ class Recorder:
         a = s.artifacts
         for ex in reversed(self.executions(pipeline=pipeline, component=component_id)):
             arts = {x.id: x for group in ex.outputs.values() for x in group if x.id is not None}
-            if ex.status not in ("succeeded", "cached") or not all(x.state == "LIVE" for x in arts.values()):
+            if ex.status not in FINISHED_WELL or not all(x.state == ArtifactState.LIVE for x in arts.values()):
                 continue
             with self._read() as conn:
                 recorded = dict(conn.execute(select(a.c.id, a.c.files).where(a.c.id.in_(list(arts)))).all())
             broken = [i for i, x in arts.items() if not _check_files(x.uri, x.fingerprint, recorded.get(i))[0]]
             if not broken:
                 return ex
-            self.set_artifact_state(broken, "ABANDONED")
+            self.set_artifact_state(broken, ArtifactState.ABANDONED)
         return None

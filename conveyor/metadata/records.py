@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from conveyor.artifacts import Artifact
@@ -11,6 +12,28 @@ from conveyor.artifacts import Artifact
 
 def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+class ExecutionStatus(StrEnum):
+    """How a step (an ``Execution``) or a whole ``Run`` stands.
+
+    Its values are the strings the store keeps and JSON shows: ``ExecutionStatus.FAILED ==
+    "failed"``. A run is only ever running, succeeded or failed.
+    """
+
+    PENDING = "pending"
+    """Waiting for the steps before it: what the runner tells its progress display; never recorded."""
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    CACHED = "cached"
+    """Not run: a finished execution with the same cache key was reused."""
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    """Not run: a step before it did not succeed."""
+
+
+FINISHED_WELL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.CACHED})
+"""The statuses after which the steps that follow may use what a step made (plain strings match too)."""
 
 
 @dataclass
@@ -21,7 +44,7 @@ class Execution:
     run_id: str
     component_id: str
     component_type: str
-    status: str  # "running" | "succeeded" | "cached" | "failed" | "skipped"
+    status: str  # an ExecutionStatus value, as the store keeps it
     parameters: dict[str, Any]
     code_fingerprint: str | None
     cache_key: str | None
@@ -49,7 +72,7 @@ class Run:
 
     id: str
     pipeline: str
-    status: str  # "running" | "succeeded" | "failed"
+    status: str  # ExecutionStatus.RUNNING, SUCCEEDED or FAILED, as the store keeps it
     started: datetime | None
     ended: datetime | None
     host: str | None

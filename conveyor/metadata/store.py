@@ -43,11 +43,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 
 from conveyor._internal.process import hostname, is_alive
-from conveyor.artifacts import Artifact, make_artifact
+from conveyor.artifacts import Artifact, ArtifactState, make_artifact
 from conveyor.exceptions import MetadataError, MissingExtraError
 from conveyor.metadata import schema as s
 from conveyor.metadata.recording import Recorder
-from conveyor.metadata.records import Execution, LineageEdge, LineageGraph, Run, to_datetime
+from conveyor.metadata.records import Execution, ExecutionStatus, LineageEdge, LineageGraph, Run, to_datetime
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import CTE
@@ -59,6 +59,7 @@ _DRIVERS = {
     "mariadb": ("mysql+pymysql", "mysql", "pymysql"),
 }
 _CHUNK = 500
+_NOT_RUN = (ExecutionStatus.CACHED, ExecutionStatus.SKIPPED)  # executions that made nothing: lineage passes them by
 _FULL_BYTES = 1 << 20  # free space below which a failed write is taken for a full disk
 
 
@@ -350,13 +351,13 @@ class MetadataStore(Recorder):
         """
         c, e = s.contexts, s.executions
         # A run whose end was recorded while the store refused a step's own end still holds it.
-        unfinished = select(e.c.id).where(e.c.run_id == c.c.id, e.c.status == "running").exists()
+        unfinished = select(e.c.id).where(e.c.run_id == c.c.id, e.c.status == ExecutionStatus.RUNNING).exists()
         here = hostname()
         silent = func.coalesce(c.c.heartbeat, c.c.started) < time.time() - self.silent_after
         with self._read() as conn:
             rows = conn.execute(
                 select(c.c.id, c.c.name, c.c.host, c.c.pid, c.c.properties).where(
-                    c.c.type == "run", (c.c.status == "running") | unfinished, (c.c.host == here) | silent
+                    c.c.type == "run", (c.c.status == ExecutionStatus.RUNNING) | unfinished, (c.c.host == here) | silent
                 )
             ).all()
         dead = []
@@ -387,15 +388,17 @@ class MetadataStore(Recorder):
             return []
         now = time.time()
         e, a, ev = s.executions, s.artifacts, s.events
+        running, failed = ExecutionStatus.RUNNING, ExecutionStatus.FAILED
         with self._write() as conn:
             for r, why in dead:
-                conn.execute(update(c).where(c.c.id == r.id, c.c.status == "running").values(status="failed", ended=now))
-                running = select(e.c.id).where(e.c.run_id == r.id, e.c.status == "running")
-                pending = select(ev.c.artifact_id).where(ev.c.execution_id.in_(running), ev.c.type == "OUTPUT")
-                conn.execute(update(a).where(a.c.id.in_(pending), a.c.state == "PENDING").values(state="ABANDONED", updated=now))
+                conn.execute(update(c).where(c.c.id == r.id, c.c.status == running).values(status=failed, ended=now))
+                steps = select(e.c.id).where(e.c.run_id == r.id, e.c.status == running)
+                made = select(ev.c.artifact_id).where(ev.c.execution_id.in_(steps), ev.c.type == "OUTPUT")
                 conn.execute(
-                    update(e).where(e.c.run_id == r.id, e.c.status == "running").values(status="failed", ended=now, error=why)
+                    update(a).where(a.c.id.in_(made), a.c.state == ArtifactState.PENDING)
+                    .values(state=ArtifactState.ABANDONED, updated=now)
                 )
+                conn.execute(update(e).where(e.c.run_id == r.id, e.c.status == running).values(status=failed, ended=now, error=why))
         return [r.name for r, _ in dead]
 
     def _runs(
@@ -543,7 +546,7 @@ class MetadataStore(Recorder):
             exec_id = conn.execute(
                 select(ev.c.execution_id)
                 .join(e, e.c.id == ev.c.execution_id)
-                .where(ev.c.artifact_id == artifact_id, ev.c.type == "OUTPUT", e.c.status != "cached")
+                .where(ev.c.artifact_id == artifact_id, ev.c.type == "OUTPUT", e.c.status != ExecutionStatus.CACHED)
                 .order_by(ev.c.id)
                 .limit(1)
             ).scalar()
@@ -615,7 +618,7 @@ class MetadataStore(Recorder):
             .join(near, near.c.artifact_id == reached.c.artifact_id)
             .join(e, e.c.id == near.c.execution_id)
             .join(far, far.c.execution_id == near.c.execution_id)
-            .where(near.c.type == toward, e.c.status.not_in(("cached", "skipped")), far.c.type == away)
+            .where(near.c.type == toward, e.c.status.not_in(_NOT_RUN), far.c.type == away)
         )
         if max_hops is not None:
             step = step.where(reached.c.hops < max_hops)
@@ -638,7 +641,7 @@ class MetadataStore(Recorder):
         near = (
             select(ev.c.id, ev.c.artifact_id, ev.c.execution_id, ev.c.type, ev.c.key)
             .join(e, e.c.id == ev.c.execution_id)
-            .where(ev.c.artifact_id.in_(grown), ev.c.type == toward, e.c.status.not_in(("cached", "skipped")))
+            .where(ev.c.artifact_id.in_(grown), ev.c.type == toward, e.c.status.not_in(_NOT_RUN))
             .cte("near")
         )
         far = select(ev.c.id, ev.c.artifact_id, ev.c.execution_id, ev.c.type, ev.c.key).where(
@@ -658,7 +661,7 @@ class MetadataStore(Recorder):
         Newest by model, not by blessing (as TFX's resolver): evaluating an old model again
         must not make it the latest.
         """
-        blessings = self.artifacts(type="ModelBlessing", pipeline=pipeline, state="LIVE")
+        blessings = self.artifacts(type="ModelBlessing", pipeline=pipeline, state=ArtifactState.LIVE)
         blessed = [b.id for b in blessings if b.properties.get("blessed")]
         a, e = s.artifacts, s.executions
         made, used = s.events.alias("made"), s.events.alias("used")
@@ -671,8 +674,8 @@ class MetadataStore(Recorder):
                     .join(e, e.c.id == made.c.execution_id)
                     .join(used, used.c.execution_id == e.c.id)
                     .join(a, a.c.id == used.c.artifact_id)
-                    .where(made.c.artifact_id.in_(ids), made.c.type == "OUTPUT", e.c.status != "cached")
-                    .where(used.c.type == "INPUT", used.c.key == "model", a.c.state == "LIVE")
+                    .where(made.c.artifact_id.in_(ids), made.c.type == "OUTPUT", e.c.status != ExecutionStatus.CACHED)
+                    .where(used.c.type == "INPUT", used.c.key == "model", a.c.state == ArtifactState.LIVE)
                 )
                 newest.extend(i for i in conn.execute(q).scalars() if i is not None)
         return self.artifact(max(newest)) if newest else None

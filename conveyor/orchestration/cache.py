@@ -1,7 +1,8 @@
 """Cache keys: a step is not run again when nothing it depends on has changed (DESIGN 6).
 
 key = sha256 of the component type, its code fingerprint (for conveyor's own components, salted
-with conveyor's version: their code reaches modules the fingerprint does not follow), its parameters, the content
+with conveyor's version: their code reaches modules the fingerprint does not follow), its parameters
+as JSON (a config object as ``conveyor.dsl.parameters`` writes it: an equal object, the same key), the content
 fingerprints of its input artifacts, and the content of every file a ``FilePath`` parameter
 names (at an fsspec URL, what the store says of each file: size, mtime, etag), with the
 user's modules that a named module file imports. So an edited module, helper or schema file
@@ -37,9 +38,8 @@ def code_fingerprint(node: Node) -> str:
 
 def cache_key(node: Node, inputs: Mapping[str, Sequence[Artifact]], code: str | None = None) -> str:
     """The step's cache key; ``code``, when given, is its ``code_fingerprint`` already made."""
-    paths = node.resolved_parameters()  # the files the executor reads; the key keeps the names as written
-    files = {
-        name: parameter_file_fingerprint(str(paths[name]))
+    files = {  # the files the executor reads; the key keeps the names as written
+        name: parameter_file_fingerprint(str(node.resolved_path(name)))
         for name, spec in node.spec.parameters.items()
         if spec.names_file and node.parameters.get(name)
     }
@@ -50,4 +50,4 @@ def cache_key(node: Node, inputs: Mapping[str, Sequence[Artifact]], code: str | 
         "inputs": {k: [a.fingerprint for a in v] for k, v in sorted(inputs.items())},
         "files": files,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

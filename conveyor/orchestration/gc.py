@@ -17,8 +17,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor.artifacts import Artifact
+from conveyor.artifacts import Artifact, ArtifactState
 from conveyor.exceptions import MetadataError
+from conveyor.metadata.records import ExecutionStatus
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration.root import check_root
 
@@ -46,13 +47,13 @@ def _protected(store: MetadataStore, keep_last: int, plan: GcPlan) -> set[int]:
     touched: set[int] = set()
     for pipeline in store.pipelines():
         runs = store.runs(pipeline)
-        kept = runs[:keep_last] + [r for r in runs[keep_last:] if r.status == "running"]
+        kept = runs[:keep_last] + [r for r in runs[keep_last:] if r.status == ExecutionStatus.RUNNING]
         plan.kept_runs.extend(r.id for r in kept)
         for r in kept:
             for ex in store.run(r.id).executions.values():
                 for arts in (*ex.inputs.values(), *ex.outputs.values()):
                     touched.update(a.id for a in arts if a.id is not None)
-    touched.update(a.id for a in store.artifacts(type="PushedModel", state="LIVE") if a.id is not None)
+    touched.update(a.id for a in store.artifacts(type="PushedModel", state=ArtifactState.LIVE) if a.id is not None)
     return store.upstream_closure(touched)
 
 
@@ -67,7 +68,7 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
     with contextlib.suppress(MetadataError):  # a full disk: their steps count as ended all the same
         store.reap_dead_runs()
     plan = GcPlan()
-    plan.abandoned = store.artifacts(state="ABANDONED")
+    plan.abandoned = store.artifacts(state=ArtifactState.ABANDONED)
     for stage in Path(root).glob("*/*/*/.staging-*"):
         exec_id = stage.name.removeprefix(".staging-")
         if not exec_id.isdigit() or _is_running(store, int(exec_id), dead):
@@ -75,13 +76,13 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
         plan.staging.append(stage)
     if keep_last is not None:
         protected = _protected(store, keep_last, plan)
-        plan.expired = [a for a in store.artifacts(state="LIVE") if a.id not in protected]
+        plan.expired = [a for a in store.artifacts(state=ArtifactState.LIVE) if a.id not in protected]
     doomed = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
     plan.bytes = sum(_size(p) for p in doomed if os.path.exists(p))
     if not dry_run:
         for path in doomed:
             _remove(path)
-        store.set_artifact_state([a.id for a in plan.abandoned + plan.expired if a.id is not None], "DELETED")
+        store.set_artifact_state([a.id for a in plan.abandoned + plan.expired if a.id is not None], ArtifactState.DELETED)
     return plan
 
 
@@ -99,4 +100,4 @@ def _is_running(store: MetadataStore, exec_id: int, dead_runs: set[str]) -> bool
         found = store.execution(exec_id)
     except MetadataError:  # an execution this store does not know: a leftover from elsewhere
         return False
-    return found.status == "running" and found.run_id not in dead_runs
+    return found.status == ExecutionStatus.RUNNING and found.run_id not in dead_runs

@@ -36,6 +36,7 @@ from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
 from conveyor.exceptions import ConveyorError, MetadataError
 from conveyor.metadata.protocols import StepReader, StepRecorder, StepStore
+from conveyor.metadata.records import ExecutionStatus
 from conveyor.orchestration import logs
 from conveyor.orchestration.cache import cache_key, code_fingerprint
 
@@ -130,7 +131,7 @@ def run_step(
         hit = store.find_cached(key)
         if hit is not None:
             store.record_cached(run_id, source=hit, component_id=node.id, component_type=node.spec.type_name, inputs=inputs)
-            return Outcome("cached", hit.outputs, time.perf_counter() - started)
+            return Outcome(ExecutionStatus.CACHED, hit.outputs, time.perf_counter() - started)
     base = root / pipeline_name / node.id
     exec_id, made = store.record_start(
         run_id,
@@ -155,7 +156,7 @@ def run_step(
             exec_id, status=status, outputs=list(made.values()), error=error, attempts=attempts, discovered_files=files
         )
     except Exception as e:  # outside the executor: the runner's own work failed
-        status = "failed"
+        status = ExecutionStatus.FAILED
         _abandon(store, exec_id, log_path, made, finals, _error_text(e, base))
     return Outcome(status, {k: [a] for k, a in made.items()}, time.perf_counter() - started)
 
@@ -174,7 +175,7 @@ def _abandon(
     with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as log:
         log.write(error)
     with contextlib.suppress(MetadataError):
-        store.record_finish(exec_id, status="failed", outputs=list(made.values()), error=error)
+        store.record_finish(exec_id, status=ExecutionStatus.FAILED, outputs=list(made.values()), error=error)
 
 
 def _attempts(
@@ -196,7 +197,7 @@ def _attempts(
     for k, stage in stages.items():
         made[k].uri = str(stage)
     args: dict[str, Any] = {k: (v[0] if v else None) for k, v in inputs.items()}
-    args.update(n.resolved_parameters())  # relative paths: against the pipeline file's folder
+    args.update(n.resolved_parameters())  # paths against the pipeline file's folder; config objects from their JSON
     args.update(made)
     error: str | None = None
     with logs.step_log(log_path) as log:
@@ -225,12 +226,12 @@ def _attempts(
                         made[k].uri = str(finals[k])
                     else:
                         shutil.rmtree(stage)
-                return "failed", error, attempt, files
+                return ExecutionStatus.FAILED, error, attempt, files
             for k, stage in stages.items():
                 made[k].fingerprint = hash_path(stage)
                 os.rename(stage, finals[k])
                 made[k].uri = str(finals[k])
             log.write(f"--- {n.id} succeeded\n")
-            return "succeeded", None, attempt, files
+            return ExecutionStatus.SUCCEEDED, None, attempt, files
     msg = "unreachable"
     raise AssertionError(msg)  # pragma: no cover

@@ -12,7 +12,7 @@
 
 from conveyor.transform.fitted import FittedGraph, load
 from conveyor.transform.graph import Column
-from conveyor.transform.model import apply_model
+from conveyor.transform.onnx_model import apply_model
 from conveyor.transform.ops import (
     apply_buckets,
     apply_vocabulary,

@@ -1,29 +1,23 @@
-"""Full passes over the training data, each a mergeable accumulator (DESIGN 3).
+"""Full passes over the training data, each a ``Combiner`` (DESIGN 3).
 
-``create() -> acc``, ``add(acc, value) -> acc``, ``merge(accs) -> acc`` and
-``extract(acc) -> JSON value``: the fitted constant that replaces the analyzer in the graph.
+A batch is the analyzer's input column for the rows of one record batch; ``extract`` gives
+a JSON value: the fitted constant that replaces the analyzer in the graph.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conveyor._internal.combiner import Combiner
 from conveyor.transform.kernels import as_dense, flatten, sparse_counts
 
 EXACT_QUANTILES = 1_000_000
-
-
-class Analyzer(Protocol):
-    def create(self) -> Any: ...
-    def add(self, acc: Any, value: Any) -> Any: ...
-    def merge(self, accs: list[Any]) -> Any: ...
-    def extract(self, acc: Any) -> Any: ...
 
 
 def _numbers(value: Any) -> np.ndarray:
@@ -31,7 +25,7 @@ def _numbers(value: Any) -> np.ndarray:
     return x[~np.isnan(x)]
 
 
-class Moments:
+class Moments(Combiner):
     """Count, mean and sum of squared deviations, merged by Chan's rule; gives mean, var or std."""
 
     def __init__(self, want: str) -> None:
@@ -40,7 +34,7 @@ class Moments:
     def create(self) -> list[float]:
         return [0.0, 0.0, 0.0]
 
-    def add(self, acc: list[float], value: Any) -> list[float]:
+    def add_batch(self, acc: list[float], value: Any) -> list[float]:
         x = _numbers(value)
         return self._combine(acc, [float(len(x)), float(x.mean()), float(((x - x.mean()) ** 2).sum())]) if len(x) else acc
 
@@ -68,14 +62,14 @@ class Moments:
         return var if self.want == "var" else float(np.sqrt(var))
 
 
-class Extreme:
+class Extreme(Combiner):
     def __init__(self, want: str) -> None:
         self.pick: Callable[..., Any] = min if want == "min" else max
 
     def create(self) -> float | None:
         return None
 
-    def add(self, acc: float | None, value: Any) -> float | None:
+    def add_batch(self, acc: float | None, value: Any) -> float | None:
         x = _numbers(value)
         if not len(x):
             return acc
@@ -90,7 +84,7 @@ class Extreme:
         return acc
 
 
-class QuantileBoundaries:
+class QuantileBoundaries(Combiner):
     """Exact values while they fit (NumPy's linear rule), value buckets (``Quantiles``) past EXACT_QUANTILES."""
 
     def __init__(self, num_buckets: int) -> None:
@@ -101,7 +95,7 @@ class QuantileBoundaries:
     def create(self) -> dict[str, Any]:
         return {"values": [], "n": 0, "sketch": None}
 
-    def add(self, acc: dict[str, Any], value: Any) -> dict[str, Any]:
+    def add_batch(self, acc: dict[str, Any], value: Any) -> dict[str, Any]:
         x = _numbers(value)
         acc["n"] += len(x)
         if acc["sketch"] is None and acc["n"] <= EXACT_QUANTILES:
@@ -178,6 +172,13 @@ def _sum_counts(frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
     return [merged.group_by("value").agg(pl.exclude("value").sum())]
 
 
+def _few_frames(acc: dict[str, Any]) -> dict[str, Any]:
+    """The counts summed into one frame once more than 8 pile up: a merge costs a group-by every few parts."""
+    if len(acc["frames"]) > 8:
+        acc["frames"] = _sum_counts(acc["frames"])
+    return acc
+
+
 def select_terms(counts: pl.DataFrame, top_k: int | None, frequency_threshold: int) -> pl.DataFrame:
     """TFT's vocabulary order: most frequent first, ties by value, larger first; then the cuts."""
     kept = counts.filter(pl.col("count") >= frequency_threshold)
@@ -187,7 +188,7 @@ def select_terms(counts: pl.DataFrame, top_k: int | None, frequency_threshold: i
     return kept.head(top_k) if top_k is not None else kept
 
 
-class Vocabulary:
+class Vocabulary(Combiner):
     """Exact term counts, kept as a few frames and summed when they pile up."""
 
     def __init__(self, top_k: int | None, frequency_threshold: int, docs: bool = False) -> None:
@@ -198,16 +199,17 @@ class Vocabulary:
     def create(self) -> dict[str, Any]:
         return {"frames": [], "rows": 0}
 
-    def add(self, acc: dict[str, Any], value: Any) -> dict[str, Any]:
+    def add_batch(self, acc: dict[str, Any], value: Any) -> dict[str, Any]:
         acc["frames"].append(count_terms(value, self.docs))
         acc["rows"] += len(value)
-        if len(acc["frames"]) > 8:
-            acc["frames"] = _sum_counts(acc["frames"])
-        return acc
+        return _few_frames(acc)
 
     def merge(self, accs: list[dict[str, Any]]) -> dict[str, Any]:
         frames = [f for acc in accs for f in acc["frames"]]
-        return {"frames": _sum_counts(frames), "rows": sum(acc["rows"] for acc in accs)}
+        return _few_frames({"frames": frames, "rows": sum(acc["rows"] for acc in accs)})
+
+    def compact(self, acc: dict[str, Any]) -> dict[str, Any]:
+        return {"frames": _sum_counts(acc["frames"]), "rows": acc["rows"]}
 
     def counts(self, acc: dict[str, Any]) -> pl.DataFrame:
         frames = _sum_counts(acc["frames"])
@@ -239,7 +241,7 @@ class DocumentFrequency(Vocabulary):
         return {"documents": acc["rows"], "terms": terms, "df": docs}
 
 
-class Covariance:
+class Covariance(Combiner):
     """Count, mean and centred sum of outer products of the rows without a missing value,
     merged by Chan's rule; extracts a PCA: the mean and the top ``output_dim`` axes.
     """
@@ -250,7 +252,7 @@ class Covariance:
     def create(self) -> tuple[int, np.ndarray, np.ndarray] | None:
         return None
 
-    def add(self, acc: Any, value: Any) -> Any:
+    def add_batch(self, acc: Any, value: Any) -> Any:
         x = as_dense(value)
         x = x[~np.isnan(x).any(axis=1)]
         if not len(x):
@@ -296,7 +298,7 @@ def principal_axes(cov: np.ndarray, k: int) -> np.ndarray:
     return axes * np.where(pivots < 0, -1.0, 1.0)[:, None]
 
 
-def make(op: str, params: dict[str, Any]) -> Analyzer:
+def make(op: str, params: dict[str, Any]) -> Combiner:
     """The accumulator for an analyzer node."""
     if op in ("mean", "var", "std"):
         return Moments(op)

@@ -4,20 +4,20 @@ An analyzer whose input needs no unfitted analyzer is ready; all ready analyzers
 pass, each batch evaluated once for all of them. Then the next ready set, until none is left
 (a vocabulary of z-scored values needs the mean and std first: two passes).
 
-Batches go round-robin to ``workers`` threads, each with its own accumulators, merged at the
-end: batch ``i`` always lands on worker ``i % workers``, so a refit gives the same constants
-to the last bit. A batch may be a loader (a function returning it), called on the worker:
-reading row groups then runs in parallel too, and at most ``workers`` batches are in memory.
+A pass is one combiner folded over the parts (``conveyor._internal.combiner.fold``): each
+part, a batch or a loader of a row group's batches, has its own accumulators on a worker, and
+they are merged in the order of the parts, so a refit gives the same constants to the last
+bit whatever the number of workers.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pyarrow as pa
 
+from conveyor._internal.combiner import Combiner, fold
 from conveyor.exceptions import TransformError
 from conveyor.transform import analyzers
 from conveyor.transform.fitted import topological
@@ -25,17 +25,18 @@ from conveyor.transform.graph import Node
 from conveyor.transform.plan import Plan
 
 Batch = pa.RecordBatch | pa.Table
-Batches = Callable[[], Iterable[Batch | Callable[[], Batch]]]
+Part = Batch | Callable[[], Iterable[Batch]]
 
 
 def _ready(pending: list[Node]) -> list[Node]:
     return [a for a in pending if all(not n.analyzer or "value" in n.params for n in a.inputs[0].walk())]
 
 
-def fit(outputs: Mapping[str, Node], batches: Batches, workers: int = 2) -> int:
+def fit(outputs: Mapping[str, Node], batches: Callable[[], Iterable[Part]], workers: int = 2) -> int:
     """Fit every analyzer the outputs depend on; returns the number of passes made.
 
-    ``batches()`` is called once per pass and yields batches or loaders of batches.
+    ``batches()`` is called once per pass and yields batches, or loaders that return a part's
+    batches when called (on a worker: reading runs in parallel too).
     """
     pending = [n for n in topological(outputs.values()) if n.analyzer and "value" not in n.params]
     passes = 0
@@ -44,29 +45,40 @@ def fit(outputs: Mapping[str, Node], batches: Batches, workers: int = 2) -> int:
         if not ready:
             msg = f"{pending[0].where}: analyzers depend on each other in a loop."
             raise TransformError(msg)
-        _one_pass(ready, batches, max(1, workers))
+        one_pass = Pass(ready)
+        values = one_pass.extract(fold(one_pass, batches(), _batches_of, workers))
+        for node, value in zip(ready, values, strict=True):
+            node.params["value"] = value
         passes += 1
         pending = [n for n in pending if "value" not in n.params]
     return passes
 
 
-def _one_pass(ready: list[Node], batches: Batches, workers: int) -> None:
-    makers = [analyzers.make(a.op, a.params) for a in ready]
-    plan = Plan(topological([a.inputs[0] for a in ready]))
-    accs = [[m.create() for m in makers] for _ in range(workers)]
+def _batches_of(part: Part) -> Iterable[Batch]:
+    return part() if callable(part) else [part]
 
-    def add(worker: int, item: Batch | Callable[[], Batch]) -> None:
-        batch = item() if callable(item) else item
-        values = plan.run_arrow({name: batch.column(name) for name in batch.schema.names}, batch.num_rows)
-        mine = accs[worker]
-        for k, (maker, node) in enumerate(zip(makers, ready, strict=True)):
-            mine[k] = maker.add(mine[k], values[node.inputs[0].uid])
 
-    items = iter(batches())
-    with ThreadPoolExecutor(workers) as pool:
-        while chunk := list(itertools.islice(items, workers)):
-            for future in [pool.submit(add, w, item) for w, item in enumerate(chunk)]:
-                future.result()
-    for k, (maker, node) in enumerate(zip(makers, ready, strict=True)):
-        node.params["value"] = maker.extract(maker.merge([acc[k] for acc in accs]))
+class Pass(Combiner):
+    """The analyzers of one pass as one combiner: a batch goes through the graph once for all of them."""
 
+    def __init__(self, ready: list[Node]) -> None:
+        self.inputs = [a.inputs[0].uid for a in ready]
+        self.analyzers = [analyzers.make(a.op, a.params) for a in ready]
+        self.plan = Plan(topological([a.inputs[0] for a in ready]))
+
+    def create(self) -> list[Any]:
+        return [a.create() for a in self.analyzers]
+
+    def add_batch(self, acc: list[Any], batch: Batch) -> list[Any]:
+        values = self.plan.run_arrow({name: batch.column(name) for name in batch.schema.names}, batch.num_rows)
+        return [a.add_batch(x, values[uid]) for a, x, uid in zip(self.analyzers, acc, self.inputs, strict=True)]
+
+    def merge(self, accs: Iterable[list[Any]]) -> list[Any]:
+        columns = list(zip(*accs, strict=True)) or [[] for _ in self.analyzers]
+        return [a.merge(list(column)) for a, column in zip(self.analyzers, columns, strict=True)]
+
+    def compact(self, acc: list[Any]) -> list[Any]:
+        return [a.compact(x) for a, x in zip(self.analyzers, acc, strict=True)]
+
+    def extract(self, acc: list[Any]) -> list[Any]:
+        return [a.extract(x) for a, x in zip(self.analyzers, acc, strict=True)]

@@ -1,4 +1,4 @@
-"""A fitted transform graph: evaluation, the JSON file, and ``apply`` on raw data.
+"""A fitted transform graph: its JSON file, and ``apply`` on raw data.
 
 ``transform_graph.json`` holds every node with its op, params and inputs; fitted analyzers
 hold their value and no inputs, so applying never reads the training data or the user's
@@ -23,18 +23,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from conveyor.artifacts import TransformGraph
 from conveyor.exceptions import TransformError
-from conveyor.transform import model
+from conveyor.transform import onnx_model
 from conveyor.transform.graph import Node
-from conveyor.transform.plan import Plan, Reads, finish, input_value, read_inputs, reads, single_row
+from conveyor.transform.plan import Plan, Reads, finish, read_inputs, reads, single_row
 from conveyor.transform.row import RowFailed, RowPlan
 
 FORMAT_VERSION = 1
-FILE_NAME = "transform_graph.json"
+FILE_NAME = TransformGraph.FILE
 APPLY_CHUNK = 16_384
 SIDE_FILE_ENTRIES = 10_000
 
-__all__ = ["FILE_NAME", "FORMAT_VERSION", "FittedGraph", "evaluate", "input_value", "load", "topological"]
+__all__ = ["FILE_NAME", "FORMAT_VERSION", "FittedGraph", "load", "topological"]
 
 
 def topological(outputs: Iterable[Node]) -> list[Node]:
@@ -47,11 +48,6 @@ def topological(outputs: Iterable[Node]) -> list[Node]:
                 seen.add(node.uid)
                 order.append(node)
     return order
-
-
-def evaluate(order: list[Node], columns: Mapping[str, Any], n: int) -> dict[int, Any]:
-    """Run ``order`` (inputs first) over one batch of Arrow columns; each node's value by uid."""
-    return Plan(order).run_arrow(columns, n)
 
 
 class FittedGraph:
@@ -172,7 +168,7 @@ class FittedGraph:
         doc = self.to_json()
         for entry, node in zip(doc["nodes"], self.order, strict=True):
             if node.op == "apply_model":
-                entry["params"] = model.save_file(entry["params"], node.params, folder)
+                entry["params"] = onnx_model.save_file(entry["params"], node.params, folder)
             elif node.analyzer and _entries(entry["params"].get("value")) > SIDE_FILE_ENTRIES:
                 entry["value_file"] = _write_side_file(folder, entry, entry["params"].pop("value"))
         path = folder / FILE_NAME
@@ -191,7 +187,7 @@ class FittedGraph:
             if "value_file" in entry:
                 params["value"] = json.loads(_read_side_file(base, entry["value_file"]))
             if entry["op"] == "apply_model":
-                model.bind(params, None if base is None else Path(base))
+                onnx_model.bind(params, None if base is None else Path(base))
             inputs = tuple(built[i] for i in entry.get("inputs", []))
             built[entry["id"]] = Node(
                 entry["op"], inputs, entry["kind"], params, width=entry.get("width"),

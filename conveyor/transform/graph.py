@@ -3,7 +3,8 @@
 A ``Column`` is a node: an input, a mapper (row by row: arithmetic, string ops, lookups) or
 an analyzer (a full pass over the training data whose result, once fitted, is a constant:
 a mean, a vocabulary, quantile boundaries). Every node remembers the user's line that made
-it, so an error later points there.
+it, so an error later points there. ``derive``, ``checked`` and ``literal`` build nodes for
+Column's operators and for every op module (``ops``, ``text``, ``pca``), which import this one.
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ class Column:
         raise fail(msg)
 
     def __len__(self) -> int:
-        msg = "len() of a symbolic column is not known while tracing; use ct.size or an analyzer."
+        msg = (
+            "len() of a symbolic column is not known while tracing (it stands for every row); count each row's "
+            "tokens with ct.word_count(ct.split(x)), or summarize the column with an analyzer (ct.mean, ct.vocabulary)."
+        )
         raise fail(msg)
 
     def __float__(self) -> float:
@@ -137,8 +141,6 @@ class Column:
 
     # Arithmetic and comparisons build mapper nodes; see conveyor.transform.ops for the rest.
     def _binary(self, op: str, other: Any, reverse: bool = False) -> Column:
-        from conveyor.transform.ops import binary
-
         return binary(op, other, self) if reverse else binary(op, self, other)
 
     def __add__(self, o: Any) -> Column: return self._binary("add", o)
@@ -163,11 +165,55 @@ class Column:
         return self._binary("mul", -1.0)
 
     def __invert__(self) -> Column:
-        from conveyor.transform.ops import unary
-
         return unary("not", self, expect=("bool",), kind="bool")
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# -- building nodes: for Column's operators here and the op modules ------------------------
+
+def derive(op: str, inputs: tuple[Column, ...], kind: str, params: dict[str, Any] | None = None, *, analyzer: bool = False, width: int | None = None) -> Column:
+    """A new column made by ``op`` from ``inputs``, remembering the user's line."""
+    return Column(Node(op, tuple(i.node for i in inputs), kind, params or {}, width=width, where=user_line(), analyzer=analyzer))
+
+
+def checked(fn: str, x: Any, kinds: tuple[str, ...]) -> Column:
+    """``x`` if it is a column of one of ``kinds``; else an error naming ``ct.<fn>``."""
+    if not isinstance(x, Column):
+        msg = f"ct.{fn} takes a column from the inputs, got {type(x).__name__} {x!r}."
+        raise fail(msg)
+    if x.kind not in kinds:
+        msg = f"ct.{fn} takes a {' or '.join(kinds)} column, got a {x.kind} column ({x.node.op})."
+        raise fail(msg)
+    return x
+
+
+def literal(value: Any) -> Column:
+    """A Python value as a constant column."""
+    return Column(Node("literal", (), "constant", {"value": value}, where=user_line()))
+
+
+def binary(op: str, a: Any, b: Any) -> Column:
+    """Arithmetic (add, sub, mul, div, pow), comparisons (lt ... ne) and logic (and, or)."""
+    a = a if isinstance(a, Column) else literal(a)
+    b = b if isinstance(b, Column) else literal(b)
+    logic = op in ("and", "or")
+    allowed = ("bool", "constant") if logic else ("number", "bool", "constant") if op not in ("eq", "ne") else ("number", "bool", "string", "constant")
+    for side in (a, b):
+        if side.kind not in allowed:
+            msg = f"'{op}' does not apply to a {side.kind} column ({side.node.op}); it takes {', '.join(k for k in allowed if k != 'constant')}."
+            raise fail(msg)
+    if a.kind == "constant" and b.kind == "constant":
+        msg = f"'{op}' of two constants is not a column; combine a constant with a column."
+        raise fail(msg)
+    kind = "bool" if op in ("lt", "le", "gt", "ge", "eq", "ne", "and", "or") else "number"
+    return derive(op, (a, b), kind)
+
+
+def unary(op: str, x: Any, *, expect: tuple[str, ...], kind: str, **params: Any) -> Column:
+    """A mapper of one column of the ``expect`` kinds."""
+    return derive(op, (checked(op, x, expect),), kind, params)
+
 
 
 class Inputs(Mapping[str, Column]):

@@ -8,75 +8,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.transform.graph import Column, Node, fail, user_line
+from conveyor.transform.graph import Column, Node, checked, derive, fail, literal, unary, user_line
 
 NUMERIC = ("number", "bool")
-
-
-def _node(op: str, inputs: tuple[Column, ...], kind: str, params: dict[str, Any] | None = None, *, analyzer: bool = False, width: int | None = None) -> Column:
-    return Column(Node(op, tuple(i.node for i in inputs), kind, params or {}, width=width, where=user_line(), analyzer=analyzer))
-
-
-def _expect(fn: str, x: Any, kinds: tuple[str, ...]) -> Column:
-    if not isinstance(x, Column):
-        msg = f"ct.{fn} takes a column from the inputs, got {type(x).__name__} {x!r}."
-        raise fail(msg)
-    if x.kind not in kinds:
-        msg = f"ct.{fn} takes a {' or '.join(kinds)} column, got a {x.kind} column ({x.node.op})."
-        raise fail(msg)
-    return x
-
-
-def _const(value: Any) -> Column:
-    return Column(Node("literal", (), "constant", {"value": value}, where=user_line()))
-
-
-def binary(op: str, a: Any, b: Any) -> Column:
-    """Arithmetic (add, sub, mul, div, pow), comparisons (lt ... ne) and logic (and, or)."""
-    a = a if isinstance(a, Column) else _const(a)
-    b = b if isinstance(b, Column) else _const(b)
-    logic = op in ("and", "or")
-    allowed = ("bool", "constant") if logic else ("number", "bool", "constant") if op not in ("eq", "ne") else ("number", "bool", "string", "constant")
-    for side in (a, b):
-        if side.kind not in allowed:
-            msg = f"'{op}' does not apply to a {side.kind} column ({side.node.op}); it takes {', '.join(k for k in allowed if k != 'constant')}."
-            raise fail(msg)
-    if a.kind == "constant" and b.kind == "constant":
-        msg = f"'{op}' of two constants is not a column; combine a constant with a column."
-        raise fail(msg)
-    kind = "bool" if op in ("lt", "le", "gt", "ge", "eq", "ne", "and", "or") else "number"
-    return _node(op, (a, b), kind)
-
-
-def unary(op: str, x: Any, *, expect: tuple[str, ...], kind: str, **params: Any) -> Column:
-    return _node(op, (_expect(op, x, expect),), kind, params)
 
 
 # -- analyzers: one full pass over the training data, a constant after fitting ---------------
 
 def mean(x: Column) -> Column:
     """The mean of a numeric column over the training data (missing values left out)."""
-    return _node("mean", (_expect("mean", x, NUMERIC),), "constant", analyzer=True)
+    return derive("mean", (checked("mean", x, NUMERIC),), "constant", analyzer=True)
 
 
 def var(x: Column) -> Column:
     """The population variance (ddof=0) of a numeric column."""
-    return _node("var", (_expect("var", x, NUMERIC),), "constant", analyzer=True)
+    return derive("var", (checked("var", x, NUMERIC),), "constant", analyzer=True)
 
 
 def std(x: Column) -> Column:
     """The population standard deviation (ddof=0), as scikit-learn's StandardScaler uses."""
-    return _node("std", (_expect("std", x, NUMERIC),), "constant", analyzer=True)
+    return derive("std", (checked("std", x, NUMERIC),), "constant", analyzer=True)
 
 
 def min(x: Column) -> Column:
     """The smallest value of a numeric column."""
-    return _node("min", (_expect("min", x, NUMERIC),), "constant", analyzer=True)
+    return derive("min", (checked("min", x, NUMERIC),), "constant", analyzer=True)
 
 
 def max(x: Column) -> Column:
     """The largest value of a numeric column."""
-    return _node("max", (_expect("max", x, NUMERIC),), "constant", analyzer=True)
+    return derive("max", (checked("max", x, NUMERIC),), "constant", analyzer=True)
 
 
 def quantiles(x: Column, num_buckets: int) -> Column:
@@ -89,7 +50,7 @@ def quantiles(x: Column, num_buckets: int) -> Column:
     if not isinstance(num_buckets, int) or num_buckets < 2:
         msg = f"ct.quantiles needs num_buckets >= 2, got {num_buckets!r}."
         raise fail(msg)
-    return _node("quantiles", (_expect("quantiles", x, NUMERIC),), "constant", {"num_buckets": num_buckets}, analyzer=True)
+    return derive("quantiles", (checked("quantiles", x, NUMERIC),), "constant", {"num_buckets": num_buckets}, analyzer=True)
 
 
 def vocabulary(x: Column, top_k: int | None = None, frequency_threshold: int = 0) -> Column:
@@ -106,28 +67,28 @@ def vocabulary(x: Column, top_k: int | None = None, frequency_threshold: int = 0
         msg = f"ct.vocabulary needs frequency_threshold >= 0, got {frequency_threshold!r}."
         raise fail(msg)
     params = {"top_k": top_k, "frequency_threshold": frequency_threshold}
-    return _node("vocabulary", (_expect("vocabulary", x, ("string", "tokens", "number")),), "constant", params, analyzer=True)
+    return derive("vocabulary", (checked("vocabulary", x, ("string", "tokens", "number")),), "constant", params, analyzer=True)
 
 
 # -- mappers --------------------------------------------------------------------------------
 
 def scale_to_z_score(x: Column) -> Column:
     """(x - mean) / std over the training data; x - mean where std is 0 (as TFT does)."""
-    x = _expect("scale_to_z_score", x, NUMERIC)
-    return _node("z_score", (x, mean(x), std(x)), "number")
+    x = checked("scale_to_z_score", x, NUMERIC)
+    return derive("z_score", (x, mean(x), std(x)), "number")
 
 
 def scale_to_0_1(x: Column) -> Column:
     """(x - min) / (max - min) over the training data; x - min where max == min."""
-    x = _expect("scale_to_0_1", x, NUMERIC)
-    return _node("min_max", (x, min(x), max(x)), "number")
+    x = checked("scale_to_0_1", x, NUMERIC)
+    return derive("min_max", (x, min(x), max(x)), "number")
 
 
 def apply_buckets(x: Column, boundaries: Column | list[float]) -> Column:
     """The bucket index of each value: a value equal to a boundary goes to the upper bucket."""
-    x = _expect("apply_buckets", x, NUMERIC)
-    b = boundaries if isinstance(boundaries, Column) else _const([float(v) for v in boundaries])
-    return _node("apply_buckets", (x, b), "number")
+    x = checked("apply_buckets", x, NUMERIC)
+    b = boundaries if isinstance(boundaries, Column) else literal([float(v) for v in boundaries])
+    return derive("apply_buckets", (x, b), "number")
 
 
 def bucketize(x: Column, num_buckets: int) -> Column:
@@ -140,12 +101,12 @@ def apply_vocabulary(x: Column, vocab: Column, *, num_oov_buckets: int = 0, defa
     ``num_oov_buckets`` buckets after the vocabulary (by ``kernels.stable_hash``; a missing
     value hashes as ""), or to ``default_value`` when there are none.
     """
-    x = _expect("apply_vocabulary", x, ("string", "tokens", "number"))
+    x = checked("apply_vocabulary", x, ("string", "tokens", "number"))
     if not isinstance(num_oov_buckets, int) or num_oov_buckets < 0:
         msg = f"ct.apply_vocabulary needs num_oov_buckets >= 0, got {num_oov_buckets!r}."
         raise fail(msg)
     params = {"num_oov_buckets": num_oov_buckets, "default_value": default_value}
-    return _node("apply_vocabulary", (x, vocab), "tokens" if x.kind == "tokens" else "number", params)
+    return derive("apply_vocabulary", (x, vocab), "tokens" if x.kind == "tokens" else "number", params)
 
 
 def compute_and_apply_vocabulary(
@@ -158,9 +119,9 @@ def compute_and_apply_vocabulary(
 
 def fill_missing(x: Column, value: Any = None) -> Column:
     """Missing values replaced by ``value``: 0 for numbers and "" for strings unless given."""
-    x = _expect("fill_missing", x, ("number", "string", "bool"))
+    x = checked("fill_missing", x, ("number", "string", "bool"))
     fill = value if value is not None else ("" if x.kind == "string" else 0)
-    return _node("fill_missing", (x,), x.kind, {"value": fill})
+    return derive("fill_missing", (x,), x.kind, {"value": fill})
 
 
 def one_hot(x: Column, depth: int | None = None) -> Column:
@@ -170,12 +131,12 @@ def one_hot(x: Column, depth: int | None = None) -> Column:
     ``depth`` defaults to the size of the vocabulary (plus its OOV buckets), the number of
     buckets, or the hash buckets that made ``x``.
     """
-    x = _expect("one_hot", x, ("number",))
+    x = checked("one_hot", x, ("number",))
     src = x.node
     if depth is None and src.op == "hash_strings":
         depth = src.params["hash_buckets"]
     if depth is not None:
-        return _node("one_hot", (x,), "sparse", {"depth": depth, "extra": 0}, width=depth)
+        return derive("one_hot", (x,), "sparse", {"depth": depth, "extra": 0}, width=depth)
     extra = {"apply_vocabulary": src.params.get("num_oov_buckets", 0), "apply_buckets": 1}.get(src.op)
     if extra is None:
         msg = "ct.one_hot needs depth= unless x comes from a vocabulary or from buckets."
@@ -207,14 +168,14 @@ def cast(x: Column, to: str) -> Column:
 
 def where(condition: Column, a: Any, b: Any) -> Column:
     """``a`` where ``condition`` holds, else ``b`` (numbers or strings, columns or constants)."""
-    condition = _expect("where", condition, ("bool",))
-    a = a if isinstance(a, Column) else _const(a)
-    b = b if isinstance(b, Column) else _const(b)
+    condition = checked("where", condition, ("bool",))
+    a = a if isinstance(a, Column) else literal(a)
+    b = b if isinstance(b, Column) else literal(b)
     kinds = {c.kind if c.kind != "constant" else _literal_kind(c) for c in (a, b)}
     if len(kinds) > 1 or kinds - {"number", "string", "bool"}:
         msg = f"ct.where needs two values of one kind (number, string or bool), got {sorted(kinds)}."
         raise fail(msg)
-    return _node("where", (condition, a, b), kinds.pop())
+    return derive("where", (condition, a, b), kinds.pop())
 
 
 def _literal_kind(c: Column) -> str:

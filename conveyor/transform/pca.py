@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.transform.graph import Column, fail
+from conveyor.transform.graph import Column, checked, derive, fail
 from conveyor.transform.kernels import as_dense, as_number, kernel
-from conveyor.transform.ops import NUMERIC, _expect, _node
+from conveyor.transform.ops import NUMERIC
 
 
 def stack(columns: list[Column]) -> Column:
@@ -20,8 +20,8 @@ def stack(columns: list[Column]) -> Column:
     if not isinstance(columns, list | tuple) or not columns:
         msg = f"ct.stack takes a non-empty list of numeric columns, got {columns!r}."
         raise fail(msg)
-    cols = tuple(_expect("stack", c, NUMERIC) for c in columns)
-    return _node("stack", cols, "dense", width=len(cols))
+    cols = tuple(checked("stack", c, NUMERIC) for c in columns)
+    return derive("stack", cols, "dense", width=len(cols))
 
 
 @kernel("stack")
@@ -30,7 +30,7 @@ def _stack(_p: dict[str, Any], *columns: np.ndarray) -> np.ndarray:
 
 
 def _vectors(fn: str, x: Column | list[Column]) -> Column:
-    return stack(list(x)) if isinstance(x, list | tuple) else _expect(fn, x, ("dense",))
+    return stack(list(x)) if isinstance(x, list | tuple) else checked(fn, x, ("dense",))
 
 
 def pca(x: Column | list[Column], output_dim: int) -> Column:
@@ -46,8 +46,8 @@ def pca(x: Column | list[Column], output_dim: int) -> Column:
     if not isinstance(output_dim, int) or output_dim < 1 or (x.node.width is not None and output_dim > x.node.width):
         msg = f"ct.pca needs 1 <= output_dim <= the number of input columns ({x.node.width}), got {output_dim!r}."
         raise fail(msg)
-    axes = _node("pca", (x,), "constant", {"output_dim": output_dim}, analyzer=True)
-    return _node("project", (x, axes), "dense", {"output_dim": output_dim}, width=output_dim)
+    axes = derive("pca", (x,), "constant", {"output_dim": output_dim}, analyzer=True)
+    return derive("project", (x, axes), "dense", {"output_dim": output_dim}, width=output_dim)
 
 
 @kernel("project")

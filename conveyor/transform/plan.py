@@ -25,7 +25,7 @@ from conveyor.transform.kernels import KERNELS
 _COLUMNS = (list, tuple, np.ndarray, pa.Array, pa.ChunkedArray)
 
 
-def input_value(node: Node, column: Any, n: int) -> Any:
+def input_value(node: Node, column: Any) -> Any:
     """An Arrow (or Python, NumPy, pandas) column as the runtime value of its kind.
 
     NaN, ``pd.NA`` and ``None`` are all missing (``from_pandas``): a record from pandas, where a
@@ -62,7 +62,7 @@ def from_python(node: Node, values: list[Any]) -> Any:
         return pa.array(values, pa.string())
     if kind == "bool" and types <= {bool, NoneType}:
         return np.array(values, dtype=bool)  # None -> False, as input_value fills nulls
-    return input_value(node, values, len(values))
+    return input_value(node, values)
 
 
 def _from_numpy(node: Node, values: np.ndarray) -> Any:
@@ -72,7 +72,7 @@ def _from_numpy(node: Node, values: np.ndarray) -> Any:
         return values.astype(np.float64)
     if node.kind == "bool" and values.dtype.kind == "b":
         return values
-    return input_value(node, values, len(values))
+    return input_value(node, values)
 
 
 class Plan:
@@ -115,7 +115,7 @@ class Plan:
         values = {}
         for node in self.inputs:
             column = columns.get(node.params["name"])
-            values[node.uid] = self.missing(node, n) if column is None else input_value(node, column, n)
+            values[node.uid] = self.missing(node, n) if column is None else input_value(node, column)
         return self.run(values)
 
     @staticmethod
@@ -208,7 +208,7 @@ def _columns(columns: Mapping[str, Any], n: int, inputs: Reads) -> tuple[dict[in
         elif isinstance(column, list | tuple):
             values[node.uid] = read_column(node, from_python, list(column))
         else:
-            values[node.uid] = read_column(node, lambda node, c: input_value(node, c, n), column)
+            values[node.uid] = read_column(node, input_value, column)
     return values, n
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conveyor.transform.graph import Column, fail
+from conveyor.transform.graph import Column, checked, derive, fail, literal
 from conveyor.transform.kernels import flatten, from_rows, hash_buckets, index_of, kernel, memo, sparse_counts
-from conveyor.transform.ops import _const, _expect, _node, vocabulary
+from conveyor.transform.ops import vocabulary
 
 
 def _check_vocab_options(fn: str, top_k: int | None, frequency_threshold: int) -> None:
@@ -31,12 +31,12 @@ def ngrams(tokens: Column, ngram_range: tuple[int, int] = (1, 2), separator: str
 
     Ordered as TFT's ``ngrams``: by starting token, then by length ("a", "a b", "b").
     """
-    tokens = _expect("ngrams", tokens, ("tokens",))
+    tokens = checked("ngrams", tokens, ("tokens",))
     lo, hi = ngram_range
     if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
         msg = f"ct.ngrams needs ngram_range=(lo, hi) with 1 <= lo <= hi, got {ngram_range!r}."
         raise fail(msg)
-    return _node("ngrams", (tokens,), "tokens", {"ngram_range": [lo, hi], "separator": separator})
+    return derive("ngrams", (tokens,), "tokens", {"ngram_range": [lo, hi], "separator": separator})
 
 
 @kernel("ngrams")
@@ -63,11 +63,11 @@ def hash_strings(x: Column, hash_buckets: int) -> Column:
     UTF-8 bytes: stable across machines and versions (TFT uses FarmHash; the buckets differ).
     A missing value hashes as "".
     """
-    x = _expect("hash_strings", x, ("string", "tokens"))
+    x = checked("hash_strings", x, ("string", "tokens"))
     if not isinstance(hash_buckets, int) or hash_buckets < 1:
         msg = f"ct.hash_strings needs hash_buckets >= 1, got {hash_buckets!r}."
         raise fail(msg)
-    return _node("hash_strings", (x,), "tokens" if x.kind == "tokens" else "number", {"hash_buckets": hash_buckets})
+    return derive("hash_strings", (x,), "tokens" if x.kind == "tokens" else "number", {"hash_buckets": hash_buckets})
 
 
 @kernel("hash_strings")
@@ -80,7 +80,7 @@ def _hash_strings(p: dict[str, Any], x: pa.Array) -> Any:
 
 def word_count(tokens: Column) -> Column:
     """The number of tokens in each row (0 when missing)."""
-    return _node("word_count", (_expect("word_count", tokens, ("tokens",)),), "number")
+    return derive("word_count", (checked("word_count", tokens, ("tokens",)),), "number")
 
 
 @kernel("word_count")
@@ -98,14 +98,14 @@ def document_frequency(
     ``frequency_threshold`` (counted by occurrences, TFT's rule), in its order, or ``terms``
     when given. Fitted value: ``{"documents": n, "terms": [...], "df": [...]}``.
     """
-    x = _expect("document_frequency", x, ("tokens", "string"))
+    x = checked("document_frequency", x, ("tokens", "string"))
     _check_vocab_options("document_frequency", top_k, frequency_threshold)
     params = {
         "top_k": top_k,
         "frequency_threshold": frequency_threshold,
         "terms": None if terms is None else list(terms),
     }
-    return _node("document_frequency", (x,), "constant", params, analyzer=True)
+    return derive("document_frequency", (x,), "constant", params, analyzer=True)
 
 
 def _vocabulary(
@@ -117,7 +117,7 @@ def _vocabulary(
     if isinstance(given, Column) and given.kind == "constant":
         return given
     if isinstance(given, list | tuple) and all(isinstance(t, str) for t in given):
-        return _const(list(given))
+        return literal(list(given))
     msg = f"ct.{fn} takes vocabulary= as ct.vocabulary(...) or a list of strings, got {type(given).__name__}."
     raise fail(msg)
 
@@ -138,11 +138,11 @@ def bag_of_words(
     ``num_oov_buckets`` hashed buckets for unseen tokens (dropped when 0). ``binary`` gives 1 for
     present tokens: TFT's ``bag_of_words`` is that set, as strings, before a vocabulary.
     """
-    tokens = _expect("bag_of_words", tokens, ("tokens",))
+    tokens = checked("bag_of_words", tokens, ("tokens",))
     vocab = _vocabulary("bag_of_words", tokens, vocabulary, top_k, frequency_threshold)
     width = len(vocab.node.params["value"]) + num_oov_buckets if vocab.node.op == "literal" else None
     params = {"num_oov_buckets": num_oov_buckets, "binary": binary}
-    return _node("bag_of_words", (tokens, vocab), "sparse", params, width=width)
+    return derive("bag_of_words", (tokens, vocab), "sparse", params, width=width)
 
 
 def term_counts(tokens: pa.Array, vocab: list[Any], num_oov_buckets: int = 0) -> Any:
@@ -190,7 +190,7 @@ def tfidf(
     (``top_k``, ``frequency_threshold``, as ``ct.vocabulary``) with the document frequencies in
     the same pass, or given as a list. Tokens outside it are dropped.
     """
-    tokens = _expect("tfidf", tokens, ("tokens",))
+    tokens = checked("tfidf", tokens, ("tokens",))
     if norm not in ("l2", "l1", None) or term_frequency not in ("count", "fraction"):
         msg = f"ct.tfidf takes norm='l2', 'l1' or None and term_frequency='count' or 'fraction', got {norm!r} and {term_frequency!r}."
         raise fail(msg)
@@ -203,7 +203,7 @@ def tfidf(
         raise fail(msg)
     stats = document_frequency(tokens, top_k=top_k, frequency_threshold=frequency_threshold, terms=vocabulary)
     params = {"smooth": smooth, "norm": norm, "sublinear_tf": sublinear_tf, "term_frequency": term_frequency}
-    return _node("tfidf", (tokens, stats), "sparse", params, width=None if vocabulary is None else len(vocabulary))
+    return derive("tfidf", (tokens, stats), "sparse", params, width=None if vocabulary is None else len(vocabulary))
 
 
 def idf(stats: dict[str, Any] | None, smooth: bool) -> np.ndarray:

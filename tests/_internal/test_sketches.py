@@ -34,6 +34,23 @@ def test_grouped_quantiles_are_each_groups_own_buckets(batch: int) -> None:
     assert any(q.rank_error > 0 for q in got.values()) and any(q.rank_error == 0 for q in got.values())
 
 
+def test_grouped_quantiles_merged_after_a_flush_are_each_groups_own_buckets() -> None:
+    # Parts folded in by a worker are merged with nothing held: their buckets must still be made one.
+    names, values = groups_and_values(30_000, 5, seed=4)
+    parts = [GroupedQuantiles() for _ in range(3)]
+    for part, start in zip(parts, range(0, 30_000, 10_000), strict=True):
+        part.update(values[start : start + 10_000], names[start : start + 10_000])
+        part.update(values[start : start + 10_000], "whole")  # a group fed whole batches, in NumPy
+        part.flush()
+    parts[0].merge(parts[1])
+    parts[0].merge(parts[2])
+    got = parts[0].quantiles()
+    for name in [*sorted(set(names)), "whole"]:
+        alone = Quantiles()
+        alone.update(values if name == "whole" else values.filter(names == name))
+        assert got[name].to_json() == alone.to_json(), name
+
+
 def true_counts(names: pl.Series, values: pl.Series) -> dict[tuple[str, str], int]:
     frame = pl.DataFrame([names.alias("g"), values.alias("v")]).group_by("g", "v").len()
     return {(g, v): n for g, v, n in frame.iter_rows()}

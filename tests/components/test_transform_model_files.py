@@ -14,7 +14,7 @@ from tests.transform.test_component import ADULT_SCHEMA, transform_pipeline
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper
 
-from tests.transform.test_apply_model import B, W, linear, save_model
+from tests.transform.test_onnx_model import B, W, linear, save_model
 
 MODULE = """\
     import conveyor.transform as ct

@@ -79,9 +79,12 @@ def test_thread_count_does_not_change_a_byte(tmp_path: Path) -> None:
     c = StatisticsCombiner([["state"]])
     written = []
     for workers in (1, 2, 5):
-        write_statistics(c.extract(summarize(files, c, workers)), tmp_path / f"{workers}.json")
+        # Parts of two row groups: five accumulators, merged in file order however the threads run.
+        write_statistics(c.extract(summarize(files, c, workers, part_rows=6_000)), tmp_path / f"{workers}.json")
         written.append((tmp_path / f"{workers}.json").read_bytes())
     assert written[0] == written[1] == written[2]
+    stats = json.loads(written[0])
+    assert stats["features"]["user"]["unique_error"] > 0 and stats["features"]["amount"]["quantiles_rank_error"] > 0
 
 
 def compute(table: pa.Table, batch_rows: int, workers: int, slices: list[list[str]] | None = None) -> dict:

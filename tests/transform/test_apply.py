@@ -240,7 +240,7 @@ def test_a_large_vocabulary_is_a_side_file_checked_on_load(tmp_path: Path) -> No
 )
 def test_python_values_skip_arrow_only_where_the_result_is_the_same(kind: str, values: list[Any]) -> None:
     node = Node("input", (), kind, {"name": "x"})
-    fast, arrow = from_python(node, values), input_value(node, values, len(values))
+    fast, arrow = from_python(node, values), input_value(node, values)
     if isinstance(arrow, np.ndarray):
         assert fast.dtype == arrow.dtype
         np.testing.assert_array_equal(fast, arrow)
@@ -258,7 +258,7 @@ def test_python_values_arrow_cannot_read_are_floats_or_a_clear_error(graph: Fitt
 @pytest.mark.parametrize("array", [np.array([1, 2], np.int32), np.array([1.5, np.nan], np.float32), np.array([True, False])])
 def test_numpy_columns_skip_arrow_only_where_the_result_is_the_same(array: np.ndarray) -> None:
     node = Node("input", (), "number", {"name": "x"})
-    fast, arrow = _from_numpy(node, array), input_value(node, pa.array(array), len(array))
+    fast, arrow = _from_numpy(node, array), input_value(node, pa.array(array))
     assert fast.dtype == arrow.dtype
     np.testing.assert_array_equal(fast, arrow)
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import operator
 import re
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+import conveyor.transform as ct
 from conveyor.components.transform import load_preprocessing_fn
 from conveyor.exceptions import TransformError
-from conveyor.transform.graph import trace
+from conveyor.transform.graph import Inputs, trace
 from tests.transform.test_component import ADULT_SCHEMA, transform_pipeline
 
 KINDS = {"age": "number", "hours_per_week": "number", "education": "string", "workclass": "string"}
@@ -54,7 +59,11 @@ def line_of(path: Path, marker: str) -> int:
         ("y = float(x)", "float() (or math.*) of a symbolic column cannot be traced; use ct.cast(x, 'float')"),
         ("y = math.log(x)", "float() (or math.*) of a symbolic column cannot be traced"),
         ("y = int(x)", "int() of a symbolic column cannot be traced; use ct.cast(x, 'int')."),
-        ("y = len(x)", "len() of a symbolic column is not known while tracing"),
+        (
+            "y = len(x)",
+            "len() of a symbolic column is not known while tracing (it stands for every row); count each row's "
+            "tokens with ct.word_count(ct.split(x)), or summarize the column with an analyzer (ct.mean, ct.vocabulary).",
+        ),
         ("y = [v for v in x]", "a symbolic column cannot be looped over in Python"),
         ("y = 1 / 0", "preprocessing_fn raised ZeroDivisionError: division by zero"),
         ("y = abs(x)", "preprocessing_fn raised TypeError: bad operand type for abs(): 'Column'"),
@@ -66,6 +75,19 @@ def test_a_tracing_error_names_the_users_file_and_line(tmp_path: Path, line: str
         trace(load_preprocessing_fn(str(path)), KINDS)
     assert str(e.value).startswith(f"{path}:{line_of(path, 'the line at fault')}: ")
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "misuse",
+    [bool, iter, len, float, int, operator.index, round, np.asarray, np.log, lambda x: x.lower()],
+)
+def test_the_ops_an_error_suggests_exist(misuse: Callable[[Any], Any]) -> None:
+    """Every ``ct.<name>`` a symbolic column's error points at is in ``conveyor.transform``."""
+    x = Inputs(KINDS)["age"]
+    with pytest.raises(TransformError) as e:
+        misuse(x)
+    named = set(re.findall(r"\bct\.(\w+)", str(e.value)))
+    assert named <= set(ct.__all__), named - set(ct.__all__)
 
 
 def test_a_bad_return_value_names_the_function(tmp_path: Path) -> None:

@@ -55,18 +55,18 @@ def test_mean_var_std_min_max_match_numpy(name: str) -> None:
         assert fitted_value(graph, op) == pytest.approx(oracle(x), rel=1e-12)
 
 
+def vocabulary_buckets_and_z(inputs: Any) -> dict[str, Any]:
+    return {
+        "company": ct.compute_and_apply_vocabulary(inputs["company"], top_k=50),
+        "id": ct.bucketize(inputs["complaint_id"], 10),
+        "z": ct.scale_to_z_score(inputs["complaint_id"]),
+    }
+
+
 def test_fit_is_the_same_however_the_data_is_split() -> None:
     t = table("complaints")
-
-    def preprocessing_fn(inputs: Any) -> dict[str, Any]:
-        return {
-            "company": ct.compute_and_apply_vocabulary(inputs["company"], top_k=50),
-            "id": ct.bucketize(inputs["complaint_id"], 10),
-            "z": ct.scale_to_z_score(inputs["complaint_id"]),
-        }
-
-    whole = fit_graph(preprocessing_fn, t, batch_rows=t.num_rows, workers=1).to_json()
-    split = fit_graph(preprocessing_fn, t, batch_rows=97, workers=3).to_json()
+    whole = fit_graph(vocabulary_buckets_and_z, t, batch_rows=t.num_rows, workers=1).to_json()
+    split = fit_graph(vocabulary_buckets_and_z, t, batch_rows=97, workers=3).to_json()
     fitted = [
         (a["op"], b["op"], a["params"].get("value"), b["params"].get("value"))
         for a, b in zip(whole["nodes"], split["nodes"], strict=True)
@@ -74,6 +74,12 @@ def test_fit_is_the_same_however_the_data_is_split() -> None:
     ]
     for op, _, value, other in fitted:
         assert other == (pytest.approx(value, rel=1e-12) if op in ("mean", "std") else value), op
+
+
+def test_a_refit_gives_the_same_constants_to_the_last_bit_whatever_the_workers() -> None:
+    t = table("complaints")
+    fitted = [fit_graph(vocabulary_buckets_and_z, t, batch_rows=97, workers=w).to_json() for w in (1, 2, 5)]
+    assert fitted[0] == fitted[1] == fitted[2]
 
 
 # -- buckets ---------------------------------------------------------------------------------

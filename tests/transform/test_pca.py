@@ -69,7 +69,9 @@ def test_pca_of_a_stacked_column_and_missing_rows() -> None:
 def test_covariance_accumulator_merges_to_numpy_covariance() -> None:
     x = numbers(table("adult"), *ADULT_NUMBERS)
     acc = Covariance(2)
-    parts = [acc.add(acc.add(acc.create(), x[i : i + 1000]), x[i + 1000 : i + 3000]) for i in range(0, len(x), 3000)]
+    parts = [
+        acc.add_batch(acc.add_batch(acc.create(), x[i : i + 1000]), x[i + 1000 : i + 3000]) for i in range(0, len(x), 3000)
+    ]
     merged = acc.merge([acc.merge(parts[::2]), acc.create(), acc.merge(parts[1::2])])
     np.testing.assert_allclose(Covariance.covariance(merged), np.cov(x, rowvar=False, ddof=0), rtol=1e-10)
     np.testing.assert_allclose(merged[1], x.mean(axis=0), rtol=1e-12)

@@ -20,7 +20,7 @@ from conveyor.exceptions import MissingExtraError, TransformError
 from conveyor.transform.fit import fit
 from conveyor.transform.fitted import FittedGraph
 from conveyor.transform.graph import trace
-from conveyor.transform.model import apply_model
+from conveyor.transform.onnx_model import apply_model
 from conveyor.transform.transformed import decode, read_schema
 from tests.transform.test_component import ADULT_SCHEMA, assert_identical, output_uri, served, transform_pipeline
 
@@ -156,7 +156,7 @@ def test_in_transform_and_at_apply_the_same(tmp_path: Path) -> None:
     linear(tmp_path / "encoder.onnx")  # beside the module file, named by a relative path
     module = """\
         import conveyor.transform as ct
-        from conveyor.transform.model import apply_model
+        from conveyor.transform.onnx_model import apply_model
 
         def preprocessing_fn(inputs):
             age = ct.scale_to_z_score(inputs["age"])
