@@ -7,7 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from conveyor.exceptions import DataValidationError, MissingExtraError
+from conveyor._internal.extras import require
+from conveyor.exceptions import DataValidationError
 
 BATCH_ROWS = 1 << 16
 _PRIMITIVES = {
@@ -31,14 +32,6 @@ _LOGICAL = {
     "uuid": pa.string(),
 }
 
-
-def _fastavro() -> Any:
-    try:
-        import fastavro
-    except ImportError as e:
-        msg = "Reading Avro needs fastavro, which is not installed: pip install 'conveyor[avro]'."
-        raise MissingExtraError(msg) from e
-    return fastavro
 
 
 def arrow_type(schema: Any, where: str) -> pa.DataType:
@@ -74,7 +67,7 @@ def arrow_type(schema: Any, where: str) -> pa.DataType:
 
 
 def avro_schema(fs: Any, path: str) -> pa.Schema:
-    fastavro = _fastavro()
+    fastavro = require("fastavro", "avro", "Reading Avro")
     with fs.open(path, "rb") as f:
         try:
             schema = fastavro.reader(f).writer_schema
@@ -89,7 +82,7 @@ def avro_schema(fs: Any, path: str) -> pa.Schema:
 
 def read_avro(fs: Any, path: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """The file's records, ``BATCH_ROWS`` at a time, as batches of ``schema``."""
-    fastavro = _fastavro()
+    fastavro = require("fastavro", "avro", "Reading Avro")
     with fs.open(path, "rb") as f:
         records: list[dict[str, Any]] = []
         for record in fastavro.reader(f):

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from conveyor._internal.discovered import depends_on_file
+from conveyor._internal.extras import require
 from conveyor._internal.fingerprint import file_fingerprint
-from conveyor.exceptions import MissingExtraError, TransformError
+from conveyor.exceptions import TransformError
 from conveyor.transform.graph import Column, Node, fail, user_line
 from conveyor.transform.kernels import kernel
 
@@ -135,20 +136,12 @@ def _output(session: Any, output_name: str | None) -> dict[str, Any]:
     return {"name": name, "shape": shape}
 
 
-def _ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as e:
-        msg = "ct.apply_model runs ONNX models with onnxruntime, which is not installed: pip install 'conveyor[onnx]'"
-        raise MissingExtraError(msg) from e
-    return onnxruntime
-
 
 def _open(path: str) -> Any:
     """An inference session on one thread: Transform runs row groups in parallel already, and a
     one-row request pays no thread hand-off.
     """
-    ort = _ort()
+    ort = require("onnxruntime", "onnx", "ct.apply_model")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
