@@ -71,6 +71,24 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _set_wal(cur: Any) -> None:
+    """Switch a SQLite connection to WAL. While another process is making the same new store,
+    the switch fails at once with "database is locked" (SQLite runs no busy handler for it),
+    so it is tried again for as long as the busy timeout would have waited.
+    """
+    deadline = time.monotonic() + 60
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
@@ -238,7 +256,7 @@ class MetadataStore(Recorder):
                 dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA busy_timeout = 60000")
-                cur.execute("PRAGMA journal_mode = WAL")
+                _set_wal(cur)
                 cur.execute("PRAGMA synchronous = NORMAL")
                 cur.execute("PRAGMA foreign_keys = ON")
                 cur.close()
