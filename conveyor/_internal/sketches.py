@@ -301,6 +301,13 @@ class GroupedQuantiles:
         for name, q in other.whole.items():
             self.whole.setdefault(name, Quantiles()).merge(q)
 
+    def merged(self) -> Quantiles:
+        """One Quantiles of every group's values: the same buckets as one fed them all (see Quantiles)."""
+        out = Quantiles()
+        for _, q in sorted(self.quantiles().items()):
+            out.merge(q)
+        return out
+
     def quantiles(self) -> dict[str, Quantiles]:
         """Each group's Quantiles."""
         self.flush()

@@ -203,9 +203,13 @@ class Slicing:
         for feature, t in other.top.items():
             self.top.setdefault(feature, GroupedTopCounts(self.bound)).merge(t)
 
-    def extract(self, kept: int) -> dict[str, dict[str, Any]]:
-        """Each slice's statistics, by name, with the counts of at most ``kept`` values a feature."""
-        quantiles = {feature: q.quantiles() for feature, q in self.quantiles.items()}
+    def extract(self, kept: int, quantiles: dict[str, dict[str, Quantiles]] | None = None) -> dict[str, dict[str, Any]]:
+        """Each slice's statistics, by name, with the counts of at most ``kept`` values a feature.
+
+        ``quantiles`` (feature → slice → buckets) stands for this slicing's own, if it kept none.
+        """
+        if quantiles is None:
+            quantiles = {feature: q.quantiles() for feature, q in self.quantiles.items()}
         values = {feature: _values(t, kept) for feature, t in self.top.items()}
         none = _listed([], kept, 0, 0, 0.0)
         return {
@@ -293,7 +297,9 @@ class StatisticsCombiner(Combiner):
                 msg = f"Cannot slice by {unknown[0]!r}: the examples have no such feature; features are {', '.join(df.columns)}."
                 raise DataValidationError(msg)
         for part, spec in zip(acc.parts, [[], *self.slices], strict=True):
-            _add_frame(part, df.with_columns(_slice_names(df.schema, spec)) if spec else df, types, sliced=bool(spec))
+            # With slices, the whole split's quantiles are those of the first slicing's slices, merged (extract).
+            frame = df.with_columns(_slice_names(df.schema, spec)) if spec else df
+            _add_frame(part, frame, types, quantiles=bool(spec) or not self.slices, sliced=bool(spec))
         return acc
 
     def merge(self, accs: Iterable[Accumulator]) -> Accumulator:
@@ -312,7 +318,9 @@ class StatisticsCombiner(Combiner):
         return acc
 
     def extract(self, acc: Accumulator) -> dict[str, Any]:
-        out = acc.parts[0].extract(TOP_BOUND).get("", {"num_examples": 0, "features": {}})
+        # Every row is in one slice (a missing value names one): the slices' buckets merged are the split's.
+        merged = {f: {"": q.merged()} for f, q in acc.parts[1].quantiles.items()} if self.slices else None
+        out = acc.parts[0].extract(TOP_BOUND, merged).get("", {"num_examples": 0, "features": {}})
         out["format_version"] = FORMAT_VERSION
         slices = [(name, s) for part in acc.parts[1:] for name, s in part.extract(SLICE_KEPT_COUNTS).items()]
         out["slices"] = dict(sorted(slices, key=lambda item: item[0]))
@@ -368,7 +376,7 @@ def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
     return exprs
 
 
-def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *, sliced: bool) -> None:
+def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *, quantiles: bool, sliced: bool) -> None:
     """One batch (with its GROUP column) into a slicing: one query for the numbers, one per sketch."""
     exprs = _exprs(types)
     rows = df.group_by(GROUP).agg(exprs) if sliced else df.select(pl.lit("").alias(GROUP), *exprs)
@@ -381,7 +389,7 @@ def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *,
             f.add_row(row, feature, row["\0rows"])
     groups = df.get_column(GROUP) if sliced else ""
     for feature, t in types.items():
-        if t in ("int", "float"):
+        if t in ("int", "float") and quantiles:
             if feature not in part.quantiles:
                 part.quantiles[feature] = GroupedQuantiles()
             part.quantiles[feature].update(df.get_column(feature), groups)

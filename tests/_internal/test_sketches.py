@@ -51,6 +51,20 @@ def test_grouped_quantiles_merged_after_a_flush_are_each_groups_own_buckets() ->
         assert got[name].to_json() == alone.to_json(), name
 
 
+def test_grouped_quantiles_merged_are_one_sketch_of_every_value() -> None:
+    # With slices, the whole split's quantiles are its slices' merged: the same bytes as one sketch fed every value.
+    names, values = groups_and_values(30_000, 5, seed=4)
+    parts = [GroupedQuantiles() for _ in range(3)]
+    for part, start in zip(parts, range(0, 30_000, 10_000), strict=True):
+        part.update(values[start : start + 10_000], names[start : start + 10_000])
+    parts[0].merge(parts[1])
+    parts[0].merge(parts[2])
+    alone = Quantiles()
+    alone.update(values)
+    assert parts[0].merged().to_json() == alone.to_json()
+    assert alone.rank_error > 0
+
+
 def true_counts(names: pl.Series, values: pl.Series) -> dict[tuple[str, str], int]:
     frame = pl.DataFrame([names.alias("g"), values.alias("v")]).group_by("g", "v").len()
     return {(g, v): n for g, v, n in frame.iter_rows()}

@@ -190,3 +190,17 @@ def test_schema_anomalies_and_drift_take_statistics_with_infinities() -> None:
         for test in ("ks", "wasserstein", "jensen_shannon"):
             m = drift.measure(test, clean["features"][name], hostile["features"][name])
             assert math.isfinite(m.value), (name, test)
+
+
+def test_the_split_sliced_has_the_same_statistics_as_unsliced() -> None:
+    # With slices the split's quantiles are merged from its slices' buckets, a missing slice value included.
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(3, 2, 20_000)
+    x[::97] = np.nan
+    state = pa.array(rng.choice(["CA", "NY", None], 20_000).tolist())
+    table = pa.table({"state": state, "x": x, "n": rng.integers(-5, 5_000, 20_000)})
+    sliced = compute(table, batch_rows=3_001, workers=2, slices=[["state"]])
+    whole = compute(table, batch_rows=3_001, workers=2)
+    assert "state=None" in sliced["slices"]
+    assert sliced["features"]["x"]["quantiles_rank_error"] > 0
+    assert json.dumps(sliced["features"]) == json.dumps(whole["features"])
