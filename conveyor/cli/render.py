@@ -290,7 +290,8 @@ def lineage(g: LineageGraph, as_json: bool) -> None:
         _grow_up(g, start.id or 0, tree, seen)
     else:
         _grow_down(g, start.id or 0, tree, seen)
-    console.print(tree)
+    out = console if console.is_terminal else Console(highlight=False, width=100_000)  # piped: lines whole, for grep
+    out.print(tree)
 
 
 def _art_label(a: Artifact) -> Text:

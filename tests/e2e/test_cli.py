@@ -136,3 +136,15 @@ def test_the_commands_printed_after_a_failure_work_as_printed(tmp_path: Path, fl
     shown = run_cli(*command[1:], cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "checking 2 rows" in shown.stdout
+
+
+def test_lineage_piped_keeps_long_paths_whole(tmp_path: Path) -> None:
+    """Piped output is for grep: a path longer than a terminal line is never folded."""
+    import shutil
+
+    deep = tmp_path / ("a_folder_with_a_long_name_" * 4)
+    shutil.copytree(HELLO.parent, deep)
+    assert run_cli("run", "pipeline.py", cwd=deep).returncode == 0
+    tree = run_cli("lineage", "4", cwd=deep).stdout
+    assert str(deep / "data" / "penguins.csv") in tree
+    assert "made by ingest" in tree
