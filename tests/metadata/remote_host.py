@@ -29,7 +29,7 @@ def main(url: str, marker: str) -> None:
     store.record_start(
         RUN, component_id="train", component_type="tests.train", parameters={}, code_fingerprint="code",
         cache_key=None, inputs={}, outputs={"model": Model},
-        uri_for=lambda eid, key: f"/{HOST}/root/{key}/{eid}", log_for=lambda eid: f"/{HOST}/root/.logs/{eid}.log",
+        uri_for=lambda eid, key: f"/{HOST}/pipelines/{key}/{eid}", log_for=lambda eid: f"/{HOST}/pipelines/.logs/{eid}.log",
     )
     signal.signal(signal.SIGUSR1, lambda *_: store._stop_heartbeat(RUN))
     Path(marker).write_text("beating")

@@ -404,7 +404,7 @@ def record_chain(db_url: str, length: int) -> list[int]:
             exec_id, out = store.record_start(
                 "run-chain", component_id=f"step{i}", component_type="tests.step", parameters={"i": i},
                 code_fingerprint="code", cache_key=f"key{i}", inputs={"examples": made[-1:]}, outputs={"examples": Examples},
-                uri_for=lambda eid, key: f"/root/{key}/{eid}", log_for=lambda eid: f"/root/.logs/{eid}.log",
+                uri_for=lambda eid, key: f"/pipelines/{key}/{eid}", log_for=lambda eid: f"/pipelines/.logs/{eid}.log",
             )
             store.record_finish(exec_id, status="succeeded", outputs=list(out.values()))
             made.append(out["examples"])
