@@ -5,9 +5,10 @@ of merges or process, so a step cached downstream is served again when its input
 recomputed; value counts past their bound depend on the order they see values in (fold in a
 fixed order for the same bytes). The HyperLogLog here is NumPy over 64-bit hashes that Polars
 computes for a whole column at once; its registers merge by element-wise max. The Grouped
-forms hold every group (a slice) in one table, so a batch costs a few queries whatever the
-number of groups; their group-bys run lazily, which Polars does about twice as fast as the
-eager call on these tables (measured).
+forms take the rows of many groups (slices) at once, so a batch costs a few queries whatever
+the number of groups. Groups are a Categorical column: grouping by its integer codes is about
+twice as fast as by the names, and a number per group is looked up by code (measured). Their
+group-bys run lazily, which Polars does about twice as fast as the eager call on these tables.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class _Buffer:
         """Hold ``values`` (already filtered) of ``groups``; True when the rows held should be folded in."""
         if len(values):
             frame = pl.DataFrame([values.alias("value")])
-            group = pl.lit(groups, pl.String) if isinstance(groups, str) else groups
+            group = pl.lit(groups, pl.Categorical) if isinstance(groups, str) else groups.cast(pl.Categorical)
             self.frames.append(frame.select(group.alias(GROUP), "value"))
             self.rows += len(values)
             self.bytes += 16 * len(values) + (
@@ -214,92 +215,56 @@ class _Buffer:
         return pl.concat(frames, how="vertical_relaxed", rechunk=False) if frames else None
 
 
-def _runs_of(names: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Where each run of equal values in a sorted column starts and ends."""
-    ids = names.rle_id().to_numpy()
-    if not len(ids):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
-    return starts, np.append(starts[1:], len(ids))
+def _per_group(groups: pl.Series, values: dict[str, int], default: int) -> np.ndarray:
+    """Each row's number from ``values`` by its group's name (``default`` for a group not there): a lookup by code."""
+    codes = groups.to_physical().to_numpy()
+    if not values or not len(codes):
+        return np.full(len(codes), default, dtype=np.int64)
+    named = pl.Series(list(values), dtype=pl.Categorical).to_physical().to_numpy()
+    table = np.full(max(int(codes.max()), int(named.max())) + 1, default, dtype=np.int64)
+    table[named] = list(values.values())
+    return table[codes]
 
 
 class GroupedQuantiles:
-    """A Quantiles per group, every group in one table of buckets: one ``group_by`` per flush, whatever the groups.
+    """A Quantiles per group: values of many groups are held, then split by group in one sort.
 
-    The table holds (group, count, lo, hi) sorted by group, then lo; ``bits`` the resolution of
-    each group whose values outgrew BUCKETS. Incoming values wait in a buffer; folding them in
-    re-buckets everything at each group's resolution and drops bits from the groups past
-    BUCKETS buckets, as Quantiles does. Bits only ever drop, and a group ends at the finest
-    resolution that holds all its values in BUCKETS buckets: each group's buckets are those of
-    one Quantiles fed its values, whatever the batching, the buffering or the merges. A group
-    fed whole batches (named by a string) needs no table: it is a Quantiles of its own, in NumPy.
+    Each group's buckets are those of one Quantiles fed its values alone (see Quantiles),
+    whatever the batching, the buffering or the merges. A group fed whole batches (named by a
+    string) is folded in at once.
     """
 
     def __init__(self) -> None:
-        self.bits: dict[str, int] = {}
-        self.table = pl.DataFrame(schema={GROUP: pl.String, "count": pl.Int64, "lo": pl.Float64, "hi": pl.Float64})
+        self.groups: dict[str, Quantiles] = {}
         self.buffer = _Buffer()
-        self.whole: dict[str, Quantiles] = {}  # the groups fed whole batches
 
     def update(self, values: pl.Series, groups: pl.Series | str = "") -> None:
         """Add the finite ``values`` of one group, or of the groups named row by row (NaN, infinities, nulls skipped)."""
         if isinstance(groups, str):
-            self.whole.setdefault(groups, Quantiles()).update(values)
-            return
-        x = values.cast(pl.Float64)
-        finite = x.is_finite()
-        if self.buffer.add(x.filter(finite) + 0.0, groups.filter(finite), self.table.height):  # + 0.0: -0.0 is 0.0
+            self._group(groups).update(values)
+        elif self.buffer.add(values.cast(pl.Float64), groups, 0):
             self.flush()
 
+    def _group(self, name: str) -> Quantiles:
+        return self.groups.get(name) or self.groups.setdefault(name, Quantiles())
+
     def flush(self) -> None:
-        """Fold the values held in the buffer into the table."""
-        if self.buffer.rows:
-            self._rebucket()
-
-    def _rebucket(self) -> None:
-        """The table and the values held made one row per bucket, each group at the finest resolution that fits."""
-        tables = [self.table]
-        if (raw := self.buffer.take()) is not None:
-            value = pl.col("value")
-            tables.append(raw.select(GROUP, pl.lit(1, pl.Int64).alias("count"), value.alias("lo"), value.alias("hi")))
-        table = self._bucketed(pl.concat(tables, how="vertical_relaxed"))
-        sizes = table[GROUP].value_counts(name="n").filter(pl.col("n") > BUCKETS)
-        if not sizes.height:
-            self.table = table
+        """Fold the values held in the buffer into their groups' sketches."""
+        raw = self.buffer.take()
+        if raw is None:
             return
-        # Groups past BUCKETS buckets, in order: drop the fewest bits that fit them, as Quantiles.add_buckets does.
-        full = pl.col(GROUP).is_in(sizes[GROUP].implode())
-        over = table.filter(full).with_columns(self._keys(table.filter(full))).sort(GROUP, "key")
-        keys = over["key"].to_numpy()
-        starts, ends = _runs_of(over[GROUP])
-        for name, s, e in zip(over[GROUP].gather(starts).to_list(), starts, ends, strict=True):
-            differ = _bit_length_exact(keys[s + 1 : e] ^ keys[s : e - 1])
-            at = len(differ) - BUCKETS
-            self.bits[name] = self.bits.get(name, 64) - int(np.partition(differ, at)[at])
-        self.table = pl.concat([table.filter(~full), self._bucketed(over.drop("key"))])
-
-    def _keys(self, table: pl.DataFrame) -> pl.Series:
-        """Each bucket's key at its group's resolution, from its smallest value."""
-        shift = table[GROUP].replace_strict(
-            list(self.bits), [64 - b for b in self.bits.values()], default=0, return_dtype=pl.UInt64
-        )
-        return pl.Series("key", ordered_keys(table["lo"].to_numpy()) >> shift.to_numpy())
-
-    def _bucketed(self, table: pl.DataFrame) -> pl.DataFrame:
-        """(group, count, lo, hi) rows made one per bucket at each group's resolution."""
-        buckets = table.lazy().with_columns(self._keys(table)).group_by(GROUP, "key")
-        return buckets.agg(pl.col("count").sum(), pl.col("lo").min(), pl.col("hi").max()).drop("key").collect()
+        codes = raw[GROUP].to_physical().to_numpy()
+        order = np.argsort(codes, kind="stable")
+        starts = np.flatnonzero(np.concatenate([[True], np.diff(codes[order]) != 0]))
+        values = raw["value"].to_numpy()[order]
+        names = raw[GROUP].gather(order[starts]).cast(pl.String).to_list()
+        for name, part in zip(names, np.split(values, starts[1:]), strict=True):
+            self._group(name).update(part)
 
     def merge(self, other: GroupedQuantiles) -> None:
-        for name, bits in other.bits.items():
-            self.bits[name] = min(self.bits.get(name, 64), bits)
-        self.table = pl.concat([self.table, other.table])
-        self.buffer.frames += other.buffer.frames
-        self.buffer.rows += other.buffer.rows
-        if self.table.height or self.buffer.rows:
-            self._rebucket()  # the two tables' buckets of a group are made one, even with nothing held
-        for name, q in other.whole.items():
-            self.whole.setdefault(name, Quantiles()).merge(q)
+        other.flush()
+        for name, q in other.groups.items():
+            self._group(name).merge(q)
 
     def merged(self) -> Quantiles:
         """One Quantiles of every group's values: the same buckets as one fed them all (see Quantiles)."""
@@ -311,16 +276,7 @@ class GroupedQuantiles:
     def quantiles(self) -> dict[str, Quantiles]:
         """Each group's Quantiles."""
         self.flush()
-        table = self.table.sort(GROUP, "lo")
-        starts, ends = _runs_of(table[GROUP])
-        count, lo, hi = (table[c].to_numpy() for c in ("count", "lo", "hi"))
-        out = {
-            name: Quantiles(count[s:e], lo[s:e], hi[s:e], self.bits.get(name, 64))
-            for name, s, e in zip(table[GROUP].gather(starts).to_list(), starts, ends, strict=True)
-        }
-        for name, q in self.whole.items():
-            out.setdefault(name, Quantiles()).merge(q)
-        return out
+        return self.groups
 
 
 class GroupedTopCounts:
@@ -334,10 +290,16 @@ class GroupedTopCounts:
     no count misses more than ``error`` (a value dropped twice lost at most the sum of both
     cuts). Incoming rows wait in a buffer (see _Buffer), so a batch costs about the same with
     one group or hundreds; past ``bound`` what is kept depends on the order rows come in.
+
+    With ``total_bound``, it also gives the counts of all groups together (``total``, see
+    GroupedTopCounts.total_summary): while every group is exact, those are its exact table summed, at
+    no cost; from the moment one is hashed, ``total`` counts on its own, from those sums on.
     """
 
-    def __init__(self, bound: int = TOP_BOUND) -> None:
+    def __init__(self, bound: int = TOP_BOUND, total_bound: int = 0) -> None:
         self.bound = bound
+        self.total_bound = total_bound
+        self.total: GroupedTopCounts | None = None  # counting on its own once a group is hashed
         self.exact: pl.DataFrame | None = None  # group, value, count
         self.hashed: pl.DataFrame | None = None  # group, key, count, value
         self.error: dict[str, int] = {}
@@ -350,6 +312,8 @@ class GroupedTopCounts:
         if values.null_count():
             present = values.is_not_null()
             values, groups = values.filter(present), groups if isinstance(groups, str) else groups.filter(present)
+        if self.total is not None:
+            self.total.update(values)
         held = sum(0 if t is None else t.height for t in (self.exact, self.hashed))
         if self.buffer.add(values, groups, held):
             self.flush()
@@ -359,27 +323,30 @@ class GroupedTopCounts:
         raw = self.buffer.take()
         if raw is None:
             return
-        raw = raw.with_columns(pl.lit(1, pl.Int64).alias("count"))
         if self.exact is None and raw.height > self.bound and raw["value"].head(2 * self.bound).n_unique() > self.bound:
             # First rows of a column of many values (its first rows tell): a group with more than
             # ``bound`` distinct hashes has more values, and is hashed at once, without grouping
             # its values (long texts cost most there). Either way gives the same counts.
             raw = raw.with_columns(pl.col("value").hash(seed=0).alias("key"))
             sizes = raw.lazy().group_by(GROUP).agg(pl.col("key").n_unique().alias("n")).collect()
-            self._spill(sorted(set(sizes.filter(pl.col("n") > self.bound)[GROUP].to_list()) - self.rows.keys()))
+            self._spill(sorted(set(sizes.filter(pl.col("n") > self.bound)[GROUP].to_list()) - self.rows.keys()), raw)
         hot = raw[GROUP].is_in(list(self.rows)) if self.rows else None
         if hot is None or not hot.any():
-            self._add_exact(raw.select(GROUP, "value", "count"))
+            self._add_exact(raw.select(GROUP, "value"))
             return
         if not hot.all():
-            self._add_exact(raw.filter(~hot).select(GROUP, "value", "count"))
+            self._add_exact(raw.filter(~hot).select(GROUP, "value"))
             raw = raw.filter(hot)
         self._add_hashed(raw)
 
     def _add_exact(self, rows: pl.DataFrame) -> None:
-        """Add (group, value, count) rows of exact groups; groups past ``bound`` values move to the hashed table."""
-        both = rows if self.exact is None else pl.concat([self.exact, rows], how="vertical_relaxed")
-        counts = both.lazy().group_by(GROUP, "value").agg(pl.col("count").sum()).collect()
+        """Add (group, value[, count]) rows of exact groups; groups past ``bound`` values move to the hashed table."""
+        both = (
+            _counted(rows)
+            if self.exact is None
+            else pl.concat([self.exact.lazy(), _counted(rows)], how="vertical_relaxed")
+        )
+        counts = both.group_by(GROUP, "value").agg(pl.col("count").sum()).collect()
         over: list[str] = []
         if counts.height > self.bound:
             sizes = counts[GROUP].value_counts(name="n")
@@ -387,10 +354,12 @@ class GroupedTopCounts:
         self.exact = counts
         self._spill(over)
 
-    def _spill(self, groups: list[str]) -> None:
-        """Move ``groups`` to the hashed table, with their exact counts so far."""
+    def _spill(self, groups: list[str], pending: pl.DataFrame | None = None) -> None:
+        """Move ``groups`` to the hashed table, with their exact counts so far (``pending``: rows not in them yet)."""
         if not groups:
             return
+        if self.total_bound and self.total is None:
+            self.total = self._summed(pending)
         for name in groups:
             self.rows[name] = len(self.rows)
         self.registers = np.vstack([self.registers, np.zeros((len(groups), 1 << HLL_P), dtype=np.uint8)])
@@ -401,12 +370,11 @@ class GroupedTopCounts:
                 self.exact = self.exact.filter(~leaving)
 
     def _add_hashed(self, rows: pl.DataFrame) -> None:
-        """Add (group, value, count) rows, or (group, key, count, value), of hashed groups."""
-        if "key" not in rows.columns:
-            rows = rows.select(GROUP, pl.col("value").hash(seed=0).alias("key"), "count", "value")
-        row = rows[GROUP].replace_strict(list(self.rows), list(self.rows.values()), return_dtype=pl.Int64)
+        """Add (group, value[, count]) rows, or (group, key, count, value), of hashed groups."""
+        if "key" not in rows.columns or "count" not in rows.columns:
+            rows = _counted(rows).select(GROUP, pl.col("value").hash(seed=0).alias("key"), "count", "value").collect()
         h = rows["key"].to_numpy()
-        slot = row.to_numpy() * (1 << HLL_P) + (h >> np.uint64(64 - HLL_P)).astype(np.int64)
+        slot = _per_group(rows[GROUP], self.rows, 0) * (1 << HLL_P) + (h >> np.uint64(64 - HLL_P)).astype(np.int64)
         rank = np.uint8(65) - _bit_length((h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1)))
         np.maximum.at(self.registers.reshape(-1), slot, rank)
         on = [GROUP, "key"]
@@ -435,12 +403,17 @@ class GroupedTopCounts:
         cuts = over.group_by(GROUP).agg(pl.col("count").top_k(self.bound // 2 + 1).min().alias("cut"))
         for name, cut in cuts.iter_rows():
             self.error[name] = self.error.get(name, 0) + cut
-        cut = table[GROUP].replace_strict(cuts[GROUP], cuts["cut"], default=0, return_dtype=pl.Int64)
+        cut = _per_group(table[GROUP], dict(cuts.iter_rows()), 0)
         return table.filter(pl.col("count") > cut)
 
     def merge(self, other: GroupedTopCounts) -> None:
         self.flush()
         other.flush()
+        if other.total is not None or self.total is not None:
+            # One side counts its total on its own: the other's, summed from its exact table, joins it.
+            total = self.total or self._summed()
+            total.merge(other.total or other._summed())
+            self.total = total
         for name in sorted(other.rows.keys() - self.rows.keys()):
             self.rows[name] = len(self.rows)
         registers = np.zeros((len(self.rows), 1 << HLL_P), dtype=np.uint8)
@@ -462,6 +435,20 @@ class GroupedTopCounts:
         if other.hashed is not None:
             self._add_hashed(other.hashed)
 
+    def _summed(self, pending: pl.DataFrame | None = None) -> GroupedTopCounts:
+        """Counts of all groups together, from the exact table (every group exact) and ``pending`` rows."""
+        total = GroupedTopCounts(self.total_bound)
+        rows = [t for t in (self.exact, pending) if t is not None and t.height]
+        if rows:
+            every = pl.lit("", pl.Categorical).alias(GROUP)
+            total._add_exact(pl.concat([_counted(t).select(every, "value", "count") for t in rows]).collect())
+        return total
+
+    def total_summary(self, limit: int, hashed_limit: int) -> dict[str, tuple[list[dict[str, Any]], int, int, float]]:
+        """``summary`` of all groups together, as one group named ``""``."""
+        self.flush()
+        return (self.total or self._summed()).summary(limit, hashed_limit)
+
     def summary(self, limit: int, hashed_limit: int) -> dict[str, tuple[list[dict[str, Any]], int, int, float]]:
         """Per group: its ``limit + 1`` most frequent values (``hashed_limit + 1`` if hashed; ties by value),
         its number of distinct values, the error of its counts and the relative error of that number."""
@@ -481,6 +468,11 @@ class GroupedTopCounts:
                     HLL_ERROR,
                 )
         return out
+
+
+def _counted(rows: pl.DataFrame) -> pl.LazyFrame:
+    """(group, value, count) rows; a row held without a count counts once."""
+    return rows.lazy() if "count" in rows.columns else rows.lazy().with_columns(pl.lit(1, pl.Int64).alias("count"))
 
 
 def _ranked(table: pl.DataFrame, k: int) -> dict[str, list[dict[str, Any]]]:

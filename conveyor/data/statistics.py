@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,10 +179,12 @@ class Slicing:
     """What one way of slicing has seen: exact numbers per slice, sketches per feature for all slices at once.
 
     The whole split is the slicing with no feature: one slice, named ``""``. ``bound`` is the
-    number of distinct values a feature's counts hold exactly in each slice (see GroupedTopCounts).
+    number of distinct values a feature's counts hold exactly in each slice; with ``total_bound``
+    they also count the slices together, at that bound (see GroupedTopCounts).
     """
 
     bound: int = TOP_BOUND
+    total_bound: int = 0
     examples: dict[str, int] = field(default_factory=dict)
     features: dict[str, dict[str, FeatureAccumulator]] = field(default_factory=dict)  # slice → feature → numbers
     quantiles: dict[str, GroupedQuantiles] = field(default_factory=dict)
@@ -201,16 +203,20 @@ class Slicing:
         for feature, q in other.quantiles.items():
             self.quantiles.setdefault(feature, GroupedQuantiles()).merge(q)
         for feature, t in other.top.items():
-            self.top.setdefault(feature, GroupedTopCounts(self.bound)).merge(t)
+            self.top.setdefault(feature, GroupedTopCounts(self.bound, self.total_bound)).merge(t)
 
-    def extract(self, kept: int, quantiles: dict[str, dict[str, Quantiles]] | None = None) -> dict[str, dict[str, Any]]:
+    def extract(self, kept: int, slices: Slicing | None = None) -> dict[str, dict[str, Any]]:
         """Each slice's statistics, by name, with the counts of at most ``kept`` values a feature.
 
-        ``quantiles`` (feature → slice → buckets) stands for this slicing's own, if it kept none.
+        ``slices``: the slicing whose slices, together, make this one's quantiles and counts,
+        if it kept none (the whole split, from the first slicing).
         """
-        if quantiles is None:
+        if slices is None:
             quantiles = {feature: q.quantiles() for feature, q in self.quantiles.items()}
-        values = {feature: _values(t, kept) for feature, t in self.top.items()}
+            values = {feature: _values(t.summary, kept) for feature, t in self.top.items()}
+        else:
+            quantiles = {feature: {"": q.merged()} for feature, q in slices.quantiles.items()}
+            values = {feature: _values(t.total_summary, kept) for feature, t in slices.top.items()}
         none = _listed([], kept, 0, 0, 0.0)
         return {
             name: {
@@ -227,12 +233,12 @@ class Slicing:
         }
 
 
-def _values(top: GroupedTopCounts, kept: int) -> dict[str, dict[str, Any]]:
-    """Unique count, top values and the counts of (at most ``kept``) values of each group."""
+def _values(summary: Callable[[int, int], dict[str, Any]], kept: int) -> dict[str, dict[str, Any]]:
+    """Unique count, top values and the counts of (at most ``kept``) values of each group of a ``summary``."""
     estimated = min(kept, KEPT_COUNTS)
     return {
         g: _listed(ranked, estimated if unique_error else kept, unique, error, unique_error)
-        for g, (ranked, unique, error, unique_error) in top.summary(kept, estimated).items()
+        for g, (ranked, unique, error, unique_error) in summary(kept, estimated).items()
     }
 
 
@@ -286,7 +292,10 @@ class StatisticsCombiner(Combiner):
         self.slices = [list(s) for s in slices]
 
     def create(self) -> Accumulator:
-        return Accumulator([Slicing(), *(Slicing(SLICE_TOP_BOUND) for _ in self.slices)])
+        # The first slicing counts the whole split's values too (see GroupedTopCounts' total).
+        return Accumulator(
+            [Slicing(), *(Slicing(SLICE_TOP_BOUND, 0 if i else TOP_BOUND) for i in range(len(self.slices)))]
+        )
 
     def add_batch(self, acc: Accumulator, batch: pa.RecordBatch | pa.Table | pl.DataFrame) -> Accumulator:
         df = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
@@ -297,9 +306,9 @@ class StatisticsCombiner(Combiner):
                 msg = f"Cannot slice by {unknown[0]!r}: the examples have no such feature; features are {', '.join(df.columns)}."
                 raise DataValidationError(msg)
         for part, spec in zip(acc.parts, [[], *self.slices], strict=True):
-            # With slices, the whole split's quantiles are those of the first slicing's slices, merged (extract).
+            # With slices, the whole split's sketches are made from the first slicing's (extract).
             frame = df.with_columns(_slice_names(df.schema, spec)) if spec else df
-            _add_frame(part, frame, types, quantiles=bool(spec) or not self.slices, sliced=bool(spec))
+            _add_frame(part, frame, types, sketches=bool(spec) or not self.slices, sliced=bool(spec))
         return acc
 
     def merge(self, accs: Iterable[Accumulator]) -> Accumulator:
@@ -313,14 +322,15 @@ class StatisticsCombiner(Combiner):
     def compact(self, acc: Accumulator) -> Accumulator:
         """Every sketch's held rows folded in, so that merging costs the summaries' size, not the rows'."""
         for part in acc.parts:
-            for sketch in [*part.quantiles.values(), *part.top.values()]:
+            totals = [t.total for t in part.top.values() if t.total is not None]
+            for sketch in [*part.quantiles.values(), *part.top.values(), *totals]:
                 sketch.flush()
         return acc
 
     def extract(self, acc: Accumulator) -> dict[str, Any]:
-        # Every row is in one slice (a missing value names one): the slices' buckets merged are the split's.
-        merged = {f: {"": q.merged()} for f, q in acc.parts[1].quantiles.items()} if self.slices else None
-        out = acc.parts[0].extract(TOP_BOUND, merged).get("", {"num_examples": 0, "features": {}})
+        # Every row is in one slice (a missing value names one): the slices together are the split.
+        whole = acc.parts[0].extract(TOP_BOUND, acc.parts[1] if self.slices else None)
+        out = whole.get("", {"num_examples": 0, "features": {}})
         out["format_version"] = FORMAT_VERSION
         slices = [(name, s) for part in acc.parts[1:] for name, s in part.extract(SLICE_KEPT_COUNTS).items()]
         out["slices"] = dict(sorted(slices, key=lambda item: item[0]))
@@ -336,7 +346,7 @@ def _slice_names(schema: pl.Schema, spec: list[str]) -> pl.Expr:
             pl.when(c).then(pl.lit("True")).otherwise(pl.lit("False")) if schema[f] == pl.Boolean else c.cast(pl.String)
         )
         parts.append(pl.lit(f"{f}=") + text.fill_null("None"))
-    return pl.concat_str(parts, separator=",").alias(GROUP)
+    return pl.concat_str(parts, separator=",").cast(pl.Categorical).alias(GROUP)
 
 
 def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
@@ -376,8 +386,8 @@ def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
     return exprs
 
 
-def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *, quantiles: bool, sliced: bool) -> None:
-    """One batch (with its GROUP column) into a slicing: one query for the numbers, one per sketch."""
+def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *, sketches: bool, sliced: bool) -> None:
+    """One batch (with its GROUP column) into a slicing: one query for the numbers, one per sketch (if ``sketches``)."""
     exprs = _exprs(types)
     rows = df.group_by(GROUP).agg(exprs) if sliced else df.select(pl.lit("").alias(GROUP), *exprs)
     for row in rows.iter_rows(named=True):
@@ -387,9 +397,11 @@ def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *,
         for feature, t in types.items():
             f = features.get(feature) or features.setdefault(feature, FeatureAccumulator(t or "other"))
             f.add_row(row, feature, row["\0rows"])
+    if not sketches:
+        return
     groups = df.get_column(GROUP) if sliced else ""
     for feature, t in types.items():
-        if t in ("int", "float") and quantiles:
+        if t in ("int", "float"):
             if feature not in part.quantiles:
                 part.quantiles[feature] = GroupedQuantiles()
             part.quantiles[feature].update(df.get_column(feature), groups)
@@ -397,7 +409,7 @@ def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *,
             values = df.get_column(feature)
             values = values.cast(pl.String) if t == "string" and values.dtype != pl.String else values
             if feature not in part.top:
-                part.top[feature] = GroupedTopCounts(part.bound)
+                part.top[feature] = GroupedTopCounts(part.bound, part.total_bound)
             part.top[feature].update(values, groups)
 
 

@@ -122,3 +122,37 @@ def test_exact_groups_count_exactly_beside_hashed_ones() -> None:
     assert (unique, error, unique_error) == (3, 0, 0.0)
     assert ranked == [{"value": v, "count": n} for v, n in small.value_counts(sort=True).iter_rows()]
     assert summary["large"][3] > 0
+
+
+@pytest.mark.parametrize("distinct", [300, 5_000])
+def test_the_total_of_the_groups_counts_as_one_sketch_fed_every_value(
+    distinct: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The total starts as the sum of the exact groups and counts on its own once one is hashed; parts
+    # merged with and without a total of their own must still give the counts of every value.
+    monkeypatch.setattr("conveyor._internal.sketches.FLUSH_ROWS", 500)
+    rng = np.random.default_rng(3)
+    rows = 12_000
+    names = pl.Series("g", [f"g{i}" for i in rng.integers(0, 4, rows)])
+    # Group g0 sees many values (it is hashed early); the others a few, so some parts never hash one.
+    many = rng.integers(0, distinct, rows)
+    values = pl.Series("v", [f"v{m if n == 'g0' else m % 50}" for n, m in zip(names, many, strict=True)])
+    parts = [GroupedTopCounts(bound=200, total_bound=1_000) for _ in range(3)]
+    for i, start in enumerate(range(0, rows, 1_000)):
+        cut = slice(start, start + 1_000)
+        part = parts[0] if i < 8 else parts[1 + i % 2]  # parts 1 and 2: mostly the few-valued groups
+        keep = names[cut] != "g0" if i >= 8 else pl.Series([True] * 1_000)
+        part.update(values[cut].filter(keep), names[cut].filter(keep))
+    assert parts[0].total is not None and parts[1].total is None
+    parts[1].merge(parts[0])
+    parts[1].merge(parts[2])
+    got, unique, error, unique_error = parts[1].total_summary(2_000, 2_000)[""]
+    taken = values.filter(pl.Series([i < 8_000 or n != "g0" for i, n in enumerate(names)]))
+    truth = dict(taken.value_counts().iter_rows())
+    counts = {r["value"]: r["count"] for r in got}
+    if distinct == 300:
+        assert (unique, error, unique_error) == (len(truth), 0, 0.0)
+        assert counts == truth
+    else:
+        assert unique_error > 0 and abs(unique - len(truth)) <= 4 * unique_error * len(truth)
+        assert all(0 <= n - counts.get(v, 0) <= error for v, n in truth.items())

@@ -168,3 +168,15 @@ def test_each_slice_has_the_statistics_of_its_own_rows() -> None:
                 assert g.get(key) == f.get(key), (state, name, key)
             # A slice lists its 20 commonest values, with the same counts and order.
             assert g.get("top_values") == (f["top_values"][:20] if "top_values" in f else None), (state, name)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_whole_split_is_the_same_with_slices_or_without(workers: int) -> None:
+    # With slices, the split's counts and quantiles are made from the slices': asking for slices changes nothing.
+    df = pl.read_csv(DATASETS["complaints"], infer_schema_length=10_000)
+    n = 40_000  # and a column of more values than a slice (1,000) and than the split (10,000) count exactly
+    wide = pl.DataFrame({"id": [f"id-{i % 25_000}" for i in range(n)], "g": [f"g{i % 3}" for i in range(n)]})
+    for table, slices in ((df.to_arrow(), [["state"]]), (wide.to_arrow(), [["g"], ["id"]])):
+        plain = compute(table, batch_rows=700, workers=workers)
+        sliced = compute(table, batch_rows=700, workers=workers, slices=slices)
+        assert {k: v for k, v in sliced.items() if k != "slices"} == {k: v for k, v in plain.items() if k != "slices"}
