@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from conveyor._internal.discovered import unchanged
 from conveyor._internal.fingerprint import hash_path
 from conveyor._internal.process import hostname, start_token
-from conveyor.artifacts import Artifact, ArtifactState
+from conveyor.artifacts import Artifact, ArtifactState, make_artifact
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import schema as s
 from conveyor.metadata.records import FINISHED_WELL, Execution, ExecutionStatus, Run, to_datetime
@@ -41,6 +41,16 @@ if TYPE_CHECKING:
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
+
+def execution_of(r: Any) -> Execution:
+    """An Execution of a row of the executions table with its run's name (``run_name``); no artifacts yet."""
+    return Execution(
+        id=r.id, run_id=r.run_name, component_id=r.component_id, component_type=r.component_type,
+        status=r.status, parameters=json.loads(r.parameters), code_fingerprint=r.code_fingerprint,
+        cache_key=r.cache_key, started=to_datetime(r.started), ended=to_datetime(r.ended),
+        error=r.error, log_uri=r.log_uri, attempts=r.attempts, cached_from=r.cached_from,
+        discovered_files=json.loads(r.discovered_files) if r.discovered_files else {},
+    )
 
 def manifest(uri: str) -> dict[str, list[int]] | None:
     """The files under an artifact's folder: relative path -> [size, mtime_ns, ctime_ns]; None if no folder."""
@@ -89,6 +99,7 @@ class Recorder:
         def _write(self) -> AbstractContextManager[Connection]: ...
         def set_artifact_state(self, artifact_ids: Iterable[int], state: str) -> None: ...
         def _type_id(self, conn: Connection, name: str) -> int: ...
+        def _type_name(self, conn: Connection, tid: int) -> str: ...
         def _executions(self, conn: Connection, *where: Any, with_artifacts: bool = True) -> list[Execution]: ...
         def executions(
             self, run: str | None = None, pipeline: str | None = None, component: str | None = None, status: str | None = None
@@ -330,14 +341,15 @@ class Recorder:
         edited or deleted by hand is marked ABANDONED (``conveyor gc`` removes it), so the step
         runs again. A discovered file put back as it was makes its older execution a hit again.
         """
-        e, ev, a = s.executions, s.events, s.artifacts
+        e, ev, a, c = s.executions, s.events, s.artifacts, s.contexts
         q = (
-            select(e.c.id, e.c.discovered_files, a.c.id.label("artifact_id"))
-            .add_columns(a.c.state, a.c.uri, a.c.fingerprint, a.c.files)
+            select(e, c.c.name.label("run_name"), ev.c.key, a.c.id.label("artifact_id"), a.c.type_id)
+            .add_columns(a.c.state, a.c.uri, a.c.fingerprint, a.c.files, a.c.properties)
+            .join(c, c.c.id == e.c.run_id)
             .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
             .outerjoin(a, a.c.id == ev.c.artifact_id)
             .where(e.c.cache_key == cache_key, e.c.status == ExecutionStatus.SUCCEEDED)
-            .order_by(e.c.id.desc())
+            .order_by(e.c.id.desc(), ev.c.id)
         )
         broken: list[int] = []
         moved: dict[int, dict[str, list[int]]] = {}
@@ -346,7 +358,7 @@ class Recorder:
             candidates: dict[int, list[Any]] = {}
             for row in conn.execute(q):
                 candidates.setdefault(row.id, []).append(row)
-            for exec_id, rows in candidates.items():
+            for rows in candidates.values():
                 outs = [r for r in rows if r.artifact_id is not None]
                 files = rows[0].discovered_files
                 if not all(r.state == ArtifactState.LIVE for r in outs) or not (files is None or unchanged(json.loads(files))):
@@ -357,7 +369,12 @@ class Recorder:
                     broken.extend(bad)
                     continue
                 moved.update({i: now for i, (_, now) in checked.items() if now is not None})
-                found = self._executions(conn, e.c.id == exec_id)[0]
+                found = execution_of(rows[0])
+                for r in outs:
+                    found.outputs.setdefault(r.key, []).append(
+                        make_artifact(self._type_name(conn, r.type_id), uri=r.uri, id=r.artifact_id,
+                                      properties=json.loads(r.properties), fingerprint=r.fingerprint, state=r.state)
+                    )  # fmt: skip
                 break
         if broken:
             self.set_artifact_state(broken, ArtifactState.ABANDONED)

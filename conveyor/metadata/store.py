@@ -46,7 +46,7 @@ from conveyor._internal.process import hostname, is_alive
 from conveyor.artifacts import Artifact, ArtifactState, make_artifact
 from conveyor.exceptions import MetadataError, MissingExtraError
 from conveyor.metadata import schema as s
-from conveyor.metadata.recording import Recorder
+from conveyor.metadata.recording import Recorder, execution_of
 from conveyor.metadata.records import Execution, ExecutionStatus, LineageEdge, LineageGraph, Run, to_datetime
 
 if TYPE_CHECKING:
@@ -469,16 +469,7 @@ class MetadataStore(Recorder):
     def _executions(self, conn: Connection, *where: Any, with_artifacts: bool = True) -> list[Execution]:
         e, c = s.executions, s.contexts
         q = select(e, c.c.name.label("run_name")).join(c, c.c.id == e.c.run_id).where(*where).order_by(e.c.id)
-        out = [
-            Execution(
-                id=r.id, run_id=r.run_name, component_id=r.component_id, component_type=r.component_type,
-                status=r.status, parameters=json.loads(r.parameters), code_fingerprint=r.code_fingerprint,
-                cache_key=r.cache_key, started=to_datetime(r.started), ended=to_datetime(r.ended),
-                error=r.error, log_uri=r.log_uri, attempts=r.attempts, cached_from=r.cached_from,
-                discovered_files=json.loads(r.discovered_files) if r.discovered_files else {},
-            )
-            for r in conn.execute(q)
-        ]
+        out = [execution_of(r) for r in conn.execute(q)]
         if with_artifacts and out:
             self._attach_artifacts(conn, out)
         return out
@@ -702,3 +693,4 @@ class MetadataStore(Recorder):
         """Rows in one of the store's tables (for checks and benchmarks)."""
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(s.meta.tables[table])).scalar_one())
+
