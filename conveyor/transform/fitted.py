@@ -152,7 +152,8 @@ class FittedGraph:
             if node.width is not None:
                 entry["width"] = node.width
             if node.where:
-                entry["where"] = node.where
+                # The file's name, not its folder: the same project anywhere gives the same graph bytes.
+                entry["where"] = os.path.basename(node.where)
             nodes.append(entry)
         return {
             "format_version": FORMAT_VERSION,

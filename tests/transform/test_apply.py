@@ -308,3 +308,20 @@ def test_load_takes_the_artifact_id_conveyor_show_prints(tmp_path: Path, monkeyp
         ct.load(999)
     with pytest.raises(MetadataError, match=r"^No metadata store at .*nowhere"):
         ct.load(made.id, root=tmp_path / "nowhere")
+
+
+def test_the_same_preprocessing_fn_in_two_folders_saves_the_same_graph(tmp_path: Path) -> None:
+    # A graph names the user's file for its errors, not the folder: moving a project changes no bytes.
+    from conveyor.components.transform import load_preprocessing_fn
+    from tests.transform.fitting import fit_graph
+
+    source = "import conveyor.transform as ct\n\ndef preprocessing_fn(inputs):\n    return {'x': ct.scale_to_z_score(inputs['x'])}\n"
+    t = pa.table({"x": [1.0, 2.0, 4.0]})
+    saved = []
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "module.py").write_text(source)
+        graph = fit_graph(load_preprocessing_fn(str(tmp_path / folder / "module.py")), t)
+        saved.append(json.dumps(graph.to_json(), sort_keys=True))
+    assert saved[0] == saved[1]
+    assert "module.py:4" in saved[0]
