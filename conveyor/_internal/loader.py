@@ -120,6 +120,7 @@ def load_file(path: str, *, name: str, what: str, error: type[ConveyorError]) ->
     module = importlib.util.module_from_spec(spec)
     with _lock:
         _watch(os.path.dirname(absolute))
+        _forget_shadowed(os.path.dirname(absolute))
         sys.modules[name] = module
         before = set(sys.modules)
         try:
@@ -172,6 +173,24 @@ def declare_local_modules(module: ModuleType, imported: list[ModuleType]) -> Non
         if path != own:
             depends_on_file(path)
             _imported[path] = digest
+
+
+def _forget_shadowed(folder: str) -> None:
+    """Drop the neighbours of other loaded folders that a module of ``folder`` would shadow.
+
+    Two projects in one process may each have a ``settings.py``: the file loaded now must
+    import its own, not the one the other project's import left in ``sys.modules``. (A
+    function of the other project that imports it later, inside its body, then gets this
+    one: run such projects in separate processes.)
+    """
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if "." in name or not file:
+            continue
+        home = os.path.dirname(os.path.dirname(file) if file.endswith("__init__.py") else file)
+        mine = os.path.exists(os.path.join(folder, f"{name}.py")) or os.path.isdir(os.path.join(folder, name))
+        if home != folder and home in _folders and mine:
+            del sys.modules[name]
 
 
 def _forget_edited_modules() -> None:

@@ -116,3 +116,13 @@ def test_a_step_module_declares_its_neighbours_and_forgets_one_once_edited(tmp_p
     (tmp_path / f"{helper}.py").write_text("VALUE = 22\n")
     again = load_step_module(str(path), what="module file", error=TransformError)
     assert again.module.value() == 22
+
+
+def test_two_projects_each_import_their_own_neighbour_of_the_same_name(tmp_path: Path) -> None:
+    # Both have a settings module: the second project must not get the first one's from sys.modules.
+    name = unique("settings")
+    main = f"import {name}\n\nVALUE = {name}.VALUE\n"
+    first = project(tmp_path / "one", main, **{name: "VALUE = 1\n"})
+    second = project(tmp_path / "two", main, **{name: "VALUE = 2\n"})
+    values = [load_step_module(str(p), what="module file", error=TransformError).module.VALUE for p in (first, second)]
+    assert values == [1, 2]
