@@ -8,6 +8,7 @@
     ├── DataValidationError        data broke the schema's rules
     ├── TransformError             preprocessing_fn cannot be traced, fitted or applied
     └── ServingError               a model cannot be loaded or served
+        └── InvalidInputError      a request's data cannot be used (status 400)
 
 Every message says what was wrong, where, and what to do; the CLI prints it on one line.
 """
@@ -45,6 +46,12 @@ class TransformError(ConveyorError):
 
 class ServingError(ConveyorError):
     """A model cannot be loaded or served."""
+
+
+class InvalidInputError(ServingError):
+    """A request's rows cannot be used: a required feature is missing, or a value is of the wrong type."""
+
+    status = 400
 
 
 class MissingExtraError(ConveyorError, ImportError):

@@ -245,6 +245,9 @@ def execution(x: Execution, as_json: bool, lines: int) -> None:
         for k, arts in group.items():
             for a in arts:
                 console.print(Text(f"{label:<11} {k}: {a.type_name} {a.id} {a.uri} ({a.state})"), soft_wrap=True)
+    for a in (a for arts in x.outputs.values() for a in arts):
+        for line in training_files(a):
+            console.print(Text(line), soft_wrap=True)
     for line in notes(x, limit=None):
         console.print(line, soft_wrap=True)
     if x.error:
@@ -268,8 +271,20 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
     if made_by:
         lines.append(f"made by      {made_by.component_id} (execution {made_by.id}, {made_by.run_id})")
     lines += [f"  {k}: {json.dumps(v, default=str)}" for k, v in a.properties.items()]
+    lines += training_files(a)
     for line in lines:
         console.print(Text(line), soft_wrap=True)
+
+
+def training_files(a: Artifact) -> list[str]:
+    """Where a ModelRun's metrics and TensorBoard files are, and the command that opens them."""
+    lines = []
+    if a.properties.get("metrics_file"):
+        lines.append(f"metrics      {Path(a.uri) / a.properties['metrics_file']}")
+    if a.properties.get("tensorboard_dir"):
+        logdir = shlex.quote(str(Path(a.uri) / a.properties["tensorboard_dir"]))
+        lines.append(f"tensorboard  open with: tensorboard --logdir {logdir}")
+    return lines
 
 
 def lineage(g: LineageGraph, as_json: bool) -> None:

@@ -16,6 +16,7 @@ _MODULES = {
     "ImportSchemaGen": "conveyor.components.import_schema_gen",
     "ExampleValidator": "conveyor.components.example_validator",
     "Transform": "conveyor.components.transform",
+    "Trainer": "conveyor.components.trainer",
 }
 
 __all__ = sorted(_MODULES)

@@ -1,0 +1,198 @@
+"""Trainer: run the user's ``run_fn`` on the transformed examples and keep the model bundle it saves (TFX's Trainer)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conveyor._internal.loader import function_of, load_step_module
+from conveyor.artifacts import (
+    Examples,
+    HyperParameters,
+    Model,
+    ModelRun,
+    Schema,
+    TransformGraph,
+    split_files,
+    split_names,
+)
+from conveyor.dsl.component import Component
+from conveyor.dsl.types import FilePath, Input, Output, Parameter
+from conveyor.exceptions import ComponentError, TransformError
+
+BUNDLE_FILE = "conveyor_model.json"
+HYPERPARAMETERS_FILE = "hyperparameters.json"
+
+
+class Trainer(Component):
+    """Train a model with any Python library: the module file's ``run_fn(fn_args)`` fits it on
+    the transformed examples and ends with ``conveyor.model.save(model, fn_args)``.
+
+    ``fn_args`` (``conveyor.training.FnArgs``) gives the data ready for ``fit``
+    (``X, y = fn_args.train_data()``, ``fn_args.eval_data()``, ``fn_args.train_batches()``),
+    the transform graph, the schema, the hyperparameters, where to save, the base model to
+    continue from (``fn_args.load_base_model()``) and a metric log (``fn_args.log_metric``)
+    written as JSON lines and TensorBoard event files. ``random`` and NumPy (and torch, when the
+    module imports it) are seeded with ``seed`` before ``run_fn``; with the same inputs and seed,
+    scikit-learn and LightGBM give the same model bytes.
+
+    Args:
+        module_file: the Python file with ``run_fn``; its content, and that of the modules of
+            yours it imports, is in the cache key: editing either runs the Trainer again.
+        examples: Transform's ``transformed_examples``.
+        transform_graph: Transform's ``transform_graph``; the bundle carries it, so the model
+            takes raw rows.
+        schema: the raw data's schema.
+        hyperparameters: a Tuner's ``best_hyperparameters`` (``hyperparameters.json``).
+        train_args: passed to ``run_fn`` (``num_steps``, ``epochs``, ...); ``train_splits`` and
+            ``eval_splits`` name the splits read as training and evaluation data
+            (default ``["train"]`` and ``["eval"]``).
+        custom_config: anything else ``run_fn`` needs, as JSON.
+        base_model: a model to continue from (warm start), such as a Resolver's latest blessed one.
+        label_key: the transform output that is the label; by default the schema's one feature
+            with ``not_in_environments: [SERVING]``.
+        seed: the seed set before ``run_fn`` and recorded in the model's properties.
+
+    Outputs:
+        model: the bundle ``conveyor.model.save`` wrote; properties ``flavor``, ``task``,
+            ``label``, ``seed``, ``feature_count``.
+        model_run: ``metrics.jsonl`` and ``tensorboard/``; properties ``metrics_file`` and
+            ``tensorboard_dir`` (relative to the artifact's folder) when written.
+
+    Example:
+        >>> trainer = Trainer(module_file="trainer.py", examples=transform.outputs["transformed_examples"],
+        ...                   transform_graph=transform.outputs["transform_graph"],
+        ...                   schema=schema_gen.outputs["schema"], label_key="species")
+    """
+
+    @staticmethod
+    def execute(
+        module_file: Parameter[FilePath],
+        examples: Input[Examples],
+        transform_graph: Input[TransformGraph],
+        schema: Input[Schema],
+        hyperparameters: Input[HyperParameters] | None = None,
+        train_args: Parameter[dict | None] = None,
+        custom_config: Parameter[dict | None] = None,
+        base_model: Input[Model] | None = None,
+        *,
+        model: Output[Model],
+        model_run: Output[ModelRun],
+        label_key: Parameter[str | None] = None,
+        seed: Parameter[int] = 0,
+    ) -> None:
+        from conveyor.model.features import feature_names
+        from conveyor.training.fn_args import METRICS_FILE, TENSORBOARD_DIR, FnArgs
+        from conveyor.transform.transformed import SCHEMA_FILE, read_schema
+
+        run_fn = load_run_fn(module_file)
+        if not (Path(examples.uri) / SCHEMA_FILE).exists():
+            msg = f"Trainer: examples at {examples.uri} have no {SCHEMA_FILE}; pass Transform's outputs['transformed_examples']."
+            raise ComponentError(msg)
+        spec = read_schema(examples.uri)
+        label = label_key or label_from_schema(schema.uri)
+        if label not in spec:
+            msg = f"Trainer: the label {label!r} is not an output of preprocessing_fn, which returns {sorted(spec)}; return the label from it, or pass label_key."
+            raise ComponentError(msg)
+        train_args = dict(train_args or {})
+        splits = _splits(examples.uri, train_args)
+        seed_everything(seed)
+        fn_args = FnArgs(
+            train_files=[str(f) for s in splits["train"] for f in split_files(examples.uri, s)],
+            eval_files=[str(f) for s in splits["eval"] for f in split_files(examples.uri, s)],
+            examples=examples.uri,
+            transform_graph=transform_graph.uri,
+            schema=str(Path(schema.uri) / Schema.FILE),
+            serving_model_dir=model.uri,
+            model_run_dir=model_run.uri,
+            label_key=label,
+            hyperparameters=_hyperparameters(hyperparameters),
+            custom_config=dict(custom_config or {}),
+            train_args=train_args,
+            base_model=base_model.uri if base_model is not None else None,
+            seed=seed,
+            splits=splits,
+        )
+        print(
+            f"training on splits {splits['train']} ({len(fn_args.train_files)} Parquet file(s)), label {label!r}, seed {seed}"
+        )
+        try:
+            run_fn(fn_args)
+        finally:
+            fn_args.close()
+        bundle = Path(model.uri) / BUNDLE_FILE
+        if not bundle.is_file():
+            msg = f"Trainer: {module_file}: run_fn returned without saving a model in serving_model_dir; run_fn must end with conveyor.model.save(model, fn_args)."
+            raise ComponentError(msg)
+        manifest = json.loads(bundle.read_text(encoding="utf-8"))
+        model.properties.update(flavor=manifest.get("flavor"), task=manifest.get("task"), label=label, seed=seed)
+        with contextlib.suppress(TransformError):  # text outputs a run_fn read as a table have no matrix columns
+            model.properties["feature_count"] = len(feature_names(spec, label))
+        if base_model is not None:
+            model.properties["base_model"] = base_model.id
+        run_files = {"metrics_file": METRICS_FILE, "tensorboard_dir": TENSORBOARD_DIR}
+        model_run.properties.update({k: v for k, v in run_files.items() if (Path(model_run.uri) / v).exists()})
+
+
+def load_run_fn(path: str) -> Callable[..., Any]:
+    """``run_fn`` of a module file, imported as Transform imports ``preprocessing_fn``: the
+    user's modules it uses are declared, so an edit to one runs the Trainer again.
+    """
+    loaded = load_step_module(path, what="module file", error=ComponentError)
+    return function_of(loaded, "run_fn", purpose="run_fn(fn_args), which Trainer calls", error=ComponentError)
+
+
+def label_from_schema(schema_uri: str) -> str:
+    """The one feature the schema keeps out of SERVING: what the model predicts."""
+    from conveyor.data.schema import Schema as SchemaFile
+
+    schema = SchemaFile.load(schema_uri)
+    candidates = [f.name for f in schema.features if not schema.in_environment(f, "SERVING")]
+    if len(candidates) != 1:
+        found = f"features {candidates}" if candidates else "no feature"
+        msg = f"Trainer: the schema marks {found} with not_in_environments: [SERVING], so the label is not known; pass label_key='<the label output>'."
+        raise ComponentError(msg)
+    return candidates[0]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global generators run_fn may use: random, NumPy, and torch when imported."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def _splits(uri: str, train_args: dict[str, Any]) -> dict[str, list[str]]:
+    """The training and evaluation split names; a named split the examples lack is an error."""
+    held = split_names(uri)
+    splits = {
+        "train": list(train_args.get("train_splits", ["train"])),
+        "eval": list(train_args.get("eval_splits", ["eval"])),
+    }
+    for role, names in splits.items():
+        missing = [s for s in names if s not in held]
+        if missing and (role == "train" or f"{role}_splits" in train_args):
+            msg = f"Trainer: {role} splits {missing} are not in the examples, which hold {held}; set train_args={{'{role}_splits': [...]}}."
+            raise ComponentError(msg)
+        splits[role] = [s for s in names if s in held]
+    return splits
+
+
+def _hyperparameters(artifact: HyperParameters | None) -> dict[str, Any]:
+    if artifact is None:
+        return {}
+    path = Path(artifact.uri) / HYPERPARAMETERS_FILE
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as e:
+        msg = f"Trainer: cannot read the hyperparameters {path}: {e}. A Tuner's best_hyperparameters hold it."
+        raise ComponentError(msg) from e

@@ -1,0 +1,115 @@
+"""The bundle on disk: ``conveyor_model.json`` and the sha256 of every file it lists.
+
+    <bundle>/
+      conveyor_model.json     the manifest: format_version, flavor, task, signature, label,
+                              transform_graph, files {relative path: sha256}, created, ...
+      model/                  the flavor's files (model.skops, model.txt, model.ubj, ...)
+      transform_graph/        a copy of the TransformGraph the model was trained on
+
+Paths are relative and use ``/``, so a bundle may be moved or renamed whole. The manifest is
+written last: a folder without one is no bundle. ``verify`` reads every listed file before
+anything is deserialised, and refuses a bundle with a file missing, changed, outside it, or
+not listed (a loader reads only files whose hash was checked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from conveyor.exceptions import ServingError
+
+MANIFEST = "conveyor_model.json"
+FORMAT_VERSION = 1
+MODEL_DIR = "model"
+GRAPH_DIR = "transform_graph"
+_CHUNK = 1 << 20
+
+__all__ = [
+    "FORMAT_VERSION",
+    "GRAPH_DIR",
+    "MANIFEST",
+    "MODEL_DIR",
+    "hash_files",
+    "read_manifest",
+    "verify",
+    "write_manifest",
+]
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` but the manifest, by relative path, with its sha256."""
+    return {relative: sha256(folder / relative) for relative in _relative_files(folder)}
+
+
+def _relative_files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p != folder / MANIFEST)
+
+
+def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> Path:
+    path = folder / MANIFEST
+    path.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of the bundle at ``folder``, checked for the fields loading needs.
+
+    Raises:
+        ServingError: no manifest, not JSON, a field missing, or a format this version cannot read.
+    """
+    path = folder / MANIFEST
+    if not path.is_file():
+        msg = f"{folder} is not a model bundle: it has no {MANIFEST}. Point to the folder conveyor.model.save wrote."
+        raise ServingError(msg)
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        msg = f"{path} is not valid JSON ({e}); the bundle is damaged: save the model again."
+        raise ServingError(msg) from e
+    missing = [k for k in ("format_version", "flavor", "task", "transform_graph", "files") if k not in manifest]
+    if missing:
+        msg = f"{path} lacks {missing}; it was not written by conveyor.model.save."
+        raise ServingError(msg)
+    if manifest["format_version"] != FORMAT_VERSION:
+        msg = f"{path} has bundle format {manifest['format_version']!r}; this conveyor reads format {FORMAT_VERSION}: upgrade conveyor or save the model again."
+        raise ServingError(msg)
+    return dict(manifest)
+
+
+def verify(folder: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse the bundle unless every listed file is inside it and has its recorded sha256.
+
+    Raises:
+        ServingError: naming the first file that is outside the bundle, missing, changed or unlisted.
+    """
+    unlisted = sorted(set(_relative_files(folder)) - set(manifest["files"]))
+    if unlisted:
+        msg = f"the model bundle {folder} holds {unlisted[0]}, which {MANIFEST} does not list; the bundle is refused: save the model again."
+        raise ServingError(msg)
+    for relative, expected in manifest["files"].items():
+        parts = PurePosixPath(relative).parts
+        if PurePosixPath(relative).is_absolute() or ".." in parts or not parts:
+            msg = f"{folder / MANIFEST} lists {relative!r}, a path outside the bundle; the bundle is refused."
+            raise ServingError(msg)
+        path = folder.joinpath(*parts)
+        if not path.is_file():
+            msg = f"the model bundle {folder} is incomplete: {relative} is missing. Copy the whole bundle, or save the model again."
+            raise ServingError(msg)
+        if sha256(path) != expected:
+            msg = (
+                f"the model bundle {folder} was changed after it was saved: {relative} does not match the sha256 "
+                f"in {MANIFEST}. The bundle is refused; save the model again or restore the file."
+            )
+            raise ServingError(msg)

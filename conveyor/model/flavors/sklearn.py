@@ -1,0 +1,116 @@
+"""scikit-learn estimators and pipelines, saved with skops: no pickle, no code run at load.
+
+skops loads only the types it is told to trust. conveyor trusts the types of scikit-learn,
+NumPy and SciPy, and a few builtins they use; any other type in the file (a class of the
+user's own, a function) must be named by the caller: ``load_model(path, trusted=[...])``.
+The file is rewritten so that the same model gives the same bytes (see ``_reproducible``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conveyor._internal.extras import require
+from conveyor.exceptions import ServingError
+from conveyor.model.flavors import module_names
+
+name = "sklearn"
+extra = "sklearn"
+FILE = "model.skops"
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
+TRUSTED_BUILTINS = frozenset({"builtins.slice", "builtins.complex", "builtins.bytes", "builtins.bytearray"})
+
+
+def matches(model: Any) -> bool:
+    return "sklearn" in module_names(model)
+
+
+def classes(model: Any) -> list[Any] | None:
+    sklearn_base = require("sklearn.base", extra, "saving a scikit-learn model")
+    if not sklearn_base.is_classifier(model):
+        return None
+    if not hasattr(model, "predict_proba"):
+        msg = f"the {type(model).__name__} gives no probabilities (predict_proba); wrap it in CalibratedClassifierCV to serve it."
+        raise ServingError(msg)
+    return np.asarray(model.classes_).tolist()
+
+
+def save(model: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
+    skops_io = require("skops.io", extra, "saving a scikit-learn model")
+    try:
+        data = skops_io.dumps(model)
+    except Exception as e:  # skops raises TypeError and others on objects it cannot write
+        msg = (
+            f"skops cannot save this {type(model).__name__}: {e}. Replace the part it names, or pass allow_pickle=True."
+        )
+        raise ServingError(msg) from e
+    (folder / FILE).write_bytes(_reproducible(data))
+    return [FILE], {}
+
+
+def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) -> Any:
+    skops_io = require("skops.io", extra, "loading a scikit-learn model")
+    path = folder / FILE
+    reported = skops_io.get_untrusted_types(file=path)
+    refused = sorted(
+        t for t in reported if not (t.startswith(TRUSTED_MODULES) or t in TRUSTED_BUILTINS or t in trusted)
+    )
+    if refused:
+        msg = (
+            f"the scikit-learn model in {path} holds types conveyor does not trust by default: {refused}. "
+            f"Load it with load_model(path, trusted={refused!r}) if you trust their code."
+        )
+        raise ServingError(msg)
+    return skops_io.load(path, trusted=reported)
+
+
+def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | None = None) -> Any:
+    if task == "regression":
+        return np.asarray(native.predict(matrix), dtype=np.float64)
+    return native.predict_proba(matrix)
+
+
+def _reproducible(data: bytes) -> bytes:
+    """skops's zip with the same bytes for the same model: object ids renumbered, fixed dates.
+
+    skops names array files and memo entries by ``id()``, which differs from run to run; a
+    one-to-one renumbering in the order the schema meets them keeps every reference intact.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        entries = {info.filename: src.read(info) for info in src.infolist()}
+    schema = json.loads(entries.pop("schema.json"))
+    numbers: dict[str, str] = {}
+
+    def renumber(value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if key == "__id__" and isinstance(item, int):
+                    out[key] = int(numbers.setdefault(str(item), str(len(numbers) + 1)))
+                elif key == "file" and item in entries:
+                    out[key] = numbers.setdefault(item.removesuffix(".npy"), str(len(numbers) + 1)) + ".npy"
+                else:
+                    out[key] = renumber(item)
+            return out
+        return [renumber(item) for item in value] if isinstance(value, list) else value
+
+    schema_json = json.dumps(renumber(schema), indent=2).encode()
+    renamed = {_renamed(name, numbers): body for name, body in entries.items()}
+    renamed["schema.json"] = schema_json
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in sorted(renamed):
+            dst.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), renamed[name], zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def _renamed(name: str, numbers: Mapping[str, str]) -> str:
+    stem = name.removesuffix(".npy")
+    return numbers[stem] + ".npy" if name.endswith(".npy") and stem in numbers else name

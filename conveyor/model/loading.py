@@ -1,0 +1,137 @@
+"""The one loader: ``load_model`` for the server, the Evaluator and users; ``load_native`` for warm starts.
+
+Every file's sha256 is checked before anything is deserialised; a bundle that could only load
+through pickle is refused unless the caller allows it by name. ``LoadedModel.predict`` takes
+raw rows, runs the bundled transform graph (without the label's output), lays the features
+out as in training (``features.to_matrix``) and returns outputs named by the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conveyor.exceptions import ConveyorError, InvalidInputError, ServingError, TransformError
+from conveyor.model import bundle
+from conveyor.model.features import feature_names, to_matrix
+from conveyor.model.flavors import OPT_IN, flavor_named
+from conveyor.model.saving import feature_graph
+from conveyor.transform.fitted import FittedGraph, load
+
+__all__ = ["LoadedModel", "load_model", "load_native", "outputs"]
+
+
+class LoadedModel:
+    """A verified bundle, ready to predict on raw rows.
+
+    Example:
+        >>> model = load_model("serving/complaints/3")
+        >>> model.predict([{"product": "Mortgage", "amount": 120.0}])["probability"]
+        array([0.71])
+    """
+
+    def __init__(self, path: Path, manifest: Mapping[str, Any], native: Any, graph: FittedGraph) -> None:
+        self.path = path
+        self.manifest = dict(manifest)
+        self.flavor: str = manifest["flavor"]
+        self.task: str = manifest["task"]
+        self.label: str | None = manifest.get("label")
+        self.classes: list[Any] | None = manifest.get("classes")
+        self.signature: dict[str, Any] = manifest.get("signature", {})
+        self.feature_names: list[str] = list(manifest.get("feature_names", []))
+        self.native = native
+        self._run = flavor_named(self.flavor).predict
+        self._options = self.manifest.get("flavor_options", {})
+        self._graph = feature_graph(graph, self.label)
+        self._spec = self._graph.describe()
+        if feature_names(self._spec, None) != self.feature_names:
+            msg = f"the transform graph in {path} does not give the features the model was saved with; save the model again."
+            raise ServingError(msg)
+        self._labels = np.asarray(self.classes) if self.classes is not None else None
+
+    def predict(self, rows: Any) -> dict[str, np.ndarray]:
+        """Outputs for raw rows: a list of dicts, a dict of columns, an Arrow table, a pandas or Polars frame.
+
+        Returns ``{"probability", "class"}`` (binary), ``{"probabilities", "class"}``
+        (multiclass) or ``{"value"}`` (regression), one entry per row.
+
+        Raises:
+            InvalidInputError: a required feature is missing or a value cannot be read.
+        """
+        try:
+            columns = self._graph.apply(rows)
+        except TransformError as e:
+            msg = f"the rows cannot be fed to the model at {self.path}: {e}"
+            raise InvalidInputError(msg) from e
+        matrix, _ = to_matrix(columns, self._spec, None)
+        if matrix.shape[0] == 0:
+            return outputs(np.zeros((0, len(self.classes or [0, 0]))), self.task, self._labels)
+        return outputs(self._run(self.native, matrix, self.task, self._options), self.task, self._labels)
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({str(self.path)!r}, flavor={self.flavor!r}, task={self.task!r})"
+
+
+def outputs(scores: Any, task: str, classes: np.ndarray | None) -> dict[str, np.ndarray]:
+    """A flavor's raw scores as the task's named outputs."""
+    if task == "regression":
+        return {"value": np.asarray(scores, dtype=np.float64).reshape(-1)}
+    probabilities = np.asarray(scores, dtype=np.float64)
+    width = 2 if task == "binary" else probabilities.shape[1]
+    labels = classes if classes is not None else np.arange(width)
+    if task == "binary":
+        positive = np.ascontiguousarray(probabilities[:, 1] if probabilities.ndim == 2 else probabilities)
+        return {"probability": positive, "class": labels[(positive > 0.5).astype(np.intp)]}
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(labels):
+        msg = f"the model gave scores of shape {probabilities.shape} for {len(labels)} classes."
+        raise ServingError(msg)
+    return {"probabilities": probabilities, "class": labels[np.argmax(probabilities, axis=1)]}
+
+
+def load_model(path: Any, *, trusted: Iterable[str] = (), allow_pickle: bool = False) -> LoadedModel:
+    """Load the bundle at ``path`` (its folder, or a Model artifact) after checking every file's sha256.
+
+    Args:
+        trusted: types beyond the flavor's safe defaults that the caller trusts (skops).
+        allow_pickle: load a bundle saved with ``allow_pickle=True``, whose model is unpickled.
+
+    Raises:
+        ServingError: not a bundle, a file missing or changed (named), pickle not allowed,
+            or the model cannot be loaded.
+    """
+    folder, manifest, native = _open(path, tuple(trusted), allow_pickle)
+    return LoadedModel(folder, manifest, native, load(folder / manifest["transform_graph"]))
+
+
+def load_native(path: Any, *, trusted: Iterable[str] = (), allow_pickle: bool = False) -> Any:
+    """The framework's own model object from a verified bundle (a Booster, an estimator, a session)."""
+    return _open(path, tuple(trusted), allow_pickle)[2]
+
+
+def _open(path: Any, trusted: tuple[str, ...], allow_pickle: bool) -> tuple[Path, dict[str, Any], Any]:
+    folder = Path(getattr(path, "uri", path))
+    manifest = bundle.read_manifest(folder)
+    bundle.verify(folder, manifest)
+    if manifest["transform_graph"] not in manifest["files"]:
+        msg = (
+            f"{folder / bundle.MANIFEST} names a transform graph it does not list with a sha256; the bundle is refused."
+        )
+        raise ServingError(msg)
+    if (manifest.get("pickle") or manifest["flavor"] in OPT_IN) and not allow_pickle:
+        msg = (
+            f"the model bundle {folder} loads only through pickle, which runs code from the file; "
+            "pass allow_pickle=True if you trust who made it."
+        )
+        raise ServingError(msg)
+    flavor = flavor_named(manifest["flavor"])
+    try:
+        native = flavor.load(folder / bundle.MODEL_DIR, manifest.get("flavor_options", {}), trusted)
+    except ConveyorError:
+        raise
+    except Exception as e:
+        msg = f"the {flavor.name} model in {folder / bundle.MODEL_DIR} cannot be loaded: {type(e).__name__}: {e}"
+        raise ServingError(msg) from e
+    return folder, manifest, native

@@ -1,0 +1,206 @@
+"""``conveyor.model.save``: a trained model, its transform graph and its signature, as one bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conveyor._version import __version__
+from conveyor.exceptions import ServingError
+from conveyor.model import bundle
+from conveyor.model.features import feature_names
+from conveyor.model.flavors import OPT_IN, ModelFlavor, flavor_named, flavor_of
+from conveyor.transform.fitted import FILE_NAME, FittedGraph, load
+
+TASKS = ("binary", "multiclass", "regression")
+
+__all__ = ["TASKS", "feature_graph", "save"]
+
+
+def save(
+    model: Any,
+    fn_args: Any = None,
+    *,
+    path: str | Path | None = None,
+    transform_graph: Any = None,
+    label: str | None = None,
+    task: str | None = None,
+    flavor: str | None = None,
+    allow_pickle: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` as a bundle that ``load_model`` verifies and serves on raw rows.
+
+    Args:
+        model: a scikit-learn estimator or pipeline, a LightGBM or XGBoost Booster or
+            scikit-learn wrapper, an ONNX ModelProto or ``.onnx`` path.
+        fn_args: the Trainer's; ``path``, ``transform_graph``, ``label`` and ``metadata``
+            default from its ``serving_model_dir``, ``transform_graph``, ``label_key``,
+            ``hyperparameters`` and ``seed``.
+        path: the bundle's folder, new or empty.
+        transform_graph: the TransformGraph the model was trained on (its folder, its
+            ``transform_graph.json``, the artifact, or a ``FittedGraph``); copied into the bundle.
+        label: the graph output that is the label, left out of the model's features.
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``; found from the model when not given.
+        flavor: the flavor's name, when detection should not choose it.
+        allow_pickle: permit the ``pickle`` flavor for a model no safe format holds; the
+            bundle records it and loading must allow it by name too.
+        metadata: JSON values kept in the manifest (seed, hyperparameters, ...).
+
+    Returns:
+        The bundle's folder.
+
+    Example:
+        >>> conveyor.model.save(LogisticRegression().fit(X, y), fn_args)
+    """
+    if fn_args is not None:
+        path = path if path is not None else fn_args.serving_model_dir
+        transform_graph = transform_graph if transform_graph is not None else fn_args.transform_graph
+        label = label if label is not None else getattr(fn_args, "label_key", None)
+        metadata = {**_trainer_metadata(fn_args), **(metadata or {})}
+    if path is None or transform_graph is None:
+        msg = "conveyor.model.save needs fn_args, or path= and transform_graph= (and label= when the graph outputs the label)."
+        raise TypeError(msg)
+    chosen = _flavor(model, flavor, allow_pickle)
+    _check_json(metadata)
+    folder = Path(path)
+    if folder.exists() and any(folder.iterdir()):
+        msg = f"cannot save a model bundle into {folder}: the folder is not empty. Save into a new folder."
+        raise ServingError(msg)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        manifest = _write(model, chosen, folder, transform_graph, label, task, metadata)
+    except BaseException:
+        for child in folder.iterdir():  # no half bundle left behind; the folder stays, as it was given
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        raise
+    bundle.write_manifest(folder, manifest)
+    return folder
+
+
+def _write(
+    model: Any,
+    chosen: ModelFlavor,
+    folder: Path,
+    transform_graph: Any,
+    label: str | None,
+    task: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    graph = _copy_graph(transform_graph, folder / bundle.GRAPH_DIR)
+    features = feature_graph(graph, label)
+    names = feature_names(features.describe(), None)
+    classes = chosen.classes(model)
+    task = _task(task, classes)
+    (folder / bundle.MODEL_DIR).mkdir()
+    _, options = chosen.save(model, folder / bundle.MODEL_DIR)
+    manifest: dict[str, Any] = {
+        "format_version": bundle.FORMAT_VERSION,
+        "flavor": chosen.name,
+        "task": task,
+        "signature": {"inputs": _inputs(features), "outputs": _outputs(task, classes)},
+        "label": label,
+        "transform_graph": f"{bundle.GRAPH_DIR}/{FILE_NAME}",
+        "files": bundle.hash_files(folder),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "classes": classes,
+        "feature_names": names,
+        "flavor_options": options,
+        "metadata": dict(metadata or {}),
+        "conveyor_version": __version__,
+    }
+    if chosen.name in OPT_IN:
+        manifest["pickle"] = True
+    return manifest
+
+
+def feature_graph(graph: FittedGraph, label: str | None) -> FittedGraph:
+    """The graph without the label's output: what predicting runs, so the label is never read."""
+    return FittedGraph({name: node for name, node in graph.outputs.items() if name != label}, graph.inputs)
+
+
+def _flavor(model: Any, name: str | None, allow_pickle: bool) -> ModelFlavor:
+    if name in OPT_IN or (name is None and allow_pickle and not _detected(model)):
+        if not allow_pickle:
+            msg = f"flavor {name!r} loads through pickle, which runs code from the file; pass allow_pickle=True to bundle it anyway."
+            raise ServingError(msg)
+        return flavor_named("pickle")
+    return flavor_named(name) if name is not None else flavor_of(model)
+
+
+def _detected(model: Any) -> bool:
+    try:
+        flavor_of(model)
+    except ServingError:
+        return False
+    return True
+
+
+def _copy_graph(source: Any, dest: Path) -> FittedGraph:
+    """Copy the graph into the bundle (its folder byte for byte; a file or object re-saved)."""
+    if isinstance(source, FittedGraph):
+        source.save(dest)
+        return load(dest)
+    src = Path(getattr(source, "uri", source))
+    if src.is_dir():
+        if not (src / FILE_NAME).is_file():
+            msg = f"no {FILE_NAME} in {src}; pass the TransformGraph artifact's folder as transform_graph."
+            raise ServingError(msg)
+        shutil.copytree(src, dest)
+    else:
+        load(src).save(dest)
+    return load(dest)
+
+
+def _task(task: str | None, classes: list[Any] | None) -> str:
+    if task is None:
+        return "regression" if classes is None else "binary" if len(classes) == 2 else "multiclass"
+    if task not in TASKS:
+        msg = f"task must be one of {list(TASKS)}, got {task!r}."
+        raise ServingError(msg)
+    if classes is not None and (task == "regression" or (task == "binary" and len(classes) != 2)):
+        msg = f"task={task!r} does not fit a classifier with the classes {classes}; leave task out to have it found."
+        raise ServingError(msg)
+    return task
+
+
+def _inputs(graph: FittedGraph) -> dict[str, dict[str, Any]]:
+    """The raw features predicting reads, with their kind and whether a request must hold them."""
+    declared = graph.inputs
+    out = {}
+    for node in graph.plan.inputs:
+        name = node.params["name"]
+        out[name] = {"kind": node.kind, "required": bool(declared.get(name, {}).get("required", False))}
+    return out
+
+
+def _outputs(task: str, classes: list[Any] | None) -> dict[str, dict[str, Any]]:
+    if task == "regression":
+        return {"value": {"dtype": "float64", "shape": [-1]}}
+    kinds = {type(c) for c in classes or [0]}
+    dtype = "string" if str in kinds else "bool" if kinds == {bool} else "float64" if float in kinds else "int64"
+    if task == "binary":
+        return {"probability": {"dtype": "float64", "shape": [-1]}, "class": {"dtype": dtype, "shape": [-1]}}
+    width = len(classes) if classes is not None else -1
+    return {"probabilities": {"dtype": "float64", "shape": [-1, width]}, "class": {"dtype": dtype, "shape": [-1]}}
+
+
+def _trainer_metadata(fn_args: Any) -> dict[str, Any]:
+    return {
+        key: getattr(fn_args, key) for key in ("seed", "hyperparameters") if getattr(fn_args, key, None) is not None
+    }
+
+
+def _check_json(metadata: Mapping[str, Any] | None) -> None:
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        msg = f"metadata must hold JSON values (str, number, bool, None, list, dict): {e}"
+        raise TypeError(msg) from e

@@ -1,0 +1,246 @@
+"""The bundle as users and the server meet it: the manifest, raw rows in every form, missing
+features, tampering, pickle only by name, skops types only when trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from conveyor.exceptions import InvalidInputError, ServingError
+from conveyor.model import load_model, load_native, save
+from conveyor.testing import check_flavor
+from tests.model import graphs
+from tests.model.custom import Noisy, Threshold
+
+
+class Clip(TransformerMixin, BaseEstimator):
+    """A transformer of the user's own: skops must not load it unless it is trusted by name."""
+
+    def __init__(self, limit: float = 3.0) -> None:
+        self.limit = limit
+
+    def fit(self, x: Any, y: Any = None) -> Clip:
+        return self
+
+    def transform(self, x: Any) -> Any:
+        return np.clip(x.toarray() if hasattr(x, "toarray") else x, -self.limit, self.limit)
+
+
+@pytest.fixture
+def binary(training: Any, tmp_path: Path) -> tuple[Path, Path]:
+    """A saved logistic regression on the mixed graph, and the graph's folder."""
+    folder, x, y = training("binary", True)
+    return save(
+        LogisticRegression().fit(x, y), path=tmp_path / "bundle", transform_graph=folder, label="disputed"
+    ), folder
+
+
+def test_manifest_holds_the_contract_fields_with_relative_paths(binary: tuple[Path, Path], tmp_path: Path) -> None:
+    path, _ = binary
+    text = (path / "conveyor_model.json").read_text()
+    manifest = json.loads(text)
+    assert {"format_version", "flavor", "task", "signature", "label", "transform_graph", "files", "created"} <= set(
+        manifest
+    )
+    assert (manifest["flavor"], manifest["task"], manifest["label"]) == ("sklearn", "binary", "disputed")
+    assert manifest["signature"]["inputs"] == {
+        "amount": {"kind": "number", "required": True},
+        "product": {"kind": "string", "required": True},
+        "state": {"kind": "string", "required": False},
+        "narrative": {"kind": "string", "required": False},
+    }
+    assert set(manifest["signature"]["outputs"]) == {"probability", "class"}
+    assert manifest["transform_graph"] == "transform_graph/transform_graph.json"
+    on_disk = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+    assert sorted(manifest["files"]) == [f for f in on_disk if f != "conveyor_model.json"]
+    for relative, digest in manifest["files"].items():
+        assert hashlib.sha256((path / relative).read_bytes()).hexdigest() == digest
+    assert datetime.fromisoformat(manifest["created"]).tzinfo is not None
+    assert str(tmp_path) not in text
+    assert manifest["classes"] == [0, 1]
+
+
+def test_a_moved_bundle_still_loads(binary: tuple[Path, Path], tmp_path: Path) -> None:
+    path, _ = binary
+    moved = path.rename(tmp_path / "elsewhere")
+    assert load_model(moved).predict(graphs.requests())["probability"].shape == (6,)
+
+
+def test_every_input_form_gives_the_same_outputs(binary: tuple[Path, Path]) -> None:
+    model = load_model(binary[0])
+    rows = [dict(r, state=r.get("state"), narrative=r.get("narrative")) for r in graphs.requests()]
+    table = pa.Table.from_pylist(rows)
+    want = model.predict(rows)
+    forms = {"columns": table.to_pydict(), "arrow": table, "pandas": table.to_pandas()}
+    import polars as pl
+
+    forms["polars"] = pl.from_arrow(table)
+    forms["one row"] = rows[0]
+    for name, data in forms.items():
+        got = model.predict(data)
+        n = 1 if name == "one row" else len(rows)
+        np.testing.assert_array_equal(got["probability"], want["probability"][:n], err_msg=name)
+        np.testing.assert_array_equal(got["class"], want["class"][:n], err_msg=name)
+
+
+def test_a_missing_optional_feature_predicts_as_if_it_were_null(binary: tuple[Path, Path]) -> None:
+    model = load_model(binary[0])
+    row = {"amount": 140.0, "product": "card"}
+    got = model.predict([row])
+    assert got["probability"].shape == (1,) and 0 < got["probability"][0] < 1
+    np.testing.assert_array_equal(
+        got["probability"], model.predict([{**row, "state": None, "narrative": None}])["probability"]
+    )
+
+
+def test_a_missing_required_feature_is_a_400_naming_it(binary: tuple[Path, Path]) -> None:
+    model = load_model(binary[0])
+    with pytest.raises(InvalidInputError, match="'product'") as raised:
+        model.predict([{"amount": 140.0, "state": "CA"}, {"amount": 10.0, "product": "loan"}])
+    assert isinstance(raised.value, ServingError) and raised.value.status == 400
+
+
+def test_the_label_is_never_asked_for(binary: tuple[Path, Path]) -> None:
+    """The graph outputs the label; predicting runs the graph without that output."""
+    assert "disputed" not in load_model(binary[0]).signature["inputs"]
+
+
+def test_empty_rows_give_empty_outputs(binary: tuple[Path, Path]) -> None:
+    out = load_model(binary[0]).predict({"amount": [], "product": []})
+    assert out["probability"].shape == (0,) and out["class"].shape == (0,)
+
+
+@pytest.mark.parametrize("relative", ["model/model.skops", "transform_graph/transform_graph.json"])
+def test_one_changed_byte_is_refused_naming_the_file(binary: tuple[Path, Path], relative: str) -> None:
+    target = binary[0] / relative
+    data = bytearray(target.read_bytes())
+    data[len(data) // 3] ^= 0x20
+    target.write_bytes(bytes(data))
+    with pytest.raises(ServingError, match=f"{relative} does not match the sha256"):
+        load_model(binary[0])
+    with pytest.raises(ServingError, match=relative):
+        load_native(binary[0])
+
+
+def test_a_missing_file_is_refused_naming_it(binary: tuple[Path, Path]) -> None:
+    (binary[0] / "model" / "model.skops").unlink()
+    with pytest.raises(ServingError, match=r"incomplete: model/model.skops is missing"):
+        load_model(binary[0])
+
+
+def test_a_file_the_manifest_does_not_list_is_refused(binary: tuple[Path, Path]) -> None:
+    (binary[0] / "model" / "extra.pkl").write_bytes(b"\x80\x04N.")
+    with pytest.raises(ServingError, match=r"model/extra.pkl, which conveyor_model.json does not list"):
+        load_model(binary[0])
+
+
+def test_a_folder_without_a_manifest_is_no_bundle(tmp_path: Path) -> None:
+    with pytest.raises(ServingError, match=r"not a model bundle: it has no conveyor_model.json"):
+        load_model(tmp_path)
+
+
+def test_a_pickle_only_model_needs_the_opt_in_to_save_and_to_load(training: Any, tmp_path: Path) -> None:
+    folder, _, _ = training("binary", True)
+    with pytest.raises(ServingError, match="allow_pickle=True"):
+        save(Threshold(), path=tmp_path / "refused", transform_graph=folder, label="disputed")
+    assert not (tmp_path / "refused" / "conveyor_model.json").exists()
+
+    path = save(Threshold(), path=tmp_path / "bundle", transform_graph=folder, label="disputed", allow_pickle=True)
+    manifest = json.loads((path / "conveyor_model.json").read_text())
+    assert (manifest["flavor"], manifest["pickle"], manifest["task"]) == ("pickle", True, "binary")
+    with pytest.raises(ServingError, match=r"loads only through pickle.*allow_pickle=True"):
+        load_model(path)
+    check_flavor(
+        Threshold(), graphs.requests(), transform_graph=folder, label="disputed", tmp_path=tmp_path, allow_pickle=True
+    )
+
+
+def test_a_skops_type_of_the_users_loads_only_when_trusted_by_name(training: Any, tmp_path: Path) -> None:
+    folder, x, y = training("binary", True)
+    model = make_pipeline(Clip(), LogisticRegression()).fit(x, y)
+    path = save(model, path=tmp_path / "bundle", transform_graph=folder, label="disputed")
+    name = f"{Clip.__module__}.Clip"
+    with pytest.raises(ServingError, match=rf"does not trust by default: \['{name}'\].*trusted=\['{name}'\]"):
+        load_model(path)
+    rows = graphs.requests()
+    got = load_model(path, trusted=[name]).predict(rows)
+    assert got["probability"].shape == (len(rows),)
+
+
+def test_fn_args_give_the_defaults_and_the_metadata(training: Any, tmp_path: Path) -> None:
+    folder, x, y = training("binary", True)
+    fn_args = SimpleNamespace(
+        serving_model_dir=str(tmp_path / "serving"),
+        transform_graph=str(folder),
+        label_key="disputed",
+        hyperparameters={"C": 1.0},
+        seed=7,
+    )
+    path = save(LogisticRegression().fit(x, y), fn_args, metadata={"note": "first"})
+    model = load_model(path)
+    assert (path, model.label) == (tmp_path / "serving", "disputed")
+    assert model.manifest["metadata"] == {"seed": 7, "hyperparameters": {"C": 1.0}, "note": "first"}
+
+
+def test_saving_twice_gives_the_same_model_bytes(training: Any, tmp_path: Path) -> None:
+    folder, x, y = training("binary", True)
+    model = LogisticRegression().fit(x, y)
+    first, second = (save(model, path=tmp_path / n, transform_graph=folder, label="disputed") for n in ("a", "b"))
+    digests = [json.loads((p / "conveyor_model.json").read_text())["files"] for p in (first, second)]
+    assert digests[0] == digests[1]
+
+
+def test_a_bundle_is_not_written_over(binary: tuple[Path, Path], training: Any) -> None:
+    _, x, y = training("binary", True)
+    with pytest.raises(ServingError, match="not empty"):
+        save(LogisticRegression().fit(x, y), path=binary[0], transform_graph=binary[1], label="disputed")
+
+
+def test_a_task_that_does_not_fit_the_model_is_refused(training: Any, tmp_path: Path) -> None:
+    folder, x, y = training("binary", True)
+    with pytest.raises(ServingError, match="task='regression' does not fit a classifier"):
+        save(
+            LogisticRegression().fit(x, y),
+            path=tmp_path / "b",
+            transform_graph=folder,
+            label="disputed",
+            task="regression",
+        )
+
+
+def test_load_native_gives_the_librarys_object(training: Any, tmp_path: Path) -> None:
+    import lightgbm
+
+    folder, x, y = training("regression", False)
+    model = lightgbm.LGBMRegressor(n_estimators=5, min_child_samples=5, verbose=-1).fit(x, y)
+    booster = load_native(save(model, path=tmp_path / "b", transform_graph=folder, label="price"))
+    assert isinstance(booster, lightgbm.Booster)
+    np.testing.assert_array_equal(booster.predict(x), model.predict(x))
+
+
+def test_a_model_no_flavor_knows_says_what_to_do(training: Any, tmp_path: Path) -> None:
+    folder, _, _ = training("binary", True)
+    with pytest.raises(ServingError, match=r"no model flavor saves a .*Threshold; conveyor saves models of lightgbm"):
+        save(Threshold(), path=tmp_path / "b", transform_graph=folder, label="disputed")
+    shutil.rmtree(tmp_path / "b", ignore_errors=True)
+
+
+def test_check_flavor_catches_a_model_that_predicts_differently_once_loaded(training: Any, tmp_path: Path) -> None:
+    folder, _, _ = training("binary", True)
+    with pytest.raises(AssertionError, match="predicts 'probability' differently from the in-memory model"):
+        check_flavor(
+            Noisy(), graphs.requests(), transform_graph=folder, label="disputed", tmp_path=tmp_path, allow_pickle=True
+        )
