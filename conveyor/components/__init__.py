@@ -17,6 +17,7 @@ _MODULES = {
     "ExampleValidator": "conveyor.components.example_validator",
     "Transform": "conveyor.components.transform",
     "Trainer": "conveyor.components.trainer",
+    "Tuner": "conveyor.components.tuner",
 }
 
 __all__ = sorted(_MODULES)

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from conveyor._internal.extras import require
 from conveyor.exceptions import DataValidationError
+from conveyor.io.files import open_remote
 
 BATCH_ROWS = 1 << 16
 _PRIMITIVES = {
@@ -68,7 +69,7 @@ def arrow_type(schema: Any, where: str) -> pa.DataType:
 
 def avro_schema(fs: Any, path: str) -> pa.Schema:
     fastavro = require("fastavro", "avro", "Reading Avro")
-    with fs.open(path, "rb") as f:
+    with open_remote(fs, path) as f:
         try:
             schema = fastavro.reader(f).writer_schema
         except (ValueError, StopIteration) as e:
@@ -83,7 +84,7 @@ def avro_schema(fs: Any, path: str) -> pa.Schema:
 def read_avro(fs: Any, path: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """The file's records, ``BATCH_ROWS`` at a time, as batches of ``schema``."""
     fastavro = require("fastavro", "avro", "Reading Avro")
-    with fs.open(path, "rb") as f:
+    with open_remote(fs, path) as f:
         records: list[dict[str, Any]] = []
         for record in fastavro.reader(f):
             records.append(record)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import posixpath
 import re
 from collections.abc import Iterator
@@ -268,7 +269,22 @@ def format_of(paths: list[str]) -> tuple[str, list[str]]:
 
 
 def is_local(fs: Any) -> bool:
-    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    return "file" in _protocols(fs)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    return fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+
+
+def open_remote(fs: Any, path: str) -> Any:
+    """A binary file of its own for ``path`` on a remote filesystem.
+
+    fsspec's in-memory filesystem hands every reader the same file object: two reads at once
+    (the input's fingerprint and its rows, say) would move each other's position. It gets a copy.
+    """
+    if "memory" in _protocols(fs):
+        return io.BytesIO(fs.cat_file(path))
+    return fs.open(path, "rb")
 
 
 @contextmanager
@@ -276,7 +292,7 @@ def open_stream(fs: Any, path: str) -> Iterator[Any]:
     """A sequential Arrow input stream, decompressed by extension (.gz, .bz2, .zst)."""
     import pyarrow as pa
 
-    raw = pa.OSFile(path) if is_local(fs) else pa.PythonFile(fs.open(path, "rb"), mode="r")
+    raw = pa.OSFile(path) if is_local(fs) else pa.PythonFile(open_remote(fs, path), mode="r")
     codec = _COMPRESSION.get(posixpath.splitext(path.lower())[1])
     stream = pa.CompressedInputStream(raw, codec) if codec else raw
     try:
@@ -295,7 +311,7 @@ def open_random(fs: Any, path: str) -> Iterator[Any]:
     """
     import pyarrow as pa
 
-    f = pa.OSFile(path) if is_local(fs) else pa.PythonFile(fs.open(path, "rb"), mode="r")
+    f = pa.OSFile(path) if is_local(fs) else pa.PythonFile(open_remote(fs, path), mode="r")
     try:
         yield f
     finally:
@@ -316,7 +332,7 @@ def fingerprint(fs: Any, root: str, files: list[str]) -> str:
             digest = file_fingerprint(path)
         else:
             h = hashlib.sha256()
-            with fs.open(path, "rb") as f:
+            with open_remote(fs, path) as f:
                 while chunk := f.read(1 << 22):
                     h.update(chunk)
             digest = h.hexdigest()

@@ -10,7 +10,8 @@
     model.predict([{"product": "Mortgage", "amount": 120.0}])   # {"probability": ..., "class": ...}
 
 Models are saved in their library's own safe format (skops, LightGBM text, XGBoost UBJSON,
-ONNX); pickle only when the caller asks for it by name, when saving and when loading.
+ONNX, TorchScript or safetensors weights, Keras's ``.keras``); pickle only when the caller asks
+for it by name, when saving and when loading.
 """
 
 from conveyor.model.features import feature_names, label_vector, to_matrix

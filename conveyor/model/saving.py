@@ -37,7 +37,8 @@ def save(
 
     Args:
         model: a scikit-learn estimator or pipeline, a LightGBM or XGBoost Booster or
-            scikit-learn wrapper, an ONNX ModelProto or ``.onnx`` path.
+            scikit-learn wrapper, an ONNX ModelProto or ``.onnx`` path, a ``torch.nn.Module``
+            (see ``conveyor.model.flavors.torch``) or a Keras 3 model.
         fn_args: the Trainer's; ``path``, ``transform_graph``, ``label`` and ``metadata``
             default from its ``serving_model_dir``, ``transform_graph``, ``label_key``,
             ``hyperparameters`` and ``seed``.

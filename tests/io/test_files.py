@@ -107,3 +107,23 @@ def test_format_from_extensions() -> None:
         format_of(["a.csv", "b.parquet"])
     with pytest.raises(DataValidationError, match="pass input_format="):
         format_of(["a.dat"])
+
+
+def test_two_readers_of_one_memory_file_each_read_it_whole() -> None:
+    # fsspec's memory filesystem shares one file object between readers: each must get its own.
+    import uuid
+
+    import fsspec
+
+    from conveyor.io.files import open_stream
+
+    fs = fsspec.filesystem("memory")
+    path = f"/readers-{uuid.uuid4().hex}/a.csv"
+    fs.pipe(path, b"x\n" + b"1\n" * 1000)
+    try:
+        with open_stream(fs, path) as first, open_stream(fs, path) as second:
+            head = first.read(10)
+            assert second.read() == b"x\n" + b"1\n" * 1000
+            assert head + first.read() == b"x\n" + b"1\n" * 1000
+    finally:
+        fs.rm(path)

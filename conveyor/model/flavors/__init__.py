@@ -4,7 +4,8 @@ A flavor is a module that meets ``ModelFlavor``; ``FLAVORS`` names them all. A f
 imports its library only inside its functions (``conveyor._internal.extras.require`` names
 the extra to install), so detecting a model's flavor imports nothing heavy. Detection tries
 the flavors in ``FLAVORS`` order: LightGBM and XGBoost before scikit-learn, since their
-scikit-learn wrappers are estimators too. ``pickle`` is never detected: a caller opts into it.
+scikit-learn wrappers are estimators too; Keras before torch, since on the torch backend
+a Keras model is a ``torch.nn.Module``. ``pickle`` is never detected: a caller opts into it.
 
 Every flavor passes ``conveyor.testing.check_flavor``.
 """
@@ -21,6 +22,8 @@ from conveyor.exceptions import ServingError
 FLAVORS: dict[str, str] = {
     "lightgbm": "conveyor.model.flavors.lightgbm",
     "xgboost": "conveyor.model.flavors.xgboost",
+    "keras": "conveyor.model.flavors.keras",
+    "torch": "conveyor.model.flavors.torch",
     "sklearn": "conveyor.model.flavors.sklearn",
     "onnx": "conveyor.model.flavors.onnx",
     "pickle": "conveyor.model.flavors.pickle",

@@ -1,0 +1,124 @@
+"""Tuner: search the hyperparameters of the user's ``tuner_fn`` with Optuna, for a Trainer (TFX's Tuner)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conveyor.artifacts import Examples, HyperParameters, Schema, TransformGraph, split_files
+from conveyor.components.trainer import HYPERPARAMETERS_FILE, _splits, label_from_schema
+from conveyor.dsl.component import Component
+from conveyor.dsl.types import FilePath, Input, Output, Parameter
+from conveyor.exceptions import ComponentError
+
+
+class Tuner(Component):
+    """Find the hyperparameters that score best, by trials of the module file's objective, and
+    hand them to a Trainer (``hyperparameters=tuner.outputs["best_hyperparameters"]``).
+
+    The module file defines ``tuner_fn(fn_args)`` returning ``conveyor.training.Search(objective,
+    space=None, direction="maximize")``; ``objective(trial, fn_args)`` asks Optuna's ``trial`` for
+    values (``trial.suggest_float``, ``suggest_int``, ``suggest_categorical``), trains on
+    ``fn_args.train_data()``, and returns its score on ``fn_args.eval_data()``. To be pruned it
+    reports a score per step (``trial.report(score, step)``) and raises ``optuna.TrialPruned()``
+    when ``trial.should_prune()``. ``fn_args`` is a Trainer's (``conveyor.training.FnArgs``);
+    a trial keeps no model. Needs ``pip install 'conveyor[tune]'``.
+
+    Args:
+        module_file: the Python file with ``tuner_fn``; its content, and that of the modules of
+            yours it imports, is in the cache key: editing either runs the Tuner again.
+        examples: Transform's ``transformed_examples``.
+        transform_graph: Transform's ``transform_graph``.
+        schema: the raw data's schema.
+        max_trials: how many trials to run (the grid sampler stops sooner once its grid is done).
+        train_args: as a Trainer's: ``train_splits`` and ``eval_splits`` name the splits read.
+        custom_config: anything else ``tuner_fn`` needs, as JSON.
+        sampler: "tpe" (Optuna's default, random for its first 10 trials), "random", or "grid"
+            (``Search.space`` is the grid).
+        pruner: "median" (stop a trial whose reported score at a step is worse than the median of
+            the completed trials at that step, once two have completed), "hyperband", or None.
+        workers: processes that run trials at once; each loads the module file and shares the study.
+        seed: seeds the sampler (worker ``i`` uses ``seed + i``) and ``fn_args.seed``.
+        label_key: the transform output that is the label; by default the schema's one feature
+            with ``not_in_environments: [SERVING]``.
+
+    Outputs:
+        best_hyperparameters: ``hyperparameters.json`` (the best trial's parameters, which the
+            Trainer reads), ``trials.json`` (every trial's number, parameters, value, state,
+            intermediate values and process id) and ``study.journal`` (the Optuna study, which
+            ``optuna.load_study`` opens with a ``JournalStorage``); properties ``best_value``,
+            ``best_trial``, and ``trials_complete``, ``trials_pruned``, ``trials_failed``.
+
+    Example:
+        >>> tuner = Tuner(module_file="tuner.py", examples=transform.outputs["transformed_examples"],
+        ...               transform_graph=transform.outputs["transform_graph"],
+        ...               schema=schema_gen.outputs["schema"], max_trials=20, workers=2)
+        >>> trainer = Trainer(..., hyperparameters=tuner.outputs["best_hyperparameters"])
+    """
+
+    @staticmethod
+    def execute(
+        module_file: Parameter[FilePath],
+        examples: Input[Examples],
+        transform_graph: Input[TransformGraph],
+        schema: Input[Schema],
+        max_trials: Parameter[int] = 10,
+        train_args: Parameter[dict | None] = None,
+        custom_config: Parameter[dict | None] = None,
+        *,
+        best_hyperparameters: Output[HyperParameters],
+        sampler: Parameter[str] = "tpe",
+        pruner: Parameter[str | None] = "median",
+        workers: Parameter[int] = 1,
+        seed: Parameter[int] = 0,
+        label_key: Parameter[str | None] = None,
+    ) -> None:
+        from conveyor.training.fn_args import FnArgs
+        from conveyor.training.tuning import tune
+        from conveyor.transform.transformed import SCHEMA_FILE, read_schema
+
+        if not (Path(examples.uri) / SCHEMA_FILE).exists():
+            msg = f"Tuner: examples at {examples.uri} have no {SCHEMA_FILE}; pass Transform's outputs['transformed_examples']."
+            raise ComponentError(msg)
+        label = label_key or label_from_schema(schema.uri)
+        if label not in read_schema(examples.uri):
+            msg = f"Tuner: the label {label!r} is not an output of preprocessing_fn; return the label from it, or pass label_key."
+            raise ComponentError(msg)
+        train_args = dict(train_args or {})
+        splits = _splits(examples.uri, train_args)
+        fn_args = FnArgs(
+            train_files=[str(f) for s in splits["train"] for f in split_files(examples.uri, s)],
+            eval_files=[str(f) for s in splits["eval"] for f in split_files(examples.uri, s)],
+            examples=examples.uri,
+            transform_graph=transform_graph.uri,
+            schema=str(Path(schema.uri) / Schema.FILE),
+            serving_model_dir="",  # each trial gets a scratch folder
+            model_run_dir="",
+            label_key=label,
+            custom_config=dict(custom_config or {}),
+            train_args=train_args,
+            seed=seed,
+            splits=splits,
+        )
+        print(f"tuning {module_file}: {max_trials} trial(s), sampler {sampler}, pruner {pruner}, {workers} worker(s)")
+        result = tune(
+            module_file,
+            fn_args,
+            best_hyperparameters.uri,
+            max_trials=max_trials,
+            sampler=sampler,
+            pruner=pruner,
+            workers=workers,
+            seed=seed,
+        )
+        (Path(best_hyperparameters.uri) / HYPERPARAMETERS_FILE).write_text(
+            json.dumps(result.best_params, indent=1) + "\n", encoding="utf-8"
+        )
+        print(f"best value {result.best_value:.6g} (trial {result.best_trial}): {result.best_params}")
+        best_hyperparameters.properties.update(
+            best_value=result.best_value,
+            best_trial=result.best_trial,
+            trials_complete=result.states.get("COMPLETE", 0),
+            trials_pruned=result.states.get("PRUNED", 0),
+            trials_failed=result.states.get("FAIL", 0),
+        )

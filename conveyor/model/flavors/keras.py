@@ -1,0 +1,97 @@
+"""Keras 3 models on the torch backend, saved as a ``.keras`` file and loaded in safe mode.
+
+The ``.keras`` file is Keras's own format (the config as JSON, the weights as HDF5); safe
+mode refuses the code a Lambda layer would run. conveyor runs Keras on torch, the backend
+its ``[keras]`` extra installs: ``import_keras()`` sets ``KERAS_BACKEND=torch`` before
+Keras is first imported, and refuses a Keras already imported with another backend.
+
+The model gets the model matrix as dense float32. Its outputs are read as probabilities
+when its last layer ends in a softmax or sigmoid, else as logits; set ``conveyor_outputs``
+on the model to say otherwise, and ``classes_`` for a classifier's labels (or pass
+``task=`` to save). It is loaded uncompiled: compile it again to train on (a warm start).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from conveyor._internal.extras import require
+from conveyor.exceptions import ServingError
+from conveyor.model.flavors import module_names
+from conveyor.model.flavors import torch as torch_flavor
+
+name = "keras"
+extra = "keras"
+FILE = "model.keras"
+BACKEND = "torch"
+_PROBABILITY_ACTIVATIONS = frozenset({"softmax", "sigmoid"})
+
+
+def import_keras() -> ModuleType:
+    """Keras on the torch backend, chosen before Keras is first imported.
+
+    Raises:
+        ServingError: Keras was imported with, or ``KERAS_BACKEND`` names, another backend.
+    """
+    if "keras" not in sys.modules:
+        configured = os.environ.get("KERAS_BACKEND", BACKEND)
+        if configured != BACKEND:
+            msg = f"conveyor runs Keras models on the torch backend, but KERAS_BACKEND={configured!r}; unset it or set it to 'torch'."
+            raise ServingError(msg)
+        os.environ["KERAS_BACKEND"] = BACKEND
+    keras = require("keras", extra, "a Keras model")
+    backend = keras.backend.backend()
+    if backend != BACKEND:
+        msg = (
+            f"Keras was imported with the {backend!r} backend; conveyor runs Keras models on torch. "
+            "Set KERAS_BACKEND=torch before anything imports keras."
+        )
+        raise ServingError(msg)
+    return keras
+
+
+def matches(model: Any) -> bool:
+    return "keras" in module_names(model)
+
+
+def classes(model: Any) -> list[Any] | None:
+    return torch_flavor.classes(model)
+
+
+def save(model: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
+    import_keras()
+    model.save(str(folder / FILE))
+    return [FILE], {"outputs": torch_flavor.output_kind(model, _default_outputs(model)), "classes": classes(model)}
+
+
+def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) -> Any:
+    keras = import_keras()
+    model = keras.saving.load_model(str(folder / FILE), safe_mode=True, compile=False)
+    model.conveyor_outputs = options.get("outputs", "logits")  # saving it again (a warm start) keeps them
+    if options.get("classes") is not None:
+        model.classes_ = list(options["classes"])
+    return model
+
+
+def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | None = None) -> Any:
+    keras = import_keras()
+    torch = require("torch", extra, "running a Keras model")
+    dense = matrix.toarray() if hasattr(matrix, "toarray") else matrix
+    with torch.inference_mode():
+        raw = native(np.ascontiguousarray(dense, dtype=np.float32), training=False)
+    kind = (options or {}).get("outputs", "logits")
+    return torch_flavor.scores(keras.ops.convert_to_numpy(raw), task, kind)
+
+
+def _default_outputs(model: Any) -> str:
+    """Probabilities when the last layer ends in a softmax or sigmoid, else logits."""
+    layers = getattr(model, "layers", None) or [model]
+    activation = getattr(layers[-1], "activation", None)
+    return "probabilities" if getattr(activation, "__name__", None) in _PROBABILITY_ACTIVATIONS else "logits"
