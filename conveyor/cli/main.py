@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+# Arrow's default pool (mimalloc in its wheels) hands freed pages back to the system between
+# row groups, so a full pass faults them in again and again: StatisticsGen on 900,000 rows in a
+# fresh process spent 5 to 7 s of system time there against about 1 s with the C library's
+# allocator, and took twice as long (measured). Set before pyarrow loads; a user's setting wins.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 if TYPE_CHECKING:
     from conveyor.metadata.store import MetadataStore
 
