@@ -8,7 +8,7 @@ import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor._internal.loader import function_of, load_step_module
 from conveyor.artifacts import (
@@ -24,6 +24,9 @@ from conveyor.artifacts import (
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import ComponentError, TransformError
+
+if TYPE_CHECKING:
+    from conveyor.training.fn_args import FnArgs
 
 BUNDLE_FILE = "conveyor_model.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
@@ -87,37 +90,17 @@ class Trainer(Component):
         seed: Parameter[int] = 0,
     ) -> None:
         from conveyor.model.features import feature_names
-        from conveyor.training.fn_args import METRICS_FILE, TENSORBOARD_DIR, FnArgs
-        from conveyor.transform.transformed import SCHEMA_FILE, read_schema
+        from conveyor.training.fn_args import METRICS_FILE, TENSORBOARD_DIR
 
         run_fn = load_run_fn(module_file)
-        if not (Path(examples.uri) / SCHEMA_FILE).exists():
-            msg = f"Trainer: examples at {examples.uri} have no {SCHEMA_FILE}; pass Transform's outputs['transformed_examples']."
-            raise ComponentError(msg)
-        spec = read_schema(examples.uri)
-        label = label_key or label_from_schema(schema.uri)
-        if label not in spec:
-            msg = f"Trainer: the label {label!r} is not an output of preprocessing_fn, which returns {sorted(spec)}; return the label from it, or pass label_key."
-            raise ComponentError(msg)
-        train_args = dict(train_args or {})
-        splits = _splits(examples.uri, train_args)
-        seed_everything(seed)
-        fn_args = FnArgs(
-            train_files=[str(f) for s in splits["train"] for f in split_files(examples.uri, s)],
-            eval_files=[str(f) for s in splits["eval"] for f in split_files(examples.uri, s)],
-            examples=examples.uri,
-            transform_graph=transform_graph.uri,
-            schema=str(Path(schema.uri) / Schema.FILE),
-            serving_model_dir=model.uri,
-            model_run_dir=model_run.uri,
-            label_key=label,
+        fn_args, spec = step_fn_args(
+            "Trainer", examples, transform_graph, schema, label_key=label_key, train_args=train_args,
+            custom_config=custom_config, seed=seed, serving_model_dir=model.uri, model_run_dir=model_run.uri,
             hyperparameters=_hyperparameters(hyperparameters),
-            custom_config=dict(custom_config or {}),
-            train_args=train_args,
             base_model=base_model.uri if base_model is not None else None,
-            seed=seed,
-            splits=splits,
-        )
+        )  # fmt: skip
+        label, splits = fn_args.label_key, fn_args.splits
+        seed_everything(seed)
         print(
             f"training on splits {splits['train']} ({len(fn_args.train_files)} Parquet file(s)), label {label!r}, seed {seed}"
         )
@@ -147,7 +130,55 @@ def load_run_fn(path: str) -> Callable[..., Any]:
     return function_of(loaded, "run_fn", purpose="run_fn(fn_args), which Trainer calls", error=ComponentError)
 
 
-def label_from_schema(schema_uri: str) -> str:
+def step_fn_args(
+    what: str,
+    examples: Examples,
+    transform_graph: TransformGraph,
+    schema: Schema,
+    *,
+    label_key: str | None,
+    train_args: dict[str, Any] | None,
+    custom_config: dict[str, Any] | None,
+    seed: int,
+    **fields: Any,
+) -> tuple[FnArgs, dict[str, dict[str, Any]]]:
+    """The ``fn_args`` a Trainer's ``run_fn`` or a Tuner's ``tuner_fn`` gets, and the transformed
+    examples' spec; ``fields`` are the step's own (model folders, hyperparameters, base model).
+
+    Raises:
+        ComponentError: (its message starts with ``what``) the examples are not Transform's, or
+            the label is unknown or not an output of ``preprocessing_fn``.
+    """
+    from conveyor.training.fn_args import FnArgs
+    from conveyor.transform.transformed import SCHEMA_FILE, read_schema
+
+    if not (Path(examples.uri) / SCHEMA_FILE).exists():
+        msg = f"{what}: examples at {examples.uri} have no {SCHEMA_FILE}; pass Transform's outputs['transformed_examples']."
+        raise ComponentError(msg)
+    spec = read_schema(examples.uri)
+    label = label_key or label_from_schema(schema.uri, what)
+    if label not in spec:
+        msg = f"{what}: the label {label!r} is not an output of preprocessing_fn, which returns {sorted(spec)}; return the label from it, or pass label_key."
+        raise ComponentError(msg)
+    train_args = dict(train_args or {})
+    splits = _splits(examples.uri, train_args, what)
+    fn_args = FnArgs(
+        train_files=[str(f) for s in splits["train"] for f in split_files(examples.uri, s)],
+        eval_files=[str(f) for s in splits["eval"] for f in split_files(examples.uri, s)],
+        examples=examples.uri,
+        transform_graph=transform_graph.uri,
+        schema=str(Path(schema.uri) / Schema.FILE),
+        label_key=label,
+        custom_config=dict(custom_config or {}),
+        train_args=train_args,
+        seed=seed,
+        splits=splits,
+        **fields,
+    )
+    return fn_args, spec
+
+
+def label_from_schema(schema_uri: str, what: str = "Trainer") -> str:
     """The one feature the schema keeps out of SERVING: what the model predicts."""
     from conveyor.data.schema import Schema as SchemaFile
 
@@ -155,7 +186,7 @@ def label_from_schema(schema_uri: str) -> str:
     candidates = [f.name for f in schema.features if not schema.in_environment(f, "SERVING")]
     if len(candidates) != 1:
         found = f"features {candidates}" if candidates else "no feature"
-        msg = f"Trainer: the schema marks {found} with not_in_environments: [SERVING], so the label is not known; pass label_key='<the label output>'."
+        msg = f"{what}: the schema marks {found} with not_in_environments: [SERVING], so the label is not known; pass label_key='<the label output>'."
         raise ComponentError(msg)
     return candidates[0]
 
@@ -171,7 +202,7 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def _splits(uri: str, train_args: dict[str, Any]) -> dict[str, list[str]]:
+def _splits(uri: str, train_args: dict[str, Any], what: str) -> dict[str, list[str]]:
     """The training and evaluation split names; a named split the examples lack is an error."""
     held = split_names(uri)
     splits = {
@@ -181,7 +212,7 @@ def _splits(uri: str, train_args: dict[str, Any]) -> dict[str, list[str]]:
     for role, names in splits.items():
         missing = [s for s in names if s not in held]
         if missing and (role == "train" or f"{role}_splits" in train_args):
-            msg = f"Trainer: {role} splits {missing} are not in the examples, which hold {held}; set train_args={{'{role}_splits': [...]}}."
+            msg = f"{what}: {role} splits {missing} are not in the examples, which hold {held}; set train_args={{'{role}_splits': [...]}}."
             raise ComponentError(msg)
         splits[role] = [s for s in names if s in held]
     return splits

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conveyor.artifacts import Examples, HyperParameters, Schema, TransformGraph, split_files
-from conveyor.components.trainer import HYPERPARAMETERS_FILE, _splits, label_from_schema
+from conveyor.artifacts import Examples, HyperParameters, Schema, TransformGraph
+from conveyor.components.trainer import HYPERPARAMETERS_FILE, step_fn_args
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
-from conveyor.exceptions import ComponentError
 
 
 class Tuner(Component):
@@ -73,33 +72,13 @@ class Tuner(Component):
         seed: Parameter[int] = 0,
         label_key: Parameter[str | None] = None,
     ) -> None:
-        from conveyor.training.fn_args import FnArgs
         from conveyor.training.tuning import tune
-        from conveyor.transform.transformed import SCHEMA_FILE, read_schema
 
-        if not (Path(examples.uri) / SCHEMA_FILE).exists():
-            msg = f"Tuner: examples at {examples.uri} have no {SCHEMA_FILE}; pass Transform's outputs['transformed_examples']."
-            raise ComponentError(msg)
-        label = label_key or label_from_schema(schema.uri)
-        if label not in read_schema(examples.uri):
-            msg = f"Tuner: the label {label!r} is not an output of preprocessing_fn; return the label from it, or pass label_key."
-            raise ComponentError(msg)
-        train_args = dict(train_args or {})
-        splits = _splits(examples.uri, train_args)
-        fn_args = FnArgs(
-            train_files=[str(f) for s in splits["train"] for f in split_files(examples.uri, s)],
-            eval_files=[str(f) for s in splits["eval"] for f in split_files(examples.uri, s)],
-            examples=examples.uri,
-            transform_graph=transform_graph.uri,
-            schema=str(Path(schema.uri) / Schema.FILE),
-            serving_model_dir="",  # each trial gets a scratch folder
-            model_run_dir="",
-            label_key=label,
-            custom_config=dict(custom_config or {}),
-            train_args=train_args,
-            seed=seed,
-            splits=splits,
-        )
+        fn_args, _ = step_fn_args(
+            "Tuner", examples, transform_graph, schema, label_key=label_key, train_args=train_args,
+            custom_config=custom_config, seed=seed,
+            serving_model_dir="", model_run_dir="",  # each trial gets a scratch folder
+        )  # fmt: skip
         print(f"tuning {module_file}: {max_trials} trial(s), sampler {sampler}, pruner {pruner}, {workers} worker(s)")
         result = tune(
             module_file,
