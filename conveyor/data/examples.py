@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -62,3 +63,12 @@ def read_batches(part: list[tuple[Path, int]], columns: list[str] | None = None)
     """A part's row groups in batches of BATCH_ROWS, decoded as they are taken."""
     for path, i in part:
         yield from pq.ParquetFile(path).iter_batches(BATCH_ROWS, row_groups=[i], columns=columns)
+
+
+def read_frames(part: list[tuple[Path, int]], columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+    """A part's row groups as Polars frames, one a row group: Polars decodes Parquet 2-3x faster than Arrow's reader."""
+    for path, i in part:
+        meta = pq.ParquetFile(path).metadata
+        start = sum(meta.row_group(g).num_rows for g in range(i))
+        scan = pl.scan_parquet(path)
+        yield (scan.select(columns) if columns is not None else scan).slice(start, meta.row_group(i).num_rows).collect()

@@ -523,7 +523,9 @@ def _slices_section(splits: list[Split], names: list[str]) -> str:
             (label, colour, s, {n: v for n, v in (s.get("slices") or {}).items() if isinstance(v, dict)})
             for label, colour, s in splits
         ]
-        size = {n: sum(_count(found.get(n, {}).get("num_examples")) for _, _, _, found in per_split) for n in slice_names}
+        size = {
+            n: sum(_count(found.get(n, {}).get("num_examples")) for _, _, _, found in per_split) for n in slice_names
+        }
         ordered = sorted(slice_names, key=lambda n: (-size[n], n))
         shown = [n for n in names if any(n in _features(v) for _, _, _, f in per_split for v in f.values())]
         head = "".join(f"<th>{_e(label)}</th><th>share</th>" for label, _, _, _ in per_split)
@@ -544,7 +546,7 @@ def _slices_section(splits: list[Split], names: list[str]) -> str:
             )
             rows.append(f'<tr><th class="l">{_e(label)}</th>{counts}{stats}</tr>')
         parts.append(
-            f'<details open><summary>by <b>{_e(on)}</b>: {len(ordered)} slices</summary>'
+            f"<details open><summary>by <b>{_e(on)}</b>: {len(ordered)} slices</summary>"
             f'<label class="muted">feature <select class="slice-pick" data-table="s{i}">{picker}</select></label>'
             f'<table class="slices" id="s{i}"><thead><tr><th class="l">{_e(on)}</th>{head}'
             f'<th class="l">the feature in each split: top value and share, or mean and median</th></tr></thead><tbody>{"".join(rows)}</tbody></table></details>'

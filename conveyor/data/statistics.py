@@ -31,7 +31,7 @@ import pyarrow as pa
 from conveyor._internal.combiner import Combiner, fold
 from conveyor._internal.sketches import GROUP, TOP_BOUND, GroupedQuantiles, GroupedTopCounts, Quantiles
 from conveyor.artifacts import ExampleStatistics
-from conveyor.data.examples import PART_ROWS, parts, read_batches
+from conveyor.data.examples import PART_ROWS, parts, read_frames
 from conveyor.exceptions import DataValidationError
 
 FORMAT_VERSION = 1
@@ -421,7 +421,7 @@ def summarize(files: list[Path], combiner: StatisticsCombiner, workers: int, par
     finishes first, so the same files give the same bytes. Parts are read batch by batch and
     at most ``workers + 1`` accumulators are held at once (DESIGN 2).
     """
-    return fold(combiner, parts(files, part_rows), read_batches, workers)
+    return fold(combiner, parts(files, part_rows), read_frames, workers)
 
 
 def write_statistics(stats: dict[str, Any], path: str | Path) -> None:
