@@ -71,7 +71,8 @@ class Quantiles:
         x = np.sort(x[np.isfinite(x)]) + 0.0
         if len(x):
             key = ordered_keys(x) >> np.uint64(64 - self.bits)
-            self.add_buckets(key, np.ones(len(x), np.int64), x, x)
+            # Sorted already: the values' own runs first, so that the merge sorts buckets, not values.
+            self.add_buckets(*_runs(key, np.ones(len(x), np.int64), x, x))
 
     def add_buckets(self, key: np.ndarray, count: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         """Add buckets already at this sketch's resolution (``key`` sorted, or in any order with lo = hi)."""
