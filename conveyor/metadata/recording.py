@@ -96,7 +96,7 @@ class Recorder:
         _heartbeats: dict[str, tuple[threading.Event, threading.Thread]]
 
         def _read(self) -> AbstractContextManager[Connection]: ...
-        def _write(self) -> AbstractContextManager[Connection]: ...
+        def _write(self, flush: bool = True) -> AbstractContextManager[Connection]: ...
         def set_artifact_state(self, artifact_ids: Iterable[int], state: str) -> None: ...
         def _type_id(self, conn: Connection, name: str) -> int: ...
         def _type_name(self, conn: Connection, tid: int) -> str: ...
@@ -128,7 +128,7 @@ class Recorder:
     def _beat(self, run_ctx: int, stop: threading.Event) -> None:
         c = s.contexts
         while not stop.wait(self.heartbeat_every):
-            with contextlib.suppress(MetadataError), self._write() as conn:  # the store away a moment: beat again later
+            with contextlib.suppress(MetadataError), self._write(flush=False) as conn:  # the store away a moment: beat again later
                 conn.execute(update(c).where(c.c.id == run_ctx).values(heartbeat=time.time()))
 
     def _stop_heartbeat(self, run_id: str) -> None:
@@ -303,7 +303,7 @@ class Recorder:
         or another pipeline's: the outputs are attributed to this run and its pipeline too.
         """
         now = time.time()
-        with self._write() as conn:
+        with self._write(flush=False) as conn:
             run_ctx, pipe_ctx = self._run_ids(conn, run_id)
             exec_id = self._insert_execution(
                 conn, run_ctx,
@@ -321,7 +321,7 @@ class Recorder:
 
     def record_skipped(self, run_id: str, *, component_id: str, component_type: str, reason: str) -> int:
         now = time.time()
-        with self._write() as conn:
+        with self._write(flush=False) as conn:
             run_ctx, _ = self._run_ids(conn, run_id)
             return self._insert_execution(
                 conn, run_ctx,
