@@ -215,6 +215,10 @@ def run(r: Run, as_json: bool, lines: int) -> None:
     for x in r.executions.values():
         for line in notes(x):
             console.print(line, soft_wrap=True)
+        for key, a in ((k, a) for k, arts in x.outputs.items() for a in arts):
+            record = model_privacy(a)
+            if record is not None:
+                console.print(Text(f"{x.component_id} {key} {a.id}: {privacy_line(record)}"), soft_wrap=True)
     for x in r.executions.values():
         if x.status == ExecutionStatus.FAILED:
             _failure(x, lines)
@@ -248,6 +252,9 @@ def execution(x: Execution, as_json: bool, lines: int) -> None:
     for a in (a for arts in x.outputs.values() for a in arts):
         for line in training_files(a):
             console.print(Text(line), soft_wrap=True)
+        record = model_privacy(a)
+        if record is not None:
+            console.print(Text(privacy_line(record)), soft_wrap=True)
     for line in notes(x, limit=None):
         console.print(line, soft_wrap=True)
     if x.error:
@@ -264,6 +271,8 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
     if as_json:
         out = artifact_dict(a)
         out["producer"] = None if made_by is None else {"execution": made_by.id, "run": made_by.run_id, "component": made_by.component_id}
+        if (record := model_privacy(a)) is not None:
+            out["privacy"] = record
         _print_json(out)
         return
     console.print(Text.assemble((f"{a.type_name} {a.id}", "bold"), f"  {a.state}"))
@@ -272,6 +281,8 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
         lines.append(f"made by      {made_by.component_id} (execution {made_by.id}, {made_by.run_id})")
     lines += [f"  {k}: {json.dumps(v, default=str)}" for k, v in a.properties.items()]
     lines += training_files(a)
+    if (record := model_privacy(a)) is not None:
+        lines.append(privacy_line(record))
     for line in lines:
         console.print(Text(line), soft_wrap=True)
 
@@ -285,6 +296,26 @@ def training_files(a: Artifact) -> list[str]:
         logdir = shlex.quote(str(Path(a.uri) / a.properties["tensorboard_dir"]))
         lines.append(f"tensorboard  open with: tensorboard --logdir {logdir}")
     return lines
+
+
+def model_privacy(a: Artifact) -> dict[str, Any] | None:
+    """A Model's differential-privacy record (``conveyor.privacy``), read from its bundle's manifest."""
+    if a.type_name != "Model":
+        return None
+    from conveyor.model.bundle import MANIFEST
+
+    try:
+        manifest = json.loads((Path(a.uri) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # a bundle not written (a failed step) or removed since has nothing to show
+        return None
+    record = manifest.get("privacy") if isinstance(manifest, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def privacy_line(record: dict[str, Any]) -> str:
+    from conveyor.privacy import describe  # only a command that shows such a model pays for the import
+
+    return describe(record)
 
 
 def lineage(g: LineageGraph, as_json: bool) -> None:

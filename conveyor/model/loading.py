@@ -42,6 +42,7 @@ class LoadedModel:
         self.classes: list[Any] | None = manifest.get("classes")
         self.signature: dict[str, Any] = manifest.get("signature", {})
         self.feature_names: list[str] = list(manifest.get("feature_names", []))
+        self.privacy: dict[str, Any] | None = manifest.get("privacy")  # conveyor.privacy's record: ε, δ, noise
         self.native = native
         self._run = flavor_named(self.flavor).predict
         self._options = self.manifest.get("flavor_options", {})

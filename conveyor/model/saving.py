@@ -13,7 +13,7 @@ from conveyor._version import __version__
 from conveyor.exceptions import ServingError
 from conveyor.model import bundle
 from conveyor.model.features import feature_names
-from conveyor.model.flavors import OPT_IN, ModelFlavor, flavor_named, flavor_of
+from conveyor.model.flavors import OPT_IN, ModelFlavor, flavor_named, flavor_of, module_names
 from conveyor.transform.fitted import FILE_NAME, FittedGraph, load
 
 TASKS = ("binary", "multiclass", "regression")
@@ -38,7 +38,9 @@ def save(
     Args:
         model: a scikit-learn estimator or pipeline, a LightGBM or XGBoost Booster or
             scikit-learn wrapper, an ONNX ModelProto or ``.onnx`` path, a ``torch.nn.Module``
-            (see ``conveyor.model.flavors.torch``) or a Keras 3 model.
+            (see ``conveyor.model.flavors.torch``) or a Keras 3 model. A module made private
+            by ``conveyor.privacy.make_private`` is saved as its plain network, and the manifest's
+            ``privacy`` records the ε spent so far.
         fn_args: the Trainer's; ``path``, ``transform_graph``, ``label`` and ``metadata``
             default from its ``serving_model_dir``, ``transform_graph``, ``label_key``,
             ``hyperparameters`` and ``seed``.
@@ -66,6 +68,7 @@ def save(
     if path is None or transform_graph is None:
         msg = "conveyor.model.save needs fn_args, or path= and transform_graph= (and label= when the graph outputs the label)."
         raise TypeError(msg)
+    model, privacy = _unwrap_private(model)
     chosen = _flavor(model, flavor, allow_pickle)
     _check_json(metadata)
     folder = Path(path)
@@ -82,6 +85,8 @@ def save(
             else:
                 child.unlink()
         raise
+    if privacy is not None:
+        manifest["privacy"] = privacy
     bundle.write_manifest(folder, manifest)
     return folder
 
@@ -134,6 +139,15 @@ def _flavor(model: Any, name: str | None, allow_pickle: bool) -> ModelFlavor:
             raise ServingError(msg)
         return flavor_named("pickle")
     return flavor_named(name) if name is not None else flavor_of(model)
+
+
+def _unwrap_private(model: Any) -> tuple[Any, dict[str, Any] | None]:
+    """An Opacus-wrapped module as the plain network, with its differential-privacy record."""
+    if "opacus" not in module_names(model):
+        return model, None
+    from conveyor import privacy  # Opacus is imported only for a model that already uses it
+
+    return privacy.for_bundle(model)
 
 
 def _detected(model: Any) -> bool:

@@ -1,0 +1,225 @@
+"""Differential privacy for torch training: DP-SGD through Opacus, its guarantee kept in the model bundle.
+
+    model, optimizer, loader = conveyor.privacy.make_private(model, optimizer, loader, epsilon=3.0, epochs=10)
+    for _ in range(10):
+        for x, y in loader:  # train as usual
+            ...
+    conveyor.model.save(model, fn_args)  # the manifest's "privacy": epsilon spent, delta, noise, ...
+
+A (ε, δ) guarantee bounds what the model can give away about any one training row: whether a
+row was in the data or not changes the odds of any outcome by at most a factor e^ε, except
+with probability δ. Smaller ε is more private; δ must stay well below 1/rows.
+
+``conveyor.model.save`` recognises the wrapped module, saves the plain network (Opacus's
+hooks left out) and records in the manifest what the accountant has spent by then, so save
+once training is done. Opacus draws its noise and its batches from torch's generator, which
+the Trainer seeds before ``run_fn``, so a Trainer run repeats; ``secure_mode=True`` draws
+from the operating system instead, as a model meant for production should (it needs
+``torchcsprng``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor._internal.extras import require
+
+MECHANISM = "DP-SGD"
+_LEDGER = "conveyor_privacy"  # set on the wrapped module by make_private, read by conveyor.model.save
+_CARRIED = ("classes_", "conveyor_outputs", "conveyor_init")  # torch-flavor attributes a user may set on the wrapper
+
+__all__ = ["MECHANISM", "default_delta", "describe", "for_bundle", "make_private"]
+
+
+@dataclass(frozen=True)
+class _Ledger:
+    """What the bundle's record is computed from when the model is saved, not when it is wrapped."""
+
+    accountant: Any
+    optimizer: Any
+    delta: float
+    sample_rate: float
+    target_epsilon: float | None
+    secure_mode: bool
+
+
+def default_delta(rows: int) -> float:
+    """δ = 1 / (10 · rows): at δ = 1/rows, releasing one whole row at random would still meet the bound."""
+    return 1.0 / (10 * rows)
+
+
+def make_private(
+    model: Any,
+    optimizer: Any,
+    data_loader: Any,
+    *,
+    epsilon: float | None = None,
+    noise_multiplier: float | None = None,
+    delta: float | None = None,
+    max_grad_norm: float = 1.0,
+    epochs: int | None = None,
+    accountant: str = "prv",
+    secure_mode: bool = False,
+) -> tuple[Any, Any, Any]:
+    """Wrap a torch training loop for DP-SGD: per-row gradients clipped, Gaussian noise added, batches Poisson-sampled.
+
+    Give exactly one of ``epsilon`` (the budget to end with after ``epochs`` epochs; Opacus
+    picks the noise) or ``noise_multiplier`` (the noise; the budget spent is whatever the
+    training took). Train with the three objects returned in place of the ones given.
+
+    Args:
+        model: the ``torch.nn.Module`` to train; Opacus must support its layers (no BatchNorm).
+        optimizer: a torch optimizer over ``model``'s parameters.
+        data_loader: a ``DataLoader`` over a dataset with a length.
+        epsilon: the target ε after ``epochs`` epochs.
+        noise_multiplier: the noise's standard deviation relative to ``max_grad_norm``.
+        delta: δ; by default ``default_delta(rows)``, 1 / (10 · rows).
+        max_grad_norm: each row's gradient is clipped to this L2 norm.
+        epochs: how many epochs will be trained; needed with ``epsilon``.
+        accountant: Opacus's privacy accountant: ``"prv"`` (tightest), ``"rdp"`` or ``"gdp"``.
+        secure_mode: draw noise and batches from a cryptographic generator (needs ``torchcsprng``).
+
+    Returns:
+        The wrapped model, optimizer and data loader.
+
+    Raises:
+        TypeError: both or neither of ``epsilon`` and ``noise_multiplier``, or ``epsilon`` without ``epochs``.
+        ValueError: ``epsilon``, ``noise_multiplier``, ``max_grad_norm`` or ``delta`` out of range.
+        MissingExtraError: Opacus is not installed.
+
+    Example:
+        >>> model, optimizer, loader = make_private(model, optimizer, loader, noise_multiplier=1.1)
+    """
+    _check(epsilon, noise_multiplier, epochs, max_grad_norm, delta)
+    opacus = require("opacus", "privacy", "conveyor.privacy.make_private")
+    delta = default_delta(len(data_loader.dataset)) if delta is None else delta
+    engine = opacus.PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
+    common = {"module": model, "optimizer": optimizer, "data_loader": data_loader, "max_grad_norm": max_grad_norm}
+    if epsilon is None:
+        wrapped, dp_optimizer, dp_loader = engine.make_private(noise_multiplier=noise_multiplier, **common)
+    else:
+        with _prv_grid_sized(accountant):
+            wrapped, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
+                target_epsilon=epsilon, target_delta=delta, epochs=epochs, **common
+            )
+    ledger = _Ledger(engine.accountant, dp_optimizer, delta, dp_loader.sample_rate, epsilon, secure_mode)
+    setattr(wrapped, _LEDGER, ledger)
+    return wrapped, dp_optimizer, dp_loader
+
+
+def _check(
+    epsilon: float | None, noise_multiplier: float | None, epochs: int | None, max_grad_norm: float, delta: float | None
+) -> None:
+    if (epsilon is None) == (noise_multiplier is None):
+        given = "both" if epsilon is not None else "neither"
+        msg = (
+            f"make_private takes exactly one of epsilon= (the budget to reach) and noise_multiplier= "
+            f"(the noise to add); {given} was given."
+        )
+        raise TypeError(msg)
+    if epsilon is not None and epochs is None:
+        msg = "make_private(epsilon=...) needs epochs=, the number of epochs you will train, to choose the noise."
+        raise TypeError(msg)
+    for name, value in (("epsilon", epsilon), ("noise_multiplier", noise_multiplier), ("max_grad_norm", max_grad_norm)):
+        if value is not None and not value > 0:
+            msg = f"make_private's {name} must be a number above 0, got {value!r}."
+            raise ValueError(msg)
+    if delta is not None and not 0 < delta < 1:
+        msg = f"make_private's delta must lie between 0 and 1 (well below 1/rows), got {delta!r}."
+        raise ValueError(msg)
+
+
+def for_bundle(model: Any) -> tuple[Any, dict[str, Any] | None]:
+    """What ``conveyor.model.save`` keeps of an Opacus module: the plain network and the privacy record.
+
+    The network is a copy without Opacus's hooks (TorchScript cannot compile them), so the
+    wrapper trains on unchanged. The record is None for a module wrapped by Opacus's own
+    ``PrivacyEngine``, whose accountant conveyor cannot see: pass it in ``metadata=``.
+    """
+    grad_sample = require("opacus.grad_sample", "privacy", "saving a model made private with Opacus")
+    if not isinstance(model, grad_sample.GradSampleModule):
+        return model, None
+    plain = _without_hooks(model)
+    for name in _CARRIED:
+        if name in vars(model) and not hasattr(plain, name):
+            setattr(plain, name, vars(model)[name])
+    ledger = vars(model).get(_LEDGER)
+    return plain, None if ledger is None else _record(ledger)
+
+
+def _without_hooks(wrapped: Any) -> Any:
+    """A copy of the wrapped network, taken while Opacus's hooks are off it; they go back after."""
+    enabled = wrapped.hooks_enabled
+    wrapped.remove_hooks()
+    try:
+        return copy.deepcopy(wrapped._module)
+    finally:
+        wrapped.add_hooks(
+            loss_reduction=wrapped.loss_reduction,
+            batch_first=wrapped.batch_first,
+            force_functorch=wrapped.force_functorch,
+        )
+        if not enabled:
+            wrapped.disable_hooks()
+
+
+def _record(ledger: _Ledger) -> dict[str, Any]:
+    """The manifest's ``privacy`` block: the guarantee spent so far and the mechanism's settings."""
+    opacus = require("opacus", "privacy", "recording a model's privacy")
+    steps = sum(int(done) for _, _, done in ledger.accountant.history)
+    with _prv_grid_sized(ledger.accountant.mechanism()):
+        epsilon = float(ledger.accountant.get_epsilon(ledger.delta)) if steps else 0.0
+    record: dict[str, Any] = {
+        "mechanism": MECHANISM,
+        "library": "opacus",
+        "library_version": opacus.__version__,
+        "accountant": ledger.accountant.mechanism(),
+        "epsilon": epsilon,
+        "delta": ledger.delta,
+        "noise_multiplier": float(ledger.optimizer.noise_multiplier),
+        "max_grad_norm": ledger.optimizer.max_grad_norm,
+        "sample_rate": ledger.sample_rate,
+        "steps": steps,
+        "secure_mode": ledger.secure_mode,
+    }
+    if ledger.target_epsilon is not None:
+        record["target_epsilon"] = ledger.target_epsilon
+    return record
+
+
+@contextlib.contextmanager
+def _prv_grid_sized(accountant: str) -> Iterator[None]:
+    """The PRV accountant without RDP's "Optimal order is the largest alpha" warning.
+
+    PRV sizes its grid with an RDP bound, which warns at low noise (as in the trial noise levels
+    of the search for a target ε); the grid is then wider than it needs to be, which costs time,
+    not accuracy. With
+    the RDP accountant the warning says ε could be tighter, so it is left to show.
+    """
+    with warnings.catch_warnings():
+        if accountant == "prv":
+            warnings.filterwarnings("ignore", r"Optimal order is the (largest|smallest) alpha", UserWarning)
+        yield
+
+
+def describe(record: dict[str, Any]) -> str:
+    """A bundle's privacy record on one line, as ``conveyor show`` prints it.
+
+    Example:
+        >>> describe({"epsilon": 2.93, "delta": 1e-05, "noise_multiplier": 1.1, "max_grad_norm": 1.0, "steps": 40})
+        'differential privacy: ε=2.93 (δ=1e-05), noise multiplier 1.1, max grad norm 1.0, 40 steps'
+    """
+    line = (
+        f"differential privacy: ε={record['epsilon']:.3g} (δ={record['delta']:.3g}), "
+        f"noise multiplier {record['noise_multiplier']:.3g}, max grad norm {record['max_grad_norm']}"
+    )
+    if record.get("target_epsilon") is not None:
+        line += f", target ε={record['target_epsilon']:g}"
+    if record.get("steps") is not None:
+        line += f", {record['steps']} steps"
+    return line
