@@ -291,8 +291,12 @@ def _system_folders() -> tuple[str, ...]:
 
 @functools.cache
 def _is_users(file: str) -> bool:
-    """Whether a module file is the user's own source: not the standard library, installed or conveyor."""
-    if not file.endswith(".py"):
+    """Whether a module file is the user's own source: not the standard library, installed or conveyor.
+
+    A relative ``__file__`` names no file: module objects made by code give themselves one
+    (torch's ``torch.ops`` says ``_ops.py``), which would be taken for a file in the cwd.
+    """
+    if not file.endswith(".py") or not os.path.isabs(file):
         return False
     path = os.path.abspath(file)
     if {"site-packages", "dist-packages"} & set(Path(path).parts):

@@ -126,3 +126,22 @@ def test_two_projects_each_import_their_own_neighbour_of_the_same_name(tmp_path:
     second = project(tmp_path / "two", main, **{name: "VALUE = 2\n"})
     values = [load_step_module(str(p), what="module file", error=TransformError).module.VALUE for p in (first, second)]
     assert values == [1, 2]
+
+
+def test_a_module_object_naming_a_relative_file_is_not_taken_for_the_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch makes ``torch.ops`` a module object whose ``__file__`` is ``_ops.py``: no file of the user's."""
+    import types
+
+    package = unique("lib")
+    fake = types.ModuleType(f"{package}.ops")
+    fake.__file__ = "_ops.py"
+    parent = types.ModuleType(package)
+    parent.ops = fake  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, package, parent)
+    monkeypatch.setitem(sys.modules, f"{package}.ops", fake)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "_ops.py").write_text("")  # even with such a file in the working folder
+    path = project(tmp_path / "project", f"from {package} import ops\n\ndef run():\n    return ops\n")
+    with collecting() as declared:
+        load_step_module(str(path), what="module file", error=TransformError)
+    assert list(declared) == []
