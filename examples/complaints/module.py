@@ -1,0 +1,148 @@
+"""The complaints' preprocessing and training: ``preprocessing_fn`` for Transform, ``run_fn`` for each Trainer.
+
+Every Trainer runs the same ``run_fn``; its ``custom_config={"model": ...}`` picks the model:
+"logistic" (scikit-learn), "lightgbm", "mlp" (torch) or "keras" (Keras 3 on torch). All of them
+learn from the same transformed features and save a bundle that takes raw rows.
+"""
+
+from __future__ import annotations
+
+import os
+
+import conveyor.model
+import conveyor.transform as ct
+
+ONE_HOT_FEATURES = ["product", "sub_product", "company_response_to_consumer", "state", "issue"]
+TEXT_FEATURES = ["issue", "sub_issue", "consumer_complaint_narrative"]
+ZIP_BUCKETS = 10
+LABEL = "consumer_disputed"
+POSITIVE = "Yes"
+
+
+def preprocessing_fn(inputs):
+    """Categories one-hot, the ZIP code's area bucketized, the text as tf-idf, the label as is (Yes/No)."""
+    out = {}
+    for name in ONE_HOT_FEATURES:
+        # A missing value is its own category; a value unseen in training goes to the one OOV bucket.
+        filled = ct.fill_missing(inputs[name], "missing")
+        out[name] = ct.one_hot(ct.compute_and_apply_vocabulary(filled, num_oov_buckets=1))
+    # The first three digits are the area, also in masked codes such as 088XX; a missing code gives no bucket.
+    zip_area = ct.to_number(ct.substr(inputs["zip_code"], 0, 3))
+    out["zip_code"] = ct.one_hot(ct.bucketize(zip_area, ZIP_BUCKETS))
+    for name in TEXT_FEATURES:
+        words = ct.regex_replace(ct.lower(ct.fill_missing(inputs[name])), r"[^a-z0-9]+", " ")
+        out[f"{name}_tfidf"] = ct.tfidf(ct.split(words), frequency_threshold=2)
+    out[LABEL] = inputs[LABEL]
+    return out
+
+
+def run_fn(fn_args):
+    """Train the model ``custom_config["model"]`` names, log its eval accuracy and save it."""
+    trainers = {"logistic": train_logistic, "lightgbm": train_lightgbm, "mlp": train_mlp, "keras": train_keras}
+    name = fn_args.custom_config.get("model", "logistic")
+    if name not in trainers:
+        msg = f"custom_config['model'] must be one of {sorted(trainers)}, got {name!r}."
+        raise ValueError(msg)
+    model = trainers[name](fn_args)
+    conveyor.model.save(model, fn_args)
+
+
+def train_logistic(fn_args):
+    """Logistic regression on the sparse matrix as it comes (SciPy CSR)."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = fn_args.train_data()
+    model = LogisticRegression(C=fn_args.train_args.get("C", 1.0), max_iter=1000).fit(X, y)
+    X_eval, y_eval = fn_args.eval_data()
+    log_accuracy(fn_args, model.predict(X_eval) == y_eval, step=int(model.n_iter_[0]))
+    return model
+
+
+def train_lightgbm(fn_args):
+    """Gradient-boosted trees; LightGBM reads the CSR matrix and the Yes/No labels directly."""
+    from lightgbm import LGBMClassifier
+
+    X, y = fn_args.train_data()
+    trees = fn_args.train_args.get("num_trees", 200)
+    model = LGBMClassifier(n_estimators=trees, random_state=fn_args.seed, verbose=-1).fit(X, y)
+    X_eval, y_eval = fn_args.eval_data()
+    log_accuracy(fn_args, model.predict(X_eval) == y_eval, step=trees)
+    return model
+
+
+def train_mlp(fn_args):
+    """A small torch MLP on shuffled mini-batches of the sparse matrix, each densified as it is used.
+
+    The rows come in file order, here by date: streamed as they are (``fn_args.train_batches()``),
+    every epoch would end on 2015's complaints. The CSR matrix is small even where its dense form
+    would not be, so a DataLoader over its row numbers shuffles it every epoch. The network
+    outputs one logit, for "Yes"; ``classes_`` tells the bundle what 0 and 1 mean.
+    """
+    import torch
+
+    torch.manual_seed(fn_args.seed)
+    X, y = fn_args.train_data()
+    X_eval, y_eval = fn_args.eval_data()
+    labels = torch.as_tensor(y == POSITIVE, dtype=torch.float32)
+    model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    shuffled = torch.utils.data.DataLoader(range(X.shape[0]), batch_size=128, shuffle=True)
+    for epoch in range(fn_args.train_args.get("epochs", 5)):
+        model.train()
+        for rows in shuffled:
+            optimizer.zero_grad()
+            loss_fn(model(dense(X[rows.numpy()])).squeeze(1), labels[rows]).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            says_yes = (model(dense(X_eval)).squeeze(1) > 0).numpy()
+        log_accuracy(fn_args, says_yes == (y_eval == POSITIVE), step=epoch + 1)
+    model.classes_ = ["No", "Yes"]
+    return model
+
+
+def train_keras(fn_args):
+    """The same network in Keras 3, on the torch backend (chosen before Keras is first imported).
+
+    The matrix is small enough to densify whole; Keras shuffles it every epoch.
+    """
+    os.environ["KERAS_BACKEND"] = "torch"
+    import keras
+
+    keras.utils.set_random_seed(fn_args.seed)
+    X, y = fn_args.train_data()
+    X_eval, y_eval = fn_args.eval_data()
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(X.shape[1],)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(
+        dense(X).numpy(), (y == POSITIVE).astype("float32"), batch_size=128, epochs=fn_args.train_args.get("epochs", 5),
+        validation_data=(dense(X_eval).numpy(), (y_eval == POSITIVE).astype("float32")), verbose=0,
+    )  # fmt: skip
+    for epoch, accuracy in enumerate(history.history["val_accuracy"], start=1):
+        fn_args.log_metric("eval_accuracy", accuracy, step=epoch)
+    print(f"keras: eval accuracy {history.history['val_accuracy'][-1]:.3f} on {len(y_eval)} complaints")
+    model.classes_ = ["No", "Yes"]
+    return model
+
+
+def dense(matrix):
+    """A SciPy sparse matrix as the dense float32 tensor a network takes."""
+    import torch
+
+    return torch.from_numpy(matrix.toarray().astype("float32"))
+
+
+def log_accuracy(fn_args, correct, step):
+    """Log the share of eval rows predicted right, and print it."""
+    accuracy = float(correct.mean())
+    fn_args.log_metric("eval_accuracy", accuracy, step=step)
+    print(
+        f"{fn_args.custom_config.get('model', 'logistic')}: eval accuracy {accuracy:.3f} on {len(correct)} complaints"
+    )
