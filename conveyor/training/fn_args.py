@@ -97,13 +97,24 @@ class FnArgs:
         return self._read(self.eval_files, "eval", format, label)
 
     def train_batches(
-        self, batch_rows: int = 4096, split: str | None = None, label: str | None = None
+        self,
+        batch_rows: int = 4096,
+        split: str | None = None,
+        label: str | None = None,
+        shuffle: bool = False,
+        epoch: int = 0,
     ) -> Iterator[FeatureMatrix]:
         """``FeatureMatrix`` batches of at most ``batch_rows`` rows, every row once, in order;
-        only one batch is in memory at a time.
+        only one batch (with ``shuffle``, one row group) is in memory at a time.
 
         Args:
             split: a split name; the training splits when None.
+            shuffle: visit the row groups in a random order and the rows of each in a random
+                order: rows stored in time order (the usual case) otherwise end every epoch
+                on the latest ones. Bounded memory, so not a full shuffle: rows meet only
+                rows of their own row group (up to 131,072) in a batch.
+            epoch: with ``shuffle``, the epoch number; the order is drawn from it and
+                ``seed``, so each epoch differs and a rerun repeats them.
 
         Example (a torch ``DataLoader`` over the batches):
             >>> class Batches(torch.utils.data.IterableDataset):
@@ -113,7 +124,6 @@ class FnArgs:
         """
         import pyarrow.parquet as pq
 
-        from conveyor.model.features import label_vector, to_matrix
         from conveyor.transform.transformed import decode
 
         if batch_rows < 1:
@@ -122,11 +132,22 @@ class FnArgs:
         files = self.train_files if split is None else self._split_files(split)
         label = label or self.label_key
         spec = self.spec
-        for file in files:
-            for batch in pq.ParquetFile(file).iter_batches(batch_rows):
-                columns = decode(batch, spec)
-                matrix, names = to_matrix(columns, spec, label)
-                yield FeatureMatrix(matrix, label_vector(columns, label), names)
+        if not shuffle:
+            for file in files:
+                for batch in pq.ParquetFile(file).iter_batches(batch_rows):
+                    yield _batch(decode(batch, spec), spec, label)
+            return
+        import numpy as np
+
+        rng = np.random.default_rng([self.seed, epoch])
+        groups = [(file, i) for file in files for i in range(pq.ParquetFile(file).num_row_groups)]
+        for g in rng.permutation(len(groups)):
+            file, i = groups[g]
+            table = pq.ParquetFile(file).read_row_group(i)
+            table = table.take(rng.permutation(table.num_rows))
+            for batch in table.to_batches(batch_rows):
+                yield _batch(decode(batch, spec), spec, label)
+
 
     def load_base_model(self) -> Any:
         """The warm-start model as its library's object (a LightGBM Booster, ...), or None."""
@@ -215,3 +236,10 @@ class FnArgs:
         columns = decode(table, spec)
         matrix, names = to_matrix(columns, spec, label)
         return FeatureMatrix(matrix, label_vector(columns, label), names)
+
+
+def _batch(columns: Any, spec: dict[str, dict[str, Any]], label: str) -> FeatureMatrix:
+    from conveyor.model.features import label_vector, to_matrix
+
+    matrix, names = to_matrix(columns, spec, label)
+    return FeatureMatrix(matrix, label_vector(columns, label), names)

@@ -224,6 +224,24 @@ def test_train_batches_cover_every_row_once(trained: Any, tmp_path: Path) -> Non
     assert eval_rows == len(fn_args.eval_data().y)
 
 
+def test_shuffled_batches_hold_every_row_once_in_an_order_each_epoch_draws(trained: Any, tmp_path: Path) -> None:
+    fn_args = fn_args_of(trained, tmp_path)
+    whole = fn_args.train_data()
+
+    def rows(epoch: int) -> list[tuple[float, ...]]:
+        batches = list(fn_args.train_batches(batch_rows=50, shuffle=True, epoch=epoch))
+        assert all(b.X.shape[0] <= 50 for b in batches)
+        x = sp.vstack([b.X for b in batches]).toarray()
+        y = np.concatenate([b.y for b in batches])
+        return [(*r, label) for r, label in zip(x.tolist(), y.tolist(), strict=True)]
+
+    in_order = [(*r, label) for r, label in zip(whole.X.toarray().tolist(), whole.y.tolist(), strict=True)]
+    first, again, second = rows(0), rows(0), rows(1)
+    assert sorted(first) == sorted(second) == sorted(in_order)  # every row, with its own label, once
+    assert first == again  # the seed and the epoch decide the order
+    assert first != in_order and first != second
+
+
 def test_metrics_go_to_json_lines_and_tensorboard(trained: Any) -> None:
     run_dir = Path(output(trained, "model_run").uri)
     assert output(trained, "model_run").properties == {
