@@ -201,7 +201,7 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: 
         if not html_out:
             render.artifact(artifact, made_by, as_json)
             return
-        from conveyor.data.report import artifacts_html
+        from conveyor.report.statistics import artifacts_html
 
         if artifact.type_name not in ("ExampleStatistics", "ExampleAnomalies"):
             msg = f"--html renders statistics and anomalies artifacts; artifact {ref} is {artifact.type_name}."

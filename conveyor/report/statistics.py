@@ -15,26 +15,16 @@ Example:
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Callable, Mapping
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from conveyor.artifacts import SPLIT_PREFIX, ExampleAnomalies, ExampleStatistics, split_dir, split_names
 from conveyor.exceptions import ArtifactError
+from conveyor.report.page import HUES, asset, escape, format_number, format_share, format_value, page
 
-# Okabe-Ito hues, told apart with every common colour-vision deficiency; a lighter shade per source.
-HUES = (
-    ("#0072B2", "#56B4E9", "#A8D8F4"),
-    ("#D55E00", "#E69F00", "#F5C76A"),
-    ("#009E73", "#5CC9A7", "#A9E4D2"),
-    ("#CC79A7", "#E2AECB", "#F0D5E4"),
-    ("#4D4D4D", "#8F8F8F", "#C7C7C7"),
-)
 SEVERITIES = {"error": 2, "warning": 1, "info": 0}
 TOP_SHOWN = 8
 SLICE_VALUE_CHARS = 40
@@ -160,8 +150,7 @@ def _page(title: str, stats: Mapping[str, dict[str, Any]], anomalies: Mapping[st
         body.append(slices)
     if names:
         body.append(_notes(splits))
-    script = f"<script>\n{_asset('report.js')}</script>" if names else ""
-    return _TEMPLATE.format(title=_e(title), css=_asset("report.css"), body="\n".join(body), js=script)
+    return page(title, "\n".join(body), asset("report.js") if names else "")
 
 
 def _colours(labels: list[str]) -> list[str]:
@@ -170,10 +159,6 @@ def _colours(labels: list[str]) -> list[str]:
     splits = list(dict.fromkeys(split for split, _, _ in parts))
     sources = list(dict.fromkeys(source for _, _, source in parts))
     return [HUES[splits.index(split) % len(HUES)][sources.index(source) % 3] for split, _, source in parts]
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _features(s: dict[str, Any]) -> dict[str, Any]:
@@ -189,41 +174,14 @@ def _kind(splits: list[Split], name: str) -> str:
     return "numeric" if first in ("int", "float") else "categorical"
 
 
-def _number(v: Any, grouped_from: float = 1_000) -> str:
-    """Thousands separators for whole numbers, 3 significant digits otherwise; "-" for nothing."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return "-" if v is None else _e(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if abs(v) >= 1e15 or (v != int(v) and abs(v) < 1e-3):
-        return f"{v:.3g}"
-    if v == int(v) or abs(v) >= 999.5:
-        return f"{round(v):,}" if abs(round(v)) >= grouped_from else str(round(v))
-    return f"{v:.3g}"
-
-
-def _value(v: Any) -> str:
-    """A feature's value: no separator below 10,000, so a year reads 2009 (counts keep theirs)."""
-    return _number(v, grouped_from=10_000)
-
-
-def _share(part: Any, whole: Any) -> str:
-    if not isinstance(part, int | float) or not isinstance(whole, int | float) or not whole:
-        return "-"
-    frac = part / whole
-    if frac == 0:
-        return "0%"
-    return "<0.01%" if frac < 1e-4 else f"{100 * frac:.3g}%"
-
-
 def _header(title: str, splits: list[Split], names: list[str]) -> str:
     chips = "".join(
-        f'<span class="chip"><i class="sw" style="background:{colour}"></i><b>{_e(label)}</b> '
-        f"{_number(s.get('num_examples'))} examples</span>"
+        f'<span class="chip"><i class="sw" style="background:{colour}"></i><b>{escape(label)}</b> '
+        f"{format_number(s.get('num_examples'))} examples</span>"
         for label, colour, s in splits
     )
     count = f'<span class="muted">{len(names)} features</span>' if names else ""
-    return f'<header><h1>{_e(title)}</h1><div class="legend">{chips}{count}</div></header>'
+    return f'<header><h1>{escape(title)}</h1><div class="legend">{chips}{count}</div></header>'
 
 
 def _anomalies_by_feature(anomalies: Mapping[str, list[Any]]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
@@ -249,7 +207,7 @@ def _anomalies_section(anomalies: Mapping[str, list[Any]], ids: dict[str, str]) 
     flagged = sorted((e for e in entries if _severity(e[1]) > 0), key=lambda e: -_severity(e[1]))
     measured = [e for e in entries if _severity(e[1]) == 0]
     counts = {name: sum(1 for _, a in flagged if _severity(a) == rank) for name, rank in (("error", 2), ("warning", 1))}
-    checked = ", ".join(_e(s) for s in anomalies) or "no split"
+    checked = ", ".join(escape(s) for s in anomalies) or "no split"
     if not flagged:
         summary = f'<p class="ok">No anomalies in {checked}.</p>'
     else:
@@ -272,13 +230,13 @@ def _anomaly_table(entries: list[tuple[str, dict[str, Any]]], ids: dict[str, str
         if feature is None:
             where = '<span class="muted">(dataset)</span>'
         elif str(feature) in ids:
-            where = f'<a href="#{ids[str(feature)]}">{_e(feature)}</a>'
+            where = f'<a href="#{ids[str(feature)]}">{escape(feature)}</a>'
         else:
-            where = _e(feature)
+            where = escape(feature)
         rows.append(
-            f'<tr class="{_e(sev)}"><td><span class="badge {_e(sev)}">{_e(sev)}</span></td><td>{_e(split)}</td>'
-            f'<td class="l">{where}</td><td class="l"><code>{_e(a.get("kind", "-"))}</code></td>'
-            f'<td class="l desc">{_e(a.get("description", "-"))}{_details(a.get("details"))}</td></tr>'
+            f'<tr class="{escape(sev)}"><td><span class="badge {escape(sev)}">{escape(sev)}</span></td><td>{escape(split)}</td>'
+            f'<td class="l">{where}</td><td class="l"><code>{escape(a.get("kind", "-"))}</code></td>'
+            f'<td class="l desc">{escape(a.get("description", "-"))}{_details(a.get("details"))}</td></tr>'
         )
     head = "<tr><th>severity</th><th>split</th><th class=l>feature</th><th class=l>kind</th><th class=l>description</th></tr>"
     return f'<table class="anomalies"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
@@ -290,9 +248,11 @@ def _details(details: Any) -> str:
         return ""
     parts = []
     for k, v in details.items():
-        shown = _number(v) if isinstance(v, int | float) and not isinstance(v, bool) else json.dumps(v, default=str)
+        shown = (
+            format_number(v) if isinstance(v, int | float) and not isinstance(v, bool) else json.dumps(v, default=str)
+        )
         parts.append(f"{k}={shown if len(shown) <= 80 else shown[:77] + '...'}")
-    return f'<div class="details">{_e(" · ".join(parts))}</div>'
+    return f'<div class="details">{escape(" · ".join(parts))}</div>'
 
 
 def _feature_row(
@@ -304,14 +264,14 @@ def _feature_row(
     missing = max((_fraction(f.get("missing"), s.get("num_examples")) for _, _, f, s in present if f), default=0.0)
     types = "/".join(dict.fromkeys(str(f.get("type", "-")) for _, _, f, _ in present if f))
     labels = "".join(
-        f'<div><i class="sw" style="background:{colour}"></i>{_e(label)}{"" if f else " <em>absent</em>"}</div>'
+        f'<div><i class="sw" style="background:{colour}"></i>{escape(label)}{"" if f else " <em>absent</em>"}</div>'
         for label, colour, f, _ in present
     )
     columns = "".join(f"<td>{''.join(c)}</td>" for c in zip(*(cells(f, s) for _, _, f, s in present), strict=True))
     tint = {2: " error", 1: " warning"}.get(worst, "")
     return (
-        f'<tr class="feat{tint}" id="{fid}" data-name="{_e(name.lower())}" data-sev="{worst}" data-missing="{missing:.6f}">'
-        f'<th class="name"><div class="fname">{_e(name)}</div><span class="type">{_e(types)}</span>{_badges(found)}</th>'
+        f'<tr class="feat{tint}" id="{fid}" data-name="{escape(name.lower())}" data-sev="{worst}" data-missing="{missing:.6f}">'
+        f'<th class="name"><div class="fname">{escape(name)}</div><span class="type">{escape(types)}</span>{_badges(found)}</th>'
         f'<td class="l">{labels}</td>{columns}'
         f'<td class="chart">{chart(present)}</td></tr>'
     )
@@ -339,16 +299,18 @@ def _badges(found: list[tuple[str, dict[str, Any]]]) -> str:
         if severity == 0:
             details = [a.get("details") if isinstance(a.get("details"), dict) else {} for _, a in group]
             test = str(details[0].get("test", ""))
-            label = f"{SHORT_TEST.get(test, test or kind)} {' · '.join(_number(d.get('value')) for d in details)}"
+            label = f"{SHORT_TEST.get(test, test or kind)} {' · '.join(format_number(d.get('value')) for d in details)}"
             css += " drifted" if any(d.get("drifted") is True for d in details) else ""
-        out.append(f'<a class="badge {css}" href="#anomalies" title="{_e(tip)}">{_e(label)}</a>')
+        out.append(f'<a class="badge {css}" href="#anomalies" title="{escape(tip)}">{escape(label)}</a>')
     return f'<div class="badges">{"".join(out)}</div>' if out else ""
 
 
 def _missing(f: dict[str, Any], s: dict[str, Any]) -> str:
     missing, n, nan = f.get("missing"), s.get("num_examples"), f.get("nan")
-    tip = f"{_number(missing)} of {_number(n)} examples" + (f"; {_number(nan)} more are NaN" if nan else "")
-    return f'<div class="{"nz" if missing else ""}" title="{_e(tip)}">{_share(missing, n)}</div>'
+    tip = f"{format_number(missing)} of {format_number(n)} examples" + (
+        f"; {format_number(nan)} more are NaN" if nan else ""
+    )
+    return f'<div class="{"nz" if missing else ""}" title="{escape(tip)}">{format_share(missing, n)}</div>'
 
 
 def _numeric_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
@@ -359,14 +321,14 @@ def _numeric_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
     error = f.get("quantiles_rank_error")
     tip = f"from a sketch: rank within ±{error:.2%}" if isinstance(error, int | float) and error > 0 else "exact"
     return [
-        f"<div>{_number(f.get('count'))}</div>",
+        f"<div>{format_number(f.get('count'))}</div>",
         _missing(f, s),
-        f"<div>{_value(f.get('mean'))}</div>",
-        f"<div>{_value(f.get('std'))}</div>",
-        f"<div>{_share(f.get('zeros'), f.get('count'))}</div>",
-        f"<div>{_value(f.get('min'))}</div>",
-        f'<div title="{_e(tip)}">{_value(median)}</div>',
-        f"<div>{_value(f.get('max'))}</div>",
+        f"<div>{format_value(f.get('mean'))}</div>",
+        f"<div>{format_value(f.get('std'))}</div>",
+        f"<div>{format_share(f.get('zeros'), f.get('count'))}</div>",
+        f"<div>{format_value(f.get('min'))}</div>",
+        f'<div title="{escape(tip)}">{format_value(median)}</div>',
+        f"<div>{format_value(f.get('max'))}</div>",
     ]
 
 
@@ -378,14 +340,14 @@ def _categorical_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]
     error = f.get("unique_error")
     estimated = isinstance(error, int | float) and error > 0
     unique_tip = f"HyperLogLog estimate, ±{error:.1%}" if estimated else "exact"
-    value = _e(first["value"]) if "value" in first else "-"
+    top_value = escape(first["value"]) if "value" in first else "-"
     return [
-        f"<div>{_number(f.get('count'))}</div>",
+        f"<div>{format_number(f.get('count'))}</div>",
         _missing(f, s),
-        f'<div title="{_e(unique_tip)}">{"≈" if estimated else ""}{_number(f.get("unique"))}</div>',
-        f'<div class="l topv" title="{value}">{value}</div>',
-        f"<div>{_share(first.get('count'), f.get('count'))}</div>",
-        f"<div>{_number(f.get('avg_length'))}</div>",
+        f'<div title="{escape(unique_tip)}">{"≈" if estimated else ""}{format_number(f.get("unique"))}</div>',
+        f'<div class="l topv" title="{top_value}">{top_value}</div>',
+        f"<div>{format_share(first.get('count'), f.get('count'))}</div>",
+        f"<div>{format_number(f.get('avg_length'))}</div>",
     ]
 
 
@@ -429,15 +391,15 @@ def _histogram_svg(present: list[Present]) -> str:
     for j, (label, colour, _) in enumerate(hists):
         for i, v in enumerate(shares[j]):
             height = 0.0 if v == 0 else max(1.0, v / tallest * SVG_H)
-            tip = f"{label}: {v:.1%} in [{_value(edges[i])}, {_value(edges[i + 1])}]"
+            tip = f"{label}: {v:.1%} in [{format_value(edges[i])}, {format_value(edges[i + 1])}]"
             rects.append(
                 f'<rect x="{i * group + left + j * bar:.1f}" y="{SVG_H - height:.1f}" width="{bar:.1f}" '
-                f'height="{height:.1f}" fill="{colour}"><title>{_e(tip)}</title></rect>'
+                f'height="{height:.1f}" fill="{colour}"><title>{escape(tip)}</title></rect>'
             )
     axis = f'<line x1="0" y1="{SVG_H + 0.5}" x2="{SVG_W}" y2="{SVG_H + 0.5}" stroke="#9aa3ad"/>' + (
-        f'<text x="0" y="{SVG_H + 12}">{_value(lo)}</text><text x="{SVG_W}" y="{SVG_H + 12}" text-anchor="end">{_value(hi)}</text>'
+        f'<text x="0" y="{SVG_H + 12}">{format_value(lo)}</text><text x="{SVG_W}" y="{SVG_H + 12}" text-anchor="end">{format_value(hi)}</text>'
         if hi > lo
-        else f'<text x="{SVG_W / 2}" y="{SVG_H + 12}" text-anchor="middle">all {_value(lo)}</text>'
+        else f'<text x="{SVG_W / 2}" y="{SVG_H + 12}" text-anchor="middle">all {format_value(lo)}</text>'
     )
     return (
         f'<svg class="hist" width="{SVG_W}" height="{SVG_H + 15}" viewBox="0 0 {SVG_W} {SVG_H + 15}" role="img" '
@@ -474,28 +436,28 @@ def _top_values(present: list[Present]) -> str:
     widest = max(c[key][1] / n for _, _, c, _, n in counted for key in keys if key in c) or 1.0
     rows = []
     for key in keys:
-        value = next(c[key][0] for _, _, c, _, _ in counted if key in c)
-        shown = '<span class="muted">(empty)</span>' if value == "" else _e(value)
+        term = next(c[key][0] for _, _, c, _, _ in counted if key in c)
+        shown = '<span class="muted">(empty)</span>' if term == "" else escape(term)
         split_shares = [
             (label, colour, c[key][1] / n if key in c else (0.0 if exact else None))
             for label, colour, c, exact, n in counted
         ]
         bars = "".join(_bar(label, colour, share, widest) for label, colour, share in split_shares)
-        text = " · ".join("?" if share is None else _share(share, 1) for _, _, share in split_shares)
+        text = " · ".join("?" if share is None else format_share(share, 1) for _, _, share in split_shares)
         rows.append(
-            f'<div class="v" title="{_e(value)}">{shown}</div><div class="bars">{bars}</div><div class="pct">{text}</div>'
+            f'<div class="v" title="{escape(term)}">{shown}</div><div class="bars">{bars}</div><div class="pct">{text}</div>'
         )
     unique = max((f.get("unique") or 0 for _, _, f, _ in present if f), default=0)
-    more = f'<div class="muted more">{len(keys)} of {_number(unique)} values</div>' if unique > len(keys) else ""
+    more = f'<div class="muted more">{len(keys)} of {format_number(unique)} values</div>' if unique > len(keys) else ""
     return f'<div class="tv">{"".join(rows)}</div>{more}'
 
 
 def _bar(label: str, colour: str, share: float | None, widest: float) -> str:
     """One split's share of a value, as a bar scaled to the widest shown; "?" when its counts were cut."""
     if share is None:
-        return f'<i title="{_e(label)}: not among the values kept"></i>'
+        return f'<i title="{escape(label)}: not among the values kept"></i>'
     width = 0.0 if share == 0 else max(0.5, 100 * share / widest)
-    return f'<i style="width:{width:.1f}%;background:{colour}" title="{_e(label)}: {_share(share, 1)}"></i>'
+    return f'<i style="width:{width:.1f}%;background:{colour}" title="{escape(label)}: {format_share(share, 1)}"></i>'
 
 
 def _slicings(splits: list[Split], names: list[str]) -> dict[str, list[str]]:
@@ -528,14 +490,14 @@ def _slices_section(splits: list[Split], names: list[str]) -> str:
         }
         ordered = sorted(slice_names, key=lambda n: (-size[n], n))
         shown = [n for n in names if any(n in _features(v) for _, _, _, f in per_split for v in f.values())]
-        head = "".join(f"<th>{_e(label)}</th><th>share</th>" for label, _, _, _ in per_split)
-        picker = "".join(f'<option value="{j}">{_e(n)}</option>' for j, n in enumerate(shown))
+        head = "".join(f"<th>{escape(label)}</th><th>share</th>" for label, _, _, _ in per_split)
+        picker = "".join(f'<option value="{j}">{escape(n)}</option>' for j, n in enumerate(shown))
         rows = []
         for n in ordered:
             label = n.removeprefix(f"{on}=") if "," not in on else n
             counts = "".join(
-                f"<td>{_number(found.get(n, {}).get('num_examples'))}</td>"
-                f"<td>{_share(found.get(n, {}).get('num_examples'), s.get('num_examples'))}</td>"
+                f"<td>{format_number(found.get(n, {}).get('num_examples'))}</td>"
+                f"<td>{format_share(found.get(n, {}).get('num_examples'), s.get('num_examples'))}</td>"
                 for _, _, s, found in per_split
             )
             stats = "".join(
@@ -544,11 +506,11 @@ def _slices_section(splits: list[Split], names: list[str]) -> str:
                 + "</td>"
                 for j, f in enumerate(shown)
             )
-            rows.append(f'<tr><th class="l">{_e(label)}</th>{counts}{stats}</tr>')
+            rows.append(f'<tr><th class="l">{escape(label)}</th>{counts}{stats}</tr>')
         parts.append(
-            f"<details open><summary>by <b>{_e(on)}</b>: {len(ordered)} slices</summary>"
+            f"<details open><summary>by <b>{escape(on)}</b>: {len(ordered)} slices</summary>"
             f'<label class="muted">feature <select class="slice-pick" data-table="s{i}">{picker}</select></label>'
-            f'<table class="slices" id="s{i}"><thead><tr><th class="l">{_e(on)}</th>{head}'
+            f'<table class="slices" id="s{i}"><thead><tr><th class="l">{escape(on)}</th>{head}'
             f'<th class="l">the feature in each split: top value and share, or mean and median</th></tr></thead><tbody>{"".join(rows)}</tbody></table></details>'
         )
     total = sum(len(v) for v in groups.values())
@@ -564,17 +526,17 @@ def _slice_stats(part: dict[str, Any], feature: str) -> str:
     f = _features(part).get(feature)
     if not f:
         return "<div>-</div>"
-    missing = f"missing {_share(f.get('missing'), part.get('num_examples'))}" if f.get("missing") else ""
+    missing = f"missing {format_share(f.get('missing'), part.get('num_examples'))}" if f.get("missing") else ""
     if f.get("type") in ("int", "float"):
         q = f.get("quantiles")
         median = q[len(q) // 2] if isinstance(q, list) and len(q) % 2 else None
-        text = f"mean {_value(f.get('mean'))} · median {_value(median)}"
+        text = f"mean {format_value(f.get('mean'))} · median {format_value(median)}"
     else:
         top = f.get("top_values")
         first = top[0] if isinstance(top, list) and top and isinstance(top[0], dict) else {}
-        value = str(first.get("value", "-"))
-        value = value if len(value) <= SLICE_VALUE_CHARS else value[: SLICE_VALUE_CHARS - 1] + "…"
-        text = f"{_e(value)} {_share(first.get('count'), f.get('count'))}"
+        shown = str(first.get("value", "-"))
+        shown = shown if len(shown) <= SLICE_VALUE_CHARS else shown[: SLICE_VALUE_CHARS - 1] + "…"
+        text = f"{escape(shown)} {format_share(first.get('count'), f.get('count'))}"
     return f"<div>{' · '.join(t for t in (text, missing) if t)}</div>"
 
 
@@ -613,15 +575,3 @@ _CONTROLS = (
     '<label>sort <select id="sort"><option value="order">as stored</option><option value="name">by name</option>'
     '<option value="missing">most missing first</option><option value="sev">anomalies first</option></select></label></div>'
 )
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="conveyor"><title>{title}</title><style>{css}</style></head>
-<body>{body}
-{js}</body></html>
-"""
-
-
-@cache
-def _asset(name: str) -> str:
-    """The page's stylesheet or script, kept beside this module as plain CSS and JavaScript."""
-    return (resources.files("conveyor.data") / name).read_text(encoding="utf-8")

@@ -12,9 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from conveyor.data.report import _number, _rebin, _share, _value, anomalies_html, artifacts_html, statistics_html
 from conveyor.data.statistics import StatisticsCombiner
 from conveyor.exceptions import ArtifactError
+from conveyor.report.page import format_number, format_share, format_value
+from conveyor.report.statistics import _rebin, anomalies_html, artifacts_html, statistics_html
 from tests.datasets import DATA
 
 PENGUINS = DATA / "penguins" / "penguins.csv"
@@ -241,7 +242,7 @@ def test_missing_and_unknown_keys_render_as_dashes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "number", "value_shown"),
+    ("given", "number_shown", "value_shown"),
     [
         (None, "-", "-"),
         (0, "0", "0"),
@@ -258,13 +259,19 @@ def test_missing_and_unknown_keys_render_as_dashes() -> None:
         ("a<b", "a&lt;b", "a&lt;b"),
     ],
 )
-def test_numbers_read_at_a_glance(value: Any, number: str, value_shown: str) -> None:
-    assert _number(value) == number
-    assert _value(value) == value_shown
+def test_numbers_read_at_a_glance(given: Any, number_shown: str, value_shown: str) -> None:
+    assert format_number(given) == number_shown
+    assert format_value(given) == value_shown
 
 
 def test_shares() -> None:
-    assert [_share(0, 10), _share(1, 3), _share(1, 100_000), _share(5, 0), _share(None, 3)] == [
+    assert [
+        format_share(0, 10),
+        format_share(1, 3),
+        format_share(1, 100_000),
+        format_share(5, 0),
+        format_share(None, 3),
+    ] == [
         "0%",
         "33.3%",
         "<0.01%",
@@ -349,5 +356,5 @@ def test_slices_are_shown_with_their_counts_and_a_feature_picker(tmp_path: Path)
     assert [td.attrs.get("hidden", "shown") for td in gentoo] == ["shown"] + [None] * (len(options) - 1)
     mass = gentoo[options.index("body_mass_g")].all("div")[0].text()
     train = parts["train"]
-    assert mass.startswith(f"mean {_value(train[train.species == 'Gentoo'].body_mass_g.mean())} · ")
+    assert mass.startswith(f"mean {format_value(train[train.species == 'Gentoo'].body_mass_g.mean())} · ")
     assert "island=Biscoe,sex=male" in {r.all("th")[0].text() for r in tables["island,sex"].all("tbody")[0].all("tr")}
