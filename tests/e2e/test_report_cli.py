@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.test_report import cells, feature_rows, parse
+from tests.report.test_statistics import cells, feature_rows, parse
 from tests.helpers import FIXTURES, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
