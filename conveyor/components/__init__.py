@@ -18,6 +18,7 @@ _MODULES = {
     "Transform": "conveyor.components.transform",
     "Trainer": "conveyor.components.trainer",
     "Tuner": "conveyor.components.tuner",
+    "Evaluator": "conveyor.components.evaluator",
 }
 
 __all__ = sorted(_MODULES)

@@ -1,0 +1,90 @@
+"""What the Evaluator computes and judges: ``EvalConfig`` and its parts, plain dataclasses.
+
+They are ``Parameter[EvalConfig]`` values: JSON field by field (conveyor.dsl.parameters), so
+the cache key and the store hold the whole configuration, and the executor gets it back equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OVERALL = "Overall"
+
+
+@dataclass
+class Threshold:
+    """The bounds a metric of the whole set must hold for the model to be blessed.
+
+    ``lower_bound``/``upper_bound`` judge the candidate's value alone. ``change`` judges it
+    against the baseline scored on the same examples: the candidate must beat the baseline by
+    at least ``change`` in the better direction (0: not worse; -0.01: may lose up to 0.01),
+    and by ``relative_change`` times the baseline's value when that is set. With no baseline
+    (the first model) only the bounds are judged.
+    """
+
+    lower_bound: float | None = None
+    upper_bound: float | None = None
+    change: float | None = None
+    relative_change: float | None = None
+    higher_is_better: bool = True
+
+
+@dataclass
+class FairnessConfig:
+    """Features whose every value is a group, and the decision thresholds to judge them at (binary tasks)."""
+
+    features: list[str] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=lambda: [0.5])
+
+
+@dataclass
+class EvalConfig:
+    """How to evaluate a model: the label, the slices, the metrics, what must hold, and fairness.
+
+    Args:
+        label_key: the raw column that holds the label.
+        slicing_specs: lists of feature names, each a slice spec: ``[]`` is the whole set,
+            ``["state"]`` one slice per state, ``["state", "product"]`` their cross.
+        metrics: names to report (``auc``, ``f1``, ``rmse``, ...); empty: every metric of the task.
+        thresholds: metric name to the ``Threshold`` its whole-set value must hold.
+        fairness: groups and decision thresholds for the fairness metrics; None for none.
+        min_slice_size: a slice with fewer rows is reported as too small, with no metric.
+        bootstrap_replicates: Poisson bootstrap replicates for confidence intervals; 0 for none.
+        seed: the seed the replicates' weights are drawn from.
+        confidence: the intervals' coverage.
+        example_weight_key: a column of example weights; None weighs every row 1.
+        bucket_boundaries: numeric feature to the boundaries its slices are cut at;
+            a float feature in a slicing spec needs them.
+        decision_thresholds: the thresholds of the confusion matrices (binary tasks).
+        calibration_bins: equal-width bins of the calibration curve (binary tasks).
+    """
+
+    label_key: str
+    slicing_specs: list[list[str]] = field(default_factory=lambda: [[]])
+    metrics: list[str] = field(default_factory=list)
+    thresholds: dict[str, Threshold] = field(default_factory=dict)
+    fairness: FairnessConfig | None = None
+    min_slice_size: int = 1
+    bootstrap_replicates: int = 0
+    seed: int = 0
+    confidence: float = 0.95
+    example_weight_key: str | None = None
+    bucket_boundaries: dict[str, list[float]] = field(default_factory=dict)
+    decision_thresholds: list[float] = field(default_factory=lambda: [0.5])
+    calibration_bins: int = 10
+
+    def specs(self) -> list[tuple[str, ...]]:
+        """Every slice spec once, the whole set first, fairness features included."""
+        out: list[tuple[str, ...]] = [()]
+        extra = [[f] for f in self.fairness.features] if self.fairness else []
+        for spec in [*self.slicing_specs, *extra]:
+            if tuple(spec) not in out:
+                out.append(tuple(spec))
+        return out
+
+    def features(self) -> list[str]:
+        """The raw columns the evaluation reads besides the model's inputs."""
+        names = [self.label_key, *(f for spec in self.specs() for f in spec)]
+        if self.example_weight_key:
+            names.append(self.example_weight_key)
+        return list(dict.fromkeys(names))

@@ -1,0 +1,301 @@
+"""One pass over the examples: every model scored, every slice's metrics, fairness and intervals.
+
+``EvalCombiner`` is of the one Combiner shape (DESIGN 3): a batch is ``(position of its first
+row in the split, raw rows)``; each model's ``Scorer`` predicts on the raw rows there, so the
+candidate and the baseline are judged on the same examples in the same pass. ``evaluate``
+folds it over Parquet files on the local engine; ``validate`` judges the result.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from conveyor._internal.combiner import Combiner, fold
+from conveyor.analysis import fairness
+from conveyor.analysis.config import EvalConfig
+from conveyor.analysis.intervals import bounds, poisson_weights
+from conveyor.analysis.metrics import METRICS, BinaryMetrics, MulticlassMetrics, RegressionMetrics
+from conveyor.analysis.slicing import slice_codes
+from conveyor.data.examples import PART_ROWS, parts, read_frames
+from conveyor.exceptions import DataValidationError
+
+FORMAT_VERSION = 1
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+
+
+@dataclass
+class Scorer:
+    """A model as the evaluation sees it: a predict callable on raw rows, never a bundle.
+
+    ``predict`` returns the loader's outputs (``probability``, ``probabilities`` or ``value``);
+    ``target`` gives the label in the model's class space (its transform of the raw label),
+    by default the raw ``label_key`` column.
+    """
+
+    predict: Callable[[pl.DataFrame], Mapping[str, np.ndarray]]
+    task: str
+    classes: list[Any] | None = None
+    target: Callable[[pl.DataFrame], Any] | None = None
+
+
+Accumulator = dict[str, list[dict[str, Any]]]  # model -> per slicing spec -> slice name -> state
+
+
+class EvalCombiner(Combiner):
+    """Per model, per slice: the state its metrics come from, with bootstrap replicates in its weights."""
+
+    def __init__(self, config: EvalConfig, models: Mapping[str, Scorer]) -> None:
+        tasks = {s.task for s in models.values()}
+        if len(tasks) != 1:
+            msg = f"the models to compare have different tasks {sorted(tasks)}; compare models of one task."
+            raise DataValidationError(msg)
+        self.config, self.models, self.task = config, dict(models), tasks.pop()
+        self.specs = config.specs()
+        first = next(iter(models.values()))
+        if self.task == "binary":
+            self.kind: Any = BinaryMetrics(config.decision_thresholds, config.calibration_bins)
+        elif self.task == "multiclass":
+            self.kind = MulticlassMetrics(list(first.classes or []))
+        else:
+            self.kind = RegressionMetrics()
+        self.names = _checked_names(config, self.task)
+
+    def create(self) -> Accumulator:
+        return {name: [{} for _ in self.specs] for name in self.models}
+
+    def add_batch(self, acc: Accumulator, batch: tuple[int, pl.DataFrame]) -> Accumulator:
+        start, frame = batch
+        if frame.height == 0:
+            return acc
+        weights = self._weights(frame, start)
+        slices = [slice_codes(frame, spec, self.config.bucket_boundaries) for spec in self.specs]
+        for name, scorer in self.models.items():
+            target, predicted = self._score(scorer, frame)
+            for states, (codes, names) in zip(acc[name], slices, strict=True):
+                for slice_name, state in zip(
+                    names, self.kind.batch(codes, len(names), target, predicted, weights), strict=True
+                ):
+                    states[slice_name] = self.kind.merge(states[slice_name], state) if slice_name in states else state
+        return acc
+
+    def merge(self, accs: Iterable[Accumulator]) -> Accumulator:
+        accs = list(accs)
+        out = accs[0] if accs else self.create()
+        for other in accs[1:]:
+            for name in out:
+                for mine, theirs in zip(out[name], other[name], strict=True):
+                    for slice_name, state in theirs.items():
+                        mine[slice_name] = self.kind.merge(mine[slice_name], state) if slice_name in mine else state
+        return out
+
+    def compact(self, acc: Accumulator) -> Accumulator:
+        for per_spec in acc.values():
+            for states in per_spec:
+                for slice_name, state in states.items():
+                    states[slice_name] = self.kind.compact(state)
+        return acc
+
+    def extract(self, acc: Accumulator) -> dict[str, Any]:
+        slices = []
+        fairness_by_model = {name: self._fairness(acc[name]) for name in self.models}
+        for i, spec in enumerate(self.specs):
+            for slice_name in sorted(acc[CANDIDATE][i]):
+                entry: dict[str, Any] = {"slice": slice_name, "features": list(spec)}
+                state = acc[CANDIDATE][i][slice_name]
+                if state.rows < self.config.min_slice_size:
+                    slices.append({**entry, "too_small": True})
+                    continue
+                entry.update(self._numbers(state))
+                entry["fairness"] = fairness_by_model[CANDIDATE]["slices"].get((i, slice_name))
+                for name in self.models:
+                    if name != CANDIDATE:
+                        entry[name] = self._numbers(acc[name][i][slice_name])
+                slices.append(entry)
+        out: dict[str, Any] = {"format_version": FORMAT_VERSION, "task": self.task, "label_key": self.config.label_key,
+                               "models": list(self.models), "slices": slices}  # fmt: skip
+        if self.config.fairness is not None and self.task == "binary":
+            out["fairness"] = fairness_by_model[CANDIDATE]["features"]
+            if BASELINE in self.models:
+                out["baseline_fairness"] = fairness_by_model[BASELINE]["features"]
+        return out
+
+    def _numbers(self, state: Any) -> dict[str, Any]:
+        """A slice's metrics and intervals, those the config asks for."""
+        values = self.kind.values(state)
+        metrics: dict[str, Any] = {"example_count": state.rows}
+        metrics.update({k: _number(v[0]) for k, v in values.items()})
+        metrics.update(self.kind.details(state))
+        metrics = {k: v for k, v in metrics.items() if k in self.names}
+        intervals = {}
+        if self.config.bootstrap_replicates:
+            intervals = {k: bounds(v[1:], self.config.confidence) for k, v in values.items() if k in self.names}
+        return {"example_count": state.rows, "metrics": metrics, "intervals": intervals}
+
+    def _fairness(self, per_spec: list[dict[str, Any]]) -> dict[str, Any]:
+        config = self.config.fairness
+        if config is None or self.task != "binary":
+            return {"slices": {}, "features": {}}
+
+        def at_thresholds(state: Any) -> dict[float, dict[str, float | None]]:
+            return {t: fairness.rates(self.kind.counts(state, t)) for t in config.thresholds}
+
+        overall = at_thresholds(next(iter(per_spec[0].values()))) if per_spec[0] else {}
+        slices, features = {}, {}
+        for feature in config.features:
+            i = self.specs.index((feature,))
+            groups = {n: at_thresholds(s) for n, s in per_spec[i].items() if s.rows >= self.config.min_slice_size}
+            slices.update({(i, n): fairness.slice_fairness(r, overall) for n, r in groups.items()})
+            features[feature] = fairness.feature_fairness(groups)
+        if per_spec[0]:
+            slices[(0, next(iter(per_spec[0])))] = fairness.slice_fairness(overall, overall)
+        return {"slices": slices, "features": features}
+
+    def _weights(self, frame: pl.DataFrame, start: int) -> np.ndarray:
+        """A column per replicate: the example weight, times the replicate's Poisson draw after the first."""
+        key = self.config.example_weight_key
+        if key is None:
+            base = np.ones(frame.height)
+        else:
+            if key not in frame.schema:
+                msg = f"example_weight_key {key!r} is not a column of the examples; columns are {', '.join(frame.columns)}."
+                raise DataValidationError(msg)
+            base = frame[key].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            if np.isnan(base).any():
+                msg = f"the example weight column {key!r} has {int(np.isnan(base).sum())} missing value(s) near row {start}; fill them or drop those rows."
+                raise DataValidationError(msg)
+        r = self.config.bootstrap_replicates
+        if not r:
+            return base[:, None]
+        return np.column_stack([base, base[:, None] * poisson_weights(self.config.seed, r, start, frame.height)])
+
+    def _score(self, scorer: Scorer, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The label in the model's terms (0/1, class index or value) and the prediction the metrics take."""
+        raw = scorer.target(frame) if scorer.target is not None else frame[self.config.label_key]
+        outputs = scorer.predict(frame)
+        if self.task == "regression":
+            target = _numbers_of(raw, self.config.label_key)
+            return target, np.asarray(outputs["value"], dtype=np.float64)
+        classes = list(scorer.classes) if scorer.classes is not None else [0, 1]
+        index = _class_index(raw, classes, self.config.label_key)
+        if self.task == "binary":
+            return index.astype(np.float64), np.asarray(outputs["probability"], dtype=np.float64)
+        return index, np.argmax(np.asarray(outputs["probabilities"]), axis=1)
+
+
+def _checked_names(config: EvalConfig, task: str) -> list[str]:
+    known = METRICS[task]
+    for name in [*config.metrics, *config.thresholds]:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; {task} metrics are {', '.join(known)}."
+            msg = f"EvalConfig names the metric {name!r}, which a {task} model does not have{hint}"
+            raise DataValidationError(msg)
+    return list(config.metrics) or known
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _missing(values: Any) -> int:
+    if isinstance(values, pl.Series):
+        return values.null_count() + (int(values.is_nan().sum()) if values.dtype.is_float() else 0)
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        return int(np.isnan(array).sum())
+    return sum(v is None for v in array) if array.dtype == object else 0
+
+
+def _numbers_of(raw: Any, label_key: str) -> np.ndarray:
+    if missing := _missing(raw):
+        msg = f"the label {label_key!r} is missing in {missing} row(s); drop or fill them before evaluating."
+        raise DataValidationError(msg)
+    return (raw.cast(pl.Float64).to_numpy() if isinstance(raw, pl.Series) else np.asarray(raw)).astype(np.float64)
+
+
+def _class_index(raw: Any, classes: list[Any], label_key: str) -> np.ndarray:
+    """Each label's position in the model's classes."""
+    if missing := _missing(raw):
+        msg = f"the label {label_key!r} is missing in {missing} row(s); drop or fill them before evaluating."
+        raise DataValidationError(msg)
+    values = raw.to_numpy() if isinstance(raw, pl.Series) else np.asarray(raw)
+    unique, inverse = np.unique(values, return_inverse=True)
+    positions = []
+    for value in unique.tolist():
+        match = [i for i, c in enumerate(classes) if c == value]
+        if not match:
+            msg = f"the label {label_key!r} holds {value!r}, which is not one of the model's classes {classes}."
+            raise DataValidationError(msg)
+        positions.append(match[0])
+    return np.asarray(positions, dtype=np.int64)[inverse.reshape(-1)]
+
+
+def evaluate(
+    files: list[Path], config: EvalConfig, models: Mapping[str, Scorer], workers: int, part_rows: int = PART_ROWS
+) -> dict[str, Any]:
+    """The evaluation of Parquet files in one pass: parts on ``workers`` threads, merged in file order.
+
+    Every row's position in the files picks its bootstrap weights, so the numbers and the
+    bounds are the same whatever the threads or the part sizes.
+    """
+    combiner = EvalCombiner(config, models)
+    chunks = parts(files, part_rows)
+    starts = np.r_[0, np.cumsum([_rows(part) for part in chunks])].astype(int)
+
+    def batches(numbered: tuple[int, list[tuple[Path, int]]]) -> Iterator[tuple[int, pl.DataFrame]]:
+        start = numbered[0]
+        for frame in read_frames(numbered[1]):
+            yield start, frame
+            start += frame.height
+
+    return combiner.extract(fold(combiner, list(zip(starts[:-1].tolist(), chunks, strict=True)), batches, workers))
+
+
+def _rows(part: list[tuple[Path, int]]) -> int:
+    return sum(pq.ParquetFile(path).metadata.row_group(i).num_rows for path, i in part)
+
+
+def validate(result: Mapping[str, Any], config: EvalConfig) -> dict[str, Any]:
+    """Every threshold of the config judged on the whole set: its value, the baseline's, and whether it held.
+
+    With no baseline (the first model) only the value bounds are judged.
+    """
+    overall = result["slices"][0]
+    baseline = overall.get(BASELINE, {}).get("metrics")
+    checks = []
+    for name, threshold in config.thresholds.items():
+        value = overall.get("metrics", {}).get(name)
+        base = baseline.get(name) if baseline else None
+        kinds = ["lower_bound", "upper_bound", *(["change", "relative_change"] if baseline is not None else [])]
+        for kind in kinds:
+            bound = getattr(threshold, kind)
+            if bound is not None:
+                passed = _holds(kind, value, base, bound, threshold.higher_is_better)
+                checks.append({"metric": name, "kind": kind, "threshold": bound, "value": value, "baseline": base,
+                               "passed": passed})  # fmt: skip
+    return {"blessed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def _holds(kind: str, value: float | None, base: float | None, bound: float, higher_is_better: bool) -> bool:
+    """Whether one threshold holds; an undefined value (a slice with one class has no AUC) never does."""
+    if value is None:
+        return False
+    if kind == "lower_bound":
+        return value >= bound
+    if kind == "upper_bound":
+        return value <= bound
+    if base is None:
+        return False
+    gain = (value - base) if higher_is_better else (base - value)
+    return gain >= (bound if kind == "change" else bound * abs(base))

@@ -1,0 +1,68 @@
+"""Slices of a batch: the whole set, single features, crosses, numeric features cut at boundaries.
+
+A slice is named as StatisticsGen names it: ``"state=CA"``, ``"state=CA,product=Mortgage"``,
+``"age=[30, 40)"``; a missing value is ``None``; the whole set is ``Overall``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from conveyor.analysis.config import OVERALL
+from conveyor.exceptions import DataValidationError
+
+
+def slice_codes(
+    frame: pl.DataFrame, spec: Sequence[str], boundaries: Mapping[str, Sequence[float]]
+) -> tuple[np.ndarray, list[str]]:
+    """Each row's slice as a code into the returned names (sorted), for one slicing spec.
+
+    Raises:
+        DataValidationError: a feature the examples lack, or a float feature with no boundaries.
+    """
+    if not spec:
+        return np.zeros(frame.height, dtype=np.int64), [OVERALL]
+    parts = [pl.lit(f"{name}=") + _values(frame, name, boundaries).fill_null("None") for name in spec]
+    names = frame.select(pl.concat_str(parts, separator=",").alias("slice"))["slice"]
+    codes = names.rank("dense").cast(pl.Int64).to_numpy() - 1
+    return codes, names.unique().sort().to_list()
+
+
+def _values(frame: pl.DataFrame, name: str, boundaries: Mapping[str, Sequence[float]]) -> pl.Expr:
+    if name not in frame.schema:
+        msg = f"Cannot slice by {name!r}: the examples have no such feature; features are {', '.join(frame.columns)}."
+        raise DataValidationError(msg)
+    dtype, column = frame.schema[name], pl.col(name)
+    if name in boundaries:
+        if not dtype.is_numeric():
+            msg = f"bucket_boundaries[{name!r}] cuts a numeric feature, but {name!r} is {dtype}; slice it by value instead."
+            raise DataValidationError(msg)
+        return _buckets(column.cast(pl.Float64), sorted(boundaries[name]))
+    if dtype.is_float():
+        msg = (
+            f"Cannot slice by the float feature {name!r} value by value; give its buckets in "
+            f"EvalConfig(bucket_boundaries={{{name!r}: [...]}})."
+        )
+        raise DataValidationError(msg)
+    if dtype == pl.Boolean:
+        return (
+            pl.when(column.is_null())
+            .then(pl.lit(None, pl.String))
+            .when(column)
+            .then(pl.lit("True"))
+            .otherwise(pl.lit("False"))
+        )
+    return column.cast(pl.String)
+
+
+def _buckets(column: pl.Expr, edges: list[float]) -> pl.Expr:
+    """Each value's bucket, ``"[30, 50)"`` (``"[-inf, 30)"`` and ``"[50, inf)"`` at the ends); NaN as missing."""
+    labels = [f"[{lo:g}, {hi:g})" for lo, hi in zip([-math.inf, *edges], [*edges, math.inf], strict=True)]
+    expr = pl.when(column.is_null() | column.is_nan()).then(pl.lit(None, pl.String))
+    for edge, label in zip(edges, labels, strict=False):
+        expr = expr.when(column < edge).then(pl.lit(label))
+    return expr.otherwise(pl.lit(labels[-1]))

@@ -1,0 +1,59 @@
+"""Poisson bootstrap intervals: the oracle's replicates give the same bounds, they cover the value,
+and the same seed gives the same bounds whatever the batching, the part sizes and the threads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn import metrics as skm
+
+from conveyor.analysis import EvalConfig
+from conveyor.analysis.evaluation import Scorer, evaluate
+from conveyor.analysis.intervals import poisson_weights
+from tests.analysis import scored
+
+REPLICATES = 20
+CONFIG = EvalConfig("label", [[], ["group"]], bootstrap_replicates=REPLICATES, seed=11)
+CANDIDATE = {"candidate": Scorer(scored.binary, "binary", [0, 1])}
+
+
+def test_bounds_equal_the_oracles_on_the_same_poisson_weights_and_cover_its_value() -> None:
+    frame = scored.examples(4000)
+    got = scored.by_name(scored.evaluate(frame, CONFIG, CANDIDATE, batch=999))
+    y, p = frame["label"].to_numpy(), frame["score"].to_numpy()
+    weights = poisson_weights(11, REPLICATES, 0, frame.height)
+    for metric, oracle in [("auc", skm.roc_auc_score), ("log_loss", skm.log_loss), ("f1", None)]:
+        if oracle is None:
+            replicates = [skm.f1_score(y, p > 0.5, sample_weight=weights[:, r]) for r in range(REPLICATES)]
+            value = skm.f1_score(y, p > 0.5)
+        else:
+            replicates = [oracle(y, p, sample_weight=weights[:, r]) for r in range(REPLICATES)]
+            value = oracle(y, p)
+        lower, upper = got["Overall"]["intervals"][metric]
+        assert [lower, upper] == pytest.approx(np.quantile(replicates, [0.025, 0.975]), abs=1e-9)
+        assert lower <= value <= upper
+
+
+def test_poisson_weights_depend_on_the_row_position_alone() -> None:
+    whole = poisson_weights(5, 3, 0, 10_000)
+    assert np.array_equal(poisson_weights(5, 3, 2_500, 100), whole[2_500:2_600])
+    assert whole.mean() == pytest.approx(1.0, abs=0.03)
+    assert whole.var() == pytest.approx(1.0, abs=0.05)
+    assert not np.array_equal(poisson_weights(6, 3, 0, 10_000), whole)
+
+
+def test_same_seed_same_bounds_whatever_the_batches_parts_and_threads(tmp_path: Path) -> None:
+    frame = scored.examples(6000)
+    path = tmp_path / "part-0.parquet"
+    pq.write_table(frame.to_arrow(), path, row_group_size=500)
+    runs = [
+        evaluate([path], CONFIG, CANDIDATE, workers, part_rows)
+        for workers, part_rows in [(1, 10**6), (2, 1000), (3, 1500)]
+    ]
+    assert runs[0] == runs[1] == runs[2]
+    in_memory = scored.evaluate(frame, CONFIG, CANDIDATE, batch=777)
+    assert in_memory["slices"] == runs[0]["slices"]

@@ -1,0 +1,129 @@
+"""Every metric of every task against scikit-learn on the same predictions and weights, slice by slice."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+
+from conveyor.analysis import EvalConfig
+from conveyor.analysis.evaluation import Scorer
+from conveyor.exceptions import DataValidationError
+from tests.analysis.scored import binary, by_name, evaluate, examples
+
+TOL = 1e-9
+
+
+def groups(frame: pl.DataFrame, feature: str) -> dict[str, pl.DataFrame]:
+    return {"Overall": frame} | {f"{feature}={k[0]}": g for k, g in frame.group_by([feature])}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_binary_metrics_equal_sklearn_in_every_slice(weighted: bool) -> None:
+    frame = examples()
+    config = EvalConfig("label", [[], ["group"]], example_weight_key="weight" if weighted else None,
+                        decision_thresholds=[0.25, 0.5, 0.75])  # fmt: skip
+    got = by_name(evaluate(frame, config, {"candidate": Scorer(binary, "binary", [0, 1])}))
+    for name, rows in groups(frame, "group").items():
+        y, p = rows["label"].to_numpy(), rows["score"].to_numpy()
+        w = rows["weight"].to_numpy() if weighted else None
+        m = got[name]["metrics"]
+        assert m["example_count"] == rows.height
+        assert m["weighted_example_count"] == pytest.approx(w.sum() if weighted else rows.height, abs=TOL)
+        expected = {
+            "accuracy": skm.accuracy_score(y, p > 0.5, sample_weight=w),
+            "precision": skm.precision_score(y, p > 0.5, sample_weight=w),
+            "recall": skm.recall_score(y, p > 0.5, sample_weight=w),
+            "f1": skm.f1_score(y, p > 0.5, sample_weight=w),
+            "auc": skm.roc_auc_score(y, p, sample_weight=w),
+            "auc_pr": skm.average_precision_score(y, p, sample_weight=w),
+            "log_loss": skm.log_loss(y, p, sample_weight=w),
+            "brier": skm.brier_score_loss(y, p, sample_weight=w),
+        }
+        for metric, value in expected.items():
+            assert m[metric] == pytest.approx(value, abs=TOL), (name, metric)
+        for matrix in m["confusion_matrix"]:
+            tn, fp, fn, tp = skm.confusion_matrix(y, p > matrix["threshold"], sample_weight=w).ravel()
+            assert [matrix[k] for k in ("tn", "fp", "fn", "tp")] == pytest.approx([tn, fp, fn, tp], abs=TOL)
+        if not weighted:  # scikit-learn's calibration curve takes no weights
+            prob_true, prob_pred = calibration_curve(y, p, n_bins=10)
+            assert [b["prob_true"] for b in m["calibration"]] == pytest.approx(prob_true, abs=TOL)
+            assert [b["prob_pred"] for b in m["calibration"]] == pytest.approx(prob_pred, abs=TOL)
+
+
+def test_auc_is_exact_with_continuous_scores_over_many_batches() -> None:
+    rng = np.random.default_rng(3)
+    frame = pl.DataFrame({"label": rng.integers(0, 2, 20_000), "score": rng.random(20_000)})
+    got = evaluate(frame, EvalConfig("label"), {"candidate": Scorer(binary, "binary", [0, 1])}, batch=333)
+    overall = got["slices"][0]["metrics"]
+    assert overall["auc"] == pytest.approx(skm.roc_auc_score(frame["label"], frame["score"]), abs=1e-12)
+    assert overall["auc_pr"] == pytest.approx(skm.average_precision_score(frame["label"], frame["score"]), abs=1e-12)
+
+
+def test_string_labels_use_the_models_classes() -> None:
+    frame = examples().with_columns(
+        pl.when(pl.col("label") == 1).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("label")
+    )
+    got = evaluate(frame, EvalConfig("label", metrics=["auc"]), {"candidate": Scorer(binary, "binary", ["no", "yes"])})
+    expected = skm.roc_auc_score(frame["label"] == "yes", frame["score"])
+    assert got["slices"][0]["metrics"] == {"auc": pytest.approx(expected, abs=TOL)}
+
+
+def multiclass(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Probabilities that favour the true class two times in three."""
+    rng = np.random.default_rng(7)
+    p = rng.random((frame.height, 3))
+    p[np.arange(frame.height), frame["species"].to_numpy()] += rng.random(frame.height) < 0.66
+    return {"probabilities": p / p.sum(1, keepdims=True)}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multiclass_metrics_equal_sklearn(weighted: bool) -> None:
+    frame = examples()
+    frame = frame.with_columns(pl.Series("predicted", np.argmax(multiclass(frame)["probabilities"], axis=1)))
+    config = EvalConfig("species", [[], ["group"]], example_weight_key="weight" if weighted else None)
+    scorer = Scorer(lambda f: {"probabilities": np.eye(3)[f["predicted"].to_numpy()]}, "multiclass", [0, 1, 2])
+    got = by_name(evaluate(frame, config, {"candidate": scorer}))
+    for name, rows in groups(frame, "group").items():
+        y, q = rows["species"].to_numpy(), rows["predicted"].to_numpy()
+        w = rows["weight"].to_numpy() if weighted else None
+        m = got[name]["metrics"]
+        assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, q, sample_weight=w), abs=TOL)
+        assert m["macro_f1"] == pytest.approx(skm.f1_score(y, q, average="macro", sample_weight=w), abs=TOL)
+        assert m["micro_f1"] == pytest.approx(skm.f1_score(y, q, average="micro", sample_weight=w), abs=TOL)
+        precision, recall, f1, support = skm.precision_recall_fscore_support(y, q, sample_weight=w, labels=[0, 1, 2])
+        for k in range(3):
+            per = m["per_class"][str(k)]
+            assert [per["precision"], per["recall"], per["f1"], per["support"]] == pytest.approx(
+                [precision[k], recall[k], f1[k], support[k]], abs=TOL
+            )
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_regression_metrics_equal_sklearn(weighted: bool) -> None:
+    frame = examples().with_columns(predicted=pl.col("amount") + pl.col("score") * 4 - 2)
+    config = EvalConfig("amount", [[], ["group"]], example_weight_key="weight" if weighted else None)
+    scorer = Scorer(lambda f: {"value": f["predicted"].to_numpy()}, "regression")
+    got = by_name(evaluate(frame, config, {"candidate": scorer}, batch=256))
+    for name, rows in groups(frame, "group").items():
+        y, v = rows["amount"].to_numpy(), rows["predicted"].to_numpy()
+        w = rows["weight"].to_numpy() if weighted else None
+        m = got[name]["metrics"]
+        assert m["mae"] == pytest.approx(skm.mean_absolute_error(y, v, sample_weight=w), abs=TOL)
+        assert m["mse"] == pytest.approx(skm.mean_squared_error(y, v, sample_weight=w), abs=TOL)
+        assert m["rmse"] == pytest.approx(skm.root_mean_squared_error(y, v, sample_weight=w), abs=TOL)
+        assert m["mape"] == pytest.approx(skm.mean_absolute_percentage_error(y, v, sample_weight=w), abs=TOL)
+        assert m["r2"] == pytest.approx(skm.r2_score(y, v, sample_weight=w), abs=TOL)
+
+
+def test_an_unknown_metric_name_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(DataValidationError, match=r"'acuracy'.*did you mean 'accuracy'"):
+        evaluate(examples(), EvalConfig("label", metrics=["acuracy"]), {"candidate": Scorer(binary, "binary", [0, 1])})
+
+
+def test_a_label_outside_the_models_classes_is_named() -> None:
+    frame = examples().with_columns(label=pl.col("label") * 2)
+    with pytest.raises(DataValidationError, match=r"holds 2, which is not one of the model's classes \[0, 1\]"):
+        evaluate(frame, EvalConfig("label"), {"candidate": Scorer(binary, "binary", [0, 1])})

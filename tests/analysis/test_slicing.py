@@ -1,0 +1,58 @@
+"""Slices: the whole set, single features, crosses and buckets, against pandas groupby; small slices hidden."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from conveyor.analysis import EvalConfig
+from conveyor.analysis.evaluation import Scorer
+from conveyor.exceptions import DataValidationError
+from tests.analysis.scored import binary, by_name, evaluate, examples
+
+CANDIDATE = {"candidate": Scorer(binary, "binary", [0, 1])}
+
+
+def test_crosses_and_buckets_match_pandas_groupby() -> None:
+    frame = examples()
+    config = EvalConfig("label", [[], ["state", "group"], ["age"]], bucket_boundaries={"age": [30, 50]})
+    got = by_name(evaluate(frame, config, CANDIDATE))
+    data = frame.to_pandas()
+    data["age_bucket"] = np.select([data.age < 30, data.age < 50], ["[-inf, 30)", "[30, 50)"], "[50, inf)")
+    expected = {"Overall": (data.label, data.score)}
+    expected |= {f"state={s},group={g}": (d.label, d.score) for (s, g), d in data.groupby(["state", "group"])}
+    expected |= {f"age={b}": (d.label, d.score) for b, d in data.groupby("age_bucket")}
+    assert set(got) == set(expected)
+    for name, (y, p) in expected.items():
+        assert got[name]["example_count"] == len(y)
+        assert got[name]["metrics"]["auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-9)
+
+
+def test_a_slice_under_the_minimum_size_shows_no_metric() -> None:
+    frame = examples(400)
+    got = by_name(evaluate(frame, EvalConfig("label", [["group"]], min_slice_size=100), CANDIDATE))
+    sizes = frame["group"].value_counts()
+    for group, size in sizes.iter_rows():
+        entry = got[f"group={group}"]
+        if size < 100:
+            assert entry == {"slice": f"group={group}", "features": ["group"], "too_small": True}
+        else:
+            assert entry["metrics"]["example_count"] == size
+
+
+def test_missing_values_are_a_slice_of_their_own() -> None:
+    frame = examples(500)
+    frame = frame.with_columns(frame["group"].scatter([0, 1, 2], None))
+    got = by_name(evaluate(frame, EvalConfig("label", [["group"]]), CANDIDATE))
+    assert got["group=None"]["example_count"] == 3
+
+
+def test_a_float_feature_needs_bucket_boundaries() -> None:
+    with pytest.raises(DataValidationError, match=r"bucket_boundaries=\{'age': \[\.\.\.\]\}"):
+        evaluate(examples(100), EvalConfig("label", [["age"]]), CANDIDATE)
+
+
+def test_an_unknown_slicing_feature_is_named() -> None:
+    with pytest.raises(DataValidationError, match="Cannot slice by 'town'"):
+        evaluate(examples(100), EvalConfig("label", [["town"]]), CANDIDATE)
