@@ -263,5 +263,47 @@ def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) ->
         render.gc(plan, dry_run)
 
 
+@cli.command()
+@click.option("--model-dir", metavar="DIR", help="A bundle, or a folder of integer version folders (the highest is served).")
+@click.option("--model-name", metavar="NAME", help="The name requests use: /v1/models/NAME:predict.")
+@click.option("--config", "config_file", metavar="FILE", help="A YAML file listing models (name, base_path), instead of the two above.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless told otherwise.")
+@click.option("--rest-port", type=int, default=8501, show_default=True, help="REST port; 0 picks a free one.")
+@click.option("--grpc-port", type=int, default=8500, show_default=True, help="gRPC port (gRPC is not served yet: REST only).")
+@_user_errors
+def serve(model_dir: str | None, model_name: str | None, config_file: str | None, host: str, rest_port: int, grpc_port: int) -> None:
+    """Serve models over REST: TF Serving's API and the Open Inference Protocol's health checks."""
+    if config_file and (model_dir or model_name):
+        msg = "give either --config FILE or --model-dir DIR --model-name NAME, not both."
+        raise UserError(msg)
+    if not config_file and not (model_dir and model_name):
+        msg = "conveyor serve needs --model-dir DIR and --model-name NAME (or --config FILE)."
+        raise UserError(msg)
+    from conveyor.serving import ModelServer
+
+    unapplied: list[str] = []
+    if config_file:
+        from conveyor.serving.server import read_config
+
+        models, unapplied = read_config(config_file)
+    else:
+        models = {str(model_name): Path(str(model_dir))}
+    server = ModelServer(models, host=host, rest_port=rest_port)
+    server.bind()
+    if unapplied:
+        click.echo(f"note: {', '.join(unapplied)} in {config_file} are not applied yet: the latest version of each model is served.", err=True)
+    for name in server.registry.names():
+        served = server.registry.get(name)
+        click.echo(f"serving {name!r} version {served.version} from {served.path}")
+    click.echo(f"REST on {server.url} (ready: {server.url}/v2/health/ready)")
+    grpc_source = click.get_current_context().get_parameter_source("grpc_port")
+    if grpc_source is not None and grpc_source.name == "COMMANDLINE":
+        click.echo(f"note: gRPC is not served yet; --grpc-port {grpc_port} is ignored.", err=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn finished the requests in flight, then passed Ctrl-C on
+        click.echo("stopped.", err=True)
+
+
 def main() -> None:
     cli(prog_name="conveyor")

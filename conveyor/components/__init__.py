@@ -19,6 +19,7 @@ _MODULES = {
     "Trainer": "conveyor.components.trainer",
     "Tuner": "conveyor.components.tuner",
     "Evaluator": "conveyor.components.evaluator",
+    "InfraValidator": "conveyor.components.infra_validator",
 }
 
 __all__ = sorted(_MODULES)

@@ -1,0 +1,245 @@
+"""InfraValidator: the candidate model must load in a real ``conveyor serve`` process and answer as it does in-process (TFX's InfraValidator)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import math
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from conveyor.artifacts import Examples, InfraBlessing, Model, split_files
+from conveyor.dsl.component import Component
+from conveyor.dsl.types import Input, Output, Parameter
+from conveyor.exceptions import ConveyorError
+
+MODEL_NAME = "candidate"
+LOG_FILE = "server.log"
+STOP_SECONDS = 10.0
+
+
+class NotBlessedError(Exception):
+    """Why the candidate is not infra-blessed; caught by the component, never raised to the runner."""
+
+
+class InfraValidator(Component):
+    """Start ``conveyor serve`` on the candidate bundle in a subprocess, on a free loopback port,
+    with the same interpreter; wait until ``/v2/health/ready`` answers; send rows of the eval
+    split (the label dropped) as TF Serving predict requests, in the row and the columnar
+    format; compare the answers with ``load_model(model).predict`` in this process; stop the
+    server (SIGTERM, then kill). Any failure leaves the model not blessed, with the reason: the
+    step itself succeeds, and a Pusher given this blessing does not push.
+
+    Args:
+        model: the candidate bundle (a Trainer's ``model``).
+        examples: raw examples (ExampleGen's), read from ``split``.
+        split: the split whose first rows make the requests.
+        num_examples: how many rows are sent in all.
+        rows_per_request: rows in one request; each group goes once in each format.
+        ready_timeout_seconds: how long the server may take to load the model and answer ready.
+        request_timeout_seconds: how long one request may take.
+        tolerance: the largest difference allowed between a served and an in-process number.
+
+    Outputs:
+        blessing: properties ``blessed``, ``reason`` (empty when blessed), ``requests`` (sent),
+            ``latency_ms`` (the median request), ``startup_seconds`` (start to ready);
+            ``server.log`` holds the server's output.
+
+    Example:
+        >>> infra = InfraValidator(model=trainer.outputs["model"], examples=gen.outputs["examples"])
+    """
+
+    @staticmethod
+    def execute(
+        model: Input[Model],
+        examples: Input[Examples],
+        *,
+        blessing: Output[InfraBlessing],
+        split: Parameter[str] = "eval",
+        num_examples: Parameter[int] = 16,
+        rows_per_request: Parameter[int] = 4,
+        ready_timeout_seconds: Parameter[float] = 120.0,
+        request_timeout_seconds: Parameter[float] = 30.0,
+        tolerance: Parameter[float] = 1e-6,
+    ) -> None:
+        log = Path(blessing.uri) / LOG_FILE
+        blessing.properties.update(blessed=False, reason="", requests=0)
+        port = free_port()
+        started = time.monotonic()
+        with log.open("wb") as out:
+            server = start_server(model.uri, port, out)
+        try:
+            wait_until_ready(server, port, ready_timeout_seconds, log)
+            blessing.properties["startup_seconds"] = round(time.monotonic() - started, 3)
+            rows = sample_rows(model.uri, examples.uri, split, num_examples)
+            latencies = check_answers(model.uri, rows, port, rows_per_request, request_timeout_seconds, tolerance)
+            blessing.properties.update(
+                blessed=True, requests=len(latencies), latency_ms=round(statistics.median(latencies) * 1000, 3)
+            )
+        except NotBlessedError as e:
+            blessing.properties["reason"] = str(e)
+        finally:
+            stop_server(server)
+        verdict = "blessed" if blessing.properties["blessed"] else f"NOT blessed: {blessing.properties['reason']}"
+        print(f"InfraValidator: {verdict}")
+
+
+def free_port() -> int:
+    """A loopback port no one listens on now (the server binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(bundle: str, port: int, log: Any) -> subprocess.Popen[bytes]:
+    """``python -m conveyor serve`` on the bundle, with this interpreter, its output to ``log``."""
+    command = [sys.executable, "-m", "conveyor", "serve", "--model-dir", bundle, "--model-name", MODEL_NAME,
+               "--host", "127.0.0.1", "--rest-port", str(port)]  # fmt: skip
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_until_ready(server: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> None:
+    """Poll ``/v2/health/ready`` until it answers 200.
+
+    Raises:
+        NotBlessedError: the server exited (its last line of output says why) or was not ready in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            said = lines[-1].removeprefix("error: ") if lines else "it printed nothing"
+            msg = f"the model server exited with code {server.returncode} before it was ready: {said}"
+            raise NotBlessedError(msg)
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if request(port, "GET", "/v2/health/ready", None, timeout=1.0)[0] == 200:
+                return
+        if time.monotonic() >= deadline:
+            msg = f"the model server was not ready {timeout:g} s after it started; see {log}."
+            raise NotBlessedError(msg)
+        time.sleep(0.05)
+
+
+def request(port: int, method: str, path: str, body: Any, *, timeout: float) -> tuple[int, Any]:
+    """One HTTP request to the loopback server: its status and JSON answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        payload = None if body is None else json.dumps(body, default=str).encode()
+        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        text = response.read()
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(text)
+    except ValueError:
+        return response.status, {"error": text.decode(errors="replace")[:200]}
+
+
+def sample_rows(bundle: str, examples: str, split: str, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` rows of ``split``, holding only the inputs the model's signature reads."""
+    import pyarrow.parquet as pq
+
+    from conveyor.model.bundle import read_manifest
+
+    inputs = list(read_manifest(Path(bundle)).get("signature", {}).get("inputs", {}))
+    files = split_files(examples, split)
+    if not files:
+        msg = f"the examples at {examples} have no split {split!r} to build requests from; set split=."
+        raise NotBlessedError(msg)
+    rows: list[dict[str, Any]] = []
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        columns = [c for c in inputs if c in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=count - len(rows), columns=columns):
+            rows += batch.to_pylist()[: count - len(rows)]
+            if len(rows) >= count:
+                return rows
+    if not rows:
+        msg = f"the split {split!r} of the examples at {examples} has no rows to build requests from."
+        raise NotBlessedError(msg)
+    return rows
+
+
+def check_answers(
+    bundle: str, rows: list[dict[str, Any]], port: int, per_request: int, timeout: float, tolerance: float
+) -> list[float]:
+    """Send ``rows`` in groups, in both formats, and compare with in-process predictions; the latencies.
+
+    Raises:
+        NotBlessedError: the candidate cannot be loaded here, a request failed, or an answer differs.
+    """
+    from conveyor.model.loading import load_model
+
+    try:
+        expected = load_model(bundle).predict(rows)
+    except ConveyorError as e:
+        msg = f"the model cannot predict in-process on the sample rows: {e}"
+        raise NotBlessedError(msg) from e
+    latencies = []
+    for start in range(0, len(rows), max(1, per_request)):
+        group = rows[start : start + per_request]
+        for columnar in (False, True):
+            body = {"inputs": {k: [r.get(k) for r in group] for k in group[0]}} if columnar else {"instances": group}
+            began = time.perf_counter()
+            try:
+                status, answer = request(port, "POST", f"/v1/models/{MODEL_NAME}:predict", body, timeout=timeout)
+            except (OSError, http.client.HTTPException) as e:
+                msg = f"a predict request for rows {start}..{start + len(group) - 1} failed: {e}"
+                raise NotBlessedError(msg) from e
+            latencies.append(time.perf_counter() - began)
+            form = "columnar" if columnar else "row"
+            if status != 200:
+                msg = f"the server answered {status} to rows {start}..{start + len(group) - 1} in the {form} format: {answer.get('error', answer)}"
+                raise NotBlessedError(msg)
+            served = answer["outputs"] if columnar else _columns(answer["predictions"])
+            for name, values in expected.items():
+                _compare(name, values[start : start + len(group)].tolist(), served.get(name), start, form, tolerance)
+    return latencies
+
+
+def _columns(predictions: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {name: [p.get(name) for p in predictions] for name in (predictions[0] if predictions else {})}
+
+
+def _compare(name: str, expected: list[Any], served: Any, start: int, form: str, tolerance: float) -> None:
+    if not isinstance(served, list) or len(served) != len(expected):
+        msg = f"the server's {form}-format answer for rows from {start} lacks output {name!r} for every row (got {served!r})."
+        raise NotBlessedError(msg)
+    for i, (want, got) in enumerate(zip(expected, served, strict=True)):
+        if not _close(want, got, tolerance):
+            msg = (
+                f"output {name!r} of row {start + i} is {got!r} from the server ({form} format) "
+                f"but {want!r} in-process (tolerance {tolerance:g})."
+            )
+            raise NotBlessedError(msg)
+
+
+def _close(want: Any, got: Any, tolerance: float) -> bool:
+    if isinstance(want, list):
+        return (
+            isinstance(got, list)
+            and len(got) == len(want)
+            and all(_close(w, g, tolerance) for w, g in zip(want, got, strict=True))
+        )
+    if isinstance(want, float) and isinstance(got, int | float):
+        return math.isclose(want, got, rel_tol=tolerance, abs_tol=tolerance)
+    return bool(want == got)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, so the server finishes its requests; kill if it is still there after a while."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
