@@ -20,6 +20,8 @@ _MODULES = {
     "Tuner": "conveyor.components.tuner",
     "Evaluator": "conveyor.components.evaluator",
     "InfraValidator": "conveyor.components.infra_validator",
+    "Resolver": "conveyor.components.resolver",
+    "Pusher": "conveyor.components.pusher",
 }
 
 __all__ = sorted(_MODULES)

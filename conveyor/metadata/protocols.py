@@ -2,8 +2,9 @@
 container and the Beam engine run a step through (``conveyor.orchestration.step``).
 
 ``MetadataStore`` is one; a step asks no more of any other. ``StepReader`` is what a step
-reads before it runs (a cache hit, the outputs of a step outside the run); ``StepRecorder``
-what it writes while it runs, each call one transaction (``conveyor.metadata.recording``).
+reads before it runs (a cache hit, the outputs of a step outside the run, and for a Resolver the
+artifacts it looks for); ``StepRecorder`` what it writes while it runs, each call one
+transaction (``conveyor.metadata.recording``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ from conveyor.metadata.records import Execution
 
 
 class StepReader(Protocol):
-    """What a step reads: a finished execution to reuse, the outputs of one that ran before."""
+    """What a step reads: a finished execution to reuse, the outputs of one that ran before,
+    and what a Resolver finds (``conveyor.components.resolver``).
+    """
 
     def find_cached(self, cache_key: str) -> Execution | None: ...
 
     def latest_outputs(self, pipeline: str, component_id: str) -> Execution | None: ...
+
+    def latest_blessed_model(self, pipeline: str) -> Artifact | None: ...
+
+    def latest_artifacts(
+        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1
+    ) -> list[Artifact]: ...
 
 
 class StepRecorder(Protocol):
@@ -62,6 +71,18 @@ class StepRecorder(Protocol):
         component_type: str,
         inputs: Mapping[str, Sequence[Artifact]],
         component_id: str | None = None,
+    ) -> int: ...
+
+    def record_resolved(
+        self,
+        run_id: str,
+        *,
+        component_id: str,
+        component_type: str,
+        parameters: Mapping[str, Any],
+        code_fingerprint: str,
+        outputs: Mapping[str, Sequence[Artifact]],
+        error: str | None = None,
     ) -> int: ...
 
 

@@ -319,6 +319,38 @@ class Recorder:
                 self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
         return exec_id
 
+    def record_resolved(
+        self,
+        run_id: str,
+        *,
+        component_id: str,
+        component_type: str,
+        parameters: Mapping[str, Any],
+        code_fingerprint: str,
+        outputs: Mapping[str, Sequence[Artifact]],
+        error: str | None = None,
+    ) -> int:
+        """Record a Resolver's execution: the artifacts it found, made by earlier steps, as its outputs.
+
+        Nothing is made or copied; the found artifacts are attributed to this run and its
+        pipeline, as a cache hit's are. An ``error`` records it failed, with no outputs.
+        """
+        now = time.time()
+        status = ExecutionStatus.SUCCEEDED if error is None else ExecutionStatus.FAILED
+        with self._write() as conn:
+            run_ctx, pipe_ctx = self._run_ids(conn, run_id)
+            exec_id = self._insert_execution(
+                conn, run_ctx,
+                {"component_id": component_id, "component_type": component_type, "status": status,
+                 "parameters": parameters, "code_fingerprint": code_fingerprint, "started": now, "ended": now,
+                 "error": error, "attempts": 1},
+            )
+            self._insert_events(conn, exec_id, {}, outputs)
+            ids = {art.id for arts in outputs.values() for art in arts if art.id is not None}
+            if ids:
+                self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
+        return exec_id
+
     def record_skipped(self, run_id: str, *, component_id: str, component_type: str, reason: str) -> int:
         now = time.time()
         with self._write(flush=False) as conn:

@@ -698,6 +698,37 @@ class MetadataStore(Recorder):
                 newest.extend(i for i in conn.execute(q).scalars() if i is not None)
         return self.artifact(max(newest)) if newest else None
 
+    def latest_artifacts(
+        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1
+    ) -> list[Artifact]:
+        """LIVE artifacts of a type in a pipeline, newest first, at most ``limit`` (None: all).
+
+        With ``producer``, only those a step of that id output (made, or reused from cache), so
+        a Transform's Examples are not taken for an ExampleGen's.
+        """
+        self._fresh()
+        a, t, at, c, ev, e = s.artifacts, s.artifact_types, s.attributions, s.contexts, s.events, s.executions
+        q = (
+            select(a)
+            .join(t, t.c.id == a.c.type_id)
+            .join(at, at.c.artifact_id == a.c.id)
+            .join(c, c.c.id == at.c.context_id)
+            .where(t.c.name == type, a.c.state == ArtifactState.LIVE, c.c.type == "pipeline", c.c.name == pipeline)
+            .order_by(a.c.id.desc())
+        )
+        if producer is not None:
+            made = (
+                select(ev.c.id)
+                .join(e, e.c.id == ev.c.execution_id)
+                .where(ev.c.artifact_id == a.c.id, ev.c.type == "OUTPUT", e.c.component_id == producer)
+                .where(e.c.status.in_([ExecutionStatus.SUCCEEDED, ExecutionStatus.CACHED]))
+            )
+            q = q.where(made.exists())
+        if limit is not None:
+            q = q.limit(limit)
+        with self._read() as conn:
+            return [self._artifact(conn, r) for r in conn.execute(q)]
+
     def count(self, table: str) -> int:
         """Rows in one of the store's tables (for checks and benchmarks)."""
         with self._read() as conn:

@@ -11,6 +11,11 @@ what it makes still feeds the cache keys after it. Its inputs are what the steps
 made (``inputs_of``), in this run or, for steps left out of it, in an earlier one
 (``outputs_before``).
 
+A Resolver (``ResolvingNode``) runs no executor: it finds artifacts through ``StepReader``, and
+what it found is recorded as its outputs, nothing copied and never from cache (what it finds
+changes as other runs finish). When it finds nothing its output is an empty list, and a step
+that takes it gets None (``Evaluator(baseline_model=...)``: no baseline yet).
+
 Every way out of a step ends its execution: an error outside the executor (its cache key, its
 staging folder, its log, the rename into place, the final record) fails it with the error and
 abandons its outputs, as an error inside does. A step that ran out of disk space leaves no
@@ -25,10 +30,10 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from conveyor._internal import discovered
 from conveyor._internal.fingerprint import hash_path
@@ -52,9 +57,21 @@ class Outcome:
     seconds: float
 
 
+Found = dict[str, list[Artifact]]
+
+
+@runtime_checkable
+class ResolvingNode(Protocol):
+    """A step that reads the store instead of running an executor (``conveyor.components.Resolver``)."""
+
+    def resolve_from_store(self, reader: StepReader, pipeline_name: str) -> Found: ...
+
+
 def inputs_of(node: Node, produced: Mapping[str, Mapping[str, Sequence[Artifact]]]) -> Inputs:
-    """The step's inputs, from the outputs of the steps before it (by step id, then output key)."""
-    return {key: list(produced[ch.producer.id][ch.key]) for key, ch in node.inputs.items()}
+    """The step's inputs, from the outputs of the steps before it (by step id, then output key);
+    a Resolver that found nothing recorded no output under its key.
+    """
+    return {key: list(produced[ch.producer.id].get(ch.key, [])) for key, ch in node.inputs.items()}
 
 
 def outputs_before(store: StepReader, pipeline_name: str, step_ids: Iterable[str]) -> dict[str, Inputs]:
@@ -118,6 +135,8 @@ def run_step(
         MetadataError: the store cannot record the step's start; any later failure is the
             step's, recorded as such.
     """
+    if isinstance(node, ResolvingNode):
+        return _resolve(node, node.resolve_from_store, store, run_id=run_id, pipeline_name=pipeline_name)
     started = time.perf_counter()
     inputs = {k: list(v) for k, v in inputs.items()}
     early: Exception | None = None  # the key cannot be made: the step is recorded as failed with why
@@ -159,6 +178,25 @@ def run_step(
         status = ExecutionStatus.FAILED
         _abandon(store, exec_id, log_path, made, finals, _error_text(e, base))
     return Outcome(status, {k: [a] for k, a in made.items()}, time.perf_counter() - started)
+
+
+def _resolve(
+    node: Node, find: Callable[[StepReader, str], Found], store: StepStore, *, run_id: str, pipeline_name: str
+) -> Outcome:
+    """Run a Resolver: ``find`` through the read Protocol, its finds recorded as its outputs."""
+    started = time.perf_counter()
+    found: Found = {k: [] for k in node.spec.outputs}
+    error: str | None = None
+    try:
+        found.update(find(store, pipeline_name))
+    except Exception as e:
+        found, error = {k: [] for k in node.spec.outputs}, f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
+    store.record_resolved(
+        run_id, component_id=node.id, component_type=node.spec.type_name, parameters=node.parameters,
+        code_fingerprint=code_fingerprint(node), outputs=found, error=error,
+    )  # fmt: skip
+    status = ExecutionStatus.SUCCEEDED if error is None else ExecutionStatus.FAILED
+    return Outcome(status, found, time.perf_counter() - started)
 
 
 def _abandon(

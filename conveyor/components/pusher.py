@@ -1,0 +1,224 @@
+"""Pusher: a blessed model copied to where a server picks it up, as the next integer version.
+
+A server polling ``<push_destination>`` (``conveyor serve``, TF Serving) loads every integer
+sub-folder it finds, so a version must appear whole or not at all, and its number must be
+new even when two pipelines push at the same moment.
+
+On a local disk (or ``file://``) both hold: the bundle is copied into a hidden folder inside
+the destination (``.push-*``, on the same filesystem), its hashes checked there, flushed to
+disk, then renamed to ``<dest>/<v>``. The rename is atomic, and fails when ``<v>`` exists
+(another push took it; a version is never empty, and a rename onto a folder that is not
+empty fails), so the next number is tried: versions are unique and increase,
+and a reader sees a version whole or not at all.
+
+On an object store (``s3://``, ``gs://``, ``memory://`` through fsspec) no rename is atomic and
+a folder is only a prefix. The version is claimed by creating ``<dest>/.versions/<v>`` in
+exclusive mode (``"xb"``). That is race-safe only where the backend makes it one atomic call
+(a conditional write); fsspec's ``memory://`` checks then writes, and a backend without
+``"xb"`` is checked then written here, so two pushes in the same instant could both take one
+number there. The files are uploaded under a hidden prefix first, then copied under ``<dest>/<v>/``
+with ``conveyor_model.json`` last: a reader that waits for the manifest, as ``load_model``
+does, and checks the hashes it lists, never loads a partial version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from conveyor.artifacts import InfraBlessing, Model, ModelBlessing, PushedModel
+from conveyor.dsl.component import Component, resolve_path
+from conveyor.dsl.types import Input, Output, Parameter
+
+MANIFEST = "conveyor_model.json"
+_CLAIMS = ".versions"
+
+
+class Pusher(Component):
+    """Copy the model to ``<push_destination>/<version>/`` when it is blessed, and infra-blessed
+    where an InfraValidator ran; an unblessed model is not pushed, and that is no error.
+
+    Args:
+        model: the bundle to push (the Trainer's).
+        model_blessing: the Evaluator's verdict on it.
+        infra_blessing: the InfraValidator's, when one ran.
+        pushed_model: properties ``pushed`` (bool), ``pushed_version`` (int or None),
+            ``pushed_destination`` (the version's folder or URL, or None), ``reason`` (why
+            not pushed, or None) and ``model_id``.
+        push_destination: a folder (relative to the pipeline file's) or an fsspec URL; the
+            server's ``base_path``.
+
+    Example:
+        >>> pusher = Pusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        ...                 push_destination="serving/complaints")
+    """
+
+    @staticmethod
+    def execute(
+        model: Input[Model],
+        model_blessing: Input[ModelBlessing],
+        pushed_model: Output[PushedModel],
+        infra_blessing: Input[InfraBlessing] | None = None,
+        *,
+        push_destination: Parameter[str],
+    ) -> None:
+        reason = not_blessed(model, model_blessing, infra_blessing)
+        if reason is not None:
+            pushed_model.properties.update(
+                pushed=False, pushed_version=None, pushed_destination=None, reason=reason, model_id=model.id
+            )
+            print(f"not pushed: {reason}")
+            return
+        version, where = push_bundle(model.uri, push_destination)
+        pushed_model.properties.update(
+            pushed=True, pushed_version=version, pushed_destination=where, reason=None, model_id=model.id
+        )
+        print(f"pushed model {model.id} as version {version}: {where}")
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """``push_destination`` relative to the pipeline file's folder, as ``root`` is. It is no
+        ``FilePath``: what was pushed before must not change the cache key, or every run would
+        push the same model again.
+        """
+        out = super().resolved_parameters()
+        out["push_destination"] = resolve_path(out["push_destination"], self.folder)
+        return out
+
+
+def not_blessed(model: Model, model_blessing: ModelBlessing, infra_blessing: InfraBlessing | None) -> str | None:
+    """Why the model must not be pushed, from its blessings; None when it may.
+
+    A blessing that names another model (the Evaluator's ``model`` property) does not count.
+    """
+    for name, blessing in (("ModelBlessing", model_blessing), ("InfraBlessing", infra_blessing)):
+        if blessing is None:
+            continue
+        judged = blessing.properties.get("model")
+        if judged is not None and judged != model.id:
+            return f"{name} {blessing.id} judged model {judged}, not model {model.id}."
+        if not blessing.properties.get("blessed"):
+            failed = [
+                f"{c.get('metric')} {c.get('kind')} {c.get('threshold')}: value {c.get('value')}"
+                for c in blessing.properties.get("checks") or []
+                if not c.get("passed")
+            ]
+            why = blessing.properties.get("reason") or "; ".join(failed)
+            return f"{name} {blessing.id} says not blessed" + (f": {why}" if why else ".")
+    return None
+
+
+def push_bundle(source: str | os.PathLike[str], destination: str) -> tuple[int, str]:
+    """Copy the bundle at ``source`` to ``destination`` as its next version: (version, where it is).
+
+    Raises:
+        ServingError: the bundle at ``source`` is incomplete or its files do not match their hashes.
+    """
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, root = fsspec.core.url_to_fs(destination)
+    if isinstance(fs, LocalFileSystem):
+        version, final = _push_local(Path(source), Path(root))
+        return version, str(final)
+    _verified(Path(source))
+    version = _push_remote(fs, Path(source), root.rstrip("/"))
+    return version, f"{destination.rstrip('/')}/{version}"
+
+
+def _verified(folder: Path) -> None:
+    from conveyor.model.bundle import read_manifest, verify
+
+    verify(folder, read_manifest(folder))
+
+
+def _versions(names: list[str]) -> list[int]:
+    return [int(n) for n in names if n.isdigit()]
+
+
+def _push_local(source: Path, dest: Path) -> tuple[int, Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".push-", dir=dest))
+    try:
+        copy = staging / "bundle"  # made by copytree with the bundle's own permissions, not mkdtemp's 0700
+        shutil.copytree(source, copy)
+        _verified(copy)  # what is published is checked, not what it was copied from
+        _flush(copy)
+        while True:
+            version = max(_versions(os.listdir(dest)), default=0) + 1
+            try:
+                os.rename(copy, dest / str(version))
+                break
+            except OSError as e:  # another push took this number (a version is never empty)
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        _flush_folder(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return version, dest / str(version)
+
+
+def _flush(folder: Path) -> None:
+    """Write the copy's files and folders to disk, so a crash after the rename leaves no empty file."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+        else:
+            _flush_folder(path)
+    _flush_folder(folder)
+
+
+def _flush_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _push_remote(fs: Any, source: Path, root: str) -> int:
+    files = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+    files.sort(key=lambda name: name == MANIFEST)  # the manifest last: its presence says the rest is there
+    staging = f"{root}/.push-{secrets.token_hex(8)}"
+    try:
+        for name in files:
+            fs.put_file(str(source / name), f"{staging}/{name}")
+        version = _claim_remote(fs, root)
+        for name in files:
+            fs.copy(f"{staging}/{name}", f"{root}/{version}/{name}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(staging, recursive=True)
+    return version
+
+
+def _claim_remote(fs: Any, root: str) -> int:
+    """Take the next version number by creating its marker exclusively (see the module docstring)."""
+    fs.makedirs(f"{root}/{_CLAIMS}", exist_ok=True)
+    while True:
+        version = max(_versions(_listed(fs, root) + _listed(fs, f"{root}/{_CLAIMS}")), default=0) + 1
+        marker = f"{root}/{_CLAIMS}/{version}"
+        try:
+            with fs.open(marker, "xb") as f:
+                f.write(b"")
+            return version
+        except FileExistsError:
+            continue
+        except (NotImplementedError, ValueError):  # no exclusive create here: the best left is to look first
+            if not fs.exists(marker):
+                fs.pipe_file(marker, b"")
+                return version
+
+
+def _listed(fs: Any, folder: str) -> list[str]:
+    """The names under ``folder``; none where an object store holds nothing under that prefix yet."""
+    try:
+        return [p.rstrip("/").rpartition("/")[2] for p in fs.ls(folder, detail=False)]
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,168 @@
+"""Resolver: artifacts that earlier runs made, found in the store, as a step's outputs.
+
+The one standard component that reads the store. Components record nothing, so it does not
+open the store itself: the runner hands it its read Protocol (``StepReader``) and records what
+it found as its outputs, without copying a file (``conveyor.orchestration.step``). It is never
+taken from cache: what it finds changes as other runs finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from typing import Any, Protocol
+
+from conveyor.artifacts import Artifact, Examples, Model, artifact_class
+from conveyor.dsl.component import Component, Node
+from conveyor.dsl.types import Output, Parameter
+from conveyor.exceptions import PipelineDefinitionError
+
+STRATEGIES = ("latest_blessed_model", "latest_artifact", "span_range")
+
+
+class ArtifactQueries(Protocol):
+    """What a Resolver asks of the store: a part of the runner's ``StepReader``."""
+
+    def latest_blessed_model(self, pipeline: str) -> Artifact | None: ...
+
+    def latest_artifacts(
+        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1
+    ) -> list[Artifact]: ...
+
+
+class Resolver(Component):
+    """Find artifacts made by earlier runs of this pipeline: the baseline an Evaluator compares
+    against, the model a Trainer warm-starts from, the spans a step reads.
+
+    Strategies, and the one output each gives:
+
+    - ``"latest_blessed_model"`` → ``model``: the newest LIVE Model an Evaluator blessed.
+    - ``"latest_artifact"`` → the newest LIVE artifact of ``artifact_type`` (optionally one that
+      step ``producer`` output), under the type's name in snake case (``Model`` → ``model``,
+      ``HyperParameters`` → ``hyper_parameters``).
+    - ``"span_range"`` → ``examples``: the Examples whose spans all lie in
+      ``[start_span, end_span]`` (either end open when None), the newest version of each,
+      in span order; with ``latest_spans`` only the newest that many. They come from step
+      ``producer`` ("ExampleGen" by default), so that a Transform's Examples are left out.
+
+    Finding nothing is no error: the output is empty and a step that takes it gets None
+    (the first model has no baseline). Several artifacts in one output reach a step as its
+    first one; a consumer of all spans reads them through ``run.executions[...]``.
+
+    Args:
+        strategy: one of ``STRATEGIES``.
+        artifact_type: for ``latest_artifact``, an Artifact class (or its type name).
+        producer: the id of the step that must have output what is found.
+        start_span: the first span ``span_range`` takes.
+        end_span: the last span ``span_range`` takes.
+        latest_spans: keep only the newest that many spans.
+
+    Example:
+        >>> baseline = Resolver(strategy="latest_blessed_model").with_id("latest_blessed_model")
+        >>> evaluator = Evaluator(examples=gen.outputs["examples"], model=trainer.outputs["model"],
+        ...                       baseline_model=baseline.outputs["model"])
+    """
+
+    def __init__(
+        self,
+        strategy: str = "latest_blessed_model",
+        *,
+        artifact_type: type[Artifact] | str | None = None,
+        producer: str | None = None,
+        start_span: int | None = None,
+        end_span: int | None = None,
+        latest_spans: int | None = None,
+    ) -> None:
+        key, cls = _output_of(strategy, artifact_type)
+        if strategy == "span_range" and producer is None:
+            producer = "ExampleGen"
+        parameters = {
+            "strategy": strategy,
+            "artifact_type": cls.type_name_of() if strategy == "latest_artifact" else None,
+            "producer": producer,
+            "start_span": start_span,
+            "end_span": end_span,
+            "latest_spans": latest_spans,
+        }
+        spec = dataclasses.replace(self.component_spec(), outputs={key: cls})
+        Node.__init__(self, spec, type(self).__name__, (), parameters)
+
+    @staticmethod
+    def execute(
+        model: Output[Model],
+        *,
+        strategy: Parameter[str],
+        artifact_type: Parameter[str | None],
+        producer: Parameter[str | None],
+        start_span: Parameter[int | None],
+        end_span: Parameter[int | None],
+        latest_spans: Parameter[int | None],
+    ) -> None:
+        """The spec's signature, with the default strategy's output (each instance sets its
+        own); the runner calls ``resolve_from_store`` instead.
+        """
+        msg = "A Resolver runs through the runner's run_step, which hands it the store's read Protocol."
+        raise TypeError(msg)
+
+    def resolve_from_store(self, reader: ArtifactQueries, pipeline_name: str) -> dict[str, list[Artifact]]:
+        """What this Resolver finds in ``pipeline_name``'s records, under its one output key."""
+        p = self.parameters
+        key = next(iter(self.outputs))
+        if p["strategy"] == "latest_blessed_model":
+            found = reader.latest_blessed_model(pipeline_name)
+            return {key: [found] if found is not None else []}
+        if p["strategy"] == "latest_artifact":
+            return {key: reader.latest_artifacts(p["artifact_type"], pipeline_name, producer=p["producer"])}
+        examples = reader.latest_artifacts(Examples.type_name_of(), pipeline_name, producer=p["producer"], limit=None)
+        return {key: spans_in_range(examples, p["start_span"], p["end_span"], p["latest_spans"])}
+
+
+def _output_of(strategy: str, artifact_type: type[Artifact] | str | None) -> tuple[str, type[Artifact]]:
+    """The output key and type a strategy gives; a wrong strategy or type fails when the pipeline is built."""
+    if strategy not in STRATEGIES:
+        close = difflib.get_close_matches(str(strategy), STRATEGIES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        msg = f"Resolver(): strategy must be one of {list(STRATEGIES)}; got {strategy!r}.{hint}"
+        raise PipelineDefinitionError(msg)
+    if strategy == "latest_blessed_model":
+        return "model", Model
+    if strategy == "span_range":
+        return "examples", Examples
+    cls = artifact_class(artifact_type) if isinstance(artifact_type, str) else artifact_type
+    if not (isinstance(cls, type) and issubclass(cls, Artifact)) or cls is Artifact:
+        msg = (
+            f"Resolver(strategy='latest_artifact') needs artifact_type, an Artifact class such as Model "
+            f"(or the name of one that is imported); got {artifact_type!r}."
+        )
+        raise PipelineDefinitionError(msg)
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.type_name_of()).lower(), cls
+
+
+def spans_in_range(
+    examples: list[Artifact], start: int | None, end: int | None, latest: int | None = None
+) -> list[Artifact]:
+    """Of Examples newest first, those whose spans all lie in ``[start, end]``: the newest
+    version of each span (or span range), the newest ``latest`` of them, in span order.
+    """
+    best: dict[tuple[int, ...], tuple[tuple[int, int], Artifact]] = {}
+    for art in examples:
+        spans = _spans(art.properties)
+        if not spans or (start is not None and spans[0] < start) or (end is not None and spans[-1] > end):
+            continue
+        version = art.properties.get("version")
+        rank = (-1 if version is None else int(version), art.id or 0)
+        if spans not in best or rank > best[spans][0]:
+            best[spans] = (rank, art)
+    chosen = sorted(best)
+    if latest is not None:
+        chosen = chosen[-latest:] if latest > 0 else []
+    return [best[spans][1] for spans in chosen]
+
+
+def _spans(properties: dict[str, Any]) -> tuple[int, ...]:
+    """The spans an Examples artifact holds, as ExampleGen recorded them; () when it recorded none."""
+    spans = properties.get("spans")
+    if spans is None and properties.get("span") is not None:
+        spans = [properties["span"]]
+    return tuple(sorted(int(s) for s in spans or ()))

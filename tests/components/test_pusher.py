@@ -1,0 +1,253 @@
+"""The Pusher: only a blessed (and infra-blessed) model reaches the destination, as a new integer
+version that appears whole, however many pushes race; a worse model is not pushed, a better one is.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+import warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
+from sklearn.neural_network import MLPClassifier
+
+from conveyor import Input, Output, Parameter, Pipeline, component
+from conveyor.analysis.config import EvalConfig, Threshold
+from conveyor.artifacts import Examples, InfraBlessing, Model, ModelBlessing
+from conveyor.components import Evaluator, Pusher, Resolver
+from conveyor.components.pusher import push_bundle
+from conveyor.model import label_vector, load_model, save, to_matrix
+from conveyor.transform.fitted import load
+from tests.model import graphs
+
+HELD_OUT = graphs.table(400, seed=3)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return graphs.saved("binary", tmp_path_factory.mktemp("graph"), sparse=False)
+
+
+def train_bundle(graph: Path, path: Path, shuffle_seed: int | None = None) -> Path:
+    """A logistic regression on the graph's features; labels shuffled by the seed make a worse one."""
+    fitted = load(graph)
+    columns = fitted.apply(graphs.table(300, seed=0))
+    x, _ = to_matrix(columns, fitted.describe(), "disputed")
+    y = label_vector(columns, "disputed").astype(np.int64)
+    if shuffle_seed is not None:
+        y = np.random.default_rng(shuffle_seed).permutation(y)
+    return save(LogisticRegression().fit(x, y), path=path, transform_graph=graph, label="disputed")
+
+
+@pytest.fixture(scope="module")
+def bundle(graph: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_bundle(graph, tmp_path_factory.mktemp("bundle") / "model")
+
+
+@pytest.fixture(scope="module")
+def large_bundle(graph: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of some megabytes (a wide network), so that a copy takes long enough to be caught half done."""
+    fitted = load(graph)
+    columns = fitted.apply(graphs.table(300, seed=0))
+    x, _ = to_matrix(columns, fitted.describe(), "disputed")
+    y = label_vector(columns, "disputed").astype(np.int64)
+    with warnings.catch_warnings():  # two iterations do not converge, and need not
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        network = MLPClassifier(hidden_layer_sizes=(700, 700), max_iter=2, random_state=0).fit(x, y)
+    return save(network, path=tmp_path_factory.mktemp("large") / "model", transform_graph=graph, label="disputed")
+
+
+def accuracy(bundle: str | Path) -> float:
+    return float(accuracy_score(np.asarray(HELD_OUT.column("disputed")), load_model(bundle).predict(HELD_OUT)["class"]))
+
+
+@component
+def trained(model: Output[Model], *, graph: Parameter[str], shuffle_seed: Parameter[int | None] = None) -> None:
+    train_bundle(Path(graph), Path(model.uri), shuffle_seed)
+
+
+@component
+def held_out(examples: Output[Examples]) -> None:
+    """The held-out rows as an ExampleGen's eval split."""
+    folder = Path(examples.uri) / "Split-eval"
+    folder.mkdir()
+    pq.write_table(HELD_OUT, folder / "part-00000.parquet")
+
+
+@component
+def given_blessing(model: Input[Model], blessing: Output[ModelBlessing], *, blessed: Parameter[bool]) -> None:
+    blessing.properties["blessed"] = blessed
+
+
+@component
+def given_infra_blessing(model: Input[Model], blessing: Output[InfraBlessing], *, blessed: Parameter[bool]) -> None:
+    blessing.properties["blessed"] = blessed
+
+
+def pushed_by(run: object) -> dict[str, object]:
+    ex = run.executions["Pusher"]  # type: ignore[attr-defined]
+    assert ex.status == "succeeded", ex.error
+    return ex.outputs["pushed_model"][0].properties
+
+
+def versions(dest: Path) -> list[str]:
+    return sorted((n for n in os.listdir(dest) if not n.startswith(".")), key=int) if dest.exists() else []
+
+
+def test_a_worse_model_is_not_pushed_and_a_better_one_is(graph: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "serving" / "disputes"
+    config = EvalConfig(label_key="disputed", thresholds={"accuracy": Threshold(lower_bound=0.5, change=0.0)})
+    outcomes = []
+    for shuffle_seed in (1, None, 2):  # weak but first, then better, then worse
+        examples = held_out()
+        model = trained(graph=str(graph), shuffle_seed=shuffle_seed)
+        baseline = Resolver(strategy="latest_blessed_model")
+        evaluator = Evaluator(
+            examples=examples.outputs["examples"], model=model.outputs["model"],
+            baseline_model=baseline.outputs["model"], eval_config=config,
+        )  # fmt: skip
+        pusher = Pusher(
+            model=model.outputs["model"], model_blessing=evaluator.outputs["blessing"], push_destination=str(dest)
+        )
+        run = Pipeline("push", [examples, model, baseline, evaluator, pusher], root=tmp_path / "root").run()
+        assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+        outcomes.append((pushed_by(run), run.executions["trained"].outputs["model"][0]))
+    (first, first_model), (better, better_model), (worse, _) = outcomes
+    assert (first["pushed"], first["pushed_version"]) == (True, 1)
+    assert (better["pushed"], better["pushed_version"]) == (True, 2)
+    assert (worse["pushed"], worse["pushed_version"], worse["pushed_destination"]) == (False, None, None)
+    assert "not blessed: accuracy" in str(worse["reason"])
+    assert versions(dest) == ["1", "2"]
+    assert better["pushed_destination"] == str(dest / "2")
+    assert accuracy(dest / "2") == accuracy(better_model.uri) > accuracy(dest / "1") == accuracy(first_model.uri)
+
+
+@pytest.mark.parametrize(
+    ("blessed", "infra", "pushed"),
+    [(True, None, True), (True, True, True), (False, None, False), (True, False, False), (False, True, False)],
+)
+def test_only_a_blessed_and_infra_blessed_model_is_pushed(
+    bundle: Path, tmp_path: Path, blessed: bool, infra: bool | None, pushed: bool
+) -> None:
+    @component
+    def copied(model: Output[Model]) -> None:
+        shutil.copytree(bundle, model.uri, dirs_exist_ok=True)
+
+    model = copied()
+    blessing = given_blessing(model=model.outputs["model"], blessed=blessed)
+    steps = [model, blessing]
+    infra_blessing = None
+    if infra is not None:
+        infra_step = given_infra_blessing(model=model.outputs["model"], blessed=infra)
+        steps.append(infra_step)
+        infra_blessing = infra_step.outputs["blessing"]
+    dest = tmp_path / "serving"
+    pusher = Pusher(model.outputs["model"], blessing.outputs["blessing"], infra_blessing, push_destination=str(dest))
+    pipeline = Pipeline("gate", [*steps, pusher], root=tmp_path / "root")
+    props = pushed_by(pipeline.run())
+    assert props["pushed"] is pushed
+    assert versions(dest) == (["1"] if pushed else [])
+    if not pushed:
+        assert props["reason"].startswith("InfraBlessing" if blessed else "ModelBlessing")
+        return
+    assert accuracy(dest / "1") == accuracy(bundle)
+    again = pipeline.run()  # the same blessed model: the Pusher comes from cache, no second version
+    assert again.executions["Pusher"].status == "cached"
+    assert versions(dest) == ["1"]
+
+
+def test_push_destination_is_relative_to_the_pipeline_file(bundle: Path) -> None:
+    @component
+    def copied(model: Output[Model]) -> None: ...
+
+    model = copied()
+    blessing = given_blessing(model=model.outputs["model"], blessed=True)
+    pusher = Pusher(model=model.outputs["model"], model_blessing=blessing.outputs["blessing"], push_destination="out")
+    assert pusher.resolved_parameters()["push_destination"] == str(Path(__file__).parent / "out")
+    assert pusher.parameters["push_destination"] == "out"  # the record and the cache key keep it as written
+
+
+def test_pushes_in_threads_and_processes_get_distinct_increasing_versions(bundle: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "serving"
+    assert [push_bundle(bundle, str(dest))[0] for _ in range(2)] == [1, 2]
+    with ThreadPoolExecutor(6) as pool:
+        threaded = [f.result()[0] for f in [pool.submit(push_bundle, bundle, str(dest)) for _ in range(6)]]
+    with ProcessPoolExecutor(3, mp_context=get_context("spawn")) as pool:
+        forked = [f.result()[0] for f in [pool.submit(push_bundle, bundle, str(dest)) for _ in range(6)]]
+    assert sorted(threaded) == list(range(3, 9))
+    assert sorted(forked) == list(range(9, 15))
+    assert versions(dest) == [str(v) for v in range(1, 15)]
+    assert push_bundle(bundle, str(dest))[0] == 15
+    assert [n for n in os.listdir(dest) if n.startswith(".")] == []  # no staging folder left behind
+
+
+def test_a_reader_polling_the_destination_never_sees_a_partial_version(large_bundle: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "serving"
+    bundle = large_bundle
+    expected = load_model(bundle).predict(HELD_OUT)["probability"]
+    checked: list[str] = []
+    problems: list[str] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while True:
+            last = done.is_set()
+            for name in versions(dest):
+                if name in checked:
+                    continue
+                checked.append(name)
+                try:  # verifies every file's sha256 against conveyor_model.json
+                    np.testing.assert_array_equal(load_model(dest / name).predict(HELD_OUT)["probability"], expected)
+                except Exception as e:
+                    problems.append(f"version {name}: {e!r}")
+            if last:
+                return
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        with ProcessPoolExecutor(
+            2, mp_context=get_context("spawn")
+        ) as pool:  # pushes while the reader runs, not between its turns
+            pushed = [f.result()[0] for f in [pool.submit(push_bundle, bundle, str(dest)) for _ in range(12)]]
+    finally:
+        done.set()
+        reader.join()
+    assert problems == []
+    assert sorted(pushed) == list(range(1, 13))
+    assert sorted(checked, key=int) == [str(v) for v in range(1, 13)]
+
+
+def test_an_fsspec_destination_gets_versions_with_the_manifest(bundle: Path, tmp_path: Path) -> None:
+    base = f"memory://serving-{secrets.token_hex(4)}"
+    url = f"{base}/disputes"
+    fs, root = fsspec.core.url_to_fs(url)
+    try:
+        assert push_bundle(bundle, url) == (1, f"{url}/1")
+        assert push_bundle(bundle, url) == (2, f"{url}/2")
+        assert sorted(n.rpartition("/")[2] for n in fs.ls(root, detail=False)) == [".versions", "1", "2"]
+        fs.get(f"{root}/2", str(tmp_path / "copy"), recursive=True)
+        assert accuracy(tmp_path / "copy") == accuracy(bundle)
+    finally:
+        fs.rm(base, recursive=True)
+
+
+def test_a_damaged_bundle_is_not_pushed(bundle: Path, tmp_path: Path) -> None:
+    from conveyor.exceptions import ServingError
+
+    damaged = shutil.copytree(bundle, tmp_path / "damaged")
+    (damaged / "model" / "model.skops").write_bytes(b"not the model")
+    with pytest.raises(ServingError, match=r"model\.skops"):
+        push_bundle(damaged, str(tmp_path / "serving"))
+    assert os.listdir(tmp_path / "serving") == []

@@ -1,0 +1,165 @@
+"""The Resolver in real pipeline runs on each store backend: the latest blessed model as the
+baseline (none the first time), the latest artifact of a type and step, the spans ExampleGen
+recorded; found artifacts are recorded as its outputs, never copied, never taken from cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conveyor import Input, Output, Parameter, Pipeline, PipelineDefinitionError, component
+from conveyor.artifacts import Artifact, Model, ModelBlessing
+from conveyor.components import ExampleGen, Resolver
+from conveyor.metadata import MetadataStore
+from conveyor.orchestration.local import LocalRunner, new_run_id
+from conveyor.orchestration.step import run_step
+from tests.orchestration.test_step import OnlyTheProtocol
+
+
+@component
+def train(model: Output[Model], *, quality: Parameter[float]) -> None:
+    (Path(model.uri) / "quality.json").write_text(json.dumps(quality))
+    model.properties["quality"] = quality
+
+
+@component
+def judge(
+    model: Input[Model],
+    blessing: Output[ModelBlessing],
+    baseline_model: Input[Model] | None = None,
+    *,
+    min_quality: Parameter[float] = 0.5,
+) -> None:
+    """Blesses a model above ``min_quality`` that beats the baseline, when there is one."""
+    quality = json.loads((Path(model.uri) / "quality.json").read_text())
+    baseline = json.loads((Path(baseline_model.uri) / "quality.json").read_text()) if baseline_model else None
+    blessing.properties.update(
+        blessed=quality >= min_quality and (baseline is None or quality > baseline),
+        baseline=baseline_model.id if baseline_model else None,
+    )
+
+
+def blessing_pipeline(root: Path, db_url: str, quality: float) -> Pipeline:
+    trainer = train(quality=quality)
+    latest = Resolver(strategy="latest_blessed_model")
+    judged = judge(model=trainer.outputs["model"], baseline_model=latest.outputs["model"])
+    return Pipeline("blessing", [judged, latest, trainer], root=root, metadata=db_url)
+
+
+def test_latest_blessed_model_is_the_baseline_and_the_first_model_has_none(db_url: str, tmp_path: Path) -> None:
+    models: list[Artifact] = []
+    baselines: list[int | None] = []
+    for quality, blessed in ((0.8, True), (0.6, False), (0.9, True), (0.85, False)):
+        run = blessing_pipeline(tmp_path, db_url, quality).run()
+        assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+        models.append(run.executions["train"].outputs["model"][0])
+        blessing = run.executions["judge"].outputs["blessing"][0]
+        assert blessing.properties["blessed"] is blessed
+        baselines.append(blessing.properties["baseline"])
+    first, _, better, _ = models
+    # The first model has no baseline; the worse one is compared with the first and the
+    # next with the first again (the worse was not blessed); the last with the better.
+    assert baselines == [None, first.id, first.id, better.id]
+    with MetadataStore(db_url) as store:
+        assert store.latest_blessed_model("blessing") == better
+        resolutions = store.executions(pipeline="blessing", component="Resolver")
+    assert [x.status for x in resolutions] == ["succeeded"] * 4  # never from cache
+    assert resolutions[0].outputs == {}
+    found = resolutions[-1].outputs["model"][0]
+    assert (found.id, found.uri) == (better.id, better.uri)  # the model itself, no copy
+
+
+def test_a_step_after_a_resolver_that_found_nothing_runs_alone_with_no_baseline(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'metadata.sqlite'}"
+    pipeline = blessing_pipeline(tmp_path, db_url, 0.7)
+    assert pipeline.run().status == "succeeded"
+    alone = LocalRunner(enable_cache=False).run(pipeline, only="judge")
+    assert alone.status == "succeeded", {k: e.error for k, e in alone.executions.items()}
+    assert list(alone.executions) == ["judge"]
+    assert alone.executions["judge"].outputs["blessing"][0].properties["baseline"] is None
+
+
+def test_a_resolver_runs_alone_against_the_step_protocols(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'metadata.sqlite'}"
+    assert blessing_pipeline(tmp_path, db_url, 0.7).run().status == "succeeded"
+    with MetadataStore(db_url) as store:
+        run_id = new_run_id()
+        store.begin_run("blessing", run_id)
+        outcome = run_step(
+            Resolver(), {}, OnlyTheProtocol(store), run_id=run_id, root=tmp_path, pipeline_name="blessing"
+        )
+        store.end_run(run_id, outcome.status)
+        assert outcome.status == "succeeded"
+        assert outcome.outputs["model"] == [store.latest_blessed_model("blessing")]
+        assert store.run(run_id).executions["Resolver"].outputs["model"] == outcome.outputs["model"]
+
+
+@component
+def tune(params: Output[Artifact], *, value: Parameter[int]) -> None:
+    params.properties["value"] = value
+
+
+def test_latest_artifact_of_a_type_and_of_one_step(db_url: str, tmp_path: Path) -> None:
+    def run(value: int) -> dict[str, Artifact]:
+        made = [train(quality=value / 10), train(quality=value / 10 + 0.01).with_id("train_other")]
+        latest_any = Resolver(strategy="latest_artifact", artifact_type=Model).with_id("any")
+        latest_train = Resolver(strategy="latest_artifact", artifact_type="Model", producer="train").with_id("mine")
+        made[0].after(latest_any, latest_train)  # the Resolvers find what runs before this one made
+        made[1].after(made[0])  # train_other's model is the newest
+        result = Pipeline("latest", [*made, latest_any, latest_train], root=tmp_path, metadata=db_url).run()
+        assert result.status == "succeeded", {k: e.error for k, e in result.executions.items()}
+        return {k: x.outputs["model"][0] for k, x in result.executions.items() if x.outputs.get("model")}
+
+    nothing_yet = Pipeline(
+        "latest", [Resolver(strategy="latest_artifact", artifact_type=Model)], root=tmp_path, metadata=db_url
+    ).run()
+    assert nothing_yet.executions["Resolver"].outputs == {}
+    first = run(1)
+    second = run(2)
+    # The Resolvers find the models of the run before: the newest overall, and the newest `train` made.
+    assert second["any"] == first["train_other"]
+    assert second["mine"] == first["train"]
+    assert run(3)["mine"] == second["train"]
+
+
+def write_span(base: Path, span: int, version: int, rows: int) -> None:
+    folder = base / f"span-{span}" / f"v{version}"
+    folder.mkdir(parents=True)
+    lines = ["x,y"] + [f"{i},{span * 100 + version}" for i in range(rows)]
+    (folder / "data.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_span_range_takes_the_newest_version_of_each_span_in_range(db_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    gens = {}
+    for span, version in ((1, 0), (2, 0), (2, 1), (3, 0), (4, 0)):  # span 2 is delivered again, as version 1
+        write_span(data, span, version, rows=20)
+        gen = ExampleGen(input_base=str(data), pattern="span-{SPAN}/v{VERSION}/*.csv", span=span)
+        run = Pipeline("spans", [gen], root=tmp_path / "root", metadata=db_url).run()
+        assert run.status == "succeeded", run.executions["ExampleGen"].error
+        gens[span, version] = run.executions["ExampleGen"].outputs["examples"][0]
+        assert gens[span, version].properties["version"] == version
+
+    def resolve(**kwargs: object) -> list[Artifact]:
+        node = Resolver(strategy="span_range", **kwargs)  # type: ignore[arg-type]
+        run = Pipeline("spans", [node], root=tmp_path / "root", metadata=db_url).run()
+        assert run.status == "succeeded", run.executions["Resolver"].error
+        return run.executions["Resolver"].outputs.get("examples", [])
+
+    assert resolve(start_span=2, end_span=3) == [gens[2, 1], gens[3, 0]]
+    assert resolve(start_span=2) == [gens[2, 1], gens[3, 0], gens[4, 0]]
+    assert resolve(end_span=2, latest_spans=1) == [gens[2, 1]]
+    assert resolve(start_span=7) == []
+
+
+def test_a_wrong_strategy_or_type_fails_when_the_pipeline_is_built() -> None:
+    with pytest.raises(PipelineDefinitionError, match="Did you mean 'latest_blessed_model'"):
+        Resolver(strategy="latest_blesed_model")
+    with pytest.raises(PipelineDefinitionError, match="needs artifact_type"):
+        Resolver(strategy="latest_artifact")
+    spans = Resolver(strategy="span_range")
+    with pytest.raises(PipelineDefinitionError, match="type mismatch"):
+        Pipeline("bad", [spans, judge(model=spans.outputs["examples"])])
