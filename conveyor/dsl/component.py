@@ -30,6 +30,8 @@ _NO_DEFAULT = inspect.Parameter.empty
 class InputSpec:
     type: type[Artifact]
     optional: bool
+    many: bool = False
+    """``Input[list[Examples]]``: the executor gets every artifact of the channel (a Resolver's spans), not one."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ def build_spec(executor: Callable[..., Any], type_name: str, display: str) -> Co
         if name == "self":
             continue
         role, inner, optional = _role_of(hints.get(name))
+        many = role is Role.INPUT and typing.get_origin(inner) is list and len(typing.get_args(inner)) == 1
+        if many:
+            (inner,) = typing.get_args(inner)
         if role is None:
             msg = (
                 f"{display}: argument '{name}' needs an annotation Input[...], Output[...] or "
@@ -120,7 +125,7 @@ def build_spec(executor: Callable[..., Any], type_name: str, display: str) -> Co
             outputs[name] = inner
             continue
         if role is Role.INPUT:
-            inputs[name] = InputSpec(inner, optional or p.default is None)
+            inputs[name] = InputSpec(inner, optional or p.default is None, many)
         else:
             parameters[name] = ParameterSpec(inner, p.default)
         kept.append(p)

@@ -28,7 +28,7 @@ class _RoleAlias:
 
 
 Input: Any = _RoleAlias(Role.INPUT)
-"""An input artifact: ``examples: Input[Examples]``."""
+"""An input artifact: ``examples: Input[Examples]``; every artifact of the channel (a Resolver's spans): ``Input[list[Examples]]``."""
 
 Output: Any = _RoleAlias(Role.OUTPUT)
 """An output artifact, a fresh directory to write into: ``model: Output[Model]``."""

@@ -234,7 +234,8 @@ def _attempts(
     stages = {k: p.parent / f".staging-{p.name}" for k, p in finals.items()}
     for k, stage in stages.items():
         made[k].uri = str(stage)
-    args: dict[str, Any] = {k: (v[0] if v else None) for k, v in inputs.items()}
+    many = {k for k, spec in n.spec.inputs.items() if spec.many}
+    args: dict[str, Any] = {k: (list(v) if k in many else v[0] if v else None) for k, v in inputs.items()}
     args.update(n.resolved_parameters())  # paths against the pipeline file's folder; config objects from their JSON
     args.update(made)
     error: str | None = None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Input, Output, Parameter, Pipeline, PipelineDefinitionError, component
-from conveyor.artifacts import Artifact, Model, ModelBlessing
+from conveyor.artifacts import Artifact, Examples, Model, ModelBlessing
 from conveyor.components import ExampleGen, Resolver
 from conveyor.metadata import MetadataStore
 from conveyor.orchestration.local import LocalRunner, new_run_id
@@ -163,3 +163,29 @@ def test_a_wrong_strategy_or_type_fails_when_the_pipeline_is_built() -> None:
     spans = Resolver(strategy="span_range")
     with pytest.raises(PipelineDefinitionError, match="type mismatch"):
         Pipeline("bad", [spans, judge(model=spans.outputs["examples"])])
+
+
+@component
+def count_span_rows(spans: Input[list[Examples]], counts: Output[Artifact]) -> None:
+    """A step over every span the Resolver picked: ``Input[list[...]]`` gets them all, in span order."""
+    import pyarrow.parquet as pq
+
+    found = [
+        (a.properties["span"], sum(pq.ParquetFile(f).metadata.num_rows for f in Path(a.uri).rglob("*.parquet")))
+        for a in spans
+    ]
+    (Path(counts.uri) / "counts.json").write_text(json.dumps(found))
+
+
+def test_a_step_taking_a_list_gets_every_span_the_resolver_picked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for span, rows in ((1, 10), (2, 20), (3, 30)):
+        write_span(data, span, 0, rows=rows)
+        gen = ExampleGen(input_base=str(data), pattern="span-{SPAN}/v{VERSION}/*.csv", span=span)
+        assert Pipeline("spans", [gen], root=tmp_path / "root").run().status == "succeeded"
+    spans = Resolver(strategy="span_range", start_span=2)
+    count = count_span_rows(spans=spans.outputs["examples"])
+    run = Pipeline("spans", [spans, count], root=tmp_path / "root").run()
+    assert run.status == "succeeded", run.executions["count_span_rows"].error
+    counts = json.loads((Path(run.executions["count_span_rows"].outputs["counts"][0].uri) / "counts.json").read_text())
+    assert counts == [[2, 20], [3, 30]]
