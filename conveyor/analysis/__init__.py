@@ -4,6 +4,6 @@ It takes predict callables (``evaluation.Scorer``), never a bundle: the Evaluato
 model and hands its ``predict`` in. Importing this package loads only the config classes.
 """
 
-from conveyor.analysis.config import EvalConfig, FairnessConfig, Threshold
+from conveyor.analysis.config import EvalConfig, ExplainConfig, FairnessConfig, ModelCardConfig, Threshold
 
-__all__ = ["EvalConfig", "FairnessConfig", "Threshold"]
+__all__ = ["EvalConfig", "ExplainConfig", "FairnessConfig", "ModelCardConfig", "Threshold"]

@@ -38,6 +38,42 @@ class FairnessConfig:
 
 
 @dataclass
+class ExplainConfig:
+    """Explanations of the model on a sample of eval rows (the ``explain`` extra: shap).
+
+    Args:
+        sample_rows: rows drawn (by ``seed``) whose SHAP values are computed and stored.
+        background_rows: rows that stand in for a feature "left out" of a coalition.
+        top_features: the most important features that get a partial dependence curve.
+        grid_points: numeric quantiles, or most frequent categories, on each curve.
+        max_evals: model calls per explained row (shap's permutation explainer); None: its default.
+        seed: the draw of the sample and the permutations.
+    """
+
+    sample_rows: int = 200
+    background_rows: int = 50
+    top_features: int = 5
+    grid_points: int = 10
+    max_evals: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class ModelCardConfig:
+    """What a model card says that no number can: the team writes it, the Evaluator records it in metrics.json.
+
+    ``conveyor show MODEL_ID --model-card OUT`` prints it beside the data, parameters and
+    metrics it finds in the store (Google's Model Card Toolkit's "considerations").
+    """
+
+    overview: str = ""
+    intended_use: str = ""
+    limitations: str = ""
+    ethical_considerations: str = ""
+    owners: list[str] = field(default_factory=list)
+
+
+@dataclass
 class EvalConfig:
     """How to evaluate a model: the label, the slices, the metrics, what must hold, and fairness.
 
@@ -57,6 +93,10 @@ class EvalConfig:
             a float feature in a slicing spec needs them.
         decision_thresholds: the thresholds of the confusion matrices (binary tasks).
         calibration_bins: equal-width bins of the calibration curve (binary tasks).
+            The evaluation page draws ROC and PR curves through the ``decision_thresholds``:
+            give a grid (``[i / 20 for i in range(21)]``) for smooth curves.
+        explain: SHAP values, importance and partial dependence on a sample; None for none.
+        model_card: intended use and limitations, for the model card; None for none.
     """
 
     label_key: str
@@ -72,6 +112,8 @@ class EvalConfig:
     bucket_boundaries: dict[str, list[float]] = field(default_factory=dict)
     decision_thresholds: list[float] = field(default_factory=lambda: [0.5])
     calibration_bins: int = 10
+    explain: ExplainConfig | None = None
+    model_card: ModelCardConfig | None = None
 
     def specs(self) -> list[tuple[str, ...]]:
         """Every slice spec once, the whole set first, fairness features included."""

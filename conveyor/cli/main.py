@@ -162,12 +162,13 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
 @cli.command()
 @click.argument("run_or_artifact_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--html", "html_out", metavar="OUT", help="Write an HTML report (statistics, anomalies).")
+@click.option("--html", "html_out", metavar="OUT", help="Write an HTML report (statistics, anomalies, an evaluation).")
+@click.option("--model-card", "card_dir", metavar="DIR", help="For a Model: write model_card.md and model_card.html into DIR.")
 @click.option("--compare", type=int, metavar="ID", help="With --html: a second statistics artifact beside the first (a baseline span).")
 @click.option("--lines", default=20, show_default=True, help="Log lines to show.")
 @_store_options
 @_user_errors
-def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: int | None, lines: int, root: str, metadata: str | None) -> None:
+def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, card_dir: str | None, compare: int | None, lines: int, root: str, metadata: str | None) -> None:
     """Show a run (run-..., a unique start of one, or latest), one step of it (run-.../STEP,
     latest/STEP) or an artifact (its number).
     """
@@ -180,7 +181,7 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: 
     with _open_store(root, metadata) as store:
         if ref.startswith("run-") or ref.partition("/")[0] == "latest":
             if html_out:
-                msg = f"--html renders a statistics or anomalies artifact (its number); {ref} is a run."
+                msg = f"--html renders a statistics, anomalies or evaluation artifact (its number); {ref} is a run."
                 raise UserError(msg)
             given, _, step = ref.partition("/")
             run_id = _run_id(store, given)
@@ -198,13 +199,26 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: 
             raise UserError(msg)
         artifact = store.artifact(int(ref))
         made_by = store.producer(artifact.id)
+        if card_dir:
+            _write_model_card(store, artifact, Path(card_dir))
+            return
         if not html_out:
             render.artifact(artifact, made_by, as_json)
             return
         from conveyor.report.statistics import artifacts_html
 
+        if artifact.type_name == "ModelEvaluation":
+            from conveyor.report.evaluation import evaluation_artifact_html
+
+            if compare is not None:
+                msg = "--compare puts statistics side by side; an evaluation's page already shows its baseline."
+                raise UserError(msg)
+
+            title = f"ModelEvaluation {artifact.id}" + (f" · {made_by.component_id}, {made_by.run_id}" if made_by else "")
+            _write(Path(html_out), evaluation_artifact_html(artifact.uri, title))
+            return
         if artifact.type_name not in ("ExampleStatistics", "ExampleAnomalies"):
-            msg = f"--html renders statistics and anomalies artifacts; artifact {ref} is {artifact.type_name}."
+            msg = f"--html renders statistics, anomalies and evaluation artifacts; artifact {ref} is {artifact.type_name}."
             raise UserError(msg)
         other = store.artifact(compare) if compare is not None else None
         if other is not None and other.type_name != "ExampleStatistics":
@@ -221,13 +235,31 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, compare: 
             statistics[f"#{other.id}"] = other.uri
         title = f"{artifact.type_name} {artifact.id}" + (f" compared with {other.id}" if other else "")
         title += f" · {made_by.component_id}, {made_by.run_id}" if made_by else ""
-        page = artifacts_html(title, statistics, anomalies)
-        try:
-            Path(html_out).write_text(page, encoding="utf-8")
-        except OSError as e:
-            msg = f"Cannot write {html_out}: {e.strerror or e}."
-            raise UserError(msg) from e
-        click.echo(f"wrote {html_out}")
+        _write(Path(html_out), artifacts_html(title, statistics, anomalies))
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        msg = f"Cannot write {path}: {e.strerror or e}."
+        raise UserError(msg) from e
+    click.echo(f"wrote {path}")
+
+
+def _write_model_card(store: MetadataStore, artifact: Any, out: Path) -> None:
+    """model_card.md and model_card.html of a Model, from what the store recorded about it."""
+    from conveyor.cli.model_card import gather
+    from conveyor.report.model_card import model_card_html, model_card_markdown
+
+    card = gather(store, artifact)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        msg = f"Cannot write {out}: {e.strerror or e}."
+        raise UserError(msg) from e
+    _write(out / "model_card.md", model_card_markdown(card))
+    _write(out / "model_card.html", model_card_html(card))
 
 
 @cli.command()

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from conveyor.analysis.config import EvalConfig
+from conveyor.analysis.config import EvalConfig, ExplainConfig
 from conveyor.artifacts import Examples, Model, ModelBlessing, ModelEvaluation, split_files, split_names
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
 from conveyor.exceptions import ComponentError
 
 METRICS_FILE = "metrics.json"
+EXPLANATIONS_FILE = "explanations.json"
 
 
 class Evaluator(Component):
@@ -38,7 +40,9 @@ class Evaluator(Component):
 
     Outputs:
         evaluation: ``metrics.json``: ``slices`` (each with ``metrics``, ``intervals``,
-            ``fairness`` and the baseline's numbers), ``fairness`` per feature, ``validation``.
+            ``fairness`` and the baseline's numbers), ``fairness`` per feature, ``validation``,
+            and ``model_card`` (``eval_config.model_card``); with ``eval_config.explain``,
+            ``explanations.json`` (SHAP values on a sample, importance, partial dependence).
         blessing: properties ``blessed`` and ``checks`` (every threshold, its value, the
             baseline's, and whether it held).
 
@@ -69,6 +73,13 @@ class Evaluator(Component):
         result = evaluate(files, eval_config, models, os.cpu_count() or 2)
         result["validation"] = validation = validate(result, eval_config)
         result["splits"] = list(splits)
+        if eval_config.model_card is not None:
+            result["model_card"] = asdict(eval_config.model_card)
+        if eval_config.explain is not None:
+            explained = _explain(model, files, eval_config, eval_config.explain)
+            (Path(evaluation.uri) / EXPLANATIONS_FILE).write_text(
+                json.dumps(explained, allow_nan=False), encoding="utf-8"
+            )
         path = Path(evaluation.uri) / METRICS_FILE
         path.write_text(json.dumps(result, indent=1, allow_nan=False), encoding="utf-8")
         overall = result["slices"][0]
@@ -123,3 +134,25 @@ def _scorer(artifact: Model, config: EvalConfig) -> Any:
             return label_graph.apply(frame)[label]
 
     return Scorer(predict=loaded.predict, task=loaded.task, classes=loaded.classes, target=target)
+
+
+def _explain(artifact: Model, files: list[Path], config: EvalConfig, settings: ExplainConfig) -> dict[str, Any]:
+    """SHAP values, importance and partial dependence of the candidate on rows drawn from the eval files."""
+    from conveyor.analysis.explain import draw_rows, explain
+    from conveyor.model import load_model
+
+    loaded = load_model(artifact)
+    skip = {config.label_key, loaded.label, config.example_weight_key}
+    features = [name for name in loaded.signature.get("inputs", {}) if name not in skip]
+    if loaded.task == "binary":
+        outputs, key = ["probability"], "probability"
+    elif loaded.task == "multiclass":
+        outputs, key = [str(c) for c in loaded.classes or []], "probabilities"
+    else:
+        outputs, key = ["value"], "value"
+
+    def predict(rows: Any) -> Any:
+        return loaded.predict(rows)[key].reshape(rows.height, -1)
+
+    sample, background = draw_rows(files, [settings.sample_rows, settings.background_rows], settings.seed)
+    return explain(predict, sample, background, features, settings, outputs)

@@ -97,7 +97,7 @@ def test_compare_puts_a_later_span_beside_the_first(root: Path, ids: dict[str, i
     [
         (
             ["split_penguins", "--html", "x.html"],
-            "--html renders statistics and anomalies artifacts; artifact {} is Examples.",
+            "--html renders statistics, anomalies and evaluation artifacts; artifact {} is Examples.",
         ),
         (["StatisticsGen", "--compare", "RecentStatistics"], "--compare goes with --html OUT"),
         (

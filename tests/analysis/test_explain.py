@@ -1,0 +1,87 @@
+"""Explanations on raw rows: SHAP importance finds the features a model uses, partial dependence follows its shape."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conveyor.analysis.config import ExplainConfig
+from conveyor.analysis.explain import explain, partial_dependence
+from conveyor.exceptions import DataValidationError
+
+pytest.importorskip("shap")
+
+FEATURES = ["income", "colour", "noise", "age"]
+
+
+def rows(n: int, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "income": rng.normal(50.0, 15.0, n),
+            "colour": rng.choice(["red", "green", "blue", None], n).tolist(),
+            "noise": rng.normal(0.0, 1.0, n),
+            "age": rng.integers(18, 90, n),
+        }
+    )
+
+
+def model(frame: pl.DataFrame) -> np.ndarray:
+    """A monotone logistic model of income and colour that ignores noise and age, as a bundle's predict would be."""
+    income = frame["income"].to_numpy()
+    red = (frame["colour"] == "red").fill_null(False).to_numpy()
+    logit = 0.08 * (income - 50.0) + 1.5 * red
+    return (1 / (1 + np.exp(-logit)))[:, None]
+
+
+@pytest.fixture(scope="module")
+def found() -> dict:
+    config = ExplainConfig(sample_rows=40, background_rows=20, top_features=2, grid_points=6, seed=3)
+    return explain(model, rows(40, 1), rows(20, 2), FEATURES, config, outputs=["probability"])
+
+
+def test_importance_ranks_what_the_model_uses_above_what_it_ignores(found: dict) -> None:
+    ranked = [f["feature"] for f in found["importance"]]
+    assert ranked[:2] == ["income", "colour"]
+    by_name = {f["feature"]: f["mean_abs_shap"] for f in found["importance"]}
+    assert by_name["noise"] == pytest.approx(0.0, abs=1e-12)
+    assert by_name["age"] == pytest.approx(0.0, abs=1e-12)
+    assert by_name["income"] > 0.05
+
+
+def test_shap_values_add_up_to_the_prediction(found: dict) -> None:
+    """Efficiency: base value plus a row's SHAP values is the model's output on that row."""
+    values = np.asarray(found["shap_values"])
+    assert values.shape == (40, 4, 1)
+    sample = pl.DataFrame(found["data"])
+    explained = values.sum(axis=1)[:, 0] + found["base_values"][0]
+    assert explained == pytest.approx(model(sample)[:, 0], abs=1e-6)
+    assert json.loads(json.dumps(found, allow_nan=False)) == found
+
+
+def test_partial_dependence_follows_a_monotone_model(found: dict) -> None:
+    curves = {c["feature"]: c for c in found["partial_dependence"]}
+    assert list(curves) == ["income", "colour"]
+    income = curves["income"]
+    assert income["kind"] == "numeric" and len(income["grid"]) == 6
+    assert np.all(np.diff(income["grid"]) > 0)
+    assert np.all(np.diff(np.asarray(income["average"])[:, 0]) > 0)
+    colour = curves["colour"]
+    assert colour["kind"] == "categorical"
+    average = dict(zip(colour["grid"], np.asarray(colour["average"])[:, 0], strict=True))
+    assert max(average, key=average.get) == "red"
+
+
+def test_partial_dependence_of_an_integer_feature_keeps_its_type() -> None:
+    curve = partial_dependence(model, rows(30, 5), "age", 4, ["probability"])
+    assert all(isinstance(v, int) for v in curve["grid"])
+    assert curve["grid"] == sorted(set(curve["grid"]))
+    assert np.ptp(np.asarray(curve["average"])) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_feature_the_rows_lack_is_named() -> None:
+    with pytest.raises(DataValidationError, match="Cannot explain the feature 'zip'"):
+        explain(model, rows(5, 1), rows(5, 2), ["income", "zip"], ExplainConfig(), outputs=["probability"])
