@@ -96,6 +96,12 @@ class Artifact:
     def __repr__(self) -> str:
         return f"{self.type_name}(id={self.id}, uri={self.uri!r}, state={self.state})"
 
+    def _repr_html_(self) -> str:
+        """How Jupyter shows an artifact: its type's static page (``conveyor.report.notebook``), loaded on call."""
+        from conveyor.report.notebook import artifact_html
+
+        return artifact_html(self)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Artifact):
             return NotImplemented

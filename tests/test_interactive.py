@@ -1,0 +1,173 @@
+"""InteractiveContext: steps one at a time, recorded and cached; artifacts that show themselves as static pages."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import Input, Output, component
+from conveyor.analysis import EvalConfig, Threshold
+from conveyor.artifacts import Artifact, Examples
+from conveyor.components import Evaluator, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform
+from conveyor.exceptions import ComponentError, ConveyorError
+from conveyor.interactive import InteractiveContext
+from conveyor.metadata import MetadataStore
+from conveyor.report import notebook
+from tests.fixtures.evaluation_pipeline import HERE, PENGUINS, sexed_penguins
+
+
+@component
+def broken_step(examples: Input[Examples], report: Output[Artifact]) -> None:
+    msg = "the report cannot be written"
+    raise ValueError(msg)
+
+
+@component
+def after_broken(report: Input[Artifact], summary: Output[Artifact]) -> None:
+    """Never runs: the step before it fails."""
+
+
+@pytest.fixture(scope="module")
+def worked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The penguins from rows to an evaluation, a step a call, as a notebook would run them."""
+    root = tmp_path_factory.mktemp("interactive") / "root"
+    with InteractiveContext(root=root) as context:
+        rows = sexed_penguins(csv_file=str(PENGUINS))
+        stats = StatisticsGen(examples=rows.outputs["examples"])
+        schema = SchemaGen(statistics=stats.outputs["statistics"])
+        check = ExampleValidator(statistics=stats.outputs["statistics"], schema=schema.outputs["schema"])
+        transform = Transform(rows.outputs["examples"], schema.outputs["schema"], str(HERE / "preprocessing.py"))
+        trainer = Trainer(
+            module_file=str(HERE / "trainer.py"),
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema.outputs["schema"],
+            label_key="sex",
+        )
+        config = EvalConfig(
+            label_key="sex", slicing_specs=[[], ["island"]], thresholds={"auc": Threshold(lower_bound=0.7)}
+        )
+        evaluator = Evaluator(rows.outputs["examples"], trainer.outputs["model"], eval_config=config)
+        steps = [rows, stats, schema, check, transform, trainer, evaluator]
+        results = {step.id: context.run(step) for step in steps}
+        pages = {
+            "statistics": context.show(stats.outputs["statistics"])._repr_html_(),
+            "anomalies": context.show(check.outputs["anomalies"])._repr_html_(),
+        }
+        yield {"root": root, "context": context, "results": results, "steps": steps, "pages": pages}
+
+
+def _framed_page(fragment: str) -> str:
+    """The page inside the fragment's iframe, as the browser reads its srcdoc."""
+    found = re.search(r'<iframe srcdoc="([^"]*)"', fragment)
+    assert found, fragment[:300]
+    return html.unescape(found[1])
+
+
+def test_each_run_leaves_its_artifacts_and_a_run_in_the_store(worked: dict[str, Any]) -> None:
+    results = worked["results"]
+    assert [r.status for r in results.values()] == ["succeeded"] * 7
+    evaluation = results["Evaluator"].outputs["evaluation"][0]
+    assert evaluation.type_name == "ModelEvaluation"
+    assert evaluation.state == "LIVE"
+    assert (Path(evaluation.uri) / "metrics.json").is_file()
+    assert results["Evaluator"].outputs["blessing"][0].properties["blessed"] is True
+    with MetadataStore(f"sqlite:///{worked['root'] / 'metadata.sqlite'}") as store:
+        runs = store.runs(pipeline="interactive")
+        assert len(runs) >= 7
+        assert {r.id for r in runs} >= {r.run_id for r in results.values()}
+        lineage = store.lineage(evaluation.id)
+        assert "Trainer" in {x.component_id for x in lineage.executions.values()}
+
+
+def test_running_a_cell_again_finds_the_step_in_the_cache(worked: dict[str, Any]) -> None:
+    context, results = worked["context"], worked["results"]
+    rows = worked["steps"][0]
+    again = StatisticsGen(examples=rows.outputs["examples"])  # the cell run again builds the step anew
+    result = context.run(again)
+    assert result.status == "cached"
+    assert result.outputs["statistics"] == results["StatisticsGen"].outputs["statistics"]
+
+
+def test_a_step_whose_input_has_not_run_here_is_refused_with_its_name(worked: dict[str, Any]) -> None:
+    # The store has finished StatisticsGen before, but not in this context: its outputs would be a guess.
+    with InteractiveContext(root=worked["root"]) as fresh:
+        rows = sexed_penguins(csv_file=str(PENGUINS)).with_id("penguin_rows")
+        stats = StatisticsGen(examples=rows.outputs["examples"])
+        with pytest.raises(ConveyorError, match=r"StatisticsGen takes its inputs from penguin_rows, which has not run"):
+            fresh.run(stats)
+
+
+def test_a_failed_step_says_why_and_what_follows_it_is_refused(worked: dict[str, Any]) -> None:
+    context, rows = worked["context"], worked["steps"][0]
+    broken = broken_step(examples=rows.outputs["examples"])
+    with pytest.raises(ComponentError, match=r"broken_step failed: ValueError: the report cannot be written"):
+        context.run(broken)
+    with pytest.raises(ConveyorError, match=r"after_broken takes its inputs from broken_step, which failed"):
+        context.run(after_broken(report=broken.outputs["report"]))
+
+
+@pytest.mark.parametrize(
+    ("step", "key", "expected"),
+    [
+        ("StatisticsGen", "statistics", ["Numeric features", "bill_length_mm", "<svg"]),
+        ("SchemaGen", "schema", ["bill_length_mm", "island", "Biscoe"]),
+        ("ExampleValidator", "anomalies", ["Anomalies", "No anomalies in train, eval."]),
+        ("Evaluator", "evaluation", ["blessed", "island=Biscoe", "auc"]),
+    ],
+)
+def test_an_artifact_shows_its_whole_page_framed_and_static(
+    worked: dict[str, Any], step: str, key: str, expected: list[str]
+) -> None:
+    artifact = worked["results"][step].outputs[key][0]
+    fragment = artifact._repr_html_()
+    assert fragment.startswith(
+        f'<div style="font:13px system-ui,sans-serif;margin:4px 0"><b>{artifact.type_name} {artifact.id}</b>'
+    )
+    page = _framed_page(fragment)
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.rstrip().endswith("</html>")
+    for text in expected:
+        assert text in page
+    for fetched in ("<script src", "<link ", "http://", "https://", "widget"):
+        assert fetched not in page.lower()
+        assert fetched not in fragment.split("<iframe", 1)[0].lower()
+
+
+def test_shown_anomalies_stand_beside_the_statistics_they_were_checked_against(worked: dict[str, Any]) -> None:
+    alone = _framed_page(worked["results"]["ExampleValidator"].outputs["anomalies"][0]._repr_html_())
+    beside = _framed_page(worked["pages"]["anomalies"])
+    assert "Numeric features" not in alone
+    assert "Numeric features" in beside
+    assert "bill_length_mm" in beside
+
+
+def test_other_artifacts_show_their_properties(worked: dict[str, Any]) -> None:
+    blessing = worked["results"]["Evaluator"].outputs["blessing"][0]
+    fragment = blessing._repr_html_()
+    assert "<iframe" not in fragment
+    assert "blessed" in fragment
+    assert "<code>true</code>" in fragment
+
+
+def test_a_page_too_big_for_a_notebook_names_the_command_that_writes_it(
+    worked: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notebook, "MAX_INLINE_CHARS", 1_000)
+    statistics = worked["results"]["StatisticsGen"].outputs["statistics"][0]
+    fragment = statistics._repr_html_()
+    assert "<iframe" not in fragment
+    assert f"conveyor show {statistics.id} --html page.html" in fragment
+
+
+def test_show_takes_a_result_or_a_list_and_refuses_a_channel_not_run_here(worked: dict[str, Any]) -> None:
+    context, results = worked["context"], worked["results"]
+    assert context.show(results["Transform"]).data.count("<b>") == 2  # transform_graph and transformed_examples
+    assert context.show(results["SchemaGen"].outputs["schema"])._repr_html_().count("<iframe") == 1
+    unrun = StatisticsGen(examples=sexed_penguins(csv_file=str(PENGUINS)).outputs["examples"])
+    with pytest.raises(ConveyorError, match=r"StatisticsGen has not run in this InteractiveContext"):
+        context.show(unrun.outputs["statistics"])
