@@ -104,6 +104,18 @@ def run(pipeline_file: str, root: str, metadata: str | None, no_cache: bool, onl
     sys.exit(0 if result.status == ExecutionStatus.SUCCEEDED else 1)
 
 
+@cli.command()
+@click.option("--root", envvar="CONVEYOR_ROOT", default="./conveyor_root", show_default=True, help="Where the example, its outputs and the report go.")
+@_user_errors
+def demo(root: str) -> None:
+    """Run the example project (consumer complaints) end to end on its bundled data: train,
+    evaluate, push, and write a report. Run it again: every step comes from cache.
+    """
+    from conveyor.cli.demo import run_demo
+
+    sys.exit(run_demo(Path(root)))
+
+
 def _store_flags(root: Path, metadata: str | None) -> list[str]:
     """The flags that lead a later command to the store this run used: ``--metadata`` when one
     was named (its password hidden), else ``--root`` unless it is where commands look anyway.

@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from conveyor.artifacts import Artifact, Examples, Model, artifact_class
-from conveyor.dsl.component import Component, Node
-from conveyor.dsl.types import Output, Parameter
+from conveyor.dsl.component import Channel, Component, Node
+from conveyor.dsl.types import Input, Output, Parameter
 from conveyor.exceptions import PipelineDefinitionError
 
 STRATEGIES = ("latest_blessed_model", "latest_artifact", "span_range")
@@ -24,7 +25,7 @@ STRATEGIES = ("latest_blessed_model", "latest_artifact", "span_range")
 class ArtifactQueries(Protocol):
     """What a Resolver asks of the store: a part of the runner's ``StepReader``."""
 
-    def latest_blessed_model(self, pipeline: str) -> Artifact | None: ...
+    def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None: ...
 
     def latest_artifacts(
         self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1
@@ -37,7 +38,10 @@ class Resolver(Component):
 
     Strategies, and the one output each gives:
 
-    - ``"latest_blessed_model"`` → ``model``: the newest LIVE Model an Evaluator blessed.
+    - ``"latest_blessed_model"`` → ``model``: the newest LIVE Model an Evaluator blessed; with
+      ``candidate`` (the model to judge), the newest blessed before it. A run that trains no new
+      model then finds the same baseline as the run that trained it, and its Evaluator and
+      Pusher come from cache instead of judging the model against itself.
     - ``"latest_artifact"`` → the newest LIVE artifact of ``artifact_type`` (optionally one that
       step ``producer`` output), under the type's name in snake case (``Model`` → ``model``,
       ``HyperParameters`` → ``hyper_parameters``).
@@ -57,9 +61,10 @@ class Resolver(Component):
         start_span: the first span ``span_range`` takes.
         end_span: the last span ``span_range`` takes.
         latest_spans: keep only the newest that many spans.
+        candidate: for ``latest_blessed_model``, the model the baseline is for (a Trainer's output).
 
     Example:
-        >>> baseline = Resolver(strategy="latest_blessed_model").with_id("latest_blessed_model")
+        >>> baseline = Resolver(strategy="latest_blessed_model", candidate=trainer.outputs["model"])
         >>> evaluator = Evaluator(examples=gen.outputs["examples"], model=trainer.outputs["model"],
         ...                       baseline_model=baseline.outputs["model"])
     """
@@ -73,8 +78,12 @@ class Resolver(Component):
         start_span: int | None = None,
         end_span: int | None = None,
         latest_spans: int | None = None,
+        candidate: Channel | None = None,
     ) -> None:
         key, cls = _output_of(strategy, artifact_type)
+        if candidate is not None and strategy != "latest_blessed_model":
+            msg = f"Resolver(): candidate goes with strategy='latest_blessed_model', not {strategy!r}."
+            raise PipelineDefinitionError(msg)
         if strategy == "span_range" and producer is None:
             producer = "ExampleGen"
         parameters = {
@@ -86,11 +95,12 @@ class Resolver(Component):
             "latest_spans": latest_spans,
         }
         spec = dataclasses.replace(self.component_spec(), outputs={key: cls})
-        Node.__init__(self, spec, type(self).__name__, (), parameters)
+        Node.__init__(self, spec, type(self).__name__, (), {**parameters, "candidate": candidate})
 
     @staticmethod
     def execute(
         model: Output[Model],
+        candidate: Input[Model] | None = None,
         *,
         strategy: Parameter[str],
         artifact_type: Parameter[str | None],
@@ -105,12 +115,15 @@ class Resolver(Component):
         msg = "A Resolver runs through the runner's run_step, which hands it the store's read Protocol."
         raise TypeError(msg)
 
-    def resolve_from_store(self, reader: ArtifactQueries, pipeline_name: str) -> dict[str, list[Artifact]]:
+    def resolve_from_store(
+        self, reader: ArtifactQueries, pipeline_name: str, inputs: Mapping[str, Sequence[Artifact]] | None = None
+    ) -> dict[str, list[Artifact]]:
         """What this Resolver finds in ``pipeline_name``'s records, under its one output key."""
         p = self.parameters
         key = next(iter(self.outputs))
         if p["strategy"] == "latest_blessed_model":
-            found = reader.latest_blessed_model(pipeline_name)
+            candidates = (inputs or {}).get("candidate") or []
+            found = reader.latest_blessed_model(pipeline_name, before=candidates[0].id if candidates else None)
             return {key: [found] if found is not None else []}
         if p["strategy"] == "latest_artifact":
             return {key: reader.latest_artifacts(p["artifact_type"], pipeline_name, producer=p["producer"])}

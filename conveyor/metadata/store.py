@@ -673,8 +673,9 @@ class MetadataStore(Recorder):
         seen_a = {start} | {x.artifact_id for x in edges if x.type == away}
         return seen_a, {x.execution_id for x in edges}, edges
 
-    def latest_blessed_model(self, pipeline: str) -> Artifact | None:
-        """The newest LIVE Model whose ModelBlessing says ``blessed``, or None.
+    def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None:
+        """The newest LIVE Model whose ModelBlessing says ``blessed``, or None; with ``before``,
+        the newest older than that model (a smaller id).
 
         Newest by model, not by blessing (as TFX's resolver): evaluating an old model again
         must not make it the latest.
@@ -695,6 +696,8 @@ class MetadataStore(Recorder):
                     .where(made.c.artifact_id.in_(ids), made.c.type == "OUTPUT", e.c.status != ExecutionStatus.CACHED)
                     .where(used.c.type == "INPUT", used.c.key == "model", a.c.state == ArtifactState.LIVE)
                 )
+                if before is not None:
+                    q = q.where(used.c.artifact_id < before)
                 newest.extend(i for i in conn.execute(q).scalars() if i is not None)
         return self.artifact(max(newest)) if newest else None
 

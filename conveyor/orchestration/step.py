@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import time
@@ -64,7 +65,9 @@ Found = dict[str, list[Artifact]]
 class ResolvingNode(Protocol):
     """A step that reads the store instead of running an executor (``conveyor.components.Resolver``)."""
 
-    def resolve_from_store(self, reader: StepReader, pipeline_name: str) -> Found: ...
+    def resolve_from_store(
+        self, reader: StepReader, pipeline_name: str, inputs: Mapping[str, Sequence[Artifact]]
+    ) -> Found: ...
 
 
 def inputs_of(node: Node, produced: Mapping[str, Mapping[str, Sequence[Artifact]]]) -> Inputs:
@@ -136,7 +139,8 @@ def run_step(
             step's, recorded as such.
     """
     if isinstance(node, ResolvingNode):
-        return _resolve(node, node.resolve_from_store, store, run_id=run_id, pipeline_name=pipeline_name)
+        find = functools.partial(node.resolve_from_store, inputs=inputs)
+        return _resolve(node, find, store, run_id=run_id, pipeline_name=pipeline_name)
     started = time.perf_counter()
     inputs = {k: list(v) for k, v in inputs.items()}
     early: Exception | None = None  # the key cannot be made: the step is recorded as failed with why

@@ -52,10 +52,27 @@ def train_logistic(fn_args):
     from sklearn.linear_model import LogisticRegression
 
     X, y = fn_args.train_data()
-    model = LogisticRegression(C=fn_args.train_args.get("C", 1.0), max_iter=1000).fit(X, y)
+    C = fn_args.hyperparameters.get("C", fn_args.train_args.get("C", 1.0))  # a Tuner's choice wins
+    model = LogisticRegression(C=C, max_iter=1000).fit(X, y)
     X_eval, y_eval = fn_args.eval_data()
     log_accuracy(fn_args, model.predict(X_eval) == y_eval, step=int(model.n_iter_[0]))
     return model
+
+
+def tuner_fn(fn_args):
+    """For a Tuner (``TUNE = True`` in pipeline.py): the logistic regression's C that scores the best eval AUC."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    import conveyor.training
+
+    def objective(trial, fn_args):
+        X, y = fn_args.train_data()
+        model = LogisticRegression(C=trial.suggest_float("C", 1e-2, 10, log=True), max_iter=1000).fit(X, y)
+        X_eval, y_eval = fn_args.eval_data()
+        return roc_auc_score(y_eval == POSITIVE, model.predict_proba(X_eval)[:, list(model.classes_).index(POSITIVE)])
+
+    return conveyor.training.Search(objective)
 
 
 def train_lightgbm(fn_args):

@@ -72,6 +72,29 @@ def test_latest_blessed_model_is_the_baseline_and_the_first_model_has_none(db_ur
     assert (found.id, found.uri) == (better.id, better.uri)  # the model itself, no copy
 
 
+def test_with_its_candidate_the_baseline_is_the_model_blessed_before_it_so_a_rerun_is_cached(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'metadata.sqlite'}"
+
+    def run(quality: float) -> tuple[Artifact, int | None, dict[str, str]]:
+        trainer = train(quality=quality)
+        latest = Resolver(strategy="latest_blessed_model", candidate=trainer.outputs["model"])
+        judged = judge(model=trainer.outputs["model"], baseline_model=latest.outputs["model"])
+        result = Pipeline("candidate", [trainer, latest, judged], root=tmp_path, metadata=db_url).run()
+        assert result.status == "succeeded", {k: e.error for k, e in result.executions.items()}
+        blessing = result.executions["judge"].outputs["blessing"][0]
+        statuses = {k: x.status for k, x in result.executions.items()}
+        return result.executions["train"].outputs["model"][0], blessing.properties["baseline"], statuses
+
+    first, first_baseline, _ = run(0.8)
+    again, again_baseline, statuses = run(0.8)  # nothing new: the blessed model is not its own baseline
+    assert (again, first_baseline, again_baseline) == (first, None, None)
+    assert statuses == {"train": "cached", "Resolver": "succeeded", "judge": "cached"}
+    _, better_baseline, _ = run(0.9)
+    assert better_baseline == first.id
+    with pytest.raises(PipelineDefinitionError, match="candidate goes with strategy='latest_blessed_model'"):
+        Resolver(strategy="span_range", candidate=train(quality=0.5).outputs["model"])
+
+
 def test_a_step_after_a_resolver_that_found_nothing_runs_alone_with_no_baseline(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'metadata.sqlite'}"
     pipeline = blessing_pipeline(tmp_path, db_url, 0.7)

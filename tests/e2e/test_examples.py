@@ -35,7 +35,7 @@ def test_the_penguins_example_trains_a_model_that_names_species_from_raw_rows(tm
     assert list(model.predict(rows)["class"]) == ["Gentoo", "Adelie"]
 
 
-COMPLAINTS = REPO / "examples" / "complaints" / "pipeline.py"
+COMPLAINT_MODELS = REPO / "examples" / "complaints" / "models.py"
 
 
 def test_the_complaints_example_trains_four_models_that_beat_the_majority_on_raw_rows(tmp_path: Path) -> None:
@@ -43,14 +43,14 @@ def test_the_complaints_example_trains_four_models_that_beat_the_majority_on_raw
         pytest.importorskip(library)
     if importlib.util.find_spec("keras") is None:  # not imported here: importing picks a backend, load_model picks torch
         pytest.skip("needs keras: pip install 'conveyor[keras]'")
-    first = run_cli("run", str(COMPLAINTS), "--root", "root", cwd=tmp_path, timeout=900)
+    first = run_cli("run", str(COMPLAINT_MODELS), "--root", "root", cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "(9 succeeded)" in first.stdout, first.stdout
-    second = run_cli("run", str(COMPLAINTS), "--root", "root", cwd=tmp_path, timeout=300)
+    second = run_cli("run", str(COMPLAINT_MODELS), "--root", "root", cwd=tmp_path, timeout=300)
     assert "(9 cached)" in second.stdout, second.stdout
 
     with MetadataStore(f"sqlite:///{tmp_path / 'root' / 'metadata.sqlite'}") as store:
-        outputs = {Path(a.uri).parts[-3:-1]: Path(a.uri) for a in store.artifacts(pipeline="complaints")}
+        outputs = {Path(a.uri).parts[-3:-1]: Path(a.uri) for a in store.artifacts(pipeline="complaints_models")}
     eval_rows = pq.read_table(outputs["ExampleGen", "examples"] / "Split-eval")  # raw, as ExampleGen split them
     disputed = np.asarray(eval_rows["consumer_disputed"].to_pylist())
     majority = max(np.mean(disputed == "Yes"), np.mean(disputed == "No"))  # 0.62 on this split
