@@ -24,26 +24,53 @@ def _poisson_cdf() -> np.ndarray:
 
 
 _CDF = _poisson_cdf()
+_PREFIX_BITS = 16
+
+
+def _prefix_table() -> tuple[np.ndarray, np.ndarray]:
+    """Per leading 16 bits of a 53-bit draw: its Poisson value, and whether the rest of the bits can change it."""
+    prefix = np.arange(2**_PREFIX_BITS, dtype=np.float64)
+    low = np.searchsorted(_CDF, prefix * 2.0**-_PREFIX_BITS, side="right")
+    high = np.searchsorted(_CDF, ((prefix + 1) * 2.0 ** (53 - _PREFIX_BITS) - 1) * 2.0**-53, side="right")
+    return low.astype(np.float64), low != high
+
+
+_BY_PREFIX, _UNDECIDED = _prefix_table()
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser: a bijection of 64-bit words whose outputs look uniform."""
     z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
+    shifted = np.empty_like(z)  # in place: two buffers for the whole mix
+    for shift, mix in ((30, _MIX1), (27, _MIX2)):
+        np.right_shift(z, np.uint64(shift), out=shifted)
+        z ^= shifted
+        z *= mix
+    np.right_shift(z, np.uint64(31), out=shifted)
+    z ^= shifted
+    return z
 
 
 def poisson_weights(seed: int, replicates: int, start: int, rows: int) -> np.ndarray:
     """Poisson(1) weights of rows ``start .. start + rows`` of a split: shape ``(rows, replicates)``."""
     positions = np.arange(start, start + rows, dtype=np.uint64)
-    out = np.empty((rows, replicates), dtype=np.float64)
-    base = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+    out = np.empty((rows, replicates))
     for r in range(replicates):
-        key = splitmix64(base ^ np.uint64(r))
-        uniform = (splitmix64(positions ^ key) >> np.uint64(11)).astype(np.float64) * 2.0**-53
-        out[:, r] = np.searchsorted(_CDF, uniform, side="right")
+        out[:, r] = replicate_weights(seed, r, positions)
     return out
+
+
+def replicate_weights(seed: int, replicate: int, positions: np.ndarray) -> np.ndarray:
+    """Replicate ``replicate``'s Poisson(1) weight of each row at ``positions`` (uint64) of a split."""
+    base = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+    key = splitmix64(base ^ np.uint64(replicate))
+    draws = splitmix64(positions ^ key) >> np.uint64(11)  # 53 bits: the uniform draw is draws x 2^-53
+    prefix = (draws >> np.uint64(53 - _PREFIX_BITS)).astype(np.intp)
+    weights = _BY_PREFIX[prefix]
+    # the few draws whose leading bits straddle a step of the CDF: the exact inversion
+    edge = np.flatnonzero(_UNDECIDED[prefix])
+    weights[edge] = np.searchsorted(_CDF, draws[edge].astype(np.float64) * 2.0**-53, side="right")
+    return weights
 
 
 def bounds(values: np.ndarray, confidence: float) -> list[float] | None:

@@ -1,21 +1,23 @@
-"""The metrics of a slice, from state that merges exactly: one kind a task.
+"""The metrics of a slice, computed at extract from the rows' own columns: one kind a task.
 
-Each kind turns a batch into one state per slice (``batch``), merges two states (``merge``),
-does buffered work (``compact``) and gives the slice's numbers (``values``: one array entry a
-replicate, entry 0 the data as it is; ``details``: curves and tables of entry 0). Weights are
-a matrix, a column per replicate, so bootstrap replicates ride in the same state.
+Each kind sorts or indexes the rows once (``prepare``: one plan per model, over every slicing
+spec), then takes blocks of weight columns (``add``: a ``(columns, rows)`` array, rows in split
+order; column 0 the data as it is, then the bootstrap replicates) and gives each spec's numbers
+for those columns; ``join`` puts a spec's blocks together, one state a slice. ``values`` gives
+a slice's numbers, one array entry a weight column; ``details`` curves and tables of column 0.
 
-* Binary: the weight of positives and negatives per distinct score. AUC, average precision,
-  log loss, Brier and every threshold's confusion matrix follow exactly, as scikit-learn
-  computes them from the rows. Memory grows with the distinct scores of a slice, not its rows.
-* Multiclass: the confusion matrix (true class x predicted class).
-* Regression: weight, mean and squared deviations of the label (Chan's merge), sums of errors.
+* Binary: per slicing spec, the positives and the negatives each sorted by (slice, score);
+  cumulative weights over them give AUC (each negative against the positives above it),
+  average precision and every threshold's confusion counts exactly, as scikit-learn computes
+  them from the rows; log loss and Brier are sums over the slice.
+* Multiclass: the confusion matrix (true class x predicted class), by bincount.
+* Regression: weight, mean and squared deviations of the label, sums of errors.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,11 +29,7 @@ REGRESSION = ["example_count", "weighted_example_count", "mae", "mse", "rmse", "
 METRICS = {"binary": BINARY, "multiclass": MULTICLASS, "regression": REGRESSION}
 _EPS = np.finfo(np.float64).eps
 
-
-def group_starts(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The stable order that groups equal codes, and where each code's run starts in it (codes 0..n-1, all present)."""
-    order = np.argsort(codes, kind="stable")
-    return order, np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+Slicing = tuple[np.ndarray, int]  # each row's slice code, and the number of slices
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
@@ -42,109 +40,210 @@ def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
 
 
 @dataclass
-class ScoreTable:
-    """Weights of positives and negatives per distinct score, scores ascending (after ``compact``)."""
+class BinaryState:
+    """A slice's numbers, one entry a weight column, and its calibration sums (column 0)."""
 
-    scores: np.ndarray
-    pos: np.ndarray  # (distinct scores, replicates + 1)
-    neg: np.ndarray
+    rows: int
+    numbers: dict[str, np.ndarray]
+    counts: dict[float, dict[str, np.ndarray]]  # threshold -> tp, fp, fn, tn
+    calibration: np.ndarray  # (3, bins): weight, weight of positives, weight x score
 
 
 @dataclass
-class BinaryState:
-    rows: int
-    tables: list[ScoreTable] = field(default_factory=list)
+class BinaryBlock:
+    """Every slice's numbers for a block of weight columns: ``(columns, slices)`` arrays."""
+
+    rows: np.ndarray
+    numbers: dict[str, np.ndarray]
+    counts: dict[float, dict[str, np.ndarray]]
+    calibration: np.ndarray | None  # (slices, 3, bins), in the block that holds column 0
 
 
-def _reduce(scores: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> ScoreTable:
-    """Equal scores summed, in the entries' order (so the sums are the same whatever the threads)."""
-    order = np.argsort(scores, kind="stable")
-    s = scores[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if s.size else np.zeros(0, dtype=np.intp)
-    if not s.size:
-        return ScoreTable(s, pos[:0], neg[:0])
-    return ScoreTable(s[starts], np.add.reduceat(pos[order], starts), np.add.reduceat(neg[order], starts))
+@dataclass
+class _Side:
+    """The positive (or negative) rows of one slicing spec, sorted by (slice, score), ties in split order."""
+
+    order: np.ndarray  # the rows, sorted, as positions in the rows sorted by score
+    slice_start: np.ndarray  # where each slice's rows start, then their number
+    above: dict[float, np.ndarray]  # threshold -> per slice, its first row scored above it
+
+
+@dataclass
+class _SortedSpec:
+    """One slicing spec's positives and negatives, and where each stands among the other side."""
+
+    codes: np.ndarray  # each row's slice, in split order
+    rows: np.ndarray  # rows per slice
+    positive: _Side
+    negative: _Side
+    below: np.ndarray  # per negative: positives of its slice scored below it, as an index of the positives
+    tied: np.ndarray | None  # per negative: the same, scored at most as high; None when no score is tied across sides
+    first_tie: np.ndarray | None  # per positive: the first positive of its score; None when positives do not tie
+    negatives_below: np.ndarray  # per positive: negatives of its slice scored below it, as an index of the negatives
+
+
+@dataclass
+class _BinaryPlan:
+    """A model's rows: per row its log loss and Brier terms and calibration bin, and each spec sorted."""
+
+    label: np.ndarray
+    scores: np.ndarray
+    by_score: np.ndarray  # the rows by score, ties in split order
+    loss: np.ndarray  # (2, rows)
+    bins: np.ndarray
+    specs: list[_SortedSpec]
 
 
 class BinaryMetrics:
-    def __init__(self, decision_thresholds: list[float], calibration_bins: int) -> None:
+    def __init__(self, decision_thresholds: list[float], calibration_bins: int, thresholds: list[float]) -> None:
+        """``thresholds``: every threshold ``counts`` will be asked for (0.5 and the decision ones included)."""
         self.decision_thresholds = decision_thresholds
         self.calibration_bins = calibration_bins
+        self.thresholds = sorted({0.5, *decision_thresholds, *thresholds})
 
-    def batch(
-        self, codes: np.ndarray, n: int, target: np.ndarray, scores: np.ndarray, weights: np.ndarray
-    ) -> list[BinaryState]:
-        positive, negative = weights * target[:, None], weights * (1 - target[:, None])
-        order = np.lexsort((scores, codes))
-        c, s = codes[order], scores[order]
-        starts = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (s[1:] != s[:-1])])
-        pos = np.add.reduceat(positive[order], starts)
-        neg = np.add.reduceat(negative[order], starts)
-        bounds = np.r_[np.searchsorted(c[starts], np.arange(n)), len(starts)]
+    def prepare(
+        self, slicings: list[Slicing], target: np.ndarray, scores: np.ndarray, run: Callable[..., Iterable[Any]] = map
+    ) -> _BinaryPlan:
+        """Sorts every slicing spec's rows; ``run`` maps over the specs (``map``, or a thread pool's)."""
+        by_score = np.argsort(scores, kind="stable")
+        ranked = (by_score, scores[by_score], target[by_score])
+        clipped = np.clip(scores, _EPS, 1 - _EPS)
+        loss = np.stack([-(target * np.log(clipped) + (1 - target) * np.log(1 - clipped)), (target - scores) ** 2])
+        bins = np.searchsorted(np.linspace(0.0, 1.0, self.calibration_bins + 1)[1:-1], scores)
+        specs = list(run(lambda slicing: self._sorted(*slicing, ranked), slicings))
+        return _BinaryPlan(target, scores, by_score, loss, bins, specs)
+
+    def _sorted(self, codes: np.ndarray, n: int, ranked: tuple[np.ndarray, ...]) -> _SortedSpec:
+        """The rows sorted by (slice, score): a stable sort by slice of the rows sorted by score.
+
+        Its indices are kept as ``intp`` (8 bytes): ``np.take`` converts any other type first.
+        """
+        by_score, sorted_scores, sorted_target = ranked
         rows = np.bincount(codes, minlength=n)
-        return [
-            BinaryState(int(rows[k]), [ScoreTable(s[starts[a:b]], pos[a:b], neg[a:b])])
-            for k, (a, b) in enumerate(itertools.pairwise(bounds))
+        order = np.argsort(codes[by_score], kind="stable")
+        s, positive = sorted_scores[order], sorted_target[order] == 1
+        c = np.repeat(np.arange(n, dtype=codes.dtype), rows)
+        # rows of one (slice, score) are a group; per row, the positives and negatives before its group and after it
+        new = np.r_[True, (c[1:] != c[:-1]) | (s[1:] != s[:-1])]
+        group = np.cumsum(new) - 1
+        ends = np.r_[np.flatnonzero(new)[1:], len(order)]
+        positives = np.r_[0, np.cumsum(positive)]
+        group_start = np.flatnonzero(new)
+        pos_before, pos_through = positives[group_start][group], positives[ends][group]
+        neg_before = (group_start - positives[group_start])[group]
+        sides = []
+        for mask in (positive, ~positive):
+            side_codes, side_scores = c[mask], s[mask]
+            start = np.searchsorted(side_codes, np.arange(n + 1))
+            above = {t: start[:-1] + np.bincount(side_codes[side_scores <= t], minlength=n) for t in self.thresholds}
+            sides.append(_Side(order[mask], start, above))
+        below, tied, first_tie = pos_before[~positive], pos_through[~positive], pos_before[positive]
+        return _SortedSpec(
+            codes, rows, sides[0], sides[1], below,
+            None if np.array_equal(below, tied) else tied,
+            None if np.array_equal(first_tie, np.arange(len(first_tie))) else first_tie,
+            neg_before[positive],
+        )  # fmt: skip
+
+    def add(self, plan: _BinaryPlan, weights: np.ndarray, first: int) -> list[BinaryBlock]:
+        weighted_loss = [weights * term for term in plan.loss]
+        # one random gather to score order; each spec's sides then read it in a few runs
+        by_score = np.take(weights, plan.by_score, axis=1)
+        return [self._block(plan, spec, weights, by_score, weighted_loss, first) for spec in plan.specs]
+
+    def _block(
+        self,
+        plan: _BinaryPlan,
+        spec: _SortedSpec,
+        weights: np.ndarray,
+        by_score: np.ndarray,
+        weighted_loss: list[np.ndarray],
+        first: int,
+    ) -> BinaryBlock:
+        """Every slice's numbers for a block of weight columns, from cumulative sums over the sorted rows.
+
+        ``cum_p[:, i]``/``cum_n[:, i]``: the weight of the positives / negatives before the
+        ``i``-th, over the whole sorted split; a slice's own sums are differences of these.
+        """
+        n, pos, neg = len(spec.rows), spec.positive, spec.negative
+        losses = [_sums(spec.codes, n, x) for x in weighted_loss]
+        w_p, w_n = np.take(by_score, pos.order, axis=1), np.take(by_score, neg.order, axis=1)
+        cum_p, cum_n = _cumulative(w_p), _cumulative(w_n)
+        end_p, end_n = cum_p[:, pos.slice_start[1:]], cum_n[:, neg.slice_start[1:]]
+        total_p, total_n = end_p - cum_p[:, pos.slice_start[:-1]], end_n - cum_n[:, neg.slice_start[:-1]]
+        total_w = total_p + total_n
+        # AUC: each negative ranks below the positives above it and half those tied with it,
+        # 2 x area = sum over negatives of w x (2 end_p - cum_p[below] - cum_p[tied])
+        ranked = np.take(cum_p, spec.below, axis=1)
+        if spec.tied is None:
+            ranked *= 2
+        else:
+            ranked += np.take(cum_p, spec.tied, axis=1)
+        ranked *= w_n
+        twice_area = 2 * end_p * total_n - _segment_sums(ranked, neg.slice_start)
+        del ranked
+        # average precision: each positive adds its weight / P x the precision at its score
+        true = np.repeat(end_p, np.diff(pos.slice_start), axis=1)
+        true -= cum_p[:, :-1] if spec.first_tie is None else np.take(cum_p, spec.first_tie, axis=1)
+        called = np.repeat(end_n, np.diff(pos.slice_start), axis=1)
+        called -= np.take(cum_n, spec.negatives_below, axis=1)
+        called += true
+        true *= w_p
+        np.divide(true, called, out=true, where=called > 0)
+        auc_pr = _segment_sums(true, pos.slice_start)
+        del true, called
+        counts = {}
+        for t in self.thresholds:
+            tp, fp = end_p - cum_p[:, pos.above[t]], end_n - cum_n[:, neg.above[t]]
+            counts[t] = {"tp": tp, "fp": fp, "fn": total_p - tp, "tn": total_n - fp}
+        c = counts[0.5]
+        numbers = {
+            "weighted_example_count": total_w,
+            "accuracy": _ratio(c["tp"] + c["tn"], total_w, np.nan),
+            "precision": _ratio(c["tp"], c["tp"] + c["fp"]),
+            "recall": _ratio(c["tp"], total_p),
+            "f1": _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]),
+            "auc": _ratio(twice_area, 2 * total_p * total_n, np.nan),
+            "auc_pr": _ratio(auc_pr, total_p, np.nan),
+            "log_loss": _ratio(losses[0], total_w, np.nan),
+            "brier": _ratio(losses[1], total_w, np.nan),
+        }
+        calibration = self._calibration(plan, spec, weights[0]) if first == 0 else None
+        return BinaryBlock(spec.rows, numbers, counts, calibration)
+
+    def _calibration(self, plan: _BinaryPlan, spec: _SortedSpec, weight: np.ndarray) -> np.ndarray:
+        """Per slice: weight, weight of positives and weight x score in each calibration bin."""
+        n, bins = len(spec.rows), self.calibration_bins
+        key = spec.codes.astype(np.int64) * bins + plan.bins
+        sums = [
+            np.bincount(key, weights=x, minlength=n * bins) for x in (weight, weight * plan.label, weight * plan.scores)
         ]
+        return np.stack(sums).reshape(3, n, bins).transpose(1, 0, 2)
 
-    def merge(self, a: BinaryState, b: BinaryState) -> BinaryState:
-        return BinaryState(a.rows + b.rows, a.tables + b.tables)
-
-    def compact(self, state: BinaryState) -> BinaryState:
-        if len(state.tables) > 1:
-            t = state.tables
-            table = _reduce(np.concatenate([x.scores for x in t]), np.concatenate([x.pos for x in t]),
-                            np.concatenate([x.neg for x in t]))  # fmt: skip
-            state.tables = [table]
-        return state
-
-    def table(self, state: BinaryState) -> ScoreTable:
-        return self.compact(state).tables[0]
+    def join(self, blocks: list[BinaryBlock]) -> list[BinaryState]:
+        """A slicing spec's blocks, in column order, as one state per slice."""
+        numbers = {m: np.concatenate([b.numbers[m] for b in blocks]) for m in blocks[0].numbers}
+        counts = {
+            t: {m: np.concatenate([b.counts[t][m] for b in blocks]) for m in x} for t, x in blocks[0].counts.items()
+        }
+        calibration = blocks[0].calibration
+        assert calibration is not None, "the first block holds column 0"
+        return [
+            BinaryState(int(rows), {m: v[:, i] for m, v in numbers.items()},
+                        {t: {m: v[:, i] for m, v in x.items()} for t, x in counts.items()}, calibration[i])
+            for i, rows in enumerate(blocks[0].rows)
+        ]  # fmt: skip
 
     def counts(self, state: BinaryState, threshold: float) -> dict[str, np.ndarray]:
-        """tp, fp, fn, tn per replicate when a score above ``threshold`` is called positive."""
-        t = self.table(state)
-        above = np.searchsorted(t.scores, threshold, side="right")
-        tp, fp = t.pos[above:].sum(0), t.neg[above:].sum(0)
-        return {"tp": tp, "fp": fp, "fn": t.pos.sum(0) - tp, "tn": t.neg.sum(0) - fp}
+        """tp, fp, fn, tn per weight column when a score above ``threshold`` is called positive."""
+        return state.counts[threshold]
 
     def values(self, state: BinaryState) -> dict[str, np.ndarray]:
-        t = self.table(state)
-        s = t.scores[:, None]
-        p, n = t.pos.sum(0), t.neg.sum(0)
-        w = p + n
-        c = self.counts(state, 0.5)
-        tps, fps = np.cumsum(t.pos[::-1], 0), np.cumsum(t.neg[::-1], 0)
-        tpr = np.vstack([np.zeros_like(p), tps]) / np.where(p > 0, p, np.nan)
-        fpr = np.vstack([np.zeros_like(n), fps]) / np.where(n > 0, n, np.nan)
-        auc = (
-            np.sum(np.diff(fpr, axis=0) * (tpr[1:] + tpr[:-1]) / 2, axis=0)
-            if len(t.scores)
-            else np.full_like(p, np.nan)
-        )
-        precision_at = _ratio(tps, tps + fps)
-        recall_gain = np.diff(np.vstack([np.zeros_like(p), tps]), axis=0) / np.where(p > 0, p, np.nan)
-        clipped = np.clip(s, _EPS, 1 - _EPS)
-        return {
-            "weighted_example_count": w,
-            "accuracy": _ratio(c["tp"] + c["tn"], w, np.nan),
-            "precision": _ratio(c["tp"], c["tp"] + c["fp"]),
-            "recall": _ratio(c["tp"], p),
-            "f1": _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]),
-            "auc": auc,
-            "auc_pr": np.sum(recall_gain * precision_at, axis=0),
-            "log_loss": _ratio(-(t.pos * np.log(clipped) + t.neg * np.log(1 - clipped)).sum(0), w, np.nan),
-            "brier": _ratio((t.pos * (1 - s) ** 2 + t.neg * s**2).sum(0), w, np.nan),
-        }
+        return state.numbers
 
     def details(self, state: BinaryState) -> dict[str, Any]:
-        t = self.table(state)
-        weight = t.pos[:, 0] + t.neg[:, 0]
+        total, true, predicted = state.calibration
         edges = np.linspace(0.0, 1.0, self.calibration_bins + 1)
-        bins = np.searchsorted(edges[1:-1], t.scores)
-        total = np.bincount(bins, weights=weight, minlength=self.calibration_bins)
-        true = np.bincount(bins, weights=t.pos[:, 0], minlength=self.calibration_bins)
-        predicted = np.bincount(bins, weights=t.scores * weight, minlength=self.calibration_bins)
         calibration = [
             {"bin": [float(edges[i]), float(edges[i + 1])], "weight": float(total[i]),
              "prob_true": float(true[i] / total[i]), "prob_pred": float(predicted[i] / total[i])}
@@ -152,38 +251,65 @@ class BinaryMetrics:
         ]  # fmt: skip
         matrices = []
         for threshold in self.decision_thresholds:
-            c = {k: float(v[0]) for k, v in self.counts(state, threshold).items()}
+            c = {k: float(v[0]) for k, v in state.counts[threshold].items()}
             matrices.append({"threshold": threshold, **c})
         return {"calibration": calibration, "confusion_matrix": matrices}
+
+
+def _cumulative(sorted_weights: np.ndarray) -> np.ndarray:
+    """Per column, the weight before each row and the total last: ``(columns, rows + 1)``."""
+    out = np.zeros((len(sorted_weights), sorted_weights.shape[1] + 1))
+    np.cumsum(sorted_weights, axis=1, out=out[:, 1:])
+    return out
+
+
+def _segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per column, the sum of ``values[:, starts[i]:starts[i + 1]]`` for each ``i``; 0 when empty."""
+    sums = np.zeros((len(values), len(starts) - 1))
+    filled = np.flatnonzero(np.diff(starts) > 0)
+    if filled.size:
+        sums[:, filled] = np.add.reduceat(values, starts[filled], axis=1)
+    return sums
+
+
+def _sums(codes: np.ndarray, n: int, weights: np.ndarray) -> np.ndarray:
+    """Per weight column, the sum over each slice's rows: ``(columns, slices)``."""
+    if n == 1:
+        return weights.sum(axis=1, keepdims=True)
+    return np.stack([np.bincount(codes, weights=row, minlength=n) for row in weights])
 
 
 @dataclass
 class MulticlassState:
     rows: int
-    confusion: np.ndarray  # (replicates + 1, true class, predicted class)
+    confusion: np.ndarray  # (weight columns, true class, predicted class)
 
 
 class MulticlassMetrics:
     def __init__(self, classes: list[Any]) -> None:
         self.classes = classes
 
-    def batch(
-        self, codes: np.ndarray, n: int, target: np.ndarray, predicted: np.ndarray, weights: np.ndarray
-    ) -> list[MulticlassState]:
+    def prepare(
+        self,
+        slicings: list[Slicing],
+        target: np.ndarray,
+        predicted: np.ndarray,
+        run: Callable[..., Iterable[Any]] = map,
+    ) -> list[tuple[Any, ...]]:
         k = len(self.classes)
-        cell = (codes * k + target) * k + predicted
-        confusion = np.stack(
-            [np.bincount(cell, weights=weights[:, r], minlength=n * k * k) for r in range(weights.shape[1])]
-        )
-        confusion = confusion.reshape(weights.shape[1], n, k, k)
-        rows = np.bincount(codes, minlength=n)
-        return [MulticlassState(int(rows[i]), confusion[:, i]) for i in range(n)]
+        return [((codes.astype(np.int64) * k + target) * k + predicted, n, np.bincount(codes, minlength=n))
+                for codes, n in slicings]  # fmt: skip
 
-    def merge(self, a: MulticlassState, b: MulticlassState) -> MulticlassState:
-        return MulticlassState(a.rows + b.rows, a.confusion + b.confusion)
+    def add(self, plan: list[tuple[Any, ...]], weights: np.ndarray, first: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        k, out = len(self.classes), []
+        for cell, n, rows in plan:
+            confusion = np.stack([np.bincount(cell, weights=w, minlength=n * k * k) for w in weights])
+            out.append((rows, confusion.reshape(len(weights), n, k, k)))
+        return out
 
-    def compact(self, state: MulticlassState) -> MulticlassState:
-        return state
+    def join(self, blocks: list[tuple[np.ndarray, np.ndarray]]) -> list[MulticlassState]:
+        confusion = np.concatenate([b[1] for b in blocks])
+        return [MulticlassState(int(rows), confusion[:, i]) for i, rows in enumerate(blocks[0][0])]
 
     def _per_class(self, confusion: np.ndarray) -> dict[str, np.ndarray]:
         tp = np.diagonal(confusion, axis1=1, axis2=2)
@@ -216,37 +342,37 @@ class MulticlassMetrics:
 @dataclass
 class RegressionState:
     rows: int
-    sums: np.ndarray  # (6, replicates + 1): weight, label mean, label squared deviations, |e|, e², |e|/|y|
+    sums: np.ndarray  # (5, weight columns): weight, label squared deviations, |e|, e², |e|/|y|
 
 
 class RegressionMetrics:
-    def batch(
-        self, codes: np.ndarray, n: int, target: np.ndarray, predicted: np.ndarray, weights: np.ndarray
-    ) -> list[RegressionState]:
-        order, starts = group_starts(codes)
-        w, y = weights[order], target[order, None]
-        error = np.abs(predicted[order, None] - y)
-        weight = np.add.reduceat(w, starts)
-        mean = _ratio(np.add.reduceat(w * y, starts), weight)
-        m2 = np.add.reduceat(w * (y - np.repeat(mean, np.diff(np.r_[starts, len(order)]), axis=0)) ** 2, starts)
-        sums = [weight, mean, m2, np.add.reduceat(w * error, starts), np.add.reduceat(w * error**2, starts),
-                np.add.reduceat(w * error / np.maximum(np.abs(y), _EPS), starts)]  # fmt: skip
-        rows = np.bincount(codes, minlength=n)
-        return [RegressionState(int(rows[i]), np.stack([x[i] for x in sums])) for i in range(n)]
+    def prepare(
+        self,
+        slicings: list[Slicing],
+        target: np.ndarray,
+        predicted: np.ndarray,
+        run: Callable[..., Iterable[Any]] = map,
+    ) -> tuple[Any, ...]:
+        error = np.abs(predicted - target)
+        terms = np.stack([error, error**2, error / np.maximum(np.abs(target), _EPS)])
+        return [(codes, n, np.bincount(codes, minlength=n)) for codes, n in slicings], target, terms
 
-    def merge(self, a: RegressionState, b: RegressionState) -> RegressionState:
-        wa, wb = a.sums[0], b.sums[0]
-        total = wa + wb
-        delta = b.sums[1] - a.sums[1]
-        mean = a.sums[1] + _ratio(delta * wb, total)
-        m2 = a.sums[2] + b.sums[2] + _ratio(delta**2 * wa * wb, total)
-        return RegressionState(a.rows + b.rows, np.vstack([total, mean, m2, a.sums[3:] + b.sums[3:]]))
+    def add(self, plan: tuple[Any, ...], weights: np.ndarray, first: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        specs, target, terms = plan
+        out = []
+        for codes, n, rows in specs:
+            weight = _sums(codes, n, weights)
+            mean = _ratio(_sums(codes, n, weights * target), weight)
+            deviations = _sums(codes, n, weights * (target - mean[:, codes]) ** 2)
+            out.append((rows, np.stack([weight, deviations, *(_sums(codes, n, weights * term) for term in terms)])))
+        return out
 
-    def compact(self, state: RegressionState) -> RegressionState:
-        return state
+    def join(self, blocks: list[tuple[np.ndarray, np.ndarray]]) -> list[RegressionState]:
+        sums = np.concatenate([b[1] for b in blocks], axis=1)
+        return [RegressionState(int(rows), sums[:, :, i]) for i, rows in enumerate(blocks[0][0])]
 
     def values(self, state: RegressionState) -> dict[str, np.ndarray]:
-        w, _, m2, absolute, squared, percentage = state.sums
+        w, m2, absolute, squared, percentage = state.sums
         mse = _ratio(squared, w, np.nan)
         # scikit-learn's r2: 1 when both the error and the label's spread are 0, 0 when only the spread is
         r2 = np.where(m2 != 0, 1 - _ratio(squared, m2), np.where(squared == 0, 1.0, 0.0))

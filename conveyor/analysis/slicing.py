@@ -26,10 +26,23 @@ def slice_codes(
     """
     if not spec:
         return np.zeros(frame.height, dtype=np.int64), [OVERALL]
-    parts = [pl.lit(f"{name}=") + _values(frame, name, boundaries).fill_null("None") for name in spec]
-    names = frame.select(pl.concat_str(parts, separator=",").alias("slice"))["slice"]
-    codes = names.rank("dense").cast(pl.Int64).to_numpy() - 1
-    return codes, names.unique().sort().to_list()
+    codes = np.zeros(frame.height, dtype=np.int64)
+    combos: list[tuple[str, ...]] = [()]  # the values each code stands for, one a feature so far
+    for i, name in enumerate(spec):
+        column = frame.select(_values(frame, name, boundaries).fill_null("None")).to_series()
+        values = column.unique().to_list()
+        joint = codes * len(values) + column.cast(pl.Enum(values)).to_physical().to_numpy().astype(np.int64)
+        if i == 0:  # every value of the first feature is present
+            codes, combos = joint, [(value,) for value in values]
+            continue
+        present, codes = np.unique(joint, return_inverse=True)  # renumbered: only crosses present
+        codes = codes.reshape(-1)
+        combos = [(*combos[x // len(values)], values[x % len(values)]) for x in present.tolist()]
+    names = [",".join(f"{f}={v}" for f, v in zip(spec, combo, strict=True)) for combo in combos]
+    by_name = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[by_name] = np.arange(len(names))
+    return rank[codes], [names[k] for k in by_name]
 
 
 def _values(frame: pl.DataFrame, name: str, boundaries: Mapping[str, Sequence[float]]) -> pl.Expr:

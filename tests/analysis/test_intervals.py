@@ -57,3 +57,17 @@ def test_same_seed_same_bounds_whatever_the_batches_parts_and_threads(tmp_path: 
     assert runs[0] == runs[1] == runs[2]
     in_memory = scored.evaluate(frame, CONFIG, CANDIDATE, batch=777)
     assert in_memory["slices"] == runs[0]["slices"]
+
+
+def test_weighted_bounds_equal_the_oracles_on_the_weights_times_the_poisson_draws() -> None:
+    frame = scored.examples(3000, seed=4)
+    config = EvalConfig("label", [["group"]], bootstrap_replicates=REPLICATES, seed=3, example_weight_key="weight")
+    got = scored.by_name(scored.evaluate(frame, config, CANDIDATE, batch=640))
+    weights = poisson_weights(3, REPLICATES, 0, frame.height) * frame["weight"].to_numpy()[:, None]
+    for group in ["a", "b", "c"]:
+        rows = (frame["group"] == group).to_numpy()
+        y, p, w = frame["label"].to_numpy()[rows], frame["score"].to_numpy()[rows], weights[rows]
+        for metric, oracle in [("auc", skm.roc_auc_score), ("auc_pr", skm.average_precision_score)]:
+            replicates = [oracle(y, p, sample_weight=w[:, r]) for r in range(REPLICATES)]
+            expected = np.quantile(replicates, [0.025, 0.975])
+            assert got[f"group={group}"]["intervals"][metric] == pytest.approx(expected, abs=1e-9), (group, metric)

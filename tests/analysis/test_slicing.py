@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 from sklearn import metrics as skm
 
@@ -56,3 +57,12 @@ def test_a_float_feature_needs_bucket_boundaries() -> None:
 def test_an_unknown_slicing_feature_is_named() -> None:
     with pytest.raises(DataValidationError, match="Cannot slice by 'town'"):
         evaluate(examples(100), EvalConfig("label", [["town"]]), CANDIDATE)
+
+
+def test_a_cross_with_a_constant_feature_keeps_both_values_in_its_names() -> None:
+    frame = examples(300).with_columns(country=pl.lit("US"))
+    got = by_name(evaluate(frame, EvalConfig("label", [["country", "state", "group"]]), CANDIDATE))
+    expected = frame.to_pandas().groupby(["country", "state", "group"]).size()
+    assert {n: s["example_count"] for n, s in got.items() if n != "Overall"} == {
+        f"country={c},state={s},group={g}": size for (c, s, g), size in expected.items()
+    }
