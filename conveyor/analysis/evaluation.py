@@ -128,7 +128,8 @@ class EvalCombiner(Combiner):
         return [_join(acc)] if acc else acc
 
     def extract(self, acc: Accumulator) -> dict[str, Any]:
-        states = self._states(_join(acc)) if acc else {name: [{} for _ in self.specs] for name in self.models}
+        rows = _join(acc) if acc else None
+        states = self._states(rows) if rows else {name: [{} for _ in self.specs] for name in self.models}
         slices = []
         fairness_by_model = {name: self._fairness(states[name]) for name in self.models}
         for i, spec in enumerate(self.specs):
@@ -145,6 +146,10 @@ class EvalCombiner(Combiner):
                 slices.append(entry)
         out: dict[str, Any] = {"format_version": FORMAT_VERSION, "task": self.task, "label_key": self.config.label_key,
                                "models": list(self.models), "slices": slices}  # fmt: skip
+        if rows is not None and self.task == "binary":
+            from conveyor.analysis.curves import curves
+
+            out["curves"] = {name: curves(*rows.outputs[name], rows.weight) for name in self.models}
         if self.config.fairness is not None and self.task == "binary":
             out["fairness"] = fairness_by_model[CANDIDATE]["features"]
             if BASELINE in self.models:

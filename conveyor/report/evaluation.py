@@ -7,9 +7,9 @@ plots, fairness across decision thresholds, and, when the Evaluator explained th
 feature importance and partial dependence. The candidate is blue and the baseline vermillion,
 as train and eval are on the statistics page.
 
-ROC and PR curves pass through the confusion matrices of ``EvalConfig.decision_thresholds``
-(a grid such as ``[i / 20 for i in range(21)]`` draws them smooth; one threshold draws a
-single point). Every value from the data is escaped; missing keys show as "-", so an
+ROC and PR curves are the whole set's, exact at up to 101 scores spread by rank
+(``metrics.json``'s ``curves``); an evaluation written without them draws its curves through
+the confusion matrices of ``EvalConfig.decision_thresholds``. Every value from the data is escaped; missing keys show as "-", so an
 evaluation written by another version still renders.
 
 Example:
@@ -75,7 +75,7 @@ def evaluation_html(metrics: Mapping[str, Any], title: str, explanations: Mappin
     if has_baseline and overall.get("baseline"):
         body.append(_comparison(overall))
     if metrics.get("task") == "binary" and overall.get("metrics"):
-        body.append(_plots(overall, has_baseline))
+        body.append(_plots(overall, has_baseline, metrics.get("curves")))
     if metrics.get("fairness"):
         body.append(_fairness(metrics, slices))
     if isinstance(overall.get("metrics", {}).get("per_class"), dict):
@@ -217,13 +217,27 @@ def _curves(matrices: Any) -> tuple[list[tuple[float, float]], list[tuple[float,
     return sorted(set(roc)), sorted(set(pr), key=lambda p: (p[0], -p[1]))
 
 
-def _plots(overall: Mapping[str, Any], has_baseline: bool) -> str:
+def _stored_curves(found: Any) -> tuple[list[tuple[float, float]], list[tuple[float, float]]] | None:
+    """The exact curve points the Evaluator stored, or None (written before it stored them)."""
+    if not isinstance(found, Mapping) or not found.get("roc"):
+        return None
+    try:
+        return [(float(x), float(y)) for x, y in found["roc"]], [(float(x), float(y)) for x, y in found.get("pr") or []]
+    except (TypeError, ValueError):
+        return None
+
+
+def _plots(overall: Mapping[str, Any], has_baseline: bool, stored: Any = None) -> str:
+    stored = stored if isinstance(stored, Mapping) else {}
     sources = [("candidate", CANDIDATE, overall.get("metrics") or {})]
     if has_baseline:
         sources.append(("baseline", BASELINE, (overall.get("baseline") or {}).get("metrics") or {}))
     roc, pr, calibration = [], [], []
+    exact = True
     for label, colour, m in sources:
-        r, p = _curves(m.get("confusion_matrix"))
+        found = _stored_curves(stored.get(label))
+        exact = exact and found is not None
+        r, p = found or _curves(m.get("confusion_matrix"))
         auc, auc_pr = format_number(m.get("auc")), format_number(m.get("auc_pr"))
         roc.append((f"{label} (AUC {auc})", colour, r))
         pr.append((f"{label} (AP {auc_pr})", colour, p))
@@ -231,9 +245,10 @@ def _plots(overall: Mapping[str, Any], has_baseline: bool) -> str:
         points = [(float(b["prob_pred"]), float(b["prob_true"])) for b in bins if "prob_pred" in b and "prob_true" in b]
         calibration.append((label, colour, points))
     count = len((overall.get("metrics") or {}).get("confusion_matrix") or [])
+    how = "exact at up to 101 scores" if exact else f'through {count} decision threshold{"s" * (count != 1)}'
     return (
-        '<section id="plots"><h2>Curves <span class="muted">(the whole set; ROC and PR through '
-        f'{count} decision threshold{"s" * (count != 1)})</span></h2><div class="plots">'
+        f'<section id="plots"><h2>Curves <span class="muted">(the whole set; ROC and PR {how})</span></h2>'
+        '<div class="plots">'
         + _figure("ROC", _line_chart(roc, "false positive rate", "true positive rate", diagonal=True))
         + _figure("Precision-recall", _line_chart(pr, "recall", "precision"))
         + _figure(

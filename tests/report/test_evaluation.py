@@ -81,14 +81,25 @@ def test_metrics_by_slice_are_the_oracles_numbers(doc: Node) -> None:
     assert "weighted_example_count" not in cells, "unweighted: the weighted count repeats the count"
 
 
-def test_curves_pass_through_every_decision_threshold(doc: Node) -> None:
+def roc_lines(doc: Node) -> list[Node]:
     plots = section(doc, "plots")
     assert [f.all("figcaption")[0].text() for f in plots.all("figure")] == ["ROC", "Precision-recall", "Calibration"]
-    roc = plots.all("figure")[0].all("polyline")
-    lines = [p for p in roc if "diag" not in p.classes()]
+    return [p for p in plots.all("figure")[0].all("polyline") if "diag" not in p.classes()]
+
+
+def test_curves_are_the_stored_exact_points(doc: Node) -> None:
+    lines = roc_lines(doc)
     assert [p.attrs["stroke"] for p in lines] == ["#0072B2", "#D55E00"]
-    assert all(2 < len(p.attrs["points"].split()) <= 13 for p in lines)
+    assert all(13 < len(p.attrs["points"].split()) <= 102 for p in lines)  # (0, 0), then up to 101 scores
     assert "candidate (AUC" in lines[0].text()
+    assert "exact at up to 101 scores" in section(doc, "plots").text()
+
+
+def test_an_evaluation_without_stored_curves_draws_them_through_the_decision_thresholds() -> None:
+    metrics = evaluation(rows())
+    del metrics["curves"]
+    lines = roc_lines(parse(evaluation_html(metrics, "ModelEvaluation 7")))
+    assert all(2 < len(p.attrs["points"].split()) <= 13 for p in lines)
 
 
 def test_fairness_lists_each_group_at_each_threshold(doc: Node) -> None:
