@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from conveyor.exceptions import TransformError
-from conveyor.model import feature_names, label_vector, to_matrix
+from conveyor.model import feature_names, features, label_vector, to_matrix
 from conveyor.transform.transformed import decode, encode
 from tests.model import graphs
 
@@ -95,3 +95,40 @@ def test_the_same_matrix_from_apply_and_from_transformed_parquet_columns() -> No
     b, names_b = to_matrix(stored, spec, "disputed")
     assert names_a == names_b
     np.testing.assert_array_equal(a.toarray(), b.toarray())
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 7, 64, 65, 200])
+def test_a_sparse_matrix_of_any_size_is_scipys_hstack(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches up to 64 rows (a request is one) and larger ones (training), laid out on two paths,
+    the larger in slices of rows: both give SciPy's matrix, explicit zeros, NaN and empty rows included.
+    """
+    monkeypatch.setattr(features, "ROW_SLICE", 16)  # several slices, as a million rows make
+    rng = np.random.default_rng(rows)
+    spec = {
+        "a": {"kind": "sparse", "dtype": "float64", "width": 5},
+        "x": {"kind": "number", "dtype": "float64"},
+        "v": {"kind": "dense", "dtype": "float64", "width": 3},
+        "b": {"kind": "sparse", "dtype": "float64", "width": 40},
+        "y": {"kind": "number", "dtype": "int64"},
+    }
+    a = sp.random(rows, 5, density=0.4, format="csr", random_state=rows)
+    if a.nnz:
+        a.data[0] = 0.0  # stored, so kept
+    x = rng.normal(size=rows)
+    x[rng.random(rows) < 0.3] = 0.0
+    x[rng.random(rows) < 0.2] = np.nan
+    c = {
+        "a": a,
+        "x": x,
+        "v": np.where(rng.random((rows, 3)) < 0.5, 0.0, rng.normal(size=(rows, 3))),
+        "b": sp.random(rows, 40, density=0.05, format="csr", random_state=rows + 1),
+        "y": rng.integers(0, 3, rows),
+    }
+    matrix, _ = to_matrix(c, spec, None)
+    dense = sp.csr_matrix(np.column_stack([c["x"], c["v"]]))
+    want = sp.hstack([c["a"], dense, c["b"], sp.csr_matrix(c["y"].reshape(-1, 1).astype(float))], format="csr")
+    matrix.check_format(full_check=True)
+    assert matrix.shape == want.shape and matrix.dtype == np.float64
+    np.testing.assert_array_equal(matrix.indptr, want.indptr)
+    np.testing.assert_array_equal(matrix.indices, want.indices)
+    np.testing.assert_array_equal(matrix.data, want.data)  # NaN where NaN
