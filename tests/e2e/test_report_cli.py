@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.test_statistics import cells, feature_rows, parse
 from tests.helpers import FIXTURES, run_cli
+from tests.report.test_statistics import cells, feature_rows, parse
 
 CHROMIUM = Path("/usr/bin/chromium")
 PENGUIN_COLUMNS = {
