@@ -13,7 +13,7 @@ a list, and puts the statistics an ExampleValidator read beside its anomalies.
 
 Example:
     >>> context = InteractiveContext(root="conveyor_root")
-    >>> gen = ExampleGen(input_base="data/complaints.csv.gz")
+    >>> gen = ExampleGen(input_base="data/span-1.csv.gz")
     >>> context.run(gen)
     >>> stats = StatisticsGen(examples=gen.outputs["examples"])
     >>> context.run(stats)

@@ -4,12 +4,18 @@ The example (``pipeline.py``, ``module.py``, ``data/``) is copied to ``<root>/ex
 there, so the outputs, the store and the pushed model all live under the root and the user's
 copy of the repository is left as it was. A second demo finds every step in the cache: the
 files copied are the same, and the cache keys are made of content.
+
+``--new-span`` is the book's continuous training: it moves the next span held back in
+``data/held_back/`` into ``data/``, as a feed would deliver it, and runs the same pipeline,
+which reads the new span, measures its drift against the previous one, trains on the spans
+its Resolver picks starting from the blessed model, and pushes only a model that does better.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -17,12 +23,15 @@ from typing import Any
 
 from rich.text import Text
 
-from conveyor.artifacts import Artifact
+from conveyor.artifacts import Artifact, Examples
 from conveyor.exceptions import ConveyorError
+from conveyor.metadata import open_store
 from conveyor.metadata.records import ExecutionStatus, Run
 
 EXAMPLE = "complaints"
 EXAMPLE_FILES = ("pipeline.py", "module.py", "data")
+HELD_BACK = "held_back"  # data/held_back/span-<n>.csv.gz: the spans --new-span adds, one at a time
+SPAN_FILE = re.compile(r"span-(\d+)\.csv\.gz")
 MODEL_NAME = "complaints"
 NEEDS = {"sklearn": "scikit-learn", "skops": "skops", "starlette": "starlette", "uvicorn": "uvicorn"}
 TRY_ROW = {
@@ -58,7 +67,7 @@ def check_needs() -> None:
 
 
 def copy_example(work: Path) -> Path:
-    """Copy the example into ``work`` (files already there are replaced) and return its pipeline file."""
+    """Copy the example into ``work`` (files already there are replaced; spans added earlier stay) and return its pipeline file."""
     source = example_folder()
     work.mkdir(parents=True, exist_ok=True)
     for name in EXAMPLE_FILES:
@@ -69,15 +78,40 @@ def copy_example(work: Path) -> Path:
     return work / "pipeline.py"
 
 
-def run_demo(root: Path) -> int:
-    """Run the example under ``root``, print what it made, write the report; the exit code."""
+def add_next_span(data: Path) -> int:
+    """Copy the first held-back span that ``data`` lacks into it, as a feed would deliver it; its number."""
+    held = {int(m[1]): f for f in (data / HELD_BACK).glob("span-*.csv.gz") if (m := SPAN_FILE.fullmatch(f.name))}
+    present = sorted(int(m[1]) for f in data.glob("span-*.csv.gz") if (m := SPAN_FILE.fullmatch(f.name)))
+    waiting = sorted(n for n in held if n not in present)
+    if not waiting:
+        msg = (
+            f"Every span of the demo's data is in already (spans {', '.join(map(str, present))}): "
+            f"there is no new span to add. Start again with another --root, or run without --new-span."
+        )
+        raise ConveyorError(msg)
+    shutil.copy2(held[waiting[0]], data / held[waiting[0]].name)
+    return waiting[0]
+
+
+def run_demo(root: Path, *, new_span: bool = False) -> int:
+    """Run the example under ``root`` (with ``new_span``, on the next span of data too), print
+    what it made, write the report; the exit code.
+    """
     from conveyor.cli import render
     from conveyor.cli.loader import load_pipeline
     from conveyor.orchestration.local import LocalRunner
 
     check_needs()
     root = root.resolve()
+    if new_span and not (root / "metadata.sqlite").exists():
+        msg = f"No demo has run under {root} yet: run `conveyor demo` first, then --new-span adds data to it."
+        raise ConveyorError(msg)
     pipeline_file = copy_example(root / "example")
+    if new_span:
+        span = add_next_span(pipeline_file.parent / "data")
+        render.console.print(
+            Text(f"new data: span {span} ({HELD_BACK}/span-{span}.csv.gz) moved into data/"), soft_wrap=True
+        )
     pipeline = load_pipeline(str(pipeline_file))
     pipeline.root = root
     with render.RunDisplay(pipeline) as display:
@@ -88,6 +122,9 @@ def run_demo(root: Path) -> int:
         return 1
     evaluation = json.loads((Path(outputs["Evaluator"]["evaluation"].uri) / "metrics.json").read_text("utf-8"))
     summary(result, outputs, evaluation)
+    with open_store(str(root), pipeline.metadata) as store:
+        render.console.print(Text("pushed so far (from the store's lineage):"))
+        history(store, pipeline.name)
     index = write_report(root / "report", outputs, evaluation, pipeline.metadata, root)
     render.console.print(Text(f"report: {index}"), soft_wrap=True)
     serving = Path(outputs["Pusher"]["pushed_model"].properties.get("pushed_destination") or "").parent
@@ -103,18 +140,35 @@ def summary(result: Run, outputs: dict[str, dict[str, Artifact]], evaluation: di
     """Rows per split, anomalies, the metrics overall and by product, blessed or not, and the pushed version."""
     from conveyor.cli.render import console
 
-    reran = [step for step, x in result.executions.items() if x.status != ExecutionStatus.CACHED and step != "Resolver"]
+    looked = [step for step, x in result.executions.items() if x.component_type.endswith(".Resolver")]
+    reran = [step for step, x in result.executions.items() if x.status != ExecutionStatus.CACHED and step not in looked]
     done = (
-        "fully cached: every step reused, only the Resolver looked again for the latest blessed model"
+        f"fully cached: every step reused, only the {len(looked)} Resolvers looked at the store again"
         if not reran
-        else f"{len(reran)} steps ran, {len(result.executions) - len(reran) - 1} came from cache"
+        else f"{len(reran)} steps ran, {len(result.executions) - len(reran) - len(looked)} came from cache"
     )
     lines = [f"run {result.id} in {result.duration or 0:.1f} s, {done}"]  # fmt: skip
-    rows = outputs["ExampleGen"]["examples"].properties.get("row_counts") or {}
-    lines.append("rows: " + ", ".join(f"{split} {n:,}" for split, n in sorted(rows.items(), key=lambda kv: -kv[1])))
+    examples = outputs["ExampleGen"]["examples"].properties
+    rows = examples.get("row_counts") or {}
+    split_rows = ", ".join(f"{split} {n:,}" for split, n in sorted(rows.items(), key=lambda kv: -kv[1]))
+    lines.append(f"newest span: {examples.get('span')}, {split_rows}")
+    trained = outputs["Transform"]["transformed_examples"].properties
+    spans = trained.get("spans") or []
+    lines.append(
+        f"trained on: span{'s' if len(spans) > 1 else ''} {', '.join(map(str, spans))}, "
+        f"{sum((trained.get('row_counts') or {}).values()):,} rows"
+    )
     counts = outputs["ExampleValidator"]["anomalies"].properties.get("counts") or {}
     found = {sev: sum(c.get(sev, 0) for c in counts.values()) for sev in ("error", "warning")}
     lines.append(f"anomalies: {found['error']} error(s), {found['warning']} warning(s)")
+    if outputs.get("PreviousStatistics"):
+        lines.append(drift_line(outputs["ExampleValidator"]["anomalies"], outputs["PreviousStatistics"]))
+    else:
+        lines.append("drift: nothing to compare with before this span")
+    warm = outputs.get("WarmStart", {}).get("model")
+    lines.append(
+        f"warm start: from model {warm.id}, the last blessed" if warm else "warm start: none, no model blessed yet"
+    )
     overall, *slices = evaluation["slices"]
     lines.append(
         f"eval AUC {_metric(overall, 'auc')}, accuracy {_metric(overall, 'accuracy')} on {overall.get('example_count'):,} complaints"
@@ -127,6 +181,13 @@ def summary(result: Run, outputs: dict[str, dict[str, Artifact]], evaluation: di
     blessing = outputs["Evaluator"]["blessing"].properties
     failed = [f"{c['metric']} {c['kind']} {c['threshold']}" for c in blessing.get("checks") or [] if not c["passed"]]
     lines.append("blessed: yes" if blessing.get("blessed") else f"blessed: no ({'; '.join(failed)} failed)")
+    baseline = outputs.get("Baseline", {}).get("model")
+    compared = [c for c in blessing.get("checks") or [] if c["kind"] == "change" and c.get("baseline") is not None]
+    if baseline is not None and compared:
+        c = compared[0]
+        lines.append(
+            f"  against model {baseline.id}, the last blessed: {c['metric']} {c['value']:.3f} vs {c['baseline']:.3f} on the same rows"
+        )
     pushed = outputs["Pusher"]["pushed_model"].properties
     if pushed.get("pushed"):
         lines.append(f"pushed: version {pushed['pushed_version']} at {pushed['pushed_destination']}")
@@ -134,6 +195,52 @@ def summary(result: Run, outputs: dict[str, dict[str, Artifact]], evaluation: di
         lines.append(f"pushed: no ({pushed.get('reason')})")
     for line in lines:
         console.print(Text(line), soft_wrap=True)
+
+
+def drift_line(anomalies: Artifact, previous: dict[str, Artifact]) -> str:
+    """The features of the train split that moved most against the previous span's statistics."""
+    path = Path(anomalies.uri) / "Split-train" / "anomalies.json"
+    measured = json.loads(path.read_text("utf-8")).get("measurements", []) if path.is_file() else []
+    drifted = [m for m in measured if m["kind"].startswith("DRIFT_") and m["details"].get("drifted")]
+    if not measured:
+        return "drift: not measured"
+    worst = sorted(
+        (m for m in drifted if m["details"]["test"] in ("jensen_shannon", "l_infinity")),
+        key=lambda m: -m["details"]["value"],
+    )
+    shown = ", ".join(f"{m['feature']} {m['details']['value']:.2f}" for m in worst[:5])
+    statistics = next(iter(previous.values()))
+    return (
+        f"drift against the previous span (statistics {statistics.id}): {len(drifted)} of {len(measured)} features moved"
+        + (f"; the most (Jensen-Shannon): {shown}" if shown else "")
+    )
+
+
+def history(store: Any, pipeline: str) -> None:
+    """Every version pushed so far and the spans of data behind it, read back from the store's lineage."""
+    from conveyor.cli.render import console
+
+    pushed = [a for a in store.artifacts(type="PushedModel", pipeline=pipeline) if a.properties.get("pushed")]
+    for push in sorted(pushed, key=lambda a: a.properties["pushed_version"]):
+        graph = store.lineage(push.properties["model_id"], "upstream")
+        read = {
+            e.artifact_id
+            for e in graph.edges
+            if e.type == "OUTPUT" and graph.executions[e.execution_id].component_type.endswith(".ExampleGen")
+        }
+        spans = sorted({
+            int(s)
+            for a in graph.artifacts.values()
+            if isinstance(a, Examples) and a.id in read
+            for s in a.properties.get("spans") or [a.properties.get("span")]
+            if s is not None
+        })  # fmt: skip
+        console.print(
+            Text(
+                f"  version {push.properties['pushed_version']}: model {push.properties['model_id']}, from spans {', '.join(map(str, spans))}"
+            ),
+            soft_wrap=True,
+        )
 
 
 def _metric(s: dict[str, Any], name: str) -> str:
@@ -146,7 +253,6 @@ def write_report(
 ) -> Path:
     """One index page linking the statistics, anomalies, evaluation and model card pages written beside it."""
     from conveyor.cli.model_card import gather
-    from conveyor.metadata import open_store
     from conveyor.report.evaluation import evaluation_artifact_html
     from conveyor.report.model_card import model_card_html, model_card_markdown
     from conveyor.report.statistics import artifacts_html

@@ -35,8 +35,12 @@ class UserError(click.ClickException):
 
 
 def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--metadata", envvar="CONVEYOR_METADATA", help="Metadata store URL (default: sqlite under --root).")(fn)
-    return click.option("--root", envvar="CONVEYOR_ROOT", default="./conveyor_root", show_default=True, help="Pipeline root folder.")(fn)
+    fn = click.option(
+        "--metadata", envvar="CONVEYOR_METADATA", help="Metadata store URL (default: sqlite under --root)."
+    )(fn)
+    return click.option(
+        "--root", envvar="CONVEYOR_ROOT", default="./conveyor_root", show_default=True, help="Pipeline root folder."
+    )(fn)
 
 
 def _open_store(root: str, metadata: str | None) -> MetadataStore:
@@ -73,10 +77,18 @@ def cli(debug: bool) -> None:
 @click.argument("pipeline_file")
 @_store_options
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
-@click.option("--only", "only", multiple=True, metavar="ID", help="Run only this step (repeatable); inputs come from earlier runs.")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="ID",
+    help="Run only this step (repeatable); inputs come from earlier runs.",
+)
 @click.option("--from", "start_from", metavar="ID", help="Run this step and everything after it.")
 @_user_errors
-def run(pipeline_file: str, root: str, metadata: str | None, no_cache: bool, only: tuple[str, ...], start_from: str | None) -> None:
+def run(
+    pipeline_file: str, root: str, metadata: str | None, no_cache: bool, only: tuple[str, ...], start_from: str | None
+) -> None:
     """Run a pipeline file (it defines `pipeline` or `create_pipeline()`)."""
     from conveyor.cli import render
     from conveyor.cli.loader import load_pipeline
@@ -105,15 +117,27 @@ def run(pipeline_file: str, root: str, metadata: str | None, no_cache: bool, onl
 
 
 @cli.command()
-@click.option("--root", envvar="CONVEYOR_ROOT", default="./conveyor_root", show_default=True, help="Where the example, its outputs and the report go.")
+@click.option(
+    "--root",
+    envvar="CONVEYOR_ROOT",
+    default="./conveyor_root",
+    show_default=True,
+    help="Where the example, its outputs and the report go.",
+)
+@click.option(
+    "--new-span",
+    is_flag=True,
+    help="Add the next span of held-back data, then run: drift, warm start, push only if better.",
+)
 @_user_errors
-def demo(root: str) -> None:
+def demo(root: str, new_span: bool) -> None:
     """Run the example project (consumer complaints) end to end on its bundled data: train,
-    evaluate, push, and write a report. Run it again: every step comes from cache.
+    evaluate, push, and write a report. Run it again: every step comes from cache. With
+    --new-span, the next span of data arrives and the pipeline trains on, as in production.
     """
     from conveyor.cli.demo import run_demo
 
-    sys.exit(run_demo(Path(root)))
+    sys.exit(run_demo(Path(root), new_span=new_span))
 
 
 def _store_flags(root: Path, metadata: str | None) -> list[str]:
@@ -175,12 +199,28 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
 @click.argument("run_or_artifact_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--html", "html_out", metavar="OUT", help="Write an HTML report (statistics, anomalies, an evaluation).")
-@click.option("--model-card", "card_dir", metavar="DIR", help="For a Model: write model_card.md and model_card.html into DIR.")
-@click.option("--compare", type=int, metavar="ID", help="With --html: a second statistics artifact beside the first (a baseline span).")
+@click.option(
+    "--model-card", "card_dir", metavar="DIR", help="For a Model: write model_card.md and model_card.html into DIR."
+)
+@click.option(
+    "--compare",
+    type=int,
+    metavar="ID",
+    help="With --html: a second statistics artifact beside the first (a baseline span).",
+)
 @click.option("--lines", default=20, show_default=True, help="Log lines to show.")
 @_store_options
 @_user_errors
-def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, card_dir: str | None, compare: int | None, lines: int, root: str, metadata: str | None) -> None:
+def show(
+    run_or_artifact_id: str,
+    as_json: bool,
+    html_out: str | None,
+    card_dir: str | None,
+    compare: int | None,
+    lines: int,
+    root: str,
+    metadata: str | None,
+) -> None:
     """Show a run (run-..., a unique start of one, or latest), one step of it (run-.../STEP,
     latest/STEP) or an artifact (its number).
     """
@@ -226,7 +266,9 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, card_dir:
                 msg = "--compare puts statistics side by side; an evaluation's page already shows its baseline."
                 raise UserError(msg)
 
-            title = f"ModelEvaluation {artifact.id}" + (f" · {made_by.component_id}, {made_by.run_id}" if made_by else "")
+            title = f"ModelEvaluation {artifact.id}" + (
+                f" · {made_by.component_id}, {made_by.run_id}" if made_by else ""
+            )
             _write(Path(html_out), evaluation_artifact_html(artifact.uri, title))
             return
         if artifact.type_name not in ("ExampleStatistics", "ExampleAnomalies"):
@@ -241,8 +283,11 @@ def show(run_or_artifact_id: str, as_json: bool, html_out: str | None, card_dir:
             statistics = {f"#{artifact.id}" if other else "": artifact.uri}
         else:  # the statistics the validator read, found through lineage: "statistics", "baseline_statistics", ...
             inputs = made_by.inputs if made_by else {}
-            statistics = {"" if k == "statistics" else k.removesuffix("_statistics"): v[0].uri
-                          for k, v in inputs.items() if v and v[0].type_name == "ExampleStatistics"}
+            statistics = {
+                "" if k == "statistics" else k.removesuffix("_statistics"): v[0].uri
+                for k, v in inputs.items()
+                if v and v[0].type_name == "ExampleStatistics"
+            }
         if other is not None:
             statistics[f"#{other.id}"] = other.uri
         title = f"{artifact.type_name} {artifact.id}" + (f" compared with {other.id}" if other else "")
@@ -290,7 +335,9 @@ def lineage(artifact_id: int, downstream: bool, as_json: bool, root: str, metada
 
 
 @cli.command()
-@click.option("--keep-last", type=int, metavar="N", help="Also delete artifacts of runs older than the last N per pipeline.")
+@click.option(
+    "--keep-last", type=int, metavar="N", help="Also delete artifacts of runs older than the last N per pipeline."
+)
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @_store_options
 @_user_errors
@@ -308,14 +355,25 @@ def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) ->
 
 
 @cli.command()
-@click.option("--model-dir", metavar="DIR", help="A bundle, or a folder of integer version folders (the highest is served).")
+@click.option(
+    "--model-dir", metavar="DIR", help="A bundle, or a folder of integer version folders (the highest is served)."
+)
 @click.option("--model-name", metavar="NAME", help="The name requests use: /v1/models/NAME:predict.")
-@click.option("--config", "config_file", metavar="FILE", help="A YAML file listing models (name, base_path), instead of the two above.")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="A YAML file listing models (name, base_path), instead of the two above.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless told otherwise.")
 @click.option("--rest-port", type=int, default=8501, show_default=True, help="REST port; 0 picks a free one.")
-@click.option("--grpc-port", type=int, default=8500, show_default=True, help="gRPC port (gRPC is not served yet: REST only).")
+@click.option(
+    "--grpc-port", type=int, default=8500, show_default=True, help="gRPC port (gRPC is not served yet: REST only)."
+)
 @_user_errors
-def serve(model_dir: str | None, model_name: str | None, config_file: str | None, host: str, rest_port: int, grpc_port: int) -> None:
+def serve(
+    model_dir: str | None, model_name: str | None, config_file: str | None, host: str, rest_port: int, grpc_port: int
+) -> None:
     """Serve models over REST: TF Serving's API and the Open Inference Protocol's health checks."""
     if config_file and (model_dir or model_name):
         msg = "give either --config FILE or --model-dir DIR --model-name NAME, not both."
@@ -335,7 +393,10 @@ def serve(model_dir: str | None, model_name: str | None, config_file: str | None
     server = ModelServer(models, host=host, rest_port=rest_port)
     server.bind()
     if unapplied:
-        click.echo(f"note: {', '.join(unapplied)} in {config_file} are not applied yet: the latest version of each model is served.", err=True)
+        click.echo(
+            f"note: {', '.join(unapplied)} in {config_file} are not applied yet: the latest version of each model is served.",
+            err=True,
+        )
     for name in server.registry.names():
         served = server.registry.get(name)
         click.echo(f"serving {name!r} version {served.version} from {served.path}")

@@ -28,7 +28,7 @@ class ArtifactQueries(Protocol):
     def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None: ...
 
     def latest_artifacts(
-        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1
+        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1, before: int | None = None
     ) -> list[Artifact]: ...
 
 
@@ -41,10 +41,13 @@ class Resolver(Component):
     - ``"latest_blessed_model"`` → ``model``: the newest LIVE Model an Evaluator blessed; with
       ``candidate`` (the model to judge), the newest blessed before it. A run that trains no new
       model then finds the same baseline as the run that trained it, and its Evaluator and
-      Pusher come from cache instead of judging the model against itself.
+      Pusher come from cache instead of judging the model against itself. The candidate may be
+      any artifact: with a Transform's examples, the model to warm-start from is the newest
+      blessed before this data was made, and stays the same while the data does.
     - ``"latest_artifact"`` → the newest LIVE artifact of ``artifact_type`` (optionally one that
       step ``producer`` output), under the type's name in snake case (``Model`` → ``model``,
-      ``HyperParameters`` → ``hyper_parameters``).
+      ``HyperParameters`` → ``hyper_parameters``); with ``candidate``, the newest made before
+      it: the previous span's statistics, to check this span's for drift against.
     - ``"span_range"`` → ``examples``: the Examples whose spans all lie in
       ``[start_span, end_span]`` (either end open when None), the newest version of each,
       in span order; with ``latest_spans`` only the newest that many. They come from step
@@ -61,7 +64,8 @@ class Resolver(Component):
         start_span: the first span ``span_range`` takes.
         end_span: the last span ``span_range`` takes.
         latest_spans: keep only the newest that many spans.
-        candidate: for ``latest_blessed_model``, the model the baseline is for (a Trainer's output).
+        candidate: the artifact what is found must be older than (for ``latest_blessed_model``
+            and ``latest_artifact``): the model the baseline is for, this span's statistics.
 
     Example:
         >>> baseline = Resolver(strategy="latest_blessed_model", candidate=trainer.outputs["model"])
@@ -81,8 +85,8 @@ class Resolver(Component):
         candidate: Channel | None = None,
     ) -> None:
         key, cls = _output_of(strategy, artifact_type)
-        if candidate is not None and strategy != "latest_blessed_model":
-            msg = f"Resolver(): candidate goes with strategy='latest_blessed_model', not {strategy!r}."
+        if candidate is not None and strategy == "span_range":
+            msg = "Resolver(): candidate goes with strategy='latest_blessed_model' or 'latest_artifact', not 'span_range'."
             raise PipelineDefinitionError(msg)
         if strategy == "span_range" and producer is None:
             producer = "ExampleGen"
@@ -100,7 +104,7 @@ class Resolver(Component):
     @staticmethod
     def execute(
         model: Output[Model],
-        candidate: Input[Model] | None = None,
+        candidate: Input[Artifact] | None = None,
         *,
         strategy: Parameter[str],
         artifact_type: Parameter[str | None],
@@ -121,12 +125,15 @@ class Resolver(Component):
         """What this Resolver finds in ``pipeline_name``'s records, under its one output key."""
         p = self.parameters
         key = next(iter(self.outputs))
+        candidates = (inputs or {}).get("candidate") or []
+        before = candidates[0].id if candidates else None
         if p["strategy"] == "latest_blessed_model":
-            candidates = (inputs or {}).get("candidate") or []
-            found = reader.latest_blessed_model(pipeline_name, before=candidates[0].id if candidates else None)
+            found = reader.latest_blessed_model(pipeline_name, before=before)
             return {key: [found] if found is not None else []}
         if p["strategy"] == "latest_artifact":
-            return {key: reader.latest_artifacts(p["artifact_type"], pipeline_name, producer=p["producer"])}
+            return {
+                key: reader.latest_artifacts(p["artifact_type"], pipeline_name, producer=p["producer"], before=before)
+            }
         examples = reader.latest_artifacts(Examples.type_name_of(), pipeline_name, producer=p["producer"], limit=None)
         return {key: spans_in_range(examples, p["start_span"], p["end_span"], p["latest_spans"])}
 

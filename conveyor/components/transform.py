@@ -29,7 +29,9 @@ class Transform(Component):
     read back from ``transform_graph.json``: the code and constants the server will use.
 
     Args:
-        examples: the raw splits, as ExampleGen writes them.
+        examples: the raw splits, as ExampleGen writes them: one Examples, or several (the
+            spans a ``Resolver(strategy="span_range")`` picks), fitted on and transformed
+            together, each split's files in the order the artifacts come.
         schema: the feature types, presence and environments (SchemaGen, ImportSchemaGen).
         module_file: the Python file with ``preprocessing_fn``; its content is in the cache
             key, so editing it runs Transform again. So does editing a module of yours it
@@ -41,8 +43,10 @@ class Transform(Component):
     Outputs:
         transform_graph: ``transform_graph.json``, its side files (large vocabularies, ONNX
             models) and ``transformed_schema.json``.
-        transformed_examples: ``Split-<name>/<input file name>.parquet`` and
-            ``transformed_schema.json`` (see ``conveyor.transform.transformed`` for the columns).
+        transformed_examples: ``Split-<name>/<input file name>.parquet`` (from several
+            Examples, ``<n>-<input file name>.parquet``, n their position, zero-padded) and
+            ``transformed_schema.json`` (see ``conveyor.transform.transformed`` for the columns);
+            properties ``spans`` (those of the examples), ``split_names``, ``row_counts``.
 
     Example:
         >>> transform = Transform(examples=gen.outputs["examples"], schema=schema.outputs["schema"],
@@ -51,7 +55,7 @@ class Transform(Component):
 
     @staticmethod
     def execute(
-        examples: Input[Examples],
+        examples: Input[list[Examples]],
         schema: Input[Schema],
         transform_graph: Output[TransformGraph],
         transformed_examples: Output[Examples],
@@ -69,24 +73,37 @@ class Transform(Component):
         inputs = inputs_from_schema(SchemaFile.load(schema.uri))
         outputs = trace(preprocessing_fn, {name: spec["kind"] for name, spec in inputs.items()})
         used = sorted({n.params["name"] for node in outputs.values() for n in node.walk() if n.op == "input"})
-        splits = split_names(examples.uri)
+        if not examples:
+            msg = "Transform: no examples to transform (a Resolver found none in the store?)."
+            raise TransformError(msg)
+        uris = [e.uri for e in examples]
+        splits = split_names(uris[0])
+        for uri in uris[1:]:
+            if split_names(uri) != splits:
+                msg = f"Transform: the examples hold different splits: {splits} at {uris[0]}, {split_names(uri)} at {uri}."
+                raise TransformError(msg)
         unknown = [s for s in splits_analyze if s not in splits]
         if unknown or not splits_analyze:
             msg = f"Transform: splits_analyze={list(splits_analyze)} must name splits of the examples, which has {splits}."
             raise TransformError(msg)
         workers = os.cpu_count() or 2
-        passes = _fit(outputs, examples.uri, list(splits_analyze), used, inputs, workers)
+        passes = _fit(outputs, uris, list(splits_analyze), used, inputs, workers)
         FittedGraph(outputs, inputs).save(transform_graph.uri)
         graph = load(transform_graph.uri)
         spec = graph.describe()
         write_schema(spec, transform_graph.uri)
         counts = {}
         for split in splits:
-            counts[split] = _transform_split(graph, examples.uri, split, Path(transformed_examples.uri), used, inputs, workers)
+            counts[split] = _transform_split(graph, uris, split, Path(transformed_examples.uri), used, inputs, workers)
             print(f"{split}: {counts[split]} rows transformed into {len(spec)} features")
         write_schema(spec, transformed_examples.uri)
         transform_graph.properties.update(outputs=list(spec), splits_analyze=list(splits_analyze), passes=passes)
-        transformed_examples.properties.update(split_names=splits, row_counts=counts)
+        spans = sorted(
+            {int(s) for e in examples for s in e.properties.get("spans") or [e.properties.get("span")] if s is not None}
+        )
+        transformed_examples.properties.update(
+            split_names=splits, row_counts=counts, **({"spans": spans} if spans else {})
+        )
 
 
 def load_preprocessing_fn(path: str) -> Callable[..., Any]:
@@ -98,7 +115,9 @@ def load_preprocessing_fn(path: str) -> Callable[..., Any]:
             ``preprocessing_fn``.
     """
     loaded = load_step_module(path, what="module file", error=TransformError)
-    return function_of(loaded, "preprocessing_fn", purpose="preprocessing_fn(inputs), which Transform calls", error=TransformError)
+    return function_of(
+        loaded, "preprocessing_fn", purpose="preprocessing_fn(inputs), which Transform calls", error=TransformError
+    )
 
 
 def inputs_from_schema(schema: Any) -> dict[str, dict[str, Any]]:
@@ -111,14 +130,14 @@ def inputs_from_schema(schema: Any) -> dict[str, dict[str, Any]]:
     return inputs
 
 
-def _columns(uri: str, split: str, used: list[str], inputs: dict[str, dict[str, Any]]) -> dict[Path, list[str]]:
-    """Per file of a split, the columns to read; a required one that is absent is an error."""
+def _columns(uris: list[str], split: str, used: list[str], inputs: dict[str, dict[str, Any]]) -> dict[Path, list[str]]:
+    """Per file of a split, in the examples' order, the columns to read; a required one that is absent is an error."""
     import pyarrow.parquet as pq
 
     from conveyor.data.examples import split_files
 
     columns = {}
-    for file in split_files(uri, split):
+    for file in (f for uri in uris for f in split_files(uri, split)):
         names = set(pq.read_schema(file).names)
         absent = [c for c in used if c not in names and inputs[c]["required"]]
         if absent:
@@ -128,7 +147,7 @@ def _columns(uri: str, split: str, used: list[str], inputs: dict[str, dict[str, 
     return columns
 
 
-def _fit(outputs: Any, uri: str, splits: list[str], used: list[str], inputs: Any, workers: int) -> int:
+def _fit(outputs: Any, uris: list[str], splits: list[str], used: list[str], inputs: Any, workers: int) -> int:
     from functools import partial
 
     from conveyor.data.examples import parts, read_batches
@@ -136,15 +155,17 @@ def _fit(outputs: Any, uri: str, splits: list[str], used: list[str], inputs: Any
 
     loaders = []
     for split in splits:
-        columns = _columns(uri, split, used, inputs)
+        columns = _columns(uris, split, used, inputs)
         for file, names in columns.items():  # a part per file: each file may lack optional columns
             loaders += [partial(read_batches, part, names) for part in parts([file])]
     return fit(outputs, lambda: loaders, workers)
 
 
-def _transform_split(graph: Any, uri: str, split: str, out: Path, used: list[str], inputs: Any, workers: int) -> int:
+def _transform_split(
+    graph: Any, uris: list[str], split: str, out: Path, used: list[str], inputs: Any, workers: int
+) -> int:
     """Transform one split row group by row group, in parallel, written in order: one output
-    file per input file, of the same name.
+    file per input file, of the same name (prefixed by the position of its Examples when there are several).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -154,7 +175,13 @@ def _transform_split(graph: Any, uri: str, split: str, out: Path, used: list[str
     from conveyor.data.examples import read_row_group, row_groups
     from conveyor.transform.transformed import arrow_schema, encode
 
-    columns = _columns(uri, split, used, inputs)
+    columns = _columns(uris, split, used, inputs)
+    names = {
+        file: file.name if len(uris) == 1 else f"{n:0{len(str(len(uris) - 1))}d}-{file.name}"  # sorted = span order
+        for n, uri in enumerate(uris)
+        for file in columns
+        if file.is_relative_to(uri)
+    }
     spec = graph.describe()
     schema = arrow_schema(spec)
     folder = split_dir(out, split)
@@ -172,14 +199,13 @@ def _transform_split(graph: Any, uri: str, split: str, out: Path, used: list[str
                 if part[0] != current:
                     if writer is not None:
                         writer.close()
-                    writer, current = pq.ParquetWriter(folder / part[0].name, schema), part[0]
+                    writer, current = pq.ParquetWriter(folder / names[part[0]], schema), part[0]
                 writer.write_table(table)
                 rows += table.num_rows
     finally:
         if writer is not None:
             writer.close()
     for file in columns:  # a file with no row groups still gets its (empty) counterpart
-        if not (folder / file.name).exists():
-            pq.write_table(schema.empty_table(), folder / file.name)
+        if not (folder / names[file]).exists():
+            pq.write_table(schema.empty_table(), folder / names[file])
     return rows
-

@@ -28,7 +28,7 @@ class StepReader(Protocol):
     def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None: ...
 
     def latest_artifacts(
-        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1
+        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1, before: int | None = None
     ) -> list[Artifact]: ...
 
 

@@ -675,7 +675,7 @@ class MetadataStore(Recorder):
 
     def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None:
         """The newest LIVE Model whose ModelBlessing says ``blessed``, or None; with ``before``,
-        the newest older than that model (a smaller id).
+        the newest older than that artifact (a smaller id): the model to judge, or the data to train on.
 
         Newest by model, not by blessing (as TFX's resolver): evaluating an old model again
         must not make it the latest.
@@ -702,12 +702,13 @@ class MetadataStore(Recorder):
         return self.artifact(max(newest)) if newest else None
 
     def latest_artifacts(
-        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1
+        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1, before: int | None = None
     ) -> list[Artifact]:
         """LIVE artifacts of a type in a pipeline, newest first, at most ``limit`` (None: all).
 
         With ``producer``, only those a step of that id output (made, or reused from cache), so
-        a Transform's Examples are not taken for an ExampleGen's.
+        a Transform's Examples are not taken for an ExampleGen's; with ``before``, only those
+        older than that artifact (a smaller id).
         """
         self._fresh()
         a, t, at, c, ev, e = s.artifacts, s.artifact_types, s.attributions, s.contexts, s.events, s.executions
@@ -719,6 +720,8 @@ class MetadataStore(Recorder):
             .where(t.c.name == type, a.c.state == ArtifactState.LIVE, c.c.type == "pipeline", c.c.name == pipeline)
             .order_by(a.c.id.desc())
         )
+        if before is not None:
+            q = q.where(a.c.id < before)
         if producer is not None:
             made = (
                 select(ev.c.id)

@@ -16,7 +16,7 @@ from conveyor.components import ExampleGen, ExampleValidator, SchemaGen, Statist
 
 MODELS = ["logistic", "lightgbm", "mlp", "keras"]
 
-gen = ExampleGen(input_base="data/complaints.csv.gz", splits={"train": 4, "eval": 1})
+gen = ExampleGen(input_base="data/span-1.csv.gz", splits={"train": 4, "eval": 1})
 stats = StatisticsGen(examples=gen.outputs["examples"])
 schema = SchemaGen(statistics=stats.outputs["statistics"])
 check = ExampleValidator(statistics=stats.outputs["statistics"], schema=schema.outputs["schema"])

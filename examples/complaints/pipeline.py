@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from conveyor import Pipeline
 from conveyor.analysis import EvalConfig, FairnessConfig, ModelCardConfig, Threshold
+from conveyor.artifacts import ExampleStatistics
 from conveyor.components import (
     Evaluator,
     ExampleGen,
@@ -40,6 +41,7 @@ MODEL = "logistic"  # module.py's run_fn also trains "lightgbm", "mlp" and "kera
 TUNE = False  # True: a Tuner searches the logistic regression's C first (pip install 'conveyor[tune]')
 TUNING_TRIALS = 12
 LABEL = "consumer_disputed"
+TRAIN_SPANS = 3  # train on the newest three spans: a window that moves on as new data comes
 MIN_AUC = 0.6  # about 0.66 on this sample; a model that falls to 0.6 has lost what it learned
 SERVING = "serving/complaints"
 
@@ -64,12 +66,24 @@ EVAL_CONFIG = EvalConfig(
 
 
 def create_pipeline() -> Pipeline:
-    """The ten steps (eleven with the Tuner), each fed by the ones before it."""
-    gen = ExampleGen(input_base="data/complaints.csv.gz", splits={"train": 4, "eval": 1})
+    """The steps, each fed by the ones before it: thirteen, fourteen with the Tuner."""
+    # The newest span of data/span-{SPAN}.csv.gz: what arrived since the last run.
+    gen = ExampleGen(input_base="data", pattern="span-{SPAN}.csv.gz", splits={"train": 4, "eval": 1})
     stats = StatisticsGen(examples=gen.outputs["examples"])
     schema = SchemaGen(statistics=stats.outputs["statistics"])
-    check = ExampleValidator(statistics=stats.outputs["statistics"], schema=schema.outputs["schema"])
-    transform = Transform(examples=gen.outputs["examples"], schema=schema.outputs["schema"], module_file="module.py")
+    # The statistics made before these: the previous span's, to measure this span's drift against.
+    previous = Resolver(
+        strategy="latest_artifact", artifact_type=ExampleStatistics, producer="StatisticsGen",
+        candidate=stats.outputs["statistics"],
+    ).with_id("PreviousStatistics")  # fmt: skip
+    check = ExampleValidator(
+        statistics=stats.outputs["statistics"],
+        schema=schema.outputs["schema"],
+        baseline_statistics=previous.outputs["example_statistics"],
+    )
+    # The spans to train on: the newest TRAIN_SPANS that ExampleGen has read, this one included.
+    spans = Resolver(strategy="span_range", latest_spans=TRAIN_SPANS).with_id("Spans").after(gen)
+    transform = Transform(examples=spans.outputs["examples"], schema=schema.outputs["schema"], module_file="module.py")
     transform.after(check)  # no artifact passes between them, but data the validator rejects is not trained on
     tuner = None
     if TUNE:
@@ -81,6 +95,11 @@ def create_pipeline() -> Pipeline:
             label_key=LABEL,
             max_trials=TUNING_TRIALS,
         )
+    # The model to start from: the newest blessed before this data. While the data stays the
+    # same so does it, and the Trainer comes from cache.
+    warm = Resolver(strategy="latest_blessed_model", candidate=transform.outputs["transformed_examples"]).with_id(
+        "WarmStart"
+    )
     trainer = Trainer(
         module_file="module.py",
         examples=transform.outputs["transformed_examples"],
@@ -89,10 +108,12 @@ def create_pipeline() -> Pipeline:
         label_key=LABEL,
         custom_config={"model": MODEL},
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        base_model=warm.outputs["model"],
     )
-    baseline = Resolver(strategy="latest_blessed_model", candidate=trainer.outputs["model"])
+    # The model to beat: the newest blessed before this one.
+    baseline = Resolver(strategy="latest_blessed_model", candidate=trainer.outputs["model"]).with_id("Baseline")
     evaluator = Evaluator(
-        examples=gen.outputs["examples"],
+        examples=gen.outputs["examples"],  # the newest span's eval rows: the data the model will meet next
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=EVAL_CONFIG,
@@ -104,20 +125,8 @@ def create_pipeline() -> Pipeline:
         infra_blessing=infra.outputs["blessing"],
         push_destination=SERVING,
     )
-    steps = [
-        gen,
-        stats,
-        schema,
-        check,
-        transform,
-        *([tuner] if tuner else []),
-        trainer,
-        baseline,
-        evaluator,
-        infra,
-        pusher,
-    ]
-    return Pipeline("complaints", steps)
+    steps = [gen, stats, schema, previous, check, spans, transform, *([tuner] if tuner else []), warm, trainer]
+    return Pipeline("complaints", [*steps, baseline, evaluator, infra, pusher])
 
 
 pipeline = create_pipeline()

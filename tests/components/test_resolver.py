@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conveyor import Input, Output, Parameter, Pipeline, PipelineDefinitionError, component
-from conveyor.artifacts import Artifact, Examples, Model, ModelBlessing
-from conveyor.components import ExampleGen, Resolver
+from conveyor.artifacts import Artifact, Examples, ExampleStatistics, Model, ModelBlessing
+from conveyor.components import ExampleGen, Resolver, StatisticsGen
 from conveyor.metadata import MetadataStore
 from conveyor.orchestration.local import LocalRunner, new_run_id
 from conveyor.orchestration.step import run_step
@@ -212,3 +212,34 @@ def test_a_step_taking_a_list_gets_every_span_the_resolver_picked(tmp_path: Path
     assert run.status == "succeeded", run.executions["count_span_rows"].error
     counts = json.loads((Path(run.executions["count_span_rows"].outputs["counts"][0].uri) / "counts.json").read_text())
     assert counts == [[2, 20], [3, 30]]
+
+
+def test_with_a_candidate_latest_artifact_is_the_one_made_before_it_the_previous_spans_statistics(
+    db_url: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+
+    def run_newest_span() -> tuple[Artifact, list[Artifact]]:
+        gen = ExampleGen(input_base=str(data), pattern="span-{SPAN}/v{VERSION}/*.csv")
+        stats = StatisticsGen(examples=gen.outputs["examples"])
+        previous = Resolver(
+            strategy="latest_artifact", artifact_type=ExampleStatistics, producer="StatisticsGen",
+            candidate=stats.outputs["statistics"],
+        )  # fmt: skip
+        run = Pipeline("drift", [gen, stats, previous], root=tmp_path / "root", metadata=db_url).run()
+        assert run.status == "succeeded", run.executions
+        return run.executions["StatisticsGen"].outputs["statistics"][0], run.executions["Resolver"].outputs.get(
+            "example_statistics", []
+        )
+
+    write_span(data, 1, 0, rows=10)
+    first, found = run_newest_span()
+    assert found == []  # the first span has nothing before it
+    write_span(data, 2, 0, rows=20)
+    second, found = run_newest_span()
+    assert found == [first]
+    again, found = run_newest_span()  # nothing new: StatisticsGen comes from cache, the answer stays
+    assert again == second
+    assert found == [first]
+    with pytest.raises(PipelineDefinitionError, match="candidate goes with"):
+        Resolver(strategy="span_range", candidate=second)  # type: ignore[arg-type]

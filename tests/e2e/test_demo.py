@@ -55,3 +55,48 @@ def test_the_demo_pushes_a_blessed_model_writes_a_report_and_is_cached_the_secon
     assert "fully cached" in second.stdout, second.stdout
     assert "pushed: version 1 at" in second.stdout  # the same version, not pushed again
     assert sorted(p.name for p in serving.iterdir()) == ["1"]
+
+
+def test_new_span_checks_drift_trains_warm_and_the_lineage_tells_which_spans_made_each_version(tmp_path: Path) -> None:
+    for library in ("sklearn", "skops", "starlette", "uvicorn"):
+        pytest.importorskip(library)
+    refused = run_cli("demo", "--root", "demo", "--new-span", cwd=tmp_path, timeout=120)
+    assert refused.returncode == 2  # a user's error, as every command says one
+    assert "run `conveyor demo` first" in refused.stderr
+
+    first = run_cli("demo", "--root", "demo", cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "newest span: 1" in first.stdout
+    assert "drift: nothing to compare with before this span" in first.stdout
+    assert "warm start: none" in first.stdout
+
+    second = run_cli("demo", "--root", "demo", "--new-span", cwd=tmp_path, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    out = second.stdout
+    assert "new data: span 2" in out and "newest span: 2" in out
+    assert "trained on: spans 1, 2, 6,483 rows" in out  # both spans, every row of the sample
+    # The label's share jumps from 56% to 92% disputed: the drift check measures it.
+    drift = re.search(r"drift against the previous span \(statistics (\d+)\): (\d+) of (\d+) features moved", out)
+    assert drift is not None, out
+    assert "consumer_disputed" in out.split("drift against")[1].splitlines()[0]
+    with MetadataStore(f"sqlite:///{tmp_path / 'demo' / 'metadata.sqlite'}") as store:
+        first_stats = next(a for a in store.artifacts(type="ExampleStatistics") if "StatisticsGen" in a.uri)
+        models = [a for a in store.artifacts(type="Model") if "Trainer" in a.uri]
+        assert int(drift[1]) == first_stats.id
+        assert f"warm start: from model {models[0].id}, the last blessed" in out
+        trainer = store.executions(component="Trainer", status="succeeded")[-1]
+        assert [a.id for a in trainer.inputs["base_model"]] == [models[0].id]
+    assert re.search(rf"against model {models[0].id}, the last blessed: auc \d\.\d{{3}} vs \d\.\d{{3}} on the same rows", out)
+    versions = re.findall(r"version (\d+): model (\d+), from spans ([\d, ]+)", out)
+    assert versions[0] == ("1", str(models[0].id), "1")
+    if "pushed: version 2" in out:  # pushed only when it did better than version 1 on span 2's rows
+        assert versions[1] == ("2", str(models[1].id), "1, 2")
+
+    again = run_cli("demo", "--root", "demo", cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "fully cached" in again.stdout, again.stdout  # the warm-start model stays the same while the data does
+    assert "newest span: 2" in again.stdout
+
+    none_left = run_cli("demo", "--root", "demo", "--new-span", cwd=tmp_path, timeout=300)
+    assert none_left.returncode == 2
+    assert "there is no new span to add" in none_left.stderr

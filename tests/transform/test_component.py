@@ -21,6 +21,7 @@ from conveyor import Output, Parameter, Pipeline, component
 from conveyor.artifacts import Examples
 from conveyor.components.example_gen import ExampleGen
 from conveyor.components.import_schema_gen import ImportSchemaGen
+from conveyor.components.resolver import Resolver
 from conveyor.components.schema_gen import SchemaGen
 from conveyor.components.statistics_gen import StatisticsGen
 from conveyor.components.transform import Transform
@@ -197,6 +198,40 @@ def test_transform_after_example_gen_and_schema_gen(tmp_path: Path) -> None:
     assert (edited.executions["ExampleGen"].status, edited.executions["Transform"].status) == ("cached", "succeeded")
     hours = pq.read_table(output_uri(edited, "transformed_examples") / "Split-eval").column("hours").to_numpy()
     assert set(np.unique(hours)) <= {0.0, 1.0, 2.0}
+
+
+def test_transform_fits_and_transforms_every_span_a_resolver_picked_together(tmp_path: Path) -> None:
+    """Continuous training: the analyzers see the rows of all the spans, each span's files are written apart, in span order."""
+    table = read_csv(ADULT, 3000)
+    data = tmp_path / "data"
+    data.mkdir()
+    root = tmp_path / "root"
+    for span, part in ((1, table.slice(0, 2000)), (2, table.slice(2000))):
+        pacsv.write_csv(part, data / f"span-{span}.csv")
+        gen = ExampleGen(str(data), pattern="span-{SPAN}.csv")
+        assert Pipeline("adult", [gen], root=root).run().status == "succeeded"
+    first = ExampleGen(str(data), pattern="span-{SPAN}.csv")
+    stats = StatisticsGen(examples=first.outputs["examples"])
+    schema = SchemaGen(statistics=stats.outputs["statistics"])
+    spans = Resolver(strategy="span_range", latest_spans=2)
+    module = write(tmp_path / "module.py", ADULT_MODULE)
+    transform = Transform(examples=spans.outputs["examples"], schema=schema.outputs["schema"], module_file=module)
+    run = Pipeline("adult", [first, stats, schema, spans, transform], root=root).run()
+    assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+
+    picked = run.executions["Resolver"].outputs["examples"]
+    assert [a.properties["span"] for a in picked] == [1, 2]
+    out = run.executions["Transform"].outputs["transformed_examples"][0]
+    assert out.properties["spans"] == [1, 2]
+    counts = [a.properties["row_counts"] for a in picked]
+    assert out.properties["row_counts"] == {s: counts[0][s] + counts[1][s] for s in counts[0]}
+    for split in ("train", "eval"):
+        made = sorted(p.name for p in (Path(out.uri) / f"Split-{split}").glob("*.parquet"))
+        assert made == sorted(f"{n}-{p.name}" for n, a in enumerate(picked) for p in (Path(a.uri) / f"Split-{split}").glob("*.parquet"))
+    # The z-score's mean and deviation are those of both spans' train rows together, and the rows keep span order.
+    train = np.concatenate([pq.read_table(Path(a.uri) / "Split-train").column("age").to_numpy().astype(np.float64) for a in picked])
+    written = np.concatenate([pq.read_table(f).column("age_z").to_numpy() for f in sorted((Path(out.uri) / "Split-train").glob("*.parquet"))])
+    np.testing.assert_allclose(written, (train - train.mean()) / train.std(), rtol=1e-12)
 
 
 def test_splits_analyze_must_name_splits(tmp_path: Path) -> None:
