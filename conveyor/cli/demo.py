@@ -124,8 +124,10 @@ def run_demo(root: Path, *, new_span: bool = False) -> int:
     summary(result, outputs, evaluation)
     with open_store(str(root), pipeline.metadata) as store:
         render.console.print(Text("pushed so far (from the store's lineage):"))
-        history(store, pipeline.name)
-    index = write_report(root / "report", outputs, evaluation, pipeline.metadata, root)
+        versions = history(store, pipeline.name)
+    for line in versions:
+        render.console.print(Text(f"  {line}"), soft_wrap=True)
+    index = write_report(root / "report", outputs, evaluation, versions, pipeline.metadata, root)
     render.console.print(Text(f"report: {index}"), soft_wrap=True)
     serving = Path(outputs["Pusher"]["pushed_model"].properties.get("pushed_destination") or "").parent
     if outputs["Pusher"]["pushed_model"].properties.get("pushed"):
@@ -148,27 +150,7 @@ def summary(result: Run, outputs: dict[str, dict[str, Artifact]], evaluation: di
         else f"{len(reran)} steps ran, {len(result.executions) - len(reran) - len(looked)} came from cache"
     )
     lines = [f"run {result.id} in {result.duration or 0:.1f} s, {done}"]  # fmt: skip
-    examples = outputs["ExampleGen"]["examples"].properties
-    rows = examples.get("row_counts") or {}
-    split_rows = ", ".join(f"{split} {n:,}" for split, n in sorted(rows.items(), key=lambda kv: -kv[1]))
-    lines.append(f"newest span: {examples.get('span')}, {split_rows}")
-    trained = outputs["Transform"]["transformed_examples"].properties
-    spans = trained.get("spans") or []
-    lines.append(
-        f"trained on: span{'s' if len(spans) > 1 else ''} {', '.join(map(str, spans))}, "
-        f"{sum((trained.get('row_counts') or {}).values()):,} rows"
-    )
-    counts = outputs["ExampleValidator"]["anomalies"].properties.get("counts") or {}
-    found = {sev: sum(c.get(sev, 0) for c in counts.values()) for sev in ("error", "warning")}
-    lines.append(f"anomalies: {found['error']} error(s), {found['warning']} warning(s)")
-    if outputs.get("PreviousStatistics"):
-        lines.append(drift_line(outputs["ExampleValidator"]["anomalies"], outputs["PreviousStatistics"]))
-    else:
-        lines.append("drift: nothing to compare with before this span")
-    warm = outputs.get("WarmStart", {}).get("model")
-    lines.append(
-        f"warm start: from model {warm.id}, the last blessed" if warm else "warm start: none, no model blessed yet"
-    )
+    lines += [f"{name}: {value}" for name, value in data_facts(outputs)]
     overall, *slices = evaluation["slices"]
     lines.append(
         f"eval AUC {_metric(overall, 'auc')}, accuracy {_metric(overall, 'accuracy')} on {overall.get('example_count'):,} complaints"
@@ -197,13 +179,33 @@ def summary(result: Run, outputs: dict[str, dict[str, Artifact]], evaluation: di
         console.print(Text(line), soft_wrap=True)
 
 
-def drift_line(anomalies: Artifact, previous: dict[str, Artifact]) -> str:
+def data_facts(outputs: dict[str, dict[str, Artifact]]) -> list[tuple[str, str]]:
+    """What the run read and learned from: the newest span, the spans trained on, anomalies, drift, the warm start."""
+    examples = outputs["ExampleGen"]["examples"].properties
+    rows = examples.get("row_counts") or {}
+    split_rows = ", ".join(f"{split} {n:,}" for split, n in sorted(rows.items(), key=lambda kv: -kv[1]))
+    trained = outputs["Transform"]["transformed_examples"].properties
+    spans = trained.get("spans") or []
+    counts = outputs["ExampleValidator"]["anomalies"].properties.get("counts") or {}
+    found = {sev: sum(c.get(sev, 0) for c in counts.values()) for sev in ("error", "warning")}
+    previous = outputs.get("PreviousStatistics")
+    warm = outputs.get("WarmStart", {}).get("model")
+    return [
+        ("newest span", f"{examples.get('span')}, {split_rows}"),
+        ("trained on", f"span{'s' if len(spans) > 1 else ''} {', '.join(map(str, spans))}, {sum((trained.get('row_counts') or {}).values()):,} rows"),
+        ("anomalies", f"{found['error']} error(s), {found['warning']} warning(s)"),
+        ("drift", drift(outputs["ExampleValidator"]["anomalies"], previous) if previous else "nothing to compare with before this span"),
+        ("warm start", f"from model {warm.id}, the last blessed" if warm else "none, no model blessed yet"),
+    ]  # fmt: skip
+
+
+def drift(anomalies: Artifact, previous: dict[str, Artifact]) -> str:
     """The features of the train split that moved most against the previous span's statistics."""
     path = Path(anomalies.uri) / "Split-train" / "anomalies.json"
     measured = json.loads(path.read_text("utf-8")).get("measurements", []) if path.is_file() else []
     drifted = [m for m in measured if m["kind"].startswith("DRIFT_") and m["details"].get("drifted")]
     if not measured:
-        return "drift: not measured"
+        return "not measured"
     worst = sorted(
         (m for m in drifted if m["details"]["test"] in ("jensen_shannon", "l_infinity")),
         key=lambda m: -m["details"]["value"],
@@ -211,15 +213,14 @@ def drift_line(anomalies: Artifact, previous: dict[str, Artifact]) -> str:
     shown = ", ".join(f"{m['feature']} {m['details']['value']:.2f}" for m in worst[:5])
     statistics = next(iter(previous.values()))
     return (
-        f"drift against the previous span (statistics {statistics.id}): {len(drifted)} of {len(measured)} features moved"
+        f"against the previous span (statistics {statistics.id}): {len(drifted)} of {len(measured)} features moved"
         + (f"; the most (Jensen-Shannon): {shown}" if shown else "")
     )
 
 
-def history(store: Any, pipeline: str) -> None:
+def history(store: Any, pipeline: str) -> list[str]:
     """Every version pushed so far and the spans of data behind it, read back from the store's lineage."""
-    from conveyor.cli.render import console
-
+    versions = []
     pushed = [a for a in store.artifacts(type="PushedModel", pipeline=pipeline) if a.properties.get("pushed")]
     for push in sorted(pushed, key=lambda a: a.properties["pushed_version"]):
         graph = store.lineage(push.properties["model_id"], "upstream")
@@ -235,12 +236,11 @@ def history(store: Any, pipeline: str) -> None:
             for s in a.properties.get("spans") or [a.properties.get("span")]
             if s is not None
         })  # fmt: skip
-        console.print(
-            Text(
-                f"  version {push.properties['pushed_version']}: model {push.properties['model_id']}, from spans {', '.join(map(str, spans))}"
-            ),
-            soft_wrap=True,
+        p = push.properties
+        versions.append(
+            f"version {p['pushed_version']}: model {p['model_id']}, from spans {', '.join(map(str, spans))}"
         )
+    return versions
 
 
 def _metric(s: dict[str, Any], name: str) -> str:
@@ -249,7 +249,12 @@ def _metric(s: dict[str, Any], name: str) -> str:
 
 
 def write_report(
-    folder: Path, outputs: dict[str, dict[str, Artifact]], metrics: dict[str, Any], metadata: str | None, root: Path
+    folder: Path,
+    outputs: dict[str, dict[str, Artifact]],
+    metrics: dict[str, Any],
+    versions: list[str],
+    metadata: str | None,
+    root: Path,
 ) -> Path:
     """One index page linking the statistics, anomalies, evaluation and model card pages written beside it."""
     from conveyor.cli.model_card import gather
@@ -274,26 +279,24 @@ def write_report(
         (folder / name).write_text(text, encoding="utf-8")
     (folder / "model_card.md").write_text(model_card_markdown(card), encoding="utf-8")
     index = folder / "index.html"
-    index.write_text(index_html(outputs, metrics), encoding="utf-8")
+    index.write_text(index_html(outputs, metrics, versions), encoding="utf-8")
     return index
 
 
-def index_html(outputs: dict[str, dict[str, Artifact]], evaluation: dict[str, Any]) -> str:
+def index_html(outputs: dict[str, dict[str, Artifact]], evaluation: dict[str, Any], versions: list[str]) -> str:
     """The page a user opens first: the model's verdict, the figures that led to it, a link to each page."""
-    from conveyor.report.page import escape, format_number, page
+    from conveyor.report.page import escape, page
 
     blessed = outputs["Evaluator"]["blessing"].properties.get("blessed")
     pushed = outputs["Pusher"]["pushed_model"].properties
     badge = '<span class="badge ok">blessed</span>' if blessed else '<span class="badge error">not blessed</span>'
-    rows = outputs["ExampleGen"]["examples"].properties.get("row_counts") or {}
-    counts = outputs["ExampleValidator"]["anomalies"].properties.get("counts") or {}
     overall = evaluation["slices"][0]
     facts = [
-        ("rows", ", ".join(f"{escape(split)} {format_number(n)}" for split, n in rows.items())),
-        ("anomalies", format_number(sum(c.get("error", 0) + c.get("warning", 0) for c in counts.values()))),
+        *((name, escape(value)) for name, value in data_facts(outputs)),
         ("eval AUC", _metric(overall, "auc")),
         ("eval accuracy", _metric(overall, "accuracy")),
         ("pushed", f"version {pushed['pushed_version']}" if pushed.get("pushed") else escape(pushed.get("reason"))),
+        ("pushed so far", "<br>".join(escape(v) for v in versions) or "nothing"),
     ]
     table = "".join(f'<tr><th class="l">{name}</th><td class="l">{value}</td></tr>' for name, value in facts)
     links = "".join(f'<li><a href="{escape(name)}">{escape(label)}</a></li>' for name, label in PAGES.items())

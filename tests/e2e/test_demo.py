@@ -76,9 +76,9 @@ def test_new_span_checks_drift_trains_warm_and_the_lineage_tells_which_spans_mad
     assert "new data: span 2" in out and "newest span: 2" in out
     assert "trained on: spans 1, 2, 6,483 rows" in out  # both spans, every row of the sample
     # The label's share jumps from 56% to 92% disputed: the drift check measures it.
-    drift = re.search(r"drift against the previous span \(statistics (\d+)\): (\d+) of (\d+) features moved", out)
+    drift = re.search(r"drift: against the previous span \(statistics (\d+)\): (\d+) of (\d+) features moved", out)
     assert drift is not None, out
-    assert "consumer_disputed" in out.split("drift against")[1].splitlines()[0]
+    assert "consumer_disputed" in out.split("drift: against")[1].splitlines()[0]
     with MetadataStore(f"sqlite:///{tmp_path / 'demo' / 'metadata.sqlite'}") as store:
         first_stats = next(a for a in store.artifacts(type="ExampleStatistics") if "StatisticsGen" in a.uri)
         models = [a for a in store.artifacts(type="Model") if "Trainer" in a.uri]
@@ -89,8 +89,11 @@ def test_new_span_checks_drift_trains_warm_and_the_lineage_tells_which_spans_mad
     assert re.search(rf"against model {models[0].id}, the last blessed: auc \d\.\d{{3}} vs \d\.\d{{3}} on the same rows", out)
     versions = re.findall(r"version (\d+): model (\d+), from spans ([\d, ]+)", out)
     assert versions[0] == ("1", str(models[0].id), "1")
-    if "pushed: version 2" in out:  # pushed only when it did better than version 1 on span 2's rows
+    if "pushed: version 2" in out:  # pushed only when it did no worse than version 1 on span 2's rows
         assert versions[1] == ("2", str(models[1].id), "1, 2")
+    index = (tmp_path / "demo" / "report" / "index.html").read_text(encoding="utf-8")
+    assert f"version 1: model {models[0].id}, from spans 1" in index
+    assert "spans 1, 2, 6,483 rows" in index
 
     again = run_cli("demo", "--root", "demo", cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
