@@ -93,7 +93,8 @@ class ExampleGen(Component):
         on_type_mismatch: Parameter[str] = "widen",
     ) -> None:
         params = {k: v for k, v in locals().items() if k != "examples"}  # the parameters, as given
-        from conveyor.io.ingest import SplitRule, ingest
+        from conveyor.io.ingest import ingest
+        from conveyor.io.plan import SplitRule
 
         _check(**params)
         plan = _plan(**params)
@@ -168,7 +169,8 @@ def _plan(
 
     from conveyor.io.csv import CsvOptions
     from conveyor.io.files import Pattern, SpanSpec, format_of, select_files
-    from conveyor.io.ingest import CsvInput, Source, TypedInput
+    from conveyor.io.ingest import CsvInput, TypedInput
+    from conveyor.io.plan import Source
 
     span = SpanSpec.parse(span)
 
@@ -277,7 +279,7 @@ def _check(
 ) -> None:
     """Every parameter, checked when the pipeline is built: a mistake never waits for a run."""
     from conveyor.io.files import Pattern, SpanSpec
-    from conveyor.io.ingest import SPLIT_NAME
+    from conveyor.io.plan import SPLIT_NAME
 
     def fail(msg: str) -> NoReturn:
         raise PipelineDefinitionError("ExampleGen: " + msg)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import queue
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -29,31 +28,12 @@ from conveyor.io.csv_types import TextTypes
 from conveyor.io.hashing import assign_buckets, hash_rows, hash_text_rows
 from conveyor.io.jsonl import read_jsonl
 from conveyor.io.parquet import SplitWriter, parquet_schema, read_parquet
+from conveyor.io.plan import SPLIT_NAME, Source, SplitRule
 from conveyor.io.quarantine import Quarantine
 from conveyor.io.sql import read_sql
 
 T = TypeVar("T")
-SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_PARTITIONS = 100
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input: a file (or the query), and the split it belongs to when splits are given."""
-
-    path: str
-    size: int = 0
-    split: str | None = None
-
-
-@dataclass(frozen=True)
-class SplitRule:
-    """How rows find their split: given by the source, by a column's value, or by hash buckets."""
-
-    names: list[str]
-    weights: list[int] = field(default_factory=list)
-    key: list[str] | None = None
-    partition: str | None = None
 
 
 @dataclass
