@@ -53,7 +53,7 @@ def test_the_complaints_example_trains_four_models_that_beat_the_majority_on_raw
         outputs = {Path(a.uri).parts[-3:-1]: Path(a.uri) for a in store.artifacts(pipeline="complaints_models")}
     eval_rows = pq.read_table(outputs["ExampleGen", "examples"] / "Split-eval")  # raw, as ExampleGen split them
     disputed = np.asarray(eval_rows["consumer_disputed"].to_pylist())
-    majority = max(np.mean(disputed == "Yes"), np.mean(disputed == "No"))  # 0.62 on this split
+    majority = max(np.mean(disputed == "Yes"), np.mean(disputed == "No"))  # 0.556 on span 1's split
     rows = [
         {"product": "Debt collection", "sub_product": "Medical", "issue": "Disclosure verification of debt",
          "sub_issue": "Not given enough info to verify debt", "state": "TX", "zip_code": "752XX",
@@ -66,7 +66,7 @@ def test_the_complaints_example_trains_four_models_that_beat_the_majority_on_raw
         model = load_model(outputs[step, "model"])
         assert (model.task, model.classes) == ("binary", ["No", "Yes"]), step
         accuracy = np.mean(model.predict(eval_rows)["class"] == disputed)
-        # The models reach 0.65-0.66 whatever the seed; 0.01 is a dozen of the 1,247 rows.
+        # The models reach 0.60-0.63 whatever the seed; 0.01 is ten of the 1,011 rows.
         assert accuracy > majority + 0.01, f"{step}: eval accuracy {accuracy:.3f}, majority share {majority:.3f}"
         metrics = (outputs[step, "model_run"] / "metrics.jsonl").read_text().splitlines()
         logged = [json.loads(line)["value"] for line in metrics][-1]
