@@ -2,6 +2,7 @@
 
 One module per format (``csv``, ``parquet``, ``jsonl``, ``avro``, ``sql``), ``files`` for
 finding inputs (patterns, spans, versions) over any fsspec URL, ``hashing`` for the stable
-row hash that splits rows, and ``ingest`` that puts them together for ExampleGen. Importing
+row hash that splits rows, ``plan`` for the split rule and sources ExampleGen checks before it
+reads anything, and ``ingest`` that puts them together for ExampleGen. Importing
 this package loads nothing heavy; each module loads its own libraries.
 """

@@ -33,7 +33,6 @@ from conveyor.io.quarantine import Quarantine
 from conveyor.io.sql import read_sql
 
 T = TypeVar("T")
-MAX_PARTITIONS = 100
 
 
 @dataclass
