@@ -18,6 +18,7 @@ from conveyor.exceptions import ConveyorError, InvalidInputError, ServingError, 
 from conveyor.model import bundle
 from conveyor.model.features import feature_names, to_matrix
 from conveyor.model.flavors import OPT_IN, flavor_named
+from conveyor.model.flavors.linear import LinearModel
 from conveyor.model.saving import feature_graph
 from conveyor.transform.fitted import FittedGraph, load
 
@@ -108,8 +109,12 @@ def load_model(path: Any, *, trusted: Iterable[str] = (), allow_pickle: bool = F
 
 
 def load_native(path: Any, *, trusted: Iterable[str] = (), allow_pickle: bool = False) -> Any:
-    """The framework's own model object from a verified bundle (a Booster, an estimator, a session)."""
-    return _open(path, tuple(trusted), allow_pickle)[2]
+    """The framework's own model object from a verified bundle (a Booster, an estimator, a session).
+
+    A scikit-learn linear model saved as its parameters comes back as its estimator, rebuilt.
+    """
+    native = _open(path, tuple(trusted), allow_pickle)[2]
+    return native.to_sklearn() if isinstance(native, LinearModel) else native
 
 
 def _open(path: Any, trusted: tuple[str, ...], allow_pickle: bool) -> tuple[Path, dict[str, Any], Any]:

@@ -157,9 +157,9 @@ def test_a_changed_bundle_file_is_refused(churn_run: tuple[Path, object], tmp_pa
     from conveyor.exceptions import ServingError
 
     copy = shutil.copytree(churn_run[0] / "serving" / "1", tmp_path / "bundle")
-    with (copy / "model" / "model.skops").open("ab") as f:
+    with (copy / "model" / "linear.json").open("ab") as f:
         f.write(b"\0")
-    with pytest.raises(ServingError, match=r"model\.skops"):
+    with pytest.raises(ServingError, match=r"model/linear\.json does not match the sha256"):
         load_snippet("model_bundle.py").predict_raw(str(copy))
 
 

@@ -123,7 +123,7 @@ def test_empty_rows_give_empty_outputs(binary: tuple[Path, Path]) -> None:
     assert out["probability"].shape == (0,) and out["class"].shape == (0,)
 
 
-@pytest.mark.parametrize("relative", ["model/model.skops", "transform_graph/transform_graph.json"])
+@pytest.mark.parametrize("relative", ["model/linear.json", "transform_graph/transform_graph.json"])
 def test_one_changed_byte_is_refused_naming_the_file(binary: tuple[Path, Path], relative: str) -> None:
     target = binary[0] / relative
     data = bytearray(target.read_bytes())
@@ -136,8 +136,8 @@ def test_one_changed_byte_is_refused_naming_the_file(binary: tuple[Path, Path], 
 
 
 def test_a_missing_file_is_refused_naming_it(binary: tuple[Path, Path]) -> None:
-    (binary[0] / "model" / "model.skops").unlink()
-    with pytest.raises(ServingError, match=r"incomplete: model/model.skops is missing"):
+    (binary[0] / "model" / "linear.json").unlink()
+    with pytest.raises(ServingError, match=r"incomplete: model/linear.json is missing"):
         load_model(binary[0])
 
 

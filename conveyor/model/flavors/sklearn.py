@@ -1,4 +1,11 @@
-"""scikit-learn estimators and pipelines, saved with skops: no pickle, no code run at load.
+"""scikit-learn estimators and pipelines, saved with skops or as a linear model's parameters: no pickle.
+
+A fitted linear model of ``linear.ESTIMATORS`` (LogisticRegression, SGDClassifier with log_loss,
+LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor) is saved as its parameters in
+``model/linear.json``, and the manifest's ``flavor_options`` says ``{"form": "linear"}``: loading
+and predicting it import neither scikit-learn nor skops, and predict what the estimator does
+(see ``conveyor.model.flavors.linear``). Every other estimator and every Pipeline is saved with
+skops (``model/model.skops``, ``flavor_options`` without a form), as before.
 
 skops loads only the types it is told to trust. conveyor trusts the types of scikit-learn,
 NumPy and SciPy, and a few builtins they use; any other type in the file (a class of the
@@ -19,11 +26,12 @@ import numpy as np
 
 from conveyor._internal.extras import require
 from conveyor.exceptions import ServingError
-from conveyor.model.flavors import module_names
+from conveyor.model.flavors import linear, module_names
 
 name = "sklearn"
 extra = "sklearn"
 FILE = "model.skops"
+LINEAR = "linear"  # flavor_options["form"] of a model saved as its parameters
 TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 TRUSTED_BUILTINS = frozenset({"builtins.slice", "builtins.complex", "builtins.bytes", "builtins.bytearray"})
 
@@ -43,6 +51,10 @@ def classes(model: Any) -> list[Any] | None:
 
 
 def save(model: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
+    params = linear.parameters(model)
+    if params is not None:
+        linear.write(params, folder / linear.FILE)
+        return [linear.FILE], {"form": LINEAR}
     skops_io = require("skops.io", extra, "saving a scikit-learn model")
     try:
         data = skops_io.dumps(model)
@@ -56,6 +68,12 @@ def save(model: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
 
 
 def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) -> Any:
+    form = options.get("form")
+    if form == LINEAR:
+        return linear.load(folder / linear.FILE)
+    if form is not None:
+        msg = f"the scikit-learn model in {folder} is saved in the form {form!r}, which this conveyor cannot read: upgrade conveyor."
+        raise ServingError(msg)
     skops_io = require("skops.io", extra, "loading a scikit-learn model")
     path = folder / FILE
     reported = skops_io.get_untrusted_types(file=path)
