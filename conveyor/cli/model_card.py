@@ -21,6 +21,7 @@ METRICS_FILE = "metrics.json"
 DATA_PROPERTIES = (
     "row_counts",
     "span",
+    "spans",
     "version",
 )  # and the fingerprint: ExampleGen's of the content, else the store's
 

@@ -142,19 +142,22 @@ def _slices_table(slices: list[dict[str, Any]], has_baseline: bool) -> str:
     names = _scalar_names(slices)
     head = "".join(f"<th>{escape(n)}</th>" for n in names)
     rows = []
+    small = [str(s.get("slice", "-")) for s in slices if s.get("too_small")]
     for s in slices:
         name = escape(s.get("slice", "-"))
         if s.get("too_small"):
-            rows.append(
-                f'<tr class="small" data-slice="{name}"><th class="l">{name}</th><td>-</td>'
-                f'<td class="l muted" colspan="{len(names)}">too small: fewer rows than min_slice_size, no metric shown</td></tr>'
-            )
             continue
         values, intervals = s.get("metrics") or {}, s.get("intervals") or {}
         base = (s.get("baseline") or {}).get("metrics") or {}
         cells = "".join(_metric_cell(n, values.get(n), intervals.get(n), base.get(n), has_baseline) for n in names)
         rows.append(
             f'<tr data-slice="{name}"><th class="l">{name}</th><td>{format_number(s.get("example_count"))}</td>{cells}</tr>'
+        )
+    if small:  # one row for them all: on real data they can outnumber the slices that have metrics
+        rows.append(
+            f'<tr class="small" data-too-small="{escape(" | ".join(small))}"><th class="l">too small</th><td>-</td>'
+            f'<td class="l muted" colspan="{len(names)}">{len(small)} slices with fewer rows than min_slice_size, '
+            f"no metric shown: {escape(', '.join(small))}</td></tr>"
         )
     note = (
         "interval: bootstrap bounds; below it, the baseline's value" if has_baseline else "interval: bootstrap bounds"
@@ -245,7 +248,7 @@ def _plots(overall: Mapping[str, Any], has_baseline: bool, stored: Any = None) -
         points = [(float(b["prob_pred"]), float(b["prob_true"])) for b in bins if "prob_pred" in b and "prob_true" in b]
         calibration.append((label, colour, points))
     count = len((overall.get("metrics") or {}).get("confusion_matrix") or [])
-    how = "exact at up to 101 scores" if exact else f'through {count} decision threshold{"s" * (count != 1)}'
+    how = "exact at up to 101 scores" if exact else f"through {count} decision threshold{'s' * (count != 1)}"
     return (
         f'<section id="plots"><h2>Curves <span class="muted">(the whole set; ROC and PR {how})</span></h2>'
         '<div class="plots">'

@@ -63,8 +63,8 @@ def _sections(card: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
     data = [d for d in card.get("data") or [] if isinstance(d, dict)]
     out.append((
         "Data",
-        ["artifact", "fingerprint", "rows", "span", "version", "location"],
-        [[str(d.get("id", "-")), _text(d.get("fingerprint")), _rows(d.get("row_counts")), _text(d.get("span")),
+        ["artifact", "fingerprint", "rows", "spans", "version", "location"],
+        [[str(d.get("id", "-")), _text(d.get("fingerprint")), _rows(d.get("row_counts")), _spans(d),
           _text(d.get("version")), _text(d.get("uri"))] for d in data],
     ))  # fmt: skip
     training = card.get("training") or {}
@@ -81,9 +81,18 @@ def _sections(card: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
     out.append((
         f"Metrics by slice (evaluation {evaluation.get('id', '-')})" if evaluation else "Metrics by slice",
         ["slice", "examples", *names],
-        [[str(s.get("slice", "-")), _number(s.get("example_count")), *(["too small"] * len(names) if s.get("too_small") else
-          [_number((s.get("metrics") or {}).get(n)) for n in names])] for s in slices] if slices else "not evaluated",
+        [[str(s.get("slice", "-")), _number(s.get("example_count")), *[_number((s.get("metrics") or {}).get(n)) for n in names]]
+         for s in slices if not s.get("too_small")] if slices else "not evaluated",
     ))  # fmt: skip
+    small = [str(s.get("slice", "-")) for s in slices if s.get("too_small")]
+    if small:
+        out.append(
+            (
+                "Slices too small to judge",
+                [],
+                f"{len(small)} slices with fewer rows than min_slice_size: {', '.join(small)}",
+            )
+        )
     fairness = metrics.get("fairness") or {}
     out.append((
         "Fairness",
@@ -115,6 +124,12 @@ def _text(v: Any) -> str:
 
 def _number(v: Any) -> str:
     return format_number(v) if isinstance(v, int | float) and not isinstance(v, bool) else _text(v)
+
+
+def _spans(data: dict[str, Any]) -> str:
+    """The spans a data artifact holds: ExampleGen's ``span``, or the ``spans`` a Transform read together."""
+    spans = data.get("spans") or ([data["span"]] if data.get("span") is not None else [])
+    return ", ".join(map(str, spans)) or "-"
 
 
 def _rows(counts: Any) -> str:
