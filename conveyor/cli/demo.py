@@ -298,13 +298,13 @@ def index_html(outputs: dict[str, dict[str, Artifact]], evaluation: dict[str, An
         ("pushed", f"version {pushed['pushed_version']}" if pushed.get("pushed") else escape(pushed.get("reason"))),
         ("pushed so far", "<br>".join(escape(v) for v in versions) or "nothing"),
     ]
-    table = "".join(f'<tr><th class="l">{name}</th><td class="l">{value}</td></tr>' for name, value in facts)
+    table = "".join(f'<tr><th class="l">{name}</th><td class="l wrap">{value}</td></tr>' for name, value in facts)
     links = "".join(f'<li><a href="{escape(name)}">{escape(label)}</a></li>' for name, label in PAGES.items())
     body = (
         f"<header><h1>conveyor demo: consumer complaints {badge}</h1>"
         f'<div class="legend"><span class="muted">Will the consumer dispute the company\'s answer? '
         f"Model {outputs['Trainer']['model'].id}, trained on CFPB complaints.</span></div></header>"
-        f'<section><h2>The run</h2><table style="width:auto">{table}</table></section>'
+        f"<section><h2>The run</h2><table>{table}</table></section>"
         f'<section><h2>Pages</h2><ul>{links}</ul><p>The model card as Markdown: <a href="model_card.md">model_card.md</a>.</p></section>'
     )
     return page("conveyor demo: consumer complaints", body)

@@ -156,7 +156,7 @@ def _slices_table(slices: list[dict[str, Any]], has_baseline: bool) -> str:
     if small:  # one row for them all: on real data they can outnumber the slices that have metrics
         rows.append(
             f'<tr class="small" data-too-small="{escape(" | ".join(small))}"><th class="l">too small</th><td>-</td>'
-            f'<td class="l muted" colspan="{len(names)}">{len(small)} slices with fewer rows than min_slice_size, '
+            f'<td class="l muted wrap" colspan="{len(names)}">{len(small)} slices with fewer rows than min_slice_size, '
             f"no metric shown: {escape(', '.join(small))}</td></tr>"
         )
     note = (
@@ -241,9 +241,9 @@ def _plots(overall: Mapping[str, Any], has_baseline: bool, stored: Any = None) -
         found = _stored_curves(stored.get(label))
         exact = exact and found is not None
         r, p = found or _curves(m.get("confusion_matrix"))
-        auc, auc_pr = format_number(m.get("auc")), format_number(m.get("auc_pr"))
-        roc.append((f"{label} (AUC {auc})", colour, r))
-        pr.append((f"{label} (AP {auc_pr})", colour, p))
+        auc, auc_pr = m.get("auc"), m.get("auc_pr")
+        roc.append((label if auc is None else f"{label} (AUC {format_number(auc)})", colour, r))
+        pr.append((label if auc_pr is None else f"{label} (AP {format_number(auc_pr)})", colour, p))
         bins = [b for b in m.get("calibration") or [] if isinstance(b, dict)]
         points = [(float(b["prob_pred"]), float(b["prob_true"])) for b in bins if "prob_pred" in b and "prob_true" in b]
         calibration.append((label, colour, points))
@@ -254,8 +254,12 @@ def _plots(overall: Mapping[str, Any], has_baseline: bool, stored: Any = None) -
         '<div class="plots">'
         + _figure("ROC", _line_chart(roc, "false positive rate", "true positive rate", diagonal=True))
         + _figure("Precision-recall", _line_chart(pr, "recall", "precision"))
-        + _figure(
-            "Calibration", _line_chart(calibration, "mean predicted", "fraction positive", diagonal=True, dots=True)
+        + (  # only when measured: an empty chart would read as a model with no calibration at all
+            _figure(
+                "Calibration", _line_chart(calibration, "mean predicted", "fraction positive", diagonal=True, dots=True)
+            )
+            if any(points for _, _, points in calibration)
+            else ""
         )
         + "</div></section>"
     )
