@@ -11,14 +11,30 @@ disk, then renamed to ``<dest>/<v>``. The rename is atomic, and fails when ``<v>
 empty fails), so the next number is tried: versions are unique and increase,
 and a reader sees a version whole or not at all.
 
-On an object store (``s3://``, ``gs://``, ``memory://`` through fsspec) no rename is atomic and
-a folder is only a prefix. The version is claimed by creating ``<dest>/.versions/<v>`` in
-exclusive mode (``"xb"``). That is race-safe only where the backend makes it one atomic call
-(a conditional write); fsspec's ``memory://`` checks then writes, and a backend without
-``"xb"`` is checked then written here, so two pushes in the same instant could both take one
-number there. The files are uploaded under a hidden prefix first, then copied under ``<dest>/<v>/``
-with ``conveyor_model.json`` last: a reader that waits for the manifest, as ``load_model``
-does, and checks the hashes it lists, never loads a partial version.
+On any other fsspec filesystem (``s3://``, ``gs://``, ``az://``, ``memory://``...) no rename of
+a folder is atomic and a folder is only a prefix, so:
+
+1. The files are uploaded under a hidden prefix ``<dest>/.push-*``.
+2. A version is claimed by writing a marker ``<dest>/.versions/<v>-<random token>`` for the next
+   number ``v``, then listing the markers: the push wins ``v`` only when it sees no other marker at
+   ``v`` or above; else it deletes its own and tries again a moment later. Of two pushes, the one
+   that writes its marker second lists after both markers exist, so at most one wins a number; and
+   a winner's marker stays, so no later push wins a smaller one. Versions are unique and increase
+   in the order they are won, with a gap where every contender for a number stepped back.
+3. The files are moved to ``<dest>/<v>/``, ``conveyor_model.json`` last. Each appears whole (an
+   object store writes an object at once; a disk renames a file), so a reader that counts a version
+   only once its manifest is there, as ``conveyor serve`` does, and checks the sha256 it lists, as
+   ``load_model`` does, never loads a partial version. A reader that takes any folder as a version
+   (TF Serving on a bucket) may see one being filled. Two racing versions may appear out of order
+   (6 before 5): a server taking the highest never goes back.
+
+This holds on a store whose listing shows every write that finished before it: Amazon S3, Google
+Cloud Storage, Azure Blob Storage, ``memory://`` within one process. Listings are read afresh, not
+from fsspec's cache. A store whose listings lag (some S3-compatible ones) can give two pushes one
+number. Exclusive create (``open(path, "xb")``, S3's ``If-None-Match``) would need no listing, but
+is not used: not every backend honours it (s3fs wrote small files in mode ``"x"`` as ``"w"`` until
+mid-2025; ``memory://`` checks, then writes). A push killed after its claim leaves a gap, and maybe a
+version without its manifest, which readers ignore, and its ``.push-*`` prefix.
 """
 
 from __future__ import annotations
@@ -26,9 +42,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +144,7 @@ def push_bundle(source: str | os.PathLike[str], destination: str) -> tuple[int, 
     if isinstance(fs, LocalFileSystem):
         version, final = _push_local(Path(source), Path(root))
         return version, str(final)
-    _verified(Path(source))
-    version = _push_remote(fs, Path(source), root.rstrip("/"))
+    version = push_to_store(fs, source, root)
     return version, f"{destination.rstrip('/')}/{version}"
 
 
@@ -182,42 +199,69 @@ def _flush_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _push_remote(fs: Any, source: Path, root: str) -> int:
+def push_to_store(fs: Any, source: str | os.PathLike[str], root: str) -> int:
+    """Push the bundle at ``source`` under ``root`` of the fsspec filesystem ``fs`` by the object-store
+    protocol (see the module docstring); it needs only plain writes, moves and a listing that shows
+    every write that finished before it. Returns the version.
+    """
+    source = Path(source)
+    _verified(source)
+    root = root.rstrip("/")
     files = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
     files.sort(key=lambda name: name == MANIFEST)  # the manifest last: its presence says the rest is there
     staging = f"{root}/.push-{secrets.token_hex(8)}"
     try:
+        _make_folders(fs, staging, files)
         for name in files:
             fs.put_file(str(source / name), f"{staging}/{name}")
-        version = _claim_remote(fs, root)
-        for name in files:
-            fs.copy(f"{staging}/{name}", f"{root}/{version}/{name}")
+        version = claim_version(fs, root)
+        _make_folders(fs, f"{root}/{version}", files)
+        for name in files:  # a move is one rename on a disk, one server-side copy on a store: the file appears whole
+            fs.mv(f"{staging}/{name}", f"{root}/{version}/{name}")
     finally:
         with contextlib.suppress(FileNotFoundError):
             fs.rm(staging, recursive=True)
     return version
 
 
-def _claim_remote(fs: Any, root: str) -> int:
-    """Take the next version number by creating its marker exclusively (see the module docstring)."""
-    fs.makedirs(f"{root}/{_CLAIMS}", exist_ok=True)
+def _make_folders(fs: Any, prefix: str, files: list[str]) -> None:
+    """The folders the files go in, for filesystems that have folders (a store makes none)."""
+    for folder in sorted({f"{prefix}/{name}".rpartition("/")[0] for name in files}):
+        fs.makedirs(folder, exist_ok=True)
+
+
+def claim_version(fs: Any, root: str) -> int:
+    """Win the next version number under ``root``, the caller's alone, by the write-then-list protocol
+    (step 2 of the module docstring); its folder is the caller's to fill.
+    """
+    claims = f"{root}/{_CLAIMS}"
+    fs.makedirs(claims, exist_ok=True)
+    mine = secrets.token_hex(8)
+    attempt = 0
     while True:
-        version = max(_versions(_listed(fs, root) + _listed(fs, f"{root}/{_CLAIMS}")), default=0) + 1
-        marker = f"{root}/{_CLAIMS}/{version}"
-        try:
-            with fs.open(marker, "xb") as f:
-                f.write(b"")
+        taken = _versions(_listed(fs, root)) + [v for v, _ in _claims(fs, claims)]
+        version = max(taken, default=0) + 1
+        marker = f"{version}-{mine}"
+        fs.pipe_file(f"{claims}/{marker}", b"")
+        rivals = [name for v, name in _claims(fs, claims) if v >= version and name != marker]
+        if not rivals:
             return version
-        except FileExistsError:
-            continue
-        except (NotImplementedError, ValueError):  # no exclusive create here: the best left is to look first
-            if not fs.exists(marker):
-                fs.pipe_file(marker, b"")
-                return version
+        fs.rm_file(f"{claims}/{marker}")  # every contender that saw another steps back; at most one saw none
+        time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))  # apart, so that one of them wins next time
+        attempt += 1
+
+
+def _claims(fs: Any, claims: str) -> list[tuple[int, str]]:
+    """The claim markers ``<version>-<token>`` under ``claims``, with their versions."""
+    named = (name.partition("-") for name in _listed(fs, claims))
+    return [(int(v), f"{v}-{token}") for v, _, token in named if v.isdigit() and token]
 
 
 def _listed(fs: Any, folder: str) -> list[str]:
-    """The names under ``folder``; none where an object store holds nothing under that prefix yet."""
+    """The names under ``folder`` as the store holds them now (not a cached listing); none where
+    an object store holds nothing under that prefix yet.
+    """
+    fs.invalidate_cache(folder)
     try:
         return [p.rstrip("/").rpartition("/")[2] for p in fs.ls(folder, detail=False)]
     except FileNotFoundError:

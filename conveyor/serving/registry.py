@@ -41,7 +41,8 @@ class ServedVersion:
 
 
 def latest_version(base_path: Path) -> tuple[int, Path]:
-    """The version to serve from ``base_path``: the bundle itself, or its highest integer sub-folder.
+    """The version to serve from ``base_path``: the bundle itself, or its highest integer sub-folder
+    that holds a manifest.
 
     Raises:
         ServingError: the folder is missing, or holds neither a bundle nor a version folder.
@@ -51,10 +52,11 @@ def latest_version(base_path: Path) -> tuple[int, Path]:
     if not base_path.is_dir():
         msg = f"the model folder {base_path} does not exist; point --model-dir to a bundle or to a folder of version folders."
         raise ServingError(msg)
-    versions = [int(p.name) for p in base_path.iterdir() if p.is_dir() and p.name.isdigit()]
+    # a version counts once its manifest is there: a Pusher writing through a store writes it last
+    versions = [int(p.name) for p in base_path.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file()]
     if not versions:
         msg = (
-            f"{base_path} holds neither {MANIFEST} nor integer version folders (1/, 2/, ...); "
+            f"{base_path} holds neither {MANIFEST} nor integer version folders with one (1/, 2/, ...); "
             "point --model-dir to a bundle or to the Pusher's destination."
         )
         raise ServingError(msg)

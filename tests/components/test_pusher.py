@@ -17,6 +17,7 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
@@ -26,8 +27,10 @@ from conveyor import Input, Output, Parameter, Pipeline, component
 from conveyor.analysis.config import EvalConfig, Threshold
 from conveyor.artifacts import Examples, InfraBlessing, Model, ModelBlessing
 from conveyor.components import Evaluator, Pusher, Resolver
-from conveyor.components.pusher import push_bundle
+from conveyor.components.pusher import claim_version, push_bundle, push_to_store
 from conveyor.model import label_vector, load_model, save, to_matrix
+from conveyor.model.bundle import MANIFEST
+from conveyor.serving.registry import latest_version
 from conveyor.transform.fitted import load
 from tests.model import graphs
 
@@ -236,18 +239,130 @@ def test_an_fsspec_destination_gets_versions_with_the_manifest(bundle: Path, tmp
     try:
         assert push_bundle(bundle, url) == (1, f"{url}/1")
         assert push_bundle(bundle, url) == (2, f"{url}/2")
-        assert sorted(n.rpartition("/")[2] for n in fs.ls(root, detail=False)) == [".versions", "1", "2"]
-        fs.get(f"{root}/2", str(tmp_path / "copy"), recursive=True)
+        with ThreadPoolExecutor(6) as pool:
+            threaded = [f.result()[0] for f in [pool.submit(push_bundle, bundle, url) for _ in range(6)]]
+        assert len(set(threaded)) == 6
+        assert min(threaded) > 2
+        assert push_bundle(bundle, url)[0] > max(threaded)
+        names = {n.rpartition("/")[2] for n in fs.ls(root, detail=False)}
+        assert names == {".versions", "1", "2", *(str(v) for v in threaded), str(max(threaded) + 1)}
+        fs.get(f"{root}/{max(threaded)}", str(tmp_path / "copy"), recursive=True)
         assert accuracy(tmp_path / "copy") == accuracy(bundle)
     finally:
         fs.rm(base, recursive=True)
+
+
+class StoreLikeFolder(LocalFileSystem):
+    """A local folder that behaves as an object store does, and that every process shares
+    (``memory://`` is one per process): a file appears whole (copied aside, then renamed into
+    place), a move is a copy then a delete and takes as long, and no folder is ever renamed.
+    """
+
+    def cp_file(self, path1: str, path2: str, **kwargs: object) -> None:
+        aside = f"{self._parent(path2)}/.part-{secrets.token_hex(4)}"
+        super().cp_file(path1, aside, **kwargs)
+        os.replace(aside, self._strip_protocol(path2))
+
+    def mv(self, path1: str, path2: str, recursive: bool = False, **kwargs: object) -> None:
+        self.copy(path1, path2, recursive=recursive)
+        self.rm(path1, recursive=recursive)
+
+
+def push_as_to_a_store(bundle: Path, dest: Path) -> int:
+    return push_to_store(StoreLikeFolder(auto_mkdir=True), bundle, str(dest))
+
+
+def complete_versions(dest: Path) -> list[str]:
+    """The versions a server counts: integer folders that hold their manifest."""
+    return [name for name in versions(dest) if (dest / name / MANIFEST).is_file()]
+
+
+def test_pushes_through_a_store_protocol_get_distinct_increasing_versions(bundle: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "serving"
+    assert [push_as_to_a_store(bundle, dest) for _ in range(2)] == [1, 2]
+    with ProcessPoolExecutor(4, mp_context=get_context("spawn")) as pool:
+        racing = [f.result() for f in [pool.submit(push_as_to_a_store, bundle, dest) for _ in range(12)]]
+    assert len(set(racing)) == 12
+    assert min(racing) > 2  # a gap may stay where every contender for a number stepped back
+    after = push_as_to_a_store(bundle, dest)
+    assert after > max(racing)
+    assert complete_versions(dest) == versions(dest) == [str(v) for v in sorted([1, 2, *racing, after])]
+    claims = [name.partition("-")[0] for name in os.listdir(dest / ".versions")]
+    assert sorted(claims, key=int) == versions(dest)  # one marker a version: the losers took theirs back
+    assert [n for n in os.listdir(dest) if n.startswith(".push-")] == []
+    assert accuracy(dest / str(max(racing))) == accuracy(bundle)
+
+
+def test_a_server_passes_over_a_version_still_being_filled(bundle: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "serving"
+    assert push_as_to_a_store(bundle, dest) == 1
+    filling = shutil.copytree(bundle, dest / "2")
+    (filling / MANIFEST).unlink()  # the manifest is moved last
+    assert latest_version(dest) == (1, dest / "1")
+
+
+def claim_after(start: threading.Barrier, dest: Path, count: int) -> list[int]:
+    start.wait()  # every process claims at once, so that their listings and writes interleave
+    return [claim_version(StoreLikeFolder(auto_mkdir=True), str(dest)) for _ in range(count)]
+
+
+def test_racing_claims_each_win_a_number_of_their_own(tmp_path: Path) -> None:
+    dest = tmp_path / "serving"
+    with get_context("spawn").Manager() as manager, ProcessPoolExecutor(4, mp_context=get_context("spawn")) as pool:
+        start = manager.Barrier(4)
+        won = [f.result() for f in [pool.submit(claim_after, start, dest, 30) for _ in range(4)]]
+    every = [v for claims in won for v in claims]
+    assert len(set(every)) == len(every) == 120
+    assert all(claims == sorted(set(claims)) for claims in won)  # each process's next number is higher
+    markers = [name.partition("-")[0] for name in os.listdir(dest / ".versions")]
+    assert sorted(map(int, markers)) == sorted(every)
+
+
+def test_a_reader_never_sees_a_partial_version_pushed_through_a_store_protocol(
+    large_bundle: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "serving"
+    expected = load_model(large_bundle).predict(HELD_OUT)["probability"]
+    checked: list[str] = []
+    problems: list[str] = []
+    done = threading.Event()
+
+    def check(path: Path) -> None:
+        try:  # verifies every file's sha256 against conveyor_model.json
+            np.testing.assert_array_equal(load_model(path).predict(HELD_OUT)["probability"], expected)
+        except Exception as e:
+            problems.append(f"{path.name}: {e!r}")
+
+    def poll() -> None:
+        while True:
+            last = done.is_set()
+            if complete_versions(dest):
+                check(latest_version(dest)[1])  # what conveyor serve would load now
+            for name in complete_versions(dest):
+                if name not in checked:
+                    checked.append(name)
+                    check(dest / name)
+            if last:
+                return
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+            pushed = [f.result() for f in [pool.submit(push_as_to_a_store, large_bundle, dest) for _ in range(8)]]
+    finally:
+        done.set()
+        reader.join()
+    assert problems == []
+    assert sorted(checked, key=int) == [str(v) for v in sorted(pushed)]
+    assert len(set(pushed)) == 8
 
 
 def test_a_damaged_bundle_is_not_pushed(bundle: Path, tmp_path: Path) -> None:
     from conveyor.exceptions import ServingError
 
     damaged = shutil.copytree(bundle, tmp_path / "damaged")
-    (damaged / "model" / "model.skops").write_bytes(b"not the model")
-    with pytest.raises(ServingError, match=r"model\.skops"):
+    (damaged / "model" / "linear.json").write_bytes(b"not the model")
+    with pytest.raises(ServingError, match=r"model/linear\.json does not match the sha256"):
         push_bundle(damaged, str(tmp_path / "serving"))
     assert os.listdir(tmp_path / "serving") == []
