@@ -341,7 +341,9 @@ def lineage(g: LineageGraph, as_json: bool) -> None:
 
 
 def _art_label(a: Artifact) -> Text:
-    return Text.assemble((f"{a.type_name} {a.id}", "bold"), f"  {a.uri}  ", (a.state, "dim"))
+    spans = a.properties.get("spans") or ([a.properties["span"]] if a.properties.get("span") is not None else [])
+    held = f"  span{'s' if len(spans) > 1 else ''} {', '.join(map(str, spans))}" if spans else ""  # which data, at a glance
+    return Text.assemble((f"{a.type_name} {a.id}", "bold"), (held, "green"), f"  {a.uri}  ", (a.state, "dim"))
 
 
 def _exec_label(x: Execution, verb: str) -> Text:
