@@ -118,7 +118,11 @@ def _check_columns(first: Path, config: EvalConfig, uri: str) -> None:
 
 
 def _scorer(artifact: Model, config: EvalConfig) -> Any:
-    """The bundle's predict on raw rows, and its transform of the raw label (the classes it was trained on)."""
+    """The bundle's predict on raw rows, and its transform of the raw label (the classes it was trained on).
+
+    A bundle whose classes are the raw values of a vocabulary-encoded label (``encoded_classes``
+    in its manifest) is scored on the raw label column itself.
+    """
     from conveyor.analysis.evaluation import Scorer
     from conveyor.model import load_model
     from conveyor.transform.fitted import FittedGraph, load
@@ -127,7 +131,7 @@ def _scorer(artifact: Model, config: EvalConfig) -> Any:
     graph = load(loaded.path / loaded.manifest["transform_graph"])  # its hash was checked by load_model
     label = loaded.label
     target = None
-    if label is not None and label in graph.outputs:
+    if label is not None and label in graph.outputs and "encoded_classes" not in loaded.manifest:
         label_graph = FittedGraph({label: graph.outputs[label]}, graph.inputs)
 
         def target(frame: Any) -> Any:

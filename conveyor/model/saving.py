@@ -18,7 +18,7 @@ from conveyor.transform.fitted import FILE_NAME, FittedGraph, load
 
 TASKS = ("binary", "multiclass", "regression")
 
-__all__ = ["TASKS", "feature_graph", "save"]
+__all__ = ["TASKS", "feature_graph", "raw_classes", "save"]
 
 
 def save(
@@ -103,7 +103,8 @@ def _write(
     graph = _copy_graph(transform_graph, folder / bundle.GRAPH_DIR)
     features = feature_graph(graph, label)
     names = feature_names(features.describe(), None)
-    classes = chosen.classes(model)
+    encoded = chosen.classes(model)
+    classes = raw_classes(graph, label, encoded)
     task = _task(task, classes)
     (folder / bundle.MODEL_DIR).mkdir()
     _, options = chosen.save(model, folder / bundle.MODEL_DIR)
@@ -122,6 +123,8 @@ def _write(
         "metadata": dict(metadata or {}),
         "conveyor_version": __version__,
     }
+    if classes != encoded:
+        manifest["encoded_classes"] = encoded  # the model's own classes, in the same order
     if chosen.name in OPT_IN:
         manifest["pickle"] = True
     return manifest
@@ -130,6 +133,48 @@ def _write(
 def feature_graph(graph: FittedGraph, label: str | None) -> FittedGraph:
     """The graph without the label's output: what predicting runs, so the label is never read."""
     return FittedGraph({name: node for name, node in graph.outputs.items() if name != label}, graph.inputs)
+
+
+def raw_classes(graph: FittedGraph, label: str | None, classes: list[Any] | None) -> list[Any] | None:
+    """The classes as raw label values when the label output is the vocabulary index of the raw label.
+
+    A model trained on ``ct.compute_and_apply_vocabulary(inputs[label])`` learnt indices; its
+    class ``i`` is the vocabulary's term ``i``, so predictions and the Evaluator speak in the
+    values the data holds ("Yes", "Adelie"), and the probability columns keep the model's order.
+    Any other label (a bool, a number, a transformed string) keeps the model's classes.
+
+    Raises:
+        ServingError: the model learnt an index outside the vocabulary (an OOV bucket or the
+            default value), which no raw value names.
+    """
+    terms = _label_terms(graph, label)
+    if terms is None or classes is None or not all(_is_index(c) for c in classes):
+        return classes
+    outside = [c for c in classes if not 0 <= c < len(terms)]
+    if outside:
+        msg = (
+            f"the label {label!r} is a vocabulary index and the model learnt the class {outside[0]!r}, outside its "
+            f"{len(terms)} terms (an OOV bucket or default_value), which no raw label names; give the label's "
+            "vocabulary no top_k, frequency_threshold or num_oov_buckets, or drop those rows before Transform."
+        )
+        raise ServingError(msg)
+    return [terms[int(c)] for c in classes]
+
+
+def _label_terms(graph: FittedGraph, label: str | None) -> list[Any] | None:
+    """The vocabulary's terms, in index order, when the label output applies it to the raw label input."""
+    node = graph.outputs.get(label) if label is not None else None
+    if node is None or node.op != "apply_vocabulary" or node.kind != "number":
+        return None
+    raw, vocabulary = node.inputs
+    terms = vocabulary.params.get("value")
+    if raw.op != "input" or vocabulary.op not in ("vocabulary", "literal") or not isinstance(terms, list):
+        return None
+    return terms
+
+
+def _is_index(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and float(value).is_integer()
 
 
 def _flavor(model: Any, name: str | None, allow_pickle: bool) -> ModelFlavor:

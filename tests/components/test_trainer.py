@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
-import conveyor.transform as ct
 from conveyor import Output, Pipeline, component
 from conveyor.artifacts import HyperParameters
 from conveyor.components import ExampleGen, SchemaGen, StatisticsGen, Trainer, Transform
@@ -174,12 +173,10 @@ def test_the_bundle_predicts_raw_rows(trained: Any) -> None:
     assert model.properties["label"] == "species"
     assert model.properties["seed"] == 0
     assert model.properties["feature_count"] == 4 + 3 + 1  # measures, one-hot islands, sex
-    rows = pd.read_csv(DATA / "penguins" / "penguins.csv").dropna().drop(columns=["species"])
-    predicted = load_model(model.uri).predict(rows.to_dict("records"))
-    truth = ct.load(output(trained, "transform_graph", "Transform").uri).apply(
-        pd.read_csv(DATA / "penguins" / "penguins.csv").dropna().to_dict("list")
-    )["species"]
-    assert np.mean(np.asarray(predicted["class"]) == truth) > 0.9
+    rows = pd.read_csv(DATA / "penguins" / "penguins.csv").dropna()
+    predicted = load_model(model.uri).predict(rows.drop(columns=["species"]).to_dict("records"))
+    # the label is vocabulary-encoded for training; the bundle answers in the raw species
+    assert np.mean(np.asarray(predicted["class"]) == rows["species"].to_numpy()) > 0.9
 
 
 def test_train_data_is_csr_with_a_one_hot_output(trained: Any, tmp_path: Path) -> None:
