@@ -356,25 +356,43 @@ def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) ->
 
 @cli.command()
 @click.option(
-    "--model-dir", metavar="DIR", help="A bundle, or a folder of integer version folders (the highest is served)."
+    "--model-dir",
+    metavar="DIR",
+    help="A bundle, or a folder of integer version folders (the highest is served, and a newer one swapped in).",
 )
 @click.option("--model-name", metavar="NAME", help="The name requests use: /v1/models/NAME:predict.")
 @click.option(
     "--config",
     "config_file",
     metavar="FILE",
-    help="A YAML file listing models (name, base_path), instead of the two above.",
+    help="A YAML file listing models (name, base_path, version_policy, labels), instead of the two above.",
+)
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0),
+    metavar="S",
+    help="Rescan the model folders for new versions every S seconds; 0 never [default: 2, or the config's].",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless told otherwise.")
 @click.option("--rest-port", type=int, default=8501, show_default=True, help="REST port; 0 picks a free one.")
 @click.option(
-    "--grpc-port", type=int, default=8500, show_default=True, help="gRPC port (gRPC is not served yet: REST only)."
+    "--grpc-port",
+    type=int,
+    default=8500,
+    show_default=True,
+    help="gRPC port (the Open Inference Protocol); 0 picks a free one.",
 )
 @_user_errors
 def serve(
-    model_dir: str | None, model_name: str | None, config_file: str | None, host: str, rest_port: int, grpc_port: int
+    model_dir: str | None,
+    model_name: str | None,
+    config_file: str | None,
+    poll_seconds: float | None,
+    host: str,
+    rest_port: int,
+    grpc_port: int,
 ) -> None:
-    """Serve models over REST: TF Serving's API and the Open Inference Protocol's health checks."""
+    """Serve models over REST (TF Serving's API, the Open Inference Protocol) and gRPC (the Open Inference Protocol)."""
     if config_file and (model_dir or model_name):
         msg = "give either --config FILE or --model-dir DIR --model-name NAME, not both."
         raise UserError(msg)
@@ -382,28 +400,32 @@ def serve(
         msg = "conveyor serve needs --model-dir DIR and --model-name NAME (or --config FILE)."
         raise UserError(msg)
     from conveyor.serving import ModelServer
+    from conveyor.serving.config import DEFAULT_POLL_SECONDS, ModelConfig, read_server_config
 
     unapplied: list[str] = []
+    models: dict[str, Path | ModelConfig]
     if config_file:
-        from conveyor.serving.server import read_config
-
-        models, unapplied = read_config(config_file)
+        config = read_server_config(config_file)
+        models, unapplied = {m.name: m for m in config.models}, config.unapplied
+        poll_seconds = config.poll_seconds if poll_seconds is None else poll_seconds
     else:
         models = {str(model_name): Path(str(model_dir))}
-    server = ModelServer(models, host=host, rest_port=rest_port)
+    poll_seconds = DEFAULT_POLL_SECONDS if poll_seconds is None else poll_seconds
+    server = ModelServer(models, host=host, rest_port=rest_port, grpc_port=grpc_port, poll_seconds=poll_seconds)
     server.bind()
     if unapplied:
-        click.echo(
-            f"note: {', '.join(unapplied)} in {config_file} are not applied yet: the latest version of each model is served.",
-            err=True,
-        )
+        click.echo(f"note: {', '.join(unapplied)} in {config_file} is read but not applied yet.", err=True)
     for name in server.registry.names():
-        served = server.registry.get(name)
-        click.echo(f"serving {name!r} version {served.version} from {served.path}")
+        for served in server.registry.versions(name):
+            click.echo(f"serving {name!r} version {served.version} from {served.path}")
     click.echo(f"REST on {server.url} (ready: {server.url}/v2/health/ready)")
-    grpc_source = click.get_current_context().get_parameter_source("grpc_port")
-    if grpc_source is not None and grpc_source.name == "COMMANDLINE":
-        click.echo(f"note: gRPC is not served yet; --grpc-port {grpc_port} is ignored.", err=True)
+    if poll_seconds:
+        import logging
+
+        swaps = logging.getLogger("conveyor.serving")  # versions loaded or failed while serving, to stderr
+        swaps.addHandler(logging.StreamHandler())
+        swaps.setLevel(logging.INFO)
+    click.echo(f"gRPC on {server.grpc_address} (inference.GRPCInferenceService)")
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn finished the requests in flight, then passed Ctrl-C on

@@ -101,7 +101,7 @@ def free_port() -> int:
 def start_server(bundle: str, port: int, log: Any) -> subprocess.Popen[bytes]:
     """``python -m conveyor serve`` on the bundle, with this interpreter, its output to ``log``."""
     command = [sys.executable, "-m", "conveyor", "serve", "--model-dir", bundle, "--model-name", MODEL_NAME,
-               "--host", "127.0.0.1", "--rest-port", str(port)]  # fmt: skip
+               "--host", "127.0.0.1", "--rest-port", str(port), "--grpc-port", "0"]  # fmt: skip
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -1,33 +1,59 @@
-"""The models a server holds: by name, each with the versions it loaded from its folder.
+"""The models a server holds: by name, the versions its policy selects, its labels, and hot swap.
 
     <base_path>/               what the Pusher writes: one folder per integer version
       3/conveyor_model.json
-      5/conveyor_model.json    served: the highest version
+      5/conveyor_model.json    {latest: 1} serves 5; {all: true} 3 and 5; {specific: [3]} 3
     <bundle>/conveyor_model.json   a bundle folder itself (the InfraValidator's candidate): version 1
 
 Every bundle goes through ``load_model``, so its files are checked against their sha256 before
-anything is served.
+anything is served. Each model's state is an immutable snapshot that a request reads once and
+keeps: ``poll`` loads new versions without holding the lock, then replaces the snapshot in one
+assignment, so a request never sees half a swap and an old version is freed when the last
+request holding it finishes. A version that fails to load is kept in the status with its error,
+and the versions before it stay served; it is tried again only if its files change.
+
+Labels follow TF Serving: at start, a label pointing at a version on disk that the policy does not
+serve is an error; a label may point at a version not pushed yet (it answers 404 until that
+version is loaded), so a config can name the canary before the Pusher writes it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 
 from conveyor.exceptions import ServingError
 from conveyor.model.bundle import MANIFEST
 from conveyor.model.loading import LoadedModel, load_model
+from conveyor.serving.config import ModelConfig, VersionPolicy
 
-__all__ = ["ModelNotFoundError", "ModelRegistry", "ServedVersion", "latest_version"]
+__all__ = ["ModelNotFoundError", "ModelRegistry", "ServedVersion", "VersionState", "VersionStatus", "latest_version"]
 
 BUNDLE_VERSION = 1
 """The version a bundle folder served directly is given: it has no version folder to name one."""
 
+log = logging.getLogger(__name__)
+
 
 class ModelNotFoundError(ServingError):
-    """A request names a model or version this server does not hold (status 404)."""
+    """A request names a model, version or label this server does not serve (status 404)."""
 
     status = 404
+
+
+class VersionState(StrEnum):
+    """TF Serving's version states, as its status reports them."""
+
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    UNLOADING = "UNLOADING"
+    END = "END"
 
 
 @dataclass(frozen=True)
@@ -40,83 +66,261 @@ class ServedVersion:
     model: LoadedModel
 
 
-def latest_version(base_path: Path) -> tuple[int, Path]:
-    """The version to serve from ``base_path``: the bundle itself, or its highest integer sub-folder
-    that holds a manifest.
+@dataclass(frozen=True)
+class VersionStatus:
+    """A version's state in TF Serving's ``model_version_status``; ``error`` says why it failed to load."""
+
+    version: int
+    state: VersionState
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    files: tuple[tuple[str, int, int], ...]  # what was on disk when it failed: retried only once this changes
+    error: str
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One model's state at one moment; replaced whole, never changed."""
+
+    config: ModelConfig
+    served: Mapping[int, ServedVersion]
+    loading: frozenset[int] = frozenset()
+    failed: Mapping[int, _Failure] = field(default_factory=dict)
+    retired: Mapping[int, weakref.ref[LoadedModel]] = field(default_factory=dict)
+
+    def status(self) -> list[VersionStatus]:
+        """Every version this model has known, oldest first."""
+        known: dict[int, VersionStatus] = {}
+        for version, gone in self.retired.items():
+            state = VersionState.UNLOADING if gone() is not None else VersionState.END
+            known[version] = VersionStatus(version, state)
+        for version, failure in self.failed.items():
+            known[version] = VersionStatus(version, VersionState.END, failure.error)
+        for version in self.loading:
+            known[version] = VersionStatus(version, VersionState.LOADING)
+        for version in self.served:
+            known[version] = VersionStatus(version, VersionState.AVAILABLE)
+        return [known[v] for v in sorted(known)]
+
+
+def versions_on_disk(base_path: Path) -> dict[int, Path]:
+    """The bundle itself as version 1, or each integer sub-folder that holds a manifest.
 
     Raises:
-        ServingError: the folder is missing, or holds neither a bundle nor a version folder.
+        ServingError: the folder does not exist.
     """
     if (base_path / MANIFEST).is_file():
-        return BUNDLE_VERSION, base_path
+        return {BUNDLE_VERSION: base_path}
     if not base_path.is_dir():
         msg = f"the model folder {base_path} does not exist; point --model-dir to a bundle or to a folder of version folders."
         raise ServingError(msg)
     # a version counts once its manifest is there: a Pusher writing through a store writes it last
-    versions = [int(p.name) for p in base_path.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file()]
-    if not versions:
+    return {int(p.name): p for p in base_path.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file()}
+
+
+def latest_version(base_path: Path) -> tuple[int, Path]:
+    """The highest version in ``base_path`` (the bundle itself counts as version 1).
+
+    Raises:
+        ServingError: the folder is missing, or holds neither a bundle nor a version folder.
+    """
+    on_disk = versions_on_disk(base_path)
+    if not on_disk:
         msg = (
             f"{base_path} holds neither {MANIFEST} nor integer version folders with one (1/, 2/, ...); "
             "point --model-dir to a bundle or to the Pusher's destination."
         )
         raise ServingError(msg)
-    return max(versions), base_path / str(max(versions))
+    return max(on_disk), on_disk[max(on_disk)]
 
 
 class ModelRegistry:
-    """The loaded models, looked up by name and optional version.
+    """The served models, looked up by name and an optional version or label; ``poll`` swaps in new versions.
 
     Example:
         >>> registry = ModelRegistry()
-        >>> registry.load("penguins", "serving/penguins")
-        >>> registry.get("penguins").version
-        5
+        >>> registry.load("penguins", "serving/penguins", version_policy=VersionPolicy("latest", latest=2))
+        >>> [s.version for s in registry.versions("penguins")]
+        [4, 5]
     """
 
     def __init__(self) -> None:
-        self._models: dict[str, dict[int, ServedVersion]] = {}
+        self._models: dict[str, _Snapshot] = {}
+        self._lock = threading.Lock()  # one writer at a time; readers take a snapshot without it
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
 
-    def load(self, name: str, base_path: str | Path) -> ServedVersion:
-        """Load the version to serve of model ``name`` from ``base_path``.
+    def load(
+        self,
+        name: str,
+        base_path: str | Path,
+        *,
+        version_policy: VersionPolicy | None = None,
+        labels: Mapping[str, int] | None = None,
+    ) -> ServedVersion:
+        """Load the versions of ``name`` that ``version_policy`` (default: the latest) selects; returns the newest.
 
         Raises:
-            ServingError: no bundle there, or it fails its sha256 checks or cannot be loaded.
+            ServingError: no bundle there, one the policy selects fails its sha256 checks or
+                cannot be loaded, or a label points at a version on disk that is not served.
         """
-        version, path = latest_version(Path(base_path))
-        served = ServedVersion(name, version, path, load_model(path))
-        self._models.setdefault(name, {})[version] = served
-        return served
+        config = ModelConfig(name, Path(base_path), version_policy or VersionPolicy(), dict(labels or {}))
+        on_disk = versions_on_disk(config.base_path)
+        selected = config.version_policy.select(on_disk)
+        if not selected:
+            latest_version(config.base_path)  # says what the folder lacks
+            msg = f"{config.base_path} holds versions {sorted(on_disk)}, none of which version_policy {config.version_policy} selects."
+            raise ServingError(msg)
+        served = {v: ServedVersion(name, v, on_disk[v], load_model(on_disk[v])) for v in selected}
+        for label, version in config.labels.items():
+            if version in on_disk and version not in served:
+                msg = (
+                    f"label {label!r} of model {name!r} points at version {version}, which is on disk but not served "
+                    f"(version_policy {config.version_policy} serves {selected}); point it at a served version."
+                )
+                raise ServingError(msg)
+        with self._lock:
+            self._models[name] = _Snapshot(config, MappingProxyType(served))
+        return served[selected[-1]]
 
     def names(self) -> list[str]:
         return sorted(self._models)
 
     def versions(self, name: str) -> list[ServedVersion]:
-        """Every loaded version of ``name``, oldest first.
+        """Every served version of ``name``, oldest first.
 
         Raises:
             ModelNotFoundError: no model of that name is served.
         """
-        if name not in self._models:
-            msg = f"no model named {name!r} is served here; the models served are {self.names()}."
-            raise ModelNotFoundError(msg)
-        return [self._models[name][v] for v in sorted(self._models[name])]
+        served = self._snapshot(name).served
+        return [served[v] for v in sorted(served)]
 
-    def get(self, name: str, version: int | None = None) -> ServedVersion:
-        """The version ``version`` of ``name``, or its latest one.
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
+        """Version ``version`` of ``name``, the one ``label`` points at, or its newest.
 
         Raises:
-            ModelNotFoundError: the model or that version of it is not served.
+            ModelNotFoundError: the model, that version or that label is not served.
         """
-        loaded = self.versions(name)
+        snapshot = self._snapshot(name)
+        if label is not None:
+            version = self._labelled(snapshot, label)
+        served = snapshot.served
         if version is None:
-            return loaded[-1]
-        for served in loaded:
-            if served.version == version:
-                return served
-        msg = f"model {name!r} has no version {version} loaded; its versions are {[s.version for s in loaded]}."
+            return served[max(served)]
+        if version in served:
+            return served[version]
+        failure = snapshot.failed.get(version)
+        why = f" (it failed to load: {failure.error})" if failure else ""
+        named = f"version {version} (label {label!r})" if label is not None else f"version {version}"
+        msg = f"model {name!r} has no {named} loaded{why}; its versions are {sorted(served)}."
         raise ModelNotFoundError(msg)
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionStatus]:
+        """Each version's state (of every version known, or of the one named), oldest first.
+
+        Raises:
+            ModelNotFoundError: the model, version or label is unknown to this server.
+        """
+        snapshot = self._snapshot(name)
+        if label is not None:
+            version = self._labelled(snapshot, label)
+        known = snapshot.status()
+        if version is None:
+            return known
+        chosen = [s for s in known if s.version == version]
+        if not chosen:
+            msg = f"model {name!r} has no version {version}; the versions known are {[s.version for s in known]}."
+            raise ModelNotFoundError(msg)
+        return chosen
 
     @property
     def ready(self) -> bool:
         """True once every named model has a version to serve."""
-        return bool(self._models) and all(self._models.values())
+        models = dict(self._models)
+        return bool(models) and all(s.served for s in models.values())
+
+    def poll(self) -> None:
+        """Rescan every base path: load the versions the policy now selects, then swap and unload the rest."""
+        for name in self.names():
+            try:
+                self._refresh(name)
+            except Exception:  # one model's trouble must not stop the others' polls
+                log.exception("polling model %r failed; it keeps serving what it served", name)
+
+    def start_polling(self, seconds: float) -> None:
+        """``poll`` every ``seconds`` in a background thread until ``stop_polling`` (0: never)."""
+        if seconds <= 0 or self._poller is not None:
+            return
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.wait(seconds):
+                self.poll()
+
+        self._poller = threading.Thread(target=run, name="conveyor-model-poller", daemon=True)
+        self._poller.start()
+
+    def stop_polling(self) -> None:
+        """Stop the poller, after the poll under way."""
+        if self._poller is not None:
+            self._stop.set()
+            self._poller.join()
+            self._poller = None
+
+    def _snapshot(self, name: str) -> _Snapshot:
+        snapshot = self._models.get(name)
+        if snapshot is None:
+            msg = f"no model named {name!r} is served here; the models served are {self.names()}."
+            raise ModelNotFoundError(msg)
+        return snapshot
+
+    @staticmethod
+    def _labelled(snapshot: _Snapshot, label: str) -> int:
+        labels = snapshot.config.labels
+        if label not in labels:
+            msg = f"model {snapshot.config.name!r} has no label {label!r}; its labels are {sorted(labels)}."
+            raise ModelNotFoundError(msg)
+        return labels[label]
+
+    def _refresh(self, name: str) -> None:
+        snapshot = self._snapshot(name)
+        config = snapshot.config
+        on_disk = versions_on_disk(config.base_path) if config.base_path.exists() else {}
+        failed = {v: f for v, f in snapshot.failed.items() if v in on_disk and f.files == _files_of(on_disk[v])}
+        selected = config.version_policy.select(set(on_disk) - set(failed))
+        if not selected:  # an emptied or missing folder never leaves a model with nothing to serve
+            return
+        to_load = [v for v in selected if v not in snapshot.served]
+        if to_load:  # seen as LOADING meanwhile
+            with self._lock:
+                self._models[name] = replace(self._models[name], loading=frozenset(to_load), failed=failed)
+        loaded: dict[int, ServedVersion] = {}
+        for version in to_load:  # outside the lock: requests go on with the snapshot they hold
+            try:
+                loaded[version] = ServedVersion(name, version, on_disk[version], load_model(on_disk[version]))
+                log.info("model %r: version %d loaded from %s", name, version, on_disk[version])
+            except Exception as e:
+                failed[version] = _Failure(_files_of(on_disk[version]), str(e))
+                log.warning(
+                    "model %r: version %d failed to load; the versions before it stay served: %s", name, version, e
+                )
+        selected = config.version_policy.select(set(on_disk) - set(failed))
+        with self._lock:
+            current = self._models[name]
+            served = {v: current.served.get(v) or loaded[v] for v in selected if v in current.served or v in loaded}
+            if not served:
+                served = dict(current.served)
+            retired = {v: r for v, r in current.retired.items() if v in on_disk and v not in served}
+            retired |= {v: weakref.ref(s.model) for v, s in current.served.items() if v not in served}
+            self._models[name] = replace(
+                current, served=MappingProxyType(served), loading=frozenset(), failed=failed, retired=retired
+            )
+
+
+def _files_of(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Each file's name, size and modification time: enough to see a failed version was rewritten."""
+    stats = ((p.relative_to(folder).as_posix(), p.stat()) for p in folder.rglob("*") if p.is_file())
+    return tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats))

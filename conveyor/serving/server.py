@@ -17,55 +17,42 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-import yaml
 
 from conveyor.exceptions import ServingError
 from conveyor.serving.app import MAX_BODY_BYTES, create_app
+from conveyor.serving.config import DEFAULT_POLL_SECONDS, NOT_YET_APPLIED, ModelConfig, read_server_config
 from conveyor.serving.registry import ModelRegistry
 
 __all__ = ["NOT_YET_APPLIED", "ModelServer", "read_config"]
 
 BACKLOG = 2048
 
-NOT_YET_APPLIED = ("version_policy", "labels", "batching", "poll_seconds")
-"""Config keys the contract names that this server reads but does not apply yet: it serves the latest version."""
 
-
-def read_config(path: str | Path) -> tuple[dict[str, Path], list[str]]:
-    """The models a config file names (``base_path`` relative to the file's folder), and the keys
-    it sets that are not applied yet.
+def read_config(path: str | Path) -> tuple[dict[str, ModelConfig], list[str]]:
+    """The models a config file names, for ``ModelServer``, and the keys it sets that are not applied
+    yet (``read_server_config`` gives the whole file, ``poll_seconds`` included).
 
     Raises:
-        ServingError: the file cannot be read, or a model lacks ``name`` or ``base_path``.
+        ServingError: the file cannot be read, or a key is unknown, missing or of the wrong kind.
     """
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        msg = f"cannot read the server config {path}: {e}"
-        raise ServingError(msg) from e
-    entries = config.get("models") if isinstance(config, dict) else None
-    if not isinstance(entries, list) or not entries:
-        msg = f"{path} lists no models; it needs `models: [{{name: ..., base_path: ...}}]`."
-        raise ServingError(msg)
-    models, unapplied = {}, [k for k in NOT_YET_APPLIED if k in config]
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("base_path"):
-            msg = f"{path}: models[{i}] needs a name and a base_path; got {entry!r}."
-            raise ServingError(msg)
-        models[str(entry["name"])] = path.parent / str(entry["base_path"])
-        unapplied += [f"models[{i}].{k}" for k in NOT_YET_APPLIED if k in entry]
-    return models, unapplied
+    config = read_server_config(path)
+    return {model.name: model for model in config.models}, config.unapplied
 
 
 class ModelServer:
-    """REST (TF Serving's API, KServe v2 health) over models loaded by name.
+    """REST (TF Serving's API, the Open Inference Protocol) and gRPC (the Open Inference Protocol)
+    over models loaded by name.
 
     Args:
-        models: model name -> a bundle folder or a folder of integer version folders.
+        models: model name -> a bundle folder, a folder of integer version folders (its latest
+            version served), or a ``ModelConfig`` (its version policy and labels applied).
         host: the address to bind; loopback unless told otherwise.
         rest_port: the REST port; 0 picks a free one (``.port`` tells which, once bound).
-        max_body_bytes: the largest request body read.
+        grpc_port: the port of the Open Inference Protocol's gRPC service; 0 picks a free one
+            (``.grpc_port`` tells which, once bound); None serves REST only.
+        max_body_bytes: the largest request read: a REST body, or a gRPC message (either way).
+        poll_seconds: how often each folder is rescanned for new versions, which are loaded in
+            the background and swapped in; 0 never rescans.
 
     Raises:
         ServingError: a model folder holds no bundle, or its bundle fails to load.
@@ -76,21 +63,30 @@ class ModelServer:
 
     def __init__(
         self,
-        models: Mapping[str, str | Path],
+        models: Mapping[str, str | Path | ModelConfig],
         *,
         host: str = "127.0.0.1",
         rest_port: int = 8501,
+        grpc_port: int | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        poll_seconds: float = DEFAULT_POLL_SECONDS,
     ) -> None:
         self.registry = ModelRegistry()
-        for name, base_path in models.items():
-            self.registry.load(name, base_path)
+        for name, model in models.items():
+            if isinstance(model, ModelConfig):
+                self.registry.load(name, model.base_path, version_policy=model.version_policy, labels=model.labels)
+            else:
+                self.registry.load(name, model)
+        self.poll_seconds = poll_seconds
         self.host = host
         self.app = create_app(self.registry, max_body_bytes=max_body_bytes)
         self._requested_port = rest_port
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._grpc_requested_port, self._max_message_bytes = grpc_port, max_body_bytes
+        self._grpc: Any = None  # a grpc.Server once bound; grpcio is imported only if gRPC is served
+        self.grpc_port: int | None = None
 
     @property
     def port(self) -> int:
@@ -110,7 +106,9 @@ class ModelServer:
         if self._socket is not None:
             return
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY on accepted sockets only then, and without it a
+        # keep-alive client waits ~40 ms (Nagle against delayed ACK) for the body after the headers
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self._requested_port))
@@ -120,15 +118,23 @@ class ModelServer:
             raise ServingError(msg) from e
         sock.listen(BACKLOG)  # a client connecting from now on waits for the event loop, not refused
         self._socket = sock
+        self._bind_grpc()
 
     def run(self) -> None:
         """Serve until SIGINT or SIGTERM, then finish the requests in flight and return."""
         self.bind()
-        self._uvicorn().run(sockets=[self._socket])
+        self.registry.start_polling(self.poll_seconds)
+        self._grpc_start()
+        try:
+            self._uvicorn().run(sockets=[self._socket])
+        finally:
+            self._grpc_stop()
+            self.registry.stop_polling()
 
     def start(self) -> ModelServer:
         """Serve in a background thread; returns once requests are answered."""
         self.bind()
+        self._grpc_start()
         server = self._server = self._uvicorn()
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._thread.start()
@@ -137,10 +143,13 @@ class ModelServer:
                 msg = f"the model server on {self.url} stopped while starting; its log above says why."
                 raise ServingError(msg)
             time.sleep(0.01)
+        self.registry.start_polling(self.poll_seconds)
         return self
 
     def stop(self) -> None:
         """Stop a server ``start`` began, after the requests in flight."""
+        self.registry.stop_polling()
+        self._grpc_stop()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join()
@@ -163,3 +172,30 @@ class ModelServer:
             timeout_graceful_shutdown=5,
         )
         return uvicorn.Server(config)
+
+    @property
+    def grpc_address(self) -> str | None:
+        """``host:port`` of the gRPC service once bound, as gRPC clients take it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.grpc_port}" if self.grpc_port is not None else None
+
+    def _bind_grpc(self) -> None:
+        if self._grpc_requested_port is None or self._grpc is not None:
+            return
+        from conveyor._internal.extras import require
+
+        require("grpc", "serve", "the gRPC service")
+        from conveyor.serving.grpc_server import bind, create_server
+
+        self._grpc = create_server(self.registry, max_message_bytes=self._max_message_bytes)
+        self.grpc_port = bind(self._grpc, self.host, self._grpc_requested_port)
+
+    def _grpc_start(self) -> None:
+        if self._grpc is not None:
+            self._grpc.start()
+
+    def _grpc_stop(self) -> None:
+        """Stop the gRPC service after the calls in flight (5 s at most, as REST)."""
+        if self._grpc is not None:
+            self._grpc.stop(grace=5).wait()
+        self._grpc = self.grpc_port = None

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.exceptions import InvalidInputError
-from conveyor.serving.registry import ServedVersion
+from conveyor.serving.registry import ServedVersion, VersionStatus
 
 __all__ = ["model_metadata", "model_status", "predict_answer", "predict_rows"]
 
@@ -81,11 +81,16 @@ def predict_answer(outputs: dict[str, np.ndarray], columnar: bool) -> dict[str, 
     return {"predictions": [{name: values[i] for name, values in columns.items()} for i in range(rows)]}
 
 
-def model_status(versions: Sequence[ServedVersion]) -> dict[str, Any]:
-    """``GET /v1/models/{name}``: TF Serving's ``model_version_status`` for the loaded versions."""
+def model_status(versions: Sequence[VersionStatus]) -> dict[str, Any]:
+    """``GET /v1/models/{name}``: TF Serving's ``model_version_status``, newest first; a failed load is END
+    with error code UNKNOWN and its reason."""
     return {
         "model_version_status": [
-            {"version": str(s.version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            {
+                "version": str(s.version),
+                "state": str(s.state),
+                "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error},
+            }
             for s in reversed(versions)
         ]
     }

@@ -44,7 +44,9 @@ def base_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start(*args: str) -> tuple[subprocess.Popen[str], str]:
     """``conveyor serve ARGS --rest-port 0``, and its URL once it says where it listens."""
-    server = subprocess.Popen([*conveyor_cmd(), "serve", *args, "--rest-port", "0"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [*conveyor_cmd(), "serve", *args, "--rest-port", "0", "--grpc-port", "0"], stdout=subprocess.PIPE, text=True
+    )
     assert server.stdout is not None
     for line in server.stdout:
         if line.startswith("REST on "):
@@ -147,7 +149,7 @@ def test_serve_refuses_a_changed_bundle_in_one_line_naming_the_file(base_path: P
     data = bytearray((broken / "model" / "model.txt").read_bytes())
     data[len(data) // 2] ^= 1
     (broken / "model" / "model.txt").write_bytes(data)
-    done = subprocess.run([*conveyor_cmd(), "serve", "--model-dir", str(broken), "--model-name", NAME, "--rest-port", "0"],
+    done = subprocess.run([*conveyor_cmd(), "serve", "--model-dir", str(broken), "--model-name", NAME, "--rest-port", "0", "--grpc-port", "0"],
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1

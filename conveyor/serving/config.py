@@ -1,0 +1,213 @@
+"""The model server's config file, read into dataclasses; a mistake is named by file and key.
+
+    models:
+      - name: complaints
+        base_path: serving/complaints      # relative to this file's folder
+        version_policy: {latest: 1}        # or {all: true} or {specific: [3, 5]}
+        labels: {stable: 3, canary: 5}
+    batching: {max_batch_size: 64, batch_timeout_micros: 2000, num_batch_threads: 2,
+               max_enqueued_batches: 1000}
+    poll_seconds: 2
+
+A Python user builds the same objects: ``ModelConfig("complaints", path, VersionPolicy("all"))``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from conveyor.exceptions import ServingError
+
+__all__ = [
+    "DEFAULT_POLL_SECONDS",
+    "NOT_YET_APPLIED",
+    "BatchingConfig",
+    "ModelConfig",
+    "ServerConfig",
+    "VersionPolicy",
+    "read_server_config",
+]
+
+DEFAULT_POLL_SECONDS = 2.0
+"""How often base paths are rescanned for new versions, as TF Serving's file system poll."""
+
+NOT_YET_APPLIED = ("batching",)
+"""Config keys the server reads and checks but does not apply yet."""
+
+TOP_KEYS = ("models", "batching", "poll_seconds")
+MODEL_KEYS = ("name", "base_path", "version_policy", "labels")
+BATCHING_KEYS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """Which of the versions on disk are served: the newest ``latest``, ``all``, or the ``specific`` ones."""
+
+    kind: Literal["latest", "all", "specific"] = "latest"
+    latest: int = 1
+    versions: tuple[int, ...] = ()
+
+    def select(self, available: Iterable[int]) -> list[int]:
+        """The versions to serve out of ``available``, oldest first."""
+        ordered = sorted(set(available))
+        if self.kind == "all":
+            return ordered
+        if self.kind == "specific":
+            return [v for v in ordered if v in self.versions]
+        return ordered[-self.latest :]
+
+    def __str__(self) -> str:
+        if self.kind == "all":
+            return "{all: true}"
+        if self.kind == "specific":
+            return f"{{specific: {list(self.versions)}}}"
+        return f"{{latest: {self.latest}}}"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One served model: its name, the folder of its integer version folders, and what to serve from it."""
+
+    name: str
+    base_path: Path
+    version_policy: VersionPolicy = field(default_factory=VersionPolicy)
+    labels: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """Server-side batching's four parameters, as TF Serving names them."""
+
+    max_batch_size: int = 64
+    batch_timeout_micros: int = 2000
+    num_batch_threads: int = 2
+    max_enqueued_batches: int = 1000
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What a config file asks of the server."""
+
+    models: tuple[ModelConfig, ...]
+    batching: BatchingConfig | None = None
+    poll_seconds: float = DEFAULT_POLL_SECONDS
+
+    @property
+    def unapplied(self) -> list[str]:
+        """The keys set in the file that the server does not apply yet."""
+        return [key for key in NOT_YET_APPLIED if getattr(self, key) is not None]
+
+
+def read_server_config(path: str | Path) -> ServerConfig:
+    """The config file at ``path``; ``base_path`` is relative to the file's folder.
+
+    Raises:
+        ServingError: the file cannot be read, or a key is unknown, missing or of the wrong
+            kind (the message names the file and the key).
+    """
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        msg = f"cannot read the server config {path}: {e}"
+        raise ServingError(msg) from e
+    if not isinstance(config, dict):
+        msg = f"{path} must be a mapping with `models: [{{name: ..., base_path: ...}}]`; got a {type(config).__name__}."
+        raise ServingError(msg)
+    _refuse_unknown(config, TOP_KEYS, str(path))
+    entries = config.get("models")
+    if not isinstance(entries, list) or not entries:
+        msg = f"{path} lists no models; it needs `models: [{{name: ..., base_path: ...}}]`."
+        raise ServingError(msg)
+    models = tuple(_model(entry, path, f"{path}: models[{i}]") for i, entry in enumerate(entries))
+    names = [m.name for m in models]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        msg = f"{path}: models names {twice} more than once; give each model its own name."
+        raise ServingError(msg)
+    batching = config.get("batching")
+    return ServerConfig(
+        models=models,
+        batching=None if batching is None else _batching(batching, f"{path}: batching"),
+        poll_seconds=_poll_seconds(config.get("poll_seconds", DEFAULT_POLL_SECONDS), f"{path}: poll_seconds"),
+    )
+
+
+def _model(entry: Any, path: Path, where: str) -> ModelConfig:
+    if not isinstance(entry, dict) or not entry.get("name") or not entry.get("base_path"):
+        msg = f"{where} needs a name and a base_path; got {entry!r}."
+        raise ServingError(msg)
+    _refuse_unknown(entry, MODEL_KEYS, where)
+    policy = _policy(entry.get("version_policy", {"latest": 1}), f"{where}.version_policy")
+    labels = _labels(entry.get("labels", {}), f"{where}.labels")
+    if policy.kind == "specific":
+        for label, version in labels.items():
+            if version not in policy.versions:
+                msg = (
+                    f"{where}.labels.{label} points at version {version}, which version_policy {policy} never serves; "
+                    "add it to the specific versions or point the label elsewhere."
+                )
+                raise ServingError(msg)
+    return ModelConfig(str(entry["name"]), path.parent / str(entry["base_path"]), policy, labels)
+
+
+def _policy(value: Any, where: str) -> VersionPolicy:
+    if isinstance(value, dict) and len(value) == 1:
+        [(kind, arg)] = value.items()
+        if kind == "latest" and _is_version(arg):
+            return VersionPolicy("latest", latest=arg)
+        if kind == "all" and arg is True:
+            return VersionPolicy("all")
+        if kind == "specific" and isinstance(arg, list) and arg and all(_is_version(v) for v in arg):
+            return VersionPolicy("specific", versions=tuple(sorted(set(arg))))
+    msg = f"{where} must be one of {{latest: N}} (N >= 1), {{all: true}} or {{specific: [3, 5]}}; got {value!r}."
+    raise ServingError(msg)
+
+
+def _labels(value: Any, where: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        msg = f"{where} must map label names to versions, like {{stable: 3, canary: 5}}; got {value!r}."
+        raise ServingError(msg)
+    for label, version in value.items():
+        if not _is_version(version):
+            msg = f"{where}.{label} must be a version number (an integer >= 1); got {version!r}."
+            raise ServingError(msg)
+    return {str(label): version for label, version in value.items()}
+
+
+def _batching(value: Any, where: str) -> BatchingConfig:
+    if not isinstance(value, dict):
+        msg = f"{where} must be a mapping of {', '.join(BATCHING_KEYS)}; got {value!r}."
+        raise ServingError(msg)
+    _refuse_unknown(value, BATCHING_KEYS, where)
+    for key, number in value.items():
+        if not _is_version(number):
+            msg = f"{where}.{key} must be an integer >= 1; got {number!r}."
+            raise ServingError(msg)
+    return BatchingConfig(**value)
+
+
+def _poll_seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        msg = f"{where} must be a number of seconds >= 0 (0 polls never); got {value!r}."
+        raise ServingError(msg)
+    return float(value)
+
+
+def _is_version(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _refuse_unknown(mapping: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    for key in mapping:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            msg = f"{where} has an unknown key {key!r}; {hint}the keys are {', '.join(known)}."
+            raise ServingError(msg)

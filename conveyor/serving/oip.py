@@ -1,0 +1,423 @@
+"""The Open Inference Protocol (KServe v2): tensors in, the model's rows; outputs out, tensors.
+
+One codec for both transports. A request holds named input tensors, one per raw feature, of
+shape ``[n]`` or ``[n, 1]``; they become the rows ``LoadedModel.predict`` takes (a one-row
+request takes the transform graph's one-row path). The outputs (``probability``, ``class``,
+``probabilities``, ``value``) go back as tensors whose datatype follows the values: FP64 for
+scores, BYTES, INT64 or BOOL for classes. Over REST a tensor's data is JSON or, with the binary
+tensor data extension that tritonclient uses by default, raw bytes after the JSON header;
+over gRPC it is ``raw_input_contents`` or the typed ``contents``. Raw bytes are little-endian,
+row-major; a BYTES element is a 4-byte length and its UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from conveyor._version import __version__
+from conveyor.exceptions import InvalidInputError
+from conveyor.model.loading import LoadedModel
+from conveyor.serving.registry import ModelNotFoundError, ServedVersion
+
+__all__ = [
+    "CONTENTS_FIELD",
+    "DTYPES",
+    "EXTENSIONS",
+    "InferRequest",
+    "Tensor",
+    "decode_raw",
+    "decode_values",
+    "encode_raw",
+    "model_input",
+    "model_metadata",
+    "output_tensors",
+    "parse_version",
+    "read_rest_request",
+    "rest_response",
+    "server_metadata",
+]
+
+EXTENSIONS = ["binary_tensor_data"]
+"""The protocol extensions served: raw tensor bytes after the JSON header of a REST request."""
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(bool),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+"""Each datatype of the protocol and the NumPy type its elements are read as."""
+
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+"""The field of gRPC's ``InferTensorContents`` that holds each datatype (FP16 travels raw only)."""
+
+NUMBERS = frozenset(DTYPES) - {"BOOL", "BYTES"}
+ACCEPTED = {"number": NUMBERS | {"BOOL"}, "string": frozenset({"BYTES"}), "bool": frozenset({"BOOL"})}
+"""The datatypes a raw feature of each kind may be sent as."""
+
+KIND_DATATYPE = {"number": "FP64", "string": "BYTES", "bool": "BOOL"}
+SIGNATURE_DATATYPE = {"float64": "FP64", "int64": "INT64", "string": "BYTES", "bool": "BOOL"}
+LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A named tensor: its elements flat in row-major order (str for BYTES once decoded)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    values: np.ndarray
+
+
+@dataclass
+class InferRequest:
+    """What a REST inference request asks: its id, inputs, and outputs (name -> sent as raw bytes)."""
+
+    id: str | None
+    inputs: list[Tensor]
+    outputs: dict[str, bool] | None
+    binary_outputs: bool = False
+
+
+# -- tensors ------------------------------------------------------------------------------
+
+
+def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -> Tensor:
+    """A tensor from its elements as JSON or gRPC's typed contents give them (nested or flat).
+
+    Raises:
+        InvalidInputError: an unknown datatype, a bad shape, or elements that do not fit them.
+    """
+    dims = _shape(name, datatype, shape)
+    if datatype == "BYTES":
+        flat = np.asarray(values, dtype=object).reshape(-1)
+        array = np.array([_text(name, v) for v in flat.tolist()], dtype=object)
+    else:
+        try:
+            array = np.asarray(values, dtype=DTYPES[datatype]).reshape(-1)
+        except (ValueError, TypeError, OverflowError) as e:
+            msg = f"the data of input {name!r} cannot be read as {datatype}: {e}."
+            raise InvalidInputError(msg) from e
+    return _counted(Tensor(name, datatype, dims, array))
+
+
+def decode_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes | memoryview) -> Tensor:
+    """A tensor from its raw bytes (gRPC's ``raw_input_contents``, REST's binary data).
+
+    Raises:
+        InvalidInputError: an unknown datatype, a bad shape, or bytes that do not fill it exactly.
+    """
+    dims = _shape(name, datatype, shape)
+    count = int(np.prod(dims))
+    if datatype == "BYTES":
+        return Tensor(name, datatype, dims, _split_bytes(name, bytes(raw), count))
+    dtype = DTYPES[datatype]
+    if len(raw) != count * dtype.itemsize:
+        msg = f"input {name!r} of shape {list(dims)} and datatype {datatype} needs {count * dtype.itemsize} bytes; it has {len(raw)}."
+        raise InvalidInputError(msg)
+    return Tensor(name, datatype, dims, np.frombuffer(raw, dtype=dtype))
+
+
+def encode_raw(tensor: Tensor) -> bytes:
+    """A tensor's elements as the protocol's raw bytes."""
+    if tensor.datatype == "BYTES":
+        encoded = [str(v).encode() for v in tensor.values.tolist()]
+        return b"".join(LENGTH.pack(len(b)) + b for b in encoded)
+    return np.ascontiguousarray(tensor.values, dtype=DTYPES[tensor.datatype]).tobytes()
+
+
+def _shape(name: str, datatype: str, shape: Sequence[int]) -> tuple[int, ...]:
+    if datatype not in DTYPES:
+        msg = f"input {name!r} has datatype {datatype!r}; the protocol's are {list(DTYPES)}."
+        raise InvalidInputError(msg)
+    dims = tuple(shape) if isinstance(shape, Sequence) and not isinstance(shape, str) else ()
+    if not all(type(d) is int and d >= 0 for d in dims) or len(dims) not in (1, 2) or dims[1:] not in ((), (1,)):
+        msg = f"input {name!r} has shape {list(dims) if dims else shape!r}; a raw feature is a tensor of shape [n] or [n, 1], one value per row."
+        raise InvalidInputError(msg)
+    return dims
+
+
+def _counted(tensor: Tensor) -> Tensor:
+    count = int(np.prod(tensor.shape))
+    if tensor.values.size != count:
+        msg = f"input {tensor.name!r} of shape {list(tensor.shape)} needs {count} values; it has {tensor.values.size}."
+        raise InvalidInputError(msg)
+    return tensor
+
+
+def _text(name: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError as e:
+            msg = f"an element of input {name!r} is not UTF-8 text: {e}."
+            raise InvalidInputError(msg) from e
+    msg = f"input {name!r} is BYTES, so its elements are strings; got {value!r}."
+    raise InvalidInputError(msg)
+
+
+def _split_bytes(name: str, raw: bytes, count: int) -> np.ndarray:
+    values = np.empty(count, dtype=object)
+    offset = 0
+    for i in range(count):
+        if offset + LENGTH.size > len(raw):
+            msg = f"the raw bytes of input {name!r} end after {i} of its {count} elements."
+            raise InvalidInputError(msg)
+        (size,) = LENGTH.unpack_from(raw, offset)
+        offset += LENGTH.size
+        if offset + size > len(raw):
+            msg = f"element {i} of input {name!r} says it has {size} bytes; fewer are left."
+            raise InvalidInputError(msg)
+        values[i] = _text(name, raw[offset : offset + size])
+        offset += size
+    if offset != len(raw):
+        msg = f"the raw bytes of input {name!r} hold more than its {count} elements."
+        raise InvalidInputError(msg)
+    return values
+
+
+# -- tensors and the model ----------------------------------------------------------------
+
+
+def model_input(tensors: Sequence[Tensor], model: LoadedModel) -> list[dict[str, Any]] | dict[str, Any]:
+    """The rows for ``model.predict``: one row as a dict (the one-row path), more as columns.
+
+    Raises:
+        InvalidInputError: a tensor the model does not read, one of a kind it cannot take, a
+            required feature without its tensor, or tensors of different lengths (each named).
+    """
+    expected = model.signature.get("inputs", {})
+    sent = {t.name: t for t in tensors}
+    if len(sent) != len(tensors):
+        names = [t.name for t in tensors]
+        msg = f"input {next(n for n in names if names.count(n) > 1)!r} is sent twice; send each feature once."
+        raise InvalidInputError(msg)
+    for tensor in tensors:
+        _check_against_signature(tensor, expected)
+    absent = [n for n, spec in expected.items() if spec.get("required") and n not in sent]
+    if absent:
+        msg = f"the model needs the input {absent[0]!r}, which the request lacks; send a tensor named {absent[0]!r} (inputs sent: {sorted(sent)})."
+        raise InvalidInputError(msg)
+    lengths = {t.name: t.shape[0] for t in tensors}
+    if len(set(lengths.values())) > 1:
+        msg = f"the input tensors must have one length, one value per row; they have {lengths}."
+        raise InvalidInputError(msg)
+    if next(iter(lengths.values()), 0) == 1:
+        return [{t.name: t.values[0] if t.datatype == "BYTES" else t.values[0].item() for t in tensors}]
+    return {t.name: t.values.tolist() if t.datatype == "BYTES" else t.values for t in tensors}
+
+
+def _check_against_signature(tensor: Tensor, expected: Mapping[str, Any]) -> None:
+    if not expected:
+        return  # a bundle saved without a signature: the transform graph says what is missing
+    spec = expected.get(tensor.name)
+    if spec is None:
+        close = difflib.get_close_matches(tensor.name, list(expected), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        msg = f"input {tensor.name!r} is not one the model reads; its inputs are {sorted(expected)}.{hint}"
+        raise InvalidInputError(msg)
+    accepted = ACCEPTED.get(spec.get("kind", ""), frozenset(DTYPES))
+    if tensor.datatype not in accepted:
+        msg = f"input {tensor.name!r} is a {spec.get('kind')} feature, so its datatype is {KIND_DATATYPE[spec['kind']]}; got {tensor.datatype}."
+        raise InvalidInputError(msg)
+
+
+def output_tensors(outputs: Mapping[str, np.ndarray], requested: Sequence[str] | None = None) -> list[Tensor]:
+    """The model's outputs as tensors, those ``requested`` only if given.
+
+    Raises:
+        InvalidInputError: a requested output the model does not give.
+    """
+    for name in requested or ():
+        if name not in outputs:
+            msg = f"output {name!r} is not one the model gives; its outputs are {sorted(outputs)}."
+            raise InvalidInputError(msg)
+    names = list(requested) if requested else list(outputs)
+    return [_tensor_of(name, np.asarray(outputs[name])) for name in names]
+
+
+def _tensor_of(name: str, values: np.ndarray) -> Tensor:
+    kind = values.dtype.kind
+    datatype = "BOOL" if kind == "b" else "INT64" if kind in "iu" else "FP64" if kind == "f" else "BYTES"
+    flat = values.reshape(-1) if datatype != "BYTES" else values.reshape(-1).astype(object)
+    return Tensor(name, datatype, values.shape, flat)
+
+
+def parse_version(version: str | int | None) -> int | None:
+    """A requested version as the registry's integer; empty means the one the server picks.
+
+    Raises:
+        ModelNotFoundError: the version is not an integer, so no version of that name is served.
+    """
+    if version is None or version == "":
+        return None
+    if isinstance(version, int) or version.isdigit():
+        return int(version)
+    msg = f"model version {version!r} is not served: versions are integers (1, 2, ...)."
+    raise ModelNotFoundError(msg)
+
+
+# -- metadata -----------------------------------------------------------------------------
+
+
+def server_metadata() -> dict[str, Any]:
+    """``GET /v2``: the server's name, version and protocol extensions."""
+    return {"name": "conveyor", "version": __version__, "extensions": EXTENSIONS}
+
+
+def model_metadata(served: ServedVersion, versions: Sequence[ServedVersion]) -> dict[str, Any]:
+    """``GET /v2/models/{name}``: the versions served, and ``served``'s inputs and outputs."""
+    signature = served.model.signature
+    inputs = [
+        {"name": name, "datatype": KIND_DATATYPE.get(spec.get("kind", ""), "BYTES"), "shape": [-1]}
+        for name, spec in signature.get("inputs", {}).items()
+    ]
+    outputs = [
+        {
+            "name": name,
+            "datatype": SIGNATURE_DATATYPE.get(spec.get("dtype", ""), "BYTES"),
+            "shape": spec.get("shape", [-1]),
+        }
+        for name, spec in signature.get("outputs", {}).items()
+    ]
+    return {
+        "name": served.name,
+        "versions": [str(v.version) for v in versions],
+        "platform": f"conveyor_{served.model.flavor}",
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+
+
+# -- REST ---------------------------------------------------------------------------------
+
+
+def read_rest_request(body: bytes, header_length: str | None) -> InferRequest:
+    """A REST inference request: its JSON header, and the raw tensors after it if
+    ``Inference-Header-Content-Length`` says where the header ends.
+
+    Raises:
+        InvalidInputError: the body is not such a request (the message names the field at fault).
+    """
+    header, binary = body, b""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            msg = f"the Inference-Header-Content-Length header ({header_length!r}) must be the length of the JSON at the start of the body ({len(body)} bytes)."
+            raise InvalidInputError(msg)
+        header, binary = body[: int(header_length)], body[int(header_length) :]
+    try:
+        request = json.loads(header)
+    except (ValueError, UnicodeDecodeError) as e:
+        msg = f"the request body is not valid JSON: {e}."
+        raise InvalidInputError(msg) from e
+    if not isinstance(request, dict):
+        msg = f'the request body must be a JSON object with "inputs"; got a {type(request).__name__}.'
+        raise InvalidInputError(msg)
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        msg = '"inputs" must be a non-empty list of tensors, like [{"name": "amount", "datatype": "FP64", "shape": [1], "data": [12.5]}].'
+        raise InvalidInputError(msg)
+    return InferRequest(
+        id=str(request["id"]) if request.get("id") is not None else None,
+        inputs=_rest_inputs(inputs, memoryview(binary)),
+        outputs=_rest_outputs(request.get("outputs")),
+        binary_outputs=_parameter(request, "binary_data_output") is True,
+    )
+
+
+def _rest_inputs(inputs: list[Any], binary: memoryview) -> list[Tensor]:
+    tensors, offset = [], 0
+    for i, entry in enumerate(inputs):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            msg = f'"inputs"[{i}] must be an object with "name", "datatype", "shape" and "data"; got {entry!r}.'
+            raise InvalidInputError(msg)
+        missing = [k for k in ("datatype", "shape") if k not in entry]
+        if missing:
+            msg = f'"inputs"[{i}] ({entry["name"]!r}) lacks "{missing[0]}".'
+            raise InvalidInputError(msg)
+        size = _parameter(entry, "binary_data_size")
+        if size is None:
+            if "data" not in entry:
+                msg = f'"inputs"[{i}] ({entry["name"]!r}) lacks "data" (or raw bytes announced by "binary_data_size").'
+                raise InvalidInputError(msg)
+            tensors.append(decode_values(entry["name"], entry["datatype"], entry["shape"], entry["data"]))
+            continue
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            msg = f'"inputs"[{i}] ({entry["name"]!r}) announces {size!r} bytes of binary data; the body holds {len(binary) - offset} more.'
+            raise InvalidInputError(msg)
+        tensors.append(decode_raw(entry["name"], entry["datatype"], entry["shape"], binary[offset : offset + size]))
+        offset += size
+    if offset != len(binary):
+        msg = f"the body holds {len(binary) - offset} bytes after the tensors its inputs announce; give each its binary_data_size."
+        raise InvalidInputError(msg)
+    return tensors
+
+
+def _rest_outputs(outputs: Any) -> dict[str, bool] | None:
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        msg = f'"outputs" must be a list of objects with a "name", like [{{"name": "class"}}]; got {outputs!r}.'
+        raise InvalidInputError(msg)
+    return {o["name"]: _parameter(o, "binary_data") is True for o in outputs}
+
+
+def _parameter(entry: Mapping[str, Any], key: str) -> Any:
+    parameters = entry.get("parameters")
+    return parameters.get(key) if isinstance(parameters, dict) else None
+
+
+def rest_response(
+    served: ServedVersion, request: InferRequest, outputs: Mapping[str, np.ndarray]
+) -> tuple[bytes, bytes]:
+    """The JSON header of a REST inference response and the raw outputs after it (empty when
+    every output goes as JSON).
+    """
+    tensors = output_tensors(outputs, list(request.outputs) if request.outputs else None)
+    entries, raw = [], []
+    for tensor in tensors:
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+        if request.outputs[tensor.name] if request.outputs else request.binary_outputs:
+            raw.append(encode_raw(tensor))
+            entry["parameters"] = {"binary_data_size": len(raw[-1])}
+        else:
+            entry["data"] = tensor.values.tolist()
+        entries.append(entry)
+    answer: dict[str, Any] = {"model_name": served.name, "model_version": str(served.version), "outputs": entries}
+    if request.id is not None:
+        answer["id"] = request.id
+    return json.dumps(answer).encode(), b"".join(raw)
