@@ -12,6 +12,11 @@
    top 10 values of every string column.
 4. TFDV 1.16 (``anchors/tfdv_stats.py``, its own virtualenv): from an in-memory pandas frame
    (loading the Parquet timed apart) and through Beam from the CSV (TFX's path).
+5. As a user runs it (issue 11): ExampleGen splits the Parquet once (cached after), then
+   ``python -m conveyor run --from StatisticsGen --no-cache`` (StatisticsGen, SchemaGen,
+   ExampleValidator) against a fresh ``python`` running a Polars pass over the same split
+   files (read, ``describe``, ``n_unique``, top 20 values of every string column): whole
+   processes, imports and interpreter start included, wall and CPU time measured by this one.
 
 Each measurement is a fresh process: its wall and CPU time (all its threads) are taken inside
 it around the work (imports and interpreter start excluded) and its peak RSS is the whole
@@ -20,6 +25,7 @@ work hits every tool alike; the median is reported with the spread. On a shared 
 CPU time moves less than the wall time: compare both.
 
     python bench/stats_bench.py [--rows N] [--repeats 3] [--skip-tfdv] [--skip-beam] [--json]
+    python bench/stats_bench.py --user-run-only [--repeats 7]   # part 5 alone
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -52,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DATA = ROOT / "bench" / "out" / "data"
 PIPELINE_ROOT = ROOT / "bench" / "out" / "stats_root"
+USER_RUN = ROOT / "bench" / "out" / "stats_user_run"
 OUT = ROOT / "bench" / "out" / "stats.json"
 SEED = 5
 ROWS = 1_000_000
@@ -61,6 +70,7 @@ MB = 1e6
 
 # The issue's targets: anchor time / conveyor time at least this, or (floor) conveyor / floor at most.
 GOAL_BEAM, GOAL_DATAFRAME, GOAL_FLOOR, GOAL_PEAK = 50.0, 3.0, 1.5, 1e9
+GOAL_USER_RUN = 1.0  # issue 11: the whole-process pipeline / a whole-process Polars pass
 
 
 # --- the data -------------------------------------------------------------------------------
@@ -299,6 +309,90 @@ def measure_child(kind: str, parquet: Path) -> dict[str, Any]:
     }
 
 
+# --- as a user runs it (issue 11) ----------------------------------------------------------
+
+
+def whole_process(command: list[str]) -> dict[str, Any]:
+    """Run ``command`` in ``USER_RUN``: its wall time, CPU time (user + system) and peak RSS, from ``wait4``."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(command, cwd=USER_RUN, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            out.seek(0)
+            msg = f"{' '.join(command[:4])} ... failed:\n{out.read()[-2000:]}"
+            raise tfdv_stats.MeasureError(msg)
+    return {"total_s": seconds, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss": usage.ru_maxrss * 1024}
+
+
+def user_run_commands(parquet: Path) -> tuple[list[str], list[str], int]:
+    """ExampleGen over ``parquet`` (run once, then cached); the conveyor and Polars commands and the split count."""
+    import example_gen_bench  # its pipeline and its Polars pass, the issue's measure (it imports this module)
+
+    source = USER_RUN / "input" / parquet.name
+    if not source.exists():
+        source.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(parquet, source)
+        except OSError:
+            shutil.copyfile(parquet, source)
+    (USER_RUN / "pipeline.py").write_text(example_gen_bench.PIPELINE.format(data="input"))
+    conveyor = [sys.executable, "-m", "conveyor", "run", "pipeline.py", "--root", "root"]
+    whole_process([*conveyor, "--only", "ExampleGen"])
+    made = USER_RUN / "root" / "example_gen_bench" / "ExampleGen" / "examples"
+    newest = max(made.iterdir(), key=os.path.getmtime)
+    splits = sorted(str(f) for f in newest.glob("Split-*/*.parquet"))
+    polars = [sys.executable, "-c", example_gen_bench.POLARS, *splits]
+    return [*conveyor, "--from", "StatisticsGen", "--no-cache"], polars, len(list(newest.glob("Split-*")))
+
+
+def user_run(parquet: Path, repeats: int) -> dict[str, Any]:
+    """Part 5: the whole-process pipeline and the whole-process Polars pass, alternating; medians."""
+    conveyor, polars, splits = user_run_commands(parquet)
+    runs: dict[str, list[dict[str, Any]]] = {"conveyor": [], "polars": []}
+    load = [os.getloadavg()[0]]
+    for r in range(repeats):
+        for kind, command in (("conveyor", conveyor), ("polars", polars))[:: 1 if r % 2 == 0 else -1]:
+            runs[kind].append(whole_process(command))
+            print(f"user run {r + 1}/{repeats}: {kind} {runs[kind][-1]['total_s']:.2f} s", file=sys.stderr, flush=True)
+        load.append(os.getloadavg()[0])
+    results = {kind: {**_summary(v), "cpu_runs_s": [x["cpu_s"] for x in v]} for kind, v in runs.items()}
+    ratio = results["conveyor"]["median_s"] / results["polars"]["median_s"]
+    return {
+        "splits": splits,
+        "repeats": repeats,
+        "load_average_1min": {"min": round(min(load), 2), "max": round(max(load), 2)},
+        "results": results,
+        "goal": {
+            "goal": f"<= {GOAL_USER_RUN:g}x a Polars pass, whole processes",
+            "measured": f"{ratio:.2f}x",
+            "met": ratio <= GOAL_USER_RUN,
+        },
+    }
+
+
+def user_run_report(u: dict[str, Any]) -> str:
+    c, p = u["results"]["conveyor"], u["results"]["polars"]
+    lines = [
+        f"As a user runs it (issue 11): whole processes, imports included, {u['splits']} splits; median of "
+        f"{u['repeats']}, alternating; load average {u['load_average_1min']['min']:.1f}-{u['load_average_1min']['max']:.1f}",
+        "",
+        f"{'':56} {'time s':>8} {'min-max':>13} {'CPU s':>7} {'peak MB':>8}",
+    ]
+    for label, r in (
+        ("python -m conveyor run --from StatisticsGen --no-cache", c),
+        ("python: Polars read, describe, n_unique, top 20", p),
+    ):
+        spread = f"{r['min_s']:.2f}-{r['max_s']:.2f}"
+        lines.append(f"{label:56} {r['median_s']:8.2f} {spread:>13} {r['cpu_s']:7.2f} {r['peak_rss'] / MB:8.0f}")
+    g = u["goal"]
+    lines.append(
+        f"  {g['goal']:52} {g['measured']:>10}  {'met' if g['met'] else 'NOT met'} (CPU {c['cpu_s'] / p['cpu_s']:.2f}x)"
+    )
+    return "\n".join(lines)
+
+
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -320,10 +414,7 @@ def machine() -> dict[str, Any]:
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "versions": {
-            name: importlib.metadata.version(name)
-            for name in ("conveyor", "polars", "pyarrow", "numpy")
-        },
+        "versions": {name: importlib.metadata.version(name) for name in ("conveyor", "polars", "pyarrow", "numpy")},
     }
 
 
@@ -406,6 +497,7 @@ def run(rows: int, repeats: int, skip_tfdv: bool, skip_beam: bool) -> dict[str, 
         load.append(os.getloadavg()[0])
     results = {k: _summary(v) for k, v in runs.items()}
     return {
+        "user_run": user_run(parquet, repeats),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "load_average_1min": {"min": round(min(load), 2), "max": round(max(load), 2)},
@@ -454,7 +546,7 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"    {parts}")
     lines += ["", "Goals (issue 5):"]
     lines += [f"  {g['goal']:52} {g['measured']:>10}  {'met' if g['met'] else 'NOT met'}" for g in result["goals"]]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", user_run_report(result["user_run"])])
 
 
 def main() -> int:
@@ -465,6 +557,9 @@ def main() -> int:
     )
     parser.add_argument("--skip-tfdv", action="store_true", help="leave TFDV out (its first use installs it)")
     parser.add_argument("--skip-beam", action="store_true", help="leave out TFDV's Beam path (minutes on 1M rows)")
+    parser.add_argument(
+        "--user-run-only", action="store_true", help="only the whole-process pipeline against a Polars pass (part 5)"
+    )
     parser.add_argument("--json", action="store_true", help=f"also write {OUT.relative_to(ROOT)}")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -474,6 +569,16 @@ def main() -> int:
         return 0
     if args.rows < 1 or args.repeats < 1:
         parser.error("--rows and --repeats must be at least 1")
+    if args.user_run_only:
+        return conclude(
+            "stats bench",
+            lambda: (
+                {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
+                | user_run(ensure_data(args.rows)[1], args.repeats)
+            ),
+            user_run_report,
+            OUT.with_name("stats_user_run.json") if args.json else None,
+        )
     return conclude(
         "stats bench",
         lambda: run(args.rows, args.repeats, args.skip_tfdv, args.skip_beam),

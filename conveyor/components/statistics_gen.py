@@ -12,9 +12,9 @@ from conveyor.dsl.types import Input, Output, Parameter
 class StatisticsGen(Component):
     """Statistics of every split: ``<uri>/Split-<name>/statistics.json``.
 
-    Parts of a few row groups run on threads, each into an accumulator of its own, merged in
-    file order: memory stays at a few accumulators whatever the data's size, and the same
-    examples give the same bytes whatever the threads do. ``slices`` names
+    Parts of a few row groups, of every split at once, run on threads, each into an accumulator
+    of its own, merged in file order: memory stays at a few accumulators whatever the data's
+    size, and the same examples give the same bytes whatever the threads do. ``slices`` names
     features (or lists of features) whose every value gets statistics of its own under
     ``"slices"``, e.g. ``"state=CA"``.
 
@@ -31,16 +31,15 @@ class StatisticsGen(Component):
         exclude_splits: Parameter[list] = (),
     ) -> None:
         from conveyor.data.examples import split_files, split_names
-        from conveyor.data.statistics import StatisticsCombiner, summarize, write_statistics
+        from conveyor.data.statistics import StatisticsCombiner, summarize_splits, write_statistics
 
         combiner = StatisticsCombiner([[s] if isinstance(s, str) else s for s in slices])
-        done = []
-        for split in split_names(examples.uri):
-            if split in exclude_splits:
-                continue
-            stats = combiner.extract(summarize(split_files(examples.uri, split), combiner, os.cpu_count() or 2))
+        splits = [s for s in split_names(examples.uri) if s not in exclude_splits]
+        files = {split: split_files(examples.uri, split) for split in splits}
+        accumulators = summarize_splits(files, combiner, os.cpu_count() or 2)
+        for split in splits:
+            stats = combiner.extract(accumulators.get(split) or combiner.create())
             write_statistics(stats, split_dir(statistics.uri, split) / ExampleStatistics.SPLIT_FILE)
             statistics.properties.setdefault("num_examples", {})[split] = stats["num_examples"]
             print(f"{split}: {stats['num_examples']} examples, {len(stats['features'])} features")
-            done.append(split)
-        statistics.properties["split_names"] = done
+        statistics.properties["split_names"] = splits

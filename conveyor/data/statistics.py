@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,7 @@ class StatisticsCombiner(Combiner):
             if unknown := [f for f in spec if f not in df.schema]:
                 msg = f"Cannot slice by {unknown[0]!r}: the examples have no such feature; features are {', '.join(df.columns)}."
                 raise DataValidationError(msg)
+        df = df.with_columns(_derived(types))  # once a batch, for every slicing
         for part, spec in zip(acc.parts, [[], *self.slices], strict=True):
             # With slices, the whole split's sketches are made from the first slicing's (extract).
             frame = df.with_columns(_slice_names(df.schema, spec)) if spec else df
@@ -349,17 +350,29 @@ def _slice_names(schema: pl.Schema, spec: list[str]) -> pl.Expr:
     return pl.concat_str(parts, separator=",").cast(pl.Categorical).alias(GROUP)
 
 
+def _derived(types: dict[str, str | None]) -> list[pl.Expr]:
+    """Columns that several numbers read, made once a batch: a string's lengths, a float's finite values (null elsewhere)."""
+    out: list[pl.Expr] = []
+    for name, t in types.items():
+        if t == "string":
+            out.append(pl.col(name).cast(pl.String).str.len_chars().alias(f"{name}\0lengths"))
+        elif t == "float":
+            c = pl.col(name).cast(pl.Float64)
+            out.append(pl.when(c.is_finite()).then(c).alias(f"{name}\0finite"))
+    return out
+
+
 def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
-    """A batch's exact numbers per feature, named ``<feature>\0<what>``."""
+    """A batch's exact numbers per feature, named ``<feature>\0<what>``, from its columns and ``_derived``'s."""
     exprs = [pl.len().alias("\0rows")]
     for name, t in types.items():
         c = pl.col(name)
         exprs.append(c.null_count().alias(f"{name}\0missing"))
         if t in ("int", "float"):
-            values = c.drop_nulls()
+            values = c  # nulls are left out of every aggregation
             if t == "float":
                 c = c.cast(pl.Float64)
-                values = c.filter(c.is_finite())
+                values = pl.col(f"{name}\0finite")
                 exprs += [
                     c.is_nan().sum().alias(f"{name}\0nan"),
                     (c == math.inf).sum().alias(f"{name}\0pos_inf"),
@@ -367,9 +380,9 @@ def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
                     (c.is_not_null() & c.is_not_nan()).sum().alias(f"{name}\0count"),
                 ]
             else:
-                exprs.append(values.len().alias(f"{name}\0count"))
+                exprs.append(values.count().alias(f"{name}\0count"))
             exprs += [
-                values.len().alias(f"{name}\0n"),
+                values.count().alias(f"{name}\0n"),
                 values.mean().alias(f"{name}\0mean"),
                 values.var(ddof=0).alias(f"{name}\0var"),
                 values.min().alias(f"{name}\0min"),
@@ -377,7 +390,7 @@ def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
                 (values == 0).sum().alias(f"{name}\0zeros"),
             ]
         elif t == "string":
-            lengths = c.cast(pl.String).str.len_chars()
+            lengths = pl.col(f"{name}\0lengths")
             exprs += [
                 lengths.sum().alias(f"{name}\0len"),
                 lengths.min().alias(f"{name}\0min"),
@@ -387,7 +400,11 @@ def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
 
 
 def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *, sketches: bool, sliced: bool) -> None:
-    """One batch (with its GROUP column) into a slicing: one query for the numbers, one per sketch (if ``sketches``)."""
+    """One batch (with its GROUP and ``_derived`` columns) into a slicing: one query for the numbers, one per sketch.
+
+    The query is eager: Polars' lazy engine splits an aggregation by its thread count, which
+    moves a mean's last bits. Sketches are fed only if ``sketches``.
+    """
     exprs = _exprs(types)
     rows = df.group_by(GROUP).agg(exprs) if sliced else df.select(pl.lit("").alias(GROUP), *exprs)
     for row in rows.iter_rows(named=True):
@@ -421,7 +438,53 @@ def summarize(files: list[Path], combiner: StatisticsCombiner, workers: int, par
     finishes first, so the same files give the same bytes. Parts are read batch by batch and
     at most ``workers + 1`` accumulators are held at once (DESIGN 2).
     """
-    return fold(combiner, parts(files, part_rows), read_frames, workers)
+    return summarize_splits({"": files}, combiner, workers, part_rows).get("") or combiner.create()
+
+
+def summarize_splits(
+    files: Mapping[str, list[Path]], combiner: StatisticsCombiner, workers: int, part_rows: int = PART_ROWS
+) -> dict[str, Accumulator]:
+    """Each split's accumulator (see ``summarize``), from one fold over the parts of every split.
+
+    A split of one part would hold one thread while the other waits: folded together, a small
+    split's part runs beside a large one's. Each split's parts still merge in their own file
+    order, so every split gets the same bytes as when summarized alone.
+    """
+    keyed = [(split, part) for split, names in files.items() for part in parts(names, part_rows)]
+    return fold(_BySplit(combiner), keyed, _split_frames, workers)
+
+
+def _split_frames(keyed: tuple[str, list[tuple[Path, int]]]) -> Iterator[tuple[str, pl.DataFrame]]:
+    split, part = keyed
+    return ((split, frame) for frame in read_frames(part))
+
+
+class _BySplit(Combiner):
+    """One accumulator of ``combiner`` per split; batches come as (split, frame)."""
+
+    def __init__(self, combiner: StatisticsCombiner) -> None:
+        self.combiner = combiner
+
+    def create(self) -> dict[str, Accumulator]:
+        return {}
+
+    def add_batch(self, acc: dict[str, Accumulator], batch: tuple[str, pl.DataFrame]) -> dict[str, Accumulator]:
+        split, frame = batch
+        acc[split] = self.combiner.add_batch(acc.get(split) or self.combiner.create(), frame)
+        return acc
+
+    def merge(self, accs: Iterable[dict[str, Accumulator]]) -> dict[str, Accumulator]:
+        out: dict[str, Accumulator] = {}
+        for acc in accs:
+            for split, a in acc.items():
+                out[split] = self.combiner.merge([out[split], a]) if split in out else a
+        return out
+
+    def compact(self, acc: dict[str, Accumulator]) -> dict[str, Accumulator]:
+        return {split: self.combiner.compact(a) for split, a in acc.items()}
+
+    def extract(self, acc: dict[str, Accumulator]) -> dict[str, Accumulator]:
+        return acc
 
 
 def write_statistics(stats: dict[str, Any], path: str | Path) -> None:

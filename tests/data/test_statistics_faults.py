@@ -87,6 +87,25 @@ def test_thread_count_does_not_change_a_byte(tmp_path: Path) -> None:
     assert stats["features"]["user"]["unique_error"] > 0 and stats["features"]["amount"]["quantiles_rank_error"] > 0
 
 
+def test_splits_folded_together_give_the_bytes_each_gives_alone(tmp_path: Path) -> None:
+    # StatisticsGen folds the parts of every split on one pool: a small split runs beside a large one.
+    table, uri = mixed_table(30_000), tmp_path / "examples"
+    for split, rows in (("train", table.slice(0, 24_000)), ("eval", table.slice(24_000)), ("test", table.slice(0, 0))):
+        (uri / f"Split-{split}").mkdir(parents=True)
+        pq.write_table(rows, uri / f"Split-{split}" / "part-0.parquet", row_group_size=3_000)
+    out = ExampleStatistics(str(tmp_path / "stats"))
+    StatisticsGen.execute(examples=Examples(str(uri)), statistics=out, slices=["state"], exclude_splits=["test"])
+    assert out.properties["split_names"] == ["eval", "train"]
+    assert out.properties["num_examples"] == {"eval": 6_000, "train": 24_000}
+    c = StatisticsCombiner([["state"]])
+    for split in ("eval", "train"):
+        alone = c.extract(summarize([uri / f"Split-{split}" / "part-0.parquet"], c, workers=1))
+        write_statistics(alone, tmp_path / f"{split}.json")
+        written = tmp_path / "stats" / f"Split-{split}" / "statistics.json"
+        assert written.read_bytes() == (tmp_path / f"{split}.json").read_bytes(), split
+    assert not (tmp_path / "stats" / "Split-test").exists()
+
+
 def compute(table: pa.Table, batch_rows: int, workers: int, slices: list[list[str]] | None = None) -> dict:
     """Rows dealt out among accumulators batch by batch, as a parallel engine does, then merged in reverse."""
     c = StatisticsCombiner(slices or [])
