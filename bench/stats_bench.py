@@ -17,6 +17,9 @@
    ExampleValidator) against a fresh ``python`` running a Polars pass over the same split
    files (read, ``describe``, ``n_unique``, top 20 values of every string column): whole
    processes, imports and interpreter start included, wall and CPU time measured by this one.
+   With ``--whylogs``, whylogs 1.6.4 (``anchors/whylogs_stats.py``, its own virtualenv) joins
+   the alternation: a fresh process loading the bench's 1M-row Parquet into pandas,
+   ``why.log`` of the frame, the profile written.
 
 Each measurement is a fresh process: its wall and CPU time (all its threads) are taken inside
 it around the work (imports and interpreter start excluded) and its peak RSS is the whole
@@ -25,7 +28,7 @@ work hits every tool alike; the median is reported with the spread. On a shared 
 CPU time moves less than the wall time: compare both.
 
     python bench/stats_bench.py [--rows N] [--repeats 3] [--skip-tfdv] [--skip-beam] [--json]
-    python bench/stats_bench.py --user-run-only [--repeats 7]   # part 5 alone
+    python bench/stats_bench.py --user-run-only [--repeats 7] [--whylogs]   # part 5 alone
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from anchors import tfdv_stats
+from anchors import tfdv_stats, whylogs_stats
 
 from conveyor import Output, Parameter, Pipeline, component
 from conveyor.artifacts import Examples
@@ -71,6 +74,7 @@ MB = 1e6
 # The issue's targets: anchor time / conveyor time at least this, or (floor) conveyor / floor at most.
 GOAL_BEAM, GOAL_DATAFRAME, GOAL_FLOOR, GOAL_PEAK = 50.0, 3.0, 1.5, 1e9
 GOAL_USER_RUN = 1.0  # issue 11: the whole-process pipeline / a whole-process Polars pass
+GOAL_WHYLOGS = 20.0  # issue 11: whylogs' whole process / the whole-process pipeline, at least
 
 
 # --- the data -------------------------------------------------------------------------------
@@ -347,49 +351,74 @@ def user_run_commands(parquet: Path) -> tuple[list[str], list[str], int]:
     return [*conveyor, "--from", "StatisticsGen", "--no-cache"], polars, len(list(newest.glob("Split-*")))
 
 
-def user_run(parquet: Path, repeats: int) -> dict[str, Any]:
-    """Part 5: the whole-process pipeline and the whole-process Polars pass, alternating; medians."""
+def user_run(parquet: Path, repeats: int, whylogs: bool = False) -> dict[str, Any]:
+    """Part 5: the whole-process pipeline and the whole-process Polars pass (and whylogs), alternating; medians."""
     conveyor, polars, splits = user_run_commands(parquet)
-    runs: dict[str, list[dict[str, Any]]] = {"conveyor": [], "polars": []}
+    measures: dict[str, Callable[[], dict[str, Any]]] = {
+        "conveyor": lambda: whole_process(conveyor),
+        "polars": lambda: whole_process(polars),
+    }
+    if whylogs:
+        measures["whylogs"] = lambda: whylogs_stats.measure(parquet)
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in measures}
     load = [os.getloadavg()[0]]
     for r in range(repeats):
-        for kind, command in (("conveyor", conveyor), ("polars", polars))[:: 1 if r % 2 == 0 else -1]:
-            runs[kind].append(whole_process(command))
+        for kind, call in list(measures.items())[:: 1 if r % 2 == 0 else -1]:
+            runs[kind].append(call())
             print(f"user run {r + 1}/{repeats}: {kind} {runs[kind][-1]['total_s']:.2f} s", file=sys.stderr, flush=True)
         load.append(os.getloadavg()[0])
     results = {kind: {**_summary(v), "cpu_runs_s": [x["cpu_s"] for x in v]} for kind, v in runs.items()}
-    ratio = results["conveyor"]["median_s"] / results["polars"]["median_s"]
+    ours = results["conveyor"]["median_s"]
+    ratio = ours / results["polars"]["median_s"]
+    goals = [
+        {
+            "goal": f"<= {GOAL_USER_RUN:g}x a Polars pass, whole processes",
+            "measured": f"{ratio:.2f}x",
+            "met": ratio <= GOAL_USER_RUN,
+            "cpu": results["conveyor"]["cpu_s"] / results["polars"]["cpu_s"],
+        }
+    ]
+    if whylogs:
+        faster = results["whylogs"]["median_s"] / ours
+        goals.append(
+            {
+                "goal": f">= {GOAL_WHYLOGS:g}x faster than whylogs, whole processes",
+                "measured": f"{faster:.1f}x",
+                "met": faster >= GOAL_WHYLOGS,
+                "cpu": results["whylogs"]["cpu_s"] / results["conveyor"]["cpu_s"],
+            }
+        )
     return {
         "splits": splits,
         "repeats": repeats,
         "load_average_1min": {"min": round(min(load), 2), "max": round(max(load), 2)},
         "results": results,
-        "goal": {
-            "goal": f"<= {GOAL_USER_RUN:g}x a Polars pass, whole processes",
-            "measured": f"{ratio:.2f}x",
-            "met": ratio <= GOAL_USER_RUN,
-        },
+        "goals": goals,
     }
 
 
+USER_RUN_LABELS = {
+    "conveyor": "python -m conveyor run --from StatisticsGen --no-cache",
+    "polars": "python: Polars read, describe, n_unique, top 20",
+    "whylogs": "whylogs {version}: pandas read, why.log, profile written",
+}
+
+
 def user_run_report(u: dict[str, Any]) -> str:
-    c, p = u["results"]["conveyor"], u["results"]["polars"]
     lines = [
         f"As a user runs it (issue 11): whole processes, imports included, {u['splits']} splits; median of "
         f"{u['repeats']}, alternating; load average {u['load_average_1min']['min']:.1f}-{u['load_average_1min']['max']:.1f}",
         "",
         f"{'':56} {'time s':>8} {'min-max':>13} {'CPU s':>7} {'peak MB':>8}",
     ]
-    for label, r in (
-        ("python -m conveyor run --from StatisticsGen --no-cache", c),
-        ("python: Polars read, describe, n_unique, top 20", p),
-    ):
+    for kind, r in u["results"].items():
+        label = USER_RUN_LABELS[kind].format(version=r.get("version", ""))
         spread = f"{r['min_s']:.2f}-{r['max_s']:.2f}"
         lines.append(f"{label:56} {r['median_s']:8.2f} {spread:>13} {r['cpu_s']:7.2f} {r['peak_rss'] / MB:8.0f}")
-    g = u["goal"]
-    lines.append(
-        f"  {g['goal']:52} {g['measured']:>10}  {'met' if g['met'] else 'NOT met'} (CPU {c['cpu_s'] / p['cpu_s']:.2f}x)"
-    )
+    lines += [
+        f"  {g['goal']:52} {g['measured']:>10}  {'met' if g['met'] else 'NOT met'} (CPU {g['cpu']:.2f}x)"
+        for g in u["goals"]
+    ]
     return "\n".join(lines)
 
 
@@ -470,7 +499,7 @@ def goals(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def run(rows: int, repeats: int, skip_tfdv: bool, skip_beam: bool) -> dict[str, Any]:
+def run(rows: int, repeats: int, skip_tfdv: bool, skip_beam: bool, whylogs: bool) -> dict[str, Any]:
     csv, parquet = ensure_data(rows)
     _warm(csv, parquet)
     shutil.rmtree(PIPELINE_ROOT, ignore_errors=True)
@@ -497,7 +526,7 @@ def run(rows: int, repeats: int, skip_tfdv: bool, skip_beam: bool) -> dict[str, 
         load.append(os.getloadavg()[0])
     results = {k: _summary(v) for k, v in runs.items()}
     return {
-        "user_run": user_run(parquet, repeats),
+        "user_run": user_run(parquet, repeats, whylogs),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "load_average_1min": {"min": round(min(load), 2), "max": round(max(load), 2)},
@@ -560,6 +589,9 @@ def main() -> int:
     parser.add_argument(
         "--user-run-only", action="store_true", help="only the whole-process pipeline against a Polars pass (part 5)"
     )
+    parser.add_argument(
+        "--whylogs", action="store_true", help="add whylogs to part 5 (its first use installs it; 15-35 s a run here)"
+    )
     parser.add_argument("--json", action="store_true", help=f"also write {OUT.relative_to(ROOT)}")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -574,14 +606,14 @@ def main() -> int:
             "stats bench",
             lambda: (
                 {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
-                | user_run(ensure_data(args.rows)[1], args.repeats)
+                | user_run(ensure_data(args.rows)[1], args.repeats, args.whylogs)
             ),
             user_run_report,
             OUT.with_name("stats_user_run.json") if args.json else None,
         )
     return conclude(
         "stats bench",
-        lambda: run(args.rows, args.repeats, args.skip_tfdv, args.skip_beam),
+        lambda: run(args.rows, args.repeats, args.skip_tfdv, args.skip_beam, args.whylogs),
         report,
         OUT if args.json else None,
     )
@@ -595,7 +627,7 @@ def conclude(
     """
     try:
         result = measure()
-    except tfdv_stats.MeasureError as exc:
+    except (tfdv_stats.MeasureError, whylogs_stats.MeasureError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
     print(report(result))
