@@ -15,13 +15,21 @@ import numpy as np
 POINTS = 101
 
 
-def curves(target: np.ndarray, scores: np.ndarray, weight: np.ndarray | None = None, points: int = POINTS) -> dict[str, Any]:
+def curves(
+    target: np.ndarray,
+    scores: np.ndarray,
+    weight: np.ndarray | None = None,
+    by_score: np.ndarray | None = None,
+    points: int = POINTS,
+) -> dict[str, Any]:
     """``{"thresholds", "roc": [[fpr, tpr], ...], "pr": [[recall, precision], ...]}``, thresholds falling.
 
-    Empty lists when the rows hold only one class (no curve is defined).
+    ``by_score``: the rows sorted by score, rising, when the caller has sorted them already
+    (the order of tied rows does not change a point). Empty lists when the rows hold only one
+    class (no curve is defined).
     """
     w = np.ones(len(scores)) if weight is None else np.asarray(weight, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
+    order = np.argsort(-scores, kind="stable") if by_score is None else by_score[::-1]
     s, positive = scores[order], np.asarray(target)[order] == 1
     tp = np.cumsum(np.where(positive, w[order], 0.0))
     fp = np.cumsum(np.where(positive, 0.0, w[order]))

@@ -74,17 +74,20 @@ class EvalCombiner(Combiner):
     spec's slice as a small code (1 byte up to 256 slices). With the whole set and three
     specs that is 13 bytes a row, 21 with example weights: 100M rows hold 1.3 to 2.1 GB.
     Batches are appended and merged by concatenation in part order; everything is computed
-    at ``extract``: per slicing spec one sort by (slice, score), and cumulative sums give AUC,
-    average precision and the confusion counts at every threshold, exactly. An exact AUC needs
-    every distinct score of a slice, which for continuous scores is every row: state that
-    grows with the rows is its price. When that is too much, evaluate a sample of the split;
-    the bootstrap intervals show what the sample costs. (Multiclass and regression metrics
-    need no order, but keep the rows too, so that their replicates are drawn the same way.)
+    at ``extract``: one sort by score and per slicing spec a radix sort of it by slice, then
+    cumulative sums give AUC, average precision and the confusion counts at every threshold,
+    exactly. An exact AUC needs every distinct score of a slice, which for continuous scores
+    is every row: state that grows with the rows is its price. When that is too much,
+    evaluate a sample of the split; the bootstrap intervals show what the sample costs.
+    (Multiclass and regression metrics need no order, but keep the rows too, so that their
+    replicates are drawn the same way.)
 
     The replicates' Poisson weights are drawn at ``extract`` from (seed, replicate, the row's
     position in the split), never stored, ``REPLICATE_BLOCK`` columns at a time on ``workers``
-    threads; ``extract`` holds, besides, about 24 bytes a row of sort indices per slicing
-    spec. The numbers and the bounds are the same whatever the batching, parts or threads.
+    threads; without example weights they take a byte a row. ``extract`` holds, besides, 12
+    to 20 bytes a row of sort indices per slicing spec and about 40 a row for the sort by
+    score, the log loss and Brier terms, the calibration bin and the cell. The numbers and
+    the bounds are the same whatever the batching, parts or threads.
     """
 
     def __init__(self, config: EvalConfig, models: Mapping[str, Scorer], workers: int = 1) -> None:
@@ -129,7 +132,7 @@ class EvalCombiner(Combiner):
 
     def extract(self, acc: Accumulator) -> dict[str, Any]:
         rows = _join(acc) if acc else None
-        states = self._states(rows) if rows else {name: [{} for _ in self.specs] for name in self.models}
+        states, plans = self._states(rows) if rows else ({name: [{} for _ in self.specs] for name in self.models}, {})
         slices = []
         fairness_by_model = {name: self._fairness(states[name]) for name in self.models}
         for i, spec in enumerate(self.specs):
@@ -149,21 +152,22 @@ class EvalCombiner(Combiner):
         if rows is not None and self.task == "binary":
             from conveyor.analysis.curves import curves
 
-            out["curves"] = {name: curves(*rows.outputs[name], rows.weight) for name in self.models}
+            out["curves"] = {
+                name: curves(*rows.outputs[name], rows.weight, plans[name].by_score) for name in self.models
+            }
         if self.config.fairness is not None and self.task == "binary":
             out["fairness"] = fairness_by_model[CANDIDATE]["features"]
             if BASELINE in self.models:
                 out["baseline_fairness"] = fairness_by_model[BASELINE]["features"]
         return out
 
-    def _states(self, rows: Rows) -> dict[str, list[dict[str, Any]]]:
-        """Per model, per slicing spec: slice name to the state its numbers come from, names sorted.
+    def _states(self, rows: Rows) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        """Per model, per slicing spec: slice name to the state its numbers come from, names sorted; and the plans.
 
         Blocks of weight columns run on ``workers`` threads and are joined in column order,
         so the numbers do not depend on the threads.
         """
         slicings = [(codes, len(names)) for codes, names in rows.slices]
-        base = np.ones(len(slicings[0][0])) if rows.weight is None else rows.weight
         positions = np.concatenate([np.arange(start, start + n, dtype=np.uint64) for start, n in rows.runs])
         columns = 1 + self.config.bootstrap_replicates
 
@@ -171,20 +175,23 @@ class EvalCombiner(Combiner):
             plans = {name: self.kind.prepare(slicings, *rows.outputs[name], pool.map) for name in self.models}
 
             def block(first: int) -> dict[str, Any]:
-                weights = np.empty((min(REPLICATE_BLOCK, columns - first), len(base)))
+                # without example weights every weight is a small integer: a byte a row
+                dtype = np.uint8 if rows.weight is None else np.float64
+                weights = np.empty((min(REPLICATE_BLOCK, columns - first), len(positions)), dtype=dtype)
                 for j, column in enumerate(range(first, first + len(weights))):
-                    draws = replicate_weights(self.config.seed, column - 1, positions) if column else 1.0
-                    weights[j] = base * draws
+                    draws = replicate_weights(self.config.seed, column - 1, positions) if column else 1
+                    weights[j] = draws if rows.weight is None else rows.weight * draws
                 return {name: self.kind.add(plan, weights, first) for name, plan in plans.items()}
 
             blocks = list(pool.map(block, range(0, columns, REPLICATE_BLOCK)))
-        return {
+        states = {
             name: [
                 dict(zip(names, self.kind.join([b[name][i] for b in blocks]), strict=True))
                 for i, (_, names) in enumerate(rows.slices)
             ]
             for name in self.models
         }
+        return states, plans
 
     def _numbers(self, state: Any) -> dict[str, Any]:
         """A slice's metrics and intervals, those the config asks for."""
@@ -195,7 +202,9 @@ class EvalCombiner(Combiner):
         metrics = {k: v for k, v in metrics.items() if k in self.names}
         intervals = {}
         if self.config.bootstrap_replicates:
-            intervals = {k: bounds(v[1:], self.config.confidence) for k, v in values.items() if k in self.names}
+            asked = [k for k in values if k in self.names]
+            replicates = np.array([values[k][1:] for k in asked], dtype=np.float64).reshape(len(asked), -1)
+            intervals = dict(zip(asked, bounds(replicates, self.config.confidence), strict=True))
         return {"example_count": state.rows, "metrics": metrics, "intervals": intervals}
 
     def _fairness(self, per_spec: list[dict[str, Any]]) -> dict[str, Any]:

@@ -6,10 +6,12 @@ order; column 0 the data as it is, then the bootstrap replicates) and gives each
 for those columns; ``join`` puts a spec's blocks together, one state a slice. ``values`` gives
 a slice's numbers, one array entry a weight column; ``details`` curves and tables of column 0.
 
-* Binary: per slicing spec, the positives and the negatives each sorted by (slice, score);
-  cumulative weights over them give AUC (each negative against the positives above it),
-  average precision and every threshold's confusion counts exactly, as scikit-learn computes
-  them from the rows; log loss and Brier are sums over the slice.
+* Binary: the rows sorted by score once; per slicing spec, a radix sort of that order by slice
+  gives the positives and the negatives each sorted by (slice, score); cumulative weights over
+  them give AUC (each positive against the negatives below it), average precision and every
+  threshold's confusion counts exactly, as scikit-learn computes them from the rows. Without
+  example weights a replicate's weights are small integers, a byte a row, and sum exactly.
+  Log loss and Brier are sums over the cells (rows that share every spec's slice).
 * Multiclass: the confusion matrix (true class x predicted class), by bincount.
 * Regression: weight, mean and squared deviations of the label, sums of errors.
 """
@@ -63,7 +65,7 @@ class BinaryBlock:
 class _Side:
     """The positive (or negative) rows of one slicing spec, sorted by (slice, score), ties in split order."""
 
-    order: np.ndarray  # the rows, sorted, as positions in the rows sorted by score
+    order: np.ndarray  # the rows, sorted, as positions in split order
     slice_start: np.ndarray  # where each slice's rows start, then their number
     above: dict[float, np.ndarray]  # threshold -> per slice, its first row scored above it
 
@@ -74,23 +76,29 @@ class _SortedSpec:
 
     codes: np.ndarray  # each row's slice, in split order
     rows: np.ndarray  # rows per slice
+    of_cell: np.ndarray  # each cell's slice (see ``_BinaryPlan.cells``)
     positive: _Side
     negative: _Side
-    below: np.ndarray  # per negative: positives of its slice scored below it, as an index of the positives
-    tied: np.ndarray | None  # per negative: the same, scored at most as high; None when no score is tied across sides
     first_tie: np.ndarray | None  # per positive: the first positive of its score; None when positives do not tie
-    negatives_below: np.ndarray  # per positive: negatives of its slice scored below it, as an index of the negatives
+    negatives_below: np.ndarray  # per positive: negatives scored below it, its slice's and those before
+    negatives_through: np.ndarray | None  # the same, scored at most as high; None when no score is tied across sides
 
 
 @dataclass
 class _BinaryPlan:
-    """A model's rows: per row its log loss and Brier terms and calibration bin, and each spec sorted."""
+    """A model's rows: per row its log loss and Brier terms and calibration bin, and each spec sorted.
+
+    A cell is the rows that share their slice in every spec: a replicate sums its log loss and
+    Brier terms once per cell, and each spec adds its cells up, instead of summing per spec.
+    """
 
     label: np.ndarray
     scores: np.ndarray
     by_score: np.ndarray  # the rows by score, ties in split order
     loss: np.ndarray  # (2, rows)
     bins: np.ndarray
+    cells: np.ndarray  # each row's cell
+    cell_count: int
     specs: list[_SortedSpec]
 
 
@@ -105,93 +113,95 @@ class BinaryMetrics:
         self, slicings: list[Slicing], target: np.ndarray, scores: np.ndarray, run: Callable[..., Iterable[Any]] = map
     ) -> _BinaryPlan:
         """Sorts every slicing spec's rows; ``run`` maps over the specs (``map``, or a thread pool's)."""
-        by_score = np.argsort(scores, kind="stable")
-        ranked = (by_score, scores[by_score], target[by_score])
+        by_score, sorted_scores, tied = _by_score(scores)
         clipped = np.clip(scores, _EPS, 1 - _EPS)
         loss = np.stack([-(target * np.log(clipped) + (1 - target) * np.log(1 - clipped)), (target - scores) ** 2])
         bins = np.searchsorted(np.linspace(0.0, 1.0, self.calibration_bins + 1)[1:-1], scores)
-        specs = list(run(lambda slicing: self._sorted(*slicing, ranked), slicings))
-        return _BinaryPlan(target, scores, by_score, loss, bins, specs)
+        cells, cell_count = _cells(slicings, len(scores))
+        # one row of each cell (any row of a cell has its slices); cells no row falls in read row 0, and sum to 0
+        cell_row = np.zeros(cell_count, dtype=np.intp)
+        cell_row[cells] = np.arange(len(cells))
+        # per row: its class and how many thresholds it is scored above, for every spec's confusion counts
+        band = np.zeros(len(scores), dtype=np.intp)
+        for t in self.thresholds:
+            band += scores > t
+        band += target.astype(np.intp) * (len(self.thresholds) + 1)
+        # scores only when two rows share one: without ties no row needs its group
+        ranked = (by_score, target[by_score], sorted_scores if tied else None, band)
+        specs = list(run(lambda slicing: self._sorted(*slicing, ranked, cell_row), slicings))
+        return _BinaryPlan(target, scores, by_score, loss, bins, cells, cell_count, specs)
 
-    def _sorted(self, codes: np.ndarray, n: int, ranked: tuple[np.ndarray, ...]) -> _SortedSpec:
-        """The rows sorted by (slice, score): a stable sort by slice of the rows sorted by score.
+    def _sorted(self, codes: np.ndarray, n: int, ranked: tuple[Any, ...], cell_row: np.ndarray) -> _SortedSpec:
+        """The rows sorted by (slice, score): a stable sort by slice (a radix sort) of the rows sorted by score.
 
         Its indices are kept as ``intp`` (8 bytes): ``np.take`` converts any other type first.
         """
-        by_score, sorted_scores, sorted_target = ranked
-        rows = np.bincount(codes, minlength=n)
+        by_score, sorted_target, sorted_scores, band = ranked
+        # per slice, class (negatives, positives) and threshold band: the rows; their sums give each side's starts
+        bands = len(self.thresholds) + 1
+        counts = np.bincount(codes.astype(np.intp) * (2 * bands) + band, minlength=2 * n * bands).reshape(n, 2, bands)
+        rows = counts.sum(axis=(1, 2))
         order = np.argsort(codes[by_score], kind="stable")
-        s, positive = sorted_scores[order], sorted_target[order] == 1
-        c = np.repeat(np.arange(n, dtype=codes.dtype), rows)
-        # rows of one (slice, score) are a group; per row, the positives and negatives before its group and after it
-        new = np.r_[True, (c[1:] != c[:-1]) | (s[1:] != s[:-1])]
-        group = np.cumsum(new) - 1
-        ends = np.r_[np.flatnonzero(new)[1:], len(order)]
-        positives = np.r_[0, np.cumsum(positive)]
-        group_start = np.flatnonzero(new)
-        pos_before, pos_through = positives[group_start][group], positives[ends][group]
-        neg_before = (group_start - positives[group_start])[group]
+        positive = sorted_target[order] == 1
+        at_positive = np.flatnonzero(positive)
+        if sorted_scores is None:
+            first_tie, neg_before, neg_through = None, at_positive - np.arange(len(at_positive)), None
+        else:
+            slices = np.repeat(np.arange(n), rows)
+            first_tie, neg_before, neg_through = _ties(slices, sorted_scores[order], positive, at_positive)
+        order = by_score[order]
         sides = []
-        for mask in (positive, ~positive):
-            side_codes, side_scores = c[mask], s[mask]
-            start = np.searchsorted(side_codes, np.arange(n + 1))
-            above = {t: start[:-1] + np.bincount(side_codes[side_scores <= t], minlength=n) for t in self.thresholds}
+        for side, mask in ((1, positive), (0, ~positive)):
+            start = np.r_[0, np.cumsum(counts[:, side].sum(axis=1))]
+            at_most = np.cumsum(counts[:, side], axis=1)  # rows scored at most each threshold
+            above = {t: start[:-1] + at_most[:, j] for j, t in enumerate(self.thresholds)}
             sides.append(_Side(order[mask], start, above))
-        below, tied, first_tie = pos_before[~positive], pos_through[~positive], pos_before[positive]
-        return _SortedSpec(
-            codes, rows, sides[0], sides[1], below,
-            None if np.array_equal(below, tied) else tied,
-            None if np.array_equal(first_tie, np.arange(len(first_tie))) else first_tie,
-            neg_before[positive],
-        )  # fmt: skip
+        return _SortedSpec(codes, rows, codes[cell_row], sides[0], sides[1], first_tie, neg_before, neg_through)
 
     def add(self, plan: _BinaryPlan, weights: np.ndarray, first: int) -> list[BinaryBlock]:
-        weighted_loss = [weights * term for term in plan.loss]
-        # one random gather to score order; each spec's sides then read it in a few runs
-        by_score = np.take(weights, plan.by_score, axis=1)
-        return [self._block(plan, spec, weights, by_score, weighted_loss, first) for spec in plan.specs]
+        """``weights``: ``uint8`` when every weight is a small integer (no example weights), else float."""
+        cell_loss = [_sums(plan.cells, plan.cell_count, weights * term) for term in plan.loss]
+        return [self._block(plan, spec, weights, cell_loss, first) for spec in plan.specs]
 
     def _block(
-        self,
-        plan: _BinaryPlan,
-        spec: _SortedSpec,
-        weights: np.ndarray,
-        by_score: np.ndarray,
-        weighted_loss: list[np.ndarray],
-        first: int,
+        self, plan: _BinaryPlan, spec: _SortedSpec, weights: np.ndarray, cell_loss: list[np.ndarray], first: int
     ) -> BinaryBlock:
         """Every slice's numbers for a block of weight columns, from cumulative sums over the sorted rows.
 
         ``cum_p[:, i]``/``cum_n[:, i]``: the weight of the positives / negatives before the
         ``i``-th, over the whole sorted split; a slice's own sums are differences of these.
+        Integer weights sum exactly in float64, as scikit-learn's do.
         """
         n, pos, neg = len(spec.rows), spec.positive, spec.negative
-        losses = [_sums(spec.codes, n, x) for x in weighted_loss]
-        w_p, w_n = np.take(by_score, pos.order, axis=1), np.take(by_score, neg.order, axis=1)
+        losses = [_sums(spec.of_cell, n, x) for x in cell_loss]
+        # gathers straight from split order: a byte a row of integer weights stays in cache
+        w_p, w_n = np.take(weights, pos.order, axis=1), np.take(weights, neg.order, axis=1)
         cum_p, cum_n = _cumulative(w_p), _cumulative(w_n)
         end_p, end_n = cum_p[:, pos.slice_start[1:]], cum_n[:, neg.slice_start[1:]]
         total_p, total_n = end_p - cum_p[:, pos.slice_start[:-1]], end_n - cum_n[:, neg.slice_start[:-1]]
         total_w = total_p + total_n
-        # AUC: each negative ranks below the positives above it and half those tied with it,
-        # 2 x area = sum over negatives of w x (2 end_p - cum_p[below] - cum_p[tied])
-        ranked = np.take(cum_p, spec.below, axis=1)
-        if spec.tied is None:
-            ranked *= 2
+        # AUC: each positive ranks above the negatives of its slice below it and half those tied with it,
+        # 2 x area = sum over positives of w x (cum_n[below] + cum_n[through] - 2 cum_n[slice start])
+        below = np.take(cum_n, spec.negatives_below, axis=1)
+        if spec.negatives_through is None:
+            twice_area = 2 * _segment_sums(below * w_p, pos.slice_start)
         else:
-            ranked += np.take(cum_p, spec.tied, axis=1)
-        ranked *= w_n
-        twice_area = 2 * end_p * total_n - _segment_sums(ranked, neg.slice_start)
-        del ranked
+            ranked = below + np.take(cum_n, spec.negatives_through, axis=1)
+            ranked *= w_p
+            twice_area = _segment_sums(ranked, pos.slice_start)
+            del ranked
+        twice_area -= 2 * cum_n[:, neg.slice_start[:-1]] * total_p
         # average precision: each positive adds its weight / P x the precision at its score
-        true = np.repeat(end_p, np.diff(pos.slice_start), axis=1)
+        per_positive = np.diff(pos.slice_start)
+        true = np.repeat(end_p, per_positive, axis=1)
         true -= cum_p[:, :-1] if spec.first_tie is None else np.take(cum_p, spec.first_tie, axis=1)
-        called = np.repeat(end_n, np.diff(pos.slice_start), axis=1)
-        called -= np.take(cum_n, spec.negatives_below, axis=1)
-        called += true
+        called = below
+        called -= np.repeat(end_n, per_positive, axis=1)
+        np.subtract(true, called, out=called)  # negatives at or above, and the positives
         true *= w_p
         np.divide(true, called, out=true, where=called > 0)
         auc_pr = _segment_sums(true, pos.slice_start)
-        del true, called
+        del true, called, below
         counts = {}
         for t in self.thresholds:
             tp, fp = end_p - cum_p[:, pos.above[t]], end_n - cum_n[:, neg.above[t]]
@@ -258,8 +268,10 @@ class BinaryMetrics:
 
 def _cumulative(sorted_weights: np.ndarray) -> np.ndarray:
     """Per column, the weight before each row and the total last: ``(columns, rows + 1)``."""
-    out = np.zeros((len(sorted_weights), sorted_weights.shape[1] + 1))
-    np.cumsum(sorted_weights, axis=1, out=out[:, 1:])
+    out = np.empty((len(sorted_weights), sorted_weights.shape[1] + 1))
+    out[:, 0] = 0.0
+    out[:, 1:] = sorted_weights  # a cumsum that casts as it goes takes twice as long
+    np.cumsum(out[:, 1:], axis=1, out=out[:, 1:])
     return out
 
 
@@ -270,6 +282,57 @@ def _segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if filled.size:
         sums[:, filled] = np.add.reduceat(values, starts[filled], axis=1)
     return sums
+
+
+def _by_score(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The rows by score, ties in split order; the sorted scores; whether two rows share a score.
+
+    A quicksort (about four times faster than a stable sort of a million floats) whose runs of
+    equal scores are then put in split order, as a stable sort leaves them.
+    """
+    order = np.argsort(scores)
+    sorted_scores = scores[order]
+    tied = sorted_scores[1:] == sorted_scores[:-1]
+    if tied.any():
+        in_run = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])
+        run = np.cumsum(np.r_[True, ~tied])[in_run]
+        order[in_run] = order[in_run][np.argsort(run * len(scores) + order[in_run])]
+    return order, sorted_scores, bool(tied.any())
+
+
+def _ties(
+    slices: np.ndarray, scores: np.ndarray, positive: np.ndarray, at_positive: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Per positive of rows sorted by (slice, score): the first positive of its score, the negatives before it.
+
+    And the negatives scored at most as high (indices over the sorted sides); None where no score ties.
+    """
+    # rows of one (slice, score) are a group
+    new = np.r_[True, (slices[1:] != slices[:-1]) | (scores[1:] != scores[:-1])]
+    group = (np.cumsum(new) - 1)[at_positive]
+    group_start = np.flatnonzero(new)
+    ends = np.r_[group_start[1:], len(scores)]
+    positives = np.r_[0, np.cumsum(positive)]
+    first_tie = positives[group_start][group]
+    neg_before = (group_start - positives[group_start])[group]
+    neg_through = (ends - positives[ends])[group]
+    return (
+        None if np.array_equal(first_tie, np.arange(len(first_tie))) else first_tie,
+        neg_before,
+        None if np.array_equal(neg_before, neg_through) else neg_through,
+    )
+
+
+def _cells(slicings: list[Slicing], rows: int) -> tuple[np.ndarray, int]:
+    """Each row's cell (its slice in every spec, as one number) and the number of cells, at most ``rows``."""
+    cells, count = np.zeros(rows, dtype=np.intp), 1
+    for codes, n in slicings:
+        if n > 1:
+            cells, count = cells * n + codes, count * n
+            if count > rows:  # only the crosses present
+                present, cells = np.unique(cells, return_inverse=True)
+                cells, count = cells.reshape(-1), len(present)
+    return cells, count
 
 
 def _sums(codes: np.ndarray, n: int, weights: np.ndarray) -> np.ndarray:

@@ -9,14 +9,16 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from conveyor.analysis.curves import POINTS, curves
 
 
+@pytest.mark.parametrize("sorted_before", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_each_point_is_scikit_learns_at_its_threshold(weighted: bool) -> None:
+def test_each_point_is_scikit_learns_at_its_threshold(weighted: bool, sorted_before: bool) -> None:
     rng = np.random.default_rng(3)
     n = 20_000
     target = rng.integers(0, 2, n)
     scores = np.round(np.clip(0.3 * target + rng.normal(0.35, 0.2, n), 0, 1), 3)  # ties, as real scores have
     weight = rng.uniform(0.5, 2.0, n) if weighted else None
-    found = curves(target, scores, weight)
+    by_score = np.argsort(scores) if sorted_before else None  # any order of tied rows
+    found = curves(target, scores, weight, by_score)
     assert 50 < len(found["thresholds"]) <= POINTS
     assert found["thresholds"] == sorted(found["thresholds"], reverse=True)
     fpr, tpr, at = roc_curve(target, scores, sample_weight=weight, drop_intermediate=False)

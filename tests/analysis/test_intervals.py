@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 
 from conveyor.analysis import EvalConfig
 from conveyor.analysis.evaluation import Scorer, evaluate
-from conveyor.analysis.intervals import poisson_weights
+from conveyor.analysis.intervals import bounds, poisson_weights
 from tests.analysis import scored
 
 REPLICATES = 20
@@ -44,6 +44,14 @@ def test_poisson_weights_depend_on_the_row_position_alone() -> None:
     assert whole.mean() == pytest.approx(1.0, abs=0.03)
     assert whole.var() == pytest.approx(1.0, abs=0.05)
     assert not np.array_equal(poisson_weights(6, 3, 0, 10_000), whole)
+
+
+def test_bounds_of_each_metric_skip_the_replicates_that_could_not_compute_it() -> None:
+    values = np.array([[0.8, 0.6, 0.9, 0.7], [np.nan] * 4, [0.5, np.nan, 0.4, 0.9]])
+    got = bounds(values, 0.9)
+    assert got[0] == pytest.approx(np.quantile(values[0], [0.05, 0.95]), abs=1e-12)
+    assert got[1] is None
+    assert got[2] == pytest.approx(np.quantile([0.5, 0.4, 0.9], [0.05, 0.95]), abs=1e-12)
 
 
 def test_same_seed_same_bounds_whatever_the_batches_parts_and_threads(tmp_path: Path) -> None:

@@ -62,6 +62,26 @@ def test_auc_is_exact_with_continuous_scores_over_many_batches() -> None:
     assert overall["auc_pr"] == pytest.approx(skm.average_precision_score(frame["label"], frame["score"]), abs=1e-12)
 
 
+def test_slices_of_several_specs_whose_crosses_outnumber_the_rows_equal_sklearn() -> None:
+    frame = examples(1000, seed=5)
+    frame = frame.with_columns(customer=np.random.default_rng(5).integers(0, 300, frame.height))
+    specs = [[], ["group"], ["customer"], ["state", "species"]]
+    got = by_name(evaluate(frame, EvalConfig("label", specs), {"candidate": Scorer(binary, "binary", [0, 1])}))
+    data = frame.to_pandas()
+    expected = {"Overall": data}
+    for spec in specs[1:]:
+        expected |= {",".join(f"{f}={v}" for f, v in zip(spec, key, strict=True)): rows
+                     for key, rows in data.groupby(spec)}  # fmt: skip
+    assert set(got) == set(expected)
+    for name, rows in expected.items():
+        y, p, m = rows["label"], rows["score"], got[name]["metrics"]
+        assert m["log_loss"] == pytest.approx(skm.log_loss(y, p, labels=[0, 1]), abs=TOL), name
+        assert m["brier"] == pytest.approx(skm.brier_score_loss(y, p, pos_label=1), abs=TOL), name
+        if y.nunique() == 2:
+            assert m["auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=TOL), name
+            assert m["auc_pr"] == pytest.approx(skm.average_precision_score(y, p), abs=TOL), name
+
+
 def test_string_labels_use_the_models_classes() -> None:
     frame = examples().with_columns(
         pl.when(pl.col("label") == 1).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("label")
