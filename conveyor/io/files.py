@@ -56,8 +56,9 @@ class Pattern:
         rx_parts: list[str] = []
         pos = 0
         for m in _TOKEN.finditer(text):
-            glob_parts.append(text[pos : m.start()])
-            rx_parts.append(_glob_to_regex(text[pos : m.start()]))
+            literal = text[pos : m.start()]
+            glob_parts.append(literal)
+            rx_parts.append(_glob_to_regex(literal))
             name = _TOKENS.get(m.group(1))
             if name is None:
                 msg = f"Pattern {text!r} holds an unknown token {m.group(0)}; use {{SPAN}}, {{VERSION}}, {{YYYY}}, {{MM}} or {{DD}}."
@@ -65,7 +66,8 @@ class Pattern:
             width = int(m.group(2)) if m.group(2) else _DATE_WIDTH.get(name)
             digits = rf"\d{{{width}}}" if width else r"\d+"
             rx_parts.append(f"(?P={name})" if name in groups else f"(?P<{name}>{digits})")
-            glob_parts.append("*")
+            if not "".join(glob_parts).endswith("*"):  # {YYYY}{MM}{DD} share one star: '**' means any depth
+                glob_parts.append("*")
             groups.add(name)
             pos = m.end()
         glob_parts.append(text[pos:])

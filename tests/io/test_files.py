@@ -27,6 +27,15 @@ def test_date_spec_gives_days_since_epoch_as_in_tfx() -> None:
     assert Pattern.parse("log-{YYYY}{MM}{DD}.data").span_version("log-20170101.data") == (17167, None)
 
 
+def test_a_date_folder_of_adjacent_tokens_is_found(tmp_path: Path) -> None:
+    """{YYYY}{MM}{DD} next to each other make one glob star, not '**' (which fsspec takes for any depth)."""
+    make(tmp_path, "day-20260101/part-0.csv", "day-20260102/part-0.csv", "day-20260102/part-1.csv")
+    assert Pattern.parse("day-{YYYY}{MM}{DD}/*.csv").glob == "day-*/*.csv"
+    files, spans, _ = choose(tmp_path, "day-{YYYY}{MM}{DD}/*.csv")
+    assert files == ["day-20260102/part-0.csv", "day-20260102/part-1.csv"]
+    assert spans == [20455]
+
+
 def test_span_width_and_version() -> None:
     p = Pattern.parse("span-{SPAN:2}/v{VERSION}/*.csv")
     assert p.span_version("span-03/v12/a.csv") == (3, 12)
