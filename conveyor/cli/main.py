@@ -382,6 +382,22 @@ def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) ->
     show_default=True,
     help="gRPC port (the Open Inference Protocol); 0 picks a free one.",
 )
+@click.option(
+    "--auth-token-file",
+    metavar="FILE",
+    help="Ask every request but the health checks for `Authorization: Bearer <the token in FILE>`.",
+)
+@click.option("--tls-cert", metavar="FILE", help="Serve HTTPS and gRPC over TLS with this PEM certificate (chain).")
+@click.option("--tls-key", metavar="FILE", help="The PEM private key of --tls-cert.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the ports, each with the models loaded: to use more than one core. "
+    "/metrics then counts the requests of the process that answers it.",
+)
+@click.option("--join-ports", is_flag=True, hidden=True, help="Bind with SO_REUSEPORT: a worker of --workers.")
 @_user_errors
 def serve(
     model_dir: str | None,
@@ -391,6 +407,11 @@ def serve(
     host: str,
     rest_port: int,
     grpc_port: int,
+    auth_token_file: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    workers: int,
+    join_ports: bool,
 ) -> None:
     """Serve models over REST (TF Serving's API, the Open Inference Protocol) and gRPC (the Open Inference Protocol)."""
     if config_file and (model_dir or model_name):
@@ -399,19 +420,35 @@ def serve(
     if not config_file and not (model_dir and model_name):
         msg = "conveyor serve needs --model-dir DIR and --model-name NAME (or --config FILE)."
         raise UserError(msg)
+    if bool(tls_cert) != bool(tls_key):
+        msg = "TLS needs both --tls-cert FILE and --tls-key FILE."
+        raise UserError(msg)
     from conveyor.serving import ModelServer
-    from conveyor.serving.config import DEFAULT_POLL_SECONDS, ModelConfig, read_server_config
+    from conveyor.serving.config import DEFAULT_POLL_SECONDS, ModelConfig, TlsConfig, read_server_config, read_token
 
     unapplied: list[str] = []
     models: dict[str, Path | ModelConfig]
-    if config_file:
-        config = read_server_config(config_file)
+    config = read_server_config(config_file) if config_file else None
+    if config is not None:
         models, unapplied = {m.name: m for m in config.models}, config.unapplied
         poll_seconds = config.poll_seconds if poll_seconds is None else poll_seconds
     else:
         models = {str(model_name): Path(str(model_dir))}
     poll_seconds = DEFAULT_POLL_SECONDS if poll_seconds is None else poll_seconds
-    server = ModelServer(models, host=host, rest_port=rest_port, grpc_port=grpc_port, poll_seconds=poll_seconds)
+    token_file = auth_token_file or (config.auth_token_file if config else None)
+    tls = TlsConfig(Path(tls_cert), Path(tls_key)) if tls_cert and tls_key else (config.tls if config else None)
+    server = ModelServer(
+        models,
+        host=host,
+        rest_port=rest_port,
+        grpc_port=grpc_port,
+        poll_seconds=poll_seconds,
+        prediction_log=config.prediction_log if config else None,
+        auth_token=read_token(token_file) if token_file else None,
+        tls=tls,
+        batching=config.batching if config else None,
+        reuse_port=workers > 1 or join_ports,
+    )
     server.bind()
     if unapplied:
         click.echo(f"note: {', '.join(unapplied)} in {config_file} is read but not applied yet.", err=True)
@@ -426,10 +463,45 @@ def serve(
         swaps.addHandler(logging.StreamHandler())
         swaps.setLevel(logging.INFO)
     click.echo(f"gRPC on {server.grpc_address} (inference.GRPCInferenceService)")
+    others = _start_workers(workers - 1, server.port, server.grpc_port)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn finished the requests in flight, then passed Ctrl-C on
         click.echo("stopped.", err=True)
+    finally:
+        _stop_workers(others)
+
+
+def _start_workers(count: int, rest_port: int, grpc_port: int | None) -> list[Any]:
+    """``count`` more ``conveyor serve`` processes with this one's options, on the ports it bound
+    (SO_REUSEPORT: the kernel spreads connections over all of them)."""
+    import subprocess
+
+    ctx = click.get_current_context()
+    args = ["--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--workers", "1", "--join-ports"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(param, click.Option) and param.name not in ("rest_port", "grpc_port", "workers", "join_ports"):
+            if param.is_flag and value:
+                args.append(param.opts[0])
+            elif not param.is_flag and value is not None:
+                args += [param.opts[0], str(value)]
+    command = [sys.executable, "-m", "conveyor", "serve", *args]
+    return [subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) for _ in range(count)]
+
+
+def _stop_workers(workers: list[Any]) -> None:
+    """SIGTERM to each: it finishes its requests in flight (5 s at most), as this process does."""
+    import subprocess
+
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:  # stuck past its graceful shutdown
+            worker.kill()
+            worker.wait()
 
 
 def main() -> None:

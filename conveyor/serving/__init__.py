@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
     if name == "ModelServer":
         from conveyor._internal.extras import require
 
-        for module in ("starlette", "uvicorn"):
+        for module in ("starlette", "uvicorn", "prometheus_client"):
             require(module, "serve", "the model server")
         from conveyor.serving.server import ModelServer
 

@@ -4,24 +4,35 @@ TF Serving's REST API (model status, metadata, predict, by name and optional ver
 Open Inference Protocol (KServe v2: health, server and model metadata, model readiness, infer;
 the codec is ``oip``). Every error is ``{"error": "..."}`` with a 4xx for what
 the client can fix (400 bad input, 404 unknown model or version, 413 too large a body).
-Predicting runs in a worker thread, so a long request does not hold the others up.
+Predicting runs in a worker thread, so a long request does not hold the others up; with a
+``batcher``, concurrent requests share model calls, and a full queue is a 503 with Retry-After.
+``GET /metrics`` is Prometheus' text format (``metrics``).
+Every response carries ``X-Request-Id``, predictions ``X-Model-Version`` too (``register``); with
+a token, every route but the health routes asks for ``Authorization: Bearer <token>`` (401).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conveyor.exceptions import InvalidInputError, ServingError
 from conveyor.serving import oip, tfserving
-from conveyor.serving.registry import ModelRegistry
+from conveyor.serving.batching import Batcher
+from conveyor.serving.metrics import CONTENT_TYPE, RequestMetrics, ServerMetrics
+from conveyor.serving.register import PredictionLog, RequestIds, request_id
+from conveyor.serving.registry import ModelRegistry, ServedVersion
+from conveyor.serving.split import sticky_value
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -33,8 +44,30 @@ class BodyTooLargeError(InvalidInputError):
     status = 413
 
 
-def create_app(registry: ModelRegistry, *, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
-    """The ASGI app serving ``registry``'s models; run it with uvicorn, or through ``ModelServer``."""
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+"""The routes answered without a token, so that probes need none."""
+
+
+def create_app(
+    registry: ModelRegistry,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    prediction_log: PredictionLog | None = None,
+    auth_token: str | None = None,
+    batcher: Batcher | None = None,
+    metrics: ServerMetrics | None = None,
+) -> Starlette:
+    """The ASGI app serving ``registry``'s models; run it with uvicorn, or through ``ModelServer``.
+    ``prediction_log`` records sampled predictions; ``auth_token`` is the bearer token asked for;
+    ``batcher`` merges concurrent predictions (None: each runs alone); ``metrics`` is what
+    ``/metrics`` shows (a registry of this app's own if None)."""
+    metrics = metrics or ServerMetrics(registry)
+
+    async def predicted(served: ServedVersion, rows: Any) -> dict[str, Any]:
+        """The model's outputs for ``rows``, computed off the event loop, in a batch if batching is on."""
+        if batcher is None:
+            return await run_in_threadpool(served.model.predict, rows)
+        return await asyncio.wrap_future(batcher.submit(served, rows))
 
     async def status(request: Request) -> Response:
         return JSONResponse(tfserving.model_status(registry.status(*_model_of(request), _label_of(request))))
@@ -43,10 +76,20 @@ def create_app(registry: ModelRegistry, *, max_body_bytes: int = MAX_BODY_BYTES)
         return JSONResponse(tfserving.model_metadata(registry.get(*_model_of(request), _label_of(request))))
 
     async def predict(request: Request) -> Response:
-        served = registry.get(*_model_of(request), _label_of(request))
+        name, version = _model_of(request)
+        sticky_key = registry.sticky_key(name)  # an unknown model is a 404 before its body is read
         rows, columnar = tfserving.predict_rows(await _json_body(request, max_body_bytes))
-        outputs = await run_in_threadpool(served.model.predict, rows)
-        return JSONResponse(tfserving.predict_answer(outputs, columnar))
+        sticky = sticky_value(sticky_key, request.headers, rows) if sticky_key else None
+        served = registry.get(name, version, _label_of(request), sticky=sticky)
+        outputs = await predicted(served, rows)
+        tracking_id = request.state.request_id
+        if prediction_log is not None:
+            prediction_log.record(tracking_id, served, rows, outputs)
+        answer = tfserving.predict_answer(outputs, columnar) | {"request_id": tracking_id}
+        return JSONResponse(answer, headers={"X-Model-Version": str(served.version)})
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -66,15 +109,27 @@ def create_app(registry: ModelRegistry, *, max_body_bytes: int = MAX_BODY_BYTES)
         return JSONResponse({"name": served.name, "version": str(served.version), "ready": True})
 
     async def infer(request: Request) -> Response:
-        served = registry.get(*_model_of(request))
+        name, version = _model_of(request)
+        sticky_key = registry.sticky_key(name)  # an unknown model is a 404 before its body is read
         body = await _body(request, max_body_bytes)
         asked = oip.read_rest_request(body, request.headers.get("inference-header-content-length"))
+        sticky = (
+            sticky_value(sticky_key, request.headers, {t.name: t.values for t in asked.inputs}) if sticky_key else None
+        )
+        served = registry.get(name, version, sticky=sticky)
         rows = oip.model_input(asked.inputs, served.model)
-        outputs = await run_in_threadpool(served.model.predict, rows)
+        outputs = await predicted(served, rows)
+        if asked.id is None:  # the protocol's id is the tracking id; a client's own is echoed
+            asked.id = request.state.request_id
+        else:
+            request.state.request_id = request_id(asked.id)
+        if prediction_log is not None:
+            prediction_log.record(request.state.request_id, served, rows, outputs)
         header, binary = oip.rest_response(served, asked, outputs)
+        headers = {"X-Model-Version": str(served.version)}
         if not binary:
-            return Response(header, media_type="application/json")
-        headers = {"Inference-Header-Content-Length": str(len(header))}
+            return Response(header, media_type="application/json", headers=headers)
+        headers["Inference-Header-Content-Length"] = str(len(header))
         return Response(header + binary, media_type="application/octet-stream", headers=headers)
 
     routes = [
@@ -96,9 +151,33 @@ def create_app(registry: ModelRegistry, *, max_body_bytes: int = MAX_BODY_BYTES)
         Route("/v2/models/{name}/versions/{version:int}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version:int}/infer", infer, methods=["POST"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
     ]
     handlers: dict[Any, Any] = {ServingError: _serving_error, HTTPException: _http_error, Exception: _server_error}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    middleware = [Middleware(RequestMetrics, metrics=metrics, routes=routes), Middleware(RequestIds)]
+    if auth_token is not None:
+        middleware.append(Middleware(BearerAuth, token=auth_token))
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
+
+
+class BearerAuth:
+    """ASGI middleware: 401 unless ``Authorization: Bearer <token>``; the health routes stay open."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                error = "this server asks for a token: send the header `Authorization: Bearer <token>`."
+                if given:
+                    error = "the token sent in the Authorization header is not this server's; send `Bearer <token>`."
+                response = JSONResponse({"error": error}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _model_of(request: Request) -> tuple[str, int | None]:
@@ -134,7 +213,10 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 async def _serving_error(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 500))
+    """The error's status; a refusal to retry (``QueueFullError``, 503) says when in ``Retry-After``."""
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 500), headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -5,9 +5,14 @@
         base_path: serving/complaints      # relative to this file's folder
         version_policy: {latest: 1}        # or {all: true} or {specific: [3, 5]}
         labels: {stable: 3, canary: 5}
+        split: {stable: 90, canary: 10}    # requests naming no version or label, by weight
+        sticky_key: user_id                # a header or feature that keeps a client on one label
     batching: {max_batch_size: 64, batch_timeout_micros: 2000, num_batch_threads: 2,
                max_enqueued_batches: 1000}
     poll_seconds: 2
+    prediction_log: {path: predictions, sample_rate: 0.1, flush_rows: 10000, flush_seconds: 60}
+    auth: {token_file: token.txt}          # clients send `Authorization: Bearer <token>`
+    tls: {cert_file: server.pem, key_file: server.key}
 
 A Python user builds the same objects: ``ModelConfig("complaints", path, VersionPolicy("all"))``.
 """
@@ -29,19 +34,23 @@ __all__ = [
     "NOT_YET_APPLIED",
     "BatchingConfig",
     "ModelConfig",
+    "PredictionLogConfig",
     "ServerConfig",
+    "TlsConfig",
     "VersionPolicy",
     "read_server_config",
+    "read_token",
 ]
 
 DEFAULT_POLL_SECONDS = 2.0
 """How often base paths are rescanned for new versions, as TF Serving's file system poll."""
 
-NOT_YET_APPLIED = ("batching",)
+NOT_YET_APPLIED: tuple[str, ...] = ()
 """Config keys the server reads and checks but does not apply yet."""
 
-TOP_KEYS = ("models", "batching", "poll_seconds")
-MODEL_KEYS = ("name", "base_path", "version_policy", "labels")
+TOP_KEYS = ("models", "batching", "poll_seconds", "prediction_log", "auth", "tls")
+MODEL_KEYS = ("name", "base_path", "version_policy", "labels", "split", "sticky_key")
+LOG_KEYS = ("path", "sample_rate", "flush_rows", "flush_seconds")
 BATCHING_KEYS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
 
 
@@ -78,6 +87,8 @@ class ModelConfig:
     base_path: Path
     version_policy: VersionPolicy = field(default_factory=VersionPolicy)
     labels: Mapping[str, int] = field(default_factory=dict)
+    split: Mapping[str, int] = field(default_factory=dict)
+    sticky_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,12 +102,33 @@ class BatchingConfig:
 
 
 @dataclass(frozen=True)
+class PredictionLogConfig:
+    """Where sampled requests and answers go as Parquet (``register.PredictionLog``), and how often."""
+
+    path: Path
+    sample_rate: float = 1.0
+    flush_rows: int = 10_000
+    flush_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """The PEM certificate (chain) and private key both REST and gRPC serve TLS with."""
+
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """What a config file asks of the server."""
 
     models: tuple[ModelConfig, ...]
     batching: BatchingConfig | None = None
     poll_seconds: float = DEFAULT_POLL_SECONDS
+    prediction_log: PredictionLogConfig | None = None
+    auth_token_file: Path | None = None
+    tls: TlsConfig | None = None
 
     @property
     def unapplied(self) -> list[str]:
@@ -132,11 +164,32 @@ def read_server_config(path: str | Path) -> ServerConfig:
         msg = f"{path}: models names {twice} more than once; give each model its own name."
         raise ServingError(msg)
     batching = config.get("batching")
+    prediction_log = config.get("prediction_log")
     return ServerConfig(
         models=models,
         batching=None if batching is None else _batching(batching, f"{path}: batching"),
         poll_seconds=_poll_seconds(config.get("poll_seconds", DEFAULT_POLL_SECONDS), f"{path}: poll_seconds"),
+        prediction_log=None if prediction_log is None else _prediction_log(prediction_log, path),
+        auth_token_file=_auth(config["auth"], path) if "auth" in config else None,
+        tls=_tls(config["tls"], path) if "tls" in config else None,
     )
+
+
+def read_token(path: str | Path) -> str:
+    """The bearer token in the file at ``path`` (kept out of the command line, where ``ps`` shows it).
+
+    Raises:
+        ServingError: the file cannot be read or holds no token.
+    """
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        msg = f"cannot read the token file {path}: {e}"
+        raise ServingError(msg) from e
+    if not token or any(c.isspace() for c in token):
+        msg = f"the token file {path} must hold one token, with no spaces inside; it holds {'nothing' if not token else 'spaces'}."
+        raise ServingError(msg)
+    return token
 
 
 def _model(entry: Any, path: Path, where: str) -> ModelConfig:
@@ -154,7 +207,32 @@ def _model(entry: Any, path: Path, where: str) -> ModelConfig:
                     "add it to the specific versions or point the label elsewhere."
                 )
                 raise ServingError(msg)
-    return ModelConfig(str(entry["name"]), path.parent / str(entry["base_path"]), policy, labels)
+    split = _split(entry.get("split", {}), labels, f"{where}.split")
+    sticky_key = entry.get("sticky_key")
+    if sticky_key is not None and (not isinstance(sticky_key, str) or not sticky_key or not split):
+        msg = f"{where}.sticky_key must be a header or feature name beside a split; got {sticky_key!r}{'' if split else ' and no split'}."
+        raise ServingError(msg)
+    return ModelConfig(str(entry["name"]), path.parent / str(entry["base_path"]), policy, labels, split, sticky_key)
+
+
+def _split(value: Any, labels: Mapping[str, int], where: str) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in value.values()
+    ):
+        msg = f"{where} must map labels to integer weights >= 0, like {{stable: 90, canary: 10}}; got {value!r}."
+        raise ServingError(msg)
+    for label in value:
+        if label not in labels:
+            close = difflib.get_close_matches(str(label), list(labels), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            msg = (
+                f"{where} names label {label!r}, which `labels` does not define; {hint}the labels are {sorted(labels)}."
+            )
+            raise ServingError(msg)
+    if value and not sum(value.values()):
+        msg = f"{where} gives every label weight 0; give at least one a weight above 0."
+        raise ServingError(msg)
+    return {str(label): weight for label, weight in value.items()}
 
 
 def _policy(value: Any, where: str) -> VersionPolicy:
@@ -191,6 +269,42 @@ def _batching(value: Any, where: str) -> BatchingConfig:
             msg = f"{where}.{key} must be an integer >= 1; got {number!r}."
             raise ServingError(msg)
     return BatchingConfig(**value)
+
+
+def _prediction_log(value: Any, path: Path) -> PredictionLogConfig:
+    where = f"{path}: prediction_log"
+    if not isinstance(value, dict) or not isinstance(value.get("path"), str) or not value["path"]:
+        msg = f"{where} must be a mapping with a path, like {{path: predictions, sample_rate: 0.1}}; got {value!r}."
+        raise ServingError(msg)
+    _refuse_unknown(value, LOG_KEYS, where)
+    rate = value.get("sample_rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+        msg = f"{where}.sample_rate must be a share of requests above 0 and at most 1; got {rate!r}."
+        raise ServingError(msg)
+    rows = value.get("flush_rows", PredictionLogConfig.flush_rows)
+    if not _is_version(rows):
+        msg = f"{where}.flush_rows must be an integer >= 1; got {rows!r}."
+        raise ServingError(msg)
+    seconds = value.get("flush_seconds", PredictionLogConfig.flush_seconds)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        msg = f"{where}.flush_seconds must be a number of seconds above 0; got {seconds!r}."
+        raise ServingError(msg)
+    return PredictionLogConfig(path.parent / value["path"], float(rate), rows, float(seconds))
+
+
+def _auth(value: Any, path: Path) -> Path:
+    if not isinstance(value, dict) or set(value) != {"token_file"} or not isinstance(value["token_file"], str):
+        msg = f"{path}: auth must be {{token_file: FILE}}, a file holding the bearer token; got {value!r}."
+        raise ServingError(msg)
+    return path.parent / value["token_file"]
+
+
+def _tls(value: Any, path: Path) -> TlsConfig:
+    keys = ("cert_file", "key_file")
+    if not isinstance(value, dict) or set(value) != set(keys) or not all(isinstance(value[k], str) for k in keys):
+        msg = f"{path}: tls must be {{cert_file: FILE, key_file: FILE}}, PEM files; got {value!r}."
+        raise ServingError(msg)
+    return TlsConfig(path.parent / value["cert_file"], path.parent / value["key_file"])
 
 
 def _poll_seconds(value: Any, where: str) -> float:

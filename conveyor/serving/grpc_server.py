@@ -5,11 +5,16 @@ a thread-pool server, so a model call never holds up the others. Errors are the 
 INVALID_ARGUMENT for a request the client can fix (the message names the field), NOT_FOUND for
 an unknown model or version, RESOURCE_EXHAUSTED past the message size limit (4 MiB in gRPC by
 default, which a batch of rows soon passes: here it is the server's request size limit).
+A response's ``id`` is the request's, or the ``x-request-id`` metadata, or a new one, and goes
+back as ``x-request-id`` metadata too; with a token, every call but ServerLive and ServerReady
+asks for ``authorization: Bearer <token>`` metadata (UNAUTHENTICATED).
 """
 
 from __future__ import annotations
 
 import functools
+import hmac
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -20,37 +25,65 @@ from conveyor.exceptions import InvalidInputError, ServingError
 from conveyor.serving import oip
 from conveyor.serving._proto import grpc_predict_v2_pb2 as pb
 from conveyor.serving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from conveyor.serving.batching import Batcher
+from conveyor.serving.metrics import ServerMetrics
+from conveyor.serving.register import REQUEST_ID_HEADER, PredictionLog, request_id
 from conveyor.serving.registry import ModelRegistry, ServedVersion
+from conveyor.serving.split import sticky_value
 
 __all__ = ["InferenceService", "bind", "create_server"]
 
-CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED}
+CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
 """The gRPC status of each HTTP status a ``ServingError`` carries; any other is INTERNAL."""
 
 Reply = TypeVar("Reply")
 
 
-def create_server(registry: ModelRegistry, *, max_message_bytes: int, workers: int | None = None) -> grpc.Server:
-    """A gRPC server answering the inference service on ``registry``; add a port, then start it."""
+def create_server(
+    registry: ModelRegistry,
+    *,
+    max_message_bytes: int,
+    workers: int | None = None,
+    prediction_log: PredictionLog | None = None,
+    auth_token: str | None = None,
+    batcher: Batcher | None = None,
+    metrics: ServerMetrics | None = None,
+    reuse_port: bool = False,
+) -> grpc.Server:
+    """A gRPC server answering the inference service on ``registry``; add a port, then start it.
+    ``batcher`` and ``metrics`` are the REST app's, so both transports share batches and counts."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.so_reuseport", 0),  # a port another server holds is an error, not shared silently
+        # a port another server holds is an error, not shared silently, unless asked (--workers)
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
-    server = grpc.server(ThreadPoolExecutor(workers, thread_name_prefix="conveyor-grpc"), options=options)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(registry), server)
+    interceptors = [BearerAuth(auth_token)] if auth_token is not None else []
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="conveyor-grpc")
+    server = grpc.server(executor, options=options, interceptors=interceptors)
+    service = InferenceService(registry, prediction_log, batcher=batcher, metrics=metrics)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
     return server
 
 
-def bind(server: grpc.Server, host: str, port: int) -> int:
-    """Add the port (0 picks a free one) to ``server``; returns the port bound.
+def bind(server: grpc.Server, host: str, port: int, tls: tuple[bytes, bytes] | None = None) -> int:
+    """Add the port (0 picks a free one) to ``server``, with TLS from ``tls`` (PEM key, PEM
+    certificate chain) if given; returns the port bound.
 
     Raises:
         ServingError: the port is taken or the address cannot be bound.
     """
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if tls is not None:
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError as e:  # grpcio raises here when the address cannot be bound
         bound, reason = 0, str(e)
     else:
@@ -61,17 +94,25 @@ def bind(server: grpc.Server, host: str, port: int) -> int:
     return int(bound)
 
 
-def _answers(method: Callable[[InferenceService, Any], Reply]) -> Callable[[InferenceService, Any, Any], Reply]:
-    """``method``'s reply, or its ``ServingError`` (any other fault: INTERNAL) as the call's status."""
+def _answers(method: Callable[[InferenceService, Any, Any], Reply]) -> Callable[[InferenceService, Any, Any], Reply]:
+    """``method``'s reply, or its ``ServingError`` (any other fault: INTERNAL) as the call's status;
+    either way counted and timed in the metrics, by the status code's name."""
+    route = f"/inference.GRPCInferenceService/{method.__name__}"
 
     @functools.wraps(method)
     def answer(self: InferenceService, request: Any, context: grpc.ServicerContext) -> Reply:
+        started = time.perf_counter()
+        model = self.metrics.model_label(getattr(request, "model_name", None) or getattr(request, "name", None))
         try:
-            return method(self, request)
+            reply = method(self, request, context)
         except ServingError as e:
             code, message = CODES.get(getattr(e, "status", 500), grpc.StatusCode.INTERNAL), str(e)
         except Exception as e:
             code, message = grpc.StatusCode.INTERNAL, f"the server failed on this request: {type(e).__name__}: {e}"
+        else:
+            self.metrics.request_done(model, route, grpc.StatusCode.OK.name, time.perf_counter() - started)
+            return reply
+        self.metrics.request_done(model, route, code.name, time.perf_counter() - started)
         context.abort(code, message)
 
     return answer
@@ -80,37 +121,61 @@ def _answers(method: Callable[[InferenceService, Any], Reply]) -> Callable[[Infe
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     """The six calls of the protocol's gRPC service, on the models of ``registry``."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        prediction_log: PredictionLog | None = None,
+        *,
+        batcher: Batcher | None = None,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self.registry = registry
+        self.prediction_log = prediction_log
+        self.batcher = batcher
+        self.metrics = metrics or ServerMetrics(registry)
 
     @_answers
-    def ServerLive(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
+    def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.ServicerContext) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     @_answers
-    def ServerReady(self, request: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
+    def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.ServicerContext) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.registry.ready)
 
     @_answers
-    def ModelReady(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
+    def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
         self._served(request.name, request.version)
         return pb.ModelReadyResponse(ready=True)
 
     @_answers
-    def ServerMetadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
+    def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(**oip.server_metadata())
 
     @_answers
-    def ModelMetadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
+    def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.ModelMetadataResponse:
         served = self._served(request.name, request.version)
         return pb.ModelMetadataResponse(**oip.model_metadata(served, self.registry.versions(served.name)))
 
     @_answers
-    def ModelInfer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        served = self._served(request.model_name, request.model_version)
-        rows = oip.model_input(_inputs(request), served.model)
-        outputs = oip.output_tensors(served.model.predict(rows), [o.name for o in request.outputs] or None)
-        response = pb.ModelInferResponse(model_name=served.name, model_version=str(served.version), id=request.id)
+    def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
+        metadata = dict(context.invocation_metadata())
+        tracking_id = request.id or request_id(metadata.get(REQUEST_ID_HEADER))
+        context.send_initial_metadata([(REQUEST_ID_HEADER, request_id(tracking_id))])
+        inputs = _inputs(request)
+        sticky_key = self.registry.sticky_key(request.model_name)
+        sticky = sticky_value(sticky_key, metadata, {t.name: t.values for t in inputs}) if sticky_key else None
+        version = oip.parse_version(request.model_version)
+        served = self.registry.get(request.model_name, version, sticky=sticky)
+        rows = oip.model_input(inputs, served.model)
+        predicted = served.model.predict(rows) if self.batcher is None else self.batcher.submit(served, rows).result()
+        if self.prediction_log is not None:
+            self.prediction_log.record(tracking_id, served, rows, predicted)
+        outputs = oip.output_tensors(predicted, [o.name for o in request.outputs] or None)
+        response = pb.ModelInferResponse(model_name=served.name, model_version=str(served.version), id=tracking_id)
         for tensor in outputs:
             response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
             response.raw_output_contents.append(oip.encode_raw(tensor))
@@ -118,6 +183,30 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
 
     def _served(self, name: str, version: str) -> ServedVersion:
         return self.registry.get(name, oip.parse_version(version))
+
+
+class BearerAuth(grpc.ServerInterceptor):  # type: ignore[misc]
+    """UNAUTHENTICATED unless ``authorization: Bearer <token>`` metadata; ServerLive and ServerReady stay open."""
+
+    OPEN = frozenset({"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"})
+
+    def __init__(self, token: str) -> None:
+        self.expected = f"Bearer {token}".encode()
+
+        def refuse(request: Any, context: grpc.ServicerContext) -> None:
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "this server asks for `authorization: Bearer <token>` metadata."
+            )
+
+        self.refusal = grpc.unary_unary_rpc_method_handler(refuse)
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        if details.method in self.OPEN:
+            return continuation(details)
+        given = next((v for k, v in details.invocation_metadata if k == "authorization"), "")
+        if hmac.compare_digest(str(given).encode(), self.expected):
+            return continuation(details)
+        return self.refusal
 
 
 def _inputs(request: pb.ModelInferRequest) -> list[oip.Tensor]:

@@ -14,7 +14,8 @@ and the versions before it stay served; it is tried again only if its files chan
 
 Labels follow TF Serving: at start, a label pointing at a version on disk that the policy does not
 serve is an error; a label may point at a version not pushed yet (it answers 404 until that
-version is loaded), so a config can name the canary before the Pusher writes it.
+version is loaded), so a config can name the canary before the Pusher writes it. A model with a
+``split`` sends the requests that name no version or label to its labels by weight (``split.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from conveyor.exceptions import ServingError
 from conveyor.model.bundle import MANIFEST
 from conveyor.model.loading import LoadedModel, load_model
 from conveyor.serving.config import ModelConfig, VersionPolicy
+from conveyor.serving.split import Split
 
 __all__ = ["ModelNotFoundError", "ModelRegistry", "ServedVersion", "VersionState", "VersionStatus", "latest_version"]
 
@@ -160,14 +162,19 @@ class ModelRegistry:
         *,
         version_policy: VersionPolicy | None = None,
         labels: Mapping[str, int] | None = None,
+        split: Mapping[str, int] | None = None,
+        sticky_key: str | None = None,
     ) -> ServedVersion:
         """Load the versions of ``name`` that ``version_policy`` (default: the latest) selects; returns the newest.
+        ``split`` weighs ``labels`` for the requests that name neither, ``sticky_key`` keeps a client on one.
 
         Raises:
             ServingError: no bundle there, one the policy selects fails its sha256 checks or
                 cannot be loaded, or a label points at a version on disk that is not served.
         """
-        config = ModelConfig(name, Path(base_path), version_policy or VersionPolicy(), dict(labels or {}))
+        config = ModelConfig(
+            name, Path(base_path), version_policy or VersionPolicy(), dict(labels or {}), dict(split or {}), sticky_key
+        )
         on_disk = versions_on_disk(config.base_path)
         selected = config.version_policy.select(on_disk)
         if not selected:
@@ -189,6 +196,14 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return sorted(self._models)
 
+    def sticky_key(self, name: str) -> str | None:
+        """The header or feature whose value keeps a client of ``name``'s split on one label.
+
+        Raises:
+            ModelNotFoundError: no model of that name is served.
+        """
+        return self._snapshot(name).config.sticky_key
+
     def versions(self, name: str) -> list[ServedVersion]:
         """Every served version of ``name``, oldest first.
 
@@ -198,13 +213,19 @@ class ModelRegistry:
         served = self._snapshot(name).served
         return [served[v] for v in sorted(served)]
 
-    def get(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
-        """Version ``version`` of ``name``, the one ``label`` points at, or its newest.
+    def get(
+        self, name: str, version: int | None = None, label: str | None = None, *, sticky: str | None = None
+    ) -> ServedVersion:
+        """Version ``version`` of ``name``, the one ``label`` points at, else the label its split
+        draws (by the hash of ``sticky`` if given), else its newest.
 
         Raises:
             ModelNotFoundError: the model, that version or that label is not served.
         """
         snapshot = self._snapshot(name)
+        if label is None and version is None and snapshot.config.split:
+            labels, served = snapshot.config.labels, snapshot.served
+            label = Split(snapshot.config.split).choose(lambda name: labels[name] in served, sticky)
         if label is not None:
             version = self._labelled(snapshot, label)
         served = snapshot.served

@@ -5,11 +5,15 @@
 
 Models are loaded (their sha256 checked) before the port opens, so ready means ready: a bundle
 that fails to load stops the start with the reason. REST binds to loopback unless told otherwise.
+With ``tls``, REST is HTTPS and gRPC TLS from the same PEM files; with ``auth_token``, both ask
+for it as a bearer token. SIGTERM, like SIGINT, stops it after the requests in flight.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -20,7 +24,18 @@ import uvicorn
 
 from conveyor.exceptions import ServingError
 from conveyor.serving.app import MAX_BODY_BYTES, create_app
-from conveyor.serving.config import DEFAULT_POLL_SECONDS, NOT_YET_APPLIED, ModelConfig, read_server_config
+from conveyor.serving.batching import Batcher
+from conveyor.serving.config import (
+    DEFAULT_POLL_SECONDS,
+    NOT_YET_APPLIED,
+    BatchingConfig,
+    ModelConfig,
+    PredictionLogConfig,
+    TlsConfig,
+    read_server_config,
+)
+from conveyor.serving.metrics import ServerMetrics
+from conveyor.serving.register import PredictionLog
 from conveyor.serving.registry import ModelRegistry
 
 __all__ = ["NOT_YET_APPLIED", "ModelServer", "read_config"]
@@ -53,6 +68,13 @@ class ModelServer:
         max_body_bytes: the largest request read: a REST body, or a gRPC message (either way).
         poll_seconds: how often each folder is rescanned for new versions, which are loaded in
             the background and swapped in; 0 never rescans.
+        prediction_log: where and how often sampled predictions are written (``register``).
+        auth_token: the bearer token every route but the health routes asks for; None asks none.
+        tls: the PEM certificate and key REST (HTTPS) and gRPC serve with; None serves plain.
+        batching: merge concurrent requests to a model into one call (``batching``); None
+            predicts each request alone.
+        reuse_port: bind with SO_REUSEPORT, so that more server processes can bind the same
+            ports and the kernel spreads connections over them (``conveyor serve --workers``).
 
     Raises:
         ServingError: a model folder holds no bundle, or its bundle fails to load.
@@ -70,16 +92,43 @@ class ModelServer:
         grpc_port: int | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
+        prediction_log: PredictionLogConfig | None = None,
+        auth_token: str | None = None,
+        tls: TlsConfig | None = None,
+        batching: BatchingConfig | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.registry = ModelRegistry()
         for name, model in models.items():
             if isinstance(model, ModelConfig):
-                self.registry.load(name, model.base_path, version_policy=model.version_policy, labels=model.labels)
+                self.registry.load(
+                    name,
+                    model.base_path,
+                    version_policy=model.version_policy,
+                    labels=model.labels,
+                    split=model.split,
+                    sticky_key=model.sticky_key,
+                )
             else:
                 self.registry.load(name, model)
         self.poll_seconds = poll_seconds
+        self.reuse_port = reuse_port
         self.host = host
-        self.app = create_app(self.registry, max_body_bytes=max_body_bytes)
+        self.tls = tls
+        if tls is not None:
+            _check_tls(tls)
+        self.prediction_log = PredictionLog(prediction_log) if prediction_log is not None else None
+        self._auth_token = auth_token
+        self.metrics = ServerMetrics(self.registry)
+        self.batcher = Batcher(batching, observer=self.metrics) if batching is not None else None
+        self.app = create_app(
+            self.registry,
+            max_body_bytes=max_body_bytes,
+            prediction_log=self.prediction_log,
+            auth_token=auth_token,
+            batcher=self.batcher,
+            metrics=self.metrics,
+        )
         self._requested_port = rest_port
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
@@ -95,7 +144,7 @@ class ModelServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def bind(self) -> None:
         """Open the REST port (done by ``run`` and ``start``; early, to learn a picked port).
@@ -110,6 +159,8 @@ class ModelServer:
         # keep-alive client waits ~40 ms (Nagle against delayed ACK) for the body after the headers
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:  # gRPC's port is shared this way by default
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((self.host, self._requested_port))
         except OSError as e:
@@ -121,20 +172,34 @@ class ModelServer:
         self._bind_grpc()
 
     def run(self) -> None:
-        """Serve until SIGINT or SIGTERM, then finish the requests in flight and return."""
+        """Serve until SIGINT or SIGTERM, then finish the requests in flight, write the
+        prediction log, and return (SIGINT as KeyboardInterrupt)."""
         self.bind()
         self.registry.start_polling(self.poll_seconds)
         self._grpc_start()
+        self._log_start()
+        server = self._uvicorn()
+        # uvicorn drains on SIGTERM, then raises it again for the handler before it: this one
+        # makes that a return, where the default would kill the process before the finally below
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        before = (
+            signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True)) if in_main_thread else None
+        )
         try:
-            self._uvicorn().run(sockets=[self._socket])
+            server.run(sockets=[self._socket])
         finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, before or signal.SIG_DFL)
             self._grpc_stop()
             self.registry.stop_polling()
+            self._batcher_close()
+            self._log_close()
 
     def start(self) -> ModelServer:
         """Serve in a background thread; returns once requests are answered."""
         self.bind()
         self._grpc_start()
+        self._log_start()
         server = self._server = self._uvicorn()
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._thread.start()
@@ -156,6 +221,8 @@ class ModelServer:
         if self._socket is not None:
             self._socket.close()
         self._server = self._thread = self._socket = None
+        self._batcher_close()
+        self._log_close()
 
     def __enter__(self) -> ModelServer:
         return self.start()
@@ -170,8 +237,27 @@ class ModelServer:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            # uvloop and httptools when installed (the serve extra installs them): one-row predict
+            # p50 0.71 -> 0.52 ms, 1,900 -> 2,500 requests/s at concurrency 64 over asyncio and h11
+            loop="auto",
+            http="auto",
+            ssl_certfile=self.tls.cert_file if self.tls else None,
+            ssl_keyfile=self.tls.key_file if self.tls else None,
         )
         return uvicorn.Server(config)
+
+    def _log_start(self) -> None:
+        if self.prediction_log is not None:
+            self.prediction_log.start()
+
+    def _batcher_close(self) -> None:
+        """Answer what is still queued, once no request can come in."""
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def _log_close(self) -> None:
+        if self.prediction_log is not None:
+            self.prediction_log.close()
 
     @property
     def grpc_address(self) -> str | None:
@@ -187,8 +273,17 @@ class ModelServer:
         require("grpc", "serve", "the gRPC service")
         from conveyor.serving.grpc_server import bind, create_server
 
-        self._grpc = create_server(self.registry, max_message_bytes=self._max_message_bytes)
-        self.grpc_port = bind(self._grpc, self.host, self._grpc_requested_port)
+        self._grpc = create_server(
+            self.registry,
+            max_message_bytes=self._max_message_bytes,
+            prediction_log=self.prediction_log,
+            auth_token=self._auth_token,
+            batcher=self.batcher,
+            metrics=self.metrics,
+            reuse_port=self.reuse_port,
+        )
+        tls = (self.tls.key_file.read_bytes(), self.tls.cert_file.read_bytes()) if self.tls else None
+        self.grpc_port = bind(self._grpc, self.host, self._grpc_requested_port, tls)
 
     def _grpc_start(self) -> None:
         if self._grpc is not None:
@@ -199,3 +294,16 @@ class ModelServer:
         if self._grpc is not None:
             self._grpc.stop(grace=5).wait()
         self._grpc = self.grpc_port = None
+
+
+def _check_tls(tls: TlsConfig) -> None:
+    """Load the certificate and key once, so that a bad pair stops the start naming the files.
+
+    Raises:
+        ServingError: either file is missing, not PEM, or the key does not match the certificate.
+    """
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as e:
+        msg = f"cannot serve TLS with the certificate {tls.cert_file} and the key {tls.key_file}: {e}; give PEM files that match."
+        raise ServingError(msg) from e

@@ -247,7 +247,6 @@ def test_the_probes_and_the_healthcheck_ask_routes_the_server_answers(server: Mo
         assert get(server, path) == 200, path
 
 
-@pytest.mark.xfail(reason="the server has no /metrics yet (issue 15); drop this mark when it has", strict=True)
 def test_the_service_monitor_scrapes_a_route_the_server_answers(server: ModelServer) -> None:
     (endpoint,) = read_base()["ServiceMonitor"]["spec"]["endpoints"]
     assert get(server, endpoint["path"]) == 200

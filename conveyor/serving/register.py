@@ -1,0 +1,250 @@
+"""The prediction register: a tracking id on every answer, and sampled predictions as Parquet.
+
+Every REST response carries ``X-Request-Id`` (the client's own, if it sent a usable one), and so
+does the body: ``"request_id"`` beside TF Serving's ``"predictions"``/``"outputs"`` (a client that
+reads those keys is unaffected), the Open Inference Protocol's ``id``. Over gRPC the id is the
+response's ``id`` and the ``x-request-id`` metadata.
+
+With ``prediction_log: {path: predictions, sample_rate: 0.1}`` in the server's config, a share of
+the requests is written, one row per predicted row, laid out as ExampleGen spans by UTC day:
+
+    predictions/<model>/2024-01-02/part-20240102T030405-1a2b3c4d-000001.parquet
+    ExampleGen(input_base="predictions/complaints", pattern="{YYYY}-{MM}-{DD}/*.parquet")
+
+Columns: ``request_id``, ``request_time`` (UTC), ``model_name``, ``model_version``, each raw
+feature as sent (typed by the model's signature: a number float64, a string string, a bool bool),
+and each output as ``prediction_<output>``; a feature named like one of these is shadowed. The
+features are those of the model's signature, so that every part of a model has the same columns. Rows of
+a request are sampled together. Writing is off the request path: ``record`` only samples and
+queues; a writer thread, waking every half second, writes a part every ``flush_rows`` rows or ``flush_seconds`` seconds, and
+on ``close``. A part appears whole (written aside, then renamed). A full queue drops the request's
+rows and counts them in ``dropped`` rather than hold a request up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from conveyor.serving.config import PredictionLogConfig
+from conveyor.serving.registry import ServedVersion
+
+__all__ = ["REQUEST_ID_HEADER", "PredictionLog", "RequestIds", "request_id"]
+
+REQUEST_ID_HEADER = "x-request-id"
+MAX_QUEUED = 10_000
+"""Requests waiting for the writer; past this they are dropped and counted, never waited for."""
+
+_USABLE_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces: safe to echo in a header
+_KIND_TYPES = {"number": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
+DRAIN_SECONDS = 0.5
+"""How often the writer takes what is queued: a wake-up per request would contend with requests."""
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Asgi = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+
+def request_id(given: str | None = None) -> str:
+    """``given`` if it is a usable id (1 to 128 printable characters, no spaces), else a new one."""
+    if given and _USABLE_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+class RequestIds:
+    """ASGI middleware: every request gets ``scope["state"]["request_id"]`` (the client's
+    ``X-Request-Id`` or a new one), and every response the header with that id, as the handler
+    left it (the Open Inference Protocol's body ``id`` wins)."""
+
+    def __init__(self, app: Asgi) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id(sent.decode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", state["request_id"].encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One sampled request, as the request path left it: converted only by the writer."""
+
+    request_id: str
+    time: float
+    served: ServedVersion
+    rows: Any  # a list of row objects, or columns by name
+    outputs: dict[str, Any]
+
+
+class PredictionLog:
+    """Sampled predictions, written as Parquet parts by a background thread; see the module's docstring.
+
+    Example:
+        >>> log = PredictionLog(PredictionLogConfig(Path("predictions"), sample_rate=0.1)).start()
+        >>> log.record(request_id(), served, [{"amount": 12.5}], served.model.predict([{"amount": 12.5}]))
+        >>> log.close()   # writes what is queued
+    """
+
+    def __init__(self, config: PredictionLogConfig) -> None:
+        self.config = config
+        self.dropped = 0
+        self._queue: deque[_Entry] = deque()  # append and popleft need no lock
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._token = uuid.uuid4().hex[:8]  # parts of two processes logging to one folder never clash
+        self._parts = 0
+
+    def start(self) -> PredictionLog:
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._run, name="conveyor-prediction-log", daemon=True)
+            self._writer.start()
+        return self
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        if self._writer is not None:
+            self._stopping.set()
+            self._writer.join()
+            self._writer = None
+            self._stopping.clear()
+
+    def record(self, request_id: str, served: ServedVersion, rows: Any, outputs: dict[str, Any]) -> None:
+        """Queue a request's rows and answers, if sampled; never blocks."""
+        if self.config.sample_rate < 1 and random.random() >= self.config.sample_rate:  # sampling, not a secret
+            return
+        if len(self._queue) < MAX_QUEUED:
+            self._queue.append(_Entry(request_id, time.time(), served, rows, outputs))
+            return
+        if not self.dropped:
+            log.warning("the prediction log falls behind; requests beyond %d queued are not logged", MAX_QUEUED)
+        self.dropped += 1
+
+    def _run(self) -> None:
+        pending: list[_Entry] = []
+        rows, deadline, stopping = 0, time.monotonic() + self.config.flush_seconds, False
+        while not stopping:
+            stopping = self._stopping.wait(min(DRAIN_SECONDS, self.config.flush_seconds))
+            while self._queue:
+                pending.append(entry := self._queue.popleft())
+                rows += _row_count(entry.outputs)
+                if rows >= self.config.flush_rows:
+                    self._write(pending)
+                    pending, rows = [], 0
+            if time.monotonic() >= deadline:
+                self._write(pending)
+                pending, rows, deadline = [], 0, time.monotonic() + self.config.flush_seconds
+        self._write(pending)
+
+    def _write(self, entries: list[_Entry]) -> None:
+        """One part per model and UTC day; a part that fails is logged and its rows lost, the writer goes on."""
+
+        def model_and_day(entry: _Entry) -> tuple[str, str]:
+            return entry.served.name, dt.datetime.fromtimestamp(entry.time, dt.UTC).strftime("%Y-%m-%d")
+
+        for (model, day), group in groupby(sorted(entries, key=model_and_day), key=model_and_day):
+            try:
+                table = _table(list(group))
+                self._parts += 1
+                now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+                folder = self.config.path / model / day
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"part-{now}-{self._token}-{self._parts:06d}.parquet"
+                pq.write_table(table, folder / f".{name}.writing")
+                os.replace(folder / f".{name}.writing", folder / name)
+            except Exception:
+                log.exception("could not write the prediction log of model %r under %s", model, self.config.path)
+
+
+def _row_count(outputs: dict[str, Any]) -> int:
+    return len(next(iter(outputs.values()), ()))
+
+
+def _table(entries: list[_Entry]) -> pa.Table:
+    """Requests' rows in one table (built column by column: a table per request is 100x slower):
+    the tracking columns, the raw features as typed by the signature, the outputs."""
+    kinds: dict[str, Any] = {}
+    for signature in {id(s): s for s in (e.served.model.signature for e in entries)}.values():
+        kinds |= signature.get("inputs", {})
+    # the signature's features, so that every part has the columns ExampleGen asks of a span's
+    # files (one left out is null, one the model does not read is not logged); without one, as sent
+    names = list(kinds) or list(dict.fromkeys(name for e in entries for name in _sent(e.rows)))
+    features: dict[str, list[Any]] = {name: [] for name in names}
+    outputs: dict[str, list[Any]] = {}
+    tracking: dict[str, list[Any]] = {"request_id": [], "request_time": [], "model_name": [], "model_version": []}
+    for entry in entries:
+        n, done = _row_count(entry.outputs), len(tracking["request_id"])
+        for name, column in features.items():
+            column.extend(_column(entry.rows, name, n))
+        for name, values in entry.outputs.items():
+            outputs.setdefault(name, [None] * done).extend(np.asarray(values).tolist())
+        for column in outputs.values():  # an output this version does not give
+            column.extend([None] * (done + n - len(column)))
+        for key, value in zip(
+            tracking, (entry.request_id, int(entry.time * 1e6), entry.served.name, entry.served.version), strict=True
+        ):
+            tracking[key].extend([value] * n)
+    columns = {
+        "request_id": pa.array(tracking["request_id"], pa.string()),
+        "request_time": pa.array(tracking["request_time"], pa.timestamp("us", tz="UTC")),
+        "model_name": pa.array(tracking["model_name"], pa.string()),
+        "model_version": pa.array(tracking["model_version"], pa.int64()),
+    }
+    columns |= {k: _feature(v, kinds.get(k, {}).get("kind")) for k, v in features.items() if k not in columns}
+    columns |= {f"prediction_{name}": pa.array(values) for name, values in outputs.items()}
+    return pa.table(columns)
+
+
+def _sent(rows: Any) -> list[str]:
+    return list(rows) if isinstance(rows, dict) else [name for row in rows for name in row]
+
+
+def _column(rows: Any, name: str, n: int) -> list[Any]:
+    """Feature ``name`` of a request's ``n`` rows (a list of row objects, or columns by name)."""
+    if isinstance(rows, list):
+        return [row.get(name) for row in rows]
+    values = rows.get(name)
+    if values is None:
+        return [None] * n
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+def _feature(values: Any, kind: str | None) -> pa.Array:
+    """A raw feature's column, of the signature's type when its values fit it, else as sent."""
+    wanted = _KIND_TYPES.get(kind or "")
+    if wanted is not None:
+        try:
+            return pa.array(values).cast(wanted)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass  # e.g. a number sent as text: kept as text, not lost
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())

@@ -1,0 +1,70 @@
+"""A canary or A/B split: requests that name no version or label go to a label chosen by weight.
+
+    models:
+      - name: complaints
+        base_path: serving/complaints
+        version_policy: {all: true}
+        labels: {stable: 3, canary: 5}
+        split: {stable: 90, canary: 10}
+        sticky_key: user_id        # a request header, else a feature of the request's first row
+
+Without a sticky key each request draws a label at random. With one, the key's value is hashed
+to a point in [0, 1) that always falls on the same label while the weights stay as they are,
+so a user sees one version, not a mix. A label whose version is not loaded yet (a canary named
+before the Pusher writes it) takes no share: its weight goes to the others until it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Split", "sticky_value"]
+
+_SCALE = float(1 << 64)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Weights by label: a label's share of the requests is its weight over the sum."""
+
+    weights: Mapping[str, int]
+
+    def choose(self, served: Callable[[str], bool], key: str | None = None) -> str | None:
+        """The label a request goes to: drawn by weight among the labels ``served`` says are
+        loaded, by the hash of ``key`` when one is given; None when no label of the split is loaded."""
+        labels = [(label, weight) for label, weight in self.weights.items() if weight > 0 and served(label)]
+        if not labels:
+            return None
+        point = _hash_point(key) if key is not None else random.random()  # routing, not a secret
+        target = point * sum(weight for _, weight in labels)
+        for label, weight in labels:
+            target -= weight
+            if target < 0:
+                return label
+        return labels[-1][0]
+
+
+def _hash_point(key: str) -> float:
+    """``key`` as a point in [0, 1), the same on every server and every run."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SCALE
+
+
+def sticky_value(name: str, headers: Mapping[str, str], rows: Any) -> str | None:
+    """The value of the sticky key ``name``: a request header (case-insensitive), else the
+    feature of that name in the first row (rows as a list of objects, or columns by name)."""
+    header = headers.get(name.lower())
+    if header is not None:
+        return header
+    if isinstance(rows, list):
+        value = rows[0].get(name) if rows and isinstance(rows[0], dict) else None
+    elif isinstance(rows, Mapping):
+        column = rows.get(name)
+        value = column[0] if column is not None and len(column) else None
+    else:
+        value = None
+    return None if value is None else str(value)
