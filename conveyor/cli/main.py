@@ -387,6 +387,13 @@ def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) ->
     metavar="FILE",
     help="Ask every request but the health checks for `Authorization: Bearer <the token in FILE>`.",
 )
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(min=1024),
+    metavar="N",
+    help="The largest request read, a REST body or a gRPC message (gRPC's own default is 4 MiB) "
+    "[default: 16 MiB, or the config's max_request_bytes].",
+)
 @click.option("--tls-cert", metavar="FILE", help="Serve HTTPS and gRPC over TLS with this PEM certificate (chain).")
 @click.option("--tls-key", metavar="FILE", help="The PEM private key of --tls-cert.")
 @click.option(
@@ -410,6 +417,7 @@ def serve(
     auth_token_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    max_request_bytes: int | None,
     workers: int,
     join_ports: bool,
 ) -> None:
@@ -448,6 +456,7 @@ def serve(
         tls=tls,
         batching=config.batching if config else None,
         reuse_port=workers > 1 or join_ports,
+        **({"max_body_bytes": limit} if (limit := max_request_bytes or (config and config.max_request_bytes)) else {}),
     )
     server.bind()
     if unapplied:

@@ -48,7 +48,7 @@ DEFAULT_POLL_SECONDS = 2.0
 NOT_YET_APPLIED: tuple[str, ...] = ()
 """Config keys the server reads and checks but does not apply yet."""
 
-TOP_KEYS = ("models", "batching", "poll_seconds", "prediction_log", "auth", "tls")
+TOP_KEYS = ("models", "batching", "poll_seconds", "prediction_log", "auth", "tls", "max_request_bytes")
 MODEL_KEYS = ("name", "base_path", "version_policy", "labels", "split", "sticky_key")
 LOG_KEYS = ("path", "sample_rate", "flush_rows", "flush_seconds")
 BATCHING_KEYS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
@@ -129,6 +129,7 @@ class ServerConfig:
     prediction_log: PredictionLogConfig | None = None
     auth_token_file: Path | None = None
     tls: TlsConfig | None = None
+    max_request_bytes: int | None = None  # a REST body or a gRPC message; None: the server's default (16 MiB)
 
     @property
     def unapplied(self) -> list[str]:
@@ -172,7 +173,18 @@ def read_server_config(path: str | Path) -> ServerConfig:
         prediction_log=None if prediction_log is None else _prediction_log(prediction_log, path),
         auth_token_file=_auth(config["auth"], path) if "auth" in config else None,
         tls=_tls(config["tls"], path) if "tls" in config else None,
+        max_request_bytes=_max_request_bytes(config.get("max_request_bytes"), f"{path}: max_request_bytes"),
     )
+
+
+def _max_request_bytes(value: Any, where: str) -> int | None:
+    """The largest request read, in bytes: gRPC's own 4 MiB default turns away real batches."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        msg = f"{where} must be a whole number of bytes, at least 1024 (e.g. 67108864 for 64 MiB); got {value!r}."
+        raise ServingError(msg)
+    return value
 
 
 def read_token(path: str | Path) -> str:

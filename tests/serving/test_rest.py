@@ -192,3 +192,29 @@ def test_serve_says_what_is_wrong_with_its_arguments_in_one_line(
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert said in done.stderr
+
+
+def test_the_request_size_limit_is_set_by_the_command_line_or_the_config(base_path: Path, tmp_path: Path) -> None:
+    row = {"instances": [{"f": "x" * 3000}]}  # a body of about 3 KB
+    server, address = start("--model-dir", str(base_path), "--model-name", NAME, "--max-request-bytes", "2048")
+    try:
+        status, answer = call(address, "POST", f"/v1/models/{NAME}:predict", row)
+        assert status == 413
+        assert "2048 bytes" in answer["error"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stdout.close()
+    config = tmp_path / "models.yaml"
+    config.write_text(f"models: [{{name: {NAME}, base_path: {base_path}}}]\nmax_request_bytes: 2048\n")
+    server, address = start("--config", str(config))
+    try:
+        assert call(address, "POST", f"/v1/models/{NAME}:predict", row)[0] == 413
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stdout.close()
+    config.write_text(f"models: [{{name: {NAME}, base_path: {base_path}}}]\nmax_request_bytes: 10\n")
+    refused = run_cli("serve", "--config", str(config), "--rest-port", "0", "--grpc-port", "0")
+    assert refused.returncode == 2
+    assert "max_request_bytes must be a whole number of bytes, at least 1024" in refused.stderr
