@@ -1,8 +1,8 @@
 """The REST routes, as a Starlette app over a ``ModelRegistry``.
 
-TF Serving's REST API (model status, metadata, predict, by name and optional version or label) and the
-Open Inference Protocol (KServe v2: health, server and model metadata, model readiness, infer;
-the codec is ``oip``). Every error is ``{"error": "..."}`` with a 4xx for what
+TF Serving's REST API (model status, metadata, predict, classify, regress, by name and optional
+version or label) and the Open Inference Protocol (KServe v2: health, server and model metadata,
+model readiness, infer; the codec is ``oip``); ``GET /openapi.json`` describes them all (``openapi``). Every error is ``{"error": "..."}`` with a 4xx for what
 the client can fix (400 bad input, 404 unknown model or version, 413 too large a body).
 Predicting runs in a worker thread, so a long request does not hold the others up; with a
 ``batcher``, concurrent requests share model calls, and a full queue is a 503 with Retry-After.
@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conveyor.exceptions import InvalidInputError, ServingError
-from conveyor.serving import oip, tfserving
+from conveyor.serving import oip, openapi, tfserving
 from conveyor.serving.batching import Batcher
 from conveyor.serving.metrics import CONTENT_TYPE, RequestMetrics, ServerMetrics
 from conveyor.serving.register import PredictionLog, RequestIds, request_id
@@ -75,18 +75,38 @@ def create_app(
     async def metadata(request: Request) -> Response:
         return JSONResponse(tfserving.model_metadata(registry.get(*_model_of(request), _label_of(request))))
 
-    async def predict(request: Request) -> Response:
+    async def answered(
+        request: Request, rows: Any, sticky_key: str | None, verb: str | None = None
+    ) -> tuple[ServedVersion, dict[str, Any]]:
+        """The outputs for ``rows`` of the version the request names (or its split draws), logged if
+        sampled; ``verb`` (classify, regress) refuses a model of the other task."""
         name, version = _model_of(request)
-        sticky_key = registry.sticky_key(name)  # an unknown model is a 404 before its body is read
-        rows, columnar = tfserving.predict_rows(await _json_body(request, max_body_bytes))
         sticky = sticky_value(sticky_key, request.headers, rows) if sticky_key else None
         served = registry.get(name, version, _label_of(request), sticky=sticky)
+        if verb is not None:
+            tfserving.check_task(served.model, verb)
         outputs = await predicted(served, rows)
-        tracking_id = request.state.request_id
         if prediction_log is not None:
-            prediction_log.record(tracking_id, served, rows, outputs)
-        answer = tfserving.predict_answer(outputs, columnar) | {"request_id": tracking_id}
-        return JSONResponse(answer, headers={"X-Model-Version": str(served.version)})
+            prediction_log.record(request.state.request_id, served, rows, outputs)
+        return served, outputs
+
+    async def predict(request: Request) -> Response:
+        sticky_key = registry.sticky_key(_model_of(request)[0])  # an unknown model is a 404 before its body is read
+        rows, columnar = tfserving.predict_rows(await _json_body(request, max_body_bytes))
+        served, outputs = await answered(request, rows, sticky_key)
+        return _tracked(request, served, tfserving.predict_answer(outputs, columnar))
+
+    async def classify(request: Request) -> Response:
+        sticky_key = registry.sticky_key(_model_of(request)[0])
+        rows = tfserving.example_rows(await _json_body(request, max_body_bytes))
+        served, outputs = await answered(request, rows, sticky_key, "classify")
+        return _tracked(request, served, tfserving.classify_answer(outputs, served.model))
+
+    async def regress(request: Request) -> Response:
+        sticky_key = registry.sticky_key(_model_of(request)[0])
+        rows = tfserving.example_rows(await _json_body(request, max_body_bytes))
+        served, outputs = await answered(request, rows, sticky_key, "regress")
+        return _tracked(request, served, tfserving.regress_answer(outputs))
 
     async def metrics_page(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
@@ -142,6 +162,12 @@ def create_app(
         Route("/v1/models/{name}:predict", predict, methods=["POST"]),
         Route("/v1/models/{name}/versions/{version:int}:predict", predict, methods=["POST"]),
         Route("/v1/models/{name}/labels/{label}:predict", predict, methods=["POST"]),
+        Route("/v1/models/{name}:classify", classify, methods=["POST"]),
+        Route("/v1/models/{name}/versions/{version:int}:classify", classify, methods=["POST"]),
+        Route("/v1/models/{name}/labels/{label}:classify", classify, methods=["POST"]),
+        Route("/v1/models/{name}:regress", regress, methods=["POST"]),
+        Route("/v1/models/{name}/versions/{version:int}:regress", regress, methods=["POST"]),
+        Route("/v1/models/{name}/labels/{label}:regress", regress, methods=["POST"]),
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
         Route("/v2", server_metadata, methods=["GET"]),
@@ -153,6 +179,11 @@ def create_app(
         Route("/v2/models/{name}/versions/{version:int}/infer", infer, methods=["POST"]),
         Route("/metrics", metrics_page, methods=["GET"]),
     ]
+
+    async def openapi_page(request: Request) -> Response:
+        return JSONResponse(openapi.document(routes, registry, auth=auth_token is not None))
+
+    routes.append(Route("/openapi.json", openapi_page, methods=["GET"]))
     handlers: dict[Any, Any] = {ServingError: _serving_error, HTTPException: _http_error, Exception: _server_error}
     middleware = [Middleware(RequestMetrics, metrics=metrics, routes=routes), Middleware(RequestIds)]
     if auth_token is not None:
@@ -178,6 +209,12 @@ class BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _tracked(request: Request, served: ServedVersion, answer: dict[str, Any]) -> Response:
+    """A prediction's answer with its tracking id, and the version that answered in ``X-Model-Version``."""
+    answer["request_id"] = request.state.request_id
+    return JSONResponse(answer, headers={"X-Model-Version": str(served.version)})
 
 
 def _model_of(request: Request) -> tuple[str, int | None]:

@@ -157,7 +157,7 @@ def encode_raw(tensor: Tensor) -> bytes:
 
 
 def _shape(name: str, datatype: str, shape: Sequence[int]) -> tuple[int, ...]:
-    if datatype not in DTYPES:
+    if not isinstance(datatype, str) or datatype not in DTYPES:
         msg = f"input {name!r} has datatype {datatype!r}; the protocol's are {list(DTYPES)}."
         raise InvalidInputError(msg)
     dims = tuple(shape) if isinstance(shape, Sequence) and not isinstance(shape, str) else ()

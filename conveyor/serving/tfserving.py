@@ -3,7 +3,10 @@
 A client written for TF Serving works unchanged: ``{"instances": [{...}, ...]}`` (the row
 format) gets ``{"predictions": [{"probability": ..., "class": ...}, ...]}``, one object per row;
 ``{"inputs": {"feature": [...], ...}}`` (the columnar format) gets
-``{"outputs": {"probability": [...], "class": [...]}}``.
+``{"outputs": {"probability": [...], "class": [...]}}``. ``:classify`` and ``:regress`` take
+``{"examples": [{...}, ...], "context": {...}}`` (the context's features join every example) and
+answer ``{"results": [[[class, score], ...], ...]}`` (each class with its probability, per
+example) or ``{"results": [value, ...]}``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,23 @@ from typing import Any
 import numpy as np
 
 from conveyor.exceptions import InvalidInputError
+from conveyor.model.loading import LoadedModel
 from conveyor.serving.registry import ServedVersion, VersionStatus
 
-__all__ = ["model_metadata", "model_status", "predict_answer", "predict_rows"]
+__all__ = [
+    "check_task",
+    "classify_answer",
+    "example_rows",
+    "model_metadata",
+    "model_status",
+    "predict_answer",
+    "predict_rows",
+    "regress_answer",
+]
 
 SIGNATURE = "serving_default"
+VERB_TASKS = {"classify": ("binary", "multiclass"), "regress": ("regression",)}
+"""The model tasks each of TF Serving's ``:classify`` and ``:regress`` answers."""
 
 
 def predict_rows(body: Any) -> tuple[list[dict[str, Any]] | dict[str, list[Any]], bool]:
@@ -31,10 +46,7 @@ def predict_rows(body: Any) -> tuple[list[dict[str, Any]] | dict[str, list[Any]]
     if not isinstance(body, dict):
         msg = f'the request body must be a JSON object with "instances" or "inputs"; got a {type(body).__name__}.'
         raise InvalidInputError(msg)
-    signature = body.get("signature_name", SIGNATURE)
-    if signature != SIGNATURE:
-        msg = f'"signature_name" {signature!r} is unknown; this model has the one signature {SIGNATURE!r}.'
-        raise InvalidInputError(msg)
+    _check_signature(body)
     if ("instances" in body) == ("inputs" in body):
         msg = 'the request must hold exactly one of "instances" (a list of rows) or "inputs" (an object of columns).'
         raise InvalidInputError(msg)
@@ -43,15 +55,49 @@ def predict_rows(body: Any) -> tuple[list[dict[str, Any]] | dict[str, list[Any]]
     return _inputs(body["inputs"]), True
 
 
-def _instances(instances: Any) -> list[dict[str, Any]]:
+def example_rows(body: Any) -> list[dict[str, Any]]:
+    """The rows of a classify or regress request: each of ``examples`` with ``context``'s features.
+
+    Raises:
+        InvalidInputError: the body is not an object with a list of ``examples`` objects, or a
+            feature is both in ``context`` and in an example (the message names it).
+    """
+    if not isinstance(body, dict):
+        msg = f'the request body must be a JSON object with "examples"; got a {type(body).__name__}.'
+        raise InvalidInputError(msg)
+    _check_signature(body)
+    if "examples" not in body:
+        msg = 'the request must hold "examples", a list of rows, one object of named features each.'
+        raise InvalidInputError(msg)
+    examples = _instances(body["examples"], '"examples"')
+    context = body.get("context", {})
+    if not isinstance(context, dict):
+        msg = f'"context" must be an object of the features every example shares; got a {type(context).__name__}.'
+        raise InvalidInputError(msg)
+    if not context:
+        return examples
+    for i, example in enumerate(examples):
+        shared = next((name for name in example if name in context), None)
+        if shared is not None:
+            msg = f'"examples"[{i}] holds {shared!r}, which "context" holds too; send each feature in one of them.'
+            raise InvalidInputError(msg)
+    return [context | example for example in examples]
+
+
+def _check_signature(body: dict[str, Any]) -> None:
+    signature = body.get("signature_name", SIGNATURE)
+    if signature != SIGNATURE:
+        msg = f'"signature_name" {signature!r} is unknown; this model has the one signature {SIGNATURE!r}.'
+        raise InvalidInputError(msg)
+
+
+def _instances(instances: Any, field: str = '"instances"') -> list[dict[str, Any]]:
     if not isinstance(instances, list):
-        msg = (
-            f'"instances" must be a list of rows, one object of named features each; got a {type(instances).__name__}.'
-        )
+        msg = f"{field} must be a list of rows, one object of named features each; got a {type(instances).__name__}."
         raise InvalidInputError(msg)
     for i, row in enumerate(instances):
         if not isinstance(row, dict):
-            msg = f'"instances"[{i}] must be an object of named features, like {{"amount": 12.5}}; got {row!r}.'
+            msg = f'{field}[{i}] must be an object of named features, like {{"amount": 12.5}}; got {row!r}.'
             raise InvalidInputError(msg)
     return instances
 
@@ -79,6 +125,34 @@ def predict_answer(outputs: dict[str, np.ndarray], columnar: bool) -> dict[str, 
         return {"outputs": columns}
     rows = len(next(iter(columns.values()), []))
     return {"predictions": [{name: values[i] for name, values in columns.items()} for i in range(rows)]}
+
+
+def check_task(model: LoadedModel, verb: str) -> None:
+    """Refuse ``:classify`` on a regression model and ``:regress`` on a classifier, as TF Serving does.
+
+    Raises:
+        InvalidInputError: the model's task is not one ``verb`` answers.
+    """
+    if model.task not in VERB_TASKS[verb]:
+        other = next(v for v, tasks in VERB_TASKS.items() if model.task in tasks)
+        msg = f"this model's task is {model.task}, which :{verb} does not answer; ask :{other} or :predict."
+        raise InvalidInputError(msg)
+
+
+def classify_answer(outputs: dict[str, np.ndarray], model: LoadedModel) -> dict[str, Any]:
+    """Each row's classes paired with their probabilities, in the model's class order."""
+    if "probabilities" in outputs:
+        scores = outputs["probabilities"]
+    else:
+        positive = outputs["probability"].reshape(-1, 1)
+        scores = np.hstack([1.0 - positive, positive])
+    classes = model.classes if model.classes is not None else list(range(scores.shape[1]))
+    return {"results": [list(map(list, zip(classes, row, strict=True))) for row in scores.tolist()]}
+
+
+def regress_answer(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One value per row."""
+    return {"results": outputs["value"].tolist()}
 
 
 def model_status(versions: Sequence[VersionStatus]) -> dict[str, Any]:
