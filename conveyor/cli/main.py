@@ -117,6 +117,114 @@ def run(
 
 
 @cli.command()
+@click.argument("orchestrator", type=click.Choice(["airflow", "kubeflow"]))
+@click.argument("pipeline_file")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    metavar="OUT",
+    help="The DAG file (airflow) or YAML spec (kubeflow) to write.",
+)
+@click.option("--root", envvar="CONVEYOR_ROOT", help="Pipeline root the tasks use [default: the pipeline's].")
+@click.option(
+    "--metadata", envvar="CONVEYOR_METADATA", help="Metadata store URL the tasks use [default: the pipeline's]."
+)
+@click.option(
+    "--image", help="kubeflow: the image each task runs in [default: conveyor-serve:latest, deploy/Dockerfile's tag]."
+)
+@_user_errors
+def export(
+    orchestrator: str, pipeline_file: str, out: str, root: str | None, metadata: str | None, image: str | None
+) -> None:
+    """Write a pipeline as an Airflow DAG file or a Kubeflow Pipelines spec: one task per step,
+    each running `conveyor run PIPELINE_FILE --only STEP`.
+    """
+    from conveyor.cli.loader import load_pipeline
+
+    if image and orchestrator != "kubeflow":
+        msg = "--image is the container image of kubeflow tasks; an Airflow task runs on its worker's Python."
+        raise UserError(msg)
+    pipeline = load_pipeline(pipeline_file)
+    if root:
+        pipeline.root = Path(root)
+    if metadata:
+        pipeline.metadata = metadata
+    if orchestrator == "airflow":
+        from conveyor.orchestration.exporters.airflow import airflow_dag
+
+        text = airflow_dag(pipeline, pipeline_file)
+    else:
+        from conveyor.orchestration.exporters.kubeflow import DEFAULT_IMAGE, kubeflow_spec
+
+        text = kubeflow_spec(pipeline, pipeline_file, image=image or DEFAULT_IMAGE)
+    _write(Path(out), text)
+
+
+@cli.command()
+@click.argument("pipeline_file")
+@click.option("--cron", metavar="EXPR", help="Run on this cron schedule, in local time (a 6th field is seconds).")
+@click.option("--on-new-span", is_flag=True, help="Run when a new span appears under the ExampleGen's input_base.")
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0.05),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="How often --on-new-span looks for a new span.",
+)
+@click.option("--max-runs", type=click.IntRange(min=1), metavar="N", help="Stop after N runs (default: never).")
+@click.option("--no-cache", is_flag=True, help="Run every step of every run even if a cached result exists.")
+@_store_options
+@_user_errors
+def schedule(
+    pipeline_file: str,
+    cron: str | None,
+    on_new_span: bool,
+    poll_seconds: float,
+    max_runs: int | None,
+    no_cache: bool,
+    root: str,
+    metadata: str | None,
+) -> None:
+    """Run a pipeline file on a cron schedule and/or whenever a new span of data arrives, one run
+    at a time, each recorded with what started it. Ctrl-C or SIGTERM stops. Exit 1 if a run failed.
+    """
+    from conveyor.cli.loader import load_pipeline
+    from conveyor.metadata.records import ExecutionStatus
+    from conveyor.orchestration.schedule import Scheduler
+
+    if cron is None and not on_new_span:
+        msg = "conveyor schedule needs --cron EXPR, --on-new-span, or both."
+        raise UserError(msg)
+    pipeline = load_pipeline(pipeline_file)
+    source = click.get_current_context().get_parameter_source("root")
+    if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+        pipeline.root = Path(root)
+    if metadata:
+        pipeline.metadata = metadata
+    scheduler = Scheduler(
+        pipeline,
+        cron=cron,
+        on_new_span=on_new_span,
+        poll_seconds=poll_seconds,
+        max_runs=max_runs,
+        enable_cache=False if no_cache else None,
+        say=click.echo,
+    )
+    try:
+        done = scheduler.run()
+    except KeyboardInterrupt:  # a second Ctrl-C during a run, as `conveyor run` takes it
+        click.echo(f"Stopped. `conveyor run {pipeline_file}` resumes: finished steps come from cache.", err=True)
+        sys.stderr.flush()
+        os._exit(130)
+    failed = sum(r.status != ExecutionStatus.SUCCEEDED for r in done)
+    click.echo(f"stopped after {len(done)} run(s), {failed} failed; `conveyor runs` lists them with their triggers.")
+    sys.exit(1 if failed else 0)
+
+
+@cli.command()
 @click.option(
     "--root",
     envvar="CONVEYOR_ROOT",

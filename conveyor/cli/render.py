@@ -76,7 +76,7 @@ def execution_dict(x: Execution) -> dict[str, Any]:
 def run_dict(r: Run) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": r.id, "pipeline": r.pipeline, "status": r.status, "started": r.started, "ended": r.ended,
-        "duration": r.duration, "host": r.host, "pid": r.pid,
+        "duration": r.duration, "host": r.host, "pid": r.pid, "trigger": r.trigger,
     }
     if r.executions:
         out["executions"] = [execution_dict(x) for x in r.executions.values()]
@@ -190,11 +190,29 @@ def runs(found: list[Run], as_json: bool) -> None:
         return
     t = Table(box=None, header_style="bold")
     t.add_column("run", no_wrap=True, min_width=max(len(r.id) for r in found))  # an id is never cut
-    for col in ("pipeline", "status", "started", "took"):
+    triggered = any(r.trigger for r in found)  # the column only where a schedule started a run
+    for col in ("pipeline", "status", "started", "took", *(["trigger"] if triggered else [])):
         t.add_column(col)
     for r in found:
-        t.add_row(r.id, r.pipeline, _status(r.status), _when(r.started), _secs(r.duration))
+        cells = [r.id, r.pipeline, _status(r.status), _when(r.started), _secs(r.duration)]
+        t.add_row(*cells, *([trigger_text(r.trigger, short=True)] if triggered else []))
     console.print(t)
+
+
+def trigger_text(trigger: dict[str, Any] | None, short: bool = False) -> str:
+    """What started a run, in a few words: "cron 0 3 * * * (due ...)", "new span 4 of ExampleGen",
+    or "manual"; ``short`` for a table: "cron", "span 4"."""
+    if not trigger:
+        return "manual"
+    if short:
+        return f"span {trigger.get('span')}" if trigger.get("kind") == "new_span" else str(trigger.get("kind"))
+    if trigger.get("kind") == "cron":
+        skipped = f", {trigger['skipped']} tick(s) skipped before" if trigger.get("skipped") else ""
+        return f"cron {trigger.get('cron')} (due {trigger.get('due')}{skipped})"
+    if trigger.get("kind") == "new_span":
+        version = f" version {trigger['version']}" if trigger.get("version") is not None else ""
+        return f"new span {trigger.get('span')}{version} of {trigger.get('step')}"
+    return str(trigger.get("kind", trigger))
 
 
 def run(r: Run, as_json: bool, lines: int) -> None:
@@ -203,6 +221,8 @@ def run(r: Run, as_json: bool, lines: int) -> None:
         return
     console.print(Text.assemble(("run ", "bold"), (r.id, "bold"), f"  {r.pipeline}  ", _status(r.status),
                                 f"  started {_when(r.started)}  took {_secs(r.duration)}"), soft_wrap=True)
+    if r.trigger:
+        console.print(Text(f"started by {trigger_text(r.trigger)}"), soft_wrap=True)
     t = Table(box=None, header_style="bold")
     t.add_column("step", no_wrap=True)
     for col in ("status", "took", "outputs"):

@@ -13,7 +13,7 @@ import contextlib
 import sqlite3
 from urllib.parse import quote
 
-from conveyor.metadata.records import ExecutionStatus, Run, to_datetime
+from conveyor.metadata.records import ExecutionStatus, Run, to_datetime, trigger_of
 
 SCHEMA_VERSION = 5
 """The version this reader understands: ``conveyor.metadata.schema.SCHEMA_VERSION`` (a test says so)."""
@@ -23,7 +23,7 @@ _RUNNING = (
     f" OR EXISTS (SELECT 1 FROM executions WHERE status = '{ExecutionStatus.RUNNING}')"
 )
 _RUNS = (
-    "SELECT c.name, p.name, c.status, c.started, c.ended, c.host, c.pid FROM contexts AS c"
+    "SELECT c.name, p.name, c.status, c.started, c.ended, c.host, c.pid, c.properties FROM contexts AS c"
     " JOIN contexts AS p ON p.id = c.parent_id WHERE c.type = 'run' {pipeline}"
     " ORDER BY c.started DESC, c.id DESC LIMIT ?"
 )
@@ -52,6 +52,6 @@ def runs(url: str, pipeline: str | None = None, limit: int | None = None) -> lis
     except sqlite3.Error:  # locked past the timeout, not a store, a full disk: the store says what it is
         return None
     return [
-        Run(name, pipe, status, to_datetime(started), to_datetime(ended), host, pid)
-        for name, pipe, status, started, ended, host, pid in rows
+        Run(name, pipe, status, to_datetime(started), to_datetime(ended), host, pid, trigger=trigger_of(properties))
+        for name, pipe, status, started, ended, host, pid, properties in rows
     ]

@@ -106,16 +106,23 @@ class Recorder:
         ) -> list[Execution]: ...
 
     # -- runs -----------------------------------------------------------------------------
-    def begin_run(self, pipeline: str, run_id: str) -> Run:
-        """Record a new run of ``pipeline`` by this process, and start its heartbeat."""
+    def begin_run(self, pipeline: str, run_id: str, trigger: Mapping[str, Any] | None = None) -> Run:
+        """Record a new run of ``pipeline`` by this process, and start its heartbeat.
+
+        ``trigger`` (JSON) says what started the run, when a schedule did; it is kept in the
+        run's properties, so the tables need no change.
+        """
         now = time.time()
         pid = os.getpid()
+        properties: dict[str, Any] = {"pid_start": start_token(pid)}
+        if trigger is not None:
+            properties["trigger"] = dict(trigger)
         with self._write() as conn:
             parent = self._context_id(conn, "pipeline", pipeline)
             ctx = conn.execute(
                 s.contexts.insert().values(
                     type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now, heartbeat=now,
-                    host=hostname(), pid=pid, properties=_dumps({"pid_start": start_token(pid)}),
+                    host=hostname(), pid=pid, properties=_dumps(properties),
                 )
             ).inserted_primary_key[0]
         self._run_contexts[run_id] = (int(ctx), parent)
@@ -123,7 +130,10 @@ class Recorder:
         beat = threading.Thread(target=self._beat, args=(int(ctx), stop), name=f"heartbeat-{run_id}", daemon=True)
         self._heartbeats[run_id] = (stop, beat)
         beat.start()
-        return Run(run_id, pipeline, ExecutionStatus.RUNNING, to_datetime(now), None, hostname(), pid)
+        return Run(
+            run_id, pipeline, ExecutionStatus.RUNNING, to_datetime(now), None, hostname(), pid,
+            trigger=properties.get("trigger"),
+        )
 
     def _beat(self, run_ctx: int, stop: threading.Event) -> None:
         c = s.contexts

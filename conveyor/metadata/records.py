@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,6 +13,11 @@ from conveyor.artifacts import Artifact
 
 def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def trigger_of(run_properties: str | None) -> dict[str, Any] | None:
+    """The trigger kept in a run context's properties (JSON text), if a schedule started it."""
+    return json.loads(run_properties or "{}").get("trigger")
 
 
 class ExecutionStatus(StrEnum):
@@ -78,6 +84,9 @@ class Run:
     host: str | None
     pid: int | None
     executions: dict[str, Execution] = field(default_factory=dict)
+    trigger: dict[str, Any] | None = None
+    """What started the run when not a person: ``{"kind": "cron", ...}`` or ``{"kind": "new_span", ...}``
+    (``conveyor.orchestration.schedule``); None for a run started by hand."""
 
     @property
     def duration(self) -> float | None:

@@ -47,7 +47,15 @@ from conveyor.artifacts import Artifact, ArtifactState, make_artifact
 from conveyor.exceptions import MetadataError, MissingExtraError
 from conveyor.metadata import schema as s
 from conveyor.metadata.recording import Recorder, execution_of
-from conveyor.metadata.records import Execution, ExecutionStatus, LineageEdge, LineageGraph, Run, to_datetime
+from conveyor.metadata.records import (
+    Execution,
+    ExecutionStatus,
+    LineageEdge,
+    LineageGraph,
+    Run,
+    to_datetime,
+    trigger_of,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import CTE
@@ -435,6 +443,7 @@ class MetadataStore(Recorder):
         p = c.alias("p")
         q = (
             select(c.c.name, p.c.name.label("pipeline"), c.c.status, c.c.started, c.c.ended, c.c.host, c.c.pid)
+            .add_columns(c.c.properties)
             .join(p, p.c.id == c.c.parent_id)
             .where(c.c.type == "run")
             .order_by(c.c.started.desc(), c.c.id.desc())
@@ -446,7 +455,10 @@ class MetadataStore(Recorder):
         if limit:
             q = q.limit(limit)
         return [
-            Run(r.name, r.pipeline, r.status, to_datetime(r.started), to_datetime(r.ended), r.host, r.pid)
+            Run(
+                r.name, r.pipeline, r.status, to_datetime(r.started), to_datetime(r.ended), r.host, r.pid,
+                trigger=trigger_of(r.properties),
+            )
             for r in conn.execute(q)
         ]
 

@@ -18,8 +18,9 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
@@ -65,11 +66,18 @@ class LocalRunner:
         self.enable_cache = enable_cache
         self.progress = progress
 
-    def run(self, pipeline: Pipeline, only: Iterable[str] | str | None = None, start_from: str | None = None) -> Run:
-        """Run the pipeline (or a part of it) and return the recorded run."""
+    def run(
+        self,
+        pipeline: Pipeline,
+        only: Iterable[str] | str | None = None,
+        start_from: str | None = None,
+        trigger: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Run the pipeline (or a part of it) and return the recorded run; ``trigger`` (JSON)
+        is recorded with the run as what started it (``conveyor.orchestration.schedule``)."""
         store = self.store or MetadataStore(pipeline.metadata_url)
         try:
-            return _Run(self, pipeline, store).go(self._selection(pipeline, only, start_from))
+            return _Run(self, pipeline, store).go(self._selection(pipeline, only, start_from), trigger)
         finally:
             if self.store is None:
                 store.close()
@@ -112,11 +120,11 @@ class _Run:
         self.outputs.update(outputs_before(self.store, self.pipeline.name, needed))
         self.status.update(dict.fromkeys(needed, ExecutionStatus.SUCCEEDED))
 
-    def go(self, selected: set[str]) -> Run:
+    def go(self, selected: set[str], trigger: Mapping[str, Any] | None = None) -> Run:
         bind_root(self.root, self.store)
         self._resolve_outside(selected)
         run_id = new_run_id()
-        self.store.begin_run(self.pipeline.name, run_id)
+        self.store.begin_run(self.pipeline.name, run_id, trigger)
         todo = [n for n in self.pipeline.order if n.id in selected]
         for n in todo:
             self._notify(n.id, ExecutionStatus.PENDING)

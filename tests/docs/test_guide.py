@@ -128,7 +128,7 @@ def churn_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 
 def test_components_pipeline_runs_to_a_pushed_model(churn_run: tuple[Path, object]) -> None:
     base, run = churn_run
-    assert run.status == "succeeded", {k: (e.status, e.error) for k, e in run.executions.items()}
+    assert run.status == "succeeded", [(k, e.status, e.error) for k, e in run.executions.items() if e.status == "failed"]
     assert all(e.status == "succeeded" for e in run.executions.values())
     blessing = run.executions["Evaluator"].outputs["blessing"][0]
     assert blessing.properties["blessed"] is True

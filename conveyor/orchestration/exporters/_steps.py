@@ -1,0 +1,34 @@
+"""What both exporters read from a pipeline: its steps in order, and where it keeps its records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.dsl.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    retries: int
+    upstream: list[str]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The pipeline file, root and metadata URL, absolute: workers run in other folders."""
+
+    pipeline_file: str
+    root: str
+    metadata: str
+
+
+def steps(pipeline: Pipeline) -> list[Step]:
+    return [Step(n.id, n.retries, [u.id for u in n.upstream()]) for n in pipeline.order]
+
+
+def target(pipeline: Pipeline, pipeline_file: str) -> Target:
+    root = Path(pipeline.root).resolve()
+    metadata = pipeline.metadata or f"sqlite:///{root / 'metadata.sqlite'}"
+    return Target(str(Path(pipeline_file).resolve()), str(root), metadata)

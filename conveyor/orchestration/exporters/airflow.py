@@ -1,0 +1,88 @@
+"""``conveyor export airflow``: a pipeline as an Airflow DAG file, one task per step.
+
+The DAG file imports only Airflow: each task is a ``BashOperator`` running ``python -m conveyor
+run FILE --only STEP`` with the worker's own Python, so Airflow's environment needs conveyor
+importable and nothing more (Airflow pins FastAPI below what ``conveyor serve`` needs; the
+serving extra stays out). Dependencies come from the pipeline's channels and ``.after``;
+Airflow's retries from ``.with_retries``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from conveyor.dsl.pipeline import Pipeline
+from conveyor.exceptions import ConveyorError
+from conveyor.orchestration.exporters._steps import steps, target
+
+_TASK_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")  # what Airflow accepts as a task id
+
+_TEMPLATE = '''"""Airflow DAG of the conveyor pipeline {name!r}, written by `conveyor export airflow {source}`.
+
+Each task runs one step in its own process with this worker's Python: the workers need conveyor
+importable, and the pipeline file, artifact root and metadata store below reachable. Export again
+when the pipeline's steps change.
+"""
+
+import shlex
+import sys
+
+try:
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.operators.bash import BashOperator
+
+PIPELINE_FILE = {pipeline_file!r}
+ROOT = {root!r}
+METADATA = {metadata!r}
+RETRIES = {retries!r}
+UPSTREAM = {upstream!r}
+
+
+def step_command(step):
+    """The shell command that runs one step and records it in conveyor's store."""
+    command = [sys.executable, "-m", "conveyor", "run", PIPELINE_FILE, "--only", step]
+    return shlex.join([*command, "--root", ROOT, "--metadata", METADATA])
+
+
+# One run at a time: a step reads the newest outputs of the steps before it, whichever run made them.
+with DAG(dag_id={name!r}, schedule=None, catchup=False, max_active_runs=1, tags=["conveyor"]) as dag:
+    tasks = {{
+        step: BashOperator(task_id=step, bash_command=step_command(step), retries=retries)
+        for step, retries in RETRIES.items()
+    }}
+    for step, before in UPSTREAM.items():
+        for upstream in before:
+            tasks[upstream] >> tasks[step]
+'''
+
+
+def airflow_dag(pipeline: Pipeline, pipeline_file: str) -> str:
+    """The text of a DAG file that runs ``pipeline`` (loaded from ``pipeline_file``) on Airflow.
+
+    Raises:
+        ConveyorError: a step id Airflow does not take as a task id.
+
+    Example:
+        >>> Path("dags/complaints.py").write_text(airflow_dag(load_pipeline("pipeline.py"), "pipeline.py"))
+    """
+    where = target(pipeline, pipeline_file)
+    found = steps(pipeline)
+    for step in found:
+        if not _TASK_ID.match(step.id):
+            msg = (
+                f"{pipeline_file}: step {step.id!r} cannot be an Airflow task id (letters, digits, '_', '.', '-'); "
+                f"rename it with .with_id('...')."
+            )
+            raise ConveyorError(msg)
+    return _TEMPLATE.format(
+        name=pipeline.name,
+        source=pipeline_file,
+        pipeline_file=where.pipeline_file,
+        root=where.root,
+        metadata=where.metadata,
+        retries={s.id: s.retries for s in found},
+        upstream={s.id: s.upstream for s in found if s.upstream},
+    )

@@ -1,0 +1,301 @@
+"""Run a pipeline again and again: on a cron schedule, when a new span of data arrives, or both.
+
+One loop in one process, and one run at a time: a run is never started while another run of
+the same pipeline is going, here or in another process on the same store. A cron tick that
+falls while a run is going is skipped, said, and counted in the next cron run's trigger.
+Each run records what started it (``Run.trigger``):
+
+- ``{"kind": "cron", "cron": "0 3 * * *", "due": "2025-05-01T03:00:00+02:00", "skipped": 0}``
+- ``{"kind": "new_span", "step": "ExampleGen", "span": 2, "version": None, "input_base": ...}``
+
+A new span is one newer (or a newer version of the newest) than the last span the pipeline's
+ExampleGen read, as its store records it. A pipeline whose ExampleGen has never read the
+span that is there now runs for it when the scheduler starts; after that, only a newer span
+starts a run. A run that fails does not run again for the same span: the next span, or a
+restart, does. Cron expressions are read by croniter in local time; a sixth field is seconds.
+
+Ctrl-C or SIGTERM between runs stops at once; during a run, the run stops as ``conveyor run``
+does (no new step starts, the running ones finish), then the loop ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor._internal.extras import require
+from conveyor.components.example_gen import ExampleGen
+from conveyor.dsl.pipeline import Pipeline
+from conveyor.exceptions import ConveyorError, DataValidationError
+from conveyor.metadata.records import ExecutionStatus, Run
+from conveyor.metadata.store import MetadataStore
+from conveyor.orchestration.local import LocalRunner
+
+Trigger = dict[str, Any]
+SpanKey = tuple[int, int]  # (span, version; -1 when the files carry none)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Watched:
+    """An ExampleGen reading files: where to look for a new span, and the newest one it read."""
+
+    step: str
+    input_base: str
+    patterns: list[str]
+    seen: SpanKey | None
+
+    def newest(self) -> SpanKey | None:
+        """The newest span (and version) under ``input_base`` now; None when no file matches yet."""
+        import fsspec
+
+        from conveyor.io.files import Pattern, SpanSpec, select_files
+
+        fs, root = fsspec.core.url_to_fs(self.input_base)
+        root = root.rstrip("/") or "/"
+        if fs.isfile(root):  # a single file: it has no spans, only span 0
+            return (0, -1)
+        try:
+            chosen = select_files(fs, root, Pattern.parse(self.patterns[0]), SpanSpec.parse("latest"))
+        except DataValidationError:
+            return None
+        return chosen.spans[-1], -1 if chosen.version is None else chosen.version
+
+
+class _Cron:
+    """The ticks of a cron expression, in local time."""
+
+    def __init__(self, expression: str) -> None:
+        croniter = require("croniter", "schedule", "conveyor schedule --cron").croniter
+        if not croniter.is_valid(expression):
+            msg = (
+                f"--cron {expression!r} is not a cron expression: give 5 fields (minute hour day month weekday), "
+                f"or 6 with seconds last, e.g. '*/15 * * * *'."
+            )
+            raise ConveyorError(msg)
+        self.expression = expression
+        self._ticks = croniter(expression, dt.datetime.now().astimezone())
+        self.next_due: float = self._ticks.get_next(float)
+
+    def take_due(self, now: float) -> float | None:
+        """The newest tick at or before ``now`` (older ones passed unseen: the machine slept), or None."""
+        if self.next_due > now:
+            return None
+        due = self.next_due
+        while self.next_due <= now:
+            due, self.next_due = self.next_due, self._ticks.get_next(float)
+        return due
+
+    def skip_until(self, now: float) -> list[float]:
+        """Pass over the ticks that fell while a run was going; return them."""
+        passed = []
+        while self.next_due <= now:
+            passed.append(self.next_due)
+            self.next_due = self._ticks.get_next(float)
+        return passed
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+class Scheduler:
+    """Runs ``pipeline`` on a cron schedule and/or on each new span, one run at a time.
+
+    Args:
+        pipeline: the pipeline to run.
+        cron: a cron expression (5 fields, or 6 with seconds last); needs ``conveyor[schedule]``.
+        on_new_span: run when a new span appears under an ExampleGen's ``input_base``.
+        poll_seconds: how often to look for a new span.
+        max_runs: stop after this many runs (None: until Ctrl-C or SIGTERM).
+        store: the store to record into; by default the pipeline's own.
+        enable_cache: overrides the pipeline's ``enable_cache`` when not None.
+        say: where a line about each run, skip and stop goes (stderr by default).
+
+    Example:
+        >>> runs = Scheduler(pipeline, cron="0 3 * * *", on_new_span=True).run()
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        cron: str | None = None,
+        on_new_span: bool = False,
+        poll_seconds: float = 10.0,
+        max_runs: int | None = None,
+        store: MetadataStore | None = None,
+        enable_cache: bool | None = None,
+        say: Callable[[str], None] = _say,
+    ) -> None:
+        if cron is None and not on_new_span:
+            msg = "A schedule needs --cron EXPR, --on-new-span, or both."
+            raise ConveyorError(msg)
+        self.pipeline = pipeline
+        self.cron = _Cron(cron) if cron is not None else None
+        self.on_new_span = on_new_span
+        self.poll_seconds = poll_seconds
+        self.max_runs = max_runs
+        self.store = store
+        self.enable_cache = enable_cache
+        self.say = say
+        self.runs: list[Run] = []
+        self._stop = threading.Event()
+        self._skipped_ticks = 0
+        self._in_run = False
+
+    def stop(self) -> None:
+        """Ask the loop to end after the run in progress (from another thread)."""
+        self._stop.set()
+
+    def run(self) -> list[Run]:
+        """Loop until ``max_runs`` runs are done, ``stop()``, Ctrl-C or SIGTERM; return the runs."""
+        store = self.store or MetadataStore(self.pipeline.metadata_url)
+        runner = LocalRunner(store=store, enable_cache=self.enable_cache)
+        try:
+            watched = self._watched(store) if self.on_new_span else []
+            with _signals_stop(self._stop):
+                self.say(self._plan(watched))  # once said, Ctrl-C and SIGTERM stop cleanly
+                self._loop(store, runner, watched)
+        except KeyboardInterrupt:
+            if self._in_run:  # a second Ctrl-C during a run: the runner stopped waiting for its steps
+                raise
+        finally:
+            if self.store is None:
+                store.close()
+        return self.runs
+
+    def _loop(self, store: MetadataStore, runner: LocalRunner, watched: list[_Watched]) -> None:
+        next_poll = time.time()
+        while not self._stop.is_set() and (self.max_runs is None or len(self.runs) < self.max_runs):
+            now = time.time()
+            trigger: Trigger | None = None
+            span_key: tuple[_Watched, SpanKey] | None = None
+            due = self.cron.take_due(now) if self.cron else None
+            if due is not None and self.cron is not None:
+                trigger = {
+                    "kind": "cron",
+                    "cron": self.cron.expression,
+                    "due": _when(due),
+                    "skipped": self._skipped_ticks,
+                }
+            elif watched and now >= next_poll:
+                next_poll = now + self.poll_seconds
+                span_key = self._new_span(watched)
+                if span_key is not None:
+                    w, (span, version) = span_key
+                    trigger = {
+                        "kind": "new_span", "step": w.step, "span": span,
+                        "version": None if version < 0 else version, "input_base": w.input_base,
+                    }  # fmt: skip
+            if trigger is None:
+                wakes = [self.cron.next_due] if self.cron else []
+                self._stop.wait(max(0.0, min([*wakes, next_poll] if watched else wakes) - time.time()))
+                continue
+            ran = self._start(store, runner, trigger)
+            if not ran and span_key is None:
+                self._skipped_ticks += 1
+            if ran and span_key is not None:
+                span_key[0].seen = span_key[1]
+
+    def _start(self, store: MetadataStore, runner: LocalRunner, trigger: Trigger) -> bool:
+        """One run for ``trigger``, unless another run of the pipeline is going; whether it ran."""
+        busy = [r.id for r in store.runs(self.pipeline.name, limit=20) if r.status == ExecutionStatus.RUNNING]
+        if busy:
+            self.say(f"skipped ({_describe(trigger)}): run {busy[0]} of {self.pipeline.name} is still going.")
+            return False
+        if trigger["kind"] == "cron":
+            self._skipped_ticks = 0
+        self.say(f"starting a run of {self.pipeline.name} ({_describe(trigger)})")
+        self._in_run = True
+        result = runner.run(self.pipeline, trigger=trigger)
+        self._in_run = False
+        self.runs.append(result)
+        took = f"{result.duration:.1f} s" if result.duration is not None else "?"
+        self.say(f"{result.id} {result.status} in {took}")
+        if self.cron is not None:
+            passed = self.cron.skip_until(time.time())
+            if passed:
+                self._skipped_ticks += len(passed)
+                ticks = ", ".join(_when(t) for t in passed[:3]) + (" ..." if len(passed) > 3 else "")
+                self.say(f"skipped {len(passed)} cron tick(s) that fell while {result.id} was going: {ticks}")
+        return True
+
+    def _watched(self, store: MetadataStore) -> list[_Watched]:
+        """The pipeline's file-reading ExampleGens, each with the newest span its store says it read."""
+        found = []
+        for node in self.pipeline.order:
+            if not isinstance(node, ExampleGen) or node.parameters.get("input_base") is None:
+                continue
+            params = node.resolved_parameters()
+            splits = params.get("input_splits") or {}
+            last = store.latest_outputs(self.pipeline.name, node.id)
+            seen = None
+            for art in (last.outputs.get("examples", []) if last else [])[:1]:
+                if art.properties.get("span") is not None:
+                    version = art.properties.get("version")
+                    seen = (int(art.properties["span"]), -1 if version is None else int(version))
+            patterns = list(splits.values()) or [params.get("pattern", "*")]
+            found.append(_Watched(node.id, str(params["input_base"]), patterns, seen))
+        if not found:
+            msg = f"--on-new-span watches an ExampleGen's input_base, and pipeline {self.pipeline.name!r} has no ExampleGen reading files."
+            raise ConveyorError(msg)
+        return found
+
+    @staticmethod
+    def _new_span(watched: list[_Watched]) -> tuple[_Watched, SpanKey] | None:
+        for w in watched:
+            newest = w.newest()
+            if newest is not None and (w.seen is None or newest > w.seen):
+                return w, newest
+        return None
+
+    def _plan(self, watched: list[_Watched]) -> str:
+        parts = []
+        if self.cron is not None:
+            parts.append(f"on cron {self.cron.expression!r} (next {_when(self.cron.next_due)})")
+        for w in watched:
+            read = "none yet" if w.seen is None else f"span {w.seen[0]}"
+            parts.append(f"on a new span under {w.input_base} ({w.step} read {read}; every {self.poll_seconds:g} s)")
+        limit = f", {self.max_runs} run(s) at most" if self.max_runs else ""
+        return f"scheduling {self.pipeline.name} {' and '.join(parts)}{limit}; Ctrl-C stops."
+
+
+def _describe(trigger: Trigger) -> str:
+    if trigger["kind"] == "cron":
+        return f"cron tick {trigger['due']}"
+    version = f" version {trigger['version']}" if trigger.get("version") is not None else ""
+    return f"new span {trigger['span']}{version} for {trigger['step']}"
+
+
+@contextmanager
+def _signals_stop(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set ``stop`` and interrupt what the main thread is doing.
+
+    During a run the interrupt reaches ``LocalRunner``, which starts no more steps and lets the
+    running ones finish; between runs it ends the wait. Off the main thread nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    before = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
