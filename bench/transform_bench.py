@@ -118,6 +118,8 @@ def conveyor_digest(out: dict[str, Any], text: bool) -> dict[str, Any]:
 
 
 def conveyor_child(parquet: Path, rows: int, text: bool) -> dict[str, Any]:
+    import scipy.sparse  # noqa: F401  the one-hot kernels use it; scikit-learn's side loads it before its clock too
+
     import conveyor.transform as ct
     import conveyor.transform.fit
     import conveyor.transform.fitted

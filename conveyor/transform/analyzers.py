@@ -18,11 +18,13 @@ from conveyor._internal.combiner import Combiner
 from conveyor.transform.kernels import as_dense, flatten, sparse_counts
 
 EXACT_QUANTILES = 1_000_000
+MOMENTS = ("mean", "var", "std")  # one accumulator: a pass keeps one per input for all three
 
 
 def _numbers(value: Any) -> np.ndarray:
     x = np.asarray(value, dtype=np.float64).ravel()
-    return x[~np.isnan(x)]
+    missing = np.isnan(x)
+    return x[~missing] if missing.any() else x
 
 
 class Moments(Combiner):
@@ -36,7 +38,10 @@ class Moments(Combiner):
 
     def add_batch(self, acc: list[float], value: Any) -> list[float]:
         x = _numbers(value)
-        return self._combine(acc, [float(len(x)), float(x.mean()), float(((x - x.mean()) ** 2).sum())]) if len(x) else acc
+        if not len(x):
+            return acc
+        mean = x.mean()
+        return self._combine(acc, [float(len(x)), float(mean), float(((x - mean) ** 2).sum())])
 
     @staticmethod
     def _combine(a: list[float], b: list[float]) -> list[float]:
@@ -300,7 +305,7 @@ def principal_axes(cov: np.ndarray, k: int) -> np.ndarray:
 
 def make(op: str, params: dict[str, Any]) -> Combiner:
     """The accumulator for an analyzer node."""
-    if op in ("mean", "var", "std"):
+    if op in MOMENTS:
         return Moments(op)
     if op in ("min", "max"):
         return Extreme(op)

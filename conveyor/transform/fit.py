@@ -59,26 +59,37 @@ def _batches_of(part: Part) -> Iterable[Batch]:
 
 
 class Pass(Combiner):
-    """The analyzers of one pass as one combiner: a batch goes through the graph once for all of them."""
+    """The analyzers of one pass as one combiner: a batch goes through the graph once for all of them.
+
+    The mean, var and std of one input share one accumulator (``analyzers.MOMENTS``), so a
+    z-score's two analyzers read the column once; each analyzer extracts its own answer.
+    """
 
     def __init__(self, ready: list[Node]) -> None:
-        self.inputs = [a.inputs[0].uid for a in ready]
         self.analyzers = [analyzers.make(a.op, a.params) for a in ready]
+        slots: dict[tuple[str, int], int] = {}
+        self.slots = [
+            slots.setdefault(("moments", a.inputs[0].uid) if a.op in analyzers.MOMENTS else ("own", a.uid), len(slots))
+            for a in ready
+        ]
+        firsts = [self.slots.index(i) for i in range(len(slots))]
+        self.accumulators = [self.analyzers[i] for i in firsts]
+        self.inputs = [ready[i].inputs[0].uid for i in firsts]
         self.plan = Plan(topological([a.inputs[0] for a in ready]))
 
     def create(self) -> list[Any]:
-        return [a.create() for a in self.analyzers]
+        return [a.create() for a in self.accumulators]
 
     def add_batch(self, acc: list[Any], batch: Batch) -> list[Any]:
         values = self.plan.run_arrow({name: batch.column(name) for name in batch.schema.names}, batch.num_rows)
-        return [a.add_batch(x, values[uid]) for a, x, uid in zip(self.analyzers, acc, self.inputs, strict=True)]
+        return [a.add_batch(x, values[uid]) for a, x, uid in zip(self.accumulators, acc, self.inputs, strict=True)]
 
     def merge(self, accs: Iterable[list[Any]]) -> list[Any]:
-        columns = list(zip(*accs, strict=True)) or [[] for _ in self.analyzers]
-        return [a.merge(list(column)) for a, column in zip(self.analyzers, columns, strict=True)]
+        columns = list(zip(*accs, strict=True)) or [[] for _ in self.accumulators]
+        return [a.merge(list(column)) for a, column in zip(self.accumulators, columns, strict=True)]
 
     def compact(self, acc: list[Any]) -> list[Any]:
-        return [a.compact(x) for a, x in zip(self.analyzers, acc, strict=True)]
+        return [a.compact(x) for a, x in zip(self.accumulators, acc, strict=True)]
 
     def extract(self, acc: list[Any]) -> list[Any]:
-        return [a.extract(x) for a, x in zip(self.analyzers, acc, strict=True)]
+        return [a.extract(acc[slot]) for a, slot in zip(self.analyzers, self.slots, strict=True)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from conveyor.artifacts import TransformGraph
 from conveyor.exceptions import TransformError
 from conveyor.transform import onnx_model
 from conveyor.transform.graph import Node
-from conveyor.transform.plan import Plan, Reads, finish, read_inputs, reads, single_row
+from conveyor.transform.kernels import stack_csr
+from conveyor.transform.plan import Plan, Reads, as_table, finish, read_inputs, reads, single_row
 from conveyor.transform.row import RowFailed, RowPlan
 
 FORMAT_VERSION = 1
@@ -104,20 +105,49 @@ class FittedGraph:
                 return self.row_plan.run(row)
             except RowFailed:
                 pass  # the batch path runs the row again and says what failed, and where
-        values, n = read_inputs(data, self._reads)
-        if n <= APPLY_CHUNK:
-            return self._run(values, n)
-        # Chunks bound the intermediate arrays (tokens, index pairs) to APPLY_CHUNK rows; every
-        # op is row by row once fitted, so the result is the same as in one piece.
-        starts = range(0, n, APPLY_CHUNK)
+        data = as_table(data)
+        if isinstance(data, pa.Table | pa.RecordBatch) and data.num_rows > APPLY_CHUNK:
+            # Each chunk reads its own rows, on its worker: no copy of whole input columns.
+            n = data.num_rows
+
+            def read(start: int, stop: int) -> dict[int, Any]:
+                return read_inputs(data.slice(start, stop - start), self._reads)[0]
+
+        else:
+            values, n = read_inputs(data, self._reads)
+            if n <= APPLY_CHUNK:
+                return self._run(values, n)
+
+            def read(start: int, stop: int) -> dict[int, Any]:
+                return {uid: _rows(v, start, stop) for uid, v in values.items()}
+
+        return self._run_chunks(read, n, workers)
+
+    def _run_chunks(self, read: Callable[[int, int], dict[int, Any]], n: int, workers: int | None) -> dict[str, Any]:
+        """The graph over chunks of APPLY_CHUNK rows, which bound the intermediate arrays (tokens,
+        index pairs); every op is row by row once fitted, so the result is the same as in one
+        piece. A worker writes a chunk's 1-D outputs into place at once (its own arrays are then
+        reused for the next chunk); the others are joined at the end, one output a worker.
+        """
+        spec = self.describe()
+        flat = {
+            name: np.empty(n, spec[name]["dtype"]) for name in self.outputs if spec[name]["kind"] in ("number", "bool")
+        }
+        joined = [name for name in self.outputs if name not in flat]
 
         def chunk(start: int) -> dict[str, Any]:
             stop = min(start + APPLY_CHUNK, n)
-            return self._run({uid: _rows(v, start, stop) for uid, v in values.items()}, stop - start)
+            part = self._run(read(start, stop), stop - start)
+            for name, column in flat.items():
+                column[start:stop] = part.pop(name)
+            return part
 
+        starts = range(0, n, APPLY_CHUNK)
         with ThreadPoolExecutor(max(1, min(workers or os.cpu_count() or 1, len(starts)))) as pool:
             parts = list(pool.map(chunk, starts))
-        return {name: _concat([part[name] for part in parts]) for name in self.outputs}
+            columns = pool.map(lambda name: _concat([part[name] for part in parts]), joined)
+            out = {**flat, **dict(zip(joined, columns, strict=True))}
+        return {name: out[name] for name in self.outputs}
 
     def _run(self, values: dict[int, Any], n: int) -> dict[str, Any]:
         self.plan.run(values)
@@ -292,7 +322,5 @@ def _rows(value: Any, start: int, stop: int) -> Any:
 
 def _concat(parts: list[Any]) -> Any:
     if hasattr(parts[0], "tocsr"):
-        from scipy.sparse import vstack
-
-        return vstack(parts, format="csr")
+        return stack_csr(parts)  # finish made each part CSR
     return np.concatenate(parts)

@@ -260,6 +260,24 @@ def _index_dtype(*sizes: int) -> type:
     return np.int32 if max(sizes, default=0) < 2**31 else np.int64
 
 
+def stack_csr(parts: list[Any]) -> Any:
+    """CSR matrices of the same width one under the other, as SciPy's ``vstack`` gives them,
+    without its checks and copies: each array is written once into the result.
+    """
+    rows = sum(p.shape[0] for p in parts)
+    nnz = sum(len(p.indices) for p in parts)
+    dtype = _index_dtype(rows, nnz, parts[0].shape[1])
+    indptr = np.empty(rows + 1, dtype=dtype)
+    first, offset = 0, 0
+    for p in parts:
+        np.add(p.indptr[:-1], offset, out=indptr[first : first + p.shape[0]], casting="unsafe")
+        first, offset = first + p.shape[0], offset + len(p.indices)
+    indptr[-1] = offset
+    data = np.concatenate([p.data for p in parts])
+    indices = np.concatenate([p.indices for p in parts], dtype=dtype, casting="unsafe")
+    return csr(data, indices, indptr, (rows, parts[0].shape[1]))
+
+
 def sparse_counts(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> Any:
     """A canonical CSR matrix counting each (row, column) pair; ``rows`` non-decreasing, as
     ``flatten`` gives them. One sort of the pairs as 32-bit keys (SIMD-sorted by NumPy, unlike

@@ -160,12 +160,7 @@ def read_inputs(data: Any, inputs: Reads) -> tuple[dict[int, Any], int]:
     as the Arrow table it converts to. An absent optional input reads as missing; an absent
     required one is an error that names it.
     """
-    if not isinstance(data, pa.Table | pa.RecordBatch | Mapping | list) and hasattr(data, "__arrow_c_stream__"):
-        try:
-            data = pa.table(data)
-        except (pa.ArrowException, ValueError, TypeError) as e:
-            msg = f"the {type(data).__name__} cannot be read as an Arrow table: {e}"
-            raise TransformError(msg) from e
+    data = as_table(data)
     if isinstance(data, pa.Table | pa.RecordBatch):
         names = data.schema.names
         return _columns({name: data.column(name) for name in names}, data.num_rows, inputs)
@@ -175,6 +170,17 @@ def read_inputs(data: Any, inputs: Reads) -> tuple[dict[int, Any], int]:
         columns = dict(data)
         return _columns(columns, len(next(iter(columns.values()))), inputs)
     return _rows(data if isinstance(data, list) else list(data), inputs)
+
+
+def as_table(data: Any) -> Any:
+    """A data frame (pandas, Polars) as the Arrow table it converts to; anything else as it is."""
+    if isinstance(data, pa.Table | pa.RecordBatch | Mapping | list) or not hasattr(data, "__arrow_c_stream__"):
+        return data
+    try:
+        return pa.table(data)
+    except (pa.ArrowException, ValueError, TypeError) as e:
+        msg = f"the {type(data).__name__} cannot be read as an Arrow table: {e}"
+        raise TransformError(msg) from e
 
 
 def _rows(rows: list[Mapping[str, Any]], inputs: Reads) -> tuple[dict[int, Any], int]:
