@@ -539,6 +539,7 @@ def serve(
     if bool(tls_cert) != bool(tls_key):
         msg = "TLS needs both --tls-cert FILE and --tls-key FILE."
         raise UserError(msg)
+    from conveyor.cli.workers import start_workers, stop_workers
     from conveyor.serving import ModelServer
     from conveyor.serving.config import DEFAULT_POLL_SECONDS, ModelConfig, TlsConfig, read_server_config, read_token
 
@@ -580,45 +581,13 @@ def serve(
         swaps.addHandler(logging.StreamHandler())
         swaps.setLevel(logging.INFO)
     click.echo(f"gRPC on {server.grpc_address} (inference.GRPCInferenceService)")
-    others = _start_workers(workers - 1, server.port, server.grpc_port)
+    others = start_workers(workers - 1, server.port, server.grpc_port)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn finished the requests in flight, then passed Ctrl-C on
         click.echo("stopped.", err=True)
     finally:
-        _stop_workers(others)
-
-
-def _start_workers(count: int, rest_port: int, grpc_port: int | None) -> list[Any]:
-    """``count`` more ``conveyor serve`` processes with this one's options, on the ports it bound
-    (SO_REUSEPORT: the kernel spreads connections over all of them)."""
-    import subprocess
-
-    ctx = click.get_current_context()
-    args = ["--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--workers", "1", "--join-ports"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if isinstance(param, click.Option) and param.name not in ("rest_port", "grpc_port", "workers", "join_ports"):
-            if param.is_flag and value:
-                args.append(param.opts[0])
-            elif not param.is_flag and value is not None:
-                args += [param.opts[0], str(value)]
-    command = [sys.executable, "-m", "conveyor", "serve", *args]
-    return [subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) for _ in range(count)]
-
-
-def _stop_workers(workers: list[Any]) -> None:
-    """SIGTERM to each: it finishes its requests in flight (5 s at most), as this process does."""
-    import subprocess
-
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:  # stuck past its graceful shutdown
-            worker.kill()
-            worker.wait()
+        stop_workers(others)
 
 
 def main() -> None:
