@@ -91,6 +91,9 @@ class InteractiveContext:
         metadata: a SQLAlchemy URL; None: ``CONVEYOR_METADATA`` or ``sqlite:///<root>/metadata.sqlite``.
         name: the pipeline name the runs are recorded under.
         enable_cache: False runs every step even when the cache holds its result.
+        beam_pipeline_args: run the components' data passes on Apache Beam with these options
+            (``conveyor[beam]``), e.g. ``["--runner=FlinkRunner", ...]``: the same notebook
+            moves from this machine to a cluster by this one argument, with the same results.
 
     Raises:
         MetadataError: the root belongs to another store.
@@ -102,10 +105,12 @@ class InteractiveContext:
         metadata: str | None = None,
         name: str = "interactive",
         enable_cache: bool = True,
+        beam_pipeline_args: Sequence[str] | None = None,
     ) -> None:
         # The same name check, root and store defaults as a pipeline (relative paths: from the caller's file or cwd).
-        recorded_as = Pipeline(name, [], root=root, metadata=metadata)
+        recorded_as = Pipeline(name, [], root=root, metadata=metadata, beam_pipeline_args=beam_pipeline_args)
         self.name = recorded_as.name
+        self.beam_pipeline_args = recorded_as.beam_pipeline_args
         self.root = Path(recorded_as.root).resolve()
         self.enable_cache = enable_cache
         self.store = MetadataStore(recorded_as.metadata_url)
@@ -134,6 +139,7 @@ class InteractiveContext:
             outcome = run_step(
                 component, inputs, self.store, run_id=run_id, root=self.root, pipeline_name=self.name,
                 enable_cache=self.enable_cache if enable_cache is None else enable_cache,
+                beam_pipeline_args=self.beam_pipeline_args,
             )  # fmt: skip
             status = outcome.status
         finally:

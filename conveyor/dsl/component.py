@@ -13,7 +13,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, ClassVar
@@ -178,6 +178,7 @@ class Node:
         self.id = default_id
         self.folder = caller_folder()
         self.retries = 0
+        self.beam_pipeline_args: list[str] | None = None  # None: the pipeline's; see with_beam_pipeline_args
         self.upstream_nodes: list[Node] = []
         try:
             bound = spec.binding.bind_partial(*args, **kwargs)
@@ -262,6 +263,14 @@ class Node:
         self.retries = n
         return self
 
+    def with_beam_pipeline_args(self, args: Sequence[str]) -> Node:
+        """Run this step's data passes on Apache Beam with these options (``conveyor[beam]``),
+        whatever the pipeline's; ``[]`` runs them on Beam's DirectRunner. Results are the same
+        as on this machine, so the cache key does not change.
+        """
+        self.beam_pipeline_args = beam_args(self.id, args)
+        return self
+
     def after(self, *nodes: Node) -> Node:
         """Run after ``nodes`` even though no artifact passes between them."""
         self.upstream_nodes.extend(nodes)
@@ -275,6 +284,15 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
+
+
+def beam_args(owner: str, args: Sequence[str] | None) -> list[str] | None:
+    if args is None:
+        return None
+    if isinstance(args, str) or not all(isinstance(a, str) for a in args):
+        msg = f"{owner}: beam_pipeline_args is a list of strings such as ['--runner=DirectRunner'], got {args!r}."
+        raise PipelineDefinitionError(msg)
+    return list(args)
 
 
 def _module_name(fn: Callable[..., Any]) -> str:

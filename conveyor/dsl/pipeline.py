@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.dsl.component import Node, caller_folder, resolve_path
+from conveyor.dsl.component import Node, beam_args, caller_folder, resolve_path
 from conveyor.exceptions import PipelineDefinitionError
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class Pipeline:
         root: str | os.PathLike[str] | None = None,
         metadata: str | None = None,
         enable_cache: bool = True,
+        beam_pipeline_args: Sequence[str] | None = None,
     ) -> None:
         if not _NAME.match(name):
             msg = f"Pipeline name {name!r} may hold only letters, digits, '_', '.' and '-'."
@@ -63,6 +64,8 @@ class Pipeline:
         self.root = Path(default_root() if root is None else resolve_path(os.fspath(root), folder))
         self.metadata = _sqlite_relative_to(metadata, folder) if metadata else metadata
         self.enable_cache = enable_cache
+        # The data passes of every step without its own run on Apache Beam with these options.
+        self.beam_pipeline_args = beam_args(f"Pipeline {name!r}", beam_pipeline_args)
         self.components = list(components)
         for c in self.components:
             if not isinstance(c, Node):

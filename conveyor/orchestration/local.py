@@ -199,4 +199,5 @@ class _Run:
         return run_step(
             n, inputs_of(n, self.outputs), self.store,
             run_id=run_id, root=self.root, pipeline_name=self.pipeline.name, enable_cache=self.enable_cache,
+            beam_pipeline_args=self.pipeline.beam_pipeline_args,
         )

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from conveyor._internal import discovered
+from conveyor._internal import discovered, engine
 from conveyor._internal.fingerprint import hash_path
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
@@ -127,8 +127,12 @@ def run_step(
     root: Path,
     pipeline_name: str,
     enable_cache: bool = True,
+    beam_pipeline_args: Sequence[str] | None = None,
 ) -> Outcome:
     """Run one step of a run that ``store`` has begun (``begin_run``): from cache, or its executor.
+
+    The executor's data passes run on Apache Beam when the node has ``beam_pipeline_args`` or,
+    failing that, ``beam_pipeline_args`` is given (the pipeline's); on this machine otherwise.
 
     Its outputs go to ``<root>/<pipeline_name>/<step id>/<output>/<execution id>/``, its log
     to ``.logs/<execution id>.log`` beside them; its prints, warnings and ``logging`` records
@@ -173,7 +177,7 @@ def run_step(
     try:
         if early is not None:
             raise early
-        with logs.routing():
+        with logs.routing(), engine.using(engine_for(node, beam_pipeline_args)):
             status, error, attempts, files = _attempts(node, exec_id, log_path, inputs, made, refusal, store)
         store.record_finish(
             exec_id, status=status, outputs=list(made.values()), error=error, attempts=attempts, discovered_files=files
@@ -182,6 +186,18 @@ def run_step(
         status = ExecutionStatus.FAILED
         _abandon(store, exec_id, log_path, made, finals, _error_text(e, base))
     return Outcome(status, {k: [a] for k, a in made.items()}, time.perf_counter() - started)
+
+
+def engine_for(node: Node, beam_pipeline_args: Sequence[str] | None = None) -> engine.Engine:
+    """The engine of ``node``'s data passes: Beam with the node's options, else with the
+    pipeline's, else this machine's threads.
+    """
+    args = node.beam_pipeline_args if node.beam_pipeline_args is not None else beam_pipeline_args
+    if args is None:
+        return engine.LocalEngine()
+    from conveyor.orchestration.beam.engine import BeamEngine
+
+    return BeamEngine(args)
 
 
 def _resolve(
