@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -25,6 +26,8 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 if TYPE_CHECKING:
     from conveyor.metadata.store import MetadataStore
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}")  # an orchestrator's run id, as it names its runs
 
 
 class UserError(click.ClickException):
@@ -85,14 +88,33 @@ def cli(debug: bool) -> None:
     help="Run only this step (repeatable); inputs come from earlier runs.",
 )
 @click.option("--from", "start_from", metavar="ID", help="Run this step and everything after it.")
+@click.option(
+    "--run-id",
+    envvar="CONVEYOR_RUN_ID",
+    metavar="ID",
+    help="Record the steps in this run, shared with the other tasks that name it (an orchestrator's DAG run).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Retry every step N times, whatever the pipeline says (0 where the orchestrator retries the task).",
+)
 @_user_errors
 def run(
-    pipeline_file: str, root: str, metadata: str | None, no_cache: bool, only: tuple[str, ...], start_from: str | None
+    pipeline_file: str,
+    root: str,
+    metadata: str | None,
+    no_cache: bool,
+    only: tuple[str, ...],
+    start_from: str | None,
+    run_id: str | None,
+    retries: int | None,
 ) -> None:
     """Run a pipeline file (it defines `pipeline` or `create_pipeline()`)."""
     from conveyor.cli import render
     from conveyor.cli.loader import load_pipeline
-    from conveyor.metadata.records import ExecutionStatus
+    from conveyor.metadata.records import FINISHED_WELL, ExecutionStatus
     from conveyor.orchestration.local import LocalRunner
 
     pipeline = load_pipeline(pipeline_file)
@@ -101,10 +123,15 @@ def run(
         pipeline.root = Path(root)
     if metadata:
         pipeline.metadata = metadata
+    if run_id is not None and not _RUN_ID.fullmatch(run_id):
+        msg = f"--run-id {run_id!r}: up to 200 letters, digits and '_.:+-', starting with a letter or digit."
+        raise click.UsageError(msg)
+    for n in pipeline.components if retries is not None else ():
+        n.retries = retries
     try:
         with render.RunDisplay(pipeline) as display:
             result = LocalRunner(enable_cache=False if no_cache else None, progress=display.update).run(
-                pipeline, only=list(only) or None, start_from=start_from
+                pipeline, only=list(only) or None, start_from=start_from, run_id=run_id
             )
     except KeyboardInterrupt:
         # Steps still running are threads nothing can stop; the run is recorded as failed and
@@ -113,7 +140,11 @@ def run(
         sys.stderr.flush()
         os._exit(130)
     render.run_summary(result, pipeline_file, _store_flags(pipeline.root, pipeline.metadata))
-    sys.exit(0 if result.status == ExecutionStatus.SUCCEEDED else 1)
+    if run_id is None:
+        sys.exit(0 if result.status == ExecutionStatus.SUCCEEDED else 1)
+    mine = LocalRunner.selection(pipeline, list(only) or None, start_from)  # a shared run: this task's steps
+    ran = [result.executions.get(i) for i in mine]
+    sys.exit(0 if all(x is not None and x.status in FINISHED_WELL for x in ran) else 1)
 
 
 @cli.command()

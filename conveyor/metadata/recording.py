@@ -2,8 +2,8 @@
 
 ``Recorder`` is a part of ``MetadataStore``, kept here so that ``store.py`` reads as what the
 store is and what it answers, and this file as what a run writes into it, step by step:
-``begin_run``; per step ``find_cached`` (then ``record_cached``), or ``record_start``,
-``record_attempt`` on a retry and ``record_finish``, or ``record_skipped``; ``end_run``.
+``begin_run`` (or ``join_run``, for a run shared by several processes); per step ``find_cached`` (then ``record_cached``), or ``record_start``,
+``record_attempt`` on a retry and ``record_finish``, or ``record_skipped``; ``end_run`` (or ``leave_run``).
 Each call is one transaction. From ``begin_run`` to ``end_run`` (or ``close``) a thread writes
 the run's heartbeat every ``heartbeat_every`` seconds: on another host, where its pid means
 nothing, that is how a reader tells a running run from one whose machine died.
@@ -113,25 +113,73 @@ class Recorder:
         run's properties, so the tables need no change.
         """
         now = time.time()
-        pid = os.getpid()
-        properties: dict[str, Any] = {"pid_start": start_token(pid)}
-        if trigger is not None:
-            properties["trigger"] = dict(trigger)
+        properties = self._process_properties(trigger)
         with self._write() as conn:
             parent = self._context_id(conn, "pipeline", pipeline)
             ctx = conn.execute(
                 s.contexts.insert().values(
                     type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now, heartbeat=now,
-                    host=hostname(), pid=pid, properties=_dumps(properties),
+                    host=hostname(), pid=os.getpid(), properties=_dumps(properties),
                 )
             ).inserted_primary_key[0]
-        self._run_contexts[run_id] = (int(ctx), parent)
+        return self._started(pipeline, run_id, int(ctx), parent, now, properties)
+
+    def join_run(self, pipeline: str, run_id: str, trigger: Mapping[str, Any] | None = None) -> Run:
+        """Record this process's part of a run that several processes share, and beat its heart.
+
+        An orchestrator runs each step as its own task (``conveyor run FILE --only STEP
+        --run-id ID``, the DAG that ``conveyor export`` writes): the first task makes the run,
+        the others record their steps in it, and ``leave_run`` ends it once no step of it is
+        running. A run of another pipeline by that name is refused.
+
+        Raises:
+            MetadataError: ``run_id`` names a run of another pipeline.
+        """
+        now = time.time()
+        properties = self._process_properties(trigger)
+        c = s.contexts
+        with self._write() as conn:
+            parent = self._context_id(conn, "pipeline", pipeline)
+            found = conn.execute(select(c.c.id, c.c.parent_id, c.c.started).where(c.c.type == "run", c.c.name == run_id)).first()
+            if found is None:
+                try:
+                    with conn.begin_nested():
+                        ctx = conn.execute(
+                            c.insert().values(
+                                type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now,
+                                heartbeat=now, host=hostname(), pid=os.getpid(), properties=_dumps(properties),
+                            )
+                        ).inserted_primary_key[0]
+                    return self._started(pipeline, run_id, int(ctx), parent, now, properties)
+                except IntegrityError:  # another task made it first: join theirs
+                    found = conn.execute(select(c.c.id, c.c.parent_id, c.c.started).where(c.c.type == "run", c.c.name == run_id)).one()
+            if found.parent_id != parent:
+                msg = f"Run {run_id!r} belongs to another pipeline than {pipeline!r}; give each pipeline's runs their own ids."
+                raise MetadataError(msg)
+            conn.execute(
+                update(c).where(c.c.id == found.id).values(
+                    status=ExecutionStatus.RUNNING, ended=None, heartbeat=now, host=hostname(), pid=os.getpid(),
+                    properties=_dumps(properties),
+                )
+            )  # fmt: skip
+        return self._started(pipeline, run_id, int(found.id), parent, found.started, properties)
+
+    @staticmethod
+    def _process_properties(trigger: Mapping[str, Any] | None) -> dict[str, Any]:
+        properties: dict[str, Any] = {"pid_start": start_token(os.getpid())}
+        if trigger is not None:
+            properties["trigger"] = dict(trigger)
+        return properties
+
+    def _started(self, pipeline: str, run_id: str, ctx: int, parent: int, started: float, properties: dict[str, Any]) -> Run:
+        """Remember the run's context and start its heartbeat."""
+        self._run_contexts[run_id] = (ctx, parent)
         stop = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(int(ctx), stop), name=f"heartbeat-{run_id}", daemon=True)
+        beat = threading.Thread(target=self._beat, args=(ctx, stop), name=f"heartbeat-{run_id}", daemon=True)
         self._heartbeats[run_id] = (stop, beat)
         beat.start()
         return Run(
-            run_id, pipeline, ExecutionStatus.RUNNING, to_datetime(now), None, hostname(), pid,
+            run_id, pipeline, ExecutionStatus.RUNNING, to_datetime(started), None, hostname(), os.getpid(),
             trigger=properties.get("trigger"),
         )
 
@@ -152,6 +200,29 @@ class Recorder:
         with self._write() as conn:
             c = s.contexts
             conn.execute(update(c).where(c.c.type == "run", c.c.name == run_id).values(status=status, ended=time.time()))
+
+    def leave_run(self, run_id: str) -> str:
+        """End this process's part of a joined run (``join_run``) and return the run's status.
+
+        While a step of the run still runs in another process the run stays running, its pid
+        cleared when it was this process's (that process's heartbeat keeps it alive); the last
+        to leave ends it: failed when the latest execution of any of its steps did not finish
+        well, succeeded otherwise. Each task records its step's end before it leaves, so of two
+        tasks leaving at once at least one sees the other's end.
+        """
+        self._stop_heartbeat(run_id)
+        c, e = s.contexts, s.executions
+        with self._write() as conn:
+            ctx, _ = self._run_ids(conn, run_id)
+            latest: dict[str, str] = {}
+            for component, status in conn.execute(select(e.c.component_id, e.c.status).where(e.c.run_id == ctx).order_by(e.c.id)):
+                latest[component] = status
+            if ExecutionStatus.RUNNING in latest.values():
+                conn.execute(update(c).where(c.c.id == ctx, c.c.pid == os.getpid(), c.c.host == hostname()).values(pid=None))
+                return ExecutionStatus.RUNNING
+            status = ExecutionStatus.SUCCEEDED if set(latest.values()) <= FINISHED_WELL else ExecutionStatus.FAILED
+            conn.execute(update(c).where(c.c.id == ctx).values(status=status, ended=time.time()))
+            return status
 
     def _context_id(self, conn: Connection, type_: str, name: str, **values: Any) -> int:
         c = s.contexts

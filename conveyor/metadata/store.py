@@ -391,7 +391,7 @@ class MetadataStore(Recorder):
         silent = func.coalesce(c.c.heartbeat, c.c.started) < time.time() - self.silent_after
         with self._read() as conn:
             rows = conn.execute(
-                select(c.c.id, c.c.name, c.c.host, c.c.pid, c.c.properties).where(
+                select(c.c.id, c.c.name, c.c.host, c.c.pid, c.c.properties, silent.label("silent")).where(
                     c.c.type == "run", (c.c.status == ExecutionStatus.RUNNING) | unfinished, (c.c.host == here) | silent
                 )
             ).all()
@@ -405,6 +405,9 @@ class MetadataStore(Recorder):
                 dead.append((r, why))
             elif r.pid and not is_alive(r.pid, json.loads(r.properties).get("pid_start")):
                 dead.append((r, f"The run's process (pid {r.pid}) died while this step ran; run again to resume."))
+            elif not r.pid and r.silent:  # a shared run whose last task left it running (join_run)
+                why = f"The run's tasks sent no heartbeat for {self.silent_after:.0f} s while this step ran; run again to resume."
+                dead.append((r, why))
         return dead
 
     def dead_runs(self) -> list[str]:

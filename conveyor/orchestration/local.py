@@ -72,18 +72,26 @@ class LocalRunner:
         only: Iterable[str] | str | None = None,
         start_from: str | None = None,
         trigger: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> Run:
         """Run the pipeline (or a part of it) and return the recorded run; ``trigger`` (JSON)
-        is recorded with the run as what started it (``conveyor.orchestration.schedule``)."""
+        is recorded with the run as what started it (``conveyor.orchestration.schedule``).
+
+        ``run_id`` records the steps in that run, made by the first process that names it and
+        shared by the others (``MetadataStore.join_run``): an orchestrator's tasks, each running
+        one step, so that one DAG run is one conveyor run. Its status stays running until the
+        last of them leaves.
+        """
         store = self.store or MetadataStore(pipeline.metadata_url)
         try:
-            return _Run(self, pipeline, store).go(self._selection(pipeline, only, start_from), trigger)
+            return _Run(self, pipeline, store).go(self.selection(pipeline, only, start_from), trigger, run_id)
         finally:
             if self.store is None:
                 store.close()
 
     @staticmethod
-    def _selection(pipeline: Pipeline, only: Iterable[str] | str | None, start_from: str | None) -> set[str]:
+    def selection(pipeline: Pipeline, only: Iterable[str] | str | None, start_from: str | None) -> set[str]:
+        """The ids of the steps that ``run`` with these arguments runs."""
         if only is not None and start_from is not None:
             msg = "Give either only or start_from (--only or --from), not both."
             raise ConveyorError(msg)
@@ -120,11 +128,14 @@ class _Run:
         self.outputs.update(outputs_before(self.store, self.pipeline.name, needed))
         self.status.update(dict.fromkeys(needed, ExecutionStatus.SUCCEEDED))
 
-    def go(self, selected: set[str], trigger: Mapping[str, Any] | None = None) -> Run:
+    def go(self, selected: set[str], trigger: Mapping[str, Any] | None = None, shared_run: str | None = None) -> Run:
         bind_root(self.root, self.store)
         self._resolve_outside(selected)
-        run_id = new_run_id()
-        self.store.begin_run(self.pipeline.name, run_id, trigger)
+        run_id = shared_run or new_run_id()
+        if shared_run:
+            self.store.join_run(self.pipeline.name, run_id, trigger)
+        else:
+            self.store.begin_run(self.pipeline.name, run_id, trigger)
         todo = [n for n in self.pipeline.order if n.id in selected]
         for n in todo:
             self._notify(n.id, ExecutionStatus.PENDING)
@@ -161,8 +172,11 @@ class _Run:
                         self._notify(n.id, outcome.status, outcome.seconds)
         finally:
             pool.shutdown(wait=not stop_now, cancel_futures=stop_now)
-            failed = any(self.status.get(i) not in FINISHED_WELL for i in selected)
-            self.store.end_run(run_id, ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED)
+            if shared_run:
+                self.store.leave_run(run_id)
+            else:
+                failed = any(self.status.get(i) not in FINISHED_WELL for i in selected)
+                self.store.end_run(run_id, ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED)
         return self.store.run(run_id)
 
     def _interrupt(self, run_id: str, todo: list[Node], running: dict[Future[Outcome], Node]) -> None:

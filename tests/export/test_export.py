@@ -60,12 +60,14 @@ def assignments(tree: ast.Module) -> dict[str, Any]:
     }
 
 
-def commands_of_dag(tree: ast.Module) -> dict[str, str]:
-    """Each task's bash command, made by the DAG file's own ``step_command`` (Airflow left out)."""
+def commands_of_dag(tree: ast.Module, airflow_run_id: str) -> dict[str, str]:
+    """Each task's bash command, made by the DAG file's own ``step_command`` (Airflow left out),
+    with the run id Airflow's template would put in.
+    """
     without_airflow = [node for node in tree.body if not isinstance(node, ast.Try | ast.With)]
     namespace: dict[str, Any] = {}
     exec(compile(ast.Module(without_airflow, type_ignores=[]), "dag", "exec"), namespace)
-    return {step: namespace["step_command"](step) for step in STEPS}
+    return {step: namespace["step_command"](step).replace("{{ run_id }}", airflow_run_id) for step in STEPS}
 
 
 def test_the_airflow_dag_holds_the_pipeline_and_its_commands_record_what_one_run_does(tmp_path: Path) -> None:
@@ -84,7 +86,7 @@ def test_the_airflow_dag_holds_the_pipeline_and_its_commands_record_what_one_run
     assert {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg == "dag_id"} == {"dag_id": "fanout"}
     assert "BashOperator(task_id=step" in ast.unparse(dag)
 
-    commands = commands_of_dag(tree)
+    commands = commands_of_dag(tree, "manual__2026-12-03T22:00:00+00:00")
     for step in STEPS:  # a topological order, as Airflow's scheduler would start them
         ran = subprocess.run(commands[step], shell=True, env=step_env(), capture_output=True, text=True, check=False)
         assert ran.returncode == 0, f"{step}: {ran.stderr}"
@@ -92,7 +94,10 @@ def test_the_airflow_dag_holds_the_pipeline_and_its_commands_record_what_one_run
     url = constants["METADATA"]
     assert recorded(url) == one_run(tmp_path)
     assert {step for step, status, _ in recorded(url) if status == "succeeded"} == set(STEPS)
-    assert run_statuses(url) == ["succeeded"] * len(STEPS)  # one run a task: the runner takes no shared run id
+    with MetadataStore(url) as store:  # the DAG run's tasks are one conveyor run holding every step
+        (run,) = store.runs("fanout")
+        assert (run.id, run.status) == ("airflow-fanout-manual__2026-12-03T22:00:00+00:00", "succeeded")
+        assert sorted(store.run(run.id).executions) == sorted(STEPS)
 
 
 def kfp_commands(spec: dict[str, Any]) -> dict[str, list[str]]:
@@ -104,7 +109,10 @@ def kfp_commands(spec: dict[str, Any]) -> dict[str, list[str]]:
         component = spec["components"][task["componentRef"]["name"]]
         command = executors[component["executorLabel"]]["container"]["command"]
         filled = [
-            re.sub(r"\{\{\$\.inputs\.parameters\['(\w+)'\]\}\}", lambda m: defaults[m[1]], part) for part in command
+            re.sub(r"\{\{\$\.inputs\.parameters\['(\w+)'\]\}\}", lambda m: defaults[m[1]], part).replace(
+                "{{$.pipeline_job_uuid}}", "0f3c9a7e-job"
+            )
+            for part in command
         ]
         assert filled[:2] == ["conveyor", "run"]
         out[filled[filled.index("--only") + 1]] = [*conveyor_cmd(), *filled[1:]]
@@ -145,6 +153,8 @@ def test_the_kubeflow_spec_compiles_loads_back_and_its_commands_record_what_one_
     url = spec["root"]["inputDefinitions"]["parameters"]["metadata"]["defaultValue"]
     assert url == f"sqlite:///{root.resolve() / 'metadata.sqlite'}"
     assert recorded(url) == one_run(tmp_path)
+    with MetadataStore(url) as store:
+        assert [(r.id, r.status) for r in store.runs("fanout")] == [("kfp-0f3c9a7e-job", "succeeded")]
 
 
 def test_without_kfp_the_kubeflow_export_names_the_extra(tmp_path: Path) -> None:
@@ -222,3 +232,7 @@ def test_airflow_runs_the_exported_dag_and_conveyor_records_every_step(tmp_path:
     url = f"sqlite:///{root.resolve() / 'metadata.sqlite'}"
     assert recorded(url) == one_run(tmp_path)
     assert {step for step, status, _ in recorded(url) if status == "succeeded"} == set(STEPS)
+    with MetadataStore(url) as store:  # Airflow's run id made one conveyor run of the DAG run's tasks
+        (run,) = store.runs("fanout")
+        assert run.id.startswith("airflow-fanout-") and run.status == "succeeded"
+        assert sorted(store.run(run.id).executions) == sorted(STEPS)

@@ -4,7 +4,9 @@ The DAG file imports only Airflow: each task is a ``BashOperator`` running ``pyt
 run FILE --only STEP`` with the worker's own Python, so Airflow's environment needs conveyor
 importable and nothing more (Airflow pins FastAPI below what ``conveyor serve`` needs; the
 serving extra stays out). Dependencies come from the pipeline's channels and ``.after``;
-Airflow's retries from ``.with_retries``.
+Airflow's retries from ``.with_retries`` (conveyor's own are then off, so a step runs at most
+that many times again). The tasks of one DAG run pass Airflow's run id (``--run-id``), so
+conveyor's store records one run holding every step.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ RETRIES = {retries!r}
 UPSTREAM = {upstream!r}
 
 
+RUN_ID = {run_id!r}  # Airflow fills in its run id: the DAG run's tasks record one conveyor run
+
+
 def step_command(step):
-    """The shell command that runs one step and records it in conveyor's store."""
-    command = [sys.executable, "-m", "conveyor", "run", PIPELINE_FILE, "--only", step]
-    return shlex.join([*command, "--root", ROOT, "--metadata", METADATA])
+    """The shell command that runs one step and records it in conveyor's store; Airflow retries it."""
+    command = [sys.executable, "-m", "conveyor", "run", PIPELINE_FILE, "--only", step, "--run-id", RUN_ID]
+    return shlex.join([*command, "--retries", "0", "--root", ROOT, "--metadata", METADATA])
 
 
 # One run at a time: a step reads the newest outputs of the steps before it, whichever run made them.
@@ -84,5 +89,6 @@ def airflow_dag(pipeline: Pipeline, pipeline_file: str) -> str:
         root=where.root,
         metadata=where.metadata,
         retries={s.id: s.retries for s in found},
+        run_id=f"airflow-{pipeline.name}-{{{{ run_id }}}}",
         upstream={s.id: s.upstream for s in found if s.upstream},
     )

@@ -1,7 +1,8 @@
 """``conveyor export kubeflow``: a pipeline as a Kubeflow Pipelines v2 spec, one task per step.
 
 Each task is a container component running ``conveyor run FILE --only STEP`` in the image built
-from deploy/Dockerfile. The pipeline file, the artifact root and the metadata URL are pipeline
+from deploy/Dockerfile, with the KFP run's id as conveyor's run id (one KFP run is one conveyor
+run) and KFP doing the retries. The pipeline file, the artifact root and the metadata URL are pipeline
 parameters, so one compiled spec serves several stores. KFP's own cache is off for every task:
 its key sees only these three strings, which never change, while conveyor's cache key sees the
 data, code and parameters.
@@ -27,7 +28,9 @@ def _component(step: Step, image: str) -> Any:
     dsl = require("kfp.dsl", "kubeflow", "conveyor export kubeflow")
 
     def run_step(pipeline_file: str, root: str, metadata: str):  # type: ignore[no-untyped-def]  # kfp: ContainerSpec or nothing
-        command = ["conveyor", "run", pipeline_file, "--only", step.id, "--root", root, "--metadata", metadata]
+        run_id = f"kfp-{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"  # one KFP run, one conveyor run; KFP does the retries
+        command = ["conveyor", "run", pipeline_file, "--only", step.id, "--run-id", run_id, "--retries", "0"]
+        command += ["--root", root, "--metadata", metadata]
         return dsl.ContainerSpec(image=image, command=command)
 
     run_step.__name__ = step.id
