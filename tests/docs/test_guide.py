@@ -65,7 +65,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for page in ("", "concepts/", "components/", "model_bundle/", "serving/", "scaling_out/"):
+    for page in ("", "concepts/", "components/", "model_bundle/", "serving/", "scaling/"):
         text = re.sub(r"<[^>]+>", "", (tmp_path / "site" / page / "index.html").read_text(encoding="utf-8"))
         assert "--8&lt;--" not in text, f"{page}: an include line or a section marker was left in the page"
     components = re.sub(r"<[^>]+>", "", (tmp_path / "site" / "components" / "index.html").read_text(encoding="utf-8"))
@@ -195,14 +195,14 @@ def test_spans_snippet_reads_the_newest_span(tmp_path: Path) -> None:
     assert sum(examples["row_counts"].values()) == 20
 
 
-def test_scaling_out_snippet_reads_an_fsspec_url(tmp_path: Path) -> None:
+def test_scaling_snippet_reads_an_fsspec_url(tmp_path: Path) -> None:
     import fsspec
 
     memory = fsspec.filesystem("memory")
     folder = f"/guide-{uuid.uuid4().hex[:8]}"
     memory.pipe(f"{folder}/customers.csv", (write_churn_csv(tmp_path / "data", rows=30) / "customers.csv").read_bytes())
     try:
-        pipeline = load_snippet("scaling_out.py").create_pipeline(
+        pipeline = load_snippet("scaling.py").create_pipeline(
             f"memory://{folder}/", str(tmp_path / "root"), f"sqlite:///{tmp_path / 'store.sqlite'}"
         )
         run = pipeline.run()

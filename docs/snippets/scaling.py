@@ -1,4 +1,4 @@
-"""The scaling-out guide (docs/scaling_out.md): data and models in object storage, metadata on a server."""
+"""The scaling-out guide (docs/scaling.md): data and models in object storage, metadata on a server."""
 
 from __future__ import annotations
 
@@ -19,3 +19,15 @@ def create_pipeline(
 
 
 # --8<-- [end:shared]
+
+
+# --8<-- [start:beam]
+def create_beam_pipeline(input_base: str, root: str = "shared/conveyor_root", workers: int = 4) -> Pipeline:
+    """The data passes on Beam: processes of this machine here; a Flink, Spark or Dask runner by its arguments."""
+    gen = ExampleGen(input_base=input_base, input_format="csv")
+    stats = StatisticsGen(examples=gen.outputs["examples"])
+    beam_args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    return Pipeline(name="churn-beam", components=[gen, stats], root=root, beam_pipeline_args=beam_args)
+
+
+# --8<-- [end:beam]
