@@ -22,6 +22,7 @@ _MODULES = {
     "InfraValidator": "conveyor.components.infra_validator",
     "Resolver": "conveyor.components.resolver",
     "Pusher": "conveyor.components.pusher",
+    "Embedder": "conveyor.components.embedder",
 }
 
 __all__ = sorted(_MODULES)

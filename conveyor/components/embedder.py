@@ -1,0 +1,412 @@
+"""Embedder: another model's outputs on every row, kept in a feature library that later runs reuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conveyor.artifacts import Examples, Model, split_dir
+from conveyor.dsl.component import Component, resolve_path
+from conveyor.dsl.types import FilePath, Input, Output, Parameter
+from conveyor.exceptions import ComponentError, PipelineDefinitionError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_PROGRESS_MIN_ROWS = 10_000
+_ONNX_TYPES = {
+    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool",
+}  # fmt: skip
+
+
+class Embedder(Component):
+    """Run a model (ONNX, or a conveyor bundle) over every row, reusing what any run computed before.
+
+    Outputs are kept in a feature library keyed by (model sha256, sha256 of the row's
+    ``columns``): rows already there are read back, only the others go through the model, and
+    their outputs are added. So a second pipeline over the same rows runs the model on none,
+    the next span only on its new rows, and another model (other bytes) on all of them.
+    Row groups run in parallel on the step's engine, the model in batches of ``batch_size``;
+    memory holds a few row groups and the library's keys for the model (28 bytes a row).
+
+    Args:
+        examples: the rows (ExampleGen, Transform, another Embedder).
+        model: an ``.onnx`` file or a bundle's folder (a path, relative to the pipeline file;
+            its content is in the cache key), or a Model artifact (a Trainer's output).
+        columns: the columns the model reads. An ONNX model with one input gets them side by
+            side, a (rows, columns) matrix (a list column gives all its values; a declared
+            shape of rank 3 or more is filled in order), or one text column for a string input;
+            with several inputs, each column feeds the input of its name. A bundle reads raw
+            rows; by default the inputs of its signature.
+        output_prefix: the new columns' names: ``<prefix>_<i>`` for the i-th value of a
+            one-output model, ``<prefix>_<output>_<i>`` with several, no ``_<i>`` for an output
+            of one number a row.
+        library: the library's folder, shared by pipelines that should reuse each other's
+            rows; relative to the pipeline file. Default ``<pipeline root>/feature_library``.
+            It is written while the step runs, and is not in the cache key.
+        batch_size: rows per model call.
+
+    Output ``embedded_examples``: the same splits, files and rows in the same order, every input
+    column, then the model's outputs as float32 columns, one a value (so statistics, schema,
+    drift and Transform see them as any number); properties ``rows_computed`` (run through
+    the model), ``rows_reused`` (read from the library, or repeating a row of the same row
+    group), ``model_sha256``, ``library``, ``outputs`` (the new columns), ``split_names``,
+    ``row_counts`` and the examples' ``span``, ``spans``, ``version``.
+
+    Example:
+        >>> embed = Embedder(examples=gen.outputs["examples"], model="encoder.onnx", columns=["x", "y"])
+        >>> stats = StatisticsGen(examples=embed.outputs["embedded_examples"])
+    """
+
+    def __init__(self, *args: Any, model: Any = None, **kwargs: Any) -> None:
+        if isinstance(model, str | os.PathLike):
+            kwargs["model_file"] = os.fspath(model)
+        elif model is not None:
+            kwargs["model"] = model
+        super().__init__(*args, **kwargs)
+        if ("model" in self.inputs) == bool(self.parameters.get("model_file")):
+            msg = "Embedder(): give model= one model: an .onnx file or bundle folder, or a Model artifact such as trainer.outputs['model']."
+            raise PipelineDefinitionError(msg)
+        if self.parameters.get("batch_size", 1) < 1:
+            msg = f"Embedder(): batch_size must be 1 or more, got {self.parameters['batch_size']}."
+            raise PipelineDefinitionError(msg)
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """The library's folder too is read relative to the pipeline file (not a FilePath: its content is no key)."""
+        out = super().resolved_parameters()
+        if out.get("library"):
+            out["library"] = resolve_path(out["library"], self.folder)
+        return out
+
+    @staticmethod
+    def execute(
+        examples: Input[Examples],
+        embedded_examples: Output[Examples],
+        model: Input[Model] | None = None,
+        *,
+        model_file: Parameter[FilePath | None] = None,
+        columns: Parameter[list | None] = None,
+        output_prefix: Parameter[str] = "emb",
+        library: Parameter[str | None] = None,
+        batch_size: Parameter[int] = 256,
+    ) -> None:
+        from conveyor.data.examples import row_groups, split_files, split_names
+        from conveyor.data.feature_library import FeatureLibrary
+
+        splits = split_names(examples.uri)
+        files = {f: split for split in splits for f in split_files(examples.uri, split)}
+        parts = row_groups(list(files))
+        source = ModelSource.of(model.uri if model is not None else str(model_file), threads=0 if len(parts) < 2 else 1)
+        used = list(columns) if columns else source.input_names()
+        _check_columns(files, used)
+        # a staging output is <root>/<pipeline>/<step>/<output>/<staging>: the root is four levels up
+        folder = Path(library) if library else Path(embedded_examples.uri).parents[3] / "feature_library"
+        store = FeatureLibrary(folder, source.sha256)
+        index = store.index()
+        names = _column_names(_widths(store.widths(), source, parts, used), output_prefix, files)
+        work = partial(_embed, source=source, index=index, columns=used, names=names, batch_size=batch_size)
+        rows, computed = _run(work, parts, files, Path(embedded_examples.uri), store, source, names)
+        total = sum(rows.values())
+        print(
+            f"{computed} of {total} rows run through the model, {total - computed} from the feature library at {folder}"
+        )
+        spans = {k: examples.properties[k] for k in ("span", "spans", "version") if k in examples.properties}
+        embedded_examples.properties.update(
+            rows_computed=computed, rows_reused=total - computed, model_sha256=source.sha256, library=str(folder),
+            outputs=[n for group in names.values() for n in group], split_names=splits, row_counts=rows, **spans,
+        )  # fmt: skip
+
+
+def _check_columns(files: dict[Path, str], used: list[str]) -> None:
+    import pyarrow.parquet as pq
+
+    if not used:
+        msg = "Embedder: columns=[...] must name the columns the model reads."
+        raise ComponentError(msg)
+    for file, split in files.items():
+        absent = [c for c in used if c not in pq.read_schema(file).names]
+        if absent:
+            msg = f"Embedder: {file} (split {split!r}) has no column {absent[0]!r}, which columns= names for the model."
+            raise ComponentError(msg)
+
+
+def _widths(
+    known: dict[str, int] | None, source: ModelSource, parts: list[tuple[Path, int]], used: list[str]
+) -> dict[str, int]:
+    """Each output's values a row, as the library holds them, else as the model gives them on one row."""
+    from conveyor.data.examples import read_row_group
+
+    if known is not None:
+        return known
+    for part in parts:
+        table = read_row_group(part, used)
+        if table.num_rows:
+            return {name: v.shape[1] for name, v in source.run(table.slice(0, 1)).items()}
+    msg = "Embedder: the examples hold no rows, so the width of the model's outputs is not known yet."
+    raise ComponentError(msg)
+
+
+def _column_names(widths: dict[str, int], prefix: str, files: dict[Path, str]) -> dict[str, list[str]]:
+    import pyarrow.parquet as pq
+
+    names = {}
+    for output, width in widths.items():
+        stem = prefix if len(widths) == 1 else f"{prefix}_{output}"
+        names[output] = [stem] if width == 1 else [f"{stem}_{i}" for i in range(width)]
+    taken = set(pq.read_schema(next(iter(files))).names)
+    clash = sorted(taken.intersection(n for group in names.values() for n in group))
+    if clash:
+        msg = f"Embedder: the examples already have a column {clash[0]!r}; pick another output_prefix than {prefix!r}."
+        raise ComponentError(msg)
+    return names
+
+
+def _embed(
+    part: tuple[Path, int],
+    *,
+    source: ModelSource,
+    index: Any,
+    columns: list[str],
+    names: dict[str, list[str]],
+    batch_size: int,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """One row group: (its rows with the outputs' columns added, the keys and outputs of the rows
+    run through the model, for the library).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from conveyor.data.examples import read_row_group
+    from conveyor.data.feature_library import row_keys
+
+    table = read_row_group(part)
+    keys = row_keys(table, columns)
+    found, stored = index.lookup(keys, list(names))
+    values = {name: np.zeros((table.num_rows, len(n)), np.float32) for name, n in names.items()}
+    for name, v in stored.items():
+        values[name][found] = v
+    missing = np.flatnonzero(~found)
+    _, first, inverse = np.unique(keys[missing].view("V32").ravel(), return_index=True, return_inverse=True)
+    in_row_order = np.argsort(first)  # each distinct row once, in row order, so the library's files follow the data
+    distinct = missing[first[in_row_order]]
+    subset = table.select(columns).take(distinct)
+    batches = [source.run(subset.slice(start, batch_size)) for start in range(0, len(distinct), batch_size)]
+    computed = {}
+    for name, n in names.items():
+        got = [b.get(name) for b in batches]
+        if any(v is None or v.shape[1] != len(n) for v in got):
+            shapes = sorted({"none" if v is None else str(v.shape[1]) for v in got})
+            msg = f"Embedder: the model gives {shapes} values a row for {name!r}, {len(n)} before; its outputs must be of fixed width."
+            raise ComponentError(msg)
+        computed[name] = np.concatenate(got) if got else np.zeros((0, len(n)), np.float32)
+        values[name][missing] = computed[name][np.argsort(in_row_order)[inverse]]
+    added = [pa.array(data) for matrix in values.values() for data in np.ascontiguousarray(matrix.T)]
+    fields = [pa.field(column, pa.float32()) for name in values for column in names[name]]
+    table = pa.Table.from_arrays([*table.columns, *added], schema=pa.schema([*table.schema, *fields]))
+    return table, keys[distinct], computed
+
+
+def _run(
+    work: Callable[[tuple[Path, int]], Any],
+    parts: list[tuple[Path, int]],
+    files: dict[Path, str],
+    out: Path,
+    store: Any,
+    source: ModelSource,
+    names: dict[str, list[str]],
+) -> tuple[dict[str, int], int]:
+    """Every row group through ``work`` on the step's engine, written in order, one output file per
+    input file of the same name; new outputs appended to the library. Returns (rows per split, rows computed).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conveyor._internal.engine import map_parts
+
+    rows = dict.fromkeys(files.values(), 0)
+    computed = 0
+    writer, current = None, None
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    added = [pa.field(c, pa.float32()) for group in names.values() for c in group]
+    with store.writer(source.describe()) as library, _progress_bar(total) as progress:
+        try:
+            for part, (table, keys, values) in zip(parts, map_parts(work, parts, os.cpu_count() or 2), strict=True):
+                if part[0] != current:
+                    if writer is not None:
+                        writer.close()
+                    target = split_dir(out, files[part[0]]) / part[0].name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    plain = table.column_names[: table.num_columns - len(added)]
+                    writer = pq.ParquetWriter(target, table.schema, use_dictionary=plain)  # floats: no dictionary
+                    current = part[0]
+                writer.write_table(table)
+                library.append(keys, values)
+                rows[files[part[0]]] += table.num_rows
+                computed += len(keys)
+                if progress is not None:
+                    progress(table.num_rows)
+        finally:
+            if writer is not None:
+                writer.close()
+    for file, split in files.items():  # a file with no row groups still gets its (empty) counterpart
+        target = split_dir(out, split) / file.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.schema([*pq.read_schema(file), *added]).empty_table(), target)
+    return rows, computed
+
+
+@contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
+    """Rows done, on stderr, for large inputs, only when stderr is a terminal (never in a step log)."""
+    if total < _PROGRESS_MIN_ROWS or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "Embedder",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("rows", total=total)
+        yield lambda rows: bar.advance(task, rows)
+
+
+_loaded: dict[tuple[str, str, int], Any] = {}
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The model, by where it is and its sha256: what travels to the engine's workers, each loading it once."""
+
+    kind: str  # "onnx" or "bundle"
+    path: str
+    sha256: str
+    threads: int  # onnxruntime's threads a call: 1 when row groups already run in parallel, 0 for all cores
+
+    @classmethod
+    def of(cls, path: str, threads: int) -> ModelSource:
+        import hashlib
+
+        from conveyor._internal.fingerprint import file_fingerprint
+
+        folder = Path(path)
+        if (folder / "conveyor_model.json").is_file():
+            manifest = json.loads((folder / "conveyor_model.json").read_text())
+            content = {k: v for k, v in manifest.items() if k not in ("created", "conveyor_version")}
+            return cls(
+                "bundle", path, hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest(), threads
+            )
+        if not folder.is_file():
+            msg = f"Embedder: no model at {path}: give an .onnx file or a model bundle's folder (one with conveyor_model.json)."
+            raise ComponentError(msg)
+        return cls("onnx", path, file_fingerprint(folder), threads)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.path, "sha256": self.sha256}
+
+    def loaded(self) -> Any:
+        key = (self.path, self.sha256, self.threads)
+        with _lock:
+            if key not in _loaded:
+                _loaded[key] = _load_bundle(self.path) if self.kind == "bundle" else _OnnxModel(self.path, self.threads)
+            return _loaded[key]
+
+    def input_names(self) -> list[str]:
+        model = self.loaded()
+        return list(model.signature.get("inputs", {})) if self.kind == "bundle" else [i.name for i in model.inputs]
+
+    def run(self, table: Any) -> dict[str, np.ndarray]:
+        """The model's numeric outputs on ``table``'s rows as float32, one entry a row (a bundle's class is left out: its scores say it)."""
+        import numpy as np
+
+        model = self.loaded()
+        if self.kind == "onnx":
+            return model(table)
+        return {
+            k: np.asarray(v, np.float32).reshape(len(v), -1) for k, v in model.predict(table).items() if k != "class"
+        }
+
+
+def _load_bundle(path: str) -> Any:
+    from conveyor.model.loading import load_model
+
+    return load_model(path)
+
+
+class _OnnxModel:
+    """An onnxruntime session and how columns feed it (see ``Embedder``'s ``columns``)."""
+
+    def __init__(self, path: str, threads: int) -> None:
+        from conveyor._internal.extras import require
+
+        ort = require("onnxruntime", "onnx", "the Embedder")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            msg = f"Embedder: onnxruntime cannot load the model {path}: {e}"
+            raise ComponentError(msg) from e
+        self.inputs = self.session.get_inputs()
+        self.outputs = [o for o in self.session.get_outputs() if o.type in _ONNX_TYPES]
+        if not self.outputs:
+            msg = f"Embedder: the model {path} has no number tensor output (it has {[o.name for o in self.session.get_outputs()]})."
+            raise ComponentError(msg)
+
+    def __call__(self, table: Any) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        if len(self.inputs) == 1:
+            feeds = {self.inputs[0].name: _tensor(table, table.column_names, self.inputs[0])}
+        else:
+            absent = sorted({i.name for i in self.inputs} - set(table.column_names))
+            if absent:
+                msg = f"Embedder: the model takes inputs {[i.name for i in self.inputs]}; columns= must name each (missing {absent})."
+                raise ComponentError(msg)
+            feeds = {i.name: _tensor(table, [i.name], i) for i in self.inputs}
+        results = self.session.run([o.name for o in self.outputs], feeds)
+        n = table.num_rows
+        return {o.name: np.asarray(r, np.float32).reshape(n, -1) for o, r in zip(self.outputs, results, strict=True)}
+
+
+def _tensor(table: Any, columns: Sequence[str], arg: Any) -> np.ndarray:
+    """The columns as the model input ``arg`` declares it: type, and shape past the rows."""
+    import numpy as np
+
+    from conveyor.transform.kernels import as_dense
+
+    n = table.num_rows
+    if arg.type == "tensor(string)":
+        if len(columns) != 1:
+            msg = f"Embedder: the model's input {arg.name!r} is text, so columns= names one text column, not {list(columns)}."
+            raise ComponentError(msg)
+        return np.asarray(table.column(columns[0]).to_pylist(), dtype=object).reshape(
+            (n,) + (1,) * (len(arg.shape) - 1)
+        )
+    if arg.type not in _ONNX_TYPES:
+        msg = f"Embedder: the model's input {arg.name!r} is a {arg.type}; the Embedder feeds number or text tensors."
+        raise ComponentError(msg)
+    matrix = np.column_stack([as_dense(table.column(c)) for c in columns]) if n else np.zeros((0, 0))
+    dtype = _ONNX_TYPES[arg.type]
+    if np.dtype(dtype).kind in "ib" and np.isnan(matrix).any():
+        msg = f"Embedder: the model's input {arg.name!r} takes integers, but a value of {list(columns)} is missing."
+        raise ComponentError(msg)
+    rest = [d if isinstance(d, int) else -1 for d in arg.shape[1:]]
+    shape = (n,) if not rest else (n, *rest) if len(rest) > 1 else (n, -1)
+    return np.ascontiguousarray(matrix.reshape(shape), dtype=dtype)

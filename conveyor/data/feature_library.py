@@ -1,0 +1,317 @@
+"""The feature library: a model's outputs on rows, kept by (model sha256, row sha256), so that
+no row meets the same model twice (the Embedder's storage).
+
+    <library>/
+      <model sha256>/
+        model.json                          what the model is, for a person browsing the folder
+        part-<UTC time>-<random>.parquet    row_sha256 (32 bytes), then one column per output
+
+An output's column holds each row's values as little-endian float32 bytes (``binary(4 * width)``),
+uncompressed: random-looking floats do not compress, and Parquet reads and writes such a column
+ten times faster than a list of floats.
+
+Each writer appends files of its own, written under a dot-name and renamed when whole, so a
+reader sees a file whole or not at all, and two pipelines writing at once lose nothing (a row
+both computed is kept twice; a lookup takes the first). Readers read every part.
+
+A lookup holds the library's keys for the model in memory, 28 bytes a row (the first 128 bits
+of each row sha256, and where the row is), and reads the outputs of the rows it finds row group
+by row group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from conveyor.exceptions import ArtifactError, ComponentError
+
+KEY = "row_sha256"
+MODEL_FILE = "model.json"
+GROUP_ROWS = 8192
+FILE_ROWS = 1 << 18
+_ROW_HASH_VERSION = b"conveyor row sha256 v1\0"
+
+
+def row_keys(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
+    """The sha256 of each row's values in ``columns``, as a (rows, 32) uint8 array.
+
+    What is hashed: the column names in order, then per row and column a null flag and the
+    value: a number (int, float, bool, decimal) as its float64, so a column widened from int to
+    float keeps its keys; a date or time as its int64; text and bytes as their bytes; a list of
+    numbers as its float64s, with its length. hashlib has no batched form, so each row is one
+    C call over bytes laid out here with NumPy.
+    """
+    n = table.num_rows
+    fixed: list[np.ndarray] = []
+    varying: list[tuple[np.ndarray, memoryview]] = []
+    header = [_ROW_HASH_VERSION]
+    for name in columns:
+        kind, flat, lengths, data = _layout(table.column(name), name)
+        header.append(f"{name}\0{kind}\0".encode())
+        valid = table.column(name).is_valid().to_numpy(zero_copy_only=False).astype(np.uint8).reshape(n, 1)
+        fixed += [valid, flat] if lengths is None else [valid, lengths.astype("<i8").view(np.uint8).reshape(n, 8)]
+        if lengths is not None:
+            varying.append((np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64) + data[1], data[0]))
+    rows = memoryview(np.ascontiguousarray(np.hstack(fixed)).tobytes()) if fixed else memoryview(b"")
+    width = len(rows) // n if n else 0
+    base = hashlib.sha256(b"".join(header))
+    digests = []
+    for i in range(n):
+        h = base.copy()
+        h.update(rows[i * width : (i + 1) * width])
+        for offsets, buffer in varying:
+            h.update(buffer[offsets[i] : offsets[i + 1]])
+        digests.append(h.digest())
+    return np.frombuffer(b"".join(digests), np.uint8).reshape(n, 32)
+
+
+def _layout(column: pa.ChunkedArray, name: str) -> tuple[str, np.ndarray, np.ndarray | None, Any]:
+    """(kind, fixed-width bytes (rows, w), per-row lengths of the varying bytes or None, (buffer, start))."""
+    arr = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    t, n = arr.type, len(arr)
+    if (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_null(t)
+    ):
+        values = pc.fill_null(arr.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        return "number", values.astype("<f8").view(np.uint8).reshape(n, 8), None, None
+    if pa.types.is_temporal(t):
+        values = pc.fill_null(arr.view(pa.int64()) if t.bit_width == 64 else arr.cast(pa.int32()).cast(pa.int64()), 0)
+        return "time", values.to_numpy(zero_copy_only=False).astype("<i8").view(np.uint8).reshape(n, 8), None, None
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        arr = arr.cast(pa.large_binary())
+        _, offsets_buffer, data = arr.buffers()
+        offsets = np.frombuffer(offsets_buffer, np.int64)[arr.offset : arr.offset + n + 1]
+        view = memoryview(data) if data is not None else memoryview(b"")
+        return "bytes", np.zeros((n, 0), np.uint8), np.diff(offsets), (view, offsets[0])
+    if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and _numeric(t.value_type):
+        arr = arr.cast(pa.large_list(pa.float64()))
+        offsets = arr.offsets.to_numpy()
+        values = pc.fill_null(arr.values, 0.0).to_numpy(zero_copy_only=False).astype("<f8")
+        view = memoryview(values.view(np.uint8))
+        return "numbers", np.zeros((n, 0), np.uint8), 8 * np.diff(offsets), (view, 8 * offsets[0])
+    msg = f"the column {name!r} is a {t}, which the feature library cannot key; use number, text, bytes or number-list columns."
+    raise ComponentError(msg)
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
+def _halves(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first 128 bits of each key as two uint64 columns: what lookups join on."""
+    words = np.ascontiguousarray(keys[:, :16]).view("<u8")
+    return words[:, 0], words[:, 1]
+
+
+class FeatureLibrary:
+    """One model's outputs in a library folder: ``FeatureLibrary(folder, sha256)``.
+
+    Example:
+        >>> library = FeatureLibrary("feature_library", model_sha256)
+        >>> found, values = library.index().lookup(row_keys(table, ["x", "y"]), ["emb"])
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], model_sha256: str) -> None:
+        self.path = Path(folder) / model_sha256
+
+    def parts(self) -> list[Path]:
+        """The library's whole files, oldest first (their names start with the time they were written)."""
+        return sorted(self.path.glob("part-*.parquet"))
+
+    def widths(self) -> dict[str, int] | None:
+        """Each output's values a row, as the first file holds them; None while the library is empty."""
+        parts = self.parts()
+        if not parts:
+            return None
+        return {f.name: f.type.byte_width // 4 for f in pq.read_schema(parts[0]) if f.name != KEY}
+
+    def index(self) -> LibraryIndex:
+        """Every key of the library as it is now; files written later are not seen."""
+        files = self.parts()
+        frames = []
+        for f, path in enumerate(files):
+            try:
+                reader = pq.ParquetFile(path)
+                for g in range(reader.num_row_groups):
+                    column = reader.read_row_group(g, columns=[KEY]).column(0).combine_chunks()
+                    keys = np.frombuffer(column.buffers()[1], np.uint8)[32 * column.offset :][: 32 * len(column)]
+                    k0, k1 = _halves(keys.reshape(-1, 32))
+                    frames.append(pl.DataFrame({
+                        "k0": k0, "k1": k1, "file": np.full(len(k0), f, np.uint32),
+                        "group": np.full(len(k0), g, np.uint32), "offset": np.arange(len(k0), dtype=np.uint32),
+                    }))  # fmt: skip
+            except (OSError, pa.ArrowException) as e:
+                msg = f"the feature library's file {path} cannot be read ({e}); delete it and run again (its rows will be computed anew)."
+                raise ArtifactError(msg) from e
+        schema = {"k0": pl.UInt64, "k1": pl.UInt64, "file": pl.UInt32, "group": pl.UInt32, "offset": pl.UInt32}
+        found = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+        return LibraryIndex(files, found.unique(subset=["k0", "k1"], keep="first", maintain_order=True))
+
+    def writer(self, model: dict[str, Any]) -> LibraryWriter:
+        """A writer of new rows; ``model`` (JSON) describes the model in ``model.json`` the first time."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        described = self.path / MODEL_FILE
+        if not described.exists():
+            _replace_atomically(described, json.dumps(model, indent=2, sort_keys=True).encode())
+        parts = self.parts()
+        return LibraryWriter(self.path, pq.read_schema(parts[0]) if parts else None)
+
+
+class LibraryIndex:
+    """The keys a library held when it was read, and where each row is."""
+
+    def __init__(self, files: list[Path], keys: pl.DataFrame) -> None:
+        self.files = files
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return self.keys.height
+
+    def lookup(self, keys: np.ndarray, outputs: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(which rows the library holds, a bool per key; their ``outputs`` as (found, width)
+        float32 arrays, in the keys' order, or {} when none is found).
+        """
+        k0, k1 = _halves(keys)
+        asked = pl.DataFrame({"k0": k0, "k1": k1, "at": np.arange(len(keys), dtype=np.int64)})
+        hits = asked.join(self.keys, on=["k0", "k1"], how="inner").sort("at")
+        found = np.zeros(len(keys), bool)
+        found[hits["at"].to_numpy()] = True
+        if hits.height == 0:
+            return found, {}
+        file, group, offset = (hits[c].to_numpy() for c in ("file", "group", "offset"))
+        order = np.lexsort((offset, group, file))
+        pieces = []
+        starts = np.flatnonzero(np.r_[True, (np.diff(file[order]) != 0) | (np.diff(group[order]) != 0)])
+        for start, stop in zip(starts, [*starts[1:], len(order)], strict=False):
+            rows = order[start:stop]
+            reader = pq.ParquetFile(self.files[file[rows[0]]])
+            pieces.append(reader.read_row_group(int(group[rows[0]]), columns=list(outputs)).take(offset[rows]))
+        back = np.argsort(order)
+        return found, {
+            name: np.concatenate([_floats(piece.column(name)) for piece in pieces])[back] for name in outputs
+        }
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """A column of float32 bytes as a (rows, width) array."""
+    arr = column.combine_chunks()
+    width = arr.type.byte_width // 4
+    return np.frombuffer(arr.buffers()[1], "<f4")[arr.offset * width :][: len(arr) * width].reshape(len(arr), width)
+
+
+class LibraryWriter:
+    """Appends rows (``row_sha256`` and the outputs) in files of its own, each renamed into place
+    when it holds ``FILE_ROWS`` rows and at ``close``: a run killed half way keeps what it wrote
+    before its last file.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema | None) -> None:
+        self.path = path
+        self.schema = schema
+        self.committed: list[Path] = []
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._temp: Path | None = None
+        self._file_rows = 0
+
+    def append(self, keys: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Rows to add: their keys (rows, 32) and each output's values (rows, width)."""
+        if len(keys) == 0:
+            return
+        n = len(keys)
+        columns = {
+            KEY: pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(32), n, [None, pa.py_buffer(np.ascontiguousarray(keys))]
+            )
+        }
+        for name, v in values.items():
+            v = np.ascontiguousarray(v, "<f4").reshape(n, -1)
+            columns[name] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * v.shape[1]), n, [None, pa.py_buffer(v)])
+        table = pa.table(columns)
+        if self.schema is None:
+            self.schema = table.schema
+        elif not table.schema.equals(self.schema):
+            msg = (
+                f"the model's outputs {table.schema} do not match those already in the feature library at "
+                f"{self.path} ({self.schema}); a model gives the same outputs every time, so that folder holds another's: move it away."
+            )
+            raise ComponentError(msg)
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._temp = self.path / f".writing-{uuid.uuid4().hex}.parquet"
+            self._writer = pq.ParquetWriter(self._temp, self.schema, compression="none", use_dictionary=False)
+        table = pa.concat_tables(self._pending)
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+        self._file_rows += table.num_rows
+        self._pending, self._pending_rows = [], 0
+        if self._file_rows >= FILE_ROWS:
+            self._commit()
+
+    def _commit(self) -> None:
+        if self._writer is None or self._temp is None:
+            return
+        self._writer.close()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        final = self.path / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+        os.replace(self._temp, final)
+        self.committed.append(final)
+        self._writer, self._temp, self._file_rows = None, None, 0
+
+    def close(self) -> list[Path]:
+        """Write what is pending and rename the last file into place; returns the files written."""
+        self._flush()
+        self._commit()
+        return self.committed
+
+    def discard(self) -> None:
+        """Drop the file being written (the rows since the last whole file)."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._temp is not None:
+            self._temp.unlink(missing_ok=True)
+        self._writer, self._temp, self._pending = None, None, []
+
+    def __enter__(self) -> LibraryWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        """On an error too, what was computed is kept (a rerun then resumes), unless writing it fails."""
+        try:
+            self.close()
+        except Exception:
+            self.discard()
+            if kind is None:
+                raise
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    temp.write_bytes(data)
+    os.replace(temp, path)

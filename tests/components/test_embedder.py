@@ -1,0 +1,260 @@
+"""The Embedder and its feature library: a model's outputs computed once per row, whichever
+pipeline or span asks again; the model's own numbers (scikit-learn's) as the oracle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("skl2onnx")
+from skl2onnx import to_onnx
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LinearRegression
+
+from conveyor import Output, Pipeline, PipelineDefinitionError, component
+from conveyor.artifacts import Examples, Model, split_files, split_names
+from conveyor.components import Embedder, ExampleGen
+from conveyor.data.feature_library import FeatureLibrary, row_keys
+
+FEATURES = ["a", "b", "c", "d"]
+
+
+def write_span(data: Path, span: int, rows: int) -> pa.Table:
+    """A CSV of random rows in ``data/span-<span>/``; the rows, as read back."""
+    rng = np.random.default_rng(span)
+    table = pa.table({**{f: rng.normal(size=rows) for f in FEATURES}, "label": rng.integers(0, 2, rows)})
+    (data / f"span-{span}").mkdir(parents=True)
+    table.to_pandas().to_csv(data / f"span-{span}" / "rows.csv", index=False)
+    return table
+
+
+def pca_model(path: Path, seed: int = 0, components: int = 3) -> PCA:
+    """A PCA fitted on random rows, exported to ONNX at ``path``; the fitted scikit-learn model (the oracle)."""
+    x = np.random.default_rng(100 + seed).normal(size=(200, len(FEATURES)))
+    pca = PCA(components, random_state=seed).fit(x)
+    path.write_bytes(to_onnx(pca, x[:1].astype(np.float32)).SerializeToString())
+    return pca
+
+
+def embed(
+    tmp_path: Path, name: str, model: Any, *, library: Path | None = None, columns: list[str] | None = FEATURES
+) -> Any:
+    """Run ExampleGen (every span under ``tmp_path/data``) then the Embedder, in a root of the pipeline's own."""
+    gen = ExampleGen(input_base=str(tmp_path / "data"), pattern="span-{SPAN}/*.csv", span="all")
+    emb = Embedder(
+        examples=gen.outputs["examples"], model=model, columns=columns, library=str(library or tmp_path / "library")
+    )
+    run = Pipeline(name=name, components=[gen, emb], root=tmp_path / f"root-{name}").run()
+    assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+    return run
+
+
+def embedded(run: Any, step: str = "Embedder") -> Any:
+    return run.executions[step].outputs["embedded_examples"][0]
+
+
+def read(artifact: Any) -> dict[str, pa.Table]:
+    return {
+        s: pa.concat_tables(pq.read_table(f) for f in split_files(artifact.uri, s)) for s in split_names(artifact.uri)
+    }
+
+
+def emb_matrix(table: pa.Table, width: int = 3) -> np.ndarray:
+    return np.column_stack([table[f"emb_{i}"].to_numpy() for i in range(width)])
+
+
+def test_first_run_computes_every_row_keeps_the_rows_and_adds_the_models_outputs(tmp_path: Path) -> None:
+    rows = write_span(tmp_path / "data", 1, 600)
+    pca = pca_model(tmp_path / "pca.onnx")
+    run = embed(tmp_path, "first", tmp_path / "pca.onnx")
+    out = embedded(run)
+    raw = run.executions["ExampleGen"].outputs["examples"][0]
+    assert (out.properties["rows_computed"], out.properties["rows_reused"]) == (600, 0)
+    assert out.properties["outputs"] == ["emb_0", "emb_1", "emb_2"]
+    assert out.properties["row_counts"] == raw.properties["row_counts"]
+    assert sum(out.properties["row_counts"].values()) == rows.num_rows
+    for split, table in read(out).items():
+        before = read(raw)[split]
+        assert table.select(before.column_names).equals(before)  # same rows, same order, every column kept
+        assert table.schema.field("emb_0").type == pa.float32()
+        x = np.column_stack([table[f].to_numpy() for f in FEATURES])
+        np.testing.assert_allclose(emb_matrix(table), pca.transform(x), atol=1e-5)
+
+
+def test_a_second_pipeline_over_the_same_rows_runs_the_model_on_none(tmp_path: Path) -> None:
+    write_span(tmp_path / "data", 1, 500)
+    pca_model(tmp_path / "pca.onnx")
+    first = embedded(embed(tmp_path, "first", tmp_path / "pca.onnx"))
+    second = embedded(embed(tmp_path, "second", tmp_path / "pca.onnx"))  # another pipeline and root, the same library
+    assert (second.properties["rows_computed"], second.properties["rows_reused"]) == (0, 500)
+    assert read(second) == read(first)  # the values read back are the values computed, to the bit
+
+
+def test_a_new_span_runs_the_model_only_on_its_rows(tmp_path: Path) -> None:
+    write_span(tmp_path / "data", 1, 400)
+    pca = pca_model(tmp_path / "pca.onnx")
+    assert embedded(embed(tmp_path, "daily", tmp_path / "pca.onnx")).properties["rows_computed"] == 400
+    write_span(tmp_path / "data", 2, 150)
+    out = embedded(embed(tmp_path, "daily", tmp_path / "pca.onnx"))
+    assert (out.properties["rows_computed"], out.properties["rows_reused"]) == (150, 400)
+    for table in read(out).values():
+        np.testing.assert_allclose(
+            emb_matrix(table), pca.transform(np.column_stack([table[f].to_numpy() for f in FEATURES])), atol=1e-5
+        )
+
+
+def test_a_changed_model_misses_the_cache_and_recomputes_every_row(tmp_path: Path) -> None:
+    write_span(tmp_path / "data", 1, 300)
+    pca_model(tmp_path / "pca.onnx", seed=0)
+    embed(tmp_path, "p", tmp_path / "pca.onnx")
+    assert embed(tmp_path, "p", tmp_path / "pca.onnx").executions["Embedder"].status == "cached"
+    other = pca_model(tmp_path / "pca.onnx", seed=1, components=2)  # the same file name, other bytes
+    run = embed(tmp_path, "p", tmp_path / "pca.onnx")
+    assert run.executions["Embedder"].status == "succeeded"
+    out = embedded(run)
+    assert (out.properties["rows_computed"], out.properties["outputs"]) == (300, ["emb_0", "emb_1"])
+    for table in read(out).values():
+        assert "emb_2" not in table.column_names
+        np.testing.assert_allclose(
+            emb_matrix(table, 2), other.transform(np.column_stack([table[f].to_numpy() for f in FEATURES])), atol=1e-5
+        )
+    assert len(list((tmp_path / "library").iterdir())) == 2  # a folder for each model
+
+
+def test_two_embedders_writing_one_library_at_once_lose_nothing(tmp_path: Path) -> None:
+    for name, rows in (("left", 700), ("right", 500)):
+        write_span(tmp_path / name / "data", 1, rows)
+    pca_model(tmp_path / "pca.onnx")
+    steps = []
+    for name in ("left", "right"):
+        gen = ExampleGen(input_base=str(tmp_path / name / "data"), pattern="span-{SPAN}/*.csv").with_id(f"gen_{name}")
+        steps += [gen, Embedder(examples=gen.outputs["examples"], model=tmp_path / "pca.onnx", columns=FEATURES,
+                                library=str(tmp_path / "library")).with_id(f"embed_{name}")]  # fmt: skip
+    run = Pipeline(name="both", components=steps, root=tmp_path / "root").run(max_workers=2)  # the two at once
+    assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+    for name, rows in (("left", 700), ("right", 500)):
+        assert (
+            embedded(embed(tmp_path / name, "again", tmp_path / "pca.onnx", library=tmp_path / "library")).properties[
+                "rows_computed"
+            ]
+            == 0
+        ), name
+        assert embedded(run, f"embed_{name}").properties["rows_computed"] == rows
+
+
+def test_writers_at_once_each_commit_a_whole_file_and_a_reader_sees_every_row(tmp_path: Path) -> None:
+    library = FeatureLibrary(tmp_path, "m" * 64)
+    tables = [pa.table({"x": np.arange(n, dtype=np.float64) + 1000 * i}) for i, n in enumerate((5, 7))]
+    keys = [row_keys(t, ["x"]) for t in tables]
+    writers = [library.writer({"kind": "test"}), library.writer({"kind": "test"})]
+    for w, k, t in zip(writers, keys, tables, strict=True):
+        w.append(k, {"out": np.column_stack([t["x"].to_numpy(), -t["x"].to_numpy()])})
+    assert library.parts() == []  # nothing is visible before it is whole
+    for w in writers:
+        w.close()
+    index = library.index()
+    assert (len(library.parts()), len(index), library.widths()) == (2, 12, {"out": 2})
+    unknown = row_keys(pa.table({"x": [0.5]}), ["x"])
+    found, values = index.lookup(np.vstack([keys[1], unknown, keys[0]]), ["out"])
+    assert found.tolist() == [True] * 7 + [False] + [True] * 5
+    expected = np.concatenate([tables[1]["x"].to_numpy(), tables[0]["x"].to_numpy()])
+    np.testing.assert_array_equal(values["out"], np.column_stack([expected, -expected]).astype(np.float32))
+
+
+def test_row_keys_follow_the_values_not_their_storage() -> None:
+    ints = pa.table({"n": pa.array([1, 2, None], pa.int32()), "s": ["a", "", None]})
+    floats = pa.table({"n": pa.array([1.0, 2.0, None]), "s": pa.array(["a", "", None], pa.large_string())})
+    assert (row_keys(ints, ["n", "s"]) == row_keys(floats, ["n", "s"])).all()  # an int column widened to float
+    assert (row_keys(ints.slice(1), ["n", "s"]) == row_keys(ints, ["n", "s"])[1:]).all()
+    keys = row_keys(ints, ["n", "s"])
+    assert len({bytes(k) for k in keys}) == 3  # "" and a missing value differ
+    assert (row_keys(ints, ["s", "n"]) != keys).any(axis=1).all()  # the columns' order is part of the row
+    lists = pa.table({"v": pa.array([[1.0, 2.0], [1.0], [1.0, 2.0], []], pa.list_(pa.float32()))})
+    k = row_keys(lists, ["v"])
+    assert bytes(k[0]) == bytes(k[2]) and len({bytes(x) for x in k}) == 3
+
+
+@component
+def bundle_maker(model: Output[Model]) -> None:
+    """A Model artifact as a Trainer leaves one: a linear regression on a and b, raw rows in."""
+    import tempfile
+
+    import conveyor.transform as ct
+    from conveyor.model import save
+    from conveyor.transform.fit import fit
+    from conveyor.transform.fitted import FittedGraph
+    from conveyor.transform.graph import trace
+
+    inputs = {f: {"kind": "number", "required": True} for f in ("a", "b", "label")}
+    outputs = trace(
+        lambda raw: {"a": ct.scale_to_z_score(raw["a"]), "b": raw["b"], "label": raw["label"]},
+        {f: "number" for f in inputs},
+    )
+    rng = np.random.default_rng(7)
+    rows = pa.table({"a": rng.normal(size=50), "b": rng.normal(size=50), "label": rng.normal(size=50)})
+    fit(outputs, lambda: rows.to_batches(), workers=1)
+    graph = FittedGraph(outputs, inputs)
+    regression = LinearRegression().fit(
+        np.column_stack([graph.apply(rows)["a"], rows["b"].to_numpy()]), rows["label"].to_numpy()
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        graph.save(folder)
+        save(regression, path=model.uri, transform_graph=folder, label="label")
+
+
+def test_a_bundle_from_a_model_artifact_gives_its_predictions(tmp_path: Path) -> None:
+    from conveyor.model import load_model
+
+    write_span(tmp_path / "data", 1, 200)
+    maker = bundle_maker()
+    gen = ExampleGen(input_base=str(tmp_path / "data"), pattern="span-{SPAN}/*.csv")
+    emb = Embedder(
+        examples=gen.outputs["examples"], model=maker.outputs["model"], columns=["a", "b"], output_prefix="pred"
+    )
+    run = Pipeline(name="bundle", components=[maker, gen, emb], root=tmp_path / "root").run()
+    assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+    out = embedded(run)
+    assert out.properties["outputs"] == ["pred"]  # one number a row: no _<i>
+    assert Path(out.properties["library"]) == tmp_path / "root" / "feature_library"  # the default: under the root
+    model = load_model(run.executions["bundle_maker"].outputs["model"][0].uri)
+    for table in read(out).values():
+        np.testing.assert_allclose(
+            table["pred"].to_numpy(), model.predict(table.select(["a", "b"]))["value"], rtol=1e-6
+        )
+
+
+def test_a_bundle_folder_path_is_a_model_too(tmp_path: Path) -> None:
+    write_span(tmp_path / "data", 1, 100)
+    maker = Pipeline(name="m", components=[bundle_maker()], root=tmp_path / "m").run()
+    folder = Path(maker.executions["bundle_maker"].outputs["model"][0].uri)
+    assert (
+        embedded(embed(tmp_path, "one", folder, columns=None)).properties["rows_computed"] == 100
+    )  # the signature's inputs
+    assert embedded(embed(tmp_path, "two", folder, columns=["a", "b"])).properties["rows_reused"] == 100
+
+
+def test_a_column_the_examples_lack_fails_the_step_naming_it(tmp_path: Path) -> None:
+    write_span(tmp_path / "data", 1, 50)
+    pca_model(tmp_path / "pca.onnx")
+    gen = ExampleGen(input_base=str(tmp_path / "data"), pattern="span-{SPAN}/*.csv")
+    emb = Embedder(examples=gen.outputs["examples"], model=tmp_path / "pca.onnx", columns=["a", "b", "c", "e"])
+    run = Pipeline(name="bad", components=[gen, emb], root=tmp_path / "root").run()
+    assert run.executions["Embedder"].status == "failed"
+    assert "has no column 'e'" in run.executions["Embedder"].error
+
+
+def test_one_model_is_required(tmp_path: Path) -> None:
+    gen = ExampleGen(input_base=str(tmp_path))
+    with pytest.raises(PipelineDefinitionError, match="give model= one model"):
+        Embedder(examples=gen.outputs["examples"], columns=["a"])
+
+
+def test_an_examples_output_is_what_the_embedder_writes() -> None:
+    assert Embedder.component_spec().outputs == {"embedded_examples": Examples}
