@@ -14,7 +14,8 @@ class StatisticsGen(Component):
 
     Parts of a few row groups, of every split at once, run on threads, each into an accumulator
     of its own, merged in file order: memory stays at a few accumulators whatever the data's
-    size, and the same examples give the same bytes whatever the threads do. ``slices`` names
+    size, and the same examples give the same bytes whatever the threads do, or the Beam workers
+    with ``beam_pipeline_args`` (the same fold, in the same order). ``slices`` names
     features (or lists of features) whose every value gets statistics of its own under
     ``"slices"``, e.g. ``"state=CA"``.
 

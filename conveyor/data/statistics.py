@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from conveyor._internal.combiner import Combiner, fold
+from conveyor._internal import engine
+from conveyor._internal.combiner import Combiner
 from conveyor._internal.sketches import GROUP, TOP_BOUND, GroupedQuantiles, GroupedTopCounts, Quantiles
 from conveyor.artifacts import ExampleStatistics
 from conveyor.data.examples import PART_ROWS, parts, read_frames
@@ -451,7 +452,7 @@ def summarize_splits(
     order, so every split gets the same bytes as when summarized alone.
     """
     keyed = [(split, part) for split, names in files.items() for part in parts(names, part_rows)]
-    return fold(_BySplit(combiner), keyed, _split_frames, workers)
+    return engine.fold(_BySplit(combiner), keyed, _split_frames, workers)
 
 
 def _split_frames(keyed: tuple[str, list[tuple[Path, int]]]) -> Iterator[tuple[str, pl.DataFrame]]:

@@ -1,0 +1,260 @@
+"""The Beam engine: a step's ``fold`` and ``map`` as Apache Beam pipelines (DESIGN 3).
+
+Each call is one pipeline on the runner the step's ``beam_pipeline_args`` name (DirectRunner,
+DaskRunner, Flink, Spark, Dataflow): the parts are spread over the workers, each part's
+accumulator is made there exactly as the local engine makes it, and ``InPartOrder`` merges
+them left to right in part order, so the numbers are the local engine's to the last bit.
+
+Results come back through files, not through the runner: the last transform writes them
+(pickled) under ``--temp_location`` (any fsspec URL the workers and this process both reach;
+a local temporary folder when it is not given, enough for runners on this machine), and
+this process reads them once the pipeline has finished, then removes them. A worker's
+exception is written there too and raised again here, its worker traceback as a note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import pickle
+import tempfile
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import fsspec
+
+from conveyor._internal.combiner import Combiner
+from conveyor.exceptions import ComponentError, MissingExtraError
+
+if TYPE_CHECKING:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class BeamEngine:
+    """Folds and maps over parts as Beam pipelines with the options ``args`` (``beam_pipeline_args``).
+
+    Made for every step that has Beam options, so it imports nothing from Beam until a step
+    folds or maps. ``--runner=DirectRunner`` runs on Beam's Python runner (never on Prism,
+    which it would download); ``--runner=DaskRunner`` is taken by that short name, and without
+    ``--dask_npartitions`` or ``--dask_partition_size`` each part is a Dask partition of its
+    own (Beam's default puts up to 128 in one, which leaves the other workers idle).
+
+    Example:
+        >>> engine = BeamEngine(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+        ...                      "--direct_num_workers=2"])
+        >>> engine.fold(StatisticsCombiner(), parts, read_part, workers=2)
+
+    Raises:
+        MissingExtraError: apache_beam is not installed (``pip install 'conveyor[beam]'``).
+    """
+
+    name = "beam"
+
+    def __init__(self, args: Sequence[str]) -> None:
+        if importlib.util.find_spec("apache_beam") is None:
+            msg = "Running a step on Apache Beam (beam_pipeline_args) needs apache_beam, which is not installed: pip install 'conveyor[beam]'."
+            raise MissingExtraError(msg)
+        self.args = list(args)
+
+    def fold(self, combiner: Combiner, parts: Sequence[T], batches: Callable[[T], Iterable[Any]], workers: int) -> Any:
+        """The accumulator of every batch of every part, merged left to right in part order (``workers`` is the runner's)."""
+        import apache_beam as beam
+
+        from conveyor.orchestration.beam.combine import InPartOrder
+
+        parts = list(parts)
+        if not parts:
+            return combiner.create()
+        options = self._options(len(parts))
+        with _scratch(_temp_location(options)) as scratch:
+            pipeline = _pipeline(options)
+            (
+                pipeline
+                | "Parts" >> beam.Create(list(enumerate(parts)))
+                | "Spread" >> beam.Reshuffle()
+                | "Accumulate each part" >> beam.Map(_part_accumulator, combiner, batches, scratch)
+                | "Merge in part order" >> beam.CombineGlobally(InPartOrder(combiner, len(parts))).without_defaults()
+                | "Write" >> beam.Map(_write, f"{scratch}/result.pkl")
+            )
+            _run(pipeline, _runner_name(options), scratch)
+            return _read(f"{scratch}/result.pkl")
+
+    def map(self, fn: Callable[[T], R], parts: Sequence[T], workers: int) -> Iterator[R]:
+        """``fn`` of every part on the runner's workers, in the order of ``parts``; results are held, so keep them small."""
+        import apache_beam as beam
+
+        parts = list(parts)
+        if not parts:
+            return iter(())
+        options = self._options(len(parts))
+        with _scratch(_temp_location(options)) as scratch:
+            pipeline = _pipeline(options)
+            (
+                pipeline
+                | "Parts" >> beam.Create(list(enumerate(parts)))
+                | "Spread" >> beam.Reshuffle()
+                | "Apply and write" >> beam.Map(_apply, fn, scratch)
+            )
+            _run(pipeline, _runner_name(options), scratch)
+            return iter([_read(f"{scratch}/results/{i}.pkl") for i in range(len(parts))])
+
+    def _options(self, parts: int) -> PipelineOptions:
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        options = PipelineOptions(self.args)
+        if _runner_name(options) == "DaskRunner":
+            from apache_beam.runners.dask.dask_runner import DaskOptions
+
+            dask = options.view_as(DaskOptions)
+            if dask.npartitions is None and dask.partition_size is None:
+                dask.npartitions = parts
+        return options
+
+
+def _pipeline(options: PipelineOptions) -> beam.Pipeline:
+    import apache_beam as beam
+
+    runner = _runner_name(options)
+    if runner == "DaskRunner":  # Beam knows it only by its full name
+        from apache_beam.runners.dask.dask_runner import DaskRunner
+
+        return beam.Pipeline(runner=DaskRunner(), options=options)
+    if runner == "DirectRunner":
+        return beam.Pipeline(runner=_python_direct_runner(options), options=options)
+    return beam.Pipeline(options=options)
+
+
+def _run(pipeline: beam.Pipeline, runner: str, scratch: str) -> None:
+    """Run ``pipeline`` to its end; a worker's exception is raised here as it was raised there."""
+    try:
+        result = pipeline.run()
+        try:
+            state = result.wait_until_finish()
+        finally:
+            client = getattr(result, "client", None)  # the DaskRunner's, made for this pipeline
+            if client is not None:
+                client.close()
+    except Exception as e:
+        raised = _worker_error(scratch)
+        if raised is not None:
+            raise raised from None
+        msg = f"The Beam pipeline of this step failed on {runner}: {type(e).__name__}: {_last_line(e)}"
+        raise ComponentError(msg) from e
+    if state != "DONE":
+        msg = f"The Beam pipeline of this step ended {state} on {runner}, not DONE: see the runner's log."
+        raise ComponentError(msg)
+
+
+def _temp_location(options: PipelineOptions) -> str | None:
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    location: str | None = options.view_as(GoogleCloudOptions).temp_location
+    return location
+
+
+def _runner_name(options: PipelineOptions) -> str:
+    """``--runner``'s class name (Beam takes a short name or a full path); DirectRunner when not given."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    return str(options.view_as(StandardOptions).runner or "DirectRunner").rsplit(".", 1)[-1]
+
+
+def _python_direct_runner(options: PipelineOptions) -> Any:
+    """The DirectRunner's own Python runner, which ``--direct_running_mode`` and ``--direct_num_workers`` set up.
+
+    Beam's DirectRunner first tries the PrismRunner, which downloads a binary from GitHub when
+    the pipeline runs and ignores those two options; this is the runner it falls back to, made
+    as it makes it.
+    """
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
+def _part_accumulator(
+    element: tuple[int, T], combiner: Combiner, batches: Callable[[T], Iterable[Any]], scratch: str
+) -> tuple[int, Any]:
+    """On a worker: the part's accumulator, made as the local fold makes it (create, add_batch, compact)."""
+    index, part = element
+    with _reported(scratch, index):
+        acc = combiner.create()
+        for batch in batches(part):
+            acc = combiner.add_batch(acc, batch)
+        return index, combiner.compact(acc)
+
+
+def _apply(element: tuple[int, T], fn: Callable[[T], R], scratch: str) -> None:
+    """On a worker: ``fn`` of the part, written where the driver reads it back by index."""
+    index, part = element
+    with _reported(scratch, index):
+        _write(fn(part), f"{scratch}/results/{index}.pkl")
+
+
+@contextlib.contextmanager
+def _reported(scratch: str, index: int) -> Iterator[None]:
+    """An exception of part ``index`` is written for the driver (its traceback as a note), then raised on."""
+    try:
+        yield
+    except Exception as e:
+        e.add_note(f"Raised on a Beam worker, in part {index}:\n{traceback.format_exc()}")
+        try:
+            travelling: BaseException = pickle.loads(pickle.dumps(e))
+        except Exception:  # an exception that does not pickle travels as its text
+            travelling = ComponentError(f"{type(e).__name__}: {e}")
+            travelling.add_note(e.__notes__[-1])
+        with contextlib.suppress(OSError):
+            _write(travelling, f"{scratch}/errors/{index}.pkl")
+        raise
+
+
+def _worker_error(scratch: str) -> BaseException | None:
+    """The exception of the first failed part (by index), if a worker wrote one."""
+    fs, path = fsspec.core.url_to_fs(scratch)
+    if not fs.exists(f"{path}/errors"):
+        return None
+    found = sorted(fs.ls(f"{path}/errors", detail=False), key=lambda name: int(name.rsplit("/", 1)[-1].split(".")[0]))
+    with fs.open(found[0], "rb") as f:
+        raised: BaseException = pickle.load(f)
+    return raised
+
+
+def _write(value: Any, url: str) -> None:
+    with fsspec.open(url, "wb", auto_mkdir=True) as f:
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read(url: str) -> Any:
+    with fsspec.open(url, "rb") as f:
+        return pickle.load(f)
+
+
+def _last_line(e: BaseException) -> str:
+    """The runner's error often carries a whole worker traceback as its text: its last line says what."""
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@contextlib.contextmanager
+def _scratch(temp_location: str | None) -> Iterator[str]:
+    """A fresh folder for one pipeline's results: under ``temp_location``, else a local temporary one; removed after."""
+    if temp_location:
+        url = f"{temp_location.rstrip('/')}/conveyor-{uuid.uuid4().hex}"
+    else:
+        url = tempfile.mkdtemp(prefix="conveyor-beam-")
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path, exist_ok=True)
+    try:
+        yield url
+    finally:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
