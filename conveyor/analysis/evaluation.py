@@ -3,7 +3,7 @@
 ``EvalCombiner`` is of the one Combiner shape (DESIGN 3): a batch is ``(position of its first
 row in the split, raw rows)``; each model's ``Scorer`` predicts on the raw rows there, so the
 candidate and the baseline are judged on the same examples in the same pass. ``evaluate``
-folds it over Parquet files on the local engine; ``validate`` judges the result.
+folds it over Parquet files on the step's engine; ``validate`` judges the result.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from conveyor._internal.combiner import Combiner, fold
+from conveyor._internal.combiner import Combiner
+from conveyor._internal.engine import fold
 from conveyor.analysis import fairness
 from conveyor.analysis.config import EvalConfig
 from conveyor.analysis.intervals import bounds, replicate_weights

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -124,20 +125,53 @@ def _scorer(artifact: Model, config: EvalConfig) -> Any:
     in its manifest) is scored on the raw label column itself.
     """
     from conveyor.analysis.evaluation import Scorer
-    from conveyor.model import load_model
-    from conveyor.transform.fitted import FittedGraph, load
 
-    loaded = load_model(artifact)
-    graph = load(loaded.path / loaded.manifest["transform_graph"])  # its hash was checked by load_model
-    label = loaded.label
-    target = None
-    if label is not None and label in graph.outputs and "encoded_classes" not in loaded.manifest:
-        label_graph = FittedGraph({label: graph.outputs[label]}, graph.inputs)
+    bundle = _Bundle(artifact.uri)
+    loaded, label_graph = bundle.loaded()
+    target = bundle.target if label_graph is not None else None
+    return Scorer(predict=bundle.predict, task=loaded.task, classes=loaded.classes, target=target)
 
-        def target(frame: Any) -> Any:
-            return label_graph.apply(frame)[label]
 
-    return Scorer(predict=loaded.predict, task=loaded.task, classes=loaded.classes, target=target)
+class _Bundle:
+    """A model bundle as the evaluation pass scores with it, loaded once a process: when the pass
+    runs on Beam's workers, only the bundle's folder travels there, and each loads it, verified.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._lock = threading.Lock()
+        self._loaded: tuple[Any, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.uri = state["uri"]
+        self._lock = threading.Lock()
+        self._loaded = None
+
+    def loaded(self) -> tuple[Any, Any]:
+        """The loaded model, and the graph of its label's transform (None: the raw label is the target)."""
+        with self._lock:
+            if self._loaded is None:
+                from conveyor.model import load_model
+                from conveyor.transform.fitted import FittedGraph, load
+
+                model = load_model(self.uri)
+                graph = load(model.path / model.manifest["transform_graph"])  # its hash was checked by load_model
+                label = model.label
+                label_graph = None
+                if label is not None and label in graph.outputs and "encoded_classes" not in model.manifest:
+                    label_graph = FittedGraph({label: graph.outputs[label]}, graph.inputs)
+                self._loaded = (model, label_graph)
+            return self._loaded
+
+    def predict(self, frame: Any) -> Any:
+        return self.loaded()[0].predict(frame)
+
+    def target(self, frame: Any) -> Any:
+        model, label_graph = self.loaded()
+        return label_graph.apply(frame)[model.label]
 
 
 def _explain(artifact: Model, files: list[Path], config: EvalConfig, settings: ExplainConfig) -> dict[str, Any]:

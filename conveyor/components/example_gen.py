@@ -15,7 +15,8 @@ from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Output, Parameter
 from conveyor.exceptions import DataValidationError, PipelineDefinitionError
 
-_FORMATS = ("csv", "parquet", "jsonl", "avro")
+_FORMATS = ("csv", "parquet", "jsonl", "avro", "audio", "image")
+_MEDIA = ("audio", "image")  # conveyor.io.media: a file a row
 _PROGRESS_MIN_BYTES = 64 << 20
 
 
@@ -30,6 +31,10 @@ class ExampleGen(Component):
     Args:
         input_base: a folder, a file, or any fsspec URL (``s3://...``, ``memory://...``).
         input_format: csv, parquet, jsonl or avro; None reads it from the file extensions.
+            "audio" (wav, flac, ogg, ...) or "image" (png, jpeg, webp, ...): a file a row, with
+            its bytes, sha256, label and metadata, split by its path (``conveyor.io.media``);
+            the default pattern then reads the whole tree, and a pattern with a span reads
+            sub-folders with ``**``: ``"span-{SPAN}/**"``.
         pattern: files to read under ``input_base``; may hold ``{SPAN}``, ``{SPAN:n}``,
             ``{VERSION}``, or ``{YYYY}{MM}{DD}`` (the span is then days since 1970-01-01).
         splits: split name to hash buckets, in order (TFX: bucket = hash mod sum).
@@ -51,6 +56,11 @@ class ExampleGen(Component):
             like the rest (at most 1 in 100; an id column with "n/a" in one row): "widen" (the
             default) makes it text and warns, naming the column, a value and its line;
             "quarantine" sets those rows aside and keeps the column numeric.
+        store: audio and images: "bytes" puts each file's bytes in the rows, "path" only where
+            it is (for large files).
+        manifest: audio and images: a CSV or Parquet file with a ``path`` column (relative to
+            ``input_base``) whose other columns (the label, ...) join each file's row; without
+            it, the label is the name of the folder holding the file.
 
     Output ``examples``: ``<uri>/Split-<name>/part-*.parquet`` and ``<uri>/_quarantine/rows.jsonl``
     when rows were set aside; properties ``span``, ``spans``, ``version``, ``fingerprint``
@@ -91,6 +101,8 @@ class ExampleGen(Component):
         delimiter: Parameter[str | None] = None,
         max_quarantine_fraction: Parameter[float] = 0.05,
         on_type_mismatch: Parameter[str] = "widen",
+        store: Parameter[str] = "bytes",
+        manifest: Parameter[FilePath | None] = None,
     ) -> None:
         params = {k: v for k, v in locals().items() if k != "examples"}  # the parameters, as given
         from conveyor.io.ingest import ingest
@@ -100,6 +112,7 @@ class ExampleGen(Component):
         plan = _plan(**params)
         names = list(input_splits or ([] if partition_feature else splits))
         keys = [split_key] if isinstance(split_key, str) else split_key
+        keys = ["path"] if keys is None and input_format in _MEDIA else keys
         rule = SplitRule(names, [int(w) for w in splits.values()], keys, partition_feature)
         with ThreadPoolExecutor(1) as pool, _progress_bar(plan.total_bytes) as progress:
             fingerprint = pool.submit(plan.fingerprint)
@@ -163,6 +176,8 @@ def _plan(
     encoding: str | None,
     delimiter: str | None,
     on_type_mismatch: str = "widen",
+    store: str = "bytes",
+    manifest: str | None = None,
     **_: Any,
 ) -> _Plan:
     import fsspec
@@ -187,6 +202,7 @@ def _plan(
             None,
         )
     fs, root = fsspec.core.url_to_fs(str(input_base))
+    pattern = "**" if input_format in _MEDIA and pattern == "*" else pattern  # labels live in sub-folders
     root = root.rstrip("/") or "/"
     if fs.isfile(root):
         root, pattern = root.rsplit("/", 1)[0] or "/", root.rsplit("/", 1)[1]
@@ -202,10 +218,15 @@ def _plan(
     if other:
         print(f"ExampleGen reads {kind} files and leaves out {', '.join(other)}: not a data file extension.")
         sources = [s for s in sources if s.path not in other]
-    if kind == "csv":
+    if kind in _MEDIA:
+        from conveyor.io.media import MediaInput
+
+        fmt: Any = MediaInput(kind, fs, root, input_splits or {None: pattern}, store, manifest)
+        fmt.prepare(sources)
+    elif kind == "csv":
         tsv = all(s.path.lower().split(".")[-1] == "tsv" or ".tsv." in s.path.lower() for s in sources)
         options = CsvOptions(delimiter or ("\t" if tsv else ","), encoding, tuple(null_values or ()))
-        fmt: Any = CsvInput(fs, options, on_type_mismatch)
+        fmt = CsvInput(fs, options, on_type_mismatch)
     else:
         fmt = TypedInput(kind, fs)
         fmt.prepare(sources)
@@ -276,6 +297,8 @@ def _check(
     delimiter: Any = None,
     max_quarantine_fraction: Any = 0.05,
     on_type_mismatch: Any = "widen",
+    store: Any = "bytes",
+    manifest: Any = None,
 ) -> None:
     """Every parameter, checked when the pipeline is built: a mistake never waits for a run."""
     from conveyor.io.files import Pattern, SpanSpec
@@ -313,6 +336,10 @@ def _check(
         fail(f"delimiter must be one character; got {delimiter!r}.")
     if not isinstance(max_quarantine_fraction, (int, float)) or not 0 <= max_quarantine_fraction <= 1:
         fail(f"max_quarantine_fraction must be between 0 and 1; got {max_quarantine_fraction!r}.")
+    if store not in ("bytes", "path"):
+        fail(f"store must be 'bytes' (the files' bytes in the rows) or 'path' (where each file is); got {store!r}.")
+    if (store != "bytes" or manifest is not None) and input_format not in _MEDIA:
+        fail("store and manifest are for input_format='audio' or 'image'.")
     if on_type_mismatch not in ("widen", "quarantine"):
         fail(f"on_type_mismatch must be 'widen' or 'quarantine'; got {on_type_mismatch!r}.")
     if encoding is not None:

@@ -13,7 +13,7 @@ from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import TransformError
 
-_KINDS = {"int": "number", "float": "number", "string": "string", "bool": "bool"}
+_KINDS = {"int": "number", "float": "number", "string": "string", "bool": "bool", "other": "bytes"}  # other: binary, a file's contents
 
 
 class Transform(Component):
@@ -92,9 +92,8 @@ class Transform(Component):
         graph = load(transform_graph.uri)
         spec = graph.describe()
         write_schema(spec, transform_graph.uri)
-        counts = {}
+        counts = _transform_splits(graph, uris, splits, Path(transformed_examples.uri), used, inputs, workers)
         for split in splits:
-            counts[split] = _transform_split(graph, uris, split, Path(transformed_examples.uri), used, inputs, workers)
             print(f"{split}: {counts[split]} rows transformed into {len(spec)} features")
         write_schema(spec, transformed_examples.uri)
         transform_graph.properties.update(outputs=list(spec), splits_analyze=list(splits_analyze), passes=passes)
@@ -161,51 +160,56 @@ def _fit(outputs: Any, uris: list[str], splits: list[str], used: list[str], inpu
     return fit(outputs, lambda: loaders, workers)
 
 
-def _transform_split(
-    graph: Any, uris: list[str], split: str, out: Path, used: list[str], inputs: Any, workers: int
-) -> int:
-    """Transform one split row group by row group, in parallel, written in order: one output
-    file per input file, of the same name (prefixed by the position of its Examples when there are several).
+def _transform_splits(
+    graph: Any, uris: list[str], splits: list[str], out: Path, used: list[str], inputs: Any, workers: int
+) -> dict[str, int]:
+    """Transform every split row group by row group, in parallel on the step's engine (one job for
+    all splits), written here in order: one output file per input file, of the same name
+    (prefixed by the position of its Examples when there are several). Returns each split's rows.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     import pyarrow.parquet as pq
 
-    from conveyor._internal.combiner import in_order
+    from conveyor._internal.engine import map_parts
     from conveyor.data.examples import read_row_group, row_groups
     from conveyor.transform.transformed import arrow_schema, encode
 
-    columns = _columns(uris, split, used, inputs)
-    names = {
-        file: file.name if len(uris) == 1 else f"{n:0{len(str(len(uris) - 1))}d}-{file.name}"  # sorted = span order
-        for n, uri in enumerate(uris)
-        for file in columns
-        if file.is_relative_to(uri)
-    }
     spec = graph.describe()
     schema = arrow_schema(spec)
-    folder = split_dir(out, split)
-    folder.mkdir(parents=True)
+    columns: dict[Path, list[str]] = {}
+    targets: dict[Path, Path] = {}  # input file -> its transformed file
+    split_of: dict[Path, str] = {}
+    for split in splits:
+        found = _columns(uris, split, used, inputs)
+        columns.update(found)
+        split_of.update(dict.fromkeys(found, split))
+        folder = split_dir(out, split)
+        folder.mkdir(parents=True)
+        for n, uri in enumerate(uris):
+            for file in found:
+                if file.is_relative_to(uri):  # sorted names = span order
+                    targets[file] = folder / (
+                        file.name if len(uris) == 1 else f"{n:0{len(str(len(uris) - 1))}d}-{file.name}"
+                    )
 
     def work(part: tuple[Path, int]) -> Any:
         table = read_row_group(part, columns[part[0]])
         return encode(graph.apply(table, workers=1), spec, table.num_rows)  # the row groups are the parallel work
 
-    rows, writer, current = 0, None, None
+    rows = dict.fromkeys(splits, 0)
+    writer, current = None, None
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = row_groups(list(columns))
-            for part, table in zip(parts, in_order(pool, work, parts, 2 * workers), strict=True):
-                if part[0] != current:
-                    if writer is not None:
-                        writer.close()
-                    writer, current = pq.ParquetWriter(folder / names[part[0]], schema), part[0]
-                writer.write_table(table)
-                rows += table.num_rows
+        parts = row_groups(list(columns))
+        for part, table in zip(parts, map_parts(work, parts, workers), strict=True):
+            if part[0] != current:
+                if writer is not None:
+                    writer.close()
+                writer, current = pq.ParquetWriter(targets[part[0]], schema), part[0]
+            writer.write_table(table)
+            rows[split_of[part[0]]] += table.num_rows
     finally:
         if writer is not None:
             writer.close()
-    for file in columns:  # a file with no row groups still gets its (empty) counterpart
-        if not (folder / names[file]).exists():
-            pq.write_table(schema.empty_table(), folder / names[file])
+    for target in targets.values():  # a file with no row groups still gets its (empty) counterpart
+        if not target.exists():
+            pq.write_table(schema.empty_table(), target)
     return rows

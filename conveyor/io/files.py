@@ -24,7 +24,7 @@ _TOKEN = re.compile(r"\{([A-Z]+)(?::(\d+))?\}")
 _TOKENS = {"SPAN": "span", "VERSION": "version", "YYYY": "yyyy", "MM": "mm", "DD": "dd"}
 _DATE_WIDTH = {"yyyy": 4, "mm": 2, "dd": 2}
 _EPOCH = dt.date(1970, 1, 1)
-FORMATS = ("csv", "parquet", "jsonl", "avro")
+FORMATS = ("csv", "parquet", "jsonl", "avro", "audio", "image")  # audio and images only when named
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "csv",

@@ -4,11 +4,18 @@ A reader thread parses the next batch while this one hashes and writes the last 
 NumPy release the GIL). Types are settled as rows come; if one widens after rows of it were
 written, the rest of the input is only scanned for types, and everything is read once more
 with the final ones: at most two passes, and one in the usual case.
+
+On another engine than this machine's (Beam), the sources are read and their rows hashed to
+splits on the engine's workers, a source a part (``read_source``); this process then types
+and writes them in the order of the sources, as it does the stream, so the split files are
+the same row groups of the same rows.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import os
 import queue
 import shutil
 import threading
@@ -17,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conveyor._internal import engine
 from conveyor.exceptions import ConveyorError, DataValidationError
 from conveyor.io.avro import avro_schema, read_avro
 from conveyor.io.columns import TypedColumns
@@ -48,12 +57,26 @@ Lines = Callable[[], Any] | None
 """The line of the file where each row of a batch starts (a NumPy array, made on demand), if known."""
 
 
+Warn = Callable[[str], None]
+
+
 class Input(Protocol):
-    """A format: where batches come from, how their types are learnt, how they are typed."""
+    """A format: where batches come from, how their types are learnt, how they are typed.
+
+    ``batches`` is ``open``, ``admit``, ``rows`` and ``align`` in a row; ``open`` and ``rows``
+    change nothing of the format's state, so they may run on another process.
+    """
 
     notes: list[str]
 
     def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Lines]]: ...
+    def open(self, source: Source) -> Any: ...
+    def admit(self, source: Source, header: Any) -> bool: ...
+    def rows(
+        self, header: Any, source: Source, on_bad_row: BadRow, warn: Warn
+    ) -> Iterator[tuple[pa.RecordBatch, Lines]]: ...
+    def align(self, header: Any, batch: pa.RecordBatch) -> pa.RecordBatch: ...
+    def warn(self, warning: str) -> None: ...
     def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch: ...
     def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch: ...
     def schema(self) -> pa.Schema: ...
@@ -79,27 +102,55 @@ class CsvInput:
         self.empty: list[str] = []
         self.unnamed: dict[str, list[int]] = {}
         self.one_column: dict[str, str] = {}  # path -> the delimiter its only column's name suggests
+        self.said: list[str] = []
 
     def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Lines]]:
-        f = CsvFile(self.fs, source.path, self.options)
-        if not f.columns:
+        f = self.open(source)
+        if not self.admit(source, f):
+            return
+        for batch, lines in self.rows(f, source, on_bad_row, lambda _: None):
+            yield self.align(f, batch), lines
+
+    def open(self, source: Source) -> CsvFile:
+        return CsvFile(self.fs, source.path, self.options)
+
+    def admit(self, source: Source, header: CsvFile) -> bool:
+        """Learn the file's header: False for an empty file (skipped), an error for one unlike the first."""
+        if not header.columns:
             if source.path not in self.empty:
                 self.empty.append(source.path)
-            return
-        if f.unnamed:
-            self.unnamed[source.path] = f.unnamed
-        if len(f.columns) == 1:
-            other = max(";\t|,", key=f.columns[0].count)
-            if other != self.options.delimiter and f.columns[0].count(other):
+            return False
+        if header.unnamed:
+            self.unnamed[source.path] = header.unnamed
+        if len(header.columns) == 1:
+            other = max(";\t|,", key=header.columns[0].count)
+            if other != self.options.delimiter and header.columns[0].count(other):
                 self.one_column[source.path] = other
         if self.first is None:
-            self.first = (source.path, f.columns)
-            self.types = TextTypes(f.columns, self.on_mismatch, self.options.delimiter)
+            self.first = (source.path, header.columns)
+            self.types = TextTypes(header.columns, self.on_mismatch, self.options.delimiter)
         first, columns = self.first
-        if set(f.columns) != set(columns):
-            raise DataValidationError(_header_message(first, columns, source.path, f.columns))
-        for batch, lines in f.batches_with_lines(on_bad_row):
-            yield (batch if f.columns == columns else batch.select(columns)), lines
+        if set(header.columns) != set(columns):
+            raise DataValidationError(_header_message(first, columns, source.path, header.columns))
+        return True
+
+    def rows(
+        self, header: CsvFile, source: Source, on_bad_row: BadRow, warn: Warn
+    ) -> Iterator[tuple[pa.RecordBatch, Lines]]:
+        return header.batches_with_lines(on_bad_row) if header.columns else iter(())
+
+    def align(self, header: CsvFile, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch's columns in the first file's order."""
+        columns = self._first()[1]
+        return batch if header.columns == columns else batch.select(columns)
+
+    def warn(self, warning: str) -> None:
+        if warning not in self.said:
+            self.said.append(warning)
+
+    def _first(self) -> tuple[str, list[str]]:
+        assert self.first is not None  # admit has seen a header
+        return self.first
 
     def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch:
         return self._types().observe(batch, lines, where, on_bad_row)
@@ -120,7 +171,7 @@ class CsvInput:
                 f"{path} reads as one column, but its header holds {other!r}: if that separates the fields, "
                 f"give ExampleGen(delimiter={other!r})."
             )
-        return found + (self.types.warnings() if self.types is not None else [])
+        return found + self.said + (self.types.warnings() if self.types is not None else [])
 
     def needs_reread(self) -> bool:
         return self.types is not None and self.types.needs_reread()
@@ -167,15 +218,32 @@ class TypedInput:
             self.columns.observe(schema, source.path)
 
     def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Lines]]:
+        return self.rows(None, source, on_bad_row, self.columns.warn)
+
+    def open(self, source: Source) -> None:
+        return None
+
+    def admit(self, source: Source, header: None) -> bool:
+        return True
+
+    def rows(
+        self, header: None, source: Source, on_bad_row: BadRow, warn: Warn
+    ) -> Iterator[tuple[pa.RecordBatch, Lines]]:
         if self.kind == "parquet":
             found = read_parquet(self.fs, source.path)
         elif self.kind == "avro":
             found = read_avro(self.fs, source.path, self._schemas[source.path])
         elif self.kind == "jsonl":
-            found = read_jsonl(self.fs, source.path, on_bad_row, on_warning=self.columns.warn)
+            found = read_jsonl(self.fs, source.path, on_bad_row, on_warning=warn)
         else:
             found = read_sql(str(self.query), str(self.connection))
         return ((batch, None) for batch in found)
+
+    def align(self, header: None, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch
+
+    def warn(self, warning: str) -> None:
+        self.columns.warn(warning)
 
     def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch:
         self.columns.observe(batch.schema, where)
@@ -271,7 +339,10 @@ def _partition(batch: pa.RecordBatch, column: str, where: str) -> Iterator[tuple
         yield name, batch.filter(pc.equal(values, name))
 
 
-def _assign(batch: pa.RecordBatch, source: Source, rule: SplitRule, text: bool) -> Iterator[tuple[str, pa.RecordBatch]]:
+def _assign(
+    batch: pa.RecordBatch, source: Source, rule: SplitRule, text: bool, index: np.ndarray | None = None
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Each split's rows of ``batch``; ``index``, each row's split, when a worker has hashed them already."""
     if source.split is not None:
         yield source.split, batch
     elif rule.partition is not None:
@@ -280,10 +351,65 @@ def _assign(batch: pa.RecordBatch, source: Source, rule: SplitRule, text: bool) 
     else:
         if rule.key:
             _check_columns(batch.schema.names, rule.key, "split_key")
-        hashes = hash_text_rows(batch, rule.key) if text else hash_rows(batch, rule.key)
-        index = assign_buckets(hashes, rule.weights)
+        if index is None:
+            index = _buckets(batch, source, rule, text)
         for i, name in enumerate(rule.names):
             yield name, batch.filter(pa.array(index == i))
+
+
+def _buckets(batch: pa.RecordBatch, source: Source, rule: SplitRule, text: bool) -> np.ndarray | None:
+    """Each row's split by hash buckets; None where the split comes otherwise or the key columns are absent."""
+    if source.split is not None or rule.partition is not None or not set(rule.key or []) <= set(batch.schema.names):
+        return None
+    return assign_buckets(hash_text_rows(batch, rule.key) if text else hash_rows(batch, rule.key), rule.weights)
+
+
+BadRows = list[tuple[int | None, str, str]]
+
+
+@dataclass
+class SourceRead:
+    """A source as a worker read it: its header; each batch with the bad rows found before it,
+    the line of each row (or None) and each row's split (or None); the bad rows after the last
+    batch; the warnings.
+    """
+
+    header: Any
+    batches: list[tuple[BadRows, pa.RecordBatch, np.ndarray | None, np.ndarray | None]]
+    bad_after: BadRows
+    warnings: list[str]
+
+
+def read_source(fmt: Input, rule: SplitRule, source: Source) -> SourceRead:
+    """On an engine's worker: one source read and its rows hashed to their splits, all it returns."""
+    header = fmt.open(source)
+    text = isinstance(fmt, CsvInput)
+    bad: BadRows = []
+    warnings: list[str] = []
+    found = []
+    for batch, lines in fmt.rows(header, source, lambda *row: bad.append(row), warnings.append):
+        found.append((list(bad), batch, None if lines is None else lines(), _buckets(batch, source, rule, text)))
+        bad.clear()
+    return SourceRead(header, found, bad, warnings)
+
+
+def _read_on_engine(
+    on: engine.Engine, fmt: Input, sources: list[Source], rule: SplitRule, quarantine: Quarantine
+) -> Iterator[tuple[Source, pa.RecordBatch, Lines, np.ndarray | None]]:
+    """The sources read on the engine's workers, replayed here in order: headers, bad rows, batches."""
+    reads = on.map(functools.partial(read_source, fmt, rule), sources, os.cpu_count() or 2)
+    for source, read in zip(sources, reads, strict=True):
+        if not fmt.admit(source, read.header):
+            continue
+        for warning in read.warnings:
+            fmt.warn(warning)
+        for bad, batch, lines, index in read.batches:
+            for line, reason, text in bad:
+                quarantine.add(source.path, line, reason, text)
+            # a view of the array is the array: ``Lines`` is a function that gives it
+            yield source, fmt.align(read.header, batch), None if lines is None else lines.view, index
+        for line, reason, text in read.bad_after:
+            quarantine.add(source.path, line, reason, text)
 
 
 def _pass(
@@ -295,19 +421,25 @@ def _pass(
     def bad_row(path: str) -> BadRow:
         return lambda line, reason, text: quarantine.add(path, line, reason, text)
 
-    def read() -> Iterator[tuple[Source, pa.RecordBatch, Lines]]:
-        for source in sources:
+    on = engine.current()  # the step's: the reading thread has an engine context of its own
+
+    def read() -> Iterator[tuple[Source, pa.RecordBatch, Lines, np.ndarray | None]]:
+        if on.name != "local":
+            yield from _read_on_engine(on, fmt, sources, rule, quarantine)
+            return
+        for source in sources:  # streamed, so that memory holds a few batches whatever the files' size
             for batch, lines in fmt.batches(source, bad_row(source.path)):
-                yield source, batch, lines
+                yield source, batch, lines, None
 
     done, seen, current = 0, 0, None
     try:
-        for source, text, lines in _prefetch(read()):
+        for source, text, lines, index in _prefetch(read()):
             if source is not current:
                 done, seen, current = done + (current.size if current else 0), 0, source
             batch = fmt.observe(text, lines, source.path, bad_row(source.path))
+            hashed = index if batch.num_rows == text.num_rows else None  # rows quarantined: hash what is left
             if not writer.stale:
-                for name, part in _assign(batch, source, rule, isinstance(fmt, CsvInput)):
+                for name, part in _assign(batch, source, rule, isinstance(fmt, CsvInput), hashed):
                     writer.add(name, part)
             seen += text.nbytes
             if progress is not None:

@@ -10,8 +10,10 @@
         }
 """
 
+from conveyor.transform.audio import decode_audio, log_mel_spectrogram, mfcc, pad_or_trim, resample
 from conveyor.transform.fitted import FittedGraph, load
 from conveyor.transform.graph import Column
+from conveyor.transform.image import decode_image, normalize, resize
 from conveyor.transform.onnx_model import apply_model
 from conveyor.transform.ops import (
     apply_buckets,
@@ -56,20 +58,28 @@ __all__ = [
     "cast",
     "clip",
     "compute_and_apply_vocabulary",
+    "decode_audio",
+    "decode_image",
     "document_frequency",
     "fill_missing",
     "hash_strings",
     "load",
     "log1p",
+    "log_mel_spectrogram",
     "lower",
     "max",
     "mean",
+    "mfcc",
     "min",
     "ngrams",
+    "normalize",
     "one_hot",
+    "pad_or_trim",
     "pca",
     "quantiles",
     "regex_replace",
+    "resample",
+    "resize",
     "scale_to_0_1",
     "scale_to_z_score",
     "split",

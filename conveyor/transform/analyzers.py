@@ -89,6 +89,86 @@ class Extreme(Combiner):
         return acc
 
 
+class BinMoments(Combiner):
+    """``Moments`` of a dense column per bin: each element of the rows, or each index along
+    ``per_axis`` of their ``shape`` (the other axes pooled with the rows). Missing values are
+    left out; a bin that saw none extracts None.
+    """
+
+    def __init__(self, want: str, per_axis: int | None, shape: list[int] | None) -> None:
+        self.want, self.per_axis, self.shape = want, per_axis, shape
+
+    def create(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        return None
+
+    def add_batch(self, acc: Any, value: Any) -> Any:
+        x = bins(value, self.per_axis, self.shape)
+        valid = ~np.isnan(x)
+        n = valid.sum(axis=0).astype(np.float64)
+        mean = np.where(valid, x, 0.0).sum(axis=0) / np.maximum(n, 1.0)
+        m2 = (np.where(valid, x - mean, 0.0) ** 2).sum(axis=0)
+        return self._combine(acc, (n, mean, m2))
+
+    @staticmethod
+    def _combine(a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return b if a is None else a
+        n = a[0] + b[0]
+        share = np.maximum(n, 1.0)
+        delta = b[1] - a[1]
+        return (n, a[1] + delta * b[0] / share, a[2] + b[2] + delta * delta * a[0] * b[0] / share)
+
+    def merge(self, accs: list[Any]) -> Any:
+        out = None
+        for acc in accs:
+            out = self._combine(out, acc)
+        return out
+
+    def extract(self, acc: Any) -> list[float | None] | None:
+        if acc is None:
+            return None
+        n, mean, m2 = acc
+        value = mean if self.want == "mean" else m2 / np.maximum(n, 1.0)
+        value = np.sqrt(value) if self.want == "std" else value
+        return [float(v) if k else None for k, v in zip(n, value, strict=True)]
+
+
+class BinExtreme(Combiner):
+    """``Extreme`` of a dense column per bin (see ``BinMoments``); NaN while a bin saw no value."""
+
+    def __init__(self, want: str, per_axis: int | None, shape: list[int] | None) -> None:
+        self.pick = np.fmin if want == "min" else np.fmax
+        self.per_axis, self.shape = per_axis, shape
+
+    def create(self) -> np.ndarray | None:
+        return None
+
+    def add_batch(self, acc: np.ndarray | None, value: Any) -> np.ndarray | None:
+        x = bins(value, self.per_axis, self.shape)
+        if not len(x):
+            return acc
+        found = self.pick.reduce(x, axis=0)
+        return found if acc is None else self.pick(acc, found)
+
+    def merge(self, accs: list[np.ndarray | None]) -> np.ndarray | None:
+        found = [a for a in accs if a is not None]
+        return self.pick.reduce(np.stack(found), axis=0) if found else None
+
+    def extract(self, acc: np.ndarray | None) -> list[float | None] | None:
+        return None if acc is None else [None if np.isnan(v) else float(v) for v in acc]
+
+
+def bins(value: Any, per_axis: int | None, shape: list[int] | None) -> np.ndarray:
+    """A batch of a dense column as (values, bins): its rows, or with ``per_axis`` every
+    position of the other axes of every row, by index along that axis.
+    """
+    x = as_dense(value)
+    if per_axis is None or shape is None:
+        return x
+    x = np.moveaxis(x.reshape(len(x), *shape), per_axis + 1, -1)
+    return x.reshape(-1, shape[per_axis])
+
+
 class QuantileBoundaries(Combiner):
     """Exact values while they fit (NumPy's linear rule), value buckets (``Quantiles``) past EXACT_QUANTILES."""
 
@@ -305,6 +385,9 @@ def principal_axes(cov: np.ndarray, k: int) -> np.ndarray:
 
 def make(op: str, params: dict[str, Any]) -> Combiner:
     """The accumulator for an analyzer node."""
+    if "per_axis" in params:  # a dense column, per bin
+        per_axis, shape = params["per_axis"], params["shape"]
+        return BinMoments(op, per_axis, shape) if op in MOMENTS else BinExtreme(op, per_axis, shape)
     if op in MOMENTS:
         return Moments(op)
     if op in ("min", "max"):

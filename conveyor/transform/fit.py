@@ -4,8 +4,8 @@ An analyzer whose input needs no unfitted analyzer is ready; all ready analyzers
 pass, each batch evaluated once for all of them. Then the next ready set, until none is left
 (a vocabulary of z-scored values needs the mean and std first: two passes).
 
-A pass is one combiner folded over the parts (``conveyor._internal.combiner.fold``): each
-part, a batch or a loader of a row group's batches, has its own accumulators on a worker, and
+A pass is one combiner folded over the parts on the step's engine (``conveyor._internal.engine.fold``):
+each part, a batch or a loader of a row group's batches, has its own accumulators on a worker, and
 they are merged in the order of the parts, so a refit gives the same constants to the last
 bit whatever the number of workers.
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from conveyor._internal.combiner import Combiner, fold
+from conveyor._internal.combiner import Combiner
+from conveyor._internal.engine import fold
 from conveyor.exceptions import TransformError
 from conveyor.transform import analyzers
 from conveyor.transform.fitted import topological
@@ -67,9 +68,14 @@ class Pass(Combiner):
 
     def __init__(self, ready: list[Node]) -> None:
         self.analyzers = [analyzers.make(a.op, a.params) for a in ready]
-        slots: dict[tuple[str, int], int] = {}
+        slots: dict[tuple[Any, ...], int] = {}
         self.slots = [
-            slots.setdefault(("moments", a.inputs[0].uid) if a.op in analyzers.MOMENTS else ("own", a.uid), len(slots))
+            slots.setdefault(
+                ("moments", a.inputs[0].uid, str(a.params.get("per_axis", "all")))
+                if a.op in analyzers.MOMENTS
+                else ("own", a.uid),
+                len(slots),
+            )
             for a in ready
         ]
         firsts = [self.slots.index(i) for i in range(len(slots))]

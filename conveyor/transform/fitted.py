@@ -266,7 +266,8 @@ def _describe(node: Node, value: Any) -> dict[str, Any]:
         return {"kind": kind, "dtype": "bool"}
     if kind in ("dense", "sparse"):
         width = value.shape[1] if hasattr(value, "shape") and len(value.shape) == 2 else node.width
-        return {"kind": kind, "dtype": "float64", "width": int(width) if width is not None else None}
+        shape = {"shape": node.params["shape"]} if "shape" in node.params else {}  # a row's matrix, flattened
+        return {"kind": kind, "dtype": "float64", "width": int(width) if width is not None else None, **shape}
     if kind == "tokens":
         value_type = value.type.value_type if isinstance(value, pa.ListArray | pa.LargeListArray) else pa.string()
         return {"kind": kind, "dtype": f"list<{'int64' if pa.types.is_integer(value_type) else 'string'}>"}

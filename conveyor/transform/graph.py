@@ -20,7 +20,9 @@ from typing import Any
 
 from conveyor.exceptions import ConveyorError, TransformError
 
-KINDS = ("number", "string", "bool", "tokens", "dense", "sparse", "constant")
+KINDS = ("number", "string", "bool", "tokens", "dense", "sparse", "constant", "bytes", "signal", "image")
+# Kinds a graph passes between its steps but never outputs, with the op that makes a feature of each.
+INTERMEDIATE = {"bytes": "ct.decode_audio or ct.decode_image", "signal": "ct.pad_or_trim", "image": "ct.resize"}
 _ids = itertools.count()
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -277,6 +279,9 @@ def trace(preprocessing_fn: Callable[[Inputs], Mapping[str, Any]], kinds: Mappin
             raise TransformError(msg)
         if value.node.kind == "constant":
             msg = f"preprocessing_fn's output {name!r} is an analyzer's result, one value, not a column; combine it with a column."
+            raise fail(msg, value.node.where)
+        if value.node.kind in INTERMEDIATE:
+            msg = f"preprocessing_fn's output {name!r} is a {value.node.kind} column, not a feature; make one of it with {INTERMEDIATE[value.node.kind]}."
             raise fail(msg, value.node.where)
         nodes[str(name)] = value.node
     return nodes

@@ -91,14 +91,42 @@ def _not(_p: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return np.logical_not(x)
 
 
+def per_bin(p: dict[str, Any], fitted: list[float | None] | None, width: int) -> np.ndarray:
+    """A dense analyzer's values (one per element of a row, or per index along ``per_axis`` of
+    its shape; None where no value was seen) as one value per element of a row: NaN for None.
+    """
+    if fitted is None:
+        return np.full(width, np.nan)
+    values = np.array([np.nan if v is None else v for v in fitted], dtype=np.float64)
+    if p["per_axis"] is None:
+        return values
+    shape = p["shape"]
+    along = [1] * len(shape)
+    along[p["per_axis"]] = len(values)
+    return np.broadcast_to(values.reshape(along), shape).reshape(-1)
+
+
+def _divide_where(top: np.ndarray, bottom: np.ndarray, divide: np.ndarray) -> np.ndarray:
+    return np.divide(top, bottom, out=top.copy(), where=divide)
+
+
 @kernel("z_score")
-def _z_score(_p: dict[str, Any], x: np.ndarray, mean: float, std: float) -> np.ndarray:
+def _z_score(p: dict[str, Any], x: np.ndarray, mean: Any, std: Any) -> np.ndarray:
+    if "per_axis" in p:  # a dense column, per bin
+        values = as_dense(x)
+        centred = values - per_bin(p, mean, values.shape[1])
+        scale = per_bin(p, std, values.shape[1])
+        return _divide_where(centred, scale, scale != 0)
     centred = as_number(x) - mean
     return centred / std if std else centred
 
 
 @kernel("min_max")
-def _min_max(_p: dict[str, Any], x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def _min_max(p: dict[str, Any], x: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
+    if "per_axis" in p:
+        values = as_dense(x)
+        low, high = per_bin(p, lo, values.shape[1]), per_bin(p, hi, values.shape[1])
+        return _divide_where(values - low, high - low, high > low)
     shifted = as_number(x) - lo
     return shifted / (hi - lo) if hi > lo else shifted
 

@@ -137,7 +137,7 @@ def _output(session: Any, output_name: str | None) -> dict[str, Any]:
 
 
 
-def _open(path: str) -> Any:
+def _open(path: str) -> _Session:
     """An inference session on one thread: Transform runs row groups in parallel already, and a
     one-row request pays no thread hand-off.
     """
@@ -146,10 +146,26 @@ def _open(path: str) -> Any:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return _Session(path, ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
     except Exception as e:
         msg = f"onnxruntime cannot load the model {path}: {e}"
         raise TransformError(msg) from e
+
+
+class _Session:
+    """An onnxruntime session that pickles as its file: a graph sent to an engine's worker (Beam)
+    opens the model again there.
+    """
+
+    def __init__(self, path: str, session: Any) -> None:
+        self.path = path
+        self.session = session
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _open, (self.path,)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
 
 
 def save_file(saved: dict[str, Any], params: Mapping[str, Any], folder: Path) -> dict[str, Any]:

@@ -14,30 +14,60 @@ NUMERIC = ("number", "bool")
 
 
 # -- analyzers: one full pass over the training data, a constant after fitting ---------------
+# On a dense column (a spectrogram, an image) the moments and extremes are per bin: one value per
+# element of the rows, or, with ``per_axis``, per index along that axis of the rows' shape.
 
-def mean(x: Column) -> Column:
-    """The mean of a numeric column over the training data (missing values left out)."""
-    return derive("mean", (checked("mean", x, NUMERIC),), "constant", analyzer=True)
-
-
-def var(x: Column) -> Column:
-    """The population variance (ddof=0) of a numeric column."""
-    return derive("var", (checked("var", x, NUMERIC),), "constant", analyzer=True)
+def _numeric_or_dense(fn: str, x: Any) -> Column:
+    """``x`` if numeric, or dense (per bin); the error names the numeric kinds, the common case."""
+    return x if isinstance(x, Column) and x.kind == "dense" else checked(fn, x, NUMERIC)
 
 
-def std(x: Column) -> Column:
-    """The population standard deviation (ddof=0), as scikit-learn's StandardScaler uses."""
-    return derive("std", (checked("std", x, NUMERIC),), "constant", analyzer=True)
+def _summary(fn: str, x: Column, per_axis: int | None) -> Column:
+    x = _numeric_or_dense(fn, x)
+    return derive(fn, (x,), "constant", _bins(fn, x, per_axis), analyzer=True)
 
 
-def min(x: Column) -> Column:
-    """The smallest value of a numeric column."""
-    return derive("min", (checked("min", x, NUMERIC),), "constant", analyzer=True)
+def _bins(fn: str, x: Column, per_axis: int | None) -> dict[str, Any]:
+    """The params that make a dense column's analyzer (and its scaler) per bin; none for numbers."""
+    if x.kind != "dense":
+        if per_axis is not None:
+            msg = f"ct.{fn}: per_axis is for dense columns (a spectrogram, an image); this is a {x.kind} column."
+            raise fail(msg)
+        return {}
+    shape = x.node.params.get("shape") or ([x.node.width] if x.node.width is not None else None)
+    if per_axis is None:
+        return {"per_axis": None, "shape": shape}
+    if shape is None or not isinstance(per_axis, int) or not -len(shape) <= per_axis < len(shape):
+        msg = f"ct.{fn}: per_axis must be an axis of the rows' shape {shape}, got {per_axis!r}."
+        raise fail(msg)
+    return {"per_axis": per_axis % len(shape), "shape": shape}
 
 
-def max(x: Column) -> Column:
-    """The largest value of a numeric column."""
-    return derive("max", (checked("max", x, NUMERIC),), "constant", analyzer=True)
+def mean(x: Column, *, per_axis: int | None = None) -> Column:
+    """The mean of a numeric column over the training data (missing values left out); of a
+    dense column, per bin (``ct.mean(mel, per_axis=0)``: one per mel band).
+    """
+    return _summary("mean", x, per_axis)
+
+
+def var(x: Column, *, per_axis: int | None = None) -> Column:
+    """The population variance (ddof=0) of a numeric column (of a dense one, per bin)."""
+    return _summary("var", x, per_axis)
+
+
+def std(x: Column, *, per_axis: int | None = None) -> Column:
+    """The population standard deviation (ddof=0), as scikit-learn's StandardScaler uses (per bin for a dense column)."""
+    return _summary("std", x, per_axis)
+
+
+def min(x: Column, *, per_axis: int | None = None) -> Column:
+    """The smallest value of a numeric column (of a dense one, per bin)."""
+    return _summary("min", x, per_axis)
+
+
+def max(x: Column, *, per_axis: int | None = None) -> Column:
+    """The largest value of a numeric column (of a dense one, per bin)."""
+    return _summary("max", x, per_axis)
 
 
 def quantiles(x: Column, num_buckets: int) -> Column:
@@ -72,16 +102,22 @@ def vocabulary(x: Column, top_k: int | None = None, frequency_threshold: int = 0
 
 # -- mappers --------------------------------------------------------------------------------
 
-def scale_to_z_score(x: Column) -> Column:
-    """(x - mean) / std over the training data; x - mean where std is 0 (as TFT does)."""
-    x = checked("scale_to_z_score", x, NUMERIC)
-    return derive("z_score", (x, mean(x), std(x)), "number")
+def scale_to_z_score(x: Column, *, per_axis: int | None = None) -> Column:
+    """(x - mean) / std over the training data; x - mean where std is 0 (as TFT does). A dense
+    column is scaled per bin (see ``mean``): ``ct.scale_to_z_score(mel, per_axis=0)`` per mel band.
+    """
+    x = _numeric_or_dense("scale_to_z_score", x)
+    bins = _bins("scale_to_z_score", x, per_axis)
+    kind = "dense" if bins else "number"
+    return derive("z_score", (x, mean(x, per_axis=per_axis), std(x, per_axis=per_axis)), kind, bins, width=x.node.width)
 
 
-def scale_to_0_1(x: Column) -> Column:
-    """(x - min) / (max - min) over the training data; x - min where max == min."""
-    x = checked("scale_to_0_1", x, NUMERIC)
-    return derive("min_max", (x, min(x), max(x)), "number")
+def scale_to_0_1(x: Column, *, per_axis: int | None = None) -> Column:
+    """(x - min) / (max - min) over the training data; x - min where max == min (per bin for a dense column)."""
+    x = _numeric_or_dense("scale_to_0_1", x)
+    bins = _bins("scale_to_0_1", x, per_axis)
+    kind = "dense" if bins else "number"
+    return derive("min_max", (x, min(x, per_axis=per_axis), max(x, per_axis=per_axis)), kind, bins, width=x.node.width)
 
 
 def apply_buckets(x: Column, boundaries: Column | list[float]) -> Column:

@@ -203,13 +203,17 @@ def _one_row_batch(fn: Callable[..., Any], node: Node) -> RowKernel:
 
 
 @row_kernel("z_score")
-def _z_score(_p: dict[str, Any], x: float, mean: float, std: float) -> float:
+def _z_score(p: dict[str, Any], x: float, mean: float, std: float) -> float:
+    if "per_axis" in p:
+        raise Rare  # a dense column, per bin
     centred = float(x) - mean  # int64 and bool become float64 first in the batch kernel too
     return centred / std if std else centred
 
 
 @row_kernel("min_max")
-def _min_max(_p: dict[str, Any], x: float, lo: float, hi: float) -> float:
+def _min_max(p: dict[str, Any], x: float, lo: float, hi: float) -> float:
+    if "per_axis" in p:
+        raise Rare
     shifted = float(x) - lo
     return shifted / (hi - lo) if hi > lo else shifted
 

@@ -152,6 +152,16 @@ def test_one_session_per_loaded_graph(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(opened) == 2
 
 
+def test_a_graph_sent_to_another_process_opens_its_model_there(tmp_path: Path) -> None:
+    """What an engine's worker (Beam) gets: the graph pickled, its session opened again from the file."""
+    import pickle
+
+    model = linear(tmp_path / "linear.onnx")
+    graph = fitted(lambda i: {"y": apply_model(model, [i["age"], i["hours"], i["age"]])}, tmp_path / "graph")
+    travelled = pickle.loads(pickle.dumps(graph))
+    np.testing.assert_array_equal(travelled.apply(TABLE)["y"], graph.apply(TABLE)["y"])
+
+
 def test_in_transform_and_at_apply_the_same(tmp_path: Path) -> None:
     linear(tmp_path / "encoder.onnx")  # beside the module file, named by a relative path
     module = """\

@@ -86,12 +86,12 @@ class BeamEngine:
             return _read(f"{scratch}/result.pkl")
 
     def map(self, fn: Callable[[T], R], parts: Sequence[T], workers: int) -> Iterator[R]:
-        """``fn`` of every part on the runner's workers, in the order of ``parts``; results are held, so keep them small."""
+        """``fn`` of every part on the runner's workers, in the order of ``parts``, read back one at a time."""
         import apache_beam as beam
 
         parts = list(parts)
         if not parts:
-            return iter(())
+            return
         options = self._options(len(parts))
         with _scratch(_temp_location(options)) as scratch:
             pipeline = _pipeline(options)
@@ -102,7 +102,8 @@ class BeamEngine:
                 | "Apply and write" >> beam.Map(_apply, fn, scratch)
             )
             _run(pipeline, _runner_name(options), scratch)
-            return iter([_read(f"{scratch}/results/{i}.pkl") for i in range(len(parts))])
+            for i in range(len(parts)):
+                yield _read(f"{scratch}/results/{i}.pkl")
 
     def _options(self, parts: int) -> PipelineOptions:
         from apache_beam.options.pipeline_options import PipelineOptions
@@ -120,6 +121,7 @@ class BeamEngine:
 def _pipeline(options: PipelineOptions) -> beam.Pipeline:
     import apache_beam as beam
 
+    _no_notebook_labels()
     runner = _runner_name(options)
     if runner == "DaskRunner":  # Beam knows it only by its full name
         from apache_beam.runners.dask.dask_runner import DaskRunner
@@ -128,6 +130,25 @@ def _pipeline(options: PipelineOptions) -> beam.Pipeline:
     if runner == "DirectRunner":
         return beam.Pipeline(runner=_python_direct_runner(options), options=options)
     return beam.Pipeline(options=options)
+
+
+def _no_notebook_labels() -> None:
+    """Keep Beam from labelling conveyor's transforms with the notebook's cell.
+
+    In an IPython kernel Beam relabels every transform it applies, which imports
+    ``apache_beam.dataframe``, and that fails under pandas 3 (Beam 2.77 supports pandas below
+    2.4): every step on Beam would fail in a notebook. conveyor's pipelines are its own, never
+    shown in the notebook, so they need no cell labels. Set for the process once a step runs on
+    Beam: a user's own Beam pipelines in that notebook then lose only the "Cell N:" prefix of
+    their labels (Interactive Beam asks IPython itself).
+    """
+    from apache_beam.utils import interactive_utils
+
+    interactive_utils.is_in_ipython = _not_in_ipython
+
+
+def _not_in_ipython() -> bool:
+    return False
 
 
 def _run(pipeline: beam.Pipeline, runner: str, scratch: str) -> None:
