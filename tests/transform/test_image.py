@@ -145,3 +145,11 @@ def test_what_is_no_image_fails_with_what_to_do() -> None:
         trace(lambda inputs: {"pixels": ct.decode_image(inputs["image"])}, {"image": "bytes"})
     with pytest.raises(TransformError, match=r"mean has 2 values; give one, or one per channel \(3\)"):
         trace(lambda inputs: {"x": ct.normalize(ct.resize(ct.decode_image(inputs["image"]), 4, 4), mean=[0.5, 0.5], std=[1.0, 1.0])}, {"image": "bytes"})
+
+
+@pytest.mark.parametrize("arrow_type", [pa.binary(), pa.large_binary(), pa.binary_view()])
+def test_bytes_decode_from_every_arrow_binary_type(arrow_type: pa.DataType) -> None:
+    """Polars hands binary columns over as binary_view (the Evaluator's frames): the same pixels."""
+    graph = fitted(lambda inputs: {"pixels": ct.resize(ct.decode_image(inputs["image"]), 16, 16)}, IMAGES)
+    out = graph.apply(pa.table({"image": pa.array(IMAGES[:1], arrow_type)}))
+    assert np.array_equal(out["pixels"][0].reshape(16, 16, 3), PIXELS[0])
