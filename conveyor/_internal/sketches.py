@@ -63,16 +63,24 @@ class Quantiles:
 
     def update(self, values: np.ndarray | pl.Series) -> None:
         """Add the finite values of ``values`` (NaN, infinities and nulls are skipped)."""
-        x = (
-            values.cast(pl.Float64).to_numpy()
-            if isinstance(values, pl.Series)
-            else np.asarray(values, dtype=np.float64)
-        )
-        x = np.sort(x[np.isfinite(x)]) + 0.0
+        if isinstance(values, pl.Series) and values.dtype in _COUNTED_INTS:
+            values = values.drop_nulls().to_numpy()
+        if isinstance(values, np.ndarray) and values.dtype in _COUNTED_NUMPY_INTS:
+            x, count = _int_counts(values)
+        else:
+            # A batch's column: Polars sorts it about 1.4x faster than NumPy (measured; NaN sorts last).
+            # A group's few values, from GroupedQuantiles: NumPy, without a Series made for each.
+            x = (
+                values.cast(pl.Float64).drop_nulls().sort().to_numpy()
+                if isinstance(values, pl.Series)
+                else np.sort(np.asarray(values, dtype=np.float64))
+            )
+            finite = np.isfinite(x)
+            x = (x if finite.all() else x[finite]) + 0.0  # -0.0 as 0.0
+            count = np.ones(len(x), np.int64)
         if len(x):
-            key = ordered_keys(x) >> np.uint64(64 - self.bits)
             # Sorted already: the values' own runs first, so that the merge sorts buckets, not values.
-            self.add_buckets(*_runs(key, np.ones(len(x), np.int64), x, x))
+            self.add_buckets(*_runs(_sorted_keys(x, self.bits), count, x, x))
 
     def add_buckets(self, key: np.ndarray, count: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         """Add buckets already at this sketch's resolution (``key`` sorted, or in any order with lo = hi)."""
@@ -145,6 +153,31 @@ class Quantiles:
 
 
 _BUCKET_DTYPE = np.dtype([("lo", "<f8"), ("hi", "<f8"), ("count", "<i8")])
+_COUNTED_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+_COUNTED_NUMPY_INTS = tuple(np.dtype(t) for t in ("i1", "i2", "i4", "i8", "u1", "u2", "u4"))
+
+
+def _int_counts(ints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integers as sorted float64 values and their counts: a ``bincount`` when their range is
+    small (codes, days, flags: a pass instead of a sort), else a sort."""
+    if not len(ints):
+        return np.zeros(0), np.zeros(0, np.int64)
+    lo, hi = int(ints.min()), int(ints.max())
+    if hi - lo < 2 * len(ints):
+        counts = np.bincount(ints.astype(np.int64, copy=False) - lo)
+        seen = np.flatnonzero(counts)
+        return (seen + lo).astype(np.float64), counts[seen]
+    return np.sort(ints).astype(np.float64), np.ones(len(ints), np.int64)
+
+
+def _sorted_keys(x: np.ndarray, bits: int) -> np.ndarray:
+    """``ordered_keys`` of sorted values (no -0.0) at ``bits`` bits: the negative ones first, so two passes do it."""
+    key = x.view(np.uint64).copy()
+    negative = int(np.searchsorted(x, 0.0))
+    np.invert(key[:negative], out=key[:negative])
+    key[negative:] |= np.uint64(1 << 63)
+    key >>= np.uint64(64 - bits)
+    return key
 
 
 def _bit_length_exact(x: np.ndarray) -> np.ndarray:
@@ -248,7 +281,7 @@ class GroupedQuantiles:
         """Add the finite ``values`` of one group, or of the groups named row by row (NaN, infinities, nulls skipped)."""
         if isinstance(groups, str):
             self._group(groups).update(values)
-        elif self.buffer.add(values.cast(pl.Float64), groups, 0):
+        elif self.buffer.add(values if values.dtype in _COUNTED_INTS else values.cast(pl.Float64), groups, 0):
             self.flush()
 
     def _group(self, name: str) -> Quantiles:
@@ -420,9 +453,8 @@ class GroupedTopCounts:
         """
         if not _one_group(counts[GROUP].to_physical().to_numpy()):
             return self._prune(counts.lazy().group_by(GROUP, "key").agg(pl.col("count").sum()).collect())
-        keys, n = counts["key"].to_numpy(), counts["count"].to_numpy()
-        order = np.argsort(keys)
-        keys, n = keys[order], n[order]
+        order = counts["key"].arg_sort().to_numpy()  # twice as fast as NumPy's on 64-bit keys (measured)
+        keys, n = counts["key"].to_numpy()[order], counts["count"].to_numpy()[order]
         starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
         keys, n = keys[starts], np.add.reduceat(n, starts)
         if len(keys) > self.bound:

@@ -28,6 +28,9 @@ PART_BYTES = 256 << 20
 BUFFER_BYTES = 256 << 20
 READ_BATCH_BYTES = 16 << 20
 READ_BUFFER_BYTES = 1 << 20
+# Every step after ExampleGen decodes its splits: Polars decodes LZ4 about 2.5x faster than
+# snappy (0.13 against 0.35 cpu-s for 330k 700-byte texts, measured), for about the same size.
+COMPRESSION = "lz4"
 
 
 def parquet_schema(fs: Any, path: str) -> pa.Schema:
@@ -142,7 +145,7 @@ class SplitWriter:
     def _open(self, split: str, schema: pa.Schema) -> pq.ParquetWriter:
         folder = split_dir(self.uri, split)
         folder.mkdir(parents=True, exist_ok=True)
-        writer = pq.ParquetWriter(folder / f"part-{self._parts[split]:05d}.parquet", schema)
+        writer = pq.ParquetWriter(folder / f"part-{self._parts[split]:05d}.parquet", schema, compression=COMPRESSION)
         self._writers[split] = writer
         return writer
 

@@ -179,3 +179,40 @@ def test_a_group_counted_alone_counts_as_beside_other_groups() -> None:
     got, want = alone[0].summary(50, 50)["a"], beside[0].summary(50, 50)["a"]
     assert got[2] > 0  # counts were cut
     assert got == want
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low", "high"),
+    [(pl.Int8, -128, 128), (pl.UInt32, 0, 40), (pl.Int64, -(10**12), 10**12), (pl.Int16, 3, 5_000)],
+)
+def test_an_integer_column_gives_the_buckets_of_its_values_as_floats(dtype: pl.DataType, low: int, high: int) -> None:
+    # Integers are counted (a small range) or sorted (a wide one), floats sorted: the same values, the same bytes.
+    rng = np.random.default_rng(7)
+    ints = pl.Series("x", rng.integers(low, high, 3_000), dtype=dtype).scatter(rng.integers(0, 3_000, 50), None)
+    counted, as_numpy, as_floats, grouped = Quantiles(), Quantiles(), Quantiles(), GroupedQuantiles()
+    names = pl.Series("g", np.arange(3_000) % 3).cast(pl.String)
+    for start in range(0, 3_000, 1_000):
+        batch = ints[start : start + 1_000]
+        counted.update(batch)
+        as_numpy.update(batch.drop_nulls().to_numpy())
+        as_floats.update(batch.drop_nulls().to_numpy().astype(np.float64))
+        grouped.update(batch, names[start : start + 1_000])
+    assert counted.to_json() == as_numpy.to_json() == as_floats.to_json()
+    assert counted.n == 3_000 - ints.null_count()
+    for name, q in grouped.quantiles().items():
+        alone = Quantiles()
+        alone.update(ints.filter(names == name).drop_nulls().to_numpy().astype(np.float64))
+        assert q.to_json() == alone.to_json(), name
+
+
+def test_quantiles_of_few_values_are_numpys_and_skip_what_is_not_finite() -> None:
+    rng = np.random.default_rng(8)
+    finite = np.round(rng.normal(0, 3, 5_000), 1)  # a few hundred distinct values: exact
+    finite[:40] = -0.0
+    values = pl.Series("x", [*finite, np.nan, np.inf, -np.inf, None], dtype=pl.Float64)
+    q = Quantiles()
+    q.update(values)
+    ranks = [0.01, 0.1, 0.25, 0.5, 0.9, 0.99]
+    assert q.n == len(finite) and q.rank_error == 0
+    assert q.quantiles(ranks) == list(np.quantile(finite + 0.0, ranks, method="inverted_cdf"))
+    assert 0.0 in q.items() and not any(np.signbit(v) and v == 0 for v in q.items())
