@@ -85,6 +85,7 @@ def create_app(
         served = registry.get(name, version, _label_of(request), sticky=sticky)
         if verb is not None:
             tfserving.check_task(served.model, verb)
+        rows = tfserving.binary_values(rows, served.model)
         outputs = await predicted(served, rows)
         if prediction_log is not None:
             prediction_log.record(request.state.request_id, served, rows, outputs)
@@ -133,9 +134,7 @@ def create_app(
         sticky_key = registry.sticky_key(name)  # an unknown model is a 404 before its body is read
         body = await _body(request, max_body_bytes)
         asked = oip.read_rest_request(body, request.headers.get("inference-header-content-length"))
-        sticky = (
-            sticky_value(sticky_key, request.headers, {t.name: t.values for t in asked.inputs}) if sticky_key else None
-        )
+        sticky = sticky_value(sticky_key, request.headers, oip.sticky_columns(asked.inputs)) if sticky_key else None
         served = registry.get(name, version, sticky=sticky)
         rows = oip.model_input(asked.inputs, served.model)
         outputs = await predicted(served, rows)

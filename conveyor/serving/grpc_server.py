@@ -167,7 +167,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         context.send_initial_metadata([(REQUEST_ID_HEADER, request_id(tracking_id))])
         inputs = _inputs(request)
         sticky_key = self.registry.sticky_key(request.model_name)
-        sticky = sticky_value(sticky_key, metadata, {t.name: t.values for t in inputs}) if sticky_key else None
+        sticky = sticky_value(sticky_key, metadata, oip.sticky_columns(inputs)) if sticky_key else None
         version = oip.parse_version(request.model_version)
         served = self.registry.get(request.model_name, version, sticky=sticky)
         rows = oip.model_input(inputs, served.model)

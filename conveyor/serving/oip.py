@@ -7,11 +7,17 @@ request takes the transform graph's one-row path). The outputs (``probability``,
 scores, BYTES, INT64 or BOOL for classes. Over REST a tensor's data is JSON or, with the binary
 tensor data extension that tritonclient uses by default, raw bytes after the JSON header;
 over gRPC it is ``raw_input_contents`` or the typed ``contents``. Raw bytes are little-endian,
-row-major; a BYTES element is a 4-byte length and its UTF-8 bytes.
+row-major; a BYTES element is a 4-byte length and its bytes.
+
+A BYTES element is read by the kind of the input it feeds: a text feature's elements are UTF-8
+text; a ``bytes`` feature's (a file's contents, for ``ct.decode_audio`` or ``ct.decode_image``)
+stay bytes, sent raw (binary extension, gRPC) or, in JSON, as base64 text.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import json
 import struct
@@ -42,6 +48,7 @@ __all__ = [
     "read_rest_request",
     "rest_response",
     "server_metadata",
+    "sticky_columns",
 ]
 
 EXTENSIONS = ["binary_tensor_data"]
@@ -81,17 +88,23 @@ CONTENTS_FIELD = {
 """The field of gRPC's ``InferTensorContents`` that holds each datatype (FP16 travels raw only)."""
 
 NUMBERS = frozenset(DTYPES) - {"BOOL", "BYTES"}
-ACCEPTED = {"number": NUMBERS | {"BOOL"}, "string": frozenset({"BYTES"}), "bool": frozenset({"BOOL"})}
+ACCEPTED = {
+    "number": NUMBERS | {"BOOL"},
+    "string": frozenset({"BYTES"}),
+    "bool": frozenset({"BOOL"}),
+    "bytes": frozenset({"BYTES"}),
+}
 """The datatypes a raw feature of each kind may be sent as."""
 
-KIND_DATATYPE = {"number": "FP64", "string": "BYTES", "bool": "BOOL"}
+KIND_DATATYPE = {"number": "FP64", "string": "BYTES", "bool": "BOOL", "bytes": "BYTES"}
 SIGNATURE_DATATYPE = {"float64": "FP64", "int64": "INT64", "string": "BYTES", "bool": "BOOL"}
 LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
 class Tensor:
-    """A named tensor: its elements flat in row-major order (str for BYTES once decoded)."""
+    """A named tensor: its elements flat in row-major order (a BYTES element as it came: str from
+    JSON, bytes from raw data or gRPC; ``model_input`` reads it by the feature's kind)."""
 
     name: str
     datatype: str
@@ -120,8 +133,11 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -
     """
     dims = _shape(name, datatype, shape)
     if datatype == "BYTES":
-        flat = np.asarray(values, dtype=object).reshape(-1)
-        array = np.array([_text(name, v) for v in flat.tolist()], dtype=object)
+        array = np.asarray(values, dtype=object).reshape(-1)
+        wrong = next((v for v in array.tolist() if not isinstance(v, str | bytes)), None)
+        if wrong is not None:
+            msg = f"input {name!r} is BYTES, so its elements are strings; got {wrong!r}."
+            raise InvalidInputError(msg)
     else:
         try:
             array = np.asarray(values, dtype=DTYPES[datatype]).reshape(-1)
@@ -151,7 +167,7 @@ def decode_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes | memo
 def encode_raw(tensor: Tensor) -> bytes:
     """A tensor's elements as the protocol's raw bytes."""
     if tensor.datatype == "BYTES":
-        encoded = [str(v).encode() for v in tensor.values.tolist()]
+        encoded = [v if isinstance(v, bytes) else str(v).encode() for v in tensor.values.tolist()]
         return b"".join(LENGTH.pack(len(b)) + b for b in encoded)
     return np.ascontiguousarray(tensor.values, dtype=DTYPES[tensor.datatype]).tobytes()
 
@@ -175,17 +191,28 @@ def _counted(tensor: Tensor) -> Tensor:
     return tensor
 
 
-def _text(name: str, value: Any) -> str:
+def _text(name: str, value: str | bytes) -> str:
     if isinstance(value, str):
         return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError as e:
+        msg = f"an element of input {name!r} is not UTF-8 text: {e}."
+        raise InvalidInputError(msg) from e
+
+
+def _file_bytes(name: str, value: str | bytes, index: int) -> bytes:
+    """A ``bytes`` feature's element: raw bytes as sent, or JSON's base64 text decoded."""
     if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError as e:
-            msg = f"an element of input {name!r} is not UTF-8 text: {e}."
-            raise InvalidInputError(msg) from e
-    msg = f"input {name!r} is BYTES, so its elements are strings; got {value!r}."
-    raise InvalidInputError(msg)
+        return value
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        msg = (
+            f"element {index} of input {name!r} is not base64 ({e}): {name!r} holds a file's bytes, which JSON "
+            "carries as base64 text; or send them raw with the binary tensor data extension."
+        )
+        raise InvalidInputError(msg) from e
 
 
 def _split_bytes(name: str, raw: bytes, count: int) -> np.ndarray:
@@ -200,7 +227,7 @@ def _split_bytes(name: str, raw: bytes, count: int) -> np.ndarray:
         if offset + size > len(raw):
             msg = f"element {i} of input {name!r} says it has {size} bytes; fewer are left."
             raise InvalidInputError(msg)
-        values[i] = _text(name, raw[offset : offset + size])
+        values[i] = raw[offset : offset + size]
         offset += size
     if offset != len(raw):
         msg = f"the raw bytes of input {name!r} hold more than its {count} elements."
@@ -234,9 +261,29 @@ def model_input(tensors: Sequence[Tensor], model: LoadedModel) -> list[dict[str,
     if len(set(lengths.values())) > 1:
         msg = f"the input tensors must have one length, one value per row; they have {lengths}."
         raise InvalidInputError(msg)
+    kinds = {name: spec.get("kind") for name, spec in expected.items()}
+    columns = {t.name: _elements(t, kinds.get(t.name)) if t.datatype == "BYTES" else t.values for t in tensors}
     if next(iter(lengths.values()), 0) == 1:
-        return [{t.name: t.values[0] if t.datatype == "BYTES" else t.values[0].item() for t in tensors}]
-    return {t.name: t.values.tolist() if t.datatype == "BYTES" else t.values for t in tensors}
+        return [{name: v[0] if isinstance(v, list) else v[0].item() for name, v in columns.items()}]
+    return columns
+
+
+def _elements(tensor: Tensor, kind: str | None) -> list[Any]:
+    """A BYTES tensor's elements as the feature's values: bytes for a ``bytes`` feature, else text."""
+    values = tensor.values.tolist()
+    if kind == "bytes":
+        return [_file_bytes(tensor.name, v, i) for i, v in enumerate(values)]
+    return [_text(tensor.name, v) for v in values]
+
+
+def sticky_columns(tensors: Sequence[Tensor]) -> dict[str, Any]:
+    """The tensors' elements by name, as a sticky key reads them (bytes as text)."""
+    return {
+        t.name: [v.decode(errors="replace") if isinstance(v, bytes) else v for v in t.values.tolist()]
+        if t.datatype == "BYTES"
+        else t.values
+        for t in tensors
+    }
 
 
 def _check_against_signature(tensor: Tensor, expected: Mapping[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 Built on each request from the app's routes and the models served now, so that it follows hot
 swaps: a route with ``{name}`` becomes one path per model (``/v1/models/churn:predict``), whose
-request body is that model's signature (each raw feature typed by its kind, the required ones
-required) and whose answer names its outputs. ``:classify`` is listed for a classifier,
+request body is that model's signature (each raw feature typed by its kind, a file's bytes as
+base64 text, the required ones required) and whose answer names its outputs. ``:classify`` is listed for a classifier,
 ``:regress`` for a regression model. Every operation lists its errors: 400 (bad input), 404
 (unknown version or label), 413 (too large a body), 503 (a full batch queue), and 401 when the
 server asks for a token. Written by hand (the routes are Starlette's, not a framework's that
@@ -27,7 +27,16 @@ from conveyor.serving.tfserving import SIGNATURE, VERB_TASKS
 __all__ = ["document"]
 
 OPENAPI_VERSION = "3.0.3"
-KIND_SCHEMA = {"number": {"type": "number"}, "string": {"type": "string"}, "bool": {"type": "boolean"}}
+KIND_SCHEMA = {
+    "number": {"type": "number"},
+    "string": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "bytes": {
+        "type": "string",
+        "format": "byte",
+        "description": 'A file\'s bytes (audio, an image) as base64 text; {"b64": "<base64>"} is read too.',
+    },
+}
 DTYPE_SCHEMA = {
     "float64": {"type": "number"},
     "int64": {"type": "integer"},

@@ -51,7 +51,7 @@ MAX_QUEUED = 10_000
 """Requests waiting for the writer; past this they are dropped and counted, never waited for."""
 
 _USABLE_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces: safe to echo in a header
-_KIND_TYPES = {"number": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
+_KIND_TYPES = {"number": pa.float64(), "string": pa.string(), "bool": pa.bool_(), "bytes": pa.binary()}
 DRAIN_SECONDS = 0.5
 """How often the writer takes what is queued: a wake-up per request would contend with requests."""
 

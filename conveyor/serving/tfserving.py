@@ -7,10 +7,16 @@ format) gets ``{"predictions": [{"probability": ..., "class": ...}, ...]}``, one
 ``{"examples": [{...}, ...], "context": {...}}`` (the context's features join every example) and
 answer ``{"results": [[[class, score], ...], ...]}`` (each class with its probability, per
 example) or ``{"results": [value, ...]}``.
+
+A file's bytes (a WAV clip, a PNG image: a feature of kind ``bytes`` in the signature) travel as
+base64 text, plain or as TF Serving's ``{"b64": "..."}``; ``{"b64": ...}`` may carry a text
+feature too, as UTF-8. ``binary_values`` decodes them once the model is known.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +27,7 @@ from conveyor.model.loading import LoadedModel
 from conveyor.serving.registry import ServedVersion, VersionStatus
 
 __all__ = [
+    "binary_values",
     "check_task",
     "classify_answer",
     "example_rows",
@@ -116,6 +123,64 @@ def _inputs(inputs: Any) -> dict[str, list[Any]]:
         msg = f'the columns of "inputs" must have one length; they have {lengths}.'
         raise InvalidInputError(msg)
     return inputs
+
+
+def binary_values(rows: list[dict[str, Any]] | dict[str, list[Any]], model: LoadedModel) -> Any:
+    """``rows`` with base64 values decoded: to bytes for the model's ``bytes`` features, to text
+    for a text feature sent as ``{"b64": ...}``; the rows as they are when none is sent so.
+
+    Raises:
+        InvalidInputError: a value that is not base64, a ``bytes`` feature's value that is not
+            text, or ``{"b64": ...}`` for a number or bool feature (the message names the field).
+    """
+    kinds = {name: spec.get("kind") for name, spec in model.signature.get("inputs", {}).items()}
+    if isinstance(rows, dict):
+        return {name: _decoded(name, kinds.get(name), column, f'"inputs"["{name}"]') for name, column in rows.items()}
+    return [_decoded_row(row, kinds, i) for i, row in enumerate(rows)]
+
+
+def _decoded_row(row: dict[str, Any], kinds: dict[str, Any], i: int) -> dict[str, Any]:
+    wanted = [n for n, v in row.items() if kinds.get(n) == "bytes" or isinstance(v, dict)]
+    if not wanted:
+        return row
+    decoded = dict(row)
+    for name in wanted:
+        decoded[name] = _decoded(name, kinds.get(name), [row[name]], f'row {i}["{name}"]')[0]
+    return decoded
+
+
+def _decoded(name: str, kind: str | None, column: list[Any], where: str) -> list[Any]:
+    if kind != "bytes" and not any(isinstance(v, dict) for v in column):
+        return column
+    return [_value(v, kind, where) for v in column]
+
+
+def _value(value: Any, kind: str | None, where: str) -> Any:
+    wrapped = isinstance(value, dict)
+    if wrapped and (set(value) != {"b64"} or not isinstance(value["b64"], str)):
+        msg = f'{where} is an object; the one object a value may be is {{"b64": "<base64 text>"}}, got {value!r}.'
+        raise InvalidInputError(msg)
+    if value is None or (not wrapped and kind != "bytes"):
+        return value
+    if kind not in ("bytes", "string", None):
+        msg = f'{where} is sent as {{"b64": ...}}, but it is a {kind} feature; send the value itself.'
+        raise InvalidInputError(msg)
+    text = value["b64"] if wrapped else value
+    if not isinstance(text, str):
+        msg = f'{where} holds a file\'s bytes, sent as base64 text or {{"b64": "..."}}; got {text!r}.'
+        raise InvalidInputError(msg)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        msg = f'{where} is not base64 ({e}); send a file\'s bytes as base64 text, or {{"b64": "..."}}.'
+        raise InvalidInputError(msg) from e
+    if kind == "bytes":
+        return data
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        msg = f"{where} is a text feature, and its base64 value is not UTF-8 text: {e}."
+        raise InvalidInputError(msg) from e
 
 
 def predict_answer(outputs: dict[str, np.ndarray], columnar: bool) -> dict[str, Any]:

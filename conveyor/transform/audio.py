@@ -278,7 +278,8 @@ def _decode_audio(p: dict[str, Any], x: Any) -> pa.ListArray:
         try:
             samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-            msg = f"ct.decode_audio: {len(data)} bytes do not decode as audio ({e}); ExampleGen's audio input quarantines such files."
+            why = getattr(e, "error_string", None) or e  # libsndfile's own words, not the buffer's repr
+            msg = f"ct.decode_audio: {len(data)} bytes do not decode as audio ({why}); ExampleGen's audio input quarantines such files."
             raise TransformError(msg) from e
         if p["mono"] and samples.shape[1] > 1:
             samples = samples.mean(axis=1, dtype=np.float32, keepdims=True)
