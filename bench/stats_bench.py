@@ -318,9 +318,14 @@ def measure_child(kind: str, parquet: Path) -> dict[str, Any]:
 
 def whole_process(command: list[str]) -> dict[str, Any]:
     """Run ``command`` in ``USER_RUN``: its wall time, CPU time (user + system) and peak RSS, from ``wait4``."""
+    # As a user's install has them: compiled modules kept between runs (a shell that sets
+    # PYTHONDONTWRITEBYTECODE would have conveyor's own modules compiled again at every start).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(command, cwd=USER_RUN, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, cwd=USER_RUN, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:

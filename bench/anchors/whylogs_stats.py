@@ -90,7 +90,7 @@ def measure(parquet: Path, batches: bool = False) -> dict[str, object]:
         MeasureError: whylogs could not be installed, or the child failed.
     """
     python = ensure_venv()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}
     env["WHYLOGS_NO_ANALYTICS"] = "True"  # no usage report sent from a benchmark
     command = [str(python), str(Path(__file__).resolve()), str(parquet.resolve()), "--child"]
     with tempfile.TemporaryDirectory(prefix="whylogs-anchor-") as tmp, tempfile.TemporaryFile("w+") as log:
