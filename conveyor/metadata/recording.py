@@ -497,12 +497,15 @@ class Recorder:
                     conn.execute(update(a).where(a.c.id == aid).values(files=_dumps(now)))
         return found
 
-    def latest_outputs(self, pipeline: str, component_id: str) -> Execution | None:
+    def latest_outputs(self, pipeline: str, component_id: str, run: str | None = None) -> Execution | None:
         """The newest finished execution of a step in a pipeline whose outputs are LIVE with
-        their files as recorded (one edited by hand is marked ABANDONED, as ``find_cached`` does).
+        their files as recorded (one edited by hand is marked ABANDONED, as ``find_cached`` does);
+        with ``run``, that run's own first (a run shared by an orchestrator's tasks reads what
+        its own tasks made, whatever another DAG run made since), else the newest of any run.
         """
         a = s.artifacts
-        for ex in reversed(self.executions(pipeline=pipeline, component=component_id)):
+        own = self.executions(run=run, pipeline=pipeline, component=component_id) if run is not None else []
+        for ex in [*reversed(own), *reversed(self.executions(pipeline=pipeline, component=component_id))]:
             arts = {x.id: x for group in ex.outputs.values() for x in group if x.id is not None}
             if ex.status not in FINISHED_WELL or not all(x.state == ArtifactState.LIVE for x in arts.values()):
                 continue

@@ -122,15 +122,16 @@ class _Run:
         if self.runner.progress:
             self.runner.progress(node_id, status, seconds)
 
-    def _resolve_outside(self, selected: set[str]) -> None:
-        """Outputs of steps left out of this run come from their newest finished execution."""
+    def _resolve_outside(self, selected: set[str], shared_run: str | None) -> None:
+        """Outputs of steps left out of this run come from their newest finished execution, the
+        shared run's own first."""
         needed = {u.id for n in self.pipeline.order if n.id in selected for u in n.upstream()} - selected
-        self.outputs.update(outputs_before(self.store, self.pipeline.name, needed))
+        self.outputs.update(outputs_before(self.store, self.pipeline.name, needed, shared_run))
         self.status.update(dict.fromkeys(needed, ExecutionStatus.SUCCEEDED))
 
     def go(self, selected: set[str], trigger: Mapping[str, Any] | None = None, shared_run: str | None = None) -> Run:
         bind_root(self.root, self.store)
-        self._resolve_outside(selected)
+        self._resolve_outside(selected, shared_run)
         run_id = shared_run or new_run_id()
         if shared_run:
             self.store.join_run(self.pipeline.name, run_id, trigger)

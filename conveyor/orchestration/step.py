@@ -77,16 +77,19 @@ def inputs_of(node: Node, produced: Mapping[str, Mapping[str, Sequence[Artifact]
     return {key: list(produced[ch.producer.id].get(ch.key, [])) for key, ch in node.inputs.items()}
 
 
-def outputs_before(store: StepReader, pipeline_name: str, step_ids: Iterable[str]) -> dict[str, Inputs]:
+def outputs_before(
+    store: StepReader, pipeline_name: str, step_ids: Iterable[str], run: str | None = None
+) -> dict[str, Inputs]:
     """The outputs of steps that are not in this run but that steps in it need (by step id): each
-    step's newest finished execution whose outputs are whole.
+    step's newest finished execution whose outputs are whole, in the shared run ``run`` when it
+    has one.
 
     Raises:
         ConveyorError: one of them never finished so.
     """
     produced: dict[str, Inputs] = {}
     for step_id in sorted(set(step_ids)):
-        found = store.latest_outputs(pipeline_name, step_id)
+        found = store.latest_outputs(pipeline_name, step_id, run)
         if found is None:
             msg = (
                 f"{step_id} has never finished in pipeline {pipeline_name!r} with its outputs whole, and "

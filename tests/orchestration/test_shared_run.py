@@ -135,3 +135,32 @@ def test_the_cli_takes_a_run_id_and_retries_and_refuses_a_bad_id(tmp_path: Path)
         (execution,) = store.executions(run=RUN, component="flaky")
         assert (execution.status, execution.attempts) == ("succeeded", 2)
         assert json.loads((tmp_path / "count").read_text()) == 2
+
+
+@component
+def numbered(examples: Output[Examples], *, counter: Parameter[str]) -> None:
+    """Each execution makes a new number: which run made an artifact shows in it."""
+    path = Path(counter)
+    n = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(n))
+    (Path(examples.uri) / "value.json").write_text(str(n))
+
+
+@component
+def read_value(examples: Input[Examples], out: Output[Artifact]) -> None:
+    (Path(out.uri) / "value.json").write_text((Path(examples.uri) / "value.json").read_text())
+
+
+def test_two_dag_runs_at_once_each_read_their_own_tasks_outputs(db_url: str, tmp_path: Path) -> None:
+    gen = numbered(counter=str(tmp_path / "count")).with_id("gen")
+    use = read_value(examples=gen.outputs["examples"]).with_id("use")
+    p = Pipeline("shared", [gen, use], root=tmp_path / "root", metadata=db_url, enable_cache=False)
+    first, second = "airflow-shared-run-a", "airflow-shared-run-b"
+    LocalRunner().run(p, only="gen", run_id=first)  # makes 1
+    LocalRunner().run(p, only="gen", run_id=second)  # makes 2, now the newest
+    a = LocalRunner().run(p, only="use", run_id=first)
+    b = LocalRunner().run(p, only="use", run_id=second)
+    assert (Path(a.executions["use"].outputs["out"][0].uri) / "value.json").read_text() == "1"
+    assert (Path(b.executions["use"].outputs["out"][0].uri) / "value.json").read_text() == "2"
+    plain = LocalRunner().run(p, only="use")  # no shared run: the newest, as before
+    assert (Path(plain.executions["use"].outputs["out"][0].uri) / "value.json").read_text() == "2"

@@ -52,8 +52,8 @@ def step_command(step):
     return shlex.join([*command, "--retries", "0", "--root", ROOT, "--metadata", METADATA])
 
 
-# One run at a time: a step reads the newest outputs of the steps before it, whichever run made them.
-with DAG(dag_id={name!r}, schedule=None, catchup=False, max_active_runs=1, tags=["conveyor"]) as dag:
+# DAG runs may overlap: each task reads the outputs its own DAG run's tasks made (--run-id).
+with DAG(dag_id={name!r}, schedule=None, catchup=False, tags=["conveyor"]) as dag:
     tasks = {{
         step: BashOperator(task_id=step, bash_command=step_command(step), retries=retries)
         for step, retries in RETRIES.items()
