@@ -88,13 +88,7 @@ print(json.dumps({
 
 def run_child(command: list[str], **kwargs: object) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run ``command`` to its end; return it and the CPU seconds of it and the children it waited for (imports included)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True, **kwargs)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        done = subprocess.CompletedProcess(command, proc.returncode, out.read(), err.read())
+    done, usage = tfdv_stats.run_waited(command, **kwargs)
     return done, usage.ru_utime + usage.ru_stime
 
 

@@ -67,8 +67,8 @@ class MeasureError(RuntimeError):
     """TFDV could not be installed, or a measured process failed; the message says which and where the log is."""
 
 
-def run_child(command: list[str], **kwargs: object) -> tuple[subprocess.CompletedProcess[str], int]:
-    """Run ``command`` to its end; return it and its peak RSS in bytes (``time -v``'s figure).
+def run_waited(command: list[str], **kwargs: object) -> tuple[subprocess.CompletedProcess[str], os.struct_rusage]:
+    """Run ``command`` to its end; return it and its resource usage.
 
     ``os.wait4`` reads the resource usage of this one child (and what it waited for), so
     neither this process nor earlier children count.
@@ -80,6 +80,12 @@ def run_child(command: list[str], **kwargs: object) -> tuple[subprocess.Complete
         out.seek(0)
         err.seek(0)
         done = subprocess.CompletedProcess(command, proc.returncode, out.read(), err.read())
+    return done, usage
+
+
+def run_child(command: list[str], **kwargs: object) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run ``command`` to its end; return it and its peak RSS in bytes (``time -v``'s figure)."""
+    done, usage = run_waited(command, **kwargs)
     return done, usage.ru_maxrss * 1024
 
 
