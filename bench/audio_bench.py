@@ -6,8 +6,8 @@ librosa's default log-mel spectrogram (128 mel bands, n_fft 2048, hop 512, power
 top_db 80), padded or cut to one second first:
 
 1. conveyor: ``ct.decode_audio`` → ``ct.pad_or_trim`` → ``ct.log_mel_spectrogram``, traced
-   and applied to an Arrow table of the bytes (``FittedGraph.apply``: one thread below 16,384
-   rows, as the Transform component gives each row group one thread).
+   and applied to an Arrow table of the bytes (``FittedGraph.apply(workers=1)``: one thread,
+   as the Transform component gives each row group one; the table in chunks of about 32 MiB).
 2. librosa: for each clip, ``soundfile.read`` (float32, as ``librosa.load`` gives), padded,
    ``librosa.power_to_db(librosa.feature.melspectrogram(y=clip, sr=16000))``.
 
@@ -23,7 +23,10 @@ same clips as WAV files in ten label folders, through a real pipeline, ExampleGe
 ``module.py``: 40-band log-mel, z-scored per band) → Embedder with the example's
 ``embedder.onnx`` (a small 1-D conv net, 40 x 101 log-mel cells to 64 values). A first
 pipeline computes every row; a second, with its own root and the same library, none. Each
-Embedder's seconds are the runner's own; the two outputs are compared value for value.
+Embedder's seconds are the runner's own; the two outputs are compared value for value. This is
+done twice, each time with a library of its own: with the Embedder's output keeping every input
+column (the default: the 4,040 log-mel values are rewritten beside the embedding) and with
+``keep_columns=["label"]`` (the feature library as a feature table: the label and the embedding).
 
     python bench/audio_bench.py [--clips 10000] [--repeats 1] [--json] [--library | --no-library]
 """
@@ -81,7 +84,7 @@ def run_conveyor(clips: list[bytes]) -> tuple[float, np.ndarray]:
     table = pa.table({"audio": pa.array(clips, pa.binary())})
     graph.apply(table.slice(0, 2))  # warm: the filters, the FFT plan
     start = time.perf_counter()
-    mel = graph.apply(table)["mel"]
+    mel = graph.apply(table, workers=1)["mel"]
     return time.perf_counter() - start, mel
 
 
@@ -114,7 +117,9 @@ def exact_difference(clips: list[bytes], mel: np.ndarray) -> float:
     return worst
 
 
-def embedder_seconds(root: Path, data: Path, library: Path) -> tuple[float, dict[str, Any], Any]:
+def embedder_seconds(
+    root: Path, data: Path, library: Path, keep: list[str] | None
+) -> tuple[float, dict[str, Any], Any]:
     """One pipeline up to the Embedder on its own root: the Embedder's seconds as the runner records
     them, its output's properties, and the output's embedding columns.
     """
@@ -130,7 +135,7 @@ def embedder_seconds(root: Path, data: Path, library: Path) -> tuple[float, dict
     transform = Transform(examples=gen.outputs["examples"], schema=schema.outputs["schema"],
                           module_file=str(SPOKEN_DIGITS / "module.py"))  # fmt: skip
     embedder = Embedder(examples=transform.outputs["transformed_examples"], model=str(SPOKEN_DIGITS / "embedder.onnx"),
-                        columns=["mel"], library=str(library))  # fmt: skip
+                        columns=["mel"], library=str(library), keep_columns=keep)  # fmt: skip
     run = Pipeline(root.name, [gen, stats, schema, transform, embedder], root=root).run(
         progress=lambda step, status, s: seconds.__setitem__(step, s) if s is not None else None
     )
@@ -144,36 +149,48 @@ def embedder_seconds(root: Path, data: Path, library: Path) -> tuple[float, dict
     return seconds["Embedder"], output.properties, table
 
 
+KEEPS = {"every column": None, "label alone": ["label"]}
+
+
 def run_library(clips: list[bytes]) -> dict[str, Any]:
-    """The Embedder's first run (every clip through the model) against its second (none)."""
+    """For each output shape of ``KEEPS``, the Embedder's first run (every clip through the model)
+    against its second (none).
+    """
+    results = {}
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         for i, data in enumerate(clips):
             folder = work / "clips" / str(i % 10)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"clip-{i:05d}.wav").write_bytes(data)
-        first, done_first, out_first = embedder_seconds(work / "first", work / "clips", work / "library")
-        second, done_second, out_second = embedder_seconds(work / "second", work / "clips", work / "library")
-    return {
-        "clips": len(clips),
-        "first_s": first,
-        "second_s": second,
-        "second_over_first": second / first,
-        "first": {k: done_first[k] for k in ("rows_computed", "rows_reused")},
-        "second": {k: done_second[k] for k in ("rows_computed", "rows_reused")},
-        "outputs_equal": out_first.equals(out_second),
-        "embedding_width": out_first.num_columns,
-    }
+        for n, (shape, keep) in enumerate(KEEPS.items()):
+            library = work / f"library-{n}"
+            first, done_first, out_first = embedder_seconds(work / f"first-{n}", work / "clips", library, keep)
+            second, done_second, out_second = embedder_seconds(work / f"second-{n}", work / "clips", library, keep)
+            results[shape] = {
+                "first_s": first,
+                "second_s": second,
+                "second_over_first": second / first,
+                "first": {k: done_first[k] for k in ("rows_computed", "rows_reused")},
+                "second": {k: done_second[k] for k in ("rows_computed", "rows_reused")},
+                "outputs_equal": out_first.equals(out_second),
+                "embedding_width": out_first.num_columns,
+            }
+    return {"clips": len(clips), "keeping": results}
 
 
 def print_library(result: dict[str, Any]) -> None:
-    first, second = result["first"], result["second"]
+    width = next(iter(result["keeping"].values()))["embedding_width"]
     print(f"{result['clips']} clips, feature library: 40-band log-mel -> spoken digits' embedder.onnx "
-          f"({result['embedding_width']} values), Embedder step as the runner records it:")  # fmt: skip
-    for name, done in (("first", first), ("second", second)):
-        seconds = result[f"{name}_s"]
-        print(f"  {name:6} run {seconds:7.2f} s  {done['rows_computed']} rows computed, {done['rows_reused']} reused")
-    print(f"  second / first = {result['second_over_first']:.1%} (goal < 5%); outputs equal: {result['outputs_equal']}")
+          f"({width} values), Embedder step as the runner records it:")  # fmt: skip
+    for shape, r in result["keeping"].items():
+        print(f"  output keeping {shape}:")
+        for name in ("first", "second"):
+            done = r[name]
+            print(
+                f"    {name:6} run {r[f'{name}_s']:7.2f} s  {done['rows_computed']} rows computed, {done['rows_reused']} reused"
+            )
+        print(f"    second / first = {r['second_over_first']:.1%} (goal < 5%); outputs equal: {r['outputs_equal']}")
 
 
 def main() -> None:
@@ -220,9 +237,13 @@ def main() -> None:
     print(f"{args.clips} one-second clips, log-mel (128 x 32) from WAV bytes, best of {args.repeats}:")
     for side in ("conveyor", "librosa", "decode"):
         print(f"  {side:9} {best[side]:8.2f} s  {result['per_clip_ms'][side]:6.3f} ms a clip")
-    print(f"  conveyor is {result['speedup']:.2f}x librosa ({result['speedup_without_decoding']:.2f}x on the spectrogram alone)")
-    print(f"  largest difference: {result['max_abs_db_vs_librosa_float32']:.2e} dB from librosa in float32, "
-          f"{result['max_abs_db_vs_librosa_float64']:.2e} dB from librosa in float64 (first {EXACT_CHECK} clips)")
+    print(
+        f"  conveyor is {result['speedup']:.2f}x librosa ({result['speedup_without_decoding']:.2f}x on the spectrogram alone)"
+    )
+    print(
+        f"  largest difference: {result['max_abs_db_vs_librosa_float32']:.2e} dB from librosa in float32, "
+        f"{result['max_abs_db_vs_librosa_float64']:.2e} dB from librosa in float64 (first {EXACT_CHECK} clips)"
+    )
     if "library" in result:
         print_library(result["library"])
 

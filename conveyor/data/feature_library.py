@@ -5,6 +5,8 @@ no row meets the same model twice (the Embedder's storage).
       <model sha256>/
         model.json                          what the model is, for a person browsing the folder
         part-<UTC time>-<random>.parquet    row_sha256 (32 bytes), then one column per output
+      row_keys/
+        <sha256>.keys                       the row sha256s of one row group of an artifact
 
 An output's column holds each row's values as little-endian float32 bytes (``binary(4 * width)``),
 uncompressed: random-looking floats do not compress, and Parquet reads and writes such a column
@@ -13,6 +15,11 @@ ten times faster than a list of floats.
 Each writer appends files of its own, written under a dot-name and renamed when whole, so a
 reader sees a file whole or not at all, and two pipelines writing at once lose nothing (a row
 both computed is kept twice; a lookup takes the first). Readers read every part.
+
+Hashing a row means reading it, which for wide rows (a spectrogram) costs more than a small
+model: so the row keys of each row group are kept too (``RowKeys``), by the content fingerprint
+of the artifact they come from, the file and the columns; a second run over the same artifact
+reads neither the model's input columns nor hashes them.
 
 A lookup holds the library's keys for the model in memory, 28 bytes a row (the first 128 bits
 of each row sha256, and where the row is), and reads the outputs of the rows it finds row group
@@ -24,14 +31,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -40,7 +48,9 @@ from conveyor.exceptions import ArtifactError, ComponentError
 
 KEY = "row_sha256"
 MODEL_FILE = "model.json"
+ROW_KEYS = "row_keys"
 GROUP_ROWS = 8192
+HELD_BYTES = 64 << 20  # row groups of outputs a lookup keeps read
 FILE_ROWS = 1 << 18
 _ROW_HASH_VERSION = b"conveyor row sha256 v1\0"
 
@@ -147,24 +157,32 @@ class FeatureLibrary:
     def index(self) -> LibraryIndex:
         """Every key of the library as it is now; files written later are not seen."""
         files = self.parts()
-        frames = []
+        columns: dict[str, list[np.ndarray]] = {"k0": [], "k1": [], "file": [], "group": [], "offset": []}
         for f, path in enumerate(files):
             try:
                 reader = pq.ParquetFile(path)
-                for g in range(reader.num_row_groups):
-                    column = reader.read_row_group(g, columns=[KEY]).column(0).combine_chunks()
-                    keys = np.frombuffer(column.buffers()[1], np.uint8)[32 * column.offset :][: 32 * len(column)]
-                    k0, k1 = _halves(keys.reshape(-1, 32))
-                    frames.append(pl.DataFrame({
-                        "k0": k0, "k1": k1, "file": np.full(len(k0), f, np.uint32),
-                        "group": np.full(len(k0), g, np.uint32), "offset": np.arange(len(k0), dtype=np.uint32),
-                    }))  # fmt: skip
+                column = reader.read(columns=[KEY]).column(0).combine_chunks()
             except (OSError, pa.ArrowException) as e:
                 msg = f"the feature library's file {path} cannot be read ({e}); delete it and run again (its rows will be computed anew)."
                 raise ArtifactError(msg) from e
-        schema = {"k0": pl.UInt64, "k1": pl.UInt64, "file": pl.UInt32, "group": pl.UInt32, "offset": pl.UInt32}
-        found = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-        return LibraryIndex(files, found.unique(subset=["k0", "k1"], keep="first", maintain_order=True))
+            keys = np.frombuffer(column.buffers()[1], np.uint8)[32 * column.offset :][: 32 * len(column)]
+            k0, k1 = _halves(keys.reshape(-1, 32))
+            sizes = [reader.metadata.row_group(g).num_rows for g in range(reader.num_row_groups)]
+            starts = np.repeat(np.cumsum([0, *sizes[:-1]]), sizes) if sizes else np.zeros(0, np.int64)
+            columns["k0"].append(k0)
+            columns["k1"].append(k1)
+            columns["file"].append(np.full(len(k0), f, np.uint32))
+            columns["group"].append(np.repeat(np.arange(len(sizes), dtype=np.uint32), sizes))
+            columns["offset"].append((np.arange(len(k0)) - starts).astype(np.uint32))
+        found = {
+            k: np.concatenate(v) if v else np.zeros(0, np.uint64 if k[0] == "k" else np.uint32)
+            for k, v in columns.items()
+        }
+        order = np.lexsort((found["k1"], found["k0"]))  # stable: of a key written twice, the oldest comes first
+        k0, k1 = found["k0"][order], found["k1"][order]
+        first = np.r_[True, (k0[1:] != k0[:-1]) | (k1[1:] != k1[:-1])] if len(order) else np.zeros(0, bool)
+        kept = order[first]
+        return LibraryIndex(files, *(found[k][kept] for k in ("k0", "k1", "file", "group", "offset")))
 
     def writer(self, model: dict[str, Any]) -> LibraryWriter:
         """A writer of new rows; ``model`` (JSON) describes the model in ``model.json`` the first time."""
@@ -177,34 +195,77 @@ class FeatureLibrary:
 
 
 class LibraryIndex:
-    """The keys a library held when it was read, and where each row is."""
+    """The keys a library held when it was read, sorted, and where each row is."""
 
-    def __init__(self, files: list[Path], keys: pl.DataFrame) -> None:
+    def __init__(
+        self, files: list[Path], k0: np.ndarray, k1: np.ndarray, file: np.ndarray, group: np.ndarray, offset: np.ndarray
+    ) -> None:
         self.files = files
-        self.keys = keys
+        self.k0, self.k1, self.file, self.group, self.offset = k0, k1, file, group, offset
+        self._groups: OrderedDict[tuple[int, int, tuple[str, ...]], pa.Table] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What travels to an engine's worker: the keys, not the row groups read here or the lock."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_groups", "_held", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _groups=OrderedDict(), _held=0, _lock=threading.Lock())
+
+    def _group(self, file: int, group: int, outputs: tuple[str, ...]) -> pa.Table:
+        """A row group of the library's outputs; the last few read are held, as neighbouring
+        row groups of the data ask for the same ones (rows are written in the data's order).
+        """
+        key = (file, group, outputs)
+        with self._lock:
+            if key in self._groups:
+                self._groups.move_to_end(key)
+                return self._groups[key]
+        table = pq.ParquetFile(self.files[file]).read_row_group(group, columns=list(outputs))
+        with self._lock:
+            if key not in self._groups:
+                self._groups[key] = table
+                self._held += table.nbytes
+            while self._held > HELD_BYTES and len(self._groups) > 1:
+                self._held -= self._groups.popitem(last=False)[1].nbytes
+        return table
 
     def __len__(self) -> int:
-        return self.keys.height
+        return len(self.k0)
+
+    def _positions(self, keys: np.ndarray) -> np.ndarray:
+        """Where each key is in the sorted index, -1 where absent."""
+        k0, k1 = _halves(keys)
+        at = np.searchsorted(self.k0, k0)
+        inside = at < len(self.k0)
+        at[~inside] = 0
+        same = inside & (self.k0[at] == k0) if len(self.k0) else np.zeros(len(keys), bool)
+        found = same & (self.k1[at] == k1) if len(self.k0) else same
+        for i in np.flatnonzero(same & ~found):  # first halves equal, second not: look along the run (about never)
+            j = at[i]
+            while j < len(self.k0) and self.k0[j] == k0[i] and self.k1[j] < k1[i]:
+                j += 1
+            if j < len(self.k0) and self.k0[j] == k0[i] and self.k1[j] == k1[i]:
+                at[i], found[i] = j, True
+        return np.where(found, at, -1)
 
     def lookup(self, keys: np.ndarray, outputs: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(which rows the library holds, a bool per key; their ``outputs`` as (found, width)
         float32 arrays, in the keys' order, or {} when none is found).
         """
-        k0, k1 = _halves(keys)
-        asked = pl.DataFrame({"k0": k0, "k1": k1, "at": np.arange(len(keys), dtype=np.int64)})
-        hits = asked.join(self.keys, on=["k0", "k1"], how="inner").sort("at")
-        found = np.zeros(len(keys), bool)
-        found[hits["at"].to_numpy()] = True
-        if hits.height == 0:
+        at = self._positions(keys)
+        found = at >= 0
+        if not found.any():
             return found, {}
-        file, group, offset = (hits[c].to_numpy() for c in ("file", "group", "offset"))
+        hits = at[found]
+        file, group, offset = self.file[hits], self.group[hits], self.offset[hits]
         order = np.lexsort((offset, group, file))
         pieces = []
         starts = np.flatnonzero(np.r_[True, (np.diff(file[order]) != 0) | (np.diff(group[order]) != 0)])
         for start, stop in zip(starts, [*starts[1:], len(order)], strict=False):
             rows = order[start:stop]
-            reader = pq.ParquetFile(self.files[file[rows[0]]])
-            pieces.append(reader.read_row_group(int(group[rows[0]]), columns=list(outputs)).take(offset[rows]))
+            pieces.append(self._group(int(file[rows[0]]), int(group[rows[0]]), tuple(outputs)).take(offset[rows]))
         back = np.argsort(order)
         return found, {
             name: np.concatenate([_floats(piece.column(name)) for piece in pieces])[back] for name in outputs
@@ -309,6 +370,42 @@ class LibraryWriter:
             self.discard()
             if kind is None:
                 raise
+
+
+class RowKeys:
+    """The row keys of an artifact's row groups over ``columns``, kept in ``<library>/row_keys/``.
+
+    An artifact's fingerprint is the sha256 of its files' contents, so its row groups' keys never
+    change: one written is good for every later reader of the same content, in any pipeline.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], fingerprint: str, root: Path, columns: Sequence[str]) -> None:
+        self.path = Path(folder) / ROW_KEYS
+        self.fingerprint = fingerprint
+        self.root = root
+        self.columns = list(columns)
+
+    def _file(self, part: tuple[Path, int]) -> Path:
+        what = [self.fingerprint, part[0].relative_to(self.root).as_posix(), str(part[1]), *self.columns]
+        digest = hashlib.sha256(_ROW_HASH_VERSION + "\0".join(what).encode()).hexdigest()
+        return self.path / f"{digest}.keys"
+
+    def has(self, part: tuple[Path, int]) -> bool:
+        return self._file(part).is_file()
+
+    def read(self, part: tuple[Path, int], rows: int) -> np.ndarray | None:
+        """The row group's keys (rows, 32), or None when they were never kept (or are not whole)."""
+        try:
+            data = self._file(part).read_bytes()
+        except OSError:
+            return None
+        if len(data) != 32 * rows:
+            return None
+        return np.frombuffer(data, np.uint8).reshape(rows, 32)
+
+    def write(self, part: tuple[Path, int], keys: np.ndarray) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _replace_atomically(self._file(part), np.ascontiguousarray(keys, np.uint8).tobytes())
 
 
 def _replace_atomically(path: Path, data: bytes) -> None:

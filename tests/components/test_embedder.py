@@ -44,12 +44,22 @@ def pca_model(path: Path, seed: int = 0, components: int = 3) -> PCA:
 
 
 def embed(
-    tmp_path: Path, name: str, model: Any, *, library: Path | None = None, columns: list[str] | None = FEATURES
+    tmp_path: Path,
+    name: str,
+    model: Any,
+    *,
+    library: Path | None = None,
+    columns: list[str] | None = FEATURES,
+    **options: Any,
 ) -> Any:
     """Run ExampleGen (every span under ``tmp_path/data``) then the Embedder, in a root of the pipeline's own."""
     gen = ExampleGen(input_base=str(tmp_path / "data"), pattern="span-{SPAN}/*.csv", span="all")
     emb = Embedder(
-        examples=gen.outputs["examples"], model=model, columns=columns, library=str(library or tmp_path / "library")
+        examples=gen.outputs["examples"],
+        model=model,
+        columns=columns,
+        library=str(library or tmp_path / "library"),
+        **options,
     )
     run = Pipeline(name=name, components=[gen, emb], root=tmp_path / f"root-{name}").run()
     assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
@@ -125,7 +135,92 @@ def test_a_changed_model_misses_the_cache_and_recomputes_every_row(tmp_path: Pat
         np.testing.assert_allclose(
             emb_matrix(table, 2), other.transform(np.column_stack([table[f].to_numpy() for f in FEATURES])), atol=1e-5
         )
-    assert len(list((tmp_path / "library").iterdir())) == 2  # a folder for each model
+    assert len(list((tmp_path / "library").glob("*/model.json"))) == 2  # a folder for each model
+
+
+def test_kept_columns_alone_go_with_the_outputs_and_a_second_run_reads_none_of_the_models_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_span(tmp_path / "data", 1, 500)
+    pca = pca_model(tmp_path / "pca.onnx")
+    first_run = embed(tmp_path, "first", tmp_path / "pca.onnx", keep_columns=["label"])
+    raw = read(first_run.executions["ExampleGen"].outputs["examples"][0])
+    first = embedded(first_run)
+    for split, table in read(first).items():
+        assert table.column_names == ["label", "emb_0", "emb_1", "emb_2"]
+        assert table["label"].equals(raw[split]["label"])
+        x = np.column_stack([raw[split][f].to_numpy() for f in FEATURES])
+        np.testing.assert_allclose(emb_matrix(table), pca.transform(x), atol=1e-5)
+    asked: list[list[str] | None] = []
+    for method in ("read_row_group", "read_row_groups", "read"):
+        reading = getattr(pq.ParquetFile, method)
+
+        def spy(self: pq.ParquetFile, *args: Any, _reading: Any = reading, columns: Any = None, **kw: Any) -> pa.Table:
+            asked.append(columns)
+            return _reading(self, *args, columns=columns, **kw)
+
+        monkeypatch.setattr(pq.ParquetFile, method, spy)
+    second = embedded(embed(tmp_path, "second", tmp_path / "pca.onnx", keep_columns=["label"]))
+    assert (second.properties["rows_computed"], second.properties["rows_reused"]) == (0, 500)
+    assert read(second) == read(first)
+    assert ["label"] in asked
+    assert not [c for c in asked if c is None or set(c) & set(FEATURES)], asked  # whole rows, or the model's inputs
+
+
+@component
+def small_groups(examples: Output[Examples]) -> None:
+    """Two files of a train split and one of eval, in row groups of 40 rows (and duplicated rows)."""
+    rng = np.random.default_rng(3)
+    for split, file, n in (("train", 0, 230), ("train", 1, 170), ("eval", 0, 90)):
+        table = pa.table({f: rng.normal(size=n) for f in FEATURES} | {"label": np.arange(n)})
+        table = pa.concat_tables([table, table.slice(0, 25)])  # rows met twice: in one group, across groups
+        folder = Path(examples.uri) / f"Split-{split}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, folder / f"part-{file:05d}.parquet", row_group_size=40)
+
+
+def test_many_small_row_groups_are_embedded_together_in_order(tmp_path: Path) -> None:
+    pca = pca_model(tmp_path / "pca.onnx")
+
+    def run(name: str) -> Any:
+        make = small_groups()
+        emb = Embedder(examples=make.outputs["examples"], model=tmp_path / "pca.onnx", columns=FEATURES,
+                       library=str(tmp_path / "library"), keep_columns=["label"])  # fmt: skip
+        done = Pipeline(name=name, components=[make, emb], root=tmp_path / name).run()
+        assert done.status == "succeeded", {k: e.error for k, e in done.executions.items()}
+        return done
+
+    first_run = run("first")
+    raw = first_run.executions["small_groups"].outputs["examples"][0]
+    first = embedded(first_run)
+    assert (first.properties["rows_computed"], first.properties["rows_reused"]) == (490, 75)  # the repeats reused
+    for split in ("train", "eval"):
+        for source in split_files(raw.uri, split):
+            rows = pq.read_table(source)
+            out = pq.read_table(Path(first.uri) / f"Split-{split}" / source.name)
+            assert out["label"].equals(rows["label"])  # the same rows, in the same order, file by file
+            x = np.column_stack([rows[f].to_numpy() for f in FEATURES])
+            np.testing.assert_allclose(emb_matrix(out), pca.transform(x), atol=1e-5)
+    groups = sum(pq.ParquetFile(f).num_row_groups for s in ("train", "eval") for f in split_files(raw.uri, s))
+    assert len(list((tmp_path / "library" / "row_keys").iterdir())) == groups  # the keys of each row group kept
+    second = embedded(run("second"))
+    assert (second.properties["rows_computed"], second.properties["rows_reused"]) == (0, 565)
+    assert read(second) == read(first)
+
+
+def test_row_keys_kept_for_an_artifact_that_are_not_whole_are_hashed_again(tmp_path: Path) -> None:
+    write_span(tmp_path / "data", 1, 300)
+    pca_model(tmp_path / "pca.onnx")
+    first = embedded(embed(tmp_path, "first", tmp_path / "pca.onnx", keep_columns=[]))
+    kept = list((tmp_path / "library" / "row_keys").iterdir())
+    assert kept
+    for path in kept:  # a disk that filled up, a copy cut short
+        path.write_bytes(path.read_bytes()[:-32])
+    second = embedded(embed(tmp_path, "second", tmp_path / "pca.onnx", keep_columns=[]))
+    assert (second.properties["rows_computed"], second.properties["rows_reused"]) == (0, 300)
+    assert read(second) == read(first)
+    assert all(table.column_names == ["emb_0", "emb_1", "emb_2"] for table in read(second).values())
+    assert all(path.stat().st_size % 32 == 0 and path.stat().st_size > 0 for path in kept)  # written whole again
 
 
 def test_two_embedders_writing_one_library_at_once_lose_nothing(tmp_path: Path) -> None:
@@ -166,6 +261,21 @@ def test_writers_at_once_each_commit_a_whole_file_and_a_reader_sees_every_row(tm
     assert found.tolist() == [True] * 7 + [False] + [True] * 5
     expected = np.concatenate([tables[1]["x"].to_numpy(), tables[0]["x"].to_numpy()])
     np.testing.assert_array_equal(values["out"], np.column_stack([expected, -expected]).astype(np.float32))
+
+
+def test_keys_that_share_their_first_64_bits_are_told_apart(tmp_path: Path) -> None:
+    library = FeatureLibrary(tmp_path, "m" * 64)
+    keys = np.zeros((5, 32), np.uint8)
+    keys[:, 8] = [9, 3, 7, 1, 5]  # one first half for all, the second halves unordered
+    keys[:, 20] = 1  # past the 128 bits an index holds
+    with library.writer({"kind": "test"}) as w:
+        w.append(keys, {"out": np.arange(5, dtype=np.float32).reshape(5, 1)})
+    asked = keys[[4, 0, 2]].copy()
+    absent = keys[0].copy()
+    absent[8] = 4  # between two held second halves
+    found, values = library.index().lookup(np.vstack([asked, absent]), ["out"])
+    assert found.tolist() == [True, True, True, False]
+    assert values["out"].ravel().tolist() == [4.0, 0.0, 2.0]
 
 
 def test_row_keys_follow_the_values_not_their_storage() -> None:
@@ -248,6 +358,16 @@ def test_a_column_the_examples_lack_fails_the_step_naming_it(tmp_path: Path) -> 
     run = Pipeline(name="bad", components=[gen, emb], root=tmp_path / "root").run()
     assert run.executions["Embedder"].status == "failed"
     assert "has no column 'e'" in run.executions["Embedder"].error
+
+
+def test_a_kept_column_the_examples_lack_fails_the_step_naming_it(tmp_path: Path) -> None:
+    write_span(tmp_path / "data", 1, 50)
+    pca_model(tmp_path / "pca.onnx")
+    gen = ExampleGen(input_base=str(tmp_path / "data"), pattern="span-{SPAN}/*.csv")
+    emb = Embedder(examples=gen.outputs["examples"], model=tmp_path / "pca.onnx", columns=FEATURES, keep_columns=["id"])
+    run = Pipeline(name="bad", components=[gen, emb], root=tmp_path / "root").run()
+    assert run.executions["Embedder"].status == "failed"
+    assert "has no column 'id', which keep_columns= keeps" in run.executions["Embedder"].error
 
 
 def test_one_model_is_required(tmp_path: Path) -> None:

@@ -56,3 +56,17 @@ def test_stack_csr_is_scipy_vstack() -> None:
     for part in ("data", "indices", "indptr"):
         assert getattr(ours, part).dtype == getattr(theirs, part).dtype
         assert np.array_equal(getattr(ours, part), getattr(theirs, part))
+
+
+def test_wide_rows_are_applied_in_chunks_of_about_a_set_size_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = adult().slice(0, 5_000)
+    graph = ct.load(fit_and_save(preprocessing_fn, table, INPUTS, tmp_path))
+    whole = graph.apply(table)
+    monkeypatch.setattr(fitted, "APPLY_CHUNK_BYTES", table.nbytes // 7)  # as if each row were wide
+    assert 700 <= fitted._chunk_rows(table) <= 720
+    _same(graph.apply(table, workers=2), whole)
+    monkeypatch.setattr(fitted, "APPLY_CHUNK_BYTES", 1)
+    assert fitted._chunk_rows(table) == 64  # never fewer rows than that
+    _same(graph.apply(table, workers=2), whole)
