@@ -82,6 +82,11 @@ class Embedder(Component):
         if ("model" in self.inputs) == bool(self.parameters.get("model_file")):
             msg = "Embedder(): give model= one model: an .onnx file or bundle folder, or a Model artifact such as trainer.outputs['model']."
             raise PipelineDefinitionError(msg)
+        for name in ("columns", "keep_columns"):
+            names = self.parameters.get(name) or []
+            if not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
+                msg = f"Embedder(): {name}= must name distinct columns (strings), got {names!r}."
+                raise PipelineDefinitionError(msg)
         if self.parameters.get("batch_size", 1) < 1:
             msg = f"Embedder(): batch_size must be 1 or more, got {self.parameters['batch_size']}."
             raise PipelineDefinitionError(msg)

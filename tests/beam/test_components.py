@@ -1,9 +1,10 @@
 """ExampleGen, Transform and Evaluator on Apache Beam give the files a local run gives (issue 16).
 
 One small pipeline (ExampleGen of three CSV files, StatisticsGen, SchemaGen, Transform, a
-scikit-learn Trainer, Evaluator) runs on this machine's engine, then with ``beam_pipeline_args``
-on Beam's DirectRunner in multi_processing mode and on the DaskRunner: the split files, the
-transform graph's fitted constants, the transformed examples and the metrics are the same.
+scikit-learn Trainer, Evaluator, an Embedder of the trained model) runs on this machine's
+engine, then with ``beam_pipeline_args`` on Beam's DirectRunner in multi_processing mode and on
+the DaskRunner: the split files, the transform graph's fitted constants, the transformed
+examples, the metrics and the embedded examples are the same.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ pytest.importorskip("apache_beam", reason="the Beam engine needs apache_beam: pi
 
 from conveyor import Pipeline
 from conveyor.analysis import EvalConfig, Threshold
-from conveyor.components import Evaluator, ExampleGen, SchemaGen, StatisticsGen, Trainer, Transform
+from conveyor.components import Embedder, Evaluator, ExampleGen, SchemaGen, StatisticsGen, Trainer, Transform
 
 PREPROCESSING = """
     import conveyor.transform as ct
@@ -94,7 +95,8 @@ def _run(project: Path, root: Path, beam_pipeline_args: list[str] | None) -> dic
         bootstrap_replicates=10,
     )
     evaluator = Evaluator(gen.outputs["examples"], trainer.outputs["model"], eval_config=config)
-    steps = [gen, statistics, schema, transform, trainer, evaluator]
+    embedder = Embedder(examples=gen.outputs["examples"], model=trainer.outputs["model"], keep_columns=["y"])
+    steps = [gen, statistics, schema, transform, trainer, evaluator, embedder]
     pipeline = Pipeline("beam_parity", steps, root=root, beam_pipeline_args=beam_pipeline_args)
     run = pipeline.run()
     failed = {s.id: run.executions[s.id].error for s in steps if run.executions[s.id].status != "succeeded"}
@@ -108,6 +110,7 @@ def _run(project: Path, root: Path, beam_pipeline_args: list[str] | None) -> dic
         "graph": output("Transform", "transform_graph"),
         "transformed": output("Transform", "transformed_examples"),
         "evaluation": output("Evaluator", "evaluation"),
+        "embedded": output("Embedder", "embedded_examples"),
     }
 
 
@@ -150,6 +153,13 @@ def _same_as_local(local: dict[str, Any], beam: dict[str, Any]) -> None:
     metrics = json.loads((beam["evaluation"] / "metrics.json").read_text())
     assert metrics["slices"][0]["metrics"]["auc"] > 0.7
     assert metrics == json.loads((local["evaluation"] / "metrics.json").read_text())
+
+    embedded = _parquet(beam["embedded"])  # each root's own library: every row computed on the workers
+    assert list(embedded) == list(_parquet(local["embedded"]))
+    for name in embedded:
+        table = pq.read_table(beam["embedded"] / name)
+        assert table.column_names[0] == "y" and table.num_columns > 1
+        assert table.equals(pq.read_table(local["embedded"] / name)), name
 
 
 def test_on_beam_the_pipeline_makes_the_local_runs_files(

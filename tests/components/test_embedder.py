@@ -370,6 +370,14 @@ def test_a_kept_column_the_examples_lack_fails_the_step_naming_it(tmp_path: Path
     assert "has no column 'id', which keep_columns= keeps" in run.executions["Embedder"].error
 
 
+@pytest.mark.parametrize("option", ["columns", "keep_columns"])
+@pytest.mark.parametrize("names", [["label", "label"], [1]])
+def test_column_lists_name_distinct_columns(tmp_path: Path, option: str, names: list[Any]) -> None:
+    gen = ExampleGen(input_base=str(tmp_path))
+    with pytest.raises(PipelineDefinitionError, match=f"{option}= must name distinct columns"):
+        Embedder(examples=gen.outputs["examples"], model="m.onnx", **{"columns": ["a"], option: names})
+
+
 def test_one_model_is_required(tmp_path: Path) -> None:
     gen = ExampleGen(input_base=str(tmp_path))
     with pytest.raises(PipelineDefinitionError, match="give model= one model"):
