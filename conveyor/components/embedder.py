@@ -117,7 +117,10 @@ class Embedder(Component):
         splits = split_names(examples.uri)
         files = {f: split for split in splits for f in split_files(examples.uri, split)}
         parts = row_groups(list(files))
-        source = ModelSource.of(model.uri if model is not None else str(model_file), threads=0 if len(parts) < 2 else 1)
+        # few row groups for the cores: the model's own threads keep them busy (one large row
+        # group would otherwise run on one core); many: one thread a call, row groups in parallel
+        threads = 0 if len(parts) < 2 * (os.cpu_count() or 1) else 1
+        source = ModelSource.of(model.uri if model is not None else str(model_file), threads=threads)
         used = list(columns) if columns else source.input_names()
         kept = None if keep_columns is None else list(keep_columns)
         _check_columns(files, used, kept)
@@ -366,8 +369,9 @@ class _OutputFiles:
             self.close()
             target = split_dir(self.out, self.files[source]) / source.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            plain = table.column_names[: table.num_columns - outputs]  # floats: no dictionary
-            self.writer = pq.ParquetWriter(target, table.schema, compression=COMPRESSION, use_dictionary=plain)
+            kept = list(table.schema)[: table.num_columns - outputs]
+            coded = [f.name for f in kept if not _floats(f.type)]  # floats seldom repeat: a dictionary is wasted work
+            self.writer = pq.ParquetWriter(target, table.schema, compression=COMPRESSION, use_dictionary=coded)
             self.current = source
         self.pending.append(table)
         self.rows += table.num_rows
@@ -397,6 +401,14 @@ class _OutputFiles:
 
     def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
         self.close(flush=kind is None)  # a failed step's output is thrown away
+
+
+def _floats(t: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        t = t.value_type
+    return pa.types.is_floating(t)
 
 
 @contextmanager
@@ -431,7 +443,7 @@ class ModelSource:
     kind: str  # "onnx" or "bundle"
     path: str
     sha256: str
-    threads: int  # onnxruntime's threads a call: 1 when row groups already run in parallel, 0 for all cores
+    threads: int  # onnxruntime's threads a call: 1 when row groups keep the cores busy, 0 for all cores
 
     @classmethod
     def of(cls, path: str, threads: int) -> ModelSource:
@@ -492,6 +504,7 @@ class _OnnxModel:
         ort = require("onnxruntime", "onnx", "the Embedder")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # two row groups' calls may overlap
         try:
             self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as e:
