@@ -10,6 +10,8 @@ import itertools
 import random
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -185,3 +187,33 @@ def test_results_travel_through_the_temp_location_and_are_removed_after() -> Non
         FloatSum(), PARTS[:5], batches, 1
     )
     assert memory.ls("/beam-temp", detail=False) == []
+
+
+def test_a_step_on_dask_is_not_stalled_by_other_clients_closing(dask_cluster: Any, dask_beam_args: list[str]) -> None:
+    """Two steps on Dask at once: each client the other makes and closes must not stall this one's wait.
+
+    Beam's own wait takes the process's default client, the last one made: when that one
+    closed, the step waited forever.
+    """
+    distributed = pytest.importorskip("distributed")
+    stop = threading.Event()
+
+    def other_steps() -> None:
+        while not stop.is_set():
+            with distributed.Client(dask_cluster.scheduler_address):
+                time.sleep(0.05)
+
+    churn = threading.Thread(target=other_steps, daemon=True)
+    churn.start()
+    results: list[list[int]] = []
+
+    def maps() -> None:
+        for _ in range(10):
+            results.append(list(BeamEngine(dask_beam_args).map(double_or_fail, [1, 2, 3], 2)))
+
+    this_step = threading.Thread(target=maps, daemon=True)
+    this_step.start()
+    this_step.join(timeout=180)
+    stop.set()
+    assert not this_step.is_alive(), f"stalled after {len(results)} of 10 pipelines"
+    assert results == [[2, 4, 6]] * 10

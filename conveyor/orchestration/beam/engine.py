@@ -155,10 +155,10 @@ def _run(pipeline: beam.Pipeline, runner: str, scratch: str) -> None:
     """Run ``pipeline`` to its end; a worker's exception is raised here as it was raised there."""
     try:
         result = pipeline.run()
+        client = getattr(result, "client", None)  # the DaskRunner's, made for this pipeline
         try:
-            state = result.wait_until_finish()
+            state = _wait_dask(result, client) if client is not None else result.wait_until_finish()
         finally:
-            client = getattr(result, "client", None)  # the DaskRunner's, made for this pipeline
             if client is not None:
                 client.close()
     except Exception as e:
@@ -170,6 +170,17 @@ def _run(pipeline: beam.Pipeline, runner: str, scratch: str) -> None:
     if state != "DONE":
         msg = f"The Beam pipeline of this step ended {state} on {runner}, not DONE: see the runner's log."
         raise ComponentError(msg)
+
+
+def _wait_dask(result: Any, client: Any) -> str:
+    """Wait for a DaskRunner pipeline on its own client; a worker's error is raised here.
+
+    Beam's ``wait_until_finish`` waits on the process's default client, which is the one made
+    last: with two steps on Dask at once, the first to finish closes the client the other
+    waits on, and the other waits forever (seen in the tests; made again with two threads).
+    """
+    client.gather(list(result.futures))
+    return "DONE"
 
 
 def _temp_location(options: PipelineOptions) -> str | None:
