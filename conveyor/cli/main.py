@@ -6,15 +6,17 @@ traceback only with ``--debug``).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -622,4 +624,31 @@ def serve(
 
 
 def main() -> None:
-    cli(prog_name="conveyor")
+    """The console script: ``cli``, then a quick exit (see ``_exit``)."""
+    try:
+        cli(prog_name="conveyor")
+    except SystemExit as e:  # click ends every command with one
+        _exit(e.code)
+    _exit(0)
+
+
+def _exit(code: object) -> NoReturn:
+    """End the process without tearing the interpreter down, once what teardown is for is done.
+
+    Teardown frees every module and object one by one: 0.14 s after a run that read 350 MB
+    (measured), longer than a cached run's steps. What it must do is done here first: the
+    atexit handlers run (logging, temporary folders, child processes) and the output is
+    flushed. While a thread that is not a daemon still runs, it exits the usual way, which waits.
+    """
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
+    if others or run_exitfuncs is None:
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`conveyor runs | head`)
+            stream.flush()
+    os._exit(code or 0)

@@ -148,3 +148,36 @@ def test_lineage_piped_keeps_long_paths_whole(tmp_path: Path) -> None:
     tree = run_cli("lineage", "4", cwd=deep).stdout
     assert str(deep / "data" / "penguins.csv") in tree
     assert "made by ingest" in tree
+
+
+
+QUICK_EXIT_PIPELINE = """
+import atexit
+import threading
+import time
+from pathlib import Path
+
+from conveyor import Pipeline, component
+
+
+@component
+def leave_work() -> None:
+    here = Path.cwd()
+    if "{what}" == "atexit":
+        atexit.register(lambda: (here / "done").write_text("atexit"))
+    else:
+        threading.Thread(target=lambda: (time.sleep(0.5), (here / "done").write_text("thread"))).start()
+
+
+pipeline = Pipeline(name="quick_exit", components=[leave_work()])
+"""
+
+
+@pytest.mark.parametrize("what", ["atexit", "thread"])
+def test_the_quick_exit_still_does_what_teardown_is_for(tmp_path: Path, what: str) -> None:
+    """``conveyor`` skips the interpreter's teardown, not the atexit handlers nor a thread still running."""
+    (tmp_path / "pipeline.py").write_text(QUICK_EXIT_PIPELINE.format(what=what))
+    done = run_cli("run", "pipeline.py", "--root", "root", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "run run-" in done.stdout  # the last line, flushed before the process ended
+    assert (tmp_path / "done").read_text() == what

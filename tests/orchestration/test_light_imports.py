@@ -55,10 +55,9 @@ def test_a_fully_cached_run_loads_no_data_library(tmp_path: Path) -> None:
     first = run_cli("run", "pipeline.py", "--root", "root", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     code = (
-        "import runpy, sys\n"
-        "sys.argv = ['conveyor', 'run', 'pipeline.py', '--root', 'root']\n"
+        "from conveyor.cli.main import cli\n"  # what `python -m conveyor` runs, short of its quick exit
         "try:\n"
-        "    runpy.run_module('conveyor', run_name='__main__')\n"
+        "    cli(['run', 'pipeline.py', '--root', 'root'], prog_name='conveyor')\n"
         "except SystemExit as done:\n"
         "    assert not done.code, done.code"
     )
