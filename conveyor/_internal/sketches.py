@@ -227,16 +227,14 @@ class _Buffer:
     """
 
     def __init__(self) -> None:
-        self.frames: list[pl.DataFrame] = []
+        self.held: list[tuple[pl.Series, pl.Series | str]] = []
         self.rows = 0
         self.bytes = 0
 
     def add(self, values: pl.Series, groups: pl.Series | str, table_rows: int) -> bool:
         """Hold ``values`` (already filtered) of ``groups``; True when the rows held should be folded in."""
         if len(values):
-            frame = pl.DataFrame([values.alias("value")])
-            group = pl.lit(groups, pl.Categorical) if isinstance(groups, str) else groups.cast(pl.Categorical)
-            self.frames.append(frame.select(group.alias(GROUP), "value"))
+            self.held.append((values.alias("value"), groups))
             self.rows += len(values)
             self.bytes += 16 * len(values) + (
                 int(values.str.len_bytes().sum() or 0) if values.dtype == pl.String else 0
@@ -244,9 +242,25 @@ class _Buffer:
         return self.rows >= max(FLUSH_ROWS, table_rows) or self.bytes >= FLUSH_BYTES
 
     def take(self) -> pl.DataFrame | None:
-        """Every row held, in the order they came (None if there is none); the buffer is then empty."""
-        frames, self.frames, self.rows, self.bytes = self.frames, [], 0, 0
-        return pl.concat(frames, how="vertical_relaxed", rechunk=False) if frames else None
+        """Every (group, value) row held, in the order they came (None if there is none); the buffer is then empty.
+
+        Batches of one group named by a string (a split not sliced) get their group column once,
+        not once a batch.
+        """
+        held, self.held, self.rows, self.bytes = self.held, [], 0, 0
+        if not held:
+            return None
+        names = {g for _, g in held if isinstance(g, str)}
+        if len(names) == 1 and all(isinstance(g, str) for _, g in held):
+            values = pl.concat([v.to_frame() for v, _ in held], how="vertical_relaxed", rechunk=False)
+            return values.select(pl.lit(names.pop(), pl.Categorical).alias(GROUP), "value")
+        frames = [
+            pl.DataFrame([v]).select(
+                (pl.lit(g, pl.Categorical) if isinstance(g, str) else g.cast(pl.Categorical)).alias(GROUP), "value"
+            )
+            for v, g in held
+        ]
+        return pl.concat(frames, how="vertical_relaxed", rechunk=False)
 
 
 def _one_group(codes: np.ndarray) -> bool:
