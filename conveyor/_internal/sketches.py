@@ -250,12 +250,12 @@ class _Buffer:
         held, self.held, self.rows, self.bytes = self.held, [], 0, 0
         if not held:
             return None
-        names = {g for _, g in held if isinstance(g, str)}
-        if len(names) == 1 and all(isinstance(g, str) for _, g in held):
+        first = held[0][1]
+        if all(isinstance(g, str) and g == first for _, g in held):
             values = pl.concat([v.to_frame() for v, _ in held], how="vertical_relaxed", rechunk=False)
-            return values.select(pl.lit(names.pop(), pl.Categorical).alias(GROUP), "value")
+            held = [(values.to_series(), first)]
         frames = [
-            pl.DataFrame([v]).select(
+            v.to_frame().select(
                 (pl.lit(g, pl.Categorical) if isinstance(g, str) else g.cast(pl.Categorical)).alias(GROUP), "value"
             )
             for v, g in held

@@ -150,7 +150,6 @@ def test_lineage_piped_keeps_long_paths_whole(tmp_path: Path) -> None:
     assert "made by ingest" in tree
 
 
-
 QUICK_EXIT_PIPELINE = """
 import atexit
 import threading
