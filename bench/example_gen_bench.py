@@ -12,8 +12,8 @@ pipeline as a user runs it, beside a Polars pass over the same split files.
    the split files ExampleGen wrote: read, ``describe``, ``n_unique``, top 20 values of
    every string column.
 
-Each figure comes from a fresh process, measured by this one with ``wait4``; medians of
-``--repeats``.
+Each figure comes from a fresh process, started and measured by ``anchors/fresh_process.py``
+(its own peak, not counting this process's memory); medians of ``--repeats``.
 
     python bench/example_gen_bench.py [--rows N] [--repeats 3] [--json]
 """
@@ -28,13 +28,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import stats_bench
+from anchors import fresh_process
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -89,28 +89,14 @@ def ensure_data(rows: int, one_group: bool) -> Path:
 
 
 def _child(command: list[str], cwd: Path) -> dict[str, Any]:
-    """Run ``command``; its wall time, peak RSS and the bytes it read through read(2)."""
-    start = time.perf_counter()
+    """Run ``command``; its wall time, own peak RSS and the bytes it read through read(2)."""
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
-        rchar = 0
-        while True:  # /proc/<pid>/io goes with the process: sample it until the end
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                io = Path(f"/proc/{proc.pid}/io").read_text()
-                rchar = max(rchar, int(io.split("rchar:")[1].split()[0]))
-            except (OSError, IndexError):
-                pass
-            time.sleep(0.002)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        if proc.returncode != 0:
+        usage = fresh_process.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, sample_io=True)
+        if usage.exit_code != 0:
+            out.seek(0)
             msg = f"{' '.join(command)} failed:\n{out.read()}"
             raise SystemExit(msg)
-    return {"s": seconds, "peak_rss": usage.ru_maxrss * 1024, "read_bytes": rchar}
+    return {"s": usage.seconds, "peak_rss": usage.peak_rss, "read_bytes": usage.read_bytes}
 
 
 def measure(data: Path, repeats: int, cache_home: Path) -> dict[str, Any]:

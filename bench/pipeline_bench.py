@@ -11,8 +11,9 @@
    pipeline.py and module.py (as they are now) and the data linked in. Cold: ``conveyor run
    pipeline.py --root root`` on a new root, a fresh process; cached: the same command again on
    a root made by a cold run. Whole-process wall time (interpreter start and imports included)
-   and peak RSS by ``wait4``; per-step seconds from the run's records in the store. Cold and
-   cached runs alternate, so that load from other work hits both alike; medians.
+   and its own peak RSS (``anchors/fresh_process.py``); per-step seconds from the run's records
+   in the store. Cold and cached runs alternate, so that load from other work hits both alike;
+   medians.
 3. TFX 1.16's figures are quoted from issue 14 (LocalDagRunner on this machine, the book's
    eight components, a Keras trainer of 300 steps), not measured here.
 4. ``--profile``: one more cold run with cProfile in every thread (steps run in the runner's
@@ -45,6 +46,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import stats_bench
+from anchors import fresh_process
 
 from conveyor.cli.loader import load_pipeline
 from conveyor.metadata import open_store
@@ -148,17 +150,14 @@ def child_env(cache_home: Path) -> dict[str, str]:
 
 
 def run_child(command: list[str], cwd: Path, env: dict[str, str], stderr: Path | None = None) -> dict[str, Any]:
-    """Run ``command`` to its end: wall seconds and peak RSS; its output is shown only if it fails."""
+    """Run ``command`` to its end: wall seconds and its own peak RSS; its output is shown only if it fails."""
     with tempfile.TemporaryFile("w+") as out, open(stderr or os.devnull, "w") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err if stderr else subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
+        usage = fresh_process.run(command, cwd=cwd, env=env, stdout=out, stderr=err if stderr else subprocess.STDOUT)
+        if usage.exit_code != 0:
             out.seek(0)
             msg = f"{' '.join(command)} in {cwd} failed:\n{out.read()}"
             raise SystemExit(msg)
-    return {"s": seconds, "peak_rss": usage.ru_maxrss * 1024}
+    return {"s": usage.seconds, "peak_rss": usage.peak_rss}
 
 
 def recorded_steps(root: Path) -> dict[str, Any]:

@@ -23,9 +23,10 @@
 
 Each measurement is a fresh process: its wall and CPU time (all its threads) are taken inside
 it around the work (imports and interpreter start excluded) and its peak RSS is the whole
-process's, read by the parent with ``wait4``. Repeats run round-robin so that load from other
-work hits every tool alike; the median is reported with the spread. On a shared machine the
-CPU time moves less than the wall time: compare both.
+process's own (``anchors/fresh_process.py``: not counting the bench's memory it was forked
+from). Repeats run round-robin so that load from other work hits every tool alike; the median
+is reported with the spread. On a shared machine the CPU time moves less than the wall time:
+compare both.
 
     python bench/stats_bench.py [--rows N] [--repeats 3] [--skip-tfdv] [--skip-beam] [--json]
     python bench/stats_bench.py --user-run-only [--repeats 7] [--whylogs]   # part 5 alone
@@ -54,7 +55,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from anchors import tfdv_stats, whylogs_stats
+from anchors import fresh_process, tfdv_stats, whylogs_stats
 
 from conveyor import Output, Parameter, Pipeline, component
 from conveyor.artifacts import Examples
@@ -317,22 +318,17 @@ def measure_child(kind: str, parquet: Path) -> dict[str, Any]:
 
 
 def whole_process(command: list[str]) -> dict[str, Any]:
-    """Run ``command`` in ``USER_RUN``: its wall time, CPU time (user + system) and peak RSS, from ``wait4``."""
+    """Run ``command`` in ``USER_RUN``: its wall time, CPU time (user + system) and own peak RSS (``fresh_process``)."""
     # As a user's install has them: compiled modules kept between runs (a shell that sets
     # PYTHONDONTWRITEBYTECODE would have conveyor's own modules compiled again at every start).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(
-            command, cwd=USER_RUN, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
+        usage = fresh_process.run(command, cwd=USER_RUN, env=env, stdout=out, stderr=subprocess.STDOUT)
+        if usage.exit_code != 0:
             out.seek(0)
             msg = f"{' '.join(command[:4])} ... failed:\n{out.read()[-2000:]}"
             raise tfdv_stats.MeasureError(msg)
-    return {"total_s": seconds, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss": usage.ru_maxrss * 1024}
+    return {"total_s": usage.seconds, "cpu_s": usage.cpu_s, "peak_rss": usage.peak_rss}
 
 
 def user_run_commands(parquet: Path) -> tuple[list[str], list[str], int]:

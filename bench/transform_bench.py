@@ -15,7 +15,7 @@ Fit+transform is timed together; loading the data is not. Each side then measure
 latency on the graph it fitted: one row at a time from a dict (conveyor: ``ct.load(...)``
 of the saved graph, ``apply(row)``; scikit-learn: ``transform`` of a one-row DataFrame made
 from the dict) and batches of 1,000 rows (an Arrow slice; a pandas slice). Each measurement
-is a fresh process; its peak RSS is read by the parent with ``wait4``. The sides write small
+is a fresh process; its own peak RSS is read by ``anchors/fresh_process.py``. The sides write small
 digests of their outputs (one-hot column counts, buckets, sampled scaled values, tf-idf row
 maxima) and the parent checks that they agree.
 

@@ -89,7 +89,7 @@ print(json.dumps({
 def run_child(command: list[str], **kwargs: object) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run ``command`` to its end; return it and the CPU seconds of it and the children it waited for (imports included)."""
     done, usage = tfdv_stats.run_waited(command, **kwargs)
-    return done, usage.ru_utime + usage.ru_stime
+    return done, usage.cpu_s
 
 
 def measure(parquet: Path, csv: Path, source: str = "parquet", workers: int = 2) -> dict[str, object]:

@@ -26,6 +26,11 @@ import time
 import venv
 from pathlib import Path
 
+if __package__:
+    from anchors import fresh_process
+else:  # run as a script: bench/anchors is on sys.path
+    import fresh_process
+
 SPEC = ["tensorflow-data-validation==1.16.1", "apache-beam[dill]"]
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = ROOT / "bench" / ".venvs"
@@ -67,26 +72,20 @@ class MeasureError(RuntimeError):
     """TFDV could not be installed, or a measured process failed; the message says which and where the log is."""
 
 
-def run_waited(command: list[str], **kwargs: object) -> tuple[subprocess.CompletedProcess[str], os.struct_rusage]:
-    """Run ``command`` to its end; return it and its resource usage.
-
-    ``os.wait4`` reads the resource usage of this one child (and what it waited for), so
-    neither this process nor earlier children count.
-    """
+def run_waited(command: list[str], **kwargs: object) -> tuple[subprocess.CompletedProcess[str], fresh_process.Usage]:
+    """Run ``command`` to its end (``cwd``, ``env``); return it, its output read, and what it cost (``fresh_process``)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True, **kwargs)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        usage = fresh_process.run(command, stdout=out, stderr=err, **kwargs)  # type: ignore[arg-type]
         out.seek(0)
         err.seek(0)
-        done = subprocess.CompletedProcess(command, proc.returncode, out.read(), err.read())
+        done = subprocess.CompletedProcess(command, usage.exit_code, out.read(), err.read())
     return done, usage
 
 
 def run_child(command: list[str], **kwargs: object) -> tuple[subprocess.CompletedProcess[str], int]:
-    """Run ``command`` to its end; return it and its peak RSS in bytes (``time -v``'s figure)."""
+    """Run ``command`` to its end; return it and its own peak RSS in bytes (``time -v``'s figure)."""
     done, usage = run_waited(command, **kwargs)
-    return done, usage.ru_maxrss * 1024
+    return done, usage.peak_rss
 
 
 def last_json(done: subprocess.CompletedProcess[str], what: str, log: Path) -> dict[str, object]:

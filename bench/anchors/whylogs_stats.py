@@ -3,7 +3,7 @@
 The child loads the Parquet into pandas and calls ``why.log(frame)`` (``--batches``: one
 ``why.log`` a row group, the profiles merged), then writes the profile to a folder. The parent
 times the whole child process, interpreter start and imports included, as the stats bench
-times ``python -m conveyor run``: wall time, CPU time and peak RSS from ``wait4``.
+times ``python -m conveyor run``: wall time, CPU time and its own peak RSS (``fresh_process``).
 
 whylogs lives in its own virtualenv, ``bench/out/venv-whylogs``, made on first use. whylogs
 1.6.4 (its latest) installs on Python 3.11 but calls ``np.unicode_``, which NumPy 2 removed,
@@ -23,6 +23,11 @@ import tempfile
 import time
 import venv
 from pathlib import Path
+
+if __package__:
+    from anchors import fresh_process
+else:  # run as a script: bench/anchors is on sys.path
+    import fresh_process
 
 SPEC = ["whylogs==1.6.4", "numpy<2", "pandas<3", "pyarrow<21"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,32 +99,18 @@ def measure(parquet: Path, batches: bool = False) -> dict[str, object]:
     env["WHYLOGS_NO_ANALYTICS"] = "True"  # no usage report sent from a benchmark
     command = [str(python), str(Path(__file__).resolve()), str(parquet.resolve()), "--child"]
     with tempfile.TemporaryDirectory(prefix="whylogs-anchor-") as tmp, tempfile.TemporaryFile("w+") as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [*command, tmp, *(["--batches"] if batches else [])],
-            cwd=tmp,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
+        usage = fresh_process.run(
+            [*command, tmp, *(["--batches"] if batches else [])], cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
         log.seek(0)
         output = log.read()
     RUN_LOG.write_text(output)
     lines = output.strip().splitlines()
-    if os.waitstatus_to_exitcode(status) != 0 or not lines or not lines[-1].startswith("{"):
+    if usage.exit_code != 0 or not lines or not lines[-1].startswith("{"):
         last = (lines or ["no output"])[-1]
         msg = f"whylogs run failed: {last}; see {RUN_LOG.relative_to(ROOT)}."
         raise MeasureError(msg)
-    return {
-        **json.loads(lines[-1]),
-        "total_s": seconds,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss": usage.ru_maxrss * 1024,
-    }
+    return {**json.loads(lines[-1]), "total_s": usage.seconds, "cpu_s": usage.cpu_s, "peak_rss": usage.peak_rss}
 
 
 def main() -> int:
