@@ -151,7 +151,7 @@ class Schema:
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             line = f":{mark.line + 1}" if mark else ""
-            msg = f"{source}{line}: not valid YAML: {e.problem or e.context}."
+            msg = f"{source}{line}: not valid YAML: {e.problem or e.context}{_tab_hint(text, mark)}."
             raise DataValidationError(msg) from None
         return _Reader(source).schema(root)
 
@@ -167,6 +167,13 @@ class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
 
 _FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+)$")
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+
+
+def _tab_hint(text: str, mark: yaml.Mark | None) -> str:
+    """A hint when the error is at a tab, which libyaml's message does not name."""
+    lines = text.splitlines()
+    at = lines[mark.line][mark.column : mark.column + 1] if mark and mark.line < len(lines) else ""
+    return " (a tab: YAML indents with spaces)" if at == "\t" else ""
 
 
 def _did_you_mean(word: str, choices: Sequence[str] | set[str]) -> str:

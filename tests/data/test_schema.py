@@ -125,6 +125,7 @@ def test_values_yaml_would_misread_are_quoted() -> None:
 
 BAD_FILES = [
     ("features:\n  - {name: a, type: int\n", 3, "not valid YAML"),
+    ("features:\n\t- {name: a, type: int}\n", 2, "(a tab: YAML indents with spaces)"),
     (
         "features:\n  - {name: a, type: int}\n  - {name: b, type: str}\n",
         3,
