@@ -42,7 +42,8 @@ from anchors import zenml_steps
 
 from conveyor import Input, Output, Parameter, Pipeline, component
 from conveyor.artifacts import Artifact
-from conveyor.metadata.store import MetadataStore, normalize_url
+from conveyor.metadata.database import normalize_url
+from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration.cache import cache_key
 from conveyor.orchestration.local import new_run_id
 

@@ -22,8 +22,8 @@ from conveyor.artifacts import (
     split_names,
 )
 from conveyor.components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
+from conveyor.metadata.database import normalize_url
 from conveyor.metadata.records import ExecutionStatus
-from conveyor.metadata.store import normalize_url
 
 PENGUINS = Path(__file__).resolve().parent.parent / "examples" / "hello" / "data" / "penguins.csv"
 SPLITS = {"train": 6, "eval": 2, "test": 2}

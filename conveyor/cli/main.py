@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import os
 import re
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+from conveyor.cli.errors import UserError, user_errors
+from conveyor.cli.serve import serve
 
 # Arrow's default pool (mimalloc in its wheels) hands freed pages back to the system between
 # row groups, so a full pass faults them in again and again: StatisticsGen on 900,000 rows in a
@@ -30,13 +31,6 @@ if TYPE_CHECKING:
     from conveyor.metadata.store import MetadataStore
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}")  # an orchestrator's run id, as it names its runs
-
-
-class UserError(click.ClickException):
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
 
 
 def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,28 +48,14 @@ def _open_store(root: str, metadata: str | None) -> MetadataStore:
     return open_store(root, metadata)  # the rule ct.load(artifact_id) follows too
 
 
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn conveyor's own errors into one line and exit 2; ``--debug`` shows the traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from conveyor.exceptions import ConveyorError
-
-        try:
-            return fn(*args, **kwargs)
-        except ConveyorError as e:
-            if click.get_current_context().find_root().params.get("debug"):
-                traceback.print_exc()
-            raise UserError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
-
-    return wrapper
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="conveyor", prog_name="conveyor")
 def cli(debug: bool) -> None:
     """conveyor: machine-learning pipelines that record, cache and trace every step."""
+
+
+cli.add_command(serve)
 
 
 @cli.command()
@@ -102,7 +82,7 @@ def cli(debug: bool) -> None:
     metavar="N",
     help="Retry every step N times, whatever the pipeline says (0 where the orchestrator retries the task).",
 )
-@_user_errors
+@user_errors
 def run(
     pipeline_file: str,
     root: str,
@@ -167,7 +147,7 @@ def run(
 @click.option(
     "--image", help="kubeflow: the image each task runs in [default: conveyor-serve:latest, deploy/Dockerfile's tag]."
 )
-@_user_errors
+@user_errors
 def export(
     orchestrator: str, pipeline_file: str, out: str, root: str | None, metadata: str | None, image: str | None
 ) -> None:
@@ -210,7 +190,7 @@ def export(
 @click.option("--max-runs", type=click.IntRange(min=1), metavar="N", help="Stop after N runs (default: never).")
 @click.option("--no-cache", is_flag=True, help="Run every step of every run even if a cached result exists.")
 @_store_options
-@_user_errors
+@user_errors
 def schedule(
     pipeline_file: str,
     cron: str | None,
@@ -270,7 +250,7 @@ def schedule(
     is_flag=True,
     help="Add the next span of held-back data, then run: drift, warm start, push only if better.",
 )
-@_user_errors
+@user_errors
 def demo(root: str, new_span: bool) -> None:
     """Run the example project (consumer complaints) end to end on its bundled data: train,
     evaluate, push, and write a report. Run it again: every step comes from cache. With
@@ -323,7 +303,7 @@ def _run_id(store: MetadataStore, ref: str) -> str:
 @click.option("--limit", type=int, default=50, show_default=True, help="How many runs, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_store_options
-@_user_errors
+@user_errors
 def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: str | None) -> None:
     """List runs, newest first."""
     from conveyor.cli import render
@@ -351,7 +331,7 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
 )
 @click.option("--lines", default=20, show_default=True, help="Log lines to show.")
 @_store_options
-@_user_errors
+@user_errors
 def show(
     run_or_artifact_id: str,
     as_json: bool,
@@ -465,7 +445,7 @@ def _write_model_card(store: MetadataStore, artifact: Any, out: Path) -> None:
 @click.option("--downstream", is_flag=True, help="What the artifact led to, instead of what it came from.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_store_options
-@_user_errors
+@user_errors
 def lineage(artifact_id: int, downstream: bool, as_json: bool, root: str, metadata: str | None) -> None:
     """Trace an artifact back to the data, code and parameters that made it."""
     from conveyor.cli import render
@@ -481,7 +461,7 @@ def lineage(artifact_id: int, downstream: bool, as_json: bool, root: str, metada
 )
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @_store_options
-@_user_errors
+@user_errors
 def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) -> None:
     """Remove what killed or failed runs left, and optionally old artifacts nothing kept needs."""
     from conveyor.cli import render
@@ -493,134 +473,6 @@ def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) ->
     with _open_store(root, metadata) as store:
         plan = collect(store, root, keep_last=keep_last, dry_run=dry_run)
         render.gc(plan, dry_run)
-
-
-@cli.command()
-@click.option(
-    "--model-dir",
-    metavar="DIR",
-    help="A bundle, or a folder of integer version folders (the highest is served, and a newer one swapped in).",
-)
-@click.option("--model-name", metavar="NAME", help="The name requests use: /v1/models/NAME:predict.")
-@click.option(
-    "--config",
-    "config_file",
-    metavar="FILE",
-    help="A YAML file listing models (name, base_path, version_policy, labels), instead of the two above.",
-)
-@click.option(
-    "--poll-seconds",
-    type=click.FloatRange(min=0),
-    metavar="S",
-    help="Rescan the model folders for new versions every S seconds; 0 never [default: 2, or the config's].",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless told otherwise.")
-@click.option("--rest-port", type=int, default=8501, show_default=True, help="REST port; 0 picks a free one.")
-@click.option(
-    "--grpc-port",
-    type=int,
-    default=8500,
-    show_default=True,
-    help="gRPC port (the Open Inference Protocol); 0 picks a free one.",
-)
-@click.option(
-    "--auth-token-file",
-    metavar="FILE",
-    help="Ask every request but the health checks for `Authorization: Bearer <the token in FILE>`.",
-)
-@click.option(
-    "--max-request-bytes",
-    type=click.IntRange(min=1024),
-    metavar="N",
-    help="The largest request read, a REST body or a gRPC message (gRPC's own default is 4 MiB) "
-    "[default: 16 MiB, or the config's max_request_bytes].",
-)
-@click.option("--tls-cert", metavar="FILE", help="Serve HTTPS and gRPC over TLS with this PEM certificate (chain).")
-@click.option("--tls-key", metavar="FILE", help="The PEM private key of --tls-cert.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Server processes sharing the ports, each with the models loaded: to use more than one core. "
-    "/metrics then counts the requests of the process that answers it.",
-)
-@click.option("--join-ports", is_flag=True, hidden=True, help="Bind with SO_REUSEPORT: a worker of --workers.")
-@_user_errors
-def serve(
-    model_dir: str | None,
-    model_name: str | None,
-    config_file: str | None,
-    poll_seconds: float | None,
-    host: str,
-    rest_port: int,
-    grpc_port: int,
-    auth_token_file: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    max_request_bytes: int | None,
-    workers: int,
-    join_ports: bool,
-) -> None:
-    """Serve models over REST (TF Serving's API, the Open Inference Protocol) and gRPC (the Open Inference Protocol)."""
-    if config_file and (model_dir or model_name):
-        msg = "give either --config FILE or --model-dir DIR --model-name NAME, not both."
-        raise UserError(msg)
-    if not config_file and not (model_dir and model_name):
-        msg = "conveyor serve needs --model-dir DIR and --model-name NAME (or --config FILE)."
-        raise UserError(msg)
-    if bool(tls_cert) != bool(tls_key):
-        msg = "TLS needs both --tls-cert FILE and --tls-key FILE."
-        raise UserError(msg)
-    from conveyor.cli.workers import start_workers, stop_workers
-    from conveyor.serving import ModelServer
-    from conveyor.serving.config import DEFAULT_POLL_SECONDS, ModelConfig, TlsConfig, read_server_config, read_token
-
-    unapplied: list[str] = []
-    models: dict[str, Path | ModelConfig]
-    config = read_server_config(config_file) if config_file else None
-    if config is not None:
-        models, unapplied = {m.name: m for m in config.models}, config.unapplied
-        poll_seconds = config.poll_seconds if poll_seconds is None else poll_seconds
-    else:
-        models = {str(model_name): Path(str(model_dir))}
-    poll_seconds = DEFAULT_POLL_SECONDS if poll_seconds is None else poll_seconds
-    token_file = auth_token_file or (config.auth_token_file if config else None)
-    tls = TlsConfig(Path(tls_cert), Path(tls_key)) if tls_cert and tls_key else (config.tls if config else None)
-    server = ModelServer(
-        models,
-        host=host,
-        rest_port=rest_port,
-        grpc_port=grpc_port,
-        poll_seconds=poll_seconds,
-        prediction_log=config.prediction_log if config else None,
-        auth_token=read_token(token_file) if token_file else None,
-        tls=tls,
-        batching=config.batching if config else None,
-        reuse_port=workers > 1 or join_ports,
-        **({"max_body_bytes": limit} if (limit := max_request_bytes or (config and config.max_request_bytes)) else {}),
-    )
-    server.bind()
-    if unapplied:
-        click.echo(f"note: {', '.join(unapplied)} in {config_file} is read but not applied yet.", err=True)
-    for name in server.registry.names():
-        for served in server.registry.versions(name):
-            click.echo(f"serving {name!r} version {served.version} from {served.path}")
-    click.echo(f"REST on {server.url} (ready: {server.url}/v2/health/ready)")
-    if poll_seconds:
-        import logging
-
-        swaps = logging.getLogger("conveyor.serving")  # versions loaded or failed while serving, to stderr
-        swaps.addHandler(logging.StreamHandler())
-        swaps.setLevel(logging.INFO)
-    click.echo(f"gRPC on {server.grpc_address} (inference.GRPCInferenceService)")
-    others = start_workers(workers - 1, server.port, server.grpc_port)
-    try:
-        server.run()
-    except KeyboardInterrupt:  # uvicorn finished the requests in flight, then passed Ctrl-C on
-        click.echo("stopped.", err=True)
-    finally:
-        stop_workers(others)
 
 
 def main() -> None:

@@ -1,12 +1,9 @@
 """``MetadataStore``: what ran, on what, with what, and what it made; over SQLAlchemy Core.
 
-SQLite by default (WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes, so several processes
-can record at once without "database is locked"); PostgreSQL (psycopg) and MySQL/MariaDB
-(pymysql) by URL, both in READ COMMITTED.
-
-This file opens the store (URL, engines, schema upgrades) and answers the queries: runs,
-executions, artifacts, lineage. What the runner writes while a pipeline runs, and its cache
-lookups, are in ``conveyor.metadata.recording``, which ``MetadataStore`` inherits.
+SQLite by default; PostgreSQL and MySQL/MariaDB by URL. This file answers the queries: runs,
+executions, artifacts, lineage. Opening the database (engines, schema upgrades, errors in one
+line) is ``conveyor.metadata.database``; what the runner writes while a pipeline runs, and its
+cache lookups, are in ``conveyor.metadata.recording``, which ``MetadataStore`` inherits.
 
 A database error leaves the store as one ``MetadataError`` line; a full disk is named as such
 (ENOSPC), with the path. A SQLite store on a full disk still answers reads (from a read-only
@@ -17,35 +14,28 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from sqlalchemy import (
     Connection,
-    Engine,
     Integer,
-    create_engine,
-    event,
     func,
     literal_column,
     select,
     union_all,
     update,
 )
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from conveyor._internal.process import hostname, is_alive
 from conveyor.artifacts import Artifact, ArtifactState, make_artifact
-from conveyor.exceptions import MetadataError, MissingExtraError
+from conveyor.exceptions import MetadataError
 from conveyor.metadata import schema as s
+from conveyor.metadata.database import database_error, normalize_url, open_engines, safe_url
 from conveyor.metadata.recording import Recorder, execution_of
 from conveyor.metadata.records import (
     Execution,
@@ -60,41 +50,9 @@ from conveyor.metadata.records import (
 if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import CTE
 
-_DRIVERS = {
-    "postgresql": ("postgresql+psycopg", "postgres", "psycopg"),
-    "postgres": ("postgresql+psycopg", "postgres", "psycopg"),
-    "mysql": ("mysql+pymysql", "mysql", "pymysql"),
-    "mariadb": ("mysql+pymysql", "mysql", "pymysql"),
-}
 _CHUNK = 500
 _NOT_RUN = (ExecutionStatus.CACHED, ExecutionStatus.SKIPPED)  # executions that made nothing: lineage passes them by
-_FULL_BYTES = 1 << 20  # free space below which a failed write is taken for a full disk
 
-
-def normalize_url(url: str) -> str:
-    """Give a bare ``postgresql://`` or ``mysql://`` URL the driver conveyor installs."""
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme in _DRIVERS:
-        return f"{_DRIVERS[scheme][0]}://{rest}"
-    return url
-
-
-def _set_wal(cur: Any) -> None:
-    """Switch a SQLite connection to WAL. While another process is making the same new store,
-    the switch fails at once with "database is locked" (SQLite runs no busy handler for it),
-    so it is tried again for as long as the busy timeout would have waited.
-    """
-    deadline = time.monotonic() + 60
-    delay = 0.005
-    while True:
-        try:
-            cur.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -124,7 +82,7 @@ class MetadataStore(Recorder):
 
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
-        self._engine, self._reader = self._open()
+        self._engine, self._reader = open_engines(self.url)
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
         self._reaped_at = -1.0
@@ -134,164 +92,10 @@ class MetadataStore(Recorder):
             self.identity: str = str(s.store_identity(conn))
         """A random id made with the store, which tells it from any other (a root is bound to it)."""
 
-    # -- opening --------------------------------------------------------------------------
-    def _open(self) -> tuple[Engine, Engine]:
-        shown = self._safe_url()
-        try:
-            parsed = make_url(self.url)
-        except ArgumentError as e:
-            msg = f"Metadata URL {shown!r} is not a database URL (e.g. sqlite:///meta.sqlite, postgresql://host/db)."
-            raise MetadataError(msg) from e
-        try:
-            if parsed.get_backend_name() == "sqlite":
-                engine, reader = self._sqlite_engines(parsed.database)
-            else:
-                # MySQL's default REPEATABLE READ would hide a row another process inserted
-                # after ours began, so "insert, or read the one that won the race" fails there.
-                # A host that drops packets would otherwise hang until TCP gives up.
-                timeout = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
-                engine = create_engine(
-                    self.url, pool_pre_ping=True, pool_size=4, max_overflow=8, isolation_level="READ COMMITTED",
-                    connect_args=timeout,
-                )
-                # Each statement sees what was committed when it began, in a transaction or not;
-                # without one, a read on PostgreSQL saves the BEGIN and ROLLBACK round trips.
-                # (MySQL's drivers would spend a round trip on each switch to autocommit and back.)
-                postgres = parsed.get_backend_name() == "postgresql"
-                reader = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
-        except (NoSuchModuleError, ModuleNotFoundError) as e:
-            extra = next((v[1] for k, v in _DRIVERS.items() if parsed.drivername.startswith(k)), None)
-            hint = f"pip install 'conveyor[{extra}]'" if extra else "install its database driver"
-            msg = f"No driver for metadata URL {shown!r}: {hint}."
-            raise MissingExtraError(msg) from e
-        except OSError as e:  # the SQLite file's folder cannot be made
-            msg = f"Cannot make the folder {e.filename} for the metadata store at {shown}: {e.strerror}."
-            raise MetadataError(msg) from e
-        try:
-            self._migrate(engine)
-        except (DBAPIError, MetadataError) as e:
-            engine.dispose()
-            reader.dispose()
-            if isinstance(e, MetadataError):  # made by a newer conveyor: already says so
-                raise
-            if self._no_space(e) and parsed.get_backend_name() == "sqlite":
-                snapshot = self._sqlite_snapshot(parsed.database)
-                if snapshot is not None:
-                    return self._sqlite_engines(parsed.database)[0], snapshot
-            raise self._error(e, "open") from e
-        return engine, reader
-
-    def _sqlite_file(self) -> str | None:
-        parsed = make_url(self.url)
-        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-            return None
-        return os.path.abspath(parsed.database)
-
-    def _no_space(self, e: BaseException) -> bool:
-        """Whether a database error comes from a full disk (SQLite may say only "disk I/O error")."""
-        text = str(getattr(e, "orig", None) or e).lower()
-        if "disk is full" in text or "no space left" in text:
-            return True
-        path = self._sqlite_file()
-        if path is None or "disk i/o error" not in text:
-            return False
-        try:
-            st = os.statvfs(os.path.dirname(path))
-        except OSError:
-            return False
-        free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
-        return free * st.f_frsize < _FULL_BYTES
-
-    def _error(self, e: DBAPIError, verb: str) -> MetadataError:
-        """One line for a database error: a full disk named as such, with its path and what to do."""
-        if self._no_space(e):
-            where = self._sqlite_file() or self._safe_url()
-            msg = (
-                f"No space left on device (ENOSPC) for the metadata store at {where}: free space there "
-                f"(`conveyor gc` removes what failed runs left), then try again."
-            )
-            return MetadataError(msg)
-        reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
-        return MetadataError(f"Cannot {verb} the metadata store at {self._safe_url()}: {reason}")
-
-    def _sqlite_snapshot(self, database: str | None) -> Engine | None:
-        """A read-only view of a SQLite store that cannot be opened for writing (a full disk).
-
-        It needs no lock files, so it also opens when not a byte can be written; None when it
-        would miss data (changes still in the write-ahead log) or the store needs an upgrade.
-        """
-        if not database or database == ":memory:" or not os.path.isfile(database):
-            return None
-        wal = Path(f"{database}-wal")
-        if wal.exists() and wal.stat().st_size > 0:
-            return None
-        target = f"file:{quote(os.path.abspath(database))}?immutable=1"
-        engine = create_engine(
-            URL.create("sqlite"), creator=lambda: sqlite3.connect(target, uri=True, check_same_thread=False)
-        )
-        try:
-            with engine.connect() as conn:
-                current = s.stored_version(conn) == s.SCHEMA_VERSION
-        except DBAPIError:
-            current = False
-        if not current:
-            engine.dispose()
-            return None
-        return engine
-
     @property
     def display_url(self) -> str:
         """The URL without its password, as messages show it."""
-        return self._safe_url()
-
-    def _safe_url(self) -> str:
-        try:
-            return make_url(self.url).render_as_string(hide_password=True)
-        except ArgumentError:
-            return self.url
-
-    @staticmethod
-    def _sqlite_engines(database: str | None) -> tuple[Engine, Engine]:
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{database or ':memory:'}"
-        engines = []
-        for writer in (True, False):
-            engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-
-            @event.listens_for(engine, "connect")
-            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA busy_timeout = 60000")
-                _set_wal(cur)
-                cur.execute("PRAGMA synchronous = NORMAL")
-                cur.execute("PRAGMA foreign_keys = ON")
-                cur.close()
-
-            if writer:
-                # IMMEDIATE takes the write lock up front: a deferred transaction that reads
-                # and then writes can fail at once with "database is locked" despite the timeout.
-                @event.listens_for(engine, "begin")
-                def _on_begin(conn: Connection) -> None:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-            engines.append(engine)
-        return engines[0], engines[1]
-
-    def _migrate(self, engine: Engine) -> None:
-        with engine.connect() as conn, s.migration_lock(conn), conn.begin():
-            version = s.stored_version(conn)
-            if version is None:
-                s.create(conn)
-            elif version > s.SCHEMA_VERSION:
-                msg = (
-                    f"The metadata store at {self._safe_url()} has schema version {version}, "
-                    f"newer than this conveyor understands ({s.SCHEMA_VERSION}); upgrade conveyor."
-                )
-                raise MetadataError(msg)
-            elif version < s.SCHEMA_VERSION:
-                s.upgrade(conn, version)
+        return safe_url(self.url)
 
     def close(self) -> None:
         for run_id in list(self._heartbeats):
@@ -312,7 +116,7 @@ class MetadataStore(Recorder):
             with self._reader.connect() as conn:
                 yield conn
         except DBAPIError as e:
-            raise self._error(e, "read") from e
+            raise database_error(e, "read", self.url) from e
 
     @contextmanager
     def _write(self, flush: bool = True) -> Iterator[Connection]:
@@ -330,7 +134,7 @@ class MetadataStore(Recorder):
                     conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield conn
         except DBAPIError as e:
-            raise self._error(e, "write to") from e
+            raise database_error(e, "write to", self.url) from e
 
     # -- small helpers --------------------------------------------------------------------
     def _type_id(self, conn: Connection, name: str) -> int:
@@ -477,7 +281,7 @@ class MetadataStore(Recorder):
         with self._read() as conn:
             found = self._runs(conn, run_id=run_id)
             if not found:
-                msg = f"No run {run_id!r} in the metadata store at {self._safe_url()}; `conveyor runs` lists them."
+                msg = f"No run {run_id!r} in the metadata store at {self.display_url}; `conveyor runs` lists them."
                 raise MetadataError(msg)
             run = found[0]
             for ex in self._executions(conn, s.contexts.c.name == run_id):
@@ -538,7 +342,7 @@ class MetadataStore(Recorder):
         with self._read() as conn:
             found = self._executions(conn, s.executions.c.id == execution_id)
         if not found:
-            msg = f"No execution {execution_id} in the metadata store at {self._safe_url()}."
+            msg = f"No execution {execution_id} in the metadata store at {self.display_url}."
             raise MetadataError(msg)
         return found[0]
 
@@ -568,7 +372,7 @@ class MetadataStore(Recorder):
         with self._read() as conn:
             row = conn.execute(select(a).where(a.c.id == artifact_id)).first()
             if row is None:
-                msg = f"No artifact {artifact_id} in the metadata store at {self._safe_url()}; `conveyor runs` lists runs."
+                msg = f"No artifact {artifact_id} in the metadata store at {self.display_url}; `conveyor runs` lists runs."
                 raise MetadataError(msg)
             return self._artifact(conn, row)
 
@@ -608,7 +412,7 @@ class MetadataStore(Recorder):
         a, e = s.artifacts, s.executions
         with self._read() as conn:
             if conn.execute(select(a.c.id).where(a.c.id == artifact_id)).first() is None:
-                msg = f"No artifact {artifact_id} in the metadata store at {self._safe_url()}."
+                msg = f"No artifact {artifact_id} in the metadata store at {self.display_url}."
                 raise MetadataError(msg)
             seen_a, seen_e, edges = self._walk(conn, artifact_id, direction, max_hops)
             arts: dict[int, Artifact] = {}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conveyor.cli.main import serve
+from conveyor.cli.serve import serve
 from conveyor.model import label_vector, save, to_matrix
 from conveyor.serving import ModelServer
 from conveyor.serving.config import ModelConfig

@@ -28,7 +28,7 @@ from conveyor import Input, Output, Parameter, Pipeline, component, depends_on_f
 from conveyor.artifacts import Artifact, Examples, Model, ModelBlessing, PushedModel
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import Execution, MetadataStore, Run, schema
-from conveyor.metadata.store import normalize_url
+from conveyor.metadata.database import normalize_url
 from conveyor.orchestration.cache import cache_key
 from conveyor.orchestration.root import MARKER
 from tests.helpers import FIXTURES, conveyor_cmd

@@ -1,0 +1,230 @@
+"""Opening the metadata database: SQLite, PostgreSQL or MySQL/MariaDB engines, the schema made or
+upgraded, and a database error told in one line.
+
+SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes, so several processes can
+record at once without "database is locked"; PostgreSQL (psycopg) and MySQL/MariaDB (pymysql)
+are named by URL and run in READ COMMITTED. A full disk is named as such (ENOSPC), with the
+path, and a SQLite store on one still opens for reading, from a read-only snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from conveyor.exceptions import MetadataError, MissingExtraError
+from conveyor.metadata import schema as s
+
+_DRIVERS = {
+    "postgresql": ("postgresql+psycopg", "postgres", "psycopg"),
+    "postgres": ("postgresql+psycopg", "postgres", "psycopg"),
+    "mysql": ("mysql+pymysql", "mysql", "pymysql"),
+    "mariadb": ("mysql+pymysql", "mysql", "pymysql"),
+}
+_FULL_BYTES = 1 << 20  # free space below which a failed write is taken for a full disk
+
+
+def normalize_url(url: str) -> str:
+    """Give a bare ``postgresql://`` or ``mysql://`` URL the driver conveyor installs."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in _DRIVERS:
+        return f"{_DRIVERS[scheme][0]}://{rest}"
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, as messages show it."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def open_engines(url: str) -> tuple[Engine, Engine]:
+    """The store's engines, the schema made or upgraded: one to write with and one to read with.
+
+    On SQLite the reader is a read-only snapshot when the disk is too full to open the store
+    for writing (see ``_sqlite_snapshot``); on PostgreSQL it reads in autocommit.
+    """
+    shown = safe_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        msg = f"Metadata URL {shown!r} is not a database URL (e.g. sqlite:///meta.sqlite, postgresql://host/db)."
+        raise MetadataError(msg) from e
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine, reader = _sqlite_engines(parsed.database)
+        else:
+            # MySQL's default REPEATABLE READ would hide a row another process inserted
+            # after ours began, so "insert, or read the one that won the race" fails there.
+            # A host that drops packets would otherwise hang until TCP gives up.
+            timeout = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+            engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=4,
+                max_overflow=8,
+                isolation_level="READ COMMITTED",
+                connect_args=timeout,
+            )
+            # Each statement sees what was committed when it began, in a transaction or not;
+            # without one, a read on PostgreSQL saves the BEGIN and ROLLBACK round trips.
+            # (MySQL's drivers would spend a round trip on each switch to autocommit and back.)
+            postgres = parsed.get_backend_name() == "postgresql"
+            reader = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
+    except (NoSuchModuleError, ModuleNotFoundError) as e:
+        extra = next((v[1] for k, v in _DRIVERS.items() if parsed.drivername.startswith(k)), None)
+        hint = f"pip install 'conveyor[{extra}]'" if extra else "install its database driver"
+        msg = f"No driver for metadata URL {shown!r}: {hint}."
+        raise MissingExtraError(msg) from e
+    except OSError as e:  # the SQLite file's folder cannot be made
+        msg = f"Cannot make the folder {e.filename} for the metadata store at {shown}: {e.strerror}."
+        raise MetadataError(msg) from e
+    try:
+        _migrate(engine, url)
+    except (DBAPIError, MetadataError) as e:
+        engine.dispose()
+        reader.dispose()
+        if isinstance(e, MetadataError):  # made by a newer conveyor: already says so
+            raise
+        if no_space(e, url) and parsed.get_backend_name() == "sqlite":
+            snapshot = _sqlite_snapshot(parsed.database)
+            if snapshot is not None:
+                return _sqlite_engines(parsed.database)[0], snapshot
+        raise database_error(e, "open", url) from e
+    return engine, reader
+
+
+def _sqlite_engines(database: str | None) -> tuple[Engine, Engine]:
+    """A SQLite file's writer (``BEGIN IMMEDIATE``) and reader, both in WAL with a busy timeout."""
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{database or ':memory:'}"
+    engines = []
+    for writer in (True, False):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 60000")
+            _set_wal(cur)
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+
+        if writer:
+            # IMMEDIATE takes the write lock up front: a deferred transaction that reads
+            # and then writes can fail at once with "database is locked" despite the timeout.
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        engines.append(engine)
+    return engines[0], engines[1]
+
+
+def _set_wal(cur: Any) -> None:
+    """Switch a SQLite connection to WAL. While another process is making the same new store,
+    the switch fails at once with "database is locked" (SQLite runs no busy handler for it),
+    so it is tried again for as long as the busy timeout would have waited.
+    """
+    deadline = time.monotonic() + 60
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _sqlite_snapshot(database: str | None) -> Engine | None:
+    """A read-only view of a SQLite store that cannot be opened for writing (a full disk).
+
+    It needs no lock files, so it also opens when not a byte can be written; None when it
+    would miss data (changes still in the write-ahead log) or the store needs an upgrade.
+    """
+    if not database or database == ":memory:" or not os.path.isfile(database):
+        return None
+    wal = Path(f"{database}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return None
+    target = f"file:{quote(os.path.abspath(database))}?immutable=1"
+    engine = create_engine(
+        URL.create("sqlite"), creator=lambda: sqlite3.connect(target, uri=True, check_same_thread=False)
+    )
+    try:
+        with engine.connect() as conn:
+            current = s.stored_version(conn) == s.SCHEMA_VERSION
+    except DBAPIError:
+        current = False
+    if not current:
+        engine.dispose()
+        return None
+    return engine
+
+
+def _migrate(engine: Engine, url: str) -> None:
+    with engine.connect() as conn, s.migration_lock(conn), conn.begin():
+        version = s.stored_version(conn)
+        if version is None:
+            s.create(conn)
+        elif version > s.SCHEMA_VERSION:
+            msg = (
+                f"The metadata store at {safe_url(url)} has schema version {version}, "
+                f"newer than this conveyor understands ({s.SCHEMA_VERSION}); upgrade conveyor."
+            )
+            raise MetadataError(msg)
+        elif version < s.SCHEMA_VERSION:
+            s.upgrade(conn, version)
+
+
+def sqlite_file(url: str) -> str | None:
+    """The absolute path of a SQLite store's file; None for another database or one in memory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return os.path.abspath(parsed.database)
+
+
+def no_space(e: BaseException, url: str) -> bool:
+    """Whether a database error comes from a full disk (SQLite may say only "disk I/O error")."""
+    text = str(getattr(e, "orig", None) or e).lower()
+    if "disk is full" in text or "no space left" in text:
+        return True
+    path = sqlite_file(url)
+    if path is None or "disk i/o error" not in text:
+        return False
+    try:
+        st = os.statvfs(os.path.dirname(path))
+    except OSError:
+        return False
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < _FULL_BYTES
+
+
+def database_error(e: DBAPIError, verb: str, url: str) -> MetadataError:
+    """One line for a database error: a full disk named as such, with its path and what to do."""
+    if no_space(e, url):
+        where = sqlite_file(url) or safe_url(url)
+        msg = (
+            f"No space left on device (ENOSPC) for the metadata store at {where}: free space there "
+            f"(`conveyor gc` removes what failed runs left), then try again."
+        )
+        return MetadataError(msg)
+    reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
+    return MetadataError(f"Cannot {verb} the metadata store at {safe_url(url)}: {reason}")
