@@ -78,23 +78,17 @@ def run(
     ``sample_io`` reads the command's ``/proc/<pid>/io`` every 2 ms for the bytes it read.
     """
     read, write = os.pipe()
-    try:
-        # -I -S: the launcher is small and quick whatever the environment says; the command
-        # gets ``env`` as given.
-        launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(write), str(int(sample_io)), json.dumps(command)]
-        proc = subprocess.Popen(
-            launcher, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, pass_fds=(write,)
-        )
-        os.close(write)
-        write = -1
-        with os.fdopen(read, "rb") as result:
-            read = -1
-            text = result.read()
-        proc.wait()
-    finally:
-        for fd in (read, write):
-            if fd >= 0:
-                os.close(fd)
+    # -I -S: the launcher is small and quick whatever the environment says; the command gets ``env`` as given.
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(write), str(int(sample_io)), json.dumps(command)]
+    with os.fdopen(read, "rb") as result:
+        try:
+            proc = subprocess.Popen(
+                launcher, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, pass_fds=(write,)
+            )
+        finally:
+            os.close(write)  # the launcher holds its own copy: the read below ends when it exits
+        text = result.read()
+    proc.wait()
     if proc.returncode != 0 or not text:
         msg = f"the launcher of {' '.join(command[:4])} ... failed (exit {proc.returncode}); is the command there?"
         raise RuntimeError(msg)
