@@ -19,14 +19,16 @@ class Threshold:
     against the baseline scored on the same examples: the candidate must beat the baseline by
     at least ``change`` in the better direction (0: not worse; -0.01: may lose up to 0.01),
     and by ``relative_change`` times the baseline's value when that is set. With no baseline
-    (the first model) only the bounds are judged.
+    (the first model) only the bounds are judged. ``higher_is_better`` is the better direction;
+    None takes the metric's own (lower for ``log_loss``, ``brier``, ``mae``, ``mse``, ``rmse``
+    and ``mape``, higher for the rest).
     """
 
     lower_bound: float | None = None
     upper_bound: float | None = None
     change: float | None = None
     relative_change: float | None = None
-    higher_is_better: bool = True
+    higher_is_better: bool | None = None
 
 
 @dataclass

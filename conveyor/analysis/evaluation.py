@@ -25,7 +25,7 @@ from conveyor._internal.engine import fold
 from conveyor.analysis import fairness
 from conveyor.analysis.config import EvalConfig
 from conveyor.analysis.intervals import bounds, replicate_weights
-from conveyor.analysis.metrics import METRICS, BinaryMetrics, MulticlassMetrics, RegressionMetrics
+from conveyor.analysis.metrics import LOWER_IS_BETTER, METRICS, BinaryMetrics, MulticlassMetrics, RegressionMetrics
 from conveyor.analysis.slicing import slice_codes
 from conveyor.data.examples import PART_ROWS, parts, read_frames
 from conveyor.exceptions import DataValidationError
@@ -99,12 +99,13 @@ class EvalCombiner(Combiner):
         self.config, self.models, self.task = config, dict(models), tasks.pop()
         self.workers = workers
         self.specs = config.specs()
-        first = next(iter(models.values()))
         if self.task == "binary":
             fair = config.fairness.thresholds if config.fairness else []
             self.kind: Any = BinaryMetrics(config.decision_thresholds, config.calibration_bins, fair)
         elif self.task == "multiclass":
-            self.kind = MulticlassMetrics(list(first.classes or []))
+            # every model's classes in one order, so that their confusion matrices line up
+            self.classes = list(dict.fromkeys(c for s in models.values() for c in s.classes or []))
+            self.kind = MulticlassMetrics(self.classes)
         else:
             self.kind = RegressionMetrics()
         self.names = _checked_names(config, self.task)
@@ -252,7 +253,9 @@ class EvalCombiner(Combiner):
         index = _class_index(raw, classes, self.config.label_key)
         if self.task == "binary":
             return index.astype(np.int8), np.asarray(outputs["probability"], dtype=np.float64)
-        return index.astype(np.int32), np.argmax(np.asarray(outputs["probabilities"]), axis=1).astype(np.int32)
+        predicted = np.argmax(np.asarray(outputs["probabilities"]), axis=1)
+        common = np.array([self.classes.index(c) for c in classes], dtype=np.int32)  # the model's k-th class among all
+        return common[index], common[predicted]
 
 
 def _join(pieces: list[Rows]) -> Rows:
@@ -285,7 +288,8 @@ def _checked_names(config: EvalConfig, task: str) -> list[str]:
             hint = f"; did you mean {close[0]!r}?" if close else f"; {task} metrics are {', '.join(known)}."
             msg = f"EvalConfig names the metric {name!r}, which a {task} model does not have{hint}"
             raise DataValidationError(msg)
-    return list(config.metrics) or known
+    # a threshold's metric is computed whether or not ``metrics`` names it
+    return list(dict.fromkeys([*config.metrics, *config.thresholds])) if config.metrics else known
 
 
 def _number(value: Any) -> float | None:
@@ -365,12 +369,14 @@ def validate(result: Mapping[str, Any], config: EvalConfig) -> dict[str, Any]:
         value = overall.get("metrics", {}).get(name)
         base = baseline.get(name) if baseline else None
         kinds = ["lower_bound", "upper_bound", *(["change", "relative_change"] if baseline is not None else [])]
+        better = threshold.higher_is_better
+        higher = better if better is not None else name not in LOWER_IS_BETTER
         for kind in kinds:
             bound = getattr(threshold, kind)
             if bound is not None:
-                passed = _holds(kind, value, base, bound, threshold.higher_is_better)
+                passed = _holds(kind, value, base, bound, higher)
                 checks.append({"metric": name, "kind": kind, "threshold": bound, "value": value, "baseline": base,
-                               "passed": passed})  # fmt: skip
+                               "higher_is_better": higher, "passed": passed})  # fmt: skip
     return {"blessed": all(c["passed"] for c in checks), "checks": checks}
 
 

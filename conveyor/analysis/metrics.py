@@ -29,6 +29,7 @@ BINARY = ["example_count", "weighted_example_count", "accuracy", "precision", "r
 MULTICLASS = ["example_count", "weighted_example_count", "accuracy", "macro_f1", "micro_f1", "per_class"]
 REGRESSION = ["example_count", "weighted_example_count", "mae", "mse", "rmse", "mape", "r2"]
 METRICS = {"binary": BINARY, "multiclass": MULTICLASS, "regression": REGRESSION}
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "mse", "rmse", "mape"})
 _EPS = np.finfo(np.float64).eps
 
 Slicing = tuple[np.ndarray, int]  # each row's slice code, and the number of slices

@@ -8,8 +8,8 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from conveyor.analysis import EvalConfig
-from conveyor.analysis.evaluation import Scorer
+from conveyor.analysis import EvalConfig, Threshold
+from conveyor.analysis.evaluation import Scorer, validate
 from conveyor.exceptions import DataValidationError
 from tests.analysis.scored import binary, by_name, evaluate, examples
 
@@ -147,3 +147,45 @@ def test_a_label_outside_the_models_classes_is_named() -> None:
     frame = examples().with_columns(label=pl.col("label") * 2)
     with pytest.raises(DataValidationError, match=r"holds 2, which is not one of the model's classes \[0, 1\]"):
         evaluate(frame, EvalConfig("label"), {"candidate": Scorer(binary, "binary", [0, 1])})
+
+
+def constant(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    return {"probability": np.full(frame.height, 0.5)}
+
+
+@pytest.mark.parametrize("metric", ["log_loss", "brier"])
+def test_a_change_threshold_on_a_loss_takes_the_losss_direction(metric: str) -> None:
+    """A loss is better lower: a model that loses more than the baseline is not blessed, unless told otherwise."""
+    frame, coin = examples(), Scorer(constant, "binary", [0, 1])
+    informed = Scorer(binary, "binary", [0, 1])
+    config = EvalConfig("label", thresholds={metric: Threshold(change=0.0)})
+    worse = validate(evaluate(frame, config, {"candidate": coin, "baseline": informed}), config)
+    better = validate(evaluate(frame, config, {"candidate": informed, "baseline": coin}), config)
+    assert worse["checks"][0]["value"] > worse["checks"][0]["baseline"]
+    assert (worse["blessed"], better["blessed"]) == (False, True)
+    assert worse["checks"][0]["higher_is_better"] is False
+    told = EvalConfig("label", thresholds={metric: Threshold(change=0.0, higher_is_better=True)})
+    assert validate(evaluate(frame, told, {"candidate": coin, "baseline": informed}), told)["blessed"] is True
+
+
+def test_a_thresholds_metric_is_computed_when_metrics_leaves_it_out() -> None:
+    frame = examples()
+    config = EvalConfig("label", metrics=["accuracy"], thresholds={"auc": Threshold(lower_bound=0.6)})
+    result = evaluate(frame, config, {"candidate": Scorer(binary, "binary", [0, 1])})
+    assert set(result["slices"][0]["metrics"]) == {"accuracy", "auc"}
+    check = validate(result, config)["checks"][0]
+    assert check["value"] == pytest.approx(skm.roc_auc_score(frame["label"], frame["score"]), abs=TOL)
+    assert check["passed"] is True
+
+
+def test_models_whose_classes_are_in_another_order_are_compared_class_by_class() -> None:
+    """The baseline lists its classes in another order; its per-class numbers still name the right class."""
+    frame = examples()
+    order = [2, 0, 1]
+    candidate = Scorer(multiclass, "multiclass", [0, 1, 2])
+    baseline = Scorer(lambda f: {"probabilities": multiclass(f)["probabilities"][:, order]}, "multiclass", order)
+    got = evaluate(frame, EvalConfig("species"), {"candidate": candidate, "baseline": baseline})["slices"][0]
+    assert got["baseline"]["metrics"]["per_class"] == got["metrics"]["per_class"]
+    support = np.bincount(frame["species"].to_numpy(), minlength=3)
+    assert [got["baseline"]["metrics"]["per_class"][str(k)]["support"] for k in range(3)] == support.tolist()
+    assert got["baseline"]["metrics"]["accuracy"] == got["metrics"]["accuracy"]

@@ -91,7 +91,8 @@ def test_a_first_model_is_judged_on_value_thresholds_alone(run: Any) -> None:
     assert low_blessing.properties["blessed"] is False
     assert too_low["validation"]["checks"][0] == {
         "metric": "macro_f1", "kind": "lower_bound", "threshold": 0.99,
-        "value": too_low["slices"][0]["metrics"]["macro_f1"], "baseline": None, "passed": False,
+        "value": too_low["slices"][0]["metrics"]["macro_f1"], "baseline": None, "higher_is_better": True,
+        "passed": False,
     }  # fmt: skip
 
 
