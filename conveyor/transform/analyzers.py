@@ -17,8 +17,11 @@ import pyarrow.compute as pc
 from conveyor._internal.combiner import Combiner
 from conveyor.transform.kernels import as_dense, flatten, sparse_counts
 
+_EPS = np.finfo(np.float64).eps
+
 EXACT_QUANTILES = 1_000_000
 MOMENTS = ("mean", "var", "std")  # one accumulator: a pass keeps one per input for all three
+NONE_WHEN_EMPTY = (*MOMENTS, "min", "max")  # a column with no value has none of these (scalar forms)
 
 
 def _numbers(value: Any) -> np.ndarray:
@@ -40,14 +43,19 @@ class Moments(Combiner):
         x = _numbers(value)
         if not len(x):
             return acc
+        low, high = x.min(), x.max()
+        if low == high:  # a constant batch: its mean exactly, no rounding left to read as spread
+            return self._combine(acc, [float(len(x)), float(low), 0.0])
         mean = x.mean()
         return self._combine(acc, [float(len(x)), float(mean), float(((x - mean) ** 2).sum())])
 
     @staticmethod
     def _combine(a: list[float], b: list[float]) -> list[float]:
-        n = a[0] + b[0]
-        if not n:
+        if not b[0]:
             return a
+        if not a[0]:
+            return list(b)
+        n = a[0] + b[0]
         delta = b[1] - a[1]
         return [n, a[1] + delta * b[0] / n, a[2] + b[2] + delta * delta * a[0] * b[0] / n]
 
@@ -64,6 +72,8 @@ class Moments(Combiner):
         if self.want == "mean":
             return mean
         var = m2 / n
+        if var <= n * _EPS * var + (n * mean * _EPS) ** 2:  # rounding's size: a constant column (scikit-learn's rule)
+            var = 0.0
         return var if self.want == "var" else float(np.sqrt(var))
 
 

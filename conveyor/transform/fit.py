@@ -22,7 +22,7 @@ from conveyor._internal.engine import fold
 from conveyor.exceptions import TransformError
 from conveyor.transform import analyzers
 from conveyor.transform.fitted import topological
-from conveyor.transform.graph import Node
+from conveyor.transform.graph import Node, fail
 from conveyor.transform.plan import Plan
 
 Batch = pa.RecordBatch | pa.Table
@@ -49,10 +49,21 @@ def fit(outputs: Mapping[str, Node], batches: Callable[[], Iterable[Part]], work
         one_pass = Pass(ready)
         values = one_pass.extract(fold(one_pass, batches(), _batches_of, workers))
         for node, value in zip(ready, values, strict=True):
+            if value is None and node.op in analyzers.NONE_WHEN_EMPTY:
+                raise _nothing_to_fit(node)
             node.params["value"] = value
         passes += 1
         pending = [n for n in pending if "value" not in n.params]
     return passes
+
+
+def _nothing_to_fit(node: Node) -> TransformError:
+    """A mean, std, min or max of a column with no value in the training data: undefined, so refused by name."""
+    source = node.inputs[0]
+    what = f"column {source.params['name']!r}" if source.op == "input" else "its input"
+    msg = (f"ct.{node.op} has nothing to fit: {what} is missing in every training row; "
+           "fill it (ct.fill_missing) or leave it out.")  # fmt: skip
+    return fail(msg, node.where)
 
 
 def _batches_of(part: Part) -> Iterable[Batch]:

@@ -361,9 +361,11 @@ _TRUE = ["true", "t", "yes", "y", "1"]
 
 @kernel("cast")
 def _cast(p: dict[str, Any], x: Any) -> Any:
-    """Missing stays missing: a null string, NaN for float; "int" truncates toward zero and
-    stays float while a value is missing or infinite. Strings are true when one of ``_TRUE``
-    (any case).
+    """Missing stays missing: a null string, NaN for float ("bool" has no missing: False).
+
+    "int" truncates toward zero; from floats or strings its values stay float64 (whole numbers,
+    NaN where missing), so that a value never depends on the rest of its batch. Strings are
+    true when one of ``_TRUE`` (any case).
     """
     to = p["to"]
     if to == "string":
@@ -376,8 +378,7 @@ def _cast(p: dict[str, Any], x: Any) -> Any:
     number = _to_number({}, x) if isinstance(x, pa.Array) else as_number(x)
     if to == "float" or number.dtype.kind != "f":
         return number.astype(np.float64) if to == "float" else number.astype(np.int64)
-    whole = np.trunc(number)
-    return whole.astype(np.int64) if np.isfinite(whole).all() else whole
+    return np.trunc(number) + 0.0  # + 0.0: -0.0 is 0.0
 
 
 @kernel("where")

@@ -14,6 +14,7 @@ import pytest
 from sklearn.preprocessing import KBinsDiscretizer, MinMaxScaler, OneHotEncoder, StandardScaler
 
 import conveyor.transform as ct
+from conveyor.exceptions import TransformError
 from conveyor.transform.kernels import stable_hash
 from tests.transform.fitting import fit_apply, fit_graph, fitted_value, fnv1a, numbers, strings, table
 
@@ -53,6 +54,27 @@ def test_mean_var_std_min_max_match_numpy(name: str) -> None:
     ]:
         graph = fit_graph(lambda inputs, op=op: {"y": inputs[name] - getattr(ct, op)(inputs[name])}, t, batch_rows=50)
         assert fitted_value(graph, op) == pytest.approx(oracle(x), rel=1e-12)
+
+
+@pytest.mark.parametrize("value", [0.1, 0.3, 5.0, -1e-7])
+def test_a_constant_column_has_no_spread_and_scales_as_standard_scaler_does(value: float) -> None:
+    """Rounding in the mean of a constant (0.1 is not exact in binary) must not read as a spread."""
+    t = pa.table({"rate": np.full(12_000, value)})
+    graph = fit_graph(lambda inputs: {"z": ct.scale_to_z_score(inputs["rate"]), "m": ct.scale_to_0_1(inputs["rate"])}, t)
+    assert fitted_value(graph, "std") == 0.0
+    assert fitted_value(graph, "mean") == value
+    new = np.array([value, value + 0.01, value + 0.4])
+    out = graph.apply({"rate": new})
+    expected = StandardScaler().fit(t.column("rate").to_numpy().reshape(-1, 1)).transform(new.reshape(-1, 1))[:, 0]
+    np.testing.assert_allclose(out["z"], expected, atol=1e-12)
+    assert not graph.apply(t)["z"].any()
+
+
+@pytest.mark.parametrize("op", ["scale_to_z_score", "scale_to_0_1", "mean", "std", "min", "max"])
+def test_a_column_missing_in_every_training_row_is_named_not_a_crash(op: str) -> None:
+    t = pa.table({"x": pa.array([None] * 50, pa.float64()), "y": np.arange(50.0)})
+    with pytest.raises(TransformError, match=r"has nothing to fit: column 'x' is missing in every training row"):
+        fit_graph(lambda inputs: {"out": getattr(ct, op)(inputs["x"]) + inputs["y"]}, t)
 
 
 def vocabulary_buckets_and_z(inputs: Any) -> dict[str, Any]:
@@ -337,6 +359,17 @@ def test_to_number_and_cast_match_python() -> None:
     np.testing.assert_array_equal(out["int"], np.trunc(parsed / 7))
     assert out["text"].tolist() == [str(i) for i in strings(t, "complaint_id")]
     assert out["yes"].tolist() == [v == "Yes" for v in strings(t, "timely_response")]
+
+
+def test_cast_to_int_gives_each_value_the_same_whatever_the_batch() -> None:
+    graph = fit_graph(lambda inputs: {"i": ct.cast(inputs["x"], "int")}, pa.table({"x": [1.0, 2.0]}))
+    values = [1e20, 1.5, -0.0, -2.7, float("nan"), float("inf"), 3.0]
+    together = graph.apply({"x": values})["i"]
+    alone = np.concatenate([graph.apply({"x": [v]})["i"] for v in values])
+    assert together.dtype == alone.dtype == np.float64
+    assert together.tobytes() == alone.tobytes()
+    np.testing.assert_array_equal(together, [1e20, 1.0, 0.0, -2.0, np.nan, np.inf, 3.0])
+    assert not np.signbit(together[2])
 
 
 def test_to_number_reads_a_string_the_same_in_any_batch() -> None:
