@@ -6,6 +6,7 @@ import contextlib
 import json
 import random
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,12 +101,13 @@ class Trainer(Component):
             base_model=base_model.uri if base_model is not None else None,
         )  # fmt: skip
         label, splits = fn_args.label_key, fn_args.splits
-        seed_everything(seed)
         print(
             f"training on splits {splits['train']} ({len(fn_args.train_files)} Parquet file(s)), label {label!r}, seed {seed}"
         )
         try:
-            run_fn(fn_args)
+            with _GLOBAL_GENERATORS:
+                seed_everything(seed)
+                run_fn(fn_args)
         finally:
             fn_args.close()
         bundle = Path(model.uri) / BUNDLE_FILE
@@ -191,14 +193,20 @@ def label_from_schema(schema_uri: str, what: str = "Trainer") -> str:
     return candidates[0]
 
 
+# Trainers of one process take turns: random's, NumPy's and torch's generators are global, so
+# two run_fns at once would draw from each other's seeded sequences.
+_GLOBAL_GENERATORS = threading.Lock()
+
+
 def seed_everything(seed: int) -> None:
-    """Seed the global generators run_fn may use: random, NumPy, and torch when imported."""
+    """Seed the global generators run_fn may use: random, NumPy, and torch once imported (by the module file)."""
     import numpy as np
 
     random.seed(seed)
     np.random.seed(seed)
-    torch = sys.modules.get("torch")
-    if torch is not None:
+    if "torch" in sys.modules:
+        import torch  # not sys.modules' entry: another thread may still be importing it; this waits
+
         torch.manual_seed(seed)
 
 

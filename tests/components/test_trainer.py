@@ -281,6 +281,37 @@ def test_dense_features_give_a_dense_matrix_and_the_seed_reaches_numpy(tmp_path:
     assert not np.array_equal(probabilities["other"], probabilities["first"])
 
 
+DRAWS = """\
+    import json, random, time
+    from pathlib import Path
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+    import conveyor.model
+
+    def run_fn(fn_args):
+        draws = []
+        for _ in range(5):  # slow draws: a Trainer beside this one would interleave its own
+            draws.append([float(np.random.random()), random.random()])
+            time.sleep(0.02)
+        Path(fn_args.model_run_dir, "draws.json").write_text(json.dumps(draws))
+        conveyor.model.save(DummyClassifier().fit(*fn_args.train_data()), fn_args)
+"""
+
+
+def test_trainers_of_one_run_each_draw_their_own_seeds_sequence(tmp_path: Path) -> None:
+    """Two Trainers with the same seed, free to run at once: each draws what its seed alone gives."""
+    pipeline = penguins_pipeline(tmp_path, DRAWS, seed=3)
+    first = pipeline.components[-1]
+    second = Trainer(module_file=first.parameters["module_file"], examples=first.inputs["examples"],
+                     transform_graph=first.inputs["transform_graph"], schema=first.inputs["schema"],
+                     label_key="species", seed=3).with_id("Trainer2")  # fmt: skip
+    run = succeeded(Pipeline("penguins", [*pipeline.components, second], root=pipeline.root))
+    rng, np_rng = __import__("random").Random(3), np.random.RandomState(3)
+    expected = [[np_rng.random_sample(), rng.random()] for _ in range(5)]
+    for step in ("Trainer", "Trainer2"):
+        assert json.loads((Path(output(run, "model_run", step).uri) / "draws.json").read_text()) == expected
+
+
 def test_same_inputs_and_seed_give_the_same_sklearn_bytes(tmp_path: Path) -> None:
     pipeline = penguins_pipeline(tmp_path, SKLEARN, seed=7)
     first = succeeded(pipeline)
