@@ -6,10 +6,12 @@ new even when two pipelines push at the same moment.
 
 On a local disk (or ``file://``) both hold: the bundle is copied into a hidden folder inside
 the destination (``.push-*``, on the same filesystem), its hashes checked there, flushed to
-disk, then renamed to ``<dest>/<v>``. The rename is atomic, and fails when ``<v>`` exists
-(another push took it; a version is never empty, and a rename onto a folder that is not
-empty fails), so the next number is tried: versions are unique and increase,
-and a reader sees a version whole or not at all.
+disk, then renamed to ``<dest>/<v>``. The number is claimed first by making the empty folder
+``<dest>/.versions/<v>``, which fails when another push made it, and stays, so a version
+removed by hand is not given again. The rename is atomic, and fails when ``<v>`` exists (a
+version is never empty, and a rename onto a folder that is not empty fails), so the next
+number is tried: versions are unique and increase, and a reader sees a version whole or not
+at all.
 
 On any other fsspec filesystem (``s3://``, ``gs://``, ``az://``, ``memory://``...) no rename of
 a folder is atomic and a folder is only a prefix, so:
@@ -166,9 +168,12 @@ def _push_local(source: Path, dest: Path) -> tuple[int, Path]:
         shutil.copytree(source, copy)
         _verified(copy)  # what is published is checked, not what it was copied from
         _flush(copy)
+        claims = dest / _CLAIMS
+        claims.mkdir(exist_ok=True)
         while True:
-            version = max(_versions(os.listdir(dest)), default=0) + 1
+            version = max(_versions(os.listdir(dest)) + _versions(os.listdir(claims)), default=0) + 1
             try:
+                os.mkdir(claims / str(version))  # the claim stays: a number removed by hand is not given again
                 os.rename(copy, dest / str(version))
                 break
             except OSError as e:  # another push took this number (a version is never empty)

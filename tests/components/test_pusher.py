@@ -192,7 +192,16 @@ def test_pushes_in_threads_and_processes_get_distinct_increasing_versions(bundle
     assert sorted(forked) == list(range(9, 15))
     assert versions(dest) == [str(v) for v in range(1, 15)]
     assert push_bundle(bundle, str(dest))[0] == 15
-    assert [n for n in os.listdir(dest) if n.startswith(".")] == []  # no staging folder left behind
+    assert [n for n in os.listdir(dest) if n.startswith(".")] == [".versions"]  # no staging folder left behind
+
+
+def test_a_version_removed_by_hand_is_not_given_again(bundle: Path, tmp_path: Path) -> None:
+    """A server that loaded version 3 would never look at a new 3: the next push is 4."""
+    dest = tmp_path / "serving"
+    assert [push_bundle(bundle, str(dest))[0] for _ in range(3)] == [1, 2, 3]
+    shutil.rmtree(dest / "3")
+    assert push_bundle(bundle, str(dest))[0] == 4
+    assert versions(dest) == ["1", "2", "4"]
 
 
 def test_a_reader_polling_the_destination_never_sees_a_partial_version(large_bundle: Path, tmp_path: Path) -> None:
