@@ -291,7 +291,7 @@ def _run_id(store: MetadataStore, ref: str) -> str:
     if ref in found or len(found) == 1:
         return ref if ref in found else found[0]
     if not found:
-        msg = f"No run starts with {ref!r}; `conveyor runs` lists them."
+        msg = f"{ref!r} is neither a run id nor an artifact id (a number), nor latest: no run starts with it; `conveyor runs` lists them."
         raise UserError(msg)
     shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
     msg = f"{ref!r} is the start of {len(found)} runs ({shown}); give more of the id."
@@ -352,7 +352,7 @@ def show(
         msg = "--compare goes with --html OUT: it puts a second statistics artifact beside the first on the page."
         raise UserError(msg)
     with _open_store(root, metadata) as store:
-        if ref.startswith("run-") or ref.partition("/")[0] == "latest":
+        if not ref.partition("/")[0].isdigit():  # a run: run-..., latest, a prefix, or an id given with --run-id
             if html_out:
                 msg = f"--html renders a statistics, anomalies or evaluation artifact (its number); {ref} is a run."
                 raise UserError(msg)
@@ -367,8 +367,8 @@ def show(
             else:
                 render.run(found, as_json, lines)
             return
-        if not ref.isdigit():
-            msg = f"{ref!r} is neither a run id (run-...) nor an artifact id (a number), nor latest; `conveyor runs` lists runs."
+        if "/" in ref:
+            msg = f"{ref!r}: a step is named after a run (RUN/STEP); {ref.partition('/')[0]} is an artifact id."
             raise UserError(msg)
         artifact = store.artifact(int(ref))
         made_by = store.producer(artifact.id)

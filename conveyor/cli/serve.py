@@ -32,10 +32,12 @@ from conveyor.cli.errors import UserError, user_errors
     help="Rescan the model folders for new versions every S seconds; 0 never [default: 2, or the config's].",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless told otherwise.")
-@click.option("--rest-port", type=int, default=8501, show_default=True, help="REST port; 0 picks a free one.")
+@click.option(
+    "--rest-port", type=click.IntRange(0, 65535), default=8501, show_default=True, help="REST port; 0 picks a free one."
+)
 @click.option(
     "--grpc-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=8500,
     show_default=True,
     help="gRPC port (the Open Inference Protocol); 0 picks a free one.",
@@ -119,9 +121,7 @@ def serve(
     server.bind()
     if unapplied:
         click.echo(f"note: {', '.join(unapplied)} in {config_file} is read but not applied yet.", err=True)
-    for name in server.registry.names():
-        for served in server.registry.versions(name):
-            click.echo(f"serving {name!r} version {served.version} from {served.path}")
+    _announce(server.registry)
     click.echo(f"REST on {server.url} (ready: {server.url}/v2/health/ready)")
     if poll_seconds:
         import logging
@@ -137,6 +137,14 @@ def serve(
         click.echo("stopped.", err=True)
     finally:
         stop_workers(others)
+
+
+def _announce(registry: Any) -> None:
+    """Each version served. A function, so that no loop variable outlives it: a version the
+    server still referenced here would never be unloaded after a swap."""
+    for name in registry.names():
+        for served in registry.versions(name):
+            click.echo(f"serving {name!r} version {served.version} from {served.path}")
 
 
 def start_workers(count: int, rest_port: int, grpc_port: int | None) -> list[Any]:

@@ -87,7 +87,7 @@ def test_failed_step_exits_1_and_show_gives_error_and_log(tmp_path: Path) -> Non
         (["runs", "--metadata", "mysql://root@127.0.0.1:1/nothing"], "error: Cannot open the metadata store at mysql+pymysql://root@127.0.0.1:1/nothing"),
         (["runs", "--metadata", "nonsense"], "is not a database URL"),
         (["run", str(FIXTURES / "failing.py"), "--metadata", "postgresql://postgres@127.0.0.1:1/x"], "error: Cannot open the metadata store"),
-        (["show", "banana"], "is neither a run id (run-...) nor an artifact id"),
+        (["show", "banana"], "'banana' is neither a run id nor an artifact id (a number), nor latest: no run starts with it"),
         (["lineage", "99"], "No metadata store at"),
     ],
 )
@@ -180,3 +180,21 @@ def test_the_quick_exit_still_does_what_teardown_is_for(tmp_path: Path, what: st
     assert done.returncode == 0, done.stdout + done.stderr
     assert "run run-" in done.stdout  # the last line, flushed before the process ended
     assert (tmp_path / "done").read_text() == what
+
+
+@pytest.mark.parametrize(("option", "value"), [("--rest-port", "99999"), ("--rest-port", "-5"), ("--grpc-port", "70000")])
+def test_a_port_out_of_range_is_refused_before_serving(tmp_path: Path, option: str, value: str) -> None:
+    done = run_cli("serve", "--model-dir", str(tmp_path), "--model-name", "m", option, value, cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"Invalid value for '{option}': {value} is not in the range 0<=x<=65535" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_show_finds_a_run_an_orchestrator_named(tmp_path: Path) -> None:
+    """Airflow and Kubeflow tasks record their steps under the DAG run's id, which is no run-...."""
+    assert run_cli("run", str(HELLO), "--run-id", "airflow-hello-manual1", cwd=tmp_path).returncode == 0
+    shown = run_cli("show", "airflow-hello-manual1", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == "airflow-hello-manual1"
+    step = run_cli("show", "airflow-hello/train", "--json", cwd=tmp_path)  # a unique start is enough
+    assert json.loads(step.stdout)["component_id"] == "train"

@@ -93,7 +93,7 @@ def test_show_takes_latest_and_a_unique_start_of_a_run_id(project: Path) -> None
     assert both.returncode == 2 and len(both.stderr.strip().splitlines()) == 1
     assert f"'run-' is the start of 2 runs ({runs[0]}, {runs[1]}); give more of the id." in both.stderr
     none = run_cli("show", "run-1999", *root, cwd=project)
-    assert (none.returncode, none.stderr.strip()) == (2, "error: No run starts with 'run-1999'; `conveyor runs` lists them.")
+    assert (none.returncode, none.stderr.strip()) == (2, "error: 'run-1999' is neither a run id nor an artifact id (a number), nor latest: no run starts with it; `conveyor runs` lists them.")
 
 
 def test_run_ids_are_never_cut(project: Path) -> None:

@@ -306,6 +306,8 @@ def test_conveyor_serve_polls_its_model_dir(bundles: list[Path], tmp_path: Path)
         push(bundles[1], tmp_path, 2)
         wait_for(lambda: states(url, "segments").get("2") == "AVAILABLE", "version 2 to load")
         assert predict(url, "/v1/models/segments:predict") == (200, answer_of(bundles[1]))
+        # nothing of the CLI's own holds the version it started with: it is unloaded, not kept
+        wait_for(lambda: states(url, "segments").get("1") == "END", "version 1 to be unloaded")
     finally:
         server.terminate()
         server.wait(timeout=30)
