@@ -35,7 +35,7 @@ def check_root(root: str | Path, store: MetadataStore) -> bool:
     if bound_to == store.identity:
         return True
     here = store.display_url
-    if bound_url == here:
+    if _place(bound_url) == _place(here):
         msg = (
             f"The metadata store at {here} is not the one the root {root} was made with (it was deleted or "
             f"replaced; {marker} names the old one), so their output folders would clash: use a new root "
@@ -47,6 +47,19 @@ def check_root(root: str | Path, store: MetadataStore) -> bool:
             f"--metadata {bound_url}, or give this store a root of its own (--root)."
         )
     raise MetadataError(msg)
+
+
+def _place(url: str) -> str:
+    """Where a store is: a SQLite URL by its file's absolute path (``./root/x`` and ``root/x`` are one)."""
+    from sqlalchemy.exc import ArgumentError
+
+    from conveyor.metadata.database import sqlite_file
+
+    try:
+        path = sqlite_file(url)
+    except ArgumentError:
+        return url
+    return os.path.realpath(path) if path else url
 
 
 def bind_root(root: str | Path, store: MetadataStore) -> None:

@@ -62,6 +62,10 @@ def test_the_cli_says_it_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in again.stderr
     [line] = again.stderr.strip().splitlines()
     assert line.startswith("error: The metadata store at sqlite:///") and "was deleted or replaced" in line
+    # gc names the same file another way (./conveyor_root/...): still the replaced store, not another one
+    gc = run_cli("gc", "--dry-run", cwd=tmp_path)
+    assert gc.returncode == 2
+    assert "was deleted or replaced" in gc.stderr and "run with --metadata" not in gc.stderr
 
 
 def test_a_root_used_with_one_store_is_refused_to_another(tmp_path: Path, db_url: str) -> None:
