@@ -35,6 +35,7 @@ from conveyor.orchestration.step import Outcome, inputs_of, outputs_before, run_
 PipelineRun = Run
 
 _STOPPED = (ExecutionStatus.FAILED, ExecutionStatus.SKIPPED)  # the steps after it are skipped
+_WAKE_SECONDS = 0.2  # the longest a Ctrl-C waits to be seen while steps run
 
 Progress = Callable[[str, str, float | None], None]
 """Called as ``progress(component_id, status, seconds)`` (an ``ExecutionStatus``) whenever a step changes status."""
@@ -158,7 +159,9 @@ class _Run:
                     if not running:
                         continue
                     try:
-                        done, _ = wait(running, return_when=FIRST_COMPLETED)
+                        # a timeout, so that Ctrl-C is seen while waiting even when the kernel
+                        # hands SIGINT to a worker thread, which never wakes a main thread waiting on a lock
+                        done, _ = wait(running, timeout=_WAKE_SECONDS, return_when=FIRST_COMPLETED)
                     except KeyboardInterrupt:
                         if not todo and self.interrupted:
                             stop_now = True  # the second Ctrl-C: stop waiting

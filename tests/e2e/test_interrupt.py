@@ -70,3 +70,52 @@ def test_a_second_ctrl_c_stops_at_once_and_the_step_is_ended_by_the_next_reader(
     assert proc.returncode == 130
     assert "Stopped." in err and "Traceback" not in err
     assert steps(tmp_path) == {"slow": "failed", "after": "skipped", "run": "failed"}
+
+
+THREADED = """
+@component
+def threaded(out: Output[Artifact]) -> None:  # leaves Polars' pool of threads in the process, as StatisticsGen does
+    import polars as pl
+
+    pl.DataFrame({"a": list(range(200_000))}).group_by("a").len()
+
+pipeline = Pipeline(name="interrupt", components=[*pipeline.components, threaded()])
+"""
+
+
+def test_ctrl_c_twice_at_a_terminal_stops_at_once(tmp_path: Path) -> None:
+    """At a terminal the live display runs and the kernel may hand SIGINT to any thread; the
+    second Ctrl-C must still stop the run at once."""
+    import os
+    import pty
+    import select
+
+    (tmp_path / "pipeline.py").write_text(PIPELINE.replace("SECONDS", "60") + THREADED)
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: conveyor on the terminal's slave side
+        os.chdir(tmp_path)
+        command = conveyor_cmd()
+        os.execvp(command[0], [*command, "run", "pipeline.py"])
+    started, output, sent = time.monotonic(), b"", 0
+    try:
+        while True:
+            if select.select([terminal], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(terminal, 4096)
+                except OSError:  # the child closed the terminal: it exited
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            step_started = bool(list(tmp_path.glob("conveyor_root/interrupt/slow/out/.staging-*/started")))
+            if step_started and sent < 2:
+                os.write(terminal, b"\x03")  # Ctrl-C, as typed
+                sent += 1
+                time.sleep(0.5)
+            assert time.monotonic() - started < 50, output.decode(errors="replace")[-2000:]
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 130, output.decode(errors="replace")[-2000:]
+    assert time.monotonic() - started < 40  # not the step's 60 s
+    assert b"Traceback" not in output
