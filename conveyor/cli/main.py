@@ -121,7 +121,8 @@ def run(
         click.echo(f"Stopped. `conveyor run {pipeline_file}` resumes: finished steps come from cache.", err=True)
         sys.stderr.flush()
         os._exit(130)
-    render.run_summary(result, pipeline_file, _store_flags(pipeline.root, pipeline.metadata))
+    debug = bool(click.get_current_context().find_root().params.get("debug"))
+    render.run_summary(result, pipeline_file, _store_flags(pipeline.root, pipeline.metadata), debug)
     if run_id is None:
         sys.exit(0 if result.status == ExecutionStatus.SUCCEEDED else 1)
     mine = LocalRunner.selection(pipeline, list(only) or None, start_from)  # a shared run: this task's steps

@@ -125,11 +125,12 @@ class RunDisplay:
         return t
 
 
-def run_summary(r: Run, pipeline_file: str, flags: Sequence[str] = ()) -> None:
+def run_summary(r: Run, pipeline_file: str, flags: Sequence[str] = (), debug: bool = False) -> None:
     """The run's outcome, what its steps set aside or warned about, and commands to go on with.
 
     ``flags`` (``--root DIR`` or ``--metadata URL``) are repeated in every command shown, so each
-    one works as printed; lines are never wrapped, so ids and commands copy whole.
+    one works as printed; lines are never wrapped, so ids and commands copy whole. A failed
+    step shows its error's first line, and with ``debug`` its whole error, traceback included.
     """
     counts: dict[str, int] = {}
     for x in r.executions.values():
@@ -143,12 +144,15 @@ def run_summary(r: Run, pipeline_file: str, flags: Sequence[str] = ()) -> None:
             console.print(line, soft_wrap=True)
     for x in r.executions.values():
         if x.status == ExecutionStatus.FAILED and x.error:
-            console.print(Text.assemble((f"{x.component_id} failed: ", "red"), x.error.splitlines()[0]), soft_wrap=True)
+            shown = x.error.rstrip() if debug else x.error.splitlines()[0]
+            console.print(Text.assemble((f"{x.component_id} failed: ", "red"), shown), soft_wrap=True)
             console.print(Text(f"  log: {x.log_uri}"), soft_wrap=True)
             console.print(Text(f"  details: conveyor show {shlex.quote(r.id + '/' + x.component_id)}{extra}"), soft_wrap=True)
     if r.status == ExecutionStatus.FAILED:
         again = f"conveyor run {shlex.quote(pipeline_file)}{extra}"
-        console.print(Text(f"Fix the error, then `{again}` resumes: finished steps come from cache."), soft_wrap=True)
+        failed = any(x.status == ExecutionStatus.FAILED for x in r.executions.values())
+        first = "Fix the error, then" if failed else "Nothing failed (the run was stopped before its end);"
+        console.print(Text(f"{first} `{again}` resumes: finished steps come from cache."), soft_wrap=True)
 
 
 _SHOWN_WARNINGS = 5

@@ -75,6 +75,11 @@ def test_failed_step_exits_1_and_show_gives_error_and_log(tmp_path: Path) -> Non
     step = json.loads(run_cli("show", f"{run_id}/check", "--root", str(tmp_path), "--json").stdout)
     assert step["error"].startswith("ValueError: expected at least 3 rows")
     assert "Traceback (most recent call last)" in step["error"]
+    assert "Traceback" not in done.stdout + done.stderr
+    debug = run_cli("--debug", "run", str(FIXTURES / "failing.py"), "--root", str(tmp_path))
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stdout
+    assert 'raise ValueError(f"expected at least 3 rows' in debug.stdout
 
 
 @pytest.mark.parametrize(

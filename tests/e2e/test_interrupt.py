@@ -51,8 +51,9 @@ def steps(tmp_path: Path) -> dict[str, str]:
 def test_one_ctrl_c_lets_the_running_step_finish_and_starts_nothing_more(tmp_path: Path) -> None:
     proc = start(tmp_path, 2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert "Interrupted: no step starts now; waiting for slow to finish" in err
+    assert "Nothing failed (the run was stopped before its end); `conveyor run pipeline.py` resumes" in out
     assert "Traceback" not in err
     assert proc.returncode == 1  # the run ended, failed: its last step never ran
     assert steps(tmp_path) == {"slow": "succeeded", "after": "skipped", "run": "failed"}
