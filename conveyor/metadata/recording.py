@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +33,7 @@ from conveyor._internal.process import hostname, start_token
 from conveyor.artifacts import Artifact, ArtifactState, make_artifact
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import schema as s
+from conveyor.metadata.database import safe_url
 from conveyor.metadata.records import FINISHED_WELL, Execution, ExecutionStatus, Run, to_datetime
 
 if TYPE_CHECKING:
@@ -40,6 +42,22 @@ if TYPE_CHECKING:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def without_passwords(value: Any) -> Any:
+    """Parameters as the store keeps them: a password in a URL (an ExampleGen ``connection``)
+    shown as ``***``, as messages show it. The cache key is made from the real values."""
+    if isinstance(value, str):
+        try:
+            has_password = "://" in value and bool(urlsplit(value).password)
+        except ValueError:  # not a URL after all
+            has_password = False
+        return safe_url(value) if has_password else value
+    if isinstance(value, Mapping):
+        return {k: without_passwords(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_passwords(v) for v in value]
+    return value
 
 
 def execution_of(r: Any) -> Execution:
@@ -247,7 +265,7 @@ class Recorder:
     def _insert_execution(self, conn: Connection, run_ctx: int, values: Mapping[str, Any]) -> int:
         now = time.time()
         row = dict(values)
-        row["parameters"] = _dumps(row.get("parameters", {}))
+        row["parameters"] = _dumps(without_passwords(row.get("parameters", {})))
         row.setdefault("started", now)
         return int(conn.execute(s.executions.insert().values(run_id=run_ctx, **row)).inserted_primary_key[0])
 

@@ -1,0 +1,34 @@
+"""A password in a parameter (an ExampleGen ``connection``) reaches the step, never the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conveyor import Output, Parameter, Pipeline, component
+from conveyor.artifacts import Artifact
+from conveyor.metadata import MetadataStore
+from tests.helpers import run_cli
+
+URL = "postgresql://reader:s3cr3t@db.example.com:5432/sales"
+
+
+@component
+def connect(out: Output[Artifact], *, connection: Parameter[str], urls: Parameter[list] = ()) -> None:
+    (Path(out.uri) / "seen.json").write_text(json.dumps([connection, *urls]))
+
+
+def test_a_url_password_is_masked_in_the_store_and_given_whole_to_the_step(tmp_path: Path) -> None:
+    step = connect(connection=URL, urls=["mysql+pymysql://root:pw@h/d", "https://x.org/a@b", "sqlite:///a.db"])
+    run = Pipeline("secrets", [step], root=tmp_path).run()
+    seen = json.loads((Path(run.executions["connect"].outputs["out"][0].uri) / "seen.json").read_text())
+    assert seen == [URL, "mysql+pymysql://root:pw@h/d", "https://x.org/a@b", "sqlite:///a.db"]
+    with MetadataStore(f"sqlite:///{tmp_path / 'metadata.sqlite'}") as store:
+        [execution] = store.executions()
+    assert execution.parameters == {
+        "connection": "postgresql://reader:***@db.example.com:5432/sales",
+        "urls": ["mysql+pymysql://root:***@h/d", "https://x.org/a@b", "sqlite:///a.db"],
+    }
+    shown = run_cli("show", "latest/connect", "--json", "--root", str(tmp_path)).stdout
+    assert "s3cr3t" not in shown and "reader:***@" in shown
+    assert b"s3cr3t" not in (tmp_path / "metadata.sqlite").read_bytes()
