@@ -109,6 +109,9 @@ def load_file(path: str, *, name: str, what: str, error: type[ConveyorError]) ->
         ConveyorError: (``error``) the file is missing, does not parse (with its line), or its
             import raised (with the line of the file it came through).
     """
+    if os.path.isdir(path):
+        msg = f"{what.capitalize()} {path!r} is a folder; name the Python file in it."
+        raise error(msg)
     if not os.path.isfile(path):
         msg = f"{what.capitalize()} {path!r} does not exist (looked for {os.path.abspath(path)})."
         raise error(msg)

@@ -27,9 +27,7 @@ def load_pipeline(path: str) -> Pipeline:
             msg = f"{user_line(e, path, path)}: {type(e).__name__}: {e}"
             raise ConveyorError(msg) from e
     if not isinstance(found, Pipeline):
-        msg = (
-            f"{path} defines no pipeline: give it a module-level `pipeline = Pipeline(...)` "
-            f"or a `create_pipeline()` that returns one."
-        )
+        what = "defines no pipeline" if found is None else f"sets `pipeline` to {repr(found)[:60]}, which is no Pipeline"
+        msg = f"{path} {what}: give it a module-level `pipeline = Pipeline(...)` or a `create_pipeline()` that returns one."
         raise ConveyorError(msg)
     return found

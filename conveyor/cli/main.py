@@ -314,6 +314,14 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
     if found is None:
         with _open_store(root, metadata) as store:
             found = store.runs(pipeline, limit=limit)
+    if not found and pipeline and not as_json:
+        others = listing.runs(store_url(root, metadata), None, 1)
+        if others is None:
+            with _open_store(root, metadata) as store:
+                others = store.runs(limit=1)
+        if others:
+            click.echo(f"No runs of pipeline {pipeline!r}; the newest run is of {others[0].pipeline!r}.")
+            return
     render.runs(found, as_json)
 
 

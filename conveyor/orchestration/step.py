@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from conveyor._internal import discovered, engine
+from conveyor._internal.extras import install_hint
 from conveyor._internal.fingerprint import hash_path
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
@@ -118,7 +119,9 @@ def _error_text(e: BaseException, folder: Path) -> str:
         where = getattr(full, "filename", None) or folder
         head = f"No space left on device (ENOSPC) writing {where}: free space on that disk, then run again."
         return f"{head}\n{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
-    return f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
+    hint = install_hint(e)
+    head = f"{type(e).__name__}: {e}" + (f" ({hint})" if hint else "")
+    return f"{head}\n\n{traceback.format_exc()}"
 
 
 def run_step(

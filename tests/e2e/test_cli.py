@@ -87,6 +87,7 @@ def test_failed_step_exits_1_and_show_gives_error_and_log(tmp_path: Path) -> Non
     [
         (["run", "no/such/pipeline.py"], "error: Pipeline file 'no/such/pipeline.py' does not exist (looked for /"),
         (["run", str(FIXTURES / "no_pipeline.py")], "defines no pipeline: give it a module-level `pipeline = Pipeline(...)`"),
+        (["run", str(FIXTURES)], "is a folder; name the Python file in it."),
         (["run", str(FIXTURES / "broken_import.py")], "broken_import.py:6: importing the pipeline file raised KeyError: 'columns'"),
         (["runs", "--metadata", "postgresql://postgres@127.0.0.1:1/nothing"], "error: Cannot open the metadata store at postgresql+psycopg://postgres@127.0.0.1:1/nothing"),
         (["runs", "--metadata", "mysql://root@127.0.0.1:1/nothing"], "error: Cannot open the metadata store at mysql+pymysql://root@127.0.0.1:1/nothing"),

@@ -108,6 +108,17 @@ def test_failure_is_recorded_and_skips_what_depends_on_it(tmp_path: Path) -> Non
     assert run.executions["explode"].outputs["out"][0].state == "ABANDONED"
 
 
+@component
+def needs_sklearn(out: Output[Artifact]) -> None:
+    raise ModuleNotFoundError("No module named 'sklearn'", name="sklearn")  # what `import sklearn` raises without it
+
+
+def test_a_missing_library_an_extra_brings_names_its_pip_install_line(tmp_path: Path) -> None:
+    run = Pipeline("extras", [needs_sklearn()], root=tmp_path).run()
+    error = run.executions["needs_sklearn"].error or ""
+    assert error.splitlines()[0] == "ModuleNotFoundError: No module named 'sklearn' (pip install 'conveyor[sklearn]')"
+
+
 def test_retries_are_recorded_as_attempts(tmp_path: Path) -> None:
     ok = flaky(fail_times=2, counter=str(tmp_path / "n1")).with_retries(2)
     run = Pipeline("retry", [ok], root=tmp_path / "r").run()
