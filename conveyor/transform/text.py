@@ -177,7 +177,9 @@ def tfidf(
     term_frequency: str = "count",
 ) -> Column:
     """Sparse tf-idf of each row's tokens over a vocabulary; the defaults give exactly
-    scikit-learn's ``TfidfVectorizer()`` on the same tokens (``max_features`` = ``top_k``).
+    scikit-learn's ``TfidfVectorizer()`` on the same tokens (``max_features`` = ``top_k``), its
+    columns in the vocabulary's order. One difference: where counts tie at the ``top_k`` cut,
+    the vocabulary keeps TFT's choice (the larger value), scikit-learn the first in sort order.
 
     For term t in row d, with n training rows and df(t) of them holding t:
 
