@@ -9,7 +9,8 @@
 Paths are relative and use ``/``, so a bundle may be moved or renamed whole. The manifest is
 written last: a folder without one is no bundle. ``verify`` reads every listed file before
 anything is deserialised, and refuses a bundle with a file missing, changed, outside it, or
-not listed (a loader reads only files whose hash was checked).
+not listed (a loader reads only files whose hash was checked), or a manifest whose fields
+differ from its own ``manifest_sha256``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from conveyor.exceptions import ServingError
 
 MANIFEST = "conveyor_model.json"
+DIGEST = "manifest_sha256"  # the manifest's own hash, in it
 FORMAT_VERSION = 1
 MODEL_DIR = "model"
 GRAPH_DIR = "transform_graph"
@@ -36,6 +38,7 @@ __all__ = [
     "hash_files",
     "read_manifest",
     "verify",
+    "manifest_digest",
     "write_manifest",
 ]
 
@@ -58,9 +61,18 @@ def _relative_files(folder: Path) -> list[str]:
 
 
 def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> Path:
+    """Write the manifest with its own ``manifest_sha256``: its fields (classes, task, label)
+    decide what a prediction means, so an edit of them is refused like an edit of a file."""
     path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
+    sealed = {**manifest, DIGEST: manifest_digest(manifest)}
+    path.write_text(json.dumps(sealed, indent=1, allow_nan=False) + "\n")
     return path
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """The sha256 of the manifest's fields but ``manifest_sha256``, as canonical JSON."""
+    fields = {k: v for k, v in manifest.items() if k != DIGEST}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -94,6 +106,13 @@ def verify(folder: Path, manifest: Mapping[str, Any]) -> None:
     Raises:
         ServingError: naming the first file that is outside the bundle, missing, changed or unlisted.
     """
+    recorded = manifest.get(DIGEST)
+    if recorded is not None and recorded != manifest_digest(manifest):  # bundles saved before it came have none
+        msg = (
+            f"the model bundle {folder} was changed after it was saved: {MANIFEST} itself does not match its "
+            f"{DIGEST}. The bundle is refused; save the model again."
+        )
+        raise ServingError(msg)
     unlisted = sorted(set(_relative_files(folder)) - set(manifest["files"]))
     if unlisted:
         msg = f"the model bundle {folder} holds {unlisted[0]}, which {MANIFEST} does not list; the bundle is refused: save the model again."

@@ -135,6 +135,16 @@ def test_one_changed_byte_is_refused_naming_the_file(binary: tuple[Path, Path], 
         load_native(binary[0])
 
 
+def test_an_edited_manifest_is_refused(binary: tuple[Path, Path]) -> None:
+    """The classes decide which label a probability is for: reversing them must not load."""
+    path = binary[0] / "conveyor_model.json"
+    manifest = json.loads(path.read_text())
+    manifest["classes"] = manifest["classes"][::-1]
+    path.write_text(json.dumps(manifest, indent=1))
+    with pytest.raises(ServingError, match=r"conveyor_model.json itself does not match its manifest_sha256"):
+        load_model(binary[0])
+
+
 def test_a_missing_file_is_refused_naming_it(binary: tuple[Path, Path]) -> None:
     (binary[0] / "model" / "linear.json").unlink()
     with pytest.raises(ServingError, match=r"incomplete: model/linear.json is missing"):
