@@ -195,7 +195,7 @@ def data_facts(outputs: dict[str, dict[str, Artifact]]) -> list[tuple[str, str]]
         ("trained on", f"span{'s' if len(spans) > 1 else ''} {', '.join(map(str, spans))}, {sum((trained.get('row_counts') or {}).values()):,} rows"),
         ("anomalies", f"{found['error']} error(s), {found['warning']} warning(s)"),
         ("drift", drift(outputs["ExampleValidator"]["anomalies"], previous) if previous else "nothing to compare with before this span"),
-        ("warm start", f"from model {warm.id}, the last blessed" if warm else "none, no model blessed yet"),
+        ("warm start", f"from model {warm.id}, the last blessed" if warm else "none: no model was blessed before this data"),
     ]  # fmt: skip
 
 

@@ -250,7 +250,8 @@ def run(r: Run, as_json: bool, lines: int) -> None:
 
 def _failure(x: Execution, lines: int) -> None:
     first = x.error.splitlines()[0] if x.error else ""
-    console.print(Text.assemble("\n", (f"{x.component_id} failed", "red bold"), f" after {x.attempts} attempt(s): {first}"))
+    tried = f" after {x.attempts} attempt(s)" if x.attempts else ""  # a step whose process died counted none
+    console.print(Text.assemble("\n", (f"{x.component_id} failed", "red bold"), f"{tried}: {first}"))
     logged = tail(x.log_uri, lines)
     if logged:
         console.print(Text(f"last {len(logged)} lines of {x.log_uri}:", style="dim"), soft_wrap=True)
