@@ -217,3 +217,20 @@ def test_a_step_on_dask_is_not_stalled_by_other_clients_closing(dask_cluster: An
     stop.set()
     assert not this_step.is_alive(), f"stalled after {len(results)} of 10 pipelines"
     assert results == [[2, 4, 6]] * 10
+
+
+WORKER_FOLD = """
+from conveyor.orchestration.beam.engine import BeamEngine
+from tests.beam.test_engine import FloatSum, PARTS, batches
+print(BeamEngine(["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]).fold(
+    FloatSum(), PARTS, batches, 2))
+"""
+
+
+def test_the_workers_info_logs_stay_off_the_terminal() -> None:
+    """DirectRunner's worker processes write to the terminal itself, around the live display."""
+    done = subprocess.run([sys.executable, "-c", WORKER_FOLD], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip()
+    info = [line for line in done.stderr.splitlines() if line.startswith("INFO:")]
+    # each worker logs one line before it reads its options; dozens followed it before
+    assert set(info) <= {"INFO:__main__:Logging handler created."}, info

@@ -108,7 +108,8 @@ class BeamEngine:
     def _options(self, parts: int) -> PipelineOptions:
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        options = PipelineOptions(self.args)
+        quiet = [] if any(a.startswith("--default_sdk_harness_log_level") for a in self.args) else [_WORKER_LOG_LEVEL]
+        options = PipelineOptions([*self.args, *quiet])
         if _runner_name(options) == "DaskRunner":
             from apache_beam.runners.dask.dask_runner import DaskOptions
 
@@ -116,6 +117,11 @@ class BeamEngine:
             if dask.npartitions is None and dask.partition_size is None:
                 dask.npartitions = parts
         return options
+
+
+# Beam's SDK workers (multi_processing) log at INFO straight to the terminal, around the live
+# display: dozens of lines a step. Warnings still show; the option given overrides this.
+_WORKER_LOG_LEVEL = "--default_sdk_harness_log_level=WARNING"
 
 
 def _pipeline(options: PipelineOptions) -> beam.Pipeline:
