@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from conveyor.artifacts import Examples
-from conveyor.dsl.component import Component
+from conveyor.dsl.component import Component, resolve_path
 from conveyor.dsl.types import FilePath, Output, Parameter
 from conveyor.exceptions import DataValidationError, PipelineDefinitionError
 
 _FORMATS = ("csv", "parquet", "jsonl", "avro", "audio", "image")
 _MEDIA = ("audio", "image")  # conveyor.io.media: a file a row
 _PROGRESS_MIN_BYTES = 64 << 20
+_SQLITE = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>(?:\?.*)?)$")
 
 
 class ExampleGen(Component):
@@ -43,6 +46,9 @@ class ExampleGen(Component):
         partition_feature: a column whose value names each row's split.
         input_splits: split name to its own pattern, e.g. ``{"train": "train/*.csv"}``.
         query, connection: a SQL query and the SQLAlchemy URL to run it on, instead of files.
+            A relative SQLite file (``sqlite:///data.db``) is read from the pipeline file's folder;
+            SQLite databases are opened read-only, so a wrong path is an error naming it, never
+            a new empty database.
         immutable: the query's result never changes, so it may be cached. By default a query
             runs on every pipeline run (its rows may change with nothing in the cache key
             changing); when it returns the same rows, the steps after it still come from cache.
@@ -75,6 +81,13 @@ class ExampleGen(Component):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _check(**self.parameters)
+
+    def resolved_parameters(self) -> dict[str, Any]:
+        """A relative SQLite file in ``connection`` is read from the pipeline file's folder, as ``input_base`` is."""
+        out = super().resolved_parameters()
+        if isinstance(out.get("connection"), str):
+            out["connection"] = sqlite_relative_to(out["connection"], self.folder)
+        return out
 
     def cache_refusal(self) -> str | None:
         if self.parameters.get("query") is None or self.parameters.get("immutable"):
@@ -135,6 +148,21 @@ class ExampleGen(Component):
             format=plan.format,
             warnings=result.warnings,
         )
+
+
+def sqlite_relative_to(url: str, folder: str | os.PathLike[str]) -> str:
+    """A SQLite URL with a relative file (``sqlite:///data.db``, or ``sqlite:///file:data.db?uri=true``)
+    made absolute against ``folder``; any other URL as it is.
+    """
+    found = _SQLITE.match(url)
+    if found is None:
+        return url
+    path, query = found["path"], found["query"]
+    uri = path.startswith("file:") and "uri=true" in query
+    file = path[len("file:") :] if uri else path
+    if file in ("", ":memory:") or os.path.isabs(file) or (uri and "mode=memory" in query):
+        return url
+    return f"{found['scheme']}{'file:' if uri else ''}{resolve_path(file, folder)}{query}"
 
 
 @dataclass

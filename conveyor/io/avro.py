@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from conveyor._internal.extras import require
 from conveyor.exceptions import DataValidationError
-from conveyor.io.files import open_remote
+from conveyor.io.files import damaged, open_remote
 
 BATCH_ROWS = 1 << 16
 _PRIMITIVES = {
@@ -32,7 +32,6 @@ _LOGICAL = {
     "local-timestamp-micros": pa.timestamp("us"),
     "uuid": pa.string(),
 }
-
 
 
 def arrow_type(schema: Any, where: str) -> pa.DataType:
@@ -72,7 +71,7 @@ def avro_schema(fs: Any, path: str) -> pa.Schema:
     with open_remote(fs, path) as f:
         try:
             schema = fastavro.reader(f).writer_schema
-        except (ValueError, StopIteration) as e:
+        except Exception as e:  # fastavro raises what its decoding meets: ValueError, EOFError, ...
             msg = f"{path} is not a readable Avro file ({e}); remove it or narrow the pattern."
             raise DataValidationError(msg) from None
     if not isinstance(schema, dict) or schema.get("type") != "record":
@@ -86,10 +85,24 @@ def read_avro(fs: Any, path: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]
     fastavro = require("fastavro", "avro", "Reading Avro")
     with open_remote(fs, path) as f:
         records: list[dict[str, Any]] = []
-        for record in fastavro.reader(f):
+        for record in _records(fastavro.reader(f), path):
             records.append(record)
             if len(records) == BATCH_ROWS:
                 yield pa.RecordBatch.from_pylist(records, schema=schema)
                 records = []
         if records:
             yield pa.RecordBatch.from_pylist(records, schema=schema)
+
+
+def _records(reader: Iterator[dict[str, Any]], path: str) -> Iterator[dict[str, Any]]:
+    """The reader's records; a file cut short or garbled is an error naming it and the record where it stops."""
+    n = 0
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except Exception as e:  # EOFError (cut short), UnicodeDecodeError, zlib.error, ...: the bytes are bad
+            raise damaged(path, e, f"after {n:,} records") from None
+        n += 1
+        yield record

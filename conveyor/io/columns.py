@@ -4,15 +4,23 @@ Types widen as Arrow's permissive unification allows (null to anything, int32 to
 to float, a struct gaining fields); a column whose types cannot meet (int here, text there)
 is an error naming both places. An integer column that becomes float in a later file is a
 warning naming both (large ids lose digits as floats). A column that is null everywhere is
-written as string.
+written as string, and an input that gave no rows at all has no columns (ExampleGen then says
+it read no rows). A reader that had to make a column text (a SQL column of integers beyond 64
+bits) marks its field with ``TEXT``: that column is then text in every batch, the rows typed
+otherwise before it included.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.exceptions import DataValidationError
+
+TEXT = b"conveyor.text"
+"""Field metadata of a column a reader made text: every batch of it is then text."""
 
 
 def _plain(t: pa.DataType) -> pa.DataType:
@@ -39,20 +47,25 @@ class TypedColumns:
         self.schema: pa.Schema | None = preset
         self.first = "the earlier input"
         self.warnings: list[str] = []
+        self.text: set[str] = set()
 
-    def observe(self, schema: pa.Schema, where: str) -> None:
+    def observe(self, schema: pa.Schema, where: str, locate: Callable[[str], str] | None = None) -> None:
+        """Widen the schema by a batch's; ``locate`` gives, for a column, where in ``where`` its values are."""
         check_names(schema.names, where)
-        schema = pa.schema([(f.name, _plain(f.type)) for f in schema])
+        self.text |= {f.name for f in schema if f.metadata and TEXT in f.metadata}
+        schema = self._texts(pa.schema([(f.name, _plain(f.type)) for f in schema]))
         if self.schema is None:
             self.schema, self.first = schema, where
             return
+        self.schema = self._texts(self.schema)
         if schema.equals(self.schema):
             return
+        at = locate or (lambda _: where)
         for field in schema:
             if field.name in self.schema.names:
-                self._unify([self.schema.field(field.name)], [field], where)
+                self._unify([self.schema.field(field.name)], [field], at)
         old = self.schema
-        self.schema = self._unify(list(self.schema), list(schema), where)
+        self.schema = self._unify(list(self.schema), list(schema), at)
         for field in self.schema:
             before = old.field(field.name).type if field.name in old.names else None
             if before is not None and pa.types.is_integer(before) and pa.types.is_floating(field.type):
@@ -61,24 +74,31 @@ class TypedColumns:
                     f"integers beyond 2**53 lose digits as floats."
                 )
 
+    def _texts(self, schema: pa.Schema) -> pa.Schema:
+        """``schema`` with the columns a reader made text as text."""
+        if not self.text & set(schema.names):
+            return schema
+        return pa.schema([(f.name, pa.string() if f.name in self.text else f.type) for f in schema])
+
     def warn(self, warning: str) -> None:
         if warning not in self.warnings:
             self.warnings.append(warning)
 
-    def _unify(self, old: list[pa.Field], new: list[pa.Field], where: str) -> pa.Schema:
+    def _unify(self, old: list[pa.Field], new: list[pa.Field], at: Callable[[str], str]) -> pa.Schema:
         try:
             return pa.unify_schemas([pa.schema(old), pa.schema(new)], promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             field = new[0]
             msg = (
-                f"Column {field.name!r} is {field.type} in {where} but {old[0].type} in {self.first}; "
+                f"Column {field.name!r} is {field.type} in {at(field.name)} but {old[0].type} in {self.first}; "
                 f"a column must hold one type in every file: fix one of them."
             )
             raise DataValidationError(msg) from None
 
     @property
     def write_schema(self) -> pa.Schema:
-        assert self.schema is not None
+        if self.schema is None:  # no rows came: no columns, and ExampleGen says it read no rows
+            return pa.schema([])
         return pa.schema([(f.name, pa.string() if pa.types.is_null(f.type) else f.type) for f in self.schema])
 
     def cast(self, batch: pa.RecordBatch) -> pa.RecordBatch:

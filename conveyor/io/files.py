@@ -289,16 +289,44 @@ def open_remote(fs: Any, path: str) -> Any:
     return fs.open(path, "rb")
 
 
+def damaged(path: str, error: BaseException, where: str | None = None) -> DataValidationError:
+    """The error for a file that breaks off or turns to garbage part-way through: which file, where, why."""
+    stops = f": reading stops {where}" if where else ""
+    return DataValidationError(
+        f"{path} is truncated or corrupt{stops} ({type(error).__name__}: {error}); replace the file, or remove it "
+        f"or narrow the pattern."
+    )
+
+
+class _Stream:
+    """``read(n)`` of a stream, whose failure (a .gz cut short, a bad block) names the file."""
+
+    def __init__(self, stream: Any, path: str) -> None:
+        self.stream = stream
+        self.path = path
+        self.offset = 0
+
+    def read(self, n: int | None = None) -> bytes:
+        import pyarrow as pa
+
+        try:
+            data = self.stream.read(n)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise damaged(self.path, e, f"after {self.offset:,} bytes" if self.offset else None) from None
+        self.offset += len(data)
+        return data
+
+
 @contextmanager
 def open_stream(fs: Any, path: str) -> Iterator[Any]:
-    """A sequential Arrow input stream, decompressed by extension (.gz, .bz2, .zst)."""
+    """A sequential input stream, decompressed by extension (.gz, .bz2, .zst); its ``read`` errors name the file."""
     import pyarrow as pa
 
     raw = pa.OSFile(path) if is_local(fs) else pa.PythonFile(open_remote(fs, path), mode="r")
     codec = _COMPRESSION.get(posixpath.splitext(path.lower())[1])
     stream = pa.CompressedInputStream(raw, codec) if codec else raw
     try:
-        yield stream
+        yield _Stream(stream, path)
     finally:
         stream.close()
         raw.close()

@@ -149,7 +149,9 @@ class CsvInput:
             self.said.append(warning)
 
     def _first(self) -> tuple[str, list[str]]:
-        assert self.first is not None  # admit has seen a header
+        if self.first is None:  # not the data's doing: ``align`` comes after ``admit`` has seen a header
+            msg = "CsvInput.align was called before admit saw a header; this is a bug in conveyor."
+            raise RuntimeError(msg)
         return self.first
 
     def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch:
@@ -229,14 +231,14 @@ class TypedInput:
     def rows(
         self, header: None, source: Source, on_bad_row: BadRow, warn: Warn
     ) -> Iterator[tuple[pa.RecordBatch, Lines]]:
+        if self.kind == "jsonl":
+            return read_jsonl(self.fs, source.path, on_bad_row, on_warning=warn)
         if self.kind == "parquet":
             found = read_parquet(self.fs, source.path)
         elif self.kind == "avro":
             found = read_avro(self.fs, source.path, self._schemas[source.path])
-        elif self.kind == "jsonl":
-            found = read_jsonl(self.fs, source.path, on_bad_row, on_warning=warn)
         else:
-            found = read_sql(str(self.query), str(self.connection))
+            found = read_sql(str(self.query), str(self.connection), on_warning=warn)
         return ((batch, None) for batch in found)
 
     def align(self, header: None, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -246,7 +248,9 @@ class TypedInput:
         self.columns.warn(warning)
 
     def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch:
-        self.columns.observe(batch.schema, where)
+        self.columns.observe(
+            batch.schema, where, None if lines is None else functools.partial(_at, batch, lines, where)
+        )
         return batch
 
     def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -263,6 +267,12 @@ class TypedInput:
 
     def restart(self) -> None:
         return None
+
+
+def _at(batch: pa.RecordBatch, lines: Callable[[], Any], where: str, column: str) -> str:
+    """``where`` with the line of the first value of ``column`` in ``batch``."""
+    first = pc.index(batch.column(column).is_valid(), True).as_py()
+    return f"{where}:{int(lines()[first])}" if first >= 0 else where
 
 
 def _header_message(first: str, a: list[str], path: str, b: list[str]) -> str:

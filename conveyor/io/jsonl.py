@@ -3,17 +3,29 @@
 Arrow's streaming JSON reader fixes the schema from its first block and fails when a later
 block brings a new type (a field null at first, text later). Here each chunk of whole lines
 is read on its own, types inferred over the chunk, and the caller unifies chunks
-(``conveyor.io.columns``). A line that is not a JSON object goes to ``on_bad_row``. Arrow reads
-an integer beyond 64 bits as a float, and with it the whole column: that is said through
-``on_warning``, naming the column, the value and its line, since ids lose digits that way.
+(``conveyor.io.columns``). Each batch comes with the line of each of its rows. The rules:
+
+- A line that is not a JSON object (not JSON, not UTF-8, a list, ...) goes to ``on_bad_row``
+  with the reason, and so does one with a number beyond the float range (``1e400``), which
+  Arrow cannot hold.
+- A field holding two JSON types (a number here, text there) is an error naming the file, the
+  line and the field.
+- ``NaN``, ``Infinity`` and ``-Infinity`` are no standard JSON, but Python's ``json.dumps``
+  writes them: they are read as the floats nan, inf and -inf (as CSV reads ``nan`` and
+  ``inf``), said through ``on_warning`` naming the column, the token and its line.
+- Arrow reads an integer beyond 64 bits as a float, and with it the whole column: that is said
+  through ``on_warning``, naming the column, the value and its line, since ids lose digits.
+- An empty file (0 bytes or blank lines only) gives no rows, and a warning naming it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -24,17 +36,22 @@ from conveyor.io.files import open_stream
 
 CHUNK_BYTES = 8 << 20
 
+Lines = Callable[[], np.ndarray]
+
 
 def read_jsonl(
     fs: Any,
     path: str,
     on_bad_row: BadRow,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int | None = None,
     on_warning: Callable[[str], None] | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """The file's objects as record batches, one or more per chunk of lines."""
+) -> Iterator[tuple[pa.RecordBatch, Lines]]:
+    """The file's objects as record batches, one or more per chunk of lines, each with its rows' lines."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    said: dict[tuple[str, str], str] = {}  # a warning of each kind for each column, once a file
     line = 1
     rest = b""
+    empty = True
     with open_stream(fs, path) as f:
         while True:
             data = f.read(chunk_bytes)
@@ -42,14 +59,24 @@ def read_jsonl(
             cut = buf.rfind(b"\n") + 1 if data else len(buf)
             chunk, rest = buf[:cut], buf[cut:]
             if chunk.strip():
-                table = _parse(chunk, path, line, on_bad_row)
-                if on_warning is not None:
-                    for warning in _big_integers(table, chunk, path, line):
-                        on_warning(warning)
-                yield from table.to_batches()
+                empty = False
+                table, lines = _parse(chunk, path, line, on_bad_row)
+                for key, warning in _odd_numbers(table, lines, chunk, path, line):
+                    if key not in said and on_warning is not None:
+                        on_warning(said.setdefault(key, warning))
+                offset = 0
+                for batch in table.to_batches():
+                    yield batch, functools.partial(_slice, lines, offset, offset + batch.num_rows)
+                    offset += batch.num_rows
             line += chunk.count(b"\n")
             if not data:
-                return
+                break
+    if empty and on_warning is not None:
+        on_warning(f"{path} is empty (0 bytes or blank lines only); skipped.")
+
+
+def _slice(lines: Lines, start: int, stop: int) -> np.ndarray:
+    return lines()[start:stop]
 
 
 def _read(data: bytes) -> pa.Table:
@@ -57,51 +84,147 @@ def _read(data: bytes) -> pa.Table:
     return pj.read_json(pa.BufferReader(data), read_options=options)
 
 
-def _parse(chunk: bytes, path: str, first_line: int, on_bad_row: BadRow) -> pa.Table:
+def _object_lines(chunk: bytes, first_line: int) -> np.ndarray:
+    """The line of each object of a chunk Arrow read whole: its lines that are not blank."""
+    return np.array([first_line + i for i, raw in enumerate(chunk.split(b"\n")) if raw.strip()], np.int64)
+
+
+def _parse(chunk: bytes, path: str, first_line: int, on_bad_row: BadRow) -> tuple[pa.Table, Lines]:
+    """The chunk's objects as a table, and the line of each of its rows; bad lines to ``on_bad_row``."""
     try:
-        return _read(chunk)
+        return _read(chunk), functools.cache(lambda: _object_lines(chunk, first_line))
     except pa.ArrowInvalid:
         pass
-    good = []
+    good: list[tuple[int, bytes]] = []
     for i, raw in enumerate(chunk.split(b"\n")):
         if not raw.strip():
             continue
         reason = _why_bad(raw)
         if reason is None:
-            good.append(raw)
+            good.append((first_line + i, raw))
         else:
             on_bad_row(first_line + i, reason, raw.decode("utf-8", "replace"))
+    lines = np.array([n for n, _ in good], np.int64)
     if not good:
-        return pa.table({})
+        return pa.table({}), lines.view
     try:
-        return _read(b"\n".join(good))
+        return _read(b"\n".join(raw for _, raw in good)), lines.view
     except pa.ArrowInvalid as e:
-        last = first_line + chunk.count(b"\n") - 1
-        msg = f"{path}, lines {first_line} to {last}: {e}; a field must hold one JSON type (numbers or text, not both)."
-        raise DataValidationError(msg) from None
+        raise DataValidationError(_type_change(good, path) or _unreadable(good, path, e)) from None
+
+
+class _BeyondFloat(ValueError):
+    """A JSON number no double holds (Arrow refuses the line)."""
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _BeyondFloat(text)
+    return value
+
+
+def _int(text: str) -> int:
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise _BeyondFloat(text) from None
+    return value
 
 
 def _why_bad(raw: bytes) -> str | None:
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_float=_float, parse_int=_int)
     except UnicodeDecodeError:
         return "not UTF-8"
+    except _BeyondFloat as e:
+        number = str(e) if len(str(e)) <= 40 else str(e)[:37] + "..."
+        return f"the number {number} is beyond the range of a float"
     except json.JSONDecodeError as e:
         return f"not valid JSON: {e.msg} at column {e.colno}"
+    except ValueError as e:  # an integer of more than 4300 digits
+        return f"not readable JSON: {e}"
     return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
 
 
-def _big_integers(table: pa.Table, chunk: bytes, path: str, first_line: int) -> Iterator[str]:
-    """A warning for each float column that holds a whole number beyond 64-bit integers."""
+_KINDS = ((bool, "a boolean"), ((int, float), "a number"), (str, "text"), (dict, "an object"), (list, "a list"))
+
+
+def _kind(value: Any) -> str | None:
+    return next((name for types, name in _KINDS if isinstance(value, types)), None)
+
+
+def _fields(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(field, JSON kind) of every non-null value of an object, nested fields as ``a.b``, list items as ``a[]``."""
+    for key, value in obj.items():
+        name = prefix + key
+        kind = _kind(value)
+        if kind is None:
+            continue
+        yield name, kind
+        if isinstance(value, dict):
+            yield from _fields(value, name + ".")
+        elif isinstance(value, list):
+            for item in value:
+                if (item_kind := _kind(item)) is not None:
+                    yield name + "[]", item_kind
+                if isinstance(item, dict):
+                    yield from _fields(item, name + "[].")
+
+
+def _type_change(good: list[tuple[int, bytes]], path: str) -> str | None:
+    """The first line where a field holds another JSON kind than on the lines before, said; None if none does."""
+    seen: dict[str, tuple[str, int]] = {}
+    for line, raw in good:
+        for name, kind in _fields(json.loads(raw)):
+            first_kind, first_line = seen.setdefault(name, (kind, line))
+            if kind != first_kind:
+                return (
+                    f"{path}:{line}: field {name!r} holds {kind}, but {first_kind} at line {first_line}; a field must "
+                    f"hold one JSON type (numbers or text, not both): fix the line, or write every value of it as text."
+                )
+    return None
+
+
+def _unreadable(good: list[tuple[int, bytes]], path: str, e: Exception) -> str:
+    detail = str(e).split(" in row ")[0]  # Arrow's row counts within a block of its own, not the file's lines
+    return f"{path}, lines {good[0][0]} to {good[-1][0]}: {detail}; fix those lines or remove the file."
+
+
+def _odd_numbers(
+    table: pa.Table, lines: Lines, chunk: bytes, path: str, first_line: int
+) -> Iterator[tuple[tuple[str, str], str]]:
+    """A warning for each float column with a NaN/Infinity token (each token), or a whole number beyond 64 bits."""
     for name, column in zip(table.column_names, table.columns, strict=True):
         if not pa.types.is_floating(column.type):
             continue
-        big = pc.and_(pc.equal(column, pc.floor(column)), pc.greater_equal(pc.abs(column), 2.0**63))
+        finite = pc.is_finite(column)
+        odd_ones = pc.invert(finite)  # nulls are neither
+        kinds = (pc.is_nan(column), pc.greater(column, 0.0), pc.less(column, 0.0)) if pc.any(odd_ones).as_py() else ()
+        for odd_kind in kinds:
+            odd = pc.index(pc.and_(odd_ones, odd_kind), True).as_py()
+            if odd < 0:
+                continue
+            line = int(lines()[odd])
+            token = _token(chunk.split(b"\n")[line - first_line], name) or str(column[odd].as_py())
+            yield (
+                (token, name),
+                f"Column {name!r} holds {token}, a token standard JSON does not have ({path}:{line}); it is read "
+                f"as the float {column[odd].as_py()}.",
+            )
+        big = pc.and_(finite, pc.and_(pc.equal(column, pc.floor(column)), pc.greater_equal(pc.abs(column), 2.0**63)))
         found = pc.index(big, True).as_py()
         if found >= 0:
-            objects = [i for i, raw in enumerate(chunk.split(b"\n")) if raw.strip()]
-            line = first_line + objects[found] if found < len(objects) else first_line
             yield (
-                f"Column {name!r} holds an integer beyond 64 bits ({column[found].as_py():.0f}, {path}:{line}), "
-                f"so it is read as float and such integers lose digits; write them as JSON strings."
+                ("big", name),
+                f"Column {name!r} holds an integer beyond 64 bits ({column[found].as_py():.0f}, "
+                f"{path}:{int(lines()[found])}), so it is read as float and such integers lose digits; write them "
+                f"as JSON strings.",
             )
+
+
+def _token(raw: bytes, name: str) -> str | None:
+    """The NaN, Infinity or -Infinity written for field ``name`` on a line."""
+    value = json.loads(raw, parse_constant=str).get(name)
+    return value if isinstance(value, str) else None

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from conveyor.artifacts import split_dir
 from conveyor.exceptions import DataValidationError
-from conveyor.io.files import open_random
+from conveyor.io.files import damaged, open_random
 
 ROW_GROUP_ROWS = 1 << 17
 ROW_GROUP_BYTES = 32 << 20
@@ -49,8 +49,21 @@ def read_parquet(fs: Any, path: str) -> Iterator[pa.RecordBatch]:
     one huge row group streams in bounded memory as well as one of many small ones.
     """
     with open_random(fs, path) as f:
-        parquet = pq.ParquetFile(f, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
-        yield from parquet.iter_batches(batch_size=batch_rows(parquet.metadata))
+        rows = 0
+        try:
+            parquet = pq.ParquetFile(f, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
+            batches = parquet.iter_batches(batch_size=batch_rows(parquet.metadata))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise damaged(path, e, "at its footer") from None
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as e:  # a page cut short or garbled
+                raise damaged(path, e, f"after {rows:,} rows") from None
+            rows += batch.num_rows
+            yield batch
 
 
 def batch_rows(meta: pq.FileMetaData) -> int:

@@ -36,9 +36,9 @@ __all__ = [
     "MANIFEST",
     "MODEL_DIR",
     "hash_files",
+    "manifest_digest",
     "read_manifest",
     "verify",
-    "manifest_digest",
     "write_manifest",
 ]
 

@@ -24,9 +24,11 @@ import pytest
 from conveyor import Pipeline, PipelineDefinitionError
 from conveyor.artifacts import Examples
 from conveyor.components import ExampleGen
+from conveyor.components.example_gen import sqlite_relative_to
 from conveyor.exceptions import DataValidationError, MissingExtraError
 from tests.conftest import PG_ADMIN, _fresh_database
 from tests.datasets import DATA
+from tests.helpers import run_cli
 
 _counter = itertools.count()
 
@@ -440,6 +442,50 @@ def test_sql_query(tmp_path: Path, sql_url: str) -> None:
     assert not islands["train"] & islands["eval"]
     with pytest.raises(DataValidationError, match=r"The query on .* failed: .*; check the query and the connection"):
         gen(tmp_path, query="SELECT * FROM no_such_table", connection=sql_url)
+
+
+def test_a_relative_sqlite_connection_is_read_from_the_pipeline_files_folder(tmp_path: Path) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    project.mkdir()
+    load_penguins(f"sqlite:///{project / 'db.sqlite'}")
+    code = (
+        "from conveyor import Pipeline\nfrom conveyor.components import ExampleGen\n"
+        "gen = ExampleGen(query='SELECT * FROM penguins', connection='sqlite:///{db}')\n"
+        "pipeline = Pipeline(name='p', components=[gen], root='root')\n"
+    )
+    write(project / "pipe.py", code.format(db="db.sqlite"))
+    write(project / "typo.py", code.format(db="data/typo.sqlite"))
+    ran = run_cli("run", str(project / "pipe.py"), cwd=elsewhere)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "succeeded" in ran.stdout
+    failed = run_cli("run", str(project / "typo.py"), cwd=elsewhere)
+    assert failed.returncode == 1
+    assert (
+        f"ExampleGen failed: ConveyorError: The SQLite database {project / 'data' / 'typo.sqlite'} (from connection) "
+        f"does not exist; check the path (a relative one is read from the pipeline file's folder)."
+    ) in failed.stdout + failed.stderr
+    assert sorted(p.name for p in elsewhere.iterdir()) == []  # no database made where the command ran
+    assert not (project / "data").exists()  # nor where the pipeline file points
+    gen_step = ExampleGen(query="SELECT 1", connection="sqlite:///db.sqlite")
+    assert gen_step.parameters["connection"] == "sqlite:///db.sqlite"  # kept as written, for records and cache keys
+    assert gen_step.resolved_parameters()["connection"] == f"sqlite:///{Path(__file__).parent / 'db.sqlite'}"
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved"),
+    [
+        ("sqlite:///db.sqlite", "sqlite:////p/db.sqlite"),
+        ("sqlite+pysqlite:///sub/db.sqlite?timeout=5", "sqlite+pysqlite:////p/sub/db.sqlite?timeout=5"),
+        ("sqlite:///file:db.sqlite?mode=ro&uri=true", "sqlite:///file:/p/db.sqlite?mode=ro&uri=true"),
+        ("sqlite:////abs/db.sqlite", "sqlite:////abs/db.sqlite"),
+        ("sqlite://", "sqlite://"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+    ],
+)
+def test_which_connections_are_paths_to_resolve(url: str, resolved: str) -> None:
+    assert sqlite_relative_to(url, "/p") == resolved
 
 
 # --- parameters, checked when the pipeline is built ----------------------------------------

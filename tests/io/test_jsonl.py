@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from conveyor.artifacts import Examples
 from conveyor.components import ExampleGen
+from conveyor.exceptions import DataValidationError
+
+_counter = itertools.count()
 
 
-def gen(tmp_path: Path, folder: Path) -> Examples:
-    out = tmp_path / "examples"
+def gen(tmp_path: Path, folder: Path, **params: Any) -> Examples:
+    out = tmp_path / f"examples-{next(_counter)}"
     out.mkdir()
     examples = Examples(uri=str(out))
-    ExampleGen.execute(examples, input_base=str(folder))
+    ExampleGen.execute(examples, input_base=str(folder), **params)
     return examples
+
+
+def table(ex: Examples) -> pa.Table:
+    return pa.concat_tables([pq.read_table(Path(ex.uri) / f"Split-{s}") for s in ex.properties["split_names"]])
+
+
+def quarantined(ex: Examples) -> list[dict[str, Any]]:
+    path = Path(ex.uri) / "_quarantine" / "rows.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def test_an_integer_beyond_64_bits_turning_ids_into_floats_is_said(tmp_path: Path) -> None:
@@ -41,4 +63,77 @@ def test_an_integer_column_that_is_float_in_another_file_is_said(tmp_path: Path)
     ex = gen(tmp_path, tmp_path / "in")
     assert ex.properties["warnings"] == [
         f"Column 'id' is int64 in {a} but becomes double in {b}; integers beyond 2**53 lose digits as floats."
+    ]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \r\n"])
+def test_an_empty_file_reads_no_rows_clearly_and_is_skipped_beside_others(tmp_path: Path, content: str) -> None:
+    empty = write(tmp_path / "in" / "a.jsonl", content)
+    with pytest.raises(DataValidationError) as e:
+        gen(tmp_path, tmp_path / "in")
+    assert str(e.value) == (
+        f"ExampleGen read no rows from pattern '*' under {tmp_path / 'in'}: the input holds no data rows; check the "
+        f"files or the query."
+    )
+    write(tmp_path / "in" / "b.jsonl", '{"x": 1}\n{"x": 2}\n')
+    ex = gen(tmp_path, tmp_path / "in")
+    assert sum(ex.properties["row_counts"].values()) == 2
+    assert ex.properties["warnings"] == [f"{empty} is empty (0 bytes or blank lines only); skipped."]
+
+
+def test_nan_and_infinity_are_read_as_floats_and_said_to_be_no_standard_json(tmp_path: Path) -> None:
+    lines = [json.dumps({"a": i, "f": i / 2, "s": f"s{i}"}) for i in range(300)]
+    lines += ['{"a": 1, "f": NaN, "s": "x"}', '{"a": 1, "f": Infinity, "s": "x"}', '{"a": 1, "f": -Infinity, "s": "x"}']
+    path = write(tmp_path / "in" / "a.jsonl", "\n".join(lines) + "\n")
+    ex = gen(tmp_path, tmp_path / "in")
+    f = table(ex).column("f").to_pylist()
+    assert len(f) == 303 and f.count(math.inf) == 1 and f.count(-math.inf) == 1 and sum(map(math.isnan, f)) == 1
+    assert ex.properties["warnings"] == [
+        f"Column 'f' holds {token}, a token standard JSON does not have ({path}:{line}); it is read as the float {v}."
+        for token, line, v in [("NaN", 301, "nan"), ("Infinity", 302, "inf"), ("-Infinity", 303, "-inf")]
+    ]
+
+
+def test_a_number_beyond_the_float_range_is_quarantined_with_the_reason(tmp_path: Path) -> None:
+    lines = [json.dumps({"a": i, "f": i / 2}) for i in range(300)] + ['{"a": 1, "f": 1e400}']
+    write(tmp_path / "in" / "a.jsonl", "\n".join(lines) + "\n")
+    ex = gen(tmp_path, tmp_path / "in")
+    assert table(ex).num_rows == 300
+    [record] = quarantined(ex)
+    assert (record["line"], record["reason"]) == (301, "the number 1e400 is beyond the range of a float")
+    assert ex.properties["warnings"] == []
+
+
+def test_a_field_that_changes_type_names_the_file_and_its_real_line(tmp_path: Path) -> None:
+    lines = [json.dumps({"a": i, "b": i}) for i in range(150_000)] + ['{"a": 1, "b": "oops"}']
+    path = write(tmp_path / "in" / "a.jsonl", "\n".join(lines) + "\n")
+    with pytest.raises(DataValidationError) as e:
+        gen(tmp_path, tmp_path / "in")
+    assert str(e.value) == (
+        f"{path}:150001: field 'b' holds text, but a number at line 1; a field must hold one JSON type (numbers or "
+        f"text, not both): fix the line, or write every value of it as text."
+    )
+
+
+def test_a_type_change_between_chunks_names_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("conveyor.io.jsonl.CHUNK_BYTES", 4096)  # 64 lines of 64 bytes: numbers, numbers, text
+    lines = [json.dumps({"a": i, "b": i}).ljust(63) for i in range(128)] + [json.dumps({"a": 1, "b": "x"})] * 64
+    path = write(tmp_path / "in" / "a.jsonl", "\n".join(lines) + "\n")
+    with pytest.raises(DataValidationError) as e:
+        gen(tmp_path, tmp_path / "in")
+    assert str(e.value) == (
+        f"Column 'b' is string in {path}:129 but int64 in {path}; a column must hold one type in every file: fix "
+        f"one of them."
+    )
+
+
+def test_lines_set_aside_do_not_shift_the_lines_warnings_name(tmp_path: Path) -> None:
+    lines = [json.dumps({"id": i}) for i in range(10)] + ["not json", "[1, 2]"]
+    lines += [json.dumps({"id": i}) for i in range(300)] + ['{"id": 99999999999999999999}']
+    path = write(tmp_path / "in" / "a.jsonl", "\n".join(lines) + "\n")
+    ex = gen(tmp_path, tmp_path / "in", max_quarantine_fraction=0.1)
+    assert [r["line"] for r in quarantined(ex)] == [11, 12]
+    assert ex.properties["warnings"] == [
+        f"Column 'id' holds an integer beyond 64 bits (100000000000000000000, {path}:313), so it is read as float "
+        f"and such integers lose digits; write them as JSON strings."
     ]
