@@ -381,6 +381,11 @@ def _grow_up(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) -> N
     if made_by is None:
         return
     branch = node.add(_exec_label(made_by, "made by"))
+    sources = g.artifacts[artifact_id].properties.get("sources") if artifact_id in g.artifacts else None
+    if sources:  # the files an ExampleGen read: where the lineage ends
+        count = g.artifacts[artifact_id].properties.get("source_count") or len(sources)
+        more = f" and {count - len(sources)} more" if count > len(sources) else ""
+        branch.add(Text(f"read {', '.join(sources)}{more}", style="green"))
     if made_by.id in seen:
         branch.add(Text("(shown above)", style="dim"))
         return

@@ -20,6 +20,7 @@ from conveyor.exceptions import DataValidationError, PipelineDefinitionError
 _FORMATS = ("csv", "parquet", "jsonl", "avro", "audio", "image")
 _MEDIA = ("audio", "image")  # conveyor.io.media: a file a row
 _PROGRESS_MIN_BYTES = 64 << 20
+_SOURCES_KEPT = 20  # input files named in the properties; ``source_count`` counts them all
 _SQLITE = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>(?:\?.*)?)$")
 
 
@@ -71,7 +72,8 @@ class ExampleGen(Component):
     Output ``examples``: ``<uri>/Split-<name>/part-*.parquet`` and ``<uri>/_quarantine/rows.jsonl``
     when rows were set aside; properties ``span``, ``spans``, ``version``, ``fingerprint``
     (sha256 of the input files), ``split_names``, ``row_counts``, ``quarantined``, ``format``,
-    ``warnings`` (one line each: a column typed by a few values, a file skipped as empty, ...).
+    ``warnings`` (one line each: a column typed by a few values, a file skipped as empty, ...),
+    ``sources`` (the first 20 input files read, in order) and ``source_count``.
 
     Example:
         >>> gen = ExampleGen("data/complaints", pattern="{YYYY}-{MM}-{DD}/*.csv", null_values=["N/A"])
@@ -147,6 +149,8 @@ class ExampleGen(Component):
             quarantined=result.quarantine.count,
             format=plan.format,
             warnings=result.warnings,
+            sources=plan.files[:_SOURCES_KEPT],  # the lineage's last step: the files themselves
+            source_count=len(plan.files),
         )
 
 

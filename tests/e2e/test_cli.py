@@ -204,3 +204,27 @@ def test_show_finds_a_run_an_orchestrator_named(tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["id"] == "airflow-hello-manual1"
     step = run_cli("show", "airflow-hello/train", "--json", cwd=tmp_path)  # a unique start is enough
     assert json.loads(step.stdout)["component_id"] == "train"
+
+
+EXAMPLE_GEN = """
+from conveyor import Pipeline
+from conveyor.components import ExampleGen, StatisticsGen
+
+gen = ExampleGen(input_base="data")
+pipeline = Pipeline("sourced", [gen, StatisticsGen(examples=gen.outputs["examples"])])
+"""
+
+
+def test_lineage_ends_at_the_files_example_gen_read(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / "data" / name).write_text("x,y\n" + "".join(f"{i},{i % 3}\n" for i in range(30)))
+    (tmp_path / "pipeline.py").write_text(EXAMPLE_GEN)
+    assert run_cli("run", "pipeline.py", cwd=tmp_path).returncode == 0
+    step = json.loads(run_cli("show", "latest/StatisticsGen", "--json", cwd=tmp_path).stdout)
+    statistics = step["outputs"]["statistics"][0]["id"]
+    tree = run_cli("lineage", str(statistics), cwd=tmp_path).stdout
+    assert f"read {tmp_path / 'data' / 'a.csv'}, {tmp_path / 'data' / 'b.csv'}" in tree
+    graph = json.loads(run_cli("lineage", str(statistics), "--json", cwd=tmp_path).stdout)
+    [examples] = [a for a in graph["artifacts"] if a["type"] == "Examples"]
+    assert examples["properties"]["source_count"] == 2
