@@ -255,10 +255,17 @@ def _remote_file(fs: Any, path: str, info: dict[str, Any]) -> str:
 # --- the user's own modules ------------------------------------------------------------------
 
 
+# One ast.parse at a time: CPython 3.11 (seen on 3.11.7) keeps the AST converter's recursion
+# depth per interpreter, so two threads parsing at once (steps fingerprinting their code) may
+# fail with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905).
+_PARSING = threading.Lock()
+
+
 def _imports_of(source: bytes) -> tuple[_Import, ...]:
     """Every import statement of a file, wherever it is: at the top, in a function, under ``if``."""
     try:
-        tree = ast.parse(source)
+        with _PARSING:
+            tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return ()
     found: list[_Import] = []

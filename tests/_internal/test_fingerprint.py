@@ -251,3 +251,47 @@ def test_the_kept_hashes_stay_few_and_a_damaged_file_of_them_is_only_read_again(
     entries = json.loads(kept.read_text())
     assert sorted(entries) == [str(files[1]), str(files[2])]
     assert entries[str(files[2])][5] == hashlib.sha256(b"x\nc\n").hexdigest()
+
+
+def test_steps_fingerprinting_their_code_at_once_do_not_trip_the_ast_converter() -> None:
+    """CPython 3.11 keeps ast.parse's recursion depth per interpreter: two threads converting
+    at once, with the garbage collector switching them mid-way, fail with a SystemError."""
+    import inspect
+    import json.decoder
+    import sys
+    import threading
+    import time
+
+    from conveyor._internal.fingerprint import _imports_of
+
+    source = inspect.getsource(json.decoder).encode() * 8
+    errors: list[BaseException] = []
+
+    class Cycle:  # freed by the collector, which runs its __del__ in whichever thread it interrupts
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            time.sleep(0)
+
+    def fingerprint() -> None:
+        for _ in range(20):
+            junk = [Cycle() for _ in range(300)]
+            del junk
+            try:
+                assert _imports_of(source)
+            except SystemError as e:
+                errors.append(e)
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=fingerprint) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []

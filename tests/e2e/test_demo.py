@@ -28,7 +28,7 @@ def test_the_demo_pushes_a_blessed_model_writes_a_report_and_is_cached_the_secon
     assert "blessed: yes" in first.stdout, first.stdout
     assert f"pushed: version 1 at {serving / '1'}" in first.stdout
     assert f"conveyor serve --model-dir {serving} --model-name complaints" in first.stdout
-    assert sorted(p.name for p in serving.iterdir()) == ["1"]
+    assert sorted(p.name for p in serving.iterdir() if not p.name.startswith(".")) == ["1"]  # .versions: claims
 
     # The AUC it prints is the pushed model's on the raw eval rows, as scikit-learn counts it.
     with MetadataStore(f"sqlite:///{root / 'metadata.sqlite'}") as store:
@@ -54,7 +54,7 @@ def test_the_demo_pushes_a_blessed_model_writes_a_report_and_is_cached_the_secon
     assert second.returncode == 0, second.stdout + second.stderr
     assert "fully cached" in second.stdout, second.stdout
     assert "pushed: version 1 at" in second.stdout  # the same version, not pushed again
-    assert sorted(p.name for p in serving.iterdir()) == ["1"]
+    assert sorted(p.name for p in serving.iterdir() if not p.name.startswith(".")) == ["1"]  # .versions: claims
 
 
 def test_new_span_checks_drift_trains_warm_and_the_lineage_tells_which_spans_made_each_version(tmp_path: Path) -> None:
