@@ -1,7 +1,8 @@
 """Slices of a batch: the whole set, single features, crosses, numeric features cut at boundaries.
 
-A slice is named as StatisticsGen names it: ``"state=CA"``, ``"state=CA,product=Mortgage"``,
-``"age=[30, 40)"``; a missing value is ``None``; the whole set is ``Overall``.
+A slice is named as StatisticsGen names it (``conveyor._internal.slice_names``): ``"state=CA"``,
+``"state=CA,product=Mortgage"``, ``"age=[30..40)"`` (a bucket); a missing value is ``(missing)``;
+the whole set is ``Overall``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
+from conveyor._internal import slice_names
 from conveyor.analysis.config import OVERALL
 from conveyor.exceptions import DataValidationError
 
@@ -29,7 +31,7 @@ def slice_codes(
     codes = np.zeros(frame.height, dtype=np.int64)
     combos: list[tuple[str, ...]] = [()]  # the values each code stands for, one a feature so far
     for i, name in enumerate(spec):
-        column = frame.select(_values(frame, name, boundaries).fill_null("None")).to_series()
+        column = frame.select(_values(frame, name, boundaries)).to_series()
         values = column.unique().to_list()
         joint = codes * len(values) + column.cast(pl.Enum(values)).to_physical().to_numpy().astype(np.int64)
         if i == 0:  # every value of the first feature is present
@@ -38,7 +40,8 @@ def slice_codes(
         present, codes = np.unique(joint, return_inverse=True)  # renumbered: only crosses present
         codes = codes.reshape(-1)
         combos = [(*combos[x // len(values)], values[x % len(values)]) for x in present.tolist()]
-    names = [",".join(f"{f}={v}" for f, v in zip(spec, combo, strict=True)) for combo in combos]
+    prefixes = [slice_names.prefix(f) for f in spec]
+    names = [slice_names.SEPARATOR.join(map(str.__add__, prefixes, combo)) for combo in combos]
     by_name = sorted(range(len(names)), key=names.__getitem__)
     rank = np.empty(len(names), dtype=np.int64)
     rank[by_name] = np.arange(len(names))
@@ -46,6 +49,7 @@ def slice_codes(
 
 
 def _values(frame: pl.DataFrame, name: str, boundaries: Mapping[str, Sequence[float]]) -> pl.Expr:
+    """Each row's value of ``name`` as its slice's name writes it (a bucket's label, if cut at ``boundaries``)."""
     if name not in frame.schema:
         msg = f"Cannot slice by {name!r}: the examples have no such feature; features are {', '.join(frame.columns)}."
         raise DataValidationError(msg)
@@ -61,21 +65,22 @@ def _values(frame: pl.DataFrame, name: str, boundaries: Mapping[str, Sequence[fl
             f"EvalConfig(bucket_boundaries={{{name!r}: [...]}})."
         )
         raise DataValidationError(msg)
-    if dtype == pl.Boolean:
-        return (
-            pl.when(column.is_null())
-            .then(pl.lit(None, pl.String))
-            .when(column)
-            .then(pl.lit("True"))
-            .otherwise(pl.lit("False"))
-        )
-    return column.cast(pl.String)
+    return slice_names.value_names(frame, name)
 
 
 def _buckets(column: pl.Expr, edges: list[float]) -> pl.Expr:
-    """Each value's bucket, ``"[30, 50)"`` (``"[-inf, 30)"`` and ``"[50, inf)"`` at the ends); NaN as missing."""
-    labels = [f"[{lo:g}, {hi:g})" for lo, hi in zip([-math.inf, *edges], [*edges, math.inf], strict=True)]
-    expr = pl.when(column.is_null() | column.is_nan()).then(pl.lit(None, pl.String))
+    """Each value's bucket, NaN and null as missing: ``"[-inf..30)"``, ``"[30..50)"``, ``"[50..inf)"``
+    for edges 30 and 50. No comma, so a bucket needs no escaping in a slice name, and every
+    edge written in full (1000000 and 1000001 are two edges, not ``1e+06`` twice).
+    """
+    bounds = zip([-math.inf, *edges], [*edges, math.inf], strict=True)
+    labels = [f"[{_edge(lo)}..{_edge(hi)})" for lo, hi in bounds]
+    expr = pl.when(column.is_null() | column.is_nan()).then(pl.lit(slice_names.MISSING))
     for edge, label in zip(edges, labels, strict=False):
         expr = expr.when(column < edge).then(pl.lit(label))
     return expr.otherwise(pl.lit(labels[-1]))
+
+
+def _edge(value: float) -> str:
+    """The shortest text that reads back as ``value``, never in exponent form."""
+    return str(value) if math.isinf(value) else np.format_float_positional(value, trim="-")

@@ -9,6 +9,8 @@ from sklearn import metrics as skm
 
 from conveyor.analysis import EvalConfig
 from conveyor.analysis.evaluation import Scorer
+from conveyor.analysis.slicing import slice_codes
+from conveyor.data.statistics import StatisticsCombiner
 from conveyor.exceptions import DataValidationError
 from tests.analysis.scored import binary, by_name, evaluate, examples
 
@@ -20,7 +22,8 @@ def test_crosses_and_buckets_match_pandas_groupby() -> None:
     config = EvalConfig("label", [[], ["state", "group"], ["age"]], bucket_boundaries={"age": [30, 50]})
     got = by_name(evaluate(frame, config, CANDIDATE))
     data = frame.to_pandas()
-    data["age_bucket"] = np.select([data.age < 30, data.age < 50], ["[-inf, 30)", "[30, 50)"], "[50, inf)")
+    # A bucket's label holds a comma: escaped in the name, as any value's ("\\," is a backslash and a comma).
+    data["age_bucket"] = np.select([data.age < 30, data.age < 50], ["[-inf..30)", "[30..50)"], "[50..inf)")
     expected = {"Overall": (data.label, data.score)}
     expected |= {f"state={s},group={g}": (d.label, d.score) for (s, g), d in data.groupby(["state", "group"])}
     expected |= {f"age={b}": (d.label, d.score) for b, d in data.groupby("age_bucket")}
@@ -46,7 +49,7 @@ def test_missing_values_are_a_slice_of_their_own() -> None:
     frame = examples(500)
     frame = frame.with_columns(frame["group"].scatter([0, 1, 2], None))
     got = by_name(evaluate(frame, EvalConfig("label", [["group"]]), CANDIDATE))
-    assert got["group=None"]["example_count"] == 3
+    assert got["group=(missing)"]["example_count"] == 3
 
 
 def test_a_float_feature_needs_bucket_boundaries() -> None:
@@ -66,3 +69,31 @@ def test_a_cross_with_a_constant_feature_keeps_both_values_in_its_names() -> Non
     assert {n: s["example_count"] for n, s in got.items() if n != "Overall"} == {
         f"country={c},state={s},group={g}": size for (c, s, g), size in expected.items()
     }
+
+
+def test_slices_are_named_as_statistics_gen_names_them() -> None:
+    # One rule for both: a null is "(missing)", apart from the text "None"; "\", "," and "=" in a value are escaped.
+    frame = examples(700).with_columns(
+        plan=pl.Series(["None", None, "a=b,c", "(missing)", "pro", "back\\slash", "pro"] * 100),
+        flag=pl.Series([True, None, False, True, None, False, True] * 100),
+    )
+    spec = [["plan"], ["flag", "plan"]]
+    got = by_name(evaluate(frame, EvalConfig("label", spec), CANDIDATE))
+    stats = StatisticsCombiner(spec)
+    sliced = stats.extract(stats.add_batch(stats.create(), frame.select("plan", "flag")))["slices"]
+    assert {n: s["example_count"] for n, s in got.items() if n != "Overall"} == {
+        n: s["num_examples"] for n, s in sliced.items()
+    }
+    assert {
+        "plan=None",
+        "plan=(missing)",
+        "plan=a\\=b\\,c",
+        "plan=\\(missing)",
+        "flag=(missing),plan=(missing)",
+    } <= set(got)
+
+
+def test_bucket_edges_are_written_in_full() -> None:
+    frame = pl.DataFrame({"income": [5.0, 1_000_000.5, 2_000_000.0, 0.25]})
+    _, names = slice_codes(frame, ("income",), {"income": [0.5, 1_000_000, 1_000_001]})
+    assert names == ["income=[-inf..0.5)", "income=[0.5..1000000)", "income=[1000000..1000001)", "income=[1000001..inf)"]

@@ -157,8 +157,8 @@ def test_each_slice_has_the_statistics_of_its_own_rows() -> None:
     df = pl.read_csv(DATASETS["complaints"], infer_schema_length=10_000)
     sliced = compute(df.to_arrow(), batch_rows=1_000, slices=[["state"]])
     assert len(sliced["slices"]) == df["state"].n_unique()
-    for state in ("CA", "NY", "WY", "None"):
-        rows = df.filter(pl.col("state").is_null() if state == "None" else pl.col("state") == state)
+    for state in ("CA", "NY", "WY", "(missing)"):
+        rows = df.filter(pl.col("state").is_null() if state == "(missing)" else pl.col("state") == state)
         alone = compute(rows.to_arrow(), batch_rows=1_000)
         part = sliced["slices"][f"state={state}"]
         assert part["num_examples"] == rows.height

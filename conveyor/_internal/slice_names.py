@@ -1,0 +1,98 @@
+r"""Slice names, one rule for StatisticsGen and the Evaluator: ``state=CA``, ``state=CA,product=Mortgage``.
+
+A slice is named by its ``feature=value`` pairs, in the order of its spec, joined by commas.
+A missing value (null) is ``(missing)``. Inside a feature name or a value, ``\``, ``,`` and
+``=`` are escaped with a backslash, and a value that is the text ``(missing)`` itself is
+written ``\(missing)``: ``plan=a\=b\,c`` is the value ``a=b,c``. So every name parses back
+(``parse``) and no value shares a name with another or with a null; names of ordinary values
+read as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import polars as pl
+
+MISSING = "(missing)"
+SEPARATOR = ","
+_SPECIAL = ["\\", ",", "="]  # escaped by a backslash in a name
+_PAIR = re.compile(r"((?:[^\\,=]|\\.)*)=((?:[^\\,=]|\\.)*)(?:,|$)")
+
+
+def escape(text: str) -> str:
+    r"""``text`` with ``\``, ``,`` and ``=`` escaped by a backslash."""
+    return re.sub(r"([\\,=])", r"\\\1", text)
+
+
+def name(pairs: Iterable[tuple[str, str | None]]) -> str:
+    """The name of the slice where each feature has its value (None: missing).
+
+    Example:
+        >>> name([("state", "CA"), ("plan", None), ("note", "a=b,c")])
+        'state=CA,plan=(missing),note=a\\\\=b\\\\,c'
+    """
+    return SEPARATOR.join(prefix(feature) + _value(value) for feature, value in pairs)
+
+
+def _value(value: str | None) -> str:
+    if value is None:
+        return MISSING
+    return "\\" + value if value == MISSING else escape(value)
+
+
+def value_names(frame: pl.DataFrame, feature: str) -> pl.Expr:
+    """Each row's value of ``feature`` in ``frame`` as a slice name writes it, for the whole column at once.
+
+    A bool is ``True`` or ``False``, a number as Polars writes it as text; only text is
+    escaped, and only if ``frame`` holds a value that needs it (one scan: most never do).
+    """
+    column, dtype = pl.col(feature), frame.schema[feature]
+    if dtype == pl.Boolean:
+        text = pl.when(column.is_null()).then(pl.lit(None, pl.String)).when(column).then(pl.lit("True"))
+        return text.otherwise(pl.lit("False")).fill_null(MISSING)
+    values = column.cast(pl.String)
+    if not (dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)):
+        return values.fill_null(MISSING)
+    special, missing = frame.select(
+        values.str.contains_any(_SPECIAL).any().alias("s"), (values == MISSING).any().alias("m")
+    ).row(0)
+    if special:
+        values = values.str.replace_many(_SPECIAL, [f"\\{c}" for c in _SPECIAL])
+    if missing:
+        values = pl.when(values == MISSING).then(pl.lit("\\" + MISSING)).otherwise(values)
+    return values.fill_null(MISSING)
+
+
+def prefix(feature: str) -> str:
+    """What comes before a value of ``feature`` in a slice name: ``"state="``."""
+    return f"{escape(feature)}="
+
+
+def parse(slice_name: str) -> list[tuple[str, str | None]]:
+    """The (feature, value) pairs of a slice name; None for a missing value.
+
+    Raises:
+        ValueError: ``slice_name`` is not a name this module writes.
+
+    Example:
+        >>> parse("state=CA,plan=(missing)")
+        [('state', 'CA'), ('plan', None)]
+    """
+    pairs: list[tuple[str, str | None]] = []
+    at, more = 0, bool(slice_name)
+    while more:
+        m = _PAIR.match(slice_name, at)
+        more = m is not None and m.end() > m.end(2)  # a comma: another pair follows
+        if m is None or (more and m.end() == len(slice_name)):
+            msg = f"{slice_name!r} is not a slice name: feature=value pairs joined by ',', with '\\', ',' and '=' in a value escaped by a backslash."
+            raise ValueError(msg)
+        feature, value = m.group(1), m.group(2)
+        pairs.append((_unescape(feature), None if value == MISSING else _unescape(value)))
+        at = m.end()
+    return pairs
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
