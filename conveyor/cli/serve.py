@@ -65,6 +65,9 @@ from conveyor.cli.errors import UserError, user_errors
     "/metrics then counts the requests of the process that answers it.",
 )
 @click.option("--join-ports", is_flag=True, hidden=True, help="Bind with SO_REUSEPORT: a worker of --workers.")
+@click.option(
+    "--exit-with-parent", is_flag=True, hidden=True, help="Stop when stdin closes: a worker, when its server dies."
+)
 @user_errors
 def serve(
     model_dir: str | None,
@@ -80,6 +83,7 @@ def serve(
     max_request_bytes: int | None,
     workers: int,
     join_ports: bool,
+    exit_with_parent: bool,
 ) -> None:
     """Serve models over REST (TF Serving's API, the Open Inference Protocol) and gRPC (the Open Inference Protocol)."""
     if config_file and (model_dir or model_name):
@@ -91,6 +95,8 @@ def serve(
     if bool(tls_cert) != bool(tls_key):
         msg = "TLS needs both --tls-cert FILE and --tls-key FILE."
         raise UserError(msg)
+    if exit_with_parent:
+        _exit_with_parent()
     from conveyor.serving import ModelServer
     from conveyor.serving.config import DEFAULT_POLL_SECONDS, ModelConfig, TlsConfig, read_server_config, read_token
 
@@ -149,20 +155,42 @@ def _announce(registry: Any) -> None:
 
 def start_workers(count: int, rest_port: int, grpc_port: int | None) -> list[Any]:
     """``count`` more ``conveyor serve`` processes with this one's options, on the ports it bound
-    (SO_REUSEPORT: the kernel spreads connections over all of them)."""
+    (SO_REUSEPORT: the kernel spreads connections over all of them).
+
+    Each gets a pipe as stdin whose other end only this process holds: when it dies, even by
+    SIGKILL, the kernel closes that end, and the worker, reading EOF, stops (``--exit-with-parent``)
+    rather than keep the ports. A pipe works wherever Python runs, where PR_SET_PDEATHSIG is Linux's.
+    """
     import subprocess
 
     ctx = click.get_current_context()
+    own = ("rest_port", "grpc_port", "workers", "join_ports", "exit_with_parent")
     args = ["--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--workers", "1", "--join-ports"]
+    args.append("--exit-with-parent")
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
-        if isinstance(param, click.Option) and param.name not in ("rest_port", "grpc_port", "workers", "join_ports"):
+        if isinstance(param, click.Option) and param.name not in own:
             if param.is_flag and value:
                 args.append(param.opts[0])
             elif not param.is_flag and value is not None:
                 args += [param.opts[0], str(value)]
     command = [sys.executable, "-m", "conveyor", "serve", *args]
-    return [subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) for _ in range(count)]
+    return [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) for _ in range(count)]
+
+
+def _exit_with_parent() -> None:
+    """Stop this process (SIGTERM: the requests in flight finish) once stdin, the pipe from the
+    server that started it, reads EOF: that server is gone."""
+    import os
+    import signal
+    import threading
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(1 << 12):
+            pass  # the server writes nothing; only its end's closing matters
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="conveyor-parent-watch", daemon=True).start()
 
 
 def stop_workers(workers: list[Any]) -> None:
@@ -177,3 +205,5 @@ def stop_workers(workers: list[Any]) -> None:
         except subprocess.TimeoutExpired:  # stuck past its graceful shutdown
             worker.kill()
             worker.wait()
+        if worker.stdin is not None:
+            worker.stdin.close()

@@ -90,14 +90,76 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as e:
         msg = f"{path} is not valid JSON ({e}); the bundle is damaged: save the model again."
         raise ServingError(msg) from e
+    if not isinstance(manifest, dict):
+        msg = f"{path} holds a JSON {type(manifest).__name__}, not the manifest's object; it was not written by conveyor.model.save."
+        raise ServingError(msg)
     missing = [k for k in ("format_version", "flavor", "task", "transform_graph", "files") if k not in manifest]
     if missing:
         msg = f"{path} lacks {missing}; it was not written by conveyor.model.save."
         raise ServingError(msg)
-    if manifest["format_version"] != FORMAT_VERSION:
-        msg = f"{path} has bundle format {manifest['format_version']!r}; this conveyor reads format {FORMAT_VERSION}: upgrade conveyor or save the model again."
+    version = manifest["format_version"]
+    if type(version) is not int or version != FORMAT_VERSION:
+        msg = f"{path} has bundle format {version!r}; this conveyor reads format {FORMAT_VERSION}: upgrade conveyor or save the model again."
         raise ServingError(msg)
+    _check_fields(manifest, path)
     return dict(manifest)
+
+
+TASKS = ("binary", "multiclass", "regression")  # as conveyor.model.saving.TASKS
+_SCALARS = (str, int, float, bool)
+
+
+def _check_fields(manifest: Mapping[str, Any], path: Path) -> None:
+    """Refuse a field of the wrong type before anything reads it, naming it: a bundle written by
+    hand or by another tool would otherwise load and fail at its first request."""
+    signature = manifest.get("signature", {})
+    parts = signature if _is_map(signature, dict) else {}
+    inputs = parts.get("inputs", {})
+    checks: list[tuple[str, bool, str]] = [
+        ("flavor", isinstance(manifest["flavor"], str), "a flavor's name, a string"),
+        ("task", manifest["task"] in TASKS, f"one of {list(TASKS)}"),
+        ("transform_graph", isinstance(manifest["transform_graph"], str), "a relative path, a string"),
+        ("files", _is_map(manifest["files"], str), "an object of relative path -> sha256 string"),
+        ("signature", _is_map(signature, dict), 'an object of "inputs" and "outputs" objects'),
+        (
+            "signature.inputs",
+            _is_map(inputs, dict) and all(_is_input(spec) for spec in inputs.values()),
+            'an object of raw feature -> {"kind": string, "required": true or false}',
+        ),
+        ("signature.outputs", _is_map(parts.get("outputs", {}), dict), "an object of output -> {dtype, shape}"),
+        ("label", isinstance(manifest.get("label"), str | None), "the label's name, a string, or null"),
+        ("classes", _is_list(manifest.get("classes"), _SCALARS, null=True), "a list of class labels, or null"),
+        ("encoded_classes", _is_list(manifest.get("encoded_classes"), _SCALARS, null=True), "a list of class labels"),
+        ("feature_names", _is_list(manifest.get("feature_names", []), (str,)), "a list of strings"),
+        ("flavor_options", isinstance(manifest.get("flavor_options", {}), dict), "an object"),
+        ("pickle", isinstance(manifest.get("pickle", False), bool), "true or false"),
+        ("privacy", isinstance(manifest.get("privacy"), dict | None), "an object, or null"),
+    ]
+    for field, ok, wanted in checks:
+        if not ok:
+            value = manifest
+            for key in field.split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            shown = json.dumps(value)
+            msg = (
+                f"{path}: {field} must be {wanted}; got {shown if len(shown) <= 60 else shown[:57] + '...'}. "
+                "The bundle was not written by conveyor.model.save: save the model again."
+            )
+            raise ServingError(msg)
+
+
+def _is_map(value: Any, kind: type) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, kind) for k, v in value.items())
+
+
+def _is_input(spec: Mapping[str, Any]) -> bool:
+    return isinstance(spec.get("kind"), str) and isinstance(spec.get("required", False), bool)
+
+
+def _is_list(value: Any, kinds: tuple[type, ...], *, null: bool = False) -> bool:
+    if value is None:
+        return null
+    return isinstance(value, list) and all(isinstance(v, kinds) for v in value)
 
 
 def verify(folder: Path, manifest: Mapping[str, Any]) -> None:

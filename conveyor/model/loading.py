@@ -22,7 +22,10 @@ from conveyor.model.flavors.linear import LinearModel
 from conveyor.model.saving import feature_graph
 from conveyor.transform.fitted import FittedGraph, load
 
-__all__ = ["LoadedModel", "load_model", "load_native", "outputs"]
+__all__ = ["FLOAT32_MAX", "LoadedModel", "load_model", "load_native", "outputs"]
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest feature value a model is given: past it, a float32 model sees infinity."""
 
 
 class LoadedModel:
@@ -44,6 +47,7 @@ class LoadedModel:
         self.signature: dict[str, Any] = manifest.get("signature", {})
         self.feature_names: list[str] = list(manifest.get("feature_names", []))
         self.privacy: dict[str, Any] | None = manifest.get("privacy")  # conveyor.privacy's record: ε, δ, noise
+        self.described = f"the model at {path}"  # how a client's error names it; a server names it by name and version
         self.native = native
         self._run = flavor_named(self.flavor).predict
         self._options = self.manifest.get("flavor_options", {})
@@ -61,17 +65,40 @@ class LoadedModel:
         (multiclass) or ``{"value"}`` (regression), one entry per row.
 
         Raises:
-            InvalidInputError: a required feature is missing or a value cannot be read.
+            InvalidInputError: a required feature is missing, a value cannot be read, or a feature
+                is infinite or past float32's range once transformed (the row and feature named).
         """
         try:
             columns = self._graph.apply(rows)
         except TransformError as e:
-            msg = f"the rows cannot be fed to the model at {self.path}: {e}"
+            msg = f"the rows cannot be fed to {self.described}: {e}"
             raise InvalidInputError(msg) from e
         matrix, _ = to_matrix(columns, self._spec, None)
+        self._check_range(matrix)
         if matrix.shape[0] == 0:
             return outputs(np.zeros((0, len(self.classes or [0, 0]))), self.task, self._labels)
         return outputs(self._run(self.native, matrix, self.task, self._options), self.task, self._labels)
+
+    def _check_range(self, matrix: Any) -> None:
+        """Refuse a feature that is infinite or past float32's range (NaN, a missing value, passes):
+        most flavors compute in float32 (trees, XGBoost, ONNX, torch), where such a value is
+        infinity, which they refuse with an error that names no feature, or score as garbage."""
+        values = matrix.data if hasattr(matrix, "tocsr") else matrix
+        outside = (values > FLOAT32_MAX) | (values < -FLOAT32_MAX)
+        if not outside.any():
+            return
+        if hasattr(matrix, "tocsr"):
+            at = int(np.argmax(outside))
+            row, column = int(np.searchsorted(matrix.indptr, at, side="right")) - 1, int(matrix.indices[at])
+        else:
+            row, column = (int(i) for i in np.argwhere(outside)[0])
+        value = float(values[outside][0])
+        msg = (
+            f"row {row}: the feature {self.feature_names[column]!r} is {value!r} once transformed, which "
+            f"{self.described} cannot score: it takes finite numbers, at most {FLOAT32_MAX:.4g} either side of 0 (float32's range). "
+            "Send a smaller value, or null when it is missing."
+        )
+        raise InvalidInputError(msg)
 
     def __repr__(self) -> str:
         return f"LoadedModel({str(self.path)!r}, flavor={self.flavor!r}, task={self.task!r})"

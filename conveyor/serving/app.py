@@ -14,9 +14,9 @@ a token, every route but the health routes asks for ``Authorization: Bearer <tok
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
-from typing import Any
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +29,7 @@ from starlette.routing import Route
 from conveyor.exceptions import InvalidInputError, ServingError
 from conveyor.serving import oip, openapi, tfserving
 from conveyor.serving.batching import Batcher
+from conveyor.serving.config import bearer_matches
 from conveyor.serving.metrics import CONTENT_TYPE, RequestMetrics, ServerMetrics
 from conveyor.serving.register import PredictionLog, RequestIds, request_id
 from conveyor.serving.registry import ModelRegistry, ServedVersion
@@ -38,6 +39,13 @@ __all__ = ["MAX_BODY_BYTES", "create_app"]
 
 MAX_BODY_BYTES = 16 << 20
 """The largest request body read (principle 8: inputs are size-limited); larger gets 413."""
+
+OFF_LOOP_BYTES = 64 << 10
+"""Bodies from this size on are decoded in a worker thread, so that one large request (a
+16 MiB body, 4 million BYTES elements) does not hold up the event loop and every other request."""
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class BodyTooLargeError(InvalidInputError):
@@ -76,16 +84,23 @@ def create_app(
         return JSONResponse(tfserving.model_metadata(registry.get(*_model_of(request), _label_of(request))))
 
     async def answered(
-        request: Request, rows: Any, sticky_key: str | None, verb: str | None = None
+        request: Request, rows: Any, size: int, sticky_key: str | None, verb: str | None = None
     ) -> tuple[ServedVersion, dict[str, Any]]:
-        """The outputs for ``rows`` of the version the request names (or its split draws), logged if
-        sampled; ``verb`` (classify, regress) refuses a model of the other task."""
+        """The outputs for ``rows`` (from a body of ``size`` bytes) of the version the request names
+        (or its split draws), logged if sampled; ``verb`` (classify, regress) refuses a model of the
+        other task."""
         name, version = _model_of(request)
         sticky = sticky_value(sticky_key, request.headers, rows) if sticky_key else None
         served = registry.get(name, version, _label_of(request), sticky=sticky)
         if verb is not None:
             tfserving.check_task(served.model, verb)
-        rows = tfserving.binary_values(rows, served.model)
+
+        def checked() -> Any:
+            decoded = tfserving.binary_values(rows, served.model)
+            tfserving.check_rows(decoded, served.model, sticky_key)
+            return decoded
+
+        rows = await _off_loop(checked, size)
         outputs = await predicted(served, rows)
         if prediction_log is not None:
             prediction_log.record(request.state.request_id, served, rows, outputs)
@@ -93,20 +108,23 @@ def create_app(
 
     async def predict(request: Request) -> Response:
         sticky_key = registry.sticky_key(_model_of(request)[0])  # an unknown model is a 404 before its body is read
-        rows, columnar = tfserving.predict_rows(await _json_body(request, max_body_bytes))
-        served, outputs = await answered(request, rows, sticky_key)
+        body = await _body(request, max_body_bytes)
+        rows, columnar = await _off_loop(lambda: tfserving.predict_rows(oip.read_json(body)), len(body))
+        served, outputs = await answered(request, rows, len(body), sticky_key)
         return _tracked(request, served, tfserving.predict_answer(outputs, columnar))
 
     async def classify(request: Request) -> Response:
         sticky_key = registry.sticky_key(_model_of(request)[0])
-        rows = tfserving.example_rows(await _json_body(request, max_body_bytes))
-        served, outputs = await answered(request, rows, sticky_key, "classify")
+        body = await _body(request, max_body_bytes)
+        rows = await _off_loop(lambda: tfserving.example_rows(oip.read_json(body)), len(body))
+        served, outputs = await answered(request, rows, len(body), sticky_key, "classify")
         return _tracked(request, served, tfserving.classify_answer(outputs, served.model))
 
     async def regress(request: Request) -> Response:
         sticky_key = registry.sticky_key(_model_of(request)[0])
-        rows = tfserving.example_rows(await _json_body(request, max_body_bytes))
-        served, outputs = await answered(request, rows, sticky_key, "regress")
+        body = await _body(request, max_body_bytes)
+        rows = await _off_loop(lambda: tfserving.example_rows(oip.read_json(body)), len(body))
+        served, outputs = await answered(request, rows, len(body), sticky_key, "regress")
         return _tracked(request, served, tfserving.regress_answer(outputs))
 
     async def metrics_page(request: Request) -> Response:
@@ -133,10 +151,15 @@ def create_app(
         name, version = _model_of(request)
         sticky_key = registry.sticky_key(name)  # an unknown model is a 404 before its body is read
         body = await _body(request, max_body_bytes)
-        asked = oip.read_rest_request(body, request.headers.get("inference-header-content-length"))
-        sticky = sticky_value(sticky_key, request.headers, oip.sticky_columns(asked.inputs)) if sticky_key else None
-        served = registry.get(name, version, sticky=sticky)
-        rows = oip.model_input(asked.inputs, served.model)
+
+        def decoded() -> tuple[oip.InferRequest, ServedVersion, Any]:
+            asked = oip.read_rest_request(body, request.headers.get("inference-header-content-length"))
+            columns = oip.sticky_columns(asked.inputs) if sticky_key else None
+            sticky = sticky_value(sticky_key, request.headers, columns) if sticky_key else None
+            served = registry.get(name, version, sticky=sticky)
+            return asked, served, oip.model_input(asked.inputs, served.model)
+
+        asked, served, rows = await _off_loop(decoded, len(body))
         outputs = await predicted(served, rows)
         if asked.id is None:  # the protocol's id is the tracking id; a client's own is echoed
             asked.id = request.state.request_id
@@ -183,11 +206,46 @@ def create_app(
         return JSONResponse(openapi.document(routes, registry, auth=auth_token is not None))
 
     routes.append(Route("/openapi.json", openapi_page, methods=["GET"]))
-    handlers: dict[Any, Any] = {ServingError: _serving_error, HTTPException: _http_error, Exception: _server_error}
+    handlers: dict[Any, Any] = {
+        ServingError: _serving_error,
+        HTTPException: _http_error,
+        RecursionError: _too_deep,
+        Exception: _server_error,
+    }
     middleware = [Middleware(RequestMetrics, metrics=metrics, routes=routes), Middleware(RequestIds)]
     if auth_token is not None:
         middleware.append(Middleware(BearerAuth, token=auth_token))
+    middleware.append(Middleware(ServerErrors))  # innermost: a 500 is answered here, the connection kept
     return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
+
+
+class ServerErrors:
+    """ASGI middleware, innermost: an exception no handler took (a fault of the model or the
+    server) is answered here as a 500 ``{"error": ...}`` and logged. Starlette's own handler for
+    ``Exception`` sends the same answer but raises again, and uvicorn then closes the connection,
+    so a keep-alive client would lose it with every 500."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as e:
+            if started:  # too late for an answer of its own: uvicorn ends the response
+                raise
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            await _server_answer(e)(scope, receive, send)
 
 
 class BearerAuth:
@@ -195,12 +253,12 @@ class BearerAuth:
 
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.token = token.encode()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            if not hmac.compare_digest(given, self.expected):
+            if not bearer_matches(given, self.token):
                 error = "this server asks for a token: send the header `Authorization: Bearer <token>`."
                 if given:
                     error = "the token sent in the Authorization header is not this server's; send `Bearer <token>`."
@@ -224,21 +282,18 @@ def _label_of(request: Request) -> str | None:
     return request.path_params.get("label")
 
 
-async def _json_body(request: Request, limit: int) -> Any:
-    """The request's JSON, read no further than ``limit`` bytes."""
-    body = await _body(request, limit)
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        msg = f"the request body is not valid JSON: {e}."
-        raise InvalidInputError(msg) from e
+async def _off_loop(decode: Callable[[], T], size: int) -> T:
+    """``decode()``, in a worker thread when the body is large enough to hold up the event loop."""
+    if size < OFF_LOOP_BYTES:
+        return decode()
+    return await run_in_threadpool(decode)
 
 
 async def _body(request: Request, limit: int) -> bytes:
     """The request's body, read no further than ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     too_large = f"the request body is larger than the {limit} bytes this server reads; send fewer rows per request."
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(too_large)
     body = bytearray()
     async for chunk in request.stream():
@@ -252,15 +307,33 @@ async def _serving_error(request: Request, exc: Exception) -> Response:
     """The error's status; a refusal to retry (``QueueFullError``, 503) says when in ``Retry-After``."""
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 500), headers=headers)
+    return _error(str(exc), getattr(exc, "status", 500), headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if exc.status_code != 404 else f"no route {request.method} {request.url.path}"
-    return JSONResponse({"error": detail}, status_code=exc.status_code, headers=exc.headers)
+    return _error(str(detail), exc.status_code, exc.headers)
+
+
+async def _too_deep(request: Request, exc: Exception) -> Response:
+    """A value nested deeper than Python can walk (JSON read whole, then quoted or hashed): the
+    request's fault, 400."""
+    return _error(oip.TOO_DEEP, 400)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
+    """A fault outside the routes (``ServerErrors`` answers those in them): 500, with what went wrong."""
+    return _server_answer(exc)
+
+
+def _server_answer(exc: Exception) -> Response:
     """A fault of the model or the server, not of the request: 500, with what went wrong."""
-    return JSONResponse({"error": f"the server failed on this request: {type(exc).__name__}: {exc}"}, status_code=500)
+    return _error(f"the server failed on this request: {type(exc).__name__}: {exc}", 500)
+
+
+def _error(message: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """``{"error": message}``; a lone surrogate a client sent ("\\ud800", quoted back) is written as
+    its escape, since UTF-8 cannot hold it."""
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse({"error": text}, status_code=status, headers=headers)

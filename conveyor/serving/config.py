@@ -20,6 +20,8 @@ A Python user builds the same objects: ``ModelConfig("complaints", path, Version
 from __future__ import annotations
 
 import difflib
+import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,8 @@ __all__ = [
     "ServerConfig",
     "TlsConfig",
     "VersionPolicy",
+    "bearer_matches",
+    "check_model_name",
     "read_server_config",
     "read_token",
 ]
@@ -147,8 +151,8 @@ def read_server_config(path: str | Path) -> ServerConfig:
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        msg = f"cannot read the server config {path}: {e}"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        msg = f"cannot read the server config {path}: {_yaml_problem(e)}"
         raise ServingError(msg) from e
     if not isinstance(config, dict):
         msg = f"{path} must be a mapping with `models: [{{name: ..., base_path: ...}}]`; got a {type(config).__name__}."
@@ -175,6 +179,16 @@ def read_server_config(path: str | Path) -> ServerConfig:
         tls=_tls(config["tls"], path) if "tls" in config else None,
         max_request_bytes=_max_request_bytes(config.get("max_request_bytes"), f"{path}: max_request_bytes"),
     )
+
+
+def _yaml_problem(e: Exception) -> str:
+    """The error on one line, with the line and column of a YAML syntax error (1-based, as editors
+    count): PyYAML's own message spreads them over several lines, and the console shows one."""
+    mark = getattr(e, "problem_mark", None)
+    if isinstance(e, yaml.MarkedYAMLError) and mark is not None:
+        context = f" ({e.context})" if e.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {e.problem}{context}."
+    return " ".join(str(e).split())
 
 
 def _max_request_bytes(value: Any, where: str) -> int | None:
@@ -204,11 +218,37 @@ def read_token(path: str | Path) -> str:
     return token
 
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=@-]+")
+"""What a model name may hold: it is a URL path segment (``/v1/models/NAME:predict``), so no
+``/``, ``?``, ``#``, ``%``, ``:`` (the verb's separator), space or control character."""
+
+
+def check_model_name(name: str, where: str) -> None:
+    """Refuse a name that requests could not reach.
+
+    Raises:
+        ServingError: the name holds a character a URL path segment cannot, or is ``.`` or ``..``.
+    """
+    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
+        msg = (
+            f"{where} {name!r} cannot be served: requests name the model in the URL (/v1/models/NAME:predict), "
+            "so give a name of letters, digits and - . _ ~ (no / ? # % : or spaces)."
+        )
+        raise ServingError(msg)
+
+
+def bearer_matches(given: bytes, token: bytes) -> bool:
+    """Whether an ``Authorization`` value is ``Bearer <token>``, the scheme in any case (RFC 7235)."""
+    scheme, _, credentials = given.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.lstrip(b" "), token)
+
+
 def _model(entry: Any, path: Path, where: str) -> ModelConfig:
     if not isinstance(entry, dict) or not entry.get("name") or not entry.get("base_path"):
         msg = f"{where} needs a name and a base_path; got {entry!r}."
         raise ServingError(msg)
     _refuse_unknown(entry, MODEL_KEYS, where)
+    check_model_name(str(entry["name"]), f"{where}.name")
     policy = _policy(entry.get("version_policy", {"latest": 1}), f"{where}.version_policy")
     labels = _labels(entry.get("labels", {}), f"{where}.labels")
     if policy.kind == "specific":

@@ -13,7 +13,6 @@ asks for ``authorization: Bearer <token>`` metadata (UNAUTHENTICATED).
 from __future__ import annotations
 
 import functools
-import hmac
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from conveyor.serving import oip
 from conveyor.serving._proto import grpc_predict_v2_pb2 as pb
 from conveyor.serving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from conveyor.serving.batching import Batcher
+from conveyor.serving.config import bearer_matches
 from conveyor.serving.metrics import ServerMetrics
 from conveyor.serving.register import REQUEST_ID_HEADER, PredictionLog, request_id
 from conveyor.serving.registry import ModelRegistry, ServedVersion
@@ -191,7 +191,7 @@ class BearerAuth(grpc.ServerInterceptor):  # type: ignore[misc]
     OPEN = frozenset({"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"})
 
     def __init__(self, token: str) -> None:
-        self.expected = f"Bearer {token}".encode()
+        self.token = token.encode()
 
         def refuse(request: Any, context: grpc.ServicerContext) -> None:
             context.abort(
@@ -204,7 +204,7 @@ class BearerAuth(grpc.ServerInterceptor):  # type: ignore[misc]
         if details.method in self.OPEN:
             return continuation(details)
         given = next((v for k, v in details.invocation_metadata if k == "authorization"), "")
-        if hmac.compare_digest(str(given).encode(), self.expected):
+        if bearer_matches(str(given).encode(), self.token):
             return continuation(details)
         return self.refusal
 

@@ -20,6 +20,7 @@ import base64
 import binascii
 import difflib
 import json
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
     "CONTENTS_FIELD",
     "DTYPES",
     "EXTENSIONS",
+    "TOO_DEEP",
     "InferRequest",
     "Tensor",
     "decode_raw",
@@ -45,6 +47,7 @@ __all__ = [
     "model_metadata",
     "output_tensors",
     "parse_version",
+    "read_json",
     "read_rest_request",
     "rest_response",
     "server_metadata",
@@ -136,15 +139,52 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -
         array = np.asarray(values, dtype=object).reshape(-1)
         wrong = next((v for v in array.tolist() if not isinstance(v, str | bytes)), None)
         if wrong is not None:
-            msg = f"input {name!r} is BYTES, so its elements are strings; got {wrong!r}."
+            msg = f"input {name!r} is BYTES, so its elements are strings; got {_shown(wrong)}."
             raise InvalidInputError(msg)
     else:
         try:
+            _check_kind(name, datatype, np.asarray(values))
             array = np.asarray(values, dtype=DTYPES[datatype]).reshape(-1)
         except (ValueError, TypeError, OverflowError) as e:
             msg = f"the data of input {name!r} cannot be read as {datatype}: {e}."
             raise InvalidInputError(msg) from e
     return _counted(Tensor(name, datatype, dims, array))
+
+
+ELEMENT_KINDS = {"BOOL": "b", **dict.fromkeys(("UINT8", "UINT16", "UINT32", "UINT64"), "iu")}
+ELEMENT_KINDS |= dict.fromkeys(("INT8", "INT16", "INT32", "INT64"), "iu")
+ELEMENT_KINDS |= dict.fromkeys(("FP16", "FP32", "FP64"), "iuf")
+"""The NumPy kinds of the elements each datatype takes as they are: no float is cut to an
+integer, no string or number read as a bool (``bool("no")`` is True)."""
+
+
+def _check_kind(name: str, datatype: str, elements: np.ndarray) -> None:
+    kinds = ELEMENT_KINDS[datatype]
+    if not elements.size or elements.dtype.kind in kinds:
+        return
+    flat = elements.reshape(-1).tolist()
+    if elements.dtype.kind == "O" and all(_fits(v, datatype) or (v is None and "f" in kinds) for v in flat):
+        return  # numbers and nulls (NaN, missing), as before
+    wanted = {"b": "true or false", "iu": "integers", "iuf": "numbers"}[kinds]
+    first = next((v for v in flat if not _fits(v, datatype)), flat[0])
+    msg = f"input {name!r} is {datatype}, so its elements are {wanted}; got {_shown(first)}."
+    raise InvalidInputError(msg)
+
+
+def _fits(value: Any, datatype: str) -> bool:
+    kinds = ELEMENT_KINDS[datatype]
+    if isinstance(value, bool):
+        return "b" in kinds
+    return (isinstance(value, int) and "i" in kinds) or (isinstance(value, float) and "f" in kinds)
+
+
+def _shown(value: Any) -> str:
+    """A client's value in a message: JSON when it is JSON, cut short."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def decode_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes | memoryview) -> Tensor:
@@ -154,8 +194,14 @@ def decode_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes | memo
         InvalidInputError: an unknown datatype, a bad shape, or bytes that do not fill it exactly.
     """
     dims = _shape(name, datatype, shape)
-    count = int(np.prod(dims))
+    count = math.prod(dims)
     if datatype == "BYTES":
+        if count * LENGTH.size > len(raw):  # checked before anything is allocated for the elements
+            msg = (
+                f"input {name!r} of shape {list(dims)} and datatype BYTES needs at least {count * LENGTH.size} bytes "
+                f"(a 4-byte length an element); it has {len(raw)}."
+            )
+            raise InvalidInputError(msg)
         return Tensor(name, datatype, dims, _split_bytes(name, bytes(raw), count))
     dtype = DTYPES[datatype]
     if len(raw) != count * dtype.itemsize:
@@ -184,7 +230,7 @@ def _shape(name: str, datatype: str, shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def _counted(tensor: Tensor) -> Tensor:
-    count = int(np.prod(tensor.shape))
+    count = math.prod(tensor.shape)
     if tensor.values.size != count:
         msg = f"input {tensor.name!r} of shape {list(tensor.shape)} needs {count} values; it has {tensor.values.size}."
         raise InvalidInputError(msg)
@@ -330,7 +376,7 @@ def parse_version(version: str | int | None) -> int | None:
     """
     if version is None or version == "":
         return None
-    if isinstance(version, int) or version.isdigit():
+    if isinstance(version, int) or (version.isascii() and version.isdigit()):  # not "²", which isdigit takes
         return int(version)
     msg = f"model version {version!r} is not served: versions are integers (1, 2, ...)."
     raise ModelNotFoundError(msg)
@@ -380,15 +426,11 @@ def read_rest_request(body: bytes, header_length: str | None) -> InferRequest:
     """
     header, binary = body, b""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             msg = f"the Inference-Header-Content-Length header ({header_length!r}) must be the length of the JSON at the start of the body ({len(body)} bytes)."
             raise InvalidInputError(msg)
         header, binary = body[: int(header_length)], body[int(header_length) :]
-    try:
-        request = json.loads(header)
-    except (ValueError, UnicodeDecodeError) as e:
-        msg = f"the request body is not valid JSON: {e}."
-        raise InvalidInputError(msg) from e
+    request = read_json(header)
     if not isinstance(request, dict):
         msg = f'the request body must be a JSON object with "inputs"; got a {type(request).__name__}.'
         raise InvalidInputError(msg)
@@ -396,12 +438,34 @@ def read_rest_request(body: bytes, header_length: str | None) -> InferRequest:
     if not isinstance(inputs, list) or not inputs:
         msg = '"inputs" must be a non-empty list of tensors, like [{"name": "amount", "datatype": "FP64", "shape": [1], "data": [12.5]}].'
         raise InvalidInputError(msg)
+    if not isinstance(request.get("id"), str | None):
+        msg = f'"id" is the request\'s identifier, a string, as the protocol says; got {_shown(request["id"])}.'
+        raise InvalidInputError(msg)
     return InferRequest(
-        id=str(request["id"]) if request.get("id") is not None else None,
+        id=request.get("id"),
         inputs=_rest_inputs(inputs, memoryview(binary)),
         outputs=_rest_outputs(request.get("outputs")),
         binary_outputs=_parameter(request, "binary_data_output") is True,
     )
+
+
+TOO_DEEP = "the request body nests its JSON too deeply to read; rows and tensors need only a few levels."
+
+
+def read_json(body: bytes) -> Any:
+    """A request body's JSON.
+
+    Raises:
+        InvalidInputError: the body is not JSON, not UTF-8, or nests deeper than Python's
+            parser goes (``[[[...]]]`` 100,000 deep).
+    """
+    try:
+        return json.loads(body)
+    except RecursionError as e:
+        raise InvalidInputError(TOO_DEEP) from e
+    except (ValueError, UnicodeDecodeError) as e:
+        msg = f"the request body is not valid JSON: {e}."
+        raise InvalidInputError(msg) from e
 
 
 def _rest_inputs(inputs: list[Any], binary: memoryview) -> list[Tensor]:

@@ -20,7 +20,9 @@ version is loaded), so a config can name the canary before the Pusher writes it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import stat
 import threading
 import weakref
 from collections.abc import Mapping
@@ -32,7 +34,7 @@ from types import MappingProxyType
 from conveyor.exceptions import ServingError
 from conveyor.model.bundle import MANIFEST
 from conveyor.model.loading import LoadedModel, load_model
-from conveyor.serving.config import ModelConfig, VersionPolicy
+from conveyor.serving.config import ModelConfig, VersionPolicy, check_model_name
 from conveyor.serving.split import Split
 
 __all__ = ["ModelNotFoundError", "ModelRegistry", "ServedVersion", "VersionState", "VersionStatus", "latest_version"]
@@ -120,7 +122,12 @@ def versions_on_disk(base_path: Path) -> dict[int, Path]:
         msg = f"the model folder {base_path} does not exist; point --model-dir to a bundle or to a folder of version folders."
         raise ServingError(msg)
     # a version counts once its manifest is there: a Pusher writing through a store writes it last
-    return {int(p.name): p for p in base_path.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file()}
+    return {int(p.name): p for p in base_path.iterdir() if _is_version(p.name) and (p / MANIFEST).is_file()}
+
+
+def _is_version(name: str) -> bool:
+    """An integer folder name in ASCII digits: not "²" or an Arabic-Indic digit, which ``str.isdigit`` takes."""
+    return name.isascii() and name.isdigit()
 
 
 def latest_version(base_path: Path) -> tuple[int, Path]:
@@ -172,6 +179,7 @@ class ModelRegistry:
             ServingError: no bundle there, one the policy selects fails its sha256 checks or
                 cannot be loaded, or a label points at a version on disk that is not served.
         """
+        check_model_name(name, "the model name")
         config = ModelConfig(
             name, Path(base_path), version_policy or VersionPolicy(), dict(labels or {}), dict(split or {}), sticky_key
         )
@@ -181,7 +189,7 @@ class ModelRegistry:
             latest_version(config.base_path)  # says what the folder lacks
             msg = f"{config.base_path} holds versions {sorted(on_disk)}, none of which version_policy {config.version_policy} selects."
             raise ServingError(msg)
-        served = {v: ServedVersion(name, v, on_disk[v], load_model(on_disk[v])) for v in selected}
+        served = {v: _loaded(name, v, on_disk[v]) for v in selected}
         for label, version in config.labels.items():
             if version in on_disk and version not in served:
                 msg = (
@@ -320,11 +328,14 @@ class ModelRegistry:
                 self._models[name] = replace(self._models[name], loading=frozenset(to_load), failed=failed)
         loaded: dict[int, ServedVersion] = {}
         for version in to_load:  # outside the lock: requests go on with the snapshot they hold
+            # the files as they were before the load: a copy that completes while a load fails is
+            # seen as a change at the next poll, and tried again
+            files = _files_of(on_disk[version])
             try:
-                loaded[version] = ServedVersion(name, version, on_disk[version], load_model(on_disk[version]))
+                loaded[version] = _loaded(name, version, on_disk[version])
                 log.info("model %r: version %d loaded from %s", name, version, on_disk[version])
             except Exception as e:
-                failed[version] = _Failure(_files_of(on_disk[version]), str(e))
+                failed[version] = _Failure(files, str(e))
                 log.warning(
                     "model %r: version %d failed to load; the versions before it stay served: %s", name, version, e
                 )
@@ -341,7 +352,22 @@ class ModelRegistry:
             )
 
 
+def _loaded(name: str, version: int, path: Path) -> ServedVersion:
+    """Version ``version`` of ``name`` loaded from ``path``; a client's errors name it so, not by its path."""
+    model = load_model(path)
+    model.described = f"model {name!r} version {version}"
+    return ServedVersion(name, version, path, model)
+
+
 def _files_of(folder: Path) -> tuple[tuple[str, int, int], ...]:
     """Each file's name, size and modification time: enough to see a failed version was rewritten."""
-    stats = ((p.relative_to(folder).as_posix(), p.stat()) for p in folder.rglob("*") if p.is_file())
-    return tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats))
+    found = []
+    with contextlib.suppress(OSError):  # the folder removed meanwhile: what was seen is kept
+        for p in folder.rglob("*"):
+            try:
+                st = p.stat()
+            except OSError:  # removed since the listing: the next poll sees the change
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((p.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(found))

@@ -11,6 +11,7 @@ for it as a bearer token. SIGTERM, like SIGINT, stops it after the requests in f
 
 from __future__ import annotations
 
+import errno
 import signal
 import socket
 import ssl
@@ -165,7 +166,14 @@ class ModelServer:
             sock.bind((self.host, self._requested_port))
         except OSError as e:
             sock.close()
-            msg = f"cannot serve on {self.host}:{self._requested_port}: {e.strerror or e}; pick another --rest-port."
+            if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
+                fix = (
+                    f"{self.host!r} is not an address of this machine: give --host one of its addresses "
+                    "(127.0.0.1, the default; 0.0.0.0 for all of them)."
+                )
+            else:
+                fix = "pick another --rest-port."
+            msg = f"cannot serve on {self.host}:{self._requested_port}: {e.strerror or e}; {fix}"
             raise ServingError(msg) from e
         sock.listen(BACKLOG)  # a client connecting from now on waits for the event loop, not refused
         self._socket = sock

@@ -50,7 +50,9 @@ class Split:
 
 def _hash_point(key: str) -> float:
     """``key`` as a point in [0, 1), the same on every server and every run."""
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    # surrogatepass: a lone surrogate ("\ud800", which JSON's escapes can send) is hashed too; any
+    # other key gives the UTF-8 bytes it gave before, so clients keep their label
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / _SCALE
 
 

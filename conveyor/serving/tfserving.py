@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from conveyor.serving.registry import ServedVersion, VersionStatus
 
 __all__ = [
     "binary_values",
+    "check_rows",
     "check_task",
     "classify_answer",
     "example_rows",
@@ -181,6 +183,68 @@ def _value(value: Any, kind: str | None, where: str) -> Any:
     except UnicodeDecodeError as e:
         msg = f"{where} is a text feature, and its base64 value is not UTF-8 text: {e}."
         raise InvalidInputError(msg) from e
+
+
+def check_rows(rows: list[dict[str, Any]] | dict[str, list[Any]], model: LoadedModel, sticky_key: str | None) -> None:
+    """Refuse what the transform graph would read silently as missing: a string that reads as no
+    number for a number feature, and a name the model does not read that is close to one it
+    does (``narative``), likely a misspelt optional feature. Other names the model does not
+    read are left alone (a record may carry more than the model's features), as is the
+    ``sticky_key`` feature.
+
+    Raises:
+        InvalidInputError: naming the row (or column), the feature and the value.
+    """
+    inputs = model.signature.get("inputs", {})
+    if not inputs:
+        return  # a bundle saved without a signature: the transform graph says what is missing
+    numbers = [name for name, spec in inputs.items() if spec.get("kind") == "number"]
+    if isinstance(rows, dict):
+        _check_names(rows, inputs, sticky_key, '"inputs"')
+        for name in numbers:
+            for i, value in enumerate(rows.get(name, ())):
+                _check_number(value, name, f'"inputs"["{name}"][{i}]')
+        return
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        if not row.keys() <= seen:
+            _check_names(row, inputs, sticky_key, f"row {i}")
+            seen |= row.keys()
+        for name in numbers:
+            _check_number(row.get(name), name, f'row {i}["{name}"]')
+
+
+MISSPELT = 0.8
+"""How alike (``difflib``'s ratio, case aside) a name must be to a feature's to be taken for a
+misspelling of it: ``narative`` and ``Narrative`` are (0.94, 1.0), ``status`` beside ``state`` is not (0.73)."""
+
+
+def _check_names(given: Any, inputs: dict[str, Any], sticky_key: str | None, where: str) -> None:
+    lowered = {name.lower(): name for name in inputs}
+    for name in given:
+        if name in inputs or name == sticky_key:
+            continue
+        close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=MISSPELT)
+        if close:
+            msg = (
+                f"{where} holds {name!r}, which the model does not read; did you mean {lowered[close[0]]!r}? "
+                f"Its inputs are {sorted(inputs)}."
+            )
+            raise InvalidInputError(msg)
+
+
+def _check_number(value: Any, name: str, where: str) -> None:
+    if type(value) is not str:
+        return
+    try:
+        if "_" not in value:  # float() reads "1_000"; the transform does not
+            float(value)
+            return
+    except ValueError:
+        pass
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    msg = f"{where} is {shown!r}, which is no number; {name!r} is a number feature: send a number, or null when it is missing."
+    raise InvalidInputError(msg)
 
 
 def predict_answer(outputs: dict[str, np.ndarray], columnar: bool) -> dict[str, Any]:

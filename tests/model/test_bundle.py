@@ -21,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 
 from conveyor.exceptions import InvalidInputError, ServingError
 from conveyor.model import load_model, load_native, save
+from conveyor.model.bundle import write_manifest
 from conveyor.testing import check_flavor
 from tests.model import graphs
 from tests.model.custom import Noisy, Threshold
@@ -111,6 +112,63 @@ def test_a_missing_required_feature_is_a_400_naming_it(binary: tuple[Path, Path]
     with pytest.raises(InvalidInputError, match="'product'") as raised:
         model.predict([{"amount": 140.0, "state": "CA"}, {"amount": 10.0, "product": "loan"}])
     assert isinstance(raised.value, ServingError) and raised.value.status == 400
+
+
+@pytest.mark.parametrize("model", ["linear", "forest", "boosted", "lightgbm"])
+def test_a_feature_past_float32_is_refused_naming_the_row_and_the_feature(
+    model: str, training: Any, tmp_path: Path
+) -> None:
+    """Trees (skops), LightGBM, XGBoost, ONNX and torch compute in float32, where 1e308 is infinity:
+    scikit-learn refused it with a ValueError naming no feature (a 500), others scored it as garbage."""
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+
+    task, sparse = {"linear": ("binary", True), "forest": ("multiclass", False)}.get(model, ("regression", False))
+    folder, x, y = training(task, sparse)
+    estimators = {
+        "linear": lambda: LogisticRegression(),
+        "forest": lambda: RandomForestClassifier(n_estimators=4, random_state=0),
+        "boosted": lambda: GradientBoostingRegressor(n_estimators=5, random_state=0),
+        "lightgbm": lambda: pytest.importorskip("lightgbm").LGBMRegressor(n_estimators=3, verbose=-1),
+    }
+    label = graphs.TARGETS[task]
+    loaded = load_model(save(estimators[model]().fit(x, y), path=tmp_path / model, transform_graph=folder, label=label))
+    ok = {"amount": 120.0, "product": "card"}
+    assert len(next(iter(loaded.predict([ok, ok]).values()))) == 2
+    for amount, shown in ((1e308, ""), (float("inf"), "inf"), (-1e41, "-")):  # z-scored: the sign stays
+        with pytest.raises(InvalidInputError) as raised:
+            loaded.predict([ok, {**ok, "amount": amount}])
+        assert str(raised.value).startswith(f"row 1: the feature 'amount' is {shown}"), str(raised.value)
+        assert "cannot score: it takes finite numbers, at most 3.403e+38 either side of 0" in str(raised.value)
+    assert loaded.predict([{**ok, "amount": None}])  # NaN, a missing value, is the graph's to fill
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("files", [], "files must be an object of relative path -> sha256 string; got []"),
+        ("task", "ranking", "task must be one of ['binary', 'multiclass', 'regression']; got \"ranking\""),
+        ("signature", [], 'signature must be an object of "inputs" and "outputs" objects; got []'),
+        ("signature", {"inputs": {"amount": {"kind": 3}}}, "signature.inputs must be an object of raw feature"),
+        ("classes", "abc", 'classes must be a list of class labels, or null; got "abc"'),
+        ("flavor", ["sklearn"], "flavor must be a flavor's name, a string"),
+        ("label", 7, "label must be the label's name, a string, or null; got 7"),
+        ("feature_names", "amount", "feature_names must be a list of strings"),
+        ("flavor_options", [], "flavor_options must be an object"),
+        ("format_version", True, "has bundle format True; this conveyor reads format 1"),
+    ],
+)  # fmt: skip
+def test_a_manifest_field_of_the_wrong_type_is_refused_naming_it(
+    binary: tuple[Path, Path], field: str, value: Any, said: str
+) -> None:
+    """Sealed as save seals it, so only the type check can refuse it: "files": [] was an
+    AttributeError at start, "task": "ranking" loaded and failed at :classify, "signature": []
+    failed every predict."""
+    manifest = json.loads((binary[0] / "conveyor_model.json").read_text())
+    write_manifest(binary[0], {**manifest, field: value})
+    with pytest.raises(ServingError) as raised:
+        load_model(binary[0])
+    assert said in str(raised.value)
+    assert str(binary[0] / "conveyor_model.json") in str(raised.value)
 
 
 def test_the_label_is_never_asked_for(binary: tuple[Path, Path]) -> None:

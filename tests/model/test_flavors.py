@@ -185,6 +185,25 @@ def test_an_onnx_file_is_saved_as_its_model(training: Any, tmp_path: Any) -> Non
     assert list(from_file["class"]) == list(from_proto["class"])
 
 
+def test_a_missing_number_an_estimator_cannot_take_is_an_input_error(training: Any) -> None:
+    """A GradientBoostingRegressor takes no NaN: scikit-learn's ValueError was a 500; the request
+    left the number missing, so it is the request's to fix (or the graph's, with ct.fill_missing)."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from conveyor.exceptions import InvalidInputError
+
+    _, x, y = training("regression", False)
+    model = GradientBoostingRegressor(n_estimators=3, random_state=0).fit(x, y)
+    holed = np.array(x[:2], dtype=np.float64)
+    holed[1, 0] = np.nan
+    with pytest.raises(
+        InvalidInputError, match=r"the GradientBoostingRegressor cannot score this matrix: Input X contains NaN"
+    ):
+        flavor_named("sklearn").predict(model, holed, "regression")
+    with pytest.raises(ValueError, match="features"):  # any other fault stays the model's
+        flavor_named("sklearn").predict(model, holed[:, 1:], "regression")
+
+
 @pytest.mark.parametrize("name", list(FLAVORS))
 def test_every_registered_flavor_meets_the_protocol(name: str) -> None:
     flavor = flavor_named(name)

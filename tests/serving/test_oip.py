@@ -10,15 +10,20 @@ import http.client
 import json
 import subprocess
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from conveyor.model import label_vector, load_model, save, to_matrix
+from conveyor.serving._proto import grpc_predict_v2_pb2 as pb
+from conveyor.serving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from conveyor.transform.fitted import load
 from tests.helpers import conveyor_cmd
 from tests.model import graphs
@@ -210,8 +215,13 @@ PRODUCT = {"name": "product", "datatype": "BYTES", "shape": [1], "data": ["card"
         ([AMOUNT, PRODUCT, {**PRODUCT, "name": "prodct"}], "Did you mean 'product'?"),
         ([{"name": "amount", "shape": [1], "data": [3.0]}, PRODUCT], 'lacks "datatype"'),
         ("amount", '"inputs"'),
+        # data must be of its datatype: not cut (1.9 -> 1), not read as true ("no")
+        ([{**AMOUNT, "datatype": "INT64", "data": [1.9]}, PRODUCT], "'amount' is INT64, so its elements are integers; got 1.9"),
+        ([{**AMOUNT, "datatype": "BOOL", "data": ["no"]}, PRODUCT], "'amount' is BOOL, so its elements are true or false; got \"no\""),
+        ([{**AMOUNT, "datatype": "BOOL", "data": [1]}, PRODUCT], "'amount' is BOOL"),
+        ([{**AMOUNT, "data": ["3.0"]}, PRODUCT], "'amount' is FP64, so its elements are numbers"),
     ],
-)
+)  # fmt: skip
 def test_a_malformed_rest_request_is_a_400_naming_the_field(addresses: dict[str, str], inputs: Any, named: str) -> None:
     status, answer = post(addresses["REST"], "/v2/models/disputes/infer", {"inputs": inputs})
     assert status == 400
@@ -233,3 +243,92 @@ def test_a_python_server_beside_tritonclient_takes_grpc_messages_up_to_its_limit
             client.infer("disputes", tensors(grpcclient, rows * 2))
         assert raised.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
         client.close()
+
+
+def infer_raw(address: str, header: dict[str, Any], raw: bytes) -> tuple[int, Any]:
+    """A REST inference request with the binary tensor data extension: the JSON header, then ``raw``."""
+    host, port = address.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    head = json.dumps(header).encode()
+    headers = {"Inference-Header-Content-Length": str(len(head)), "Content-Type": "application/octet-stream"}
+    connection.request("POST", "/v2/models/disputes/infer", body=head + raw, headers=headers)
+    response = connection.getresponse()
+    answer = response.status, json.loads(response.read())
+    connection.close()
+    return answer
+
+
+def test_a_declared_shape_larger_than_the_bytes_sent_is_refused_before_anything_is_allocated(
+    addresses: dict[str, str],
+) -> None:
+    """A BYTES element takes at least its 4-byte length, a fixed-size one its itemsize: a shape of
+    300 million with no bytes is refused at once (it took 6 s and 2.4 GB before), over both transports."""
+    stub = pb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(addresses["gRPC"]))
+    tensor = pb.ModelInferRequest.InferInputTensor
+    for datatype, count in (("BYTES", 300_000_000), ("BYTES", 10**18), ("FP64", 10**9)):
+        request = pb.ModelInferRequest(
+            model_name="disputes",
+            inputs=[tensor(name="amount", datatype="FP64", shape=[1]), tensor(name="product", datatype=datatype, shape=[count])],
+            raw_input_contents=[np.ones(1).tobytes(), b""],
+        )  # fmt: skip
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelInfer(request, timeout=30)
+        assert time.monotonic() - started < 1.0
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"input 'product' of shape [{count}]" in raised.value.details()
+    product = {"name": "product", "datatype": "BYTES", "shape": [100_000_000], "parameters": {"binary_data_size": 0}}
+    started = time.monotonic()
+    status, answer = infer_raw(addresses["REST"], {"inputs": [AMOUNT, product]}, b"")
+    assert time.monotonic() - started < 1.0
+    assert status == 400
+    assert "needs at least 400000000 bytes (a 4-byte length an element); it has 0" in answer["error"]
+
+
+def test_a_large_request_is_decoded_off_the_event_loop(addresses: dict[str, str]) -> None:
+    """3 million BYTES elements in 12 MB take seconds to split; the health check answers meanwhile."""
+    count = 3_000_000
+    product = {"name": "product", "datatype": "BYTES", "shape": [count], "parameters": {"binary_data_size": 4 * count}}
+    answered: list[tuple[int, Any]] = []
+    sender = threading.Thread(
+        target=lambda: answered.append(infer_raw(addresses["REST"], {"inputs": [product]}, b"\0" * (4 * count)))
+    )
+    sender.start()
+    waits = []
+    host, port = addresses["REST"].split(":")
+    while sender.is_alive():
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        started = time.monotonic()
+        connection.request("GET", "/v2/health/live")
+        assert connection.getresponse().status == 200
+        waits.append(time.monotonic() - started)
+        connection.close()
+        time.sleep(0.02)
+    sender.join()
+    assert answered[0][0] == 400
+    assert "needs the input 'amount'" in answered[0][1]["error"]  # read to the end, then refused
+    assert len(waits) >= 5, "the request must take long enough to be answered beside"
+    assert max(waits) < 0.5, waits
+
+
+def test_a_version_that_is_not_ascii_digits_is_not_found(clients: dict[str, Any]) -> None:
+    """``"²".isdigit()`` is True and ``int("²")`` fails: it was INTERNAL; an Arabic-Indic 1 read as 1.
+    (REST's version routes take ASCII digits only.)"""
+    for version in ("²", "\u0661", "3x"):
+        with pytest.raises(InferenceServerException) as raised:
+            clients["grpc"].is_model_ready("disputes", version)
+        assert raised.value.status() == "StatusCode.NOT_FOUND"
+        assert f"model version {version!r} is not served" in raised.value.message()
+
+
+@pytest.mark.parametrize(("given", "status"), [("abc", 200), (5, 400), ({"a": 1}, 400)])
+def test_the_request_id_is_a_string_echoed_as_sent(addresses: dict[str, str], given: Any, status: int) -> None:
+    answer = post(addresses["REST"], "/v2/models/disputes/infer", {"id": given, "inputs": [AMOUNT, PRODUCT]})
+    assert answer[0] == status
+    if status == 200:
+        assert answer[1]["id"] == given
+    else:
+        assert (
+            f'"id" is the request\'s identifier, a string, as the protocol says; got {json.dumps(given)}'
+            in answer[1]["error"]
+        )

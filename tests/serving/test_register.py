@@ -196,6 +196,26 @@ def test_the_version_a_split_chose_answers_as_the_loader_does(base_path: Path, s
         np.testing.assert_allclose(probabilities, oracles[headers["x-model-version"]], rtol=1e-9)
 
 
+def test_a_lone_surrogate_as_the_sticky_key_is_hashed_not_a_500(base_path: Path, serving: Any, connect: Any) -> None:
+    """JSON's escapes can send "\\ud800", which UTF-8 cannot encode: the key is hashed all the same,
+    always to one version, and a feature name holding one is quoted back in a 400."""
+    server = serving({"by_user": config(base_path, "by_user", split=SPLIT, sticky_key="user")})
+    client = connect(server.url)
+    body = json.dumps({"instances": [{**ROWS[1], "user": "x"}]}).replace('"x"', '"\\ud800"').encode()
+    versions = set()
+    for _ in range(5):
+        client.connection.request("POST", "/v1/models/by_user:predict", body=body)
+        response = client.connection.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+        versions.add(response.getheader("x-model-version"))
+    assert len(versions) == 1
+    client.connection.request("POST", "/v1/models/by_user:predict", body=b'{"inputs": {"\\ud800": 5}}')
+    response = client.connection.getresponse()
+    assert response.status == 400
+    assert '"inputs"["\\ud800"] must be a list of values' in json.loads(response.read())["error"]
+
+
 @pytest.mark.parametrize(
     ("model", "named"),
     [
@@ -232,6 +252,38 @@ def test_a_register_or_safety_mistake_is_named_by_file_and_key(tmp_path: Path, s
     with pytest.raises(ServingError, match=r"serving\.yaml") as caught:
         read_server_config(tmp_path / "serving.yaml")
     assert named in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "a b", "m:predict", "a?b"])
+def test_a_model_name_no_url_can_reach_is_refused(tmp_path: Path, name: str) -> None:
+    """Requests name the model in a URL path segment: a name that cannot be one stops the start."""
+    (tmp_path / "serving.yaml").write_text(f"models: [{{name: {json.dumps(name)}, base_path: m}}]\n")
+    with pytest.raises(ServingError) as caught:
+        read_server_config(tmp_path / "serving.yaml")
+    assert f"serving.yaml: models[0].name {name!r} cannot be served: requests name the model in the URL" in str(
+        caught.value
+    )
+    done = subprocess.run(
+        [*conveyor_cmd(), "serve", "--model-dir", str(tmp_path), "--model-name", name, "--rest-port", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"error: the model name {name!r} cannot be served: requests name the model in the URL "
+        "(/v1/models/NAME:predict), so give a name of letters, digits and - . _ ~ (no / ? # % : or spaces).\n"
+    )
+
+
+def test_a_yaml_mistake_says_its_line_and_column_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "serving.yaml"
+    config.write_text("models:\n  - name: m\n    base_path: m\n   labels: {stable: 1}\n")
+    done = subprocess.run(
+        [*conveyor_cmd(), "serve", "--config", str(config), "--rest-port", "0", "--grpc-port", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert f"error: cannot read the server config {config}: line 4, column 4: expected <block end>" in done.stderr
 
 
 # -- the tracking id and the log ----------------------------------------------------------------
@@ -390,6 +442,21 @@ def test_a_token_is_asked_of_every_route_but_the_health_checks(base_path: Path, 
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         reply = stub.ModelInfer(grpc_request("segments", ROWS), metadata=[("authorization", "Bearer s3cret-token")])
         assert reply.model_version == "2"
+
+
+def test_the_bearer_scheme_is_case_insensitive(base_path: Path, serving: Any, connect: Any) -> None:
+    """RFC 7235: the scheme is a token compared without case; the token itself is compared exactly."""
+    server = serving({"segments": base_path}, auth_token="s3cret-token")
+    client = connect(server.url)
+    for given, status in (("bearer s3cret-token", 200), ("BEARER s3cret-token", 200), ("bearer S3CRET-TOKEN", 401)):
+        assert client.call("GET", "/v1/models/segments", Authorization=given)[0] == status, given
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        reply = stub.ModelInfer(grpc_request("segments", ROWS), metadata=[("authorization", "bearer s3cret-token")])
+        assert reply.model_version == "2"
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ModelInfer(grpc_request("segments", ROWS), metadata=[("authorization", "bearer S3CRET-TOKEN")])
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def self_signed(folder: Path) -> TlsConfig:

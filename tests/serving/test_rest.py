@@ -194,6 +194,28 @@ def test_serve_says_what_is_wrong_with_its_arguments_in_one_line(
     assert said in done.stderr
 
 
+def test_a_host_that_is_no_address_of_this_machine_is_named_as_such(base_path: Path) -> None:
+    """It said "pick another --rest-port", which does not help."""
+    for host in ("999.1.1.1", "192.0.2.1"):  # no address at all; TEST-NET-1, not this machine's
+        done = run_cli("serve", "--model-dir", str(base_path), "--model-name", NAME, "--host", host, "--rest-port", "0")
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1
+        assert f"{host!r} is not an address of this machine: give --host one of its addresses" in done.stderr
+        assert "--rest-port" not in done.stderr
+
+
+def test_a_manifest_field_of_the_wrong_type_stops_the_start_in_one_line(base_path: Path, tmp_path: Path) -> None:
+    """``"files": []`` was an AttributeError: a traceback and exit 1."""
+    from conveyor.model.bundle import read_manifest, write_manifest
+
+    broken = shutil.copytree(base_path / "3", tmp_path / "broken")
+    write_manifest(broken, {**read_manifest(broken), "files": []})
+    done = run_cli("serve", "--model-dir", str(broken), "--model-name", NAME, "--rest-port", "0", "--grpc-port", "0")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "conveyor_model.json: files must be an object of relative path -> sha256 string; got []" in done.stderr
+
+
 def test_the_request_size_limit_is_set_by_the_command_line_or_the_config(base_path: Path, tmp_path: Path) -> None:
     row = {"instances": [{"f": "x" * 3000}]}  # a body of about 3 KB
     server, address = start("--model-dir", str(base_path), "--model-name", NAME, "--max-request-bytes", "2048")

@@ -23,6 +23,7 @@ import pytest
 
 from conveyor.exceptions import ServingError
 from conveyor.model import label_vector, load_model, save, to_matrix
+from conveyor.model.bundle import read_manifest, write_manifest
 from conveyor.serving.config import BatchingConfig, ModelConfig, VersionPolicy, read_server_config
 from conveyor.transform.fitted import load
 from tests.helpers import conveyor_cmd
@@ -274,6 +275,75 @@ def test_a_corrupt_new_version_is_reported_and_the_one_before_keeps_serving(
     push(bundles[2], tmp_path, 3)  # the next push is served
     wait_for(lambda: states(server.url, "segments").get("3") == "AVAILABLE", "version 3 to load")
     assert predict(server.url, "/v1/models/segments:predict") == (200, answer_of(bundles[2]))
+
+
+def gated_copy(bundle: Path, folder: Path, *, partial: bool) -> None:
+    """``bundle`` as ``folder``, its manifest naming the ``gated`` flavor (``partial``: a load fails)."""
+    if not folder.exists():
+        shutil.copytree(bundle, folder)
+    manifest = read_manifest(bundle)
+    options = {**manifest["flavor_options"], **({"partial": True} if partial else {})}
+    write_manifest(folder, {**manifest, "flavor": "gated", "flavor_options": options})
+
+
+def test_a_version_whose_copy_finishes_while_its_load_fails_is_tried_again(
+    bundles: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy (cp -r, rsync) may finish between a failed load and the look at the files that keeps
+    it from being tried again: the files are looked at before the load, so the finished copy is a
+    change, and the version is loaded at the next poll (about 1 copy in 900 stayed refused)."""
+    from conveyor.model.flavors import FLAVORS
+    from conveyor.serving.registry import ModelRegistry
+    from tests.serving import gated
+
+    monkeypatch.setitem(FLAVORS, "gated", "tests.serving.gated")  # a plug-in flavor, as a third party adds one
+    gated.started.clear()
+    gated.resume.clear()
+    push(bundles[0], tmp_path, 1)
+    registry = ModelRegistry()
+    registry.load("segments", tmp_path, version_policy=VersionPolicy("all"))
+    gated_copy(bundles[1], tmp_path / "2", partial=True)  # the copy under way: its load fails
+    polling = threading.Thread(target=registry.poll)
+    polling.start()
+    assert gated.started.wait(60)
+    gated_copy(bundles[1], tmp_path / "2", partial=False)  # the copy finishes while the load runs
+    gated.resume.set()
+    polling.join(60)
+    [(_, one), (_, two)] = [(s.version, s) for s in registry.status("segments")]
+    assert (one.state, two.state) == ("AVAILABLE", "END")
+    assert "cut short" in two.error
+    registry.poll()
+    assert [(s.version, s.state) for s in registry.status("segments")] == [(1, "AVAILABLE"), (2, "AVAILABLE")]
+    assert rounded(registry.get("segments", 2).model.predict(ROWS)["probabilities"].tolist()) == answer_of(bundles[1])
+
+
+def test_a_folder_named_by_a_digit_that_is_not_ascii_is_no_version(bundles: list[Path], tmp_path: Path) -> None:
+    """``"²".isdigit()`` is True and ``int("²")`` fails: the server printed a traceback and exited 1."""
+    push(bundles[0], tmp_path, 1)
+    shutil.copytree(bundles[1], tmp_path / "²")
+    shutil.copytree(bundles[1], tmp_path / "\u0663")  # an Arabic-Indic 3, which int() reads as 3
+    server = subprocess.Popen(
+        [*conveyor_cmd(), "serve", "--model-dir", str(tmp_path), "--model-name", "segments", "--rest-port", "0",
+         "--grpc-port", "0", "--poll-seconds", "0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        said: list[str] = []
+        for line in server.stdout:
+            said.append(line)
+            if line.startswith("REST on "):
+                break
+        assert said[0] == f"serving 'segments' version 1 from {tmp_path / '1'}\n", said
+        url = said[-1].split()[2]
+        time.sleep(0.3)  # polls: the folders are still no versions
+        assert states(url, "segments") == {"1": "AVAILABLE"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stdout.close()
+        server.stderr.close()
+    assert server.returncode == 0
 
 
 def test_a_request_keeps_the_version_it_started_with_which_is_unloaded_after_it(

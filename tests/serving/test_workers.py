@@ -1,8 +1,11 @@
-"""``conveyor serve --workers 2``: two processes answer on the ports one bound, and stop with it;
-without ``--workers`` a port already served is still an error."""
+"""``conveyor serve --workers 2``: two processes answer on the ports one bound, and stop with it,
+even when it is killed; without ``--workers`` a port already served is still an error."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -27,9 +30,17 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie nobody reaped has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _wait_gone(pids: list[int], seconds: float = 30) -> list[int]:
     deadline = time.monotonic() + seconds
-    while (alive := [p for p in pids if Path(f"/proc/{p}").exists()]) and time.monotonic() < deadline:
+    while (alive := [p for p in pids if _running(p)]) and time.monotonic() < deadline:
         time.sleep(0.05)
     return alive
 
@@ -67,3 +78,26 @@ def test_a_port_already_served_is_refused_without_workers(base_path: Path) -> No
         server.terminate()
         server.wait(timeout=30)
         server.stdout.close()
+
+
+def test_the_workers_stop_when_the_server_is_killed(base_path: Path) -> None:
+    """SIGKILL leaves no handler to stop them: each worker reads EOF on the pipe the server held,
+    and stops, rather than keep serving on the ports as an orphan."""
+    server, url = start("--model-dir", str(base_path), "--model-name", NAME, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while not (workers := _children(server.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 1
+        assert call(url, "POST", f"/v1/models/{NAME}:predict", {"instances": graphs.requests(1)})[0] == 200
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+    assert _wait_gone(workers) == []
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.socket() as probe:  # the port is free: nothing listens on it any more
+        assert probe.connect_ex((host, int(port))) != 0

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from conveyor._internal.extras import require
-from conveyor.exceptions import ServingError
+from conveyor.exceptions import InvalidInputError, ServingError
 from conveyor.model.flavors import linear, module_names
 
 name = "sklearn"
@@ -90,9 +90,19 @@ def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) 
 
 
 def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | None = None) -> Any:
-    if task == "regression":
-        return np.asarray(native.predict(matrix), dtype=np.float64)
-    return native.predict_proba(matrix)
+    try:
+        if task == "regression":
+            return np.asarray(native.predict(matrix), dtype=np.float64)
+        return native.predict_proba(matrix)
+    except ValueError as e:
+        if "Input X contains" not in str(e) and "Input contains" not in str(e):
+            raise
+        # scikit-learn's check of the input: NaN for an estimator that takes no missing values
+        msg = (
+            f"the {type(native).__name__} cannot score this matrix: {str(e).splitlines()[0]} Fill missing "
+            "values in preprocessing_fn (ct.fill_missing), or send every feature."
+        )
+        raise InvalidInputError(msg) from e
 
 
 def _reproducible(data: bytes) -> bytes:
