@@ -52,7 +52,7 @@ def test_conveyor_run_trains_and_pushes_a_model_that_reads_the_eval_pngs_right(t
     assert examples.properties["quarantined"] == 0
 
     # The pushed bundle, fed the eval split's raw rows as ExampleGen wrote them: PNG bytes in, digits out.
-    (pushed,) = (example / "serving" / "digits").iterdir()
+    (pushed,) = [p for p in (example / "serving" / "digits").iterdir() if not p.name.startswith(".")]  # .versions
     eval_rows = pq.read_table(Path(examples.uri) / "Split-eval")
     predicted = load_model(pushed).predict(eval_rows.select(["content"]))["class"]
     accuracy = np.mean(np.asarray(predicted) == np.asarray(eval_rows["label"].to_pylist()))
