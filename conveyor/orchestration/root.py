@@ -50,7 +50,7 @@ def check_root(root: str | Path, store: MetadataStore) -> bool:
 
 
 def _place(url: str) -> str:
-    """Where a store is: a SQLite URL by its file's absolute path (``./root/x`` and ``root/x`` are one)."""
+    """Where a store is: a SQLite URL by its file's absolute path (``./a/m.sqlite`` and ``a/m.sqlite`` are one)."""
     from sqlalchemy.exc import ArgumentError
 
     from conveyor.metadata.database import sqlite_file

@@ -6,7 +6,6 @@ database; they skip when absent unless CONVEYOR_REQUIRE_SERVICES=1.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conveyor.artifacts import Examples
-from conveyor.components import ExampleGen
 from conveyor.exceptions import ConveyorError, DataValidationError
+from tests.components.test_example_gen import gen
 from tests.conftest import MYSQL_ADMIN, PG_ADMIN, _fresh_database
-
-_counter = itertools.count()
-
-
-def gen(tmp_path: Path, **params: Any) -> Examples:
-    out = tmp_path / f"examples-{next(_counter)}"
-    out.mkdir()
-    examples = Examples(uri=str(out))
-    ExampleGen.execute(examples, **params)
-    return examples
-
 
 def table(ex: Examples) -> pa.Table:
     return pa.concat_tables([pq.read_table(Path(ex.uri) / f"Split-{s}") for s in ex.properties["split_names"]])
