@@ -19,6 +19,7 @@ from conveyor.exceptions import ConveyorError, DataValidationError
 from tests.components.test_example_gen import gen
 from tests.conftest import MYSQL_ADMIN, PG_ADMIN, _fresh_database
 
+
 def table(ex: Examples) -> pa.Table:
     return pa.concat_tables([pq.read_table(Path(ex.uri) / f"Split-{s}") for s in ex.properties["split_names"]])
 
