@@ -30,7 +30,7 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 if TYPE_CHECKING:
     from conveyor.metadata.store import MetadataStore
 
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}")  # an orchestrator's run id, as it names its runs
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~:+-]{0,199}")  # an orchestrator's run id, as Airflow's pattern allows
 
 
 def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,10 +42,25 @@ def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def _read_from(root: str, metadata: str | None) -> str | None:
+    """The ``--metadata`` a command that reads the store uses: the root's own SQLite store when
+    ``--root`` names a root that has one and the URL comes only from ``$CONVEYOR_METADATA``, as a
+    flag beats the environment.
+    """
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    own = Path(root) / "metadata.sqlite"
+    from_env = ctx.get_parameter_source("metadata") == ParameterSource.ENVIRONMENT
+    if from_env and ctx.get_parameter_source("root") == ParameterSource.COMMANDLINE and own.is_file():
+        return f"sqlite:///{own}"
+    return metadata
+
+
 def _open_store(root: str, metadata: str | None) -> MetadataStore:
     from conveyor.metadata import open_store
 
-    return open_store(root, metadata)  # the rule ct.load(artifact_id) follows too
+    return open_store(root, _read_from(root, metadata))  # the rule ct.load(artifact_id) follows too
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -106,7 +121,7 @@ def run(
     if metadata:
         pipeline.metadata = metadata
     if run_id is not None and not _RUN_ID.fullmatch(run_id):
-        msg = f"--run-id {run_id!r}: up to 200 letters, digits and '_.:+-', starting with a letter or digit."
+        msg = f"--run-id {run_id!r}: up to 200 letters, digits and '_.~:+-', starting with a letter or digit."
         raise click.UsageError(msg)
     for n in pipeline.components if retries is not None else ():
         n.retries = retries
@@ -159,6 +174,9 @@ def export(
 
     if image and orchestrator != "kubeflow":
         msg = "--image is the container image of kubeflow tasks; an Airflow task runs on its worker's Python."
+        raise UserError(msg)
+    if Path(out).resolve() == Path(pipeline_file).resolve():
+        msg = f"-o {out} is the pipeline file itself: writing the export there would replace it; name another file."
         raise UserError(msg)
     pipeline = load_pipeline(pipeline_file)
     if root:
@@ -299,9 +317,30 @@ def _run_id(store: MetadataStore, ref: str) -> str:
     raise UserError(msg)
 
 
+def _numbered_run(store: MetadataStore, number: str, step: str) -> bool:
+    """Whether a number names a run (``--run-id 20240101``, a CI build's number): one of its steps,
+    or the run itself when no artifact has that number (a number is first an artifact's).
+    """
+    from conveyor.exceptions import MetadataError
+
+    try:
+        store.run(number)
+    except MetadataError:
+        return False
+    if step:
+        return True
+    try:
+        store.artifact(int(number))
+    except MetadataError:
+        return True
+    return False
+
+
 @cli.command()
 @click.option("--pipeline", help="Only this pipeline's runs.")
-@click.option("--limit", type=int, default=50, show_default=True, help="How many runs, newest first.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many runs, newest first."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_store_options
 @user_errors
@@ -310,6 +349,7 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
     from conveyor.cli import render
     from conveyor.metadata import listing, store_url
 
+    metadata = _read_from(root, metadata)
     found = listing.runs(store_url(root, metadata), pipeline, limit)  # a SQLite store read without SQLAlchemy
     if found is None:
         with _open_store(root, metadata) as store:
@@ -361,11 +401,11 @@ def show(
         msg = "--compare goes with --html OUT: it puts a second statistics artifact beside the first on the page."
         raise UserError(msg)
     with _open_store(root, metadata) as store:
-        if not ref.partition("/")[0].isdigit():  # a run: run-..., latest, a prefix, or an id given with --run-id
+        given, _, step = ref.partition("/")
+        if not given.isdigit() or _numbered_run(store, given, step):  # run-..., latest, a prefix, a --run-id
             if html_out:
                 msg = f"--html renders a statistics, anomalies or evaluation artifact (its number); {ref} is a run."
                 raise UserError(msg)
-            given, _, step = ref.partition("/")
             run_id = _run_id(store, given)
             found = store.run(run_id)
             if step:

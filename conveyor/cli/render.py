@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -26,7 +28,22 @@ if TYPE_CHECKING:
 
     from conveyor.orchestration.gc import GcPlan
 
-console = Console(highlight=False)
+
+class _Console(Console):
+    """A console that falls silent when its reader goes (``conveyor run FILE | head``).
+
+    Rich would end the process from whatever line printed, a step's progress among them, and
+    fails to when steps' output is being captured: the run is left half done, with a traceback.
+    Silent instead, the run goes on to its end and its exit code.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # later writes to stdout vanish too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())  # type: ignore[union-attr]
+
+
+console = _Console(highlight=False)
 
 _STYLE = {
     ExecutionStatus.SUCCEEDED: ("✓", "green"),
@@ -55,6 +72,11 @@ def _secs(seconds: float | None) -> str:
 
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _shown(value: Any) -> str:
+    """A parameter or property as JSON a person reads: "Zürich" as written, not "Z\\u00fcrich"."""
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def artifact_dict(a: Artifact) -> dict[str, Any]:
@@ -90,7 +112,7 @@ class RunDisplay:
         self.pipeline = pipeline
         self.state: dict[str, tuple[str, float | None, float]] = {}
         self.live: Live | None = None
-        self.console = Console(file=sys.stdout, highlight=False)
+        self.console = _Console(file=sys.stdout, highlight=False)
 
     def __enter__(self) -> RunDisplay:
         self.console.print(Text.assemble((self.pipeline.name, "bold"), f" · root {self.pipeline.root}"), soft_wrap=True)
@@ -266,7 +288,7 @@ def execution(x: Execution, as_json: bool, lines: int) -> None:
     console.print(Text.assemble((f"{x.component_id}", "bold"), f"  execution {x.id}  ", _status(x.status),
                                 f"  took {_secs(x.duration)}  attempts {x.attempts}"))
     console.print(Text(f"type        {x.component_type}"), soft_wrap=True)
-    console.print(Text(f"parameters  {json.dumps(x.parameters)}"), soft_wrap=True)
+    console.print(Text(f"parameters  {_shown(x.parameters)}"), soft_wrap=True)
     console.print(Text(f"cache key   {x.cache_key}" + (f" (reused execution {x.cached_from})" if x.cached_from else "")), soft_wrap=True)
     for path, sha256 in (x.discovered_files or {}).items():  # part of the cache check: see depends_on_file
         console.print(Text(f"depends on  {path} ({sha256[:12] if sha256 else 'absent'})"), soft_wrap=True)
@@ -304,7 +326,7 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
     lines = [f"uri          {a.uri}", f"fingerprint  {a.fingerprint}"]
     if made_by:
         lines.append(f"made by      {made_by.component_id} (execution {made_by.id}, {made_by.run_id})")
-    lines += [f"  {k}: {json.dumps(v, default=str)}" for k, v in a.properties.items()]
+    lines += [f"  {k}: {_shown(v)}" for k, v in a.properties.items()]
     lines += training_files(a)
     if (record := model_privacy(a)) is not None:
         lines.append(privacy_line(record))
@@ -361,7 +383,7 @@ def lineage(g: LineageGraph, as_json: bool) -> None:
         _grow_up(g, start.id or 0, tree, seen)
     else:
         _grow_down(g, start.id or 0, tree, seen)
-    out = console if console.is_terminal else Console(highlight=False, width=100_000)  # piped: lines whole, for grep
+    out = console if console.is_terminal else _Console(highlight=False, width=100_000)  # piped: lines whole, for grep
     out.print(tree)
 
 
@@ -372,7 +394,7 @@ def _art_label(a: Artifact) -> Text:
 
 
 def _exec_label(x: Execution, verb: str) -> Text:
-    params = json.dumps(x.parameters) if x.parameters else ""
+    params = _shown(x.parameters) if x.parameters else ""
     return Text.assemble(f"{verb} ", (x.component_id, "cyan"), f" (execution {x.id}, {x.run_id}, code {(x.code_fingerprint or '')[:12]}) ", (params, "dim"))
 
 

@@ -39,13 +39,19 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
     """The store a command reads when it runs no pipeline (the CLI, ``ct.load(artifact_id)``).
 
     ``metadata`` or ``$CONVEYOR_METADATA``; else ``metadata.sqlite`` under ``root``,
-    ``$CONVEYOR_ROOT`` or ``./conveyor_root``, which must exist: a store is never made by a read.
+    ``$CONVEYOR_ROOT`` or ``./conveyor_root``, which must exist: a store is never made by a read
+    (a misspelt ``sqlite:///`` path would otherwise read as an empty store).
 
     Raises:
-        MetadataError: no URL is given and there is no SQLite store under the root.
+        MetadataError: there is no SQLite store where the URL, or the root, says.
     """
     url = metadata or os.environ.get("CONVEYOR_METADATA")
     if url:
+        scheme, _, rest = url.partition(":///")
+        path = rest.partition("?")[0]
+        if scheme.split("+")[0] == "sqlite" and path and path != ":memory:" and not path.startswith("file:") and not os.path.isfile(path):
+            msg = f"No metadata store at {path} (metadata URL {url!r}): run a pipeline with it first, or check the path."
+            raise MetadataError(msg)
         return url
     db = os.path.join(os.fspath(root or os.environ.get("CONVEYOR_ROOT") or "./conveyor_root"), "metadata.sqlite")
     if not os.path.isfile(db):

@@ -4,7 +4,8 @@ upgraded, and a database error told in one line.
 SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes, so several processes can
 record at once without "database is locked"; PostgreSQL (psycopg) and MySQL/MariaDB (pymysql)
 are named by URL and run in READ COMMITTED. A full disk is named as such (ENOSPC), with the
-path, and a SQLite store on one still opens for reading, from a read-only snapshot.
+path, and a SQLite store on one still opens for reading, read-only; so does one whose file or
+folder this user may not write (another user's store, a read-only mount).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def safe_url(url: str) -> str:
 def open_engines(url: str) -> tuple[Engine, Engine]:
     """The store's engines, the schema made or upgraded: one to write with and one to read with.
 
-    On SQLite the reader is a read-only snapshot when the disk is too full to open the store
-    for writing (see ``_sqlite_snapshot``); on PostgreSQL it reads in autocommit.
+    On SQLite the reader opens the file read-only when the store cannot be opened for writing,
+    the disk being full or the file or its folder read-only (see ``_sqlite_read_only``); on
+    PostgreSQL it reads in autocommit.
     """
     shown = safe_url(url)
     try:
@@ -96,10 +98,10 @@ def open_engines(url: str) -> tuple[Engine, Engine]:
         reader.dispose()
         if isinstance(e, MetadataError):  # made by a newer conveyor: already says so
             raise
-        if no_space(e, url) and parsed.get_backend_name() == "sqlite":
-            snapshot = _sqlite_snapshot(parsed.database)
-            if snapshot is not None:
-                return _sqlite_engines(parsed.database)[0], snapshot
+        if parsed.get_backend_name() == "sqlite" and (no_space(e, url) or read_only(url)):
+            reader = _sqlite_read_only(parsed.database)
+            if reader is not None:
+                return _sqlite_engines(parsed.database)[0], reader
         raise database_error(e, "open", url) from e
     return engine, reader
 
@@ -152,30 +154,32 @@ def _set_wal(cur: Any) -> None:
             delay = min(delay * 2, 0.1)
 
 
-def _sqlite_snapshot(database: str | None) -> Engine | None:
-    """A read-only view of a SQLite store that cannot be opened for writing (a full disk).
+def _sqlite_read_only(database: str | None) -> Engine | None:
+    """A read-only view of a SQLite store that cannot be opened for writing; None if there is none.
 
-    It needs no lock files, so it also opens when not a byte can be written; None when it
-    would miss data (changes still in the write-ahead log) or the store needs an upgrade.
+    ``mode=ro`` sees what a writer commits meanwhile, but needs the write-ahead log's index
+    (``-shm``) to exist or to be creatable; failing that, an immutable snapshot, which needs no
+    file beside the store, unless changes wait in the write-ahead log (it would miss them).
+    None too when the store needs an upgrade.
     """
     if not database or database == ":memory:" or not os.path.isfile(database):
         return None
+    path = quote(os.path.abspath(database))
     wal = Path(f"{database}-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        return None
-    target = f"file:{quote(os.path.abspath(database))}?immutable=1"
-    engine = create_engine(
-        URL.create("sqlite"), creator=lambda: sqlite3.connect(target, uri=True, check_same_thread=False)
-    )
-    try:
-        with engine.connect() as conn:
-            current = s.stored_version(conn) == s.SCHEMA_VERSION
-    except DBAPIError:
-        current = False
-    if not current:
+    modes = ["mode=ro"] if wal.exists() and wal.stat().st_size > 0 else ["mode=ro", "immutable=1"]
+    for mode in modes:
+        target = f"file:{path}?{mode}"
+        engine = create_engine(
+            URL.create("sqlite"), creator=lambda target=target: sqlite3.connect(target, uri=True, check_same_thread=False)
+        )
+        try:
+            with engine.connect() as conn:
+                if s.stored_version(conn) == s.SCHEMA_VERSION:
+                    return engine
+        except DBAPIError:
+            pass
         engine.dispose()
-        return None
-    return engine
+    return None
 
 
 def _migrate(engine: Engine, url: str) -> None:
@@ -201,6 +205,12 @@ def sqlite_file(url: str) -> str | None:
     return os.path.abspath(parsed.database)
 
 
+def read_only(url: str) -> bool:
+    """Whether a SQLite store's file, or the folder its journal files go in, may not be written."""
+    path = sqlite_file(url)
+    return path is not None and os.path.isfile(path) and not (os.access(path, os.W_OK) and os.access(os.path.dirname(path), os.W_OK))
+
+
 def no_space(e: BaseException, url: str) -> bool:
     """Whether a database error comes from a full disk (SQLite may say only "disk I/O error")."""
     text = str(getattr(e, "orig", None) or e).lower()
@@ -224,6 +234,12 @@ def database_error(e: DBAPIError, verb: str, url: str) -> MetadataError:
         msg = (
             f"No space left on device (ENOSPC) for the metadata store at {where}: free space there "
             f"(`conveyor gc` removes what failed runs left), then try again."
+        )
+        return MetadataError(msg)
+    if verb != "read" and read_only(url):
+        msg = (
+            f"Cannot {verb} the metadata store at {sqlite_file(url)}: the file or its folder is read-only "
+            f"for this user; a run needs a store it can write (--root DIR, --metadata URL)."
         )
         return MetadataError(msg)
     reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]

@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeEngine
 
 from conveyor.exceptions import MetadataError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 class LongText(TypeDecorator[str]):
     """TEXT, but LONGTEXT on MySQL, whose TEXT stops at 64 KB (a traceback can be longer).
@@ -182,9 +182,23 @@ def _add_heartbeat(conn: Connection) -> None:
     _add_column(conn, contexts.c.heartbeat)
 
 
+def _exact_text(conn: Connection) -> None:
+    """Version 6 keeps MySQL's text as SQLite and PostgreSQL do: any character, compared exactly.
+
+    A database's defaults there may be latin1 (a root path in Japanese cannot be stored) and
+    compare without case (pipelines ``Probe`` and ``probe`` would be one, and a Resolver could
+    take the other's model), so every table is utf8mb4 with the binary collation.
+    """
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return
+    for table in meta.sorted_tables:
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+
+
 # Each entry upgrades a store from that version to the next; append, never edit.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _widen_times, 2: _add_discovered_files, 3: _add_manifests_and_identity, 4: _add_heartbeat,
+    5: _exact_text,
 }
 
 _LOCK_KEY = 0x636F6E76  # "conv"
@@ -231,6 +245,7 @@ def store_identity(conn: Connection) -> str | None:
 
 def create(conn: Connection) -> None:
     meta.create_all(conn)
+    _exact_text(conn)
     conn.execute(
         schema_info.insert(),
         [{"key": "version", "value": str(SCHEMA_VERSION)}, {"key": "store_id", "value": secrets.token_hex(16)}],

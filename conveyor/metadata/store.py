@@ -55,6 +55,13 @@ _NOT_RUN = (ExecutionStatus.CACHED, ExecutionStatus.SKIPPED)  # executions that 
 
 
 
+_MAX_ID = 2**31 - 1  # ids are INTEGER columns: a number past them is no id, not a database error
+
+
+def _could_be_id(number: int) -> bool:
+    return 1 <= number <= _MAX_ID
+
+
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
@@ -270,7 +277,10 @@ class MetadataStore(Recorder):
         ]
 
     def runs(self, pipeline: str | None = None, limit: int | None = None) -> list[Run]:
-        """Runs, newest first; ``executions`` is left empty (``run(id)`` fills it)."""
+        """Runs, newest first, at most ``limit`` (None: all); ``executions`` is left empty (``run(id)`` fills it)."""
+        if limit is not None and limit < 1:
+            msg = f"limit must be at least 1 (or None for every run), got {limit}."
+            raise ValueError(msg)
         self._fresh()
         with self._read() as conn:
             return self._runs(conn, pipeline=pipeline, limit=limit)
@@ -340,7 +350,7 @@ class MetadataStore(Recorder):
 
     def execution(self, execution_id: int) -> Execution:
         with self._read() as conn:
-            found = self._executions(conn, s.executions.c.id == execution_id)
+            found = self._executions(conn, s.executions.c.id == execution_id) if _could_be_id(execution_id) else []
         if not found:
             msg = f"No execution {execution_id} in the metadata store at {self.display_url}."
             raise MetadataError(msg)
@@ -370,7 +380,7 @@ class MetadataStore(Recorder):
         self._fresh()
         a = s.artifacts
         with self._read() as conn:
-            row = conn.execute(select(a).where(a.c.id == artifact_id)).first()
+            row = conn.execute(select(a).where(a.c.id == artifact_id)).first() if _could_be_id(artifact_id) else None
             if row is None:
                 msg = f"No artifact {artifact_id} in the metadata store at {self.display_url}; `conveyor runs` lists runs."
                 raise MetadataError(msg)
@@ -379,6 +389,8 @@ class MetadataStore(Recorder):
     def producer(self, artifact_id: int) -> Execution | None:
         """The execution that made the artifact (not the ones that reused it from cache)."""
         ev, e = s.events, s.executions
+        if not _could_be_id(artifact_id):
+            return None
         with self._read() as conn:
             exec_id = conn.execute(
                 select(ev.c.execution_id)
@@ -411,7 +423,7 @@ class MetadataStore(Recorder):
         self._fresh()
         a, e = s.artifacts, s.executions
         with self._read() as conn:
-            if conn.execute(select(a.c.id).where(a.c.id == artifact_id)).first() is None:
+            if not _could_be_id(artifact_id) or conn.execute(select(a.c.id).where(a.c.id == artifact_id)).first() is None:
                 msg = f"No artifact {artifact_id} in the metadata store at {self.display_url}."
                 raise MetadataError(msg)
             seen_a, seen_e, edges = self._walk(conn, artifact_id, direction, max_hops)

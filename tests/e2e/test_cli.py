@@ -204,6 +204,9 @@ def test_show_finds_a_run_an_orchestrator_named(tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["id"] == "airflow-hello-manual1"
     step = run_cli("show", "airflow-hello/train", "--json", cwd=tmp_path)  # a unique start is enough
     assert json.loads(step.stdout)["component_id"] == "train"
+    # Airflow's own run ids may hold '~' (its pattern is [A-Za-z0-9_.~:+-]): its tasks must run.
+    assert run_cli("run", str(HELLO), "--run-id", "manual__2026~1", cwd=tmp_path).returncode == 0
+    assert json.loads(run_cli("show", "manual__2026~1", "--json", cwd=tmp_path).stdout)["status"] == "succeeded"
 
 
 EXAMPLE_GEN = """
