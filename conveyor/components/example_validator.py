@@ -36,6 +36,7 @@ class ExampleValidator(Component):
 
     Raises:
         DataValidationError: an anomaly reached ``fail_on``; the message lists them.
+        ArtifactError: no split is left to check once ``exclude_splits`` is applied.
 
     Example:
         >>> validator = ExampleValidator(statistics=stats.outputs["statistics"],
@@ -71,9 +72,18 @@ class ExampleValidator(Component):
         rules = SchemaModel.load(schema.uri)
         baselines = _splits(baseline_statistics.uri) if baseline_statistics is not None else None
         servings = _splits(serving_statistics.uri) if serving_statistics is not None else None
+        checked = _splits(statistics.uri, exclude_splits)
+        if not checked:
+            from conveyor.exceptions import ArtifactError
+
+            msg = (
+                f"No statistics to validate at {statistics.uri} (splits: {split_names(statistics.uri)}, "
+                f"excluded: {list(exclude_splits)}): a validator that checks nothing would pass anything."
+            )
+            raise ArtifactError(msg)
         failing: list[str] = []
         counts: dict[str, dict[str, int]] = {}
-        for split, stats in _splits(statistics.uri, exclude_splits).items():
+        for split, stats in checked.items():
             baseline = _matching(baselines, split, "baseline_statistics")
             serving = _matching(servings, split, "serving_statistics")
             found = validate(stats, rules, environment=environment, baseline=baseline, serving=serving)

@@ -3,7 +3,7 @@
 Each anomaly names a feature (None for the whole dataset), a kind, a severity, one sentence
 with the numbers, and the numbers themselves in ``details``. Severity ``error`` is data the
 schema rules out; ``warning`` is a doubt (a new column, a comparator that cannot measure its
-feature, a comparison without control data); ``info`` is a measurement, not a problem: every
+feature, a comparison with no values on one side); ``info`` is a measurement, not a problem: every
 distance measured is kept, under its threshold or for a feature with no comparator (then
 ``auto``'s test, reported and not judged).
 
@@ -196,9 +196,11 @@ def _out_of_domain(name: str, values: list[Any], min_mass: float | None, stats: 
     allowed = set(values)
     counts = stats["value_counts"]
     outside = [v for v in counts["values"] if v["value"] not in allowed]
-    mass = sum(v["count"] for v in outside) / max(stats["count"], 1)
+    outside_count = sum(v["count"] for v in outside)
+    mass = outside_count / max(stats["count"], 1)
     min_mass = 1.0 if min_mass is None else min_mass
-    if not outside or mass <= 1 - min_mass:
+    # The share inside, against min_mass as written: 1 - 0.9 is not 0.1 in floating point.
+    if not outside or (stats["count"] - outside_count) / stats["count"] >= min_mass:
         return []
     top = outside[:TOP_OFFENDERS]
     shown = ", ".join(f"{v['value']!r} ({v['count']})" for v in top) + (", ..." if len(outside) > len(top) else "")
@@ -249,12 +251,12 @@ def _compare(
             continue
         ref, cur = reference["features"].get(f.name), current["features"].get(f.name)
         checked, control = (cur, ref) if mode == "drift" else (ref, cur)
-        if checked is None or not checked["count"]:
-            continue  # MISSING_COLUMN or PRESENCE_TOO_LOW says so
+        if checked is None:
+            continue  # MISSING_COLUMN says so
         comparator = f.drift_comparator if mode == "drift" else f.skew_comparator
-        if control is None or not control["count"]:
+        if not checked["count"] or control is None or not control["count"]:
             if comparator:
-                found.append(_no_control(f.name, mode))
+                found.append(_no_values(f.name, mode, "treatment" if not checked["count"] else "control"))
             continue
         assert ref is not None
         assert cur is not None
@@ -263,10 +265,15 @@ def _compare(
     return found
 
 
-def _no_control(name: str, mode: str) -> Anomaly:
+def _no_values(name: str, mode: str, side: str) -> Anomaly:
+    """TFDV's COMPARATOR_CONTROL_DATA_MISSING (baseline or serving) or _TREATMENT_DATA_MISSING (the data checked).
+
+    A column of only nulls or NaN has no values: presence may allow it (NaN counts as present), so say it here.
+    """
     other = "baseline" if mode == "drift" else "serving"
-    msg = f"{name} has no values in the {other} statistics, so its {mode} cannot be measured."
-    return Anomaly(name, "COMPARATOR_CONTROL_DATA_MISSING", "warning", msg, {"against": other})
+    where = f"the {other} statistics" if side == "control" else "this split"
+    msg = f"{name} has no values (only nulls or NaN) in {where}, so its {mode} cannot be measured."
+    return Anomaly(name, f"COMPARATOR_{side.upper()}_DATA_MISSING", "warning", msg, {"against": other})
 
 
 def _judge(

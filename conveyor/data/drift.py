@@ -113,6 +113,10 @@ def unmeasurable(test: str, ref: dict[str, Any], cur: dict[str, Any]) -> str | N
         return f"{test} needs value counts or a sketch and this {kind} feature has neither"
     if test == "z_proportion" and (n := _n_values(ref, cur) or 0) > 2:
         return f"z_proportion is for binary features and this one has {n} values; use chi_squared"
+    if test in NUMERIC_TESTS or (test == "jensen_shannon" and not _categorical_view(ref, cur)):
+        empty = [side for side, f in (("reference", ref), ("current", cur)) if not distribution(f).n]
+        if empty:
+            return f"the {' and '.join(empty)} data {'has' if len(empty) == 1 else 'have'} no finite value (only infinities)"
     return None
 
 

@@ -176,9 +176,11 @@ def _tab_hint(text: str, mark: yaml.Mark | None) -> str:
     return " (a tab: YAML indents with spaces)" if at == "\t" else ""
 
 
-def _did_you_mean(word: str, choices: Sequence[str] | set[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def _did_you_mean(word: str, choices: Sequence[str] | set[str], cutoff: float = 0.6) -> str:
+    """A hint naming the closest choice, ignoring case (``serving`` is ``SERVING`` misspelt)."""
+    folded = {c.casefold(): c for c in sorted(choices)}
+    close = difflib.get_close_matches(word.casefold(), folded, n=1, cutoff=cutoff)
+    return f" Did you mean {folded[close[0]]!r}?" if close else ""
 
 
 # --- reading, with line numbers -------------------------------------------------------------
@@ -190,17 +192,26 @@ class _Reader:
     def __init__(self, source: str) -> None:
         self.source = source
         self.loader = _Loader("")
+        self.environment_names: list[tuple[str, yaml.Node, str]] = []
 
     def fail(self, node: yaml.Node, message: str) -> NoReturn:
         msg = f"{self.source}:{node.start_mark.line + 1}: {message}"
         raise DataValidationError(msg)
+
+    def construct(self, node: yaml.Node) -> Any:
+        """The node's value; an explicit tag YAML cannot apply (``!!int abc``, ``!!python/name:...``) is the file's error."""
+        try:
+            return self.loader.construct_object(node)
+        except (yaml.YAMLError, ValueError, LookupError, AttributeError, TypeError):
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self.fail(node, f"cannot read {node.value!r} as {tag}; remove the tag.")
 
     def mapping(self, node: yaml.Node, keys: Sequence[str], what: str) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"{what} must be a mapping such as {{{keys[0]}: ...}}.")
         out: dict[str, yaml.Node] = {}
         for k, v in node.value:
-            key = self.loader.construct_object(k)
+            key = self.construct(k)
             if not isinstance(key, str) or key not in keys:
                 self.fail(
                     k, f"{what}: unknown key {key!r}.{_did_you_mean(str(key), keys)} Known keys: {', '.join(keys)}."
@@ -211,7 +222,7 @@ class _Reader:
         return out
 
     def scalar(self, node: yaml.Node, what: str, kinds: tuple[type, ...], expected: str) -> Any:
-        value = self.loader.construct_object(node) if isinstance(node, yaml.ScalarNode) else None
+        value = self.construct(node) if isinstance(node, yaml.ScalarNode) else None
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             self.fail(node, f"{what} must be {expected}, got {_show(node, self.loader)}.")
         return value
@@ -231,7 +242,23 @@ class _Reader:
     def names(self, node: yaml.Node, what: str) -> list[str]:
         if not isinstance(node, yaml.SequenceNode):
             self.fail(node, f"{what} must be a list such as [TRAINING, SERVING].")
-        return [self.scalar(n, what, (str,), "a name") for n in node.value]
+        names = [self.scalar(n, what, (str,), "a name") for n in node.value]
+        self.environment_names += [(name, n, what) for name, n in zip(names, node.value, strict=True)]
+        return names
+
+    def check_environment_names(self, defaults: list[str]) -> None:
+        """A name a case or a letter away from a known environment is a typo that would change what is checked.
+
+        Other names are the user's own environments, as in TFDV: ``EXPORT``, and ``SERVING_EU`` or
+        ``TRAINING2``, which extend a known name rather than misspell it.
+        """
+        for name, node, what in self.environment_names:
+            known = {"TRAINING", "SERVING"} | (set() if what == "default_environments" else set(defaults))
+            if name in known or any(len(name) > len(k) and name.casefold().startswith(k.casefold()) for k in known):
+                continue
+            hint = _did_you_mean(name, known, cutoff=0.85)
+            if hint:
+                self.fail(node, f"{what}: unknown environment {name!r}.{hint} Known: {', '.join(sorted(known))}.")
 
     def schema(self, root: yaml.Node | None) -> Schema:
         if root is None:
@@ -249,6 +276,7 @@ class _Reader:
                     self.fail(item, f"feature {f.name!r} is given twice.")
                 features.append(f)
         envs = self.names(top["default_environments"], "default_environments") if "default_environments" in top else []
+        self.check_environment_names(envs)
         constraints = self.constraints(top["dataset_constraints"]) if "dataset_constraints" in top else None
         return Schema(features, envs, constraints)
 
@@ -322,10 +350,16 @@ class _Reader:
         for key in keys[:2]:
             if key in m:
                 setattr(c, key, self.count(m[key], f"dataset_constraints.{key}"))
+        lo, hi = c.min_examples_count, c.max_examples_count
+        if lo is not None and hi is not None and lo > hi:
+            self.fail(node, f"dataset_constraints: min_examples_count ({lo}) is above max_examples_count ({hi}).")
         if "num_examples_drift" in m:
             what = "dataset_constraints.num_examples_drift"
             r = self.mapping(m["num_examples_drift"], ("min_fraction", "max_fraction"), what)
             c.num_examples_drift = {k: self.number(v, f"{what}.{k}", 0) for k, v in r.items()}
+            low, high = c.num_examples_drift.get("min_fraction"), c.num_examples_drift.get("max_fraction")
+            if low is not None and high is not None and low > high:
+                self.fail(m["num_examples_drift"], f"{what}: min_fraction ({low}) is above max_fraction ({high}).")
         return c
 
 
@@ -362,7 +396,13 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    """Double quotes for NEL (U+0085): PyYAML writes it raw in single quotes, and YAML reads that back as a space."""
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if "\x85" in value else None)
+
+
 _Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+_Dumper.add_representer(str, _represent_str)
 _Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
 _Dumper.add_representer(_FlowMap, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
 
@@ -406,13 +446,15 @@ def infer_schema(
 ) -> Schema:
     """A first schema from statistics of one split, or of several (their union).
 
-    Types come from the statistics (int and float together widen to float). Presence is
+    Types come from the statistics (int and float together widen to float; other mixes take
+    the type holding the most values, and the other splits are UNEXPECTED_TYPE). Presence is
     ``min_fraction: 1.0`` where nothing was missing, else the lowest fraction seen times 0.9,
     rounded down: a split a little sparser than the one inferred from is not an anomaly. A
     string becomes categorical, with ``domain.values``, when its value counts are exact, it
     has at most ``max_categorical`` values, and each is seen twice on average (so the ids of
     a small sample are not taken for categories). Numeric ranges only with
-    ``infer_ranges``. Environments and comparators are the user's to add.
+    ``infer_ranges``, infinities included when seen. An empty split shows no column, so it
+    lowers no presence. Environments and comparators are the user's to add.
 
     Example:
         >>> schema = infer_schema(read_statistics("stats/Split-train"), infer_ranges=True)
@@ -426,27 +468,38 @@ def infer_schema(
 def _infer_feature(name: str, splits: list[dict[str, Any]], infer_ranges: bool, max_categorical: int) -> Feature:
     seen = [(s["features"][name], s["num_examples"]) for s in splits if name in s["features"]]
     stats = [f for f, _ in seen]
-    f = Feature(name, _widen([s["type"] for s in stats if s["count"]] or [stats[0]["type"]]))
-    if all(s["missing"] == 0 for s in stats) and len(seen) == len(splits):
+    counted = [s for s in stats if s["count"]]
+    f = Feature(name, _widen(counted) if counted else stats[0]["type"])
+    lacking = sum(1 for s in splits if s["num_examples"] and name not in s["features"])  # an empty split has no columns
+    if all(s["missing"] == 0 for s in stats) and not lacking:
         f.presence = Presence(min_fraction=1.0)
     else:
-        fractions = [(s["count"] + s.get("nan", 0)) / n for s, n in seen if n] + [0.0] * (len(splits) - len(seen))
+        fractions = [(s["count"] + s.get("nan", 0)) / n for s, n in seen if n] + [0.0] * lacking
         f.presence = Presence(min_fraction=math.floor(100 * PRESENCE_SLACK * min(fractions, default=0.0)) / 100)
-    counted = [s for s in stats if s["count"]]
-    if f.type == "string" and counted and all(s.get("value_counts", {}).get("exact") for s in counted):
-        values = {v["value"] for s in counted for v in s["value_counts"]["values"]}
-        if len(values) <= max_categorical and 2 * len(values) <= sum(s["count"] for s in counted):
+    # A split of another type is an anomaly (UNEXPECTED_TYPE), not part of the domain.
+    typed = [s for s in counted if s["type"] in (f.type, "int" if f.type == "float" else f.type)]
+    if f.type == "string" and typed and all(s.get("value_counts", {}).get("exact") for s in typed):
+        values = {v["value"] for s in typed for v in s["value_counts"]["values"]}
+        if len(values) <= max_categorical and 2 * len(values) <= sum(s["count"] for s in typed):
             f.domain = Domain(values=sorted(values))
-    ranged = [s for s in counted if s.get("min") is not None]  # a float of only NaN or infinities has no range
-    if infer_ranges and f.type in ("int", "float") and ranged:
-        f.domain = Domain(min=min(s["min"] for s in ranged), max=max(s["max"] for s in ranged))
+    if infer_ranges and f.type in ("int", "float") and typed:
+        f.domain = _seen_range(typed)
     return f
 
 
-def _widen(types: list[str]) -> str:
-    kinds = set(types)
+def _seen_range(counted: list[dict[str, Any]]) -> Domain | None:
+    """The range the data spans, infinities included: min and max leave them out, the data does not."""
+    lows = [-math.inf if s.get("neg_inf") else s["min"] for s in counted]
+    highs = [math.inf if s.get("pos_inf") else s["max"] for s in counted]
+    lows, highs = [v for v in lows if v is not None], [v for v in highs if v is not None]
+    return Domain(min=min(lows), max=max(highs)) if lows and highs else None
+
+
+def _widen(stats: list[dict[str, Any]]) -> str:
+    """int and float widen to float; other mixes take the type holding the most values (a tie: the first split's)."""
+    kinds = list(dict.fromkeys(s["type"] for s in stats))
     if len(kinds) == 1:
-        return types[0]
-    if kinds <= {"int", "float"}:
+        return kinds[0]
+    if set(kinds) <= {"int", "float"}:
         return "float"
-    return max(kinds, key=types.count)
+    return max(kinds, key=lambda kind: sum(s["count"] for s in stats if s["type"] == kind))

@@ -228,3 +228,18 @@ def test_a_wrong_fail_on_is_refused_when_the_pipeline_is_built() -> None:
             schema=SchemaGen(statistics=stats.outputs["statistics"]).outputs["schema"],
             fail_on="warn",
         )
+
+
+def test_a_validator_left_with_no_split_fails_instead_of_passing(tmp_path: Path) -> None:
+    gen = write_examples(rows=200)
+    stats = StatisticsGen(examples=gen.outputs["examples"])
+    schema = SchemaGen(statistics=stats.outputs["statistics"])
+    validator = ExampleValidator(
+        statistics=stats.outputs["statistics"], schema=schema.outputs["schema"], exclude_splits=["train", "eval"]
+    )
+    after = downstream(anomalies=validator.outputs["anomalies"])
+    run = Pipeline("nothing", [gen, stats, schema, validator, after], root=tmp_path).run()
+    assert run.executions["ExampleValidator"].status == "failed"
+    assert run.executions["downstream"].status == "skipped"
+    assert "No statistics to validate" in (run.executions["ExampleValidator"].error or "")
+    assert "excluded: ['train', 'eval']" in (run.executions["ExampleValidator"].error or "")

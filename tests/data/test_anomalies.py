@@ -11,16 +11,17 @@ import pyarrow as pa
 import pytest
 
 from conveyor.data.anomalies import Anomaly, validate
-from conveyor.data.schema import DatasetConstraints, Domain, Schema, infer_schema
+from conveyor.data.schema import DatasetConstraints, Domain, Feature, Schema, infer_schema
 from conveyor.data.statistics import StatisticsCombiner
 from conveyor.exceptions import DataValidationError
 from tests.datasets import DATA
 
 
-def stats_of(df: pd.DataFrame) -> dict:
+def stats_of(df: pd.DataFrame | pa.Table) -> dict:
     c = StatisticsCombiner()
     accs = [c.create(), c.create()]
-    for i, batch in enumerate(pa.Table.from_pandas(df, preserve_index=False).to_batches(5000)):
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    for i, batch in enumerate(table.to_batches(5000)):
         c.add_batch(accs[i % 2], batch)
     return c.extract(c.merge(accs))
 
@@ -81,6 +82,15 @@ def test_a_new_category(adult: tuple, schema: Schema) -> None:
     assert "'Space-force' (5)" in a.description
     schema.feature("workclass").domain.min_mass = 0.99  # TFDV's min_domain_mass lets a little through
     assert problems(validate(stats_of(ev), schema)) == set()
+
+
+@pytest.mark.parametrize("min_mass", [0.7, 0.8, 0.9, 0.97])
+def test_min_domain_mass_is_met_at_exactly_that_share(min_mass: float) -> None:
+    inside = round(100 * min_mass)
+    schema = Schema([Feature("c", "string", domain=Domain(values=["a"], min_mass=min_mass))])
+    assert validate(stats_of(pd.DataFrame({"c": ["a"] * inside + ["z"] * (100 - inside)})), schema) == []
+    one_more = pd.DataFrame({"c": ["a"] * (inside - 1) + ["z"] * (101 - inside)})
+    assert one(validate(stats_of(one_more), schema), "c", "OUT_OF_DOMAIN_VALUES").details["distinct"] == 1
 
 
 def test_a_missing_column_and_a_new_one(adult: tuple, schema: Schema) -> None:
@@ -191,6 +201,31 @@ def test_l_infinity_on_a_numeric_feature_is_a_warning_not_zero(penguins: pd.Data
     assert not [x for x in found if x.kind == "DRIFT_L_INFINITY"]
 
 
+@pytest.mark.parametrize(
+    ("filler", "kind"),
+    [
+        (np.nan, "COMPARATOR_TREATMENT_DATA_MISSING"),  # NaN counts as present: no PRESENCE_TOO_LOW says it
+        (np.inf, "COMPARATOR_NOT_APPLICABLE"),  # a value, but none the tests can place
+    ],
+)
+def test_a_column_gone_all_nan_or_infinite_is_not_measured_in_silence(
+    penguins: pd.DataFrame, filler: float, kind: str
+) -> None:
+    schema = infer_schema(stats_of(penguins))
+    schema.feature("body_mass_g").drift_comparator = {"ks": 0.05, "wasserstein": 0.1, "jensen_shannon": 0.1}
+    schema.feature("body_mass_g").skew_comparator = {"auto": True}
+    table = pa.Table.from_pandas(penguins, preserve_index=False)
+    column = table.schema.get_field_index("body_mass_g")
+    broken = stats_of(table.set_column(column, "body_mass_g", pa.array([filler] * len(penguins))))  # NaN, not null
+    drift = [a for a in validate(broken, schema, baseline=stats_of(penguins)) if a.feature == "body_mass_g"]
+    assert {a.kind for a in drift} == {kind}
+    assert all(a.severity == "warning" for a in drift)
+    skew = [a for a in validate(stats_of(penguins), schema, serving=broken) if a.feature == "body_mass_g"]
+    assert [(a.kind, a.severity) for a in skew] == [
+        ("COMPARATOR_CONTROL_DATA_MISSING" if np.isnan(filler) else "COMPARATOR_NOT_APPLICABLE", "warning")
+    ]
+
+
 def test_out_of_range(adult: tuple) -> None:
     schema = infer_schema([adult[2], adult[3]], infer_ranges=True)
     ev = adult[1].copy()
@@ -237,6 +272,9 @@ def test_a_comparison_without_control_data_is_a_warning(adult: tuple, schema: Sc
     baseline = stats_of(ev.drop(columns=["workclass"]))
     a = one(validate(stats_of(ev), schema, baseline=baseline), "workclass", "COMPARATOR_CONTROL_DATA_MISSING")
     assert a.severity == "warning"
+    emptied = stats_of(ev.assign(workclass=None))
+    a = one(validate(emptied, schema, baseline=stats_of(ev)), "workclass", "COMPARATOR_TREATMENT_DATA_MISSING")
+    assert a.description.startswith("workclass has no values (only nulls or NaN) in this split, so its drift")
 
 
 def test_descriptions_are_one_sentence_with_the_numbers(adult: tuple, schema: Schema) -> None:

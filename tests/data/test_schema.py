@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from conveyor.data.anomalies import validate
 from conveyor.data.schema import DatasetConstraints, Domain, Feature, Presence, Schema, infer_schema
 from conveyor.data.statistics import StatisticsCombiner
 from conveyor.exceptions import DataValidationError
@@ -90,6 +91,45 @@ def test_inference_over_splits_is_their_union() -> None:
     assert schema.feature("note").presence == Presence(min_fraction=0.45)
 
 
+def test_an_empty_split_leaves_presence_as_the_other_splits_show_it() -> None:
+    """A small file can leave the eval split empty; that says nothing about which columns are required."""
+    train = pd.DataFrame({"color": ["red", "blue"] * 50, "x": [1.5] * 100, "note": [None, "a"] * 50})
+    schema = infer_schema([stats_of(train), stats_of(train.head(0))])
+    assert schema == infer_schema(stats_of(train))
+    assert schema.feature("color").presence == Presence(min_fraction=1.0)
+    assert schema.feature("note").presence == Presence(min_fraction=0.45)
+    lacking = infer_schema([stats_of(train), stats_of(train[["x"]])])  # a split with rows and no column
+    assert lacking.feature("color").presence == Presence(min_fraction=0.0)
+
+
+def test_inferred_ranges_accept_the_data_they_were_inferred_from() -> None:
+    finite = np.random.default_rng(4).normal(size=300)
+    columns = {
+        "both": np.concatenate([finite, [np.inf, -np.inf]]),
+        "high": np.concatenate([finite, [np.inf, np.inf]]),
+        "finite": np.concatenate([finite, [0.0, 1.0]]),
+    }
+    stats = stats_of(pd.DataFrame(columns))
+    schema = infer_schema(stats, infer_ranges=True)
+    assert validate(stats, schema) == []
+    assert schema.feature("both").domain == Domain(min=-np.inf, max=np.inf)
+    assert schema.feature("high").domain == Domain(min=finite.min(), max=np.inf)
+    assert schema.feature("finite").domain == Domain(min=finite.min(), max=finite.max())
+    assert Schema.from_yaml(schema.to_yaml()) == schema
+
+
+def test_splits_of_different_types_give_one_type_and_a_domain_of_that_type() -> None:
+    """A zip code read as int in one split and as string in others: the type with the most values wins."""
+    numbers = stats_of(pd.DataFrame({"zip": [2134, 10001] * 10}))
+    codes = stats_of(pd.DataFrame({"zip": ["02134", "10001", "SW1A"] * 10}))
+    for splits in ([codes, codes, numbers], [numbers, codes], [codes, numbers]):
+        schema = infer_schema(splits, infer_ranges=True)
+        assert schema.feature("zip") == Feature(
+            "zip", "string", Presence(min_fraction=1.0), Domain(values=["02134", "10001", "SW1A"])
+        )
+        assert [[a.kind for a in validate(s, schema)] for s in (codes, numbers)] == [[], ["UNEXPECTED_TYPE"]]
+
+
 def test_ids_of_a_small_sample_and_wide_columns_are_not_categorical() -> None:
     df = pd.DataFrame({"id": [f"id{i}" for i in range(40)], "kind": ["a", "b", "c", "d"] * 10})
     schema = infer_schema(stats_of(df), max_categorical=3)
@@ -120,6 +160,14 @@ def test_yaml_round_trip_reads_like_the_contract(adult: pd.DataFrame, complaints
 
 def test_values_yaml_would_misread_are_quoted() -> None:
     schema = Schema([Feature("answer", "string", domain=Domain(values=["Yes", "No", "02134", "null", "1.5", "on"]))])
+    assert Schema.from_yaml(schema.to_yaml()) == schema
+
+
+def test_every_character_survives_the_round_trip() -> None:
+    """U+0085 (NEL, cp1252's ellipsis read as Latin-1) came back a space: clean data then left its own domain."""
+    chars = [chr(c) for c in range(0x3000) if not 0xD800 <= c < 0xE000] + ["\ufeff", "\U0001f600"]
+    values = [f"a{c}b" for c in chars] + chars
+    schema = Schema([Feature("text", "string", domain=Domain(values=values)), Feature("caf\x85é", "int")])
     assert Schema.from_yaml(schema.to_yaml()) == schema
 
 
@@ -162,6 +210,26 @@ BAD_FILES = [
     ("features: {name: a}\n", 1, "features must be a list"),
     ("features:\n  - {name: a, type: int, not_in_environments: SERVING}\n", 2, "must be a list"),
     ("", 1, "the schema file is empty"),
+    ("features:\n  - {name: a, type: int,\n     presence: {min_count: !!int x}}\n", 3, "cannot read 'x' as !!int"),
+    ("features:\n  - {name: !!python/name:os.system a, type: int}\n", 2, "cannot read 'a' as !!python/name:os.system"),
+    ("features:\n  - {name: a, type: int, !foo presence: {}}\n", 2, "cannot read 'presence' as !foo"),
+    (
+        "features:\n  - {name: label, type: int, not_in_environments: [serving]}\ndefault_environments: [TRAINING, SERVING]\n",
+        2,
+        "unknown environment 'serving'. Did you mean 'SERVING'?",
+    ),
+    ("features:\n  - {name: a, type: int, in_environments: [TRAINNG]}\n", 2, "Did you mean 'TRAINING'?"),
+    ("features: []\ndefault_environments: [TRAINING, SERVNG]\n", 2, "unknown environment 'SERVNG'"),
+    (
+        "features: []\ndataset_constraints: {min_examples_count: 10, max_examples_count: 5}\n",
+        2,
+        "min_examples_count (10) is above max_examples_count (5)",
+    ),
+    (
+        "features: []\ndataset_constraints:\n  num_examples_drift: {min_fraction: 2, max_fraction: 0.5}\n",
+        3,
+        "min_fraction (2) is above max_fraction (0.5)",
+    ),
 ]
 
 
@@ -201,3 +269,15 @@ def test_environments_follow_tfdv() -> None:
     )
     with pytest.raises(DataValidationError, match="Did you mean 'SERVING'"):
         schema.check_environment("SERVNG")
+    with pytest.raises(DataValidationError, match="Did you mean 'SERVING'"):
+        schema.check_environment("serving")
+
+
+def test_environments_of_ones_own_are_not_taken_for_typos() -> None:
+    schema = Schema.from_yaml(
+        "features:\n"
+        "  - {name: a, type: int, in_environments: [EXPORT, SERVING_EU]}\n"
+        "  - {name: b, type: int, not_in_environments: [TRAINING2]}\n"
+        "default_environments: [TRAINING, SERVING, SERVING_EU, TRAINING2]\n"
+    )
+    assert schema.environments() == {"TRAINING", "SERVING", "SERVING_EU", "TRAINING2", "EXPORT"}
