@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import math
+import os
 import signal
 import socket
 import statistics
@@ -18,7 +19,7 @@ from typing import Any
 from conveyor.artifacts import Examples, InfraBlessing, Model, split_files
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
-from conveyor.exceptions import ConveyorError
+from conveyor.exceptions import ConveyorError, PipelineDefinitionError
 
 MODEL_NAME = "candidate"
 LOG_FILE = "server.log"
@@ -48,13 +49,27 @@ class InfraValidator(Component):
         tolerance: the largest difference allowed between a served and an in-process number.
 
     Outputs:
-        blessing: properties ``blessed``, ``reason`` (empty when blessed), ``requests`` (sent),
-            ``latency_ms`` (the median request), ``startup_seconds`` (start to ready);
-            ``server.log`` holds the server's output.
+        blessing: properties ``blessed``, ``model`` (the id of the model judged), ``reason``
+            (empty when blessed), ``requests`` (sent), ``latency_ms`` (the median request),
+            ``startup_seconds`` (start to ready); ``server.log`` holds the server's output.
 
     Example:
         >>> infra = InfraValidator(model=trainer.outputs["model"], examples=gen.outputs["examples"])
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse a setting that would send no request or never wait, when the pipeline is built: run,
+        it would not bless a good model and blame the server, or fail with a bare error."""
+        super().__init__(*args, **kwargs)
+        limits = [
+            *((name, "1 or more", lambda v: v >= 1) for name in ("num_examples", "rows_per_request")),
+            *((name, "more than 0", lambda v: v > 0) for name in ("ready_timeout_seconds", "request_timeout_seconds")),
+            ("tolerance", "0 or more", lambda v: v >= 0),
+        ]
+        for name, wanted, holds in limits:
+            if not holds(self.parameters[name]):  # NaN holds none
+                msg = f"{self.id}(): {name} must be {wanted}; got {self.parameters[name]!r}."
+                raise PipelineDefinitionError(msg)
 
     @staticmethod
     def execute(
@@ -70,7 +85,8 @@ class InfraValidator(Component):
         tolerance: Parameter[float] = 1e-6,
     ) -> None:
         log = Path(blessing.uri) / LOG_FILE
-        blessing.properties.update(blessed=False, reason="", requests=0)
+        # ``model``: a Pusher pushes only the model its blessings judged
+        blessing.properties.update(blessed=False, reason="", requests=0, model=model.id)
         port = free_port()
         started = time.monotonic()
         with log.open("wb") as out:
@@ -98,10 +114,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_BOUND_TO_PARENT = """
+import ctypes, os, signal, sys
+parent = int(sys.argv.pop(1))
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != parent:
+    sys.exit("the step that started this model server has ended")
+from conveyor.cli.main import main
+main()
+"""
+"""``conveyor serve`` that Linux stops (SIGTERM) when the step's process ends, even killed: a runner
+stopped by SIGTERM or SIGKILL runs no ``finally``, and would leave the server holding its port."""
+
+
 def start_server(bundle: str, port: int, log: Any) -> subprocess.Popen[bytes]:
-    """``python -m conveyor serve`` on the bundle, with this interpreter, its output to ``log``."""
-    command = [sys.executable, "-m", "conveyor", "serve", "--model-dir", bundle, "--model-name", MODEL_NAME,
-               "--host", "127.0.0.1", "--rest-port", str(port), "--grpc-port", "0"]  # fmt: skip
+    """``conveyor serve`` on the bundle, with this interpreter, its output to ``log``; on Linux it
+    ends with this process (see ``_BOUND_TO_PARENT``)."""
+    serve = ["serve", "--model-dir", bundle, "--model-name", MODEL_NAME,
+             "--host", "127.0.0.1", "--rest-port", str(port), "--grpc-port", "0"]  # fmt: skip
+    if sys.platform.startswith("linux"):
+        command = [sys.executable, "-c", _BOUND_TO_PARENT, str(os.getpid()), *serve]
+    else:
+        command = [sys.executable, "-m", "conveyor", *serve]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -122,7 +156,7 @@ def wait_until_ready(server: subprocess.Popen[bytes], port: int, timeout: float,
             if request(port, "GET", "/v2/health/ready", None, timeout=1.0)[0] == 200:
                 return
         if time.monotonic() >= deadline:
-            msg = f"the model server was not ready {timeout:g} s after it started; see {log}."
+            msg = f"the model server was not ready {timeout:g} s after it started; its output is in this blessing's {log.name}."
             raise NotBlessedError(msg)
         time.sleep(0.05)
 

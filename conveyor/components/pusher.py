@@ -55,6 +55,7 @@ from typing import Any
 from conveyor.artifacts import InfraBlessing, Model, ModelBlessing, PushedModel
 from conveyor.dsl.component import Component, resolve_path
 from conveyor.dsl.types import Input, Output, Parameter
+from conveyor.exceptions import ComponentError
 
 MANIFEST = "conveyor_model.json"
 _CLAIMS = ".versions"
@@ -138,6 +139,7 @@ def push_bundle(source: str | os.PathLike[str], destination: str) -> tuple[int, 
 
     Raises:
         ServingError: the bundle at ``source`` is incomplete or its files do not match their hashes.
+        ComponentError: a local ``destination`` is a file, or cannot be written to.
     """
     import fsspec
     from fsspec.implementations.local import LocalFileSystem
@@ -157,12 +159,16 @@ def _verified(folder: Path) -> None:
 
 
 def _versions(names: list[str]) -> list[int]:
-    return [int(n) for n in names if n.isdigit()]
+    """The names that are versions: ASCII digits, as the server reads them (not "²", which ``isdigit`` takes)."""
+    return [int(n) for n in names if _is_version(n)]
+
+
+def _is_version(name: str) -> bool:
+    return name.isascii() and name.isdigit()
 
 
 def _push_local(source: Path, dest: Path) -> tuple[int, Path]:
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".push-", dir=dest))
+    staging = _staging_in(dest)
     try:
         copy = staging / "bundle"  # made by copytree with the bundle's own permissions, not mkdtemp's 0700
         shutil.copytree(source, copy)
@@ -183,6 +189,22 @@ def _push_local(source: Path, dest: Path) -> tuple[int, Path]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return version, dest / str(version)
+
+
+def _staging_in(dest: Path) -> Path:
+    """A hidden staging folder in ``dest`` (made when missing), or one line that says why ``dest``
+    cannot take a version: a file in the way, no permission.
+    """
+    try:
+        in_the_way = next((p for p in (dest / _CLAIMS, dest, *dest.parents) if p.exists() and not p.is_dir()), None)
+        if in_the_way is not None:
+            msg = f"cannot push to {dest}: {in_the_way} is a file, not a folder. Point push_destination to a folder."
+            raise ComponentError(msg)
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".push-", dir=dest))
+    except OSError as e:
+        msg = f"cannot push to {dest}: {e.strerror} ({e.filename}). Point push_destination to a folder this user can write to."
+        raise ComponentError(msg) from e
 
 
 def _flush(folder: Path) -> None:
@@ -259,7 +281,7 @@ def claim_version(fs: Any, root: str) -> int:
 def _claims(fs: Any, claims: str) -> list[tuple[int, str]]:
     """The claim markers ``<version>-<token>`` under ``claims``, with their versions."""
     named = (name.partition("-") for name in _listed(fs, claims))
-    return [(int(v), f"{v}-{token}") for v, _, token in named if v.isdigit() and token]
+    return [(int(v), f"{v}-{token}") for v, _, token in named if _is_version(v) and token]
 
 
 def _listed(fs: Any, folder: str) -> list[str]:

@@ -88,6 +88,15 @@ class Resolver(Component):
         if candidate is not None and strategy == "span_range":
             msg = "Resolver(): candidate goes with strategy='latest_blessed_model' or 'latest_artifact', not 'span_range'."
             raise PipelineDefinitionError(msg)
+        given = {"artifact_type": artifact_type, "producer": producer, "start_span": start_span,
+                 "end_span": end_span, "latest_spans": latest_spans}  # fmt: skip
+        _check_used(strategy, {name for name, value in given.items() if value is not None})
+        if start_span is not None and end_span is not None and start_span > end_span:
+            msg = f"Resolver(): start_span {start_span} is after end_span {end_span}, so it finds no span; swap them."
+            raise PipelineDefinitionError(msg)
+        if latest_spans is not None and latest_spans < 1:
+            msg = f"Resolver(): latest_spans must be 1 or more (or None for every span in range); got {latest_spans}."
+            raise PipelineDefinitionError(msg)
         if strategy == "span_range" and producer is None:
             producer = "ExampleGen"
         parameters = {
@@ -157,6 +166,24 @@ def _output_of(strategy: str, artifact_type: type[Artifact] | str | None) -> tup
         )
         raise PipelineDefinitionError(msg)
     return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.type_name_of()).lower(), cls
+
+
+USES = {
+    "latest_blessed_model": ["candidate"],
+    "latest_artifact": ["artifact_type", "producer", "candidate"],
+    "span_range": ["producer", "start_span", "end_span", "latest_spans"],
+}
+"""The arguments each strategy reads; one it does not read is refused, not silently ignored."""
+
+
+def _check_used(strategy: str, given: set[str]) -> None:
+    unused = sorted(given - set(USES[strategy]))
+    if unused:
+        msg = (
+            f"Resolver(strategy={strategy!r}) does not use {', '.join(unused)}; it takes only "
+            f"{', '.join(USES[strategy])}. Leave {', '.join(unused)} out, or pick the strategy that uses it."
+        )
+        raise PipelineDefinitionError(msg)
 
 
 def spans_in_range(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import subprocess
 import sys
@@ -229,7 +230,7 @@ def _optimize(job: _Job, search: Search, fn_args: FnArgs, callback: Callable[[An
     def objective(trial: Any) -> float:
         trial.set_user_attr("pid", os.getpid())
         value = search.objective(trial, fn_args)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # NumPy's numbers too, not np.bool_
             msg = f"{job.module_file}: the objective returned {value!r}; it must return a number (the score of the trial)."
             raise ComponentError(msg)
         return float(value)
@@ -343,8 +344,8 @@ def _write_trials(path: Path, trials: Sequence[Any], job: _Job) -> None:
                 "number": t.number,
                 "state": t.state.name,
                 "params": t.params,
-                "value": t.value,
-                "intermediate_values": {str(step): v for step, v in sorted(t.intermediate_values.items())},
+                "value": _json_number(t.value),
+                "intermediate_values": {str(step): _json_number(v) for step, v in sorted(t.intermediate_values.items())},
                 "pid": t.user_attrs.get("pid"),
                 "started": t.datetime_start.isoformat() if t.datetime_start else None,
                 "finished": t.datetime_complete.isoformat() if t.datetime_complete else None,
@@ -353,6 +354,11 @@ def _write_trials(path: Path, trials: Sequence[Any], job: _Job) -> None:
         ],
     }
     path.write_text(json.dumps(record, indent=1, default=_json_value) + "\n", encoding="utf-8")
+
+
+def _json_number(value: float | None) -> float | str | None:
+    """A score as standard JSON: an infinite or NaN one as text ("inf"), which JSON has no number for."""
+    return value if value is None or math.isfinite(value) else str(float(value))
 
 
 def _json_value(value: Any) -> Any:

@@ -5,9 +5,12 @@ file; a server that is not ready in time is not blessed, and it is stopped.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,9 @@ def test_a_server_not_ready_in_time_is_not_blessed(blessed_run: tuple[Path, Any]
     blessing = output(run, "blessing", "InfraValidator")
     assert blessing.properties["blessed"] is False
     assert "not ready 0.01 s after it started" in blessing.properties["reason"]
+    assert "server.log" in blessing.properties["reason"]
+    assert ".staging" not in blessing.properties["reason"]  # the folder the step wrote in is renamed after it
+    assert (Path(blessing.uri) / "server.log").is_file()
 
 
 def test_a_server_that_never_answers_is_given_up_on_and_stopped(tmp_path: Path) -> None:
@@ -88,3 +94,77 @@ def test_a_server_that_never_answers_is_given_up_on_and_stopped(tmp_path: Path) 
     finally:
         stop_server(silent)
     assert silent.returncode is not None
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"num_examples": 0}, "num_examples must be 1 or more; got 0"),
+        ({"rows_per_request": 0}, "rows_per_request must be 1 or more; got 0"),
+        ({"ready_timeout_seconds": -1.0}, "ready_timeout_seconds must be more than 0"),
+        ({"request_timeout_seconds": 0.0}, "request_timeout_seconds must be more than 0"),
+        ({"tolerance": -1e-6}, "tolerance must be 0 or more"),
+    ],
+    ids=["num_examples", "rows_per_request", "ready_timeout_seconds", "request_timeout_seconds", "tolerance"],
+)
+def test_a_setting_that_sends_no_request_fails_when_the_pipeline_is_built(
+    tmp_path: Path, setting: dict[str, Any], message: str
+) -> None:
+    """Run, it would leave a good model unblessed blaming the server (rows_per_request=0), or fail
+    with a bare ValueError from pyarrow (num_examples=0)."""
+    from conveyor import PipelineDefinitionError
+
+    trained = penguins_pipeline(tmp_path)
+    with pytest.raises(PipelineDefinitionError, match=message):
+        InfraValidator(
+            model=trained.node("Trainer").outputs["model"],
+            examples=trained.node("ExampleGen").outputs["examples"],
+            **setting,
+        )
+
+
+STEP_THAT_DIES = """
+import sys, time
+from pathlib import Path
+from conveyor.components.infra_validator import free_port, start_server, wait_until_ready
+bundle, log = sys.argv[1], Path(sys.argv[2])
+port = free_port()
+with log.open("wb") as out:
+    server = start_server(bundle, port, out)
+wait_until_ready(server, port, 120.0, log)
+print(server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie that no one has reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the server is bound to its step's process on Linux")
+def test_the_server_ends_when_the_steps_process_is_killed(blessed_run: tuple[Path, Any], tmp_path: Path) -> None:
+    """A runner stopped by SIGKILL (or an orchestrator's SIGTERM) runs no ``finally``: the server
+    must not stay behind, holding its port."""
+    bundle = output(blessed_run[1], "model").uri
+    command = [sys.executable, "-c", STEP_THAT_DIES, bundle, str(tmp_path / "server.log")]
+    server_pid = None
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as step:
+        try:
+            assert step.stdout is not None
+            server_pid = int(step.stdout.readline())
+            assert alive(server_pid)
+        finally:
+            step.kill()
+    try:
+        for _ in range(300):  # the server shuts down on its own: wait for it, up to a minute
+            if not alive(server_pid):
+                break
+            time.sleep(0.2)
+        assert not alive(server_pid), f"the model server {server_pid} outlived the step that started it"
+    finally:
+        if alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)

@@ -5,6 +5,7 @@ version that appears whole, however many pushes race; a worse model is not pushe
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -375,3 +376,66 @@ def test_a_damaged_bundle_is_not_pushed(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(ServingError, match=r"model/linear\.json does not match the sha256"):
         push_bundle(damaged, str(tmp_path / "serving"))
     assert os.listdir(tmp_path / "serving") == []
+
+
+@pytest.mark.parametrize("where", ["serving", "serving/complaints"], ids=["the folder", "a folder under it"])
+def test_a_push_destination_in_the_way_of_a_file_is_a_clear_error_naming_it(
+    bundle: Path, tmp_path: Path, where: str
+) -> None:
+    from conveyor.exceptions import ComponentError
+
+    (tmp_path / "serving").write_text("not a folder")
+    with pytest.raises(ComponentError, match=re.escape(f"{tmp_path / 'serving'} is a file, not a folder")):
+        push_bundle(bundle, str(tmp_path / where))
+    assert (tmp_path / "serving").read_text() == "not a folder"
+
+
+def test_a_read_only_push_destination_is_a_clear_error(bundle: Path, tmp_path: Path) -> None:
+    from conveyor.exceptions import ComponentError
+
+    dest = tmp_path / "serving"
+    dest.mkdir()
+    dest.chmod(0o555)
+    try:
+        if os.access(dest, os.W_OK):
+            pytest.skip("this user writes into read-only folders (root)")
+        with pytest.raises(ComponentError, match=re.escape(f"cannot push to {dest}: Permission denied")):
+            push_bundle(bundle, str(dest))
+    finally:
+        dest.chmod(0o755)
+    assert os.listdir(dest) == []
+
+
+def test_only_folders_named_in_ascii_digits_are_versions_as_the_server_reads_them(bundle: Path, tmp_path: Path) -> None:
+    """``str.isdigit`` takes "²" (which ``int`` refuses) and "٣" (which it reads as 3); the server takes neither."""
+    dest = tmp_path / "serving"
+    for name in ("²", "٣", "v7", "latest"):
+        (dest / name).mkdir(parents=True)
+    assert push_bundle(bundle, str(dest))[0] == 1
+    assert latest_version(dest)[0] == 1
+
+
+def test_an_infra_blessing_of_another_model_does_not_let_a_model_be_pushed(graph: Path, tmp_path: Path) -> None:
+    """The InfraValidator served model A; a Pusher wired to push model B with A's InfraBlessing must not."""
+    from conveyor.components import InfraValidator
+
+    served = trained(graph=str(graph)).with_id("served")
+    other = trained(graph=str(graph), shuffle_seed=1).with_id("other")
+    examples = held_out()
+    infra = InfraValidator(model=served.outputs["model"], examples=examples.outputs["examples"], num_examples=4)
+    blessing = given_blessing(model=other.outputs["model"], blessed=True)
+    dest = tmp_path / "serving"
+    pusher = Pusher(
+        other.outputs["model"], blessing.outputs["blessing"], infra.outputs["blessing"], push_destination=str(dest)
+    )
+    run = Pipeline("miswired", [served, other, examples, infra, blessing, pusher], root=tmp_path / "root").run()
+
+    infra_blessing = run.executions["InfraValidator"].outputs["blessing"][0]
+    assert infra_blessing.properties["blessed"] is True, infra_blessing.properties["reason"]
+    props = pushed_by(run)
+    assert props["pushed"] is False
+    model_id = run.executions["other"].outputs["model"][0].id
+    assert props["reason"] == (
+        f"InfraBlessing {infra_blessing.id} judged model {infra_blessing.properties['model']}, not model {model_id}."
+    )
+    assert versions(dest) == []

@@ -188,6 +188,26 @@ def test_a_wrong_strategy_or_type_fails_when_the_pipeline_is_built() -> None:
         Pipeline("bad", [spans, judge(model=spans.outputs["examples"])])
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"strategy": "latest_blessed_model", "producer": "Trainer"}, "does not use producer; it takes only candidate"),
+        ({"strategy": "latest_blessed_model", "artifact_type": Model}, "does not use artifact_type"),
+        ({"strategy": "latest_artifact", "artifact_type": Model, "latest_spans": 2}, "does not use latest_spans"),
+        ({"strategy": "span_range", "artifact_type": Model}, "does not use artifact_type"),
+        ({"strategy": "span_range", "start_span": 5, "end_span": 2}, "start_span 5 is after end_span 2"),
+        ({"strategy": "span_range", "latest_spans": 0}, "latest_spans must be 1 or more"),
+    ],
+    ids=["producer ignored", "type ignored", "spans ignored", "type for spans", "empty range", "no spans"],
+)
+def test_an_argument_the_strategy_would_ignore_or_a_range_that_finds_nothing_fails_when_built(
+    arguments: dict[str, object], message: str
+) -> None:
+    """Run, each would find something else than asked (any step's model), or nothing, with no word."""
+    with pytest.raises(PipelineDefinitionError, match=message):
+        Resolver(**arguments)  # type: ignore[arg-type]
+
+
 @component
 def count_span_rows(spans: Input[list[Examples]], counts: Output[Artifact]) -> None:
     """A step over every span the Resolver picked: ``Input[list[...]]`` gets them all, in span order."""

@@ -204,6 +204,50 @@ QUADRATIC = """\
 """
 
 
+FLOAT32_SCORE = """\
+    import numpy as np
+    from conveyor.training import Search
+
+    def tuner_fn(fn_args):
+        def objective(trial, fn_args):
+            x = trial.suggest_float("x", -5, 5)
+            return np.mean(np.array([-(x - 2) ** 2], dtype=np.float32))  # a float32 metric, as torch or ONNX give
+        return Search(objective)
+"""
+
+
+def test_an_objective_may_return_a_numpy_number_and_the_best_is_the_highest(grid_run: Any, tmp_path: Path) -> None:
+    module = write(tmp_path / "float32.py", FLOAT32_SCORE)
+    result = tune(module, fn_args_of(grid_run, tmp_path), str(tmp_path), max_trials=6, sampler="random", seed=1)
+    trials = json.loads((tmp_path / "trials.json").read_text())["trials"]
+    assert [t["state"] for t in trials] == ["COMPLETE"] * 6
+    best = max(trials, key=lambda t: t["value"])
+    assert (result.best_trial, result.best_params, result.best_value) == (best["number"], best["params"], best["value"])
+    assert result.best_value == pytest.approx(-((best["params"]["x"] - 2) ** 2), rel=1e-6)
+
+
+INFINITE_SCORES = """\
+    import math
+    from conveyor.training import Search
+
+    def tuner_fn(fn_args):
+        def objective(trial, fn_args):
+            x = trial.suggest_float("x", -5, 5)
+            return -math.inf if trial.number % 2 else -((x - 2) ** 2)  # a diverged trial: a loss of inf
+        return Search(objective)
+"""
+
+
+def test_an_infinite_score_is_kept_as_standard_json_and_never_the_best(grid_run: Any, tmp_path: Path) -> None:
+    module = write(tmp_path / "infinite.py", INFINITE_SCORES)
+    result = tune(module, fn_args_of(grid_run, tmp_path), str(tmp_path), max_trials=4, sampler="random", seed=1)
+    text = (tmp_path / "trials.json").read_text()
+    trials = json.loads(text, parse_constant=lambda c: pytest.fail(f"trials.json holds {c}, which is not JSON"))
+    assert [t["value"] for t in trials["trials"]][1::2] == ["-inf", "-inf"]
+    finite = [t for t in trials["trials"] if isinstance(t["value"], float)]
+    assert result.best_value == max(t["value"] for t in finite)
+
+
 def test_a_missing_tuner_fn_is_a_clear_error(root: Path) -> None:
     misnamed = LOGISTIC.replace("def tuner_fn", "def tuner_fun")
     run = tuned_pipeline(root, misnamed, max_trials=2).run()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -108,8 +109,10 @@ def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | No
 def _reproducible(data: bytes) -> bytes:
     """skops's zip with the same bytes for the same model: object ids renumbered, fixed dates.
 
-    skops names array files and memo entries by ``id()``, which differs from run to run; a
-    one-to-one renumbering in the order the schema meets them keeps every reference intact.
+    skops names array files (NumPy's ``.npy``, SciPy's sparse ``.npz``) and memo entries by ``id()``,
+    and bytes' files by a random uuid, all of which differ from run to run; a one-to-one
+    renumbering in the order the schema meets them, each file keeping its suffix, keeps every
+    reference intact.
     """
     with zipfile.ZipFile(io.BytesIO(data)) as src:
         entries = {info.filename: src.read(info) for info in src.infolist()}
@@ -122,8 +125,9 @@ def _reproducible(data: bytes) -> bytes:
             for key, item in value.items():
                 if key == "__id__" and isinstance(item, int):
                     out[key] = int(numbers.setdefault(str(item), str(len(numbers) + 1)))
-                elif key == "file" and item in entries:
-                    out[key] = numbers.setdefault(item.removesuffix(".npy"), str(len(numbers) + 1)) + ".npy"
+                elif key == "file" and item in entries:  # NumPy's .npy, SciPy's .npz, bytes' .bin
+                    stem, suffix = os.path.splitext(item)
+                    out[key] = numbers.setdefault(stem, str(len(numbers) + 1)) + suffix
                 else:
                     out[key] = renumber(item)
             return out
@@ -140,5 +144,5 @@ def _reproducible(data: bytes) -> bytes:
 
 
 def _renamed(name: str, numbers: Mapping[str, str]) -> str:
-    stem = name.removesuffix(".npy")
-    return numbers[stem] + ".npy" if name.endswith(".npy") and stem in numbers else name
+    stem, suffix = os.path.splitext(name)
+    return numbers[stem] + suffix if stem in numbers else name
