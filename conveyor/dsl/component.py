@@ -166,6 +166,20 @@ def resolve_path(value: str, folder: str | os.PathLike[str]) -> str:
     return value if os.path.isabs(value) else os.path.normpath(os.path.join(folder, value))
 
 
+def id_refusal(id: object) -> str | None:
+    """Why ``id`` cannot name a step, or None: it is a folder under the root
+    (``<root>/<pipeline>/<id>/``), so it may not be empty, climb out (``..``, ``/``), or hold
+    control characters or spaces at its ends.
+    """
+    if not isinstance(id, str) or not id.strip():
+        return f"A step id must be a non-empty name, got {id!r}."
+    if id in (".", "..") or "/" in id or "\\" in id:
+        return f"Step id {id!r} may not be '.' or '..' nor hold '/' or '\\': it names the step's folder under the root."
+    if id != id.strip() or any(ord(c) < 32 or ord(c) == 127 for c in id):
+        return f"Step id {id!r} may not hold control characters, nor spaces at its start or end."
+    return None
+
+
 class Node:
     """A component bound to its inputs and parameters: one step of a pipeline.
 
@@ -251,7 +265,9 @@ class Node:
         return next(iter(self.outputs.values()))
 
     def with_id(self, id: str) -> Node:
-        """Rename this step (ids must be unique in a pipeline)."""
+        """Rename this step (ids must be unique in a pipeline, and make a folder name: ``id_refusal``)."""
+        if (why := id_refusal(id)) is not None:
+            raise PipelineDefinitionError(why)
         self.id = id
         return self
 

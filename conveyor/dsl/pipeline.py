@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.dsl.component import Node, beam_args, caller_folder, resolve_path
+from conveyor.dsl.component import Node, beam_args, caller_folder, id_refusal, resolve_path
 from conveyor.exceptions import PipelineDefinitionError
 
 if TYPE_CHECKING:
@@ -100,6 +100,9 @@ class Pipeline:
     def _check_ids(self) -> None:
         seen: dict[str, Node] = {}
         for n in self.components:
+            if (why := id_refusal(n.id)) is not None:
+                msg = f"Pipeline {self.name!r}: {why}"
+                raise PipelineDefinitionError(msg)
             if n.id in seen:
                 kinds = f"{seen[n.id].spec.type_name} and {n.spec.type_name}"
                 msg = (

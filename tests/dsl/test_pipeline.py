@@ -78,6 +78,24 @@ def test_with_id_renames() -> None:
     assert g.id == "gen_a"
 
 
+@pytest.mark.parametrize("bad", ["", "  ", "../../escape", "a/b", "a\\b", "..", ".", " padded", "tab\there", "nul\0"])
+def test_an_id_that_cannot_name_a_folder_under_the_root_is_refused(bad: str) -> None:
+    """A step's id is its folder under the root: ``../../x`` would write outside it."""
+    with pytest.raises(PipelineDefinitionError, match="id"):
+        gen().with_id(bad)
+    g = gen()
+    g.id = bad  # set by hand, past with_id: the pipeline's checks catch it
+    with pytest.raises(PipelineDefinitionError, match="id"):
+        Pipeline("odd_ids", [g])
+
+
+@pytest.mark.parametrize("fine", ["-", "_", "étape 1", "阶段", "gen.v2", "a b"])
+def test_ids_of_any_script_and_inner_spaces_are_kept(fine: str) -> None:
+    g = gen().with_id(fine)
+    Pipeline("fine_ids", [g])
+    assert g.id == fine
+
+
 def test_class_based_component_is_used_the_same_way() -> None:
     step = ImportThing(schema_file="schema.yaml")
     assert step.id == "ImportThing"

@@ -177,6 +177,15 @@ def test_an_image_for_an_airflow_export_is_refused(tmp_path: Path) -> None:
     assert "--image" in done.stderr
 
 
+def test_an_export_onto_the_pipeline_file_itself_is_refused_and_the_file_kept(tmp_path: Path) -> None:
+    pipeline = tmp_path / "p.py"
+    pipeline.write_text(PIPELINE.read_text())
+    done = run_cli("export", "airflow", "p.py", "-o", str(pipeline), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "the pipeline file itself" in done.stderr
+    assert pipeline.read_text() == PIPELINE.read_text()
+
+
 AIRFLOW = "apache-airflow>=3,<4"
 DAG_TEST = """
 import runpy, sys

@@ -9,15 +9,21 @@ Results come back through files, not through the runner: the last transform writ
 (pickled) under ``--temp_location`` (any fsspec URL the workers and this process both reach;
 a local temporary folder when it is not given, enough for runners on this machine), and
 this process reads them once the pipeline has finished, then removes them. A worker's
-exception is written there too and raised again here, its worker traceback as a note.
+exception is written there too and raised again here, its worker traceback as a note. A
+DirectRunner worker process that dies (``multi_processing``: killed for memory, a crash in C)
+fails the step with its exit code; Beam alone would wait for it forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import pickle
+import re
+import signal
 import tempfile
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -108,6 +114,10 @@ class BeamEngine:
     def _options(self, parts: int) -> PipelineOptions:
         from apache_beam.options.pipeline_options import PipelineOptions
 
+        refused = _refusal(self.args)
+        if refused is not None:
+            msg = f"beam_pipeline_args {self.args}: {refused}."
+            raise ComponentError(msg)
         quiet = [] if any(a.startswith("--default_sdk_harness_log_level") for a in self.args) else [_WORKER_LOG_LEVEL]
         options = PipelineOptions([*self.args, *quiet])
         if _runner_name(options) == "DaskRunner":
@@ -117,6 +127,26 @@ class BeamEngine:
             if dask.npartitions is None and dask.partition_size is None:
                 dask.npartitions = parts
         return options
+
+
+def _refusal(args: Sequence[str]) -> str | None:
+    """Why Beam's options parser refuses ``args`` (a value of the wrong type, an unknown choice), or None.
+
+    Beam's own parse reports it by printing its usage and exiting the process (``SystemExit``),
+    which would end the user's whole run; this parser is built as Beam builds its own, but raises.
+    """
+    import argparse
+
+    from apache_beam.options import pipeline_options
+
+    parser = pipeline_options._BeamArgumentParser(allow_abbrev=False, exit_on_error=False)
+    for options_class in {str(c): c for c in pipeline_options.PipelineOptions.__subclasses__()}.values():
+        options_class._add_argparse_args(parser)
+    try:
+        parser.parse_known_args(list(args))
+    except argparse.ArgumentError as e:
+        return str(e)
+    return None
 
 
 # Beam's SDK workers (multi_processing) log at INFO straight to the terminal, around the live
@@ -167,6 +197,8 @@ def _run(pipeline: beam.Pipeline, runner: str, scratch: str) -> None:
         finally:
             if client is not None:
                 client.close()
+    except ComponentError:
+        raise  # conveyor's own word: a lost part, a worker process that died
     except Exception as e:
         raised = _worker_error(scratch)
         if raised is not None:
@@ -216,7 +248,60 @@ def _python_direct_runner(options: PipelineOptions) -> Any:
 
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+    return _watched_runner_class()(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
+_WATCHED_SUBPROCESS = "conveyor:env:watched_subprocess_python:v1"
+
+
+@functools.cache
+def _watched_runner_class() -> type:
+    """The DirectRunner's Python runner, whose ``multi_processing`` workers are watched.
+
+    Beam's runner waits forever for a worker process that died (killed for memory, a crash in
+    C code, ``os._exit``): the process's exit only ends a thread of its own. Here the worker
+    processes run under a handler that fails the runner's pending requests when one exits
+    badly, so the step fails with the exit code instead of hanging.
+    """
+    from apache_beam.portability import python_urns
+    from apache_beam.runners.portability import local_job_service
+    from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
+
+    @worker_handlers.WorkerHandler.register_environment(_WATCHED_SUBPROCESS, bytes)
+    class WatchedSubprocessWorkerHandler(worker_handlers.SubprocessSdkWorkerHandler):  # type: ignore[misc]
+        def start_worker(self) -> None:
+            self.worker = local_job_service.SubprocessSdkWorker(
+                self._worker_command_line, self.control_address, self.provision_info, self.worker_id
+            )
+            self.worker_thread = threading.Thread(name="run_worker", target=self._run_worker, daemon=True)
+            self.worker_thread.start()
+
+        def _run_worker(self) -> None:
+            try:
+                self.worker.run()
+            except RuntimeError as e:  # Beam's word for "exited with return code N"
+                msg = f"A Beam worker process died ({e}{_signal_name(e)}), so the step's data pass could not finish."
+                self.control_conn.abort(ComponentError(msg))
+
+    class WatchedFnApiRunner(fn_runner.FnApiRunner):  # type: ignore[misc]
+        def run_via_runner_api(self, pipeline_proto: Any, options: Any) -> Any:
+            for environment in pipeline_proto.components.environments.values():
+                if environment.urn == python_urns.SUBPROCESS_SDK:
+                    environment.urn = _WATCHED_SUBPROCESS
+            return super().run_via_runner_api(pipeline_proto, options)
+
+    return WatchedFnApiRunner
+
+
+def _signal_name(e: BaseException) -> str:
+    """``, SIGKILL: out of memory?`` for a worker a signal ended: Beam's return code is -N, or 128 + N from its shell."""
+    found = re.search(r"return code (-?\d+)", str(e))
+    code = int(found[1]) if found else 0
+    number = -code if code < 0 else code - 128
+    if number not in {s.value for s in signal.Signals}:
+        return ""
+    name = signal.Signals(number).name
+    return f", {name}: out of memory?" if name == "SIGKILL" else f", {name}"
 
 
 def _part_accumulator(

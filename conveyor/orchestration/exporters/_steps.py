@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.dsl.pipeline import Pipeline
+from conveyor.dsl.pipeline import Pipeline, _sqlite_relative_to
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ def steps(pipeline: Pipeline) -> list[Step]:
 
 
 def target(pipeline: Pipeline, pipeline_file: str) -> Target:
+    """A relative root or SQLite file given on the command line is read from the current folder, as ``conveyor run`` reads it."""
     root = Path(pipeline.root).resolve()
-    metadata = pipeline.metadata or f"sqlite:///{root / 'metadata.sqlite'}"
-    return Target(str(Path(pipeline_file).resolve()), str(root), metadata)
+    metadata = _sqlite_relative_to(pipeline.metadata, Path.cwd()) if pipeline.metadata else None
+    return Target(str(Path(pipeline_file).resolve()), str(root), metadata or f"sqlite:///{root / 'metadata.sqlite'}")

@@ -84,7 +84,7 @@ def airflow_dag(pipeline: Pipeline, pipeline_file: str) -> str:
             raise ConveyorError(msg)
     return _TEMPLATE.format(
         name=pipeline.name,
-        source=pipeline_file,
+        source=_in_docstring(pipeline_file),
         pipeline_file=where.pipeline_file,
         root=where.root,
         metadata=where.metadata,
@@ -92,3 +92,8 @@ def airflow_dag(pipeline: Pipeline, pipeline_file: str) -> str:
         run_id=f"airflow-{pipeline.name}-{{{{ run_id }}}}",
         upstream={s.id: s.upstream for s in found if s.upstream},
     )
+
+
+def _in_docstring(text: str) -> str:
+    """``text`` as it reads inside the DAG file's docstring: a backslash, a quote or a newline in a path would end it or break it."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -11,6 +11,7 @@ No ``from __future__ import annotations`` here: kfp reads the component function
 as types, and would take the string ``"str"`` for an artifact type.
 """
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ DEFAULT_IMAGE = "conveyor-serve:latest"
 
 
 def _component(step: Step, image: str) -> Any:
-    """A container component that runs ``step`` alone; its name is the step's id."""
+    """A container component that runs ``step`` alone; its name is made of the step's id."""
     dsl = require("kfp.dsl", "kubeflow", "conveyor export kubeflow")
 
     def run_step(pipeline_file: str, root: str, metadata: str):  # type: ignore[no-untyped-def]  # kfp: ContainerSpec or nothing
@@ -33,8 +34,13 @@ def _component(step: Step, image: str) -> Any:
         command += ["--root", root, "--metadata", metadata]
         return dsl.ContainerSpec(image=image, command=command)
 
-    run_step.__name__ = step.id
+    run_step.__name__ = _component_name(step.id)
     return dsl.container_component(run_step)
+
+
+def _component_name(step_id: str) -> str:
+    """A name kfp can make a Kubernetes name of (it fails on ``_`` or ``""``); the task's display name keeps the id."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", step_id).strip("_") or "step"
 
 
 def kubeflow_spec(pipeline: Pipeline, pipeline_file: str, image: str = DEFAULT_IMAGE) -> str:

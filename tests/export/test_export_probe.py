@@ -1,0 +1,104 @@
+"""``conveyor export`` with what users hand it: odd step ids, odd paths, relative store URLs."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.export.test_export import (
+    PIPELINE,
+    STEPS,
+    assignments,
+    commands_of_dag,
+    kfp_commands,
+    one_run,
+    recorded,
+    step_env,
+)
+from tests.helpers import run_cli
+
+ODD_IDS = """
+from tests.export.fanout import create_pipeline as fanout
+
+
+def create_pipeline():
+    pipeline = fanout()
+    for step, odd in zip(pipeline.order, ["_", "étape 1", "阶段", "-"]):
+        step.with_id(odd)
+    return pipeline
+"""
+
+
+def test_step_ids_kubeflow_cannot_name_export_with_the_ids_as_display_names(tmp_path: Path) -> None:
+    kfp = pytest.importorskip("kfp", reason="kfp is not installed: pip install 'conveyor[kubeflow]'")
+    import yaml
+
+    pipeline_file, out = tmp_path / "odd.py", tmp_path / "odd.yaml"
+    pipeline_file.write_text(ODD_IDS)
+    done = run_cli("export", "kubeflow", str(pipeline_file), "-o", str(out), "--root", str(tmp_path / "root"))
+    assert done.returncode == 0, done.stderr
+
+    kfp.components.load_component_from_file(str(out))
+    spec = yaml.safe_load(out.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert sorted(t["taskInfo"]["name"] for t in tasks.values()) == sorted(["_", "étape 1", "阶段", "-"])
+    commands = kfp_commands(spec)
+    assert sorted(commands) == sorted(["_", "étape 1", "阶段", "-"])
+    for step in ["_", "étape 1", "阶段", "-"]:  # make, double, total, report
+        ran = subprocess.run(commands[step], env=step_env(), capture_output=True, text=True, check=False)
+        assert ran.returncode == 0, f"{step}: {ran.stderr}"
+    url = spec["root"]["inputDefinitions"]["parameters"]["metadata"]["defaultValue"]
+    assert sorted(status for _, status, _ in recorded(url)) == ["succeeded"] * 4
+
+
+def test_a_pipeline_path_with_a_backslash_or_quotes_gives_a_dag_file_that_compiles(tmp_path: Path) -> None:
+    folder = tmp_path / 'dags\\N"""x'
+    folder.mkdir()
+    pipeline_file = folder / "fanout.py"
+    shutil.copy(PIPELINE, pipeline_file)
+    out = tmp_path / "dag.py"
+    done = run_cli("export", "airflow", str(pipeline_file), "-o", str(out), "--root", str(tmp_path / "root"))
+    assert done.returncode == 0, done.stderr
+
+    tree = ast.parse(out.read_text())
+    assert str(pipeline_file) in ast.get_docstring(tree)
+    assert assignments(tree)["PIPELINE_FILE"] == str(pipeline_file)
+
+
+@pytest.mark.parametrize("orchestrator", ["airflow", "kubeflow"])
+def test_a_relative_sqlite_url_on_the_command_line_is_read_from_the_current_folder(
+    tmp_path: Path, orchestrator: str
+) -> None:
+    """The tasks run in the worker's folder: they must all record in the store the user named."""
+    if orchestrator == "kubeflow":
+        pytest.importorskip("kfp", reason="kfp is not installed: pip install 'conveyor[kubeflow]'")
+    import yaml
+
+    here, out = tmp_path / "project", tmp_path / "exported"
+    here.mkdir()
+    done = run_cli(
+        "export", orchestrator, str(PIPELINE), "-o", str(out), "--metadata", "sqlite:///meta.sqlite", cwd=here
+    )
+    assert done.returncode == 0, done.stderr
+
+    if orchestrator == "airflow":
+        tree = ast.parse(out.read_text())
+        url = assignments(tree)["METADATA"]
+        commands = commands_of_dag(tree, "manual__1")
+        run = {step: {"args": commands[step], "shell": True} for step in STEPS}
+    else:
+        spec = yaml.safe_load(out.read_text())
+        url = spec["root"]["inputDefinitions"]["parameters"]["metadata"]["defaultValue"]
+        run = {step: {"args": command} for step, command in kfp_commands(spec).items()}
+    assert url == f"sqlite:///{here / 'meta.sqlite'}"
+    worker = tmp_path / "worker"
+    worker.mkdir()
+    for step in STEPS:
+        ran = subprocess.run(**run[step], cwd=worker, env=step_env(), capture_output=True, text=True, check=False)
+        assert ran.returncode == 0, f"{step}: {ran.stderr}"
+    assert recorded(url) == one_run(tmp_path)
+    assert not list(worker.iterdir())
