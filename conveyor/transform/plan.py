@@ -58,6 +58,9 @@ def from_python(node: Node, values: list[Any]) -> Any:
             except OverflowError:
                 pass  # past int64, where Arrow gives up: as floats
         return np.array(values, dtype=np.float64)  # None -> NaN, as Arrow's nulls are filled
+    if kind == "number" and str in types and types <= {int, float, str, NoneType}:
+        # numbers among text (JSON from a client): all as text, which Arrow reads back exactly
+        return input_value(node, [v if v is None or type(v) is str else repr(v) for v in values])
     if kind == "string" and types <= {str, NoneType}:
         return pa.array(values, pa.string())
     if kind == "bool" and types <= {bool, NoneType}:
@@ -219,11 +222,47 @@ def _columns(columns: Mapping[str, Any], n: int, inputs: Reads) -> tuple[dict[in
 
 
 def read_column(node: Node, convert: Any, column: Any) -> Any:
+    """A column a user handed ``apply`` as the value of its input; a number input's text that
+    reads as no number (a typo, ``"1,5"``) is refused rather than read as missing.
+    """
     try:
-        return convert(node, column)
+        value = convert(node, column)
+        if node.kind == "number" and (unread := _unread(column, value)) is not None:
+            i, text = unread
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            msg = f"value {i} is {shown!r}, which is no number; send a number, or None when it is missing"
+            raise ValueError(msg)
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as e:
         msg = f"input {node.params['name']!r} cannot be read as a {node.kind}: {e}"
         raise TransformError(msg) from e
+    return value
+
+
+_NAN_TEXT = r"^[+-]?nan$"  # NaN written out: a missing number, as Arrow reads it
+
+
+def _unread(column: Any, value: Any) -> tuple[int, str] | None:
+    """The first text of ``column`` that ``value`` holds as NaN though it is neither blank nor "nan"."""
+    if not (isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any()):
+        return None
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if isinstance(column, pa.Array):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            return None
+        texts = column
+    else:
+        items = list(column)
+        if not any(isinstance(v, str) for v in items):
+            return None
+        texts = pa.array([v if isinstance(v, str) else None for v in items], pa.string())
+    trimmed = pc.utf8_trim_whitespace(texts)
+    given = pc.and_(pc.not_equal(trimmed, ""), pc.invert(pc.match_substring_regex(trimmed, _NAN_TEXT, ignore_case=True)))
+    bad = np.isnan(value) & np.asarray(pc.fill_null(given, False).to_numpy(zero_copy_only=False), dtype=bool)
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return i, str(texts[i].as_py())
 
 
 def absent_input(name: str, given: Iterable[str], where: str) -> TransformError:

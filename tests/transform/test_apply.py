@@ -186,6 +186,25 @@ def test_a_missing_required_input_is_an_error_that_names_it(graph: FittedGraph) 
         graph.apply(adult().slice(0, 3).drop_columns(["education"]))
 
 
+def test_text_that_reads_as_no_number_is_refused_not_scored_as_missing(graph: FittedGraph) -> None:
+    """A typo in a number (``"3x9"``, ``"1,5"``) would otherwise be scored as a missing value, silently."""
+    row = rows(1)[0]
+    expected = graph.apply(row)["age_z"]
+    for readable in ("39", " 39 "):  # text of a number reads as the number
+        np.testing.assert_array_equal(graph.apply(row | {"age": readable})["age_z"], graph.apply(row | {"age": 39})["age_z"])
+    for missing in ("", "  ", "nan", "NaN", None):  # blank, NaN written out, None: missing, as a CSV's blank field is
+        assert np.isnan(graph.apply(row | {"age": missing})["age_z"]).all()
+    with pytest.raises(TransformError, match=r"input 'age' cannot be read as a number: value 0 is '3x9', which is no number"):
+        graph.apply(row | {"age": "3x9"})
+    with pytest.raises(TransformError, match=r"value 2 is '1,5'"):  # rows: the row's number
+        graph.apply([row, row | {"age": "40"}, row | {"age": "1,5"}])
+    columns = {k: [v, v] for k, v in row.items()} | {"age": ["39", "abc"]}
+    with pytest.raises(TransformError, match=r"value 1 is 'abc'"):  # a dict of columns
+        graph.apply(columns)
+    with pytest.raises(TransformError, match=r"value 1 is 'abc'"):  # an Arrow table with a text column
+        graph.apply(pa.table(columns))
+    assert expected.shape == (1,)
+
 def test_outputs_are_ready_for_a_model(graph: FittedGraph) -> None:
     out = graph.apply(rows())
     spec = graph.describe()
