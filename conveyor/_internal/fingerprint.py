@@ -38,8 +38,9 @@ import time
 import types
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 _CHUNK = 1 << 20
 MISSING = "missing"  # the fingerprint of a path where nothing is
 _RACY_NS = 2_000_000_000  # a file whose inode changed this recently is hashed again on every call
@@ -255,17 +256,34 @@ def _remote_file(fs: Any, path: str, info: dict[str, Any]) -> str:
 # --- the user's own modules ------------------------------------------------------------------
 
 
-# One ast.parse at a time: CPython 3.11 (seen on 3.11.7) keeps the AST converter's recursion
-# depth per interpreter, so two threads parsing at once (steps fingerprinting their code) may
-# fail with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905).
+# One parse at a time: CPython 3.11 (seen on 3.11.7) keeps the AST converter's recursion depth
+# per interpreter, so two threads parsing at once (steps fingerprinting their code) may fail
+# with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905).
 _PARSING = threading.Lock()
+_AST_RACE = "AST constructor recursion depth mismatch"
+_AST_RETRIES = 20
+
+
+def _parsed(parse: Callable[[], T]) -> T:
+    """``parse()`` (``ast.parse``, or ``inspect.getsource``, which parses a class's module) under
+    ``_PARSING``; again when a parse outside conveyor's (Python 3.11 parses to format a
+    traceback) ran at the same moment: the error is that race's, not the source's.
+    """
+    attempts = _AST_RETRIES
+    while True:
+        attempts -= 1
+        with _PARSING:
+            try:
+                return parse()
+            except SystemError as e:
+                if _AST_RACE not in str(e) or not attempts:
+                    raise
 
 
 def _imports_of(source: bytes) -> tuple[_Import, ...]:
     """Every import statement of a file, wherever it is: at the top, in a function, under ``if``."""
     try:
-        with _PARSING:
-            tree = ast.parse(source)
+        tree = _parsed(lambda: ast.parse(source))
     except (SyntaxError, ValueError):
         return ()
     found: list[_Import] = []
@@ -432,7 +450,7 @@ class CodeFingerprint:
                 continue
             seen.add(id(o))
             try:
-                parts.append(inspect.getsource(o))
+                parts.append(_parsed(lambda o=o: inspect.getsource(o)))
             except (OSError, TypeError):
                 parts.append(getattr(o, "__qualname__", repr(o)))
             home = inspect.getmodule(o)

@@ -4,6 +4,7 @@ what a step depends on changes them, an edit to anything else does not.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import json
@@ -295,3 +296,27 @@ def test_steps_fingerprinting_their_code_at_once_do_not_trip_the_ast_converter()
     finally:
         sys.setswitchinterval(interval)
     assert errors == []
+
+
+
+def test_a_parse_that_lost_the_race_to_one_outside_conveyor_is_done_again() -> None:
+    """Python 3.11 also parses to format a traceback, in any thread, outside conveyor's lock: a
+    fingerprint taken meanwhile (``inspect.getsource`` of a class parses its module) met the
+    converter's SystemError once (``conveyor demo``'s rerun, at its Evaluator). That error is
+    the race's, not the source's: the parse is done again; any other SystemError is raised."""
+    from conveyor._internal.fingerprint import _AST_RACE, _parsed
+
+    lost = iter([SystemError(f"{_AST_RACE} (before=48, after=41)")] * 3)
+
+    def parse_racing() -> ast.Module:
+        if (e := next(lost, None)) is not None:
+            raise e
+        return ast.parse("import json")
+
+    assert isinstance(_parsed(parse_racing), ast.Module)
+
+    def broken() -> None:
+        raise SystemError("something else")
+
+    with pytest.raises(SystemError, match="something else"):
+        _parsed(broken)
