@@ -24,7 +24,8 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _fresh_database(admin_url: str, kind: str) -> Iterator[str]:
+def _fresh_database(admin_url: str, kind: str, options: str = "") -> Iterator[str]:
+    """A new database (``CREATE DATABASE name <options>``), dropped afterwards; a skip when the server does not answer."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -32,7 +33,7 @@ def _fresh_database(admin_url: str, kind: str) -> Iterator[str]:
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
+            conn.execute(text(f"CREATE DATABASE {name} {options}"))
     except Exception as e:
         _unavailable(f"{kind} does not answer at {admin_url}: {str(e).splitlines()[0]}")
     try:

@@ -11,12 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import MetadataStore, open_store, schema
-from tests.conftest import MYSQL_ADMIN, _unavailable
+from tests.conftest import MYSQL_ADMIN, _fresh_database
 from tests.helpers import run_cli
 from tests.metadata.test_store import output, raw_engine, run_pipeline, set_schema_version
 
@@ -39,19 +37,7 @@ def test_pipelines_whose_names_differ_only_in_case_are_two_pipelines(db_url: str
 @pytest.fixture
 def latin1_mariadb() -> Iterator[str]:
     """A MariaDB database whose default character set is latin1, as MySQL 5.7's was."""
-    name = f"cv_l1_{os.urandom(4).hex()}"
-    try:
-        admin = create_engine(MYSQL_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET latin1"))
-    except Exception as e:
-        _unavailable(f"MariaDB does not answer at {MYSQL_ADMIN}: {str(e).splitlines()[0]}")
-    try:
-        yield make_url(MYSQL_ADMIN).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
+    yield from _fresh_database(MYSQL_ADMIN, "MariaDB", "CHARACTER SET latin1")
 
 
 def test_a_latin1_mysql_database_keeps_any_root_path_and_case(latin1_mariadb: str, tmp_path: Path) -> None:
