@@ -334,7 +334,12 @@ def summarize_splits(
     order, so every split gets the same bytes as when summarized alone.
     """
     keyed = [(split, part) for split, names in files.items() for part in parts(names, part_rows)]
-    return engine.fold(_BySplit(combiner), keyed, _split_frames, workers)
+    out = engine.fold(_BySplit(combiner), keyed, _split_frames, workers)
+    for split, names in files.items():
+        if split not in out and names:
+            # No row to read, but its files name its columns: they are listed, counted zero times.
+            out[split] = combiner.add_batch(combiner.create(), pl.DataFrame(schema=pl.read_parquet_schema(names[0])))
+    return out
 
 
 def _split_frames(keyed: tuple[str, list[tuple[Path, int]]]) -> Iterator[tuple[str, pl.DataFrame]]:

@@ -106,6 +106,24 @@ def test_splits_folded_together_give_the_bytes_each_gives_alone(tmp_path: Path) 
     assert not (tmp_path / "stats" / "Split-test").exists()
 
 
+def test_a_split_with_no_rows_lists_the_columns_its_files_name(tmp_path: Path) -> None:
+    """A filter can leave a split empty: its statistics still say which features it has, counted zero times."""
+    table, uri = mixed_table(1_000), tmp_path / "examples"
+    for split in ("train", "eval"):
+        (uri / f"Split-{split}").mkdir(parents=True)
+    pq.write_table(table, uri / "Split-train" / "part-0.parquet")
+    pq.ParquetWriter(uri / "Split-eval" / "part-0.parquet", table.schema).close()  # as ExampleGen leaves it: no row group
+    out = ExampleStatistics(str(tmp_path / "stats"))
+    StatisticsGen.execute(examples=Examples(str(uri)), statistics=out, slices=["state"])
+    train, empty = (json.loads((tmp_path / "stats" / f"Split-{s}" / "statistics.json").read_text()) for s in ("train", "eval"))
+    assert empty["num_examples"] == 0 and empty["slices"] == {}
+    assert {n: f["type"] for n, f in empty["features"].items()} == {n: f["type"] for n, f in train["features"].items()}
+    assert all(f["count"] == 0 and f["missing"] == 0 for f in empty["features"].values())
+    # Inferring from both splits is inferring from the one with rows; the empty one is EMPTY_DATASET alone.
+    assert infer_schema([train, empty]) == infer_schema(train)
+    assert [a.kind for a in validate(empty, infer_schema(train))] == ["EMPTY_DATASET"]
+
+
 def compute(table: pa.Table, batch_rows: int, workers: int, slices: list[list[str]] | None = None) -> dict:
     """Rows dealt out among accumulators batch by batch, as a parallel engine does, then merged in reverse."""
     c = StatisticsCombiner(slices or [])
