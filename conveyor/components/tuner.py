@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from conveyor.artifacts import Examples, HyperParameters, Schema, TransformGraph
 from conveyor.components.trainer import HYPERPARAMETERS_FILE, step_fn_args
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
+from conveyor.exceptions import PipelineDefinitionError
 
 
 class Tuner(Component):
@@ -54,6 +56,17 @@ class Tuner(Component):
         ...               schema=schema_gen.outputs["schema"], max_trials=20, workers=2)
         >>> trainer = Trainer(..., hyperparameters=tuner.outputs["best_hyperparameters"])
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse a sampler, pruner or budget that cannot run when the pipeline is built, not after its
+        inputs are made."""
+        super().__init__(*args, **kwargs)
+        from conveyor.training.tuning import settings_refusal
+
+        p = self.parameters
+        if refusal := settings_refusal(p["max_trials"], p["sampler"], p["pruner"], p["workers"]):
+            msg = f"{self.id}(): {refusal}"
+            raise PipelineDefinitionError(msg)
 
     @staticmethod
     def execute(

@@ -173,15 +173,21 @@ def tune(
     return _result(trials, search.direction, module_file)
 
 
+def settings_refusal(max_trials: Any, sampler: Any, pruner: Any, workers: Any) -> str | None:
+    """What is wrong with these settings (None if nothing): the Tuner says it when the pipeline is built."""
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        return f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}."
+    if pruner is not None and (not isinstance(pruner, str) or pruner not in PRUNERS):
+        return f"pruner must be one of {list(PRUNERS)}, got {pruner!r}."
+    for name, value in (("max_trials", max_trials), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            return f"max_trials and workers must be whole numbers, at least 1; got {name}={value!r}."
+    return None
+
+
 def _check_settings(max_trials: int, sampler: str, pruner: str | None, workers: int) -> None:
-    if sampler not in SAMPLERS:
-        msg = f"Tuner: sampler must be one of {list(SAMPLERS)}, got {sampler!r}."
-        raise ComponentError(msg)
-    if pruner not in PRUNERS:
-        msg = f"Tuner: pruner must be one of {list(PRUNERS)}, got {pruner!r}."
-        raise ComponentError(msg)
-    if max_trials < 1 or workers < 1:
-        msg = f"Tuner: max_trials and workers must be at least 1, got max_trials={max_trials}, workers={workers}."
+    if refusal := settings_refusal(max_trials, sampler, pruner, workers):
+        msg = f"Tuner: {refusal}"
         raise ComponentError(msg)
 
 

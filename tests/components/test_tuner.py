@@ -15,7 +15,7 @@ import pytest
 
 from conveyor import Pipeline
 from conveyor.components import Trainer, Tuner
-from conveyor.exceptions import ComponentError
+from conveyor.exceptions import ComponentError, PipelineDefinitionError
 from conveyor.model import load_native
 from conveyor.training.tuning import tune
 from tests.components.test_trainer import fn_args_of, output, penguins_pipeline, succeeded, write
@@ -285,3 +285,21 @@ def test_a_bad_search_is_a_clear_error(
     path = write(tmp_path / "bad.py", module)
     with pytest.raises(ComponentError, match=re.escape(message).replace("<path>", r"\S*")):
         tune(path, fn_args_of(grid_run, tmp_path), str(tmp_path), max_trials=2, **settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"sampler": "bayes"}, "Tuner(): sampler must be one of ['tpe', 'random', 'grid'], got 'bayes'."),
+        ({"pruner": "early"}, "Tuner(): pruner must be one of ['median', 'hyperband', None], got 'early'."),
+        ({"max_trials": 0}, "Tuner(): max_trials and workers must be whole numbers, at least 1; got max_trials=0."),
+        ({"workers": -1}, "Tuner(): max_trials and workers must be whole numbers, at least 1; got workers=-1."),
+    ],
+    ids=["sampler", "pruner", "no trials", "no workers"],
+)
+def test_a_setting_that_cannot_run_is_refused_when_the_pipeline_is_built(
+    tmp_path: Path, settings: dict[str, Any], message: str
+) -> None:
+    """Found at run time, it would fail only after Transform had run; it is the pipeline's error, at once."""
+    with pytest.raises(PipelineDefinitionError, match=re.escape(message)):
+        tuned_pipeline(tmp_path, QUADRATIC, **settings)
