@@ -7,8 +7,8 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -87,12 +87,11 @@ class InfraValidator(Component):
         log = Path(blessing.uri) / LOG_FILE
         # ``model``: a Pusher pushes only the model its blessings judged
         blessing.properties.update(blessed=False, reason="", requests=0, model=model.id)
-        port = free_port()
         started = time.monotonic()
         with log.open("wb") as out:
-            server = start_server(model.uri, port, out)
+            server = start_server(model.uri, out)
         try:
-            wait_until_ready(server, port, ready_timeout_seconds, log)
+            port = wait_until_ready(server, ready_timeout_seconds, log)
             blessing.properties["startup_seconds"] = round(time.monotonic() - started, 3)
             rows = sample_rows(model.uri, examples.uri, split, num_examples)
             latencies = check_answers(model.uri, rows, port, rows_per_request, request_timeout_seconds, tolerance)
@@ -105,13 +104,6 @@ class InfraValidator(Component):
             stop_server(server)
         verdict = "blessed" if blessing.properties["blessed"] else f"NOT blessed: {blessing.properties['reason']}"
         print(f"InfraValidator: {verdict}")
-
-
-def free_port() -> int:
-    """A loopback port no one listens on now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 _BOUND_TO_PARENT = """
@@ -127,11 +119,16 @@ main()
 stopped by SIGTERM or SIGKILL runs no ``finally``, and would leave the server holding its port."""
 
 
-def start_server(bundle: str, port: int, log: Any) -> subprocess.Popen[bytes]:
+def start_server(bundle: str, log: Any) -> subprocess.Popen[bytes]:
     """``conveyor serve`` on the bundle, with this interpreter, its output to ``log``; on Linux it
-    ends with this process (see ``_BOUND_TO_PARENT``)."""
+    ends with this process (see ``_BOUND_TO_PARENT``).
+
+    The server binds a free port itself and names it in its output (``wait_until_ready``): a port
+    found free here could be taken by another process before the server bound it, failing a good
+    model, or leaving the checks to ask whatever server answers there.
+    """
     serve = ["serve", "--model-dir", bundle, "--model-name", MODEL_NAME,
-             "--host", "127.0.0.1", "--rest-port", str(port), "--grpc-port", "0"]  # fmt: skip
+             "--host", "127.0.0.1", "--rest-port", "0", "--grpc-port", "0"]  # fmt: skip
     if sys.platform.startswith("linux"):
         command = [sys.executable, "-c", _BOUND_TO_PARENT, str(os.getpid()), *serve]
     else:
@@ -139,26 +136,34 @@ def start_server(bundle: str, port: int, log: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_until_ready(server: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> None:
-    """Poll ``/v2/health/ready`` until it answers 200.
+def wait_until_ready(server: subprocess.Popen[bytes], timeout: float, log: Path) -> int:
+    """The REST port the server says it bound (in ``log``), once its ``/v2/health/ready`` answers 200.
 
     Raises:
         NotBlessedError: the server exited (its last line of output says why) or was not ready in time.
     """
     deadline = time.monotonic() + timeout
+    port = None
     while True:
         if server.poll() is not None:
             lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
             said = lines[-1].removeprefix("error: ") if lines else "it printed nothing"
             msg = f"the model server exited with code {server.returncode} before it was ready: {said}"
             raise NotBlessedError(msg)
+        port = port or _announced_port(log)
         with contextlib.suppress(OSError, http.client.HTTPException):
-            if request(port, "GET", "/v2/health/ready", None, timeout=1.0)[0] == 200:
-                return
+            if port and request(port, "GET", "/v2/health/ready", None, timeout=1.0)[0] == 200:
+                return port
         if time.monotonic() >= deadline:
             msg = f"the model server was not ready {timeout:g} s after it started; its output is in this blessing's {log.name}."
             raise NotBlessedError(msg)
         time.sleep(0.05)
+
+
+def _announced_port(log: Path) -> int | None:
+    """The port of the server's ``REST on http://127.0.0.1:<port>`` line, once it has written it."""
+    found = re.search(r"^REST on https?://127\.0\.0\.1:(\d+)\b", log.read_text(encoding="utf-8", errors="replace"), re.M)
+    return int(found[1]) if found else None
 
 
 def request(port: int, method: str, path: str, body: Any, *, timeout: float) -> tuple[int, Any]:

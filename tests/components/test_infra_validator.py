@@ -90,7 +90,7 @@ def test_a_server_that_never_answers_is_given_up_on_and_stopped(tmp_path: Path) 
     log.write_text("")
     try:
         with pytest.raises(NotBlessedError, match="not ready"):
-            wait_until_ready(silent, 9, 0.3, log)  # port 9 (discard): nothing answers there
+            wait_until_ready(silent, 0.3, log)  # it never says which port it bound
     finally:
         stop_server(silent)
     assert silent.returncode is not None
@@ -126,13 +126,13 @@ def test_a_setting_that_sends_no_request_fails_when_the_pipeline_is_built(
 STEP_THAT_DIES = """
 import sys, time
 from pathlib import Path
-from conveyor.components.infra_validator import free_port, start_server, wait_until_ready
+from conveyor.components.infra_validator import request, start_server, wait_until_ready
 bundle, log = sys.argv[1], Path(sys.argv[2])
-port = free_port()
 with log.open("wb") as out:
-    server = start_server(bundle, port, out)
-wait_until_ready(server, port, 120.0, log)
-print(server.pid, flush=True)
+    server = start_server(bundle, out)
+port = wait_until_ready(server, 120.0, log)
+assert request(port, "GET", "/v2/health/ready", None, timeout=5.0)[0] == 200
+print(server.pid, port, flush=True)
 time.sleep(600)
 """
 
@@ -155,8 +155,10 @@ def test_the_server_ends_when_the_steps_process_is_killed(blessed_run: tuple[Pat
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as step:
         try:
             assert step.stdout is not None
-            server_pid = int(step.stdout.readline())
+            server_pid, port = map(int, step.stdout.readline().split())
             assert alive(server_pid)
+            # The port is the one the server bound itself and named: none picked beforehand that another could take.
+            assert f"REST on http://127.0.0.1:{port} " in (tmp_path / "server.log").read_text()
         finally:
             step.kill()
     try:
