@@ -256,8 +256,9 @@ def test_a_file_that_reads_as_one_column_names_the_delimiter_it_seems_to_use(tmp
     ("content", "says"),
     [
         ("a,b\n1,x\n".encode("utf-16"), "encoding='utf-16'"),
-        (__import__("gzip").compress(b"a,b\n1,2\n"), ".csv.gz"),
+        (__import__("gzip").compress(b"a,b\n1,2\n", mtime=0), ".csv.gz"),
     ],
+    ids=["utf-16", "gzip"],
 )
 def test_a_binary_file_with_a_known_start_says_how_to_read_it(tmp_path: Path, content: bytes, says: str) -> None:
     (tmp_path / "in").mkdir()
