@@ -238,7 +238,22 @@ def strip(x: Column) -> Column:
 
 
 def regex_replace(x: Column, pattern: str, replacement: str) -> Column:
-    """Every match of ``pattern`` (RE2 syntax) replaced by ``replacement``."""
+    """Every match of ``pattern`` (RE2 syntax) replaced by ``replacement`` (``\\1`` names a group).
+
+    The pattern is compiled here, so that one RE2 does not take (a lookaround, an unclosed group)
+    is an error at the user's line, not when the graph first meets data.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(pattern, str) or not isinstance(replacement, str):
+        msg = f"ct.regex_replace needs a pattern and a replacement that are strings, got {pattern!r} and {replacement!r}."
+        raise fail(msg)
+    try:
+        pc.replace_substring_regex(pa.array([""]), pattern=pattern, replacement=replacement)
+    except pa.ArrowInvalid as e:
+        msg = f"ct.regex_replace cannot use {pattern!r} -> {replacement!r}: {e} (RE2 syntax: no lookarounds or backreferences; a group is \\1 to \\9 in the replacement)."
+        raise fail(msg) from None
     return unary("regex_replace", x, expect=("string",), kind="string", pattern=pattern, replacement=replacement)
 
 

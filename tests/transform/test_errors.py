@@ -53,6 +53,13 @@ def line_of(path: Path, marker: str) -> int:
         ("y = ct.lower(x)", "ct.lower takes a string column, got a number column"),
         ('y = x + inputs["education"]', "'add' does not apply to a string column"),
         ("y = ct.bucketize(x, 1)", "ct.quantiles needs num_buckets >= 2, got 1."),
+        (
+            'y = ct.regex_replace(inputs["education"], "(?<=a)b", "")',
+            "ct.regex_replace cannot use '(?<=a)b' -> '': Invalid regular expression: invalid perl operator: (?<=",
+        ),
+        ('y = ct.regex_replace(inputs["education"], "(a", "")', "Invalid regular expression: missing ): "),
+        ('y = ct.regex_replace(inputs["education"], "(a)", r"\\2")', "Rewrite schema requests 2 matches"),
+        ('y = ct.regex_replace(inputs["education"], "a", None)', "needs a pattern and a replacement that are strings"),
         ("if x > 0: pass", "a symbolic column has no truth value here (an `if` or `and` on a column?); use ct.where(condition, a, b)."),
         ("y = np.log(x)", "numpy.log cannot run on a symbolic column; use the conveyor.transform op instead."),
         ("y = x.lower()", "a symbolic column has no method .lower(); use ct.lower(x) if conveyor.transform has it."),
