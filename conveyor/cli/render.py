@@ -441,3 +441,10 @@ def gc(plan: GcPlan, dry_run: bool) -> None:
     mib = plan.bytes / 2**20
     console.print(f"{'Would remove' if dry_run else 'Removed'} {n} item(s), {mib:.1f} MiB"
                   + (f"; kept {len(plan.kept_runs)} run(s) and what they trace back to." if plan.kept_runs else "."))
+    if plan.outside:
+        console.print(Text(
+            f"Left {len(plan.outside)} item(s) in place, their records unchanged: they lie outside the root "
+            f"{plan.root} (e.g. {plan.outside[0]}), as when the store's paths point at another root (a copied "
+            "root) or a folder in the root is a symlink; gc removes only what lies inside the root it is given: "
+            "run it on the root they belong to."
+        ), soft_wrap=True)

@@ -7,6 +7,10 @@ model traces back to. Records stay (state DELETED), so lineage still tells what 
 
 Files go first, records after: on a full disk the store may not take a write until the files
 are gone, and what gc needs to decide is only read.
+
+Only what lies inside the root, symlinks and ``..`` resolved, is ever removed. A store's paths
+are absolute, so a copied root's store still names the original's folders; those artifacts are
+left in place with their records as they were, and the plan lists them as ``outside``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from conveyor.orchestration.root import check_root
 
 @dataclass
 class GcPlan:
+    root: str = ""  # the root's real path: nothing outside it is removed
     abandoned: list[Artifact] = field(default_factory=list)
     expired: list[Artifact] = field(default_factory=list)
     staging: list[Path] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
     kept_runs: list[str] = field(default_factory=list)
     bytes: int = 0
 
@@ -67,7 +73,7 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
     dead = set(store.dead_runs())
     with contextlib.suppress(MetadataError):  # a full disk: their steps count as ended all the same
         store.reap_dead_runs()
-    plan = GcPlan()
+    plan = GcPlan(root=os.path.realpath(root))
     plan.abandoned = store.artifacts(state=ArtifactState.ABANDONED)
     for stage in Path(root).glob("*/*/*/.staging-*"):
         exec_id = stage.name.removeprefix(".staging-")
@@ -77,6 +83,12 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
     if keep_last is not None:
         protected = _protected(store, keep_last, plan)
         plan.expired = [a for a in store.artifacts(state=ArtifactState.LIVE) if a.id not in protected]
+    candidates = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
+    outside = {p for p in candidates if not _inside(p, plan.root)}
+    plan.outside = sorted(outside)
+    plan.abandoned = [a for a in plan.abandoned if a.uri not in outside]
+    plan.expired = [a for a in plan.expired if a.uri not in outside]
+    plan.staging = [p for p in plan.staging if str(p) not in outside]
     doomed = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
     plan.bytes = sum(_size(p) for p in doomed if os.path.exists(p))
     if not dry_run:
@@ -84,6 +96,18 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
             _remove(path)
         store.set_artifact_state([a.id for a in plan.abandoned + plan.expired if a.id is not None], ArtifactState.DELETED)
     return plan
+
+
+def _inside(path: str | Path, root: str) -> bool:
+    """Whether removing ``path`` touches only what lies under the real path ``root``.
+
+    A symlink is removed, not followed, so it counts where the link itself is.
+    """
+    if os.path.islink(path):
+        where = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    else:
+        where = os.path.realpath(path)
+    return where != root and os.path.commonpath([where, root]) == root
 
 
 def _remove(path: str) -> None:

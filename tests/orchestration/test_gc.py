@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from conveyor import Input, Output, Parameter, Pipeline, component
 from conveyor.artifacts import Artifact, Examples, PushedModel
 from conveyor.metadata import MetadataStore
 from conveyor.orchestration.gc import collect
+from conveyor.orchestration.root import check_root
 from tests.helpers import run_cli
 
 
@@ -90,3 +92,48 @@ def test_gc_rejects_a_keep_last_below_one(tmp_path: Path) -> None:
     done = run_cli("gc", "--root", str(tmp_path), "--keep-last", "0")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --keep-last must be at least 1, got 0."
+
+
+def test_gc_on_a_copied_root_leaves_the_original_and_the_records_alone(tmp_path: Path) -> None:
+    original, copy = tmp_path / "A", tmp_path / "B"
+    old = Pipeline("gc", [produce(value=1)], root=original).run().executions["produce"].outputs["examples"][0]
+    Pipeline("gc", [produce(value=2)], root=original).run()
+    a = produce(value=2)
+    assert Pipeline("gc", [a, broken(examples=a.outputs["examples"])], root=original).run().status == "failed"
+    shutil.copytree(original, copy, symlinks=True)
+    (copy / "gc" / "produce" / "examples" / ".staging-99").mkdir()  # a leftover of the copy's own
+    with MetadataStore(f"sqlite:///{copy / 'metadata.sqlite'}") as store:
+        assert check_root(copy, store)  # the copy's store is the copied store: gc goes on, inside the copy only
+        states = {x.id: x.state for x in store.artifacts()}
+
+    listed, done = (run_cli("gc", "--root", str(copy), "--keep-last", "1", *dry) for dry in (["--dry-run"], []))
+    assert Path(old.uri).is_dir(), "gc on a copy removed the original's artifact"
+    assert (Path(old.uri) / "value.json").read_text() == "1"
+    for out in (listed, done):
+        assert out.returncode == 0, out.stderr
+        assert "staging folder" in out.stdout
+        assert f"Left 2 item(s) in place, their records unchanged: they lie outside the root {copy} (e.g. " in out.stdout
+        assert str(original) in out.stdout
+        assert "copied root" in out.stdout
+    assert not (copy / "gc" / "produce" / "examples" / ".staging-99").exists()
+    with MetadataStore(f"sqlite:///{copy / 'metadata.sqlite'}") as store:
+        assert {x.id: x.state for x in store.artifacts()} == states
+    with MetadataStore(f"sqlite:///{original / 'metadata.sqlite'}") as store:  # the original's own gc still works
+        assert [x.uri for x in collect(store, original, keep_last=1).expired] == [old.uri]
+    assert not Path(old.uri).exists()
+
+
+def test_gc_removes_nothing_a_symlink_in_the_root_leads_out_to(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    Pipeline("gc", [produce()], root=root).run()
+    (elsewhere / "step" / "key" / ".staging-98").mkdir(parents=True)
+    (elsewhere / "step" / "key" / ".staging-98" / "data.txt").write_text("keep me")
+    (root / "linked").symlink_to(elsewhere)
+    (root / "gc" / "produce" / "examples" / ".staging-99").mkdir()
+    (tmp_path / "via-link").symlink_to(root)
+    with MetadataStore(f"sqlite:///{root / 'metadata.sqlite'}") as store:
+        plan = collect(store, tmp_path / "via-link")  # a root named through a symlink is still the root
+    assert [p.name for p in plan.staging] == [".staging-99"]
+    assert plan.outside == [str(tmp_path / "via-link" / "linked" / "step" / "key" / ".staging-98")]
+    assert (elsewhere / "step" / "key" / ".staging-98" / "data.txt").read_text() == "keep me"
+    assert not (root / "gc" / "produce" / "examples" / ".staging-99").exists()
