@@ -4,6 +4,7 @@
     ├── PipelineDefinitionError    the pipeline is wrong before it runs (cycle, types, ids)
     ├── ArtifactError              an artifact is missing, partial or not what it claims
     ├── MetadataError              the metadata store cannot be opened or read
+    │   └── StoreLostError         ... or stopped taking a run's records after it began
     ├── ComponentError             a component's own code failed while it ran
     ├── DataValidationError        data broke the schema's rules
     ├── TransformError             preprocessing_fn cannot be traced, fitted or applied
@@ -30,6 +31,10 @@ class ArtifactError(ConveyorError):
 
 class MetadataError(ConveyorError):
     """The metadata store cannot be reached, opened or migrated."""
+
+
+class StoreLostError(MetadataError):
+    """The metadata store failed after a run began (its file gone, its server down): the run failed."""
 
 
 class ComponentError(ConveyorError):

@@ -14,6 +14,7 @@ order, and what the ones left out of a run had made. A failed step makes everyth
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -25,7 +26,8 @@ from typing import Any
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
 from conveyor.dsl.pipeline import Pipeline
-from conveyor.exceptions import ConveyorError
+from conveyor.exceptions import ConveyorError, MetadataError, StoreLostError
+from conveyor.metadata.database import sqlite_file
 from conveyor.metadata.records import FINISHED_WELL, ExecutionStatus, Run
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration import logs
@@ -105,6 +107,22 @@ class LocalRunner:
         return {n.id for n in pipeline.order}
 
 
+def _sqlite_file(store: MetadataStore) -> tuple[str, int, int] | None:
+    """A SQLite store's file, device and inode; None for a database server or no file.
+
+    SQLite goes on writing to a file removed under it, into nothing, so a run compares this
+    at its end to tell its records were lost.
+    """
+    path = sqlite_file(store.url)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return path, st.st_dev, st.st_ino
+
+
 class _Run:
     """The state of one run: which steps are done, and what they made."""
 
@@ -138,6 +156,26 @@ class _Run:
             self.store.join_run(self.pipeline.name, run_id, trigger)
         else:
             self.store.begin_run(self.pipeline.name, run_id, trigger)
+        file = _sqlite_file(self.store)
+        try:
+            self._steps(run_id, selected, shared_run)
+            if file is not None and _sqlite_file(self.store) != file:
+                msg = f"its file {file[0]} was removed or replaced while the run went on, and the run's records with it"
+                raise MetadataError(msg)
+            return self.store.run(run_id)
+        except MetadataError as e:
+            msg = (
+                f"Run {run_id} failed: its metadata store was lost mid-run ({e}). Make the store reachable again "
+                f"(its file and folder, or its database server), then run again."
+            )
+            raise StoreLostError(msg) from e
+
+    def _steps(self, run_id: str, selected: set[str], shared_run: str | None) -> None:
+        """Run the selected steps as the graph allows, then record the run's end.
+
+        A store that fails to record that end after the steps already stopped on an error
+        lets that error through: it says why.
+        """
         todo = [n for n in self.pipeline.order if n.id in selected]
         for n in todo:
             self._notify(n.id, ExecutionStatus.PENDING)
@@ -174,14 +212,20 @@ class _Run:
                         self.status[n.id] = outcome.status
                         self.outputs[n.id] = outcome.outputs
                         self._notify(n.id, outcome.status, outcome.seconds)
-        finally:
+        except BaseException:
             pool.shutdown(wait=not stop_now, cancel_futures=stop_now)
-            if shared_run:
-                self.store.leave_run(run_id)
-            else:
-                failed = any(self.status.get(i) not in FINISHED_WELL for i in selected)
-                self.store.end_run(run_id, ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED)
-        return self.store.run(run_id)
+            with contextlib.suppress(MetadataError):
+                self._end(run_id, selected, shared_run)
+            raise
+        pool.shutdown()
+        self._end(run_id, selected, shared_run)
+
+    def _end(self, run_id: str, selected: set[str], shared_run: str | None) -> None:
+        if shared_run:
+            self.store.leave_run(run_id)
+        else:
+            failed = any(self.status.get(i) not in FINISHED_WELL for i in selected)
+            self.store.end_run(run_id, ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED)
 
     def _interrupt(self, run_id: str, todo: list[Node], running: dict[Future[Outcome], Node]) -> None:
         """Ctrl-C: start nothing more, and let the running steps finish (a thread cannot be
