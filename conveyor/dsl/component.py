@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, ClassVar
 
+from conveyor._internal.record_limit import oversize
 from conveyor.artifacts import Artifact
 from conveyor.dsl.parameters import check, from_json, is_config, strip_optional
 from conveyor.dsl.types import FilePath, Role
@@ -232,6 +233,9 @@ class Node:
                 msg = f"{default_id}(): '{name}' is a parameter (a JSON value), not an input; got {value!r}."
                 raise PipelineDefinitionError(msg)
             self.parameters[name] = check(default_id, name, pspec.type, value)
+        if (why := oversize(self.parameters, "parameter")) is not None:
+            msg = f"{default_id}(): {why}; pass the data as a file (a FilePath parameter) or as an artifact instead."
+            raise PipelineDefinitionError(msg)
         self.outputs: dict[str, Channel] = {k: Channel(self, k, t) for k, t in spec.outputs.items()}
 
     def resolved_parameters(self) -> dict[str, Any]:

@@ -11,6 +11,10 @@ nothing, that is how a reader tells a running run from one whose machine died.
 An artifact that goes LIVE is recorded with the list of its files (size, mtime, ctime): a
 later cache hit stats them, and hashes the folder only when a stat differs, so an output
 edited or deleted by hand is never reused as if whole.
+
+No record is larger than MySQL takes in one statement (``conveyor._internal.record_limit``):
+parameters or properties over the limit are refused before anything is written, and an error
+that long is kept as its head and tail.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from sqlalchemy.exc import IntegrityError
 from conveyor._internal.discovered import unchanged
 from conveyor._internal.fingerprint import hash_path
 from conveyor._internal.process import hostname, start_token
+from conveyor._internal.record_limit import MAX_RECORD_BYTES, oversize
+from conveyor._internal.record_limit import dumps as _dumps
 from conveyor.artifacts import Artifact, ArtifactState, make_artifact
-from conveyor.exceptions import MetadataError
+from conveyor.exceptions import MetadataError, PipelineDefinitionError
 from conveyor.metadata import schema as s
 from conveyor.metadata.database import safe_url
 from conveyor.metadata.records import FINISHED_WELL, Execution, ExecutionStatus, Run, to_datetime
@@ -40,8 +46,18 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+def _clipped(error: str | None) -> str | None:
+    """An error as the store keeps it: its head and tail when it is longer than one record may be
+    (an exception's message can hold a whole data set); the step's log keeps all of it.
+    """
+    if error is None or len(error) <= MAX_RECORD_BYTES // 4:  # 4 bytes a character at most in UTF-8
+        return error
+    data = error.encode()
+    if len(data) <= MAX_RECORD_BYTES:
+        return error
+    half = MAX_RECORD_BYTES // 2 - 100
+    head, tail = data[:half].decode(errors="ignore"), data[-half:].decode(errors="ignore")
+    return f"{head}\n[... {len(data) - 2 * half:,} bytes cut; the step's log holds the whole error ...]\n{tail}"
 
 
 def without_passwords(value: Any) -> Any:
@@ -265,7 +281,15 @@ class Recorder:
     def _insert_execution(self, conn: Connection, run_ctx: int, values: Mapping[str, Any]) -> int:
         now = time.time()
         row = dict(values)
-        row["parameters"] = _dumps(without_passwords(row.get("parameters", {})))
+        parameters = without_passwords(row.get("parameters", {}))
+        if (why := oversize(parameters, "parameter")) is not None:
+            msg = (
+                f"Cannot record step {row['component_id']!r}: {why}; pass the data as a file (a FilePath parameter) "
+                "or as an artifact instead."
+            )
+            raise PipelineDefinitionError(msg)  # the step's own, not the store's: a run fails on it with the store whole
+        row["parameters"] = _dumps(parameters)
+        row["error"] = _clipped(row.get("error"))
         row.setdefault("started", now)
         return int(conn.execute(s.executions.insert().values(run_id=run_ctx, **row)).inserted_primary_key[0])
 
@@ -359,25 +383,42 @@ class Recorder:
         in its staging folder), and a LIVE one's files (``manifest``) with it.
         ``discovered_files`` (path -> sha256, None if absent) are the files the step declared
         while it ran; ``find_cached`` reuses the execution only while they are unchanged.
+
+        Raises:
+            MetadataError: a succeeded output's properties are larger than one record may be
+                (``conveyor._internal.record_limit``); nothing is written, and the caller records
+                the execution failed. A failed one's are left out, and its error says so.
         """
         now = time.time()
         a, e = s.artifacts, s.executions
         live = status == ExecutionStatus.SUCCEEDED
         state = ArtifactState.LIVE if live else ArtifactState.ABANDONED
         outputs = list(outputs)
+        properties: dict[int | None, str] = {}
+        for art in outputs:  # checked before anything is written: a record too large for MySQL drops the connection
+            why = oversize(art.properties, "property")
+            if why is None:
+                properties[art.id] = _dumps(art.properties)
+            elif live:
+                msg = f"Cannot record the output at {art.uri}: {why}; write the data to a file in the output's folder."
+                raise MetadataError(msg)
+            else:  # a failed step's output: its error says why its properties are not kept
+                properties[art.id] = "{}"
+                if why not in (error or ""):
+                    error = f"{error or ''}\n(The properties of the output at {art.uri} are not kept: {why}.)"
         files = {art.id: _dumps(manifest(art.uri)) if live else None for art in outputs}
         with self._write() as conn:
             for art in outputs:
                 conn.execute(
                     update(a).where(a.c.id == art.id).values(
                         state=state, updated=now, uri=art.uri, files=files[art.id],
-                        properties=_dumps(art.properties), fingerprint=art.fingerprint if live else None,
+                        properties=properties[art.id], fingerprint=art.fingerprint if live else None,
                     )
                 )
                 art.state = state
             conn.execute(
                 update(e).where(e.c.id == exec_id).values(
-                    status=status, ended=now, error=error, attempts=attempts,
+                    status=status, ended=now, error=_clipped(error), attempts=attempts,
                     discovered_files=_dumps(dict(discovered_files)) if discovered_files else None,
                 )
             )
@@ -385,7 +426,8 @@ class Recorder:
     def record_attempt(self, exec_id: int, attempts: int, error: str) -> None:
         """Note a failed attempt of an execution that will be tried again."""
         with self._write() as conn:
-            conn.execute(update(s.executions).where(s.executions.c.id == exec_id).values(attempts=attempts, error=error))
+            e = s.executions
+            conn.execute(update(e).where(e.c.id == exec_id).values(attempts=attempts, error=_clipped(error)))
 
     def record_cached(
         self,
