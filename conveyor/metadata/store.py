@@ -145,19 +145,20 @@ class MetadataStore(Recorder):
 
     # -- small helpers --------------------------------------------------------------------
     def _type_id(self, conn: Connection, name: str) -> int:
+        """The id of an artifact type, made if new. Only an id read back is remembered: one made
+        in this transaction does not exist for another thread's until this one commits.
+        """
         if name not in self._type_ids:
             t = s.artifact_types
             row = conn.execute(select(t.c.id).where(t.c.name == name)).first()
             if row is None:
                 try:
                     with conn.begin_nested():
-                        tid = conn.execute(t.insert().values(name=name)).inserted_primary_key[0]
+                        return int(conn.execute(t.insert().values(name=name)).inserted_primary_key[0])
                 except IntegrityError:
-                    tid = conn.execute(select(t.c.id).where(t.c.name == name)).scalar_one()
-            else:
-                tid = row[0]
-            self._type_ids[name] = tid
-            self._type_names[tid] = name
+                    row = conn.execute(select(t.c.id).where(t.c.name == name)).one()
+            self._type_ids[name] = row[0]
+            self._type_names[row[0]] = name
         return self._type_ids[name]
 
     def _type_name(self, conn: Connection, tid: int) -> str:
