@@ -62,12 +62,17 @@ def assignments(tree: ast.Module) -> dict[str, Any]:
 
 def commands_of_dag(tree: ast.Module, airflow_run_id: str) -> dict[str, str]:
     """Each task's bash command, made by the DAG file's own ``step_command`` (Airflow left out),
-    with the run id Airflow's template would put in.
+    and rendered as Airflow renders it: by Jinja in Airflow's environment, with Airflow's run id.
     """
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     without_airflow = [node for node in tree.body if not isinstance(node, ast.Try | ast.With)]
     namespace: dict[str, Any] = {}
     exec(compile(ast.Module(without_airflow, type_ignores=[]), "dag", "exec"), namespace)
-    return {step: namespace["step_command"](step).replace("{{ run_id }}", airflow_run_id) for step in STEPS}
+    # as Airflow's DAG.get_template_env makes it
+    jinja = SandboxedEnvironment(undefined=StrictUndefined, extensions=["jinja2.ext.do"], cache_size=0)
+    return {step: jinja.from_string(namespace["step_command"](step)).render(run_id=airflow_run_id) for step in STEPS}
 
 
 def test_the_airflow_dag_holds_the_pipeline_and_its_commands_record_what_one_run_does(tmp_path: Path) -> None:
@@ -100,20 +105,30 @@ def test_the_airflow_dag_holds_the_pipeline_and_its_commands_record_what_one_run
         assert sorted(store.run(run.id).executions) == sorted(STEPS)
 
 
+KFP_JOB_ID = "0f3c9a7e-job"
+
+
 def kfp_commands(spec: dict[str, Any]) -> dict[str, list[str]]:
-    """Each task's command with the pipeline parameters' defaults put in, and conveyor as installed here."""
+    """Each task's command as KFP runs it, with conveyor as installed here: its driver gives the
+    task's inputs their values (a pipeline parameter's default, or the job id for the job id's
+    placeholder), and its launcher puts each ``{{$.inputs.parameters['name']}}`` of the command
+    in; it fills in no other placeholder.
+    """
     defaults = {k: v["defaultValue"] for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
+    runtime = {"{{$.pipeline_job_uuid}}": KFP_JOB_ID}
     executors = spec["deploymentSpec"]["executors"]
     out = {}
     for task in spec["root"]["dag"]["tasks"].values():
+        inputs = {
+            name: defaults[given["componentInputParameter"]]
+            if "componentInputParameter" in given
+            else runtime[given["runtimeValue"]["constant"]]
+            for name, given in task["inputs"]["parameters"].items()
+        }
         component = spec["components"][task["componentRef"]["name"]]
         command = executors[component["executorLabel"]]["container"]["command"]
-        filled = [
-            re.sub(r"\{\{\$\.inputs\.parameters\['(\w+)'\]\}\}", lambda m: defaults[m[1]], part).replace(
-                "{{$.pipeline_job_uuid}}", "0f3c9a7e-job"
-            )
-            for part in command
-        ]
+        placeholder = re.compile(r"\{\{\$\.inputs\.parameters\['(\w+)'\]\}\}")
+        filled = [placeholder.sub(lambda m, values=inputs: values[m[1]], part) for part in command]
         assert filled[:2] == ["conveyor", "run"]
         out[filled[filled.index("--only") + 1]] = [*conveyor_cmd(), *filled[1:]]
     return out
@@ -154,7 +169,7 @@ def test_the_kubeflow_spec_compiles_loads_back_and_its_commands_record_what_one_
     assert url == f"sqlite:///{root.resolve() / 'metadata.sqlite'}"
     assert recorded(url) == one_run(tmp_path)
     with MetadataStore(url) as store:
-        assert [(r.id, r.status) for r in store.runs("fanout")] == [("kfp-0f3c9a7e-job", "succeeded")]
+        assert [(r.id, r.status) for r in store.runs("fanout")] == [(f"kfp-{KFP_JOB_ID}", "succeeded")]
 
 
 def test_without_kfp_the_kubeflow_export_names_the_extra(tmp_path: Path) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ast
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conveyor import ConveyorError, Pipeline
+from conveyor.orchestration.exporters.kubeflow import kubeflow_spec
+from tests.export.fanout import create_pipeline as fanout
 from tests.export.test_export import (
     PIPELINE,
     STEPS,
@@ -55,18 +59,45 @@ def test_step_ids_kubeflow_cannot_name_export_with_the_ids_as_display_names(tmp_
     assert sorted(status for _, status, _ in recorded(url)) == ["succeeded"] * 4
 
 
-def test_a_pipeline_path_with_a_backslash_or_quotes_gives_a_dag_file_that_compiles(tmp_path: Path) -> None:
-    folder = tmp_path / 'dags\\N"""x'
+def test_a_pipeline_path_with_quotes_or_jinja_gives_a_dag_whose_commands_airflow_renders_unchanged(
+    tmp_path: Path,
+) -> None:
+    """Airflow renders a task's command with Jinja: a ``{{``, ``{%`` or ``{#`` of a path must come through as written."""
+    folder = tmp_path / 'dags\\N"""x {{ ds }}{% if %}{#'
     folder.mkdir()
-    pipeline_file = folder / "fanout.py"
+    pipeline_file, root = folder / "fanout.py", tmp_path / "root {{ run_id }}"
+    metadata = f"sqlite:///{tmp_path / 'store {% raw %}.sh'}"  # a command ending in .sh names a template file
     shutil.copy(PIPELINE, pipeline_file)
     out = tmp_path / "dag.py"
-    done = run_cli("export", "airflow", str(pipeline_file), "-o", str(out), "--root", str(tmp_path / "root"))
+    done = run_cli("export", "airflow", str(pipeline_file), "-o", str(out), "--root", str(root), "--metadata", metadata)
     assert done.returncode == 0, done.stderr
 
     tree = ast.parse(out.read_text())
     assert str(pipeline_file) in ast.get_docstring(tree)
     assert assignments(tree)["PIPELINE_FILE"] == str(pipeline_file)
+    for step, command in commands_of_dag(tree, "manual__1").items():
+        assert shlex.split(command)[3:] == [
+            "run", str(pipeline_file), "--only", step, "--retries", "0", "--root", str(root),
+            "--metadata", metadata, "--run-id", "airflow-fanout-manual__1",
+        ]  # fmt: skip
+        assert not command.endswith((".sh", ".bash"))
+
+
+def test_a_step_id_or_path_kubeflow_would_take_for_its_placeholder_is_refused(tmp_path: Path) -> None:
+    """KFP fills in a ``{{$...}}`` wherever it finds one in a task's command, paths included."""
+    pytest.importorskip("kfp", reason="kfp is not installed: pip install 'conveyor[kubeflow]'")
+    pipeline = fanout()
+    root = tmp_path / "{{$.inputs.parameters['metadata']}}"
+    with pytest.raises(ConveyorError) as e:
+        kubeflow_spec(Pipeline("fanout", pipeline.order, root=root), "fanout.py")
+    assert str(e.value).startswith(f"fanout.py: the root {str(root)!r} holds '{{{{$', which Kubeflow would take")
+    pipeline.order[1].with_id("double{{$}}")
+    with pytest.raises(ConveyorError) as e:
+        kubeflow_spec(pipeline, "fanout.py")
+    assert str(e.value) == (
+        "fanout.py: the step id 'double{{$}}' holds '{{$', which Kubeflow would take for one of its placeholders "
+        "in the task's command; rename it (a step: .with_id('...')) or move it."
+    )
 
 
 @pytest.mark.parametrize("orchestrator", ["airflow", "kubeflow"])

@@ -7,6 +7,10 @@ serving extra stays out). Dependencies come from the pipeline's channels and ``.
 Airflow's retries from ``.with_retries`` (conveyor's own are then off, so a step runs at most
 that many times again). The tasks of one DAG run pass Airflow's run id (``--run-id``), so
 conveyor's store records one run holding every step.
+
+Airflow renders a task's command with Jinja, and reads one ending in ``.sh`` as a template
+file's name: in the command the DAG file makes, every ``{{``, ``{%`` and ``{#`` of a path is
+printed back by an expression, and the command ends with the run id, its only template.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ importable, and the pipeline file, artifact root and metadata store below reacha
 when the pipeline's steps change.
 """
 
+import re
 import shlex
 import sys
 
@@ -43,13 +48,23 @@ RETRIES = {retries!r}
 UPSTREAM = {upstream!r}
 
 
-RUN_ID = {run_id!r}  # Airflow fills in its run id: the DAG run's tasks record one conveyor run
+RUN_ID = {run_id!r}  # Airflow's run id completes it: the DAG run's tasks record one conveyor run
+
+
+def literal(text):
+    """``text`` as Airflow's Jinja renders it back: each "{{{{", "{{%" or "{{#" (a folder may be named so) printed by an expression."""
+    return re.sub(r"\{{[{{%#]", lambda found: "{{{{ '" + found.group() + "' }}}}", text)
 
 
 def step_command(step):
-    """The shell command that runs one step and records it in conveyor's store; Airflow retries it."""
-    command = [sys.executable, "-m", "conveyor", "run", PIPELINE_FILE, "--only", step, "--run-id", RUN_ID]
-    return shlex.join([*command, "--retries", "0", "--root", ROOT, "--metadata", METADATA])
+    """The shell command that runs one step and records it in conveyor's store; Airflow retries it.
+
+    Airflow renders it with Jinja: all of it is literal but the run id at its end, whose quoted
+    part joins RUN_ID into one word.
+    """
+    command = [sys.executable, "-m", "conveyor", "run", PIPELINE_FILE, "--only", step, "--retries", "0"]
+    command += ["--root", ROOT, "--metadata", METADATA, "--run-id", RUN_ID]
+    return literal(shlex.join(command)) + "'{{{{ run_id }}}}'"
 
 
 # DAG runs may overlap: each task reads the outputs its own DAG run's tasks made (--run-id).
@@ -89,7 +104,7 @@ def airflow_dag(pipeline: Pipeline, pipeline_file: str) -> str:
         root=where.root,
         metadata=where.metadata,
         retries={s.id: s.retries for s in found},
-        run_id=f"airflow-{pipeline.name}-{{{{ run_id }}}}",
+        run_id=f"airflow-{pipeline.name}-",
         upstream={s.id: s.upstream for s in found if s.upstream},
     )
 

@@ -7,6 +7,11 @@ parameters, so one compiled spec serves several stores. KFP's own cache is off f
 its key sees only these three strings, which never change, while conveyor's cache key sees the
 data, code and parameters.
 
+KFP's launcher fills in the ``{{$.inputs...}}`` placeholders of a task's command wherever it
+finds them, a path's own text included, and no other: the job id's placeholder is resolved only
+as a task input, so the run id comes in as one (written in the command, it would reach conveyor
+as written), and a step id or path holding ``{{$`` is refused. Jinja's ``{{`` means nothing to KFP.
+
 No ``from __future__ import annotations`` here: kfp reads the component functions' annotations
 as types, and would take the string ``"str"`` for an artifact type.
 """
@@ -18,6 +23,7 @@ from typing import Any
 
 from conveyor._internal.extras import require
 from conveyor.dsl.pipeline import Pipeline
+from conveyor.exceptions import ConveyorError
 from conveyor.orchestration.exporters._steps import Step, steps, target
 
 DEFAULT_IMAGE = "conveyor-serve:latest"
@@ -28,9 +34,9 @@ def _component(step: Step, image: str) -> Any:
     """A container component that runs ``step`` alone; its name is made of the step's id."""
     dsl = require("kfp.dsl", "kubeflow", "conveyor export kubeflow")
 
-    def run_step(pipeline_file: str, root: str, metadata: str):  # type: ignore[no-untyped-def]  # kfp: ContainerSpec or nothing
-        run_id = f"kfp-{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"  # one KFP run, one conveyor run; KFP does the retries
-        command = ["conveyor", "run", pipeline_file, "--only", step.id, "--run-id", run_id, "--retries", "0"]
+    def run_step(pipeline_file: str, root: str, metadata: str, run_id: str):  # type: ignore[no-untyped-def]  # kfp: ContainerSpec or nothing
+        # one KFP run, one conveyor run; KFP does the retries
+        command = ["conveyor", "run", pipeline_file, "--only", step.id, "--run-id", f"kfp-{run_id}", "--retries", "0"]
         command += ["--root", root, "--metadata", metadata]
         return dsl.ContainerSpec(image=image, command=command)
 
@@ -48,6 +54,7 @@ def kubeflow_spec(pipeline: Pipeline, pipeline_file: str, image: str = DEFAULT_I
 
     Raises:
         MissingExtraError: kfp is not installed (``pip install 'conveyor[kubeflow]'``).
+        ConveyorError: a step id, the pipeline file, the root or the metadata URL holds ``{{$``.
 
     Example:
         >>> Path("complaints.yaml").write_text(kubeflow_spec(load_pipeline("pipeline.py"), "pipeline.py"))
@@ -56,12 +63,26 @@ def kubeflow_spec(pipeline: Pipeline, pipeline_file: str, image: str = DEFAULT_I
     compiler = require("kfp.compiler", "kubeflow", "conveyor export kubeflow")
     where = target(pipeline, pipeline_file)
     found = steps(pipeline)
+    named = [(f"step id {s.id!r}", s.id) for s in found] + [
+        (f"pipeline file {where.pipeline_file!r}", where.pipeline_file),
+        (f"root {where.root!r}", where.root),
+        ("metadata URL", where.metadata),  # not shown: it may hold a password
+    ]
+    for what, value in named:
+        if "{{$" in value:
+            msg = (
+                f"{pipeline_file}: the {what} holds '{{{{$', which Kubeflow would take for one of its "
+                f"placeholders in the task's command; rename it (a step: .with_id('...')) or move it."
+            )
+            raise ConveyorError(msg)
     components = {s.id: _component(s, image) for s in found}
 
     def tasks(pipeline_file: str = where.pipeline_file, root: str = where.root, metadata: str = where.metadata) -> None:
         made: dict[str, Any] = {}
         for step in found:
-            task = components[step.id](pipeline_file=pipeline_file, root=root, metadata=metadata)
+            task = components[step.id](
+                pipeline_file=pipeline_file, root=root, metadata=metadata, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
+            )
             task.set_display_name(step.id)
             task.set_caching_options(False)
             if step.retries:
