@@ -524,6 +524,21 @@ def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) ->
         render.gc(plan, dry_run)
 
 
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().params["debug"] = True
+
+
+def _debug_after_each_command(group: click.Group) -> None:
+    """``--debug`` after the subcommand too (``conveyor run p.py --debug``), where users type it."""
+    for command in group.commands.values():
+        debug = click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug, help="Show tracebacks.")
+        command.params.append(debug)
+
+
+_debug_after_each_command(cli)
+
+
 def main() -> None:
     """The console script: ``cli``, then a quick exit (see ``_exit``)."""
     try:

@@ -108,9 +108,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
     assert "Traceback" not in done.stderr
 
 
-def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    done = run_cli("--debug", "run", "no/such/pipeline.py", cwd=tmp_path)
-    assert done.returncode != 0
+@pytest.mark.parametrize(
+    "args",
+    [("--debug", "run", "no/such/pipeline.py"), ("run", "no/such/pipeline.py", "--debug"), ("runs", "--debug")],
+    ids=["before the command", "after it", "after runs"],
+)
+def test_debug_shows_the_traceback(tmp_path: Path, args: tuple[str, ...]) -> None:
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 2
     assert "Traceback (most recent call last)" in done.stderr
 
 
