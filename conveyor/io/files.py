@@ -57,7 +57,7 @@ class Pattern:
         pos = 0
         for m in _TOKEN.finditer(text):
             literal = text[pos : m.start()]
-            glob_parts.append(literal)
+            glob_parts.append(_after_star(glob_parts, literal))
             rx_parts.append(_glob_to_regex(literal))
             name = _TOKENS.get(m.group(1))
             if name is None:
@@ -70,16 +70,21 @@ class Pattern:
                 glob_parts.append("*")
             groups.add(name)
             pos = m.end()
-        glob_parts.append(text[pos:])
+        glob_parts.append(_after_star(glob_parts, text[pos:]))
         rx_parts.append(_glob_to_regex(text[pos:]))
         _check_tokens(text, groups)
         return cls(
             text,
-            "".join(glob_parts),
+            _listable("".join(glob_parts)),
             re.compile("".join(rx_parts) + "$"),
             "span" in groups or "yyyy" in groups,
             "version" in groups,
         )
+
+    def numbers_as_written(self, rel: str) -> str:
+        """The span and version of a matching path as its name writes them (``01`` and ``1`` differ)."""
+        m = self.regex.match(rel)
+        return "/".join(f"{k}={v}" for k, v in sorted(m.groupdict().items())) if m else ""
 
     def span_version(self, rel: str) -> tuple[int, int | None] | None:
         """(span, version) of a path relative to the input folder, or None if it does not match."""
@@ -98,6 +103,25 @@ class Pattern:
                 raise DataValidationError(msg) from None
             return (day - _EPOCH).days, version
         return 0, version
+
+
+def _after_star(glob_parts: list[str], literal: str) -> str:
+    """``literal`` without the '*' it starts with when a token's star comes just before it
+    (``data-{SPAN}*.csv``): two single stars would make '**', which fsspec reads as any depth."""
+    if "".join(glob_parts).endswith("*") and literal.startswith("*") and not literal.startswith("**"):
+        return literal[1:]
+    return literal
+
+
+def _listable(glob: str) -> str:
+    """The glob that lists what the pattern may match: fsspec takes '**' only as a whole path
+    component, so from a component holding it among other text (``**.csv``, any depth as the
+    pattern reads it) everything below is listed, and the pattern's regex picks the files."""
+    parts = glob.split("/")
+    for i, part in enumerate(parts):
+        if "**" in part and part != "**":
+            return "/".join([*parts[:i], "**"])
+    return glob
 
 
 def _glob_to_regex(part: str) -> str:
@@ -202,6 +226,7 @@ def select_files(fs: Any, root: str, pattern: Pattern, span: SpanSpec) -> Select
     pattern names them so.
     """
     found: dict[tuple[int, int | None], dict[str, int]] = {}
+    spelled: dict[tuple[int, int | None], dict[str, str]] = {}  # how each span's number is written, with a file
     hidden_ok = pattern.text.rsplit("/", 1)[-1][:1] in "._"
     for path, info in sorted(fs.glob(posixpath.join(root, pattern.glob), detail=True).items()):
         rel = posixpath.relpath(path, root)
@@ -211,6 +236,7 @@ def select_files(fs: Any, root: str, pattern: Pattern, span: SpanSpec) -> Select
         key = pattern.span_version(rel)
         if key is not None:
             found.setdefault(key, {})[path] = int(info.get("size") or 0)
+            spelled.setdefault(key, {}).setdefault(pattern.numbers_as_written(rel), rel)
     if not found:
         msg = f"No files match pattern {pattern.text!r} under {root}{_listing(fs, root)}; check input_base and pattern."
         raise DataValidationError(msg)
@@ -224,8 +250,21 @@ def select_files(fs: Any, root: str, pattern: Pattern, span: SpanSpec) -> Select
     for s in chosen:
         versions = [v for t, v in found if t == s]
         version = None if None in versions else max(versions)  # type: ignore[type-var]
+        _one_spelling(s, spelled[(s, version)], pattern)
         sizes.update(found[(s, version)])
     return Selection(sorted(sizes), sizes, chosen, version)
+
+
+def _one_spelling(span: int, spelled: dict[str, str], pattern: Pattern) -> None:
+    """One span written two ways (``span-1`` and ``span-01``) is most likely one batch copied
+    twice: reading both would double its rows unseen, and TFX reads only one of them."""
+    if len(spelled) > 1:
+        a, b = list(spelled.values())[:2]
+        msg = (
+            f"{a} and {b} both hold span {span} of pattern {pattern.text!r}, its number written two ways; "
+            f"remove or rename one, or give the width ({{SPAN:2}}) so that only one form matches."
+        )
+        raise DataValidationError(msg)
 
 
 def _listing(fs: Any, root: str) -> str:

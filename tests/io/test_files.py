@@ -136,3 +136,23 @@ def test_two_readers_of_one_memory_file_each_read_it_whole() -> None:
             assert head + first.read() == b"x\n" + b"1\n" * 1000
     finally:
         fs.rm(path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "files"),
+    [
+        ("data-{SPAN}*.csv", ["data-2-b.csv"]),  # a star right after a token: one star, not '**'
+        ("span-{SPAN}/**.csv", ["span-2/a/b.csv", "span-2/c.csv"]),  # '**' inside a name: any depth
+    ],
+)
+def test_a_star_beside_a_token_or_inside_a_name_finds_the_files(tmp_path: Path, pattern: str, files: list[str]) -> None:
+    make(tmp_path, "data-1-a.csv", "data-2-b.csv", "span-1/c.csv", "span-2/c.csv", "span-2/a/b.csv")
+    assert choose(tmp_path, pattern)[:2] == (files, [2])
+
+
+def test_one_span_written_two_ways_is_an_error_naming_both(tmp_path: Path) -> None:
+    make(tmp_path, "span-1/a.csv", "span-01/b.csv", "span-2/a.csv")
+    with pytest.raises(DataValidationError, match=r"span-01/b.csv and span-1/a.csv both hold span 1 .*\{SPAN:2\}"):
+        choose(tmp_path, "span-{SPAN}/*.csv", "all")
+    assert choose(tmp_path, "span-{SPAN}/*.csv")[:2] == (["span-2/a.csv"], [2])  # the span read is written once
+    assert choose(tmp_path, "span-{SPAN:2}/*.csv", "all")[:2] == (["span-01/b.csv"], [1])
