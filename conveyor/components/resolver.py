@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -138,13 +139,30 @@ class Resolver(Component):
         before = candidates[0].id if candidates else None
         if p["strategy"] == "latest_blessed_model":
             found = reader.latest_blessed_model(pipeline_name, before=before)
+            while found is not None and not _present(found):
+                found = reader.latest_blessed_model(pipeline_name, before=found.id)
             return {key: [found] if found is not None else []}
         if p["strategy"] == "latest_artifact":
-            return {
-                key: reader.latest_artifacts(p["artifact_type"], pipeline_name, producer=p["producer"], before=before)
-            }
+            newest = reader.latest_artifacts(p["artifact_type"], pipeline_name, producer=p["producer"], before=before)
+            while newest and not _present(newest[0]):
+                newest = reader.latest_artifacts(
+                    p["artifact_type"], pipeline_name, producer=p["producer"], before=newest[0].id
+                )
+            return {key: newest}
         examples = reader.latest_artifacts(Examples.type_name_of(), pipeline_name, producer=p["producer"], limit=None)
+        examples = [art for art in examples if _present(art)]
         return {key: spans_in_range(examples, p["start_span"], p["end_span"], p["latest_spans"])}
+
+
+def _present(art: Artifact) -> bool:
+    """Whether an artifact's folder is still there. One removed by hand (``conveyor gc`` marks
+    what it removes DELETED) is still LIVE in the store; a step given it would fail on a missing
+    file, so the next older one is taken instead, as if the removed one had never been made.
+    """
+    if "://" in art.uri or os.path.isdir(art.uri):
+        return True
+    print(f"Resolver: {art.type_name} {art.id} is left out: its folder {art.uri} is gone.")
+    return False
 
 
 def _output_of(strategy: str, artifact_type: type[Artifact] | str | None) -> tuple[str, type[Artifact]]:

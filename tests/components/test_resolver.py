@@ -6,6 +6,7 @@ recorded; found artifacts are recorded as its outputs, never copied, never taken
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,24 @@ def test_with_its_candidate_the_baseline_is_the_model_blessed_before_it_so_a_rer
     assert better_baseline == first.id
     with pytest.raises(PipelineDefinitionError, match="candidate goes with strategy='latest_blessed_model'"):
         Resolver(strategy="span_range", candidate=train(quality=0.5).outputs["model"])
+
+
+def test_a_model_whose_folder_was_removed_by_hand_is_never_found(tmp_path: Path) -> None:
+    """The store still calls it LIVE (gc did not remove it); the blessed one before it is the baseline."""
+    db_url = f"sqlite:///{tmp_path / 'metadata.sqlite'}"
+    runs = [blessing_pipeline(tmp_path, db_url, quality).run() for quality in (0.7, 0.8)]
+    first, second = (run.executions["train"].outputs["model"][0] for run in runs)
+    shutil.rmtree(second.uri)
+    run = blessing_pipeline(tmp_path, db_url, 0.9).run()
+    assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+    assert run.executions["Resolver"].outputs["model"] == [first]
+    assert run.executions["judge"].outputs["blessing"][0].properties["baseline"] == first.id
+    latest = Resolver(strategy="latest_artifact", artifact_type=Model).with_id("latest")
+    found = Pipeline("blessing", [latest], root=tmp_path, metadata=db_url).run().executions["latest"]
+    assert found.outputs["model"][0].id == run.executions["train"].outputs["model"][0].id
+    shutil.rmtree(found.outputs["model"][0].uri)
+    found = Pipeline("blessing", [latest], root=tmp_path, metadata=db_url).run().executions["latest"]
+    assert found.outputs["model"] == [first]
 
 
 def test_a_step_after_a_resolver_that_found_nothing_runs_alone_with_no_baseline(tmp_path: Path) -> None:
