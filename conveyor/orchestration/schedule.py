@@ -21,6 +21,7 @@ does (no new step starts, the running ones finish), then the loop ends.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import signal
 import sys
 import threading
@@ -76,16 +77,30 @@ class _Cron:
     """The ticks of a cron expression, in local time."""
 
     def __init__(self, expression: str) -> None:
-        croniter = require("croniter", "schedule", "conveyor schedule --cron").croniter
-        if not croniter.is_valid(expression):
+        module = require("croniter", "schedule", "conveyor schedule --cron")
+        if not module.croniter.is_valid(expression):
             msg = (
                 f"--cron {expression!r} is not a cron expression: give 5 fields (minute hour day month weekday), "
                 f"or 6 with seconds last, e.g. '*/15 * * * *'."
             )
             raise ConveyorError(msg)
         self.expression = expression
-        self._ticks = croniter(expression, dt.datetime.now().astimezone())
-        self.next_due: float = self._ticks.get_next(float)
+        self._ticks = module.croniter(expression, dt.datetime.now().astimezone())
+        self._no_more = module.CroniterBadDateError
+        self.next_due = self._next()
+        if self.next_due == math.inf:
+            msg = (
+                f"--cron {expression!r} never falls from now on (a day no month has, such as 31 February, or a "
+                f"year past); give a date that comes, e.g. '0 0 28 2 *'."
+            )
+            raise ConveyorError(msg)
+
+    def _next(self) -> float:
+        """The next tick; infinity when there is none (a year field that has passed)."""
+        try:
+            return float(self._ticks.get_next(float))
+        except self._no_more:
+            return math.inf
 
     def take_due(self, now: float) -> float | None:
         """The newest tick at or before ``now`` (older ones passed unseen: the machine slept), or None."""
@@ -93,7 +108,7 @@ class _Cron:
             return None
         due = self.next_due
         while self.next_due <= now:
-            due, self.next_due = self.next_due, self._ticks.get_next(float)
+            due, self.next_due = self.next_due, self._next()
         return due
 
     def skip_until(self, now: float) -> list[float]:
@@ -101,7 +116,7 @@ class _Cron:
         passed = []
         while self.next_due <= now:
             passed.append(self.next_due)
-            self.next_due = self._ticks.get_next(float)
+            self.next_due = self._next()
         return passed
 
 
@@ -178,6 +193,9 @@ class Scheduler:
     def _loop(self, store: MetadataStore, runner: LocalRunner, watched: list[_Watched]) -> None:
         next_poll = time.time()
         while not self._stop.is_set() and (self.max_runs is None or len(self.runs) < self.max_runs):
+            if self.cron is not None and self.cron.next_due == math.inf and not watched:
+                self.say(f"cron {self.cron.expression!r} falls no more; the schedule ends.")
+                break
             now = time.time()
             trigger: Trigger | None = None
             span_key: tuple[_Watched, SpanKey] | None = None
@@ -191,7 +209,7 @@ class Scheduler:
                 }
             elif watched and now >= next_poll:
                 next_poll = now + self.poll_seconds
-                span_key = self._new_span(watched)
+                span_key = self._new_span(store, watched)
                 if span_key is not None:
                     w, (span, version) = span_key
                     trigger = {
@@ -206,7 +224,13 @@ class Scheduler:
             if not ran and span_key is None:
                 self._skipped_ticks += 1
             if ran and span_key is not None:
-                span_key[0].seen = span_key[1]
+                span_key[0].seen = span_key[1]  # failed or not: not tried again for this span
+            if ran:  # a cron run may have read a new span already: no run for it again
+                for w in watched:
+                    done = self.runs[-1].executions.get(w.step)
+                    read = _span_read(done.outputs.get("examples", [])) if done is not None else None
+                    if read is not None and (w.seen is None or read > w.seen):
+                        w.seen = read
 
     def _start(self, store: MetadataStore, runner: LocalRunner, trigger: Trigger) -> bool:
         """One run for ``trigger``, unless another run of the pipeline is going; whether it ran."""
@@ -239,24 +263,25 @@ class Scheduler:
                 continue
             params = node.resolved_parameters()
             splits = params.get("input_splits") or {}
-            last = store.latest_outputs(self.pipeline.name, node.id)
-            seen = None
-            for art in (last.outputs.get("examples", []) if last else [])[:1]:
-                if art.properties.get("span") is not None:
-                    version = art.properties.get("version")
-                    seen = (int(art.properties["span"]), -1 if version is None else int(version))
             patterns = list(splits.values()) or [params.get("pattern", "*")]
+            seen = _last_read(store, self.pipeline.name, node.id)
             found.append(_Watched(node.id, str(params["input_base"]), patterns, seen))
         if not found:
             msg = f"--on-new-span watches an ExampleGen's input_base, and pipeline {self.pipeline.name!r} has no ExampleGen reading files."
             raise ConveyorError(msg)
         return found
 
-    @staticmethod
-    def _new_span(watched: list[_Watched]) -> tuple[_Watched, SpanKey] | None:
+    def _new_span(self, store: MetadataStore, watched: list[_Watched]) -> tuple[_Watched, SpanKey] | None:
+        """The first watched ExampleGen with a span newer than it read. A span that looks new is
+        checked against the store first: a cron run, or another process's run, may have read it."""
         for w in watched:
             newest = w.newest()
-            if newest is not None and (w.seen is None or newest > w.seen):
+            if newest is None or (w.seen is not None and newest <= w.seen):
+                continue
+            read = _last_read(store, self.pipeline.name, w.step)
+            if read is not None and (w.seen is None or read > w.seen):  # a failed run's span stays seen
+                w.seen = read
+            if w.seen is None or newest > w.seen:
                 return w, newest
         return None
 
@@ -269,6 +294,30 @@ class Scheduler:
             parts.append(f"on a new span under {w.input_base} ({w.step} read {read}; every {self.poll_seconds:g} s)")
         limit = f", {self.max_runs} run(s) at most" if self.max_runs else ""
         return f"scheduling {self.pipeline.name} {' and '.join(parts)}{limit}; Ctrl-C stops."
+
+
+def _last_read(store: MetadataStore, pipeline: str, step: str) -> SpanKey | None:
+    """The span (and version) ``step`` read in the newest run of the pipeline that succeeded, as
+    the store records it. A run that failed, was stopped or died does not count, so that a
+    scheduler started again runs for its span once more."""
+    for run in store.runs(pipeline):
+        if run.status != ExecutionStatus.SUCCEEDED:
+            continue
+        for ex in store.executions(run=run.id, component=step):
+            if ex.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CACHED):
+                read = _span_read(ex.outputs.get("examples", []))
+                if read is not None:
+                    return read
+    return None
+
+
+def _span_read(examples: list[Any]) -> SpanKey | None:
+    """The span (and version) an ExampleGen's ``examples`` output records; None before it wrote one."""
+    for art in examples[:1]:
+        if art.properties.get("span") is not None:
+            version = art.properties.get("version")
+            return int(art.properties["span"]), -1 if version is None else int(version)
+    return None
 
 
 def _describe(trigger: Trigger) -> str:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from conveyor import Input, Output, Parameter, Pipeline, component
+from conveyor.artifacts import Artifact, Examples
+from conveyor.components import ExampleGen
+from conveyor.exceptions import ConveyorError
 from conveyor.metadata import MetadataStore
 from conveyor.metadata.records import ExecutionStatus, Run
+from conveyor.orchestration.schedule import Scheduler
 from tests.helpers import conveyor_cmd, run_cli
 
 PIPELINE = """
@@ -151,3 +160,71 @@ def test_a_schedule_needs_a_trigger_and_a_cron_it_can_read(tmp_path: Path) -> No
     bad = run_cli("schedule", "pipeline.py", "--cron", "every day", cwd=tmp_path)
     assert bad.returncode == 2
     assert "--cron 'every day' is not a cron expression" in bad.stderr
+
+
+@component
+def check(examples: Input[Examples], report: Output[Artifact], *, fail: Parameter[bool] = False) -> None:
+    if fail:
+        raise RuntimeError("the check failed")
+
+
+def spans_pipeline(tmp_path: Path, fail: bool = False) -> Pipeline:
+    gen = ExampleGen(input_base=str(tmp_path / "data"), pattern="span-{SPAN}.csv")
+    steps = [gen, check(examples=gen.outputs["examples"], fail=fail)]
+    return Pipeline("spans", steps, root=tmp_path / "conveyor_root")
+
+
+def spans_read(runs: list[Run]) -> list[tuple[str, int]]:
+    return [(r.trigger["kind"], r.executions["ExampleGen"].outputs["examples"][0].properties["span"]) for r in runs]  # type: ignore[index]
+
+
+def test_a_span_that_a_run_already_read_starts_no_run_of_its_own(tmp_path: Path) -> None:
+    data = project(tmp_path) / "data"
+
+    def say(line: str) -> None:  # span 2 arrives as the first run starts: that run reads it
+        if line.startswith("starting") and not (data / "span-2.csv").exists():
+            (data / "span-2.csv").write_text("amount,state\n4.5,TX\n")
+
+    scheduler = Scheduler(
+        spans_pipeline(tmp_path), cron="* * * * * *", on_new_span=True, poll_seconds=0.05, max_runs=2, say=say
+    )
+    assert spans_read(scheduler.run()) == [("new_span", 2), ("cron", 2)]
+
+
+def test_a_span_another_process_read_starts_no_run(tmp_path: Path) -> None:
+    data = project(tmp_path) / "data"
+    pipeline = spans_pipeline(tmp_path)
+    assert pipeline.run().status == "succeeded"  # span 1
+
+    def say(line: str) -> None:  # once the scheduler has looked, span 2 arrives and a run by hand reads it
+        if line.startswith("scheduling"):
+            (data / "span-2.csv").write_text("amount,state\n4.5,TX\n")
+            assert pipeline.run().status == "succeeded"
+            threading.Timer(1.0, scheduler.stop).start()
+
+    scheduler = Scheduler(pipeline, on_new_span=True, poll_seconds=0.05, say=say)
+    assert scheduler.run() == []
+
+
+def test_a_scheduler_started_again_after_a_failed_run_runs_for_its_span(tmp_path: Path) -> None:
+    """The failed run's ExampleGen read span 1; the run did not finish, so span 1 is not done."""
+    project(tmp_path)
+    assert spans_pipeline(tmp_path, fail=True).run().status == "failed"
+    scheduler = Scheduler(spans_pipeline(tmp_path), on_new_span=True, poll_seconds=0.05, max_runs=1, say=print)
+    timer = threading.Timer(20, scheduler.stop)
+    timer.start()
+    runs = scheduler.run()
+    timer.cancel()
+    assert [(r.status, *s) for r, s in zip(runs, spans_read(runs), strict=True)] == [("succeeded", "new_span", 1)]
+
+
+def test_a_cron_that_never_falls_is_refused_and_one_whose_ticks_run_out_ends_the_schedule(tmp_path: Path) -> None:
+    project(tmp_path)
+    with pytest.raises(ConveyorError, match=r"--cron '0 0 31 2 \*' never falls from now on"):
+        Scheduler(spans_pipeline(tmp_path), cron="0 0 31 2 *")
+    last = dt.datetime.now().astimezone().replace(microsecond=0) + dt.timedelta(seconds=2)  # a 7th field is the year
+    once = f"{last.minute} {last.hour} {last.day} {last.month} * {last.second} {last.year}"
+    said: list[str] = []
+    runs = Scheduler(spans_pipeline(tmp_path), cron=once, say=said.append).run()
+    assert [r.status for r in runs] == ["succeeded"]
+    assert said[-1] == f"cron {once!r} falls no more; the schedule ends."
