@@ -5,6 +5,7 @@ conveyor run first_pipeline.py
 
 from __future__ import annotations
 
+# --8<-- [start:component]
 import json
 from pathlib import Path
 
@@ -13,7 +14,6 @@ from conveyor.artifacts import Artifact, Examples
 from conveyor.components import ExampleGen
 
 
-# --8<-- [start:component]
 @component
 def count_rows(examples: Input[Examples], report: Output[Artifact], *, min_rows: Parameter[int] = 1) -> None:
     """Count the rows of every split, and fail the step when one has fewer than ``min_rows``."""
