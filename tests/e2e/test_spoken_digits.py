@@ -70,7 +70,7 @@ def test_the_embedding_goes_through_the_feature_library_and_is_compared(project:
 @pytest.fixture(scope="module")
 def rest(project: Path) -> Iterator[str]:
     bundle = project / "serving" / "spoken_digits"
-    command = [*conveyor_cmd(), "serve", "--model-dir", str(bundle), "--model-name", "digits", "--rest-port", "0"]
+    command = [*conveyor_cmd(), "serve", "--model-dir", str(bundle), "--model-name", "digits", "--rest-port", "0", "--grpc-port", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     address = next((line.split()[2] for line in server.stdout if line.startswith("REST on ")), None)

@@ -264,7 +264,7 @@ def test_a_model_name_no_url_can_reach_is_refused(tmp_path: Path, name: str) -> 
         caught.value
     )
     done = subprocess.run(
-        [*conveyor_cmd(), "serve", "--model-dir", str(tmp_path), "--model-name", name, "--rest-port", "0"],
+        [*conveyor_cmd(), "serve", "--model-dir", str(tmp_path), "--model-name", name, "--rest-port", "0", "--grpc-port", "0"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 2

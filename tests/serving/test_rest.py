@@ -197,7 +197,7 @@ def test_serve_says_what_is_wrong_with_its_arguments_in_one_line(
 def test_a_host_that_is_no_address_of_this_machine_is_named_as_such(base_path: Path) -> None:
     """It said "pick another --rest-port", which does not help."""
     for host in ("999.1.1.1", "192.0.2.1"):  # no address at all; TEST-NET-1, not this machine's
-        done = run_cli("serve", "--model-dir", str(base_path), "--model-name", NAME, "--host", host, "--rest-port", "0")
+        done = run_cli("serve", "--model-dir", str(base_path), "--model-name", NAME, "--host", host, "--rest-port", "0", "--grpc-port", "0")
         assert done.returncode == 2
         assert done.stderr.count("\n") == 1
         assert f"{host!r} is not an address of this machine: give --host one of its addresses" in done.stderr

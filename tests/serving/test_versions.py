@@ -367,7 +367,7 @@ def test_conveyor_serve_polls_its_model_dir(bundles: list[Path], tmp_path: Path)
     push(bundles[0], tmp_path, 1)
     server = subprocess.Popen(
         [*conveyor_cmd(), "serve", "--model-dir", str(tmp_path), "--model-name", "segments", "--rest-port", "0",
-         "--poll-seconds", "0.1"],
+         "--grpc-port", "0", "--poll-seconds", "0.1"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
