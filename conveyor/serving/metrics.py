@@ -14,6 +14,7 @@ server has its own ``CollectorRegistry``, so two servers in one process count ap
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -30,6 +31,8 @@ __all__ = ["CONTENT_TYPE", "RequestMetrics", "ServerMetrics"]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds: a one-row prediction takes well under a millisecond, so the buckets start below one."""
+CONVERTER = re.compile(r"\{(\w+):\w+\}")
+"""A path parameter's converter in a Starlette route (``{version:int}``), left out of ``route``."""
 BATCH_BUCKETS = tuple(float(2**i) for i in range(11))
 """Rows: 1, 2, 4, ... 1024."""
 
@@ -133,7 +136,7 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: ServerMetrics, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = [route for route in routes if isinstance(route, Route)]
+        self.routes = [(route, CONVERTER.sub(r"{\1}", route.path)) for route in routes if isinstance(route, Route)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,12 +160,13 @@ class RequestMetrics:
 
     def _route_of(self, scope: Scope) -> tuple[str, dict[str, Any]]:
         """The template of the route the request took (or whose method it missed: 405), and its
-        parameters; ``other`` for none."""
+        parameters; ``other`` for none. The template is the one users read in the docs and the
+        OpenAPI document (``{version}``), without Starlette's converters (``{version:int}``)."""
         partial: tuple[str, dict[str, Any]] | None = None
-        for route in self.routes:
+        for route, template in self.routes:
             match, child = route.matches(scope)
             if match is Match.FULL:
-                return route.path, child["path_params"]
+                return template, child["path_params"]
             if match is Match.PARTIAL and partial is None:
-                partial = route.path, child["path_params"]
+                partial = template, child["path_params"]
         return partial or ("other", {})

@@ -289,6 +289,15 @@ def test_metrics_count_each_request_by_model_route_and_code_per_server(bundle: P
     assert value(elsewhere, "conveyor_requests", requests, route=PREDICT, code="200") == 0
 
 
+def test_metrics_name_a_versioned_route_by_the_template_the_docs_show(bundle: Path) -> None:
+    """``route`` reads ``{version}``, as in the docs and the OpenAPI document, not Starlette's ``{version:int}``."""
+    with serve(bundle, None) as server:
+        assert post(server, f"/v1/models/{NAME}/versions/1:predict", {"instances": ROWS[:1]})[0] == 200
+        samples = scrape(server)
+    routes = {s.labels["route"] for s in samples["conveyor_requests"] if s.name == "conveyor_requests_total"}
+    assert routes == {"/v1/models/{name}/versions/{version}:predict"}
+
+
 def test_concatenate_keeps_each_requests_rows_in_order_and_their_gaps() -> None:
     merged = concatenate(
         [
