@@ -30,6 +30,8 @@ def curves(
     """
     w = np.ones(len(scores)) if weight is None else np.asarray(weight, dtype=np.float64)
     order = np.argsort(-scores, kind="stable") if by_score is None else by_score[::-1]
+    if weight is not None:  # a row of weight 0 is no point, as in scikit-learn (it would be a 0/0 precision)
+        order = order[w[order] != 0]
     s, positive = scores[order], np.asarray(target)[order] == 1
     tp = np.cumsum(np.where(positive, w[order], 0.0))
     fp = np.cumsum(np.where(positive, 0.0, w[order]))

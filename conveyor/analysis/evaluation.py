@@ -37,6 +37,9 @@ BASELINE = "baseline"
 # keeps the arrays small enough for the C allocator to reuse, where larger ones are mapped and
 # faulted in afresh each time (measured: 1 column a block ran extract in 2.8 s, 4 in 5.2 s)
 REPLICATE_BLOCK = 1
+PROBABILITY_SLACK = 1e-6  # past [0, 1] by float32 rounding at most; more is a fault of the model
+# metrics that are tables (curves, matrices), which no threshold can bound
+_NOT_NUMBERS = frozenset({"calibration", "confusion_matrix", "per_class"})
 
 
 @dataclass
@@ -122,7 +125,7 @@ class EvalCombiner(Combiner):
         for spec in self.specs:
             codes, names = slice_codes(frame, spec, self.config.bucket_boundaries)
             slices.append((codes.astype(np.min_scalar_type(len(names))), names))
-        outputs = {name: self._score(scorer, frame) for name, scorer in self.models.items()}
+        outputs = {name: self._score(name, scorer, frame, start) for name, scorer in self.models.items()}
         acc.append(Rows([(start, frame.height)], weight, slices, outputs))
         return acc
 
@@ -133,8 +136,11 @@ class EvalCombiner(Combiner):
         return [_join(acc)] if acc else acc
 
     def extract(self, acc: Accumulator) -> dict[str, Any]:
-        rows = _join(acc) if acc else None
-        states, plans = self._states(rows) if rows else ({name: [{} for _ in self.specs] for name in self.models}, {})
+        if not acc:  # no metric and no threshold has a value: nothing to judge a model on
+            msg = "there are no examples to evaluate: the splits have no rows; evaluate a split that has some."
+            raise DataValidationError(msg)
+        rows = _join(acc)
+        states, plans = self._states(rows)
         slices = []
         fairness_by_model = {name: self._fairness(states[name]) for name in self.models}
         for i, spec in enumerate(self.specs):
@@ -151,7 +157,7 @@ class EvalCombiner(Combiner):
                 slices.append(entry)
         out: dict[str, Any] = {"format_version": FORMAT_VERSION, "task": self.task, "label_key": self.config.label_key,
                                "models": list(self.models), "slices": slices}  # fmt: skip
-        if rows is not None and self.task == "binary":
+        if self.task == "binary":
             from conveyor.analysis.curves import curves
 
             out["curves"] = {
@@ -236,24 +242,34 @@ class EvalCombiner(Combiner):
         if key not in frame.schema:
             msg = f"example_weight_key {key!r} is not a column of the examples; columns are {', '.join(frame.columns)}."
             raise DataValidationError(msg)
+        if not frame.schema[key].is_numeric():
+            msg = f"the example weight column {key!r} is {frame.schema[key]}, not a number; give a numeric column."
+            raise DataValidationError(msg)
         weight = frame[key].cast(pl.Float64).fill_null(np.nan).to_numpy()
         if np.isnan(weight).any():
             msg = f"the example weight column {key!r} has {int(np.isnan(weight).sum())} missing value(s) near row {start}; fill them or drop those rows."
             raise DataValidationError(msg)
+        # a negative or infinite weight gives no metric a meaning (an AUC of -3, a precision of NaN)
+        if (bad := ~np.isfinite(weight) | (weight < 0)).any():
+            msg = (
+                f"the example weight column {key!r} holds {float(weight[bad][0])} near row {start} "
+                f"({int(bad.sum())} such value(s)); weights must be finite and at least 0."
+            )
+            raise DataValidationError(msg)
         return weight
 
-    def _score(self, scorer: Scorer, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score(self, name: str, scorer: Scorer, frame: pl.DataFrame, start: int) -> tuple[np.ndarray, np.ndarray]:
         """The label in the model's terms (0/1, class index or value) and the prediction the metrics take."""
         raw = scorer.target(frame) if scorer.target is not None else frame[self.config.label_key]
         outputs = scorer.predict(frame)
         if self.task == "regression":
             target = _numbers_of(raw, self.config.label_key)
-            return target, np.asarray(outputs["value"], dtype=np.float64)
+            return target, _checked_scores(outputs["value"], name, start, None)
         classes = list(scorer.classes) if scorer.classes is not None else [0, 1]
         index = _class_index(raw, classes, self.config.label_key)
         if self.task == "binary":
-            return index.astype(np.int8), np.asarray(outputs["probability"], dtype=np.float64)
-        predicted = np.argmax(np.asarray(outputs["probabilities"]), axis=1)
+            return index.astype(np.int8), _checked_scores(outputs["probability"], name, start, (0.0, 1.0))
+        predicted = np.argmax(_checked_scores(outputs["probabilities"], name, start, None), axis=1)
         common = np.array([self.classes.index(c) for c in classes], dtype=np.int32)  # the model's k-th class among all
         return common[index], common[predicted]
 
@@ -288,6 +304,14 @@ def _checked_names(config: EvalConfig, task: str) -> list[str]:
             hint = f"; did you mean {close[0]!r}?" if close else f"; {task} metrics are {', '.join(known)}."
             msg = f"EvalConfig names the metric {name!r}, which a {task} model does not have{hint}"
             raise DataValidationError(msg)
+    for name, threshold in config.thresholds.items():
+        if name in _NOT_NUMBERS:
+            msg = f"EvalConfig thresholds {name!r}, which is a table, not a number; set thresholds on numbers such as {known[2]!r}."
+            raise DataValidationError(msg)
+        bounds = ("lower_bound", "upper_bound", "change", "relative_change")
+        if all(getattr(threshold, b) is None for b in bounds):
+            msg = f"EvalConfig's threshold on {name!r} sets no bound, so it judges nothing; set one of {', '.join(bounds)}."
+            raise DataValidationError(msg)
     # a threshold's metric is computed whether or not ``metrics`` names it
     return list(dict.fromkeys([*config.metrics, *config.thresholds])) if config.metrics else known
 
@@ -310,7 +334,32 @@ def _numbers_of(raw: Any, label_key: str) -> np.ndarray:
     if missing := _missing(raw):
         msg = f"the label {label_key!r} is missing in {missing} row(s); drop or fill them before evaluating."
         raise DataValidationError(msg)
-    return (raw.cast(pl.Float64).to_numpy() if isinstance(raw, pl.Series) else np.asarray(raw)).astype(np.float64)
+    if isinstance(raw, pl.Series) and not raw.dtype.is_numeric():
+        msg = f"the label {label_key!r} is {raw.dtype}, but a regression model is scored against numbers; give a numeric label."
+        raise DataValidationError(msg)
+    values = (raw.cast(pl.Float64).to_numpy() if isinstance(raw, pl.Series) else np.asarray(raw)).astype(np.float64)
+    if not np.isfinite(values).all():
+        msg = f"the label {label_key!r} holds {float(values[~np.isfinite(values)][0])}; drop or fix the infinite labels before evaluating."
+        raise DataValidationError(msg)
+    return values
+
+
+def _checked_scores(values: Any, model: str, start: int, bounds: tuple[float, float] | None) -> np.ndarray:
+    """A model's predictions as floats, refused when one is NaN or infinite (or, for a probability, outside ``bounds``):
+    a NaN sorts as no number does, and would give an AUC, an accuracy and a blessing that mean nothing.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(array)
+    if bounds is not None:  # a float32 model's rounding (1.0000001) is no fault: it is clipped
+        bad |= (array < bounds[0] - PROBABILITY_SLACK) | (array > bounds[1] + PROBABILITY_SLACK)
+    if bad.any():
+        what = "finite" if bounds is None else f"probabilities in [{bounds[0]:g}, {bounds[1]:g}]"
+        msg = (
+            f"the {model} model predicted {float(array[bad].flat[0])} near row {start} ({int(bad.sum())} such value(s)); "
+            f"its predictions must be {what}: fix the model or its inputs."
+        )
+        raise DataValidationError(msg)
+    return array if bounds is None else np.clip(array, *bounds)
 
 
 def _class_index(raw: Any, classes: list[Any], label_key: str) -> np.ndarray:

@@ -440,6 +440,8 @@ class RegressionMetrics:
         mse = _ratio(squared, w, np.nan)
         # scikit-learn's r2: 1 when both the error and the label's spread are 0, 0 when only the spread is
         r2 = np.where(m2 != 0, 1 - _ratio(squared, m2), np.where(squared == 0, 1.0, 0.0))
+        if state.rows < 2:  # scikit-learn's too: one row has no spread to explain
+            r2 = np.full_like(r2, np.nan)
         return {
             "weighted_example_count": w,
             "mae": _ratio(absolute, w, np.nan),
