@@ -24,10 +24,24 @@ MOMENTS = ("mean", "var", "std")  # one accumulator: a pass keeps one per input 
 NONE_WHEN_EMPTY = (*MOMENTS, "min", "max")  # a column with no value has none of these (scalar forms)
 
 
+class InfiniteValue(ValueError):
+    """An analyzer met +-inf: no mean, spread, extreme or boundary of it can be written as JSON
+    or scale a value (scikit-learn's scalers refuse it too). ``fit`` names the analyzer and column.
+    """
+
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.value = value
+
+
 def _numbers(value: Any) -> np.ndarray:
     x = np.asarray(value, dtype=np.float64).ravel()
     missing = np.isnan(x)
-    return x[~missing] if missing.any() else x
+    x = x[~missing] if missing.any() else x
+    infinite = np.isinf(x)
+    if infinite.any():
+        raise InfiniteValue(float(x[infinite][0]))
+    return x
 
 
 class Moments(Combiner):
@@ -191,7 +205,8 @@ class QuantileBoundaries(Combiner):
         return {"values": [], "n": 0, "sketch": None}
 
     def add_batch(self, acc: dict[str, Any], value: Any) -> dict[str, Any]:
-        x = _numbers(value)
+        x = np.asarray(value, dtype=np.float64).ravel()
+        x = x[~np.isnan(x)]  # +-inf kept: a boundary away from them is still defined
         acc["n"] += len(x)
         if acc["sketch"] is None and acc["n"] <= EXACT_QUANTILES:
             acc["values"].append(x)
@@ -228,7 +243,13 @@ class QuantileBoundaries(Combiner):
         if acc["sketch"] is not None:
             return acc["sketch"].quantiles([q / 100 for q in self.percents])
         values = np.concatenate(acc["values"]) if acc["values"] else np.zeros(0)
-        return [float(v) for v in np.percentile(values, self.percents)] if len(values) else []
+        if not len(values):
+            return []
+        with np.errstate(invalid="ignore"):  # inf - inf between two infinite values: NaN, refused below
+            boundaries = np.percentile(values, self.percents)
+        if not np.isfinite(boundaries).all():  # one falls on or next to +-inf
+            raise InfiniteValue(float(values[np.isinf(values)][0]))
+        return [float(v) for v in boundaries]
 
 
 def _terms(value: Any) -> tuple[pa.Array, np.ndarray]:
@@ -237,8 +258,14 @@ def _terms(value: Any) -> tuple[pa.Array, np.ndarray]:
         value = value.combine_chunks()
     if isinstance(value, pa.ListArray | pa.LargeListArray):
         flat, rows = flatten(value)
-    else:
-        flat = value if isinstance(value, pa.Array) else pa.array(np.asarray(value), from_pandas=True)
+    elif isinstance(value, pa.Array):
+        flat = value
+        rows = np.arange(len(flat), dtype=np.int64)
+    else:  # numbers: as float64, as ``kernels.index_of`` looks them up (-0.0 is 0.0, ints past 2**53 rounded)
+        x = np.asarray(value, dtype=np.float64) + 0.0
+        if np.isinf(x).any():
+            raise InfiniteValue(float(x[np.isinf(x)][0]))
+        flat = pa.array(x, from_pandas=True)
         rows = np.arange(len(flat), dtype=np.int64)
     if flat.null_count:
         valid = flat.is_valid()

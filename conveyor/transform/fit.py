@@ -57,12 +57,23 @@ def fit(outputs: Mapping[str, Node], batches: Callable[[], Iterable[Part]], work
     return passes
 
 
+def _what(node: Node) -> str:
+    """The column an analyzer reads, by name when it is an input."""
+    source = node.inputs[0]
+    return f"column {source.params['name']!r}" if source.op == "input" else "its input"
+
+
 def _nothing_to_fit(node: Node) -> TransformError:
     """A mean, std, min or max of a column with no value in the training data: undefined, so refused by name."""
-    source = node.inputs[0]
-    what = f"column {source.params['name']!r}" if source.op == "input" else "its input"
-    msg = (f"ct.{node.op} has nothing to fit: {what} is missing in every training row; "
+    msg = (f"ct.{node.op} has nothing to fit: {_what(node)} is missing in every training row; "
            "fill it (ct.fill_missing) or leave it out.")  # fmt: skip
+    return fail(msg, node.where)
+
+
+def _infinite(node: Node, value: float) -> TransformError:
+    """An analyzer that met +-inf in the training data: refused by name, as scikit-learn's scalers refuse it."""
+    msg = (f"ct.{node.op} cannot fit {_what(node)}: the training data holds {value}; "
+           f"clip it (ct.clip) or make it missing (ct.where) before ct.{node.op}.")  # fmt: skip
     return fail(msg, node.where)
 
 
@@ -91,7 +102,8 @@ class Pass(Combiner):
         ]
         firsts = [self.slots.index(i) for i in range(len(slots))]
         self.accumulators = [self.analyzers[i] for i in firsts]
-        self.inputs = [ready[i].inputs[0].uid for i in firsts]
+        self.nodes = [ready[i] for i in firsts]
+        self.inputs = [node.inputs[0].uid for node in self.nodes]
         self.plan = Plan(topological([a.inputs[0] for a in ready]))
 
     def create(self) -> list[Any]:
@@ -99,7 +111,13 @@ class Pass(Combiner):
 
     def add_batch(self, acc: list[Any], batch: Batch) -> list[Any]:
         values = self.plan.run_arrow({name: batch.column(name) for name in batch.schema.names}, batch.num_rows)
-        return [a.add_batch(x, values[uid]) for a, x, uid in zip(self.accumulators, acc, self.inputs, strict=True)]
+        out = []
+        for a, x, node in zip(self.accumulators, acc, self.nodes, strict=True):
+            try:
+                out.append(a.add_batch(x, values[node.inputs[0].uid]))
+            except analyzers.InfiniteValue as e:
+                raise _infinite(node, e.value) from None
+        return out
 
     def merge(self, accs: Iterable[list[Any]]) -> list[Any]:
         columns = list(zip(*accs, strict=True)) or [[] for _ in self.accumulators]
@@ -109,4 +127,10 @@ class Pass(Combiner):
         return [a.compact(x) for a, x in zip(self.accumulators, acc, strict=True)]
 
     def extract(self, acc: list[Any]) -> list[Any]:
-        return [a.extract(acc[slot]) for a, slot in zip(self.analyzers, self.slots, strict=True)]
+        out = []
+        for a, slot in zip(self.analyzers, self.slots, strict=True):
+            try:
+                out.append(a.extract(acc[slot]))
+            except analyzers.InfiniteValue as e:
+                raise _infinite(self.nodes[slot], e.value) from None
+        return out

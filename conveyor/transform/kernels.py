@@ -217,9 +217,7 @@ def index_of(values: pa.Array, vocab: list[Any]) -> np.ndarray:
     hashes the whole vocabulary on every call, when they are many), and the positions are
     gathered back. The same lookup serves a request, a batch and a list of tokens.
     """
-    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        # As NumPy: the nearest float past 2**53; and -0.0 is 0.0, as a dict finds it.
-        values = pc.add(values.cast(pa.float64(), safe=False), 0.0)
+    values = as_float(values)
     lookup = memo(vocab, "dict", lambda: {v: i for i, v in enumerate(vocab)})
     if len(values) <= _SMALL:
         return np.array([lookup.get(v, -1) for v in values.to_pylist()], dtype=np.int64)
@@ -238,12 +236,22 @@ def index_of(values: pa.Array, vocab: list[Any]) -> np.ndarray:
     return found[indices.to_numpy()]
 
 
+def as_float(values: pa.Array) -> pa.Array:
+    """Numbers as the float64 a batch holds them in: the nearest float past 2**53, and -0.0 as
+    0.0, as a dict finds it. So a value's index and OOV bucket do not depend on whether its batch
+    was int64 or float64 (one missing neighbour makes it float64). Strings as they are.
+    """
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        return pc.add(values.cast(pa.float64(), safe=False), 0.0)
+    return values
+
+
 @kernel("apply_vocabulary")
 def _apply_vocabulary(p: dict[str, Any], x: Any, vocab: list[Any]) -> Any:
     if isinstance(x, pa.ListArray | pa.LargeListArray):
         flat, rows = flatten(x)
         return from_rows(rows, pa.array(_apply_vocabulary(p, flat, vocab), pa.int64()), len(x), x)
-    values = x if isinstance(x, pa.Array) else pa.array(x, from_pandas=True)
+    values = as_float(x if isinstance(x, pa.Array) else pa.array(x, from_pandas=True))
     out = index_of(values, vocab)
     missing = out < 0
     if missing.any():

@@ -6,6 +6,9 @@ in ``kernels.py`` (mappers) and ``analyzers.py`` (full passes), keyed by the sam
 
 from __future__ import annotations
 
+import itertools
+import math
+import numbers
 from typing import Any
 
 from conveyor.transform.graph import Column, Node, checked, derive, fail, literal, unary, user_line
@@ -121,10 +124,34 @@ def scale_to_0_1(x: Column, *, per_axis: int | None = None) -> Column:
 
 
 def apply_buckets(x: Column, boundaries: Column | list[float]) -> Column:
-    """The bucket index of each value: a value equal to a boundary goes to the upper bucket."""
+    """The bucket index of each value: a value equal to a boundary goes to the upper bucket.
+
+    ``boundaries`` ascend, as TFT requires; a repeated one leaves an empty bucket between its copies.
+    """
     x = checked("apply_buckets", x, NUMERIC)
-    b = boundaries if isinstance(boundaries, Column) else literal([float(v) for v in boundaries])
-    return derive("apply_buckets", (x, b), "number")
+    if isinstance(boundaries, Column) and boundaries.kind == "constant":
+        return derive("apply_buckets", (x, boundaries), "number")
+    return derive("apply_buckets", (x, literal(_boundaries(boundaries))), "number")
+
+
+def _boundaries(given: Any) -> list[float]:
+    """Literal bucket boundaries as floats, refused unless finite and ascending (a bisection of
+    unsorted ones gives no defined bucket, and JSON has no NaN or inf).
+    """
+    values = given.tolist() if hasattr(given, "tolist") else given
+    if not isinstance(values, list | tuple) or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
+    ):
+        msg = f"ct.apply_buckets takes boundaries as a list of numbers or ct.quantiles(...), got {given!r}."
+        raise fail(msg)
+    floats = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in floats):
+        msg = f"ct.apply_buckets needs finite boundaries, got {floats}; leave out NaN and inf (the outer buckets are open)."
+        raise fail(msg)
+    if any(b < a for a, b in itertools.pairwise(floats)):
+        msg = f"ct.apply_buckets needs boundaries in ascending order, got {floats}; pass sorted({floats})."
+        raise fail(msg)
+    return floats
 
 
 def bucketize(x: Column, num_buckets: int) -> Column:
