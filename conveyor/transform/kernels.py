@@ -377,6 +377,8 @@ def _cast(p: dict[str, Any], x: Any) -> Any:
     """
     to = p["to"]
     if to == "string":
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            return _float_text(x)
         return (x if isinstance(x, pa.Array) else pa.array(x, from_pandas=True)).cast(pa.string())
     if to == "bool":
         if isinstance(x, pa.Array):
@@ -387,6 +389,19 @@ def _cast(p: dict[str, Any], x: Any) -> Any:
     if to == "float" or number.dtype.kind != "f":
         return number.astype(np.float64) if to == "float" else number.astype(np.int64)
     return np.trunc(number) + 0.0  # + 0.0: -0.0 is 0.0
+
+
+def _float_text(x: np.ndarray) -> pa.Array:
+    """Floats as text, a whole one as an int column writes it ("12345678901", not Arrow's
+    "1.2345678901e+10"): an int column is float in a batch where a value is missing, and its
+    text must not depend on that. NaN is missing."""
+    text = pa.array(x, from_pandas=True).cast(pa.string())
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(x) & (np.trunc(x) == x) & (np.abs(x) < 2.0**63)
+    if not whole.any():
+        return text
+    ints = pa.array(np.where(whole, x, 0.0).astype(np.int64)).cast(pa.string())
+    return pc.if_else(pa.array(whole), ints, text)
 
 
 @kernel("where")

@@ -84,3 +84,16 @@ def test_large_integers_in_a_vocabulary_are_the_floats_a_batch_looks_up() -> Non
     graph = fit_graph(lambda inputs: {"v": ct.compute_and_apply_vocabulary(inputs["x"])}, t)
     np.testing.assert_array_equal(graph.apply(t)["v"], [0, 0, 0, 1])
     assert [graph.apply({"x": v})["v"][0] for v in t.column("x").to_pylist()] == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("value", [5, 12345678901, 10**17, -(2**62), 2.5, 1e300])
+def test_a_number_cast_to_text_is_the_same_alone_and_beside_a_missing_value(value: float) -> None:
+    """A missing neighbour makes an int column float; Arrow writes a whole float past 1e10 as
+    "1.2345678901e+10", so an id cast to text changed with the rest of its batch (and from
+    training, where its column was int, to serving)."""
+    graph = fit_graph(lambda inputs: {"s": ct.cast(inputs["x"], "string")}, pa.table({"x": pa.array([1, 2])}))
+    alone = graph.apply([{"x": value}])["s"].tolist()
+    beside = graph.apply([{"x": value}, {"x": None}])["s"].tolist()
+    column = graph.apply(pa.table({"x": [value, value]}))["s"].tolist()
+    assert alone == beside[:1] == column[:1] == [repr(value) if isinstance(value, float) else str(value)]
+    assert beside[1] is None
