@@ -5,9 +5,14 @@ block brings a new type (a field null at first, text later). Here each chunk of 
 is read on its own, types inferred over the chunk, and the caller unifies chunks
 (``conveyor.io.columns``). Each batch comes with the line of each of its rows. The rules:
 
-- A line that is not a JSON object (not JSON, not UTF-8, a list, ...) goes to ``on_bad_row``
-  with the reason, and so does one with a number beyond the float range (``1e400``), which
-  Arrow cannot hold.
+- A line that is not a JSON object (not JSON, not UTF-8, a list, two objects, ...) goes to
+  ``on_bad_row`` with the reason, and so do one with a number beyond the float range
+  (``1e400``), which Arrow cannot hold, and one with a key twice in an object (Arrow refuses
+  the whole block; which value was meant is not known).
+- JSON has no dates: a string stays a string, though Arrow would read ISO 8601 ones as
+  timestamps (dropping their UTC offset, and making the column's type depend on which
+  strings a chunk happens to hold).
+- A line longer than Arrow's block is read whole.
 - A field holding two JSON types (a number here, text there) is an error naming the file, the
   line and the field.
 - ``NaN``, ``Infinity`` and ``-Infinity`` are no standard JSON, but Python's ``json.dumps``
@@ -80,8 +85,43 @@ def _slice(lines: Lines, start: int, stop: int) -> np.ndarray:
 
 
 def _read(data: bytes) -> pa.Table:
-    options = pj.ReadOptions(block_size=1 << 20, use_threads=True)
-    return pj.read_json(pa.BufferReader(data), read_options=options)
+    """The objects of whole lines, with strings as text (Arrow alone takes ISO 8601 ones for timestamps)."""
+    try:
+        table = _arrow(data, 1 << 20)
+        block = 1 << 20
+    except pa.ArrowInvalid as e:
+        if "straddl" not in str(e):  # any other error: not a line longer than a block
+            raise
+        block = len(data) + 1
+        table = _arrow(data, block)
+    if _has_timestamp(table.schema.types):
+        table = _arrow(data, block, pa.schema([(f.name, _as_text(f.type)) for f in table.schema]))
+    return table
+
+
+def _arrow(data: bytes, block: int, schema: pa.Schema | None = None) -> pa.Table:
+    options = pj.ReadOptions(block_size=block, use_threads=True)
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    return pj.read_json(pa.BufferReader(data), read_options=options, parse_options=parse)
+
+
+def _children(t: pa.DataType) -> list[pa.DataType]:
+    return [t.field(i).type for i in range(t.num_fields)]
+
+
+def _has_timestamp(types: list[pa.DataType]) -> bool:
+    return any(pa.types.is_timestamp(t) or _has_timestamp(_children(t)) for t in types)
+
+
+def _as_text(t: pa.DataType) -> pa.DataType:
+    """``t`` with its timestamps, nested ones too, as strings."""
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_as_text(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_as_text(t.value_type)))
+    return t
 
 
 def _object_lines(chunk: bytes, first_line: int) -> np.ndarray:
@@ -92,9 +132,14 @@ def _object_lines(chunk: bytes, first_line: int) -> np.ndarray:
 def _parse(chunk: bytes, path: str, first_line: int, on_bad_row: BadRow) -> tuple[pa.Table, Lines]:
     """The chunk's objects as a table, and the line of each of its rows; bad lines to ``on_bad_row``."""
     try:
-        return _read(chunk), functools.cache(lambda: _object_lines(chunk, first_line))
+        table = _read(chunk)
     except pa.ArrowInvalid:
         pass
+    else:
+        lines = functools.cache(lambda: _object_lines(chunk, first_line))
+        newlines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+        if table.num_rows == newlines or table.num_rows == len(lines()):  # else a line holds two objects
+            return table, lines
     good: list[tuple[int, bytes]] = []
     for i, raw in enumerate(chunk.split(b"\n")):
         if not raw.strip():
@@ -133,9 +178,22 @@ def _int(text: str) -> int:
     return value
 
 
+class _TwiceKey(ValueError):
+    """A key written twice in one object (Arrow refuses the block)."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        raise _TwiceKey(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
+    return found
+
+
 def _why_bad(raw: bytes) -> str | None:
     try:
-        value = json.loads(raw, parse_float=_float, parse_int=_int)
+        value = json.loads(raw, parse_float=_float, parse_int=_int, object_pairs_hook=_object)
+    except _TwiceKey as e:
+        return f"the key {e.args[0]!r} appears twice in one object; keep one of them"
     except UnicodeDecodeError:
         return "not UTF-8"
     except _BeyondFloat as e:

@@ -137,3 +137,37 @@ def test_lines_set_aside_do_not_shift_the_lines_warnings_name(tmp_path: Path) ->
         f"Column 'id' holds an integer beyond 64 bits (100000000000000000000, {path}:313), so it is read as float "
         f"and such integers lose digits; write them as JSON strings."
     ]
+
+
+def test_date_strings_stay_the_text_written_whatever_other_files_hold(tmp_path: Path) -> None:
+    write(tmp_path / "in" / "a.jsonl", '{"t": "2024-01-01T10:00:00+02:00", "s": {"d": "2024-01-02"}}\n')
+    write(tmp_path / "in" / "b.jsonl", '{"t": "hello", "s": {"d": "2024-01-03"}}\n')
+    ex = gen(tmp_path, tmp_path / "in", splits={"all": 1})
+    assert table(ex).to_pylist() == [
+        {"t": "2024-01-01T10:00:00+02:00", "s": {"d": "2024-01-02"}},
+        {"t": "hello", "s": {"d": "2024-01-03"}},
+    ]
+
+
+def test_a_key_twice_in_an_object_is_quarantined_with_the_reason(tmp_path: Path) -> None:
+    rows = "".join(json.dumps({"a": {"x": i}}) + "\n" for i in range(40))
+    write(tmp_path / "in" / "a.jsonl", rows + '{"a": {"x": 1, "x": 2}}\n')
+    ex = gen(tmp_path, tmp_path / "in", splits={"all": 1})
+    assert table(ex).num_rows == 40
+    assert [(q["line"], q["reason"]) for q in quarantined(ex)] == [
+        (41, "the key 'x' appears twice in one object; keep one of them")
+    ]
+
+
+def test_two_objects_on_one_line_are_quarantined_not_read_as_two_rows(tmp_path: Path) -> None:
+    rows = "".join(json.dumps({"a": i}) + "\n" for i in range(40))
+    write(tmp_path / "in" / "a.jsonl", '{"a": -1} {"a": -2}\n' + rows)
+    ex = gen(tmp_path, tmp_path / "in", splits={"all": 1})
+    assert table(ex).column("a").to_pylist() == list(range(40))
+    assert [(q["line"], q["reason"]) for q in quarantined(ex)] == [(1, "not valid JSON: Extra data at column 11")]
+
+
+def test_a_line_longer_than_a_read_block_is_read(tmp_path: Path) -> None:
+    write(tmp_path / "in" / "a.jsonl", json.dumps({"a": "x" * (3 << 20)}) + '\n{"a": "y"}\n')
+    ex = gen(tmp_path, tmp_path / "in", splits={"all": 1})
+    assert [len(v) for v in table(ex).column("a").to_pylist()] == [3 << 20, 1]
