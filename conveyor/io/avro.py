@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,17 +35,28 @@ _LOGICAL = {
 }
 
 
-def arrow_type(schema: Any, where: str) -> pa.DataType:
-    """The Arrow type of a (parsed) Avro schema."""
+def arrow_type(schema: Any, where: str, named: dict[str, pa.DataType | None] | None = None) -> pa.DataType:
+    """The Arrow type of a (parsed) Avro schema; ``named`` holds the named types defined so far,
+    since a schema may name a record, enum or fixed once and use it again by its name.
+    """
+    named = {} if named is None else named
     if isinstance(schema, str):
         if schema in _PRIMITIVES:
             return _PRIMITIVES[schema]
+        found = named.get(schema, pa.null())
+        if found is None:
+            msg = (
+                f"{where}: the Avro type {schema!r} holds itself (a recursive type); convert the file to Parquet first."
+            )
+            raise DataValidationError(msg)
+        if schema in named:
+            return found
         msg = f"{where}: the Avro type {schema!r} is not supported; convert the file to Parquet first."
         raise DataValidationError(msg)
     if isinstance(schema, list):
         kinds = [s for s in schema if s != "null"]
         if len(kinds) == 1:
-            return arrow_type(kinds[0], where)
+            return arrow_type(kinds[0], where, named)
         msg = f'{where}: the Avro union {schema} mixes types; only ["null", T] is supported.'
         raise DataValidationError(msg)
     logical = schema.get("logicalType")
@@ -53,17 +65,27 @@ def arrow_type(schema: Any, where: str) -> pa.DataType:
     if logical in _LOGICAL:
         return _LOGICAL[logical]
     kind = schema["type"]
-    if kind == "record":
-        return pa.struct([(f["name"], arrow_type(f["type"], where)) for f in schema["fields"]])
+    if kind in ("record", "enum", "fixed"):
+        names = _names(schema)
+        named.update(dict.fromkeys(names))  # being defined: a use of it inside is recursion
+        if kind == "record":
+            found = pa.struct([(f["name"], arrow_type(f["type"], where, named)) for f in schema["fields"]])
+        else:
+            found = pa.string() if kind == "enum" else pa.binary(schema["size"])
+        named.update(dict.fromkeys(names, found))
+        return found
     if kind == "array":
-        return pa.list_(arrow_type(schema["items"], where))
+        return pa.list_(arrow_type(schema["items"], where, named))
     if kind == "map":
-        return pa.map_(pa.string(), arrow_type(schema["values"], where))
-    if kind == "enum":
-        return pa.string()
-    if kind == "fixed":
-        return pa.binary(schema["size"])
-    return arrow_type(kind, where)
+        return pa.map_(pa.string(), arrow_type(schema["values"], where, named))
+    return arrow_type(kind, where, named)
+
+
+def _names(schema: dict[str, Any]) -> list[str]:
+    """A named type's short and full names, by either of which the schema may use it again."""
+    name = schema["name"]
+    space = schema.get("namespace")
+    return [name, f"{space}.{name}"] if space and "." not in name else [name, name.rsplit(".", 1)[-1]]
 
 
 def avro_schema(fs: Any, path: str) -> pa.Schema:
@@ -88,10 +110,27 @@ def read_avro(fs: Any, path: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]
         for record in _records(fastavro.reader(f), path):
             records.append(record)
             if len(records) == BATCH_ROWS:
-                yield pa.RecordBatch.from_pylist(records, schema=schema)
+                yield _batch(records, schema)
                 records = []
         if records:
-            yield pa.RecordBatch.from_pylist(records, schema=schema)
+            yield _batch(records, schema)
+
+
+def _batch(records: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
+    try:
+        return pa.RecordBatch.from_pylist(records, schema=schema)
+    except pa.ArrowTypeError:  # fastavro gives a ``uuid`` as a UUID object: its text is the value
+        return pa.RecordBatch.from_pylist(_uuids_as_text(records), schema=schema)
+
+
+def _uuids_as_text(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _uuids_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_uuids_as_text(v) for v in value]
+    return value
 
 
 def _records(reader: Iterator[dict[str, Any]], path: str) -> Iterator[dict[str, Any]]:
