@@ -14,6 +14,7 @@ that names no file is an error, never a new empty database.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote
@@ -24,6 +25,8 @@ from conveyor.exceptions import ConveyorError, DataValidationError
 from conveyor.io.columns import TEXT
 
 BATCH_ROWS = 1 << 16
+_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+"""What SQLAlchemy's ``text`` takes for a bind parameter: a query has none, so ``'{"a":1}'`` is escaped."""
 
 
 def _text(values: tuple[Any, ...]) -> pa.Array:
@@ -80,7 +83,11 @@ def read_sql(
     warn = on_warning or (lambda _: None)
     try:
         with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, max_row_buffer=batch_rows).execute(text(query))
+            options = conn.execution_options(stream_results=True, max_row_buffer=batch_rows)
+            result = options.execute(text(_BIND.sub(r"\\:\1", query)))
+            if not result.returns_rows:
+                msg = f"The query on {safe} returns no rows, so it is no SELECT: {query[:200]!r}; give a query that reads rows."
+                raise DataValidationError(msg)
             names = list(result.keys())
             seen = 0
             while rows := result.fetchmany(batch_rows):

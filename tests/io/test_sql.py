@@ -100,3 +100,15 @@ def test_a_sqlite_database_is_read_only_and_a_missing_one_is_an_error_naming_it(
     with pytest.raises(DataValidationError, match="attempt to write a readonly database"):
         gen(tmp_path, query="INSERT INTO t VALUES (3) RETURNING id", connection=url)
     assert (tmp_path / "data.sqlite").read_bytes() == before
+
+
+def test_a_colon_in_a_literal_is_text_not_a_bind_parameter(tmp_path: Path, sql_url: str) -> None:
+    execute(sql_url, "CREATE TABLE c (id INTEGER)", "INSERT INTO c VALUES (1)")
+    ex = gen(tmp_path, query="""SELECT id, '{"a":1}' AS j, 'x :y' AS k FROM c""", connection=sql_url, splits={"all": 1})
+    assert table(ex).to_pylist() == [{"id": 1, "j": '{"a":1}', "k": "x :y"}]
+
+
+def test_a_statement_that_returns_no_rows_is_a_clear_error(tmp_path: Path, mariadb_url: str) -> None:
+    execute(mariadb_url, "CREATE TABLE u (id INTEGER)", "INSERT INTO u VALUES (1)")
+    with pytest.raises(DataValidationError, match="returns no rows, so it is no SELECT: 'UPDATE u SET id = 2'"):
+        gen(tmp_path, query="UPDATE u SET id = 2", connection=mariadb_url, splits={"all": 1})
