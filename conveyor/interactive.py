@@ -168,8 +168,9 @@ class InteractiveContext:
         execution = self.store.run(run_id).executions.get(component.id)
         error = (execution.error or "no error recorded") if execution else "no execution recorded"
         first = error.strip().splitlines()[0] if error.strip() else error
+        end = "" if first.endswith((".", "!", "?")) else "."  # the error's own sentence keeps its one stop
         log = f" Its log: {execution.log_uri}." if execution and execution.log_uri else ""
-        return f"{component.id} failed: {first}.{log} The traceback: conveyor show {run_id}."
+        return f"{component.id} failed: {first}{end}{log} The traceback: conveyor show {run_id}."
 
     def show(self, item: Artifact | Channel | Sequence[Artifact] | ExecutionResult) -> HTML:
         """The static page of an artifact, of every artifact of a channel this context made, or of a result's outputs.
@@ -193,7 +194,15 @@ class InteractiveContext:
                 )
                 raise ConveyorError(msg)
             return list(done.outputs.get(item.key, []))
-        return list(item)
+        found = list(item) if isinstance(item, Sequence) and not isinstance(item, str) else [item]
+        for a in found:
+            if not isinstance(a, Artifact):
+                msg = (
+                    f"context.show() takes an artifact, a channel, a list of artifacts or what context.run() "
+                    f"returned; got {type(a).__name__} {a!r:.60}."
+                )
+                raise ConveyorError(msg)
+        return found
 
     def _statistics_beside(self, artifact: Artifact) -> dict[str, str] | None:
         """For anomalies this context made: the statistics the validator read, labelled as ``conveyor show --html`` does."""

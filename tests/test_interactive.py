@@ -171,3 +171,11 @@ def test_show_takes_a_result_or_a_list_and_refuses_a_channel_not_run_here(worked
     unrun = StatisticsGen(examples=sexed_penguins(csv_file=str(PENGUINS)).outputs["examples"])
     with pytest.raises(ConveyorError, match=r"StatisticsGen has not run in this InteractiveContext"):
         context.show(unrun.outputs["statistics"])
+
+
+def test_show_of_something_not_an_artifact_says_what_it_takes(tmp_path: Path) -> None:
+    with InteractiveContext(root=tmp_path / "root") as context:
+        with pytest.raises(ConveyorError, match=r"context.show\(\) takes an artifact, .*; got int 1\."):
+            context.show([1, 2])
+        with pytest.raises(ConveyorError, match=r"got str 'statistics'\."):
+            context.show("statistics")  # type: ignore[arg-type]

@@ -37,6 +37,12 @@ def gather(store: MetadataStore, model: Artifact) -> dict[str, Any]:
     if model.type_name != "Model":
         msg = f"--model-card takes a Model artifact; artifact {model.id} is {model.type_name}."
         raise ArtifactError(msg)
+    if model.state != "LIVE":
+        msg = (
+            f"Model {model.id} is {model.state}: the step that made it did not finish, so there is no bundle to "
+            f"describe; `conveyor show {model.id}` names its run."
+        )
+        raise ArtifactError(msg)
     manifest = read_manifest(Path(model.uri))
     upstream = store.lineage(model.id, "upstream")
     made_by = store.producer(model.id)
@@ -58,6 +64,7 @@ def gather(store: MetadataStore, model: Artifact) -> dict[str, Any]:
             "id": model.id, "uri": model.uri, "flavor": manifest.get("flavor"), "task": manifest.get("task"),
             "label": manifest.get("label"), "classes": manifest.get("classes"), "created": manifest.get("created"),
             "inputs": list((manifest.get("signature") or {}).get("inputs") or {}),
+            "privacy": manifest.get("privacy"),
         },
         "considerations": metrics.get("model_card") or {},
         "data": data,

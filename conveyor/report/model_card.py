@@ -4,7 +4,8 @@ The card is a plain dict, so it renders the same whoever gathers it (``conveyor 
 --model-card OUT`` gathers it from the store):
 
 * ``title``; ``model``: ``id``, ``uri``, ``flavor``, ``task``, ``label``, ``classes``,
-  ``created``, ``inputs`` (raw feature names);
+  ``created``, ``inputs`` (raw feature names), ``privacy`` (the bundle's differential-privacy
+  record, ``conveyor.privacy``; None for a model trained without it);
 * ``considerations``: ``overview``, ``intended_use``, ``limitations``,
   ``ethical_considerations``, ``owners``: what the team wrote in ``EvalConfig(model_card=...)``;
 * ``data``: the Examples the model came from, each ``id``, ``uri``, ``fingerprint``,
@@ -25,6 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from conveyor.privacy import describe
 from conveyor.report.page import escape, format_number, page
 
 CONSIDERATIONS = (
@@ -56,6 +58,7 @@ def _sections(card: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
             ["created", _text(model.get("created"))],
             ["bundle", _text(model.get("uri"))],
             ["owners", ", ".join(map(str, considerations.get("owners") or [])) or "-"],
+            *([["privacy", _privacy(model["privacy"])]] if model.get("privacy") else []),
         ]),
     ]  # fmt: skip
     for key, heading in CONSIDERATIONS:
@@ -120,6 +123,14 @@ def _text(v: Any) -> str:
     if v is None or v == "":
         return "-"
     return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
+def _privacy(record: Any) -> str:
+    """The guarantee as ``conveyor show`` prints it; a record this version cannot read, as it is."""
+    try:
+        return describe(record)
+    except (KeyError, TypeError, ValueError):
+        return _text(record)
 
 
 def _number(v: Any) -> str:

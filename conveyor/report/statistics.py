@@ -28,6 +28,7 @@ from conveyor.report.page import HUES, asset, escape, format_number, format_shar
 SEVERITIES = {"error": 2, "warning": 1, "info": 0}
 TOP_SHOWN = 8
 SLICE_VALUE_CHARS = 40
+NAME_CHARS = 120  # a longer feature name is cut where it is shown, whole in its tooltip
 BINS = 10
 SVG_W, SVG_H = 260, 56
 SHORT_TEST = {
@@ -230,9 +231,9 @@ def _anomaly_table(entries: list[tuple[str, dict[str, Any]]], ids: dict[str, str
         if feature is None:
             where = '<span class="muted">(dataset)</span>'
         elif str(feature) in ids:
-            where = f'<a href="#{ids[str(feature)]}">{escape(feature)}</a>'
+            where = f'<a href="#{ids[str(feature)]}" title="{escape(feature)}">{escape(_cut(str(feature)))}</a>'
         else:
-            where = escape(feature)
+            where = f'<span title="{escape(feature)}">{escape(_cut(str(feature)))}</span>'
         rows.append(
             f'<tr class="{escape(sev)}"><td><span class="badge {escape(sev)}">{escape(sev)}</span></td><td>{escape(split)}</td>'
             f'<td class="l">{where}</td><td class="l"><code>{escape(a.get("kind", "-"))}</code></td>'
@@ -271,10 +272,14 @@ def _feature_row(
     tint = {2: " error", 1: " warning"}.get(worst, "")
     return (
         f'<tr class="feat{tint}" id="{fid}" data-name="{escape(name.lower())}" data-sev="{worst}" data-missing="{missing:.6f}">'
-        f'<th class="name"><div class="fname">{escape(name)}</div><span class="type">{escape(types)}</span>{_badges(found)}</th>'
+        f'<th class="name"><div class="fname" title="{escape(name)}">{escape(_cut(name))}</div><span class="type">{escape(types)}</span>{_badges(found)}</th>'
         f'<td class="l">{labels}</td>{columns}'
         f'<td class="chart">{chart(present)}</td></tr>'
     )
+
+
+def _cut(name: str) -> str:
+    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
 
 
 def _fraction(part: Any, whole: Any) -> float:
@@ -306,11 +311,19 @@ def _badges(found: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def _missing(f: dict[str, Any], s: dict[str, Any]) -> str:
-    missing, n, nan = f.get("missing"), s.get("num_examples"), f.get("nan")
+    """The share missing, then the NaN and infinite values: none is in the mean, min, max or histogram."""
+    missing, n = f.get("missing"), s.get("num_examples")
+    odd = {label: f.get(key) for key, label in (("nan", "NaN"), ("pos_inf", "+inf"), ("neg_inf", "-inf"))}
+    odd = {label: v for label, v in odd.items() if isinstance(v, int | float) and not isinstance(v, bool) and v}
     tip = f"{format_number(missing)} of {format_number(n)} examples" + (
-        f"; {format_number(nan)} more are NaN" if nan else ""
+        f"; {', '.join(f'{format_number(v)} {label}' for label, v in odd.items())}, "
+        "left out of the mean, std dev, min, max and histogram"
+        if odd
+        else ""
     )
-    return f'<div class="{"nz" if missing else ""}" title="{escape(tip)}">{format_share(missing, n)}</div>'
+    shown = "".join(f' <span class="odd">{format_number(v)} {label}</span>' for label, v in odd.items())
+    flag = "nz" if missing or odd else ""
+    return f'<div class="{flag}" title="{escape(tip)}">{format_share(missing, n)}{shown}</div>'
 
 
 def _numeric_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
@@ -491,7 +504,7 @@ def _slices_section(splits: list[Split], names: list[str]) -> str:
         ordered = sorted(slice_names, key=lambda n: (-size[n], n))
         shown = [n for n in names if any(n in _features(v) for _, _, _, f in per_split for v in f.values())]
         head = "".join(f"<th>{escape(label)}</th><th>share</th>" for label, _, _, _ in per_split)
-        picker = "".join(f'<option value="{j}">{escape(n)}</option>' for j, n in enumerate(shown))
+        picker = "".join(f'<option value="{j}">{escape(_cut(n))}</option>' for j, n in enumerate(shown))
         rows = []
         for n in ordered:
             label = n.removeprefix(f"{on}=") if "," not in on else n

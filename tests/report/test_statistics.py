@@ -358,3 +358,25 @@ def test_slices_are_shown_with_their_counts_and_a_feature_picker(tmp_path: Path)
     train = parts["train"]
     assert mass.startswith(f"mean {format_value(train[train.species == 'Gentoo'].body_mass_g.mean())} · ")
     assert "island=Biscoe,sex=male" in {r.all("th")[0].text() for r in tables["island,sex"].all("tbody")[0].all("tr")}
+
+
+def test_nan_and_infinite_values_show_beside_the_missing_share() -> None:
+    c = StatisticsCombiner()
+    acc = c.create()
+    c.add_batch(acc, pa.table({"x": [1.0, float("inf"), float("inf"), float("-inf"), float("nan"), None]}))
+    doc = parse(statistics_html({"train": c.extract(acc)}, "t"))
+    missing = feature_rows(doc)["x"].all("td")[2].all("div")[0]
+    assert missing.text() == "16.7% 1 NaN 2 +inf 1 -inf"
+    assert "left out of the mean, std dev, min, max and histogram" in str(missing.attrs["title"])
+
+
+def test_a_very_long_feature_name_is_cut_where_shown_and_whole_in_its_tooltip() -> None:
+    name = "x" * 3000
+    stats = {"train": {"num_examples": 1, "features": {name: {"type": "string", "count": 1, "missing": 0}}}}
+    anomalies = {"train": [{"feature": name, "kind": "NEW_COLUMN", "severity": "error", "description": "new"}]}
+    doc = parse(statistics_html(stats, "t", anomalies))
+    shown = doc.all("div", "fname")[0]
+    assert shown.attrs["title"] == name
+    assert len(shown.text()) == 120 and shown.text().endswith("…")
+    link = doc.all("table", "anomalies")[0].all("a")[0]
+    assert link.attrs["title"] == name and len(link.text()) == 120
