@@ -105,13 +105,26 @@ class TypedColumns:
         target = self.write_schema
         have = set(batch.schema.names)
         arrays = [
-            _cast(batch.column(f.name), f.type) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in target
+            _cast(batch.column(f.name), f) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in target
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=target)
 
 
-def _cast(array: pa.Array, to: pa.DataType) -> pa.Array:
-    """Integers become floats as the widened schema says, large ones inexactly (``observe`` warned)."""
-    if pa.types.is_integer(array.type) and pa.types.is_floating(to):
-        return pc.cast(array, options=pc.CastOptions(to, allow_float_truncate=True))
-    return array.cast(to)
+def _cast(array: pa.Array, field: pa.Field) -> pa.Array:
+    """Integers become floats as the widened schema says, large ones inexactly (``observe`` warned).
+
+    Raises:
+        DataValidationError: a value the widened type cannot hold (a uint64 past 2**63 where
+            another file has int64, an int64 where another has a decimal of few digits).
+    """
+    to = field.type
+    try:
+        if pa.types.is_integer(array.type) and pa.types.is_floating(to):
+            return pc.cast(array, options=pc.CastOptions(to, allow_float_truncate=True))
+        return array.cast(to)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        msg = (
+            f"Column {field.name!r} is {array.type} in one input and must be {to} to join the others, "
+            f"but a value does not fit ({e}); give the column one type in every file."
+        )
+        raise DataValidationError(msg) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import fsspec
@@ -68,3 +69,27 @@ def test_batches_hold_all_rows_in_order_with_many_row_groups(tmp_path: Path) -> 
     pq.write_table(table, path, row_group_size=700)
     read = pa.Table.from_batches(list(read_parquet(fsspec.filesystem("file"), str(path))))
     assert read.equals(table)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (pa.array([2**63 + 5], pa.uint64()), pa.array([-1], pa.int64())),  # joined as int64: 2**63 + 5 does not fit
+        (pa.array([Decimal("1.25")], pa.decimal128(5, 2)), pa.array([10**18], pa.int64())),  # joined as decimal(20, 2)
+    ],
+    ids=["uint64 beside int64", "decimal beside int64"],
+)
+def test_files_whose_types_join_to_one_that_cannot_hold_a_value_are_a_clear_error(
+    tmp_path: Path, first: pa.Array, second: pa.Array
+) -> None:
+    """It was Arrow's cast error, raised in ExampleGen's writer thread, with no column named."""
+    from conveyor.artifacts import Examples
+    from conveyor.components import ExampleGen
+    from conveyor.exceptions import DataValidationError
+
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"n": first}), tmp_path / "in" / "a.parquet")
+    pq.write_table(pa.table({"n": second}), tmp_path / "in" / "b.parquet")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DataValidationError, match=r"Column 'n' is .* in one input and must be .* to join the others"):
+        ExampleGen.execute(Examples(uri=str(tmp_path / "out")), input_base=str(tmp_path / "in"))
