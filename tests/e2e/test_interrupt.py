@@ -31,11 +31,19 @@ pipeline = Pipeline(name="interrupt", components=[first, after(data=first.output
 '''
 
 
+def ctrl_c_as_at_a_terminal() -> None:
+    """In the child, before exec: SIGINT as a terminal leaves it. A test run started in the
+    background of a shell without job control inherits SIGINT ignored, and Python then installs
+    no KeyboardInterrupt, as a command run with ``nohup`` should not stop on Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(tmp_path: Path, seconds: float) -> subprocess.Popen[str]:
     (tmp_path / "pipeline.py").write_text(PIPELINE.replace("SECONDS", str(seconds)))
     proc = subprocess.Popen(
-        [*conveyor_cmd(), "run", "pipeline.py"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [*conveyor_cmd(), "run", "pipeline.py"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=ctrl_c_as_at_a_terminal,
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob("conveyor_root/interrupt/slow/out/.staging-*/started")):
         assert proc.poll() is None and time.monotonic() < deadline, "the slow step never started"
@@ -94,6 +102,7 @@ def test_ctrl_c_twice_at_a_terminal_stops_at_once(tmp_path: Path) -> None:
     (tmp_path / "pipeline.py").write_text(PIPELINE.replace("SECONDS", "60") + THREADED)
     pid, terminal = pty.fork()
     if pid == 0:  # the child: conveyor on the terminal's slave side
+        ctrl_c_as_at_a_terminal()
         os.chdir(tmp_path)
         command = conveyor_cmd()
         os.execvp(command[0], [*command, "run", "pipeline.py"])
