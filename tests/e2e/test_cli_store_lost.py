@@ -62,7 +62,7 @@ def test_a_sqlite_store_whose_folder_is_removed_mid_run_fails_the_run(tmp_path: 
 
 @component
 def remove_store_folder(out: Output[Artifact]) -> None:
-    shutil.rmtree(Path(out.uri).parents[4] / "store")  # <tmp>/root/<pipeline>/<step>/out/<staging>
+    shutil.rmtree(Path(out.uri).parents[4] / "store")  # up from the staging folder: out, step, pipeline, root, the test folder
 
 
 def test_a_run_whose_sqlite_file_was_removed_under_it_is_not_taken_for_a_success(tmp_path: Path) -> None:
