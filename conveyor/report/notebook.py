@@ -22,7 +22,7 @@ import yaml
 
 from conveyor.artifacts import Artifact, Schema
 from conveyor.exceptions import ArtifactError
-from conveyor.report.page import escape, page
+from conveyor.report.page import cut, escape, page
 
 MAX_INLINE_CHARS = 1_500_000
 FRAME_HEIGHT = 640
@@ -102,8 +102,7 @@ def _properties(artifact: Artifact) -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= PROPERTY_CHARS else text[: PROPERTY_CHARS - 1] + "…"
+    return cut(json.dumps(value, default=str), PROPERTY_CHARS)
 
 
 def _schema_features(path: Path) -> list[dict[str, Any]]:

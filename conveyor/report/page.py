@@ -26,6 +26,11 @@ def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, an ellipsis ending it where it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def format_number(v: Any, grouped_from: float = 1_000) -> str:
     """Thousands separators for whole numbers, 3 significant digits otherwise; "-" for nothing."""
     if isinstance(v, bool) or not isinstance(v, int | float):

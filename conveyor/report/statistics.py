@@ -23,7 +23,7 @@ from typing import Any
 
 from conveyor.artifacts import SPLIT_PREFIX, ExampleAnomalies, ExampleStatistics, split_dir, split_names
 from conveyor.exceptions import ArtifactError
-from conveyor.report.page import HUES, asset, escape, format_number, format_share, format_value, page
+from conveyor.report.page import HUES, asset, cut, escape, format_number, format_share, format_value, page
 
 SEVERITIES = {"error": 2, "warning": 1, "info": 0}
 TOP_SHOWN = 8
@@ -231,9 +231,9 @@ def _anomaly_table(entries: list[tuple[str, dict[str, Any]]], ids: dict[str, str
         if feature is None:
             where = '<span class="muted">(dataset)</span>'
         elif str(feature) in ids:
-            where = f'<a href="#{ids[str(feature)]}" title="{escape(feature)}">{escape(_cut(str(feature)))}</a>'
+            where = f'<a href="#{ids[str(feature)]}" title="{escape(feature)}">{escape(cut(str(feature), NAME_CHARS))}</a>'
         else:
-            where = f'<span title="{escape(feature)}">{escape(_cut(str(feature)))}</span>'
+            where = f'<span title="{escape(feature)}">{escape(cut(str(feature), NAME_CHARS))}</span>'
         rows.append(
             f'<tr class="{escape(sev)}"><td><span class="badge {escape(sev)}">{escape(sev)}</span></td><td>{escape(split)}</td>'
             f'<td class="l">{where}</td><td class="l"><code>{escape(a.get("kind", "-"))}</code></td>'
@@ -272,14 +272,10 @@ def _feature_row(
     tint = {2: " error", 1: " warning"}.get(worst, "")
     return (
         f'<tr class="feat{tint}" id="{fid}" data-name="{escape(name.lower())}" data-sev="{worst}" data-missing="{missing:.6f}">'
-        f'<th class="name"><div class="fname" title="{escape(name)}">{escape(_cut(name))}</div><span class="type">{escape(types)}</span>{_badges(found)}</th>'
+        f'<th class="name"><div class="fname" title="{escape(name)}">{escape(cut(name, NAME_CHARS))}</div><span class="type">{escape(types)}</span>{_badges(found)}</th>'
         f'<td class="l">{labels}</td>{columns}'
         f'<td class="chart">{chart(present)}</td></tr>'
     )
-
-
-def _cut(name: str) -> str:
-    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
 
 
 def _fraction(part: Any, whole: Any) -> float:
@@ -504,7 +500,7 @@ def _slices_section(splits: list[Split], names: list[str]) -> str:
         ordered = sorted(slice_names, key=lambda n: (-size[n], n))
         shown = [n for n in names if any(n in _features(v) for _, _, _, f in per_split for v in f.values())]
         head = "".join(f"<th>{escape(label)}</th><th>share</th>" for label, _, _, _ in per_split)
-        picker = "".join(f'<option value="{j}">{escape(_cut(n))}</option>' for j, n in enumerate(shown))
+        picker = "".join(f'<option value="{j}">{escape(cut(n, NAME_CHARS))}</option>' for j, n in enumerate(shown))
         rows = []
         for n in ordered:
             label = n.removeprefix(f"{on}=") if "," not in on else n
@@ -548,7 +544,7 @@ def _slice_stats(part: dict[str, Any], feature: str) -> str:
         top = f.get("top_values")
         first = top[0] if isinstance(top, list) and top and isinstance(top[0], dict) else {}
         shown = str(first.get("value", "-"))
-        shown = shown if len(shown) <= SLICE_VALUE_CHARS else shown[: SLICE_VALUE_CHARS - 1] + "…"
+        shown = cut(shown, SLICE_VALUE_CHARS)
         text = f"{escape(shown)} {format_share(first.get('count'), f.get('count'))}"
     return f"<div>{' · '.join(t for t in (text, missing) if t)}</div>"
 
