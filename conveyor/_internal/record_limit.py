@@ -27,11 +27,12 @@ def dumps(value: Any) -> str:
 _OWNERS = {"parameter": ("parameters", "a step"), "property": ("properties", "an artifact")}
 
 
-def oversize(values: Mapping[str, Any], noun: str) -> str | None:
+def oversize(values: Mapping[str, Any], noun: str, written: str | None = None) -> str | None:
     """Why ``values`` (a step's parameters, ``noun`` "parameter"; an artifact's properties,
     "property") are too large for one record, naming the largest; None when they fit.
+    ``written``: their ``dumps``, when the caller has it already.
     """
-    total = len(dumps(dict(values)))
+    total = len(dumps(dict(values)) if written is None else written)
     if total <= MAX_RECORD_BYTES:
         return None
     plural, owner = _OWNERS[noun]

@@ -282,13 +282,13 @@ class Recorder:
         now = time.time()
         row = dict(values)
         parameters = without_passwords(row.get("parameters", {}))
-        if (why := oversize(parameters, "parameter")) is not None:
+        row["parameters"] = _dumps(parameters)
+        if (why := oversize(parameters, "parameter", row["parameters"])) is not None:
             msg = (
                 f"Cannot record step {row['component_id']!r}: {why}; pass the data as a file (a FilePath parameter) "
                 "or as an artifact instead."
             )
             raise PipelineDefinitionError(msg)  # the step's own, not the store's: a run fails on it with the store whole
-        row["parameters"] = _dumps(parameters)
         row["error"] = _clipped(row.get("error"))
         row.setdefault("started", now)
         return int(conn.execute(s.executions.insert().values(run_id=run_ctx, **row)).inserted_primary_key[0])
@@ -396,9 +396,10 @@ class Recorder:
         outputs = list(outputs)
         properties: dict[int | None, str] = {}
         for art in outputs:  # checked before anything is written: a record too large for MySQL drops the connection
-            why = oversize(art.properties, "property")
+            text = _dumps(art.properties)
+            why = oversize(art.properties, "property", text)
             if why is None:
-                properties[art.id] = _dumps(art.properties)
+                properties[art.id] = text
             elif live:
                 msg = f"Cannot record the output at {art.uri}: {why}; write the data to a file in the output's folder."
                 raise MetadataError(msg)
