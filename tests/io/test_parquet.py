@@ -93,3 +93,34 @@ def test_files_whose_types_join_to_one_that_cannot_hold_a_value_are_a_clear_erro
     (tmp_path / "out").mkdir()
     with pytest.raises(DataValidationError, match=r"Column 'n' is .* in one input and must be .* to join the others"):
         ExampleGen.execute(Examples(uri=str(tmp_path / "out")), input_base=str(tmp_path / "in"))
+
+
+def test_the_unnamed_index_pandas_writes_is_not_read_as_a_feature(tmp_path: Path) -> None:
+    """pandas stores a filtered frame's index as ``__index_level_0__``: row numbers a model would learn from."""
+    import pandas as pd
+
+    from conveyor.artifacts import Examples
+    from conveyor.components import ExampleGen
+    from conveyor.data.examples import split_files
+
+    frame = pd.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0], "state": ["CA", "NY", "TX", "CA"]})
+    (tmp_path / "in").mkdir()
+    frame[frame.amount != 2.0].to_parquet(tmp_path / "in" / "filtered.parquet")  # index 0, 2, 3: stored
+    frame.set_index("state").to_parquet(tmp_path / "in" / "named.parquet")  # a named index is a column
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "in" / "filtered.parquet").names
+
+    out = tmp_path / "out"
+    out.mkdir()
+    ExampleGen.execute(
+        Examples(uri=str(out)), input_base=str(tmp_path / "in"), pattern="filtered.parquet", splits={"all": 1}
+    )
+    table = pq.read_table(split_files(out, "all"))
+    assert table.column_names == ["amount", "state"]
+    assert sorted(table.column("amount").to_pylist()) == [1.0, 3.0, 4.0]
+
+    named = tmp_path / "named_out"
+    named.mkdir()
+    ExampleGen.execute(
+        Examples(uri=str(named)), input_base=str(tmp_path / "in"), pattern="named.parquet", splits={"all": 1}
+    )
+    assert sorted(pq.read_table(split_files(named, "all")).column_names) == ["amount", "state"]
