@@ -10,7 +10,8 @@ nothing, that is how a reader tells a running run from one whose machine died.
 
 An artifact that goes LIVE is recorded with the list of its files (size, mtime, ctime): a
 later cache hit stats them, and hashes the folder only when a stat differs, so an output
-edited or deleted by hand is never reused as if whole.
+edited or deleted by hand is never reused as if whole. A list too long for one record is kept
+as its SHA-256.
 
 No record is larger than MySQL takes in one statement (``conveyor._internal.record_limit``):
 parameters or properties over the limit are refused before anything is written, and an error
@@ -20,6 +21,7 @@ that long is kept as its head and tail.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -99,6 +101,16 @@ def manifest(uri: str) -> dict[str, list[int]] | None:
     return files
 
 
+def _files_record(files: dict[str, list[int]] | None) -> str:
+    """A file list as recorded: its JSON, or past ``MAX_RECORD_BYTES`` (some 10,000 files) the
+    JSON's SHA-256, which ``_check_files`` compares the same way and no database refuses.
+    """
+    text = _dumps(files)
+    if len(text) <= MAX_RECORD_BYTES:
+        return text
+    return _dumps("sha256:" + hashlib.sha256(text.encode()).hexdigest())
+
+
 def _check_files(uri: str, fingerprint: str | None, recorded: str | None) -> tuple[bool, dict[str, list[int]] | None]:
     """Whether an artifact's files are as recorded: (intact, its new file list if only the stats moved).
 
@@ -111,7 +123,7 @@ def _check_files(uri: str, fingerprint: str | None, recorded: str | None) -> tup
         now = manifest(uri)
         if now is None:
             return False, None
-        if now == json.loads(recorded):
+        if _files_record(now) == recorded or now == json.loads(recorded):
             return True, None
         same = fingerprint is not None and hash_path(uri) == fingerprint
     except OSError:  # a file went while the folder was read
@@ -407,7 +419,7 @@ class Recorder:
                 properties[art.id] = "{}"
                 if why not in (error or ""):
                     error = f"{error or ''}\n(The properties of the output at {art.uri} are not kept: {why}.)"
-        files = {art.id: _dumps(manifest(art.uri)) if live else None for art in outputs}
+        files = {art.id: _files_record(manifest(art.uri)) if live else None for art in outputs}
         with self._write() as conn:
             for art in outputs:
                 conn.execute(
@@ -555,7 +567,7 @@ class Recorder:
         if moved:
             with self._write() as conn:
                 for aid, now in moved.items():
-                    conn.execute(update(a).where(a.c.id == aid).values(files=_dumps(now)))
+                    conn.execute(update(a).where(a.c.id == aid).values(files=_files_record(now)))
         return found
 
     def latest_outputs(self, pipeline: str, component_id: str, run: str | None = None) -> Execution | None:

@@ -128,3 +128,33 @@ def test_outputs_taken_from_an_earlier_run_are_checked_too(tmp_path: Path) -> No
     with pytest.raises(ConveyorError, match="ExampleGen has never finished in pipeline 'edited' with its outputs"):
         Pipeline("edited", [gen, stats], root=root).run(only="StatisticsGen")
     assert state(root, made) == "ABANDONED"
+
+
+@component
+def many_files(out: Output[Artifact], *, count: Parameter[int]) -> None:
+    for i in range(count):
+        (Path(out.uri) / f"shard-{i:05d}.txt").write_text(str(i))
+
+
+def test_a_file_list_too_long_for_one_record_is_kept_as_its_hash_and_still_checked(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some 200,000 files made a list MariaDB refused (its packet limit): it is kept as a SHA-256 past the record limit."""
+    from sqlalchemy import create_engine, text
+
+    from conveyor.metadata import recording
+
+    monkeypatch.setattr(recording, "MAX_RECORD_BYTES", 2_000)  # some 40 files' worth, as 10,000 files are at 1 MB
+    pipeline = Pipeline("many", [many_files(count=300)], root=tmp_path / "root", metadata=db_url)
+    first = pipeline.run()
+    assert statuses(first) == {"many_files": "succeeded"}
+    made = output(first, "many_files")
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        recorded = conn.execute(text("SELECT files FROM artifacts WHERE id = :i"), {"i": made.id}).scalar_one()
+    engine.dispose()
+    assert len(recorded) < 100 and recorded.startswith('"sha256:')
+
+    assert statuses(pipeline.run()) == {"many_files": "cached"}
+    (Path(made.uri) / "shard-00123.txt").write_text("edited")
+    assert statuses(pipeline.run()) == {"many_files": "succeeded"}
