@@ -368,7 +368,7 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
 @cli.command()
 @click.argument("run_or_artifact_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--html", "html_out", metavar="OUT", help="Write an HTML report (statistics, anomalies, an evaluation).")
+@click.option("--html", "html_out", metavar="OUT", help="Write an HTML report (statistics, anomalies, a schema, an evaluation).")
 @click.option(
     "--model-card", "card_dir", metavar="DIR", help="For a Model: write model_card.md and model_card.html into DIR."
 )
@@ -404,7 +404,7 @@ def show(
         given, _, step = ref.partition("/")
         if not given.isdigit() or _numbered_run(store, given, step):  # run-..., latest, a prefix, a --run-id
             if html_out:
-                msg = f"--html renders a statistics, anomalies or evaluation artifact (its number); {ref} is a run."
+                msg = f"--html renders a statistics, anomalies, schema or evaluation artifact (its number); {ref} is a run."
                 raise UserError(msg)
             run_id = _run_id(store, given)
             found = store.run(run_id)
@@ -441,8 +441,20 @@ def show(
             )
             _write(Path(html_out), evaluation_artifact_html(artifact.uri, title))
             return
+        if artifact.type_name == "Schema":
+            from conveyor.report.notebook import schema_artifact_html
+
+            if compare is not None:
+                msg = "--compare puts statistics side by side; a schema's page shows the schema alone."
+                raise UserError(msg)
+            title = f"Schema {artifact.id}" + (f" · {made_by.component_id}, {made_by.run_id}" if made_by else "")
+            _write(Path(html_out), schema_artifact_html(artifact.uri, title))
+            return
         if artifact.type_name not in ("ExampleStatistics", "ExampleAnomalies"):
-            msg = f"--html renders statistics, anomalies and evaluation artifacts; artifact {ref} is {artifact.type_name}."
+            msg = (
+                "--html renders statistics, anomalies, schema and evaluation artifacts; "
+                f"artifact {ref} is {artifact.type_name}."
+            )
             raise UserError(msg)
         other = store.artifact(compare) if compare is not None else None
         if other is not None and other.type_name != "ExampleStatistics":

@@ -68,6 +68,11 @@ def _page_of(artifact: Artifact, title: str, statistics: dict[str, str]) -> tupl
     return None
 
 
+def schema_artifact_html(uri: str, title: str) -> str:
+    """A Schema artifact's page: one row a feature, as a notebook shows it (``conveyor show --html``)."""
+    return page(title, _schema_table(title, _schema_features(Path(uri) / Schema.FILE)))
+
+
 def _frame(artifact: Artifact, body: str, height: int) -> str:
     srcdoc = escape(body)
     if len(srcdoc) > MAX_INLINE_CHARS:

@@ -92,12 +92,24 @@ def test_compare_puts_a_later_span_beside_the_first(root: Path, ids: dict[str, i
     assert cells(rows["year"])[6] == ["2007", "2009", "2007", "2009"]  # min
 
 
+def test_schema_page_lists_each_feature_with_its_type(root: Path, ids: dict[str, int]) -> None:
+    """A notebook too small for a schema's page points here; it was refused."""
+    out = root / "schema.html"
+    done = show_html(root, str(ids["SchemaGen"]), "--html", str(out))
+    assert done.returncode == 0, done.stderr
+    doc = parse(out.read_text(encoding="utf-8"))
+    assert doc.all("h1")[0].text().startswith(f"Schema {ids['SchemaGen']} · SchemaGen, run-")
+    types = {row.all("td")[0].text(): row.all("td")[1].text() for row in doc.all("tbody")[0].all("tr")}
+    assert set(types) == PENGUIN_COLUMNS
+    assert (types["species"], types["year"], types["bill_length_mm"]) == ("string", "int", "float")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (
             ["split_penguins", "--html", "x.html"],
-            "--html renders statistics, anomalies and evaluation artifacts; artifact {} is Examples.",
+            "--html renders statistics, anomalies, schema and evaluation artifacts; artifact {} is Examples.",
         ),
         (["StatisticsGen", "--compare", "RecentStatistics"], "--compare goes with --html OUT"),
         (
