@@ -28,6 +28,7 @@ from conveyor.cli.serve import serve
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 if TYPE_CHECKING:
+    from conveyor.dsl.pipeline import Pipeline
     from conveyor.metadata.store import MetadataStore
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~:+-]{0,199}")  # an orchestrator's run id, as Airflow's pattern allows
@@ -194,6 +195,14 @@ def export(
     _write(Path(out), text)
 
 
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 @cli.command()
 @click.argument("pipeline_file")
 @click.option("--cron", metavar="EXPR", help="Run on this cron schedule, in local time (a 6th field is seconds).")
@@ -230,20 +239,36 @@ def schedule(
     if cron is None and not on_new_span:
         msg = "conveyor schedule needs --cron EXPR, --on-new-span, or both."
         raise UserError(msg)
-    pipeline = load_pipeline(pipeline_file)
     source = click.get_current_context().get_parameter_source("root")
-    if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
-        pipeline.root = Path(root)
-    if metadata:
-        pipeline.metadata = metadata
+    root_given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+    def load() -> Pipeline:
+        pipeline = load_pipeline(pipeline_file)
+        if root_given:
+            pipeline.root = Path(root)
+        if metadata:
+            pipeline.metadata = metadata
+        return pipeline
+
+    loaded = [_file_stamp(pipeline_file)]
+
+    def reload() -> Pipeline | None:
+        """The pipeline again when its file was saved since it was last loaded: an edit needs no restart."""
+        stamp = _file_stamp(pipeline_file)
+        if stamp == loaded[0]:
+            return None
+        loaded[0] = stamp
+        return load()
+
     scheduler = Scheduler(
-        pipeline,
+        load(),
         cron=cron,
         on_new_span=on_new_span,
         poll_seconds=poll_seconds,
         max_runs=max_runs,
         enable_cache=False if no_cache else None,
         say=click.echo,
+        reload=reload,
     )
     try:
         done = scheduler.run()

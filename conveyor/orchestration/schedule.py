@@ -136,6 +136,9 @@ class Scheduler:
         store: the store to record into; by default the pipeline's own.
         enable_cache: overrides the pipeline's ``enable_cache`` when not None.
         say: where a line about each run, skip and stop goes (stderr by default).
+        reload: called before each look for work; a new Pipeline when its file was edited
+            (runs from then on use it), None when not. If it raises, the runs go on with the
+            pipeline as it was and ``say`` tells why (``conveyor schedule`` watches its file).
 
     Example:
         >>> runs = Scheduler(pipeline, cron="0 3 * * *", on_new_span=True).run()
@@ -152,6 +155,7 @@ class Scheduler:
         store: MetadataStore | None = None,
         enable_cache: bool | None = None,
         say: Callable[[str], None] = _say,
+        reload: Callable[[], Pipeline | None] | None = None,
     ) -> None:
         if cron is None and not on_new_span:
             msg = "A schedule needs --cron EXPR, --on-new-span, or both."
@@ -164,6 +168,7 @@ class Scheduler:
         self.store = store
         self.enable_cache = enable_cache
         self.say = say
+        self.reload = reload
         self.runs: list[Run] = []
         self._stop = threading.Event()
         self._skipped_ticks = 0
@@ -178,7 +183,7 @@ class Scheduler:
         store = self.store or MetadataStore(self.pipeline.metadata_url)
         runner = LocalRunner(store=store, enable_cache=self.enable_cache)
         try:
-            watched = self._watched(store) if self.on_new_span else []
+            watched = self._watched(store, self.pipeline) if self.on_new_span else []
             with _signals_stop(self._stop):
                 self.say(self._plan(watched))  # once said, Ctrl-C and SIGTERM stop cleanly
                 self._loop(store, runner, watched)
@@ -196,6 +201,7 @@ class Scheduler:
             if self.cron is not None and self.cron.next_due == math.inf and not watched:
                 self.say(f"cron {self.cron.expression!r} falls no more; the schedule ends.")
                 break
+            watched = self._reloaded(store, watched)
             now = time.time()
             trigger: Trigger | None = None
             span_key: tuple[_Watched, SpanKey] | None = None
@@ -232,6 +238,25 @@ class Scheduler:
                     if read is not None and (w.seen is None or read > w.seen):
                         w.seen = read
 
+    def _reloaded(self, store: MetadataStore, watched: list[_Watched]) -> list[_Watched]:
+        """The ExampleGens to watch, after taking up an edited pipeline file (``reload``)."""
+        if self.reload is None:
+            return watched
+        try:
+            pipeline = self.reload()
+            if pipeline is None:
+                return watched
+            if pipeline.metadata_url != self.pipeline.metadata_url:
+                msg = f"it names another metadata store ({pipeline.metadata_url}); restart the schedule to move to it"
+                raise ConveyorError(msg)
+            watched_now = self._watched(store, pipeline) if self.on_new_span else []
+        except Exception as e:  # a user's file half-edited: the schedule must not die of it
+            self.say(f"the edited pipeline file does not load, so runs go on with the pipeline as it was: {e}")
+            return watched
+        self.pipeline = pipeline
+        self.say(f"the pipeline file changed: the next runs are of {pipeline.name} as it is now")
+        return watched_now
+
     def _start(self, store: MetadataStore, runner: LocalRunner, trigger: Trigger) -> bool:
         """One run for ``trigger``, unless another run of the pipeline is going; whether it ran."""
         busy = [r.id for r in store.runs(self.pipeline.name, limit=20) if r.status == ExecutionStatus.RUNNING]
@@ -255,19 +280,19 @@ class Scheduler:
                 self.say(f"skipped {len(passed)} cron tick(s) that fell while {result.id} was going: {ticks}")
         return True
 
-    def _watched(self, store: MetadataStore) -> list[_Watched]:
+    def _watched(self, store: MetadataStore, pipeline: Pipeline) -> list[_Watched]:
         """The pipeline's file-reading ExampleGens, each with the newest span its store says it read."""
         found = []
-        for node in self.pipeline.order:
+        for node in pipeline.order:
             if not isinstance(node, ExampleGen) or node.parameters.get("input_base") is None:
                 continue
             params = node.resolved_parameters()
             splits = params.get("input_splits") or {}
             patterns = list(splits.values()) or [params.get("pattern", "*")]
-            seen = _last_read(store, self.pipeline.name, node.id)
+            seen = _last_read(store, pipeline.name, node.id)
             found.append(_Watched(node.id, str(params["input_base"]), patterns, seen))
         if not found:
-            msg = f"--on-new-span watches an ExampleGen's input_base, and pipeline {self.pipeline.name!r} has no ExampleGen reading files."
+            msg = f"--on-new-span watches an ExampleGen's input_base, and pipeline {pipeline.name!r} has no ExampleGen reading files."
             raise ConveyorError(msg)
         return found
 

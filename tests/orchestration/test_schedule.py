@@ -228,3 +228,39 @@ def test_a_cron_that_never_falls_is_refused_and_one_whose_ticks_run_out_ends_the
     runs = Scheduler(spans_pipeline(tmp_path), cron=once, say=said.append).run()
     assert [r.status for r in runs] == ["succeeded"]
     assert said[-1] == f"cron {once!r} falls no more; the schedule ends."
+
+
+EDITABLE = """
+from conveyor import Output, Parameter, Pipeline, component
+from conveyor.artifacts import Artifact
+
+
+@component
+def stamp(out: Output[Artifact], *, note: Parameter[str]) -> None:
+    pass
+
+
+pipeline = Pipeline(name="edited", root="conveyor_root", components=[stamp(note={note!r})])
+"""
+
+
+def test_an_edited_pipeline_file_is_taken_up_without_a_restart_and_a_broken_edit_keeps_the_last(
+    tmp_path: Path,
+) -> None:
+    """The scheduler loaded the file once: an edit took effect only when it was restarted."""
+    (tmp_path / "pipeline.py").write_text(EDITABLE.format(note="first"))
+    proc = start(tmp_path, "--cron", "* * * * * *")
+    read_until(proc, " succeeded in ")
+    (tmp_path / "pipeline.py").write_text(EDITABLE.format(note="second") + "\nthis line does not parse\n")
+    read_until(proc, "the edited pipeline file does not load, so runs go on with the pipeline as it was")
+    read_until(proc, " succeeded in ")
+    (tmp_path / "pipeline.py").write_text(EDITABLE.format(note="third"))
+    read_until(proc, "the pipeline file changed: the next runs are of edited as it is now")
+    read_until(proc, " succeeded in ")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    with MetadataStore(f"sqlite:///{tmp_path / 'conveyor_root' / 'metadata.sqlite'}") as store:
+        notes = [store.run(r.id).executions["stamp"].parameters["note"] for r in reversed(store.runs("edited"))]
+    assert notes[0] == "first" and notes[-1] == "third" and "second" not in notes
+    assert notes == sorted(notes, key=["first", "third"].index)  # never back to the old file once edited
