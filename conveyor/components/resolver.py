@@ -111,6 +111,11 @@ class Resolver(Component):
         spec = dataclasses.replace(self.component_spec(), outputs={key: cls})
         Node.__init__(self, spec, type(self).__name__, (), {**parameters, "candidate": candidate})
 
+    def implied_after(self, steps: Mapping[str, Node]) -> list[Node]:
+        """Spans are read after their ``producer`` runs, when it is in the pipeline: this run's span is among them."""
+        producer = steps.get(self.parameters["producer"] or "")
+        return [producer] if self.parameters["strategy"] == "span_range" and producer is not None else []
+
     @staticmethod
     def execute(
         model: Output[Model],

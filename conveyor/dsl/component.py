@@ -296,6 +296,12 @@ class Node:
         self.upstream_nodes.extend(nodes)
         return self
 
+    def implied_after(self, steps: Mapping[str, Node]) -> list[Node]:
+        """Steps of the pipeline (``steps`` by id) this one follows though no artifact passes
+        between them and no ``after`` names them: what the step reads from the store in their place.
+        """
+        return []
+
     def upstream(self) -> list[Node]:
         seen: dict[int, Node] = {}
         for node in [c.producer for c in self.inputs.values()] + self.upstream_nodes:

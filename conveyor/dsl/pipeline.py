@@ -73,6 +73,9 @@ class Pipeline:
                 raise PipelineDefinitionError(msg)
         self._check_ids()
         self._check_inputs()
+        steps = {n.id: n for n in self.components}
+        for n in self.components:
+            n.after(*(up for up in n.implied_after(steps) if up is not n))
         self.order: list[Node] = self._topological_order()
 
     @property

@@ -282,3 +282,24 @@ def test_with_a_candidate_latest_artifact_is_the_one_made_before_it_the_previous
     assert found == [first]
     with pytest.raises(PipelineDefinitionError, match="candidate goes with"):
         Resolver(strategy="span_range", candidate=second)  # type: ignore[arg-type]
+
+
+def test_a_span_range_follows_its_producer_in_the_same_pipeline_so_this_runs_span_is_among_them(
+    tmp_path: Path,
+) -> None:
+    """With no artifact between them it could run first, and miss the span its own run was reading."""
+    data = tmp_path / "data"
+    for span in (1, 2):
+        write_span(data, span, 0, rows=10 * span)
+        gen = ExampleGen(input_base=str(data), pattern="span-{SPAN}/v{VERSION}/*.csv", span=span)
+        assert Pipeline("spans", [gen], root=tmp_path / "root").run().status == "succeeded"
+    write_span(data, 3, 0, rows=30)
+    spans = Resolver(strategy="span_range", latest_spans=2)  # listed first, and no .after(gen)
+    count = count_span_rows(spans=spans.outputs["examples"])
+    gen = ExampleGen(input_base=str(data), pattern="span-{SPAN}/v{VERSION}/*.csv")
+    pipeline = Pipeline("spans", [spans, count, gen], root=tmp_path / "root")
+    assert [n.id for n in pipeline.order] == ["ExampleGen", "Resolver", "count_span_rows"]
+    run = pipeline.run()
+    assert run.status == "succeeded", run.executions["count_span_rows"].error
+    counts = json.loads((Path(run.executions["count_span_rows"].outputs["counts"][0].uri) / "counts.json").read_text())
+    assert counts == [[2, 20], [3, 30]]
