@@ -254,14 +254,18 @@ def _compare(
         if checked is None:
             continue  # MISSING_COLUMN says so
         comparator = f.drift_comparator if mode == "drift" else f.skew_comparator
+        # {auto: false} turns the comparison off, measurement and warnings alike.
+        tests = {t: v for t, v in comparator.items() if v is not False} if comparator else {}
+        if comparator and not tests:
+            continue
         if not checked["count"] or control is None or not control["count"]:
-            if comparator:
+            if tests:
                 found.append(_no_values(f.name, mode, "treatment" if not checked["count"] else "control"))
             continue
         assert ref is not None
         assert cur is not None
-        for test, threshold in comparator.items() if comparator else [("auto", None)]:
-            found += _judge(f.name, mode, test, threshold, ref, cur, judged=bool(comparator))
+        for test, threshold in tests.items() if tests else [("auto", None)]:
+            found += _judge(f.name, mode, test, threshold, ref, cur, judged=bool(tests))
     return found
 
 
@@ -279,8 +283,6 @@ def _no_values(name: str, mode: str, side: str) -> Anomaly:
 def _judge(
     name: str, mode: str, test: str, threshold: Any, ref: dict[str, Any], cur: dict[str, Any], *, judged: bool
 ) -> list[Anomaly]:
-    if test == "auto" and threshold is False:
-        return []
     chosen = choose_test(ref, cur) if test == "auto" else test
     reason = unmeasurable(test if chosen is None else chosen, ref, cur)
     if reason is not None:

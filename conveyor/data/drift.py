@@ -154,8 +154,11 @@ def categorical_counts(ref: dict[str, Any], cur: dict[str, Any]) -> tuple[list[A
 def l_infinity(ref: dict[str, Any], cur: dict[str, Any]) -> Measurement:
     values, rc, cc = categorical_counts(ref, cur)
     named = [i for i, v in enumerate(values) if v != OTHER]
-    p, q = rc[named] / max(ref["count"], 1), cc[named] / max(cur["count"], 1)
-    diff = np.abs(p - q)
+    n, m = max(ref["count"], 1), max(cur["count"], 1)
+    p, q = rc[named] / n, cc[named] / m
+    # |a/n - b/m| as one division of whole numbers: 4/10 - 3/10 is 0.10000000000000003 and
+    # would drift at a threshold of 0.1; (4*10 - 3*10) / 100 is 0.1, as the shares are.
+    diff = np.abs(rc[named] * m - cc[named] * n) / (n * m)
     i = int(np.argmax(diff)) if len(diff) else 0
     at = values[named[i]] if named else None
     details = {

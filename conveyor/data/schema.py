@@ -14,7 +14,7 @@ hand-written file is copied as it is by ImportSchemaGen.
 A comparator maps tests to thresholds: distances (``l_infinity``, ``jensen_shannon``,
 ``wasserstein``) flag drift above theirs, p-value tests (``ks``, ``chi_squared``,
 ``z_proportion``) below theirs, and ``{auto: true}`` picks the test and threshold as Evidently
-does; ``conveyor.data.drift`` gives the formulas.
+does (``{auto: false}`` alone turns the comparison off); ``conveyor.data.drift`` gives the formulas.
 """
 
 from __future__ import annotations
@@ -229,8 +229,11 @@ class _Reader:
 
     def number(self, node: yaml.Node, what: str, lo: float | None = None, hi: float | None = None) -> float:
         value = self.scalar(node, what, (int, float), "a number")
-        if (lo is not None and value < lo) or (hi is not None and value > hi) or math.isnan(value):
-            self.fail(node, f"{what} must be between {lo} and {hi}, got {value}.")
+        if math.isnan(value):
+            self.fail(node, f"{what} must be a number, got {node.value!r} (not a number).")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            allowed = f"between {lo} and {hi}" if hi is not None else f"{lo} or more"
+            self.fail(node, f"{what} must be {allowed}, got {value}.")
         return value
 
     def count(self, node: yaml.Node, what: str) -> int:
@@ -282,10 +285,13 @@ class _Reader:
 
     def feature(self, node: yaml.Node) -> Feature:
         named = [v for k, v in node.value if k.value == "name"] if isinstance(node, yaml.MappingNode) else []
-        m = self.mapping(node, _FEATURE_KEYS, f"feature {named[0].value!r}" if named else "a feature")
+        scalar_name = named and isinstance(named[0], yaml.ScalarNode)
+        m = self.mapping(node, _FEATURE_KEYS, f"feature {named[0].value!r}" if scalar_name else "a feature")
         if "name" not in m or "type" not in m:
             self.fail(node, "a feature needs a name and a type: - {name: age, type: int}.")
         name = self.scalar(m["name"], "a feature's name", (str,), "a string")
+        if not name:
+            self.fail(m["name"], "a feature's name is empty; write the column's name.")
         where = f"feature {name!r}"
         type_ = self.scalar(m["type"], f"{where}: type", (str,), "a string")
         if type_ not in FEATURE_TYPES:
@@ -315,13 +321,21 @@ class _Reader:
     def domain(self, node: yaml.Node, f: Feature, where: str) -> Domain:
         m = self.mapping(node, ("values", "min", "max", "min_mass"), f"{where}: domain")
         d = Domain()
+        if f.type == "other":
+            self.fail(node, f"{where}: an other feature takes no domain (only its presence is checked).")
         if "values" in m:
-            if f.type not in ("string", "int", "bool"):
-                self.fail(m["values"], f"{where}: a {f.type} feature takes a range {{min, max}}, not values.")
+            if f.type == "float":
+                self.fail(m["values"], f"{where}: a float feature takes a range {{min, max}}, not values.")
             if not isinstance(m["values"], yaml.SequenceNode):
                 self.fail(m["values"], f"{where}: domain.values must be a list.")
             kinds, expected = _VALUE_KINDS[f.type]
-            d.values = [self.scalar(n, f"{where}: a domain value", kinds, expected) for n in m["values"].value]
+            d.values, seen = [], set[Any]()
+            for n in m["values"].value:
+                value = self.scalar(n, f"{where}: a domain value", kinds, expected)
+                if value in seen:
+                    self.fail(n, f"{where}: domain.values lists {value!r} twice.")
+                d.values.append(value)
+                seen.add(value)
         for key in ("min", "max"):
             if key in m:
                 if f.type not in ("int", "float") or "values" in m:
@@ -330,6 +344,10 @@ class _Reader:
         if d.min is not None and d.max is not None and d.min > d.max:
             self.fail(node, f"{where}: domain.min ({d.min}) is above domain.max ({d.max}).")
         if "min_mass" in m:
+            if "values" not in m:
+                self.fail(
+                    m["min_mass"], f"{where}: domain.min_mass is the share of values in domain.values; add values."
+                )
             d.min_mass = self.number(m["min_mass"], f"{where}: domain.min_mass", 0, 1)
         return d
 

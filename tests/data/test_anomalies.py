@@ -93,6 +93,21 @@ def test_min_domain_mass_is_met_at_exactly_that_share(min_mass: float) -> None:
     assert one(validate(stats_of(one_more), schema), "c", "OUT_OF_DOMAIN_VALUES").details["distinct"] == 1
 
 
+@pytest.mark.parametrize(("before", "after"), [(4, 3), (7, 6), (8, 7), (3, 2), (6, 5)])
+def test_l_infinity_at_exactly_its_threshold_is_no_drift_or_skew(before: int, after: int) -> None:
+    """Shares of 4 and 3 in 10 differ by 0.1, and TFDV flags only a distance above the threshold."""
+    schema = Schema([Feature("c", "string", drift_comparator={"l_infinity": 0.1}, skew_comparator={"l_infinity": 0.1})])
+    baseline = stats_of(pd.DataFrame({"c": ["a"] * before + ["b"] * (10 - before)}))
+    current = stats_of(pd.DataFrame({"c": ["a"] * after + ["b"] * (10 - after)}))
+    found = validate(current, schema, baseline=baseline, serving=baseline)
+    assert [(a.kind, a.severity, a.details["value"]) for a in found] == [
+        ("DRIFT_L_INFINITY", "info", 0.1),
+        ("SKEW_L_INFINITY", "info", 0.1),
+    ]
+    one_more = stats_of(pd.DataFrame({"c": ["a"] * (after - 1) + ["b"] * (11 - after)}))
+    assert one(validate(one_more, schema, baseline=baseline), "c", "DRIFT_L_INFINITY").severity == "error"
+
+
 def test_a_missing_column_and_a_new_one(adult: tuple, schema: Schema) -> None:
     ev = adult[1].drop(columns=["education"]).assign(extra=1)
     found = validate(stats_of(ev), schema)
@@ -224,6 +239,15 @@ def test_a_column_gone_all_nan_or_infinite_is_not_measured_in_silence(
     assert [(a.kind, a.severity) for a in skew] == [
         ("COMPARATOR_CONTROL_DATA_MISSING" if np.isnan(filler) else "COMPARATOR_NOT_APPLICABLE", "warning")
     ]
+
+
+def test_auto_false_turns_the_comparison_off_even_for_a_column_with_no_values() -> None:
+    schema = Schema([Feature("x", "float", drift_comparator={"auto": False}, skew_comparator={"auto": False})])
+    values = stats_of(pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
+    nulls = stats_of(pa.table({"x": pa.array([None] * 3, pa.float64())}))
+    assert validate(nulls, schema, baseline=values, serving=values) == []
+    assert validate(values, schema, baseline=nulls, serving=nulls) == []
+    assert validate(values, schema, baseline=values, serving=values) == []
 
 
 def test_out_of_range(adult: tuple) -> None:

@@ -230,6 +230,16 @@ BAD_FILES = [
         3,
         "min_fraction (2) is above max_fraction (0.5)",
     ),
+    ("features:\n  - {name: a, type: string,\n     domain: {values: [x, y, x]}}\n", 3, "domain.values lists 'x' twice"),
+    ("features:\n  - {name: '', type: int}\n", 2, "a feature's name is empty"),
+    (
+        "features:\n  - {name: a, type: int, domain: {min: 0, min_mass: 0.9}}\n",
+        2,
+        "min_mass is the share of values in domain.values",
+    ),
+    ("features:\n  - {name: a, type: other, domain: {values: [x]}}\n", 2, "an other feature takes no domain"),
+    ("features:\n  - {name: a, type: float, domain: {min: .nan}}\n", 2, "domain.min must be a number, got '.nan'"),
+    ("features:\n  - {name: [a], type: int, typo: 1}\n", 2, "a feature: unknown key 'typo'"),
 ]
 
 
