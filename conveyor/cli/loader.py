@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import os
+import sys
 from pathlib import Path
 
 from conveyor._internal.loader import load_file, user_line
@@ -15,8 +18,7 @@ def load_pipeline(path: str) -> Pipeline:
     Raises:
         ConveyorError: the file is missing, fails to import, or defines no pipeline.
     """
-    stem = Path(path).stem
-    module = load_file(path, name=stem if stem.isidentifier() else "conveyor_pipeline", what="pipeline file", error=ConveyorError).module
+    module = load_file(path, name=module_name(path), what="pipeline file", error=ConveyorError).module
     found = getattr(module, "pipeline", None)
     if found is None and callable(getattr(module, "create_pipeline", None)):
         try:
@@ -31,3 +33,25 @@ def load_pipeline(path: str) -> Pipeline:
         msg = f"{path} {what}: give it a module-level `pipeline = Pipeline(...)` or a `create_pipeline()` that returns one."
         raise ConveyorError(msg)
     return found
+
+
+def module_name(path: str) -> str:
+    """The pipeline file's module name: its stem (its steps' type names, ``chain.first``, are the
+    same as when the file runs as a script), unless that name is another module's, the standard
+    library's, conveyor's or an installed package's: ``sys.modules`` would then hand the file to
+    every ``import json`` of the process. Such a file, or a stem that is no identifier, is
+    ``conveyor_pipeline_<stem>``.
+    """
+    stem = Path(path).stem
+    if not stem.isidentifier():
+        return "conveyor_pipeline"
+    own = os.path.abspath(path)
+    loaded = sys.modules.get(stem)
+    if loaded is not None:
+        taken = os.path.abspath(getattr(loaded, "__file__", None) or "") != own
+    elif stem in sys.stdlib_module_names:
+        taken = True
+    else:
+        spec = importlib.machinery.PathFinder.find_spec(stem)
+        taken = spec is not None and os.path.abspath(spec.origin or "") != own
+    return f"conveyor_pipeline_{stem}" if taken else stem

@@ -3,8 +3,8 @@
 A parameter is a JSON value (``Parameter[int]``, ``Parameter[dict]``) or a config object, a
 dataclass or a pydantic model (``Parameter[EvalConfig]``). A config object becomes JSON by one
 rule, ``to_json``: a dataclass field by field (nested dataclasses, lists, tuples, dicts with
-string keys, enums by their value, JSON scalars), a pydantic model by
-``model_dump(mode="json")``. That JSON is what the cache key and the store hold, and the
+string keys, enums by their value, paths as text, dates and times in ISO 8601, JSON scalars),
+a pydantic model by ``model_dump(mode="json")``, which writes paths and times so too. That JSON is what the cache key and the store hold, and the
 executor gets ``from_json`` of it: an object of the declared class, equal to the one written,
 in whichever process runs the step. A value that would not come back so is refused when the
 pipeline is built, naming the parameter and the field.
@@ -13,6 +13,7 @@ pipeline is built, naming the parameter and the field.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import functools
 import json
@@ -85,6 +86,10 @@ def to_json(value: Any, path: str = "") -> Any:
         return {k: to_json(v, f"{path}[{k!r}]") for k, v in value.items()}
     if isinstance(value, _SCALARS):
         return _scalar(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
     raise _Unserializable(path, value)
 
 
@@ -133,8 +138,10 @@ def from_json(tp: Any, data: Any) -> Any:
         hints = _hints(tp)
         fields = [f for f in dataclasses.fields(tp) if f.init and f.name in data]
         return tp(**{f.name: from_json(hints.get(f.name, Any), data[f.name]) for f in fields})
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+    if isinstance(tp, type) and issubclass(tp, enum.Enum | PurePath):
         return tp(data)
+    if isinstance(tp, type) and issubclass(tp, datetime.date | datetime.time):
+        return tp.fromisoformat(data)
     if origin is list and args:
         return [from_json(args[0], v) for v in data]
     if tp is tuple or origin is tuple:
@@ -209,7 +216,7 @@ def _config_json(display: str, name: str, base: type, value: Any) -> Any:
     except _Unserializable as e:
         msg = (
             f"{display}: parameter '{name}' field '{e.field}' holds {type(e.value).__name__} {e.value!r}, which "
-            f"does not serialize to JSON; make it a str, number, bool, list, dict, enum or dataclass."
+            f"does not serialize to JSON; make it a str, number, bool, list, dict, enum, path, datetime or dataclass."
         )
         raise PipelineDefinitionError(msg) from None
     try:

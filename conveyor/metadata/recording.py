@@ -178,11 +178,16 @@ class Recorder:
         the others record their steps in it, and ``leave_run`` ends it once no step of it is
         running. A run of another pipeline by that name is refused.
 
+        The run's host and pid are those of the task that joined last, which says nothing of
+        the others, on this host or another: a shared run (``shared`` in its properties) is
+        failed only once all its tasks' heartbeats fall silent (``MetadataStore.silent_after``),
+        never because one task's process died while another's step runs on.
+
         Raises:
             MetadataError: ``run_id`` names a run of another pipeline.
         """
         now = time.time()
-        properties = self._process_properties(trigger)
+        properties = self._process_properties(trigger) | {"shared": True}
         c = s.contexts
         with self._write() as conn:
             parent = self._context_id(conn, "pipeline", pipeline)

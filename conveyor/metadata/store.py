@@ -193,8 +193,9 @@ class MetadataStore(Recorder):
     def _dead_runs(self) -> list[tuple[Any, str]]:
         """Runs recorded as running (or with a step running) whose process is gone, each with why.
 
-        On this host the pid tells; a run on another host is gone once its heartbeat is older
-        than ``silent_after`` (a run from before heartbeats counts from its start).
+        On this host the pid tells; a run on another host, or one shared by an orchestrator's
+        tasks (``join_run``), is gone once its heartbeat is older than ``silent_after`` (a run
+        from before heartbeats counts from its start).
         """
         c, e = s.contexts, s.executions
         # A run whose end was recorded while the store refused a step's own end still holds it.
@@ -209,17 +210,19 @@ class MetadataStore(Recorder):
             ).all()
         dead = []
         for r in rows:
-            if r.host != here:
+            properties = json.loads(r.properties)
+            if properties.get("shared") or not r.pid:  # its tasks' heartbeats alone tell (join_run)
+                if r.silent:
+                    why = f"The run's tasks sent no heartbeat for {self.silent_after:.0f} s while this step ran; run again to resume."
+                    dead.append((r, why))
+            elif r.host != here:
                 why = (
                     f"The run's host {r.host} sent no heartbeat for {self.silent_after:.0f} s while this step ran "
                     f"(the machine or its process stopped); run again to resume."
                 )
                 dead.append((r, why))
-            elif r.pid and not is_alive(r.pid, json.loads(r.properties).get("pid_start")):
+            elif not is_alive(r.pid, properties.get("pid_start")):
                 dead.append((r, f"The run's process (pid {r.pid}) died while this step ran; run again to resume."))
-            elif not r.pid and r.silent:  # a shared run whose last task left it running (join_run)
-                why = f"The run's tasks sent no heartbeat for {self.silent_after:.0f} s while this step ran; run again to resume."
-                dead.append((r, why))
         return dead
 
     def dead_runs(self) -> list[str]:

@@ -85,9 +85,10 @@ class LocalRunner:
         one step, so that one DAG run is one conveyor run. Its status stays running until the
         last of them leaves.
         """
+        selected = self.selection(pipeline, only, start_from)  # a misspelt step makes no store
         store = self.store or MetadataStore(pipeline.metadata_url)
         try:
-            return _Run(self, pipeline, store).go(self.selection(pipeline, only, start_from), trigger, run_id)
+            return _Run(self, pipeline, store).go(selected, trigger, run_id)
         finally:
             if self.store is None:
                 store.close()

@@ -5,6 +5,7 @@ executor gets an equal object of its class; what cannot make that trip is refuse
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import json
 import threading
@@ -108,6 +109,46 @@ def test_the_executor_gets_its_own_copy(tmp_path: Path) -> None:
     assert RECEIVED[1]["eval_config"] == config()
 
 
+@dataclasses.dataclass(frozen=True)
+class Window:
+    data: Path
+    start: datetime.datetime
+    end: datetime.date
+    at: datetime.time = datetime.time(6, 30)
+    extra: tuple[Path, ...] = ()
+
+
+@component
+def window(report: Output[Artifact], *, span: Parameter[Window]) -> None:
+    RECEIVED.append({"span": span})
+
+
+def test_path_and_datetime_fields_are_json_text_and_come_back_as_themselves(tmp_path: Path) -> None:
+    metadata = f"sqlite:///{tmp_path / 'metadata.sqlite'}"
+    utc = datetime.datetime(2024, 3, 1, 12, 0, tzinfo=datetime.UTC)
+    span = Window(Path("data/2024"), utc, datetime.date(2024, 3, 31), extra=(Path("a.csv"),))
+
+    def run_window(value: Window) -> str:
+        done = Pipeline("window", [window(span=value)], root=tmp_path / "root", metadata=metadata).run()
+        assert done.status == "succeeded", done.executions["window"].error
+        return done.executions["window"].status
+
+    RECEIVED.clear()
+    assert run_window(span) == "succeeded"
+    [got] = RECEIVED
+    assert got["span"] == span
+    assert isinstance(got["span"].data, Path) and got["span"].start.tzinfo == datetime.UTC
+    with MetadataStore(metadata) as store:
+        recorded = store.executions(component="window")[0].parameters["span"]
+    assert recorded == {
+        "data": "data/2024", "start": "2024-03-01T12:00:00+00:00", "end": "2024-03-31", "at": "06:30:00",
+        "extra": ["a.csv"],
+    }
+    assert run_window(Window(Path("data/2024"), utc, datetime.date(2024, 3, 31), extra=(Path("a.csv"),))) == "cached"
+    assert run_window(dataclasses.replace(span, start=utc + datetime.timedelta(seconds=1))) == "succeeded"
+    assert run_window(dataclasses.replace(span, data=Path("data/2025"))) == "succeeded"
+
+
 @dataclasses.dataclass
 class Holder:
     value: Any = None
@@ -128,7 +169,7 @@ def loose(report: Output[Artifact], *, holder: Parameter[Holder | None] = None, 
         (
             {"eval_config": EvalConfig(slicing=[Slicing({"state"})])},  # type: ignore[arg-type]
             "evaluate: parameter 'eval_config' field 'slicing[0].columns' holds set {'state'}, which does not "
-            "serialize to JSON; make it a str, number, bool, list, dict, enum or dataclass.",
+            "serialize to JSON; make it a str, number, bool, list, dict, enum, path, datetime or dataclass.",
         ),
         (
             {"eval_config": {"threshold": 0.5}},

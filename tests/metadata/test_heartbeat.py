@@ -8,6 +8,7 @@ heartbeat can. Every test runs on SQLite, PostgreSQL and MariaDB.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,43 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "the other host never recorded its run"
         time.sleep(0.05)
+
+
+def host(db_url: str, marker: Path, *step_and_host: str) -> subprocess.Popen[bytes]:
+    """Start ``remote_host`` (see there), and wait for it to record its step."""
+    log = marker.with_suffix(".stderr")
+    with log.open("w") as stderr:
+        cmd = [sys.executable, "-m", "tests.metadata.remote_host", db_url, str(marker), *step_and_host]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    wait_for(marker, proc, log)
+    return proc
+
+
+def test_a_task_killed_in_a_shared_run_leaves_a_live_step_on_another_host_running(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's host and pid are the task's that joined last; that it died says nothing of the others."""
+    monkeypatch.setattr(MetadataStore, "silent_after", SILENT_AFTER)
+    far = host(db_url, tmp_path / "far", "slow", remote_host.HOST)
+    try:
+        near = host(db_url, tmp_path / "near", "quick", "")  # this host, joined last
+        near.kill()
+        near.wait()
+        time.sleep(SILENT_AFTER + 0.5)
+        run = only_run(db_url)  # a reader on the dead task's host
+        assert (run.host, run.status, run.executions["slow"].status) == (socket.gethostname(), "running", "running")
+
+        far.kill()
+        deadline = time.monotonic() + 60
+        while (run := only_run(db_url)).status == "running":
+            assert time.monotonic() < deadline, "the silent run was never failed"
+            time.sleep(0.2)
+    finally:
+        far.kill()
+        far.wait()
+    for step in ("slow", "quick"):
+        assert run.executions[step].status == "failed"
+        assert (run.executions[step].error or "").startswith("The run's tasks sent no heartbeat for 2 s")
 
 
 @pytest.mark.parametrize("how", ["killed", "silent"])
