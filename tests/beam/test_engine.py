@@ -71,6 +71,12 @@ def double_or_fail(part: int) -> int:
     return 2 * part
 
 
+def broken_file(part: int) -> int:
+    if part == 1:
+        raise ComponentError("part-1.csv has a broken row; fix it")
+    return part
+
+
 def test_the_merge_order_matters_for_these_sums() -> None:
     """The test below means something: merging the same parts in another order gives other bits."""
     combiner = FloatSum()
@@ -105,6 +111,17 @@ def test_a_failing_part_raises_its_own_error_with_the_workers_traceback(dask_bea
     notes = "\n".join(raised.value.__notes__)
     assert "Raised on a Beam worker, in part 7" in notes
     assert "in double_or_fail" in notes
+
+
+def test_a_conveyor_error_from_a_part_in_this_process_keeps_its_text_and_traceback() -> None:
+    """Beam's in-process runner (``beam_pipeline_args=[]``) raised it again as a copy, its text
+    suffixed "[while running 'Apply and write']" and the worker's traceback lost."""
+    with pytest.raises(ComponentError) as raised:
+        list(BeamEngine([]).map(broken_file, [0, 1, 2], 2))
+    assert str(raised.value) == "part-1.csv has a broken row; fix it"
+    notes = "\n".join(raised.value.__notes__)
+    assert "Raised on a Beam worker, in part 1" in notes
+    assert "in broken_file" in notes
 
 
 def test_no_parts_fold_to_an_empty_accumulator_and_map_to_nothing() -> None:

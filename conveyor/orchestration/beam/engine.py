@@ -197,12 +197,14 @@ def _run(pipeline: beam.Pipeline, runner: str, scratch: str) -> None:
         finally:
             if client is not None:
                 client.close()
-    except ComponentError:
-        raise  # conveyor's own word: a lost part, a worker process that died
     except Exception as e:
+        # A part's own error first, whatever its type: Beam's in-process runner raises a copy of
+        # it, its text suffixed "[while running ...]" and its worker traceback lost.
         raised = _worker_error(scratch)
         if raised is not None:
             raise raised from None
+        if isinstance(e, ComponentError):
+            raise  # conveyor's own word: a lost part, a worker process that died
         msg = f"The Beam pipeline of this step failed on {runner}: {type(e).__name__}: {_last_line(e)}"
         raise ComponentError(msg) from e
     if state != "DONE":
