@@ -97,6 +97,26 @@ def user_line(error: BaseException, file: str, shown: str) -> str:
     return f"{shown}:{frames[-1].lineno}" if frames else shown
 
 
+def call_user_fn(fn: Callable[..., Any], *args: Any, file: str, what: str, error: type[ConveyorError]) -> Any:
+    """``fn(*args)``, a function of the user's ``file``; whatever it raises, ``sys.exit`` too (which
+    would end the whole run without a word), comes back as ``error`` naming the line of ``file``
+    it came through, or the function's own line (a wrong signature).
+
+    Args:
+        what: the function, for messages: "run_fn", "tuner_fn".
+    """
+    try:
+        return fn(*args)
+    except (Exception, SystemExit) as e:
+        where = user_line(e, file, file)
+        code = getattr(fn, "__code__", None)
+        if where == file and code is not None and os.path.abspath(code.co_filename) == os.path.abspath(file):
+            where = f"{file}:{code.co_firstlineno}"
+        said = str(e) if isinstance(e, ConveyorError) else f"{what} raised {type(e).__name__}: {e}"
+        msg = f"{where}: {said}"
+        raise error(msg) from e
+
+
 def load_file(path: str, *, name: str, what: str, error: type[ConveyorError]) -> Loaded:
     """Import the file at ``path`` as the module ``name``; it may import its neighbours.
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor._internal.loader import function_of, load_step_module
+from conveyor._internal.loader import call_user_fn, function_of, load_step_module
 from conveyor.artifacts import (
     Examples,
     HyperParameters,
@@ -22,14 +22,14 @@ from conveyor.artifacts import (
     split_files,
     split_names,
 )
-from conveyor.dsl.component import Component
+from conveyor.dsl.component import Component, ComponentSpec
+from conveyor.dsl.parameters import check, is_config
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import ComponentError, TransformError
 
 if TYPE_CHECKING:
     from conveyor.training.fn_args import FnArgs
 
-BUNDLE_FILE = "conveyor_model.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 
 
@@ -56,7 +56,8 @@ class Trainer(Component):
         train_args: passed to ``run_fn`` (``num_steps``, ``epochs``, ...); ``train_splits`` and
             ``eval_splits`` name the splits read as training and evaluation data
             (default ``["train"]`` and ``["eval"]``).
-        custom_config: anything else ``run_fn`` needs, as JSON.
+        custom_config: anything else ``run_fn`` needs, as JSON: a dict, or a dataclass or pydantic
+            model, which ``run_fn`` gets as the dict of its fields' JSON values.
         base_model: a model to continue from (warm start), such as a Resolver's latest blessed one.
         label_key: the transform output that is the label; by default the schema's one feature
             with ``not_in_environments: [SERVING]``.
@@ -73,6 +74,10 @@ class Trainer(Component):
         ...                   transform_graph=transform.outputs["transform_graph"],
         ...                   schema=schema_gen.outputs["schema"], label_key="species")
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        args, kwargs = custom_config_as_json(self.component_spec(), type(self).__name__, args, kwargs)
+        super().__init__(*args, **kwargs)
 
     @staticmethod
     def execute(
@@ -107,14 +112,10 @@ class Trainer(Component):
         try:
             with _GLOBAL_GENERATORS:
                 seed_everything(seed)
-                run_fn(fn_args)
+                call_user_fn(run_fn, fn_args, file=module_file, what="run_fn", error=ComponentError)
         finally:
             fn_args.close()
-        bundle = Path(model.uri) / BUNDLE_FILE
-        if not bundle.is_file():
-            msg = f"Trainer: {module_file}: run_fn returned without saving a model in serving_model_dir; run_fn must end with conveyor.model.save(model, fn_args)."
-            raise ComponentError(msg)
-        manifest = json.loads(bundle.read_text(encoding="utf-8"))
+        manifest = _saved_bundle(model.uri, module_file)
         model.properties.update(flavor=manifest.get("flavor"), task=manifest.get("task"), label=label, seed=seed)
         with contextlib.suppress(TransformError):  # text outputs a run_fn read as a table have no matrix columns
             model.properties["feature_count"] = len(feature_names(spec, label))
@@ -122,6 +123,41 @@ class Trainer(Component):
             model.properties["base_model"] = base_model.id
         run_files = {"metrics_file": METRICS_FILE, "tensorboard_dir": TENSORBOARD_DIR}
         model_run.properties.update({k: v for k, v in run_files.items() if (Path(model_run.uri) / v).exists()})
+
+
+def _saved_bundle(folder: str, module_file: str) -> dict[str, Any]:
+    """The manifest of the bundle run_fn saved, checked as ``load_model`` checks it: a bundle that
+    serving would refuse (a file written beside it after saving) fails the Trainer, not the Pusher."""
+    from conveyor.exceptions import ServingError
+    from conveyor.model import bundle
+
+    if not (Path(folder) / bundle.MANIFEST).is_file():
+        msg = f"Trainer: {module_file}: run_fn returned without saving a model in serving_model_dir; run_fn must end with conveyor.model.save(model, fn_args)."
+        raise ComponentError(msg)
+    try:
+        manifest = bundle.read_manifest(Path(folder))
+        bundle.verify(Path(folder), manifest)
+    except ServingError as e:
+        msg = f"Trainer: {module_file}: the bundle run_fn saved cannot be served: {e} Write nothing into serving_model_dir but conveyor.model.save's bundle; other files go to fn_args.model_run_dir."
+        raise ComponentError(msg) from e
+    return manifest
+
+
+def custom_config_as_json(
+    spec: ComponentSpec, display: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments with a ``custom_config`` given as a dataclass or pydantic model turned into
+    its JSON object (by the one rule of ``conveyor.dsl.parameters``): ``run_fn`` reads it as a dict.
+    """
+    try:
+        bound = spec.binding.bind_partial(*args, **kwargs)
+    except TypeError:
+        return args, kwargs  # the step says what is wrong with them
+    value = bound.arguments.get("custom_config")
+    if value is None or not is_config(type(value)):
+        return args, kwargs
+    bound.arguments["custom_config"] = check(display, "custom_config", type(value), value)
+    return bound.args, bound.kwargs
 
 
 def load_run_fn(path: str) -> Callable[..., Any]:
@@ -231,7 +267,11 @@ def _hyperparameters(artifact: HyperParameters | None) -> dict[str, Any]:
         return {}
     path = Path(artifact.uri) / HYPERPARAMETERS_FILE
     try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+        values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         msg = f"Trainer: cannot read the hyperparameters {path}: {e}. A Tuner's best_hyperparameters hold it."
         raise ComponentError(msg) from e
+    if not isinstance(values, dict):
+        msg = f"Trainer: the hyperparameters {path} hold a JSON {type(values).__name__}, not an object of name to value, as a Tuner's best_hyperparameters hold."
+        raise ComponentError(msg)
+    return values

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.artifacts import Examples, HyperParameters, Schema, TransformGraph
-from conveyor.components.trainer import HYPERPARAMETERS_FILE, step_fn_args
+from conveyor.components.trainer import HYPERPARAMETERS_FILE, custom_config_as_json, step_fn_args
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import PipelineDefinitionError
@@ -33,7 +33,8 @@ class Tuner(Component):
         schema: the raw data's schema.
         max_trials: how many trials to run (the grid sampler stops sooner once its grid is done).
         train_args: as a Trainer's: ``train_splits`` and ``eval_splits`` name the splits read.
-        custom_config: anything else ``tuner_fn`` needs, as JSON.
+        custom_config: anything else ``tuner_fn`` needs, as JSON (a dataclass or pydantic model as
+            the dict of its fields, as for a Trainer).
         sampler: "tpe" (Optuna's default, random for its first 10 trials), "random", or "grid"
             (``Search.space`` is the grid).
         pruner: "median" (stop a trial whose reported score at a step is worse than the median of
@@ -59,7 +60,8 @@ class Tuner(Component):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Refuse a sampler, pruner or budget that cannot run when the pipeline is built, not after its
-        inputs are made."""
+        inputs are made; keep a config object given as ``custom_config`` as its JSON."""
+        args, kwargs = custom_config_as_json(self.component_spec(), type(self).__name__, args, kwargs)
         super().__init__(*args, **kwargs)
         from conveyor.training.tuning import settings_refusal
 

@@ -82,6 +82,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         ServingError: no manifest, not JSON, a field missing, or a format this version cannot read.
     """
     path = folder / MANIFEST
+    if not folder.exists():
+        msg = f"no model bundle at {folder}: the folder does not exist. Point to the folder conveyor.model.save wrote."
+        raise ServingError(msg)
     if not path.is_file():
         msg = f"{folder} is not a model bundle: it has no {MANIFEST}. Point to the folder conveyor.model.save wrote."
         raise ServingError(msg)

@@ -132,7 +132,13 @@ def load_model(path: Any, *, trusted: Iterable[str] = (), allow_pickle: bool = F
             or the model cannot be loaded.
     """
     folder, manifest, native = _open(path, tuple(trusted), allow_pickle)
-    return LoadedModel(folder, manifest, native, load(folder / manifest["transform_graph"]))
+    graph = folder / manifest["transform_graph"]
+    try:
+        fitted = load(graph)
+    except Exception as e:  # its sha256 matched: it was saved so, or written by another tool
+        msg = f"the transform graph {graph} of the model bundle cannot be loaded: {type(e).__name__}: {e}. Save the model again."
+        raise ServingError(msg) from e
+    return LoadedModel(folder, manifest, native, fitted)
 
 
 def load_native(path: Any, *, trusted: Iterable[str] = (), allow_pickle: bool = False) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,14 +148,19 @@ class FnArgs:
             for batch in table.to_batches(batch_rows):
                 yield _batch(decode(batch, spec), spec, label)
 
+    def load_base_model(self, *, trusted: Sequence[str] = (), allow_pickle: bool = False) -> Any:
+        """The warm-start model as its library's object (a LightGBM Booster, ...), or None.
 
-    def load_base_model(self) -> Any:
-        """The warm-start model as its library's object (a LightGBM Booster, ...), or None."""
+        Args:
+            trusted: as for ``conveyor.model.load_model``: the classes of yours the base model
+                holds (a torch module saved with ``conveyor_init``, a skops type).
+            allow_pickle: load a base model saved with ``allow_pickle=True``.
+        """
         if self.base_model is None:
             return None
         from conveyor.model import load_native
 
-        return load_native(self.base_model)
+        return load_native(self.base_model, trusted=trusted, allow_pickle=allow_pickle)
 
     def log_metric(self, name: str, value: float, step: int) -> None:
         """Record one value, as ``log_metrics({name: value}, step)``."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor._internal.extras import require
-from conveyor._internal.loader import function_of, load_step_module, user_line
+from conveyor._internal.loader import call_user_fn, function_of, load_step_module, user_line
 from conveyor.exceptions import ComponentError
 from conveyor.training.fn_args import FnArgs
 
@@ -109,7 +109,7 @@ def load_tuner_fn(path: str) -> Callable[..., Any]:
 
 def search_of(module_file: str, fn_args: FnArgs) -> Search:
     """The ``Search`` that the module's ``tuner_fn(fn_args)`` returns, or a clear error."""
-    search = load_tuner_fn(module_file)(fn_args)
+    search = call_user_fn(load_tuner_fn(module_file), fn_args, file=module_file, what="tuner_fn", error=ComponentError)
     if not isinstance(search, Search):
         msg = f"{module_file}: tuner_fn returned {type(search).__name__}; it must return conveyor.training.Search(objective, space=None, direction='maximize')."
         raise ComponentError(msg)
@@ -248,7 +248,7 @@ def _optimize(job: _Job, search: Search, fn_args: FnArgs, callback: Callable[[An
             study.optimize(objective, n_trials=job.n_trials, callbacks=[callback] if callback else None)
         except ComponentError:
             raise
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # sys.exit in an objective would end the run without a word
             msg = (
                 f"{user_line(e, job.module_file, job.module_file)}: a trial's objective raised {type(e).__name__}: {e}"
             )

@@ -5,6 +5,7 @@ Transform → Trainer, with LightGBM and scikit-learn ``run_fn``s; the bundle it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import struct
@@ -374,6 +375,83 @@ def test_a_run_fn_that_saves_nothing_fails_clearly(tmp_path: Path) -> None:
     run = penguins_pipeline(tmp_path, "def run_fn(fn_args):\n    fn_args.train_data()\n").run()
     assert run.executions["Trainer"].status == "failed"
     assert "run_fn must end with conveyor.model.save(model, fn_args)" in run.executions["Trainer"].error
+
+
+@pytest.fixture(scope="module")
+def faulty_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the runs of faulty module files, so that the steps before the Trainer run once."""
+    return tmp_path_factory.mktemp("faulty")
+
+
+def failed_trainer(root: Path, run_fn: str, **trainer: Any) -> str:
+    run = penguins_pipeline(root, run_fn, **trainer).run()
+    assert run.executions["Trainer"].status == "failed"
+    return run.executions["Trainer"].error.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("run_fn", "first_line"),
+    [
+        (
+            "def helper(row):\n    return row['nope']\n\ndef run_fn(fn_args):\n    helper({})\n",
+            "trainer.py:2: run_fn raised KeyError: 'nope'",
+        ),
+        ("import sys\n\ndef run_fn(fn_args):\n    sys.exit(3)\n", "trainer.py:4: run_fn raised SystemExit: 3"),
+        (
+            "def run_fn():\n    pass\n",
+            "trainer.py:1: run_fn raised TypeError: run_fn() takes 0 positional arguments but 1 was given",
+        ),
+        (
+            "def run_fn(fn_args):\n    fn_args.train_data(format='csv')\n",
+            "trainer.py:2: run_fn raised ValueError: train_data: format must be one of",
+        ),
+    ],
+    ids=["raises", "sys.exit", "no argument", "a bad call of fn_args"],
+)
+def test_a_run_fn_that_fails_names_the_users_line(faulty_root: Path, run_fn: str, first_line: str) -> None:
+    """The error's first line, what `conveyor run` shows, says where in the module file: sys.exit
+    included, which otherwise ended the whole run, no step recorded, no word said."""
+    head = failed_trainer(faulty_root, run_fn)
+    assert head.startswith("ComponentError: ") and f"{faulty_root / first_line}" in head
+
+
+def test_a_file_written_beside_the_bundle_fails_the_trainer(faulty_root: Path) -> None:
+    """Serving refuses a bundle holding a file its manifest does not list: the Trainer says so, not the Pusher."""
+    stray = SKLEARN + "        (Path(fn_args.serving_model_dir) / 'notes.txt').write_text('mine')\n"
+    head = failed_trainer(
+        faulty_root, stray.replace("import conveyor.model", "import conveyor.model\n    from pathlib import Path")
+    )
+    assert (
+        "the bundle run_fn saved cannot be served" in head
+        and "holds notes.txt, which conveyor_model.json does not list" in head
+    )
+    assert "other files go to fn_args.model_run_dir" in head
+
+
+@component
+def listed(best_hyperparameters: Output[HyperParameters]) -> None:
+    """Hyperparameters that are no object of name to value."""
+    (Path(best_hyperparameters.uri) / "hyperparameters.json").write_text("[1, 2]")
+
+
+def test_hyperparameters_that_are_no_object_are_a_clear_error(faulty_root: Path) -> None:
+    best = listed()
+    head = failed_trainer(faulty_root, FIELDS, also=(best,), hyperparameters=best.outputs["best_hyperparameters"])
+    assert "hyperparameters.json hold a JSON list, not an object of name to value" in head
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """A custom_config as a user writes one."""
+
+    model: str = "forest"
+    layers: tuple[int, ...] = (3, 4)
+
+
+def test_custom_config_may_be_a_dataclass_run_fn_reads_as_a_dict(faulty_root: Path) -> None:
+    run = succeeded(penguins_pipeline(faulty_root, FIELDS, custom_config=TrainingConfig(layers=(5,))))
+    seen = json.loads((Path(output(run, "model_run").uri) / "seen.json").read_text())
+    assert seen["custom_config"] == {"model": "forest", "layers": [5]}
 
 
 def test_without_label_key_the_schema_must_name_one(tmp_path: Path) -> None:

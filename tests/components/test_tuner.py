@@ -276,8 +276,29 @@ RAISES = "from conveyor.training import Search\n\ndef objective(trial, fn_args):
             "Tuner: worker 0 failed: <path>bad.py:4: a trial's objective raised ZeroDivisionError",
         ),
         (QUADRATIC.replace("** 2", "** 2 > 1"), {}, "the objective returned True; it must return a number"),
+        (
+            RAISES.replace("    return Search", "    fn_args.train_data(label='nope')\n    return Search"),
+            {},
+            "bad.py:7: the label 'nope' is not among the transformed features",
+        ),
+        (
+            RAISES.replace("return 1 / 0", "raise SystemExit(2)"),
+            {},
+            "bad.py:4: a trial's objective raised SystemExit: 2",
+        ),
+        ("def tuner_fn():\n    pass\n", {}, "bad.py:1: tuner_fn raised TypeError: tuner_fn() takes 0 positional"),
     ],
-    ids=["not a Search", "grid without space", "unknown sampler", "objective raises", "in a worker", "not a number"],
+    ids=[
+        "not a Search",
+        "grid without space",
+        "unknown sampler",
+        "objective raises",
+        "in a worker",
+        "not a number",
+        "tuner_fn raises",
+        "sys.exit in an objective",
+        "tuner_fn without an argument",
+    ],
 )
 def test_a_bad_search_is_a_clear_error(
     grid_run: Any, tmp_path: Path, module: str, settings: dict[str, Any], message: str

@@ -220,6 +220,28 @@ def test_a_folder_without_a_manifest_is_no_bundle(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
+def test_a_path_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ServingError, match=r"no model bundle at .*nowhere: the folder does not exist"):
+        load_model(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("damaged", ["{", "[]", '{"outputs": 3}'])
+def test_a_damaged_transform_graph_whose_sha256_matches_is_a_serving_error(
+    binary: tuple[Path, Path], damaged: str
+) -> None:
+    """Saved so (or by another tool, the manifest sealed again): the loader names the graph, as it
+    names a model file it cannot load, so the server reports the version as failed to load."""
+    bundle = binary[0]
+    (bundle / "transform_graph" / "transform_graph.json").write_text(damaged)
+    manifest = json.loads((bundle / "conveyor_model.json").read_text())
+    manifest["files"]["transform_graph/transform_graph.json"] = hashlib.sha256(damaged.encode()).hexdigest()
+    write_manifest(bundle, {k: v for k, v in manifest.items() if k != "manifest_sha256"})
+    with pytest.raises(
+        ServingError, match=r"the transform graph .*transform_graph.json of the model bundle cannot be loaded"
+    ):
+        load_model(bundle)
+
+
 def test_a_pickle_only_model_needs_the_opt_in_to_save_and_to_load(training: Any, tmp_path: Path) -> None:
     folder, _, _ = training("binary", True)
     with pytest.raises(ServingError, match="allow_pickle=True"):

@@ -21,6 +21,7 @@ from conveyor.exceptions import ServingError  # noqa: E402
 from conveyor.model import flavor_of, load_model, load_native, save, to_matrix  # noqa: E402
 from conveyor.model.bundle import hash_files, read_manifest, write_manifest  # noqa: E402
 from conveyor.testing import check_flavor  # noqa: E402
+from conveyor.training import FnArgs  # noqa: E402
 from conveyor.transform.fitted import load  # noqa: E402
 from tests.model import graphs  # noqa: E402
 
@@ -181,6 +182,8 @@ def test_warm_start_gets_the_saved_weights_back(form: str, training: Any, tmp_pa
     path = save(model, path=tmp_path / "first", transform_graph=folder, label="segment")
 
     native = load_native(path, trusted=[MLP_PATH])
+    fn_args = FnArgs([], [], "", str(folder), "", "", "", "segment", base_model=str(path))
+    assert type(fn_args.load_base_model(trusted=[MLP_PATH])) is type(native)  # a run_fn's warm start trusts it too
 
     saved = model.state_dict()
     restored = native.state_dict()
