@@ -14,6 +14,7 @@ a token, every route but the health routes asks for ``Authorization: Bearer <tok
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -268,10 +269,19 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class PredictionResponse(JSONResponse):
+    """A prediction's JSON, where an output that is NaN or infinite (a model's own answer) is
+    written ``NaN``, ``Infinity``, as TF Serving writes it and the Open Inference Protocol's answer
+    here does; Starlette's ``JSONResponse`` refuses it, a 500 for a prediction made."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def _tracked(request: Request, served: ServedVersion, answer: dict[str, Any]) -> Response:
     """A prediction's answer with its tracking id, and the version that answered in ``X-Model-Version``."""
     answer["request_id"] = request.state.request_id
-    return JSONResponse(answer, headers={"X-Model-Version": str(served.version)})
+    return PredictionResponse(answer, headers={"X-Model-Version": str(served.version)})
 
 
 def _model_of(request: Request) -> tuple[str, int | None]:

@@ -41,6 +41,7 @@ __all__ = [
     "TlsConfig",
     "VersionPolicy",
     "bearer_matches",
+    "check_label",
     "check_model_name",
     "read_server_config",
     "read_token",
@@ -237,6 +238,21 @@ def check_model_name(name: str, where: str) -> None:
         raise ServingError(msg)
 
 
+def check_label(label: str, where: str) -> None:
+    """Refuse a label that requests could not reach: it is a URL path segment too.
+
+    Raises:
+        ServingError: the label holds a character a URL path segment cannot, or is ``.`` or ``..``.
+    """
+    if not MODEL_NAME.fullmatch(label) or label in (".", ".."):
+        msg = (
+            f"{where} names the label {label!r}, which requests cannot reach: they name it in the URL "
+            "(/v1/models/NAME/labels/LABEL:predict), so give a label of letters, digits and - . _ ~ "
+            "(no / ? # % : or spaces)."
+        )
+        raise ServingError(msg)
+
+
 def bearer_matches(given: bytes, token: bytes) -> bool:
     """Whether an ``Authorization`` value is ``Bearer <token>``, the scheme in any case (RFC 7235)."""
     scheme, _, credentials = given.partition(b" ")
@@ -305,6 +321,7 @@ def _labels(value: Any, where: str) -> dict[str, int]:
         msg = f"{where} must map label names to versions, like {{stable: 3, canary: 5}}; got {value!r}."
         raise ServingError(msg)
     for label, version in value.items():
+        check_label(str(label), where)
         if not _is_version(version):
             msg = f"{where}.{label} must be a version number (an integer >= 1); got {version!r}."
             raise ServingError(msg)

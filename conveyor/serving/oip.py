@@ -143,7 +143,7 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -
             raise InvalidInputError(msg)
     else:
         try:
-            _check_kind(name, datatype, np.asarray(values))
+            _check_kind(name, datatype, np.asarray(values), values)
             array = np.asarray(values, dtype=DTYPES[datatype]).reshape(-1)
         except (ValueError, TypeError, OverflowError) as e:
             msg = f"the data of input {name!r} cannot be read as {datatype}: {e}."
@@ -158,8 +158,10 @@ ELEMENT_KINDS |= dict.fromkeys(("FP16", "FP32", "FP64"), "iuf")
 integer, no string or number read as a bool (``bool("no")`` is True)."""
 
 
-def _check_kind(name: str, datatype: str, elements: np.ndarray) -> None:
+def _check_kind(name: str, datatype: str, elements: np.ndarray, values: Any) -> None:
     kinds = ELEMENT_KINDS[datatype]
+    if elements.dtype.kind in "iuf" and "b" not in kinds and isinstance(values, list) and _holds_bool(values):
+        elements = np.asarray(values, dtype=object)  # NumPy read true as 1 beside numbers: say so below
     if not elements.size or elements.dtype.kind in kinds:
         return
     flat = elements.reshape(-1).tolist()
@@ -169,6 +171,14 @@ def _check_kind(name: str, datatype: str, elements: np.ndarray) -> None:
     first = next((v for v in flat if not _fits(v, datatype)), flat[0])
     msg = f"input {name!r} is {datatype}, so its elements are {wanted}; got {_shown(first)}."
     raise InvalidInputError(msg)
+
+
+def _holds_bool(values: list[Any]) -> bool:
+    """Whether JSON's ``true`` or ``false`` is among ``values`` (flat, or rows of shape [n, 1])."""
+    types = set(map(type, values))
+    if list in types:
+        types |= {type(v) for row in values if isinstance(row, list) for v in row}
+    return bool in types
 
 
 def _fits(value: Any, datatype: str) -> bool:

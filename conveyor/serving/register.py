@@ -237,14 +237,38 @@ def _column(rows: Any, name: str, n: int) -> list[Any]:
 
 
 def _feature(values: Any, kind: str | None) -> pa.Array:
-    """A raw feature's column, of the signature's type when its values fit it, else as sent."""
+    """A raw feature's column, of the signature's type when its values fit it, else as sent.
+
+    Values of several types (one request's ``"12.5"`` beside another's 90.0 in a number feature)
+    are each read as the model read them, value by value: as text, the whole column, every
+    request's numbers with it, would be of another type than the other parts' and than the
+    model's input."""
     wanted = _KIND_TYPES.get(kind or "")
     if wanted is not None:
         try:
             return pa.array(values).cast(wanted)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            pass  # e.g. a number sent as text: kept as text, not lost
+            pass
+        try:
+            return pa.array([_as_read(v, wanted) for v in values], wanted)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+            pass  # a value the model could not have read: kept as sent, not lost
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _as_read(value: Any, wanted: pa.DataType) -> Any:
+    """One value as the transform graph reads it into a feature of type ``wanted``: a number's
+    text with its blanks around (``" 12.5 "``, "nan" missing), anything else by Arrow's cast.
+
+    Raises:
+        ValueError: text that is no number (Arrow's errors for other values).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and pa.types.is_floating(wanted):
+        number = float(value)
+        return None if number != number else number
+    return pa.scalar(value).cast(wanted).as_py()

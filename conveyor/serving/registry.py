@@ -34,7 +34,7 @@ from types import MappingProxyType
 from conveyor.exceptions import ServingError
 from conveyor.model.bundle import MANIFEST
 from conveyor.model.loading import LoadedModel, load_model
-from conveyor.serving.config import ModelConfig, VersionPolicy, check_model_name
+from conveyor.serving.config import ModelConfig, VersionPolicy, check_label, check_model_name
 from conveyor.serving.split import Split
 
 __all__ = ["ModelNotFoundError", "ModelRegistry", "ServedVersion", "VersionState", "VersionStatus", "latest_version"]
@@ -180,6 +180,8 @@ class ModelRegistry:
                 cannot be loaded, or a label points at a version on disk that is not served.
         """
         check_model_name(name, "the model name")
+        for label in labels or {}:
+            check_label(label, f"model {name!r}")
         config = ModelConfig(
             name, Path(base_path), version_policy or VersionPolicy(), dict(labels or {}), dict(split or {}), sticky_key
         )

@@ -137,12 +137,21 @@ def binary_values(rows: list[dict[str, Any]] | dict[str, list[Any]], model: Load
     """
     kinds = {name: spec.get("kind") for name, spec in model.signature.get("inputs", {}).items()}
     if isinstance(rows, dict):
-        return {name: _decoded(name, kinds.get(name), column, f'"inputs"["{name}"]') for name, column in rows.items()}
+        return {
+            name: _decoded(name, kinds.get(name), column, f'"inputs"["{name}"]') if _read(name, kinds) else column
+            for name, column in rows.items()
+        }
     return [_decoded_row(row, kinds, i) for i, row in enumerate(rows)]
 
 
+def _read(name: str, kinds: dict[str, Any]) -> bool:
+    """Whether the model reads ``name`` (every name, for a bundle saved without a signature): a
+    field it does not read is left alone, whatever it holds, as a record may carry more."""
+    return not kinds or name in kinds
+
+
 def _decoded_row(row: dict[str, Any], kinds: dict[str, Any], i: int) -> dict[str, Any]:
-    wanted = [n for n, v in row.items() if kinds.get(n) == "bytes" or isinstance(v, dict)]
+    wanted = [n for n, v in row.items() if kinds.get(n) == "bytes" or (isinstance(v, dict) and _read(n, kinds))]
     if not wanted:
         return row
     decoded = dict(row)

@@ -221,6 +221,25 @@ def test_a_misspelt_feature_is_a_400_with_a_did_you_mean_and_others_are_left_alo
     np.testing.assert_allclose([answer["predictions"][0]["probability"]], expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("extra", [{"source": "web", "tags": [1, 2]}, {"b64": "not base64 %%"}, [{"nested": True}]])
+def test_a_field_the_model_does_not_read_is_left_alone_whatever_it_holds(
+    address: tuple[str, int], root: Path, extra: Any
+) -> None:
+    """A record's own object (``{"source": ...}``, even one shaped like TF Serving's ``{"b64": ...}``)
+    beside the features was a 400; the loader ignores it, and so does the server (docs/serving.md)."""
+    expected = load_model(root / "complaints").predict([ROW])["probability"]
+    status, answer = post(address, "/v1/models/complaints:predict", {"instances": [{**ROW, "context": extra}]})
+    assert status == 200, answer
+    np.testing.assert_allclose([answer["predictions"][0]["probability"]], expected, rtol=1e-12)
+    columns = {name: [value] for name, value in ROW.items()} | {"context": [extra]}
+    status, answer = post(address, "/v1/models/complaints:predict", {"inputs": columns})
+    assert status == 200, answer
+    np.testing.assert_allclose(answer["outputs"]["probability"], expected, rtol=1e-12)
+    status, answer = post(address, "/v1/models/complaints:predict", {"instances": [{**ROW, "state": {"x": 1}}]})
+    assert status == 400
+    assert 'row 0["state"] is an object' in answer["error"]
+
+
 def test_a_clients_error_names_the_model_and_version_not_the_servers_folder(
     address: tuple[str, int], root: Path
 ) -> None:

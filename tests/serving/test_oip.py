@@ -220,6 +220,9 @@ PRODUCT = {"name": "product", "datatype": "BYTES", "shape": [1], "data": ["card"
         ([{**AMOUNT, "datatype": "BOOL", "data": ["no"]}, PRODUCT], "'amount' is BOOL, so its elements are true or false; got \"no\""),
         ([{**AMOUNT, "datatype": "BOOL", "data": [1]}, PRODUCT], "'amount' is BOOL"),
         ([{**AMOUNT, "data": ["3.0"]}, PRODUCT], "'amount' is FP64, so its elements are numbers"),
+        # true beside numbers, which NumPy reads as 1, as it is refused alone
+        ([{**AMOUNT, "shape": [2], "data": [True, 2.0]}, {**PRODUCT, "shape": [2], "data": ["a", "b"]}], "'amount' is FP64, so its elements are numbers; got true"),
+        ([{**AMOUNT, "datatype": "INT64", "shape": [2, 1], "data": [[2], [False]]}, {**PRODUCT, "shape": [2], "data": ["a", "b"]}], "'amount' is INT64, so its elements are integers; got false"),
     ],
 )  # fmt: skip
 def test_a_malformed_rest_request_is_a_400_naming_the_field(addresses: dict[str, str], inputs: Any, named: str) -> None:

@@ -10,6 +10,7 @@ import datetime as dt
 import http.client
 import ipaddress
 import json
+import re
 import signal
 import socket
 import ssl
@@ -274,6 +275,20 @@ def test_a_model_name_no_url_can_reach_is_refused(tmp_path: Path, name: str) -> 
     )
 
 
+@pytest.mark.parametrize("label", ["a/b", "", "a b", "?"])
+def test_a_label_no_url_can_reach_is_refused(tmp_path: Path, base_path: Path, label: str) -> None:
+    """A label is a URL path segment (``/labels/LABEL:predict``) too: one that cannot be stops the
+    start, from a config file and from Python, rather than serve a label no request reaches."""
+    (tmp_path / "serving.yaml").write_text(
+        f"models: [{{name: m, base_path: m, version_policy: {{all: true}}, labels: {{{json.dumps(label)}: 1}}}}]\n"
+    )
+    with pytest.raises(ServingError, match=r"serving\.yaml: models\[0\]\.labels names the label") as caught:
+        read_server_config(tmp_path / "serving.yaml")
+    assert "requests cannot reach" in str(caught.value)
+    with pytest.raises(ServingError, match=re.escape(f"model 'segments' names the label {label!r}, which requests")):
+        ModelRegistry().load("segments", base_path, version_policy=VersionPolicy("all"), labels={label: 1})
+
+
 def test_a_yaml_mistake_says_its_line_and_column_in_one_line(tmp_path: Path) -> None:
     config = tmp_path / "serving.yaml"
     config.write_text("models:\n  - name: m\n    base_path: m\n   labels: {stable: 1}\n")
@@ -403,6 +418,38 @@ def table_rows(table: pa.Table, like: dict[str, Any]) -> list[tuple[Any, ...]]:
         row["prediction_probabilities"] = [round(p, 9) for p in row["prediction_probabilities"]]
         rows.append(json.dumps(row, sort_keys=True, default=str))
     return sorted(rows)
+
+
+def test_numbers_sent_as_text_are_logged_as_the_numbers_the_model_read(base_path: Path, tmp_path: Path) -> None:
+    """A number feature sent as text (``"12.5"``, docs/serving.md) beside numbers in one part made
+    the whole column text, every request's numbers with it: a part of another schema than the others."""
+    from conveyor.serving import ModelServer
+
+    log = PredictionLogConfig(tmp_path / "predictions", sample_rate=1.0, flush_seconds=600)
+    sent = [
+        {"amount": 90.0, "product": "card"},
+        {"amount": " 12.5 ", "product": "card"},
+        {"amount": True, "product": 5},
+        {"amount": "nan", "product": 7.5},
+    ]
+    with ModelServer({"segments": base_path}, rest_port=0, poll_seconds=0, prediction_log=log) as server:
+        client = Client(server.url)
+        columns = {"amount": ["80", 70], "product": ["a", "b"]}
+        for body in [*({"instances": [row]} for row in sent), {"inputs": columns}]:
+            status, _, answer = client.call("POST", "/v1/models/segments:predict", body)
+            assert status == 200, answer
+        client.connection.close()
+    parts = sorted((tmp_path / "predictions" / "segments").glob("*-*-*/part-*.parquet"))  # written at the stop
+    logged = pa.concat_tables(pq.read_table(part).select(["amount", "product"]) for part in parts)
+    assert logged.schema == pa.schema({"amount": pa.float64(), "product": pa.string()})
+    assert logged.to_pylist() == [
+        {"amount": 90.0, "product": "card"},
+        {"amount": 12.5, "product": "card"},
+        {"amount": 1.0, "product": "5"},
+        {"amount": None, "product": "7.5"},
+        {"amount": 80.0, "product": "a"},
+        {"amount": 70.0, "product": "b"},
+    ]
 
 
 def test_sampling_logs_about_the_share_asked(base_path: Path, tmp_path: Path) -> None:
