@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
+import numbers
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from typing import Any
 from conveyor._internal.extras import require
 
 MECHANISM = "DP-SGD"
+_ACCOUNTANTS = ("prv", "rdp", "gdp")
 _LEDGER = "conveyor_privacy"  # set on the wrapped module by make_private, read by conveyor.model.save
 _CARRIED = ("classes_", "conveyor_outputs", "conveyor_init")  # torch-flavor attributes a user may set on the wrapper
 
@@ -88,32 +91,50 @@ def make_private(
         The wrapped model, optimizer and data loader.
 
     Raises:
-        TypeError: both or neither of ``epsilon`` and ``noise_multiplier``, or ``epsilon`` without ``epochs``.
-        ValueError: ``epsilon``, ``noise_multiplier``, ``max_grad_norm`` or ``delta`` out of range.
+        TypeError: both or neither of ``epsilon`` and ``noise_multiplier``, ``epsilon`` without ``epochs``,
+            or a loader whose dataset has no length.
+        ValueError: ``epsilon``, ``noise_multiplier`` or ``max_grad_norm`` not a finite number above 0,
+            ``epochs`` not a whole number of 1 or more, ``delta`` not below 1/rows, an unknown
+            ``accountant``, or a loader with no rows.
         MissingExtraError: Opacus is not installed.
 
     Example:
         >>> model, optimizer, loader = make_private(model, optimizer, loader, noise_multiplier=1.1)
     """
-    _check(epsilon, noise_multiplier, epochs, max_grad_norm, delta)
+    _check(epsilon, noise_multiplier, epochs, max_grad_norm, delta, accountant)
     opacus = require("opacus", "privacy", "conveyor.privacy.make_private")
-    delta = default_delta(len(data_loader.dataset)) if delta is None else delta
+    rows = _rows(data_loader)
+    if delta is not None and delta >= 1 / rows:
+        msg = f"make_private's delta must be well below 1/rows (1/{rows}), or one row could leak by that chance alone; got {delta!r}."
+        raise ValueError(msg)
+    delta = default_delta(rows) if delta is None else delta
     engine = opacus.PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
     common = {"module": model, "optimizer": optimizer, "data_loader": data_loader, "max_grad_norm": max_grad_norm}
     if epsilon is None:
         wrapped, dp_optimizer, dp_loader = engine.make_private(noise_multiplier=noise_multiplier, **common)
     else:
         with _prv_grid_sized(accountant):
-            wrapped, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
-                target_epsilon=epsilon, target_delta=delta, epochs=epochs, **common
-            )
+            try:
+                wrapped, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
+                    target_epsilon=epsilon, target_delta=delta, epochs=epochs, **common
+                )
+            except ValueError as e:
+                if "budget is too low" not in str(e):
+                    raise
+                msg = f"make_private cannot reach epsilon={epsilon!r} in {epochs} epochs with any noise Opacus allows; raise epsilon or train fewer epochs."
+                raise ValueError(msg) from e
     ledger = _Ledger(engine.accountant, dp_optimizer, delta, dp_loader.sample_rate, epsilon, secure_mode)
     setattr(wrapped, _LEDGER, ledger)
     return wrapped, dp_optimizer, dp_loader
 
 
 def _check(
-    epsilon: float | None, noise_multiplier: float | None, epochs: int | None, max_grad_norm: float, delta: float | None
+    epsilon: float | None,
+    noise_multiplier: float | None,
+    epochs: int | None,
+    max_grad_norm: float,
+    delta: float | None,
+    accountant: str,
 ) -> None:
     if (epsilon is None) == (noise_multiplier is None):
         given = "both" if epsilon is not None else "neither"
@@ -126,12 +147,37 @@ def _check(
         msg = "make_private(epsilon=...) needs epochs=, the number of epochs you will train, to choose the noise."
         raise TypeError(msg)
     for name, value in (("epsilon", epsilon), ("noise_multiplier", noise_multiplier), ("max_grad_norm", max_grad_norm)):
-        if value is not None and not value > 0:
-            msg = f"make_private's {name} must be a number above 0, got {value!r}."
+        if value is not None and not (_is_number(value) and 0 < value < math.inf):  # ε=inf promises nothing
+            msg = f"make_private's {name} must be a finite number above 0, got {value!r}."
             raise ValueError(msg)
-    if delta is not None and not 0 < delta < 1:
+    if epochs is not None and not (
+        isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) and epochs >= 1
+    ):
+        msg = f"make_private's epochs must be a whole number of 1 or more, got {epochs!r}."
+        raise ValueError(msg)
+    if delta is not None and not (_is_number(delta) and 0 < delta < 1):
         msg = f"make_private's delta must lie between 0 and 1 (well below 1/rows), got {delta!r}."
         raise ValueError(msg)
+    if accountant not in _ACCOUNTANTS:
+        msg = f"make_private's accountant must be one of {', '.join(map(repr, _ACCOUNTANTS))}, got {accountant!r}."
+        raise ValueError(msg)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _rows(data_loader: Any) -> int:
+    """How many rows the loader draws from: δ and the sampling rate are set by it."""
+    try:
+        rows = len(data_loader.dataset)
+    except (AttributeError, TypeError) as e:
+        msg = "make_private needs a DataLoader over a dataset with a length (a map-style dataset, not an IterableDataset)."
+        raise TypeError(msg) from e
+    if rows == 0:
+        msg = "make_private's data loader has no rows to train on."
+        raise ValueError(msg)
+    return rows
 
 
 def for_bundle(model: Any) -> tuple[Any, dict[str, Any] | None]:

@@ -130,8 +130,19 @@ def test_a_module_wrapped_by_opacus_itself_is_saved_plain(rows: tuple[Path, Any,
         ({"epsilon": 2.0, "noise_multiplier": 1.0, "epochs": 3}, TypeError, "exactly one of epsilon=.*both was given"),
         ({}, TypeError, "exactly one of epsilon=.*neither was given"),
         ({"epsilon": 2.0}, TypeError, "needs epochs="),
-        ({"noise_multiplier": 0.0}, ValueError, "noise_multiplier must be a number above 0, got 0.0"),
+        ({"noise_multiplier": 0.0}, ValueError, "noise_multiplier must be a finite number above 0, got 0.0"),
         ({"noise_multiplier": 1.0, "delta": 1.5}, ValueError, "delta must lie between 0 and 1"),
+        ({"noise_multiplier": 1.0, "delta": float("nan")}, ValueError, "delta must lie between 0 and 1"),
+        ({"noise_multiplier": 1.0, "delta": 0.01}, ValueError, r"delta must be well below 1/rows \(1/\d+\)"),
+        ({"epsilon": 0.0, "epochs": 3}, ValueError, "epsilon must be a finite number above 0, got 0.0"),
+        ({"epsilon": -1.0, "epochs": 3}, ValueError, "epsilon must be a finite number above 0, got -1.0"),
+        ({"epsilon": float("inf"), "epochs": 3}, ValueError, "epsilon must be a finite number above 0, got inf"),
+        ({"epsilon": "2", "epochs": 3}, ValueError, "epsilon must be a finite number above 0, got '2'"),
+        ({"noise_multiplier": 1.0, "max_grad_norm": float("inf")}, ValueError, "max_grad_norm must be a finite"),
+        ({"epsilon": 2.0, "epochs": 0}, ValueError, "epochs must be a whole number of 1 or more, got 0"),
+        ({"epsilon": 2.0, "epochs": 2.5}, ValueError, "epochs must be a whole number of 1 or more, got 2.5"),
+        ({"noise_multiplier": 1.0, "accountant": "moments"}, ValueError, "accountant must be one of 'prv'"),
+        ({"epsilon": 1e-6, "epochs": 3}, ValueError, "cannot reach epsilon=1e-06 in 3 epochs"),
     ],
 )
 def test_wrong_settings_are_refused(
@@ -139,6 +150,13 @@ def test_wrong_settings_are_refused(
 ) -> None:
     with pytest.raises(error, match=says):
         private(rows, **settings)
+
+
+def test_a_loader_without_rows_is_refused() -> None:
+    model = network(3)
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 3), torch.zeros(0, 1)))
+    with pytest.raises(ValueError, match="data loader has no rows"):
+        make_private(model, torch.optim.SGD(model.parameters(), lr=0.5), empty, noise_multiplier=1.0)
 
 
 def test_a_trainer_run_meets_its_target_epsilon_and_show_prints_it(tmp_path: Path) -> None:

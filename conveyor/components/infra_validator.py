@@ -222,6 +222,9 @@ def check_answers(
     except ConveyorError as e:
         msg = f"the model cannot predict in-process on the sample rows: {e}"
         raise NotBlessedError(msg) from e
+    except Exception as e:  # the model's own code failed (a torch forward that raises): a verdict, not a crash
+        msg = f"the model cannot predict in-process on the sample rows: {type(e).__name__}: {_last_line(e)}"
+        raise NotBlessedError(msg) from e
     latencies = []
     for start in range(0, len(rows), max(1, per_request)):
         group = rows[start : start + per_request]
@@ -230,6 +233,9 @@ def check_answers(
             began = time.perf_counter()
             try:
                 status, answer = request(port, "POST", f"/v1/models/{MODEL_NAME}:predict", body, timeout=timeout)
+            except TimeoutError as e:
+                msg = f"a predict request for rows {start}..{start + len(group) - 1} got no answer within {timeout:g} s (request_timeout_seconds)."
+                raise NotBlessedError(msg) from e
             except (OSError, http.client.HTTPException) as e:
                 msg = f"a predict request for rows {start}..{start + len(group) - 1} failed: {e}"
                 raise NotBlessedError(msg) from e
@@ -242,6 +248,11 @@ def check_answers(
             for name, values in expected.items():
                 _compare(name, values[start : start + len(group)].tolist(), served.get(name), start, form, tolerance)
     return latencies
+
+
+def _last_line(error: Exception) -> str:
+    """The error's last line: a TorchScript error is its two tracebacks, then the cause."""
+    return next((line.strip() for line in reversed(str(error).splitlines()) if line.strip()), "")
 
 
 def _columns(predictions: list[dict[str, Any]]) -> dict[str, list[Any]]:

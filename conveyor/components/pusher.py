@@ -47,6 +47,7 @@ import os
 import random
 import secrets
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ from typing import Any
 from conveyor.artifacts import InfraBlessing, Model, ModelBlessing, PushedModel
 from conveyor.dsl.component import Component, resolve_path
 from conveyor.dsl.types import Input, Output, Parameter
-from conveyor.exceptions import ComponentError
+from conveyor.exceptions import ComponentError, PipelineDefinitionError
 
 MANIFEST = "conveyor_model.json"
 _CLAIMS = ".versions"
@@ -79,6 +80,13 @@ class Pusher(Component):
         >>> pusher = Pusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         ...                 push_destination="serving/complaints")
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse an empty push_destination when the pipeline is built: it would push into the pipeline's folder."""
+        super().__init__(*args, **kwargs)
+        if not str(self.parameters.get("push_destination") or "").strip():
+            msg = f"{self.id}(): push_destination must name the folder or URL a server reads versions from."
+            raise PipelineDefinitionError(msg)
 
     @staticmethod
     def execute(
@@ -172,6 +180,7 @@ def _push_local(source: Path, dest: Path) -> tuple[int, Path]:
     try:
         copy = staging / "bundle"  # made by copytree with the bundle's own permissions, not mkdtemp's 0700
         shutil.copytree(source, copy)
+        _owner_writable_folders(copy)
         _verified(copy)  # what is published is checked, not what it was copied from
         _flush(copy)
         claims = dest / _CLAIMS
@@ -207,11 +216,21 @@ def _staging_in(dest: Path) -> Path:
         raise ComponentError(msg) from e
 
 
+def _owner_writable_folders(copy: Path) -> None:
+    """Folders of a read-only bundle made writable by their owner: moving a folder into another
+    needs it, and so does removing the version or the staging folder later.
+    """
+    for folder in (copy, *(p for p in copy.rglob("*") if p.is_dir())):
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IWUSR:
+            folder.chmod(mode | stat.S_IWUSR)
+
+
 def _flush(folder: Path) -> None:
     """Write the copy's files and folders to disk, so a crash after the rename leaves no empty file."""
     for path in sorted(folder.rglob("*"), reverse=True):
         if path.is_file():
-            with open(path, "rb+") as f:
+            with open(path, "rb") as f:  # fsync needs no write access, and a read-only bundle's files keep theirs
                 os.fsync(f.fileno())
         else:
             _flush_folder(path)

@@ -53,6 +53,7 @@ GROUP_ROWS = 8192
 HELD_BYTES = 64 << 20  # row groups of outputs a lookup keeps read
 FILE_ROWS = 1 << 18
 _ROW_HASH_VERSION = b"conveyor row sha256 v1\0"
+_MISSING_ENTRY = 0x7FF4_0000_0000_4E55  # a missing entry of a list: a signalling NaN, which no arithmetic makes
 
 
 def row_keys(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
@@ -61,7 +62,7 @@ def row_keys(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
     What is hashed: the column names in order, then per row and column a null flag and the
     value: a number (int, float, bool, decimal) as its float64, so a column widened from int to
     float keeps its keys; a date or time as its int64; text and bytes as their bytes; a list of
-    numbers as its float64s, with its length. hashlib has no batched form, so each row is one
+    numbers as its float64s (a missing entry as a NaN of its own), with its length. hashlib has no batched form, so each row is one
     C call over bytes laid out here with NumPy.
     """
     n = table.num_rows
@@ -116,6 +117,8 @@ def _layout(column: pa.ChunkedArray, name: str) -> tuple[str, np.ndarray, np.nda
         arr = arr.cast(pa.large_list(pa.float64()))
         offsets = arr.offsets.to_numpy()
         values = pc.fill_null(arr.values, 0.0).to_numpy(zero_copy_only=False).astype("<f8")
+        if arr.values.null_count:  # not 0.0: a model reads a missing entry as NaN, and a 0 as 0
+            values.view("<u8")[arr.values.is_null().to_numpy(zero_copy_only=False)] = _MISSING_ENTRY
         view = memoryview(values.view(np.uint8))
         return "numbers", np.zeros((n, 0), np.uint8), 8 * np.diff(offsets), (view, 8 * offsets[0])
     msg = f"the column {name!r} is a {t}, which the feature library cannot key; use number, text, bytes or number-list columns."

@@ -18,7 +18,7 @@ from skl2onnx import to_onnx
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LinearRegression
 
-from conveyor import Output, Pipeline, PipelineDefinitionError, component
+from conveyor import Output, Parameter, Pipeline, PipelineDefinitionError, component
 from conveyor.artifacts import Examples, Model, split_files, split_names
 from conveyor.components import Embedder, ExampleGen
 from conveyor.data.feature_library import FeatureLibrary, row_keys
@@ -289,6 +289,45 @@ def test_row_keys_follow_the_values_not_their_storage() -> None:
     lists = pa.table({"v": pa.array([[1.0, 2.0], [1.0], [1.0, 2.0], []], pa.list_(pa.float32()))})
     k = row_keys(lists, ["v"])
     assert bytes(k[0]) == bytes(k[2]) and len({bytes(x) for x in k}) == 3
+
+
+@component
+def vectors(examples: Output[Examples], *, missing: Parameter[bool]) -> None:
+    """One row: a list column of four numbers, the last 0 or missing."""
+    folder = Path(examples.uri) / "Split-train"
+    folder.mkdir()
+    pq.write_table(
+        pa.table({"v": pa.array([[0.5, 1.0, 2.0, None if missing else 0.0]], pa.list_(pa.float64()))}),
+        folder / "rows.parquet",
+    )
+
+
+def test_a_list_with_a_missing_entry_is_not_given_the_output_of_the_list_with_a_zero(tmp_path: Path) -> None:
+    """The model reads a missing entry as NaN, not 0: the library must not hand one row's output to the other."""
+    pca = pca_model(tmp_path / "pca.onnx")
+    outputs = {}
+    for missing in (False, True):
+        rows = vectors(missing=missing)
+        emb = Embedder(
+            examples=rows.outputs["examples"],
+            model=str(tmp_path / "pca.onnx"),
+            columns=["v"],
+            library=str(tmp_path / "library"),
+        )
+        run = Pipeline(name=f"missing-{missing}", components=[rows, emb], root=tmp_path / f"root-{missing}").run()
+        assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+        assert embedded(run).properties["rows_computed"] == 1
+        outputs[missing] = emb_matrix(read(embedded(run))["train"])
+    np.testing.assert_allclose(outputs[False], pca.transform([[0.5, 1.0, 2.0, 0.0]]), rtol=1e-5, atol=1e-5)
+    assert np.isnan(outputs[True]).all()  # what the model gives for the missing entry
+
+
+def test_row_keys_of_lists_tell_a_missing_entry_from_zero_and_from_a_missing_list() -> None:
+    lists = pa.table({"v": pa.array([[1.0, None], [1.0, 0.0], [1.0, None], None, []], pa.list_(pa.float64()))})
+    keys = [bytes(k) for k in row_keys(lists, ["v"])]
+    assert keys[0] == keys[2]
+    assert len(set(keys)) == 4
+    assert [bytes(k) for k in row_keys(lists.slice(2), ["v"])] == keys[2:]
 
 
 @component

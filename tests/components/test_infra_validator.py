@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Input, Output, Pipeline, component
+from conveyor import Input, Output, Parameter, Pipeline, component
 from conveyor.artifacts import Model
 from conveyor.components import InfraValidator
 from conveyor.components.infra_validator import NotBlessedError, stop_server, wait_until_ready
@@ -170,3 +170,75 @@ def test_the_server_ends_when_the_steps_process_is_killed(blessed_run: tuple[Pat
     finally:
         if alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)
+
+
+TORCH_MODULE = """
+import torch
+
+
+class Scorer(torch.nn.Module):
+    '''Raises on every batch ("raises"), or is slow on a batch of one row ("slow on one row").'''
+
+    def __init__(self, width: int, mode: str):
+        super().__init__()
+        self.linear = torch.nn.Linear(width, 1)
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "raises":
+            raise RuntimeError("this model cannot score")
+        if self.mode == "slow on one row" and x.shape[0] == 1:
+            busy = torch.zeros(1)
+            for _ in range(300000):
+                busy = busy + 1
+        return torch.sigmoid(self.linear(x))
+"""
+
+
+@component
+def torch_scorer(model: Output[Model], *, graph: Parameter[str], module: Parameter[str], mode: Parameter[str]) -> None:
+    import importlib.util
+
+    from conveyor.model import save, to_matrix
+    from conveyor.transform.fitted import load
+    from tests.model import graphs
+
+    spec = importlib.util.spec_from_file_location("scorer", module)
+    scorer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scorer)
+    fitted = load(graph)
+    width = to_matrix(fitted.apply(graphs.table(5, seed=0)), fitted.describe(), "disputed")[0].shape[1]
+    network = scorer.Scorer(width, mode)
+    network.classes_ = [0, 1]
+    save(network, path=model.uri, transform_graph=graph, label="disputed")  # scripted by the torch flavor
+
+
+def torch_infra_run(tmp_path: Path, mode: str, **parameters: Any) -> Any:
+    pytest.importorskip("torch")
+    from tests.components.test_pusher import held_out
+    from tests.model import graphs
+
+    module = tmp_path / "scorer.py"  # TorchScript reads the module's source from a file
+    module.write_text(TORCH_MODULE)
+    graph = graphs.saved("binary", tmp_path / "graph", sparse=False)
+    scorer = torch_scorer(graph=str(graph), module=str(module), mode=mode)
+    examples = held_out()
+    infra = InfraValidator(model=scorer.outputs["model"], examples=examples.outputs["examples"], **parameters)
+    return succeeded(Pipeline("torch", [scorer, examples, infra], root=tmp_path / "root"))
+
+
+def test_a_model_that_loads_but_raises_on_a_request_is_not_blessed_and_the_step_succeeds(tmp_path: Path) -> None:
+    blessing = output(torch_infra_run(tmp_path, "raises", num_examples=2), "blessing", "InfraValidator")
+    assert blessing.properties["blessed"] is False
+    assert blessing.properties["reason"] == (
+        "the model cannot predict in-process on the sample rows: Error: builtins.RuntimeError: this model cannot score"
+    )
+
+
+def test_a_model_slower_than_the_request_timeout_is_not_blessed_naming_the_setting(tmp_path: Path) -> None:
+    run = torch_infra_run(tmp_path, "slow on one row", num_examples=2, rows_per_request=1, request_timeout_seconds=0.2)
+    blessing = output(run, "blessing", "InfraValidator")
+    assert blessing.properties["blessed"] is False
+    assert blessing.properties["reason"] == (
+        "a predict request for rows 0..0 got no answer within 0.2 s (request_timeout_seconds)."
+    )

@@ -8,6 +8,8 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
+import sys
 import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -33,6 +35,7 @@ from conveyor.model import label_vector, load_model, save, to_matrix
 from conveyor.model.bundle import MANIFEST
 from conveyor.serving.registry import latest_version
 from conveyor.transform.fitted import load
+from tests.helpers import REPO
 from tests.model import graphs
 
 HELD_OUT = graphs.table(400, seed=3)
@@ -439,3 +442,42 @@ def test_an_infra_blessing_of_another_model_does_not_let_a_model_be_pushed(graph
         f"InfraBlessing {infra_blessing.id} judged model {infra_blessing.properties['model']}, not model {model_id}."
     )
     assert versions(dest) == []
+
+
+def test_a_read_only_bundle_is_pushed_and_its_version_can_be_removed(bundle: Path, tmp_path: Path) -> None:
+    """A bundle on a read-only mount, or made read-only to protect it: its copy must still be flushed
+    (which opened each file for writing) and moved into place (moving a folder needs it writable)."""
+    source = shutil.copytree(bundle, tmp_path / "read-only")
+    for path in [source, *source.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    dest = tmp_path / "serving"
+    push = f"from conveyor.components.pusher import push_bundle; print(push_bundle({str(source)!r}, {str(dest)!r})[0])"
+    command = [sys.executable, "-c", push]
+    if os.geteuid() == 0:  # root writes anywhere: without these capabilities it is held to the modes, as a user is
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root, and no setpriv to drop the capability to write anywhere")
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", *command]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["1"]
+        assert versions(dest) == ["1"]
+        np.testing.assert_array_equal(
+            load_model(dest / "1").predict(HELD_OUT)["probability"], load_model(bundle).predict(HELD_OUT)["probability"]
+        )
+        assert [p.name for p in dest.iterdir() if p.name.startswith(".push-")] == []
+    finally:
+        for path in [source, *source.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(dest / "1")  # as an operator would, without first making it writable
+
+
+@pytest.mark.parametrize("destination", ["", "  "])
+def test_an_empty_push_destination_fails_when_the_pipeline_is_built(graph: Path, destination: str) -> None:
+    """Resolved against the pipeline file's folder, it would push versions into that folder."""
+    from conveyor import PipelineDefinitionError
+
+    model = trained(graph=str(graph))
+    blessing = given_blessing(model=model.outputs["model"], blessed=True)
+    with pytest.raises(PipelineDefinitionError, match="push_destination must name the folder or URL"):
+        Pusher(model.outputs["model"], blessing.outputs["blessing"], push_destination=destination)
