@@ -102,6 +102,7 @@ class EvalCombiner(Combiner):
         self.config, self.models, self.task = config, dict(models), tasks.pop()
         self.workers = workers
         self.specs = config.specs()
+        _check_classes(self.models, self.task)
         if self.task == "binary":
             fair = config.fairness.thresholds if config.fairness else []
             self.kind: Any = BinaryMetrics(config.decision_thresholds, config.calibration_bins, fair)
@@ -262,14 +263,16 @@ class EvalCombiner(Combiner):
         """The label in the model's terms (0/1, class index or value) and the prediction the metrics take."""
         raw = scorer.target(frame) if scorer.target is not None else frame[self.config.label_key]
         outputs = scorer.predict(frame)
+        rows = frame.height
         if self.task == "regression":
             target = _numbers_of(raw, self.config.label_key)
-            return target, _checked_scores(outputs["value"], name, start, None)
+            return target, _checked_scores(outputs["value"], name, start, None, (rows,))
         classes = list(scorer.classes) if scorer.classes is not None else [0, 1]
         index = _class_index(raw, classes, self.config.label_key)
         if self.task == "binary":
-            return index.astype(np.int8), _checked_scores(outputs["probability"], name, start, (0.0, 1.0))
-        predicted = np.argmax(_checked_scores(outputs["probabilities"], name, start, None), axis=1)
+            return index.astype(np.int8), _checked_scores(outputs["probability"], name, start, (0.0, 1.0), (rows,))
+        scores = _checked_scores(outputs["probabilities"], name, start, None, (rows, len(classes)))
+        predicted = np.argmax(scores, axis=1)
         common = np.array([self.classes.index(c) for c in classes], dtype=np.int32)  # the model's k-th class among all
         return common[index], common[predicted]
 
@@ -344,11 +347,38 @@ def _numbers_of(raw: Any, label_key: str) -> np.ndarray:
     return values
 
 
-def _checked_scores(values: Any, model: str, start: int, bounds: tuple[float, float] | None) -> np.ndarray:
+def _check_classes(models: Mapping[str, Scorer], task: str) -> None:
+    """A binary model has two classes, a multiclass one names its own: a label is matched to a class by its value."""
+    for name, scorer in models.items():
+        classes = scorer.classes
+        if task == "binary" and classes is not None and len(classes) != 2:
+            msg = f"the {name} model is binary but has the classes {list(classes)}; a binary model has two classes."
+            raise DataValidationError(msg)
+        if task == "multiclass" and (classes is None or len(classes) == 0):
+            msg = (
+                f"the {name} multiclass model names no classes, so no label can be matched to its scores; "
+                "give the model a classes_ attribute (its labels in score order) before conveyor.model.save."
+            )
+            raise DataValidationError(msg)
+
+
+def _checked_scores(
+    values: Any, model: str, start: int, bounds: tuple[float, float] | None, shape: tuple[int, ...]
+) -> np.ndarray:
     """A model's predictions as floats, refused when one is NaN or infinite (or, for a probability, outside ``bounds``):
     a NaN sorts as no number does, and would give an AUC, an accuracy and a blessing that mean nothing.
+
+    Refused too when they are not of ``shape`` (one a row; a multiclass model's, one a class): a
+    column too many or too few would pair scores with the wrong class, or the wrong row.
     """
     array = np.asarray(values, dtype=np.float64)
+    if array.shape != shape:
+        per_row = f", one per class of {shape[1]}" if len(shape) == 2 else ""
+        msg = (
+            f"the {model} model gave predictions of shape {array.shape} for the {shape[0]} rows near row {start}; "
+            f"they must be of shape {shape}{per_row}: fix the model's predict."
+        )
+        raise DataValidationError(msg)
     bad = ~np.isfinite(array)
     if bounds is not None:  # a float32 model's rounding (1.0000001) is no fault: it is clipped
         bad |= (array < bounds[0] - PROBABILITY_SLACK) | (array > bounds[1] + PROBABILITY_SLACK)
@@ -363,20 +393,32 @@ def _checked_scores(values: Any, model: str, start: int, bounds: tuple[float, fl
 
 
 def _class_index(raw: Any, classes: list[Any], label_key: str) -> np.ndarray:
-    """Each label's position in the model's classes."""
+    """Each label's position in the model's classes.
+
+    A label is a class when Python's ``==`` says so (1, 1.0 and True are one label); text is
+    never a number. A label that is no class is refused, never counted as a wrong prediction.
+    """
     if missing := _missing(raw):
         msg = f"the label {label_key!r} is missing in {missing} row(s); drop or fill them before evaluating."
         raise DataValidationError(msg)
     values = raw.to_numpy() if isinstance(raw, pl.Series) else np.asarray(raw)
     unique, inverse = np.unique(values, return_inverse=True)
+    inverse = inverse.reshape(-1)
     positions = []
     for value in unique.tolist():
         match = [i for i, c in enumerate(classes) if c == value]
-        if not match:
-            msg = f"the label {label_key!r} holds {value!r}, which is not one of the model's classes {classes}."
-            raise DataValidationError(msg)
-        positions.append(match[0])
-    return np.asarray(positions, dtype=np.int64)[inverse.reshape(-1)]
+        positions.append(match[0] if match else -1)
+    if unknown := [v for v, i in zip(unique.tolist(), positions, strict=True) if i < 0]:
+        rows = int(np.isin(inverse, [k for k, i in enumerate(positions) if i < 0]).sum())
+        shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        msg = f"the label {label_key!r} holds {shown} in {rows} row(s): not among the model's classes {classes}; "
+        if {str(v) for v in unknown} <= {str(c) for c in classes}:
+            kinds = type(unknown[0]).__name__, type(classes[0]).__name__
+            msg += f"the label is {kinds[0]}, the classes {kinds[1]}: cast the label column to the classes' type."
+        else:
+            msg += "evaluate a model trained on these labels, or drop those rows."
+        raise DataValidationError(msg)
+    return np.asarray(positions, dtype=np.int64)[inverse]
 
 
 def evaluate(

@@ -112,12 +112,16 @@ def explain(
         sample's raw ``data``, and ``partial_dependence`` (grid and average per output).
 
     Raises:
-        DataValidationError: a feature is not a column of the rows, or there is no row.
+        DataValidationError: a feature is not a column of the rows or is named twice, or there is no row.
         MissingExtraError: shap is not installed.
     """
     shap = require("shap", "explain", "EvalConfig(explain=...)")
     if missing := [f for f in features if f not in sample.columns or f not in background.columns]:
         msg = f"Cannot explain the feature {missing[0]!r}: the examples have no such column; columns are {', '.join(sample.columns)}."
+        raise DataValidationError(msg)
+    if len(set(features)) < len(features):
+        twice = next(f for f in features if features.count(f) > 1)
+        msg = f"Cannot explain the feature {twice!r} twice: a feature is one column of the rows; name each once."
         raise DataValidationError(msg)
     if sample.height == 0 or background.height == 0:
         msg = "There are no rows to explain the model on; evaluate examples that hold some."

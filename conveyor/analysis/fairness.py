@@ -2,8 +2,14 @@
 
 Per slice of a fairness feature: positive rate, TPR, FPR, FNR and precision, and the gaps to the
 whole set; per feature: the demographic parity difference (largest minus smallest positive rate
-across its groups) and the equal opportunity difference (the same for TPR), as fairlearn's
-``demographic_parity_difference`` and ``MetricFrame(...).difference()`` compute them.
+across its groups), the equal opportunity difference (the same for TPR) and the equalized odds
+difference (the larger of the TPR and FPR differences), as fairlearn's
+``demographic_parity_difference``, ``equal_opportunity_difference`` and
+``equalized_odds_difference`` compute them.
+
+One choice differs from fairlearn: a rate with no rows to count (the TPR of a group with no
+positives, its FPR with no negatives) is None, and a difference leaves that group out;
+fairlearn counts it as 0, which makes a group without positives look as unfair as can be.
 """
 
 from __future__ import annotations
@@ -43,16 +49,18 @@ def slice_fairness(
 
 
 def feature_fairness(groups: dict[str, dict[float, dict[str, float | None]]]) -> list[dict[str, Any]]:
-    """A feature's disparities at each threshold, across its groups."""
+    """A feature's disparities at each threshold, across its groups (those where a rate is defined)."""
     thresholds = next(iter(groups.values())).keys() if groups else []
-    return [
-        {
+    out = []
+    for t in thresholds:
+        tpr, fpr = (_spread([g[t][name] for g in groups.values()]) for name in ("tpr", "fpr"))
+        out.append({
             "threshold": t,
             "demographic_parity_difference": _spread([g[t]["positive_rate"] for g in groups.values()]),
-            "equal_opportunity_difference": _spread([g[t]["tpr"] for g in groups.values()]),
-        }
-        for t in thresholds
-    ]
+            "equal_opportunity_difference": tpr,
+            "equalized_odds_difference": None if tpr is None and fpr is None else max(x for x in (tpr, fpr) if x is not None),
+        })  # fmt: skip
+    return out
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

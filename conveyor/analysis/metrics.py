@@ -208,12 +208,14 @@ class BinaryMetrics:
             tp, fp = end_p - cum_p[:, pos.above[t]], end_n - cum_n[:, neg.above[t]]
             counts[t] = {"tp": tp, "fp": fp, "fn": total_p - tp, "tn": total_n - fp}
         c = counts[0.5]
+        # no weight at all (a replicate that drew none of the slice's rows) is no sample: no number, not scikit-learn's 0
+        empty = np.where(total_w == 0, np.nan, 0.0)
         numbers = {
             "weighted_example_count": total_w,
             "accuracy": _ratio(c["tp"] + c["tn"], total_w, np.nan),
-            "precision": _ratio(c["tp"], c["tp"] + c["fp"]),
-            "recall": _ratio(c["tp"], total_p),
-            "f1": _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]),
+            "precision": _ratio(c["tp"], c["tp"] + c["fp"]) + empty,
+            "recall": _ratio(c["tp"], total_p) + empty,
+            "f1": _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]) + empty,
             "auc": _ratio(twice_area, 2 * total_p * total_n, np.nan),
             "auc_pr": _ratio(auc_pr, total_p, np.nan),
             "log_loss": _ratio(losses[0], total_w, np.nan),
@@ -442,6 +444,7 @@ class RegressionMetrics:
         r2 = np.where(m2 != 0, 1 - _ratio(squared, m2), np.where(squared == 0, 1.0, 0.0))
         if state.rows < 2:  # scikit-learn's too: one row has no spread to explain
             r2 = np.full_like(r2, np.nan)
+        r2[w == 0] = np.nan  # a replicate that drew none of the slice's rows explains nothing
         return {
             "weighted_example_count": w,
             "mae": _ratio(absolute, w, np.nan),

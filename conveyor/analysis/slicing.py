@@ -58,7 +58,17 @@ def _values(frame: pl.DataFrame, name: str, boundaries: Mapping[str, Sequence[fl
         if not dtype.is_numeric():
             msg = f"bucket_boundaries[{name!r}] cuts a numeric feature, but {name!r} is {dtype}; slice it by value instead."
             raise DataValidationError(msg)
-        return _buckets(column.cast(pl.Float64), sorted(boundaries[name]))
+        edges = sorted(set(boundaries[name]))
+        if bad := [edge for edge in edges if not math.isfinite(edge)]:
+            msg = (
+                f"bucket_boundaries[{name!r}] holds {bad[0]}; boundaries must be "
+                "finite numbers (the outer buckets reach -inf and inf already)."
+            )
+            raise DataValidationError(msg)
+        return _buckets(column.cast(pl.Float64), edges)
+    if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
+        msg = f"Cannot slice by {name!r}: it is {dtype}, and a slice is one value of a feature; slice by a scalar feature."
+        raise DataValidationError(msg)
     if dtype.is_float():
         msg = (
             f"Cannot slice by the float feature {name!r} value by value; give its buckets in "

@@ -108,5 +108,69 @@ def test_a_probability_past_one_by_float32_rounding_is_taken_as_one() -> None:
     from conveyor.analysis.evaluation import _checked_scores
 
     np.testing.assert_array_equal(
-        _checked_scores(np.float32([1.0000001, 0.25, -1e-8]), "candidate", 0, (0.0, 1.0)), [1.0, 0.25, 0.0]
+        _checked_scores(np.float32([1.0000001, 0.25, -1e-8]), "candidate", 0, (0.0, 1.0), (3,)), [1.0, 0.25, 0.0]
     )
+
+
+@pytest.mark.parametrize(("labels", "classes", "message"), [
+    ([1, 0, 7, 0, 7, 0], [0, 1], r"holds 7 in 2 row\(s\): not among the model's classes \[0, 1\]; evaluate a model"),
+    (["yes", "no", "maybe", "no", "yes", "no"], ["no", "yes"], r"holds 'maybe' in 1 row\(s\): not among .* \['no', 'yes'\]"),
+    (["1", "0", "1", "0", "1", "0"], [0, 1], r"holds '0', '1' in 6 row\(s\).*the label is str, the classes int: cast"),
+    ([1, 0, 1, 0, 1, 0], ["0", "1"], r"holds 0, 1 in 6 row\(s\).*the label is int, the classes str: cast"),
+])  # fmt: skip
+def test_a_label_the_model_never_saw_is_refused_naming_labels_and_classes(
+    labels: list, classes: list, message: str
+) -> None:
+    rows = ROWS.with_columns(label=pl.Series(labels))
+    with pytest.raises(DataValidationError, match=f"the label 'label' {message}"):
+        evaluate(rows, EvalConfig("label"), {"candidate": Scorer(binary, "binary", classes)})
+
+
+def test_a_label_equal_to_a_class_as_python_compares_is_that_class() -> None:
+    """1.0 and True are the class 1: the documented treatment, the same metrics as the integer label."""
+    want = evaluate(ROWS, EvalConfig("label"), CANDIDATE)["slices"][0]["metrics"]
+    for labels in (ROWS["label"].cast(pl.Float64), ROWS["label"].cast(pl.Boolean)):
+        got = evaluate(ROWS.with_columns(label=labels), EvalConfig("label"), CANDIDATE)["slices"][0]["metrics"]
+        assert got == want
+
+
+def test_multiclass_metrics_equal_sklearn_with_a_class_never_predicted_and_one_absent() -> None:
+    classes = ["a", "b", "c", "d"]
+    y = np.array(["a", "b", "c", "a", "b", "c", "a", "b", "b", "a"])  # "d" is never a label
+    p = np.random.default_rng(1).random((10, 4))
+    p[:, 2] = 0.0  # "c" is never predicted
+    p /= p.sum(axis=1, keepdims=True)
+    rows = pl.DataFrame({"label": y, "i": np.arange(10)})
+    scorer = Scorer(lambda f: {"probabilities": p[f["i"].to_numpy()]}, "multiclass", classes)
+    got = evaluate(rows, EvalConfig("label"), {"candidate": scorer}, batch=3)["slices"][0]["metrics"]
+    guess = np.array(classes)[p.argmax(axis=1)]
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, guess), abs=1e-12)
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(y, guess, average="macro", zero_division=0), abs=1e-12)
+    assert got["micro_f1"] == pytest.approx(skm.f1_score(y, guess, average="micro", zero_division=0), abs=1e-12)
+    report = skm.classification_report(y, guess, labels=classes, output_dict=True, zero_division=0)
+    for c in classes:
+        want = {k: report[c][k] for k in ("precision", "recall", "support")} | {"f1": report[c]["f1-score"]}
+        assert got["per_class"][c] == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize(("task", "outputs", "shape"), [
+    ("multiclass", {"probabilities": np.full((6, 2), 0.5)}, r"\(6, 2\) .* must be of shape \(6, 3\), one per class of 3"),
+    ("multiclass", {"probabilities": np.full(6, 0.5)}, r"\(6,\) .* must be of shape \(6, 3\)"),
+    ("binary", {"probability": np.full((6, 2), 0.5)}, r"\(6, 2\) .* must be of shape \(6,\)"),
+    ("binary", {"probability": np.full(5, 0.5)}, r"\(5,\) .* must be of shape \(6,\)"),
+    ("regression", {"value": np.zeros(7)}, r"\(7,\) .* must be of shape \(6,\)"),
+])  # fmt: skip
+def test_predictions_of_the_wrong_shape_are_refused(task: str, outputs: dict, shape: str) -> None:
+    """A column too few would silently score the first classes only; a row too few pairs scores with other rows."""
+    scorer = Scorer(lambda f: outputs, task, [0, 1, 2] if task == "multiclass" else None)
+    with pytest.raises(DataValidationError, match=f"the candidate model gave predictions of shape {shape}"):
+        evaluate(ROWS, EvalConfig("label"), {"candidate": scorer})
+
+
+@pytest.mark.parametrize(("task", "classes", "message"), [
+    ("binary", [0, 1, 2], r"the candidate model is binary but has the classes \[0, 1, 2\]"),
+    ("multiclass", None, "the candidate multiclass model names no classes"),
+])  # fmt: skip
+def test_classes_that_no_label_can_be_matched_to_are_refused(task: str, classes: list | None, message: str) -> None:
+    with pytest.raises(DataValidationError, match=message):
+        evaluate(ROWS, EvalConfig("label"), {"candidate": Scorer(multiclass, task, classes)})

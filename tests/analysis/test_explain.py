@@ -85,3 +85,32 @@ def test_partial_dependence_of_an_integer_feature_keeps_its_type() -> None:
 def test_a_feature_the_rows_lack_is_named() -> None:
     with pytest.raises(DataValidationError, match="Cannot explain the feature 'zip'"):
         explain(model, rows(5, 1), rows(5, 2), ["income", "zip"], ExplainConfig(), outputs=["probability"])
+
+
+def test_a_feature_named_twice_is_refused() -> None:
+    with pytest.raises(DataValidationError, match="Cannot explain the feature 'income' twice"):
+        explain(model, rows(5, 1), rows(5, 2), ["income", "income"], ExplainConfig(), outputs=["probability"])
+
+
+def test_shap_values_of_a_linear_model_are_exact_a_constant_and_a_copy_unused_weigh_nothing() -> None:
+    """Interventional SHAP of an additive model, by hand: w_j (x_j - mean of the background's x_j)."""
+
+    def linear(frame: pl.DataFrame) -> np.ndarray:
+        return (2.0 * frame["income"].to_numpy() - 3.0 * (frame["colour"] == "red").fill_null(False).to_numpy())[
+            :, None
+        ]
+
+    sample, background = rows(20, 1), rows(10, 2)
+    sample, background = (f.with_columns(copy=pl.col("income"), flat=pl.lit(7.0)) for f in (sample, background))
+    features = ["income", "copy", "flat", "colour"]
+    found = explain(linear, sample, background, features, ExplainConfig(top_features=0, seed=1), outputs=["value"])
+    values = np.asarray(found["shap_values"])[:, :, 0]
+    red = (sample["colour"] == "red").fill_null(False).to_numpy()
+    np.testing.assert_allclose(
+        values[:, 0], 2.0 * (sample["income"].to_numpy() - background["income"].mean()), atol=1e-9
+    )
+    np.testing.assert_allclose(values[:, 1:3], 0.0, atol=1e-12)
+    np.testing.assert_allclose(
+        values[:, 3], -3.0 * (red - (background["colour"] == "red").fill_null(False).mean()), atol=1e-9
+    )
+    assert [f["feature"] for f in found["importance"]][:2] == ["income", "colour"]

@@ -4,9 +4,11 @@ and the same seed gives the same bounds whatever the batching, the part sizes an
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from sklearn import metrics as skm
@@ -79,3 +81,32 @@ def test_weighted_bounds_equal_the_oracles_on_the_weights_times_the_poisson_draw
             replicates = [oracle(y, p, sample_weight=w[:, r]) for r in range(REPLICATES)]
             expected = np.quantile(replicates, [0.025, 0.975])
             assert got[f"group={group}"]["intervals"][metric] == pytest.approx(expected, abs=1e-9), (group, metric)
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_a_replicate_that_drew_none_of_a_small_slices_rows_gives_no_value(task: str) -> None:
+    """The oracle: scikit-learn on each replicate that holds a row (it refuses all-zero weights), then percentiles."""
+    few = pl.Series(np.arange(40) < 3)  # three positives scored 0.8: every replicate holding one scores 1 (r2: 0)
+    frame = scored.examples(40).with_columns(
+        group=pl.when(few).then(pl.lit("few")).otherwise(pl.lit("many")),
+        label=pl.when(few).then(1).otherwise("label"),
+        score=pl.when(few).then(0.8).otherwise("score"),
+    )
+    if task == "binary":
+        scorer = CANDIDATE["candidate"]
+        names = {
+            m.__name__[:-6]: partial(m, zero_division=0) for m in (skm.precision_score, skm.recall_score, skm.f1_score)
+        }
+    else:
+        scorer = Scorer(lambda f: {"value": f["score"].to_numpy()}, "regression")
+        names = {"r2": skm.r2_score}
+    config = EvalConfig("label", [["group"]], bootstrap_replicates=200, seed=3)
+    got = scored.by_name(scored.evaluate(frame, config, {"candidate": scorer}))["group=few"]["intervals"]
+    weights = poisson_weights(3, 200, 0, 40)[:3]
+    assert (weights.sum(axis=0) == 0).sum() > 5  # e^-3 of the replicates hold none of the 3 rows
+    y, p = frame["label"].to_numpy()[:3], frame["score"].to_numpy()[:3]
+    for name, oracle in names.items():
+        drawn = [r for r in range(200) if weights[:, r].sum() > 0]
+        guess = p > 0.5 if task == "binary" else p
+        values = np.array([[oracle(y, guess, sample_weight=weights[:, r]) for r in drawn]])
+        assert got[name] == pytest.approx(bounds(values, 0.95)[0], abs=1e-12), name

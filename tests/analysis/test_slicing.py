@@ -96,4 +96,49 @@ def test_slices_are_named_as_statistics_gen_names_them() -> None:
 def test_bucket_edges_are_written_in_full() -> None:
     frame = pl.DataFrame({"income": [5.0, 1_000_000.5, 2_000_000.0, 0.25]})
     _, names = slice_codes(frame, ("income",), {"income": [0.5, 1_000_000, 1_000_001]})
-    assert names == ["income=[-inf..0.5)", "income=[0.5..1000000)", "income=[1000000..1000001)", "income=[1000001..inf)"]
+    assert names == [
+        "income=[-inf..0.5)",
+        "income=[0.5..1000000)",
+        "income=[1000000..1000001)",
+        "income=[1000001..inf)",
+    ]
+
+
+@pytest.mark.parametrize(("column", "kind"), [([[1], [2], [1]], "List"), ([{"a": 1}, {"a": 2}, {"a": 1}], "Struct")])
+def test_a_nested_feature_is_refused_by_name(column: list, kind: str) -> None:
+    frame = pl.DataFrame({"tags": column})
+    with pytest.raises(DataValidationError, match=f"Cannot slice by 'tags': it is {kind}"):
+        slice_codes(frame, ["tags"], {})
+
+
+@pytest.mark.parametrize("edge", [float("nan"), float("inf")])
+def test_a_bucket_boundary_that_is_no_finite_number_is_refused(edge: float) -> None:
+    frame = pl.DataFrame({"age": [1.0, 5.0, 9.0]})
+    with pytest.raises(
+        DataValidationError, match=f"bucket_boundaries\\['age'\\] holds {edge}; boundaries must be finite"
+    ):
+        slice_codes(frame, ["age"], {"age": [3.0, edge]})
+
+
+def test_slices_by_two_features_with_special_values_add_up_and_match_sklearn() -> None:
+    """'=' and ',' in a value, the text '(missing)', a null and one-row slices: every cross parses back to its rows."""
+    from conveyor._internal import slice_names
+
+    rows = pl.DataFrame({
+        "label": [1, 0, 1, 0, 1, 0, 1, 0, 1],
+        "score": [0.9, 0.2, 0.6, 0.7, 0.4, 0.1, 0.8, 0.3, 0.55],
+        "g": ["a=b", "a=b", "x,y", "x,y", None, None, "(missing)", "a=b", "x,y"],
+        "h": [1, 1, 2, 2, None, 1, 1, 2, 3],
+    })  # fmt: skip
+    result = evaluate(rows, EvalConfig("label", slicing_specs=[["g", "h"]]), CANDIDATE, batch=4)
+    crosses = [s for s in result["slices"] if s["features"] == ["g", "h"]]
+    assert sum(s["example_count"] for s in crosses) == rows.height
+    assert sum(s["example_count"] == 1 for s in crosses) == 5
+    for s in crosses:
+        picked = rows
+        for feature, value in slice_names.parse(s["slice"]):
+            column = pl.col(feature)
+            picked = picked.filter(column.is_null() if value is None else column.cast(pl.String) == value)
+        assert picked.height == s["example_count"], s["slice"]
+        want = skm.accuracy_score(picked["label"].to_numpy(), picked["score"].to_numpy() > 0.5)
+        assert s["metrics"]["accuracy"] == pytest.approx(want, abs=1e-12)
