@@ -97,6 +97,11 @@ def user_line(error: BaseException, file: str, shown: str) -> str:
     return f"{shown}:{frames[-1].lineno}" if frames else shown
 
 
+USER_FAULTS: tuple[type[BaseException], ...] = (Exception, SystemExit)
+"""What a user's function may raise that fails its step, not the process: ``sys.exit`` too,
+which would end the whole run without a word. Never KeyboardInterrupt: Ctrl-C stops the run."""
+
+
 def call_user_fn(fn: Callable[..., Any], *args: Any, file: str, what: str, error: type[ConveyorError]) -> Any:
     """``fn(*args)``, a function of the user's ``file``; whatever it raises, ``sys.exit`` too (which
     would end the whole run without a word), comes back as ``error`` naming the line of ``file``
@@ -107,7 +112,7 @@ def call_user_fn(fn: Callable[..., Any], *args: Any, file: str, what: str, error
     """
     try:
         return fn(*args)
-    except (Exception, SystemExit) as e:
+    except USER_FAULTS as e:
         where = user_line(e, file, file)
         code = getattr(fn, "__code__", None)
         if where == file and code is not None and os.path.abspath(code.co_filename) == os.path.abspath(file):
@@ -156,7 +161,7 @@ def load_file(path: str, *, name: str, what: str, error: type[ConveyorError]) ->
             where = path if e.filename == absolute else e.filename or path
             msg = f"{where}:{e.lineno}: the {what} does not parse: {e.msg}. Fix it and run again."
             raise error(msg) from e
-        except Exception as e:
+        except USER_FAULTS as e:  # sys.exit at its top too
             sys.modules.pop(name, None)
             msg = f"{user_line(e, absolute, path)}: importing the {what} raised {type(e).__name__}: {e}"
             raise error(msg) from e

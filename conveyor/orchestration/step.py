@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 from conveyor._internal import discovered, engine
 from conveyor._internal.extras import install_hint
 from conveyor._internal.fingerprint import hash_path
+from conveyor._internal.loader import USER_FAULTS, user_line
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
 from conveyor.exceptions import ConveyorError, MetadataError
@@ -48,6 +49,7 @@ from conveyor.orchestration import logs
 from conveyor.orchestration.cache import cache_key, code_fingerprint
 
 Inputs = dict[str, list[Artifact]]
+_CONVEYOR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass
@@ -112,15 +114,35 @@ def _no_space(e: BaseException | None) -> BaseException | None:
     return None
 
 
-def _error_text(e: BaseException, folder: Path) -> str:
-    """What an execution records: one line a person can act on, then the traceback."""
+def _raised_at(e: BaseException, fn: Callable[..., Any]) -> str:
+    """The user's ``file:line`` ``e`` came through: the last in ``fn``'s file, else the innermost
+    outside conveyor (a built-in component that calls the user's code), else ``fn``'s first line.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        where = user_line(e, code.co_filename, code.co_filename)
+        if where != code.co_filename:
+            return where
+    outside = [f for f in traceback.extract_tb(e.__traceback__) if not os.path.abspath(f.filename).startswith(_CONVEYOR)]
+    if outside:
+        return f"{outside[-1].filename}:{outside[-1].lineno}"
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else getattr(fn, "__qualname__", repr(fn))
+
+
+def _error_text(e: BaseException, folder: Path, fn: Callable[..., Any] | None = None) -> str:
+    """What an execution records: one line a person can act on, then the traceback. A
+    ``sys.exit`` in ``fn`` (the executor) says nothing of where it was: the line names it.
+    """
     full = _no_space(e)
     if full is not None:
         where = getattr(full, "filename", None) or folder
         head = f"No space left on device (ENOSPC) writing {where}: free space on that disk, then run again."
         return f"{head}\n{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
     hint = install_hint(e)
-    head = f"{type(e).__name__}: {e}" + (f" ({hint})" if hint else "")
+    head = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    if isinstance(e, SystemExit) and fn is not None:
+        head += f" at {_raised_at(e, fn)}"
+    head += f" ({hint})" if hint else ""
     return f"{head}\n\n{traceback.format_exc()}"
 
 
@@ -277,8 +299,8 @@ def _attempts(
             try:
                 with discovered.collecting() as files:
                     n.spec.executor(**args)
-            except Exception as e:
-                error = _error_text(e, log_path.parent.parent)
+            except USER_FAULTS as e:  # sys.exit too: the step fails, the run goes on
+                error = _error_text(e, log_path.parent.parent, n.spec.executor)
                 with contextlib.suppress(OSError):
                     log.write(traceback.format_exc())
                 if attempt <= n.retries:

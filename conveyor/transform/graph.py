@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor._internal.loader import USER_FAULTS
 from conveyor.exceptions import ConveyorError, TransformError
 
 KINDS = ("number", "string", "bool", "tokens", "dense", "sparse", "constant", "bytes", "signal", "image")
@@ -260,13 +261,13 @@ def _raised_at(fn: Callable[..., Any], error: BaseException) -> str:
 def trace(preprocessing_fn: Callable[[Inputs], Mapping[str, Any]], kinds: Mapping[str, str]) -> dict[str, Node]:
     """Run ``preprocessing_fn`` once on symbolic inputs; return its outputs' nodes by name.
 
-    Whatever the function raises comes back as a TransformError naming its line.
+    Whatever the function raises (``sys.exit`` too) comes back as a TransformError naming its line.
     """
     try:
         outputs = preprocessing_fn(Inputs(kinds))
     except ConveyorError:
         raise
-    except Exception as e:
+    except USER_FAULTS as e:
         msg = f"{_raised_at(preprocessing_fn, e)}: preprocessing_fn raised {type(e).__name__}: {e}"
         raise TransformError(msg) from e
     if not isinstance(outputs, Mapping) or not outputs:

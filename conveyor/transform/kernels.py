@@ -147,7 +147,8 @@ def stable_hash(values: pa.Array) -> np.ndarray:
     """64-bit FNV-1a of each value's UTF-8 bytes: the same on every machine and version.
 
     Vectorised over rows, one step per byte position; rows sorted longest first, so each step
-    touches a prefix. Nulls hash as the empty string.
+    touches a prefix. Once few rows are left (a long text among short ones), each finishes byte
+    by byte in Python, which is cheaper than a NumPy call per byte. Nulls hash as the empty string.
     """
     arr = pc.cast(pc.cast(values, pa.string()).fill_null(""), pa.large_binary())
     arr = pa.concat_arrays([arr]) if arr.offset else arr
@@ -157,12 +158,28 @@ def stable_hash(values: pa.Array) -> np.ndarray:
     order = np.argsort(-lengths, kind="stable")
     starts, active = offsets[:-1][order], np.bincount(lengths, minlength=1)[::-1].cumsum()[::-1]
     h = np.full(len(arr), _FNV_OFFSET, dtype=np.uint64)
-    for j in range(int(lengths.max(initial=0))):
-        k = int(active[j + 1])  # rows longer than j
+    longest, j = int(lengths.max(initial=0)), 0
+    while j < longest and (k := int(active[j + 1])) > _FEW_ROWS:  # k: rows longer than j
         h[:k] = (h[:k] ^ data[starts[:k] + j].astype(np.uint64)) * _FNV_PRIME
+        j += 1
+    ends = starts + lengths[order]
+    for r in range(int(active[j + 1]) if j < longest else 0):
+        h[r] = fnv1a_bytes(data[starts[r] + j : ends[r]].tobytes(), int(h[r]))
     out = np.empty_like(h)
     out[order] = h
     return out
+
+
+_FEW_ROWS = 32  # past this many rows, a NumPy step per byte costs less than Python's loop per row
+_MASK = 2**64 - 1
+
+
+def fnv1a_bytes(data: bytes, h: int = int(_FNV_OFFSET)) -> int:
+    """FNV-1a of ``data`` from the state ``h``: ``stable_hash`` of one value, in Python."""
+    prime = int(_FNV_PRIME)
+    for byte in data:
+        h = ((h ^ byte) * prime) & _MASK
+    return h
 
 
 def hash_buckets(values: pa.Array, buckets: int) -> np.ndarray:

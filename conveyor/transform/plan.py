@@ -65,10 +65,35 @@ def from_python(node: Node, values: list[Any]) -> Any:
         return pa.array(values, pa.string())
     if kind == "bool" and types <= {bool, NoneType}:
         return np.array(values, dtype=bool)  # None -> False, as input_value fills nulls
+    if kind in ("number", "string", "bool") and len(types - {NoneType}) > 1:
+        return _by_type(node, values)
     return input_value(node, values)
 
 
+def _by_type(node: Node, values: list[Any]) -> Any:
+    """Values of several Python types (``"card"`` beside ``5``): each type's values read as they
+    are alone, so a row reads the same whatever the other rows of its request hold. Arrow reads
+    a list as one type, found from its values, and refuses, or reads ``True`` beside ``5.5`` as
+    ``"1"`` where alone it is ``"true"``.
+    """
+    groups: dict[type, list[int]] = {}
+    for i, v in enumerate(values):
+        groups.setdefault(type(v), []).append(i)
+    where = [np.array(rows, dtype=np.intp) for rows in groups.values()]
+    parts = [from_python(node, [values[i] for i in rows]) for rows in where]
+    if all(isinstance(part, np.ndarray) for part in parts):
+        out = np.empty(len(values), dtype=np.result_type(*parts))
+        for rows, part in zip(where, parts, strict=True):
+            out[rows] = part
+        return out
+    order = np.empty(len(values), dtype=np.intp)
+    order[np.concatenate(where)] = np.arange(len(values))
+    return pa.concat_arrays(parts).take(order)
+
+
 def _from_numpy(node: Node, values: np.ndarray) -> Any:
+    if values.dtype == object:  # Python values, of one type or several
+        return from_python(node, values.tolist())
     if node.kind == "number" and values.dtype.kind in "iu":
         return values
     if node.kind == "number" and values.dtype.kind in "fb":
@@ -172,6 +197,9 @@ def read_inputs(data: Any, inputs: Reads) -> tuple[dict[int, Any], int]:
             return _rows([data], inputs)
         columns = dict(data)
         return _columns(columns, len(next(iter(columns.values()))), inputs)
+    if isinstance(data, str | bytes) or not isinstance(data, Iterable):
+        msg = f"apply takes rows (dicts), a dict of columns, an Arrow table or a data frame; got {type(data).__name__}."
+        raise TransformError(msg)
     return _rows(data if isinstance(data, list) else list(data), inputs)
 
 
@@ -182,13 +210,35 @@ def as_table(data: Any) -> Any:
     try:
         return pa.table(data)
     except (pa.ArrowException, ValueError, TypeError) as e:
+        columns = _by_column(data)
+        if columns is not None:
+            return columns
         msg = f"the {type(data).__name__} cannot be read as an Arrow table: {e}"
         raise TransformError(msg) from e
 
 
+def _by_column(frame: Any) -> dict[str, Any] | None:
+    """A pandas frame that Arrow cannot read whole (an object column of several types: ``"card"``
+    beside ``5``) as a dict of columns, each such column as its Python values, which are read one
+    type at a time as rows are; None for anything else.
+    """
+    if not (hasattr(frame, "columns") and hasattr(frame, "iloc")):
+        return None
+    columns: dict[str, Any] = {}
+    for i, name in enumerate(frame.columns):
+        series = frame.iloc[:, i]
+        try:
+            columns[str(name)] = pa.array(series, from_pandas=True)
+        except (pa.ArrowException, ValueError, TypeError):
+            columns[str(name)] = series.tolist()
+    return columns
+
+
 def _rows(rows: list[Mapping[str, Any]], inputs: Reads) -> tuple[dict[int, Any], int]:
-    if rows and not isinstance(rows[0], Mapping):
-        msg = f"apply takes rows (dicts), a dict of columns or an Arrow table; got a sequence of {type(rows[0]).__name__}."
+    odd = next((i for i, row in enumerate(rows) if not isinstance(row, Mapping)), None)
+    if odd is not None:
+        where = f"row {odd} is" if odd else "got a sequence of"
+        msg = f"apply takes rows (dicts), a dict of columns or an Arrow table; {where} {type(rows[odd]).__name__}."
         raise TransformError(msg)
     values: dict[int, Any] = {}
     for node, name, required in inputs:
@@ -214,11 +264,17 @@ def _columns(columns: Mapping[str, Any], n: int, inputs: Reads) -> tuple[dict[in
             raise TransformError(msg)
         if isinstance(column, np.ndarray):
             values[node.uid] = read_column(node, _from_numpy, column)
-        elif isinstance(column, list | tuple):
+        elif isinstance(column, list | tuple) or _objects(column):
             values[node.uid] = read_column(node, from_python, list(column))
         else:
             values[node.uid] = read_column(node, input_value, column)
     return values, n
+
+
+def _objects(column: Any) -> bool:
+    """A pandas column of Python objects, which may be of several types: read as a list is."""
+    dtype = getattr(column, "dtype", None)
+    return isinstance(dtype, np.dtype) and dtype.kind == "O"
 
 
 def read_column(node: Node, convert: Any, column: Any) -> Any:

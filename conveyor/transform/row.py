@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from conveyor.transform import text
 from conveyor.transform.graph import Node
-from conveyor.transform.kernels import csr, memo
+from conveyor.transform.kernels import csr, fnv1a_bytes, memo
 from conveyor.transform.plan import Plan, Reads, absent_input, finish, from_python, read_column
 
 RowKernel = Callable[..., Any]
@@ -347,12 +347,6 @@ def _term_counts(tokens: list[Any] | None, vocab: list[Any], num_oov_buckets: in
     return columns[order], counts[order]
 
 
-_FNV_OFFSET, _FNV_PRIME, _MASK = 0xCBF29CE484222325, 0x100000001B3, 2**64 - 1
-
-
 def fnv1a(value: str) -> int:
     """``kernels.stable_hash`` of one string."""
-    h = _FNV_OFFSET
-    for byte in value.encode():
-        h = ((h ^ byte) * _FNV_PRIME) & _MASK
-    return h
+    return fnv1a_bytes(value.encode())

@@ -21,6 +21,7 @@ from tests.transform.test_component import ADULT_SCHEMA, transform_pipeline
 KINDS = {"age": "number", "hours_per_week": "number", "education": "string", "workclass": "string"}
 TEMPLATE = """\
 import math
+import sys
 
 import numpy as np
 
@@ -74,6 +75,7 @@ def line_of(path: Path, marker: str) -> int:
         ("y = [v for v in x]", "a symbolic column cannot be looped over in Python"),
         ("y = 1 / 0", "preprocessing_fn raised ZeroDivisionError: division by zero"),
         ("y = abs(x)", "preprocessing_fn raised TypeError: bad operand type for abs(): 'Column'"),
+        ("sys.exit(3)", "preprocessing_fn raised SystemExit: 3"),  # not the end of the process
     ],
 )
 def test_a_tracing_error_names_the_users_file_and_line(tmp_path: Path, line: str, message: str) -> None:
@@ -138,6 +140,19 @@ def test_the_transform_component_reports_the_users_line(tmp_path: Path) -> None:
         f"TransformError: {path}:{line_of(path, 'the line at fault')}: "
         "column 'hours_per_wek' is not in the schema; did you mean 'hours_per_week'?"
     )
+
+
+@pytest.mark.parametrize("where", ["preprocessing_fn", "the top of the module"])
+def test_sys_exit_in_a_module_file_fails_the_transform_step_with_its_line(tmp_path: Path, where: str) -> None:
+    text = TEMPLATE.format(line="sys.exit(3)")
+    if where != "preprocessing_fn":
+        text = TEMPLATE.format(line="pass").replace("import sys\n", "import sys\nsys.exit(3)  # the line at fault\n")
+    run = transform_pipeline(tmp_path, text, ADULT_SCHEMA, "adult/adult.csv", data={"rows": 300}).run()
+    assert run.status == "failed"
+    path = tmp_path / "module.py"
+    error = (run.executions["Transform"].error or "").splitlines()[0]
+    assert error.startswith(f"TransformError: {path}:{line_of(path, 'the line at fault')}: ")
+    assert error.endswith("raised SystemExit: 3")
 
 
 def test_the_transform_component_reports_a_module_that_does_not_parse(tmp_path: Path) -> None:
