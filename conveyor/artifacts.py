@@ -12,9 +12,12 @@ kept in one file names it in ``FILE`` (``schema.yaml``, ``transform_graph.json``
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
+
+from conveyor.exceptions import ArtifactError
 
 __all__ = [
     "SPLIT_PREFIX",
@@ -33,6 +36,7 @@ __all__ = [
     "Schema",
     "TransformGraph",
     "artifact_class",
+    "check_splits",
     "split_dir",
     "split_files",
     "split_names",
@@ -194,6 +198,26 @@ def split_dir(uri: str | Path, name: str) -> Path:
 def split_names(uri: str | Path) -> list[str]:
     """The splits an artifact holds (its ``Split-<name>`` folders), sorted; [] when it holds none."""
     return sorted(p.name.removeprefix(SPLIT_PREFIX) for p in Path(uri).glob(f"{SPLIT_PREFIX}*") if p.is_dir())
+
+
+def check_splits(
+    names: Iterable[Any], held: Sequence[str], *, what: str, error: type[Exception] = ArtifactError
+) -> None:
+    """Fail on a name in ``names`` that is not one of the splits ``held``.
+
+    Every parameter that names splits (``exclude_splits``, ``splits_analyze``) checks its names
+    here before anything is read or written: a misspelt split would otherwise be silently left
+    in, or left out. ``what`` is who asks, as ``"StatisticsGen: exclude_splits"``.
+    """
+    import difflib
+
+    names = list(names)
+    for name in names:
+        if name not in held:
+            close = difflib.get_close_matches(str(name), [str(h) for h in held], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            msg = f"{what}={names} names the split {name!r}, which is not there: the splits are {list(held)}.{hint}"
+            raise error(msg)
 
 
 def split_files(uri: str | Path, name: str) -> list[Path]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conveyor.artifacts import SPLIT_PREFIX, ExampleAnomalies, ExampleStatistics, Schema, split_dir, split_names
+from conveyor.artifacts import (
+    SPLIT_PREFIX,
+    ExampleAnomalies,
+    ExampleStatistics,
+    Schema,
+    check_splits,
+    split_dir,
+    split_names,
+)
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
 from conveyor.exceptions import PipelineDefinitionError
@@ -32,11 +40,12 @@ class ExampleValidator(Component):
         environment: TRAINING, SERVING or another the schema names.
         fail_on: ``"error"``, ``"warning"`` or ``"never"``: an anomaly this severe or worse
             fails the step, and the steps after it are skipped.
-        exclude_splits: splits not to check.
+        exclude_splits: splits not to check; a name the statistics do not hold fails the step.
 
     Raises:
         DataValidationError: an anomaly reached ``fail_on``; the message lists them.
-        ArtifactError: no split is left to check once ``exclude_splits`` is applied.
+        ArtifactError: ``exclude_splits`` names a split the statistics do not hold, or leaves
+            no split to check.
 
     Example:
         >>> validator = ExampleValidator(statistics=stats.outputs["statistics"],
@@ -69,6 +78,7 @@ class ExampleValidator(Component):
         from conveyor.data.schema import Schema as SchemaModel
         from conveyor.exceptions import DataValidationError
 
+        check_splits(exclude_splits, split_names(statistics.uri), what="ExampleValidator: exclude_splits")
         rules = SchemaModel.load(schema.uri)
         baselines = _splits(baseline_statistics.uri) if baseline_statistics is not None else None
         servings = _splits(serving_statistics.uri) if serving_statistics is not None else None

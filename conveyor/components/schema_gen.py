@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conveyor.artifacts import ExampleStatistics, Schema, split_dir, split_names
+from conveyor.artifacts import ExampleStatistics, Schema, check_splits, split_dir, split_names
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
 
@@ -23,7 +23,7 @@ class SchemaGen(Component):
         schema: where ``schema.yaml`` goes.
         infer_ranges: add ``domain: {min, max}`` to numeric features, from what was seen.
         max_categorical: a string with more distinct values gets no ``domain.values``.
-        exclude_splits: splits not to infer from.
+        exclude_splits: splits not to infer from; a name the statistics do not hold fails the step.
 
     Example:
         >>> schema_gen = SchemaGen(statistics=stats.outputs["statistics"], infer_ranges=True)
@@ -43,6 +43,7 @@ class SchemaGen(Component):
         from conveyor.exceptions import ArtifactError
 
         splits = split_names(statistics.uri)
+        check_splits(exclude_splits, splits, what="SchemaGen: exclude_splits")
         used = [s for s in splits if s not in exclude_splits]
         if not used:
             msg = f"No statistics to infer a schema from at {statistics.uri} (splits: {splits}, excluded: {list(exclude_splits)})."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conveyor.artifacts import Examples, ExampleStatistics, split_dir
+from conveyor.artifacts import Examples, ExampleStatistics, check_splits, split_dir
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
 
@@ -17,7 +17,8 @@ class StatisticsGen(Component):
     size, and the same examples give the same bytes whatever the threads do, or the Beam workers
     with ``beam_pipeline_args`` (the same fold, in the same order). ``slices`` names
     features (or lists of features) whose every value gets statistics of its own under
-    ``"slices"``, e.g. ``"state=CA"``.
+    ``"slices"``, e.g. ``"state=CA"``. ``exclude_splits`` names splits to leave out; a name the
+    examples do not hold fails the step, as does leaving no split.
 
     Example:
         >>> stats = StatisticsGen(examples=gen.outputs["examples"], slices=[["state"]])
@@ -33,9 +34,15 @@ class StatisticsGen(Component):
     ) -> None:
         from conveyor.data.examples import split_files, split_names
         from conveyor.data.statistics import StatisticsCombiner, summarize_splits, write_statistics
+        from conveyor.exceptions import ArtifactError
 
+        held = split_names(examples.uri)
+        check_splits(exclude_splits, held, what="StatisticsGen: exclude_splits")
+        splits = [s for s in held if s not in exclude_splits]
+        if not splits:
+            msg = f"StatisticsGen: exclude_splits={list(exclude_splits)} leaves none of the splits {held}."
+            raise ArtifactError(msg)
         combiner = StatisticsCombiner([[s] if isinstance(s, str) else s for s in slices])
-        splits = [s for s in split_names(examples.uri) if s not in exclude_splits]
         files = {split: split_files(examples.uri, split) for split in splits}
         accumulators = summarize_splits(files, combiner, os.cpu_count() or 2)
         for split in splits:

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conveyor._internal import memory
 from conveyor._internal.loader import function_of, load_step_module
-from conveyor.artifacts import Examples, Schema, TransformGraph, split_dir
+from conveyor.artifacts import Examples, Schema, TransformGraph, check_splits, split_dir
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import TransformError
@@ -82,9 +83,9 @@ class Transform(Component):
             if split_names(uri) != splits:
                 msg = f"Transform: the examples hold different splits: {splits} at {uris[0]}, {split_names(uri)} at {uri}."
                 raise TransformError(msg)
-        unknown = [s for s in splits_analyze if s not in splits]
-        if unknown or not splits_analyze:
-            msg = f"Transform: splits_analyze={list(splits_analyze)} must name splits of the examples, which has {splits}."
+        check_splits(splits_analyze, splits, what="Transform: splits_analyze", error=TransformError)
+        if not splits_analyze:
+            msg = f"Transform: splits_analyze=[] leaves the analyzers nothing to learn from; name some of {splits}."
             raise TransformError(msg)
         workers = os.cpu_count() or 2
         passes = _fit(outputs, uris, list(splits_analyze), used, inputs, workers)
@@ -206,6 +207,7 @@ def _transform_splits(
                 writer, current = pq.ParquetWriter(targets[part[0]], schema), part[0]
             writer.write_table(table)
             rows[split_of[part[0]]] += table.num_rows
+            memory.release_freed()  # the apply's freed buffers, or the peak grows with the row groups
     finally:
         if writer is not None:
             writer.close()

@@ -96,7 +96,7 @@ def validate(
         if not schema.in_environment(f, environment):
             if stats is not None and stats["count"]:
                 found.append(_not_in_environment(f, environment))
-        elif stats is None:
+        elif stats is None and _required(f):
             found.append(
                 Anomaly(
                     f.name,
@@ -106,7 +106,7 @@ def validate(
                     {"environment": environment},
                 )
             )
-        else:
+        elif stats is not None:
             found += _feature(f, stats, statistics["num_examples"])
     known = {f.name for f in schema.features}
     for name in features:
@@ -158,6 +158,15 @@ def _not_in_environment(f: Feature, environment: str) -> Anomaly:
         f"(a label in serving data may leak the answer); drop it, or change its environments in the schema."
     )
     return Anomaly(f.name, "NOT_IN_ENVIRONMENT", "warning", msg, {"environment": environment})
+
+
+def _required(f: Feature) -> bool:
+    """Whether the schema asks for the column (TFDV's SCHEMA_MISSING_COLUMN): a presence above 0.
+
+    SchemaGen gives a column one split lacks ``min_fraction: 0.0``: that split is not an anomaly.
+    """
+    p = f.presence
+    return p is not None and ((p.min_fraction or 0) > 0 or (p.min_count or 0) > 0)
 
 
 def _feature(f: Feature, stats: dict[str, Any], num_examples: int) -> list[Anomaly]:
@@ -251,16 +260,17 @@ def _compare(
             continue
         ref, cur = reference["features"].get(f.name), current["features"].get(f.name)
         checked, control = (cur, ref) if mode == "drift" else (ref, cur)
-        if checked is None:
+        if checked is None and _required(f):
             continue  # MISSING_COLUMN says so
         comparator = f.drift_comparator if mode == "drift" else f.skew_comparator
         # {auto: false} turns the comparison off, measurement and warnings alike.
         tests = {t: v for t, v in comparator.items() if v is not False} if comparator else {}
         if comparator and not tests:
             continue
-        if not checked["count"] or control is None or not control["count"]:
+        if checked is None or not checked["count"] or control is None or not control["count"]:
             if tests:
-                found.append(_no_values(f.name, mode, "treatment" if not checked["count"] else "control"))
+                side = "treatment" if checked is None or not checked["count"] else "control"
+                found.append(_no_values(f.name, mode, side, absent=checked is None))
             continue
         assert ref is not None
         assert cur is not None
@@ -269,14 +279,16 @@ def _compare(
     return found
 
 
-def _no_values(name: str, mode: str, side: str) -> Anomaly:
+def _no_values(name: str, mode: str, side: str, *, absent: bool = False) -> Anomaly:
     """TFDV's COMPARATOR_CONTROL_DATA_MISSING (baseline or serving) or _TREATMENT_DATA_MISSING (the data checked).
 
-    A column of only nulls or NaN has no values: presence may allow it (NaN counts as present), so say it here.
+    A column of only nulls or NaN has no values, nor has one the split lacks: presence may allow
+    either (NaN counts as present), so say it here.
     """
     other = "baseline" if mode == "drift" else "serving"
     where = f"the {other} statistics" if side == "control" else "this split"
-    msg = f"{name} has no values (only nulls or NaN) in {where}, so its {mode} cannot be measured."
+    what = f"{name} is not in" if absent else f"{name} has no values (only nulls or NaN) in"
+    msg = f"{what} {where}, so its {mode} cannot be measured."
     return Anomaly(name, f"COMPARATOR_{side.upper()}_DATA_MISSING", "warning", msg, {"against": other})
 
 

@@ -3,7 +3,9 @@
 Steps run in threads, so sys.stdout, sys.stderr and a root logging handler are swapped, for
 the run, for routers that write to the current thread's log file and pass anything else
 through. Output written straight to file descriptor 1 or 2 (by C code or a subprocess) is not
-caught; a step that starts a subprocess should pass it the log file.
+caught; a step that starts a subprocess should pass it the log file. A thread working for a
+step (Beam's runner, its worker processes) finds the step's log by the step's thread
+(``of_thread``) and joins it (``sharing``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-_local = threading.local()
+_streams: dict[int, IO[str]] = {}  # thread id -> the log file its output goes to
 _lock = threading.Lock()
 _depth = 0
 _saved: dict[str, Any] = {}
@@ -28,7 +30,7 @@ class _Router(io.TextIOBase):
         self.fallback = fallback
 
     def _target(self) -> IO[str]:
-        return getattr(_local, "stream", None) or self.fallback
+        return _streams.get(threading.get_ident()) or self.fallback
 
     def write(self, s: str) -> int:
         return self._target().write(s)
@@ -53,7 +55,7 @@ class _ThreadHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        stream = getattr(_local, "stream", None)
+        stream = _streams.get(threading.get_ident())
         if stream is None and record.levelno < logging.WARNING:
             return
         try:
@@ -106,17 +108,34 @@ def routing() -> Iterator[None]:
 def step_log(path: str | Path) -> Iterator[IO[str]]:
     """Send this thread's output to ``path`` (appending: retries share one file)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", buffering=1) as f:
-        _local.stream = f
-        try:
-            yield f
-        finally:
-            _local.stream = None
+    with open(path, "a", encoding="utf-8", buffering=1) as f, sharing(f):
+        yield f
+
+
+def of_thread(ident: int) -> IO[str] | None:
+    """The log file thread ``ident`` (``threading.get_ident()``) writes to: a step's, or None."""
+    return _streams.get(ident)
+
+
+@contextmanager
+def sharing(stream: IO[str] | None) -> Iterator[None]:
+    """Send this thread's output to ``stream`` (a step's log; None: nowhere new) for the block."""
+    ident = threading.get_ident()
+    before = _streams.get(ident)
+    if stream is not None:
+        _streams[ident] = stream
+    try:
+        yield
+    finally:
+        if before is None:
+            _streams.pop(ident, None)
+        else:
+            _streams[ident] = before
 
 
 def tail(path: str | Path | None, lines: int = 20) -> list[str]:
-    """The last ``lines`` lines of a log file, or nothing if it is gone."""
-    if not path:
+    """The last ``lines`` lines of a log file, or nothing if it is gone (or ``lines`` is 0)."""
+    if not path or lines <= 0:  # [-0:] would be every line
         return []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:

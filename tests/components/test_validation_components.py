@@ -56,10 +56,12 @@ def kinds(doc: dict) -> set[tuple[str | None, str]]:
     return {(a["feature"], a["kind"]) for a in doc["anomalies"]}
 
 
-def inferred_pipeline(tmp_path: Path, fail_on: str = "error", **data: object) -> Pipeline:
+def inferred_pipeline(tmp_path: Path, fail_on: str = "error", infer_from: str = "", **data: object) -> Pipeline:
+    """ExampleGen's splits, their statistics, a schema inferred from them (or from ``infer_from`` only), a validator."""
     gen = write_examples(**data)
     stats = StatisticsGen(examples=gen.outputs["examples"])
-    schema = SchemaGen(statistics=stats.outputs["statistics"])
+    left_out = [s for s in ("train", "eval") if s != infer_from] if infer_from else []
+    schema = SchemaGen(statistics=stats.outputs["statistics"], exclude_splits=left_out)
     validator = ExampleValidator(
         statistics=stats.outputs["statistics"], schema=schema.outputs["schema"], fail_on=fail_on
     )
@@ -85,7 +87,11 @@ def test_clean_data_passes_and_the_inferred_schema_is_a_file(tmp_path: Path) -> 
 
 
 def test_an_error_fails_the_validator_and_skips_what_follows(tmp_path: Path) -> None:
-    run = inferred_pipeline(tmp_path, drop_in_eval=["education"]).run()
+    """Inferred from train, where education is always present, the schema requires it: eval lacks it.
+
+    native_country goes: eval holds a country train has not seen, an anomaly of its own.
+    """
+    run = inferred_pipeline(tmp_path, infer_from="train", drop=["native_country"], drop_in_eval=["education"]).run()
     assert run.status == "failed"
     assert run.executions["ExampleValidator"].status == "failed"
     assert run.executions["downstream"].status == "skipped"
@@ -100,11 +106,27 @@ def test_an_error_fails_the_validator_and_skips_what_follows(tmp_path: Path) -> 
 
 
 def test_fail_on_never_records_and_goes_on(tmp_path: Path) -> None:
-    run = inferred_pipeline(tmp_path, fail_on="never", drop_in_eval=["education"]).run()
+    run = inferred_pipeline(
+        tmp_path, fail_on="never", infer_from="train", drop=["native_country"], drop_in_eval=["education"]
+    ).run()
     assert run.status == "succeeded"
     assert kinds(anomalies_of(run, "eval")) == {("education", "MISSING_COLUMN")}
     assert anomalies_of(run, "train")["anomalies"] == []
     assert run.executions["downstream"].status == "succeeded"
+
+
+def test_a_column_one_split_lacks_is_no_anomaly_of_the_schema_inferred_from_both(tmp_path: Path) -> None:
+    """SchemaGen gives education ``min_fraction: 0.0`` (eval lacks it), and a column the schema
+    does not require is no MISSING_COLUMN (TFDV's rule): the inferred schema passes its own data.
+    """
+    run = inferred_pipeline(tmp_path, drop_in_eval=["education"]).run()
+    assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+    schema_dir = run.executions["SchemaGen"].outputs["schema"][0]
+    education = Schema.load(Path(schema_dir.uri) / "schema.yaml").feature("education")
+    assert education.presence is not None
+    assert education.presence.min_fraction == 0.0
+    assert anomalies_of(run, "eval")["anomalies"] == []
+    assert anomalies_of(run, "train")["anomalies"] == []
 
 
 def write_schema(path: Path, text: str) -> str:
@@ -243,3 +265,33 @@ def test_a_validator_left_with_no_split_fails_instead_of_passing(tmp_path: Path)
     assert run.executions["downstream"].status == "skipped"
     assert "No statistics to validate" in (run.executions["ExampleValidator"].error or "")
     assert "excluded: ['train', 'eval']" in (run.executions["ExampleValidator"].error or "")
+
+
+@pytest.mark.parametrize("step", ["StatisticsGen", "SchemaGen", "ExampleValidator"])
+def test_a_misspelt_excluded_split_fails_the_step_and_names_the_splits(tmp_path: Path, step: str) -> None:
+    """``exclude_splits=["evl"]`` would exclude nothing: the step fails saying so, and writes nothing."""
+    excluded = {step: {"exclude_splits": ["evl"]}}
+    gen = write_examples(rows=200)
+    stats = StatisticsGen(examples=gen.outputs["examples"], **excluded.get("StatisticsGen", {}))
+    schema = SchemaGen(statistics=stats.outputs["statistics"], **excluded.get("SchemaGen", {}))
+    validator = ExampleValidator(
+        statistics=stats.outputs["statistics"], schema=schema.outputs["schema"], **excluded.get("ExampleValidator", {})
+    )
+    run = Pipeline("misspelt", [gen, stats, schema, validator], root=tmp_path).run()
+    assert run.executions[step].status == "failed"
+    assert (run.executions[step].error or "").startswith(
+        f"ArtifactError: {step}: exclude_splits=['evl'] names the split 'evl', which is not there: "
+        "the splits are ['eval', 'train']. Did you mean 'eval'?"
+    )
+    (output,) = [a for arts in run.executions[step].outputs.values() for a in arts]
+    assert not any(Path(output.uri).glob("*"))
+
+
+def test_statistics_gen_left_with_no_split_fails(tmp_path: Path) -> None:
+    gen = write_examples(rows=200)
+    stats = StatisticsGen(examples=gen.outputs["examples"], exclude_splits=["train", "eval"])
+    run = Pipeline("none", [gen, stats], root=tmp_path).run()
+    assert run.executions["StatisticsGen"].status == "failed"
+    assert "exclude_splits=['train', 'eval'] leaves none of the splits ['eval', 'train']" in (
+        run.executions["StatisticsGen"].error or ""
+    )

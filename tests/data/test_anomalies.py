@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.data.anomalies import Anomaly, validate
-from conveyor.data.schema import DatasetConstraints, Domain, Feature, Schema, infer_schema
+from conveyor.data.schema import DatasetConstraints, Domain, Feature, Presence, Schema, infer_schema
 from conveyor.data.statistics import StatisticsCombiner
 from conveyor.exceptions import DataValidationError
 from tests.datasets import DATA
@@ -114,6 +114,35 @@ def test_a_missing_column_and_a_new_one(adult: tuple, schema: Schema) -> None:
     assert problems(found) == {("education", "MISSING_COLUMN"), ("extra", "NEW_COLUMN")}
     assert one(found, "education", "MISSING_COLUMN").severity == "error"
     assert one(found, "extra", "NEW_COLUMN").severity == "warning"
+
+
+@pytest.mark.parametrize(
+    ("presence", "missing"),
+    [
+        (None, False),
+        (Presence(min_fraction=0.0), False),
+        (Presence(min_count=0), False),
+        (Presence(min_fraction=0.01), True),
+        (Presence(min_count=1), True),
+    ],
+)
+def test_a_missing_column_is_an_anomaly_only_when_its_presence_requires_it(
+    adult: tuple, presence: Presence | None, missing: bool
+) -> None:
+    """TFDV's SCHEMA_MISSING_COLUMN: the column is absent and presence asks for min_fraction or min_count above 0."""
+    schema = Schema([Feature("age", "int"), Feature("education", "string", presence=presence)])
+    found = validate(stats_of(adult[1][["age"]]), schema)
+    assert problems(found) == ({("education", "MISSING_COLUMN")} if missing else set())
+
+
+def test_a_comparator_on_a_column_the_split_lacks_warns(adult: tuple) -> None:
+    """An optional column is no MISSING_COLUMN, so its comparator says it could not compare, never a silent pass."""
+    schema = Schema([Feature("age", "int"), Feature("education", "string", presence=Presence(min_fraction=0.0))])
+    schema.feature("education").drift_comparator = {"l_infinity": 0.1}
+    found = validate(stats_of(adult[1][["age"]]), schema, baseline=stats_of(adult[1]))
+    a = one(found, "education", "COMPARATOR_TREATMENT_DATA_MISSING")
+    assert a.severity == "warning"
+    assert a.description == "education is not in this split, so its drift cannot be measured."
 
 
 def test_a_type_change(adult: tuple, schema: Schema) -> None:

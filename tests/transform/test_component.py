@@ -237,7 +237,7 @@ def test_transform_fits_and_transforms_every_span_a_resolver_picked_together(tmp
 def test_splits_analyze_must_name_splits(tmp_path: Path) -> None:
     run = transform_pipeline(tmp_path, ADULT_MODULE, ADULT_SCHEMA, "adult/adult.csv", data={"rows": 500}, splits_analyze=["training"]).run()
     assert run.status == "failed"
-    assert "TransformError: Transform: splits_analyze=['training'] must name splits of the examples, which has ['eval', 'train']." in (run.executions["Transform"].error or "")
+    assert "TransformError: Transform: splits_analyze=['training'] names the split 'training', which is not there: the splits are ['eval', 'train']. Did you mean 'train'?" in (run.executions["Transform"].error or "")
 
 
 ADULT_SCHEMA = """\

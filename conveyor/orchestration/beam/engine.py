@@ -12,6 +12,10 @@ this process reads them once the pipeline has finished, then removes them. A wor
 exception is written there too and raised again here, its worker traceback as a note. A
 DirectRunner worker process that dies (``multi_processing``: killed for memory, a crash in C)
 fails the step with its exit code; Beam alone would wait for it forever.
+
+What Beam logs goes to the step's log file, not the terminal: its own records here, whichever
+thread of the step runs the pipeline, and the DirectRunner's worker processes' output and
+the records they send back. Workers of other runners log where their runner puts them.
 """
 
 from __future__ import annotations
@@ -19,20 +23,24 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import json
+import os
 import pickle
 import re
 import signal
 import tempfile
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import fsspec
 
 from conveyor._internal.combiner import Combiner
 from conveyor.exceptions import ComponentError, MissingExtraError
+from conveyor.orchestration import logs
 
 if TYPE_CHECKING:
     import apache_beam as beam
@@ -67,47 +75,54 @@ class BeamEngine:
             msg = "Running a step on Apache Beam (beam_pipeline_args) needs apache_beam, which is not installed: pip install 'conveyor[beam]'."
             raise MissingExtraError(msg)
         self.args = list(args)
+        self._step = threading.get_ident()  # made by the step's thread: Beam's logs go to its log
 
     def fold(self, combiner: Combiner, parts: Sequence[T], batches: Callable[[T], Iterable[Any]], workers: int) -> Any:
         """The accumulator of every batch of every part, merged left to right in part order (``workers`` is the runner's)."""
-        import apache_beam as beam
-
-        from conveyor.orchestration.beam.combine import InPartOrder
-
         parts = list(parts)
         if not parts:
             return combiner.create()
-        options = self._options(len(parts))
-        with _scratch(_temp_location(options)) as scratch:
-            pipeline = _pipeline(options)
-            (
-                pipeline
-                | "Parts" >> beam.Create(list(enumerate(parts)))
-                | "Spread" >> beam.Reshuffle()
-                | "Accumulate each part" >> beam.Map(_part_accumulator, combiner, batches, scratch)
-                | "Merge in part order" >> beam.CombineGlobally(InPartOrder(combiner, len(parts))).without_defaults()
-                | "Write" >> beam.Map(_write, f"{scratch}/result.pkl")
-            )
-            _run(pipeline, _runner_name(options), scratch)
-            return _read(f"{scratch}/result.pkl")
+        log = logs.of_thread(self._step)
+        with logs.sharing(log):  # Beam's warnings, from its first import on
+            import apache_beam as beam
+
+            from conveyor.orchestration.beam.combine import InPartOrder
+
+            options = self._options(len(parts))
+            with _scratch(_temp_location(options)) as scratch:
+                pipeline = _pipeline(options, log)
+                (
+                    pipeline
+                    | "Parts" >> beam.Create(list(enumerate(parts)))
+                    | "Spread" >> beam.Reshuffle()
+                    | "Accumulate each part" >> beam.Map(_part_accumulator, combiner, batches, scratch)
+                    | "Merge in part order"
+                    >> beam.CombineGlobally(InPartOrder(combiner, len(parts))).without_defaults()
+                    | "Write" >> beam.Map(_write, f"{scratch}/result.pkl")
+                )
+                _run(pipeline, _runner_name(options), scratch)
+                return _read(f"{scratch}/result.pkl")
 
     def map(self, fn: Callable[[T], R], parts: Sequence[T], workers: int) -> Iterator[R]:
         """``fn`` of every part on the runner's workers, in the order of ``parts``, read back one at a time."""
-        import apache_beam as beam
-
         parts = list(parts)
         if not parts:
             return
-        options = self._options(len(parts))
+        log = logs.of_thread(self._step)
+        with logs.sharing(log):  # not across the yields below: another thread may resume them
+            import apache_beam as beam
+
+            options = self._options(len(parts))
         with _scratch(_temp_location(options)) as scratch:
-            pipeline = _pipeline(options)
-            (
-                pipeline
-                | "Parts" >> beam.Create(list(enumerate(parts)))
-                | "Spread" >> beam.Reshuffle()
-                | "Apply and write" >> beam.Map(_apply, fn, scratch)
-            )
-            _run(pipeline, _runner_name(options), scratch)
+            with logs.sharing(log):
+                pipeline = _pipeline(options, log)
+                (
+                    pipeline
+                    | "Parts" >> beam.Create(list(enumerate(parts)))
+                    | "Spread" >> beam.Reshuffle()
+                    | "Apply and write" >> beam.Map(_apply, fn, scratch)
+                )
+                _run(pipeline, _runner_name(options), scratch)
             for i in range(len(parts)):
                 yield _read(f"{scratch}/results/{i}.pkl")
 
@@ -149,12 +164,13 @@ def _refusal(args: Sequence[str]) -> str | None:
     return None
 
 
-# Beam's SDK workers (multi_processing) log at INFO straight to the terminal, around the live
-# display: dozens of lines a step. Warnings still show; the option given overrides this.
+# Beam's SDK workers (multi_processing) log at INFO: dozens of lines a step in its log, around
+# the step's own. Warnings still show there; the option given overrides this.
 _WORKER_LOG_LEVEL = "--default_sdk_harness_log_level=WARNING"
 
 
-def _pipeline(options: PipelineOptions) -> beam.Pipeline:
+def _pipeline(options: PipelineOptions, log: IO[str] | None) -> beam.Pipeline:
+    """The pipeline on its runner; the DirectRunner's worker processes write to ``log`` (a step's)."""
     import apache_beam as beam
 
     _no_notebook_labels()
@@ -164,7 +180,7 @@ def _pipeline(options: PipelineOptions) -> beam.Pipeline:
 
         return beam.Pipeline(runner=DaskRunner(), options=options)
     if runner == "DirectRunner":
-        return beam.Pipeline(runner=_python_direct_runner(options), options=options)
+        return beam.Pipeline(runner=_python_direct_runner(options, log), options=options)
     return beam.Pipeline(options=options)
 
 
@@ -237,12 +253,13 @@ def _runner_name(options: PipelineOptions) -> str:
     return str(options.view_as(StandardOptions).runner or "DirectRunner").rsplit(".", 1)[-1]
 
 
-def _python_direct_runner(options: PipelineOptions) -> Any:
+def _python_direct_runner(options: PipelineOptions, log: IO[str] | None) -> Any:
     """The DirectRunner's own Python runner, which ``--direct_running_mode`` and ``--direct_num_workers`` set up.
 
     Beam's DirectRunner first tries the PrismRunner, which downloads a binary from GitHub when
     the pipeline runs and ignores those two options; this is the runner it falls back to, made
-    as it makes it.
+    as it makes it. Its worker processes write to ``log`` (by its path), else to this process's
+    terminal, as Beam's do.
     """
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
@@ -250,7 +267,9 @@ def _python_direct_runner(options: PipelineOptions) -> Any:
 
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    return _watched_runner_class()(provision_info=fn_runner.ExtendedProvisionInfo(info))
+    runner = _watched_runner_class()(provision_info=fn_runner.ExtendedProvisionInfo(info))
+    runner.log_path = getattr(log, "name", None)
+    return runner
 
 
 _WATCHED_SUBPROCESS = "conveyor:env:watched_subprocess_python:v1"
@@ -258,22 +277,96 @@ _WATCHED_SUBPROCESS = "conveyor:env:watched_subprocess_python:v1"
 
 @functools.cache
 def _watched_runner_class() -> type:
-    """The DirectRunner's Python runner, whose ``multi_processing`` workers are watched.
+    """The DirectRunner's Python runner, whose ``multi_processing`` workers are watched and logged.
 
     Beam's runner waits forever for a worker process that died (killed for memory, a crash in
     C code, ``os._exit``): the process's exit only ends a thread of its own. Here the worker
     processes run under a handler that fails the runner's pending requests when one exits
     badly, so the step fails with the exit code instead of hanging.
+
+    Beam's worker process writes to this process's terminal (its start-up warnings, before it
+    logs through Beam's logging service) and Beam logs what the service receives from threads
+    of its own, which no step's log catches. Here the runner's ``log_path`` travels in the
+    environment's payload to the handler, which gives the process that file as its output and
+    writes the records the service receives into it.
     """
+    import subprocess
+
+    import grpc
     from apache_beam.portability import python_urns
+    from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc, endpoints_pb2
     from apache_beam.runners.portability import local_job_service
     from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
+    from apache_beam.utils import thread_pool_executor
+    from google.protobuf import json_format, text_format
+
+    class WorkerLogs(beam_fn_api_pb2_grpc.BeamFnLoggingServicer):  # type: ignore[misc]
+        """The records a worker sends, one line each (and its traceback) in the step's log."""
+
+        def __init__(self, out: IO[str]) -> None:
+            self.out = out
+
+        def Logging(self, log_bundles: Any, context: Any = None) -> Iterator[Any]:
+            for bundle in log_bundles:
+                for entry in bundle.log_entries:
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.timestamp.seconds))
+                    level = beam_fn_api_pb2.LogEntry.Severity.Enum.Name(entry.severity)
+                    line = f"{when},{entry.timestamp.nanos // 1_000_000:03d} {level} beam worker {entry.log_location}: {entry.message}\n"
+                    with contextlib.suppress(ValueError, OSError):  # a closed log must not fail the worker
+                        self.out.write(line + (f"{entry.trace}\n" if entry.trace else ""))
+            return iter([])
+
+    class LoggedSubprocessWorker(local_job_service.SubprocessSdkWorker):  # type: ignore[misc]
+        """Beam's ``SubprocessSdkWorker.run``, made as it makes it, but into ``log``."""
+
+        def __init__(self, *args: Any, log: str) -> None:
+            super().__init__(*args)
+            self.log = log
+
+        def run(self) -> None:
+            with open(self.log, "a", encoding="utf-8", buffering=1) as out:
+                options = [("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)]
+                logging_server = grpc.server(thread_pool_executor.shared_unbounded_instance(), options=options)
+                logging_port = logging_server.add_insecure_port("[::]:0")
+                logging_server.start()
+                beam_fn_api_pb2_grpc.add_BeamFnLoggingServicer_to_server(WorkerLogs(out), logging_server)
+                env = dict(
+                    os.environ,
+                    CONTROL_API_SERVICE_DESCRIPTOR=_descriptor(self._control_address),
+                    LOGGING_API_SERVICE_DESCRIPTOR=_descriptor(f"localhost:{logging_port}"),
+                    PIPELINE_OPTIONS=json_format.MessageToJson(self._provision_info.provision_info.pipeline_options),
+                    **({"WORKER_ID": self._worker_id} if self._worker_id else {}),
+                )
+                with worker_handlers.SUBPROCESS_LOCK:
+                    process = subprocess.Popen(
+                        self._worker_command_line, shell=True, env=env, stdout=out, stderr=subprocess.STDOUT
+                    )
+                try:
+                    process.wait()
+                    if process.returncode:
+                        msg = f"Worker subprocess exited with return code {process.returncode}"
+                        raise RuntimeError(msg)
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                    logging_server.stop(0)
+
+    def _descriptor(url: str) -> str:
+        return str(text_format.MessageToString(endpoints_pb2.ApiServiceDescriptor(url=url)))
 
     @worker_handlers.WorkerHandler.register_environment(_WATCHED_SUBPROCESS, bytes)
     class WatchedSubprocessWorkerHandler(worker_handlers.SubprocessSdkWorkerHandler):  # type: ignore[misc]
+        def __init__(self, payload: bytes, *args: Any) -> None:
+            spec = json.loads(payload)
+            super().__init__(spec["command"].encode(), *args)
+            self.log_path: str | None = spec["log"]
+
         def start_worker(self) -> None:
-            self.worker = local_job_service.SubprocessSdkWorker(
-                self._worker_command_line, self.control_address, self.provision_info, self.worker_id
+            where = (self._worker_command_line, self.control_address, self.provision_info, self.worker_id)
+            self.worker = (
+                LoggedSubprocessWorker(*where, log=self.log_path)
+                if self.log_path
+                else local_job_service.SubprocessSdkWorker(*where)
             )
             self.worker_thread = threading.Thread(name="run_worker", target=self._run_worker, daemon=True)
             self.worker_thread.start()
@@ -286,10 +379,14 @@ def _watched_runner_class() -> type:
                 self.control_conn.abort(ComponentError(msg))
 
     class WatchedFnApiRunner(fn_runner.FnApiRunner):  # type: ignore[misc]
+        log_path: str | None = None
+
         def run_via_runner_api(self, pipeline_proto: Any, options: Any) -> Any:
             for environment in pipeline_proto.components.environments.values():
                 if environment.urn == python_urns.SUBPROCESS_SDK:
                     environment.urn = _WATCHED_SUBPROCESS
+                    spec = {"command": environment.payload.decode(), "log": self.log_path}
+                    environment.payload = json.dumps(spec).encode()
             return super().run_via_runner_api(pipeline_proto, options)
 
     return WatchedFnApiRunner
