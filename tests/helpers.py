@@ -19,6 +19,8 @@ def conveyor_cmd() -> list[str]:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_") or k == "CONVEYOR_REQUIRE_SERVICES"}
+    for size in ("COLUMNS", "LINES"):  # pytest-xdist's workers set them; a shell does not export them
+        full_env.pop(size, None)
     full_env.update(env or {})
     return subprocess.run(
         [*conveyor_cmd(), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -42,3 +43,20 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise error(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
 
     return wrapper
+
+
+@contextlib.contextmanager
+def one_line_usage() -> Iterator[None]:
+    """Click's usage errors (a missing argument, an option out of range) as every other user
+    error: one line, ``error: ...``, where click prints the usage and a hint over four lines."""
+    try:
+        yield
+    except _HELP_ON_NO_ARGS:  # plain `conveyor`: click prints the help, as it should
+        raise
+    except click.UsageError as e:
+        hint = f" See `{e.ctx.command_path} --help`." if e.ctx is not None else ""
+        msg = f"{e.format_message()}{hint}"
+        raise UserError(msg) from e
+
+
+_HELP_ON_NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2 and later

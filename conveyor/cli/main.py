@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import os
 import re
+import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from conveyor.cli.errors import UserError, user_errors
+from conveyor.cli.errors import UserError, one_line_usage, user_errors
 from conveyor.cli.serve import serve
 
 # Arrow's default pool (mimalloc in its wheels) hands freed pages back to the system between
@@ -64,7 +65,25 @@ def _open_store(root: str, metadata: str | None) -> MetadataStore:
     return open_store(root, _read_from(root, metadata))  # the rule ct.load(artifact_id) follows too
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Conveyor(click.Group):
+    """The command group: a usage error is one line, as every user error is, and Ctrl-C exits 130,
+    as a shell expects of a command it stopped (click's own ``Aborted!`` exits 1, a failed run's code).
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with one_line_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            with one_line_usage():  # a subcommand's arguments are read in here
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("Stopped.", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(cls=_Conveyor, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="conveyor", prog_name="conveyor")
 def cli(debug: bool) -> None:
@@ -302,7 +321,14 @@ def demo(root: str, new_span: bool) -> None:
     """
     from conveyor.cli.demo import run_demo
 
-    sys.exit(run_demo(Path(root), new_span=new_span))
+    try:
+        code = run_demo(Path(root), new_span=new_span)
+    except KeyboardInterrupt:  # as `conveyor run` takes it: its steps are threads nothing can stop
+        again = "conveyor demo" + ("" if root == "./conveyor_root" else f" --root {shlex.quote(root)}")
+        click.echo(f"Stopped. `{again}` resumes: finished steps come from cache.", err=True)
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
 
 
 def _store_flags(root: Path, metadata: str | None) -> list[str]:
@@ -403,7 +429,7 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
     metavar="ID",
     help="With --html: a second statistics artifact beside the first (a baseline span).",
 )
-@click.option("--lines", default=20, show_default=True, help="Log lines to show.")
+@click.option("--lines", type=click.IntRange(min=0), default=20, show_default=True, help="Log lines to show.")
 @_store_options
 @user_errors
 def show(
@@ -425,9 +451,14 @@ def show(
     if compare is not None and not html_out:
         msg = "--compare goes with --html OUT: it puts a second statistics artifact beside the first on the page."
         raise UserError(msg)
+    given, _, step = ref.partition("/")
+    if not given:
+        msg = f"{ref!r} names no run nor artifact: give a run id (or a unique start of one), latest, or an artifact id"
+        msg += f"; a step goes after its run, as in latest/{step}." if step else "."
+        raise UserError(msg)
+    number = given.isascii() and given.isdigit()  # '²' is a digit to str.isdigit, and no artifact id
     with _open_store(root, metadata) as store:
-        given, _, step = ref.partition("/")
-        if not given.isdigit() or _numbered_run(store, given, step):  # run-..., latest, a prefix, a --run-id
+        if not number or _numbered_run(store, given, step):  # run-..., latest, a prefix, a --run-id
             if html_out:
                 msg = f"--html renders a statistics, anomalies, schema or evaluation artifact (its number); {ref} is a run."
                 raise UserError(msg)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shlex
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +37,15 @@ class _Console(Console):
     Rich would end the process from whatever line printed, a step's progress among them, and
     fails to when steps' output is being captured: the run is left half done, with a traceback.
     Silent instead, the run goes on to its end and its exit code.
+
+    Piped or redirected (no terminal, no ``COLUMNS``), nothing is wrapped or cut at 80 columns:
+    an error, a log path or an artifact id stays on one line, whole, for grep and for a file.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "width" not in kwargs and not self.is_terminal and not os.environ.get("COLUMNS"):
+            self.width = 100_000
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
@@ -71,7 +81,23 @@ def _secs(seconds: float | None) -> str:
 
 
 def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
+    click.echo(json.dumps(_strict(value), indent=2, default=str, allow_nan=False))
+
+
+def _strict(value: Any) -> Any:
+    """``value`` as strict JSON holds it, which every reader (jq, ``JSON.parse``) takes: NaN and
+    the infinities (a metric of an empty slice) as null, as ``JSON.stringify`` writes them, and a
+    time in ISO 8601 with its microseconds always shown, so that every time has one width.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _shown(value: Any) -> str:
@@ -251,8 +277,9 @@ def run(r: Run, as_json: bool, lines: int) -> None:
         console.print(Text(f"started by {trigger_text(r.trigger)}"), soft_wrap=True)
     t = Table(box=None, header_style="bold")
     t.add_column("step", no_wrap=True)
-    for col in ("status", "took", "outputs"):
+    for col in ("status", "took"):
         t.add_column(col)
+    t.add_column("outputs", overflow="fold")  # an artifact id folded onto more lines, never cut
     t.add_column("log", overflow="fold")  # a path folded onto more lines, never cut
     for x in r.executions.values():
         outs = ", ".join(f"{k}={a.id}" for k, arts in x.outputs.items() for a in arts)
@@ -383,8 +410,7 @@ def lineage(g: LineageGraph, as_json: bool) -> None:
         _grow_up(g, start.id or 0, tree, seen)
     else:
         _grow_down(g, start.id or 0, tree, seen)
-    out = console if console.is_terminal else _Console(highlight=False, width=100_000)  # piped: lines whole, for grep
-    out.print(tree)
+    console.print(tree)
 
 
 def _art_label(a: Artifact) -> Text:
