@@ -14,7 +14,8 @@ the requests is written, one row per predicted row, laid out as ExampleGen spans
 Columns: ``request_id``, ``request_time`` (UTC), ``model_name``, ``model_version``, each raw
 feature as sent (typed by the model's signature: a number float64, a string string, a bool bool),
 and each output as ``prediction_<output>``; a feature named like one of these is shadowed. The
-features are those of the model's signature, so that every part of a model has the same columns. Rows of
+features are those of the signatures of every version of the model served or logged so far, so that
+the parts of a canary beside its stable version, or of swapped versions, have the same columns. Rows of
 a request are sampled together. Writing is off the request path: ``record`` only samples and
 queues; a writer thread, waking every half second, writes a part every ``flush_rows`` rows or ``flush_seconds`` seconds, and
 on ``close``. A part appears whole (written aside, then renamed). A full queue drops the request's
@@ -42,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conveyor.serving.config import PredictionLogConfig
-from conveyor.serving.registry import ServedVersion
+from conveyor.serving.registry import ModelRegistry, ServedVersion
 
 __all__ = ["REQUEST_ID_HEADER", "PredictionLog", "RequestIds", "request_id"]
 
@@ -108,13 +109,15 @@ class PredictionLog:
     """Sampled predictions, written as Parquet parts by a background thread; see the module's docstring.
 
     Example:
-        >>> log = PredictionLog(PredictionLogConfig(Path("predictions"), sample_rate=0.1)).start()
+        >>> log = PredictionLog(PredictionLogConfig(Path("predictions"), sample_rate=0.1), registry).start()
         >>> log.record(request_id(), served, [{"amount": 12.5}], served.model.predict([{"amount": 12.5}]))
         >>> log.close()   # writes what is queued
     """
 
-    def __init__(self, config: PredictionLogConfig) -> None:
+    def __init__(self, config: PredictionLogConfig, registry: ModelRegistry | None = None) -> None:
         self.config = config
+        self.registry = registry  # its versions give a part the columns of those not in it
+        self._inputs: dict[str, dict[str, Any]] = {}  # per model, the features of every version seen
         self.dropped = 0
         self._queue: deque[_Entry] = deque()  # append and popleft need no lock
         self._stopping = threading.Event()
@@ -171,7 +174,8 @@ class PredictionLog:
 
         for (model, day), group in groupby(sorted(entries, key=model_and_day), key=model_and_day):
             try:
-                table = _table(list(group))
+                requests = list(group)
+                table = _table(requests, self._features(model, requests))
                 self._parts += 1
                 now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
                 folder = self.config.path / model / day
@@ -182,18 +186,25 @@ class PredictionLog:
             except Exception:
                 log.exception("could not write the prediction log of model %r under %s", model, self.config.path)
 
+    def _features(self, model: str, entries: list[_Entry]) -> dict[str, Any]:
+        """The raw features (name to spec) of the versions in ``entries``, of those the registry serves,
+        and of those logged before: a canary's part then has the stable version's columns, and the
+        reverse, as ExampleGen asks of the files of one span."""
+        served = self.registry.versions(model) if self.registry is not None and model in self.registry.names() else []
+        kinds = self._inputs.setdefault(model, {})
+        for version in (*served, *(e.served for e in entries)):
+            kinds |= {k: v for k, v in version.model.signature.get("inputs", {}).items() if k not in kinds}
+        return kinds
+
 
 def _row_count(outputs: dict[str, Any]) -> int:
     return len(next(iter(outputs.values()), ()))
 
 
-def _table(entries: list[_Entry]) -> pa.Table:
+def _table(entries: list[_Entry], kinds: dict[str, Any]) -> pa.Table:
     """Requests' rows in one table (built column by column: a table per request is 100x slower):
-    the tracking columns, the raw features as typed by the signature, the outputs."""
-    kinds: dict[str, Any] = {}
-    for signature in {id(s): s for s in (e.served.model.signature for e in entries)}.values():
-        kinds |= signature.get("inputs", {})
-    # the signature's features, so that every part has the columns ExampleGen asks of a span's
+    the tracking columns, the raw features ``kinds`` names as typed there, the outputs."""
+    # the signatures' features, so that every part has the columns ExampleGen asks of a span's
     # files (one left out is null, one the model does not read is not logged); without one, as sent
     names = list(kinds) or list(dict.fromkeys(name for e in entries for name in _sent(e.rows)))
     features: dict[str, list[Any]] = {name: [] for name in names}

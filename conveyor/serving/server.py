@@ -118,7 +118,7 @@ class ModelServer:
         self.tls = tls
         if tls is not None:
             _check_tls(tls)
-        self.prediction_log = PredictionLog(prediction_log) if prediction_log is not None else None
+        self.prediction_log = PredictionLog(prediction_log, self.registry) if prediction_log is not None else None
         self._auth_token = auth_token
         self.metrics = ServerMetrics(self.registry)
         self.batcher = Batcher(batching, observer=self.metrics) if batching is not None else None
