@@ -36,6 +36,7 @@ __all__ = [
     "Schema",
     "TransformGraph",
     "artifact_class",
+    "check_columns",
     "check_splits",
     "split_dir",
     "split_files",
@@ -217,6 +218,30 @@ def check_splits(
             close = difflib.get_close_matches(str(name), [str(h) for h in held], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             msg = f"{what}={names} names the split {name!r}, which is not there: the splits are {list(held)}.{hint}"
+            raise error(msg)
+
+
+def check_columns(
+    names: Iterable[Any],
+    held: Sequence[str],
+    *,
+    what: str,
+    where: str = "the examples",
+    error: type[Exception] = ArtifactError,
+) -> None:
+    """Fail on a name in ``names`` that is not one of the columns ``held``, as ``check_splits`` fails on a split.
+
+    Every parameter that names columns (a label, slicing and fairness features, a model's input
+    columns) checks them here before the step's heavy work: a misspelt one would otherwise fail
+    deep in it, or be silently left out. ``what`` is who asks, as ``"Evaluator: EvalConfig.label_key"``.
+    """
+    import difflib
+
+    for name in names:
+        if name not in held:
+            close = difflib.get_close_matches(str(name), [str(h) for h in held], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            msg = f"{what} names the column {name!r}, which is not in {where}: the columns are {list(held)}.{hint}"
             raise error(msg)
 
 

@@ -6,7 +6,9 @@ the cache key and the store hold the whole configuration, and the executor gets 
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
 OVERALL = "Overall"
 
@@ -132,3 +134,28 @@ class EvalConfig:
         if self.example_weight_key:
             names.append(self.example_weight_key)
         return list(dict.fromkeys(names))
+
+
+def config_refusal(config: Any) -> str | None:
+    """What is wrong with an ``EvalConfig`` before any example is read (None if nothing): the
+    Evaluator says it when the pipeline is built. A slice spec given as a bare name would be
+    read letter by letter, and boundaries of a feature no spec slices by would cut nothing."""
+    if not isinstance(config, EvalConfig):
+        return None  # the parameter's own type check says it
+    specs = config.slicing_specs
+    if not isinstance(specs, list | tuple) or not all(
+        isinstance(spec, list | tuple) and all(isinstance(f, str) for f in spec) for spec in specs
+    ):
+        return f"EvalConfig.slicing_specs is a list of slice specs, each a list of feature names ([] is the whole set), as [[], ['state']]; got {specs!r}."
+    fairness = config.fairness
+    if fairness is not None and not (
+        isinstance(fairness.features, list | tuple) and all(isinstance(f, str) for f in fairness.features)
+    ):
+        return f"FairnessConfig.features is a list of feature names, as ['sex']; got {fairness.features!r}."
+    sliced = list(dict.fromkeys(f for spec in config.specs() for f in spec))
+    for name in config.bucket_boundaries:
+        if name not in sliced:
+            close = difflib.get_close_matches(str(name), sliced, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            return f"EvalConfig.bucket_boundaries names {name!r}, which no slicing spec or fairness feature slices by: they slice by {sliced}.{hint}"
+    return None

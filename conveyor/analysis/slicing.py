@@ -7,6 +7,7 @@ the whole set is ``Overall``.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 
@@ -51,7 +52,9 @@ def slice_codes(
 def _values(frame: pl.DataFrame, name: str, boundaries: Mapping[str, Sequence[float]]) -> pl.Expr:
     """Each row's value of ``name`` as its slice's name writes it (a bucket's label, if cut at ``boundaries``)."""
     if name not in frame.schema:
-        msg = f"Cannot slice by {name!r}: the examples have no such feature; features are {', '.join(frame.columns)}."
+        close = difflib.get_close_matches(name, frame.columns, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        msg = f"Cannot slice by {name!r}: the examples have no such feature; features are {', '.join(frame.columns)}.{hint}"
         raise DataValidationError(msg)
     dtype, column = frame.schema[name], pl.col(name)
     if name in boundaries:

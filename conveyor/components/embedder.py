@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.artifacts import Examples, Model, split_dir
+from conveyor.artifacts import Examples, Model, check_columns, split_dir
 from conveyor.dsl.component import Component, resolve_path
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import ComponentError, PipelineDefinitionError
@@ -116,7 +116,7 @@ class Embedder(Component):
         source = ModelSource.of(model.uri if model is not None else str(model_file), threads=threads)
         used = list(columns) if columns else source.input_names()
         kept = None if keep_columns is None else list(keep_columns)
-        _check_columns(files, used, kept)
+        _check_columns(files, used, kept, bool(columns))
         # a staging output is <root>/<pipeline>/<step>/<output>/<staging>: the root is four levels up
         folder = Path(library) if library else Path(embedded_examples.uri).parents[3] / "feature_library"
         store = FeatureLibrary(folder, source.sha256)
@@ -139,19 +139,19 @@ class Embedder(Component):
         )  # fmt: skip
 
 
-def _check_columns(files: dict[Path, str], used: list[str], kept: list[str] | None) -> None:
+def _check_columns(files: dict[Path, str], used: list[str], kept: list[str] | None, given: bool) -> None:
+    """Every column the model reads (``columns``, else its signature's inputs) and ``keep_columns``
+    is in every file, checked before any row is read."""
     import pyarrow.parquet as pq
 
     if not used:
         msg = "Embedder: columns=[...] must name the columns the model reads."
         raise ComponentError(msg)
+    read = "Embedder: columns" if given else "Embedder: the model's signature (its inputs, as columns= by default)"
     for file, split in files.items():
         names = pq.read_schema(file).names
-        for asked, what in ((used, "columns= names for the model"), (kept or [], "keep_columns= keeps")):
-            absent = [c for c in asked if c not in names]
-            if absent:
-                msg = f"Embedder: {file} (split {split!r}) has no column {absent[0]!r}, which {what}."
-                raise ComponentError(msg)
+        for asked, what in ((used, read), (kept or [], "Embedder: keep_columns")):
+            check_columns(asked, names, what=what, where=f"{file} (split {split!r})", error=ComponentError)
 
 
 def _widths(

@@ -9,11 +9,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from conveyor.analysis.config import EvalConfig, ExplainConfig
-from conveyor.artifacts import Examples, Model, ModelBlessing, ModelEvaluation, split_files, split_names
+from conveyor.analysis.config import EvalConfig, ExplainConfig, config_refusal
+from conveyor.artifacts import (
+    Examples,
+    Model,
+    ModelBlessing,
+    ModelEvaluation,
+    check_columns,
+    check_splits,
+    split_files,
+    split_names,
+)
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
-from conveyor.exceptions import ComponentError
+from conveyor.exceptions import ComponentError, PipelineDefinitionError
 
 METRICS_FILE = "metrics.json"
 EXPLANATIONS_FILE = "explanations.json"
@@ -52,6 +61,18 @@ class Evaluator(Component):
         ...                       eval_config=EvalConfig(label_key="consumer_disputed", slicing_specs=[[], ["state"]],
         ...                                              thresholds={"auc": Threshold(lower_bound=0.6, change=0.0)}))
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse an ``eval_config`` whose slices cannot be what was meant when the pipeline is built;
+        its column names wait for the examples, checked before any model is loaded."""
+        try:
+            given = self.component_spec().binding.bind_partial(*args, **kwargs).arguments.get("eval_config")
+        except TypeError:
+            given = None  # the step says what is wrong with the arguments
+        if refusal := config_refusal(given):
+            msg = f"{type(self).__name__}(): {refusal}"
+            raise PipelineDefinitionError(msg)
+        super().__init__(*args, **kwargs)
 
     @staticmethod
     def execute(
@@ -99,23 +120,26 @@ class Evaluator(Component):
 
 
 def _files(examples: Examples, splits: list[str]) -> list[Path]:
-    present = split_names(examples.uri)
-    if missing := [s for s in splits if s not in present]:
-        msg = f"Evaluator: the examples at {examples.uri} have no split {missing[0]!r}; they have {present}; set splits=[...]."
-        raise ComponentError(msg)
+    check_splits(splits, split_names(examples.uri), what="Evaluator: splits", error=ComponentError)
     return [f for s in splits for f in split_files(examples.uri, s)]
 
 
 def _check_columns(first: Path, config: EvalConfig, uri: str) -> None:
+    """Every column ``config`` names is in the examples, checked before a model is loaded: the
+    pass would otherwise fail on its first batch, a misspelt fairness feature as a slice."""
     import pyarrow.parquet as pq
 
     columns = pq.read_schema(first).names
-    if config.label_key not in columns:
-        msg = (
-            f"Evaluator: the label column {config.label_key!r} is not in the examples at {uri}; "
-            f"columns are {', '.join(columns)}; set EvalConfig(label_key=...) to the raw label's name."
+    named = {
+        "label_key": [config.label_key],
+        "slicing_specs": [f for spec in config.slicing_specs for f in spec],
+        "fairness.features": config.fairness.features if config.fairness else [],
+        "example_weight_key": [config.example_weight_key] if config.example_weight_key else [],
+    }
+    for field, names in named.items():
+        check_columns(
+            names, columns, what=f"Evaluator: EvalConfig.{field}", where=f"the examples at {uri}", error=ComponentError
         )
-        raise ComponentError(msg)
 
 
 def _scorer(artifact: Model, config: EvalConfig) -> Any:

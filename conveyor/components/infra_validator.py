@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conveyor.artifacts import Examples, InfraBlessing, Model, split_files
+from conveyor.artifacts import Examples, InfraBlessing, Model, check_splits, split_files, split_names
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
-from conveyor.exceptions import ConveyorError, PipelineDefinitionError
+from conveyor.exceptions import ComponentError, ConveyorError, PipelineDefinitionError
 
 MODEL_NAME = "candidate"
 LOG_FILE = "server.log"
@@ -84,6 +84,8 @@ class InfraValidator(Component):
         request_timeout_seconds: Parameter[float] = 30.0,
         tolerance: Parameter[float] = 1e-6,
     ) -> None:
+        # a misspelt split is the pipeline's fault, not the model's: the step fails, before a server starts
+        check_splits([split], split_names(examples.uri), what="InfraValidator: split", error=ComponentError)
         log = Path(blessing.uri) / LOG_FILE
         # ``model``: a Pusher pushes only the model its blessings judged
         blessing.properties.update(blessed=False, reason="", requests=0, model=model.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import random
 import sys
@@ -19,13 +20,14 @@ from conveyor.artifacts import (
     ModelRun,
     Schema,
     TransformGraph,
+    check_splits,
     split_files,
     split_names,
 )
 from conveyor.dsl.component import Component, ComponentSpec
 from conveyor.dsl.parameters import check, is_config
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
-from conveyor.exceptions import ComponentError, TransformError
+from conveyor.exceptions import ComponentError, PipelineDefinitionError, TransformError
 
 if TYPE_CHECKING:
     from conveyor.training.fn_args import FnArgs
@@ -78,6 +80,7 @@ class Trainer(Component):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         args, kwargs = custom_config_as_json(self.component_spec(), type(self).__name__, args, kwargs)
         super().__init__(*args, **kwargs)
+        check_train_args(self.id, self.parameters.get("train_args"))
 
     @staticmethod
     def execute(
@@ -196,7 +199,9 @@ def step_fn_args(
     spec = read_schema(examples.uri)
     label = label_key or label_from_schema(schema.uri, what)
     if label not in spec:
-        msg = f"{what}: the label {label!r} is not an output of preprocessing_fn, which returns {sorted(spec)}; return the label from it, or pass label_key."
+        close = difflib.get_close_matches(label, sorted(spec), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        msg = f"{what}: the label {label!r} is not an output of preprocessing_fn, which returns {sorted(spec)}.{hint} Return the label from it, or pass label_key."
         raise ComponentError(msg)
     train_args = dict(train_args or {})
     splits = _splits(examples.uri, train_args, what)
@@ -247,19 +252,28 @@ def seed_everything(seed: int) -> None:
 
 
 def _splits(uri: str, train_args: dict[str, Any], what: str) -> dict[str, list[str]]:
-    """The training and evaluation split names; a named split the examples lack is an error."""
+    """The training and evaluation split names; a named split the examples lack is an error, and
+    so is a missing ``train`` split; a missing ``eval`` split, by default, leaves none to evaluate on."""
     held = split_names(uri)
     splits = {
         "train": list(train_args.get("train_splits", ["train"])),
         "eval": list(train_args.get("eval_splits", ["eval"])),
     }
     for role, names in splits.items():
-        missing = [s for s in names if s not in held]
-        if missing and (role == "train" or f"{role}_splits" in train_args):
-            msg = f"{what}: {role} splits {missing} are not in the examples, which hold {held}; set train_args={{'{role}_splits': [...]}}."
-            raise ComponentError(msg)
+        if role == "train" or f"{role}_splits" in train_args:
+            check_splits(names, held, what=f"{what}: train_args['{role}_splits']", error=ComponentError)
         splits[role] = [s for s in names if s in held]
     return splits
+
+
+def check_train_args(display: str, train_args: Any) -> None:
+    """Refuse, when the pipeline is built, split names that are not a list of strings: a string
+    would be read letter by letter."""
+    for key in ("train_splits", "eval_splits"):
+        names = (train_args or {}).get(key) if isinstance(train_args, dict) else None
+        if names is not None and not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)):
+            msg = f"{display}(): train_args['{key}'] must be a list of split names, e.g. ['train']; got {names!r}."
+            raise PipelineDefinitionError(msg)
 
 
 def _hyperparameters(artifact: HyperParameters | None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.artifacts import Examples, HyperParameters, Schema, TransformGraph
-from conveyor.components.trainer import HYPERPARAMETERS_FILE, custom_config_as_json, step_fn_args
+from conveyor.components.trainer import HYPERPARAMETERS_FILE, check_train_args, custom_config_as_json, step_fn_args
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import PipelineDefinitionError
@@ -59,10 +59,11 @@ class Tuner(Component):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Refuse a sampler, pruner or budget that cannot run when the pipeline is built, not after its
-        inputs are made; keep a config object given as ``custom_config`` as its JSON."""
+        """Refuse a sampler, pruner, budget or split names that cannot run when the pipeline is built,
+        not after its inputs are made; keep a config object given as ``custom_config`` as its JSON."""
         args, kwargs = custom_config_as_json(self.component_spec(), type(self).__name__, args, kwargs)
         super().__init__(*args, **kwargs)
+        check_train_args(self.id, self.parameters.get("train_args"))
         from conveyor.training.tuning import settings_refusal
 
         p = self.parameters

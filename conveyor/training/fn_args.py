@@ -206,8 +206,10 @@ class FnArgs:
         return self._writer
 
     def _split_files(self, split: str) -> list[str]:
+        from conveyor.artifacts import check_splits, split_names
         from conveyor.data.examples import split_files
 
+        check_splits([split], split_names(self.examples), what="train_batches: split", error=ValueError)
         return [str(f) for f in split_files(self.examples, split)]
 
     def _read(self, files: list[str], role: str, format: str, label: str | None) -> Any:

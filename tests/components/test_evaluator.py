@@ -119,5 +119,5 @@ def test_a_missing_label_column_is_a_clear_error(tmp_path: Path) -> None:
     result = evaluations(tmp_path, label_key="specie").run()
     assert result.status == "failed"
     error = result.executions["NoLabel"].error
-    assert "the label column 'specie' is not in the examples" in error
-    assert "EvalConfig(label_key=...)" in error
+    assert "EvalConfig.label_key names the column 'specie', which is not in the examples" in error
+    assert "Did you mean 'species'?" in error

@@ -491,7 +491,7 @@ def test_fn_args_carries_every_field_run_fn_needs(tmp_path: Path) -> None:
     }
     failed = penguins_pipeline(tmp_path, FIELDS, also=(best,), train_args={"eval_splits": ["holdout"]}, **options).run()
     assert (
-        "eval splits ['holdout'] are not in the examples, which hold ['eval', 'train']"
+        "train_args['eval_splits']=['holdout'] names the split 'holdout', which is not there: the splits are ['eval', 'train']"
         in failed.executions["Trainer"].error
     )
     run = succeeded(penguins_pipeline(tmp_path, FIELDS, also=(best,), train_args={"num_steps": 2}, **options))
