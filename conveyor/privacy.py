@@ -137,10 +137,10 @@ def _check(
     accountant: str,
 ) -> None:
     if (epsilon is None) == (noise_multiplier is None):
-        given = "both" if epsilon is not None else "neither"
+        given = "both were" if epsilon is not None else "neither was"
         msg = (
             f"make_private takes exactly one of epsilon= (the budget to reach) and noise_multiplier= "
-            f"(the noise to add); {given} was given."
+            f"(the noise to add); {given} given."
         )
         raise TypeError(msg)
     if epsilon is not None and epochs is None:

@@ -127,7 +127,7 @@ def test_a_module_wrapped_by_opacus_itself_is_saved_plain(rows: tuple[Path, Any,
 @pytest.mark.parametrize(
     ("settings", "error", "says"),
     [
-        ({"epsilon": 2.0, "noise_multiplier": 1.0, "epochs": 3}, TypeError, "exactly one of epsilon=.*both was given"),
+        ({"epsilon": 2.0, "noise_multiplier": 1.0, "epochs": 3}, TypeError, "exactly one of epsilon=.*both were given"),
         ({}, TypeError, "exactly one of epsilon=.*neither was given"),
         ({"epsilon": 2.0}, TypeError, "needs epochs="),
         ({"noise_multiplier": 0.0}, ValueError, "noise_multiplier must be a finite number above 0, got 0.0"),

@@ -18,7 +18,7 @@ def ask_server(base_path: str, rows: list[dict]) -> dict:
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request) as response:
-            return json.load(response)  # {"predictions": [{"probability": ..., "class": ...}, ...]}
+            return json.load(response)  # {"predictions": [{"probability": ..., "class": ...}, ...], "request_id": ...}
 
 
 # --8<-- [end:server]

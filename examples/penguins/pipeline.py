@@ -8,7 +8,7 @@ describe them, ExampleValidator checks them, Transform fits ``preprocessing_fn``
 takes raw rows:
 
     from conveyor.model import load_model
-    model = load_model("<the Trainer's model folder, as conveyor show latest prints it>")
+    model = load_model("<the Trainer's model folder, as conveyor show latest/Trainer prints it>")
     model.predict([{"island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 15.0,
                     "flipper_length_mm": 218, "body_mass_g": 4950, "sex": "male"}])
 

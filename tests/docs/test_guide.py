@@ -153,6 +153,14 @@ def test_model_bundle_snippets_predict_raw_rows(churn_run: tuple[Path, object]) 
     assert snippet.describe(str(bundle)).startswith("sklearn binary model; needs monthly_fee, tenure_months, plan")
 
 
+def test_every_manifest_key_is_in_the_pages_table(churn_run: tuple[Path, object]) -> None:
+    manifest = json.loads((churn_run[0] / "serving" / "1" / "conveyor_model.json").read_text())
+    page = (DOCS / "model_bundle.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", page, re.MULTILINE)
+    documented = {key for row in rows for key in re.findall(r"`(\w+)`", row)}
+    assert set(manifest) - documented == set(), "keys conveyor_model.json holds that docs/model_bundle.md leaves out"
+
+
 def test_a_changed_bundle_file_is_refused(churn_run: tuple[Path, object], tmp_path: Path) -> None:
     from conveyor.exceptions import ServingError
 
