@@ -119,7 +119,7 @@ def versions_on_disk(base_path: Path) -> dict[int, Path]:
     if (base_path / MANIFEST).is_file():
         return {BUNDLE_VERSION: base_path}
     if not base_path.is_dir():
-        msg = f"the model folder {base_path} does not exist; point --model-dir to a bundle or to a folder of version folders."
+        msg = f"the model folder {base_path} does not exist; point --model-dir (or the config file's base_path) to a bundle or to a folder of version folders."
         raise ServingError(msg)
     # a version counts once its manifest is there: a Pusher writing through a store writes it last
     return {int(p.name): p for p in base_path.iterdir() if _is_version(p.name) and (p / MANIFEST).is_file()}
@@ -140,7 +140,7 @@ def latest_version(base_path: Path) -> tuple[int, Path]:
     if not on_disk:
         msg = (
             f"{base_path} holds neither {MANIFEST} nor integer version folders with one (1/, 2/, ...); "
-            "point --model-dir to a bundle or to the Pusher's destination."
+            "point --model-dir (or the config file's base_path) to a bundle or to the Pusher's destination."
         )
         raise ServingError(msg)
     return max(on_disk), on_disk[max(on_disk)]
