@@ -31,7 +31,8 @@ class Embedder(Component):
     their outputs are added. So a second pipeline over the same rows runs the model on none,
     the next span only on its new rows, and another model (other bytes) on all of them.
     Row groups run in parallel on the step's engine, the model in batches of ``batch_size``;
-    memory holds a few row groups and the library's keys for the model (28 bytes a row).
+    memory holds a few row groups, the library's keys for the model (28 bytes a row, about 50
+    while they are read) and up to 64 MB of the library's outputs read back.
 
     Args:
         examples: the rows (ExampleGen, Transform, another Embedder).

@@ -22,8 +22,9 @@ of the artifact they come from, the file and the columns; a second run over the 
 reads neither the model's input columns nor hashes them.
 
 A lookup holds the library's keys for the model in memory, 28 bytes a row (the first 128 bits
-of each row sha256, and where the row is), and reads the outputs of the rows it finds row group
-by row group.
+of each row sha256, and where the row is; building them takes about 50 at the peak), and reads
+the outputs of the rows it finds row group by row group, keeping the last read up to
+``HELD_BYTES`` (so a rerun's memory grows with the library until that cap).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -158,34 +160,45 @@ class FeatureLibrary:
         return {f.name: f.type.byte_width // 4 for f in pq.read_schema(parts[0]) if f.name != KEY}
 
     def index(self) -> LibraryIndex:
-        """Every key of the library as it is now; files written later are not seen."""
+        """Every key of the library as it is now; files written later are not seen.
+
+        Built in place, 28 bytes a row and a sort's order (8 more) at the peak: the keys are read
+        row group by row group into arrays sized from the files' footers, and sorted one array at a time.
+        """
         files = self.parts()
-        columns: dict[str, list[np.ndarray]] = {"k0": [], "k1": [], "file": [], "group": [], "offset": []}
-        for f, path in enumerate(files):
-            try:
-                reader = pq.ParquetFile(path)
-                column = reader.read(columns=[KEY]).column(0).combine_chunks()
-            except (OSError, pa.ArrowException) as e:
-                msg = f"the feature library's file {path} cannot be read ({e}); delete it and run again (its rows will be computed anew)."
-                raise ArtifactError(msg) from e
-            keys = np.frombuffer(column.buffers()[1], np.uint8)[32 * column.offset :][: 32 * len(column)]
-            k0, k1 = _halves(keys.reshape(-1, 32))
-            sizes = [reader.metadata.row_group(g).num_rows for g in range(reader.num_row_groups)]
-            starts = np.repeat(np.cumsum([0, *sizes[:-1]]), sizes) if sizes else np.zeros(0, np.int64)
-            columns["k0"].append(k0)
-            columns["k1"].append(k1)
-            columns["file"].append(np.full(len(k0), f, np.uint32))
-            columns["group"].append(np.repeat(np.arange(len(sizes), dtype=np.uint32), sizes))
-            columns["offset"].append((np.arange(len(k0)) - starts).astype(np.uint32))
-        found = {
-            k: np.concatenate(v) if v else np.zeros(0, np.uint64 if k[0] == "k" else np.uint32)
-            for k, v in columns.items()
-        }
-        order = np.lexsort((found["k1"], found["k0"]))  # stable: of a key written twice, the oldest comes first
-        k0, k1 = found["k0"][order], found["k1"][order]
-        first = np.r_[True, (k0[1:] != k0[:-1]) | (k1[1:] != k1[:-1])] if len(order) else np.zeros(0, bool)
-        kept = order[first]
-        return LibraryIndex(files, *(found[k][kept] for k in ("k0", "k1", "file", "group", "offset")))
+        readers = []
+        for path in files:
+            with _reading(path):
+                readers.append(pq.ParquetFile(path))
+        total = sum(reader.metadata.num_rows for reader in readers)
+        k0, k1 = np.empty(total, np.uint64), np.empty(total, np.uint64)
+        file, group, offset = (np.empty(total, np.uint32) for _ in range(3))
+        at = 0
+        for f, (path, reader) in enumerate(zip(files, readers, strict=True)):
+            for g in range(reader.num_row_groups):
+                n = reader.metadata.row_group(g).num_rows
+                with _reading(path):
+                    column = reader.read_row_group(g, columns=[KEY]).column(0).combine_chunks()
+                keys = np.frombuffer(column.buffers()[1], np.uint8)[32 * column.offset :][: 32 * n]
+                k0[at : at + n], k1[at : at + n] = _halves(keys.reshape(n, 32))
+                file[at : at + n], group[at : at + n], offset[at : at + n] = f, g, np.arange(n, dtype=np.uint32)
+                at += n
+        order = np.argsort(k0, kind="stable")  # stable: of a key written twice, the oldest comes first
+        k0 = k0[order]
+        same = k0[1:] == k0[:-1]
+        if same.any():  # runs of equal first words (a key written twice, about never another): by the second too
+            run = np.flatnonzero(np.r_[same, False] | np.r_[False, same])
+            order[run] = order[run][np.lexsort((k1[order[run]], k0[run]))]
+        columns = [k0, k1[order], file, group, offset]
+        del k0, k1, file, group, offset
+        for i in (2, 3, 4):  # one array at a time, each copy freeing the one before
+            columns[i] = columns[i][order]
+        del order
+        if same.any():
+            first = np.r_[True, ~(same & (columns[1][1:] == columns[1][:-1]))]
+            for i in range(5):
+                columns[i] = columns[i][first]
+        return LibraryIndex(files, *columns)
 
     def writer(self, model: dict[str, Any]) -> LibraryWriter:
         """A writer of new rows; ``model`` (JSON) describes the model in ``model.json`` the first time."""
@@ -195,6 +208,16 @@ class FeatureLibrary:
             _replace_atomically(described, json.dumps(model, indent=2, sort_keys=True).encode())
         parts = self.parts()
         return LibraryWriter(self.path, pq.read_schema(parts[0]) if parts else None)
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A library file that cannot be read, told as what to do."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as e:
+        msg = f"the feature library's file {path} cannot be read ({e}); delete it and run again (its rows will be computed anew)."
+        raise ArtifactError(msg) from e
 
 
 class LibraryIndex:

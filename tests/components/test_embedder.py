@@ -278,6 +278,32 @@ def test_keys_that_share_their_first_64_bits_are_told_apart(tmp_path: Path) -> N
     assert values["out"].ravel().tolist() == [4.0, 0.0, 2.0]
 
 
+def test_an_index_holds_28_bytes_a_row_and_builds_in_little_more(tmp_path: Path) -> None:
+    """The documented bound: what a rerun holds for the library's keys grows 28 bytes a row, and
+    building it (NumPy's allocations, as tracemalloc sees them) not much more.
+    """
+    import tracemalloc
+
+    library = FeatureLibrary(tmp_path, "m" * 64)
+    rows = 200_000
+    keys = np.random.default_rng(0).integers(0, 256, (rows, 32), dtype=np.uint8)
+    keys[-1000:] = keys[:1000]  # rows kept twice (two pipelines at once): the oldest is the one found
+    for half, start in enumerate((0, rows // 2)):
+        with library.writer({"kind": "test"}) as w:
+            for at in range(start, start + rows // 2, 8192):
+                stop = min(at + 8192, start + rows // 2)
+                w.append(keys[at:stop], {"out": np.full((stop - at, 1), half, np.float32)})
+    tracemalloc.start()
+    index = library.index()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    held = sum(a.nbytes for a in (index.k0, index.k1, index.file, index.group, index.offset))
+    assert (len(index), held) == (rows - 1000, 28 * (rows - 1000))
+    assert peak < 50 * rows, peak / rows
+    found, values = index.lookup(keys[[0, 999, 1000, rows - 1]], ["out"])
+    assert found.all() and values["out"].ravel().tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
 def test_row_keys_follow_the_values_not_their_storage() -> None:
     ints = pa.table({"n": pa.array([1, 2, None], pa.int32()), "s": ["a", "", None]})
     floats = pa.table({"n": pa.array([1.0, 2.0, None]), "s": pa.array(["a", "", None], pa.large_string())})
