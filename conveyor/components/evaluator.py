@@ -26,6 +26,9 @@ from conveyor.exceptions import ComponentError, PipelineDefinitionError
 
 METRICS_FILE = "metrics.json"
 EXPLANATIONS_FILE = "explanations.json"
+BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
+"""The verdict as the blessing's one file (TFX's marker): a step's cache key reads its inputs' files,
+not their properties, so a Pusher given a new verdict on the same model must not be taken from cache."""
 
 
 class Evaluator(Component):
@@ -54,7 +57,7 @@ class Evaluator(Component):
             and ``model_card`` (``eval_config.model_card``); with ``eval_config.explain``,
             ``explanations.json`` (SHAP values on a sample, importance, partial dependence).
         blessing: properties ``blessed`` and ``checks`` (every threshold, its value, the
-            baseline's, and whether it held).
+            baseline's, and whether it held); the file ``BLESSED`` or ``NOT_BLESSED``.
 
     Example:
         >>> evaluator = Evaluator(examples=gen.outputs["examples"], model=trainer.outputs["model"],
@@ -112,6 +115,7 @@ class Evaluator(Component):
             blessed=validation["blessed"], checks=validation["checks"], model=model.id,
             baseline_model=baseline_model.id if baseline_model is not None else None,
         )  # fmt: skip
+        (Path(blessing.uri) / (BLESSED if validation["blessed"] else NOT_BLESSED)).touch()
         failed = [c for c in validation["checks"] if not c["passed"]]
         verdict = "blessed" if validation["blessed"] else f"not blessed: {len(failed)} threshold(s) failed"
         print(f"{overall.get('example_count')} examples, {len(result['slices'])} slices; {verdict}")

@@ -23,6 +23,9 @@ from conveyor.exceptions import ComponentError, ConveyorError, PipelineDefinitio
 
 MODEL_NAME = "candidate"
 LOG_FILE = "server.log"
+INFRA_BLESSED, INFRA_NOT_BLESSED = "INFRA_BLESSED", "INFRA_NOT_BLESSED"
+"""The verdict as a file of the blessing (TFX's marker): a step's cache key reads its inputs' files,
+not their properties, so a Pusher given a new verdict on the same model must not be taken from cache."""
 STOP_SECONDS = 10.0
 
 
@@ -51,7 +54,8 @@ class InfraValidator(Component):
     Outputs:
         blessing: properties ``blessed``, ``model`` (the id of the model judged), ``reason``
             (empty when blessed), ``requests`` (sent), ``latency_ms`` (the median request),
-            ``startup_seconds`` (start to ready); ``server.log`` holds the server's output.
+            ``startup_seconds`` (start to ready); ``server.log`` holds the server's output, and the
+            file ``INFRA_BLESSED`` or ``INFRA_NOT_BLESSED`` the verdict.
 
     Example:
         >>> infra = InfraValidator(model=trainer.outputs["model"], examples=gen.outputs["examples"])
@@ -104,6 +108,7 @@ class InfraValidator(Component):
             blessing.properties["reason"] = str(e)
         finally:
             stop_server(server)
+        (Path(blessing.uri) / (INFRA_BLESSED if blessing.properties["blessed"] else INFRA_NOT_BLESSED)).touch()
         verdict = "blessed" if blessing.properties["blessed"] else f"NOT blessed: {blessing.properties['reason']}"
         print(f"InfraValidator: {verdict}")
 

@@ -140,6 +140,27 @@ def test_a_worse_model_is_not_pushed_and_a_better_one_is(graph: Path, tmp_path: 
     assert accuracy(dest / "2") == accuracy(better_model.uri) > accuracy(dest / "1") == accuracy(first_model.uri)
 
 
+def test_a_new_verdict_on_the_same_model_is_acted_on_not_taken_from_cache(graph: Path, tmp_path: Path) -> None:
+    """The model is cached, the Evaluator runs again under a changed threshold: its verdict is new,
+    and so is the Pusher's step (a blessing's properties are not in a cache key, its files are)."""
+    dest = tmp_path / "serving"
+    pushed = []
+    for lower_bound in (0.99, 0.5, 0.99):  # not blessed, then blessed when the bar is lowered, then not again
+        examples, model = held_out(), trained(graph=str(graph))
+        config = EvalConfig(label_key="disputed", thresholds={"accuracy": Threshold(lower_bound=lower_bound)})
+        evaluator = Evaluator(examples=examples.outputs["examples"], model=model.outputs["model"], eval_config=config)
+        pusher = Pusher(
+            model=model.outputs["model"], model_blessing=evaluator.outputs["blessing"], push_destination=str(dest)
+        )
+        run = Pipeline("verdicts", [examples, model, evaluator, pusher], root=tmp_path / "root").run()
+        assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+        assert run.executions["trained"].status == "cached" or not pushed
+        outcome = run.executions["Pusher"].outputs["pushed_model"][0].properties
+        pushed.append((outcome["pushed"], outcome["pushed_version"]))
+    assert pushed == [(False, None), (True, 1), (False, None)]  # the last the first run's, from cache
+    assert versions(dest) == ["1"]
+
+
 @pytest.mark.parametrize(
     ("blessed", "infra", "pushed"),
     [(True, None, True), (True, True, True), (False, None, False), (True, False, False), (False, True, False)],
