@@ -7,6 +7,8 @@ the cache key and the store hold the whole configuration, and the executor gets 
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,10 +154,37 @@ def config_refusal(config: Any) -> str | None:
         isinstance(fairness.features, list | tuple) and all(isinstance(f, str) for f in fairness.features)
     ):
         return f"FairnessConfig.features is a list of feature names, as ['sex']; got {fairness.features!r}."
+    for name, threshold in config.thresholds.items():
+        if (why := threshold_refusal(threshold)) is not None:
+            return f"EvalConfig's threshold on {name!r}: {why}"
     sliced = list(dict.fromkeys(f for spec in config.specs() for f in spec))
     for name in config.bucket_boundaries:
         if name not in sliced:
             close = difflib.get_close_matches(str(name), sliced, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             return f"EvalConfig.bucket_boundaries names {name!r}, which no slicing spec or fairness feature slices by: they slice by {sliced}.{hint}"
+    return None
+
+
+_BOUNDS = ("lower_bound", "upper_bound", "change", "relative_change")
+
+
+def threshold_refusal(threshold: Any) -> str | None:
+    """Why a ``Threshold`` could never judge (None if it can): one no model could pass, or none
+    fail, would bless or refuse every model in silence."""
+    if not isinstance(threshold, Threshold):
+        return f"it is a {type(threshold).__name__}; give a Threshold(lower_bound=..., change=...)."
+    for bound in _BOUNDS:
+        value = getattr(threshold, bound)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+        ):
+            return f"{bound} is {value!r}; it must be a finite number (or None)."
+    if all(getattr(threshold, b) is None for b in _BOUNDS):
+        return f"it sets no bound, so it judges nothing; set one of {', '.join(_BOUNDS)}."
+    low, high = threshold.lower_bound, threshold.upper_bound
+    if low is not None and high is not None and low > high:
+        return f"lower_bound {low} is above upper_bound {high}, so no model can hold it; swap them."
+    if threshold.higher_is_better is not None and not isinstance(threshold.higher_is_better, bool):
+        return f"higher_is_better is {threshold.higher_is_better!r}; it must be True, False or None (the metric's own)."
     return None

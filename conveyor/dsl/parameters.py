@@ -3,9 +3,10 @@
 A parameter is a JSON value (``Parameter[int]``, ``Parameter[dict]``) or a config object, a
 dataclass or a pydantic model (``Parameter[EvalConfig]``). A config object becomes JSON by one
 rule, ``to_json``: a dataclass field by field (nested dataclasses, lists, tuples, dicts with
-string keys, enums by their value, paths as text, dates and times in ISO 8601, JSON scalars),
-a pydantic model by ``model_dump(mode="json")``, which writes paths and times so too. That JSON is what the cache key and the store hold, and the
-executor gets ``from_json`` of it: an object of the declared class, equal to the one written,
+string keys, enums by their value, paths as text, dates and times in ISO 8601, JSON scalars,
+NumPy numbers as Python's), a pydantic model by ``model_dump(mode="json")``, which writes paths
+and times so too. That JSON is what the cache key and the store hold, and the executor gets
+``from_json`` of it: an object of the declared class, equal to the one written,
 in whichever process runs the step. A value that would not come back so is refused when the
 pipeline is built, naming the parameter and the field.
 """
@@ -90,6 +91,8 @@ def to_json(value: Any, path: str = "") -> Any:
         return str(value)
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return to_json(value.item(), path)  # a NumPy number, np.mean(scores) as a bound: its Python value
     raise _Unserializable(path, value)
 
 
