@@ -125,6 +125,12 @@ def serve(
         **({"max_body_bytes": limit} if (limit := max_request_bytes or (config and config.max_request_bytes)) else {}),
     )
     server.bind()
+    if not token_file and not join_ports and not _loopback(host):  # a worker: its server warned
+        click.echo(
+            f"warning: serving on {host} with no token: anyone who reaches this machine can call the models; "
+            "give --auth-token-file FILE (or `auth: {token_file: FILE}` in the config).",
+            err=True,
+        )
     if unapplied:
         click.echo(f"note: {', '.join(unapplied)} in {config_file} is read but not applied yet.", err=True)
     _announce(server.registry)
@@ -143,6 +149,16 @@ def serve(
         click.echo("stopped.", err=True)
     finally:
         stop_workers(others)
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is reached only from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return host == "localhost"
 
 
 def _announce(registry: Any) -> None:

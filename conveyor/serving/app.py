@@ -3,7 +3,7 @@
 TF Serving's REST API (model status, metadata, predict, classify, regress, by name and optional
 version or label) and the Open Inference Protocol (KServe v2: health, server and model metadata,
 model readiness, infer; the codec is ``oip``); ``GET /openapi.json`` describes them all (``openapi``). Every error is ``{"error": "..."}`` with a 4xx for what
-the client can fix (400 bad input, 404 unknown model or version, 413 too large a body).
+the client can fix (400 bad input, 404 unknown model or version, 408 a body that stops coming, 413 too large a body).
 Predicting runs in a worker thread, so a long request does not hold the others up; with a
 ``batcher``, concurrent requests share model calls, and a full queue is a 503 with Retry-After.
 ``GET /metrics`` is Prometheus' text format (``metrics``).
@@ -36,10 +36,15 @@ from conveyor.serving.register import PredictionLog, RequestIds, request_id
 from conveyor.serving.registry import ModelRegistry, ServedVersion
 from conveyor.serving.split import sticky_value
 
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "READ_TIMEOUT_SECONDS", "create_app"]
 
 MAX_BODY_BYTES = 16 << 20
 """The largest request body read (principle 8: inputs are size-limited); larger gets 413."""
+
+READ_TIMEOUT_SECONDS = 30.0
+"""How long the server waits for the next part of a request body (and ``ModelServer`` for a
+request's head) before it gives up on it: a client that stops sending would otherwise hold its
+connection open for ever, and enough of them exhaust the server's file descriptors."""
 
 OFF_LOOP_BYTES = 64 << 10
 """Bodies from this size on are decoded in a worker thread, so that one large request (a
@@ -53,6 +58,10 @@ class BodyTooLargeError(InvalidInputError):
     status = 413
 
 
+class BodyTimeoutError(InvalidInputError):
+    status = 408
+
+
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 """The routes answered without a token, so that probes need none."""
 
@@ -61,13 +70,14 @@ def create_app(
     registry: ModelRegistry,
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
     prediction_log: PredictionLog | None = None,
     auth_token: str | None = None,
     batcher: Batcher | None = None,
     metrics: ServerMetrics | None = None,
 ) -> Starlette:
     """The ASGI app serving ``registry``'s models; run it with uvicorn, or through ``ModelServer``.
-    ``prediction_log`` records sampled predictions; ``auth_token`` is the bearer token asked for;
+    ``read_timeout`` is how long a body may pause (408 after); ``prediction_log`` records sampled predictions; ``auth_token`` is the bearer token asked for;
     ``batcher`` merges concurrent predictions (None: each runs alone); ``metrics`` is what
     ``/metrics`` shows (a registry of this app's own if None)."""
     metrics = metrics or ServerMetrics(registry)
@@ -109,21 +119,21 @@ def create_app(
 
     async def predict(request: Request) -> Response:
         sticky_key = registry.sticky_key(_model_of(request)[0])  # an unknown model is a 404 before its body is read
-        body = await _body(request, max_body_bytes)
+        body = await _body(request, max_body_bytes, read_timeout)
         rows, columnar = await _off_loop(lambda: tfserving.predict_rows(oip.read_json(body)), len(body))
         served, outputs = await answered(request, rows, len(body), sticky_key)
         return _tracked(request, served, tfserving.predict_answer(outputs, columnar))
 
     async def classify(request: Request) -> Response:
         sticky_key = registry.sticky_key(_model_of(request)[0])
-        body = await _body(request, max_body_bytes)
+        body = await _body(request, max_body_bytes, read_timeout)
         rows = await _off_loop(lambda: tfserving.example_rows(oip.read_json(body)), len(body))
         served, outputs = await answered(request, rows, len(body), sticky_key, "classify")
         return _tracked(request, served, tfserving.classify_answer(outputs, served.model))
 
     async def regress(request: Request) -> Response:
         sticky_key = registry.sticky_key(_model_of(request)[0])
-        body = await _body(request, max_body_bytes)
+        body = await _body(request, max_body_bytes, read_timeout)
         rows = await _off_loop(lambda: tfserving.example_rows(oip.read_json(body)), len(body))
         served, outputs = await answered(request, rows, len(body), sticky_key, "regress")
         return _tracked(request, served, tfserving.regress_answer(outputs))
@@ -151,7 +161,7 @@ def create_app(
     async def infer(request: Request) -> Response:
         name, version = _model_of(request)
         sticky_key = registry.sticky_key(name)  # an unknown model is a 404 before its body is read
-        body = await _body(request, max_body_bytes)
+        body = await _body(request, max_body_bytes, read_timeout)
 
         def decoded() -> tuple[oip.InferRequest, ServedVersion, Any]:
             asked = oip.read_rest_request(body, request.headers.get("inference-header-content-length"))
@@ -299,17 +309,27 @@ async def _off_loop(decode: Callable[[], T], size: int) -> T:
     return await run_in_threadpool(decode)
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The request's body, read no further than ``limit`` bytes."""
+async def _body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request's body, read no further than ``limit`` bytes, nor waited for more than ``timeout``
+    seconds between two parts of it (as nginx's ``client_body_timeout``)."""
     declared = request.headers.get("content-length", "")
     too_large = f"the request body is larger than the {limit} bytes this server reads; send fewer rows per request."
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(too_large)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLargeError(too_large)
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLargeError(too_large)
+                deadline.reschedule(asyncio.get_running_loop().time() + timeout)
+    except TimeoutError:
+        msg = (
+            f"the request body stopped arriving: nothing came for {timeout:g} s after {len(body)} bytes; "
+            "send the whole body its Content-Length announces."
+        )
+        raise BodyTimeoutError(msg) from None
     return bytes(body)
 
 
@@ -317,6 +337,8 @@ async def _serving_error(request: Request, exc: Exception) -> Response:
     """The error's status; a refusal to retry (``QueueFullError``, 503) says when in ``Retry-After``."""
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if isinstance(exc, BodyTimeoutError):  # the rest of that body may still come: it is no next request
+        headers = {"Connection": "close"}
     return _error(str(exc), getattr(exc, "status", 500), headers)
 
 

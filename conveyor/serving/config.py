@@ -206,15 +206,22 @@ def read_token(path: str | Path) -> str:
     """The bearer token in the file at ``path`` (kept out of the command line, where ``ps`` shows it).
 
     Raises:
-        ServingError: the file cannot be read or holds no token.
+        ServingError: the file cannot be read, holds no token, or one a header cannot carry.
     """
-    try:
-        token = Path(path).read_text(encoding="utf-8").strip()
+    try:  # utf-8-sig: the byte order mark an editor may write is no part of the token
+        token = Path(path).read_text(encoding="utf-8-sig").strip()
     except (OSError, UnicodeDecodeError) as e:
         msg = f"cannot read the token file {path}: {e}"
         raise ServingError(msg) from e
     if not token or any(c.isspace() for c in token):
         msg = f"the token file {path} must hold one token, with no spaces inside; it holds {'nothing' if not token else 'spaces'}."
+        raise ServingError(msg)
+    if not all("!" <= c <= "~" for c in token):  # else no client could send it, and every request were a 401
+        odd = next(c for c in token if not "!" <= c <= "~")
+        msg = (
+            f"the token file {path} holds {odd!r}, which an HTTP header or gRPC metadata cannot carry; "
+            "use printable ASCII only (e.g. `openssl rand -hex 32`)."
+        )
         raise ServingError(msg)
     return token
 

@@ -11,6 +11,7 @@ for it as a bearer token. SIGTERM, like SIGINT, stops it after the requests in f
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import signal
 import socket
@@ -24,7 +25,7 @@ from typing import Any
 import uvicorn
 
 from conveyor.exceptions import ServingError
-from conveyor.serving.app import MAX_BODY_BYTES, create_app
+from conveyor.serving.app import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS, create_app
 from conveyor.serving.batching import Batcher
 from conveyor.serving.config import (
     DEFAULT_POLL_SECONDS,
@@ -67,6 +68,8 @@ class ModelServer:
         grpc_port: the port of the Open Inference Protocol's gRPC service; 0 picks a free one
             (``.grpc_port`` tells which, once bound); None serves REST only.
         max_body_bytes: the largest request read: a REST body, or a gRPC message (either way).
+        read_timeout: how long a REST request's head may take to arrive, and its body may pause,
+            before the server gives up on it (408 for a body; a head's connection is closed).
         poll_seconds: how often each folder is rescanned for new versions, which are loaded in
             the background and swapped in; 0 never rescans.
         prediction_log: where and how often sampled predictions are written (``register``).
@@ -92,6 +95,7 @@ class ModelServer:
         rest_port: int = 8501,
         grpc_port: int | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         prediction_log: PredictionLogConfig | None = None,
         auth_token: str | None = None,
@@ -125,12 +129,14 @@ class ModelServer:
         self.app = create_app(
             self.registry,
             max_body_bytes=max_body_bytes,
+            read_timeout=read_timeout,
             prediction_log=self.prediction_log,
             auth_token=auth_token,
             batcher=self.batcher,
             metrics=self.metrics,
         )
         self._requested_port = rest_port
+        self._read_timeout = read_timeout
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -248,7 +254,7 @@ class ModelServer:
             # uvloop and httptools when installed (the serve extra installs them): one-row predict
             # p50 0.71 -> 0.52 ms, 1,900 -> 2,500 requests/s at concurrency 64 over asyncio and h11
             loop="auto",
-            http="auto",
+            http=_head_deadline(self._read_timeout),
             ssl_certfile=self.tls.cert_file if self.tls else None,
             ssl_keyfile=self.tls.key_file if self.tls else None,
         )
@@ -302,6 +308,47 @@ class ModelServer:
         if self._grpc is not None:
             self._grpc.stop(grace=5).wait()
         self._grpc = self.grpc_port = None
+
+
+def _head_deadline(timeout: float) -> type:
+    """uvicorn's HTTP protocol (httptools or h11, as ``http="auto"`` picks), closing a connection
+    whose request head has not arrived in full ``timeout`` seconds after the connection opened or
+    the next request began (nginx's ``client_header_timeout``). uvicorn waits for a head without
+    end, so connections that send nothing, or a byte now and then, would pile up until the
+    server's file descriptors ran out."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class HeadDeadline(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        deadline: asyncio.TimerHandle | None = None
+        awaited: Any = None  # the request in progress when the wait began: a new one means the head came
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._wait_for_head()
+
+        def data_received(self, data: bytes) -> None:
+            if self.deadline is None and (self.cycle is None or self.cycle.response_complete):
+                self._wait_for_head()  # between requests: these bytes begin the next one's head
+            super().data_received(data)
+            if self.deadline is not None and self.cycle is not self.awaited:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+            super().connection_lost(exc)
+
+        def _wait_for_head(self) -> None:
+            self.awaited = self.cycle
+            self.deadline = self.loop.call_later(timeout, self._head_late)
+
+        def _head_late(self) -> None:
+            self.deadline = None
+            if self.cycle is self.awaited and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadDeadline
 
 
 def _check_tls(tls: TlsConfig) -> None:
