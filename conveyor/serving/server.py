@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -315,38 +316,44 @@ def _head_deadline(timeout: float) -> type:
     whose request head has not arrived in full ``timeout`` seconds after the connection opened or
     the next request began (nginx's ``client_header_timeout``). uvicorn waits for a head without
     end, so connections that send nothing, or a byte now and then, would pile up until the
-    server's file descriptors ran out."""
+    server's file descriptors ran out. A request only notes when its wait began; one sweep of
+    the open connections a few times a ``timeout`` closes the late ones (a timer a request cost
+    a tenth of the throughput under concurrency).
+    """
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+    swept: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+    period = min(1.0, timeout / 4)
+
+    def sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        late = loop.time() - timeout
+        for conn in list(connections):
+            since = getattr(conn, "waiting_since", None)
+            if since is not None and since < late and conn.cycle is conn.awaited and not conn.transport.is_closing():
+                conn.transport.close()
+        loop.call_later(period, sweep, loop, connections)
+
     class HeadDeadline(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-        deadline: asyncio.TimerHandle | None = None
+        waiting_since: float | None = None  # when the wait for a head began; None once it came
         awaited: Any = None  # the request in progress when the wait began: a new one means the head came
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._wait_for_head()
+            if self.loop not in swept:
+                swept.add(self.loop)
+                self.loop.call_later(period, sweep, self.loop, self.connections)
 
         def data_received(self, data: bytes) -> None:
-            if self.deadline is None and (self.cycle is None or self.cycle.response_complete):
+            if self.waiting_since is None and (self.cycle is None or self.cycle.response_complete):
                 self._wait_for_head()  # between requests: these bytes begin the next one's head
             super().data_received(data)
-            if self.deadline is not None and self.cycle is not self.awaited:
-                self.deadline.cancel()
-                self.deadline = None
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self.deadline is not None:
-                self.deadline.cancel()
-            super().connection_lost(exc)
+            if self.waiting_since is not None and self.cycle is not self.awaited:
+                self.waiting_since = None
 
         def _wait_for_head(self) -> None:
             self.awaited = self.cycle
-            self.deadline = self.loop.call_later(timeout, self._head_late)
-
-        def _head_late(self) -> None:
-            self.deadline = None
-            if self.cycle is self.awaited and not self.transport.is_closing():
-                self.transport.close()
+            self.waiting_since = self.loop.time()
 
     return HeadDeadline
 
