@@ -210,15 +210,11 @@ def check_splits(
     here before anything is read or written: a misspelt split would otherwise be silently left
     in, or left out. ``what`` is who asks, as ``"StatisticsGen: exclude_splits"``.
     """
-    import difflib
-
     names = list(names)
-    for name in names:
-        if name not in held:
-            close = difflib.get_close_matches(str(name), [str(h) for h in held], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            msg = f"{what}={names} names the split {name!r}, which is not there: the splits are {list(held)}.{hint}"
-            raise error(msg)
+    if (unknown := _unknown(names, held)) is not None:
+        name, hint = unknown
+        msg = f"{what}={names} names the split {name!r}, which is not there: the splits are {list(held)}.{hint}"
+        raise error(msg)
 
 
 def check_columns(
@@ -235,14 +231,21 @@ def check_columns(
     columns) checks them here before the step's heavy work: a misspelt one would otherwise fail
     deep in it, or be silently left out. ``what`` is who asks, as ``"Evaluator: EvalConfig.label_key"``.
     """
+    if (unknown := _unknown(names, held)) is not None:
+        name, hint = unknown
+        msg = f"{what} names the column {name!r}, which is not in {where}: the columns are {list(held)}.{hint}"
+        raise error(msg)
+
+
+def _unknown(names: Iterable[Any], held: Sequence[str]) -> tuple[Any, str] | None:
+    """The first of ``names`` not in ``held``, with a " Did you mean ...?" of the closest held one ("" if none)."""
     import difflib
 
     for name in names:
         if name not in held:
             close = difflib.get_close_matches(str(name), [str(h) for h in held], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            msg = f"{what} names the column {name!r}, which is not in {where}: the columns are {list(held)}.{hint}"
-            raise error(msg)
+            return name, f" Did you mean {close[0]!r}?" if close else ""
+    return None
 
 
 def split_files(uri: str | Path, name: str) -> list[Path]:

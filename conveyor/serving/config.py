@@ -231,13 +231,18 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=@-]+")
 ``/``, ``?``, ``#``, ``%``, ``:`` (the verb's separator), space or control character."""
 
 
+def _in_a_url(segment: str) -> bool:
+    """Whether a request can name ``segment`` as one URL path segment (``.`` and ``..`` it cannot)."""
+    return bool(MODEL_NAME.fullmatch(segment)) and segment not in (".", "..")
+
+
 def check_model_name(name: str, where: str) -> None:
     """Refuse a name that requests could not reach.
 
     Raises:
         ServingError: the name holds a character a URL path segment cannot, or is ``.`` or ``..``.
     """
-    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
+    if not _in_a_url(name):
         msg = (
             f"{where} {name!r} cannot be served: requests name the model in the URL (/v1/models/NAME:predict), "
             "so give a name of letters, digits and - . _ ~ (no / ? # % : or spaces)."
@@ -251,7 +256,7 @@ def check_label(label: str, where: str) -> None:
     Raises:
         ServingError: the label holds a character a URL path segment cannot, or is ``.`` or ``..``.
     """
-    if not MODEL_NAME.fullmatch(label) or label in (".", ".."):
+    if not _in_a_url(label):
         msg = (
             f"{where} names the label {label!r}, which requests cannot reach: they name it in the URL "
             "(/v1/models/NAME/labels/LABEL:predict), so give a label of letters, digits and - . _ ~ "
