@@ -35,7 +35,7 @@ from conveyor.exceptions import ComponentError, ConveyorError, MetadataError
 from conveyor.metadata.records import FINISHED_WELL, ExecutionStatus
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration.local import new_run_id
-from conveyor.orchestration.root import bind_root
+from conveyor.orchestration.root import bind_root, check_new_store
 from conveyor.orchestration.step import run_step
 from conveyor.report.notebook import artifact_html
 
@@ -113,6 +113,7 @@ class InteractiveContext:
         self.beam_pipeline_args = recorded_as.beam_pipeline_args
         self.root = Path(recorded_as.root).resolve()
         self.enable_cache = enable_cache
+        check_new_store(self.root, recorded_as.metadata_url)
         self.store = MetadataStore(recorded_as.metadata_url)
         try:
             bind_root(self.root, self.store)

@@ -25,6 +25,10 @@ __all__ = [
 ]
 
 
+ROOT_MARKER = ".conveyor-store"
+"""The file in a pipeline root that names the store it belongs to (``conveyor.orchestration.root``)."""
+
+
 def __getattr__(name: str) -> Any:
     """``MetadataStore`` on first use: it loads SQLAlchemy, which ``conveyor runs`` can do without."""
     if name == "MetadataStore":
@@ -53,7 +57,14 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
             msg = f"No metadata store at {path} (metadata URL {url!r}): run a pipeline with it first, or check the path."
             raise MetadataError(msg)
         return url
-    db = os.path.join(os.fspath(root or os.environ.get("CONVEYOR_ROOT") or "./conveyor_root"), "metadata.sqlite")
+    folder = os.fspath(root or os.environ.get("CONVEYOR_ROOT") or "./conveyor_root")
+    db = os.path.join(folder, "metadata.sqlite")
+    if not os.path.isfile(db) and os.path.isfile(os.path.join(folder, ROOT_MARKER)):
+        msg = (
+            f"No metadata store at {db}, but the root {folder} was made with one ({ROOT_MARKER} names it): "
+            f"it was deleted or moved; put it back, or delete {folder} to start afresh."
+        )
+        raise MetadataError(msg)
     if not os.path.isfile(db):
         msg = f"No metadata store at {db}: run a pipeline first, or point to one with --root or --metadata (root= or metadata= in Python)."
         raise MetadataError(msg)

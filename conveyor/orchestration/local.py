@@ -31,7 +31,7 @@ from conveyor.metadata.database import sqlite_file
 from conveyor.metadata.records import FINISHED_WELL, ExecutionStatus, Run
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration import logs
-from conveyor.orchestration.root import bind_root
+from conveyor.orchestration.root import bind_root, check_new_store
 from conveyor.orchestration.step import Outcome, inputs_of, outputs_before, run_step
 
 PipelineRun = Run
@@ -86,6 +86,8 @@ class LocalRunner:
         last of them leaves.
         """
         selected = self.selection(pipeline, only, start_from)  # a misspelt step makes no store
+        if self.store is None:
+            check_new_store(pipeline.root.resolve(), pipeline.metadata_url)
         store = self.store or MetadataStore(pipeline.metadata_url)
         try:
             return _Run(self, pipeline, store).go(selected, trigger, run_id)

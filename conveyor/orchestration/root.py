@@ -16,37 +16,61 @@ import secrets
 from pathlib import Path
 
 from conveyor.exceptions import MetadataError
+from conveyor.metadata import ROOT_MARKER
 from conveyor.metadata.store import MetadataStore
 
-MARKER = ".conveyor-store"
+MARKER = ROOT_MARKER
 
 
 def check_root(root: str | Path, store: MetadataStore) -> bool:
     """Refuse a root bound to another store; True if the root is bound to ``store``, False if to none."""
+    bound = _bound(root)
+    if bound is None:
+        return False
+    if bound[0] == store.identity:
+        return True
+    raise MetadataError(_refusal(root, bound[1], store.display_url))
+
+
+def check_new_store(root: str | Path, url: str) -> None:
+    """Refuse, before it is made, a SQLite store whose file does not exist for a root bound to a store.
+
+    A new store is never the one a root was bound to: refused only after opening it, it would
+    leave a new, empty store file where the deleted one was.
+    """
+    from conveyor.metadata.database import safe_url, sqlite_file
+
+    path = sqlite_file(url)
+    if path is None or os.path.exists(path) or (bound := _bound(root)) is None:
+        return
+    raise MetadataError(_refusal(root, bound[1], safe_url(url)))
+
+
+def _bound(root: str | Path) -> tuple[str, str] | None:
+    """The identity and URL of the store ``root`` is bound to; None if it is bound to none."""
     marker = Path(root) / MARKER
     try:
         recorded = json.loads(marker.read_text(encoding="utf-8"))
-        bound_to, bound_url = recorded["store"], recorded.get("url", "?")
+        return recorded["store"], recorded.get("url", "?")
     except FileNotFoundError:
-        return False
+        return None
     except (OSError, ValueError, KeyError, TypeError) as e:
         msg = f"Cannot read {marker}, which names the metadata store the root belongs to ({e}); delete it to bind anew."
         raise MetadataError(msg) from e
-    if bound_to == store.identity:
-        return True
-    here = store.display_url
+
+
+def _refusal(root: str | Path, bound_url: str, here: str) -> str:
+    marker = Path(root) / MARKER
     if _place(bound_url) == _place(here):
-        msg = (
+        return (
             f"The metadata store at {here} is not the one the root {root} was made with (it was deleted or "
             f"replaced; {marker} names the old one), so their output folders would clash: use a new root "
             f"(--root), or delete {root} to start afresh."
         )
-    else:
-        msg = (
-            f"The root {root} belongs to the metadata store at {bound_url} ({marker}), not {here}: run with "
-            f"--metadata {bound_url}, or give this store a root of its own (--root)."
-        )
-    raise MetadataError(msg)
+    return (
+        f"The root {root} belongs to the metadata store at {bound_url} ({marker}), not {here}: run with "
+        f"--metadata {bound_url}, or give this store a root of its own (--root)."
+    )
 
 
 def _place(url: str) -> str:

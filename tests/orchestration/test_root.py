@@ -10,6 +10,7 @@ import pytest
 from conveyor import Output, Parameter, Pipeline, component
 from conveyor.artifacts import Examples
 from conveyor.exceptions import MetadataError
+from conveyor.interactive import InteractiveContext
 from conveyor.metadata import MetadataStore
 from conveyor.orchestration.gc import collect
 from conveyor.orchestration.root import MARKER
@@ -51,6 +52,7 @@ def test_a_root_whose_store_was_deleted_is_refused_with_what_to_do(tmp_path: Pat
     assert f"is not the one the root {root.resolve()} was made with" in message
     assert "use a new root (--root), or delete" in message
     assert sorted(p.name for p in (root / "rooted" / "produce" / "examples").iterdir()) == ["1"]
+    assert not list(root.glob("metadata.sqlite*")), "the refusal leaves no new, empty store behind"
 
 
 def test_the_cli_says_it_in_one_line(tmp_path: Path) -> None:
@@ -62,10 +64,12 @@ def test_the_cli_says_it_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in again.stderr
     [line] = again.stderr.strip().splitlines()
     assert line.startswith("error: The metadata store at sqlite:///") and "was deleted or replaced" in line
-    # gc names the same file another way (./conveyor_root/...): still the replaced store, not another one
-    gc = run_cli("gc", "--dry-run", cwd=tmp_path)
-    assert gc.returncode == 2
-    assert "was deleted or replaced" in gc.stderr and "run with --metadata" not in gc.stderr
+    assert not (tmp_path / "conveyor_root" / "metadata.sqlite").exists()
+    # the commands that read the store say it is gone, not "run a pipeline first"
+    for command in (["gc", "--dry-run"], ["runs"]):
+        read = run_cli(*command, cwd=tmp_path)
+        assert read.returncode == 2
+        assert "the root ./conveyor_root was made with one" in read.stderr and "deleted or moved" in read.stderr
 
 
 def test_a_root_used_with_one_store_is_refused_to_another(tmp_path: Path, db_url: str) -> None:
@@ -83,6 +87,10 @@ def test_a_root_used_with_one_store_is_refused_to_another(tmp_path: Path, db_url
         pipeline(url_root, other).run()
     assert f"belongs to the metadata store at {shown}" in str(e.value)
     assert f"run with --metadata {shown}, or give this store a root of its own" in str(e.value)
+    assert not (tmp_path / "other.sqlite").exists()
+    with pytest.raises(MetadataError, match="belongs to the metadata store"):
+        InteractiveContext(root=url_root, metadata=other)
+    assert not (tmp_path / "other.sqlite").exists()
     with MetadataStore(other) as store:
         assert store.runs() == []
         with pytest.raises(MetadataError, match="belongs to the metadata store"):
