@@ -260,7 +260,7 @@ def _plan(
         options = CsvOptions(delimiter or ("\t" if tsv else ","), encoding, tuple(null_values or ()))
         fmt = CsvInput(fs, options, on_type_mismatch)
     else:
-        fmt = TypedInput(kind, fs)
+        fmt = TypedInput(kind, fs, encoding=encoding)
         fmt.prepare(sources)
     first = next(iter(chosen.values()))
     where = f"pattern {pattern!r} under {input_base}" if input_splits is None else f"input_splits under {input_base}"

@@ -99,6 +99,13 @@ class TypedColumns:
     def write_schema(self) -> pa.Schema:
         if self.schema is None:  # no rows came: no columns, and ExampleGen says it read no rows
             return pa.schema([])
+        empty = next((f.name for f in self.schema if _holds_empty_object(f.type)), None)
+        if empty is not None:
+            msg = (
+                f"Column {empty!r} holds only empty objects ({{}}) where it holds an object (first file: {self.first}); "
+                f"Parquet cannot store an object without fields: remove the field from the input, or write null."
+            )
+            raise DataValidationError(msg)
         return pa.schema([(f.name, pa.string() if pa.types.is_null(f.type) else f.type) for f in self.schema])
 
     def cast(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -108,6 +115,15 @@ class TypedColumns:
             _cast(batch.column(f.name), f) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in target
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def _holds_empty_object(t: pa.DataType) -> bool:
+    """A struct without fields (JSON's ``{}``), at any depth: no Parquet type holds it."""
+    if pa.types.is_struct(t):
+        return t.num_fields == 0 or any(_holds_empty_object(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_map(t):
+        return _holds_empty_object(t.value_type if not pa.types.is_map(t) else t.item_type)
+    return False
 
 
 def _cast(array: pa.Array, field: pa.Field) -> pa.Array:

@@ -79,11 +79,12 @@ class CsvFile:
             head = self._first_row(head.removeprefix(_BOM) if self.options.encoding is None else head)
         try:
             reader = pcsv.open_csv(pa.BufferReader(head), self._read_options(len(head) + 1), self._parse_options(None))
-        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+        except (pa.ArrowInvalid, UnicodeError) as e:
             raise self._error(e) from None
         names = reader.schema.names
         reader.close()
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        named = [n for n in names if n.strip()]  # blank names are no duplicates: each gets its own below
+        dupes = sorted({n for n in named if named.count(n) > 1})
         if dupes:
             msg = f"{self.path}: the header names column {dupes[0]!r} more than once; give each column its own name."
             raise DataValidationError(msg)
@@ -160,7 +161,7 @@ class CsvFile:
         )
         try:
             table = pcsv.read_csv(pa.BufferReader(pa.py_buffer(data)), read, self._parse_options(handler), convert)
-        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+        except (pa.ArrowInvalid, UnicodeError) as e:
             raise self._error(e) from None
         kept = functools.cache(lambda: np.delete(lines(), skipped))
         offset = 0
@@ -185,7 +186,7 @@ class CsvFile:
                     data = decoder.decode(data, final=not data).encode("utf-8")
                 elif not data.isascii() or decoder.getstate()[0]:
                     decoder.decode(data, final=not data)  # checked here: a bad row's text must decode
-            except UnicodeDecodeError as e:
+            except UnicodeError as e:
                 raise self._error(e) from None
             _refuse_binary(self.path, data, offset)
             offset += len(data)
@@ -204,7 +205,7 @@ class CsvFile:
                     f"encoding, e.g. ExampleGen(..., encoding='latin-1')."
                 )
                 return DataValidationError(msg)
-        if isinstance(e, UnicodeDecodeError):
+        if isinstance(e, UnicodeError):
             msg = f"{self.path} cannot be decoded as {self.options.encoding}: {e}; declare the file's real encoding."
         else:
             msg = f"{self.path} cannot be read as CSV: {text}."

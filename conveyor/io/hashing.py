@@ -8,7 +8,7 @@ plain arithmetic on bytes and integers, written down here:
   zero-padded), hashed as the polynomial ``sum(w_i * P**i) mod 2**64`` mixed with its length;
 - an integer, and a float with an integral value, hash as the same int64 (so a column that
   widens from int to float keeps every row's hash); other floats hash by their IEEE bits;
-- lists hash their elements as a polynomial, structs and rows sum their fields' hashes keyed
+- lists (and maps, as lists of key-value structs) hash their elements as a polynomial, structs and rows sum their fields' hashes keyed
   by the field's name, so column order does not matter, and a null field adds nothing, so a
   missing column and a null one give the same hash;
 - every value then goes through the splitmix64 finaliser;
@@ -168,11 +168,11 @@ def hash_array(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_temporal(t):
         ints = pc.fill_null(arr.cast(pa.int64(), safe=False), 0).to_numpy(zero_copy_only=False)
         return _with_nulls(arr, _hash_ints(ints))
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _hash_lists(arr)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_map(t):
+        return _hash_lists(arr)  # a map is a list of its (key, value) entries, in the order written
     if pa.types.is_struct(t):
         fields = {t.field(i).name: arr.field(i) for i in range(t.num_fields)}
-        return _with_nulls(arr, combine(fields))
+        return _with_nulls(arr, combine(fields, len(arr)))
     msg = f"Cannot hash values of type {t} to split rows; name split_key columns of simpler types."
     raise ConveyorError(msg)
 
@@ -196,23 +196,22 @@ def _name_key(name: str) -> np.uint64:
     return hash_bytes(pa.array([name]))[0]
 
 
-def combine(columns: dict[str, pa.Array | pa.ChunkedArray]) -> np.ndarray:
-    """Hash of each row over the named columns; the order of the columns does not matter."""
-    total: np.ndarray | None = None
+def combine(columns: dict[str, pa.Array | pa.ChunkedArray], rows: int) -> np.ndarray:
+    """Hash of each of ``rows`` rows over the named columns; the order of the columns does not matter.
+
+    No columns (a JSON ``{}``) hash as columns that are all null, since a null adds nothing.
+    """
+    total = np.zeros(rows, _U)
     for name, col in columns.items():
         h = hash_array(col)
-        h = np.where(h == _NULL, _U(0), mix(h ^ _name_key(name)))  # null adds nothing: absent == null
-        total = h if total is None else total + h
-    if total is None:
-        msg = "No columns to hash."
-        raise ConveyorError(msg)
+        total += np.where(h == _NULL, _U(0), mix(h ^ _name_key(name)))  # null adds nothing: absent == null
     return mix(total)
 
 
 def hash_rows(batch: pa.RecordBatch, columns: list[str] | None = None) -> np.ndarray:
     """One uint64 per row over ``columns`` (default: all)."""
     names = columns if columns is not None else batch.schema.names
-    return combine({n: batch.column(n) for n in names})
+    return combine({n: batch.column(n) for n in names}, batch.num_rows)
 
 
 def hash_text_rows(batch: pa.RecordBatch, columns: list[str] | None = None) -> np.ndarray:

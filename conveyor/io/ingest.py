@@ -100,8 +100,9 @@ class CsvInput:
         self.first: tuple[str, list[str]] | None = None
         self.types: TextTypes | None = None
         self.empty: list[str] = []
-        self.unnamed: dict[str, list[int]] = {}
+        self.unnamed: dict[str, dict[int, str]] = {}  # path -> position of a blank name -> the name given
         self.one_column: dict[str, str] = {}  # path -> the delimiter its only column's name suggests
+        self.spaced: dict[str, str] = {}  # path -> a name of its header that begins or ends with whitespace
         self.said: list[str] = []
 
     def batches(self, source: Source, on_bad_row: BadRow) -> Iterator[tuple[pa.RecordBatch, Lines]]:
@@ -121,7 +122,10 @@ class CsvInput:
                 self.empty.append(source.path)
             return False
         if header.unnamed:
-            self.unnamed[source.path] = header.unnamed
+            self.unnamed[source.path] = {i: header.columns[i - 1] for i in header.unnamed}
+        spaced = [name for name in header.columns if name != name.strip()]
+        if spaced:
+            self.spaced[source.path] = spaced[0]
         if len(header.columns) == 1:
             other = max(";\t|,", key=header.columns[0].count)
             if other != self.options.delimiter and header.columns[0].count(other):
@@ -165,13 +169,20 @@ class CsvInput:
 
     def warnings(self) -> list[str]:
         found = [f"{path} is empty (0 bytes or blank lines only); skipped." for path in self.empty]
-        for path, positions in self.unnamed.items():
-            names = ", ".join(f"column {i} is called 'column_{i}'" for i in positions)
+        for path, given in self.unnamed.items():
+            names = ", ".join(f"column {i} is called {name!r}" for i, name in given.items())
             found.append(f"{path}: the header leaves a column without a name; {names}.")
         for path, other in self.one_column.items():
             found.append(
                 f"{path} reads as one column, but its header holds {other!r}: if that separates the fields, "
                 f"give ExampleGen(delimiter={other!r})."
+            )
+        for path, name in self.spaced.items():
+            found.append(
+                f"{path}: the header's column {name!r} begins or ends with whitespace, as in a file with a space "
+                f"after each delimiter (UCI's adult.data): names and text values keep it, a number with it reads "
+                f"as text, and null_values must match it ({' ?'!r} is not {'?'!r}). Remove the spaces from the "
+                f"file, or name the column with them."
             )
         return found + self.said + (self.types.warnings() if self.types is not None else [])
 
@@ -196,9 +207,17 @@ class CsvInput:
 class TypedInput:
     """Parquet, Avro, JSON Lines or a SQL query: typed at the source, unified by ``TypedColumns``."""
 
-    def __init__(self, kind: str, fs: Any = None, query: str | None = None, connection: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        fs: Any = None,
+        query: str | None = None,
+        connection: str | None = None,
+        encoding: str | None = None,
+    ) -> None:
         self.kind = kind
         self.fs = fs
+        self.encoding = encoding  # of JSON Lines text; Parquet and Avro say their own
         self.query = query
         self.connection = connection
         self.columns = TypedColumns()
@@ -232,7 +251,7 @@ class TypedInput:
         self, header: None, source: Source, on_bad_row: BadRow, warn: Warn
     ) -> Iterator[tuple[pa.RecordBatch, Lines]]:
         if self.kind == "jsonl":
-            return read_jsonl(self.fs, source.path, on_bad_row, on_warning=warn)
+            return read_jsonl(self.fs, source.path, on_bad_row, on_warning=warn, encoding=self.encoding)
         if self.kind == "parquet":
             found = read_parquet(self.fs, source.path)
         elif self.kind == "avro":

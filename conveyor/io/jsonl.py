@@ -25,6 +25,7 @@ is read on its own, types inferred over the chunk, and the caller unifies chunks
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -50,16 +51,21 @@ def read_jsonl(
     on_bad_row: BadRow,
     chunk_bytes: int | None = None,
     on_warning: Callable[[str], None] | None = None,
+    encoding: str | None = None,
 ) -> Iterator[tuple[pa.RecordBatch, Lines]]:
-    """The file's objects as record batches, one or more per chunk of lines, each with its rows' lines."""
+    """The file's objects as record batches, one or more per chunk of lines, each with its rows' lines.
+
+    ``encoding`` is the file's when it is not UTF-8 (``"latin-1"``): the text is read as UTF-8 from it.
+    """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     said: dict[tuple[str, str], str] = {}  # a warning of each kind for each column, once a file
     line = 1
     rest = b""
     empty = True
     with open_stream(fs, path) as f:
+        read = _as_utf8(f.read, path, encoding)
         while True:
-            data = f.read(chunk_bytes)
+            data = read(chunk_bytes)
             buf = rest + data
             cut = buf.rfind(b"\n") + 1 if data else len(buf)
             chunk, rest = buf[:cut], buf[cut:]
@@ -78,6 +84,26 @@ def read_jsonl(
                 break
     if empty and on_warning is not None:
         on_warning(f"{path} is empty (0 bytes or blank lines only); skipped.")
+
+
+def _as_utf8(read: Callable[[int], bytes], path: str, encoding: str | None) -> Callable[[int], bytes]:
+    """``read(n)`` of the file's text as UTF-8 bytes, transcoded from ``encoding``; b"" only at its end."""
+    if encoding is None or codecs.lookup(encoding).name == "utf-8":
+        return read
+    decoder = codecs.getincrementaldecoder(encoding)()
+
+    def transcoded(n: int) -> bytes:
+        while True:
+            raw = read(n)
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeError as e:  # UTF-16 without a byte-order mark is no UnicodeDecodeError
+                msg = f"{path} cannot be decoded as {encoding}: {e}; declare the file's real encoding."
+                raise DataValidationError(msg) from None
+            if text or not raw:
+                return text.encode("utf-8")
+
+    return transcoded
 
 
 def _slice(lines: Lines, start: int, stop: int) -> np.ndarray:
@@ -132,10 +158,10 @@ def _object_lines(chunk: bytes, first_line: int) -> np.ndarray:
 def _parse(chunk: bytes, path: str, first_line: int, on_bad_row: BadRow) -> tuple[pa.Table, Lines]:
     """The chunk's objects as a table, and the line of each of its rows; bad lines to ``on_bad_row``."""
     try:
-        table = _read(chunk)
+        table = _read(chunk) if _is_utf8(chunk) else None  # Arrow keeps bytes that are not UTF-8 unchecked
     except pa.ArrowInvalid:
-        pass
-    else:
+        table = None
+    if table is not None:
         lines = functools.cache(lambda: _object_lines(chunk, first_line))
         newlines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
         if table.num_rows == newlines or table.num_rows == len(lines()):  # else a line holds two objects
@@ -156,6 +182,16 @@ def _parse(chunk: bytes, path: str, first_line: int, on_bad_row: BadRow) -> tupl
         return _read(b"\n".join(raw for _, raw in good)), lines.view
     except pa.ArrowInvalid as e:
         raise DataValidationError(_type_change(good, path) or _unreadable(good, path, e)) from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _BeyondFloat(ValueError):
@@ -194,8 +230,11 @@ def _why_bad(raw: bytes) -> str | None:
         value = json.loads(raw, parse_float=_float, parse_int=_int, object_pairs_hook=_object)
     except _TwiceKey as e:
         return f"the key {e.args[0]!r} appears twice in one object; keep one of them"
-    except UnicodeDecodeError:
-        return "not UTF-8"
+    except UnicodeDecodeError as e:
+        return (
+            f"not UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1}; give ExampleGen the file's "
+            f"encoding (encoding='latin-1') or write it as UTF-8"
+        )
     except _BeyondFloat as e:
         number = str(e) if len(str(e)) <= 40 else str(e)[:37] + "..."
         return f"the number {number} is beyond the range of a float"
@@ -203,7 +242,20 @@ def _why_bad(raw: bytes) -> str | None:
         return f"not valid JSON: {e.msg} at column {e.colno}"
     except ValueError as e:  # an integer of more than 4300 digits
         return f"not readable JSON: {e}"
-    return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__}, not an object"
+    if b"\\u" in raw and _lone_surrogate(value):
+        return "a \\u escape writes half of a surrogate pair (\\ud800 to \\udfff alone), which is no character"
+    return None
+
+
+def _lone_surrogate(value: dict[str, Any]) -> bool:
+    """Python's JSON reads ``"\\ud800"`` into a string no UTF-8 holds; Arrow refuses it."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 _KINDS = ((bool, "a boolean"), ((int, float), "a number"), (str, "text"), (dict, "an object"), (list, "a list"))

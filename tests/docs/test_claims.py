@@ -103,3 +103,16 @@ def test_every_extra_named_exists() -> None:
     }
     assert len(named) > 10
     assert not [f"{page}: {extra}" for page, extra in named if extra not in extras]
+
+
+def test_the_evaluator_metrics_listed_are_those_of_each_task() -> None:
+    """docs/components.md lists the metric names by task: each list is the Evaluator's, whole."""
+    from conveyor.analysis.metrics import METRICS
+
+    text = " ".join((REPO / "docs" / "components.md").read_text(encoding="utf-8").split())
+    listed = re.search(r"The metrics by task: binary (.*?); multiclass (.*?); regression (.*?); each also (.*?)\. ", text)
+    assert listed is not None, "the sentence listing the metrics by task is gone"
+    names = [re.findall(r"`(\w+)`", group) for group in listed.groups()]
+    common = set(names[3])
+    for task, documented in zip(("binary", "multiclass", "regression"), names[:3], strict=True):
+        assert set(documented) | common == set(METRICS[task]), task

@@ -39,3 +39,15 @@ def test_a_recursive_type_is_an_error_naming_it(tmp_path: Path) -> None:
     write(tmp_path / "in" / "a.avro", [{"name": "v", "type": "int"}, node], [{"v": 1, "next": None}])
     with pytest.raises(DataValidationError, match="the Avro type 'r' holds itself"):
         gen(tmp_path, tmp_path / "in", splits={"all": 1})
+
+
+def test_a_map_field_is_read_and_split(tmp_path: Path) -> None:
+    fields = [{"name": "id", "type": "long"}, {"name": "tags", "type": {"type": "map", "values": "long"}}]
+    records = [{"id": i, "tags": {"k": i, "j": -i}} for i in range(50)]
+    write(tmp_path / "in" / "a.avro", fields, records)
+    ex = gen(tmp_path, tmp_path / "in")
+    assert sum(ex.properties["row_counts"].values()) == 50
+    with (tmp_path / "in" / "a.avro").open("rb") as f:
+        oracle = list(fastavro.reader(f))
+    got = sorted(table(ex).to_pylist(), key=lambda r: r["id"])
+    assert [{"id": r["id"], "tags": dict(r["tags"])} for r in got] == oracle

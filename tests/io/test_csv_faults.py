@@ -182,6 +182,20 @@ def test_a_column_without_a_name_is_named_for_its_position_and_said(tmp_path: Pa
     ]
 
 
+def test_several_columns_without_a_name_are_no_duplicates(tmp_path: Path) -> None:
+    """A spreadsheet export leaves blank header cells (``a,,,b``, or ``a,,column_2``): each is named, none is lost."""
+    path = write(tmp_path / "in" / "a.csv", "a,,,b,column_2\n1,2,3,4,5\n6,7,8,9,10\n")
+    ex = gen(tmp_path, tmp_path / "in")
+    got = table(ex)
+    assert got.column_names == ["a", "column_2_", "column_3", "b", "column_2"]
+    oracle = pd.read_csv(path)
+    assert sorted(tuple(r.values()) for r in got.to_pylist()) == sorted(map(tuple, oracle.to_numpy().tolist()))
+    assert ex.properties["warnings"] == [
+        f"{path}: the header leaves a column without a name; column 2 is called 'column_2_', "
+        f"column 3 is called 'column_3'."
+    ]
+
+
 # --- types decided by a few values -------------------------------------------------------
 
 
@@ -273,3 +287,12 @@ def test_a_utf16_file_reads_with_its_declared_encoding(tmp_path: Path) -> None:
     (tmp_path / "in" / "x.csv").write_bytes("a,b\n1,x\n2,y\n".encode("utf-16"))
     examples = gen(tmp_path, tmp_path / "in", encoding="utf-16")
     assert sum(examples.properties["row_counts"].values()) == 2
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_utf16_declared_for_a_file_without_its_byte_order_mark_names_the_file(tmp_path: Path, fmt: str) -> None:
+    """Python's UTF-16 decoder raises a bare UnicodeError here, no UnicodeDecodeError."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / f"x.{fmt}").write_bytes("a\n1\n".encode("utf-16-le") if fmt == "csv" else b'{"a": 1}\n')
+    with pytest.raises(DataValidationError, match=rf"x\.{fmt} cannot be decoded as utf-16: .*declare the file's real"):
+        gen(tmp_path, tmp_path / "in", encoding="utf-16")

@@ -171,3 +171,51 @@ def test_a_line_longer_than_a_read_block_is_read(tmp_path: Path) -> None:
     write(tmp_path / "in" / "a.jsonl", json.dumps({"a": "x" * (3 << 20)}) + '\n{"a": "y"}\n')
     ex = gen(tmp_path, tmp_path / "in", splits={"all": 1})
     assert [len(v) for v in table(ex).column("a").to_pylist()] == [3 << 20, 1]
+
+
+def test_a_line_that_is_not_utf8_is_quarantined_not_written_as_broken_text(tmp_path: Path) -> None:
+    """Arrow keeps such bytes in its strings unchecked: the Parquet written then fails every reader."""
+    rows = [json.dumps({"a": f"r{i}"}).encode() for i in range(40)]
+    rows.insert(10, b'{"a": "caf\xe9"}')
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+    ex = gen(tmp_path, tmp_path / "in", splits={"all": 1})
+    assert table(ex).column("a").to_pylist() == [f"r{i}" for i in range(40)]
+    assert [(q["line"], q["reason"]) for q in quarantined(ex)] == [
+        (
+            11,
+            "not UTF-8: byte 0xe9 at column 11; give ExampleGen the file's encoding (encoding='latin-1') or write it as UTF-8",
+        )
+    ]
+
+
+def test_a_declared_encoding_is_read(tmp_path: Path) -> None:
+    rows = [{"a": "café", "n": 1}, {"a": "Straße", "n": 2}]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1")
+    )
+    ex = gen(tmp_path, tmp_path / "in", splits={"all": 1}, encoding="latin-1")
+    assert table(ex).to_pylist() == rows
+
+
+def test_half_a_surrogate_pair_quarantines_its_line_only(tmp_path: Path) -> None:
+    """Python's json reads ``"\\ud800"``, Arrow refuses it: the line goes aside, not the whole file."""
+    rows = "".join(json.dumps({"a": f"r{i}"}) + "\n" for i in range(40))
+    write(tmp_path / "in" / "a.jsonl", rows + '{"a": "\\ud800"}\n')
+    ex = gen(tmp_path, tmp_path / "in", splits={"all": 1})
+    assert table(ex).num_rows == 40
+    assert [q["line"] for q in quarantined(ex)] == [41]
+    assert "half of a surrogate pair" in quarantined(ex)[0]["reason"]
+
+
+def test_a_field_that_is_always_an_empty_object_is_a_clear_error(tmp_path: Path) -> None:
+    write(tmp_path / "in" / "a.jsonl", '{"a": 1, "meta": {}}\n{"a": 2, "meta": {}}\n')
+    with pytest.raises(DataValidationError, match=r"Column 'meta' holds only empty objects \(\{\}\)"):
+        gen(tmp_path, tmp_path / "in")
+
+
+def test_an_empty_object_beside_objects_with_fields_is_read_as_theirs(tmp_path: Path) -> None:
+    write(tmp_path / "in" / "a.jsonl", '{"a": 1, "meta": {}}\n{"a": 2, "meta": {"x": 1}}\n')
+    ex = gen(tmp_path, tmp_path / "in", splits={"all": 1})
+    assert table(ex).to_pylist() == [{"a": 1, "meta": {"x": None}}, {"a": 2, "meta": {"x": 1}}]
