@@ -54,7 +54,7 @@ def _values(frame: pl.DataFrame, name: str, boundaries: Mapping[str, Sequence[fl
     if name not in frame.schema:
         close = difflib.get_close_matches(name, frame.columns, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        msg = f"Cannot slice by {name!r}: the examples have no such feature; features are {', '.join(frame.columns)}.{hint}"
+        msg = f"Cannot slice by {name!r}: the examples have no such feature; features are {frame.columns}.{hint}"
         raise DataValidationError(msg)
     dtype, column = frame.schema[name], pl.col(name)
     if name in boundaries:

@@ -21,6 +21,7 @@ is at most ``count``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -189,7 +190,10 @@ class StatisticsCombiner(Combiner):
         types = {name: feature_type(dtype) for name, dtype in df.schema.items()}
         for spec in self.slices:
             if unknown := [f for f in spec if f not in df.schema]:
-                msg = f"Cannot slice by {unknown[0]!r}: the examples have no such feature; features are {', '.join(df.columns)}."
+                close = difflib.get_close_matches(unknown[0], df.columns, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                # quoted names: a header's ' sex' must not read as 'sex'
+                msg = f"Cannot slice by {unknown[0]!r}: the examples have no such feature; features are {df.columns}.{hint}"
                 raise DataValidationError(msg)
         df = df.with_columns(_derived(types))  # once a batch, for every slicing
         for part, spec in zip(acc.parts, [[], *self.slices], strict=True):

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.data.statistics import StatisticsCombiner
+from conveyor.exceptions import DataValidationError
 from tests.datasets import DATA
 
 DATASETS = {
@@ -180,3 +181,10 @@ def test_the_whole_split_is_the_same_with_slices_or_without(workers: int) -> Non
         plain = compute(table, batch_rows=700, workers=workers)
         sliced = compute(table, batch_rows=700, workers=workers, slices=slices)
         assert {k: v for k, v in sliced.items() if k != "slices"} == {k: v for k, v in plain.items() if k != "slices"}
+
+
+def test_a_slice_by_a_name_the_header_spelt_with_a_space_quotes_the_names_and_suggests_it() -> None:
+    """A CSV with ', ' between fields has a column ' sex': the error listed it unquoted, as 'sex'."""
+    table = pa.table({"age": [39, 50], " sex": ["Male", "Female"]})
+    with pytest.raises(DataValidationError, match=r"features are \['age', ' sex'\]\. Did you mean ' sex'\?"):
+        compute(table, batch_rows=2, slices=[["sex"]])

@@ -217,3 +217,17 @@ def test_detecting_a_flavor_imports_no_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_an_estimator_trained_on_a_dense_matrix_scores_rows_of_a_sparse_graph(training: Any, tmp_path: Any) -> None:
+    """HistGradientBoosting refuses CSR, so run_fn trains on X.toarray(); the bundle's graph still
+    one-hots into CSR, which predict (the Evaluator, the server) handed it as is: a TypeError."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    folder, x, y = training("multiclass", True)
+    model = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x.toarray(), y)
+    rows = graphs.requests()
+    got = load_model(save(model, path=tmp_path / "bundle", transform_graph=folder, label="segment")).predict(rows)
+    graph = load(folder)
+    matrix, _ = to_matrix(graph.apply(rows), graph.describe(), "segment")
+    np.testing.assert_array_equal(got["probabilities"], model.predict_proba(matrix.toarray()))

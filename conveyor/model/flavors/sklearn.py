@@ -91,6 +91,8 @@ def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) 
 
 
 def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | None = None) -> Any:
+    if hasattr(matrix, "toarray") and not _takes_sparse(native):
+        matrix = matrix.toarray()  # trained on X.toarray(): a one-hot graph still hands over CSR
     try:
         if task == "regression":
             return np.asarray(native.predict(matrix), dtype=np.float64)
@@ -104,6 +106,17 @@ def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | No
             "values in preprocessing_fn (ct.fill_missing), or send every feature."
         )
         raise InvalidInputError(msg) from e
+
+
+def _takes_sparse(native: Any) -> bool:
+    """Whether the estimator takes a SciPy sparse matrix, by its tags (scikit-learn 1.6 on); without tags
+    (an older scikit-learn, the linear form's NumPy model) it is given the matrix as before.
+    """
+    if not hasattr(native, "__sklearn_tags__"):
+        return True
+    from sklearn.utils import get_tags
+
+    return bool(get_tags(native).input_tags.sparse)
 
 
 def _reproducible(data: bytes) -> bytes:
