@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.exceptions import ArtifactError
-from conveyor.report.page import HUES, asset, escape, format_number, page
+from conveyor.report.page import HUES, asset, escape, format_apart, format_number, page
 
 METRICS_FILE = "metrics.json"
 EXPLANATIONS_FILE = "explanations.json"
@@ -114,9 +114,9 @@ def _validation(validation: Any) -> str:
         return '<section id="validation"><h2>Validation</h2><p class="muted">No threshold was set: blessed by default.</p></section>'
     rows = "".join(
         f'<tr class="{"" if c.get("passed") else "error"}"><td class="l">{escape(c.get("metric", "-"))}</td>'
-        f'<td class="l">{escape(c.get("kind", "-"))}</td><td>{format_number(c.get("threshold"))}</td>'
-        f"<td>{format_number(c.get('value'))}</td><td>{format_number(c.get('baseline'))}</td>"
-        f'<td class="l">{_HELD if c.get("passed") else _FAILED}</td></tr>'
+        f'<td class="l">{escape(c.get("kind", "-"))}</td>'
+        + "".join(f"<td>{n}</td>" for n in format_apart([c.get(k) for k in ("threshold", "value", "baseline")]))
+        + f'<td class="l">{_HELD if c.get("passed") else _FAILED}</td></tr>'
         for c in checks
         if isinstance(c, dict)
     )

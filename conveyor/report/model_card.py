@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from conveyor.privacy import describe
-from conveyor.report.page import escape, format_number, page
+from conveyor.report.page import escape, format_apart, format_number, page
 
 CONSIDERATIONS = (
     ("overview", "Overview"),
@@ -110,8 +110,8 @@ def _sections(card: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
         out.append((
             f"Validation ({verdict}, blessing {blessing.get('id', '-')})",
             ["metric", "threshold", "bound", "value", "baseline", "held"],
-            [[str(c.get("metric")), str(c.get("kind")), _number(c.get("threshold")), _number(c.get("value")),
-              _number(c.get("baseline")), "yes" if c.get("passed") else "no"]
+            [[str(c.get("metric")), str(c.get("kind")), *_apart([c.get("threshold"), c.get("value"), c.get("baseline")]),
+              "yes" if c.get("passed") else "no"]
              for c in blessing.get("checks") or [] if isinstance(c, dict)],
         ))  # fmt: skip
     else:
@@ -135,6 +135,12 @@ def _privacy(record: Any) -> str:
 
 def _number(v: Any) -> str:
     return format_number(v) if isinstance(v, int | float) and not isinstance(v, bool) else _text(v)
+
+
+def _apart(values: list[Any]) -> list[str]:
+    """A check's bound, value and baseline, with the digits that tell them apart (``format_apart``)."""
+    return [n if isinstance(v, int | float) and not isinstance(v, bool) else _text(v)
+            for v, n in zip(values, format_apart(values), strict=True)]  # fmt: skip
 
 
 def _spans(data: dict[str, Any]) -> str:

@@ -41,7 +41,35 @@ def format_number(v: Any, grouped_from: float = 1_000) -> str:
         return f"{v:.3g}"
     if v == int(v) or abs(v) >= 999.5:
         return f"{round(v):,}" if abs(round(v)) >= grouped_from else str(round(v))
-    return f"{v:.3g}"
+    return _below(v, 1) if abs(v) < 1 else f"{v:.3g}"
+
+
+def _below(v: float, bound: float) -> str:
+    """``v`` in 3 significant digits, or as many more as keep it below ``bound``: an AUC of 0.9996 is no perfect 1."""
+    for digits in range(3, 17):
+        shown = f"{v:.{digits}g}"
+        if abs(float(shown)) < bound:
+            break
+    return shown
+
+
+def format_apart(values: list[Any]) -> list[str]:
+    """Numbers a reader compares, as ``format_number`` shows them, with more digits where two that differ would read alike.
+
+    A failed check must not read "bound 0.801, value 0.801": 0.8006 against 0.8014 needs four digits.
+    """
+    shown = [format_number(v) for v in values]
+    at = [i for i, v in enumerate(values) if _finite(v)]
+    for digits in range(4, 18):
+        if len({shown[i] for i in at}) == len({values[i] for i in at}):
+            break
+        for i in at:
+            shown[i] = f"{values[i]:.{digits}g}"
+    return shown
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def format_value(v: Any) -> str:
@@ -50,12 +78,19 @@ def format_value(v: Any) -> str:
 
 
 def format_share(part: Any, whole: Any) -> str:
+    """A percentage in 3 significant digits that reads 0% or 100% only when it is: 9,996 of 10,000 is 99.96%."""
     if not isinstance(part, int | float) or not isinstance(whole, int | float) or not whole:
         return "-"
     frac = part / whole
+    if not math.isfinite(frac):
+        return "-"
     if frac == 0:
         return "0%"
-    return "<0.01%" if frac < 1e-4 else f"{100 * frac:.3g}%"
+    if 0 < frac < 1e-4:
+        return "<0.01%"
+    if 1 - 1e-4 < frac < 1:
+        return ">99.99%"
+    return f"{_below(100 * frac, 100) if frac < 1 else f'{100 * frac:.3g}'}%"
 
 
 def page(title: str, body: str, script: str = "") -> str:

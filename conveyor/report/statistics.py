@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from conveyor._internal import slice_names
 from conveyor.artifacts import SPLIT_PREFIX, ExampleAnomalies, ExampleStatistics, split_dir, split_names
 from conveyor.exceptions import ArtifactError
 from conveyor.report.page import HUES, asset, cut, escape, format_number, format_share, format_value, page
@@ -28,6 +29,7 @@ from conveyor.report.page import HUES, asset, cut, escape, format_number, format
 SEVERITIES = {"error": 2, "warning": 1, "info": 0}
 TOP_SHOWN = 8
 SLICE_VALUE_CHARS = 40
+SLICES_SHOWN = 100  # per slicing, the largest: a slicing on an id would make a page no browser opens
 NAME_CHARS = 120  # a longer feature name is cut where it is shown, whole in its tooltip
 BINS = 10
 SVG_W, SVG_H = 260, 56
@@ -469,70 +471,98 @@ def _bar(label: str, colour: str, share: float | None, widest: float) -> str:
     return f'<i style="width:{width:.1f}%;background:{colour}" title="{escape(label)}: {format_share(share, 1)}"></i>'
 
 
-def _slicings(splits: list[Split], names: list[str]) -> dict[str, list[str]]:
-    """Slice names of every split, grouped by the features they slice on (``"state=CA"`` under ``state``)."""
+def _slicings(splits: list[Split]) -> dict[tuple[str, ...], list[str]]:
+    """Slice names of every split, grouped by the features they slice on (``"state=CA"`` under ``("state",)``).
+
+    Names are read by the rule that wrote them, so a feature or value holding ``=`` or ``,``
+    stays whole; a name that rule cannot read (another version's) is grouped by its first part.
+    """
     found = list(dict.fromkeys(n for _, _, s in splits for n in (s.get("slices") or {}) if isinstance(n, str)))
-    groups: dict[str, list[str]] = {}
+    groups: dict[tuple[str, ...], list[str]] = {}
     for name in found:
-        on = [f for f in names if name.startswith(f"{f}=") or f",{f}=" in name] or [name.partition("=")[0]]
-        groups.setdefault(",".join(sorted(on, key=lambda f: name.find(f"{f}="))), []).append(name)
+        try:
+            on = tuple(feature for feature, _ in slice_names.parse(name))
+        except ValueError:
+            on = (name.partition("=")[0],)
+        groups.setdefault(on, []).append(name)
     return groups
+
+
+def _slice_label(name: str, on: tuple[str, ...]) -> str:
+    """A slice's row heading: the value alone for one feature (unescaped; a null or "" muted), else the name as written."""
+    if len(on) != 1:
+        return escape(name)
+    try:
+        [(_, value)] = slice_names.parse(name)
+    except ValueError:
+        return escape(name.partition("=")[2])
+    if value is None or value == "":
+        return f'<span class="muted">{"(empty)" if value == "" else slice_names.MISSING}</span>'
+    return escape(value)
 
 
 def _slices_section(splits: list[Split], names: list[str]) -> str:
     """A table per slicing: each slice's examples in every split, and one feature's key numbers (a select picks it).
 
     Every feature's cells are written and all but the picked one hidden, so the page needs no
-    data of its own and reads without the script (the first feature shows).
+    data of its own and reads without the script (the first feature shows). A slicing on a
+    feature of many values shows its ``SLICES_SHOWN`` largest slices, so the page stays one a
+    browser opens; statistics.json holds them all.
     """
-    groups = _slicings(splits, names)
+    groups = _slicings(splits)
     if not groups:
         return ""
+    per_split = [
+        (label, s, {n: (v, _features(v)) for n, v in (s.get("slices") or {}).items() if isinstance(v, dict)})
+        for label, _, s in splits
+    ]  # each slice's statistics and its features, read once
     parts = []
-    for i, (on, slice_names) in enumerate(groups.items()):
-        per_split = [
-            (label, colour, s, {n: v for n, v in (s.get("slices") or {}).items() if isinstance(v, dict)})
-            for label, colour, s in splits
-        ]
+    for i, (on, members) in enumerate(groups.items()):
         size = {
-            n: sum(_count(found.get(n, {}).get("num_examples")) for _, _, _, found in per_split) for n in slice_names
+            n: sum(_count(found[n][0].get("num_examples")) for _, _, found in per_split if n in found) for n in members
         }
-        ordered = sorted(slice_names, key=lambda n: (-size[n], n))
-        shown = [n for n in names if any(n in _features(v) for _, _, _, f in per_split for v in f.values())]
-        head = "".join(f"<th>{escape(label)}</th><th>share</th>" for label, _, _, _ in per_split)
+        ordered = sorted(members, key=lambda n: (-size[n], n))
+        present = {f for _, _, found in per_split for n in members if n in found for f in found[n][1]}
+        shown = [n for n in names if n in present]
+        head = "".join(f"<th>{escape(label)}</th><th>share</th>" for label, _, _ in per_split)
         picker = "".join(f'<option value="{j}">{escape(cut(n, NAME_CHARS))}</option>' for j, n in enumerate(shown))
         rows = []
-        for n in ordered:
-            label = n.removeprefix(f"{on}=") if "," not in on else n
+        for n in ordered[:SLICES_SHOWN]:
+            read = [found.get(n, ({}, {})) for _, _, found in per_split]
             counts = "".join(
-                f"<td>{format_number(found.get(n, {}).get('num_examples'))}</td>"
-                f"<td>{format_share(found.get(n, {}).get('num_examples'), s.get('num_examples'))}</td>"
-                for _, _, s, found in per_split
+                f"<td>{format_number(part.get('num_examples'))}</td>"
+                f"<td>{format_share(part.get('num_examples'), s.get('num_examples'))}</td>"
+                for (_, s, _), (part, _) in zip(per_split, read, strict=True)
             )
             stats = "".join(
                 f'<td class="l sf" data-f="{j}"{"" if j == 0 else " hidden"}>'
-                + "".join(_slice_stats(found.get(n, {}), f) for _, _, _, found in per_split)
+                + "".join(_slice_stats(part, features.get(f)) for part, features in read)
                 + "</td>"
                 for j, f in enumerate(shown)
             )
-            rows.append(f'<tr><th class="l">{escape(label)}</th>{counts}{stats}</tr>')
+            rows.append(f'<tr><th class="l">{_slice_label(n, on)}</th>{counts}{stats}</tr>')
+        title = ",".join(on)
+        count = (
+            f"{len(ordered)} slices"
+            if len(ordered) <= SLICES_SHOWN
+            else f"the {SLICES_SHOWN} largest of {format_number(len(ordered))} slices (statistics.json holds them all)"
+        )
         parts.append(
-            f"<details open><summary>by <b>{escape(on)}</b>: {len(ordered)} slices</summary>"
+            f"<details open><summary>by <b>{escape(title)}</b>: {count}</summary>"
             f'<label class="muted">feature <select class="slice-pick" data-table="s{i}">{picker}</select></label>'
-            f'<table class="slices" id="s{i}"><thead><tr><th class="l">{escape(on)}</th>{head}'
+            f'<table class="slices" id="s{i}"><thead><tr><th class="l">{escape(title)}</th>{head}'
             f'<th class="l">the feature in each split: top value and share, or mean and median</th></tr></thead><tbody>{"".join(rows)}</tbody></table></details>'
         )
     total = sum(len(v) for v in groups.values())
-    return f'<section id="slices"><h2>Slices <span class="muted">({total})</span></h2>{"".join(parts)}</section>'
+    return f'<section id="slices"><h2>Slices <span class="muted">({format_number(total)})</span></h2>{"".join(parts)}</section>'
 
 
 def _count(v: Any) -> float:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
 
 
-def _slice_stats(part: dict[str, Any], feature: str) -> str:
-    """One split's key numbers of a feature in a slice (``part``, that slice's statistics), on one line."""
-    f = _features(part).get(feature)
+def _slice_stats(part: dict[str, Any], f: dict[str, Any] | None) -> str:
+    """One split's key numbers of a feature (``f``) in a slice (``part``, that slice's statistics), on one line."""
     if not f:
         return "<div>-</div>"
     missing = f"missing {format_share(f.get('missing'), part.get('num_examples'))}" if f.get("missing") else ""

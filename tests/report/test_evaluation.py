@@ -67,6 +67,20 @@ def test_the_verdict_and_every_check_are_shown(doc: Node) -> None:
     assert [tr.all("td")[-1].text() for tr in checks] == ["failed", "held"]
 
 
+def test_a_check_that_failed_by_a_hair_shows_a_value_apart_from_its_bound() -> None:
+    """An AUC 0.0003 under its lower bound read "bound 0.97, value 0.97, failed"."""
+    frame = rows()
+    auc = roc_auc_score(frame["label"].to_numpy(), scores(frame, 0.4))
+    result = evaluation(frame)
+    config = EvalConfig(label_key="label", thresholds={"auc": Threshold(lower_bound=auc + 0.0003)})
+    result["validation"] = validate(result, config)
+    [check] = section(parse(evaluation_html(result, "t")), "validation").all("tr")[1:]
+    metric, _, bound, value, _, verdict = (td.text() for td in check.all("td"))
+    assert (metric, verdict) == ("auc", "failed")
+    assert float(bound) > float(value), (bound, value)
+    assert abs(float(value) - auc) < 5e-4
+
+
 def test_metrics_by_slice_are_the_oracles_numbers(doc: Node) -> None:
     frame = rows()
     table = {tr.attrs["data-slice"]: tr for tr in section(doc, "slices").all("tr") if "data-slice" in tr.attrs}

@@ -25,6 +25,15 @@ def test_a_private_model_card_states_its_guarantee() -> None:
     assert "privacy" not in model_card_markdown({"model": {"id": 4}})
 
 
+def test_a_check_that_failed_by_a_hair_shows_a_value_apart_from_its_bound() -> None:
+    checks = [{"metric": "auc", "kind": "lower_bound", "threshold": 0.8, "value": 0.7996, "passed": False},
+              {"metric": "accuracy", "kind": "change", "threshold": 0.0, "value": 0.8006, "baseline": 0.8014,
+               "passed": False}]  # fmt: skip
+    card = model_card_markdown({"blessing": {"id": 9, "blessed": False, "checks": checks}})
+    assert "| auc | lower_bound | 0.8 | 0.7996 | - | no |" in card
+    assert "| accuracy | change | 0 | 0.8006 | 0.8014 | no |" in card
+
+
 @component
 def failed_training(model: Output[Model]) -> None:
     msg = "no data."

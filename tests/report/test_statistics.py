@@ -253,6 +253,8 @@ def test_missing_and_unknown_keys_render_as_dashes() -> None:
         (189745.23, "189,745", "189,745"),
         (999.7, "1,000", "1000"),
         (0.012345, "0.0123", "0.0123"),
+        (0.9996, "0.9996", "0.9996"),  # no perfect 1
+        (-0.99951, "-0.9995", "-0.9995"),
         (0.00001234, "1.23e-05", "1.23e-05"),
         (-4.5, "-4.5", "-4.5"),
         (True, "True", "True"),
@@ -271,11 +273,19 @@ def test_shares() -> None:
         format_share(1, 100_000),
         format_share(5, 0),
         format_share(None, 3),
+        format_share(9_996, 10_000),
+        format_share(99_996, 100_000),
+        format_share(10_000, 10_000),
+        format_share(float("nan"), 3),
     ] == [
         "0%",
         "33.3%",
         "<0.01%",
         "-",
+        "-",
+        "99.96%",  # 4 rows of 10,000 missing is not "100%" present
+        ">99.99%",
+        "100%",
         "-",
     ]
 
@@ -380,3 +390,31 @@ def test_a_very_long_feature_name_is_cut_where_shown_and_whole_in_its_tooltip() 
     assert len(shown.text()) == 120 and shown.text().endswith("…")
     link = doc.all("table", "anomalies")[0].all("a")[0]
     assert link.attrs["title"] == name and len(link.text()) == 120
+
+
+def _slice_tables(stats: dict[str, dict]) -> dict[str, tuple[str, list[str]]]:
+    """Each slicing's heading, its summary line and its rows' headings, as the page shows them."""
+    section = next(s for s in parse(statistics_html(stats, "t")).all("section") if s.attrs.get("id") == "slices")
+    return {
+        d.all("table")[0].all("th")[0].text(): (d.all("summary")[0].text(), [r.all("th")[0].text() for r in d.all("tbody")[0].all("tr")])
+        for d in section.all("details")
+    }  # fmt: skip
+
+
+def test_slices_of_names_and_values_holding_commas_and_equals_read_as_the_data() -> None:
+    table = pa.table({"a=b": ["x", "y=z", None, "(missing)", ""], "plan, tier": ["p,1", "p,1", "q", "q", "q"]})
+    c = StatisticsCombiner([["a=b"], ["plan, tier"], ["a=b", "plan, tier"]])
+    tables = _slice_tables({"train": c.extract(c.add_batch(c.create(), table))})
+    assert set(tables) == {"a=b", "plan, tier", "a=b,plan, tier"}
+    assert sorted(tables["a=b"][1]) == ["(empty)", "(missing)", "(missing)", "x", "y=z"]  # a null, and the text
+    assert sorted(tables["plan, tier"][1]) == ["p,1", "q"]
+    assert len(tables["a=b,plan, tier"][1]) == 5
+
+
+def test_a_slicing_on_an_id_shows_its_largest_slices_and_says_how_many_there_are() -> None:
+    ids = [f"user-{i}" for i in range(3_000)] + ["user-7"] * 5
+    table = pa.table({"user": ids, "x": [float(i) for i in range(len(ids))]})
+    c = StatisticsCombiner([["user"]])
+    summary, shown = _slice_tables({"train": c.extract(c.add_batch(c.create(), table))})["user"]
+    assert len(shown) == 100 and shown[0] == "user-7"
+    assert "100 largest of 3,000 slices" in summary
