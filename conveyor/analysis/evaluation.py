@@ -451,7 +451,9 @@ def _rows(part: list[tuple[Path, int]]) -> int:
 def validate(result: Mapping[str, Any], config: EvalConfig) -> dict[str, Any]:
     """Every threshold of the config judged on the whole set: its value, the baseline's, and whether it held.
 
-    With no baseline (the first model) only the value bounds are judged.
+    With no baseline (the first model) only the value bounds are judged. With no threshold at
+    all nothing is: the model is not blessed, as in TFX, so that a forgotten threshold never
+    pushes a model.
     """
     overall = result["slices"][0]
     baseline = overall.get(BASELINE, {}).get("metrics")
@@ -468,7 +470,7 @@ def validate(result: Mapping[str, Any], config: EvalConfig) -> dict[str, Any]:
                 passed = _holds(kind, value, base, bound, higher)
                 checks.append({"metric": name, "kind": kind, "threshold": bound, "value": value, "baseline": base,
                                "higher_is_better": higher, "passed": passed})  # fmt: skip
-    return {"blessed": all(c["passed"] for c in checks), "checks": checks}
+    return {"blessed": bool(config.thresholds) and all(c["passed"] for c in checks), "checks": checks}
 
 
 def _holds(kind: str, value: float | None, base: float | None, bound: float, higher_is_better: bool) -> bool:

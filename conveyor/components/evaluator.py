@@ -42,7 +42,8 @@ class Evaluator(Component):
 
     The model is blessed when every threshold of ``eval_config.thresholds`` holds on the whole
     set: value bounds always, change thresholds against ``baseline_model`` when one is given
-    (the first model, with none, is judged on value bounds alone).
+    (the first model, with none, is judged on value bounds alone). With no thresholds it is not
+    blessed (TFX's rule: a forgotten threshold must not push a model).
 
     Args:
         examples: raw examples (ExampleGen's), not transformed ones: the bundle transforms them.
@@ -117,7 +118,11 @@ class Evaluator(Component):
         )  # fmt: skip
         (Path(blessing.uri) / (BLESSED if validation["blessed"] else NOT_BLESSED)).touch()
         failed = [c for c in validation["checks"] if not c["passed"]]
-        verdict = "blessed" if validation["blessed"] else f"not blessed: {len(failed)} threshold(s) failed"
+        verdict = (
+            "blessed" if validation["blessed"]
+            else f"not blessed: {len(failed)} threshold(s) failed" if eval_config.thresholds
+            else "not blessed: EvalConfig sets no thresholds, and a model is blessed only when it meets them"
+        )  # fmt: skip
         print(f"{overall.get('example_count')} examples, {len(result['slices'])} slices; {verdict}")
         for c in failed:
             print(f"  {c['metric']} {c['kind']} {c['threshold']}: value {c['value']}, baseline {c['baseline']}")

@@ -111,7 +111,7 @@ def _header(title: str, metrics: Mapping[str, Any], overall: Mapping[str, Any], 
 def _validation(validation: Any) -> str:
     checks = validation.get("checks") if isinstance(validation, dict) else None
     if not checks:
-        return '<section id="validation"><h2>Validation</h2><p class="muted">No threshold was set: blessed by default.</p></section>'
+        return '<section id="validation"><h2>Validation</h2><p class="muted">No threshold was set: not blessed, as a model is blessed only when it meets thresholds.</p></section>'
     rows = "".join(
         f'<tr class="{"" if c.get("passed") else "error"}"><td class="l">{escape(c.get("metric", "-"))}</td>'
         f'<td class="l">{escape(c.get("kind", "-"))}</td>'

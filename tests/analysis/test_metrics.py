@@ -189,3 +189,13 @@ def test_models_whose_classes_are_in_another_order_are_compared_class_by_class()
     support = np.bincount(frame["species"].to_numpy(), minlength=3)
     assert [got["baseline"]["metrics"]["per_class"][str(k)]["support"] for k in range(3)] == support.tolist()
     assert got["baseline"]["metrics"]["accuracy"] == got["metrics"]["accuracy"]
+
+
+def test_no_threshold_blesses_no_model_but_a_first_model_is_rubber_stamped_on_change_alone() -> None:
+    """TFX's rule: a forgotten threshold never blesses (so never pushes) a model; with thresholds that
+    only compare to a baseline, the first model, which has none, is blessed."""
+    frame, informed = examples(), Scorer(binary, "binary", [0, 1])
+    bare = EvalConfig("label")
+    assert validate(evaluate(frame, bare, {"candidate": informed}), bare) == {"blessed": False, "checks": []}
+    change_only = EvalConfig("label", thresholds={"auc": Threshold(change=0.0)})
+    assert validate(evaluate(frame, change_only, {"candidate": informed}), change_only) == {"blessed": True, "checks": []}
