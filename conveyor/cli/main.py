@@ -192,6 +192,9 @@ def export(
     """
     from conveyor.cli.loader import load_pipeline
 
+    if image is not None and not image.strip():  # an unset variable: `--image "$IMAGE"`
+        msg = f"--image {image!r} names no image; give the tag the tasks run in, as `docker build -t` made it."
+        raise UserError(msg)
     if image and orchestrator != "kubeflow":
         msg = "--image is the container image of kubeflow tasks; an Airflow task runs on its worker's Python."
         raise UserError(msg)

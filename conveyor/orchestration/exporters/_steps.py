@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,11 @@ def steps(pipeline: Pipeline) -> list[Step]:
 
 
 def target(pipeline: Pipeline, pipeline_file: str) -> Target:
-    """A relative root or SQLite file given on the command line is read from the current folder, as ``conveyor run`` reads it."""
+    """A relative root or SQLite file given on the command line is read from the current folder, as ``conveyor run`` reads it.
+
+    The pipeline file keeps its symlinks: the relative paths written in it are read from the
+    folder it is named in (``caller_folder``), which is the link's, not its target's.
+    """
     root = Path(pipeline.root).resolve()
     metadata = _sqlite_relative_to(pipeline.metadata, Path.cwd()) if pipeline.metadata else None
-    return Target(str(Path(pipeline_file).resolve()), str(root), metadata or f"sqlite:///{root / 'metadata.sqlite'}")
+    return Target(os.path.abspath(pipeline_file), str(root), metadata or f"sqlite:///{root / 'metadata.sqlite'}")

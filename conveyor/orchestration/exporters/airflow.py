@@ -3,7 +3,8 @@
 The DAG file imports only Airflow: each task is a ``BashOperator`` running ``python -m conveyor
 run FILE --only STEP`` with the worker's own Python, so Airflow's environment needs conveyor
 importable and nothing more (Airflow pins FastAPI below what ``conveyor serve`` needs; the
-serving extra stays out). Dependencies come from the pipeline's channels and ``.after``;
+serving extra stays out). That takes Airflow 3.1 or newer: Airflow 2 and 3.0 pin SQLAlchemy
+below the 2.0 conveyor needs, and the DAG file says so when Airflow 3 is not there. Dependencies come from the pipeline's channels and ``.after``;
 Airflow's retries from ``.with_retries`` (conveyor's own are then off, so a step runs at most
 that many times again). The tasks of one DAG run pass Airflow's run id (``--run-id``), so
 conveyor's store records one run holding every step.
@@ -37,9 +38,11 @@ import sys
 try:
     from airflow.providers.standard.operators.bash import BashOperator
     from airflow.sdk import DAG
-except ImportError:  # Airflow 2
-    from airflow import DAG
-    from airflow.operators.bash import BashOperator
+except ImportError as missing:  # not Airflow 3: conveyor cannot be importable beside Airflow 2
+    raise ImportError(
+        f"{{__file__}} needs Airflow 3.1 or newer with its standard provider ({{missing}}): Airflow 2 "
+        "pins SQLAlchemy below 2.0, which conveyor needs, so its workers could not run conveyor."
+    ) from missing
 
 PIPELINE_FILE = {pipeline_file!r}
 ROOT = {root!r}
