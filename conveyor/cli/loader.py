@@ -41,6 +41,10 @@ def module_name(path: str) -> str:
     library's, conveyor's or an installed package's: ``sys.modules`` would then hand the file to
     every ``import json`` of the process. Such a file, or a stem that is no identifier, is
     ``conveyor_pipeline_<stem>``.
+
+    The folder the command runs in is not looked in: ``python -m conveyor`` (an orchestrator's
+    task) has it on ``sys.path`` and the ``conveyor`` script does not, and the same file must get
+    the same name under both, as its steps' type names are in their cache keys.
     """
     stem = Path(path).stem
     if not stem.isidentifier():
@@ -52,6 +56,7 @@ def module_name(path: str) -> str:
     elif stem in sys.stdlib_module_names:
         taken = True
     else:
-        spec = importlib.machinery.PathFinder.find_spec(stem)
+        here = os.getcwd()
+        spec = importlib.machinery.PathFinder.find_spec(stem, [p for p in sys.path if os.path.abspath(p or ".") != here])
         taken = spec is not None and os.path.abspath(spec.origin or "") != own
     return f"conveyor_pipeline_{stem}" if taken else stem

@@ -6,6 +6,7 @@ in ``sys.modules``. A misspelt step is refused before anything is made.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,22 @@ def test_a_misspelt_step_is_named_with_a_close_one_and_makes_no_store(tmp_path: 
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: Pipeline 'chain' has no component {typo!r}; did you mean {close!r}?"
     assert not (tmp_path / "root").exists()
+
+
+def test_the_file_gets_one_name_whether_the_script_or_python_m_runs_it(tmp_path: Path) -> None:
+    """`python -m conveyor` (an exported task) has the folder it runs in on sys.path; a file there named
+    like the pipeline file must not rename its steps, which would change their cache keys."""
+    import sys
+
+    file = copy_fixture("chain.py", tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "chain.py").write_text("# another project's module of the same name\n")
+    root = str(tmp_path / "root")
+    assert run_cli("run", str(file), "--root", root, cwd=elsewhere).returncode == 0
+    done = subprocess.run([sys.executable, "-m", "conveyor", "run", str(file), "--root", root],
+                          cwd=elsewhere, capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "cached" in done.stdout
+    with MetadataStore(f"sqlite:///{root}/metadata.sqlite") as store:
+        assert {x.component_type for x in store.executions()} == {"chain.first", "chain.second", "chain.third"}
