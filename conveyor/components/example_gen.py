@@ -222,6 +222,7 @@ def _plan(
     span = SpanSpec.parse(span)
 
     if query is not None:
+        _check_options("sql", delimiter=delimiter, null_values=null_values, encoding=encoding, on_type_mismatch=on_type_mismatch)
         if span.kind not in ("latest", "range") or span.low != span.high:
             msg = "A SQL query reads one span: give span='latest' (span 0) or the span number the query reads."
             raise PipelineDefinitionError(msg)
@@ -250,6 +251,7 @@ def _plan(
     if other:
         print(f"ExampleGen reads {kind} files and leaves out {', '.join(other)}: not a data file extension.")
         sources = [s for s in sources if s.path not in other]
+    _check_options(kind, delimiter=delimiter, null_values=null_values, encoding=encoding, on_type_mismatch=on_type_mismatch)
     if kind in _MEDIA:
         from conveyor.io.media import MediaInput
 
@@ -265,6 +267,23 @@ def _plan(
     first = next(iter(chosen.values()))
     where = f"pattern {pattern!r} under {input_base}" if input_splits is None else f"input_splits under {input_base}"
     return _Plan(fmt, kind, sources, where, first.spans, first.version, fs, root)
+
+
+_READ_BY = {"delimiter": ("csv",), "null_values": ("csv",), "encoding": ("csv", "jsonl"), "on_type_mismatch": ("csv",)}
+"""The formats each text option applies to; given for another, it would be silently ignored."""
+
+
+def _check_options(kind: str, **given: Any) -> None:
+    """Refuse an option the input's format does not read: ``null_values`` on Parquet would change nothing."""
+    unread = [
+        f"{name}={value!r}"
+        for name, value in given.items()
+        if value and value != "widen" and kind not in _READ_BY[name]
+    ]
+    if unread:
+        applies = "; ".join(f"{name} to {' and '.join(_READ_BY[name])}" for name in (u.split("=")[0] for u in unread))
+        msg = f"ExampleGen reads {kind} input, which {', '.join(unread)} does not apply to ({applies}): leave it out."
+        raise PipelineDefinitionError(msg)
 
 
 def _written_fingerprint(uri: str) -> str:

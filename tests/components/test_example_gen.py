@@ -7,6 +7,7 @@ import hashlib
 import io
 import itertools
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -541,3 +542,33 @@ def test_progress_bar_only_on_a_terminal(
     monkeypatch.setattr(sys, "stderr", terminal)
     gen(tmp_path, input_base=str(data("adult")))
     assert "ExampleGen" in terminal.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "options", "named"),
+    [
+        (".parquet", {"null_values": ["?"]}, "null_values=['?']"),
+        (".parquet", {"encoding": "latin-1"}, "encoding='latin-1'"),
+        (".jsonl", {"delimiter": ";"}, "delimiter=';'"),
+        (".jsonl", {"on_type_mismatch": "quarantine"}, "on_type_mismatch='quarantine'"),
+    ],
+)
+def test_a_text_option_the_format_does_not_read_is_refused_not_ignored(
+    tmp_path: Path, suffix: str, options: dict[str, Any], named: str
+) -> None:
+    rows = pa.table({"x": [1, 2, 3], "y": ["?", "b", "c"]})
+    source = tmp_path / "in" / f"rows{suffix}"
+    source.parent.mkdir()
+    if suffix == ".parquet":
+        pq.write_table(rows, source)
+    else:
+        source.write_text("".join(json.dumps(r) + "\n" for r in rows.to_pylist()))
+    with pytest.raises(PipelineDefinitionError, match=rf"reads {suffix[1:]} input, which {re.escape(named)} does not apply to"):
+        gen(tmp_path, input_base=str(source.parent), **options)
+    assert table(gen(tmp_path, input_base=str(source.parent))).num_rows == 3  # without it, read as ever
+
+
+def test_the_encoding_of_json_lines_and_the_csv_options_of_csv_are_taken(tmp_path: Path) -> None:
+    source = write(tmp_path / "in" / "rows.csv", "x;y\n1;?\n2;b\n")
+    ex = gen(tmp_path, input_base=str(source.parent), delimiter=";", null_values=["?"], encoding="utf-8")
+    assert sorted(table(ex).to_pylist(), key=lambda r: r["x"]) == [{"x": 1, "y": None}, {"x": 2, "y": "b"}]
