@@ -355,10 +355,50 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
         lines.append(f"made by      {made_by.component_id} (execution {made_by.id}, {made_by.run_id})")
     lines += [f"  {k}: {_shown(v)}" for k, v in a.properties.items()]
     lines += training_files(a)
+    lines += evaluation_numbers(a)
     if (record := model_privacy(a)) is not None:
         lines.append(privacy_line(record))
     for line in lines:
         console.print(Text(line), soft_wrap=True)
+
+
+SLICES_SHOWN = 12
+
+
+def evaluation_numbers(a: Artifact) -> list[str]:
+    """A ModelEvaluation's numbers at a glance: each slice's metrics (the baseline's below), then the checks."""
+    from conveyor.report.evaluation import METRICS_FILE
+    from conveyor.report.page import format_apart, format_number
+
+    if a.type_name != "ModelEvaluation":
+        return []
+    try:
+        result = json.loads((Path(a.uri) / METRICS_FILE).read_text(encoding="utf-8"))
+        slices = [s for s in result["slices"] if isinstance(s, dict)]
+        models = list(result["models"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+    def scalars(metrics: Any) -> str:
+        pairs = metrics.items() if isinstance(metrics, dict) else []
+        return ", ".join(f"{k} {format_number(v)}" for k, v in pairs if isinstance(v, int | float) and not isinstance(v, bool))
+
+    shown = [s for s in slices if not s.get("too_small")][:SLICES_SHOWN]
+    lines = ["metrics"]
+    for s in shown:
+        lines.append(f"  {s.get('slice')}: {scalars(s.get('metrics'))}")
+        lines += [f"    {name}: {scalars((s.get(name) or {}).get('metrics'))}" for name in models[1:]]
+    if len(slices) > len(shown):
+        lines.append(
+            f"  and {len(slices) - len(shown)} more slices (too small, or past the first {SLICES_SHOWN}): "
+            f"conveyor show {a.id} --html evaluation.html draws them all"
+        )
+    for c in (result.get("validation") or {}).get("checks") or []:
+        threshold, value, baseline = format_apart([c.get("threshold"), c.get("value"), c.get("baseline")])
+        against = f", baseline {baseline}" if c.get("baseline") is not None else ""
+        verdict = "held" if c.get("passed") else "FAILED"
+        lines.append(f"check        {c.get('metric')} {c.get('kind')} {threshold}: value {value}{against}, {verdict}")
+    return lines
 
 
 def training_files(a: Artifact) -> list[str]:

@@ -114,3 +114,21 @@ def test_a_browser_draws_the_evaluation(root: Path, outputs: dict[str, dict]) ->
         f"candidate blue, baseline vermillion and the blessed green drawn: {seen}"
     )
     assert len(counted) > 50, "a page of text and charts, not a blank image"
+
+
+def test_show_prints_the_metrics_of_each_slice_and_the_checks(root: Path, outputs: dict[str, dict]) -> None:
+    """In the terminal, without --html: the numbers a user came for, as metrics.json holds them."""
+    evaluation = outputs["Evaluator"]["evaluation"]
+    shown = run_cli("show", str(evaluation["id"]), "--root", str(root))
+    assert shown.returncode == 0, shown.stderr
+    result = metrics_of(outputs)
+    overall = result["slices"][0]
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("  Overall: "))
+    assert f"auc {format_number(overall['metrics']['auc'])}" in line
+    baseline = next(x for x in shown.stdout.splitlines() if x.startswith(f"    {result['models'][1]}: "))
+    assert f"auc {format_number(overall[result['models'][1]]['metrics']['auc'])}" in baseline
+    checks = [x for x in shown.stdout.splitlines() if x.startswith("check ")]
+    assert len(checks) == len(result["validation"]["checks"])
+    for line, check in zip(checks, result["validation"]["checks"], strict=True):
+        assert line.split()[1:3] == [check["metric"], check["kind"]]
+        assert line.endswith("held" if check["passed"] else "FAILED")
