@@ -260,8 +260,11 @@ def describe(record: dict[str, Any]) -> str:
         >>> describe({"epsilon": 2.93, "delta": 1e-05, "noise_multiplier": 1.1, "max_grad_norm": 1.0, "steps": 40})
         'differential privacy: ε=2.93 (δ=1e-05), noise multiplier 1.1, max grad norm 1.0, 40 steps'
     """
+    epsilon, target, digits = record["epsilon"], record.get("target_epsilon"), 3
+    while target is not None and epsilon != target and f"{epsilon:.{digits}g}" == f"{target:g}" and digits < 17:
+        digits += 1  # the ε spent, 3.997, must not read as its target, 4
     line = (
-        f"differential privacy: ε={record['epsilon']:.3g} (δ={record['delta']:.3g}), "
+        f"differential privacy: ε={epsilon:.{digits}g} (δ={record['delta']:.3g}), "
         f"noise multiplier {record['noise_multiplier']:.3g}, max grad norm {record['max_grad_norm']}"
     )
     if record.get("target_epsilon") is not None:

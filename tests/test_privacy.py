@@ -183,3 +183,12 @@ def test_the_guide_shows_the_module_file_that_runs() -> None:
     guide = (REPO / "docs" / "privacy.md").read_text(encoding="utf-8")
     code = EXAMPLE.read_text(encoding="utf-8").split('"""', 2)[2].strip()
     assert code in guide
+
+
+@pytest.mark.parametrize(("spent", "shown"), [(3.997, "ε=3.997 "), (4.0, "ε=4 "), (2.93, "ε=2.93 ")])
+def test_the_epsilon_spent_never_reads_as_its_target(spent: float, shown: str) -> None:
+    """Opacus spends up to the target: 3.997 of a target of 4 must not print as 4."""
+    from conveyor.privacy import describe
+
+    record = {"epsilon": spent, "delta": 1e-5, "noise_multiplier": 1.1, "max_grad_norm": 1.0, "target_epsilon": 4.0}
+    assert describe(record).startswith(f"differential privacy: {shown}(δ=1e-05)")
