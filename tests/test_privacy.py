@@ -23,7 +23,7 @@ from opacus.accountants import PRVAccountant  # noqa: E402
 import conveyor.model  # noqa: E402
 from conveyor.model import load_model, to_matrix  # noqa: E402
 from conveyor.model.bundle import read_manifest  # noqa: E402
-from conveyor.privacy import make_private  # noqa: E402
+from conveyor.privacy import describe, make_private  # noqa: E402
 from conveyor.transform.fitted import load  # noqa: E402
 from tests.components.test_trainer import output, penguins_pipeline, succeeded  # noqa: E402
 from tests.helpers import REPO, run_cli  # noqa: E402
@@ -171,10 +171,12 @@ def test_a_trainer_run_meets_its_target_epsilon_and_show_prints_it(tmp_path: Pat
     root = str(tmp_path / "root")
     shown = run_cli("show", str(model.id), "--root", root)
     assert shown.returncode == 0, shown.stderr
-    assert f"differential privacy: ε={record['epsilon']:.3g} (δ={record['delta']:.3g})" in shown.stdout
+    line = describe(record)
+    assert line.startswith(f"differential privacy: ε={record['epsilon']:.4g} (δ=")  # ε spent: 3.997 of 4, say
+    assert line in shown.stdout
     assert "target ε=4" in shown.stdout
     listed = run_cli("show", run.id, "--root", root)
-    assert f"Trainer model {model.id}: differential privacy: ε={record['epsilon']:.3g}" in listed.stdout
+    assert f"Trainer model {model.id}: {line}" in listed.stdout
     as_json = json.loads(run_cli("show", str(model.id), "--json", "--root", root).stdout)
     assert as_json["privacy"] == record
 
@@ -188,7 +190,6 @@ def test_the_guide_shows_the_module_file_that_runs() -> None:
 @pytest.mark.parametrize(("spent", "shown"), [(3.997, "ε=3.997 "), (4.0, "ε=4 "), (2.93, "ε=2.93 ")])
 def test_the_epsilon_spent_never_reads_as_its_target(spent: float, shown: str) -> None:
     """Opacus spends up to the target: 3.997 of a target of 4 must not print as 4."""
-    from conveyor.privacy import describe
 
     record = {"epsilon": spent, "delta": 1e-5, "noise_multiplier": 1.1, "max_grad_norm": 1.0, "target_epsilon": 4.0}
     assert describe(record).startswith(f"differential privacy: {shown}(δ=1e-05)")
