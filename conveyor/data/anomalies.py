@@ -135,12 +135,18 @@ def _dataset(statistics: dict[str, Any], schema: Schema, baseline: dict[str, Any
     if c.max_examples_count is not None and n > c.max_examples_count:
         msg = f"The split has {n} examples, more than the schema's max_examples_count of {c.max_examples_count}."
         found.append(Anomaly(None, "HIGH_NUM_EXAMPLES", "error", msg, {"num_examples": n, "max": c.max_examples_count}))
-    if c.num_examples_drift and baseline is not None and baseline["num_examples"]:
-        ratio = n / baseline["num_examples"]
+    if c.num_examples_drift and baseline is not None:
+        # A baseline of no rows: any rows now are past every max_fraction (TFDV's COMPARATOR_HIGH_NUM_EXAMPLES).
+        ratio = n / baseline["num_examples"] if baseline["num_examples"] else math.inf
         lo, hi = c.num_examples_drift.get("min_fraction"), c.num_examples_drift.get("max_fraction")
         bad = (lo is not None and ratio < lo) or (hi is not None and ratio > hi)
         allowed = f"{lo if lo is not None else 0} to {hi if hi is not None else 'any'}"
-        msg = f"The split has {n} examples, {ratio:.3g} times the baseline's {baseline['num_examples']} (allowed: {allowed})."
+        if baseline["num_examples"]:
+            msg = f"The split has {n} examples, {ratio:.3g} times the baseline's {baseline['num_examples']} (allowed: {allowed})."
+        else:
+            msg = (
+                f"The split has {n} examples and the baseline none: more than any fraction of it (allowed: {allowed})."
+            )
         details = {
             "num_examples": n,
             "baseline": baseline["num_examples"],
@@ -270,7 +276,9 @@ def _compare(
         if checked is None or not checked["count"] or control is None or not control["count"]:
             if tests:
                 side = "treatment" if checked is None or not checked["count"] else "control"
-                found.append(_no_values(f.name, mode, side, absent=checked is None))
+                found.append(
+                    _no_values(f.name, mode, side, absent=(checked if side == "treatment" else control) is None)
+                )
             continue
         assert ref is not None
         assert cur is not None

@@ -1,9 +1,10 @@
 """Skew and drift between two statistics of one feature, read off their sketches and value counts.
 
 No data is read again: numeric features compare through the value buckets statistics.json
-keeps, categorical ones through its value counts (values past the kept bound are pooled in
-one ``<other>`` cell). F and G are the reference's and the current data's CDFs, p and q their
-shares per value or per bin, n and m their numbers of values.
+keeps, categorical ones through its value counts (past the kept bound, a value too rare to be
+counted on both sides is pooled in one ``<other>`` cell on both: see ``categorical_counts``).
+F and G are the reference's and the current data's CDFs, p and q their shares per value or
+per bin, n and m their numbers of values.
 
 - ``l_infinity``: max_v |p_v - q_v| over the union of values (TFDV's infinity norm).
 - ``jensen_shannon``: JSD = 1/2 sum p log2(2p/(p+q)) + 1/2 sum q log2(2q/(p+q)), in [0, 1]
@@ -63,6 +64,7 @@ NAMES = {
     "z_proportion": "Z-test p-value",
 }
 OTHER = "<other>"
+SHARED_CELL_ERRORS = 4
 CATEGORICAL_JS_MAX_VALUES = 20
 JS_BINS = 10
 
@@ -138,10 +140,20 @@ def _n_values(ref: dict[str, Any], cur: dict[str, Any]) -> int | None:
 
 
 def categorical_counts(ref: dict[str, Any], cur: dict[str, Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
-    """Counts of both on the union of their kept values, plus an ``<other>`` cell for the rest."""
+    """Counts of both on the same cells: their kept values, plus an ``<other>`` cell for the rest.
+
+    Past the bound each side keeps its own most counted values, and a value one side left out
+    is in that side's ``<other>``: were it a cell, it would read 0 there and be counted twice
+    over, which made chi-square's p-value 0 between two samples of one distribution. So a
+    value is a cell only when both counts together reach ``SHARED_CELL_ERRORS`` times both
+    errors (then the count a side left out, at most its error, barely matters); the rest goes
+    to ``<other>`` on both sides. While both counts are exact, every value is a cell.
+    """
     r = {v["value"]: v["count"] for v in ref["value_counts"]["values"]}
     c = {v["value"]: v["count"] for v in cur["value_counts"]["values"]}
-    values: list[Any] = sorted(r.keys() | c.keys(), key=lambda v: (str(type(v)), v))
+    least = SHARED_CELL_ERRORS * (ref["value_counts"]["error"] + cur["value_counts"]["error"])
+    shared = {v for v in r.keys() | c.keys() if r.get(v, 0) + c.get(v, 0) >= least}
+    values: list[Any] = sorted(shared, key=lambda v: (str(type(v)), v))
     rc = np.array([r.get(v, 0) for v in values], dtype=np.float64)
     cc = np.array([c.get(v, 0) for v in values], dtype=np.float64)
     rest = (ref["count"] - rc.sum(), cur["count"] - cc.sum())

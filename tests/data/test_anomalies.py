@@ -302,6 +302,21 @@ def test_dataset_level_anomalies(adult: tuple, schema: Schema) -> None:
     )
 
 
+def test_rows_after_a_baseline_of_none_are_past_max_fraction() -> None:
+    """TFDV's COMPARATOR_HIGH_NUM_EXAMPLES 'versus the previous span, which has 0'; it was silence."""
+    schema = Schema(
+        [Feature("x", "float")], dataset_constraints=DatasetConstraints(num_examples_drift={"max_fraction": 2.0})
+    )
+    empty = stats_of(pd.DataFrame({"x": pd.Series([], dtype=float)}))
+    a = one(validate(stats_of(pd.DataFrame({"x": [1.0] * 100})), schema, baseline=empty), None, "DRIFT_NUM_EXAMPLES")
+    assert a.severity == "error"
+    assert (
+        a.description
+        == "The split has 100 examples and the baseline none: more than any fraction of it (allowed: 0 to 2.0)."
+    )
+    assert a.to_dict()["details"]["ratio"] == "inf"
+
+
 def test_environments(adult: tuple, schema: Schema) -> None:
     _, ev, train_stats, *_ = adult
     schema.default_environments = ["TRAINING", "SERVING"]
@@ -325,6 +340,7 @@ def test_a_comparison_without_control_data_is_a_warning(adult: tuple, schema: Sc
     baseline = stats_of(ev.drop(columns=["workclass"]))
     a = one(validate(stats_of(ev), schema, baseline=baseline), "workclass", "COMPARATOR_CONTROL_DATA_MISSING")
     assert a.severity == "warning"
+    assert a.description == "workclass is not in the baseline statistics, so its drift cannot be measured."
     emptied = stats_of(ev.assign(workclass=None))
     a = one(validate(emptied, schema, baseline=stats_of(ev)), "workclass", "COMPARATOR_TREATMENT_DATA_MISSING")
     assert a.description.startswith("workclass has no values (only nulls or NaN) in this split, so its drift")

@@ -16,7 +16,6 @@ scipy_special = pytest.importorskip("scipy.special")
 jensenshannon = pytest.importorskip("scipy.spatial.distance").jensenshannon
 
 
-
 def stats_of(df: pd.DataFrame, batch_rows: int = 1000, workers: int = 3) -> dict:
     """Statistics as the parallel engine makes them: several accumulators, merged."""
     c = StatisticsCombiner()
@@ -171,6 +170,35 @@ def test_values_past_the_kept_bound_are_pooled() -> None:
     assert rc.sum() == n
     assert cc.sum() == n
     assert drift.jensen_shannon(ref, cur).value > 0.5
+
+
+def _zipf_words(rng: np.random.Generator, n: int, shift: int = 0) -> pd.DataFrame:
+    """Words with Zipf-like counts, about 14,000 distinct: more than statistics count exactly."""
+    p = np.arange(1, 30_001) ** -0.8
+    return pd.DataFrame({"word": [f"w{i + shift}" for i in rng.choice(30_000, size=n, p=p / p.sum())]})
+
+
+def test_two_samples_of_one_distribution_past_the_kept_bound_do_not_drift() -> None:
+    """Each side keeps its own top values; one read as 0 where the other side left it out made p = 0."""
+    rng = np.random.default_rng(5)
+    a, b = _zipf_words(rng, 40_000), _zipf_words(rng, 40_000)
+    ref, cur = stats_of(a, batch_rows=5000)["features"]["word"], stats_of(b, batch_rows=5000)["features"]["word"]
+    assert not ref["value_counts"]["exact"]
+    counts = [s["word"].value_counts() for s in (a, b)]
+    exact = scipy_stats.chi2_contingency(pd.concat(counts, axis=1).fillna(0).T.to_numpy()).pvalue
+    assert exact > 0.05  # the oracle on every count: no drift
+    assert drift.chi_squared(ref, cur).value > 0.05
+    assert drift.jensen_shannon(ref, cur).value < drift.AUTO_THRESHOLDS["jensen_shannon"]
+
+
+def test_a_new_category_past_the_kept_bound_still_drifts() -> None:
+    rng = np.random.default_rng(5)
+    a, b = _zipf_words(rng, 40_000), _zipf_words(rng, 40_000)
+    b.loc[:1999, "word"] = "brand_new"  # 5%
+    ref, cur = stats_of(a, batch_rows=5000)["features"]["word"], stats_of(b, batch_rows=5000)["features"]["word"]
+    assert drift.l_infinity(ref, cur).value == pytest.approx(0.05, abs=1e-3)
+    assert drift.chi_squared(ref, cur).value < 1e-6
+    assert drift.jensen_shannon(ref, cur).value > drift.AUTO_THRESHOLDS["jensen_shannon"]
 
 
 def _fake(type_: str, count: int, values: int | None) -> dict:
