@@ -40,7 +40,8 @@ class Tuner(Component):
         pruner: "median" (stop a trial whose reported score at a step is worse than the median of
             the completed trials at that step, once two have completed), "hyperband", or None.
         workers: processes that run trials at once; each loads the module file and shares the study.
-        seed: seeds the sampler (worker ``i`` uses ``seed + i``) and ``fn_args.seed``.
+        seed: seeds the sampler (worker ``i`` uses ``seed + i``, but the grid sampler ``seed`` in
+            every worker, which then share one order of the grid) and ``fn_args.seed``.
         label_key: the transform output that is the label; by default the schema's one feature
             with ``not_in_environments: [SERVING]``.
 

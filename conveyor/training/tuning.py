@@ -73,6 +73,22 @@ class Search:
         if not callable(self.objective):
             msg = f"Search: objective must be a function objective(trial, fn_args) -> float, got {self.objective!r}."
             raise TypeError(msg)
+        if self.space is not None and (refusal := _grid_refusal(self.space)):
+            msg = f"Search: space must map each name to a list of its values, e.g. {{'C': [0.1, 1.0]}}; {refusal}"
+            raise TypeError(msg)
+
+
+def _grid_refusal(space: Any) -> str | None:
+    """What makes ``space`` no grid (None if nothing): a string would be a grid of its letters,
+    and a name without values a grid of no points."""
+    if not isinstance(space, Mapping):
+        return f"got {type(space).__name__} {space!r}."
+    for name, values in space.items():
+        if isinstance(values, str | bytes | Mapping) or not hasattr(values, "__len__"):
+            return f"got {name!r}: {values!r}."
+        if len(values) == 0:
+            return f"{name!r} has no values."
+    return None
 
 
 @dataclass(frozen=True)
@@ -132,7 +148,8 @@ def tune(
     ``out_dir`` gets ``study.journal`` (Optuna's study, shared by the workers) and
     ``trials.json`` (every trial's number, parameters, value, state, intermediate values and
     the pid of the process that ran it). With ``workers`` above 1 the trials run in that many
-    processes, each with its share of the budget and its sampler seeded ``seed + worker``.
+    processes, each with its share of the budget and its sampler seeded ``seed + worker``
+    (the grid sampler ``seed`` in each, so that they share one order of the grid).
 
     Args:
         sampler: "tpe", "random" or "grid" (which needs ``Search.space`` and stops when the
@@ -165,7 +182,11 @@ def tune(
         if workers == 1:
             _optimize(job, search, fn_args, callback=lambda s, _: progress.show(s.get_trials(deepcopy=False)))
         else:
-            _in_processes([replace(job, n_trials=n, seed=seed + i) for i, n in enumerate(shares)], study, progress)
+            # trial n takes the n-th point of the grid as shuffled by the seed: the workers must shuffle
+            # alike, or one's point n is another's point m, tried twice while a third point is never tried
+            seeds = [seed if sampler == "grid" else seed + i for i in range(workers)]
+            jobs = [replace(job, n_trials=n, seed=s) for n, s in zip(shares, seeds, strict=True)]
+            _in_processes(jobs, study, progress)
     finally:
         optuna.logging.set_verbosity(verbosity)
     trials = study.get_trials(deepcopy=False)
@@ -206,7 +227,9 @@ def _sampler(name: str, seed: int, space: Mapping[str, Sequence[Any]] | None) ->
     import optuna
 
     if name == "grid":
-        return optuna.samplers.GridSampler({k: list(v) for k, v in (space or {}).items()}, seed=seed)
+        # NumPy values (np.logspace, np.arange) as Python ones: the study's journal is JSON
+        grid = {param: [v.item() if hasattr(v, "item") else v for v in values] for param, values in (space or {}).items()}
+        return optuna.samplers.GridSampler(grid, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)

@@ -196,6 +196,29 @@ def test_the_same_seed_proposes_the_same_trials(grid_run: Any, tmp_path: Path) -
     assert proposed("first", 3) == proposed("again", 3) != proposed("other", 4)
 
 
+GRID_OF_SIX = """\
+    import numpy as np
+    from conveyor.training import Search
+
+    def tuner_fn(fn_args):
+        def objective(trial, fn_args):
+            return 10 * trial.suggest_int("x", 0, 10) + trial.suggest_categorical("c", [1, 2])
+        return Search(objective, space={"x": np.arange(1, 4), "c": [1, 2]})  # NumPy values, as users write grids
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_the_grid_is_tried_point_by_point_however_many_workers(grid_run: Any, tmp_path: Path, workers: int) -> None:
+    """Workers that shuffled the grid each their own way tried some points twice and missed others,
+    the best among them."""
+    module = write(tmp_path / "grid.py", GRID_OF_SIX)
+    result = tune(module, fn_args_of(grid_run, tmp_path), str(tmp_path), max_trials=6, sampler="grid", workers=workers)
+    trials = json.loads((tmp_path / "trials.json").read_text())["trials"]
+    tried = sorted((t["params"]["x"], t["params"]["c"]) for t in trials)
+    assert tried == [(x, c) for x in (1, 2, 3) for c in (1, 2)]
+    assert (result.best_params, result.best_value) == ({"x": 3, "c": 2}, 32.0)
+
+
 QUADRATIC = """\
     from conveyor.training import Search
 
@@ -287,6 +310,17 @@ RAISES = "from conveyor.training import Search\n\ndef objective(trial, fn_args):
             "bad.py:4: a trial's objective raised SystemExit: 2",
         ),
         ("def tuner_fn():\n    pass\n", {}, "bad.py:1: tuner_fn raised TypeError: tuner_fn() takes 0 positional"),
+        (
+            QUADRATIC.replace('direction="minimize"', 'space={"x": []}'),
+            {"sampler": "grid"},
+            "bad.py:4: tuner_fn raised TypeError: Search: space must map each name to a list of its values, "
+            "e.g. {'C': [0.1, 1.0]}; 'x' has no values.",
+        ),
+        (
+            QUADRATIC.replace('direction="minimize"', 'space={"x": "125"}'),
+            {"sampler": "grid"},
+            "Search: space must map each name to a list of its values, e.g. {'C': [0.1, 1.0]}; got 'x': '125'.",
+        ),
     ],
     ids=[
         "not a Search",
@@ -298,6 +332,8 @@ RAISES = "from conveyor.training import Search\n\ndef objective(trial, fn_args):
         "tuner_fn raises",
         "sys.exit in an objective",
         "tuner_fn without an argument",
+        "a grid of no points",
+        "a grid of letters",
     ],
 )
 def test_a_bad_search_is_a_clear_error(
