@@ -356,6 +356,7 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
     lines += [f"  {k}: {_shown(v)}" for k, v in a.properties.items()]
     lines += training_files(a)
     lines += evaluation_numbers(a)
+    lines += best_hyperparameters(a)
     if (record := model_privacy(a)) is not None:
         lines.append(privacy_line(record))
     for line in lines:
@@ -399,6 +400,19 @@ def evaluation_numbers(a: Artifact) -> list[str]:
         verdict = "held" if c.get("passed") else "FAILED"
         lines.append(f"check        {c.get('metric')} {c.get('kind')} {threshold}: value {value}{against}, {verdict}")
     return lines
+
+
+def best_hyperparameters(a: Artifact) -> list[str]:
+    """A Tuner's best hyperparameters, as the Trainer will read them."""
+    from conveyor.components.trainer import HYPERPARAMETERS_FILE
+
+    if a.type_name != "HyperParameters":
+        return []
+    try:
+        best = json.loads((Path(a.uri) / HYPERPARAMETERS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [f"best         {', '.join(f'{k} {json.dumps(v)}' for k, v in best.items())}"] if isinstance(best, dict) else []
 
 
 def training_files(a: Artifact) -> list[str]:

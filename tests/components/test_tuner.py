@@ -19,6 +19,7 @@ from conveyor.exceptions import ComponentError, PipelineDefinitionError
 from conveyor.model import load_native
 from conveyor.training.tuning import tune
 from tests.components.test_trainer import fn_args_of, output, penguins_pipeline, succeeded, write
+from tests.helpers import run_cli
 
 pytest.importorskip("optuna")
 LogisticRegression = pytest.importorskip("sklearn.linear_model").LogisticRegression
@@ -123,6 +124,13 @@ def test_the_tuner_picks_the_sane_setting_and_the_trainer_uses_it(grid_run: Any,
         "trials_failed": 0,
     }
     assert load_native(output(grid_run, "model", "TunedTrainer").uri).C == SANE_C
+
+
+def test_show_prints_the_best_hyperparameters(grid_run: Any, root: Path) -> None:
+    best = output(grid_run, "best_hyperparameters", "Tuner")
+    shown = run_cli("show", str(best.id), "--root", str(root / "root"))
+    assert shown.returncode == 0, shown.stderr
+    assert f"best         C {json.dumps(SANE_C)}" in shown.stdout.splitlines()
 
 
 def test_each_finished_trial_prints_the_best_value_so_far(grid_run: Any) -> None:
