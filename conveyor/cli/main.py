@@ -341,12 +341,9 @@ def _store_flags(root: Path, metadata: str | None) -> list[str]:
     from conveyor.dsl.pipeline import default_root
 
     if metadata:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        from conveyor.metadata.database import safe_url
 
-        with contextlib.suppress(ArgumentError):  # not a URL SQLAlchemy reads: shown as given
-            metadata = make_url(metadata).render_as_string(hide_password=True)
-        return ["--metadata", metadata]
+        return ["--metadata", safe_url(metadata)]
     if os.environ.get("CONVEYOR_METADATA") or Path(root).resolve() == Path(default_root()).resolve():
         return []
     return ["--root", str(root)]

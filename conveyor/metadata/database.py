@@ -11,6 +11,7 @@ folder this user may not write (another user's store, a read-only mount).
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -42,11 +43,39 @@ def normalize_url(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The URL without its password, as messages show it."""
+    """The URL without its secrets, as messages show it: the password, and a query option that
+    holds one (``?password=``, libpq's ``sslpassword``). A URL SQLAlchemy cannot read (a port
+    that is no number) is masked as written.
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return _masked_as_written(url)
+    return _masked_as_written(parsed.render_as_string(hide_password=True))
+
+
+def has_secret(url: str) -> bool:
+    """Whether ``url`` holds a password that ``safe_url`` would hide."""
+    return _masked_as_written(url) != url
+
+
+_SECRET_OPTION = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+
+
+def _masked_as_written(url: str) -> str:
+    """``url`` with the password after ``user:`` and the values of secret query options as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
+    userinfo, at, host = rest.rpartition("@")  # the last @: a password may hold one, or a ?
+    if at and ":" in userinfo and not rest.startswith("/"):  # sqlite:///path has no user
+        rest = f"{userinfo.partition(':')[0]}:***@{host}"
+    place, question, query = rest.partition("?")
+    options = [
+        f"{key}={'***' if _SECRET_OPTION.search(key) else value}" if eq else key
+        for key, eq, value in (option.partition("=") for option in query.split("&"))
+    ]
+    return f"{scheme}{sep}{place}{question}{'&'.join(options) if question else ''}"
 
 
 def open_engines(url: str) -> tuple[Engine, Engine]:
@@ -59,8 +88,9 @@ def open_engines(url: str) -> tuple[Engine, Engine]:
     shown = safe_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
-        msg = f"Metadata URL {shown!r} is not a database URL (e.g. sqlite:///meta.sqlite, postgresql://host/db)."
+    except (ArgumentError, ValueError) as e:
+        why = " (its port must be a number)" if isinstance(e, ValueError) else ""
+        msg = f"Metadata URL {shown!r} is not a database URL{why} (e.g. sqlite:///meta.sqlite, postgresql://host:5432/db)."
         raise MetadataError(msg) from e
     try:
         if parsed.get_backend_name() == "sqlite":
@@ -199,7 +229,10 @@ def _migrate(engine: Engine, url: str) -> None:
 
 def sqlite_file(url: str) -> str | None:
     """The absolute path of a SQLite store's file; None for another database or one in memory."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # no URL at all: opening the store says so
+        return None
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return os.path.abspath(parsed.database)

@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +40,7 @@ from conveyor._internal.record_limit import dumps as _dumps
 from conveyor.artifacts import Artifact, ArtifactState, make_artifact
 from conveyor.exceptions import MetadataError, PipelineDefinitionError
 from conveyor.metadata import schema as s
-from conveyor.metadata.database import safe_url
+from conveyor.metadata.database import has_secret, safe_url
 from conveyor.metadata.records import FINISHED_WELL, Execution, ExecutionStatus, Run, to_datetime
 
 if TYPE_CHECKING:
@@ -66,11 +65,7 @@ def without_passwords(value: Any) -> Any:
     """Parameters as the store keeps them: a password in a URL (an ExampleGen ``connection``)
     shown as ``***``, as messages show it. The cache key is made from the real values."""
     if isinstance(value, str):
-        try:
-            has_password = "://" in value and bool(urlsplit(value).password)
-        except ValueError:  # not a URL after all
-            has_password = False
-        return safe_url(value) if has_password else value
+        return safe_url(value) if has_secret(value) else value
     if isinstance(value, Mapping):
         return {k: without_passwords(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

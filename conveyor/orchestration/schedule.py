@@ -35,6 +35,7 @@ from conveyor._internal.extras import require
 from conveyor.components.example_gen import ExampleGen
 from conveyor.dsl.pipeline import Pipeline
 from conveyor.exceptions import ConveyorError, DataValidationError
+from conveyor.metadata.database import safe_url
 from conveyor.metadata.records import ExecutionStatus, Run
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration.local import LocalRunner
@@ -247,7 +248,7 @@ class Scheduler:
             if pipeline is None:
                 return watched
             if pipeline.metadata_url != self.pipeline.metadata_url:
-                msg = f"it names another metadata store ({pipeline.metadata_url}); restart the schedule to move to it"
+                msg = f"it names another metadata store ({safe_url(pipeline.metadata_url)}); restart the schedule to move to it"
                 raise ConveyorError(msg)
             watched_now = self._watched(store, pipeline) if self.on_new_span else []
         except Exception as e:  # a user's file half-edited: the schedule must not die of it
