@@ -6,6 +6,7 @@ a JSON value: the fitted constant that replaces the analyzer in the graph.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,13 +35,24 @@ class InfiniteValue(ValueError):
         self.value = value
 
 
+class Overflow(ValueError):
+    """An analyzer's result is past float64's range though every value is finite (the variance of
+    values near 1e200, the mean of values near 1e308): refused, not written as inf or read as a
+    constant column. ``fit`` names the analyzer and column.
+    """
+
+
+def _refuse_infinite(x: np.ndarray) -> None:
+    infinite = np.isinf(x)
+    if infinite.any():
+        raise InfiniteValue(float(x[infinite][0]))
+
+
 def _numbers(value: Any) -> np.ndarray:
     x = np.asarray(value, dtype=np.float64).ravel()
     missing = np.isnan(x)
     x = x[~missing] if missing.any() else x
-    infinite = np.isinf(x)
-    if infinite.any():
-        raise InfiniteValue(float(x[infinite][0]))
+    _refuse_infinite(x)
     return x
 
 
@@ -60,8 +72,10 @@ class Moments(Combiner):
         low, high = x.min(), x.max()
         if low == high:  # a constant batch: its mean exactly, no rounding left to read as spread
             return self._combine(acc, [float(len(x)), float(low), 0.0])
-        mean = x.mean()
-        return self._combine(acc, [float(len(x)), float(mean), float(((x - mean) ** 2).sum())])
+        with np.errstate(over="ignore", invalid="ignore"):  # past float64's range: refused in extract
+            mean = x.mean()
+            m2 = ((x - mean) ** 2).sum()
+        return self._combine(acc, [float(len(x)), float(mean), float(m2)])
 
     @staticmethod
     def _combine(a: list[float], b: list[float]) -> list[float]:
@@ -83,6 +97,8 @@ class Moments(Combiner):
         n, mean, m2 = acc
         if not n:
             return None
+        if not math.isfinite(mean) or (self.want != "mean" and not math.isfinite(m2)):
+            raise Overflow
         if self.want == "mean":
             return mean
         var = m2 / n
@@ -127,10 +143,12 @@ class BinMoments(Combiner):
 
     def add_batch(self, acc: Any, value: Any) -> Any:
         x = bins(value, self.per_axis, self.shape)
+        _refuse_infinite(x)
         valid = ~np.isnan(x)
         n = valid.sum(axis=0).astype(np.float64)
-        mean = np.where(valid, x, 0.0).sum(axis=0) / np.maximum(n, 1.0)
-        m2 = (np.where(valid, x - mean, 0.0) ** 2).sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # past float64's range: refused in extract
+            mean = np.where(valid, x, 0.0).sum(axis=0) / np.maximum(n, 1.0)
+            m2 = (np.where(valid, x - mean, 0.0) ** 2).sum(axis=0)
         return self._combine(acc, (n, mean, m2))
 
     @staticmethod
@@ -139,8 +157,9 @@ class BinMoments(Combiner):
             return b if a is None else a
         n = a[0] + b[0]
         share = np.maximum(n, 1.0)
-        delta = b[1] - a[1]
-        return (n, a[1] + delta * b[0] / share, a[2] + b[2] + delta * delta * a[0] * b[0] / share)
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = b[1] - a[1]
+            return (n, a[1] + delta * b[0] / share, a[2] + b[2] + delta * delta * a[0] * b[0] / share)
 
     def merge(self, accs: list[Any]) -> Any:
         out = None
@@ -152,6 +171,8 @@ class BinMoments(Combiner):
         if acc is None:
             return None
         n, mean, m2 = acc
+        if not np.isfinite(mean).all() or (self.want != "mean" and not np.isfinite(m2).all()):
+            raise Overflow
         value = mean if self.want == "mean" else m2 / np.maximum(n, 1.0)
         value = np.sqrt(value) if self.want == "std" else value
         return [float(v) if k else None for k, v in zip(n, value, strict=True)]
@@ -171,6 +192,7 @@ class BinExtreme(Combiner):
         x = bins(value, self.per_axis, self.shape)
         if not len(x):
             return acc
+        _refuse_infinite(x)
         found = self.pick.reduce(x, axis=0)
         return found if acc is None else self.pick(acc, found)
 
@@ -245,10 +267,11 @@ class QuantileBoundaries(Combiner):
         values = np.concatenate(acc["values"]) if acc["values"] else np.zeros(0)
         if not len(values):
             return []
-        with np.errstate(invalid="ignore"):  # inf - inf between two infinite values: NaN, refused below
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or 1e308 - -1e308: refused below
             boundaries = np.percentile(values, self.percents)
-        if not np.isfinite(boundaries).all():  # one falls on or next to +-inf
-            raise InfiniteValue(float(values[np.isinf(values)][0]))
+        if not np.isfinite(boundaries).all():  # one falls on or next to +-inf, or between -1e308 and 1e308
+            _refuse_infinite(values)
+            raise Overflow
         return [float(v) for v in boundaries]
 
 
@@ -379,17 +402,20 @@ class Covariance(Combiner):
         x = x[~np.isnan(x).any(axis=1)]
         if not len(x):
             return acc
-        mean = x.mean(axis=0)
-        centred = x - mean
-        return self._combine(acc, (len(x), mean, centred.T @ centred))
+        _refuse_infinite(x)
+        with np.errstate(over="ignore", invalid="ignore"):  # past float64's range: refused in extract
+            mean = x.mean(axis=0)
+            centred = x - mean
+            return self._combine(acc, (len(x), mean, centred.T @ centred))
 
     @staticmethod
     def _combine(a: Any, b: Any) -> Any:
         if a is None or b is None:
             return b if a is None else a
         n = a[0] + b[0]
-        delta = b[1] - a[1]
-        return (n, a[1] + delta * b[0] / n, a[2] + b[2] + np.outer(delta, delta) * a[0] * b[0] / n)
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = b[1] - a[1]
+            return (n, a[1] + delta * b[0] / n, a[2] + b[2] + np.outer(delta, delta) * a[0] * b[0] / n)
 
     def merge(self, accs: list[Any]) -> Any:
         out = None
@@ -406,6 +432,8 @@ class Covariance(Combiner):
     def extract(self, acc: Any) -> dict[str, Any] | None:
         if acc is None:
             return None
+        if not (np.isfinite(acc[1]).all() and np.isfinite(acc[2]).all()):
+            raise Overflow
         axes = principal_axes(self.covariance(acc), self.output_dim)
         return {"mean": acc[1].tolist(), "components": axes.tolist()}
 

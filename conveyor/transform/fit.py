@@ -77,6 +77,13 @@ def _infinite(node: Node, value: float) -> TransformError:
     return fail(msg, node.where)
 
 
+def _overflow(node: Node) -> TransformError:
+    """An analyzer whose result is past float64's range: refused by name, not written as inf or read as no spread."""
+    msg = (f"ct.{node.op} cannot fit {_what(node)}: its values are so large that the result is past "
+           f"float64's range (about 1.8e308); scale them down (x / 1e100) before ct.{node.op}.")  # fmt: skip
+    return fail(msg, node.where)
+
+
 def _batches_of(part: Part) -> Iterable[Batch]:
     return part() if callable(part) else [part]
 
@@ -89,6 +96,7 @@ class Pass(Combiner):
     """
 
     def __init__(self, ready: list[Node]) -> None:
+        self.ready = ready
         self.analyzers = [analyzers.make(a.op, a.params) for a in ready]
         slots: dict[tuple[Any, ...], int] = {}
         self.slots = [
@@ -117,6 +125,8 @@ class Pass(Combiner):
                 out.append(a.add_batch(x, values[node.inputs[0].uid]))
             except analyzers.InfiniteValue as e:
                 raise _infinite(node, e.value) from None
+            except analyzers.Overflow:
+                raise _overflow(node) from None
         return out
 
     def merge(self, accs: Iterable[list[Any]]) -> list[Any]:
@@ -128,9 +138,11 @@ class Pass(Combiner):
 
     def extract(self, acc: list[Any]) -> list[Any]:
         out = []
-        for a, slot in zip(self.analyzers, self.slots, strict=True):
+        for a, slot, node in zip(self.analyzers, self.slots, self.ready, strict=True):
             try:
                 out.append(a.extract(acc[slot]))
             except analyzers.InfiniteValue as e:
-                raise _infinite(self.nodes[slot], e.value) from None
+                raise _infinite(node, e.value) from None
+            except analyzers.Overflow:
+                raise _overflow(node) from None
         return out

@@ -29,17 +29,18 @@ def input_value(node: Node, column: Any) -> Any:
     """An Arrow (or Python, NumPy, pandas) column as the runtime value of its kind.
 
     NaN, ``pd.NA`` and ``None`` are all missing (``from_pandas``): a record from pandas, where a
-    missing string is a float NaN, reads as the same record with None, on every path.
+    missing string is a float NaN, reads as the same record with None, on every path. Numbers
+    are float64 even when every value is an integer (``as_float``), so a value never depends on
+    its batch: an int past 2**53 rounds alike alone and beside a missing value, and int64
+    arithmetic cannot wrap.
     """
     arr = column if isinstance(column, pa.Array | pa.ChunkedArray) else pa.array(column, from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if node.kind == "number":
-        if pa.types.is_integer(arr.type) and arr.null_count == 0:
-            return arr.to_numpy()
         if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
             return KERNELS["to_number"]({}, arr)
-        return pc.fill_null(arr.cast(pa.float64()), np.nan).to_numpy()
+        return pc.fill_null(arr.cast(pa.float64(), safe=False), np.nan).to_numpy()  # ints past 2**53 rounded
     if node.kind == "bool":
         return np.asarray(pc.fill_null(arr.cast(pa.bool_()), False).to_numpy(zero_copy_only=False), dtype=bool)
     if node.kind == "string":
@@ -52,11 +53,6 @@ def from_python(node: Node, values: list[Any]) -> Any:
     types = set(map(type, values))
     kind = node.kind
     if kind == "number" and types <= {int, float, NoneType}:
-        if types == {int}:
-            try:
-                return np.array(values, dtype=np.int64)
-            except OverflowError:
-                pass  # past int64, where Arrow gives up: as floats
         return np.array(values, dtype=np.float64)  # None -> NaN, as Arrow's nulls are filled
     if kind == "number" and str in types and types <= {int, float, str, NoneType}:
         # numbers among text (JSON from a client): all as text, which Arrow reads back exactly
@@ -94,9 +90,7 @@ def _by_type(node: Node, values: list[Any]) -> Any:
 def _from_numpy(node: Node, values: np.ndarray) -> Any:
     if values.dtype == object:  # Python values, of one type or several
         return from_python(node, values.tolist())
-    if node.kind == "number" and values.dtype.kind in "iu":
-        return values
-    if node.kind == "number" and values.dtype.kind in "fb":
+    if node.kind == "number" and values.dtype.kind in "iufb":
         return values.astype(np.float64)
     if node.kind == "bool" and values.dtype.kind == "b":
         return values

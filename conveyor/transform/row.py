@@ -6,9 +6,10 @@ gives on a one-row batch (``tests/transform/test_row.py`` checks each against it
 values); every other op, and any case a twin leaves out, runs the batch kernel on a one-row
 batch. So every graph takes this path, and a row cannot get other values than its batch.
 
-Values per kind: number a Python ``int`` (where the batch has int64) or ``float`` (NaN for
-missing), bool ``bool``, string ``str`` or ``None``, tokens a ``list`` or ``None``, dense a 1-D
-float64 array, sparse ``(indices, values)`` sorted by index, constant the fitted JSON value.
+Values per kind: number a Python ``float`` (NaN for missing; inputs are float64, as in a batch)
+or ``int`` (where an op's batch value is int64), bool ``bool``, string ``str`` or ``None``,
+tokens a ``list`` or ``None``, dense a 1-D float64 array, sparse ``(indices, values)`` sorted by
+index, constant the fitted JSON value.
 Python's float arithmetic is NumPy's float64 arithmetic (IEEE 754), bit for bit.
 """
 
@@ -31,15 +32,27 @@ from conveyor.transform.plan import Plan, Reads, absent_input, finish, from_pyth
 
 RowKernel = Callable[..., Any]
 ROW_KERNELS: dict[str, RowKernel] = {}
+# The kinds of first input a row kernel covers, where it does not cover them all: a row of
+# tokens that is None is missing and stays so, where a None string is a value to look up.
+ROW_INPUT_KINDS: dict[str, tuple[str, ...]] = {}
 
 
-def row_kernel(*names: str) -> Callable[[RowKernel], RowKernel]:
+def row_kernel(*names: str, inputs: tuple[str, ...] | None = None) -> Callable[[RowKernel], RowKernel]:
     def register(fn: RowKernel) -> RowKernel:
         for name in names:
             ROW_KERNELS[name] = fn
+            if inputs is not None:
+                ROW_INPUT_KINDS[name] = inputs
         return fn
 
     return register
+
+
+def _row_twin(node: Node) -> RowKernel | None:
+    covered = ROW_INPUT_KINDS.get(node.op)
+    if covered is not None and node.inputs[0].kind not in covered:
+        return None
+    return ROW_KERNELS.get(node.op)
 
 
 class Rare(Exception):
@@ -60,7 +73,7 @@ class RowPlan:
         self.reads = [(node.uid, node, name, required) for node, name, required in reads]
         self.constants = plan.constants
         self.steps = [
-            (uid, _step(ROW_KERNELS.get(node.op), _one_row_batch(fn, node), params, args))
+            (uid, _step(_row_twin(node), _one_row_batch(fn, node), params, args))
             for uid, fn, params, args, node in plan.steps
         ]
         self.outputs = [(name, node.uid, _finisher(spec[name])) for name, node in outputs.items()]
@@ -138,8 +151,10 @@ def read(node: Node, v: Any) -> Any:
     """A request's value as the row value of the input's kind, as a one-row batch reads it."""
     kind, t = node.kind, type(v)
     if kind == "number":
-        if t is float or (t is int and -(2**63) <= v < 2**63):
+        if t is float:
             return v
+        if t is int and -(2**63) <= v < 2**63:
+            return float(v)
         if v is None:
             return math.nan
     elif (kind == "string" and (t is str or v is None)) or (kind == "bool" and t is bool):
@@ -233,10 +248,10 @@ def _fill_missing(p: dict[str, Any], x: Any) -> Any:
     return x
 
 
-@row_kernel("apply_vocabulary")
+@row_kernel("apply_vocabulary", inputs=("string", "number"))
 def _apply_vocabulary(p: dict[str, Any], x: Any, vocab: list[Any]) -> Any:
     if not isinstance(x, str | None):
-        raise Rare  # numbers and tokens
+        raise Rare  # numbers
     lookup = memo(vocab, "dict", lambda: {v: i for i, v in enumerate(vocab)})
     index = -1 if x is None else lookup.get(x, -1)
     if index >= 0:
