@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from conveyor.model.flavors import OPT_IN, ModelFlavor, flavor_named, flavor_of,
 from conveyor.transform.fitted import FILE_NAME, FittedGraph, load
 
 TASKS = ("binary", "multiclass", "regression")
+IntFeatures = Callable[[], Collection[str]]
 
-__all__ = ["TASKS", "feature_graph", "raw_classes", "save"]
+__all__ = ["TASKS", "feature_graph", "integer_label", "raw_classes", "save"]
 
 
 def save(
@@ -43,7 +44,8 @@ def save(
             ``privacy`` records the ε spent so far.
         fn_args: the Trainer's; ``path``, ``transform_graph``, ``label`` and ``metadata``
             default from its ``serving_model_dir``, ``transform_graph``, ``label_key``,
-            ``hyperparameters`` and ``seed``.
+            ``hyperparameters`` and ``seed``; a label passed through from one of its
+            ``int_features`` names its classes as ints.
         path: the bundle's folder, new or empty.
         transform_graph: the TransformGraph the model was trained on (its folder, its
             ``transform_graph.json``, the artifact, or a ``FittedGraph``); copied into the bundle.
@@ -65,6 +67,7 @@ def save(
         transform_graph = transform_graph if transform_graph is not None else fn_args.transform_graph
         label = label if label is not None else getattr(fn_args, "label_key", None)
         metadata = {**_trainer_metadata(fn_args), **(metadata or {})}
+    int_features = lambda: getattr(fn_args, "int_features", ())  # noqa: E731 - read only for a passed-through label
     if path is None or transform_graph is None:
         msg = "conveyor.model.save needs fn_args, or path= and transform_graph= (and label= when the graph outputs the label)."
         raise TypeError(msg)
@@ -77,7 +80,7 @@ def save(
         raise ServingError(msg)
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        manifest = _write(model, chosen, folder, transform_graph, label, task, metadata)
+        manifest = _write(model, chosen, folder, transform_graph, label, task, metadata, int_features)
     except BaseException:
         for child in folder.iterdir():  # no half bundle left behind; the folder stays, as it was given
             if child.is_dir():
@@ -99,12 +102,13 @@ def _write(
     label: str | None,
     task: str | None,
     metadata: Mapping[str, Any] | None,
+    int_features: IntFeatures = tuple,
 ) -> dict[str, Any]:
     graph = _copy_graph(transform_graph, folder / bundle.GRAPH_DIR)
     features = feature_graph(graph, label)
     names = feature_names(features.describe(), None)
     encoded = chosen.classes(model)
-    classes = raw_classes(graph, label, encoded)
+    classes = raw_classes(graph, label, encoded, int_features)
     task = _task(task, classes)
     (folder / bundle.MODEL_DIR).mkdir()
     _, options = chosen.save(model, folder / bundle.MODEL_DIR)
@@ -135,21 +139,26 @@ def feature_graph(graph: FittedGraph, label: str | None) -> FittedGraph:
     return FittedGraph({name: node for name, node in graph.outputs.items() if name != label}, graph.inputs)
 
 
-def raw_classes(graph: FittedGraph, label: str | None, classes: list[Any] | None) -> list[Any] | None:
-    """The classes as raw label values when the label output is the vocabulary index of the raw label.
+def raw_classes(
+    graph: FittedGraph, label: str | None, classes: list[Any] | None, int_features: IntFeatures = tuple
+) -> list[Any] | None:
+    """The classes as raw label values when the label output is the vocabulary index of the raw label,
+    or ints when it is an integer label (``integer_label``) that the model learnt as floats.
 
     A model trained on ``ct.compute_and_apply_vocabulary(inputs[label])`` learnt indices; its
     class ``i`` is the vocabulary's term ``i``, so predictions and the Evaluator speak in the
     values the data holds ("Yes", "Adelie"), and the probability columns keep the model's order.
-    Any other label (a bool, a number, a transformed string) keeps the model's classes.
+    Any other label (a bool, a float, a transformed string) keeps the model's classes.
 
     Raises:
         ServingError: the model learnt an index outside the vocabulary (an OOV bucket or the
             default value), which no raw value names.
     """
     terms = _label_terms(graph, label)
-    if terms is None or classes is None or not all(_is_index(c) for c in classes):
+    if classes is None or not all(_is_index(c) for c in classes):
         return classes
+    if terms is None:
+        return [int(c) for c in classes] if label is not None and integer_label(graph, label, int_features) else classes
     outside = [c for c in classes if not 0 <= c < len(terms)]
     if outside:
         msg = (
@@ -159,6 +168,19 @@ def raw_classes(graph: FittedGraph, label: str | None, classes: list[Any] | None
         )
         raise ServingError(msg)
     return [terms[int(c)] for c in classes]
+
+
+def integer_label(graph: FittedGraph, label: str, int_features: IntFeatures) -> bool:
+    """Whether the label output holds whole numbers by type: ``ct.cast(x, "int")``, or one of
+    ``int_features()`` (the schema's int features, read only then) passed through. Transform writes
+    it as float64, NaN where a row has no label, yet a user who trained on 0 and 1 expects 0 and 1.
+    """
+    node = graph.outputs.get(label)
+    if node is None or node.kind != "number":
+        return False
+    if node.op == "cast":
+        return bool(node.params.get("to") == "int")
+    return node.op == "input" and node.params["name"] in int_features()
 
 
 def _label_terms(graph: FittedGraph, label: str | None) -> list[Any] | None:

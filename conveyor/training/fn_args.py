@@ -33,7 +33,8 @@ class FeatureMatrix:
     X: Any
     """SciPy CSR when any transform output is sparse, else a dense 2-D NumPy array."""
     y: Any
-    """The label, a 1-D NumPy array."""
+    """The label, a 1-D NumPy array of the data's type: an int label is int64 (float64 with NaN when a
+    row has none: drop those rows before ``fit``), a vocabulary index int64, a bool bool, a string object."""
     feature_names: list[str]
 
     def __iter__(self) -> Iterator[Any]:
@@ -132,10 +133,11 @@ class FnArgs:
         files = self.train_files if split is None else self._split_files(split)
         label = label or self.label_key
         spec = self.spec
+        whole = self._whole_labels(files, label)
         if not shuffle:
             for file in files:
                 for batch in pq.ParquetFile(file).iter_batches(batch_rows):
-                    yield _batch(decode(batch, spec), spec, label)
+                    yield _batch(decode(batch, spec), spec, label, whole)
             return
         import numpy as np
 
@@ -146,7 +148,7 @@ class FnArgs:
             table = pq.ParquetFile(file).read_row_group(i)
             table = table.take(rng.permutation(table.num_rows))
             for batch in table.to_batches(batch_rows):
-                yield _batch(decode(batch, spec), spec, label)
+                yield _batch(decode(batch, spec), spec, label, whole)
 
     def load_base_model(self, *, trusted: Sequence[str] = (), allow_pickle: bool = False) -> Any:
         """The warm-start model as its library's object (a LightGBM Booster, ...), or None.
@@ -192,6 +194,28 @@ class FnArgs:
 
         return read_schema(self.examples)
 
+    @property
+    def int_features(self) -> list[str]:
+        """The schema's int features: a label passed through from one is int64 in ``y`` and in the
+        bundle's classes, as the data holds it."""
+        from conveyor.data.schema import Schema
+
+        return [f.name for f in Schema.load(self.schema).features if f.type == "int"] if self.schema else []
+
+    def _whole_labels(self, files: list[str], label: str) -> bool:
+        """Whether ``y`` is int64: an integer label (``conveyor.model.saving.integer_label``) that
+        every row of ``files`` has; Transform stores it as float64, NaN where a row has none.
+        """
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        from conveyor.model.saving import integer_label
+        from conveyor.transform.fitted import load
+
+        if not integer_label(load(self.transform_graph), label, lambda: self.int_features):
+            return False
+        return not files or not np.isnan(pq.read_table(files, columns=[label]).column(label).to_numpy()).any()
+
     def _tensorboard(self) -> Any:
         if not self._tensorboard_checked:
             self._tensorboard_checked = True
@@ -235,18 +259,18 @@ class FnArgs:
             import polars as pl
 
             return pl.from_arrow(table)
-        from conveyor.model.features import label_vector, to_matrix
         from conveyor.transform.transformed import decode
 
         spec = self.spec
         label = label or self.label_key
-        columns = decode(table, spec)
-        matrix, names = to_matrix(columns, spec, label)
-        return FeatureMatrix(matrix, label_vector(columns, label), names)
+        return _batch(decode(table, spec), spec, label, self._whole_labels(files, label))
 
 
-def _batch(columns: Any, spec: dict[str, dict[str, Any]], label: str) -> FeatureMatrix:
+def _batch(columns: Any, spec: dict[str, dict[str, Any]], label: str, whole_labels: bool) -> FeatureMatrix:
+    import numpy as np
+
     from conveyor.model.features import label_vector, to_matrix
 
     matrix, names = to_matrix(columns, spec, label)
-    return FeatureMatrix(matrix, label_vector(columns, label), names)
+    y = label_vector(columns, label)
+    return FeatureMatrix(matrix, y.astype(np.int64) if whole_labels else y, names)
