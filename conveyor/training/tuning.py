@@ -11,6 +11,7 @@ the caller's main script, so a pipeline file without a ``__main__`` guard is saf
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
@@ -177,6 +178,7 @@ def tune(
     progress = _Progress(max_trials, search.direction)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say it once
+    study = None
     try:
         study = optuna.create_study(storage=_storage(journal), study_name=STUDY_NAME, direction=search.direction)
         if workers == 1:
@@ -187,6 +189,11 @@ def tune(
             seeds = [seed if sampler == "grid" else seed + i for i in range(workers)]
             jobs = [replace(job, n_trials=n, seed=s) for n, s in zip(shares, seeds, strict=True)]
             _in_processes(jobs, study, progress)
+    except BaseException:
+        if study is not None:  # the trials before the fault, for the folder a failed step keeps
+            with contextlib.suppress(Exception):
+                _write_trials(Path(out_dir) / TRIALS_FILE, study.get_trials(deepcopy=False), job)
+        raise
     finally:
         optuna.logging.set_verbosity(verbosity)
     trials = study.get_trials(deepcopy=False)

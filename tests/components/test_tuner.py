@@ -352,6 +352,16 @@ def test_a_bad_search_is_a_clear_error(
         tune(path, fn_args_of(grid_run, tmp_path), str(tmp_path), max_trials=2, **settings)
 
 
+def test_a_search_that_fails_keeps_the_trials_that_ran_before(grid_run: Any, tmp_path: Path) -> None:
+    """The folder a failed step keeps says what ran: the first trial completed, the second raised."""
+    raises_late = RAISES.replace("return 1 / 0", "return 1 / trial.number if trial.number else 0.5")
+    path = write(tmp_path / "late.py", raises_late.replace("1 / trial.number if", "1 / (trial.number - 1) if"))
+    with pytest.raises(ComponentError, match="ZeroDivisionError"):
+        tune(path, fn_args_of(grid_run, tmp_path), str(tmp_path), max_trials=3)
+    trials = json.loads((tmp_path / "trials.json").read_text())["trials"]
+    assert [(t["number"], t["state"], t["value"]) for t in trials] == [(0, "COMPLETE", 0.5), (1, "FAIL", None)]
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
