@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import signal
 import socket
 import ssl
@@ -311,6 +312,14 @@ class ModelServer:
         self._grpc = self.grpc_port = None
 
 
+MAX_HEAD_BYTES = 64 * 1024
+"""The largest request head (request line and headers) read: past it, 431 and the connection closed."""
+_HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+
+
 def _head_deadline(timeout: float) -> type:
     """uvicorn's HTTP protocol (httptools or h11, as ``http="auto"`` picks), closing a connection
     whose request head has not arrived in full ``timeout`` seconds after the connection opened or
@@ -318,7 +327,8 @@ def _head_deadline(timeout: float) -> type:
     end, so connections that send nothing, or a byte now and then, would pile up until the
     server's file descriptors ran out. A request only notes when its wait began; one sweep of
     the open connections a few times a ``timeout`` closes the late ones (a timer a request cost
-    a tenth of the throughput under concurrency).
+    a tenth of the throughput under concurrency). A head past ``MAX_HEAD_BYTES`` is answered
+    431 and its connection closed: httptools holds any head whole, however large.
     """
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
@@ -336,6 +346,7 @@ def _head_deadline(timeout: float) -> type:
     class HeadDeadline(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         waiting_since: float | None = None  # when the wait for a head began; None once it came
         awaited: Any = None  # the request in progress when the wait began: a new one means the head came
+        head_bytes = 0  # read since the wait began
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -347,13 +358,20 @@ def _head_deadline(timeout: float) -> type:
         def data_received(self, data: bytes) -> None:
             if self.waiting_since is None and (self.cycle is None or self.cycle.response_complete):
                 self._wait_for_head()  # between requests: these bytes begin the next one's head
+            if self.waiting_since is not None:
+                self.head_bytes += len(data)
             super().data_received(data)
             if self.waiting_since is not None and self.cycle is not self.awaited:
                 self.waiting_since = None
+            elif self.waiting_since is not None and self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                error = json.dumps({"error": f"the request head is larger than the {MAX_HEAD_BYTES} bytes this server reads."})
+                self.transport.write(_HEAD_TOO_LARGE % (len(error), error.encode()))
+                self.transport.close()
 
         def _wait_for_head(self) -> None:
             self.awaited = self.cycle
             self.waiting_since = self.loop.time()
+            self.head_bytes = 0
 
     return HeadDeadline
 

@@ -112,6 +112,21 @@ def test_a_connection_that_stops_sending_its_head_is_closed(server: Any) -> None
     assert time.monotonic() - started < 5
 
 
+def test_a_head_past_the_limit_is_a_431_and_a_large_one_within_it_is_served(server: Any) -> None:
+    """A head is held whole until it ends: without a limit, one connection could make it any size."""
+    from conveyor.serving.server import MAX_HEAD_BYTES
+
+    huge = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    huge.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (MAX_HEAD_BYTES + 1))
+    response = http.client.HTTPResponse(huge)
+    response.begin()
+    assert response.status == 431
+    assert "request head is larger than" in json.loads(response.read())["error"]
+    assert huge.recv(1000) == b""
+    huge.close()
+    assert ask(server, "GET", "/v2/health/live", **{"X-Pad": "a" * (MAX_HEAD_BYTES // 2)}) == 200
+
+
 def test_a_slow_but_steady_head_is_answered(server: Any) -> None:
     """The deadline is on the head's start: a head that arrives, even in pieces, is served."""
     connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
