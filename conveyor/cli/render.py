@@ -478,9 +478,17 @@ def _exec_label(x: Execution, verb: str) -> Text:
     return Text.assemble(f"{verb} ", (x.component_id, "cyan"), f" (execution {x.id}, {x.run_id}, code {(x.code_fingerprint or '')[:12]}) ", (params, "dim"))
 
 
+def _seen_label(x: Execution, verb: str) -> Text:
+    """An execution met again (an artifact read by two steps): one line, its inputs and outputs shown above."""
+    return Text.assemble(f"{verb} ", (x.component_id, "cyan"), f" (execution {x.id})", (", shown above", "dim"))
+
+
 def _grow_up(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) -> None:
     made_by = g.producer(artifact_id)
     if made_by is None:
+        return
+    if made_by.id in seen:
+        node.add(_seen_label(made_by, "made by"))
         return
     branch = node.add(_exec_label(made_by, "made by"))
     sources = g.artifacts[artifact_id].properties.get("sources") if artifact_id in g.artifacts else None
@@ -488,9 +496,6 @@ def _grow_up(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) -> N
         count = g.artifacts[artifact_id].properties.get("source_count") or len(sources)
         more = f" and {count - len(sources)} more" if count > len(sources) else ""
         branch.add(Text(f"read {', '.join(sources)}{more}", style="green"))
-    if made_by.id in seen:
-        branch.add(Text("(shown above)", style="dim"))
-        return
     seen.add(made_by.id)
     for key, a in g.inputs_of(made_by.id):
         child = branch.add(Text.assemble(f"{key}: ", _art_label(a)))
@@ -499,10 +504,10 @@ def _grow_up(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) -> N
 
 def _grow_down(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) -> None:
     for x in g.consumers(artifact_id):
-        branch = node.add(_exec_label(x, "used by"))
         if x.id in seen:
-            branch.add(Text("(shown above)", style="dim"))
+            node.add(_seen_label(x, "used by"))
             continue
+        branch = node.add(_exec_label(x, "used by"))
         seen.add(x.id)
         for key, a in g.outputs_of(x.id):
             child = branch.add(Text.assemble(f"{key}: ", _art_label(a)))

@@ -236,3 +236,45 @@ def test_lineage_ends_at_the_files_example_gen_read(tmp_path: Path) -> None:
     graph = json.loads(run_cli("lineage", str(statistics), "--json", cwd=tmp_path).stdout)
     [examples] = [a for a in graph["artifacts"] if a["type"] == "Examples"]
     assert examples["properties"]["source_count"] == 2
+
+
+DIAMOND = """
+from pathlib import Path
+from conveyor import Input, Output, Parameter, Pipeline, component
+from conveyor.artifacts import Examples
+
+@component
+def source(out: Output[Examples], *, note: Parameter[str] = "a long parameter") -> None:
+    (Path(out.uri) / "x").write_text("1")
+
+@component
+def left(data: Input[Examples], out: Output[Examples]) -> None:
+    (Path(out.uri) / "x").write_text("2")
+
+@component
+def right(data: Input[Examples], out: Output[Examples]) -> None:
+    (Path(out.uri) / "x").write_text("3")
+
+@component
+def join(a: Input[Examples], b: Input[Examples], out: Output[Examples]) -> None:
+    (Path(out.uri) / "x").write_text("4")
+
+s = source()
+l, r = left(data=s.outputs["out"]), right(data=s.outputs["out"])
+pipeline = Pipeline("diamond", [s, l, r, join(a=l.outputs["out"], b=r.outputs["out"])])
+"""
+
+
+def test_lineage_of_a_diamond_shows_each_step_once_and_says_where(tmp_path: Path) -> None:
+    """A step met twice (an artifact two steps read) is one line the second time, naming it, not its whole record again."""
+    (tmp_path / "p.py").write_text(DIAMOND)
+    assert run_cli("run", "p.py", cwd=tmp_path).returncode == 0
+    graph = json.loads(run_cli("show", "latest", "--json", cwd=tmp_path).stdout)
+    ids = {x["component_id"]: x for x in graph["executions"]}
+    source_out, join_out = (ids[step]["outputs"]["out"][0]["id"] for step in ("source", "join"))
+    for artifact, flags, step in ((join_out, [], "source"), (source_out, ["--downstream"], "join")):
+        tree = run_cli("lineage", str(artifact), *flags, cwd=tmp_path).stdout
+        verb = "used by" if flags else "made by"
+        whole = [line for line in tree.splitlines() if f"{verb} {step} (execution {ids[step]['id']}, run-" in line]
+        again = [line for line in tree.splitlines() if line.endswith(f"{verb} {step} (execution {ids[step]['id']}), shown above")]
+        assert (len(whole), len(again)) == (1, 1), tree
