@@ -31,6 +31,8 @@ _DRIVERS = {
     "mysql": ("mysql+pymysql", "mysql", "pymysql"),
     "mariadb": ("mysql+pymysql", "mysql", "pymysql"),
 }
+_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+_DIALECTS = {"sqlite", "postgresql", "mysql", "mariadb"}  # SQLAlchemy's names (``get_backend_name``)
 _FULL_BYTES = 1 << 20  # free space below which a failed write is taken for a full disk
 
 
@@ -92,6 +94,12 @@ def open_engines(url: str) -> tuple[Engine, Engine]:
         why = " (its port must be a number)" if isinstance(e, ValueError) else ""
         msg = f"Metadata URL {shown!r} is not a database URL{why} (e.g. sqlite:///meta.sqlite, postgresql://host:5432/db)."
         raise MetadataError(msg) from e
+    if parsed.get_backend_name() not in _DIALECTS:
+        msg = (
+            f"Metadata URL {shown!r} has an unknown scheme {parsed.drivername!r}; "
+            f"known: {', '.join(f'{d}://' for d in _SCHEMES)}."
+        )
+        raise MetadataError(msg)
     try:
         if parsed.get_backend_name() == "sqlite":
             engine, reader = _sqlite_engines(parsed.database)
@@ -114,8 +122,8 @@ def open_engines(url: str) -> tuple[Engine, Engine]:
             postgres = parsed.get_backend_name() == "postgresql"
             reader = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
     except (NoSuchModuleError, ModuleNotFoundError) as e:
-        extra = next((v[1] for k, v in _DRIVERS.items() if parsed.drivername.startswith(k)), None)
-        hint = f"pip install 'conveyor[{extra}]'" if extra else "install its database driver"
+        extra = next((extra for driver, extra, _ in _DRIVERS.values() if parsed.drivername == driver), None)
+        hint = f"pip install 'conveyor[{extra}]'" if extra else f"install the driver {parsed.get_driver_name()!r}"
         msg = f"No driver for metadata URL {shown!r}: {hint}."
         raise MissingExtraError(msg) from e
     except OSError as e:  # the SQLite file's folder cannot be made

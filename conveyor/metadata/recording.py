@@ -126,6 +126,16 @@ def _check_files(uri: str, fingerprint: str | None, recorded: str | None) -> tup
     return (True, now) if same else (False, None)
 
 
+def _not_running(conn: Connection, exec_id: int) -> str:
+    """Why an execution cannot be closed: the status and error it was ended with, or that there is none."""
+    e = s.executions
+    found = conn.execute(select(e.c.status, e.c.error).where(e.c.id == exec_id)).first()
+    if found is None:
+        return f"Cannot record the end of execution {exec_id}: the metadata store has no such execution."
+    why = found.error or "run again to make them anew."
+    return f"Cannot record the end of execution {exec_id}: it was already recorded {found.status}, its outputs abandoned: {why}"
+
+
 class Recorder:
     """What the runner records: ``MetadataStore``'s writing half (see the module docstring)."""
 
@@ -396,10 +406,15 @@ class Recorder:
         ``discovered_files`` (path -> sha256, None if absent) are the files the step declared
         while it ran; ``find_cached`` reuses the execution only while they are unchanged.
 
+        Only a running execution is closed. One already ended, its run taken for dead while its
+        heartbeat was late (``reap_dead_runs``), stays failed with its outputs ABANDONED: ``conveyor
+        gc`` may have removed them, and a downstream step or cache hit must not take them as LIVE.
+
         Raises:
             MetadataError: a succeeded output's properties are larger than one record may be
                 (``conveyor._internal.record_limit``); nothing is written, and the caller records
-                the execution failed. A failed one's are left out, and its error says so.
+                the execution failed. A failed one's are left out, and its error says so. Or the
+                execution is no longer running; nothing is written.
         """
         now = time.time()
         a, e = s.artifacts, s.executions
@@ -421,6 +436,14 @@ class Recorder:
                     error = f"{error or ''}\n(The properties of the output at {art.uri} are not kept: {why}.)"
         files = {art.id: _files_record(manifest(art.uri)) if live else None for art in outputs}
         with self._write() as conn:
+            ended = conn.execute(
+                update(e).where(e.c.id == exec_id, e.c.status == ExecutionStatus.RUNNING).values(
+                    status=status, ended=now, error=_clipped(error), attempts=attempts,
+                    discovered_files=_dumps(dict(discovered_files)) if discovered_files else None,
+                )
+            )  # fmt: skip
+            if ended.rowcount != 1:
+                raise MetadataError(_not_running(conn, exec_id))
             for art in outputs:
                 conn.execute(
                     update(a).where(a.c.id == art.id).values(
@@ -429,12 +452,6 @@ class Recorder:
                     )
                 )
                 art.state = state
-            conn.execute(
-                update(e).where(e.c.id == exec_id).values(
-                    status=status, ended=now, error=_clipped(error), attempts=attempts,
-                    discovered_files=_dumps(dict(discovered_files)) if discovered_files else None,
-                )
-            )
 
     def record_attempt(self, exec_id: int, attempts: int, error: str) -> None:
         """Note a failed attempt of an execution that will be tried again."""

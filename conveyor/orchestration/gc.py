@@ -81,8 +81,11 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
             continue
         plan.staging.append(stage)
     if keep_last is not None:
+        # LIVE listed before what the kept runs use: an output that goes LIVE in between is no
+        # candidate, where listed after it would be one that no kept run was yet seen to make.
+        live = store.artifacts(state=ArtifactState.LIVE)
         protected = _protected(store, keep_last, plan)
-        plan.expired = [a for a in store.artifacts(state=ArtifactState.LIVE) if a.id not in protected]
+        plan.expired = [a for a in live if a.id not in protected]
     candidates = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
     outside = {p for p in candidates if not _inside(p, plan.root)}
     plan.outside = sorted(outside)

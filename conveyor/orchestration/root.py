@@ -87,7 +87,12 @@ def _place(url: str) -> str:
 
 
 def bind_root(root: str | Path, store: MetadataStore) -> None:
-    """Bind ``root`` to ``store`` on its first run; refuse it if another store has it (``check_root``)."""
+    """Bind ``root`` to ``store`` on its first run; refuse it if another store has it (``check_root``).
+
+    The marker is written whole to a file of its own, then hard-linked to its name, which fails
+    if it exists: of two stores binding a fresh root at once, the one that links first wins and
+    the other is refused, where a replace would let each think the root its own.
+    """
     if check_root(root, store):
         return
     marker = Path(root) / MARKER
@@ -95,9 +100,12 @@ def bind_root(root: str | Path, store: MetadataStore) -> None:
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps({"store": store.identity, "url": store.display_url}) + "\n", encoding="utf-8")
-        os.replace(partial, marker)
+        with contextlib.suppress(FileExistsError):  # bound meanwhile: check_root below tells by whom
+            os.link(partial, marker)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            partial.unlink()
         msg = f"Cannot write {marker}, which binds the root to its metadata store: {e.strerror or e}."
         raise MetadataError(msg) from e
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+    check_root(root, store)

@@ -11,12 +11,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from conveyor import Output, Parameter, Pipeline, component
+from conveyor.artifacts import Model
 from conveyor.metadata import MetadataStore, schema
 from conveyor.metadata.records import Run
 from tests.helpers import REPO
@@ -135,3 +138,49 @@ def test_a_run_on_this_host_beats_while_it_runs_and_stops_when_it_ends(
     run_pipeline(db_url, tmp_path)  # the runner's runs beat too, and end their heartbeat with the run
     with raw_engine(db_url) as engine, engine.connect() as conn:
         assert None not in conn.execute(select(c.c.heartbeat).where(c.c.type == "run")).scalars().all()
+
+
+@component
+def held(model: Output[Model], *, arrived: Parameter[str], gate: Parameter[str]) -> None:
+    """Writes its output only once ``gate`` exists, having said so by making ``arrived``."""
+    Path(arrived).touch()
+    deadline = time.monotonic() + 60
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (Path(model.uri) / "model.txt").write_text("made after its run was reaped")
+
+
+def test_a_step_that_ends_after_its_run_was_taken_for_dead_stays_failed_with_its_outputs_abandoned(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose heartbeat came late is reaped (its step failed, outputs ABANDONED, so gc may
+    remove them); the step, alive all along, then ends well. Its outputs must not come back LIVE.
+    """
+    monkeypatch.setattr(MetadataStore, "heartbeat_every", 3600.0)  # the late heartbeat: none comes
+    arrived, gate = tmp_path / "arrived", tmp_path / "gate"
+    step = held(arrived=str(arrived), gate=str(gate))
+    pipeline = Pipeline("reaped", [step], root=tmp_path / "root", metadata=db_url)
+    finished: list[Run] = []
+    runner = threading.Thread(target=lambda: finished.append(pipeline.run()))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not arrived.exists():
+            assert runner.is_alive() and time.monotonic() < deadline, "the step never started"
+            time.sleep(0.02)
+        c = schema.contexts
+        with raw_engine(db_url) as engine, engine.begin() as conn:  # as a run on a host whose heartbeat fell silent
+            conn.execute(update(c).where(c.c.type == "run").values(host=remote_host.HOST, heartbeat=time.time() - 3600))
+        with MetadataStore(db_url) as store:
+            assert len(store.reap_dead_runs()) == 1
+    finally:
+        gate.touch()
+        runner.join(60)
+    run = only_run(db_url)
+    execution = run.executions["held"]
+    assert (run.status, execution.status) == ("failed", "failed")
+    assert (execution.error or "").startswith(f"The run's host {remote_host.HOST} sent no heartbeat")
+    assert [a.state for a in execution.outputs["model"]] == ["ABANDONED"]
+    with MetadataStore(db_url) as store:
+        assert store.artifacts(state="LIVE") == []
+    assert finished[0].executions["held"].status == "failed"

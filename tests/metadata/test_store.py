@@ -594,6 +594,17 @@ def test_a_url_that_does_not_connect_raises_a_one_line_metadata_error(tmp_path: 
     assert named in message
 
 
+@pytest.mark.parametrize("url", ["postgresq://u:pw@127.0.0.1/db", "mysqlx://127.0.0.1/db", "oracle://127.0.0.1/db"])
+def test_a_misspelt_or_unknown_url_scheme_is_named_with_the_known_ones_not_given_an_install_hint(url: str) -> None:
+    """``postgresq://`` once got "pip install 'conveyor[postgres]'": the extra was picked by the scheme's prefix."""
+    with pytest.raises(MetadataError) as e:
+        MetadataStore(url)
+    message = str(e.value)
+    assert f"unknown scheme {url.partition(':')[0]!r}" in message
+    assert "known: sqlite://, postgresql://, postgres://, mysql://, mariadb://" in message
+    assert "pip install" not in message and "pw" not in message
+
+
 @pytest.mark.parametrize("run_ended", [False, True], ids=["run-running", "run-ended"])
 def test_a_run_whose_process_died_is_shown_failed_on_the_next_read(db_url: str, tmp_path: Path, run_ended: bool) -> None:
     """A real ``conveyor run`` hangs inside its second step, is SIGKILLed, then the store is read.

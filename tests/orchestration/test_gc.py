@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from conveyor import Input, Output, Parameter, Pipeline, component
 from conveyor.artifacts import Artifact, Examples, PushedModel
 from conveyor.metadata import MetadataStore
-from conveyor.orchestration.gc import collect
+from conveyor.orchestration.gc import GcPlan, collect
 from conveyor.orchestration.root import check_root
 from tests.helpers import run_cli
 
@@ -137,3 +139,54 @@ def test_gc_removes_nothing_a_symlink_in_the_root_leads_out_to(tmp_path: Path) -
     assert plan.outside == [str(tmp_path / "via-link" / "linked" / "step" / "key" / ".staging-98")]
     assert (elsewhere / "step" / "key" / ".staging-98" / "data.txt").read_text() == "keep me"
     assert not (root / "gc" / "produce" / "examples" / ".staging-99").exists()
+
+
+class _HeldStore(MetadataStore):
+    """A store that holds ``conveyor gc`` once it has read the runs, until ``go_on`` is set."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.at_gate, self.go_on = threading.Event(), threading.Event()
+
+    def upstream_closure(self, artifact_ids: Iterable[int]) -> set[int]:  # called once the kept runs are read
+        self.at_gate.set()
+        self.go_on.wait(30)
+        return super().upstream_closure(artifact_ids)
+
+
+def test_keep_last_leaves_the_output_of_a_run_that_ends_while_gc_looks(tmp_path: Path) -> None:
+    """A run that starts after gc read the runs, and makes its output LIVE before gc lists the
+    LIVE ones, was once taken for an old run's: its output was removed while the run used it.
+    """
+    root = tmp_path / "root"
+    for value in (1, 2):
+        Pipeline("gc", [produce(value=value)], root=root).run()
+    url = f"sqlite:///{root / 'metadata.sqlite'}"
+    with _HeldStore(url) as store:
+        plans: list[GcPlan] = []
+        gc = threading.Thread(target=lambda: plans.append(collect(store, root, keep_last=1)))
+        gc.start()
+        try:
+            assert store.at_gate.wait(30), "gc never read the runs"
+            meanwhile = Pipeline("gc", [produce(value=3)], root=root).run()
+        finally:
+            store.go_on.set()
+            gc.join(30)
+    made = meanwhile.executions["produce"].outputs["examples"][0]
+    assert made.id not in [a.id for a in plans[0].expired]
+    assert json.loads((Path(made.uri) / "value.json").read_text()) == 3
+    with MetadataStore(url) as reader:
+        assert reader.artifact(made.id or 0).state == "LIVE"
+
+
+def test_a_cached_output_whose_folder_was_deleted_is_made_again_not_handed_on_missing(tmp_path: Path) -> None:
+    first = Pipeline("gc", [a := produce(value=7), double(examples=a.outputs["examples"])], root=tmp_path).run()
+    gone = first.executions["produce"].outputs["examples"][0]
+    shutil.rmtree(gone.uri)
+    again = Pipeline("gc", [b := produce(value=7), double(examples=b.outputs["examples"])], root=tmp_path).run()
+    assert again.status == "succeeded"
+    assert again.executions["produce"].status == "succeeded", "a missing folder was taken from the cache"
+    remade = again.executions["double"].outputs["doubled"][0]
+    assert json.loads((Path(remade.uri) / "value.json").read_text()) == 14
+    with MetadataStore(f"sqlite:///{tmp_path / 'metadata.sqlite'}") as store:
+        assert store.artifact(gone.id or 0).state == "ABANDONED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from conveyor.exceptions import MetadataError
 from conveyor.interactive import InteractiveContext
 from conveyor.metadata import MetadataStore
 from conveyor.orchestration.gc import collect
-from conveyor.orchestration.root import MARKER
+from conveyor.orchestration.root import MARKER, bind_root, check_root
 from tests.helpers import run_cli
 
 
@@ -104,3 +105,41 @@ def test_a_root_without_a_marker_is_bound_to_the_store_that_runs_in_it(tmp_path:
     assert pipeline(root).run().status == "succeeded"
     with MetadataStore(f"sqlite:///{root / 'metadata.sqlite'}") as store:
         assert json.loads((root / MARKER).read_text())["store"] == store.identity
+
+
+class _GatedStore(MetadataStore):
+    """A store held, on its way to bind a root, after it found the root free and before it writes the marker."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.at_gate, self.go_on = threading.Event(), threading.Event()
+
+    @property
+    def display_url(self) -> str:  # read only to write the marker (or to refuse the root)
+        self.at_gate.set()
+        self.go_on.wait(30)
+        return super().display_url
+
+
+def test_of_two_stores_binding_a_fresh_root_at_once_one_wins_and_the_other_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with _GatedStore(f"sqlite:///{tmp_path / 'a.sqlite'}") as late, MetadataStore(f"sqlite:///{tmp_path / 'b.sqlite'}") as first:
+        outcome: list[BaseException | None] = []
+
+        def bind_late() -> None:
+            try:
+                bind_root(root, late)
+                outcome.append(None)
+            except MetadataError as e:
+                outcome.append(e)
+
+        thread = threading.Thread(target=bind_late)
+        thread.start()
+        assert late.at_gate.wait(30), "the late store never reached its gate"
+        bind_root(root, first)  # binds while the late store holds between its check and its write
+        late.go_on.set()
+        thread.join(30)
+        assert isinstance(outcome[0], MetadataError), "both stores took the root"
+        assert f"belongs to the metadata store at {first.display_url}" in str(outcome[0])
+        assert check_root(root, first) is True
+        assert [p.name for p in root.iterdir()] == [MARKER], "no partial marker is left behind"
