@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import html
+import itertools
+import json
+import linecache
 import re
+import sys
+import textwrap
+import types
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +187,129 @@ def test_show_of_something_not_an_artifact_says_what_it_takes(tmp_path: Path) ->
             context.show([1, 2])
         with pytest.raises(ConveyorError, match=r"got str 'statistics'\."):
             context.show("statistics")  # type: ignore[arg-type]
+
+
+Cell = Callable[..., None]
+
+
+@pytest.fixture
+def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cell:
+    """Runs cells as a Jupyter kernel does: in a ``__main__`` with no file, each cell compiled from
+    a file named by a hash of its text that is not on disk, its source kept in ``linecache``;
+    ``source=False``: as a plain REPL, where no source is kept.
+    """
+    main = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    count = itertools.count(1)
+
+    def run_cell(text: str, source: bool = True) -> None:
+        text = textwrap.dedent(text)
+        name = str(tmp_path / f"ipykernel_0/{zlib.crc32(text.encode())}.py") if source else f"<stdin-{next(count)}>"
+        if source:
+            monkeypatch.setitem(linecache.cache, name, (len(text), None, text.splitlines(True), name))
+        exec(compile(text, name, "exec"), main.__dict__)
+
+    return run_cell
+
+
+IMPORTS_CELL = """
+from pathlib import Path
+from conveyor import Output, Parameter, component
+from conveyor.artifacts import Artifact
+"""
+WRITE_CELL = textwrap.dedent("""
+    @component
+    def write(report: Output[Artifact], *, n: Parameter[int] = 1) -> None:
+        Path(report.uri).mkdir(parents=True, exist_ok=True)
+        (Path(report.uri) / "n.txt").write_text(str(scale(n)))
+""")
+
+
+def _ran(context: InteractiveContext, main: dict[str, Any]) -> tuple[str, str]:
+    """(status, what the step wrote) of the cell ``context.run(write())``."""
+    result = context.run(main["write"]())
+    return result.status, (Path(result.outputs["report"][0].uri) / "n.txt").read_text()
+
+
+def test_a_step_defined_in_a_notebook_cell_is_cached_while_the_cell_is_edited_elsewhere(
+    kernel: Cell, tmp_path: Path
+) -> None:
+    main = sys.modules["__main__"].__dict__
+    kernel(IMPORTS_CELL)
+    kernel("def scale(n):\n    return n * 2\n")
+    kernel(WRITE_CELL)
+    with InteractiveContext(root=tmp_path / "root") as context:
+        assert _ran(context, main) == ("succeeded", "2")
+        kernel(WRITE_CELL + "print('written')\n")  # the cell's other lines changed, the step did not
+        assert main["write"].spec.type_name == "__main__.write"
+        assert _ran(context, main) == ("cached", "2")
+
+
+def test_a_helper_defined_again_in_a_later_cell_runs_the_step_again(kernel: Cell, tmp_path: Path) -> None:
+    main = sys.modules["__main__"].__dict__
+    kernel(IMPORTS_CELL)
+    kernel("def scale(n):\n    return n * 2\n")
+    kernel(WRITE_CELL)
+    with InteractiveContext(root=tmp_path / "root") as context:
+        assert _ran(context, main) == ("succeeded", "2")
+        kernel("def scale(n):\n    return n * 3\n")  # the step's cell is not run again
+        assert _ran(context, main) == ("succeeded", "3")
+        kernel("def scale(n):\n    return n * 3\n")  # the same helper, run again
+        assert _ran(context, main) == ("cached", "3")
+
+
+def test_a_step_made_by_a_factory_is_keyed_by_what_the_factory_was_given(kernel: Cell, tmp_path: Path) -> None:
+    main = sys.modules["__main__"].__dict__
+    factory = "def make(factor):\n    def scale(n):\n        return n * factor\n"
+    kernel(IMPORTS_CELL)
+    kernel(factory + textwrap.indent(WRITE_CELL, "    ") + "    return write\n")
+    with InteractiveContext(root=tmp_path / "root") as context:
+        for factor, expected in [(2, ("succeeded", "2")), (5, ("succeeded", "5")), (2, ("cached", "2"))]:
+            main["write"] = main["make"](factor)
+            assert _ran(context, main) == expected
+
+
+def test_a_step_typed_at_a_prompt_with_no_source_kept_runs_again_when_edited(kernel: Cell, tmp_path: Path) -> None:
+    main = sys.modules["__main__"].__dict__
+    kernel(IMPORTS_CELL, source=False)
+    kernel("def scale(n):\n    return n * 2\n", source=False)
+    kernel(WRITE_CELL, source=False)
+    with InteractiveContext(root=tmp_path / "root") as context:
+        assert _ran(context, main) == ("succeeded", "2")
+        kernel(WRITE_CELL.replace("str(scale(n))", "str(scale(n) + 1)"), source=False)
+        assert _ran(context, main) == ("succeeded", "3")
+        kernel(WRITE_CELL.replace("str(scale(n))", "str(scale(n) + 1)"), source=False)
+        assert _ran(context, main) == ("cached", "3")
+
+
+NOTEBOOK = [
+    "from conveyor.interactive import InteractiveContext\ncontext = InteractiveContext(root='root')" + IMPORTS_CELL,
+    "def scale(n):\n    return n * 2",
+    WRITE_CELL + "first = context.run(write()).status",
+    WRITE_CELL + "print('the same step, the cell edited below it')\nagain = context.run(write()).status",
+    "def scale(n):\n    return n * 3",
+    "print(first, again, context.run(write()).status, write.spec.type_name)",
+]
+
+
+def test_a_real_kernel_hits_the_cache_when_nothing_changed_and_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nbclient = pytest.importorskip("nbclient", reason="running a notebook needs nbclient (the dev extra)")
+    nbformat = pytest.importorskip("nbformat", reason="writing a notebook needs nbformat (the dev extra)")
+    pytest.importorskip("ipykernel", reason="running a notebook needs ipykernel (the dev extra)")
+    spec = tmp_path / "jupyter" / "kernels" / "conveyor-interactive"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": spec.name, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+
+    def printed() -> str:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK])
+        resources = {"metadata": {"path": str(tmp_path)}}
+        nbclient.NotebookClient(nb, kernel_name=spec.name, timeout=120, resources=resources).execute()
+        return "".join(out.get("text", "") for out in nb.cells[-1].outputs).strip()
+
+    assert printed() == "succeeded cached succeeded __main__.write"
+    assert printed() == "cached cached cached __main__.write"  # a new kernel on the same root

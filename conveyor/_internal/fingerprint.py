@@ -1,7 +1,7 @@
 """Content fingerprints: of code (what a step runs) and of files (what a parameter names).
 
 A step's code is its function, the module-level helpers and constants of its module that it
-uses, and every module of the user's own that it reaches, by a name it uses or by an import
+uses (and those it closes over), and every module of the user's own that it reaches, by a name it uses or by an import
 (at the top of a file or inside a function body), followed from module to module. The user's
 own modules are those not in the standard library, not installed (site-packages,
 dist-packages) and not conveyor itself, wherever on ``sys.path`` they are found. Imports are
@@ -427,23 +427,55 @@ def _is_constant(value: Any) -> bool:
     return isinstance(value, tuple) and all(_is_constant(v) for v in value)
 
 
+def _closure_of(obj: Any) -> dict[str, Any]:
+    """The names a function closes over and what they hold (a function made in a function, or in a loop)."""
+    code, cells = getattr(obj, "__code__", None), getattr(obj, "__closure__", None)
+    if not isinstance(code, types.CodeType) or not cells:
+        return {}
+    found: dict[str, Any] = {}
+    for name, cell in zip(code.co_freevars, cells, strict=True):
+        with contextlib.suppress(ValueError):  # a cell not yet filled
+            found[name] = cell.cell_contents
+    return found
+
+
+def _compiled(code: types.CodeType) -> str:
+    """A code object's bytecode, constants and names: what it runs, when no source file says it."""
+    consts = [
+        repr(sorted(map(repr, k))) if isinstance(k, frozenset) else repr(k)  # a set's order varies by process
+        for k in code.co_consts
+        if not isinstance(k, types.CodeType)
+    ]
+    return f"{code.co_code.hex()}|{consts}|{code.co_names}"
+
+
 class CodeFingerprint:
     """The fingerprint of what a function runs, called when a cache key is made.
 
     The function's source, and that of the module-level functions and classes of its module
-    that it uses, are read once; the module-level constants it reads, and the user's modules
-    it reaches, are looked at on every call (a stat per file), so an edit to a helper module
-    runs the step again in a process that keeps the pipeline, while an edit elsewhere in the
-    pipeline file does not.
+    that it uses, are read once, and again when one of those names is bound anew (a notebook
+    cell that defines a helper run again); the module-level constants it reads, and the user's
+    modules it reaches, are looked at on every call (a stat per file), so an edit to a helper
+    module runs the step again in a process that keeps the pipeline, while an edit elsewhere in
+    the pipeline file does not. The names a function closes over count as its globals do (a
+    step made by a factory function is keyed by what the factory was given); code with no
+    source file (``exec``, a REPL) is keyed by its bytecode.
     """
 
     def __init__(self, obj: Any, extra: str = "") -> None:
+        self._obj, self._extra = obj, extra
         self._module = getattr(obj, "__module__", None)
-        self._constants: dict[str, dict[str, Any]] = {}  # name -> the namespace it is read from
+        self._reading = threading.Lock()  # steps of one component may make their keys at once
+        self._read()
+
+    def _read(self) -> None:
+        """Read the sources; again when a function or class it follows was defined anew (a notebook cell run again)."""
+        self._constants: dict[str, tuple[dict[str, Any], str]] = {}  # label -> (the namespace it is read from, name)
+        self._followed: list[tuple[dict[str, Any], str, Any]] = []  # (namespace, name, what the name held)
         seen: set[int] = set()
         seeds: dict[str, str] = {}
-        parts: list[str] = [extra]
-        todo = [obj]
+        parts: list[str] = [self._extra]
+        todo = [self._obj]
         while todo:
             o = todo.pop()
             if id(o) in seen:
@@ -451,8 +483,9 @@ class CodeFingerprint:
             seen.add(id(o))
             try:
                 parts.append(_parsed(lambda o=o: inspect.getsource(o)))
-            except (OSError, TypeError):
+            except (OSError, TypeError):  # no source file: code run by exec, a REPL, ``python -c``
                 parts.append(getattr(o, "__qualname__", repr(o)))
+                parts.extend(_compiled(c) for c in _code_objects(o))
             home = inspect.getmodule(o)
             namespace = getattr(home, "__dict__", {})
             package = getattr(home, "__package__", None) or ""
@@ -463,11 +496,17 @@ class CodeFingerprint:
                 for name in sorted(code.co_names):
                     if name in namespace:
                         todo.extend(self._global(namespace, name, code.co_names, seeds))
+            closed_over = _closure_of(o)
+            for name in sorted(closed_over):
+                label = f"{getattr(o, '__qualname__', '')}:{name}"
+                todo.extend(self._global(closed_over, name, getattr(o.__code__, "co_names", ()), seeds, label))
         self._source = hashlib.sha256("\0".join(parts).encode()).hexdigest()
         self._seeds = sorted(seeds.items())
 
-    def _global(self, namespace: dict[str, Any], name: str, names: tuple[str, ...], seeds: dict[str, str]) -> list[Any]:
-        """Follow one global the code uses; give it back when it is a function or class of the same module."""
+    def _global(
+        self, namespace: dict[str, Any], name: str, names: tuple[str, ...], seeds: dict[str, str], label: str = ""
+    ) -> list[Any]:
+        """Follow one global (or closed-over name) the code uses; give it back when it is a function or class of the same module."""
         g = namespace[name]
         if hasattr(g, "__wrapped__"):  # a decorated function: @functools.cache, @component
             with contextlib.suppress(ValueError):
@@ -476,11 +515,12 @@ class CodeFingerprint:
             self._follow_module(g, names, seeds)
             return []
         if _is_constant(g):
-            self._constants[name] = namespace
+            self._constants[label or name] = (namespace, name)
             return []
         owner = getattr(g, "__module__", None)  # a function's, a class's, or an instance's class's
         owner = owner if isinstance(owner, str) else type(g).__module__
         if owner == self._module:
+            self._followed.append((namespace, name, namespace[name]))
             if inspect.isfunction(g) or inspect.isclass(g):
                 return [g]
             return [type(g)] if type(g).__module__ == owner else []
@@ -500,12 +540,16 @@ class CodeFingerprint:
             stack.extend(sub for n in names if isinstance(sub := sys.modules.get(f"{m.__name__}.{n}"), types.ModuleType))
 
     def __call__(self) -> str:
-        if not self._seeds and not self._constants:
-            return self._source
-        h = hashlib.sha256(self._source.encode())
-        for name, namespace in sorted(self._constants.items()):
-            h.update(f"\0{name}={namespace.get(name)!r}".encode())
-        for digest in sorted(user_sources(self._seeds).values()):  # by content: a moved project keeps its cache
+        with self._reading:
+            if any(namespace.get(name) is not held for namespace, name, held in self._followed):
+                self._read()
+            source, constants, seeds = self._source, self._constants, self._seeds
+        if not seeds and not constants:
+            return source
+        h = hashlib.sha256(source.encode())
+        for label, (namespace, name) in sorted(constants.items()):
+            h.update(f"\0{label}={namespace.get(name)!r}".encode())
+        for digest in sorted(user_sources(seeds).values()):  # by content: a moved project keeps its cache
             h.update(f"\0{digest}".encode())
         return h.hexdigest()
 

@@ -322,10 +322,16 @@ def beam_args(owner: str, args: Sequence[str] | None) -> list[str] | None:
 
 
 def _module_name(fn: Callable[..., Any]) -> str:
-    """The defining module's name; a script run as ``__main__`` is named by its file stem."""
+    """The defining module's name; a script run as ``__main__`` is named by its file stem.
+
+    A function with no file (a notebook cell, a REPL, ``exec``) is of ``__main__``: a Jupyter
+    cell's file is named by a hash of the whole cell, which changes with any line of it and
+    would make the step a new type, missing the cache, whenever the cell is edited elsewhere.
+    """
     if fn.__module__ != "__main__":
         return fn.__module__
-    return PurePath(inspect.getfile(fn)).stem
+    file = inspect.getfile(fn)
+    return PurePath(file).stem if os.path.isfile(file) else "__main__"
 
 
 class FunctionComponent:
