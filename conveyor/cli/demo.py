@@ -106,9 +106,17 @@ def run_demo(root: Path, *, new_span: bool = False) -> int:
     if new_span and not (root / "metadata.sqlite").exists():
         msg = f"No demo has run under {root} yet: run `conveyor demo` first, then --new-span adds data to it."
         raise ConveyorError(msg)
-    pipeline_file = copy_example(root / "example")
-    if new_span:
-        span = add_next_span(pipeline_file.parent / "data")
+    try:
+        pipeline_file = copy_example(root / "example")
+        span = add_next_span(pipeline_file.parent / "data") if new_span else None
+    except OSError as e:  # a read-only folder, a file where a folder goes, a full disk
+        msg = (
+            f"Cannot copy the example into {root / 'example'}: {e.strerror or e}"
+            f"{f' ({e.filename})' if e.filename else ''}. Run it where you can write, or name such a folder: "
+            f"conveyor demo --root DIR (or CONVEYOR_ROOT=DIR)."
+        )
+        raise ConveyorError(msg) from e
+    if span is not None:
         render.console.print(
             Text(f"new data: span {span} ({HELD_BACK}/span-{span}.csv.gz) moved into data/"), soft_wrap=True
         )

@@ -39,7 +39,8 @@ class InfraValidator(Component):
     split (the label dropped) as TF Serving predict requests, in the row and the columnar
     format; compare the answers with ``load_model(model).predict`` in this process; stop the
     server (SIGTERM, then kill). Any failure leaves the model not blessed, with the reason: the
-    step itself succeeds, and a Pusher given this blessing does not push.
+    step itself succeeds, and a Pusher given this blessing does not push. A server stopped from
+    outside (SIGINT, SIGTERM) judges nothing: the step fails, and the next run checks again.
 
     Args:
         model: the candidate bundle (a Trainer's ``model``).
@@ -105,6 +106,13 @@ class InfraValidator(Component):
                 blessed=True, requests=len(latencies), latency_ms=round(statistics.median(latencies) * 1000, 3)
             )
         except NotBlessedError as e:
+            stopped = stop_signal(server, e)
+            if stopped:
+                msg = (
+                    f"InfraValidator: the model server was stopped from outside ({stopped}) before its checks "
+                    f"ended, as Ctrl-C or a SIGTERM to the run stops it: no verdict on the model, so the next run checks it again."
+                )
+                raise ComponentError(msg) from e
             blessing.properties["reason"] = str(e)
         finally:
             stop_server(server)
@@ -128,7 +136,8 @@ stopped by SIGTERM or SIGKILL runs no ``finally``, and would leave the server ho
 
 def start_server(bundle: str, log: Any) -> subprocess.Popen[bytes]:
     """``conveyor serve`` on the bundle, with this interpreter, its output to ``log``; on Linux it
-    ends with this process (see ``_BOUND_TO_PARENT``).
+    ends with this process (see ``_BOUND_TO_PARENT``), and so is left out of the terminal's process
+    group: the Ctrl-C that asks the run to let its running steps finish would stop the server mid-check.
 
     The server binds a free port itself and names it in its output (``wait_until_ready``): a port
     found free here could be taken by another process before the server bound it, failing a good
@@ -136,11 +145,14 @@ def start_server(bundle: str, log: Any) -> subprocess.Popen[bytes]:
     """
     serve = ["serve", "--model-dir", bundle, "--model-name", MODEL_NAME,
              "--host", "127.0.0.1", "--rest-port", "0", "--grpc-port", "0"]  # fmt: skip
-    if sys.platform.startswith("linux"):
+    bound = sys.platform.startswith("linux")
+    if bound:
         command = [sys.executable, "-c", _BOUND_TO_PARENT, str(os.getpid()), *serve]
     else:
         command = [sys.executable, "-m", "conveyor", *serve]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=bound
+    )
 
 
 def wait_until_ready(server: subprocess.Popen[bytes], timeout: float, log: Path) -> int:
@@ -289,6 +301,27 @@ def _close(want: Any, got: Any, tolerance: float) -> bool:
     if isinstance(want, float) and isinstance(got, int | float):
         return math.isclose(want, got, rel_tol=tolerance, abs_tol=tolerance)
     return bool(want == got)
+
+
+STOPPED_BY = {code: signal.Signals(number).name for number in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+              for code in (-number, 128 + number)}  # fmt: skip
+"""How a server ends that a signal to stop reached: killed by it, or exited 128 + it (``conveyor serve``'s Ctrl-C)."""
+
+
+def stop_signal(server: subprocess.Popen[bytes], failure: NotBlessedError) -> str | None:
+    """What stopped the server, if it ended as a stop signal (or a clean shutdown, which only a
+    signal asks of it) ends it: a verdict made then would be about the user's Ctrl-C, not the
+    model, and cached it would keep the model from being pushed on every later run.
+
+    A request refused as the server shuts down comes before it exits: it is given time to.
+    """
+    if isinstance(failure.__cause__, ConnectionError | http.client.HTTPException):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=STOP_SECONDS)
+    code = server.poll()
+    if code == 0:
+        return "it shut down cleanly"
+    return f"{STOPPED_BY[code]}, exit code {code}" if code in STOPPED_BY else None
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:

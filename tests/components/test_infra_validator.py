@@ -5,11 +5,13 @@ file; a server that is not ready in time is not blessed, and it is stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -242,3 +244,84 @@ def test_a_model_slower_than_the_request_timeout_is_not_blessed_naming_the_setti
     assert blessing.properties["reason"] == (
         "a predict request for rows 0..0 got no answer within 0.2 s (request_timeout_seconds)."
     )
+
+
+def model_servers_of(parent: int) -> set[int]:
+    """The ``conveyor serve`` processes an InfraValidator in process ``parent`` has started."""
+    found = set()
+    for child in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError):  # a process that ended while looked at
+            ppid = int((child / "stat").read_text().rpartition(")")[2].split()[1])
+            if ppid == parent and b"--model-name\0candidate" in (child / "cmdline").read_bytes():
+                found.add(int(child.name))
+    return found
+
+
+def stop_model_servers(stop: threading.Event) -> None:
+    """SIGTERM each model server this process starts, as soon as it starts, as a user's `kill` would."""
+    reached: set[int] = set()
+    while not stop.is_set():
+        for pid in model_servers_of(os.getpid()) - reached:
+            os.kill(pid, signal.SIGTERM)
+            reached.add(pid)
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the server through /proc")
+def test_a_server_stopped_from_outside_is_no_verdict_and_the_next_run_checks_the_model_again(
+    blessed_run: tuple[Path, Any],
+) -> None:
+    """A not-blessed verdict made by a server someone stopped, cached, kept the model from being pushed on every later run."""
+    root, _ = blessed_run
+    stop = threading.Event()
+    watcher = threading.Thread(target=stop_model_servers, args=(stop,))
+    watcher.start()
+    try:
+        run = with_infra_validator(root, num_examples=9).run()
+    finally:
+        stop.set()
+        watcher.join()
+    stopped = run.executions["InfraValidator"]
+    assert stopped.status == "failed"
+    assert "the model server was stopped from outside (" in stopped.error
+    assert "no verdict on the model, so the next run checks it again" in stopped.error
+
+    again = succeeded(with_infra_validator(root, num_examples=9)).executions["InfraValidator"]
+    assert again.status == "succeeded"  # checked again, not the stopped check from cache
+    assert again.outputs["blessing"][0].properties["blessed"] is True
+
+
+INFRA_PIPELINE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from tests.components.test_infra_validator import with_infra_validator
+pipeline = with_infra_validator(Path({root!r}), num_examples=7)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the server through /proc")
+def test_ctrl_c_lets_the_infra_validator_finish_its_checks_on_a_server_it_never_reaches(
+    blessed_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    """A terminal's Ctrl-C goes to its whole foreground group: it reached the model server, whose
+    death mid-check left `conveyor demo` with a good model not blessed, and nothing pushed."""
+    from tests.e2e.test_interrupt import ctrl_c_as_at_a_terminal
+    from tests.helpers import conveyor_cmd, run_cli
+
+    root, _ = blessed_run
+    (tmp_path / "pipeline.py").write_text(INFRA_PIPELINE.format(repo=str(Path(__file__).parents[2]), root=str(root)))
+    run = subprocess.Popen(
+        [*conveyor_cmd(), "run", "pipeline.py"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=ctrl_c_as_at_a_terminal, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not model_servers_of(run.pid):
+        assert run.poll() is None and time.monotonic() < deadline, "the InfraValidator never started its server"
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C, to the run's process group as a terminal sends it
+    _, err = run.communicate(timeout=120)
+    assert "Interrupted: no step starts now; waiting for InfraValidator to finish" in err
+    shown = run_cli("show", "latest/InfraValidator", "--root", str(root / "root"), cwd=tmp_path)
+    assert "succeeded" in shown.stdout.splitlines()[0], shown.stdout + shown.stderr
+    assert "InfraValidator: blessed" in shown.stdout, shown.stdout  # its log's last lines

@@ -103,3 +103,16 @@ def test_new_span_checks_drift_trains_warm_and_the_lineage_tells_which_spans_mad
     none_left = run_cli("demo", "--root", "demo", "--new-span", cwd=tmp_path, timeout=300)
     assert none_left.returncode == 2
     assert "there is no new span to add" in none_left.stderr
+
+
+def test_a_root_the_demo_cannot_write_in_is_one_line_naming_it_and_the_way_out(tmp_path: Path) -> None:
+    """A read-only folder (run as root here, a file where the folder goes) was a traceback."""
+    for library in ("sklearn", "skops", "starlette", "uvicorn"):
+        pytest.importorskip(library)
+    (tmp_path / "taken").write_text("a file, not a folder")
+    refused = run_cli("demo", "--root", "taken/demo", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.startswith(f"error: Cannot copy the example into {tmp_path / 'taken' / 'demo' / 'example'}: ")
+    assert "conveyor demo --root DIR" in refused.stderr
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"
