@@ -243,6 +243,9 @@ def _check_names(given: Any, inputs: dict[str, Any], sticky_key: str | None, whe
 
 
 def _check_number(value: Any, name: str, where: str) -> None:
+    if type(value) is bool:  # Python's True is 1; JSON's true in a number field is a client's mistake
+        msg = f"{where} is {str(value).lower()}, which is no number; {name!r} is a number feature: send a number, or null when it is missing."
+        raise InvalidInputError(msg)
     if type(value) is not str:
         return
     try:

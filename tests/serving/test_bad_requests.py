@@ -174,6 +174,8 @@ def test_json_nested_too_deep_is_a_400_on_every_json_route(address: tuple[str, i
         ([{"amount": 5, "product": "card"}, {"amount": "x", "product": "card"}], """row 1["amount"] is 'x'"""),
         ([{"amount": "", "product": "card"}], """row 0["amount"] is ''"""),
         ({"amount": [5, "1_000"], "product": ["card", "loan"]}, """"inputs"["amount"][1] is '1_000'"""),
+        ([{"amount": True, "product": "card"}], """row 0["amount"] is true, which is no number"""),
+        ({"amount": [5, False], "product": ["card", "loan"]}, """"inputs"["amount"][1] is false, which is no number"""),
     ],
 )  # fmt: skip
 def test_a_string_that_is_no_number_is_a_400_naming_the_feature_and_the_value(
