@@ -19,7 +19,7 @@ PRIVACY = {"mechanism": "DP-SGD", "library": "opacus", "accountant": "prv", "eps
 
 def test_a_private_model_card_states_its_guarantee() -> None:
     card = {"title": "Model card", "model": {"id": 3, "flavor": "torch", "privacy": PRIVACY}}
-    line = "differential privacy: ε=4 (δ=0.000318), noise multiplier 0.975, max grad norm 1.0, target ε=4, 50 steps"
+    line = "differential privacy: ε=3.997 (δ=0.000318), noise multiplier 0.975, max grad norm 1.0, target ε=4, 50 steps"
     assert f"| privacy | {line} |" in model_card_markdown(card)
     assert f'<td class="l">privacy</td><td class="l">{line}</td>' in model_card_html(card)
     assert "privacy" not in model_card_markdown({"model": {"id": 4}})
