@@ -242,9 +242,10 @@ def _plan(
     chosen = {
         name: select_files(fs, root, Pattern.parse(p), span) for name, p in (input_splits or {None: pattern}).items()
     }
-    spans = {tuple(sel.spans) for sel in chosen.values()}
-    if len(spans) > 1:
-        msg = f"input_splits under {input_base} hold different spans ({sorted(spans)}); every split must have the same spans."
+    spans = {(tuple(sel.spans), sel.version) for sel in chosen.values()}
+    if len(spans) > 1:  # the artifact records one span and version for all its splits, as TFX requires
+        held = ", ".join(f"{name}: spans {sel.spans} version {sel.version}" for name, sel in chosen.items())
+        msg = f"input_splits under {input_base} hold different spans or versions ({held}); every split must hold the same."
         raise DataValidationError(msg)
     sources = [Source(p, sel.sizes[p], name) for name, sel in chosen.items() for p in sel.files]
     kind, other = (input_format, []) if input_format else format_of([s.path for s in sources])

@@ -9,6 +9,7 @@ Within each chosen span only the files of its newest version are read.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import hashlib
 import io
 import posixpath
@@ -23,6 +24,7 @@ from conveyor.exceptions import DataValidationError, PipelineDefinitionError
 _TOKEN = re.compile(r"\{([A-Z]+)(?::(\d+))?\}")
 _TOKENS = {"SPAN": "span", "VERSION": "version", "YYYY": "yyyy", "MM": "mm", "DD": "dd"}
 _DATE_WIDTH = {"yyyy": 4, "mm": 2, "dd": 2}
+_TOKEN_WIDTH = re.compile(r"\{(?:SPAN|VERSION):\d+\}")
 _EPOCH = dt.date(1970, 1, 1)
 FORMATS = ("csv", "parquet", "jsonl", "avro", "audio", "image")  # audio and images only when named
 _EXTENSIONS = {
@@ -47,6 +49,7 @@ class Pattern:
     regex: re.Pattern[str]
     has_span: bool
     has_version: bool
+    too_wide: re.Pattern[str] | None = None  # the regex with each {SPAN:n}/{VERSION:n} taking n digits or more
 
     @classmethod
     def parse(cls, text: str) -> Pattern:
@@ -54,32 +57,46 @@ class Pattern:
         groups: set[str] = set()
         glob_parts: list[str] = []
         rx_parts: list[str] = []
+        wide_parts: list[str] = []
         pos = 0
         for m in _TOKEN.finditer(text):
             literal = text[pos : m.start()]
             glob_parts.append(_after_star(glob_parts, literal))
             rx_parts.append(_glob_to_regex(literal))
+            wide_parts.append(rx_parts[-1])
             name = _TOKENS.get(m.group(1))
             if name is None:
                 msg = f"Pattern {text!r} holds an unknown token {m.group(0)}; use {{SPAN}}, {{VERSION}}, {{YYYY}}, {{MM}} or {{DD}}."
                 raise PipelineDefinitionError(msg)
+            if m.group(2) is not None and (int(m.group(2)) == 0 or name in _DATE_WIDTH):
+                msg = f"Pattern {text!r} gives {m.group(0)} a width it cannot take; a width is for SPAN or VERSION, 1 or more."
+                raise PipelineDefinitionError(msg)
             width = int(m.group(2)) if m.group(2) else _DATE_WIDTH.get(name)
-            digits = rf"\d{{{width}}}" if width else r"\d+"
+            digits = f"[0-9]{{{width}}}" if width else "[0-9]+"  # not \d, which takes other scripts' digits too
             rx_parts.append(f"(?P={name})" if name in groups else f"(?P<{name}>{digits})")
+            wide_parts.append(f"[0-9]{{{width},}}" if m.group(2) else digits)
             if not "".join(glob_parts).endswith("*"):  # {YYYY}{MM}{DD} share one star: '**' means any depth
                 glob_parts.append("*")
             groups.add(name)
             pos = m.end()
         glob_parts.append(_after_star(glob_parts, text[pos:]))
         rx_parts.append(_glob_to_regex(text[pos:]))
+        wide_parts.append(rx_parts[-1])
         _check_tokens(text, groups)
+        widths = _TOKEN_WIDTH.search(text) is not None
         return cls(
             text,
             _listable("".join(glob_parts)),
             re.compile("".join(rx_parts) + "$"),
             "span" in groups or "yyyy" in groups,
             "version" in groups,
+            re.compile("".join(wide_parts) + "$") if widths else None,
         )
+
+    def wider_than_width(self, rel: str) -> bool:
+        """A path the pattern would match but for a span or version with more digits than its
+        width (``span-100`` for ``{SPAN:2}``): not reading it would leave the newest span unread unseen."""
+        return self.too_wide is not None and self.regex.match(rel) is None and self.too_wide.match(rel) is not None
 
     def numbers_as_written(self, rel: str) -> str:
         """The span and version of a matching path as its name writes them (``01`` and ``1`` differ)."""
@@ -129,6 +146,10 @@ def _glob_to_regex(part: str) -> str:
     i = 0
     while i < len(part):
         c = part[i]
+        if part.startswith("**/", i) and (i == 0 or part[i - 1] == "/"):  # '**/' is zero or more folders
+            out.append("(?:.*/)?")
+            i += 3
+            continue
         if part.startswith("**", i):
             out.append(".*")
             i += 2
@@ -228,11 +249,18 @@ def select_files(fs: Any, root: str, pattern: Pattern, span: SpanSpec) -> Select
     found: dict[tuple[int, int | None], dict[str, int]] = {}
     spelled: dict[tuple[int, int | None], dict[str, str]] = {}  # how each span's number is written, with a file
     hidden_ok = pattern.text.rsplit("/", 1)[-1][:1] in "._"
-    for path, info in sorted(fs.glob(posixpath.join(root, pattern.glob), detail=True).items()):
+    listed = fs.glob(posixpath.join(glob.escape(root), pattern.glob), detail=True)  # a '[' in the folder is no pattern
+    for path, info in sorted(listed.items()):
         rel = posixpath.relpath(path, root)
         is_file = info.get("type") == "file" or (info.get("islink") and fs.isfile(path))
         if not is_file or (not hidden_ok and posixpath.basename(rel)[:1] in "._"):
             continue
+        if pattern.wider_than_width(rel):
+            msg = (
+                f"{rel} has a span or version with more digits than pattern {pattern.text!r} gives it; "
+                f"widen the width in the pattern, or drop it ({{SPAN}}) to take any number of digits."
+            )
+            raise DataValidationError(msg)
         key = pattern.span_version(rel)
         if key is not None:
             found.setdefault(key, {})[path] = int(info.get("size") or 0)
@@ -244,6 +272,12 @@ def select_files(fs: Any, root: str, pattern: Pattern, span: SpanSpec) -> Select
     chosen = span.choose(spans)
     if not chosen:
         msg = f"No span {span} under {root} with pattern {pattern.text!r}; the spans there are {_short(spans)}."
+        raise DataValidationError(msg)
+    if span.kind == "range" and span.high not in chosen:  # its last span not there yet: reading the rest hides it
+        msg = (
+            f"span range {span} ends at span {span.high}, which is not under {root} with pattern {pattern.text!r}; "
+            f"the spans there are {_short(spans)}. End the range at a span that is there."
+        )
         raise DataValidationError(msg)
     sizes: dict[str, int] = {}
     version = None

@@ -572,3 +572,14 @@ def test_the_encoding_of_json_lines_and_the_csv_options_of_csv_are_taken(tmp_pat
     source = write(tmp_path / "in" / "rows.csv", "x;y\n1;?\n2;b\n")
     ex = gen(tmp_path, input_base=str(source.parent), delimiter=";", null_values=["?"], encoding="utf-8")
     assert sorted(table(ex).to_pylist(), key=lambda r: r["x"]) == [{"x": 1, "y": None}, {"x": 2, "y": "b"}]
+
+
+def test_input_splits_at_different_versions_of_a_span_are_refused(tmp_path: Path) -> None:
+    """The artifact records one version: train at v2 and eval at v1 would record a version eval is not."""
+    base = tmp_path / "in"
+    write(base / "train" / "span-1" / "v1" / "d.csv", "x\n1\n")
+    write(base / "train" / "span-1" / "v2" / "d.csv", "x\n2\n")
+    write(base / "eval" / "span-1" / "v1" / "d.csv", "x\n3\n")
+    splits = {"train": "train/span-{SPAN}/v{VERSION}/*.csv", "eval": "eval/span-{SPAN}/v{VERSION}/*.csv"}
+    with pytest.raises(DataValidationError, match=r"train: spans \[1\] version 2, eval: spans \[1\] version 1"):
+        gen(tmp_path, input_base=str(base), input_splits=splits)

@@ -156,3 +156,40 @@ def test_one_span_written_two_ways_is_an_error_naming_both(tmp_path: Path) -> No
         choose(tmp_path, "span-{SPAN}/*.csv", "all")
     assert choose(tmp_path, "span-{SPAN}/*.csv")[:2] == (["span-2/a.csv"], [2])  # the span read is written once
     assert choose(tmp_path, "span-{SPAN:2}/*.csv", "all")[:2] == (["span-01/b.csv"], [1])
+
+
+def test_a_span_wider_than_its_width_is_an_error_naming_file_and_pattern(tmp_path: Path) -> None:
+    """span-100 under {SPAN:2} left unread would keep 'latest' on span 99 for ever, unseen."""
+    make(tmp_path, "span-98/a.csv", "span-99/a.csv", "span-100/a.csv", "span-7/a.csv")
+    with pytest.raises(DataValidationError, match=r"span-100/a.csv .* pattern 'span-\{SPAN:2\}/\*.csv'"):
+        choose(tmp_path, "span-{SPAN:2}/*.csv")
+    assert choose(tmp_path, "span-{SPAN:3}/*.csv")[:2] == (["span-100/a.csv"], [100])  # narrower names: other files
+
+
+def test_a_width_of_zero_or_on_a_date_is_refused() -> None:
+    for pattern in ("span-{SPAN:0}/*.csv", "{YYYY:2}{MM}{DD}.csv"):
+        with pytest.raises(PipelineDefinitionError, match="a width it cannot take"):
+            Pattern.parse(pattern)
+
+
+def test_a_double_star_folder_also_takes_the_files_right_in_the_span(tmp_path: Path) -> None:
+    make(tmp_path, "span-1/a.csv", "span-1/x/y/b.csv", "span-2/c.csv")
+    assert choose(tmp_path, "span-{SPAN}/**/*.csv", 1)[0] == ["span-1/a.csv", "span-1/x/y/b.csv"]
+
+
+def test_a_range_whose_last_span_is_missing_is_an_error(tmp_path: Path) -> None:
+    make(tmp_path, "s1.csv", "s2.csv", "s4.csv")
+    with pytest.raises(DataValidationError, match=r"span range 1-5 ends at span 5, .* the spans there are 1, 2, 4"):
+        choose(tmp_path, "s{SPAN}.csv", [1, 5])
+    assert choose(tmp_path, "s{SPAN}.csv", [1, 4])[1] == [1, 2, 4]  # a gap inside the range is no error
+
+
+def test_a_folder_named_with_glob_characters_is_read_as_named(tmp_path: Path) -> None:
+    make(tmp_path / "in[1]", "span-1/a.csv")
+    make(tmp_path / "in1", "span-2/a.csv")
+    assert choose(tmp_path / "in[1]", "span-{SPAN}/*.csv")[:2] == (["span-1/a.csv"], [1])
+
+
+def test_only_ascii_digits_are_span_numbers(tmp_path: Path) -> None:
+    make(tmp_path, "span-1/a.csv", "span-\u0661/b.csv")
+    assert choose(tmp_path, "span-{SPAN}/*.csv", "all")[:2] == (["span-1/a.csv"], [1])
