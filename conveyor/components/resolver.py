@@ -54,9 +54,11 @@ class Resolver(Component):
       in span order; with ``latest_spans`` only the newest that many. They come from step
       ``producer`` ("ExampleGen" by default), so that a Transform's Examples are left out.
 
-    Finding nothing is no error: the output is empty and a step that takes it gets None
-    (the first model has no baseline). Several artifacts in one output reach a step as its
-    first one; a consumer of all spans reads them through ``run.executions[...]``.
+    Newest means first seen in this pipeline's runs, so an artifact another pipeline made and
+    this one reused from cache counts as new here. Finding nothing is no error: the output is
+    empty and a step that takes it gets None (the first model has no baseline). Several
+    artifacts in one output reach a step as its first one; a consumer of all spans reads them
+    through ``run.executions[...]``.
 
     Args:
         strategy: one of ``STRATEGIES``.

@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql import Subquery
 
 from conveyor._internal.process import hostname, is_alive
 from conveyor.artifacts import Artifact, ArtifactState, make_artifact
@@ -510,31 +511,53 @@ class MetadataStore(Recorder):
 
     def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None:
         """The newest LIVE Model whose ModelBlessing says ``blessed``, or None; with ``before``,
-        the newest older than that artifact (a smaller id): the model to judge, or the data to train on.
+        the newest older than that artifact: the model to judge, or the data to train on.
 
         Newest by model, not by blessing (as TFX's resolver): evaluating an old model again
-        must not make it the latest.
+        must not make it the latest. Age is the order in which artifacts first took part in
+        this pipeline's runs, not their ids: a model another pipeline made, reused here from
+        cache, is new here, and must still be judged against the model this pipeline blessed.
         """
         blessings = self.artifacts(type="ModelBlessing", pipeline=pipeline, state=ArtifactState.LIVE)
         blessed = [b.id for b in blessings if b.properties.get("blessed")]
         a, e = s.artifacts, s.executions
         made, used = s.events.alias("made"), s.events.alias("used")
-        newest: list[int] = []
+        seen = self._first_seen(pipeline)
+        models: list[tuple[int, int]] = []
         with self._read() as conn:
             for ids in _chunks(blessed):
                 q = (
-                    select(func.max(used.c.artifact_id))
+                    select(seen.c.seen, used.c.artifact_id)
                     .select_from(made)
                     .join(e, e.c.id == made.c.execution_id)
                     .join(used, used.c.execution_id == e.c.id)
                     .join(a, a.c.id == used.c.artifact_id)
+                    .join(seen, seen.c.artifact_id == used.c.artifact_id)
                     .where(made.c.artifact_id.in_(ids), made.c.type == "OUTPUT", e.c.status != ExecutionStatus.CACHED)
                     .where(used.c.type == "INPUT", used.c.key == "model", a.c.state == ArtifactState.LIVE)
                 )
-                if before is not None:
-                    q = q.where(used.c.artifact_id < before)
-                newest.extend(i for i in conn.execute(q).scalars() if i is not None)
-        return self.artifact(max(newest)) if newest else None
+                models.extend((row.seen, row.artifact_id) for row in conn.execute(q))
+            if before is not None:
+                cutoff = conn.execute(select(seen.c.seen).where(seen.c.artifact_id == before)).scalar()
+                # a candidate that never took part in this pipeline (a step run alone) is placed by its id
+                models = [(at, i) for at, i in models if (at < cutoff if cutoff is not None else i < before)]
+        return self.artifact(max(models)[1]) if models else None
+
+    def _first_seen(self, pipeline: str) -> Subquery:
+        """Each artifact's first event in a run of ``pipeline`` (made, reused from cache, or read):
+        the order in which this pipeline came to know its artifacts.
+        """
+        ev, e = s.events, s.executions
+        run, pipe = s.contexts.alias("run"), s.contexts.alias("pipe")
+        return (
+            select(ev.c.artifact_id, func.min(ev.c.id).label("seen"))
+            .join(e, e.c.id == ev.c.execution_id)
+            .join(run, run.c.id == e.c.run_id)
+            .join(pipe, pipe.c.id == run.c.parent_id)
+            .where(pipe.c.type == "pipeline", pipe.c.name == pipeline)
+            .group_by(ev.c.artifact_id)
+            .subquery()
+        )
 
     def latest_artifacts(
         self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1, before: int | None = None
@@ -543,20 +566,25 @@ class MetadataStore(Recorder):
 
         With ``producer``, only those a step of that id output (made, or reused from cache), so
         a Transform's Examples are not taken for an ExampleGen's; with ``before``, only those
-        older than that artifact (a smaller id).
+        older than that artifact. Age is the order in which they first took part in this
+        pipeline's runs (as ``latest_blessed_model``), so one reused from another pipeline's cache is new here.
         """
         self._fresh()
         a, t, at, c, ev, e = s.artifacts, s.artifact_types, s.attributions, s.contexts, s.events, s.executions
+        seen = self._first_seen(pipeline)
         q = (
             select(a)
             .join(t, t.c.id == a.c.type_id)
             .join(at, at.c.artifact_id == a.c.id)
             .join(c, c.c.id == at.c.context_id)
+            .outerjoin(seen, seen.c.artifact_id == a.c.id)
             .where(t.c.name == type, a.c.state == ArtifactState.LIVE, c.c.type == "pipeline", c.c.name == pipeline)
-            .order_by(a.c.id.desc())
+            .order_by(seen.c.seen.is_(None), seen.c.seen.desc(), a.c.id.desc())
         )
         if before is not None:
-            q = q.where(a.c.id < before)
+            with self._read() as conn:
+                cutoff = conn.execute(select(seen.c.seen).where(seen.c.artifact_id == before)).scalar()
+            q = q.where(seen.c.seen < cutoff if cutoff is not None else a.c.id < before)
         if producer is not None:
             made = (
                 select(ev.c.id)

@@ -96,6 +96,32 @@ def test_with_its_candidate_the_baseline_is_the_model_blessed_before_it_so_a_rer
         Resolver(strategy="span_range", candidate=train(quality=0.5).outputs["model"])
 
 
+def test_a_model_another_pipeline_made_is_judged_against_this_pipelines_blessed_model(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Pipeline "b" blesses a good model, then trains a worse one that pipeline "a" made earlier
+    (reused from cache, so with a smaller id): its baseline is b's good model, not none."""
+
+    def run(pipeline: str, quality: float) -> tuple[Artifact, Artifact]:
+        trainer = train(quality=quality)
+        latest = Resolver(strategy="latest_blessed_model", candidate=trainer.outputs["model"])
+        judged = judge(model=trainer.outputs["model"], baseline_model=latest.outputs["model"])
+        result = Pipeline(pipeline, [trainer, latest, judged], root=tmp_path, metadata=db_url).run()
+        assert result.status == "succeeded", {k: e.error for k, e in result.executions.items()}
+        return result.executions["train"].outputs["model"][0], result.executions["judge"].outputs["blessing"][0]
+
+    weak, _ = run("a", 0.6)
+    good, good_blessing = run("b", 0.9)
+    reused, blessing = run("b", 0.6)
+    assert reused == weak and weak.id < good.id  # made by "a", new to "b"
+    assert good_blessing.properties == {"blessed": True, "baseline": None}
+    assert blessing.properties == {"blessed": False, "baseline": good.id}
+    with MetadataStore(db_url) as store:
+        assert store.latest_blessed_model("b") == good
+        assert store.latest_blessed_model("b", before=good.id) is None
+        assert store.latest_blessed_model("a") == weak  # never b's model
+
+
 def test_a_model_whose_folder_was_removed_by_hand_is_never_found(tmp_path: Path) -> None:
     """The store still calls it LIVE (gc did not remove it); the blessed one before it is the baseline."""
     db_url = f"sqlite:///{tmp_path / 'metadata.sqlite'}"
@@ -165,6 +191,27 @@ def test_latest_artifact_of_a_type_and_of_one_step(db_url: str, tmp_path: Path) 
     assert second["any"] == first["train_other"]
     assert second["mine"] == first["train"]
     assert run(3)["mine"] == second["train"]
+
+
+def test_the_latest_artifact_is_the_newest_in_this_pipeline_even_if_another_pipeline_made_it_first(
+    db_url: str, tmp_path: Path
+) -> None:
+    def run(pipeline: str, quality: float) -> tuple[Artifact, list[Artifact]]:
+        trainer = train(quality=quality)
+        previous = Resolver(strategy="latest_artifact", artifact_type=Model, candidate=trainer.outputs["model"])
+        result = Pipeline(pipeline, [trainer, previous], root=tmp_path, metadata=db_url).run()
+        assert result.status == "succeeded", {k: e.error for k, e in result.executions.items()}
+        return result.executions["train"].outputs["model"][0], result.executions["Resolver"].outputs.get("model", [])
+
+    old, _ = run("a", 0.1)
+    newer, _ = run("b", 0.2)
+    reused, previous = run("b", 0.1)  # a's model, from cache: new to "b"
+    assert reused == old and old.id < newer.id
+    assert previous == [newer]
+    with MetadataStore(db_url) as store:
+        assert store.latest_artifacts("Model", "b") == [old]
+        assert store.latest_artifacts("Model", "b", before=old.id) == [newer]
+        assert store.latest_artifacts("Model", "a") == [old]
 
 
 def write_span(base: Path, span: int, version: int, rows: int) -> None:
