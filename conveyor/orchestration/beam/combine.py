@@ -8,7 +8,8 @@ to the last bit as the local engine's fold over the same parts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,12 +59,20 @@ class InPartOrder(beam.CombineFn):
 
     A part's accumulator waits until every part before it is merged, then joins them with
     ``combiner.merge([parts so far, it])``: the very calls of the local fold, in its order.
-    Merged accumulators are not compacted again, as the local fold does not.
+    Merged accumulators are not compacted again, as the local fold does not. Each merge runs
+    inside ``merging(index)``: the engine's way to send the merge's own error back to the
+    driver, which Beam would otherwise bury in its own exception.
     """
 
-    def __init__(self, combiner: Combiner, parts: int) -> None:
+    def __init__(
+        self,
+        combiner: Combiner,
+        parts: int,
+        merging: Callable[[int], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> None:
         self.combiner = combiner
         self.parts = parts
+        self.merging = merging
 
     def create_accumulator(self) -> Ordered:
         return Ordered()
@@ -93,6 +102,9 @@ class InPartOrder(beam.CombineFn):
     def _advance(self, ordered: Ordered) -> Ordered:
         while ordered.next in ordered.held:
             acc = ordered.held.pop(ordered.next)
-            ordered.merged = [self.combiner.merge([ordered.merged[0], acc])] if ordered.merged else [acc]
+            if ordered.merged:
+                with self.merging(ordered.next):
+                    acc = self.combiner.merge([ordered.merged[0], acc])
+            ordered.merged = [acc]
             ordered.next += 1
         return ordered

@@ -97,7 +97,9 @@ class BeamEngine:
                     | "Spread" >> beam.Reshuffle()
                     | "Accumulate each part" >> beam.Map(_part_accumulator, combiner, batches, scratch)
                     | "Merge in part order"
-                    >> beam.CombineGlobally(InPartOrder(combiner, len(parts))).without_defaults()
+                    >> beam.CombineGlobally(
+                        InPartOrder(combiner, len(parts), functools.partial(_reported, scratch, doing="merging part"))
+                    ).without_defaults()
                     | "Write" >> beam.Map(_write, f"{scratch}/result.pkl")
                 )
                 _run(pipeline, _runner_name(options), scratch)
@@ -423,12 +425,12 @@ def _apply(element: tuple[int, T], fn: Callable[[T], R], scratch: str) -> None:
 
 
 @contextlib.contextmanager
-def _reported(scratch: str, index: int) -> Iterator[None]:
-    """An exception of part ``index`` is written for the driver (its traceback as a note), then raised on."""
+def _reported(scratch: str, index: int, doing: str = "in part") -> Iterator[None]:
+    """An exception of part ``index`` (reading it, or merging it) is written for the driver, its traceback as a note, then raised on."""
     try:
         yield
     except Exception as e:
-        e.add_note(f"Raised on a Beam worker, in part {index}:\n{traceback.format_exc()}")
+        e.add_note(f"Raised on a Beam worker, {doing} {index}:\n{traceback.format_exc()}")
         try:
             travelling: BaseException = pickle.loads(pickle.dumps(e))
         except Exception:  # an exception that does not pickle travels as its text
