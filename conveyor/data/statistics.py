@@ -84,6 +84,7 @@ class Slicing:
             mine = self.features.setdefault(name, {})
             for feature, f in features.items():
                 if feature in mine:
+                    _same_type(feature, mine[feature].type, f.type)
                     mine[feature].merge(f)
                 else:
                     mine[feature] = f
@@ -228,6 +229,17 @@ class StatisticsCombiner(Combiner):
         return out
 
 
+def _same_type(feature: str, held: str, found: str) -> None:
+    """Refuse a column whose files give it two types (Examples a user's component wrote): its
+    numbers would be summed as another type's."""
+    if held != found:
+        msg = (
+            f"Feature {feature!r} is {held} in some row groups of these examples and {found} in others; "
+            f"every file of a split must give a column one type (ExampleGen's do): write them alike."
+        )
+        raise DataValidationError(msg)
+
+
 def _slice_names(df: pl.DataFrame, spec: list[str]) -> pl.Expr:
     """Each row's slice, ``"state=CA,product=Mortgage"``, ``"state=(missing)"``, as ``slice_names`` writes it."""
     parts = [pl.lit(slice_names.prefix(f)) + slice_names.value_names(df, f) for f in spec]
@@ -300,6 +312,7 @@ def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *,
         features = part.features.setdefault(name, {})
         for feature, t in types.items():
             f = features.get(feature) or features.setdefault(feature, FeatureAccumulator(t or "other"))
+            _same_type(feature, f.type, t or "other")
             f.add_row(row, feature, row["\0rows"])
     if not sketches:
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -188,3 +190,17 @@ def test_a_slice_by_a_name_the_header_spelt_with_a_space_quotes_the_names_and_su
     table = pa.table({"age": [39, 50], " sex": ["Male", "Female"]})
     with pytest.raises(DataValidationError, match=r"features are \['age', ' sex'\]\. Did you mean ' sex'\?"):
         compute(table, batch_rows=2, slices=[["sex"]])
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_a_column_of_two_types_across_files_is_named_not_a_key_error(tmp_path: Path, parts: int) -> None:
+    """Examples a user's component wrote: float in one file, text in the next (one part, or two merged)."""
+    import pyarrow.parquet as pq
+
+    from conveyor.data.statistics import summarize
+
+    files = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    pq.write_table(pa.table({"x": [1.5, 2.5], "y": [1, 2]}), files[0])
+    pq.write_table(pa.table({"x": ["a", "b"], "y": [3, 4]}), files[1])
+    with pytest.raises(DataValidationError, match=r"Feature 'x' is float in some row groups of these examples and string in others"):
+        summarize(files, StatisticsCombiner([]), workers=2, part_rows=2 if parts == 2 else 100)
