@@ -150,7 +150,7 @@ def load_file(path: str, *, name: str, what: str, error: type[ConveyorError]) ->
         _watch(os.path.dirname(absolute))
         _forget_shadowed(os.path.dirname(absolute))
         sys.modules[name] = module
-        before = set(sys.modules)
+        before = set(sys.modules.copy())
         try:
             spec.loader.exec_module(module)
         except ConveyorError:  # conveyor's own, raised while the file defines a pipeline: it says where
@@ -165,7 +165,7 @@ def load_file(path: str, *, name: str, what: str, error: type[ConveyorError]) ->
             sys.modules.pop(name, None)
             msg = f"{user_line(e, absolute, path)}: importing the {what} raised {type(e).__name__}: {e}"
             raise error(msg) from e
-        imported = [sys.modules[k] for k in set(sys.modules) - before if k in sys.modules]
+        imported = [sys.modules[k] for k in set(sys.modules.copy()) - before if k in sys.modules]
     return Loaded(module, imported, path)
 
 
@@ -211,7 +211,7 @@ def _forget_shadowed(folder: str) -> None:
     function of the other project that imports it later, inside its body, then gets this
     one: run such projects in separate processes.)
     """
-    for name, module in list(sys.modules.items()):
+    for name, module in sys.modules.copy().items():  # one copy, whole: a step's thread may be importing
         file = getattr(module, "__file__", None)
         if "." in name or not file:
             continue
@@ -224,7 +224,7 @@ def _forget_shadowed(folder: str) -> None:
 def _forget_edited_modules() -> None:
     """Drop from ``sys.modules`` the user's modules edited since a step module file imported them."""
     edited = {path for path, digest in _imported.items() if file_fingerprint(path) != digest}
-    for name, module in list(sys.modules.items()):
+    for name, module in sys.modules.copy().items():
         if os.path.abspath(getattr(module, "__file__", None) or "") in edited:
             del sys.modules[name]
     for path in edited:

@@ -429,7 +429,7 @@ def test_numbers_sent_as_text_are_logged_as_the_numbers_the_model_read(base_path
     sent = [
         {"amount": 90.0, "product": "card"},
         {"amount": " 12.5 ", "product": "card"},
-        {"amount": True, "product": 5},
+        {"amount": 3, "product": 5},
         {"amount": "nan", "product": 7.5},
     ]
     with ModelServer({"segments": base_path}, rest_port=0, poll_seconds=0, prediction_log=log) as server:
@@ -445,7 +445,7 @@ def test_numbers_sent_as_text_are_logged_as_the_numbers_the_model_read(base_path
     assert logged.to_pylist() == [
         {"amount": 90.0, "product": "card"},
         {"amount": 12.5, "product": "card"},
-        {"amount": 1.0, "product": "5"},
+        {"amount": 3.0, "product": "5"},
         {"amount": None, "product": "7.5"},
         {"amount": 80.0, "product": "a"},
         {"amount": 70.0, "product": "b"},
