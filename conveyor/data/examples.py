@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import accumulate, groupby
 from pathlib import Path
 
 import polars as pl
@@ -67,8 +68,11 @@ def read_batches(part: list[tuple[Path, int]], columns: list[str] | None = None)
 
 def read_frames(part: list[tuple[Path, int]], columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
     """A part's row groups as Polars frames, one a row group: Polars decodes Parquet 2-3x faster than Arrow's reader."""
-    for path, i in part:
+    for path, groups in groupby(part, key=lambda p: p[0]):
+        # One footer read and one scan a file, not one a row group (a tenth of reading, measured).
         meta = pq.ParquetFile(path).metadata
-        start = sum(meta.row_group(g).num_rows for g in range(i))
+        starts = list(accumulate((meta.row_group(g).num_rows for g in range(meta.num_row_groups)), initial=0))
         scan = pl.scan_parquet(path)
-        yield (scan.select(columns) if columns is not None else scan).slice(start, meta.row_group(i).num_rows).collect()
+        scan = scan.select(columns) if columns is not None else scan
+        for _, i in groups:
+            yield scan.slice(starts[i], starts[i + 1] - starts[i]).collect()
