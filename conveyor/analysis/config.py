@@ -154,6 +154,8 @@ def config_refusal(config: Any) -> str | None:
         isinstance(fairness.features, list | tuple) and all(isinstance(f, str) for f in fairness.features)
     ):
         return f"FairnessConfig.features is a list of feature names, as ['sex']; got {fairness.features!r}."
+    if (why := _settings_refusal(config)) is not None:
+        return why
     for name, threshold in config.thresholds.items():
         if (why := threshold_refusal(threshold)) is not None:
             return f"EvalConfig's threshold on {name!r}: {why}"
@@ -163,6 +165,31 @@ def config_refusal(config: Any) -> str | None:
             close = difflib.get_close_matches(str(name), sliced, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             return f"EvalConfig.bucket_boundaries names {name!r}, which no slicing spec or fairness feature slices by: they slice by {sliced}.{hint}"
+    return None
+
+
+def _settings_refusal(config: EvalConfig) -> str | None:
+    """Why a count, the coverage or a decision threshold cannot be what was meant (None if all can):
+    each failed mid-run with numpy's words (``confidence=95``, ``bootstrap_replicates=-3``,
+    ``calibration_bins=0``), or judged every row negative (a NaN threshold)."""
+    counts = {"bootstrap_replicates": 0, "min_slice_size": 0, "calibration_bins": 1}
+    for name, least in counts.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            return f"EvalConfig.{name} is {value!r}; it must be a whole number of at least {least}."
+    if isinstance(config.seed, bool) or not isinstance(config.seed, numbers.Integral):
+        return f"EvalConfig.seed is {config.seed!r}; it must be a whole number."
+    confidence = config.confidence
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
+        return f"EvalConfig.confidence is {confidence!r}; it is a coverage between 0 and 1, as 0.95 (not 95)."
+    fair = config.fairness.thresholds if config.fairness is not None else []
+    for where, thresholds in (("EvalConfig.decision_thresholds", config.decision_thresholds),
+                              ("FairnessConfig.thresholds", fair)):  # fmt: skip
+        if not isinstance(thresholds, list | tuple):
+            return f"{where} is {thresholds!r}; give a list of probabilities, as [0.5]."
+        for t in thresholds:
+            if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 <= t <= 1:
+                return f"{where} holds {t!r}; a decision threshold is a probability in [0, 1], as 0.5."
     return None
 
 

@@ -456,12 +456,15 @@ def validate(result: Mapping[str, Any], config: EvalConfig) -> dict[str, Any]:
     pushes a model.
     """
     overall = result["slices"][0]
-    baseline = overall.get(BASELINE, {}).get("metrics")
+    # whether a baseline was scored, not whether its numbers are there: a whole set under
+    # min_slice_size has none, and must fail its change thresholds, not skip them
+    compared = BASELINE in result["models"]
+    baseline = overall.get(BASELINE, {}).get("metrics", {})
     checks = []
     for name, threshold in config.thresholds.items():
         value = overall.get("metrics", {}).get(name)
-        base = baseline.get(name) if baseline else None
-        kinds = ["lower_bound", "upper_bound", *(["change", "relative_change"] if baseline is not None else [])]
+        base = baseline.get(name)
+        kinds = ["lower_bound", "upper_bound", *(["change", "relative_change"] if compared else [])]
         better = threshold.higher_is_better
         higher = better if better is not None else name not in LOWER_IS_BETTER
         for kind in kinds:

@@ -182,22 +182,28 @@ class BinaryMetrics:
         total_p, total_n = end_p - cum_p[:, pos.slice_start[:-1]], end_n - cum_n[:, neg.slice_start[:-1]]
         total_w = total_p + total_n
         # AUC: each positive ranks above the negatives of its slice below it and half those tied with it,
-        # 2 x area = sum over positives of w x (cum_n[below] + cum_n[through] - 2 cum_n[slice start])
+        # 2 x area = sum over positives of w x (cum_n[below] + cum_n[through] - 2 cum_n[slice start]);
+        # the slice's start is taken off each term, not off the sum: a slice weighing little after
+        # slices weighing much would lose its area to the rounding of their large sums
+        per_positive = np.diff(pos.slice_start)
+        slice_start_n = np.repeat(cum_n[:, neg.slice_start[:-1]], per_positive, axis=1)
         below = np.take(cum_n, spec.negatives_below, axis=1)
+        below -= slice_start_n  # the negatives of its slice scored below it
         if spec.negatives_through is None:
             twice_area = 2 * _segment_sums(below * w_p, pos.slice_start)
         else:
-            ranked = below + np.take(cum_n, spec.negatives_through, axis=1)
+            ranked = np.take(cum_n, spec.negatives_through, axis=1)
+            ranked -= slice_start_n
+            ranked += below
             ranked *= w_p
             twice_area = _segment_sums(ranked, pos.slice_start)
             del ranked
-        twice_area -= 2 * cum_n[:, neg.slice_start[:-1]] * total_p
+        del slice_start_n
         # average precision: each positive adds its weight / P x the precision at its score
-        per_positive = np.diff(pos.slice_start)
         true = np.repeat(end_p, per_positive, axis=1)
         true -= cum_p[:, :-1] if spec.first_tie is None else np.take(cum_p, spec.first_tie, axis=1)
         called = below
-        called -= np.repeat(end_n, per_positive, axis=1)
+        called -= np.repeat(total_n, per_positive, axis=1)
         np.subtract(true, called, out=called)  # negatives at or above, and the positives
         true *= w_p
         np.divide(true, called, out=true, where=called > 0)
