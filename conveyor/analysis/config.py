@@ -97,10 +97,9 @@ class EvalConfig:
         example_weight_key: a column of example weights; None weighs every row 1.
         bucket_boundaries: numeric feature to the boundaries its slices are cut at;
             a float feature in a slicing spec needs them.
-        decision_thresholds: the thresholds of the confusion matrices (binary tasks).
+        decision_thresholds: the thresholds of the confusion matrices and the fairness
+            rates (binary tasks); ROC and PR curves are stored apart, exact, whatever these are.
         calibration_bins: equal-width bins of the calibration curve (binary tasks).
-            The evaluation page draws ROC and PR curves through the ``decision_thresholds``:
-            give a grid (``[i / 20 for i in range(21)]``) for smooth curves.
         explain: SHAP values, importance and partial dependence on a sample; None for none.
         model_card: intended use and limitations, for the model card; None for none.
     """
