@@ -401,10 +401,12 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
     from conveyor.metadata import listing, store_url
 
     metadata = _read_from(root, metadata)
-    found = listing.runs(store_url(root, metadata), pipeline, limit)  # a SQLite store read without SQLAlchemy
+    # One more than shown tells whether --limit left runs out, which must not pass for "all".
+    found = listing.runs(store_url(root, metadata), pipeline, limit + 1)  # a SQLite store read without SQLAlchemy
     if found is None:
         with _open_store(root, metadata) as store:
-            found = store.runs(pipeline, limit=limit)
+            found = store.runs(pipeline, limit=limit + 1)
+    more, found = len(found) > limit, found[:limit]
     if not found and pipeline and not as_json:
         others = listing.runs(store_url(root, metadata), None, 1)
         if others is None:
@@ -414,6 +416,8 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
             click.echo(f"No runs of pipeline {pipeline!r}; the newest run is of {others[0].pipeline!r}.")
             return
     render.runs(found, as_json)
+    if more:  # on stderr: --json stays one JSON document
+        click.echo(f"Showing the newest {limit} runs; there are more: --limit N shows N.", err=True)
 
 
 @cli.command()

@@ -356,6 +356,7 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
     lines += [f"  {k}: {_shown(v)}" for k, v in a.properties.items()]
     lines += training_files(a)
     lines += evaluation_numbers(a)
+    lines += anomaly_lines(a)
     lines += best_hyperparameters(a)
     if (record := model_privacy(a)) is not None:
         lines.append(privacy_line(record))
@@ -399,6 +400,32 @@ def evaluation_numbers(a: Artifact) -> list[str]:
         against = f", baseline {baseline}" if c.get("baseline") is not None else ""
         verdict = "held" if c.get("passed") else "FAILED"
         lines.append(f"check        {c.get('metric')} {c.get('kind')} {threshold}: value {value}{against}, {verdict}")
+    return lines
+
+
+ANOMALIES_SHOWN = 20
+
+
+def anomaly_lines(a: Artifact) -> list[str]:
+    """An ExampleAnomalies' errors and warnings, split by split, each with the numbers it found."""
+    from conveyor.artifacts import ExampleAnomalies, split_dir, split_names
+
+    if a.type_name != "ExampleAnomalies":
+        return []
+    lines = []
+    for split in split_names(a.uri):
+        try:
+            doc = json.loads((split_dir(a.uri, split) / ExampleAnomalies.SPLIT_FILE).read_text(encoding="utf-8"))
+            found = [x for x in doc["anomalies"] if isinstance(x, dict)]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        lines.append(f"{split}: {len(found) or 'no'} anomal{'y' if len(found) == 1 else 'ies'}")
+        lines += [
+            f"  {x.get('severity')}  {x.get('feature') or '(dataset)'}  {x.get('kind')}: {x.get('description')}"
+            for x in found[:ANOMALIES_SHOWN]
+        ]
+        if len(found) > ANOMALIES_SHOWN:
+            lines.append(f"  and {len(found) - ANOMALIES_SHOWN} more: conveyor show {a.id} --html anomalies.html lists them all")
     return lines
 
 
@@ -522,6 +549,8 @@ def gc(plan: GcPlan, dry_run: bool) -> None:
         console.print(Text(f"  {verb} staging folder  {p}"), soft_wrap=True)
     for a in plan.expired:
         console.print(Text(f"  {verb} old {a.type_name} {a.id}  {a.uri}"), soft_wrap=True)
+    for a in plan.taken:
+        console.print(Text(f"  kept old {a.type_name} {a.id}: a run took it while gc looked  {a.uri}"), soft_wrap=True)
     n = len(plan.abandoned) + len(plan.staging) + len(plan.expired)
     mib = plan.bytes / 2**20
     console.print(f"{'Would remove' if dry_run else 'Removed'} {n} item(s), {mib:.1f} MiB"

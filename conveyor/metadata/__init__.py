@@ -72,10 +72,14 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
 
 
 def open_store(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> MetadataStore:
-    """``MetadataStore(store_url(root, metadata))``: use it in a ``with`` block."""
+    """``MetadataStore(store_url(root, metadata))`` to read: use it in a ``with`` block.
+
+    It makes no store: a URL naming a database without one (a misspelt name, another
+    application's database) is refused rather than given conveyor's tables.
+    """
     from conveyor.metadata.store import MetadataStore
 
-    return MetadataStore(store_url(root, metadata))
+    return MetadataStore(store_url(root, metadata), create=False)
 
 
 def artifact_folder(

@@ -80,8 +80,11 @@ def _masked_as_written(url: str) -> str:
     return f"{scheme}{sep}{place}{question}{'&'.join(options) if question else ''}"
 
 
-def open_engines(url: str) -> tuple[Engine, Engine]:
+def open_engines(url: str, *, create: bool = True) -> tuple[Engine, Engine]:
     """The store's engines, the schema made or upgraded: one to write with and one to read with.
+
+    ``create=False`` refuses a database without conveyor's tables instead of making them: a
+    command that only reads must not leave a store in whatever database a URL names.
 
     On SQLite the reader opens the file read-only when the store cannot be opened for writing,
     the disk being full or the file or its folder read-only (see ``_sqlite_read_only``); on
@@ -130,7 +133,7 @@ def open_engines(url: str) -> tuple[Engine, Engine]:
         msg = f"Cannot make the folder {e.filename} for the metadata store at {shown}: {e.strerror}."
         raise MetadataError(msg) from e
     try:
-        _migrate(engine, url)
+        _migrate(engine, url, create=create)
     except (DBAPIError, MetadataError) as e:
         engine.dispose()
         reader.dispose()
@@ -220,9 +223,15 @@ def _sqlite_read_only(database: str | None) -> Engine | None:
     return None
 
 
-def _migrate(engine: Engine, url: str) -> None:
+def _migrate(engine: Engine, url: str, *, create: bool) -> None:
     with engine.connect() as conn, s.migration_lock(conn), conn.begin():
         version = s.stored_version(conn)
+        if version is None and not create:
+            msg = (
+                f"No metadata store in the database at {safe_url(url)}: it holds no conveyor tables; "
+                "run a pipeline with this metadata URL first, or check its database name."
+            )
+            raise MetadataError(msg)
         if version is None:
             s.create(conn)
         elif version > s.SCHEMA_VERSION:

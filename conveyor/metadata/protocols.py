@@ -71,7 +71,7 @@ class StepRecorder(Protocol):
         component_type: str,
         inputs: Mapping[str, Sequence[Artifact]],
         component_id: str | None = None,
-    ) -> int: ...
+    ) -> int | None: ...
 
     def record_resolved(
         self,

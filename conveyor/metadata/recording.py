@@ -136,6 +136,21 @@ def _not_running(conn: Connection, exec_id: int) -> str:
     return f"Cannot record the end of execution {exec_id}: it was already recorded {found.status}, its outputs abandoned: {why}"
 
 
+def _still_live(conn: Connection, outputs: set[int], inputs: set[int]) -> bool:
+    """Whether a cache hit's outputs are all LIVE with their folders there, read under a shared
+    lock held until the hit is recorded: ``delete_unused`` (``conveyor gc``) waits for it, or the
+    hit waits for gc and finds them DELETED. Its inputs, whose rows its events name, are locked
+    with them, all at once in id order as gc locks them, so that neither waits on the other in turn.
+    """
+    a = s.artifacts
+    ids = sorted(outputs | inputs)
+    if not ids:
+        return True
+    q = select(a.c.id, a.c.state, a.c.uri).where(a.c.id.in_(ids)).order_by(a.c.id).with_for_update(read=True)
+    found = {r.id: r for r in conn.execute(q)}
+    return all(i in found and found[i].state == ArtifactState.LIVE and os.path.isdir(found[i].uri) for i in outputs)
+
+
 class Recorder:
     """What the runner records: ``MetadataStore``'s writing half (see the module docstring)."""
 
@@ -467,14 +482,20 @@ class Recorder:
         component_type: str,
         inputs: Mapping[str, Sequence[Artifact]],
         component_id: str | None = None,
-    ) -> int:
-        """Record that a step (``component_id``, by default the source's) reused ``source``'s outputs.
+    ) -> int | None:
+        """Record that a step (``component_id``, by default the source's) reused ``source``'s
+        outputs; None, with nothing recorded, when they are no longer LIVE with their folders
+        there (``conveyor gc`` took them since ``find_cached``): the step must run.
 
         The cache key holds no step id or pipeline name, so the source may be another step's
         or another pipeline's: the outputs are attributed to this run and its pipeline too.
         """
         now = time.time()
+        ids = {art.id for arts in source.outputs.values() for art in arts if art.id is not None}
+        used = {art.id for arts in inputs.values() for art in arts if art.id is not None}
         with self._write(flush=False) as conn:
+            if not _still_live(conn, ids, used):
+                return None
             run_ctx, pipe_ctx = self._run_ids(conn, run_id)
             exec_id = self._insert_execution(
                 conn, run_ctx,
@@ -485,7 +506,6 @@ class Recorder:
                  "discovered_files": _dumps(source.discovered_files) if source.discovered_files else None},
             )
             self._insert_events(conn, exec_id, inputs, source.outputs)
-            ids = {art.id for arts in source.outputs.values() for art in arts}
             if ids:
                 self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
         return exec_id

@@ -16,13 +16,14 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
     Integer,
+    case,
     func,
     literal_column,
     select,
@@ -68,6 +69,16 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
         yield ids[i : i + _CHUNK]
 
 
+def _uses(conn: Connection, ids: Sequence[int]) -> dict[int, int]:
+    """``MetadataStore.uses`` of ``ids``, sorted, in ``conn``'s transaction."""
+    ev = s.events
+    counts = dict.fromkeys(ids, 0)
+    for chunk in _chunks(ids):
+        q = select(ev.c.artifact_id, func.count()).where(ev.c.artifact_id.in_(chunk)).group_by(ev.c.artifact_id)
+        counts.update({int(i): int(n) for i, n in conn.execute(q)})
+    return counts
+
+
 class MetadataStore(Recorder):
     """The record of every run, execution, artifact and the events that join them.
 
@@ -88,9 +99,10 @@ class MetadataStore(Recorder):
     a busy database. The hosts' clocks must agree to well within this (NTP does).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """``create=False``: refuse a database that holds no store rather than make one in it."""
         self.url = normalize_url(url)
-        self._engine, self._reader = open_engines(self.url)
+        self._engine, self._reader = open_engines(self.url, create=create)
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
         self._reaped_at = -1.0
@@ -205,7 +217,9 @@ class MetadataStore(Recorder):
         silent = func.coalesce(c.c.heartbeat, c.c.started) < time.time() - self.silent_after
         with self._read() as conn:
             rows = conn.execute(
-                select(c.c.id, c.c.name, c.c.host, c.c.pid, c.c.properties, silent.label("silent")).where(
+                select(c.c.id, c.c.name, c.c.host, c.c.pid, c.c.properties, silent.label("silent"))
+                .add_columns(func.coalesce(c.c.heartbeat, c.c.started).label("last_seen"))
+                .where(
                     c.c.type == "run", (c.c.status == ExecutionStatus.RUNNING) | unfinished, (c.c.host == here) | silent
                 )
             ).all()
@@ -235,7 +249,11 @@ class MetadataStore(Recorder):
         return [r.name for r, _ in self._dead_runs()]
 
     def reap_dead_runs(self) -> list[str]:
-        """Mark failed the runs whose process died (killed, crashed, its machine gone), and abandon what they left."""
+        """Mark failed the runs whose process died (killed, crashed, its machine gone), and abandon what they left.
+
+        They end at their last heartbeat, the last time they were seen alive (a step that began
+        after it, when it began): not when a reader came by, which may be days later.
+        """
         c = s.contexts
         dead = self._dead_runs()
         if not dead:
@@ -245,14 +263,18 @@ class MetadataStore(Recorder):
         running, failed = ExecutionStatus.RUNNING, ExecutionStatus.FAILED
         with self._write() as conn:
             for r, why in dead:
-                conn.execute(update(c).where(c.c.id == r.id, c.c.status == running).values(status=failed, ended=now))
+                last_seen = min(r.last_seen or now, now)
                 steps = select(e.c.id).where(e.c.run_id == r.id, e.c.status == running)
                 made = select(ev.c.artifact_id).where(ev.c.execution_id.in_(steps), ev.c.type == "OUTPUT")
                 conn.execute(
                     update(a).where(a.c.id.in_(made), a.c.state == ArtifactState.PENDING)
                     .values(state=ArtifactState.ABANDONED, updated=now)
                 )
-                conn.execute(update(e).where(e.c.run_id == r.id, e.c.status == running).values(status=failed, ended=now, error=why))
+                ended = case((e.c.started > last_seen, e.c.started), else_=last_seen)
+                conn.execute(update(e).where(e.c.run_id == r.id, e.c.status == running).values(status=failed, ended=ended, error=why))
+                last_step = conn.execute(select(func.max(e.c.ended)).where(e.c.run_id == r.id)).scalar()
+                run_ended = max(last_seen, min(last_step or last_seen, now))
+                conn.execute(update(c).where(c.c.id == r.id, c.c.status == running).values(status=failed, ended=run_ended))
         return [r.name for r, _ in dead]
 
     def _runs(
@@ -414,6 +436,36 @@ class MetadataStore(Recorder):
         with self._write() as conn:
             for chunk in _chunks(ids):
                 conn.execute(update(a).where(a.c.id.in_(chunk)).values(state=state, updated=time.time()))
+
+    def uses(self, artifact_ids: Iterable[int]) -> dict[int, int]:
+        """How many events name each artifact. A run that takes one (a cache hit, an input) adds
+        one and none is ever removed, so a count that grew since tells that a run took it.
+        """
+        with self._read() as conn:
+            return _uses(conn, sorted(set(artifact_ids)))
+
+    def delete_unused(self, seen: Mapping[int, int]) -> set[int]:
+        """Mark DELETED the artifacts of ``seen`` (id -> ``uses`` count) that are still LIVE and
+        that no run took since they were counted; returns their ids.
+
+        ``conveyor gc`` calls it before it removes their files. The rows are locked in id order,
+        as ``record_cached`` locks the outputs it reuses: a cache hit recorded before is counted
+        here, one recorded after finds them DELETED and runs its step instead.
+        """
+        a = s.artifacts
+        deleted: set[int] = set()
+        with self._write() as conn:
+            for chunk in _chunks(sorted(seen)):
+                held = conn.execute(
+                    select(a.c.id).where(a.c.id.in_(chunk), a.c.state == ArtifactState.LIVE).order_by(a.c.id)
+                    .with_for_update(key_share=True)  # PostgreSQL: a new row's foreign key check need not wait
+                ).scalars().all()  # fmt: skip
+                now = _uses(conn, held)
+                unused = [i for i in held if now[i] == seen[i]]
+                if unused:
+                    conn.execute(update(a).where(a.c.id.in_(unused)).values(state=ArtifactState.DELETED, updated=time.time()))
+                deleted.update(unused)
+        return deleted
 
     # -- lineage --------------------------------------------------------------------------
     def lineage(self, artifact_id: int, direction: str = "upstream", max_hops: int | None = None) -> LineageGraph:

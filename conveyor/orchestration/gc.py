@@ -5,8 +5,13 @@ and staging folders no running step owns. With ``keep_last=N``, also the LIVE ar
 runs older than the last N of their pipeline, except any artifact that a kept run or a pushed
 model traces back to. Records stay (state DELETED), so lineage still tells what existed.
 
-Files go first, records after: on a full disk the store may not take a write until the files
-are gone, and what gc needs to decide is only read.
+Leftovers go files first, records after: on a full disk the store may not take a write until
+their files are gone, and nothing can take them meanwhile. An old LIVE artifact goes the other
+way round, as a run may take it from the cache while gc looks: gc marks it DELETED only if it is
+still LIVE and no run took it since gc counted its uses (``MetadataStore.delete_unused``), and
+removes the files of only what it marked; the plan lists the others as ``taken``. A cache hit
+checks its outputs are still LIVE under the same row locks (``record_cached``), and runs its
+step when gc got them first.
 
 Only what lies inside the root, symlinks and ``..`` resolved, is ever removed. A store's paths
 are absolute, so a copied root's store still names the original's folders; those artifacts are
@@ -33,6 +38,7 @@ class GcPlan:
     root: str = ""  # the root's real path: nothing outside it is removed
     abandoned: list[Artifact] = field(default_factory=list)
     expired: list[Artifact] = field(default_factory=list)
+    taken: list[Artifact] = field(default_factory=list)  # expired, but a run took them while gc looked: left alone
     staging: list[Path] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)
     kept_runs: list[str] = field(default_factory=list)
@@ -80,10 +86,13 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
         if not exec_id.isdigit() or _is_running(store, int(exec_id), dead):
             continue
         plan.staging.append(stage)
+    uses: dict[int, int] = {}
     if keep_last is not None:
         # LIVE listed before what the kept runs use: an output that goes LIVE in between is no
         # candidate, where listed after it would be one that no kept run was yet seen to make.
+        # Their uses are counted before too: a run that takes one after is seen by its count.
         live = store.artifacts(state=ArtifactState.LIVE)
+        uses = store.uses(a.id for a in live if a.id is not None)
         protected = _protected(store, keep_last, plan)
         plan.expired = [a for a in live if a.id not in protected]
     candidates = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
@@ -92,13 +101,26 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
     plan.abandoned = [a for a in plan.abandoned if a.uri not in outside]
     plan.expired = [a for a in plan.expired if a.uri not in outside]
     plan.staging = [p for p in plan.staging if str(p) not in outside]
-    doomed = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
-    plan.bytes = sum(_size(p) for p in doomed if os.path.exists(p))
-    if not dry_run:
-        for path in doomed:
-            _remove(path)
-        store.set_artifact_state([a.id for a in plan.abandoned + plan.expired if a.id is not None], ArtifactState.DELETED)
+    leftovers = [a.uri for a in plan.abandoned] + [str(p) for p in plan.staging]
+    if dry_run:
+        plan.bytes = _sizes(leftovers + [a.uri for a in plan.expired])
+        return plan
+    plan.bytes = _sizes(leftovers)
+    for path in leftovers:
+        _remove(path)
+    store.set_artifact_state([a.id for a in plan.abandoned if a.id is not None], ArtifactState.DELETED)
+    if plan.expired:
+        deleted = store.delete_unused({a.id: uses[a.id] for a in plan.expired if a.id is not None})
+        plan.taken = [a for a in plan.expired if a.id not in deleted]
+        plan.expired = [a for a in plan.expired if a.id in deleted]
+        plan.bytes += _sizes([a.uri for a in plan.expired])
+        for a in plan.expired:
+            _remove(a.uri)
     return plan
+
+
+def _sizes(paths: list[str]) -> int:
+    return sum(_size(p) for p in paths if os.path.exists(p))
 
 
 def _inside(path: str | Path, root: str) -> bool:

@@ -182,11 +182,14 @@ def run_step(
         refusal = node.cache_refusal() if enable_cache else None
     except Exception as e:
         early, key, code, refusal = e, None, "", None
+    note = f"{node.id} is not looked up in the cache: {refusal}" if refusal else None
     if enable_cache and refusal is None and key is not None:
         hit = store.find_cached(key)
         if hit is not None:
-            store.record_cached(run_id, source=hit, component_id=node.id, component_type=node.spec.type_name, inputs=inputs)
-            return Outcome(ExecutionStatus.CACHED, hit.outputs, time.perf_counter() - started)
+            cached = store.record_cached(run_id, source=hit, component_id=node.id, component_type=node.spec.type_name, inputs=inputs)
+            if cached is not None:
+                return Outcome(ExecutionStatus.CACHED, hit.outputs, time.perf_counter() - started)
+            note = f"{node.id} runs again: the outputs of execution {hit.id}, found in the cache, were removed (conveyor gc) before they could be reused"
     base = root / pipeline_name / node.id
     exec_id, made = store.record_start(
         run_id,
@@ -206,7 +209,7 @@ def run_step(
         if early is not None:
             raise early
         with logs.routing(), engine.using(engine_for(node, beam_pipeline_args)):
-            status, error, attempts, files = _attempts(node, exec_id, log_path, inputs, made, refusal, store)
+            status, error, attempts, files = _attempts(node, exec_id, log_path, inputs, made, note, store)
         store.record_finish(
             exec_id, status=status, outputs=list(made.values()), error=error, attempts=attempts, discovered_files=files
         )
@@ -270,11 +273,12 @@ def _attempts(
     log_path: Path,
     inputs: Inputs,
     made: dict[str, Artifact],
-    refusal: str | None,
+    note: str | None,
     store: StepRecorder,
 ) -> tuple[str, str | None, int, dict[str, str | None]]:
     """Run the executor until it succeeds or its retries are spent: (status, error, attempts,
-    the files the last attempt declared with ``depends_on_file``).
+    the files the last attempt declared with ``depends_on_file``). ``note`` heads the log: why
+    the step was not taken from the cache, when it could have been.
 
     Each output's ``uri`` is its staging folder until it is renamed into place.
     """
@@ -288,8 +292,8 @@ def _attempts(
     args.update(made)
     error: str | None = None
     with logs.step_log(log_path) as log:
-        if refusal:
-            log.write(f"--- {n.id} is not looked up in the cache: {refusal}\n")
+        if note:
+            log.write(f"--- {note}\n")
         for attempt in range(1, n.retries + 2):
             for k, stage in stages.items():
                 shutil.rmtree(stage, ignore_errors=True)
