@@ -3,7 +3,7 @@
 TF Serving's REST API (model status, metadata, predict, classify, regress, by name and optional
 version or label) and the Open Inference Protocol (KServe v2: health, server and model metadata,
 model readiness, infer; the codec is ``oip``); ``GET /openapi.json`` describes them all (``openapi``). Every error is ``{"error": "..."}`` with a 4xx for what
-the client can fix (400 bad input, 404 unknown model or version, 408 a body that stops coming, 413 too large a body).
+the client can fix (400 bad input, 404 unknown model or version, 405 another method, 408 a body that stops coming, 413 too large a body, 415 an encoding not read, 499 a client gone).
 Predicting runs in a worker thread, so a long request does not hold the others up; with a
 ``batcher``, concurrent requests share model calls, and a full queue is a 503 with Retry-After.
 ``GET /metrics`` is Prometheus' text format (``metrics``).
@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -62,6 +64,25 @@ class BodyTimeoutError(InvalidInputError):
     status = 408
 
 
+class ClientGoneError(InvalidInputError):
+    """The client closed its connection before its body arrived: nginx's 499, which no client reads,
+    but the metrics count as the client's doing, not as a server fault (500)."""
+
+    status = 499
+
+
+class UnsupportedEncodingError(InvalidInputError):
+    status = 415
+
+
+class NameConvertor(StringConvertor):
+    """A model name or label in a route: a path segment without ``:``, which neither may hold, so
+    that ``GET /v1/models/churn:predict`` is the predict route's 405, not a 404 for a model named
+    ``churn:predict``."""
+
+    regex = "[^/:]+"
+
+
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 """The routes answered without a token, so that probes need none."""
 
@@ -81,6 +102,7 @@ def create_app(
     ``batcher`` merges concurrent predictions (None: each runs alone); ``metrics`` is what
     ``/metrics`` shows (a registry of this app's own if None)."""
     metrics = metrics or ServerMetrics(registry)
+    register_url_convertor("segment", NameConvertor())
 
     async def predicted(served: ServedVersion, rows: Any) -> dict[str, Any]:
         """The model's outputs for ``rows``, computed off the event loop, in a batch if batching is on."""
@@ -186,30 +208,30 @@ def create_app(
         return Response(header + binary, media_type="application/octet-stream", headers=headers)
 
     routes = [
-        Route("/v1/models/{name}", status, methods=["GET"]),
-        Route("/v1/models/{name}/versions/{version:int}", status, methods=["GET"]),
-        Route("/v1/models/{name}/labels/{label}", status, methods=["GET"]),
-        Route("/v1/models/{name}/metadata", metadata, methods=["GET"]),
-        Route("/v1/models/{name}/versions/{version:int}/metadata", metadata, methods=["GET"]),
-        Route("/v1/models/{name}/labels/{label}/metadata", metadata, methods=["GET"]),
-        Route("/v1/models/{name}:predict", predict, methods=["POST"]),
-        Route("/v1/models/{name}/versions/{version:int}:predict", predict, methods=["POST"]),
-        Route("/v1/models/{name}/labels/{label}:predict", predict, methods=["POST"]),
-        Route("/v1/models/{name}:classify", classify, methods=["POST"]),
-        Route("/v1/models/{name}/versions/{version:int}:classify", classify, methods=["POST"]),
-        Route("/v1/models/{name}/labels/{label}:classify", classify, methods=["POST"]),
-        Route("/v1/models/{name}:regress", regress, methods=["POST"]),
-        Route("/v1/models/{name}/versions/{version:int}:regress", regress, methods=["POST"]),
-        Route("/v1/models/{name}/labels/{label}:regress", regress, methods=["POST"]),
+        Route("/v1/models/{name:segment}", status, methods=["GET"]),
+        Route("/v1/models/{name:segment}/versions/{version:int}", status, methods=["GET"]),
+        Route("/v1/models/{name:segment}/labels/{label:segment}", status, methods=["GET"]),
+        Route("/v1/models/{name:segment}/metadata", metadata, methods=["GET"]),
+        Route("/v1/models/{name:segment}/versions/{version:int}/metadata", metadata, methods=["GET"]),
+        Route("/v1/models/{name:segment}/labels/{label:segment}/metadata", metadata, methods=["GET"]),
+        Route("/v1/models/{name:segment}:predict", predict, methods=["POST"]),
+        Route("/v1/models/{name:segment}/versions/{version:int}:predict", predict, methods=["POST"]),
+        Route("/v1/models/{name:segment}/labels/{label:segment}:predict", predict, methods=["POST"]),
+        Route("/v1/models/{name:segment}:classify", classify, methods=["POST"]),
+        Route("/v1/models/{name:segment}/versions/{version:int}:classify", classify, methods=["POST"]),
+        Route("/v1/models/{name:segment}/labels/{label:segment}:classify", classify, methods=["POST"]),
+        Route("/v1/models/{name:segment}:regress", regress, methods=["POST"]),
+        Route("/v1/models/{name:segment}/versions/{version:int}:regress", regress, methods=["POST"]),
+        Route("/v1/models/{name:segment}/labels/{label:segment}:regress", regress, methods=["POST"]),
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
         Route("/v2", server_metadata, methods=["GET"]),
-        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
-        Route("/v2/models/{name}/versions/{version:int}", model_metadata, methods=["GET"]),
-        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}/versions/{version:int}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version:int}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name:segment}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name:segment}/versions/{version:int}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name:segment}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name:segment}/versions/{version:int}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name:segment}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name:segment}/versions/{version:int}/infer", infer, methods=["POST"]),
         Route("/metrics", metrics_page, methods=["GET"]),
     ]
 
@@ -316,6 +338,10 @@ async def _body(request: Request, limit: int, timeout: float) -> bytes:
     too_large = f"the request body is larger than the {limit} bytes this server reads; send fewer rows per request."
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(too_large)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in COMPRESSED and encoding not in ("", "identity"):
+        msg = f"the request body's Content-Encoding {encoding!r} is not read here; send it as is, gzip or deflate."
+        raise UnsupportedEncodingError(msg)
     body = bytearray()
     try:
         async with asyncio.timeout(timeout) as deadline:
@@ -330,7 +356,42 @@ async def _body(request: Request, limit: int, timeout: float) -> bytes:
             "send the whole body its Content-Length announces."
         )
         raise BodyTimeoutError(msg) from None
+    except ClientDisconnect:
+        msg = f"the client closed its connection after {len(body)} bytes of the request body."
+        raise ClientGoneError(msg) from None
+    if encoding in COMPRESSED:
+        return await run_in_threadpool(_decompressed, bytes(body), encoding, limit)  # a few KiB may inflate to MiBs
     return bytes(body)
+
+
+COMPRESSED = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+"""The Content-Encodings a body may come in (TF Serving reads gzip; tritonclient sends gzip or
+deflate), and the ``wbits`` zlib reads each with."""
+
+
+def _decompressed(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` decompressed, no further than ``limit`` bytes: a small body that inflates past the
+    limit (a zip bomb) is refused as a large one is."""
+    out = bytearray()
+    rest = body
+    while rest:  # a gzip body may be several members one after another
+        inflater = zlib.decompressobj(COMPRESSED[encoding])
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as e:
+            msg = f"the request body is not {encoding} data ({e}), as its Content-Encoding says."
+            raise InvalidInputError(msg) from e
+        if len(out) > limit:
+            msg = f"the request body inflates past the {limit} bytes this server reads; send fewer rows per request."
+            raise BodyTooLargeError(msg)
+        if not inflater.eof:
+            msg = f"the request body's {encoding} data is cut short; send the whole of it."
+            raise InvalidInputError(msg)
+        rest = inflater.unused_data
+        if rest and encoding == "deflate":
+            msg = "the request body holds more after its deflate data; send one deflate stream."
+            raise InvalidInputError(msg)
+    return bytes(out)
 
 
 async def _serving_error(request: Request, exc: Exception) -> Response:
@@ -344,7 +405,11 @@ async def _serving_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    detail = exc.detail if exc.status_code != 404 else f"no route {request.method} {request.url.path}"
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"no route {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.url.path} takes {(exc.headers or {}).get('Allow', 'another method')}, not {request.method}."
     return _error(str(detail), exc.status_code, exc.headers)
 
 

@@ -211,6 +211,8 @@ class BearerAuth(grpc.ServerInterceptor):  # type: ignore[misc]
 
 def _inputs(request: pb.ModelInferRequest) -> list[oip.Tensor]:
     """The request's tensors, from ``raw_input_contents`` when it has them, else each one's contents."""
+    if not request.inputs:
+        raise InvalidInputError(oip.NO_INPUTS)
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         msg = f"the request has {len(request.inputs)} inputs but {len(raw)} raw_input_contents; give one per input, in order."

@@ -37,6 +37,7 @@ __all__ = [
     "CONTENTS_FIELD",
     "DTYPES",
     "EXTENSIONS",
+    "NO_INPUTS",
     "TOO_DEEP",
     "InferRequest",
     "Tensor",
@@ -446,8 +447,7 @@ def read_rest_request(body: bytes, header_length: str | None) -> InferRequest:
         raise InvalidInputError(msg)
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        msg = '"inputs" must be a non-empty list of tensors, like [{"name": "amount", "datatype": "FP64", "shape": [1], "data": [12.5]}].'
-        raise InvalidInputError(msg)
+        raise InvalidInputError(NO_INPUTS)
     if not isinstance(request.get("id"), str | None):
         msg = f'"id" is the request\'s identifier, a string, as the protocol says; got {_shown(request["id"])}.'
         raise InvalidInputError(msg)
@@ -458,6 +458,9 @@ def read_rest_request(body: bytes, header_length: str | None) -> InferRequest:
         binary_outputs=_parameter(request, "binary_data_output") is True,
     )
 
+
+NO_INPUTS = '"inputs" must be a non-empty list of tensors, like [{"name": "amount", "datatype": "FP64", "shape": [1], "data": [12.5]}].'
+"""Over REST and gRPC alike: a request without tensors is refused before the model is asked."""
 
 TOO_DEEP = "the request body nests its JSON too deeply to read; rows and tensors need only a few levels."
 

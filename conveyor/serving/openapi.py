@@ -46,7 +46,8 @@ DTYPE_SCHEMA = {
 ERRORS = {
     "400": "The request cannot be used: the message names the field at fault.",
     "404": "No such model, version or label is served.",
-    "413": "The body is larger than the server reads.",
+    "413": "The body is larger than the server reads (inflated, if it came compressed).",
+    "415": "The body's Content-Encoding is neither gzip nor deflate.",
     "503": "The model's batch queue is full: retry after Retry-After seconds.",
 }
 PARAMETERS = {
@@ -98,7 +99,7 @@ def _operation_id(endpoint: str, path: str) -> str:
 def _add_errors(operation: dict[str, Any], path: str, auth: bool) -> None:
     responses = operation["responses"]
     if "requestBody" in operation:
-        responses |= {code: _error(ERRORS[code]) for code in ("400", "413", "503")}
+        responses |= {code: _error(ERRORS[code]) for code in ("400", "413", "415", "503")}
     if "{" in path:
         responses["404"] = _error(ERRORS["404"])
     if path == "/v2/health/ready":

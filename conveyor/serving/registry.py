@@ -337,7 +337,7 @@ class ModelRegistry:
                 loaded[version] = _loaded(name, version, on_disk[version])
                 log.info("model %r: version %d loaded from %s", name, version, on_disk[version])
             except Exception as e:
-                failed[version] = _Failure(files, str(e))
+                failed[version] = _Failure(files, _as_clients_see_it(str(e), on_disk[version], f"{name}/{version}"))
                 log.warning(
                     "model %r: version %d failed to load; the versions before it stay served: %s", name, version, e
                 )
@@ -359,6 +359,14 @@ def _loaded(name: str, version: int, path: Path) -> ServedVersion:
     model = load_model(path)
     model.described = f"model {name!r} version {version}"
     return ServedVersion(name, version, path, model)
+
+
+def _as_clients_see_it(error: str, folder: Path, shown: str) -> str:
+    """A load failure's reason as clients read it (the model's status, a 404 for that version): the
+    version's folder named ``shown`` (``churn/3``), not by the server's path; the log keeps the path."""
+    for form in sorted({str(folder.resolve()), str(folder)}, key=len, reverse=True):
+        error = error.replace(form, shown)
+    return error
 
 
 def _files_of(folder: Path) -> tuple[tuple[str, int, int], ...]:

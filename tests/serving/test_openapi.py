@@ -130,7 +130,7 @@ def test_with_a_token_every_route_but_the_health_checks_asks_for_it(models: Path
     doc = document(routes, registry, auth=True)
     openapi_spec_validator.validate(doc)
     documented = {re.sub(r"/binary\b", "/{name}", path) for path in doc["paths"]}
-    served = {re.sub(r":int\}", "}", route.path) for route in routes if route.name != "regress"}  # a classifier
+    served = {re.sub(r":\w+\}", "}", route.path) for route in routes if route.name != "regress"}  # a classifier
     assert documented == served
     for path, methods in doc["paths"].items():
         for operation in methods.values():
