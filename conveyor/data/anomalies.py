@@ -10,6 +10,7 @@ distance measured is kept, under its threshold or for a feature with no comparat
 Environments follow TFDV: a feature not in the validated environment is not required and not
 compared; were it present anyway (a label in serving data), that is a warning. Skew is
 measured only for features that belong to SERVING, when the schema names that environment.
+A ``deprecated`` feature is checked for nothing, as TFDV skips a DEPRECATED lifecycle stage.
 """
 
 from __future__ import annotations
@@ -93,19 +94,13 @@ def validate(
     features = statistics.get("features", {})
     for f in schema.features:
         stats = features.get(f.name)
+        if f.deprecated:
+            continue
         if not schema.in_environment(f, environment):
             if stats is not None and stats["count"]:
-                found.append(_not_in_environment(f, environment))
+                found.append(_not_in_environment(f, environment, stats, statistics["num_examples"]))
         elif stats is None and _required(f):
-            found.append(
-                Anomaly(
-                    f.name,
-                    "MISSING_COLUMN",
-                    "error",
-                    f"{f.name} is in the schema but not in the data.",
-                    {"environment": environment},
-                )
-            )
+            found.append(_missing_column(f, environment, statistics["num_examples"]))
         elif stats is not None:
             found += _feature(f, stats, statistics["num_examples"])
     known = {f.name for f in schema.features}
@@ -158,12 +153,29 @@ def _dataset(statistics: dict[str, Any], schema: Schema, baseline: dict[str, Any
     return found
 
 
-def _not_in_environment(f: Feature, environment: str) -> Anomaly:
+def _not_in_environment(f: Feature, environment: str, stats: dict[str, Any], num_examples: int) -> Anomaly:
+    present = stats["count"] + stats.get("nan", 0)
+    why = " (a label in serving data may leak the answer)" if environment == "SERVING" else ""
     msg = (
-        f"{f.name} holds values in {environment} data, where the schema says it does not belong "
-        f"(a label in serving data may leak the answer); drop it, or change its environments in the schema."
+        f"{f.name} holds values in {present} of {num_examples} examples of {environment} data, where the schema "
+        f"says it does not belong{why}; drop it, or change its environments in the schema."
     )
-    return Anomaly(f.name, "NOT_IN_ENVIRONMENT", "warning", msg, {"environment": environment})
+    details = {"environment": environment, "present": present, "num_examples": num_examples}
+    return Anomaly(f.name, "NOT_IN_ENVIRONMENT", "warning", msg, details)
+
+
+def _missing_column(f: Feature, environment: str, num_examples: int) -> Anomaly:
+    """What the schema asked for, and what was found: no value in any example."""
+    assert f.presence is not None
+    asked = {k: v for k, v in vars(f.presence).items() if v}  # _required: one is above 0
+    wanted = " and ".join(
+        f"at least {v:.2%} of examples" if k == "min_fraction" else f"at least {v} example{'s' * (v != 1)}"
+        for k, v in asked.items()
+    )
+    msg = f"{f.name} is not in the data (0 of {num_examples} examples); the schema asks for a value in {wanted}."
+    return Anomaly(
+        f.name, "MISSING_COLUMN", "error", msg, {"environment": environment, "num_examples": num_examples} | asked
+    )
 
 
 def _required(f: Feature) -> bool:
@@ -202,7 +214,9 @@ def _presence(f: Feature, stats: dict[str, Any], num_examples: int) -> list[Anom
         msg = f"{f.name} has a value in {fraction:.2%} of examples ({present} of {num_examples}); the schema asks for at least {p.min_fraction:.2%}."
         return [Anomaly(f.name, "PRESENCE_TOO_LOW", "error", msg, details | {"min_fraction": p.min_fraction})]
     if p.min_count is not None and present < p.min_count:
-        msg = f"{f.name} has a value in {present} examples; the schema asks for at least {p.min_count}."
+        msg = (
+            f"{f.name} has a value in {present} of {num_examples} examples; the schema asks for at least {p.min_count}."
+        )
         return [Anomaly(f.name, "PRESENCE_TOO_LOW", "error", msg, details | {"min_count": p.min_count})]
     return []
 
@@ -262,7 +276,7 @@ def _compare(
     """Drift (reference = baseline) or skew (reference = training, current = serving), per schema feature."""
     found: list[Anomaly] = []
     for f in schema.features:
-        if not included(f):
+        if f.deprecated or not included(f):
             continue
         ref, cur = reference["features"].get(f.name), current["features"].get(f.name)
         checked, control = (cur, ref) if mode == "drift" else (ref, cur)

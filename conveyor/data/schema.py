@@ -8,6 +8,7 @@ hand-written file is copied as it is by ImportSchemaGen.
       - {name: product, type: string, presence: {min_fraction: 1.0}, domain: {values: [...]}}
       - {name: age, type: int, domain: {min: 17, max: 90}, drift_comparator: {auto: true}}
       - {name: consumer_disputed, type: int, not_in_environments: [SERVING]}
+      - {name: old_score, type: float, deprecated: true}
     default_environments: [TRAINING, SERVING]
     dataset_constraints: {min_examples_count: 1000}
 
@@ -15,10 +16,15 @@ A comparator maps tests to thresholds: distances (``l_infinity``, ``jensen_shann
 ``wasserstein``) flag drift above theirs, p-value tests (``ks``, ``chi_squared``,
 ``z_proportion``) below theirs, and ``{auto: true}`` picks the test and threshold as Evidently
 does (``{auto: false}`` alone turns the comparison off); ``conveyor.data.drift`` gives the formulas.
+A ``deprecated`` feature (TFDV's ``lifecycle_stage: DEPRECATED``) is kept in the file but
+checked for nothing: neither its absence nor its values are anomalies.
+
+The file is UTF-8 (a byte-order mark, CRLF line ends and UTF-16 with its mark are read too).
 """
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import math
 import re
@@ -73,6 +79,7 @@ class Feature:
     drift_comparator: dict[str, Any] | None = None
     in_environments: list[str] = field(default_factory=list)
     not_in_environments: list[str] = field(default_factory=list)
+    deprecated: bool = False
 
 
 @dataclass
@@ -137,12 +144,7 @@ class Schema:
         """Read and check a schema file; ``path`` may be the file or a Schema artifact's folder."""
         p = Path(path)
         p = p / artifacts.Schema.FILE if p.is_dir() else p
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            msg = f"Cannot read the schema file {p}: {e}."
-            raise DataValidationError(msg) from e
-        return cls.from_yaml(text, source=str(p))
+        return cls.from_yaml(read_schema_text(p), source=str(p))
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<schema>") -> Schema:
@@ -167,6 +169,22 @@ class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
 
 _FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+)$")
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+
+
+def read_schema_text(path: Path) -> str:
+    """A schema file's text: UTF-8, or UTF-16 when it starts with its byte-order mark (as YAML allows, and Notepad's "Unicode" saves)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        msg = f"Cannot read the schema file {path}: {e}."
+        raise DataValidationError(msg) from e
+    encoding = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        msg = f"{path}:{line}: not {encoding.upper()} text (byte {data[e.start]:#04x}); save the schema file as UTF-8."
+        raise DataValidationError(msg) from None
 
 
 def _tab_hint(text: str, mark: yaml.Mark | None) -> str:
@@ -273,10 +291,12 @@ class _Reader:
             node = top["features"]
             if not isinstance(node, yaml.SequenceNode):
                 self.fail(node, "features must be a list of mappings, one per feature: - {name: ..., type: ...}.")
+            lines: dict[str, int] = {}
             for item in node.value:
                 f = self.feature(item)
-                if any(g.name == f.name for g in features):
-                    self.fail(item, f"feature {f.name!r} is given twice.")
+                if f.name in lines:
+                    self.fail(item, f"feature {f.name!r} is given twice (first on line {lines[f.name]}).")
+                lines[f.name] = item.start_mark.line + 1
                 features.append(f)
         envs = self.names(top["default_environments"], "default_environments") if "default_environments" in top else []
         self.check_environment_names(envs)
@@ -316,10 +336,22 @@ class _Reader:
         for key in ("in_environments", "not_in_environments"):
             if key in m:
                 setattr(f, key, self.names(m[key], f"{where}: {key}"))
+        if f.in_environments and f.not_in_environments:
+            self.fail(
+                m["not_in_environments"],
+                f"{where}: in_environments alone decides where a feature belongs, so not_in_environments "
+                f"would be ignored; keep one of the two.",
+            )
+        if "deprecated" in m:
+            f.deprecated = self.scalar(m["deprecated"], f"{where}: deprecated", (bool,), "true or false")
         return f
 
     def domain(self, node: yaml.Node, f: Feature, where: str) -> Domain:
         m = self.mapping(node, ("values", "min", "max", "min_mass"), f"{where}: domain")
+        if not m:
+            self.fail(
+                node, f"{where}: the domain is empty, so it allows anything; give values or min/max, or remove it."
+            )
         d = Domain()
         if f.type == "other":
             self.fail(node, f"{where}: an other feature takes no domain (only its presence is checked).")
@@ -383,6 +415,7 @@ class _Reader:
 
 _FEATURE_KEYS = (
     "name", "type", "presence", "domain", "skew_comparator", "drift_comparator", "in_environments", "not_in_environments",
+    "deprecated",
 )  # fmt: skip
 _VALUE_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
     "string": ((str,), "a string (quote values YAML reads as something else: 'Yes', 'No', 'On', '02134')"),
@@ -433,10 +466,10 @@ def _feature_dict(f: Feature) -> dict[str, Any]:
     out: dict[str, Any] = {"name": f.name, "type": f.type}
     if f.presence is not None:
         out["presence"] = _drop_empty(vars(f.presence))
-    if f.domain is not None:
+    if f.domain is not None and _drop_empty(vars(f.domain)):  # an empty domain allows anything: not written
         out["domain"] = _drop_empty(vars(f.domain))
     out |= {k: getattr(f, k) for k in _FEATURE_KEYS[4:]}
-    return _drop_empty(out)
+    return {k: v for k, v in _drop_empty(out).items() if v is not False}
 
 
 def _layout(d: dict[str, Any]) -> dict[str, Any]:
