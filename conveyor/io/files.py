@@ -87,10 +87,10 @@ class Pattern:
         return cls(
             text,
             _listable("".join(glob_parts)),
-            re.compile("".join(rx_parts) + "$"),
+            re.compile("".join(rx_parts) + r"\Z", re.DOTALL),  # a name may hold a newline: '**' matches it too
             "span" in groups or "yyyy" in groups,
             "version" in groups,
-            re.compile("".join(wide_parts) + "$") if widths else None,
+            re.compile("".join(wide_parts) + r"\Z", re.DOTALL) if widths else None,
         )
 
     def wider_than_width(self, rel: str) -> bool:

@@ -23,9 +23,13 @@ The columns, in order:
   ``"span-{SPAN}/**"``); or, with a manifest (CSV or Parquet with a ``path`` column), every
   other column of the manifest's row for the file.
 
-A file whose bytes do not decode (truncated, empty, another kind of file under the extension)
-is quarantined like a bad row, with the reason: ``_quarantine/rows.jsonl``, counted. A file
-that decodes as another format than its extension says is read, and named in a warning.
+A file whose bytes do not decode (truncated, empty, another kind of file under the extension),
+or that cannot be read at all (gone since it was listed), is quarantined like a bad row, with
+the reason: ``_quarantine/rows.jsonl``, counted. A file that decodes as another format than
+its extension says is read, and named in a warning. So are, in the warnings: files no manifest
+line names, manifest lines whose file is not under ``input_base``, and symbolic links to
+folders or to nothing (not followed: the listing and the cache key do not enter them; a link to
+a file is read).
 """
 
 from __future__ import annotations
@@ -224,12 +228,15 @@ class FileReader:
 
     def __call__(self, path: str) -> Decoded:
         rel = posixpath.relpath(path, self.root)
-        if self.store == "bytes":
-            data = self.fs.cat_file(path)
-            digest, head, where = hashlib.sha256(data).hexdigest(), data[:16], {"content": data}
-        else:
-            digest, head = _sha256(self.fs, path)
-            where = {"uri": path if is_local(self.fs) else self.fs.unstrip_protocol(path)}
+        try:
+            if self.store == "bytes":
+                data = self.fs.cat_file(path)
+                digest, head, where = hashlib.sha256(data).hexdigest(), data[:16], {"content": data}
+            else:
+                digest, head = _sha256(self.fs, path)
+                where = {"uri": path if is_local(self.fs) else self.fs.unstrip_protocol(path)}
+        except OSError as e:  # gone since it was listed, a bad sector, a store that failed: one file, not the step
+            return Decoded(path, reason=f"cannot be read ({type(e).__name__}: {e.strerror or e})")
         try:
             with io.BytesIO(where["content"]) if "content" in where else open_remote(self.fs, path) as f:
                 metadata = _DECODERS[self.kind](f)
@@ -292,6 +299,8 @@ class MediaInput:
         self._pending: list[dict[str, Any]] = []
         self._pending_bytes = 0
         self._unlabelled: list[str] = []
+        self._absent: list[str] = []
+        self._links: list[str] = []
         self._mismatched: list[str] = []
 
     def prepare(self, sources: list[Source]) -> None:
@@ -313,7 +322,19 @@ class MediaInput:
         rels = [posixpath.relpath(s.path, self.reader.root) for s in self._sources]
         self._labels = {rel: by_path[rel] for rel in rels if rel in by_path}
         self._unlabelled = sorted(rel for rel in rels if rel not in by_path) if label_fields else []
+        if self.manifest is not None:
+            self._absent = self._not_there(set(by_path) - set(rels))
+        self._links = _links_not_followed(self.reader.fs, self.reader.root, self.kind, list(self.patterns.values()))
         self._schema = pa.schema(fixed + label_fields)
+
+    def _not_there(self, unread: set[str]) -> list[str]:
+        """The manifest's paths with no file under the root at all (one read for another span, or
+        left out by the pattern, is there: not named)."""
+        if not unread:
+            return []
+        fs, root = self.reader.fs, self.reader.root
+        listed = {posixpath.relpath(p, root) for p in fs.find(root)}
+        return sorted(unread - listed)
 
     def _folder_labels(self) -> tuple[list[pa.Field], dict[str, dict[str, Any]]]:
         depths = {split: _fixed_depth(p) for split, p in self.patterns.items()}
@@ -408,6 +429,20 @@ class MediaInput:
                 f"{_count(self._unlabelled, 'file')} {'is' if one else 'are'} not {where}, so "
                 f"{'its label is' if one else 'their labels are'} blank: {_first(self._unlabelled)}."
             )
+        if self._absent:
+            one = len(self._absent) == 1
+            found.append(
+                f"{_count(self._absent, 'line')} of the manifest {self.manifest} {'names a file' if one else 'name files'} "
+                f"not under input_base, so {'it has' if one else 'they have'} no row: {_first(self._absent)}; "
+                f"bring {'it' if one else 'them'} back, or fix or remove {'that line' if one else 'those lines'}."
+            )
+        if self._links:
+            one = len(self._links) == 1
+            found.append(
+                f"{_count(self._links, 'link')} {'leads' if one else 'lead'} to a folder or to nothing, and "
+                f"{'is' if one else 'are'} not followed: {_first(self._links)}; copy the files in, or read "
+                "that folder as an input_base of its own."
+            )
         return found
 
     def needs_reread(self) -> bool:
@@ -415,6 +450,30 @@ class MediaInput:
 
     def restart(self) -> None:
         self._decoded, self._pending, self._pending_bytes = None, [], 0
+
+
+def _links_not_followed(fs: Any, root: str, kind: str, patterns: list[str]) -> list[str]:
+    """Symbolic links under ``root`` that are not files but whose files ``patterns`` would read:
+    links to folders (the listing does not enter them, nor does the cache key) and links to
+    nothing. Left out without a word, a linked class folder would vanish from the data unseen.
+    """
+    from conveyor.io.files import Pattern
+
+    if not is_local(fs) or not os.path.isdir(root):
+        return []
+    reach = [Pattern.parse(p).regex for p in patterns]
+    below = [f"{'x/' * depth}x{ext}" for depth in range(4) for ext in _EXTENSIONS[kind]]  # a linked folder's files
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if name[:1] in "._" or not os.path.islink(path) or os.path.isfile(path):
+                continue
+            rel = posixpath.relpath(path.replace(os.sep, "/"), root.replace(os.sep, "/"))
+            candidates = [rel] if media_extension(kind, rel) else []
+            if any(r.match(c) for r in reach for c in [*candidates, *(f"{rel}/{b}" for b in below)]):
+                found.append(rel)
+    return sorted(found)
 
 
 def _fixed_depth(pattern: str) -> int:
