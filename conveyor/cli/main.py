@@ -215,6 +215,19 @@ def export(
 
         text = kubeflow_spec(pipeline, pipeline_file, image=image or DEFAULT_IMAGE)
     _write(Path(out), text)
+    _warn_of_a_written_password(out, pipeline.metadata)
+
+
+def _warn_of_a_written_password(out: str, url: str | None) -> None:
+    """The export holds the store URL as given (docs/scaling.md): a password in it is said, masked, not refused."""
+    from conveyor.metadata.database import has_secret, safe_url
+
+    if url and has_secret(url):
+        click.echo(
+            f"warning: {out} holds the metadata URL's password in clear text ({safe_url(url)}); leave it out of "
+            "the URL and give it on the workers (PostgreSQL reads ~/.pgpass and PGPASSWORD).",
+            err=True,
+        )
 
 
 def _file_stamp(path: str) -> tuple[int, int] | None:

@@ -48,7 +48,8 @@ class Embedder(Component):
             of one number a row.
         library: the library's folder, shared by pipelines that should reuse each other's
             rows; relative to the pipeline file. Default ``<pipeline root>/feature_library``.
-            It is written while the step runs, and is not in the cache key.
+            It is written while the step runs (which also removes files killed runs left
+            half written in it), and is not in the cache key.
         batch_size: rows per model call.
         keep_columns: the input columns the output keeps (a label, an id); default all. Keeping
             out wide inputs (a spectrogram, an image) saves rewriting them, and lets a second run
@@ -121,6 +122,9 @@ class Embedder(Component):
         # a staging output is <root>/<pipeline>/<step>/<output>/<staging>: the root is four levels up
         folder = Path(library) if library else Path(embedded_examples.uri).parents[3] / "feature_library"
         store = FeatureLibrary(folder, source.sha256)
+        leftovers = store.remove_leftovers()
+        if leftovers:
+            print(f"removed {len(leftovers)} half-written files killed runs left in the feature library at {folder}")
         index = store.index()
         names = _column_names(_widths(store.widths(), source, parts, used), output_prefix, files, kept)
         memo = RowKeys(folder, examples.fingerprint, Path(examples.uri), used) if examples.fingerprint else None

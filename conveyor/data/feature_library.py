@@ -5,6 +5,7 @@ no row meets the same model twice (the Embedder's storage).
       <model sha256>/
         model.json                          what the model is, for a person browsing the folder
         part-<UTC time>-<random>.parquet    row_sha256 (32 bytes), then one column per output
+        .writing-<pid>-<start>-<random>-<pid namespace>@<host>.parquet    a file being written
       row_keys/
         <sha256>.keys                       the row sha256s of one row group of an artifact
 
@@ -15,6 +16,13 @@ ten times faster than a list of floats.
 Each writer appends files of its own, written under a dot-name and renamed when whole, so a
 reader sees a file whole or not at all, and two pipelines writing at once lose nothing (a row
 both computed is kept twice; a lookup takes the first). Readers read every part.
+
+A writer killed mid-file leaves its dot-file behind; ``remove_leftovers`` (each Embedder run)
+removes it. The name says who writes it, so no live writer's file is taken: one whose writer
+ran on this host (and pid namespace: containers may share a host name) goes as soon as that
+process is dead (pid and start time, as the metadata store tells a dead run); any other, from
+another host or from before writers were named, once nothing wrote it for ``ABANDONED_AFTER``,
+which no writer comes near (it writes every ``GROUP_ROWS`` rows).
 
 Hashing a row means reading it, which for wide rows (a spectrogram) costs more than a small
 model: so the row keys of each row group are kept too (``RowKeys``), by the content fingerprint
@@ -33,6 +41,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -46,6 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from conveyor._internal.process import hostname, is_alive, start_token
 from conveyor.exceptions import ArtifactError, ComponentError
 
 KEY = "row_sha256"
@@ -54,6 +64,8 @@ ROW_KEYS = "row_keys"
 GROUP_ROWS = 8192
 HELD_BYTES = 64 << 20  # row groups of outputs a lookup keeps read
 FILE_ROWS = 1 << 18
+WRITING = ".writing-"
+ABANDONED_AFTER = 7 * 24 * 3600  # seconds unwritten after which a file being written is a leftover, whoever wrote it
 _ROW_HASH_VERSION = b"conveyor row sha256 v1\0"
 _MISSING_ENTRY = 0x7FF4_0000_0000_4E55  # a missing entry of a list: a signalling NaN, which no arithmetic makes
 
@@ -209,6 +221,50 @@ class FeatureLibrary:
         parts = self.parts()
         return LibraryWriter(self.path, pq.read_schema(parts[0]) if parts else None)
 
+    def remove_leftovers(self) -> list[Path]:
+        """Remove the files killed writers left half written, under every model of the library; returns them."""
+        here, now = _place(), time.time()
+        removed = []
+        for path in self.path.parent.glob(f"*/{WRITING}*.parquet"):
+            if _abandoned(path, here, now):
+                try:
+                    path.unlink()
+                except OSError:  # another run removed it first, or it is another user's: not this run's to fail on
+                    continue
+                removed.append(path)
+        return removed
+
+
+def _place() -> str:
+    """Where a pid names one process: the pid namespace and the host."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
+    except OSError:
+        namespace = ""
+    return f"{namespace}@{hostname()}"
+
+
+def _writing_name() -> str:
+    """A name for a file being written that says who writes it: pid, start time and place."""
+    pid = os.getpid()
+    return f"{WRITING}{pid}-{start_token(pid) or 'x'}-{uuid.uuid4().hex[:16]}-{_place()}.parquet"
+
+
+def _abandoned(path: Path, here: str, now: float) -> bool:
+    """A file being written whose writer is dead: named as written here by a process that is gone,
+    or, whoever wrote it, unwritten for ``ABANDONED_AFTER``.
+    """
+    try:
+        if now - path.stat().st_mtime > ABANDONED_AFTER:
+            return True
+    except OSError:  # renamed into place meanwhile
+        return False
+    fields = path.name.removeprefix(WRITING).removesuffix(".parquet").split("-", 3)
+    if len(fields) != 4 or fields[3] != here or not fields[0].isdigit():
+        return False
+    pid, start = int(fields[0]), fields[1]
+    return not is_alive(pid, None if start == "x" else start)
+
 
 @contextmanager
 def _reading(path: Path) -> Iterator[None]:
@@ -308,7 +364,7 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
 class LibraryWriter:
     """Appends rows (``row_sha256`` and the outputs) in files of its own, each renamed into place
     when it holds ``FILE_ROWS`` rows and at ``close``: a run killed half way keeps what it wrote
-    before its last file.
+    before its last file (whose leftover ``FeatureLibrary.remove_leftovers`` removes).
     """
 
     def __init__(self, path: Path, schema: pa.Schema | None) -> None:
@@ -352,7 +408,7 @@ class LibraryWriter:
         if not self._pending:
             return
         if self._writer is None:
-            self._temp = self.path / f".writing-{uuid.uuid4().hex}.parquet"
+            self._temp = self.path / _writing_name()
             self._writer = pq.ParquetWriter(self._temp, self.schema, compression="none", use_dictionary=False)
         table = pa.concat_tables(self._pending)
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))

@@ -121,12 +121,12 @@ def _schema_features(path: Path) -> list[dict[str, Any]]:
 
 
 def _schema_table(title: str, features: list[dict[str, Any]]) -> str:
-    """One row a feature: its type, presence, domain and comparators, as the YAML says them."""
+    """One row a feature: its type, presence, domain and checks, as the YAML says them."""
     rows = "".join(
         "<tr>"
         f'<td class="l"><b>{escape(f.get("name", "-"))}</b></td><td class="l">{escape(f.get("type", "-"))}</td>'
         f'<td>{_presence(f.get("presence"))}</td><td class="l desc">{_domain(f.get("domain"))}</td>'
-        f'<td class="l">{_inline({k: v for k, v in f.items() if k.endswith("_comparator") or "environment" in k})}</td>'
+        f'<td class="l">{_checks(f)}</td>'
         "</tr>"
         for f in features
     )
@@ -135,6 +135,14 @@ def _schema_table(title: str, features: list[dict[str, Any]]) -> str:
         f"<header><h1>{escape(title)}</h1><span class='muted'>{len(features)} features</span></header>"
         f"<section><table><thead>{head}</thead><tbody>{rows}</tbody></table></section>"
     )
+
+
+def _checks(feature: dict[str, Any]) -> str:
+    """The comparators and environments; a deprecated feature says first that none of them applies."""
+    checks = _inline({k: v for k, v in feature.items() if k.endswith("_comparator") or "environment" in k})
+    if feature.get("deprecated") is not True:
+        return checks
+    return "<b>deprecated</b>: checked for nothing" + ("" if checks == "-" else f" {checks}")
 
 
 def _presence(presence: Any) -> str:
