@@ -148,7 +148,8 @@ def raw_classes(
     A model trained on ``ct.compute_and_apply_vocabulary(inputs[label])`` learnt indices; its
     class ``i`` is the vocabulary's term ``i``, so predictions and the Evaluator speak in the
     values the data holds ("Yes", "Adelie"), and the probability columns keep the model's order.
-    Any other label (a bool, a float, a transformed string) keeps the model's classes.
+    A bool label learnt as 0 and 1 (XGBoost, ONNX) names False and True; any other label (a float,
+    a transformed string) keeps the model's classes.
 
     Raises:
         ServingError: the model learnt an index outside the vocabulary (an OOV bucket or the
@@ -157,6 +158,8 @@ def raw_classes(
     terms = _label_terms(graph, label)
     if classes is None or not all(_is_index(c) for c in classes):
         return classes
+    if _bool_label(graph, label) and set(classes) <= {0, 1}:
+        return [bool(c) for c in classes]  # XGBoost, a LightGBM Booster, ONNX learn a bool label as 0 and 1
     if terms is None:
         return [int(c) for c in classes] if label is not None and integer_label(graph, label, int_features) else classes
     outside = [c for c in classes if not 0 <= c < len(terms)]
@@ -181,6 +184,11 @@ def integer_label(graph: FittedGraph, label: str, int_features: IntFeatures) -> 
     if node.op == "cast":
         return bool(node.params.get("to") == "int")
     return node.op == "input" and node.params["name"] in int_features()
+
+
+def _bool_label(graph: FittedGraph, label: str | None) -> bool:
+    node = graph.outputs.get(label) if label is not None else None
+    return node is not None and node.kind == "bool"
 
 
 def _label_terms(graph: FittedGraph, label: str | None) -> list[Any] | None:
@@ -242,6 +250,12 @@ def _copy_graph(source: Any, dest: Path) -> FittedGraph:
 
 
 def _task(task: str | None, classes: list[Any] | None) -> str:
+    if classes is not None and len(classes) < 2:
+        msg = (
+            f"the classifier learnt only the classes {classes}, so it has no choice to make; "
+            "train it on rows of two classes or more (check the label and the training split)."
+        )
+        raise ServingError(msg)
     if task is None:
         return "regression" if classes is None else "binary" if len(classes) == 2 else "multiclass"
     if task not in TASKS:

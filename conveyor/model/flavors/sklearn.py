@@ -5,7 +5,9 @@ LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor) is saved as its parame
 ``model/linear.json``, and the manifest's ``flavor_options`` says ``{"form": "linear"}``: loading
 and predicting it import neither scikit-learn nor skops, and predict what the estimator does
 (see ``conveyor.model.flavors.linear``). Every other estimator and every Pipeline is saved with
-skops (``model/model.skops``, ``flavor_options`` without a form), as before.
+skops (``model/model.skops``, ``flavor_options`` without a form), as before; ``{"input": "dense"}``
+when it was fitted on a dense matrix and refuses a sparse one (an SVM), so a one-hot graph's CSR
+rows are handed over dense, as it was trained.
 
 skops loads only the types it is told to trust. conveyor trusts the types of scikit-learn,
 NumPy and SciPy, and a few builtins they use; any other type in the file (a class of the
@@ -18,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +36,7 @@ name = "sklearn"
 extra = "sklearn"
 FILE = "model.skops"
 LINEAR = "linear"  # flavor_options["form"] of a model saved as its parameters
+INPUT, DENSE = "input", "dense"  # flavor_options["input"] of a model that scores only a dense matrix
 TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 TRUSTED_BUILTINS = frozenset({"builtins.slice", "builtins.complex", "builtins.bytes", "builtins.bytearray"})
 
@@ -65,7 +69,7 @@ def save(model: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
         )
         raise ServingError(msg) from e
     (folder / FILE).write_bytes(_reproducible(data))
-    return [FILE], {}
+    return [FILE], {INPUT: DENSE} if _fitted_dense(model) else {}
 
 
 def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) -> Any:
@@ -91,7 +95,7 @@ def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) 
 
 
 def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | None = None) -> Any:
-    if hasattr(matrix, "toarray") and not _takes_sparse(native):
+    if hasattr(matrix, "toarray") and not _takes_sparse(native, matrix, options or {}):
         matrix = matrix.toarray()  # trained on X.toarray(): a one-hot graph still hands over CSR
     try:
         if task == "regression":
@@ -108,15 +112,45 @@ def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | No
         raise InvalidInputError(msg) from e
 
 
-def _takes_sparse(native: Any) -> bool:
-    """Whether the estimator takes a SciPy sparse matrix, by its tags (scikit-learn 1.6 on); without tags
-    (an older scikit-learn, the linear form's NumPy model) it is given the matrix as before.
+def _takes_sparse(native: Any, matrix: Any, options: Mapping[str, Any]) -> bool:
+    """Whether the estimator scores this SciPy sparse matrix as it would the dense one: not when its tags
+    (scikit-learn 1.6 on) refuse sparse input, when it was fitted on a dense matrix and scores no
+    other (``_fitted_dense``), or when the matrix holds NaN and the estimator takes missing values
+    (trees do, but only dense). Without tags (an older scikit-learn, the linear form's NumPy model)
+    it is given the matrix as before.
     """
+    if options.get(INPUT) == DENSE:
+        return False
     if not hasattr(native, "__sklearn_tags__"):
         return True
     from sklearn.utils import get_tags
 
-    return bool(get_tags(native).input_tags.sparse)
+    tags = get_tags(native).input_tags
+    return bool(tags.sparse) and not (tags.allow_nan and np.isnan(matrix.data).any())
+
+
+def _fitted_dense(model: Any) -> bool:
+    """Whether ``model`` scores a dense row but refuses the same row as CSR: an SVM fitted on
+    ``X.toarray()`` does, though its class takes sparse input. One row of zeros tells, at saving.
+    """
+    width = getattr(model, "n_features_in_", None)
+    if not isinstance(width, int):
+        return False
+    from scipy.sparse import csr_matrix
+
+    row = np.zeros((1, width))
+    score = model.predict_proba if hasattr(model, "predict_proba") else model.predict
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the estimator's own deprecations, about its parameters
+        try:
+            score(csr_matrix(row))
+        except Exception:  # whatever the estimator raises on input it cannot take
+            try:
+                score(row)
+            except Exception:
+                return False
+            return True
+    return False
 
 
 def _reproducible(data: bytes) -> bytes:
