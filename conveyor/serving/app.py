@@ -34,7 +34,7 @@ from conveyor.serving import oip, openapi, tfserving
 from conveyor.serving.batching import Batcher
 from conveyor.serving.config import bearer_matches
 from conveyor.serving.metrics import CONTENT_TYPE, RequestMetrics, ServerMetrics
-from conveyor.serving.register import PredictionLog, RequestIds, request_id
+from conveyor.serving.register import REQUEST_ID_HEADER, PredictionLog, RequestIds, tracking_id
 from conveyor.serving.registry import ModelRegistry, ServedVersion
 from conveyor.serving.split import sticky_value
 
@@ -194,10 +194,9 @@ def create_app(
 
         asked, served, rows = await _off_loop(decoded, len(body))
         outputs = await predicted(served, rows)
-        if asked.id is None:  # the protocol's id is the tracking id; a client's own is echoed
+        request.state.request_id = tracking_id(asked.id, request.headers.get(REQUEST_ID_HEADER))
+        if not asked.id:  # the protocol's id is the tracking id; a client's own is echoed
             asked.id = request.state.request_id
-        else:
-            request.state.request_id = request_id(asked.id)
         if prediction_log is not None:
             prediction_log.record(request.state.request_id, served, rows, outputs)
         header, binary = oip.rest_response(served, asked, outputs)

@@ -5,8 +5,10 @@ a thread-pool server, so a model call never holds up the others. Errors are the 
 INVALID_ARGUMENT for a request the client can fix (the message names the field), NOT_FOUND for
 an unknown model or version, RESOURCE_EXHAUSTED past the message size limit (4 MiB in gRPC by
 default, which a batch of rows soon passes: here it is the server's request size limit).
-A response's ``id`` is the request's, or the ``x-request-id`` metadata, or a new one, and goes
-back as ``x-request-id`` metadata too; with a token, every call but ServerLive and ServerReady
+The id a call's predictions are logged under is REST's (``register.tracking_id``: the request's
+``id``, or the ``x-request-id`` metadata, a new one for an id not usable); it goes back as
+``x-request-id`` metadata, and as the response's ``id`` unless the request sent its own, which is
+echoed. With a token, every call but ServerLive and ServerReady
 asks for ``authorization: Bearer <token>`` metadata (UNAUTHENTICATED).
 """
 
@@ -27,7 +29,7 @@ from conveyor.serving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from conveyor.serving.batching import Batcher
 from conveyor.serving.config import bearer_matches
 from conveyor.serving.metrics import ServerMetrics
-from conveyor.serving.register import REQUEST_ID_HEADER, PredictionLog, request_id
+from conveyor.serving.register import REQUEST_ID_HEADER, PredictionLog, tracking_id
 from conveyor.serving.registry import ModelRegistry, ServedVersion
 from conveyor.serving.split import sticky_value
 
@@ -163,8 +165,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
     @_answers
     def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         metadata = dict(context.invocation_metadata())
-        tracking_id = request.id or request_id(metadata.get(REQUEST_ID_HEADER))
-        context.send_initial_metadata([(REQUEST_ID_HEADER, request_id(tracking_id))])
+        logged_id = tracking_id(request.id, metadata.get(REQUEST_ID_HEADER))
+        context.send_initial_metadata([(REQUEST_ID_HEADER, logged_id)])
         inputs = _inputs(request)
         sticky_key = self.registry.sticky_key(request.model_name)
         sticky = sticky_value(sticky_key, metadata, oip.sticky_columns(inputs)) if sticky_key else None
@@ -173,9 +175,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         rows = oip.model_input(inputs, served.model)
         predicted = served.model.predict(rows) if self.batcher is None else self.batcher.submit(served, rows).result()
         if self.prediction_log is not None:
-            self.prediction_log.record(tracking_id, served, rows, predicted)
+            self.prediction_log.record(logged_id, served, rows, predicted)
         outputs = oip.output_tensors(predicted, [o.name for o in request.outputs] or None)
-        response = pb.ModelInferResponse(model_name=served.name, model_version=str(served.version), id=tracking_id)
+        response = pb.ModelInferResponse(
+            model_name=served.name, model_version=str(served.version), id=request.id or logged_id
+        )
         for tensor in outputs:
             response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
             response.raw_output_contents.append(oip.encode_raw(tensor))

@@ -93,12 +93,20 @@ CONTENTS_FIELD = {
 
 NUMBERS = frozenset(DTYPES) - {"BOOL", "BYTES"}
 ACCEPTED = {
-    "number": NUMBERS | {"BOOL"},
+    "number": NUMBERS,
     "string": frozenset({"BYTES"}),
     "bool": frozenset({"BOOL"}),
     "bytes": frozenset({"BYTES"}),
 }
-"""The datatypes a raw feature of each kind may be sent as."""
+"""The datatypes a raw feature of each kind may be sent as: not BOOL for a number, as REST's JSON
+takes no ``true`` for one."""
+SENT_AS = {
+    "number": "FP64 or another number datatype (FP*, INT*, UINT*)",
+    "string": "BYTES",
+    "bool": "BOOL",
+    "bytes": "BYTES",
+}
+"""What a tensor refused for its feature's kind is told to be sent as."""
 
 KIND_DATATYPE = {"number": "FP64", "string": "BYTES", "bool": "BOOL", "bytes": "BYTES"}
 SIGNATURE_DATATYPE = {"float64": "FP64", "int64": "INT64", "string": "BYTES", "bool": "BOOL"}
@@ -354,7 +362,7 @@ def _check_against_signature(tensor: Tensor, expected: Mapping[str, Any]) -> Non
         raise InvalidInputError(msg)
     accepted = ACCEPTED.get(spec.get("kind", ""), frozenset(DTYPES))
     if tensor.datatype not in accepted:
-        msg = f"input {tensor.name!r} is a {spec.get('kind')} feature, so its datatype is {KIND_DATATYPE[spec['kind']]}; got {tensor.datatype}."
+        msg = f"input {tensor.name!r} is {tensor.datatype}; {tensor.name!r} is a {spec['kind']} feature: send it as {SENT_AS[spec['kind']]}."
         raise InvalidInputError(msg)
 
 

@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from conveyor.serving.config import PredictionLogConfig
 from conveyor.serving.registry import ModelRegistry, ServedVersion
 
-__all__ = ["REQUEST_ID_HEADER", "PredictionLog", "RequestIds", "request_id"]
+__all__ = ["REQUEST_ID_HEADER", "PredictionLog", "RequestIds", "request_id", "tracking_id"]
 
 REQUEST_ID_HEADER = "x-request-id"
 MAX_QUEUED = 10_000
@@ -68,6 +68,13 @@ def request_id(given: str | None = None) -> str:
     if given and _USABLE_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex
+
+
+def tracking_id(protocol_id: str | None, header: str | None) -> str:
+    """The id an Open Inference Protocol request is logged and answered under, over REST and gRPC
+    alike, so that its predictions join on one rule: the request's ``id`` if it sent one, else its
+    ``x-request-id``; a new one when the id that counts is not usable."""
+    return request_id(protocol_id or header)
 
 
 class RequestIds:

@@ -208,17 +208,15 @@ def check_rows(rows: list[dict[str, Any]] | dict[str, list[Any]], model: LoadedM
     if not inputs:
         return  # a bundle saved without a signature: the transform graph says what is missing
     numbers = [name for name, spec in inputs.items() if spec.get("kind") == "number"]
+    near_misses = _NearMisses(inputs, sticky_key)
     if isinstance(rows, dict):
-        _check_names(rows, inputs, sticky_key, '"inputs"')
+        near_misses.check(rows, '"inputs"')
         for name in numbers:
             for i, value in enumerate(rows.get(name, ())):
                 _check_number(value, name, f'"inputs"["{name}"][{i}]')
         return
-    seen: set[str] = set()
     for i, row in enumerate(rows):
-        if not row.keys() <= seen:
-            _check_names(row, inputs, sticky_key, f"row {i}")
-            seen |= row.keys()
+        near_misses.check(row, f"row {i}")
         for name in numbers:
             _check_number(row.get(name), name, f'row {i}["{name}"]')
 
@@ -227,19 +225,47 @@ MISSPELT = 0.8
 """How alike (``difflib``'s ratio, case aside) a name must be to a feature's to be taken for a
 misspelling of it: ``narative`` and ``Narrative`` are (0.94, 1.0), ``status`` beside ``state`` is not (0.73)."""
 
+NEAR_MISS_CHECKS = 100
+"""The names a request holds that the model does not read, of a length a misspelling could have,
+compared with its features (the first of them, in the order sent): difflib takes some 30 us a
+name, so a row of a million extra fields would otherwise cost half a minute of CPU."""
 
-def _check_names(given: Any, inputs: dict[str, Any], sticky_key: str | None, where: str) -> None:
-    lowered = {name.lower(): name for name in inputs}
-    for name in given:
-        if name in inputs or name == sticky_key:
-            continue
-        close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=MISSPELT)
-        if close:
-            msg = (
-                f"{where} holds {name!r}, which the model does not read; did you mean {lowered[close[0]]!r}? "
-                f"Its inputs are {sorted(inputs)}."
-            )
-            raise InvalidInputError(msg)
+
+class _NearMisses:
+    """Looks for a misspelt feature among the names of a request the model does not read: each name
+    once, and at most ``NEAR_MISS_CHECKS`` of them, so that the cost is bounded."""
+
+    def __init__(self, inputs: dict[str, Any], sticky_key: str | None) -> None:
+        self.inputs = inputs
+        self.lowered = {name.lower(): name for name in inputs}
+        self.lengths = {  # difflib's first test (real_quick_ratio), which a name of another length fails
+            size
+            for feature in self.lowered
+            for size in range(1, 2 * len(feature) + 1)
+            if 2.0 * min(size, len(feature)) / (size + len(feature)) >= MISSPELT
+        }
+        self.seen = {*inputs, sticky_key}
+        self.checks_left = NEAR_MISS_CHECKS
+
+    def check(self, given: Any, where: str) -> None:
+        """Raises InvalidInputError for a name in ``given`` close to a feature's, naming both."""
+        for name in given:
+            if not self.checks_left:
+                return
+            if name in self.seen:
+                continue
+            self.seen.add(name)
+            lowered = str(name).lower()
+            if len(lowered) not in self.lengths:
+                continue
+            self.checks_left -= 1
+            close = difflib.get_close_matches(lowered, list(self.lowered), n=1, cutoff=MISSPELT)
+            if close:
+                msg = (
+                    f"{where} holds {name!r}, which the model does not read; did you mean {self.lowered[close[0]]!r}? "
+                    f"Its inputs are {sorted(self.inputs)}."
+                )
+                raise InvalidInputError(msg)
 
 
 def _check_number(value: Any, name: str, where: str) -> None:
