@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -189,7 +190,7 @@ def request(port: int, method: str, path: str, body: Any, *, timeout: float) -> 
     """One HTTP request to the loopback server: its status and JSON answer."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        payload = None if body is None else json.dumps(body, default=str).encode()
+        payload = None if body is None else json.dumps(body, default=_json_value).encode()
         connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         text = response.read()
@@ -199,6 +200,14 @@ def request(port: int, method: str, path: str, body: Any, *, timeout: float) -> 
         return response.status, json.loads(text)
     except ValueError:
         return response.status, {"error": text.decode(errors="replace")[:200]}
+
+
+def _json_value(value: Any) -> Any:
+    """A value JSON has no type for, as a client sends it: a file's bytes (an image, a WAV clip) as
+    TF Serving's ``{"b64": ...}``, which the server decodes; anything else (a date) as its text."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"b64": base64.b64encode(value).decode("ascii")}
+    return str(value)
 
 
 def sample_rows(bundle: str, examples: str, split: str, count: int) -> list[dict[str, Any]]:
@@ -239,7 +248,7 @@ def check_answers(
     try:
         expected = load_model(bundle).predict(rows)
     except ConveyorError as e:
-        msg = f"the model cannot predict in-process on the sample rows: {e}"
+        msg = f"the model cannot predict in-process on the sample rows: {_one_line(str(e))}"
         raise NotBlessedError(msg) from e
     except Exception as e:  # the model's own code failed (a torch forward that raises): a verdict, not a crash
         msg = f"the model cannot predict in-process on the sample rows: {type(e).__name__}: {_last_line(e)}"
@@ -261,7 +270,8 @@ def check_answers(
             latencies.append(time.perf_counter() - began)
             form = "columnar" if columnar else "row"
             if status != 200:
-                msg = f"the server answered {status} to rows {start}..{start + len(group) - 1} in the {form} format: {answer.get('error', answer)}"
+                said = _one_line(str(answer.get("error", answer)))
+                msg = f"the server answered {status} to rows {start}..{start + len(group) - 1} in the {form} format: {said}"
                 raise NotBlessedError(msg)
             served = answer["outputs"] if columnar else _columns(answer["predictions"])
             for name, values in expected.items():
@@ -272,6 +282,13 @@ def check_answers(
 def _last_line(error: Exception) -> str:
     """The error's last line: a TorchScript error is its two tracebacks, then the cause."""
     return next((line.strip() for line in reversed(str(error).splitlines()) if line.strip()), "")
+
+
+def _one_line(text: str) -> str:
+    """A reason fit for one line: a text of several lines (a TorchScript error the server sends
+    back) as its first line, which says what failed, and its last, which says why."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ... ".join(lines[:1] + lines[1:][-1:])
 
 
 def _columns(predictions: list[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -60,6 +60,8 @@ from conveyor.exceptions import ComponentError, PipelineDefinitionError
 
 MANIFEST = "conveyor_model.json"
 _CLAIMS = ".versions"
+NOT_WIRED = object()
+"""``infra_blessing`` when no step was wired to it; a wired step that found nothing gives None."""
 
 
 class Pusher(Component):
@@ -72,7 +74,8 @@ class Pusher(Component):
         infra_blessing: the InfraValidator's, when one ran.
         pushed_model: properties ``pushed`` (bool), ``pushed_version`` (int or None),
             ``pushed_destination`` (the version's folder or URL, or None), ``reason`` (why
-            not pushed, or None) and ``model_id``.
+            not pushed, or None) and ``model_id``. A model that already is the newest version
+            is not pushed again: ``pushed`` is false, the version and folder are that one's.
         push_destination: a folder (relative to the pipeline file's) or an fsspec URL; the
             server's ``base_path``.
 
@@ -93,7 +96,7 @@ class Pusher(Component):
         model: Input[Model],
         model_blessing: Input[ModelBlessing],
         pushed_model: Output[PushedModel],
-        infra_blessing: Input[InfraBlessing] | None = None,
+        infra_blessing: Input[InfraBlessing] | None = NOT_WIRED,  # type: ignore[assignment]
         *,
         push_destination: Parameter[str],
     ) -> None:
@@ -101,6 +104,15 @@ class Pusher(Component):
         if reason is not None:
             pushed_model.properties.update(
                 pushed=False, pushed_version=None, pushed_destination=None, reason=reason, model_id=model.id
+            )
+            print(f"not pushed: {reason}")
+            return
+        newest = newest_copy(model.uri, push_destination)
+        if newest is not None:  # pushed by an earlier run: a second copy would only be a new number
+            version, where = newest
+            reason = f"model {model.id} already is the newest version, {version}, at {where}; not pushed again."
+            pushed_model.properties.update(
+                pushed=False, pushed_version=version, pushed_destination=where, reason=reason, model_id=model.id
             )
             print(f"not pushed: {reason}")
             return
@@ -120,18 +132,31 @@ class Pusher(Component):
         return out
 
 
-def not_blessed(model: Model, model_blessing: ModelBlessing, infra_blessing: InfraBlessing | None) -> str | None:
+def not_blessed(
+    model: Model, model_blessing: ModelBlessing | None, infra_blessing: InfraBlessing | object | None
+) -> str | None:
     """Why the model must not be pushed, from its blessings; None when it may.
 
-    A blessing that names another model (the Evaluator's ``model`` property) does not count.
+    A blessing wired to the Pusher that arrives as None (a Resolver found none) is no verdict, so
+    no push; only an ``infra_blessing`` never wired (``NOT_WIRED``) is not asked for. A blessing
+    that names another model (the Evaluator's ``model`` property) does not count, and ``blessed``
+    must be true (or TFX's 1): a value such as ``"false"`` is no verdict either.
     """
-    for name, blessing in (("ModelBlessing", model_blessing), ("InfraBlessing", infra_blessing)):
-        if blessing is None:
+    given = (("ModelBlessing", "model_blessing", model_blessing), ("InfraBlessing", "infra_blessing", infra_blessing))
+    for name, key, blessing in given:
+        if blessing is NOT_WIRED:
             continue
+        if blessing is None:
+            return f"no {name} reached the Pusher's {key} (the step wired to it found none): nothing says this model may be pushed."
         judged = blessing.properties.get("model")
         if judged is not None and judged != model.id:
             return f"{name} {blessing.id} judged model {judged}, not model {model.id}."
-        if not blessing.properties.get("blessed"):
+        verdict = blessing.properties.get("blessed")
+        if type(verdict) not in (bool, int, type(None)):
+            return (
+                f"{name} {blessing.id} holds blessed={verdict!r}, which is no verdict: a blessing says true or false."
+            )
+        if verdict != 1:  # True, or TFX's 1
             failed = [
                 f"{c.get('metric')} {c.get('kind')} {c.get('threshold')}: value {c.get('value')}"
                 for c in blessing.properties.get("checks") or []
@@ -148,16 +173,51 @@ def push_bundle(source: str | os.PathLike[str], destination: str) -> tuple[int, 
     Raises:
         ServingError: the bundle at ``source`` is incomplete or its files do not match their hashes.
         ComponentError: a local ``destination`` is a file, or cannot be written to.
+        OSError: ENOSPC (or EDQUOT) naming a local ``destination`` whose disk is full.
     """
     import fsspec
     from fsspec.implementations.local import LocalFileSystem
 
     fs, root = fsspec.core.url_to_fs(destination)
     if isinstance(fs, LocalFileSystem):
-        version, final = _push_local(Path(source), Path(root))
-        return version, str(final)
-    version = push_to_store(fs, source, root)
-    return version, f"{destination.rstrip('/')}/{version}"
+        version = _push_local(Path(source), Path(root))
+    else:
+        version = push_to_store(fs, source, root)
+    return version, _where(fs, destination, root, version)
+
+
+def newest_copy(source: str | os.PathLike[str], destination: str) -> tuple[int, str] | None:
+    """(version, where) of the newest version at ``destination`` when it is the bundle at ``source``,
+    its manifest (every file's sha256, and when it was saved) byte for byte: pushing it again would
+    only serve the same model under a new number. None when it is another, or there is none.
+
+    A run that checks a model again (``--no-cache``, an InfraValidator on new data, whose log is in
+    its blessing's files and so in the Pusher's cache key) then leaves the destination as it is.
+    """
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(destination)
+    root = root.rstrip("/")
+    try:
+        mine = (Path(source) / MANIFEST).read_bytes()
+        for version in sorted(_versions(_listed(fs, root)), reverse=True):
+            try:
+                held = fs.cat_file(f"{root}/{version}/{MANIFEST}")
+            except (FileNotFoundError, IsADirectoryError):
+                continue  # no manifest: a version still being filled, or a folder that is none
+            return (version, _where(fs, destination, root, version)) if held == mine else None
+    except OSError:  # no bundle, or an unreadable destination: the push says what is wrong
+        return None
+    return None
+
+
+def _where(fs: Any, destination: str, root: str, version: int) -> str:
+    """A version's folder as the properties name it: a path on a local disk, else a URL."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    if isinstance(fs, LocalFileSystem):
+        return str(Path(root) / str(version))
+    return f"{destination.rstrip('/')}/{version}"
 
 
 def _verified(folder: Path) -> None:
@@ -175,11 +235,11 @@ def _is_version(name: str) -> bool:
     return name.isascii() and name.isdigit()
 
 
-def _push_local(source: Path, dest: Path) -> tuple[int, Path]:
+def _push_local(source: Path, dest: Path) -> int:
     staging = _staging_in(dest)
     try:
         copy = staging / "bundle"  # made by copytree with the bundle's own permissions, not mkdtemp's 0700
-        shutil.copytree(source, copy)
+        _copy_tree(source, copy)
         _owner_writable_folders(copy)
         _verified(copy)  # what is published is checked, not what it was copied from
         _flush(copy)
@@ -194,10 +254,47 @@ def _push_local(source: Path, dest: Path) -> tuple[int, Path]:
             except OSError as e:  # another push took this number (a version is never empty)
                 if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
-        _flush_folder(dest)
+    except OSError as e:
+        raise _unwritable(dest, e) from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return version, dest / str(version)
+    _flush_folder(dest)
+    return version
+
+
+class _CopyFailed(Exception):
+    """An error copying one file, carried out of ``copytree``, which would go on copying into a
+    full disk and then raise one ``shutil.Error`` listing every file, with neither errno nor line breaks."""
+
+
+def _copy_file(source: str, target: str) -> object:
+    try:
+        return shutil.copy2(source, target)
+    except OSError as e:
+        raise _CopyFailed from e
+
+
+def _copy_tree(source: Path, copy: Path) -> None:
+    """``copytree``, stopped by the first file that cannot be written, which it raises."""
+    try:
+        shutil.copytree(source, copy, copy_function=_copy_file)
+    except _CopyFailed as e:
+        raise e.__cause__ from None  # type: ignore[misc]
+
+
+def _unwritable(dest: Path, error: OSError) -> OSError | ComponentError:
+    """The error of a push that could not write its version into ``dest``, naming ``dest``: a full
+    disk stays an ENOSPC error whose file is ``dest`` (the step's error then says which disk to
+    free, not the pipeline root's), any other a ComponentError in one line.
+    """
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OSError(error.errno, os.strerror(error.errno), str(dest))
+    where = error.filename2 or error.filename
+    msg = (
+        f"cannot push to {dest}: {error.strerror or error}" + (f" ({where})" if where else "")
+        + ". Nothing was published; point push_destination to a folder this user can write to, then run again."
+    )  # fmt: skip
+    return ComponentError(msg)
 
 
 def _staging_in(dest: Path) -> Path:
