@@ -549,9 +549,14 @@ def gc(plan: GcPlan, dry_run: bool) -> None:
         console.print(Text(f"  {verb} staging folder  {p}"), soft_wrap=True)
     for a in plan.expired:
         console.print(Text(f"  {verb} old {a.type_name} {a.id}  {a.uri}"), soft_wrap=True)
+    for a in plan.deleted:
+        console.print(
+            Text(f"  {verb} the folder of deleted {a.type_name} {a.id} (a gc stopped before removing it)  {a.uri}"),
+            soft_wrap=True,
+        )
     for a in plan.taken:
         console.print(Text(f"  kept old {a.type_name} {a.id}: a run took it while gc looked  {a.uri}"), soft_wrap=True)
-    n = len(plan.abandoned) + len(plan.staging) + len(plan.expired)
+    n = len(plan.abandoned) + len(plan.staging) + len(plan.expired) + len(plan.deleted)
     mib = plan.bytes / 2**20
     console.print(f"{'Would remove' if dry_run else 'Removed'} {n} item(s), {mib:.1f} MiB"
                   + (f"; kept {len(plan.kept_runs)} run(s) and what they trace back to." if plan.kept_runs else "."))

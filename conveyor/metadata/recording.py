@@ -136,18 +136,23 @@ def _not_running(conn: Connection, exec_id: int) -> str:
     return f"Cannot record the end of execution {exec_id}: it was already recorded {found.status}, its outputs abandoned: {why}"
 
 
-def _still_live(conn: Connection, outputs: set[int], inputs: set[int]) -> bool:
-    """Whether a cache hit's outputs are all LIVE with their folders there, read under a shared
-    lock held until the hit is recorded: ``delete_unused`` (``conveyor gc``) waits for it, or the
-    hit waits for gc and finds them DELETED. Its inputs, whose rows its events name, are locked
-    with them, all at once in id order as gc locks them, so that neither waits on the other in turn.
+def _locked(conn: Connection, ids: set[int]) -> dict[int, Any]:
+    """The rows of artifacts an execution's events will name, read under a shared lock held until
+    its transaction ends: ``delete_unused`` (``conveyor gc``) waits for it, or it waits for gc and
+    finds them DELETED. All at once in id order, as gc locks them, so neither waits on the other in turn.
     """
-    a = s.artifacts
-    ids = sorted(outputs | inputs)
     if not ids:
-        return True
-    q = select(a.c.id, a.c.state, a.c.uri).where(a.c.id.in_(ids)).order_by(a.c.id).with_for_update(read=True)
-    found = {r.id: r for r in conn.execute(q)}
+        return {}
+    a = s.artifacts
+    q = select(a.c.id, a.c.state, a.c.uri).where(a.c.id.in_(sorted(ids))).order_by(a.c.id).with_for_update(read=True)
+    return {r.id: r for r in conn.execute(q)}
+
+
+def _still_live(conn: Connection, outputs: set[int], inputs: set[int]) -> bool:
+    """Whether a cache hit's outputs are all LIVE with their folders there, its inputs and
+    outputs locked (``_locked``) until the hit is recorded.
+    """
+    found = _locked(conn, outputs | inputs)
     return all(i in found and found[i].state == ArtifactState.LIVE and os.path.isdir(found[i].uri) for i in outputs)
 
 
@@ -376,9 +381,18 @@ class Recorder:
         uri_for: Callable[[int, str], str],
         log_for: Callable[[int], str],
     ) -> tuple[int, dict[str, Artifact]]:
-        """Record a running execution and its PENDING outputs, in one transaction."""
+        """Record a running execution and its PENDING outputs, in one transaction.
+
+        Each input's ``state`` is set to the one the store holds, read under the lock a cache hit
+        takes (``_locked``): one that ``conveyor gc`` marked DELETED since the run found it
+        (``latest_outputs``, for a step run with ``--from`` or ``--only``) says so, and the caller
+        fails the step; one that gc had not marked yet is counted as used, and gc keeps it.
+        """
         now = time.time()
         with self._write() as conn:
+            held = _locked(conn, {art.id for arts in inputs.values() for art in arts if art.id is not None})
+            for art in (art for arts in inputs.values() for art in arts if art.id in held):
+                art.state = held[art.id].state
             run_ctx, pipe_ctx = self._run_ids(conn, run_id)
             exec_id = self._insert_execution(
                 conn, run_ctx,

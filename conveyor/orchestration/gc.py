@@ -11,7 +11,10 @@ way round, as a run may take it from the cache while gc looks: gc marks it DELET
 still LIVE and no run took it since gc counted its uses (``MetadataStore.delete_unused``), and
 removes the files of only what it marked; the plan lists the others as ``taken``. A cache hit
 checks its outputs are still LIVE under the same row locks (``record_cached``), and runs its
-step when gc got them first.
+step when gc got them first; a step that takes one as its input (``--from``, ``--only``) reads
+its state under them too (``record_start``), and fails saying so when gc got it first. A gc
+stopped between marking and removing leaves folders of DELETED artifacts: the next gc removes
+them (``deleted``), and changes no record.
 
 Only what lies inside the root, symlinks and ``..`` resolved, is ever removed. A store's paths
 are absolute, so a copied root's store still names the original's folders; those artifacts are
@@ -39,6 +42,7 @@ class GcPlan:
     abandoned: list[Artifact] = field(default_factory=list)
     expired: list[Artifact] = field(default_factory=list)
     taken: list[Artifact] = field(default_factory=list)  # expired, but a run took them while gc looked: left alone
+    deleted: list[Artifact] = field(default_factory=list)  # DELETED, their folders left by a gc that stopped
     staging: list[Path] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)
     kept_runs: list[str] = field(default_factory=list)
@@ -81,6 +85,7 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
         store.reap_dead_runs()
     plan = GcPlan(root=os.path.realpath(root))
     plan.abandoned = store.artifacts(state=ArtifactState.ABANDONED)
+    plan.deleted = [a for a in store.artifacts(state=ArtifactState.DELETED) if os.path.lexists(a.uri)]
     for stage in Path(root).glob("*/*/*/.staging-*"):
         exec_id = stage.name.removeprefix(".staging-")
         if not exec_id.isdigit() or _is_running(store, int(exec_id), dead):
@@ -95,13 +100,14 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
         uses = store.uses(a.id for a in live if a.id is not None)
         protected = _protected(store, keep_last, plan)
         plan.expired = [a for a in live if a.id not in protected]
-    candidates = [a.uri for a in plan.abandoned + plan.expired] + [str(p) for p in plan.staging]
+    candidates = [a.uri for a in plan.abandoned + plan.expired + plan.deleted] + [str(p) for p in plan.staging]
     outside = {p for p in candidates if not _inside(p, plan.root)}
     plan.outside = sorted(outside)
     plan.abandoned = [a for a in plan.abandoned if a.uri not in outside]
     plan.expired = [a for a in plan.expired if a.uri not in outside]
+    plan.deleted = [a for a in plan.deleted if a.uri not in outside]
     plan.staging = [p for p in plan.staging if str(p) not in outside]
-    leftovers = [a.uri for a in plan.abandoned] + [str(p) for p in plan.staging]
+    leftovers = [a.uri for a in plan.abandoned + plan.deleted] + [str(p) for p in plan.staging]
     if dry_run:
         plan.bytes = _sizes(leftovers + [a.uri for a in plan.expired])
         return plan

@@ -40,9 +40,9 @@ from conveyor._internal import discovered, engine
 from conveyor._internal.extras import install_hint
 from conveyor._internal.fingerprint import hash_path
 from conveyor._internal.loader import USER_FAULTS, user_line
-from conveyor.artifacts import Artifact
+from conveyor.artifacts import Artifact, ArtifactState
 from conveyor.dsl.component import Node
-from conveyor.exceptions import ConveyorError, MetadataError
+from conveyor.exceptions import ArtifactError, ConveyorError, MetadataError
 from conveyor.metadata.protocols import StepReader, StepRecorder, StepStore
 from conveyor.metadata.records import ExecutionStatus
 from conveyor.orchestration import logs
@@ -203,6 +203,7 @@ def run_step(
         uri_for=lambda eid, k: str(base / k / str(eid)),
         log_for=lambda eid: str(base / ".logs" / f"{eid}.log"),
     )
+    early = early or _gone_input(node, inputs)
     finals = {k: Path(a.uri) for k, a in made.items()}
     log_path = base / ".logs" / f"{exec_id}.log"
     try:
@@ -217,6 +218,22 @@ def run_step(
         status = ExecutionStatus.FAILED
         _abandon(store, exec_id, log_path, made, finals, _error_text(e, base))
     return Outcome(status, {k: [a] for k, a in made.items()}, time.perf_counter() - started)
+
+
+def _gone_input(node: Node, inputs: Inputs) -> ArtifactError | None:
+    """Why the step cannot run: an input that ``conveyor gc`` marked DELETED after the run found
+    it in the store (``record_start`` reads each input's state); None when gc took none.
+    """
+    for key, arts in inputs.items():
+        for a in arts:
+            if a.state == ArtifactState.DELETED:
+                producer = node.inputs[key].producer.id
+                msg = (
+                    f"Input {key!r} of {node.id} ({a.type_name} {a.id}) was removed by conveyor gc after this run "
+                    f"found it; run {producer} again: conveyor run <pipeline file> --from {producer}"
+                )
+                return ArtifactError(msg)
+    return None
 
 
 def engine_for(node: Node, beam_pipeline_args: Sequence[str] | None = None) -> engine.Engine:
