@@ -32,7 +32,8 @@ from typing import Any
 from conveyor._internal.extras import require
 
 MECHANISM = "DP-SGD"
-_ACCOUNTANTS = ("prv", "rdp", "gdp")
+_ACCOUNTANTS = ("prv", "rdp")  # not Opacus's "gdp": it can underestimate ε, so what it records is no guarantee
+_PRV_GRID_POINTS = 2**23  # beyond this the PRV accountant takes minutes and gigabytes; RDP bounds ε instead
 _LEDGER = "conveyor_privacy"  # set on the wrapped module by make_private, read by conveyor.model.save
 _CARRIED = ("classes_", "conveyor_outputs", "conveyor_init")  # torch-flavor attributes a user may set on the wrapper
 
@@ -84,7 +85,7 @@ def make_private(
         delta: δ; by default ``default_delta(rows)``, 1 / (10 · rows).
         max_grad_norm: each row's gradient is clipped to this L2 norm.
         epochs: how many epochs will be trained; needed with ``epsilon``.
-        accountant: Opacus's privacy accountant: ``"prv"`` (tightest), ``"rdp"`` or ``"gdp"``.
+        accountant: Opacus's privacy accountant: ``"prv"`` (tightest) or ``"rdp"``.
         secure_mode: draw noise and batches from a cryptographic generator (needs ``torchcsprng``).
 
     Returns:
@@ -113,19 +114,37 @@ def make_private(
     if epsilon is None:
         wrapped, dp_optimizer, dp_loader = engine.make_private(noise_multiplier=noise_multiplier, **common)
     else:
-        with _prv_grid_sized(accountant):
-            try:
-                wrapped, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
-                    target_epsilon=epsilon, target_delta=delta, epochs=epochs, **common
-                )
-            except ValueError as e:
-                if "budget is too low" not in str(e):
-                    raise
-                msg = f"make_private cannot reach epsilon={epsilon!r} in {epochs} epochs with any noise Opacus allows; raise epsilon or train fewer epochs."
-                raise ValueError(msg) from e
+        noise = _noise_for(epsilon, delta, len(data_loader), epochs, accountant)
+        wrapped, dp_optimizer, dp_loader = engine.make_private(noise_multiplier=noise, **common)
     ledger = _Ledger(engine.accountant, dp_optimizer, delta, dp_loader.sample_rate, epsilon, secure_mode)
     setattr(wrapped, _LEDGER, ledger)
     return wrapped, dp_optimizer, dp_loader
+
+
+def _noise_for(epsilon: float, delta: float, batches: int, epochs: int, accountant: str) -> float:
+    """The noise that spends ``epsilon`` in exactly ``epochs · batches`` steps.
+
+    Opacus's ``make_private_with_epsilon`` counts ``int(epochs / sample_rate)`` steps, one short
+    when the division rounds down (75 batches, 3 epochs: 224), so the run overshot its target.
+    """
+    from opacus.accountants.utils import get_noise_multiplier
+
+    with _prv_grid_sized(accountant):
+        try:
+            return float(
+                get_noise_multiplier(
+                    target_epsilon=epsilon,
+                    target_delta=delta,
+                    sample_rate=1 / batches,
+                    steps=epochs * batches,
+                    accountant=accountant,
+                )
+            )
+        except ValueError as e:
+            if "budget is too low" not in str(e):
+                raise
+            msg = f"make_private cannot reach epsilon={epsilon!r} in {epochs} epochs with any noise Opacus allows; raise epsilon or train fewer epochs."
+            raise ValueError(msg) from e
 
 
 def _check(
@@ -217,14 +236,22 @@ def _without_hooks(wrapped: Any) -> Any:
 def _record(ledger: _Ledger) -> dict[str, Any]:
     """The manifest's ``privacy`` block: the guarantee spent so far and the mechanism's settings."""
     opacus = require("opacus", "privacy", "recording a model's privacy")
-    steps = sum(int(done) for _, _, done in ledger.accountant.history)
-    with _prv_grid_sized(ledger.accountant.mechanism()):
-        epsilon = float(ledger.accountant.get_epsilon(ledger.delta)) if steps else 0.0
+    history = list(ledger.accountant.history)
+    steps = sum(int(done) for _, _, done in history)
+    unnoised = sum(int(done) for noise, _, done in history if not noise > 0)
+    if unnoised:
+        msg = (
+            f"{unnoised} of the {steps} DP-SGD steps of this model added no noise (noise_multiplier 0), so it is "
+            "not differentially private and conveyor will not record a guarantee; keep the optimizer's "
+            "noise_multiplier above 0, or save model.to_standard_module() to keep the network with no privacy claim."
+        )
+        raise ValueError(msg)
+    accountant, epsilon = _spent(ledger.accountant, ledger.delta) if steps else (ledger.accountant.mechanism(), 0.0)
     record: dict[str, Any] = {
         "mechanism": MECHANISM,
         "library": "opacus",
         "library_version": opacus.__version__,
-        "accountant": ledger.accountant.mechanism(),
+        "accountant": accountant,
         "epsilon": epsilon,
         "delta": ledger.delta,
         "noise_multiplier": float(ledger.optimizer.noise_multiplier),
@@ -236,6 +263,43 @@ def _record(ledger: _Ledger) -> dict[str, Any]:
     if ledger.target_epsilon is not None:
         record["target_epsilon"] = ledger.target_epsilon
     return record
+
+
+def _spent(accountant: Any, delta: float) -> tuple[str, float]:
+    """The accountant that bounds ε, and the ε: PRV's, unless its grid would not fit, then RDP's over the same steps.
+
+    At low noise or over very many steps PRV discretizes on billions of points (a noise
+    multiplier of 0.1 over 1000 steps at rate 0.01: 194 million), where saving would hang or
+    run out of memory. RDP bounds ε as validly, a little more loosely, in milliseconds.
+    """
+    from opacus.accountants import RDPAccountant
+
+    asked = accountant.mechanism()
+    if asked == "prv" and _prv_grid_points(accountant, delta) > _PRV_GRID_POINTS:
+        accountant, history = RDPAccountant(), accountant.history
+        accountant.history = list(history)
+    with _prv_grid_sized(asked):  # RDP standing in for PRV: its advice to widen the orders is not the user's to take
+        epsilon = float(accountant.get_epsilon(delta))
+    if not math.isfinite(epsilon):
+        msg = (
+            f"This model's DP-SGD noise is so low that its ε is unbounded ({epsilon}): it is not differentially "
+            "private; raise noise_multiplier, or save model.to_standard_module() to keep the network with no privacy claim."
+        )
+        raise ValueError(msg)
+    return accountant.mechanism(), epsilon
+
+
+def _prv_grid_points(accountant: Any, delta: float) -> int:
+    """How many points Opacus's PRV accountant would discretize on, with the errors its get_epsilon defaults to."""
+    from opacus.accountants.analysis.prv import PoissonSubsampledGaussianPRV
+
+    prvs = [PoissonSubsampledGaussianPRV(rate, noise) for noise, rate, _ in accountant.history]
+    compositions = [int(done) for _, _, done in accountant.history]
+    with _prv_grid_sized("prv"):
+        domain = accountant._get_domain(
+            prvs=prvs, num_self_compositions=compositions, eps_error=0.01, delta_error=delta / 1000
+        )
+    return int(domain.size)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """What ``conveyor show MODEL_ID --model-card OUT`` finds in the store for a model's card.
 
 The model's lineage gives the Examples it came from (with their fingerprints) and the
-Trainer's parameters; the newest Evaluator that judged it as its candidate gives the metrics
-by slice, fairness, the blessing and the considerations recorded from ``EvalConfig(model_card=...)``.
+Trainer's parameters; the newest Evaluator that judged it as its candidate and finished gives
+the metrics by slice, fairness, the blessing and the considerations recorded from
+``EvalConfig(model_card=...)``; newer ones that failed are named with their error.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def gather(store: MetadataStore, model: Artifact) -> dict[str, Any]:
         for a in sorted(upstream.artifacts.values(), key=lambda a: a.id)
         if a.type_name == "Examples"
     ]
-    evaluation, blessing = _latest_evaluation(store, model.id)
+    evaluation, blessing, unfinished = _latest_evaluation(store, model.id)
     metrics = _metrics(evaluation.uri) if evaluation is not None else {}
     return {
         "title": f"Model card · Model {model.id}" + (f" · {made_by.component_id}, {made_by.run_id}" if made_by else ""),
@@ -74,14 +75,19 @@ def gather(store: MetadataStore, model: Artifact) -> dict[str, Any]:
             "parameters": made_by.parameters if made_by else {},
         },
         "evaluation": {"id": evaluation.id, "metrics": metrics} if evaluation is not None else None,
+        "unfinished_evaluations": unfinished,
         "blessing": {"id": blessing.id, **{k: blessing.properties.get(k) for k in ("blessed", "checks")}}
         if blessing is not None
         else None,
     }  # fmt: skip
 
 
-def _latest_evaluation(store: MetadataStore, model_id: int) -> tuple[Artifact | None, Artifact | None]:
-    """The evaluation and blessing of the newest execution that took the model as its candidate (input ``model``)."""
+def _latest_evaluation(
+    store: MetadataStore, model_id: int
+) -> tuple[Artifact | None, Artifact | None, list[dict[str, Any]]]:
+    """The evaluation and blessing of the newest finished execution that took the model as its candidate (input
+    ``model``), and the newer evaluations that failed or still run: the card says so rather than stop at them.
+    """
     downstream = store.lineage(model_id, "downstream", max_hops=1)
     judged = sorted(
         (
@@ -91,11 +97,20 @@ def _latest_evaluation(store: MetadataStore, model_id: int) -> tuple[Artifact | 
         ),
         reverse=True,
     )
+    unfinished = []
     for execution_id in judged:
         outputs = {a.type_name: a for _, a in downstream.outputs_of(execution_id)}
-        if "ModelEvaluation" in outputs:
-            return outputs["ModelEvaluation"], outputs.get("ModelBlessing")
-    return None, None
+        if "ModelEvaluation" not in outputs:
+            continue
+        if outputs["ModelEvaluation"].state == "LIVE":
+            return outputs["ModelEvaluation"], outputs.get("ModelBlessing"), unfinished
+        execution = store.execution(execution_id)
+        error = (execution.error or "").strip().splitlines()
+        unfinished.append({
+            "execution": execution.id, "component_id": execution.component_id, "run_id": execution.run_id,
+            "status": execution.status, "error": error[0] if error else None,
+        })  # fmt: skip
+    return None, None, unfinished
 
 
 def _metrics(uri: str) -> dict[str, Any]:

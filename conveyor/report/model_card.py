@@ -12,6 +12,8 @@ The card is a plain dict, so it renders the same whoever gathers it (``conveyor 
   ``row_counts``, ``span``, ``version``;
 * ``training``: ``component_id``, ``run_id``, ``parameters``;
 * ``evaluation``: ``id`` and ``metrics`` (the evaluation's ``metrics.json``), or None;
+* ``unfinished_evaluations``: evaluations newer than that one that failed or still run, each
+  ``execution``, ``component_id``, ``run_id``, ``status``, ``error`` (its first line);
 * ``blessing``: ``id``, ``blessed``, ``checks``, or None.
 
 Missing parts read "-" or "not recorded", so a card of a model never evaluated still renders.
@@ -77,6 +79,14 @@ def _sections(card: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
         ["parameter", "value"],
         [[str(k), _text(v)] for k, v in parameters.items()],
     ))  # fmt: skip
+    unfinished = [u for u in card.get("unfinished_evaluations") or [] if isinstance(u, dict)]
+    if unfinished:
+        out.append((
+            "Evaluations that did not finish",
+            ["execution", "step", "run", "status", "error"],
+            [[str(u.get("execution", "-")), _text(u.get("component_id")), _text(u.get("run_id")),
+              _text(u.get("status")), _text(u.get("error"))] for u in unfinished],
+        ))  # fmt: skip
     evaluation = card.get("evaluation") or {}
     metrics = evaluation.get("metrics") or {}
     slices = [s for s in metrics.get("slices") or [] if isinstance(s, dict)]
@@ -85,7 +95,7 @@ def _sections(card: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
         f"Metrics by slice (evaluation {evaluation.get('id', '-')})" if evaluation else "Metrics by slice",
         ["slice", "examples", *names],
         [[str(s.get("slice", "-")), _number(s.get("example_count")), *[_number((s.get("metrics") or {}).get(n)) for n in names]]
-         for s in slices if not s.get("too_small")] if slices else "not evaluated",
+         for s in slices if not s.get("too_small")] if slices else _not_evaluated(evaluation, unfinished),
     ))  # fmt: skip
     small = [str(s.get("slice", "-")) for s in slices if s.get("too_small")]
     if small:
@@ -117,6 +127,14 @@ def _sections(card: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
     else:
         out.append(("Validation", [], "not validated"))
     return out
+
+
+def _not_evaluated(evaluation: Mapping[str, Any], unfinished: list[dict[str, Any]]) -> str:
+    if evaluation:
+        return "the evaluation recorded no slices"
+    if unfinished:
+        return f"no evaluation finished: {len(unfinished)} did not (above)"
+    return "not evaluated"
 
 
 def _text(v: Any) -> str:
