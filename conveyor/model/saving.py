@@ -45,7 +45,8 @@ def save(
         fn_args: the Trainer's; ``path``, ``transform_graph``, ``label`` and ``metadata``
             default from its ``serving_model_dir``, ``transform_graph``, ``label_key``,
             ``hyperparameters`` and ``seed``; a label passed through from one of its
-            ``int_features`` names its classes as ints.
+            ``int_features`` names its classes as ints, and the signature types those
+            features ``"dtype": "int64"``.
         path: the bundle's folder, new or empty.
         transform_graph: the TransformGraph the model was trained on (its folder, its
             ``transform_graph.json``, the artifact, or a ``FittedGraph``); copied into the bundle.
@@ -67,7 +68,7 @@ def save(
         transform_graph = transform_graph if transform_graph is not None else fn_args.transform_graph
         label = label if label is not None else getattr(fn_args, "label_key", None)
         metadata = {**_trainer_metadata(fn_args), **(metadata or {})}
-    int_features = lambda: getattr(fn_args, "int_features", ())  # noqa: E731 - read only for a passed-through label
+    int_features = lambda: getattr(fn_args, "int_features", ())  # noqa: E731 - read only when a number feature or a label needs it
     if path is None or transform_graph is None:
         msg = "conveyor.model.save needs fn_args, or path= and transform_graph= (and label= when the graph outputs the label)."
         raise TypeError(msg)
@@ -116,7 +117,7 @@ def _write(
         "format_version": bundle.FORMAT_VERSION,
         "flavor": chosen.name,
         "task": task,
-        "signature": {"inputs": _inputs(features), "outputs": _outputs(task, classes)},
+        "signature": {"inputs": _inputs(features, int_features), "outputs": _outputs(task, classes)},
         "label": label,
         "transform_graph": f"{bundle.GRAPH_DIR}/{FILE_NAME}",
         "files": bundle.hash_files(folder),
@@ -267,13 +268,18 @@ def _task(task: str | None, classes: list[Any] | None) -> str:
     return task
 
 
-def _inputs(graph: FittedGraph) -> dict[str, dict[str, Any]]:
-    """The raw features predicting reads, with their kind and whether a request must hold them."""
+def _inputs(graph: FittedGraph, int_features: IntFeatures = tuple) -> dict[str, dict[str, Any]]:
+    """The raw features predicting reads, with their kind and whether a request must hold them; a
+    number feature the schema types int says ``"dtype": "int64"``, so that the prediction log
+    writes it as the training data holds it."""
     declared = graph.inputs
+    ints = set(int_features()) if any(node.kind == "number" for node in graph.plan.inputs) else set()
     out = {}
     for node in graph.plan.inputs:
         name = node.params["name"]
         out[name] = {"kind": node.kind, "required": bool(declared.get(name, {}).get("required", False))}
+        if node.kind == "number" and name in ints:
+            out[name]["dtype"] = "int64"
     return out
 
 

@@ -11,9 +11,11 @@ the requests is written, one row per predicted row, laid out as ExampleGen spans
     predictions/<model>/2024-01-02/part-20240102T030405-1a2b3c4d-000001.parquet
     ExampleGen(input_base="predictions/complaints", pattern="{YYYY}-{MM}-{DD}/*.parquet")
 
-Columns: ``request_id``, ``request_time`` (UTC), ``model_name``, ``model_version``, each raw
-feature as sent (typed by the model's signature: a number float64, a string string, a bool bool),
-and each output as ``prediction_<output>``; a feature named like one of these is shadowed. The
+Columns: ``request_id``, ``request_row`` (the row's place in its request, from 0: with
+``request_id``, what labels that arrive later join on), ``request_time`` (UTC), ``model_name``,
+``model_version``, each raw feature as sent (typed by the model's signature: a number float64, or
+int64 when the signature says so, as the training data holds it; a string string, a bool bool), and
+each output as ``prediction_<output>``; a feature named like one of these is shadowed. The
 features are those of the signatures of every version of the model served or logged so far, so that
 the parts of a canary beside its stable version, or of swapped versions, have the same columns. Rows of
 a request are sampled together. Writing is off the request path: ``record`` only samples and
@@ -216,7 +218,13 @@ def _table(entries: list[_Entry], kinds: dict[str, Any]) -> pa.Table:
     names = list(kinds) or list(dict.fromkeys(name for e in entries for name in _sent(e.rows)))
     features: dict[str, list[Any]] = {name: [] for name in names}
     outputs: dict[str, list[Any]] = {}
-    tracking: dict[str, list[Any]] = {"request_id": [], "request_time": [], "model_name": [], "model_version": []}
+    tracking: dict[str, list[Any]] = {
+        "request_id": [],
+        "request_row": [],
+        "request_time": [],
+        "model_name": [],
+        "model_version": [],
+    }
     for entry in entries:
         n, done = _row_count(entry.outputs), len(tracking["request_id"])
         for name, column in features.items():
@@ -225,17 +233,21 @@ def _table(entries: list[_Entry], kinds: dict[str, Any]) -> pa.Table:
             outputs.setdefault(name, [None] * done).extend(np.asarray(values).tolist())
         for column in outputs.values():  # an output this version does not give
             column.extend([None] * (done + n - len(column)))
+        tracking["request_row"].extend(range(n))
         for key, value in zip(
-            tracking, (entry.request_id, int(entry.time * 1e6), entry.served.name, entry.served.version), strict=True
+            ("request_id", "request_time", "model_name", "model_version"),
+            (entry.request_id, int(entry.time * 1e6), entry.served.name, entry.served.version),
+            strict=True,
         ):
             tracking[key].extend([value] * n)
     columns = {
         "request_id": pa.array(tracking["request_id"], pa.string()),
+        "request_row": pa.array(tracking["request_row"], pa.int64()),
         "request_time": pa.array(tracking["request_time"], pa.timestamp("us", tz="UTC")),
         "model_name": pa.array(tracking["model_name"], pa.string()),
         "model_version": pa.array(tracking["model_version"], pa.int64()),
     }
-    columns |= {k: _feature(v, kinds.get(k, {}).get("kind")) for k, v in features.items() if k not in columns}
+    columns |= {k: _feature(v, kinds.get(k, {})) for k, v in features.items() if k not in columns}
     columns |= {f"prediction_{name}": pa.array(values) for name, values in outputs.items()}
     return pa.table(columns)
 
@@ -254,22 +266,29 @@ def _column(rows: Any, name: str, n: int) -> list[Any]:
     return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
-def _feature(values: Any, kind: str | None) -> pa.Array:
+def _feature(values: Any, spec: dict[str, Any]) -> pa.Array:
     """A raw feature's column, of the signature's type when its values fit it, else as sent.
 
     Values of several types (one request's ``"12.5"`` beside another's 90.0 in a number feature)
     are each read as the model read them, value by value: as text, the whole column, every
     request's numbers with it, would be of another type than the other parts' and than the
-    model's input."""
-    wanted = _KIND_TYPES.get(kind or "")
-    if wanted is not None:
+    model's input. An int feature (``"dtype": "int64"``) is int64, as the training data holds it,
+    so that the log validates against the training schema; in a part where it was sent a value
+    no int holds (2.5: the model reads numbers as float64 and served it), it is float64, the value
+    served, and the schema's int sees it as the anomaly it is."""
+    kind = spec.get("kind") or ""
+    if kind == "number" and spec.get("dtype") == "int64":
+        types = [pa.int64(), pa.float64()]  # float64 only for a part holding a fraction
+    else:
+        types = [_KIND_TYPES[kind]] if kind in _KIND_TYPES else []
+    for wanted in types:
         try:
             return pa.array(values).cast(wanted)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             pass
         try:
             return pa.array([_as_read(v, wanted) for v in values], wanted)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, OverflowError):
             pass  # a value the model could not have read: kept as sent, not lost
     try:
         return pa.array(values)
@@ -279,14 +298,21 @@ def _feature(values: Any, kind: str | None) -> pa.Array:
 
 def _as_read(value: Any, wanted: pa.DataType) -> Any:
     """One value as the transform graph reads it into a feature of type ``wanted``: a number's
-    text with its blanks around (``" 12.5 "``, "nan" missing), anything else by Arrow's cast.
+    text with its blanks around (``" 12.5 "``, "nan" missing), a whole number as an int, anything
+    else by Arrow's cast.
 
     Raises:
-        ValueError: text that is no number (Arrow's errors for other values).
+        ValueError: text that is no number, or a number no int holds for an int (Arrow's errors
+            for other values).
     """
-    if value is None:
-        return None
-    if isinstance(value, str) and pa.types.is_floating(wanted):
+    if value is None or (isinstance(value, int) and pa.types.is_integer(wanted)):
+        return value
+    if pa.types.is_integer(wanted) or (isinstance(value, str) and pa.types.is_floating(wanted)):
         number = float(value)
-        return None if number != number else number
+        if number != number:
+            return None
+        if pa.types.is_integer(wanted) and not number.is_integer():
+            msg = f"{value!r} is no whole number"
+            raise ValueError(msg)
+        return int(number) if pa.types.is_integer(wanted) else number
     return pa.scalar(value).cast(wanted).as_py()

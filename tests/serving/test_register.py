@@ -377,7 +377,7 @@ def test_the_log_holds_what_was_sent_and_answered_and_examplegen_reads_it(
     }
     logged = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
     columns = [
-        *("request_id", "request_time", "model_name", "model_version"),
+        *("request_id", "request_row", "request_time", "model_name", "model_version"),
         *("amount", "product"),  # the model's raw features: those it does not read are not logged
         *(f"prediction_{name}" for name in load_model(base_path / "2").predict(ROWS[:1])),
     ]
