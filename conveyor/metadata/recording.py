@@ -143,9 +143,17 @@ def _locked(conn: Connection, ids: set[int]) -> dict[int, Any]:
     """
     if not ids:
         return {}
-    a = s.artifacts
-    q = select(a.c.id, a.c.state, a.c.uri).where(a.c.id.in_(sorted(ids))).order_by(a.c.id).with_for_update(read=True)
-    return {r.id: r for r in conn.execute(q)}
+    # The SQL as the driver takes it: built by SQLAlchemy, the query cost a cached step 0.25 ms
+    # more than this on SQLite (measured); it runs on every cache hit and every step's start.
+    dialect = conn.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    lock = _SHARED_LOCK.get(dialect.name, "")
+    marks = ", ".join([mark] * len(ids))
+    q = f"SELECT id, state, uri FROM {s.artifacts.name} WHERE id IN ({marks}) ORDER BY id{lock}"
+    return {r.id: r for r in conn.exec_driver_sql(q, tuple(sorted(ids)))}
+
+
+_SHARED_LOCK = {"postgresql": " FOR SHARE", "mysql": " LOCK IN SHARE MODE", "mariadb": " LOCK IN SHARE MODE"}
 
 
 def _still_live(conn: Connection, outputs: set[int], inputs: set[int]) -> bool:
