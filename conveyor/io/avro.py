@@ -1,7 +1,14 @@
-"""Avro container files through fastavro (the ``avro`` extra), typed by the file's own schema."""
+"""Avro container files through fastavro (the ``avro`` extra), typed by the file's own schema.
+
+A logical type is read as such only on the Avro type the specification gives it (``date`` on
+an int, ``uuid`` on a string, ...); on another, or when unknown (``duration``), the value is its
+underlying type, as the specification says and as fastavro decodes it. A decimal wider than 38
+digits is ``decimal256``; wider than 76, which Arrow cannot hold, an error naming the column.
+"""
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,16 +30,19 @@ _PRIMITIVES = {
     "bytes": pa.binary(),
     "string": pa.string(),
 }
-_LOGICAL = {
-    "date": pa.date32(),
-    "time-millis": pa.time32("ms"),
-    "time-micros": pa.time64("us"),
-    "timestamp-millis": pa.timestamp("ms", "UTC"),
-    "timestamp-micros": pa.timestamp("us", "UTC"),
-    "local-timestamp-millis": pa.timestamp("ms"),
-    "local-timestamp-micros": pa.timestamp("us"),
-    "uuid": pa.string(),
+_LOGICAL = {  # (Avro type, logical type): what fastavro decodes, and the integers it leaves as they are
+    ("int", "date"): pa.date32(),
+    ("int", "time-millis"): pa.time32("ms"),
+    ("long", "time-micros"): pa.time64("us"),
+    ("long", "timestamp-millis"): pa.timestamp("ms", "UTC"),
+    ("long", "timestamp-micros"): pa.timestamp("us", "UTC"),
+    ("long", "timestamp-nanos"): pa.timestamp("ns", "UTC"),
+    ("long", "local-timestamp-millis"): pa.timestamp("ms"),
+    ("long", "local-timestamp-micros"): pa.timestamp("us"),
+    ("long", "local-timestamp-nanos"): pa.timestamp("ns"),
+    ("string", "uuid"): pa.string(),
 }
+_DECIMAL_DIGITS = 76  # decimal256's
 
 
 def arrow_type(schema: Any, where: str, named: dict[str, pa.DataType | None] | None = None) -> pa.DataType:
@@ -57,14 +67,14 @@ def arrow_type(schema: Any, where: str, named: dict[str, pa.DataType | None] | N
         kinds = [s for s in schema if s != "null"]
         if len(kinds) == 1:
             return arrow_type(kinds[0], where, named)
-        msg = f'{where}: the Avro union {schema} mixes types; only ["null", T] is supported.'
+        msg = f'{where}: the Avro union {schema} mixes types; only ["null", T] is supported: write one type.'
         raise DataValidationError(msg)
-    logical = schema.get("logicalType")
-    if logical == "decimal":
-        return pa.decimal128(schema["precision"], schema.get("scale", 0))
-    if logical in _LOGICAL:
-        return _LOGICAL[logical]
     kind = schema["type"]
+    logical = schema.get("logicalType")
+    if logical == "decimal" and kind in ("bytes", "fixed"):
+        return _decimal(schema["precision"], schema.get("scale", 0), where)
+    if (kind, logical) in _LOGICAL:
+        return _LOGICAL[kind, logical]
     if kind in ("record", "enum", "fixed"):
         names = _names(schema)
         named.update(dict.fromkeys(names))  # being defined: a use of it inside is recursion
@@ -81,6 +91,16 @@ def arrow_type(schema: Any, where: str, named: dict[str, pa.DataType | None] | N
     return arrow_type(kind, where, named)
 
 
+def _decimal(precision: int, scale: int, where: str) -> pa.DataType:
+    if precision > _DECIMAL_DIGITS:
+        msg = (
+            f"{where}: an Avro decimal of {precision} digits is wider than Arrow holds ({_DECIMAL_DIGITS}); "
+            f"write it with fewer digits or as a string."
+        )
+        raise DataValidationError(msg)
+    return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+
+
 def _names(schema: dict[str, Any]) -> list[str]:
     """A named type's short and full names, by either of which the schema may use it again."""
     name = schema["name"]
@@ -92,14 +112,39 @@ def avro_schema(fs: Any, path: str) -> pa.Schema:
     fastavro = require("fastavro", "avro", "Reading Avro")
     with open_remote(fs, path) as f:
         try:
-            schema = fastavro.reader(f).writer_schema
+            reader = fastavro.reader(f)
         except Exception as e:  # fastavro raises what its decoding meets: ValueError, EOFError, ...
             msg = f"{path} is not a readable Avro file ({e}); remove it or narrow the pattern."
             raise DataValidationError(msg) from None
+        schema = reader.writer_schema
+        missing = _missing_codec(fastavro, reader.codec)
+    if missing:
+        msg = f"{path}: fastavro cannot decompress its {reader.codec!r} blocks here: {missing}."
+        raise DataValidationError(msg)
     if not isinstance(schema, dict) or schema.get("type") != "record":
         msg = f"{path}: the Avro schema is not a record, so it has no columns; write records."
         raise DataValidationError(msg)
-    return pa.schema(list(arrow_type(schema, path)))
+    named = dict.fromkeys(_names(schema))  # the record itself: a field of its type is recursion
+    return pa.schema(
+        [(f["name"], arrow_type(f["type"], f"{path}: column {f['name']!r}", named)) for f in schema["fields"]]
+    )
+
+
+def _missing_codec(fastavro: Any, codec: str) -> str | None:
+    """What fastavro says is missing to decompress ``codec`` (a library to install), or None.
+
+    Checked before reading a record: decoding the first block would report it as a corrupt file.
+    """
+    read_block = fastavro.read.BLOCK_READERS.get(codec)
+    if read_block is None:
+        return f"fastavro {fastavro.__version__} knows no such codec"
+    try:
+        read_block(io.BytesIO())  # a real decoder meets the end of no bytes; a stand-in for a missing library raises
+    except ValueError as e:
+        return str(e)
+    except Exception:  # EOFError, ...: the codec is there and found no block, as expected
+        return None
+    return None
 
 
 def read_avro(fs: Any, path: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:

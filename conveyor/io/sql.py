@@ -4,61 +4,126 @@ SQLAlchemy runs ``query`` with ``stream_results`` and the rows are fetched ``bat
 a time, so a large table never sits whole in memory. DB-API drivers hand rows over as Python
 tuples; turning each batch into Arrow columns is the one per-row cost, and it is Arrow's.
 
+A column's type follows its values, one batch at a time, and holds for the whole query.
 Integers beyond 64 bits (a MariaDB ``BIGINT UNSIGNED`` above 2**63) make their column text,
-exact, as they do in CSV, with a warning naming the column, a value and its row; the column is
-then text in every batch (``conveyor.io.columns.TEXT``). A value Arrow has no type for (a
-UUID, ...) makes its batch's column text too. A SQLite database is opened read-only: a path
+exact, as they do in CSV, with a warning naming the column, a value and its row; so do values
+that share no Arrow type, in one batch or across batches (SQLite's text and numbers in one
+column, a PostgreSQL ``numeric`` holding ``NaN`` or more digits than a decimal holds). The
+column is then text in every batch (``conveyor.io.columns.TEXT``); the rows typed before it
+are Arrow's text of that type (a decimal keeps its scale: ``2.0``). Some values are always text,
+without a warning: a UUID, a time of day with a UTC offset (``timetz``), and PostgreSQL's
+``json``/``jsonb``, which are their JSON text. A SQLite database is opened read-only: a path
 that names no file is an error, never a new empty database.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
 
+from conveyor._internal.urls import safe_url
 from conveyor.exceptions import ConveyorError, DataValidationError
 from conveyor.io.columns import TEXT
 
 BATCH_ROWS = 1 << 16
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 """What SQLAlchemy's ``text`` takes for a bind parameter: a query has none, so ``'{"a":1}'`` is escaped."""
+_PG_JSON_OIDS = {114, 199, 3802, 3807}  # json, json[], jsonb, jsonb[]
 
 
-def _text(values: tuple[Any, ...]) -> pa.Array:
+def _text(values: Sequence[Any]) -> pa.Array:
     return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def _column(values: tuple[Any, ...]) -> tuple[pa.Array, int | None]:
-    """The values as an Arrow array; with the index of an integer beyond 64 bits when that made it text."""
+def _json(values: Sequence[Any]) -> pa.Array:
+    """PostgreSQL ``json``/``jsonb`` as the driver parsed them, back to their JSON text."""
+    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
+
+
+def _unify(before: pa.DataType, now: pa.DataType) -> pa.DataType | None:
+    """The type both widen to (int to float, a decimal to more digits, ...), or None when there is none."""
     try:
-        return pa.array(values), None
-    except OverflowError:  # a Python int beyond int64 (BIGINT UNSIGNED above 2**63): text, exact, as in CSV
-        big = next((i for i, v in enumerate(values) if type(v) is int and not -(2**63) <= v < 2**63), None)
-        return _text(values), big
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a driver type Arrow does not know (UUID, ...)
-        return _text(values), None
+        schema = pa.unify_schemas([pa.schema([("c", before)]), pa.schema([("c", now)])], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return schema.field("c").type
 
 
-def _batch(
-    rows: list[Any], names: list[str], first_row: int, said: set[str], warn: Callable[[str], None]
-) -> pa.RecordBatch:
-    fields, arrays = [], []
-    for name, values in zip(names, zip(*rows, strict=True), strict=True):
-        array, big = _column(values)
-        fields.append(pa.field(name, array.type, metadata=None if big is None else {TEXT: b"integers beyond 64 bits"}))
-        arrays.append(array)
-        if big is not None and name not in said:
-            said.add(name)
-            warn(
-                f"Column {name!r} holds integers beyond 64 bits, e.g. {values[big]} (row {first_row + big:,} of the "
-                f"query); it is text."
-            )
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+def _odd_value(values: Sequence[Any], before: pa.DataType | None = None) -> int | None:
+    """The index of a value that shares no type with the others (or with ``before``), to name in a warning."""
+    first = next((v for v in values if v is not None), None)
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        try:
+            alone = pa.array([v]).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return i
+        if type(v) is not type(first) or (before is not None and _unify(before, alone) is None):
+            return i
+    return None
+
+
+class _Columns:
+    """Each column's type so far (its batches' types widened), and which columns became text."""
+
+    def __init__(self, names: list[str], json_columns: set[int], warn: Callable[[str], None]) -> None:
+        self.names = names
+        self.json = json_columns
+        self.warn = warn
+        self.types: dict[str, pa.DataType] = {}
+        self.text: set[str] = set()
+
+    def batch(self, rows: list[Any], first_row: int) -> pa.RecordBatch:
+        fields, arrays = [], []
+        for i, (name, values) in enumerate(zip(self.names, zip(*rows, strict=True), strict=True)):
+            array = _json(values) if i in self.json else self._column(name, values, first_row)
+            fields.append(pa.field(name, array.type, metadata={TEXT: b"made text"} if name in self.text else None))
+            arrays.append(array)
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _column(self, name: str, values: Sequence[Any], first_row: int) -> pa.Array:
+        if name in self.text:
+            return _text(values)
+        before = self.types.get(name, pa.null())
+        try:
+            array = pa.array(values)
+        except OverflowError:  # a Python int beyond int64 (BIGINT UNSIGNED above 2**63): text, exact, as in CSV
+            big = next((i for i, v in enumerate(values) if type(v) is int and not -(2**63) <= v < 2**63), None)
+            return self._made_text(name, values, "holds integers beyond 64 bits", big, first_row)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return self._mixed(name, values, before, first_row)
+        if isinstance(array.type, pa.BaseExtensionType) or (
+            pa.types.is_time(array.type) and any(getattr(v, "tzinfo", None) for v in values)
+        ):  # a UUID; a time with its UTC offset, which Arrow's time types would drop
+            return _text(values)
+        widened = _unify(before, array.type)
+        if widened is None:
+            return self._mixed(name, values, before, first_row)
+        self.types[name] = widened
+        return array
+
+    def _mixed(self, name: str, values: Sequence[Any], before: pa.DataType, first_row: int) -> pa.Array:
+        if pa.types.is_null(before):
+            return self._made_text(name, values, "holds values that share no type", _odd_value(values), first_row)
+        what = f"holds values that share no type with its {before} values before"
+        return self._made_text(name, values, what, _odd_value(values, before), first_row)
+
+    def _made_text(self, name: str, values: Sequence[Any], what: str, odd: int | None, first_row: int) -> pa.Array:
+        where = (
+            f" (rows {first_row:,} to {first_row + len(values) - 1:,} of the query)"
+            if odd is None
+            else f", e.g. {values[odd]!r} (row {first_row + odd:,} of the query)"
+        )
+        self.text.add(name)
+        self.warn(f"Column {name!r} {what}{where}; it is text.")
+        return _text(values)
 
 
 def read_sql(
@@ -70,17 +135,12 @@ def read_sql(
 
     batch_rows = batch_rows or BATCH_ROWS
 
+    safe = safe_url(connection)
     try:
-        url = make_url(connection)
-        safe = url.render_as_string(hide_password=True)
-        engine = create_engine(_read_only(url))
-    except (exc.ArgumentError, ImportError) as e:
-        msg = (
-            f"connection {connection!r} is not a usable SQLAlchemy URL ({e}); e.g. 'postgresql+psycopg://user@host/db'."
-        )
+        engine = create_engine(_read_only(make_url(connection)))
+    except (exc.ArgumentError, ImportError, ValueError) as e:  # ValueError: a port that is no number
+        msg = f"connection {safe!r} is not a usable SQLAlchemy URL ({e}); e.g. 'postgresql+psycopg://user@host/db'."
         raise ConveyorError(msg) from None
-    said: set[str] = set()
-    warn = on_warning or (lambda _: None)
     try:
         with engine.connect() as conn:
             options = conn.execution_options(stream_results=True, max_row_buffer=batch_rows)
@@ -88,10 +148,13 @@ def read_sql(
             if not result.returns_rows:
                 msg = f"The query on {safe} returns no rows, so it is no SELECT: {query[:200]!r}; give a query that reads rows."
                 raise DataValidationError(msg)
-            names = list(result.keys())
+            json_columns: set[int] = set()
+            if engine.dialect.name == "postgresql":  # its drivers give each column's type as an oid
+                json_columns = {i for i, d in enumerate(result.cursor.description) if d[1] in _PG_JSON_OIDS}
+            columns = _Columns(list(result.keys()), json_columns, on_warning or (lambda _: None))
             seen = 0
             while rows := result.fetchmany(batch_rows):
-                yield _batch(rows, names, seen + 1, said, warn)
+                yield columns.batch(rows, seen + 1)
                 seen += len(rows)
     except exc.DBAPIError as e:
         first = str(e.orig).strip().splitlines()[0] if e.orig else str(e)

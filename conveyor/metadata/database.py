@@ -11,7 +11,6 @@ folder this user may not write (another user's store, a read-only mount).
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from conveyor._internal.urls import has_secret as has_secret  # the store's callers import both from here
+from conveyor._internal.urls import safe_url
 from conveyor.exceptions import MetadataError, MissingExtraError
 from conveyor.metadata import schema as s
 
@@ -42,42 +43,6 @@ def normalize_url(url: str) -> str:
     if sep and scheme in _DRIVERS:
         return f"{_DRIVERS[scheme][0]}://{rest}"
     return url
-
-
-def safe_url(url: str) -> str:
-    """The URL without its secrets, as messages show it: the password, and a query option that
-    holds one (``?password=``, libpq's ``sslpassword``). A URL SQLAlchemy cannot read (a port
-    that is no number) is masked as written.
-    """
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return _masked_as_written(url)
-    return _masked_as_written(parsed.render_as_string(hide_password=True))
-
-
-def has_secret(url: str) -> bool:
-    """Whether ``url`` holds a password that ``safe_url`` would hide."""
-    return _masked_as_written(url) != url
-
-
-_SECRET_OPTION = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
-
-
-def _masked_as_written(url: str) -> str:
-    """``url`` with the password after ``user:`` and the values of secret query options as ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    userinfo, at, host = rest.rpartition("@")  # the last @: a password may hold one, or a ?
-    if at and ":" in userinfo and not rest.startswith("/"):  # sqlite:///path has no user
-        rest = f"{userinfo.partition(':')[0]}:***@{host}"
-    place, question, query = rest.partition("?")
-    options = [
-        f"{key}={'***' if _SECRET_OPTION.search(key) else value}" if eq else key
-        for key, eq, value in (option.partition("=") for option in query.split("&"))
-    ]
-    return f"{scheme}{sep}{place}{question}{'&'.join(options) if question else ''}"
 
 
 def open_engines(url: str, *, create: bool = True) -> tuple[Engine, Engine]:

@@ -1,0 +1,43 @@
+"""Database URLs as messages and records show them: without the password or a secret option."""
+
+from __future__ import annotations
+
+import re
+
+_SECRET_OPTION = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its secrets, as messages show it: the password, and a query option that
+    holds one (``?password=``, libpq's ``sslpassword``). A URL SQLAlchemy cannot read (a port
+    that is no number) is masked as written.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return _masked_as_written(url)
+    return _masked_as_written(parsed.render_as_string(hide_password=True))
+
+
+def has_secret(url: str) -> bool:
+    """Whether ``url`` holds a password that ``safe_url`` would hide."""
+    return _masked_as_written(url) != url
+
+
+def _masked_as_written(url: str) -> str:
+    """``url`` with the password after ``user:`` and the values of secret query options as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, host = rest.rpartition("@")  # the last @: a password may hold one, or a ?
+    if at and ":" in userinfo and not rest.startswith("/"):  # sqlite:///path has no user
+        rest = f"{userinfo.partition(':')[0]}:***@{host}"
+    place, question, query = rest.partition("?")
+    options = [
+        f"{key}={'***' if _SECRET_OPTION.search(key) else value}" if eq else key
+        for key, eq, value in (option.partition("=") for option in query.split("&"))
+    ]
+    return f"{scheme}{sep}{place}{question}{'&'.join(options) if question else ''}"
