@@ -129,12 +129,17 @@ class Schema:
             raise DataValidationError(msg)
 
     def to_yaml(self) -> str:
-        doc: dict[str, Any] = {"features": [_layout(_feature_dict(f)) for f in self.features]}
+        """Each feature is dumped apart (an item's text does not depend on its neighbours), once where libyaml can."""
+        features = [_feature_dict(f) for f in self.features]
+        rest: dict[str, Any] = {}
         if self.default_environments:
-            doc["default_environments"] = _Flow(self.default_environments)
+            rest["default_environments"] = _Flow(self.default_environments)
         if self.dataset_constraints is not None:
-            doc["dataset_constraints"] = _FlowMap(_drop_empty(vars(self.dataset_constraints)))
-        return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=10**6, allow_unicode=True)
+            rest["dataset_constraints"] = _FlowMap(_drop_empty(vars(self.dataset_constraints)))
+        if _shared_containers([*features, rest]):  # anchored (&id001) and numbered across the whole file
+            return _dump({"features": [_layout(d) for d in features], **rest})
+        items = "".join(_feature_lines(d) for d in features)
+        return ("features:\n" + items if items else "features: []\n") + (_dump(rest) if rest else "")
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
@@ -159,7 +164,7 @@ class Schema:
 
 
 # libyaml's parser where PyYAML was built with it (its wheels are): 12x the pure-Python one on
-# a schema, with the same nodes and marks. (Its emitter indents lists its own way: not used.)
+# a schema, with the same nodes and marks. (Its emitter indents lists its own way: _libyaml_lines fixes that.)
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -447,15 +452,40 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+class _CDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml's emitter, 10-30x PyYAML's: same bytes for printable ASCII on one line, lists indentless."""
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     """Double quotes for NEL (U+0085): PyYAML writes it raw in single quotes, and YAML reads that back as a space."""
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if "\x85" in value else None)
 
 
-_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
-_Dumper.add_representer(str, _represent_str)
-_Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
-_Dumper.add_representer(_FlowMap, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
+for _dumper in (_Dumper, _CDumper):
+    _dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+    _dumper.add_representer(str, _represent_str)
+    _dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+    _dumper.add_representer(
+        _FlowMap, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True)
+    )
+
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+_NO_WRAP = 10**5
+"""Lines shorter than this are far from the width of 10**6, where an emitter would fold them."""
+
+
+def _printable_ascii(value: Any) -> bool:
+    """Whether libyaml writes value as PyYAML does: strings (keys too) of printable ASCII, numbers, bools, nulls."""
+    if type(value) is list:
+        strings = "".join(v for v in value if type(v) is str)
+        return _PRINTABLE_ASCII.fullmatch(strings) is not None and all(
+            _printable_ascii(v) for v in value if type(v) is not str
+        )
+    if type(value) in (dict, _FlowMap):
+        return _printable_ascii(list(value)) and _printable_ascii(list(value.values()))
+    if type(value) is str:
+        return _PRINTABLE_ASCII.fullmatch(value) is not None
+    return value is None or type(value) in (bool, int, float)
 
 
 def _drop_empty(d: dict[str, Any]) -> dict[str, Any]:
@@ -472,16 +502,72 @@ def _feature_dict(f: Feature) -> dict[str, Any]:
     return {k: v for k, v in _drop_empty(out).items() if v is not False}
 
 
+def _feature_lines(d: dict[str, Any]) -> str:
+    """The feature's item under ``features:``."""
+    fast = _libyaml_lines(d) if _printable_ascii(d) else None
+    return fast if fast is not None else _dump({"features": [_layout(d)]}).removeprefix("features:\n")
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=10**6, allow_unicode=True)
+
+
 def _layout(d: dict[str, Any]) -> dict[str, Any]:
     """One inline line when it fits; else one key per line, and a long domain one value per line."""
-    inline = _FlowMap(
-        {k: _FlowMap(v) if isinstance(v, dict) else _Flow(v) if isinstance(v, list) else v for k, v in d.items()}
-    )
+    inline = _FlowMap(_flow_values(d))
     if len(yaml.dump(inline, Dumper=_Dumper, width=10**6).strip()) <= WIDTH:
         return inline
-    block = {k: _FlowMap(v) if isinstance(v, dict) else _Flow(v) if isinstance(v, list) else v for k, v in d.items()}
+    return _block(d, _long_values(d, _Dumper))
+
+
+def _shared_containers(docs: list[dict[str, Any]]) -> bool:
+    """Whether a list or mapping of the schema's own is written twice: PyYAML then anchors it, numbering across the file."""
+    seen: set[int] = set()
+    stack = [w for d in docs for v in d.values() if isinstance(v, (list, dict)) for w in _containers_in(v)]
+    while stack:
+        container = stack.pop()
+        if id(container) in seen:
+            return True
+        seen.add(id(container))
+        stack.extend(_containers_in(container))
+    return False
+
+
+def _containers_in(container: list[Any] | dict[str, Any]) -> list[Any]:
+    members = container.values() if isinstance(container, dict) else container
+    return [m for m in members if isinstance(m, (list, dict))]
+
+
+def _libyaml_lines(d: dict[str, Any]) -> str | None:
+    """The same item written by libyaml, each value once or twice; None when a line is long enough to fold.
+
+    A long list of values cannot fit on the feature's line, so it is measured first, and the line is not.
+    """
+    long_values = _long_values(d, _CDumper)
+    if not long_values:
+        text = yaml.dump(_FlowMap(_flow_values(d)), Dumper=_CDumper, sort_keys=False, width=10**6)
+        if len(text.strip()) <= WIDTH:
+            return "  - " + text
+    lines = yaml.dump(_block(d, long_values), Dumper=_CDumper, sort_keys=False, width=10**6).splitlines(True)
+    if max(map(len, lines)) >= _NO_WRAP:
+        return None
+    # PyYAML's writer here indents lists under their key; the domain's values are the only list in block style.
+    return "  - " + lines[0] + "".join(("      " if x.startswith("  - ") else "    ") + x for x in lines[1:])
+
+
+def _flow_values(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _FlowMap(v) if isinstance(v, dict) else _Flow(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def _long_values(d: dict[str, Any], dumper: type[yaml.SafeDumper]) -> bool:
     values = d.get("domain", {}).get("values")
-    if values is not None and len(yaml.dump(_Flow(values), Dumper=_Dumper, width=10**6)) > WIDTH:
+    return values is not None and len(yaml.dump(_Flow(values), Dumper=dumper, width=10**6)) > WIDTH
+
+
+def _block(d: dict[str, Any], long_values: bool) -> dict[str, Any]:
+    """One key per line; the domain's values one per line too when they do not fit on one."""
+    block = _flow_values(d)
+    if long_values:
         block["domain"] = {k: list(v) if k == "values" else v for k, v in d["domain"].items()}
     return block
 
