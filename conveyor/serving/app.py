@@ -83,6 +83,9 @@ class NameConvertor(StringConvertor):
     regex = "[^/:]+"
 
 
+register_url_convertor("segment", NameConvertor())  # once, for every app: Starlette keeps convertors process-wide
+
+
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 """The routes answered without a token, so that probes need none."""
 
@@ -102,7 +105,6 @@ def create_app(
     ``batcher`` merges concurrent predictions (None: each runs alone); ``metrics`` is what
     ``/metrics`` shows (a registry of this app's own if None)."""
     metrics = metrics or ServerMetrics(registry)
-    register_url_convertor("segment", NameConvertor())
 
     async def predicted(served: ServedVersion, rows: Any) -> dict[str, Any]:
         """The model's outputs for ``rows``, computed off the event loop, in a batch if batching is on."""

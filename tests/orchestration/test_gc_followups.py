@@ -12,27 +12,21 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection
 
-from conveyor import Input, Output, Parameter, Pipeline, component
+from conveyor import Input, Output, Pipeline, component
 from conveyor.artifacts import Artifact, Examples
 from conveyor.cli import render
 from conveyor.metadata import MetadataStore
 from conveyor.metadata.records import Run
 from conveyor.orchestration.gc import GcPlan, collect
 from conveyor.orchestration.local import LocalRunner
-
-WAIT = 30  # seconds: far more than any step here takes
-
-
-@component
-def produce(examples: Output[Examples], *, value: Parameter[int] = 1) -> None:
-    (Path(examples.uri) / "value.json").write_text(json.dumps(value))
+from tests.orchestration.test_gc_race import WAIT, in_thread, produce, result
 
 
 @component
@@ -44,29 +38,6 @@ def double(examples: Input[Examples], doubled: Output[Examples]) -> None:
 def chain(root: Path, url: str, value: int) -> Pipeline:
     a = produce(value=value)
     return Pipeline("followups", [a, double(examples=a.outputs["examples"])], root=root, metadata=url)
-
-
-def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    """``target`` started in a thread; its result, or the error it raised, lands in the list."""
-    out: list[Any] = []
-
-    def call() -> None:
-        try:
-            out.append(target())
-        except BaseException as e:
-            out.append(e)
-
-    thread = threading.Thread(target=call, daemon=True)
-    thread.start()
-    return thread, out
-
-
-def result(thread: threading.Thread, out: list[Any]) -> Any:
-    thread.join(WAIT)
-    assert not thread.is_alive(), "still running"
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0]
 
 
 # -- 1. a gc stopped between marking and removing ---------------------------------------
