@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conveyor._internal.discovered import depends_on_file
 from conveyor.artifacts import InfraBlessing, Model, ModelBlessing, PushedModel
 from conveyor.dsl.component import Component, resolve_path
 from conveyor.dsl.types import Input, Output, Parameter
@@ -110,6 +111,7 @@ class Pusher(Component):
         newest = newest_copy(model.uri, push_destination)
         if newest is not None:  # pushed by an earlier run: a second copy would only be a new number
             version, where = newest
+            _served_from(where)
             reason = f"model {model.id} already is the newest version, {version}, at {where}; not pushed again."
             pushed_model.properties.update(
                 pushed=False, pushed_version=version, pushed_destination=where, reason=reason, model_id=model.id
@@ -117,6 +119,7 @@ class Pusher(Component):
             print(f"not pushed: {reason}")
             return
         version, where = push_bundle(model.uri, push_destination)
+        _served_from(where)
         pushed_model.properties.update(
             pushed=True, pushed_version=version, pushed_destination=where, reason=None, model_id=model.id
         )
@@ -130,6 +133,15 @@ class Pusher(Component):
         out = super().resolved_parameters()
         out["push_destination"] = resolve_path(out["push_destination"], self.folder)
         return out
+
+
+def _served_from(where: str) -> None:
+    """Make the pushed version's manifest part of this execution's cache check, on a local disk:
+    a version removed by hand (or a destination wiped) runs the Pusher again, which pushes the
+    model anew, instead of a cached Pusher reporting a version no server can find.
+    """
+    if "://" not in where:
+        depends_on_file(Path(where) / MANIFEST)
 
 
 def not_blessed(

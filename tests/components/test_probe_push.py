@@ -113,6 +113,23 @@ def test_a_model_that_already_is_the_newest_version_is_not_pushed_again(
             fs.rm(root, recursive=True)
 
 
+def test_a_pushed_version_removed_by_hand_is_pushed_again_not_reported_from_cache(bundle: Path, tmp_path: Path) -> None:
+    """The cache does not hide a version a user deleted: the Pusher runs again and pushes anew."""
+    model = copied_model(bundle)
+    blessing = given_blessing(model=model.outputs["model"], blessed=True)
+    dest = tmp_path / "serving"
+    pusher = Pusher(model.outputs["model"], blessing.outputs["blessing"], push_destination=str(dest))
+    pipeline = Pipeline("removed", [model, blessing, pusher], root=tmp_path / "root")
+    assert pushed_by(pipeline.run())["pushed_version"] == 1
+    assert pipeline.run().executions["Pusher"].status == "cached"  # the version is there: nothing to do
+    shutil.rmtree(dest / "1")
+    run = pipeline.run()
+    assert run.executions["Pusher"].status == "succeeded"
+    assert (pushed_by(run)["pushed"], pushed_by(run)["pushed_version"]) == (True, 2)  # a number is never given twice
+    assert versions(dest) == ["2"]
+    assert pipeline.run().executions["Pusher"].status == "cached"
+
+
 def test_an_older_version_is_pushed_again_to_be_the_newest(bundle: Path, tmp_path: Path) -> None:
     """Only the newest version counts: the model of version 1 pushed after another is version 3."""
     other = train_bundle(bundle.parent / "graph", tmp_path / "other", shuffle_seed=1)
