@@ -37,7 +37,8 @@ class Threshold:
 
 @dataclass
 class FairnessConfig:
-    """Features whose every value is a group, and the decision thresholds to judge them at (binary tasks)."""
+    """Features whose every value is a group (a missing value is the group ``(missing)``), and the
+    decision thresholds to judge them at; binary tasks only, and at least one of each."""
 
     features: list[str] = field(default_factory=list)
     thresholds: list[float] = field(default_factory=lambda: [0.5])
@@ -52,8 +53,9 @@ class ExplainConfig:
         background_rows: rows that stand in for a feature "left out" of a coalition.
         top_features: the most important features that get a partial dependence curve.
         grid_points: numeric quantiles, or most frequent categories, on each curve.
-        max_evals: model calls per explained row (shap's permutation explainer); None: its default.
-        seed: the draw of the sample and the permutations.
+        max_evals: model calls per explained row (shap's permutation explainer), at least
+            2 x features + 1 (one permutation forward and back); None: 20 x features.
+        seed: the draw of the sample and the permutations, from 0 to 2**32 - 1.
     """
 
     sample_rows: int = 200
@@ -149,11 +151,18 @@ def config_refusal(config: Any) -> str | None:
     ):
         return f"EvalConfig.slicing_specs is a list of slice specs, each a list of feature names ([] is the whole set), as [[], ['state']]; got {specs!r}."
     fairness = config.fairness
+    for name, part, kind in (("fairness", fairness, FairnessConfig), ("explain", config.explain, ExplainConfig)):
+        if part is not None and not isinstance(part, kind):
+            return f"EvalConfig.{name} is a {type(part).__name__}; set it to {kind.__name__}(...) or None."
     if fairness is not None and not (
         isinstance(fairness.features, list | tuple) and all(isinstance(f, str) for f in fairness.features)
     ):
         return f"FairnessConfig.features is a list of feature names, as ['sex']; got {fairness.features!r}."
+    if fairness is not None and not fairness.features:
+        return "FairnessConfig.features is empty, so no group is compared; name the features whose values are the groups, as ['sex'], or set fairness=None."
     if (why := _settings_refusal(config)) is not None:
+        return why
+    if config.explain is not None and (why := _explain_refusal(config.explain)) is not None:
         return why
     for name, threshold in config.thresholds.items():
         if (why := threshold_refusal(threshold)) is not None:
@@ -189,6 +198,26 @@ def _settings_refusal(config: EvalConfig) -> str | None:
         for t in thresholds:
             if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 <= t <= 1:
                 return f"{where} holds {t!r}; a decision threshold is a probability in [0, 1], as 0.5."
+    if config.fairness is not None and not fair:
+        return "FairnessConfig.thresholds is empty, so no rate is computed; give the decision thresholds to judge the groups at, as [0.5]."
+    return None
+
+
+def _explain_refusal(settings: ExplainConfig) -> str | None:
+    """Why an ``ExplainConfig`` cannot be what was meant (None if it can): no sample row failed
+    after the whole evaluation pass as if the examples were empty, a negative ``top_features``
+    drew curves for all features but the last, no grid point drew empty curves, and a budget
+    under shap's least failed mid-run in its words."""
+    least = {"sample_rows": 1, "background_rows": 1, "top_features": 0, "grid_points": 1, "max_evals": 3}
+    for name, low in least.items():
+        value = getattr(settings, name)
+        if name == "max_evals" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            return f"ExplainConfig.{name} is {value!r}; it must be a whole number of at least {low}."
+    seed = settings.seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        return f"ExplainConfig.seed is {seed!r}; it must be a whole number from 0 to 2**32 - 1 (numpy's legacy seed, which shap takes)."
     return None
 
 

@@ -103,6 +103,14 @@ class EvalCombiner(Combiner):
         self.workers = workers
         self.specs = config.specs()
         _check_classes(self.models, self.task)
+        if config.fairness is not None and self.task != "binary":
+            # its rates are of a positive class at a decision threshold: left out, the asked-for
+            # fairness was missing from metrics.json with no word
+            msg = (
+                f"EvalConfig.fairness compares groups at decision thresholds, which only a binary model has; "
+                f"this model is {self.task}: set fairness=None, or slice by {config.fairness.features} to compare its metrics."
+            )
+            raise DataValidationError(msg)
         if self.task == "binary":
             fair = config.fairness.thresholds if config.fairness else []
             self.kind: Any = BinaryMetrics(config.decision_thresholds, config.calibration_bins, fair)
@@ -164,7 +172,7 @@ class EvalCombiner(Combiner):
             out["curves"] = {
                 name: curves(*rows.outputs[name], rows.weight, plans[name].by_score) for name in self.models
             }
-        if self.config.fairness is not None and self.task == "binary":
+        if self.config.fairness is not None:
             out["fairness"] = fairness_by_model[CANDIDATE]["features"]
             if BASELINE in self.models:
                 out["baseline_fairness"] = fairness_by_model[BASELINE]["features"]
@@ -218,7 +226,7 @@ class EvalCombiner(Combiner):
 
     def _fairness(self, per_spec: list[dict[str, Any]]) -> dict[str, Any]:
         config = self.config.fairness
-        if config is None or self.task != "binary":
+        if config is None:
             return {"slices": {}, "features": {}}
 
         def at_thresholds(state: Any) -> dict[float, dict[str, float | None]]:

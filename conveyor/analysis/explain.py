@@ -112,7 +112,8 @@ def explain(
         sample's raw ``data``, and ``partial_dependence`` (grid and average per output).
 
     Raises:
-        DataValidationError: a feature is not a column of the rows or is named twice, or there is no row.
+        DataValidationError: a feature is not a column of the rows or is named twice, there is no
+            row, or ``config.max_evals`` is under 2 x features + 1.
         MissingExtraError: shap is not installed.
     """
     shap = require("shap", "explain", "EvalConfig(explain=...)")
@@ -125,6 +126,12 @@ def explain(
         raise DataValidationError(msg)
     if sample.height == 0 or background.height == 0:
         msg = "There are no rows to explain the model on; evaluate examples that hold some."
+        raise DataValidationError(msg)
+    if config.max_evals is not None and config.max_evals < 2 * len(features) + 1:
+        msg = (
+            f"ExplainConfig.max_evals is {config.max_evals}, too few for {len(features)} features: shap's permutation "
+            f"explainer needs at least 2 x features + 1 = {2 * len(features) + 1}; raise it, or set None for 20 x features."
+        )
         raise DataValidationError(msg)
     coding = _Coding([sample, background], features)
 
