@@ -1,5 +1,7 @@
 """Avro container files through fastavro (the ``avro`` extra), typed by the file's own schema.
 
+A union is its one type besides null; ``int`` with ``long`` is int64, ``float`` with
+``double`` float64; any other mix is an error naming the column and the file.
 A logical type is read as such only on the Avro type the specification gives it (``date`` on
 an int, ``uuid`` on a string, ...); on another, or when unknown (``duration``), the value is its
 underlying type, as the specification says and as fastavro decodes it. A decimal wider than 38
@@ -64,11 +66,7 @@ def arrow_type(schema: Any, where: str, named: dict[str, pa.DataType | None] | N
         msg = f"{where}: the Avro type {schema!r} is not supported; convert the file to Parquet first."
         raise DataValidationError(msg)
     if isinstance(schema, list):
-        kinds = [s for s in schema if s != "null"]
-        if len(kinds) == 1:
-            return arrow_type(kinds[0], where, named)
-        msg = f'{where}: the Avro union {schema} mixes types; only ["null", T] is supported: write one type.'
-        raise DataValidationError(msg)
+        return _union(schema, where, named)
     kind = schema["type"]
     logical = schema.get("logicalType")
     if logical == "decimal" and kind in ("bytes", "fixed"):
@@ -89,6 +87,26 @@ def arrow_type(schema: Any, where: str, named: dict[str, pa.DataType | None] | N
     if kind == "map":
         return pa.map_(pa.string(), arrow_type(schema["values"], where, named))
     return arrow_type(kind, where, named)
+
+
+def _union(schema: list[Any], where: str, named: dict[str, pa.DataType | None]) -> pa.DataType:
+    """A union's one type, null aside: ``["int", "long"]`` is int64 and ``["float", "double"]``
+    float64, the wider type holding every value exactly; any other mix has no one column type.
+    """
+    types = [arrow_type(s, where, named) for s in schema if s != "null"]
+    if not types:
+        return pa.null()
+    if all(t == types[0] for t in types):
+        return types[0]
+    if all(t in (pa.int32(), pa.int64()) for t in types):
+        return pa.int64()
+    if all(t in (pa.float32(), pa.float64()) for t in types):
+        return pa.float64()
+    msg = (
+        f'{where}: the Avro union {schema} mixes types; a column holds one type (["null", T], or ints '
+        f'and longs, or floats and doubles): write the field with one type.'
+    )
+    raise DataValidationError(msg)
 
 
 def _decimal(precision: int, scale: int, where: str) -> pa.DataType:

@@ -34,6 +34,7 @@ from conveyor.io.avro import avro_schema, read_avro
 from conveyor.io.columns import TypedColumns
 from conveyor.io.csv import BadRow, CsvFile, CsvOptions
 from conveyor.io.csv_types import TextTypes
+from conveyor.io.files import open_remote
 from conveyor.io.hashing import assign_buckets, hash_rows, hash_text_rows
 from conveyor.io.jsonl import read_jsonl
 from conveyor.io.parquet import SplitWriter, parquet_schema, read_parquet
@@ -205,7 +206,11 @@ class CsvInput:
 
 
 class TypedInput:
-    """Parquet, Avro, JSON Lines or a SQL query: typed at the source, unified by ``TypedColumns``."""
+    """Parquet, Avro, JSON Lines or a SQL query: typed at the source, unified by ``TypedColumns``.
+
+    An empty file (0 bytes) holds no rows, as an empty CSV does: it is skipped with a warning
+    naming it, and is an error naming it when every file is empty.
+    """
 
     def __init__(
         self,
@@ -222,14 +227,25 @@ class TypedInput:
         self.connection = connection
         self.columns = TypedColumns()
         self.notes: list[str] = []
+        self.empty: list[str] = []
         self._schemas: dict[str, pa.Schema] = {}
 
     def prepare(self, sources: list[Source]) -> None:
         """Parquet and Avro carry their schema: unify them all before reading a row."""
         if self.kind not in ("parquet", "avro"):
             return
+        self.empty = [s.path for s in sources if s.size == 0 and _is_empty(self.fs, s.path)]
+        if self.empty and len(self.empty) == len(sources):
+            files = ", ".join(self.empty)
+            msg = (
+                f"ExampleGen read no rows: {files} {'is' if len(self.empty) < 2 else 'are'} empty (0 bytes); "
+                f"check the files or the pattern."
+            )
+            raise DataValidationError(msg)
         first: tuple[str, list[str]] | None = None
         for source in sources:
+            if source.path in self.empty:
+                continue
             read = parquet_schema if self.kind == "parquet" else avro_schema
             schema = self._schemas[source.path] = read(self.fs, source.path)
             if first is None:
@@ -250,6 +266,8 @@ class TypedInput:
     def rows(
         self, header: None, source: Source, on_bad_row: BadRow, warn: Warn
     ) -> Iterator[tuple[pa.RecordBatch, Lines]]:
+        if source.path in self.empty:
+            return iter(())
         if self.kind == "jsonl":
             return read_jsonl(self.fs, source.path, on_bad_row, on_warning=warn, encoding=self.encoding)
         if self.kind == "parquet":
@@ -279,13 +297,19 @@ class TypedInput:
         return self.columns.write_schema
 
     def warnings(self) -> list[str]:
-        return self.columns.warnings
+        return [f"{path} is empty (0 bytes); skipped." for path in self.empty] + self.columns.warnings
 
     def needs_reread(self) -> bool:
         return False
 
     def restart(self) -> None:
         return None
+
+
+def _is_empty(fs: Any, path: str) -> bool:
+    """Whether the file holds no byte: a listing that gives no size says 0 too, so the file says."""
+    with open_remote(fs, path) as f:
+        return not f.read(1)
 
 
 def _at(batch: pa.RecordBatch, lines: Callable[[], Any], where: str, column: str) -> str:

@@ -18,8 +18,10 @@ is read on its own, types inferred over the chunk, and the caller unifies chunks
 - ``NaN``, ``Infinity`` and ``-Infinity`` are no standard JSON, but Python's ``json.dumps``
   writes them: they are read as the floats nan, inf and -inf (as CSV reads ``nan`` and
   ``inf``), said through ``on_warning`` naming the column, the token and its line.
-- Arrow reads an integer beyond 64 bits as a float, and with it the whole column: that is said
-  through ``on_warning``, naming the column, the value and its line, since ids lose digits.
+- An integer beyond 64 bits (a 20-digit id), which Arrow would read as a float losing its
+  digits, makes its column text, exact, as in CSV and SQL (``conveyor.io.columns.TEXT``): the
+  integers as written, other numbers as Arrow writes them; said through ``on_warning``,
+  naming the column, a value and its line. (Nested fields are not checked.)
 - An empty file (0 bytes or blank lines only) gives no rows, and a warning naming it.
 """
 
@@ -37,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from conveyor.exceptions import DataValidationError
+from conveyor.io.columns import TEXT
 from conveyor.io.csv import BadRow
 from conveyor.io.files import open_stream
 
@@ -72,7 +75,9 @@ def read_jsonl(
             if chunk.strip():
                 empty = False
                 table, lines = _parse(chunk, path, line, on_bad_row)
-                for key, warning in _odd_numbers(table, lines, chunk, path, line):
+                found = list(_odd_numbers(table, lines, chunk, path, line))
+                table, wide = _wide_ints_as_text(table, lines, chunk, path, line)
+                for key, warning in found + wide:
                     if key not in said and on_warning is not None:
                         on_warning(said.setdefault(key, warning))
                 offset = 0
@@ -305,7 +310,7 @@ def _unreadable(good: list[tuple[int, bytes]], path: str, e: Exception) -> str:
 def _odd_numbers(
     table: pa.Table, lines: Lines, chunk: bytes, path: str, first_line: int
 ) -> Iterator[tuple[tuple[str, str], str]]:
-    """A warning for each float column with a NaN/Infinity token (each token), or a whole number beyond 64 bits."""
+    """A warning for each float column with a NaN/Infinity token (each token)."""
     for name, column in zip(table.column_names, table.columns, strict=True):
         if not pa.types.is_floating(column.type):
             continue
@@ -323,15 +328,46 @@ def _odd_numbers(
                 f"Column {name!r} holds {token}, a token standard JSON does not have ({path}:{line}); it is read "
                 f"as the float {column[odd].as_py()}.",
             )
-        big = pc.and_(finite, pc.and_(pc.equal(column, pc.floor(column)), pc.greater_equal(pc.abs(column), 2.0**63)))
-        found = pc.index(big, True).as_py()
-        if found >= 0:
-            yield (
-                ("big", name),
-                f"Column {name!r} holds an integer beyond 64 bits ({column[found].as_py():.0f}, "
-                f"{path}:{int(lines()[found])}), so it is read as float and such integers lose digits; write them "
-                f"as JSON strings.",
+
+
+def _wide_ints_as_text(
+    table: pa.Table, lines: Lines, chunk: bytes, path: str, first_line: int
+) -> tuple[pa.Table, list[tuple[tuple[str, str], str]]]:
+    """The table with each float column that holds an integer beyond 64 bits as text, and a warning for each.
+
+    Only a whole value of 2**63 or more (what such an integer becomes) sends the column's lines
+    to Python's JSON, which tells ``1e20`` (a float, kept) from ``100000000000000000000``.
+    """
+    said = []
+    for i, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        if not pa.types.is_floating(column.type):
+            continue
+        whole = pc.and_(pc.is_finite(column), pc.equal(column, pc.floor(column)))
+        if not pc.any(pc.and_(whole, pc.greater_equal(pc.abs(column), 2.0**63))).as_py():
+            continue
+        raw = chunk.split(b"\n")
+        tokens = [_number_text(raw[n - first_line], name) for n in lines()]
+        ints = [t if t is not None and t.lstrip("-").isdigit() else None for t in tokens]
+        wide = next((k for k, t in enumerate(ints) if t is not None and not -(2**63) <= int(t) < 2**63), None)
+        if wide is None:
+            continue
+        text = [t if t is not None else v for t, v in zip(ints, column.cast(pa.string()).to_pylist(), strict=True)]
+        field = pa.field(name, pa.string(), metadata={TEXT: b"made text"})
+        table = table.set_column(i, field, pa.array(text, pa.string()))
+        said.append(
+            (
+                ("wide", name),
+                f"Column {name!r} holds integers beyond 64 bits, e.g. {ints[wide]} ({path}:{int(lines()[wide])}); "
+                f"it is text.",
             )
+        )
+    return table, said
+
+
+def _number_text(raw: bytes, name: str) -> str | None:
+    """The number written for field ``name`` on a line, as written (None where it is null or absent)."""
+    value = json.loads(raw, parse_int=str, parse_float=str, parse_constant=str).get(name)
+    return value if isinstance(value, str) else None
 
 
 def _token(raw: bytes, name: str) -> str | None:

@@ -23,7 +23,7 @@ from conveyor.exceptions import TransformError
 from conveyor.transform import analyzers
 from conveyor.transform.fitted import topological
 from conveyor.transform.graph import Node, fail
-from conveyor.transform.plan import Plan
+from conveyor.transform.plan import Plan, unfilled_bools
 
 Batch = pa.RecordBatch | pa.Table
 Part = Batch | Callable[[], Iterable[Batch]]
@@ -121,6 +121,9 @@ class Pass(Combiner):
         values = self.plan.run_arrow({name: batch.column(name) for name in batch.schema.names}, batch.num_rows)
         out = []
         for a, x, node in zip(self.accumulators, acc, self.nodes, strict=True):
+            if (error := unfilled_bools(node.inputs[0], values[node.inputs[0].uid])) is not None:
+                msg = f"{node.where}: {error}"
+                raise TransformError(msg)
             try:
                 out.append(a.add_batch(x, values[node.inputs[0].uid]))
             except analyzers.InfiniteValue as e:

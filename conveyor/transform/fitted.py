@@ -28,7 +28,7 @@ from conveyor.exceptions import TransformError
 from conveyor.transform import onnx_model
 from conveyor.transform.graph import Node
 from conveyor.transform.kernels import stack_csr
-from conveyor.transform.plan import Plan, Reads, as_table, finish, read_inputs, reads, single_row
+from conveyor.transform.plan import Plan, Reads, as_table, finish, read_inputs, reads, single_row, unfilled_bools
 from conveyor.transform.row import RowFailed, RowPlan
 
 FORMAT_VERSION = 1
@@ -158,6 +158,10 @@ class FittedGraph:
     def _run(self, values: dict[int, Any], n: int) -> dict[str, Any]:
         self.plan.run(values)
         spec = self.describe()
+        for name, node in self.outputs.items():
+            if (error := unfilled_bools(node, values[node.uid])) is not None:
+                msg = f"output {name!r}: {error}"
+                raise TransformError(msg)
         return {name: finish(values[node.uid], spec[name], n) for name, node in self.outputs.items()}
 
     def describe(self) -> dict[str, dict[str, Any]]:
@@ -168,7 +172,8 @@ class FittedGraph:
         """
         if self._spec is None:
             plan = self.plan
-            values = {node.uid: plan.missing(node, 1) for node in plan.inputs}
+            # a bool is False here, not missing (which only fill_missing may take): the types are the same
+            values = {node.uid: np.zeros(1, bool) if node.kind == "bool" else plan.missing(node, 1) for node in plan.inputs}
             plan.run(values)
             self._spec = {name: _describe(node, values[node.uid]) for name, node in self.outputs.items()}
         return self._spec

@@ -281,6 +281,8 @@ def _apply_vocabulary(p: dict[str, Any], x: Any, vocab: list[Any]) -> Any:
 
 @kernel("fill_missing")
 def _fill_missing(p: dict[str, Any], x: Any) -> Any:
+    if isinstance(x, pa.Array) and pa.types.is_boolean(x.type):  # a bool input with missing values (plan.input_value)
+        return np.asarray(pc.fill_null(x, bool(p["value"])).to_numpy(zero_copy_only=False), dtype=bool)
     if isinstance(x, pa.Array):
         return x if x.null_count == 0 else pc.fill_null(x, p["value"])
     if x.dtype.kind == "f":

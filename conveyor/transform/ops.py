@@ -181,9 +181,12 @@ def compute_and_apply_vocabulary(
 
 
 def fill_missing(x: Column, value: Any = None) -> Column:
-    """Missing values replaced by ``value``: 0 for numbers and "" for strings unless given."""
+    """Missing values replaced by ``value``: 0 for numbers, "" for strings, False for bools unless given."""
     x = checked("fill_missing", x, ("number", "string", "bool"))
-    fill = value if value is not None else ("" if x.kind == "string" else 0)
+    if x.kind == "bool" and value is not None and not isinstance(value, bool):
+        msg = f"ct.fill_missing fills a bool column with True or False, got {value!r}."
+        raise fail(msg)
+    fill = value if value is not None else {"string": "", "bool": False}.get(x.kind, 0)
     return derive("fill_missing", (x,), x.kind, {"value": fill})
 
 

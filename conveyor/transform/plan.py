@@ -5,6 +5,11 @@ once: a ``Plan`` resolves each node's kernel, constants and argument slots when 
 loaded, and reads only the inputs the outputs need. Python values (a request's rows) become
 NumPy arrays directly, without an Arrow round trip, when that gives the same array as the
 Arrow path (``input_value``) would.
+
+A bool has no missing value in the graph: a missing one (null, None, NaN, an absent input) is
+kept as a null of an Arrow array only until ``ct.fill_missing`` says what it means; used
+unfilled, by an op, an analyzer or as an output, it is an error naming the input
+(``unfilled_bools``), never read as False, which would change the data (a label above all).
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ def input_value(node: Node, column: Any) -> Any:
             return KERNELS["to_number"]({}, arr)
         return pc.fill_null(arr.cast(pa.float64(), safe=False), np.nan).to_numpy()  # ints past 2**53 rounded
     if node.kind == "bool":
-        return np.asarray(pc.fill_null(arr.cast(pa.bool_()), False).to_numpy(zero_copy_only=False), dtype=bool)
+        arr = arr.cast(pa.bool_())
+        return arr if arr.null_count else np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
     if node.kind == "string":
         return arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
     return arr
@@ -59,8 +65,10 @@ def from_python(node: Node, values: list[Any]) -> Any:
         return input_value(node, [v if v is None or type(v) is str else repr(v) for v in values])
     if kind == "string" and types <= {str, NoneType}:
         return pa.array(values, pa.string())
+    if kind == "bool" and types <= {bool}:
+        return np.array(values, dtype=bool)
     if kind == "bool" and types <= {bool, NoneType}:
-        return np.array(values, dtype=bool)  # None -> False, as input_value fills nulls
+        return pa.array(values, pa.bool_())  # None is missing, as input_value keeps nulls
     if kind in ("number", "string", "bool") and len(types - {NoneType}) > 1:
         return _by_type(node, values)
     return input_value(node, values)
@@ -84,7 +92,7 @@ def _by_type(node: Node, values: list[Any]) -> Any:
         return out
     order = np.empty(len(values), dtype=np.intp)
     order[np.concatenate(where)] = np.arange(len(values))
-    return pa.concat_arrays(parts).take(order)
+    return pa.concat_arrays([p if isinstance(p, pa.Array) else pa.array(p) for p in parts]).take(order)
 
 
 def _from_numpy(node: Node, values: np.ndarray) -> Any:
@@ -97,6 +105,22 @@ def _from_numpy(node: Node, values: np.ndarray) -> Any:
     return input_value(node, values)
 
 
+def unfilled_bools(node: Node, value: Any) -> TransformError | None:
+    """The error for a bool input's missing values used where a bool must be True or False; None if it has none.
+
+    Only an input's value of kind bool is an Arrow array (``input_value``), and only when it has nulls.
+    """
+    if node.kind != "bool" or not isinstance(value, pa.Array | pa.ChunkedArray) or not value.null_count:
+        return None
+    name = node.params.get("name", node.op)
+    msg = (
+        f"the bool input {name!r} holds missing values ({value.null_count:,} in a batch of {len(value):,} rows); "
+        f"a bool is True or False, and reading missing as False would change the data: say what missing means "
+        f"with ct.fill_missing(inputs[{name!r}], False) (or True), or fill the column before Transform."
+    )
+    return TransformError(msg)
+
+
 class Plan:
     """The nodes some outputs need, resolved once: inputs, constants, then kernels in order."""
 
@@ -104,6 +128,7 @@ class Plan:
         self.inputs: list[Node] = []
         self.constants: dict[int, Any] = {}
         self.steps: list[tuple[int, Any, dict[str, Any], tuple[int, ...], Node]] = []
+        self.bool_inputs: dict[int, list[Node]] = {}  # step uid -> its bool inputs that ``fill_missing`` does not fill
         for node in order:
             if node.op == "input":
                 self.inputs.append(node)
@@ -117,12 +142,18 @@ class Plan:
                 raise TransformError(msg)
             else:
                 self.steps.append((node.uid, KERNELS[node.op], node.params, tuple(i.uid for i in node.inputs), node))
+                bools = [i for i in node.inputs if i.op == "input" and i.kind == "bool" and node.op != "fill_missing"]
+                if bools:
+                    self.bool_inputs[node.uid] = bools
 
     def run(self, values: dict[int, Any]) -> dict[int, Any]:
         """Fill ``values`` (each input node's value by uid) with every other node's value."""
         values.update(self.constants)
         for uid, fn, params, args, node in self.steps:
             try:
+                for given in self.bool_inputs.get(uid, ()):
+                    if (error := unfilled_bools(given, values[given.uid])) is not None:
+                        raise error
                 values[uid] = fn(params, *[values[a] for a in args])
             except TransformError as e:
                 msg = f"{node.where}: {e}"
@@ -146,7 +177,7 @@ class Plan:
         if node.kind == "number":
             return np.full(n, np.nan)
         if node.kind == "bool":
-            return np.zeros(n, dtype=bool)
+            return pa.nulls(n, pa.bool_())
         return pa.nulls(n, pa.string() if node.kind == "string" else pa.null())
 
 

@@ -86,7 +86,7 @@ class RowPlan:
                 if required:
                     raise absent_input(name, row, "")
                 v = None
-            values[uid] = read(node, v)
+            values[uid] = read(node, v)  # a missing bool raises RowFailed
         try:
             for uid, step in self.steps:
                 values[uid] = step(values)
@@ -159,9 +159,10 @@ def read(node: Node, v: Any) -> Any:
             return math.nan
     elif (kind == "string" and (t is str or v is None)) or (kind == "bool" and t is bool):
         return v
-    elif kind == "bool" and v is None:
-        return False
-    return unbatch(kind, read_column(node, from_python, [v]))
+    value = read_column(node, from_python, [v])
+    if kind == "bool" and isinstance(value, pa.Array):  # a missing bool (None, NaN, pd.NA)
+        raise RowFailed  # the batch path keeps it for fill_missing, or says where it is used unfilled
+    return unbatch(kind, value)
 
 
 def batch(kind: str, v: Any) -> Any:

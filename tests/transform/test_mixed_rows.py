@@ -40,7 +40,7 @@ def preprocessing_fn(inputs: Any) -> dict[str, Any]:
         "product": inputs["product"],
         "amount_z": ct.scale_to_z_score(inputs["amount"]),
         "amount": inputs["amount"],
-        "urgent": inputs["urgent"],
+        "urgent": ct.fill_missing(inputs["urgent"], False),  # a missing bool is refused unless filled
     }
 
 

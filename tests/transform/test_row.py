@@ -35,7 +35,8 @@ STRINGS: list[Any] = [
 
 
 def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
-    x, s, b, t = inputs["x"], inputs["s"], inputs["b"], inputs["t"]
+    x, s, t = inputs["x"], inputs["s"], inputs["t"]
+    b = ct.fill_missing(inputs["b"], False)  # a missing bool is refused unless the graph says what it is
     words = ct.split(ct.lower(t))
     return {
         "x": x,
