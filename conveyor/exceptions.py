@@ -4,7 +4,8 @@
     ├── PipelineDefinitionError    the pipeline is wrong before it runs (cycle, types, ids)
     ├── ArtifactError              an artifact is missing, partial or not what it claims
     ├── MetadataError              the metadata store cannot be opened or read
-    │   └── StoreLostError         ... or stopped taking a run's records after it began
+    │   ├── StoreLostError         ... or stopped taking a run's records after it began
+    │   └── RunBusyError           ... or holds a run of the pipeline going, where one must run alone
     ├── ComponentError             a component's own code failed while it ran
     ├── DataValidationError        data broke the schema's rules
     ├── TransformError             preprocessing_fn cannot be traced, fitted or applied
@@ -35,6 +36,10 @@ class MetadataError(ConveyorError):
 
 class StoreLostError(MetadataError):
     """The metadata store failed after a run began (its file gone, its server down): the run failed."""
+
+
+class RunBusyError(MetadataError):
+    """A run that must run alone (``conveyor schedule``'s) did not begin: another run of its pipeline is going."""
 
 
 class ComponentError(ConveyorError):

@@ -38,7 +38,7 @@ from conveyor._internal.process import hostname, start_token
 from conveyor._internal.record_limit import MAX_RECORD_BYTES, oversize
 from conveyor._internal.record_limit import dumps as _dumps
 from conveyor.artifacts import Artifact, ArtifactState, make_artifact
-from conveyor.exceptions import MetadataError, PipelineDefinitionError
+from conveyor.exceptions import MetadataError, PipelineDefinitionError, RunBusyError
 from conveyor.metadata import schema as s
 from conveyor.metadata.database import has_secret, safe_url
 from conveyor.metadata.records import FINISHED_WELL, Execution, ExecutionStatus, Run, to_datetime
@@ -185,16 +185,32 @@ class Recorder:
         ) -> list[Execution]: ...
 
     # -- runs -----------------------------------------------------------------------------
-    def begin_run(self, pipeline: str, run_id: str, trigger: Mapping[str, Any] | None = None) -> Run:
+    def begin_run(self, pipeline: str, run_id: str, trigger: Mapping[str, Any] | None = None, *, alone: bool = False) -> Run:
         """Record a new run of ``pipeline`` by this process, and start its heartbeat.
 
         ``trigger`` (JSON) says what started the run, when a schedule did; it is kept in the
         run's properties, so the tables need no change.
+
+        ``alone``: begin only if no run of the pipeline is going, checked and recorded in one
+        transaction that holds the pipeline's row locked, so of two schedulers that look at
+        once only one begins (a look first and a begin after let both through).
+
+        Raises:
+            RunBusyError: ``alone``, and another run of the pipeline is going.
         """
         now = time.time()
         properties = self._process_properties(trigger)
+        c = s.contexts
         with self._write() as conn:
             parent = self._context_id(conn, "pipeline", pipeline)
+            if alone:  # SQLite's writes lock the whole file already (BEGIN IMMEDIATE)
+                conn.execute(select(c.c.id).where(c.c.id == parent).with_for_update())
+                going = conn.execute(
+                    select(c.c.name).where(c.c.type == "run", c.c.parent_id == parent, c.c.status == ExecutionStatus.RUNNING)
+                ).first()
+                if going is not None:
+                    msg = f"run {going.name} of {pipeline} is still going."
+                    raise RunBusyError(msg)
             ctx = conn.execute(
                 s.contexts.insert().values(
                     type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now, heartbeat=now,

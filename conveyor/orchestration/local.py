@@ -76,6 +76,7 @@ class LocalRunner:
         start_from: str | None = None,
         trigger: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        alone: bool = False,
     ) -> Run:
         """Run the pipeline (or a part of it) and return the recorded run; ``trigger`` (JSON)
         is recorded with the run as what started it (``conveyor.orchestration.schedule``).
@@ -84,13 +85,16 @@ class LocalRunner:
         shared by the others (``MetadataStore.join_run``): an orchestrator's tasks, each running
         one step, so that one DAG run is one conveyor run. Its status stays running until the
         last of them leaves.
+
+        ``alone``: raise ``RunBusyError`` rather than begin while another run of the pipeline is
+        going (``MetadataStore.begin_run``), as a schedule must.
         """
         selected = self.selection(pipeline, only, start_from)  # a misspelt step makes no store
         if self.store is None:
             check_new_store(pipeline.root.resolve(), pipeline.metadata_url)
         store = self.store or MetadataStore(pipeline.metadata_url)
         try:
-            return _Run(self, pipeline, store).go(selected, trigger, run_id)
+            return _Run(self, pipeline, store).go(selected, trigger, run_id, alone)
         finally:
             if self.store is None:
                 store.close()
@@ -151,14 +155,16 @@ class _Run:
         self.outputs.update(outputs_before(self.store, self.pipeline.name, needed, shared_run))
         self.status.update(dict.fromkeys(needed, ExecutionStatus.SUCCEEDED))
 
-    def go(self, selected: set[str], trigger: Mapping[str, Any] | None = None, shared_run: str | None = None) -> Run:
+    def go(
+        self, selected: set[str], trigger: Mapping[str, Any] | None = None, shared_run: str | None = None, alone: bool = False
+    ) -> Run:
         bind_root(self.root, self.store)
         self._resolve_outside(selected, shared_run)
         run_id = shared_run or new_run_id()
         if shared_run:
             self.store.join_run(self.pipeline.name, run_id, trigger)
         else:
-            self.store.begin_run(self.pipeline.name, run_id, trigger)
+            self.store.begin_run(self.pipeline.name, run_id, trigger, alone=alone)
         file = _sqlite_file(self.store)
         try:
             self._steps(run_id, selected, shared_run)

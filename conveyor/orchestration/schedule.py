@@ -9,9 +9,9 @@ Each run records what started it (``Run.trigger``):
 - ``{"kind": "new_span", "step": "ExampleGen", "span": 2, "version": None, "input_base": ...}``
 
 A new span is one newer (or a newer version of the newest) than the last span the pipeline's
-ExampleGen read, as its store records it. A pipeline whose ExampleGen has never read the
-span that is there now runs for it when the scheduler starts; after that, only a newer span
-starts a run. A run that fails does not run again for the same span: the next span, or a
+ExampleGen read, as its store records it, and held by every split's pattern. A pipeline whose
+ExampleGen has never read the span that is there now runs for it when the scheduler starts;
+after that, only a newer span starts a run. A run that fails does not run again for the same span: the next span, or a
 restart, does. Cron expressions are read by croniter in local time; a sixth field is seconds.
 
 Ctrl-C or SIGTERM between runs stops at once; during a run, the run stops as ``conveyor run``
@@ -34,7 +34,7 @@ from typing import Any
 from conveyor._internal.extras import require
 from conveyor.components.example_gen import ExampleGen
 from conveyor.dsl.pipeline import Pipeline
-from conveyor.exceptions import ConveyorError, DataValidationError
+from conveyor.exceptions import ConveyorError, DataValidationError, RunBusyError
 from conveyor.metadata.database import safe_url
 from conveyor.metadata.records import ExecutionStatus, Run
 from conveyor.metadata.store import MetadataStore
@@ -58,20 +58,22 @@ class _Watched:
     seen: SpanKey | None
 
     def newest(self) -> SpanKey | None:
-        """The newest span (and version) under ``input_base`` now; None when no file matches yet."""
+        """The newest span (and version) under ``input_base`` now, in every split's pattern (one
+        split's files there before another's make no span yet); None when no file matches yet."""
         import fsspec
 
         from conveyor.io.files import Pattern, SpanSpec, select_files
 
         fs, root = fsspec.core.url_to_fs(self.input_base)
         root = root.rstrip("/") or "/"
-        if fs.isfile(root):  # a single file: it has no spans, only span 0
-            return (0, -1)
-        try:
-            chosen = select_files(fs, root, Pattern.parse(self.patterns[0]), SpanSpec.parse("latest"))
-        except DataValidationError:
-            return None
-        return chosen.spans[-1], -1 if chosen.version is None else chosen.version
+        keys = []
+        for pattern in self.patterns:
+            try:
+                chosen = select_files(fs, root, Pattern.parse(pattern), SpanSpec.parse("latest"))
+            except DataValidationError:
+                return None
+            keys.append((chosen.spans[-1], -1 if chosen.version is None else chosen.version))
+        return min(keys)
 
 
 class _Cron:
@@ -174,6 +176,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._skipped_ticks = 0
         self._in_run = False
+        self._last_skip = ""
 
     def stop(self) -> None:
         """Ask the loop to end after the run in progress (from another thread)."""
@@ -227,7 +230,7 @@ class Scheduler:
                 wakes = [self.cron.next_due] if self.cron else []
                 self._stop.wait(max(0.0, min([*wakes, next_poll] if watched else wakes) - time.time()))
                 continue
-            ran = self._start(store, runner, trigger)
+            ran = self._start(store, runner, trigger, span_key)
             if not ran and span_key is None:
                 self._skipped_ticks += 1
             if ran and span_key is not None:
@@ -258,18 +261,36 @@ class Scheduler:
         self.say(f"the pipeline file changed: the next runs are of {pipeline.name} as it is now")
         return watched_now
 
-    def _start(self, store: MetadataStore, runner: LocalRunner, trigger: Trigger) -> bool:
-        """One run for ``trigger``, unless another run of the pipeline is going; whether it ran."""
+    def _start(
+        self, store: MetadataStore, runner: LocalRunner, trigger: Trigger, span_key: tuple[_Watched, SpanKey] | None
+    ) -> bool:
+        """One run for ``trigger``, unless another run of the pipeline is going; whether it ran.
+
+        The look here reaps dead runs and says why; the begin checks again, atomically, for
+        another scheduler that looked at the same moment. A new span is looked for in the store
+        once more after the look: another scheduler's run may have read it and ended since.
+        """
         busy = [r.id for r in store.runs(self.pipeline.name, limit=20) if r.status == ExecutionStatus.RUNNING]
         if busy:
-            self.say(f"skipped ({_describe(trigger)}): run {busy[0]} of {self.pipeline.name} is still going.")
+            self._skip(trigger, f"run {busy[0]} of {self.pipeline.name} is still going.")
             return False
-        if trigger["kind"] == "cron":
-            self._skipped_ticks = 0
+        if span_key is not None:
+            w, key = span_key
+            read = _last_read(store, self.pipeline.name, w.step)
+            if read is not None and read >= key:
+                w.seen = read
+                return False
         self.say(f"starting a run of {self.pipeline.name} ({_describe(trigger)})")
         self._in_run = True
-        result = runner.run(self.pipeline, trigger=trigger)
-        self._in_run = False
+        try:
+            result = runner.run(self.pipeline, trigger=trigger, alone=True)
+        except RunBusyError as e:
+            self._in_run = False
+            self._skip(trigger, str(e))
+            return False
+        self._in_run = False  # not on a second Ctrl-C, which ``run`` lets through
+        if trigger["kind"] == "cron":
+            self._skipped_ticks = 0
         self.runs.append(result)
         took = f"{result.duration:.1f} s" if result.duration is not None else "?"
         self.say(f"{result.id} {result.status} in {took}")
@@ -281,17 +302,43 @@ class Scheduler:
                 self.say(f"skipped {len(passed)} cron tick(s) that fell while {result.id} was going: {ticks}")
         return True
 
+    def _skip(self, trigger: Trigger, why: str) -> None:
+        """Say a skip, once while the same run keeps the same trigger waiting (a new span is looked for every poll)."""
+        line = f"skipped ({_describe(trigger)}): {why}"
+        if line != self._last_skip:
+            self.say(line)
+        self._last_skip = line
+
     def _watched(self, store: MetadataStore, pipeline: Pipeline) -> list[_Watched]:
         """The pipeline's file-reading ExampleGens, each with the newest span its store says it read."""
-        found = []
+        from conveyor.io.files import Pattern, SpanSpec
+
+        found, unfit = [], []
         for node in pipeline.order:
             if not isinstance(node, ExampleGen) or node.parameters.get("input_base") is None:
                 continue
             params = node.resolved_parameters()
             splits = params.get("input_splits") or {}
             patterns = list(splits.values()) or [params.get("pattern", "*")]
-            seen = _last_read(store, pipeline.name, node.id)
-            found.append(_Watched(node.id, str(params["input_base"]), patterns, seen))
+            spanless = [p for p in patterns if not Pattern.parse(p).has_span]
+            if _is_file(str(params["input_base"])):
+                unfit.append(
+                    f"{node.id} reads one file, {params['input_base']}, which is span 0: give input_base its folder "
+                    f"and pattern='span-{{SPAN}}.csv'"
+                )
+            elif spanless:
+                unfit.append(
+                    f"{node.id}'s pattern {spanless[0]!r} has no {{SPAN}} or date, so all its files are span 0: name "
+                    f"them with one, e.g. pattern='span-{{SPAN}}.csv'"
+                )
+            elif SpanSpec.parse(params.get("span", "latest")).kind == "range":
+                unfit.append(f"{node.id} reads span {params['span']!r} whatever arrives: give it span='latest'")
+            else:
+                seen = _last_read(store, pipeline.name, node.id)
+                found.append(_Watched(node.id, str(params["input_base"]), patterns, seen))
+        if unfit and not found:
+            msg = f"--on-new-span watches an ExampleGen for a newer span, and none of pipeline {pipeline.name!r} can see one: {'; '.join(unfit)}. Or use --cron."
+            raise ConveyorError(msg)
         if not found:
             msg = f"--on-new-span watches an ExampleGen's input_base, and pipeline {pipeline.name!r} has no ExampleGen reading files."
             raise ConveyorError(msg)
@@ -320,6 +367,13 @@ class Scheduler:
             parts.append(f"on a new span under {w.input_base} ({w.step} read {read}; every {self.poll_seconds:g} s)")
         limit = f", {self.max_runs} run(s) at most" if self.max_runs else ""
         return f"scheduling {self.pipeline.name} {' and '.join(parts)}{limit}; Ctrl-C stops."
+
+
+def _is_file(url: str) -> bool:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    return bool(fs.isfile(path.rstrip("/") or "/"))
 
 
 def _last_read(store: MetadataStore, pipeline: str, step: str) -> SpanKey | None:
