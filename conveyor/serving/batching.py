@@ -188,7 +188,7 @@ class Batcher:
                         queue.batches.popleft()
                         self._report_depth(name, len(queue.batches))
                         return head
-                    queue.ready.wait(wait)
+                    queue.ready.wait(min(wait, threading.TIMEOUT_MAX))  # past it, wait raises and the worker dies
                 elif queue.closed:
                     return None
                 else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import hmac
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "bearer_matches",
     "check_label",
     "check_model_name",
+    "check_poll_seconds",
     "read_server_config",
     "read_token",
 ]
@@ -174,7 +176,7 @@ def read_server_config(path: str | Path) -> ServerConfig:
     return ServerConfig(
         models=models,
         batching=None if batching is None else _batching(batching, f"{path}: batching"),
-        poll_seconds=_poll_seconds(config.get("poll_seconds", DEFAULT_POLL_SECONDS), f"{path}: poll_seconds"),
+        poll_seconds=check_poll_seconds(config.get("poll_seconds", DEFAULT_POLL_SECONDS), f"{path}: poll_seconds"),
         prediction_log=None if prediction_log is None else _prediction_log(prediction_log, path),
         auth_token_file=_auth(config["auth"], path) if "auth" in config else None,
         tls=_tls(config["tls"], path) if "tls" in config else None,
@@ -346,8 +348,10 @@ def _batching(value: Any, where: str) -> BatchingConfig:
         raise ServingError(msg)
     _refuse_unknown(value, BATCHING_KEYS, where)
     for key, number in value.items():
-        if not _is_version(number):
-            msg = f"{where}.{key} must be an integer >= 1; got {number!r}."
+        # a timeout of 0 runs each batch as soon as a thread is free, as TF Serving allows
+        least = 0 if key == "batch_timeout_micros" else 1
+        if isinstance(number, bool) or not isinstance(number, int) or number < least:
+            msg = f"{where}.{key} must be an integer >= {least}; got {number!r}."
             raise ServingError(msg)
     return BatchingConfig(**value)
 
@@ -367,8 +371,8 @@ def _prediction_log(value: Any, path: Path) -> PredictionLogConfig:
         msg = f"{where}.flush_rows must be an integer >= 1; got {rows!r}."
         raise ServingError(msg)
     seconds = value.get("flush_seconds", PredictionLogConfig.flush_seconds)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-        msg = f"{where}.flush_seconds must be a number of seconds above 0; got {seconds!r}."
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < math.inf:
+        msg = f"{where}.flush_seconds must be a finite number of seconds above 0; got {seconds!r}."
         raise ServingError(msg)
     return PredictionLogConfig(path.parent / value["path"], float(rate), rows, float(seconds))
 
@@ -388,9 +392,15 @@ def _tls(value: Any, path: Path) -> TlsConfig:
     return TlsConfig(path.parent / value["cert_file"], path.parent / value["key_file"])
 
 
-def _poll_seconds(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        msg = f"{where} must be a number of seconds >= 0 (0 polls never); got {value!r}."
+def check_poll_seconds(value: Any, where: str) -> float:
+    """``value`` as seconds between polls. NaN would poll without pause, a core spent rescanning,
+    and infinity stop the poller with an error: 0 is how to say never.
+
+    Raises:
+        ServingError: ``value`` is no finite number of seconds >= 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        msg = f"{where} must be a finite number of seconds >= 0 (0 polls never); got {value!r}."
         raise ServingError(msg)
     return float(value)
 

@@ -10,7 +10,9 @@ anything is served. Each model's state is an immutable snapshot that a request r
 keeps: ``poll`` loads new versions without holding the lock, then replaces the snapshot in one
 assignment, so a request never sees half a swap and an old version is freed when the last
 request holding it finishes. A version that fails to load is kept in the status with its error,
-and the versions before it stay served; it is tried again only if its files change.
+and the versions before it stay served; it is tried again only if its files change. A base path
+emptied keeps its model serving what it served; a version folder that comes back there is loaded
+again, even under a number still served from memory, since it may hold another bundle.
 
 Labels follow TF Serving: at start, a label pointing at a version on disk that the policy does not
 serve is an error; a label may point at a version not pushed yet (it answers 404 until that
@@ -94,6 +96,7 @@ class _Snapshot:
     loading: frozenset[int] = frozenset()
     failed: Mapping[int, _Failure] = field(default_factory=dict)
     retired: Mapping[int, weakref.ref[LoadedModel]] = field(default_factory=dict)
+    vanished: frozenset[int] = frozenset()  # served, but their folders were gone at the last poll
 
     def status(self) -> list[VersionStatus]:
         """Every version this model has known, oldest first."""
@@ -119,7 +122,7 @@ def versions_on_disk(base_path: Path) -> dict[int, Path]:
     if (base_path / MANIFEST).is_file():
         return {BUNDLE_VERSION: base_path}
     if not base_path.is_dir():
-        msg = f"the model folder {base_path} does not exist; point --model-dir (or the config file's base_path) to a bundle or to a folder of version folders."
+        msg = f"the model folder {base_path} {'is no folder' if base_path.exists() else 'does not exist'}; point --model-dir (or the config file's base_path) to a bundle or to a folder of version folders."
         raise ServingError(msg)
     # a version counts once its manifest is there: a Pusher writing through a store writes it last
     return {int(p.name): p for p in base_path.iterdir() if _is_version(p.name) and (p / MANIFEST).is_file()}
@@ -263,7 +266,8 @@ class ModelRegistry:
             return known
         chosen = [s for s in known if s.version == version]
         if not chosen:
-            msg = f"model {name!r} has no version {version}; the versions known are {[s.version for s in known]}."
+            named = f"version {version} (label {label!r})" if label is not None else f"version {version}"
+            msg = f"model {name!r} has no {named}; the versions known are {[s.version for s in known]}."
             raise ModelNotFoundError(msg)
         return chosen
 
@@ -287,8 +291,10 @@ class ModelRegistry:
             return
         self._stop.clear()
 
+        wait = min(seconds, threading.TIMEOUT_MAX)  # past it, Event.wait raises and the poller dies
+
         def run() -> None:
-            while not self._stop.wait(seconds):
+            while not self._stop.wait(wait):
                 self.poll()
 
         self._poller = threading.Thread(target=run, name="conveyor-model-poller", daemon=True)
@@ -323,8 +329,13 @@ class ModelRegistry:
         failed = {v: f for v, f in snapshot.failed.items() if v in on_disk and f.files == _files_of(on_disk[v])}
         selected = config.version_policy.select(set(on_disk) - set(failed))
         if not selected:  # an emptied or missing folder never leaves a model with nothing to serve
+            vanished = frozenset(v for v in snapshot.served if v not in on_disk)
+            if vanished != snapshot.vanished:
+                with self._lock:
+                    self._models[name] = replace(self._models[name], vanished=vanished)
             return
-        to_load = [v for v in selected if v not in snapshot.served]
+        # a served version whose folder was gone and is back may hold another bundle: load it again
+        to_load = [v for v in selected if v not in snapshot.served or v in snapshot.vanished]
         if to_load:  # seen as LOADING meanwhile
             with self._lock:
                 self._models[name] = replace(self._models[name], loading=frozenset(to_load), failed=failed)
@@ -344,13 +355,19 @@ class ModelRegistry:
         selected = config.version_policy.select(set(on_disk) - set(failed))
         with self._lock:
             current = self._models[name]
-            served = {v: current.served.get(v) or loaded[v] for v in selected if v in current.served or v in loaded}
+            served = {v: loaded.get(v) or current.served[v] for v in selected if v in loaded or v in current.served}
             if not served:
                 served = dict(current.served)
             retired = {v: r for v, r in current.retired.items() if v in on_disk and v not in served}
             retired |= {v: weakref.ref(s.model) for v, s in current.served.items() if v not in served}
+            vanished = frozenset(v for v in served if v not in on_disk)
             self._models[name] = replace(
-                current, served=MappingProxyType(served), loading=frozenset(), failed=failed, retired=retired
+                current,
+                served=MappingProxyType(served),
+                loading=frozenset(),
+                failed=failed,
+                retired=retired,
+                vanished=vanished,
             )
 
 

@@ -36,6 +36,7 @@ from conveyor.serving.config import (
     ModelConfig,
     PredictionLogConfig,
     TlsConfig,
+    check_poll_seconds,
     read_server_config,
 )
 from conveyor.serving.metrics import ServerMetrics
@@ -83,7 +84,8 @@ class ModelServer:
             ports and the kernel spreads connections over them (``conveyor serve --workers``).
 
     Raises:
-        ServingError: a model folder holds no bundle, or its bundle fails to load.
+        ServingError: a model folder holds no bundle, or its bundle fails to load, or
+            ``poll_seconds`` is no finite number of seconds >= 0.
 
     Example:
         >>> ModelServer({"penguins": "serving/penguins"}).run()   # until SIGINT or SIGTERM
@@ -105,6 +107,7 @@ class ModelServer:
         batching: BatchingConfig | None = None,
         reuse_port: bool = False,
     ) -> None:
+        self.poll_seconds = check_poll_seconds(poll_seconds, "poll_seconds")
         self.registry = ModelRegistry()
         for name, model in models.items():
             if isinstance(model, ModelConfig):
@@ -118,7 +121,6 @@ class ModelServer:
                 )
             else:
                 self.registry.load(name, model)
-        self.poll_seconds = poll_seconds
         self.reuse_port = reuse_port
         self.host = host
         self.tls = tls

@@ -442,7 +442,7 @@ def test_memory_stays_flat_across_50_swaps(tmp_path: Path) -> None:
         ("models: [{name: m, base_path: m, labels: {stable: three}}]", "models[0].labels.stable must be a version number"),
         ("models: [{name: m, base_path: m, version_policy: {specific: [3]}, labels: {canary: 5}}]", "models[0].labels.canary points at version 5"),
         ("models: [{name: m, base_path: m}]\nbatching: {max_batch: 8}", "batching has an unknown key 'max_batch'"),
-        ("models: [{name: m, base_path: m}]\npoll_seconds: -1", "poll_seconds must be a number of seconds >= 0"),
+        ("models: [{name: m, base_path: m}]\npoll_seconds: -1", "poll_seconds must be a finite number of seconds >= 0"),
         ("models: [{name: m, base_path: a}, {name: m, base_path: b}]", "models names ['m'] more than once"),
     ],
 )  # fmt: skip
