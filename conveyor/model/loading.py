@@ -8,6 +8,7 @@ out as in training (``features.to_matrix``) and returns outputs named by the tas
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from conveyor.model.flavors import OPT_IN, flavor_named
 from conveyor.model.flavors.linear import LinearModel
 from conveyor.model.saving import feature_graph
 from conveyor.transform.fitted import FittedGraph, load
+from conveyor.transform.plan import single_row
 
-__all__ = ["FLOAT32_MAX", "LoadedModel", "load_model", "load_native", "outputs"]
+__all__ = ["FLOAT32_MAX", "LoadedModel", "fits", "load_model", "load_native", "misfit_message", "outputs", "type_fits"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """The largest feature value a model is given: past it, a float32 model sees infinity."""
@@ -65,9 +67,11 @@ class LoadedModel:
         (multiclass) or ``{"value"}`` (regression), one entry per row.
 
         Raises:
-            InvalidInputError: a required feature is missing, a value cannot be read, or a feature
-                is infinite or past float32's range once transformed (the row and feature named).
+            InvalidInputError: a required feature is missing, a value cannot be read or is not of
+                its feature's kind (a number for a string feature), or a feature is infinite or past
+                float32's range once transformed (the row and feature named).
         """
+        self._check_kinds(rows)
         try:
             columns = self._graph.apply(rows)
         except TransformError as e:
@@ -78,6 +82,35 @@ class LoadedModel:
         if matrix.shape[0] == 0:
             return outputs(np.zeros((0, len(self.classes or [0, 0]))), self.task, self._labels)
         return outputs(self._run(self.native, matrix, self.task, self._options), self.task, self._labels)
+
+    def _check_kinds(self, rows: Any) -> None:
+        """Refuse a Python value of another kind than its feature's (``fits``), which the transform
+        would read as its text or truth: 2.5 for a string feature is "2.5", True for a number 1.
+        Typed columns (Arrow, NumPy, a pandas column of one dtype) are left to the transform,
+        which casts them as it cast the training data."""
+        inputs = self.signature.get("inputs", {})
+        row = single_row(rows)
+        if row is not None:
+            rows = [row]
+        if isinstance(rows, Mapping):
+            columns = {n: list(c) for n, c in rows.items() if n in inputs and _python_values(c)}
+        elif isinstance(rows, list) and all(isinstance(r, Mapping) for r in rows):
+            columns = {n: [r.get(n) for r in rows] for n in inputs}
+        elif hasattr(rows, "columns") and hasattr(rows, "iloc"):  # pandas: its object columns hold Python values
+            columns = {
+                str(n): rows.iloc[:, i].tolist()
+                for i, n in enumerate(rows.columns)
+                if str(n) in inputs and getattr(rows.dtypes.iloc[i], "kind", "") == "O"
+            }
+        else:
+            return
+        for name, values in columns.items():
+            kind = inputs[name].get("kind", "")
+            if all(type_fits(t, kind) for t in set(map(type, values))):
+                continue
+            for i, value in enumerate(values):
+                if not fits(value, kind):
+                    raise InvalidInputError(misfit_message(f"row {i}[{name!r}]", name, kind, repr(value), null="None"))
 
     def _check_range(self, matrix: Any) -> None:
         """Refuse a feature that is infinite or past float32's range (NaN, a missing value, passes):
@@ -102,6 +135,52 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel({str(self.path)!r}, flavor={self.flavor!r}, task={self.task!r})"
+
+
+_BOOLS = (bool, np.bool_)
+_NUMBERS = (int, float, np.number, decimal.Decimal)  # bool is an int: told apart before
+_CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray)
+WANTED = {"number": "a number", "string": "a string", "bool": "true or false"}
+"""What a feature of each kind takes, as a refusal says (a ``bytes`` feature's file is checked where it is decoded)."""
+
+
+def fits(value: Any, kind: str) -> bool:
+    """Whether a feature of ``kind`` takes ``value``: a number feature numbers and text (read as
+    a number, or refused, by the transform), a string feature text, a bool feature true and
+    false; every kind None and NaN (pandas' missing value) as missing. One value, never a list.
+    """
+    if value is None or kind not in WANTED:
+        return True
+    if isinstance(value, _CONTAINERS):
+        return False
+    if isinstance(value, _BOOLS):
+        return kind == "bool"
+    if isinstance(value, _NUMBERS):
+        return kind == "number" or value != value  # NaN: missing
+    return kind != "bool" or not isinstance(value, str | bytes)
+
+
+def type_fits(t: type, kind: str) -> bool:
+    """Whether every value of type ``t`` fits ``kind``: a float may not (NaN fits a string feature, 1.0 does not)."""
+    if kind not in WANTED:
+        return True
+    if issubclass(t, _CONTAINERS):
+        return False
+    if issubclass(t, _BOOLS):
+        return kind == "bool"
+    if issubclass(t, _NUMBERS):
+        return kind == "number"
+    return kind != "bool" or not issubclass(t, str | bytes)
+
+
+def _python_values(column: Any) -> bool:
+    """Whether a column holds Python values (a list, a tuple, a NumPy array of objects), not typed ones."""
+    return isinstance(column, list | tuple) or (isinstance(column, np.ndarray) and column.dtype == object)
+
+
+def misfit_message(where: str, name: str, kind: str, shown: str, *, null: str = "null") -> str:
+    """The one line refusing the value ``shown`` at ``where``, which feature ``name`` of ``kind`` does not take."""
+    return f"{where} is {shown}, which is no {kind}; {name!r} is a {kind} feature: send {WANTED[kind]}, or {null} when it is missing."
 
 
 def outputs(scores: Any, task: str, classes: np.ndarray | None) -> dict[str, np.ndarray]:

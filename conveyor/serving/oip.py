@@ -116,12 +116,14 @@ LENGTH = struct.Struct("<I")
 @dataclass(frozen=True)
 class Tensor:
     """A named tensor: its elements flat in row-major order (a BYTES element as it came: str from
-    JSON, bytes from raw data or gRPC; ``model_input`` reads it by the feature's kind)."""
+    JSON, bytes from raw data or gRPC; ``model_input`` reads it by the feature's kind), and the
+    first element JSON sent as null (read as NaN), which a required feature refuses."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
     values: np.ndarray
+    null: int | None = None
 
 
 @dataclass
@@ -144,6 +146,7 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -
         InvalidInputError: an unknown datatype, a bad shape, or elements that do not fit them.
     """
     dims = _shape(name, datatype, shape)
+    null = None
     if datatype == "BYTES":
         array = np.asarray(values, dtype=object).reshape(-1)
         wrong = next((v for v in array.tolist() if not isinstance(v, str | bytes)), None)
@@ -152,12 +155,15 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -
             raise InvalidInputError(msg)
     else:
         try:
-            _check_kind(name, datatype, np.asarray(values), values)
+            elements = np.asarray(values)
+            _check_kind(name, datatype, elements, values)
             array = np.asarray(values, dtype=DTYPES[datatype]).reshape(-1)
         except (ValueError, TypeError, OverflowError) as e:
             msg = f"the data of input {name!r} cannot be read as {datatype}: {e}."
             raise InvalidInputError(msg) from e
-    return _counted(Tensor(name, datatype, dims, array))
+        if elements.dtype == object:  # JSON's null is among the numbers
+            null = next((i for i, v in enumerate(elements.reshape(-1).tolist()) if v is None), None)
+    return _counted(Tensor(name, datatype, dims, array, null))
 
 
 ELEMENT_KINDS = {"BOOL": "b", **dict.fromkeys(("UINT8", "UINT16", "UINT32", "UINT64"), "iu")}
@@ -322,6 +328,13 @@ def model_input(tensors: Sequence[Tensor], model: LoadedModel) -> list[dict[str,
     if absent:
         msg = f"the model needs the input {absent[0]!r}, which the request lacks; send a tensor named {absent[0]!r} (inputs sent: {sorted(sent)})."
         raise InvalidInputError(msg)
+    null = next((t for t in tensors if t.null is not None and expected.get(t.name, {}).get("required")), None)
+    if null is not None:
+        msg = (
+            f"element {null.null} of input {null.name!r} is null, and {null.name!r} is a required feature "
+            "(the training schema has it in every example): send its value."
+        )
+        raise InvalidInputError(msg)
     lengths = {t.name: t.shape[0] for t in tensors}
     if len(set(lengths.values())) > 1:
         msg = f"the input tensors must have one length, one value per row; they have {lengths}."
@@ -409,11 +422,19 @@ def server_metadata() -> dict[str, Any]:
     return {"name": "conveyor", "version": __version__, "extensions": EXTENSIONS}
 
 
+def _input_datatype(spec: Mapping[str, Any]) -> str:
+    """The datatype a raw feature is sent as: INT64 for a number feature the schema types int
+    (``"dtype": "int64"``), FP64 for another, BOOL for a bool, BYTES for text and files."""
+    if spec.get("kind") == "number" and spec.get("dtype") == "int64":
+        return "INT64"
+    return KIND_DATATYPE.get(spec.get("kind", ""), "BYTES")
+
+
 def model_metadata(served: ServedVersion, versions: Sequence[ServedVersion]) -> dict[str, Any]:
     """``GET /v2/models/{name}``: the versions served, and ``served``'s inputs and outputs."""
     signature = served.model.signature
     inputs = [
-        {"name": name, "datatype": KIND_DATATYPE.get(spec.get("kind", ""), "BYTES"), "shape": [-1]}
+        {"name": name, "datatype": _input_datatype(spec), "shape": [-1]}
         for name, spec in signature.get("inputs", {}).items()
     ]
     outputs = [

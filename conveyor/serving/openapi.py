@@ -135,7 +135,13 @@ def _object(properties: dict[str, Any], required: Sequence[str] = ()) -> dict[st
 
 
 def _feature(spec: dict[str, Any]) -> dict[str, Any]:
-    return KIND_SCHEMA.get(spec.get("kind", ""), {}) | {"nullable": True}
+    """A raw feature's JSON: by its kind, an integer for a number the schema types int, null only
+    when it is optional (a required one's null is refused, as its absence is)."""
+    if spec.get("kind") == "number" and spec.get("dtype") == "int64":
+        schema: dict[str, Any] = {"type": "integer", "format": "int64"}
+    else:
+        schema = dict(KIND_SCHEMA.get(spec.get("kind", ""), {}))
+    return schema if spec.get("required") else schema | {"nullable": True}
 
 
 def _row(model: LoadedModel, *, required: bool = True) -> dict[str, Any]:

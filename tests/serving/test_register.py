@@ -429,8 +429,8 @@ def test_numbers_sent_as_text_are_logged_as_the_numbers_the_model_read(base_path
     sent = [
         {"amount": 90.0, "product": "card"},
         {"amount": " 12.5 ", "product": "card"},
-        {"amount": 3, "product": 5},
-        {"amount": "nan", "product": 7.5},
+        {"amount": 3, "product": "5"},
+        {"amount": "nan", "product": "7.5"},
     ]
     with ModelServer({"segments": base_path}, rest_port=0, poll_seconds=0, prediction_log=log) as server:
         client = Client(server.url)
