@@ -122,29 +122,46 @@ def make_private(
 
 
 def _noise_for(epsilon: float, delta: float, batches: int, epochs: int, accountant: str) -> float:
-    """The noise that spends ``epsilon`` in exactly ``epochs · batches`` steps.
+    """The noise that spends ``epsilon`` in exactly ``epochs · batches`` steps, as saving counts it.
 
-    Opacus's ``make_private_with_epsilon`` counts ``int(epochs / sample_rate)`` steps, one short
-    when the division rounds down (75 batches, 3 epochs: 224), so the run overshot its target.
+    Opacus's search (``get_noise_multiplier``, the same bisection to 0.01 of ε) has two faults
+    here: ``make_private_with_epsilon`` counts ``int(epochs / sample_rate)`` steps, one short
+    when the division rounds down (75 batches, 3 epochs: 224), so the run overshot its target;
+    and it asks PRV for ε at every trial noise however low, where PRV's grid takes gigabytes (a
+    target ε of 100 took 23 s and 1.9 GB, of 1000 ran out of memory). Each trial here is
+    counted as ``_spent`` counts the saved model: by RDP where PRV's grid would not fit. And
+    Opacus's bisection never ends where PRV's ε jumps over its tolerance (a target of 1000 at
+    rate 0.1 over 10 steps ran past 15 minutes): this one ends when the noise is known to 1e-6.
     """
-    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.accountants import create_accountant
 
-    with _prv_grid_sized(accountant):
-        try:
-            return float(
-                get_noise_multiplier(
-                    target_epsilon=epsilon,
-                    target_delta=delta,
-                    sample_rate=1 / batches,
-                    steps=epochs * batches,
-                    accountant=accountant,
-                )
-            )
-        except ValueError as e:
-            if "budget is too low" not in str(e):
-                raise
+    def spent(noise: float) -> float:
+        trial = create_accountant(mechanism=accountant)
+        trial.history = [(noise, 1 / batches, epochs * batches)]
+        return _epsilon(trial, delta)[1]
+
+    low, high, at_high = 0.0, 10.0, math.inf
+    while at_high > epsilon:
+        high *= 2
+        if high > _MAX_NOISE:
             msg = f"make_private cannot reach epsilon={epsilon!r} in {epochs} epochs with any noise Opacus allows; raise epsilon or train fewer epochs."
-            raise ValueError(msg) from e
+            raise ValueError(msg)
+        at_high = spent(high)
+    # PRV's ε can jump past the tolerance as the noise moves by the last bits (at ε=1000, from
+    # 990 to inf): a bracket that stops narrowing ends the search, with the side under ε.
+    while epsilon - at_high > _EPSILON_TOLERANCE and high - low > _NOISE_TOLERANCE * high:
+        middle = (low + high) / 2
+        at_middle = spent(middle)
+        if at_middle < epsilon:
+            high, at_high = middle, at_middle
+        else:
+            low = middle
+    return high
+
+
+_MAX_NOISE = 1e6  # Opacus's MAX_SIGMA
+_EPSILON_TOLERANCE = 0.01  # Opacus's: the ε reached is within this of the target, never above it
+_NOISE_TOLERANCE = 1e-6  # relative: the noise is known to this, if ε cannot come within its tolerance
 
 
 def _check(
@@ -272,34 +289,54 @@ def _spent(accountant: Any, delta: float) -> tuple[str, float]:
     multiplier of 0.1 over 1000 steps at rate 0.01: 194 million), where saving would hang or
     run out of memory. RDP bounds ε as validly, a little more loosely, in milliseconds.
     """
-    from opacus.accountants import RDPAccountant
-
-    asked = accountant.mechanism()
-    if asked == "prv" and _prv_grid_points(accountant, delta) > _PRV_GRID_POINTS:
-        accountant, history = RDPAccountant(), accountant.history
-        accountant.history = list(history)
-    with _prv_grid_sized(asked):  # RDP standing in for PRV: its advice to widen the orders is not the user's to take
-        epsilon = float(accountant.get_epsilon(delta))
+    mechanism, epsilon = _epsilon(accountant, delta)
     if not math.isfinite(epsilon):
         msg = (
             f"This model's DP-SGD noise is so low that its ε is unbounded ({epsilon}): it is not differentially "
             "private; raise noise_multiplier, or save model.to_standard_module() to keep the network with no privacy claim."
         )
         raise ValueError(msg)
-    return accountant.mechanism(), epsilon
+    return mechanism, epsilon
 
 
-def _prv_grid_points(accountant: Any, delta: float) -> int:
-    """How many points Opacus's PRV accountant would discretize on, with the errors its get_epsilon defaults to."""
+def _epsilon(accountant: Any, delta: float) -> tuple[str, float]:
+    """``_spent``'s accountant and ε, which may be infinite.
+
+    PRV's grid is sized once: its size decides between PRV and RDP, and a copy of the
+    accountant is handed that grid, so ``get_epsilon`` does not size it again (the sizing
+    runs RDP over every order, half of PRV's cost here; measured). Where PRV fails on its grid
+    (at very low noise its exponentials overflow, or its discrete mean strays), RDP bounds ε.
+    """
+    import numpy as np
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    asked, history = accountant.mechanism(), list(accountant.history)
+    with _prv_grid_sized(asked):  # RDP standing in for PRV: its advice to widen the orders is not the user's to take
+        if asked == "prv":
+            domain = _prv_domain(accountant, delta)
+            if domain.size <= _PRV_GRID_POINTS:
+                prv = PRVAccountant()
+                prv.history = history
+                prv._get_domain = lambda **_: domain  # type: ignore[method-assign]
+                try:
+                    with np.errstate(over="raise", invalid="raise"):
+                        return "prv", float(prv.get_epsilon(delta))
+                except (RuntimeError, FloatingPointError):  # at very low noise PRV overflows, or its mean strays
+                    pass
+            accountant = RDPAccountant()
+            accountant.history = history
+        return accountant.mechanism(), float(accountant.get_epsilon(delta))
+
+
+def _prv_domain(accountant: Any, delta: float) -> Any:
+    """The grid Opacus's PRV accountant would discretize on, with the errors its get_epsilon defaults to."""
     from opacus.accountants.analysis.prv import PoissonSubsampledGaussianPRV
 
     prvs = [PoissonSubsampledGaussianPRV(rate, noise) for noise, rate, _ in accountant.history]
     compositions = [int(done) for _, _, done in accountant.history]
-    with _prv_grid_sized("prv"):
-        domain = accountant._get_domain(
-            prvs=prvs, num_self_compositions=compositions, eps_error=0.01, delta_error=delta / 1000
-        )
-    return int(domain.size)
+    return accountant._get_domain(
+        prvs=prvs, num_self_compositions=compositions, eps_error=0.01, delta_error=delta / 1000
+    )
 
 
 @contextlib.contextmanager
