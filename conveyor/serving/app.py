@@ -334,35 +334,53 @@ async def _off_loop(decode: Callable[[], T], size: int) -> T:
 
 async def _body(request: Request, limit: int, timeout: float) -> bytes:
     """The request's body, read no further than ``limit`` bytes, nor waited for more than ``timeout``
-    seconds between two parts of it (as nginx's ``client_body_timeout``)."""
+    seconds between two parts of it (as nginx's ``client_body_timeout``).
+
+    A body over the limit is still read, and dropped, up to ``DRAINED_BYTES`` more before the
+    413: a client that sends all of its body before it reads the answer (``http.client``,
+    ``requests``) would otherwise see its connection reset, as the kernel answers bytes sent to
+    a closed socket (nginx's lingering close does the same).
+    """
     declared = request.headers.get("content-length", "")
+    size = int(declared) if declared.isascii() and declared.isdigit() else None
     too_large = f"the request body is larger than the {limit} bytes this server reads; send fewer rows per request."
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if size is not None and size > limit + DRAINED_BYTES:
         raise BodyTooLargeError(too_large)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in COMPRESSED and encoding not in ("", "identity"):
         msg = f"the request body's Content-Encoding {encoding!r} is not read here; send it as is, gzip or deflate."
         raise UnsupportedEncodingError(msg)
     body = bytearray()
+    seen = 0
     try:
         async with asyncio.timeout(timeout) as deadline:
             async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise BodyTooLargeError(too_large)
+                seen += len(chunk)
+                if seen > limit + DRAINED_BYTES:
+                    break
+                if seen <= limit and (size is None or size <= limit):
+                    body += chunk
                 deadline.reschedule(asyncio.get_running_loop().time() + timeout)
     except TimeoutError:
+        if seen > limit:
+            raise BodyTooLargeError(too_large) from None
         msg = (
             f"the request body stopped arriving: nothing came for {timeout:g} s after {len(body)} bytes; "
             "send the whole body its Content-Length announces."
         )
         raise BodyTimeoutError(msg) from None
     except ClientDisconnect:
-        msg = f"the client closed its connection after {len(body)} bytes of the request body."
+        msg = f"the client closed its connection after {seen} bytes of the request body."
         raise ClientGoneError(msg) from None
+    if seen > limit or (size is not None and size > limit):
+        raise BodyTooLargeError(too_large)
     if encoding in COMPRESSED:
         return await run_in_threadpool(_decompressed, bytes(body), encoding, limit)  # a few KiB may inflate to MiBs
     return bytes(body)
+
+
+DRAINED_BYTES = 64 << 20
+"""How much of a body over the limit is read and dropped before the 413 is sent (see ``_body``)."""
 
 
 COMPRESSED = {"gzip": 31, "x-gzip": 31, "deflate": 15}
