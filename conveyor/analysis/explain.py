@@ -138,11 +138,15 @@ def explain(
     def scores(matrix: np.ndarray) -> np.ndarray:
         return np.asarray(predict(coding.decode(matrix)), dtype=np.float64).reshape(len(matrix), len(outputs))
 
-    explainer = shap.explainers.Permutation(
-        scores, shap.maskers.Independent(coding.encode(background), max_samples=background.height), seed=config.seed
-    )
     budget = config.max_evals if config.max_evals is not None else "auto"
-    found = explainer(coding.encode(sample), max_evals=budget, silent=True)
+    held = np.random.get_state()  # shap seeds NumPy's global generator: the caller's draws must not change
+    try:
+        explainer = shap.explainers.Permutation(
+            scores, shap.maskers.Independent(coding.encode(background), max_samples=background.height), seed=config.seed
+        )
+        found = explainer(coding.encode(sample), max_evals=budget, silent=True)
+    finally:
+        np.random.set_state(held)
     values = np.asarray(found.values, dtype=np.float64).reshape(sample.height, len(features), len(outputs))
     base = np.asarray(found.base_values, dtype=np.float64).reshape(sample.height, len(outputs))
     by_output = np.abs(values).mean(axis=0)
