@@ -2,7 +2,8 @@
 
 A column is int64 while all its values are integers, float64 while all are numbers, text
 otherwise; values with a leading zero ("02134", "007") keep it text by rule (zip codes and ids
-are not numbers), and so do integers beyond 64 bits (20-digit ids). One stray value can thus
+are not numbers), and so do integers beyond 64 bits (20-digit ids), and integers a float cannot
+hold exactly (past 2**53) in a column that also holds floats. One stray value can thus
 turn 200,000 integers into text. When the values that are not numbers are a minority (at most
 1 in 100 of the column's values, or up to 3 in a small file when they are at most 1 in 10),
 ``on_mismatch`` says what happens:
@@ -12,8 +13,8 @@ turn 200,000 integers into text. When the values that are not numbers are a mino
 - ``"quarantine"``: the rows holding such values are set aside (with the reason) and the
   column keeps the type of its other values.
 
-An integer column that meets a decimal becomes float64 in both cases, without a warning: no
-value is lost. A column whose non-numbers are no minority is text, as it should be.
+An integer column that meets a decimal becomes float64 in both cases, without a warning, when
+no value is lost. A column whose non-numbers are no minority is text, as it should be.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class _Column:
     big: int = 0
     first_text: tuple[str, str, int] | None = None
     first_big: tuple[str, str, int] | None = None
+    first_inexact: tuple[str, str, int] | None = None  # an integer a float cannot hold exactly
+    first_float: tuple[str, str, int] | None = None
     zero: bool = False
     settled: bool = False  # text by majority: no more counting
     frozen: bool = False
@@ -61,7 +64,7 @@ class _Column:
     def reset(self) -> None:
         """A new pass with the types found: counts start again, the types stay as they are."""
         self.values = self.text = self.big = 0
-        self.first_text = self.first_big = None
+        self.first_text = self.first_big = self.first_inexact = self.first_float = None
         self.quarantined = {}
         self.settled = self.zero
         self.frozen = True
@@ -129,6 +132,13 @@ class TextTypes:
             return None
         number, text = _classify(arr, col.number)
         col.number = _wider(col.number, number)
+        inexact = _inexact_integers(arr)
+        if inexact.any():
+            col.first_inexact = col.first_inexact or _first(arr, inexact, where, lines)
+        if number == pa.float64() and col.first_float is None:
+            fraction = pc.invert(pc.fill_null(pc.match_substring_regex(arr, _INT), True))
+            floats = fraction.to_numpy(zero_copy_only=False) & (True if text is None else ~text)
+            col.first_float = _first(arr, floats, where, lines) if floats.any() else None
         if text is not None:
             big = text & _big_integers(arr)
             col.text += int(text.sum())
@@ -138,7 +148,8 @@ class TextTypes:
                 col.first_big = col.first_big or _first(arr, big, where, lines)
         quarantine = self.on_mismatch == "quarantine" and minority(col.text, col.values)
         if not col.frozen:
-            col.type = pa.string() if col.text and not quarantine else col.number
+            lossy = col.first_inexact is not None and col.number == pa.float64()
+            col.type = pa.string() if (col.text and not quarantine) or lossy else col.number
         if col.text > 100 and not minority(col.text, col.values):
             col.settled = True
         return text
@@ -160,6 +171,12 @@ class TextTypes:
                 value, where, line = col.first_big
                 found.append(
                     f"Column {name!r} holds integers beyond 64 bits, e.g. {value} ({where}:{line}); it is text."
+                )
+            if col.first_inexact is not None and col.first_float is not None and col.type == pa.string():
+                (value, where, line), (other, at, at_line) = col.first_inexact, col.first_float
+                found.append(
+                    f"Column {name!r} holds integers a float cannot hold exactly, e.g. {value} ({where}:{line}), "
+                    f"beside floats, e.g. {other} ({at}:{at_line}); it is text."
                 )
             if col.zero or col.settled or not minority(col.text, col.values) or col.text == col.big:
                 continue
@@ -262,6 +279,20 @@ def _big_integers(arr: pa.Array) -> np.ndarray:
     mask = pc.fill_null(long, False).to_numpy(zero_copy_only=False).copy()
     for i in np.flatnonzero(mask):
         mask[i] = not -(2**63) <= int(arr[int(i)].as_py()) < 2**63
+    return mask
+
+
+def _inexact_integers(arr: pa.Array) -> np.ndarray:
+    """Mask of the integers within 64 bits that a float cannot hold exactly (past 2**53: 16 digits or more)."""
+    lengths = pc.binary_length(arr)
+    if (pc.max(lengths).as_py() or 0) < 16:
+        return np.zeros(len(arr), bool)
+    long = pc.fill_null(pc.and_(pc.greater_equal(lengths, 16), pc.match_substring_regex(arr, _INT)), False)
+    mask = long.to_numpy(zero_copy_only=False) & ~_big_integers(arr)
+    values = pc.cast(arr.filter(pa.array(mask)), pa.int64()).to_numpy()
+    as_float = values.astype(np.float64)
+    inside = as_float < 2.0**63  # float(2**63 - 1) is 2**63, beyond int64
+    mask[mask] = ~inside | (np.where(inside, as_float, 0).astype(np.int64) != values)
     return mask
 
 

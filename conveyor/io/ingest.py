@@ -36,7 +36,7 @@ from conveyor.io.csv import BadRow, CsvFile, CsvOptions
 from conveyor.io.csv_types import TextTypes
 from conveyor.io.files import open_remote
 from conveyor.io.hashing import assign_buckets, hash_rows, hash_text_rows
-from conveyor.io.jsonl import read_jsonl
+from conveyor.io.jsonl import ExactIntegers, is_blank, read_jsonl
 from conveyor.io.parquet import SplitWriter, parquet_schema, read_parquet
 from conveyor.io.plan import SPLIT_NAME, Source, SplitRule
 from conveyor.io.quarantine import Quarantine
@@ -229,19 +229,20 @@ class TypedInput:
         self.notes: list[str] = []
         self.empty: list[str] = []
         self._schemas: dict[str, pa.Schema] = {}
+        self.exact = ExactIntegers() if kind == "jsonl" else None
 
     def prepare(self, sources: list[Source]) -> None:
-        """Parquet and Avro carry their schema: unify them all before reading a row."""
+        """Parquet and Avro carry their schema: unify them all before reading a row.
+
+        JSON Lines files that are all empty are named now (the first file that is not ends the look).
+        """
+        if self.kind == "jsonl" and sources and all(is_blank(self.fs, s.path, self.encoding) for s in sources):
+            raise DataValidationError(_no_rows([s.path for s in sources], "0 bytes or blank lines only"))
         if self.kind not in ("parquet", "avro"):
             return
         self.empty = [s.path for s in sources if s.size == 0 and _is_empty(self.fs, s.path)]
         if self.empty and len(self.empty) == len(sources):
-            files = ", ".join(self.empty)
-            msg = (
-                f"ExampleGen read no rows: {files} {'is' if len(self.empty) < 2 else 'are'} empty (0 bytes); "
-                f"check the files or the pattern."
-            )
-            raise DataValidationError(msg)
+            raise DataValidationError(_no_rows(self.empty, "0 bytes"))
         first: tuple[str, list[str]] | None = None
         for source in sources:
             if source.path in self.empty:
@@ -285,6 +286,10 @@ class TypedInput:
         self.columns.warn(warning)
 
     def observe(self, batch: pa.RecordBatch, lines: Lines, where: str, on_bad_row: BadRow) -> pa.RecordBatch:
+        if self.exact is not None:  # JSON Lines: a column of ids that is float in another chunk becomes text
+            for name, warning in self.exact.observe(batch, lines, where):
+                self.columns.text.add(name)
+                self.columns.warn(warning)
         self.columns.observe(
             batch.schema, where, None if lines is None else functools.partial(_at, batch, lines, where)
         )
@@ -304,6 +309,11 @@ class TypedInput:
 
     def restart(self) -> None:
         return None
+
+
+def _no_rows(files: list[str], what: str) -> str:
+    are = "is" if len(files) < 2 else "are"
+    return f"ExampleGen read no rows: {', '.join(files)} {are} empty ({what}); check the files or the pattern."
 
 
 def _is_empty(fs: Any, path: str) -> bool:

@@ -7,8 +7,8 @@ is read on its own, types inferred over the chunk, and the caller unifies chunks
 
 - A line that is not a JSON object (not JSON, not UTF-8, a list, two objects, ...) goes to
   ``on_bad_row`` with the reason, and so do one with a number beyond the float range
-  (``1e400``), which Arrow cannot hold, and one with a key twice in an object (Arrow refuses
-  the whole block; which value was meant is not known).
+  (``1e400``, or a fraction with 400 digits before its point, which Arrow reads as inf), and one with
+  a key twice in an object (Arrow refuses the whole block; which value was meant is not known).
 - JSON has no dates: a string stays a string, though Arrow would read ISO 8601 ones as
   timestamps (dropping their UTC offset, and making the column's type depend on which
   strings a chunk happens to hold).
@@ -18,10 +18,13 @@ is read on its own, types inferred over the chunk, and the caller unifies chunks
 - ``NaN``, ``Infinity`` and ``-Infinity`` are no standard JSON, but Python's ``json.dumps``
   writes them: they are read as the floats nan, inf and -inf (as CSV reads ``nan`` and
   ``inf``), said through ``on_warning`` naming the column, the token and its line.
-- An integer beyond 64 bits (a 20-digit id), which Arrow would read as a float losing its
-  digits, makes its column text, exact, as in CSV and SQL (``conveyor.io.columns.TEXT``): the
-  integers as written, other numbers as Arrow writes them; said through ``on_warning``,
-  naming the column, a value and its line. (Nested fields are not checked.)
+- An integer beyond 64 bits (a 20-digit id, or one of 400 digits), which Arrow would read as a
+  float losing its digits, makes its column text, exact, as in CSV and SQL
+  (``conveyor.io.columns.TEXT``): the integers as written, other numbers as Arrow writes them;
+  said through ``on_warning``, naming the column, a value and its line. So does an integer a
+  float cannot hold exactly (past 2**53) beside floats in the chunk; beside floats in another
+  chunk or file, ``ExactIntegers`` (of the caller) makes it text. In a nested field, which
+  cannot become text, either is an error naming the field, the value and its line.
 - An empty file (0 bytes or blank lines only) gives no rows, and a warning naming it.
 """
 
@@ -75,9 +78,9 @@ def read_jsonl(
             if chunk.strip():
                 empty = False
                 table, lines = _parse(chunk, path, line, on_bad_row)
+                table, lines, exact = _exact_numbers(table, lines, chunk, path, line, on_bad_row)
                 found = list(_odd_numbers(table, lines, chunk, path, line))
-                table, wide = _wide_ints_as_text(table, lines, chunk, path, line)
-                for key, warning in found + wide:
+                for key, warning in found + exact:
                     if key not in said and on_warning is not None:
                         on_warning(said.setdefault(key, warning))
                 offset = 0
@@ -89,6 +92,16 @@ def read_jsonl(
                 break
     if empty and on_warning is not None:
         on_warning(f"{path} is empty (0 bytes or blank lines only); skipped.")
+
+
+def is_blank(fs: Any, path: str, encoding: str | None = None) -> bool:
+    """Whether the file holds nothing but whitespace; read only up to its first other character."""
+    with open_stream(fs, path) as f:
+        read = _as_utf8(f.read, path, encoding)
+        while data := read(1 << 16):
+            if data.strip():
+                return False
+    return True
 
 
 def _as_utf8(read: Callable[[int], bytes], path: str, encoding: str | None) -> Callable[[int], bytes]:
@@ -210,13 +223,16 @@ def _float(text: str) -> float:
     return value
 
 
-def _int(text: str) -> int:
-    value = int(text)
+def _int(text: str) -> int | str:
+    """Any integer: Arrow reads one past the float range too (as inf), and its column becomes text."""
     try:
-        float(value)
-    except OverflowError:
-        raise _BeyondFloat(text) from None
-    return value
+        return int(text)
+    except ValueError:  # more digits than Python converts (4300)
+        return text
+
+
+def _beyond_float(number: str) -> str:
+    return f"the number {number if len(number) <= 40 else number[:37] + '...'} is beyond the range of a float"
 
 
 class _TwiceKey(ValueError):
@@ -241,12 +257,9 @@ def _why_bad(raw: bytes) -> str | None:
             f"encoding (encoding='latin-1') or write it as UTF-8"
         )
     except _BeyondFloat as e:
-        number = str(e) if len(str(e)) <= 40 else str(e)[:37] + "..."
-        return f"the number {number} is beyond the range of a float"
+        return _beyond_float(str(e))
     except json.JSONDecodeError as e:
         return f"not valid JSON: {e.msg} at column {e.colno}"
-    except ValueError as e:  # an integer of more than 4300 digits
-        return f"not readable JSON: {e}"
     if not isinstance(value, dict):
         return f"a JSON {type(value).__name__}, not an object"
     if b"\\u" in raw and _lone_surrogate(value):
@@ -330,44 +343,198 @@ def _odd_numbers(
             )
 
 
-def _wide_ints_as_text(
-    table: pa.Table, lines: Lines, chunk: bytes, path: str, first_line: int
-) -> tuple[pa.Table, list[tuple[tuple[str, str], str]]]:
-    """The table with each float column that holds an integer beyond 64 bits as text, and a warning for each.
+Steps = tuple[str, ...]
+"""Where a value sits in a line's object: ``("a", "b")`` is field ``a.b``, ``("l", "[]")`` the items of ``l``."""
 
-    Only a whole value of 2**63 or more (what such an integer becomes) sends the column's lines
-    to Python's JSON, which tells ``1e20`` (a float, kept) from ``100000000000000000000``.
+
+def _exact_numbers(
+    table: pa.Table, lines: Lines, chunk: bytes, path: str, first_line: int, on_bad_row: BadRow
+) -> tuple[pa.Table, Lines, list[tuple[tuple[str, str], str]]]:
+    """The table without a number that Arrow's floats changed unsaid: made text, set aside, or an error.
+
+    Only a float that is whole and 2**53 or more, or infinite (what such a number becomes), sends
+    its line to Python's JSON, which tells ``1e20`` (a float, kept) from ``100000000000000000000``.
+    An integer beyond 64 bits, or one a float cannot hold exactly beside floats, makes a top-level
+    column text (with a warning) and is an error in a nested field, which cannot become text. A
+    number that is no integer and beyond the float range (Arrow reads ``1`` and 400 zeros as inf)
+    goes to ``on_bad_row``, as ``1e400`` does.
     """
+    raw = functools.cache(lambda: chunk.split(b"\n"))
+    bad: dict[int, str] = {}
+    text: set[int] = set()
+    for i, steps, array, rows in _leaves(table, pa.types.is_floating):
+        big = pc.and_(pc.equal(array, pc.floor(array)), pc.greater_equal(pc.abs(array), 2.0**53))
+        found = np.flatnonzero(pc.fill_null(big, False).to_numpy(zero_copy_only=False))
+        for row in np.unique(rows[found]) if rows is not None else found:
+            line = int(lines()[row])
+            for number in _numbers_at(raw()[line - first_line], steps):
+                if _is_int(number) and _lost(number):
+                    if len(steps) > 1:
+                        raise DataValidationError(_nested(number, steps, f"{path}:{line}"))
+                    text.add(i)
+                elif _is_number(number) and abs(float(number)) == float("inf"):
+                    bad.setdefault(int(row), _beyond_float(number))
+    if bad:
+        for row, reason in sorted(bad.items()):
+            line = int(lines()[row])
+            on_bad_row(line, reason, raw()[line - first_line].decode("utf-8", "replace"))
+        keep = np.ones(table.num_rows, bool)
+        keep[list(bad)] = False
+        table, lines = table.filter(pa.array(keep)), lines()[keep].view
     said = []
-    for i, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
-        if not pa.types.is_floating(column.type):
-            continue
-        whole = pc.and_(pc.is_finite(column), pc.equal(column, pc.floor(column)))
-        if not pc.any(pc.and_(whole, pc.greater_equal(pc.abs(column), 2.0**63))).as_py():
-            continue
-        raw = chunk.split(b"\n")
-        tokens = [_number_text(raw[n - first_line], name) for n in lines()]
-        ints = [t if t is not None and t.lstrip("-").isdigit() else None for t in tokens]
-        wide = next((k for k, t in enumerate(ints) if t is not None and not -(2**63) <= int(t) < 2**63), None)
-        if wide is None:
-            continue
-        text = [t if t is not None else v for t, v in zip(ints, column.cast(pa.string()).to_pylist(), strict=True)]
+    for i in sorted(text):
+        name = table.column_names[i]
+        numbers = [_numbers_at(raw()[n - first_line], (name,))[0] for n in lines()]
+        values = table.column(i).cast(pa.string()).to_pylist()
+        exact = [t if _is_int(t) else v for t, v in zip(numbers, values, strict=True)]
         field = pa.field(name, pa.string(), metadata={TEXT: b"made text"})
-        table = table.set_column(i, field, pa.array(text, pa.string()))
-        said.append(
-            (
-                ("wide", name),
-                f"Column {name!r} holds integers beyond 64 bits, e.g. {ints[wide]} ({path}:{int(lines()[wide])}); "
-                f"it is text.",
-            )
-        )
-    return table, said
+        table = table.set_column(i, field, pa.array(exact, pa.string()))
+        at = [f"{path}:{int(n)}" for n in lines()]
+        lost = [k for k, t in enumerate(numbers) if _is_int(t) and _lost(t)]
+        wide = next((k for k in lost if _lost(numbers[k]) == "wide"), None)
+        if wide is not None:
+            warning = f"Column {name!r} holds integers beyond 64 bits, e.g. {numbers[wide]} ({at[wide]}); it is text."
+        else:
+            other = next((k for k, t in enumerate(numbers) if _is_number(t)), None)
+            beside = None if other is None else (values[other], at[other])
+            warning = inexact_warning(name, (numbers[lost[0]], at[lost[0]]), beside)
+        said.append((("wide", name), warning))
+    return table, lines, said
 
 
-def _number_text(raw: bytes, name: str) -> str | None:
-    """The number written for field ``name`` on a line, as written (None where it is null or absent)."""
-    value = json.loads(raw, parse_int=str, parse_float=str, parse_constant=str).get(name)
-    return value if isinstance(value, str) else None
+class ExactIntegers:
+    """Across the chunks and files of an input, the fields with integers a float cannot hold exactly and floats.
+
+    A chunk's reader sees its own numbers only: ``id`` int64 in one chunk (9007199254740993) and
+    double in a later one (0.5) would widen to double and lose the digits, whichever comes first.
+    """
+
+    def __init__(self) -> None:
+        self.ints: dict[Steps, tuple[int, str]] = {}  # a field's first such integer, and where
+        self.floats: dict[Steps, tuple[float, str]] = {}  # a field's first float, and where
+
+    def observe(self, batch: pa.RecordBatch, lines: Lines | None, where: str) -> list[tuple[str, str]]:
+        """(column, warning) for each column that must be text from now on.
+
+        Raises:
+            DataValidationError: a nested field holds both, which cannot become text.
+        """
+        found = []
+        for _, steps, array, rows in _leaves(pa.Table.from_batches([batch]), _is_numeric):
+            if steps in self.ints and steps in self.floats:
+                continue  # said already
+            if pa.types.is_floating(array.type):
+                if steps not in self.floats:
+                    fraction = pc.fill_null(pc.not_equal(array, pc.floor(array)), False)  # 0.5 rather than 1.0
+                    first = pc.index(fraction, True).as_py()
+                    first = first if first >= 0 else pc.index(array.is_valid(), True).as_py()
+                    if first >= 0:
+                        self.floats[steps] = (array[first].as_py(), _place(where, lines, rows, first))
+            elif steps not in self.ints:
+                first = _first_inexact(array)
+                if first is not None:
+                    self.ints[steps] = (array[first].as_py(), _place(where, lines, rows, first))
+            if steps in self.ints and steps in self.floats:
+                (number, at), beside = self.ints[steps], self.floats[steps]
+                if len(steps) > 1:
+                    raise DataValidationError(_nested(str(number), steps, at, f"floats such as {beside[0]} ({beside[1]})"))
+                found.append((steps[0], inexact_warning(steps[0], (number, at), beside)))
+        return found
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _first_inexact(array: pa.Array) -> int | None:
+    """The index of the first integer a float cannot hold exactly, if any."""
+    found = np.flatnonzero(_inexact(pc.fill_null(array, 0).to_numpy(zero_copy_only=False)))
+    return int(found[0]) if len(found) else None
+
+
+def _inexact(values: np.ndarray) -> np.ndarray:
+    """Mask of the int64 values a float cannot hold exactly (float(2**63 - 1) is 2**63, beyond int64)."""
+    as_float = values.astype(np.float64)
+    inside = as_float < 2.0**63
+    return ~inside | (np.where(inside, as_float, 0).astype(np.int64) != values)
+
+
+def _place(where: str, lines: Lines | None, rows: np.ndarray | None, k: int) -> str:
+    row = int(rows[k]) if rows is not None else k
+    return f"{where}:{int(lines()[row])}" if lines is not None else where
+
+
+def inexact_warning(name: str, integer: tuple[Any, str], beside: tuple[Any, str] | None) -> str:
+    """Said of a column made text because a float cannot hold some of its integers (value, place) beside floats."""
+    floats = "floats" if beside is None else f"floats, e.g. {beside[0]} ({beside[1]})"
+    return (
+        f"Column {name!r} holds integers a float cannot hold exactly, e.g. {integer[0]} ({integer[1]}), beside "
+        f"{floats}; it is text."
+    )
+
+
+def _nested(number: str, steps: Steps, at: str, floats: str = "the field's floats") -> str:
+    kind = "beyond 64 bits" if _lost(number) == "wide" else f"a float cannot hold exactly beside {floats}"
+    return (
+        f"{at}: field {_name(steps)!r} holds {number if len(number) <= 40 else number[:37] + '...'}, an integer "
+        f"{kind}, inside an object or a list, where it cannot become text as a top-level field does; write it as a "
+        f"JSON string."
+    )
+
+
+def _is_int(number: str | None) -> bool:
+    return number is not None and number.lstrip("-").isdigit()
+
+
+def _is_number(number: str | None) -> bool:
+    """A number written with a fraction or an exponent: not an integer, not NaN or Infinity."""
+    return number is not None and not _is_int(number) and number not in ("NaN", "Infinity", "-Infinity")
+
+
+def _lost(number: str) -> str | None:
+    """What a float makes of an integer written so: "wide" beyond 64 bits, "inexact" other digits, None itself."""
+    digits = number.lstrip("-")
+    if len(digits) > 19 or not -(2**63) <= int(number) < 2**63:
+        return "wide"
+    return "inexact" if len(digits) > 15 and float(int(number)) != int(number) else None
+
+
+def _name(steps: Steps) -> str:
+    return "".join(s if s == "[]" or k == 0 else "." + s for k, s in enumerate(steps))
+
+
+def _leaves(
+    table: pa.Table, keep: Callable[[pa.DataType], bool]
+) -> Iterator[tuple[int, Steps, pa.Array, np.ndarray | None]]:
+    """Each array of a type ``keep`` takes in the columns, in objects and lists too: its column's index,
+    its steps and the row of each of its values (None where they are one a row)."""
+    for i, name in enumerate(table.column_names):
+        yield from _within(i, (name,), table.column(i).combine_chunks(), None, keep)
+
+
+def _within(
+    i: int, steps: Steps, array: pa.Array, rows: np.ndarray | None, keep: Callable[[pa.DataType], bool]
+) -> Iterator[tuple[int, Steps, pa.Array, np.ndarray | None]]:
+    t = array.type
+    if keep(t):
+        yield i, steps, array, rows
+    elif pa.types.is_struct(t):
+        for k in range(t.num_fields):
+            yield from _within(i, (*steps, t.field(k).name), pc.struct_field(array, [k]), rows, keep)
+    elif pa.types.is_list(t):
+        parents = pc.list_parent_indices(array).to_numpy()
+        yield from _within(i, (*steps, "[]"), array.flatten(), parents if rows is None else rows[parents], keep)
+
+
+def _numbers_at(raw: bytes, steps: Steps) -> list[str | None]:
+    """The values at ``steps`` of a line's object, numbers as written (None where null or absent)."""
+    found: list[Any] = [json.loads(raw, parse_int=str, parse_float=str, parse_constant=str)]
+    for step in steps:
+        if step == "[]":
+            found = [item for v in found if isinstance(v, list) for item in v]
+        else:
+            found = [v.get(step) if isinstance(v, dict) else None for v in found]
+    return [v if isinstance(v, str) else None for v in found]
 
 
 def _token(raw: bytes, name: str) -> str | None:

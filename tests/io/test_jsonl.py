@@ -72,8 +72,7 @@ def test_an_empty_file_reads_no_rows_clearly_and_is_skipped_beside_others(tmp_pa
     with pytest.raises(DataValidationError) as e:
         gen(tmp_path, tmp_path / "in")
     assert str(e.value) == (
-        f"ExampleGen read no rows from pattern '*' under {tmp_path / 'in'}: the input holds no data rows; check the "
-        f"files or the query."
+        f"ExampleGen read no rows: {empty} is empty (0 bytes or blank lines only); check the files or the pattern."
     )
     write(tmp_path / "in" / "b.jsonl", '{"x": 1}\n{"x": 2}\n')
     ex = gen(tmp_path, tmp_path / "in")
