@@ -105,7 +105,7 @@ def open_engines(url: str, *, create: bool = True) -> tuple[Engine, Engine]:
         if isinstance(e, MetadataError):  # made by a newer conveyor: already says so
             raise
         if parsed.get_backend_name() == "sqlite" and (no_space(e, url) or read_only(url)):
-            reader = _sqlite_read_only(parsed.database)
+            reader = _sqlite_read_only(parsed.database, url)
             if reader is not None:
                 return _sqlite_engines(parsed.database)[0], reader
         raise database_error(e, "open", url) from e
@@ -160,13 +160,14 @@ def _set_wal(cur: Any) -> None:
             delay = min(delay * 2, 0.1)
 
 
-def _sqlite_read_only(database: str | None) -> Engine | None:
+def _sqlite_read_only(database: str | None, url: str) -> Engine | None:
     """A read-only view of a SQLite store that cannot be opened for writing; None if there is none.
 
     ``mode=ro`` sees what a writer commits meanwhile, but needs the write-ahead log's index
     (``-shm``) to exist or to be creatable; failing that, an immutable snapshot, which needs no
     file beside the store, unless changes wait in the write-ahead log (it would miss them).
-    None too when the store needs an upgrade.
+    A store of another schema version is refused saying so: an older one needs an upgrade,
+    which this user cannot write.
     """
     if not database or database == ":memory:" or not os.path.isfile(database):
         return None
@@ -180,11 +181,25 @@ def _sqlite_read_only(database: str | None) -> Engine | None:
         )
         try:
             with engine.connect() as conn:
-                if s.stored_version(conn) == s.SCHEMA_VERSION:
-                    return engine
+                version = s.stored_version(conn)
         except DBAPIError:
-            pass
+            version = None
+        if version == s.SCHEMA_VERSION:
+            return engine
         engine.dispose()
+        if version is not None and version > s.SCHEMA_VERSION:
+            raise _newer_error(url, version)
+        if version is not None:
+            why = (
+                "the file or its folder is read-only for this user; open it once as a user who may write it"
+                if read_only(url)
+                else "no space is left on its device (ENOSPC); free space there, then try again"
+            )
+            msg = (
+                f"The metadata store at {sqlite_file(url)} has schema version {version}, from an older conveyor, "
+                f"and must be upgraded to {s.SCHEMA_VERSION} before it can be read, but {why}."
+            )
+            raise MetadataError(msg)
     return None
 
 
@@ -200,13 +215,26 @@ def _migrate(engine: Engine, url: str, *, create: bool) -> None:
         if version is None:
             s.create(conn)
         elif version > s.SCHEMA_VERSION:
-            msg = (
-                f"The metadata store at {safe_url(url)} has schema version {version}, "
-                f"newer than this conveyor understands ({s.SCHEMA_VERSION}); upgrade conveyor."
-            )
-            raise MetadataError(msg)
+            raise _newer_error(url, version)
         elif version < s.SCHEMA_VERSION:
-            s.upgrade(conn, version)
+            try:
+                s.upgrade(conn, version)
+            except DBAPIError as e:
+                if no_space(e, url) or read_only(url):  # said as such by the caller
+                    raise
+                reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
+                msg = (
+                    f"Cannot upgrade the metadata store at {safe_url(url)} from schema version {version} to "
+                    f"{s.SCHEMA_VERSION}: {reason}. It stays at version {version}, and is upgraded when next opened."
+                )
+                raise MetadataError(msg) from e
+
+
+def _newer_error(url: str, version: int) -> MetadataError:
+    return MetadataError(
+        f"The metadata store at {safe_url(url)} has schema version {version}, "
+        f"newer than this conveyor understands ({s.SCHEMA_VERSION}); upgrade conveyor."
+    )
 
 
 def sqlite_file(url: str) -> str | None:

@@ -110,15 +110,16 @@ def _check_files(uri: str, fingerprint: str | None, recorded: str | None) -> tup
     """Whether an artifact's files are as recorded: (intact, its new file list if only the stats moved).
 
     A stat per file when nothing changed; a hash of the folder, against the recorded content
-    fingerprint, when a stat differs (a file touched, or copied, with its content kept).
+    fingerprint, when a stat differs (a file touched, or copied, with its content kept), or when
+    no list was recorded (made before schema version 4): hashed once, its list is kept then.
     """
-    if recorded is None:  # made before files were recorded: the folder is all there is to check
+    if recorded is None and fingerprint is None:  # never fingerprinted: the folder is all there is to check
         return os.path.isdir(uri), None
     try:
         now = manifest(uri)
         if now is None:
             return False, None
-        if _files_record(now) == recorded or now == json.loads(recorded):
+        if recorded is not None and (_files_record(now) == recorded or now == json.loads(recorded)):
             return True, None
         same = fingerprint is not None and hash_path(uri) == fingerprint
     except OSError:  # a file went while the folder was read

@@ -147,12 +147,20 @@ attributions = Table(
 )
 
 
+def _columns(conn: Connection, table: str) -> set[str]:
+    return {c["name"] for c in inspect(conn).get_columns(table)}
+
+
 def _widen_times(conn: Connection) -> None:
-    """Version 1 kept times as MySQL's 4-byte FLOAT, off by up to minutes; make them DOUBLE."""
+    """Version 1 kept times as MySQL's 4-byte FLOAT, off by up to minutes; make them DOUBLE.
+
+    Only the columns a version-1 store has: those added since (``heartbeat``) come as DOUBLE.
+    """
     if conn.dialect.name not in ("mysql", "mariadb"):
         return
     for table in meta.sorted_tables:
-        cols = [c for c in table.c if isinstance(c.type, Double)]
+        have = _columns(conn, table.name)
+        cols = [c for c in table.c if isinstance(c.type, Double) and c.name in have]
         if cols:
             modify = ", ".join(f"MODIFY {c.name} DOUBLE {'NULL' if c.nullable else 'NOT NULL'}" for c in cols)
             conn.exec_driver_sql(f"ALTER TABLE {table.name} {modify}")
@@ -161,7 +169,7 @@ def _widen_times(conn: Connection) -> None:
 def _add_column(conn: Connection, column: Column[Any]) -> None:
     # Safe to repeat: a store whose version was set back (as the upgrade tests do) has it already.
     table = column.table
-    if column.name not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+    if column.name not in _columns(conn, table.name):
         conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(conn.dialect)}")
 
 
@@ -191,8 +199,10 @@ def _exact_text(conn: Connection) -> None:
     """
     if conn.dialect.name not in ("mysql", "mariadb"):
         return
+    have = set(inspect(conn).get_table_names())  # one added after version 6: its migration makes it so
     for table in meta.sorted_tables:
-        conn.exec_driver_sql(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        if table.name in have:
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
 
 
 # Each entry upgrades a store from that version to the next; append, never edit.
