@@ -136,7 +136,8 @@ class FnArgs:
         whole = self._whole_labels(files, label)
         if not shuffle:
             for file in files:
-                for batch in pq.ParquetFile(file).iter_batches(batch_rows):
+                # pre-buffered, a file's reader keeps every row group it read: memory grew with the file
+                for batch in pq.ParquetFile(file, pre_buffer=False).iter_batches(batch_rows):
                     yield _batch(decode(batch, spec), spec, label, whole)
             return
         import numpy as np
@@ -214,7 +215,12 @@ class FnArgs:
 
         if not integer_label(load(self.transform_graph), label, lambda: self.int_features):
             return False
-        return not files or not np.isnan(pq.read_table(files, columns=[label]).column(label).to_numpy()).any()
+        for file in files:  # a row group at a time: the whole column is 8 bytes a row of the split
+            parquet = pq.ParquetFile(file, pre_buffer=False)
+            for i in range(parquet.num_row_groups):
+                if np.isnan(parquet.read_row_group(i, columns=[label]).column(0).to_numpy()).any():
+                    return False
+        return True
 
     def _tensorboard(self) -> Any:
         if not self._tensorboard_checked:
