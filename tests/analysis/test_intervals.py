@@ -110,3 +110,23 @@ def test_a_replicate_that_drew_none_of_a_small_slices_rows_gives_no_value(task: 
         guess = p > 0.5 if task == "binary" else p
         values = np.array([[oracle(y, guess, sample_weight=weights[:, r]) for r in drawn]])
         assert got[name] == pytest.approx(bounds(values, 0.95)[0], abs=1e-12), name
+
+
+def test_a_row_group_past_the_scored_rows_is_scored_in_slices_with_the_same_result(tmp_path: Path) -> None:
+    """A file written as one row group (a writer that never flushes) was scored at once: a
+    model's transformed features for all its rows held together."""
+    from conveyor.analysis.evaluation import SCORED_ROWS
+
+    frame = scored.examples(SCORED_ROWS * 2 + 123)
+    whole, grouped = tmp_path / "whole.parquet", tmp_path / "grouped.parquet"
+    pq.write_table(frame.to_arrow(), whole, row_group_size=frame.height)
+    pq.write_table(frame.to_arrow(), grouped, row_group_size=5000)
+    largest = []
+
+    def binary(rows: pl.DataFrame) -> dict[str, np.ndarray]:
+        largest.append(rows.height)
+        return scored.binary(rows)
+
+    got = evaluate([whole], CONFIG, {"candidate": Scorer(binary, "binary", [0, 1])}, 1)
+    assert max(largest) == SCORED_ROWS
+    assert got == evaluate([grouped], CONFIG, CANDIDATE, 2)
