@@ -128,3 +128,19 @@ def test_train_batches_read_no_more_than_a_row_group_at_once(
     assert batches[0].y.dtype == np.int64  # the label's NaN check ran, and found none
     assert sum(len(b.y) for b in batches) == 8 * GROUP_ROWS
     assert reads.rows and max(reads.rows) <= GROUP_ROWS
+
+
+def test_train_data_reads_a_row_group_at_a_time_and_stacks_the_same_matrix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train_data holds the split's matrix by design, but not the split's table and its decoded
+    columns beside it (3.7x the matrix at its peak): it reads and decodes a row group at a time."""
+    fn_args = transformed_examples(tmp_path, 8)
+    whole = list(fn_args.train_batches(8 * GROUP_ROWS))  # one batch of the whole split
+    reads = Reads(monkeypatch)
+    X, y = fn_args.train_data()
+    assert reads.rows and max(reads.rows) <= GROUP_ROWS
+    assert len(whole) == 1
+    assert (X != whole[0].X).nnz == 0 and X.shape == whole[0].X.shape
+    np.testing.assert_array_equal(y, whole[0].y)
+    assert y.dtype == np.int64
