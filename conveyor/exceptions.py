@@ -37,6 +37,11 @@ class MetadataError(ConveyorError):
 class StoreLostError(MetadataError):
     """The metadata store failed after a run began (its file gone, its server down): the run failed."""
 
+    def __init__(self, msg: str, run_id: str | None = None) -> None:
+        super().__init__(msg)
+        self.run_id = run_id
+        """The run that failed: its record may say running until someone ends it (``conveyor schedule`` does)."""
+
 
 class RunBusyError(MetadataError):
     """A run that must run alone (``conveyor schedule``'s) did not begin: another run of its pipeline is going."""

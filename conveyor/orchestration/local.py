@@ -177,7 +177,7 @@ class _Run:
                 f"Run {run_id} failed: its metadata store was lost mid-run ({e}). Make the store reachable again "
                 f"(its file and folder, or its database server), then run again."
             )
-            raise StoreLostError(msg) from e
+            raise StoreLostError(msg, run_id) from e
 
     def _steps(self, run_id: str, selected: set[str], shared_run: str | None) -> None:
         """Run the selected steps as the graph allows, then record the run's end.

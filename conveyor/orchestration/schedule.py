@@ -14,14 +14,22 @@ ExampleGen has never read the span that is there now runs for it when the schedu
 after that, only a newer span starts a run. A run that fails does not run again for the same span: the next span, or a
 restart, does. Cron expressions are read by croniter in local time; a sixth field is seconds.
 
-Ctrl-C or SIGTERM between runs stops at once; during a run, the run stops as ``conveyor run``
-does (no new step starts, the running ones finish), then the loop ends.
+A metadata store that stops answering (its server down, its SQLite file moved away) does not end
+the schedule: it is said once, no run starts, the store is asked again after 1 s, then at
+doubling intervals up to the poll period (a minute at most), and it is said when it answers again.
+A run the store was lost under is failed, and ended as such in the store once it answers; a cron
+tick that falls meanwhile is skipped and counted, and a new span runs once the store answers.
+
+Ctrl-C or SIGTERM between runs (or while the store is away) stops at once; during a run, the run
+stops as ``conveyor run`` does (no new step starts, the running ones finish), then the loop ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
+import os
 import signal
 import sys
 import threading
@@ -32,16 +40,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor._internal.extras import require
+from conveyor._internal.process import hostname
 from conveyor.components.example_gen import ExampleGen
 from conveyor.dsl.pipeline import Pipeline
-from conveyor.exceptions import ConveyorError, DataValidationError, RunBusyError
-from conveyor.metadata.database import safe_url
+from conveyor.exceptions import ConveyorError, DataValidationError, MetadataError, RunBusyError, StoreLostError
+from conveyor.metadata.database import safe_url, sqlite_file
 from conveyor.metadata.records import ExecutionStatus, Run
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration.local import LocalRunner
+from conveyor.orchestration.root import check_root
 
 Trigger = dict[str, Any]
 SpanKey = tuple[int, int]  # (span, version; -1 when the files carry none)
+_RETRY_FIRST = 1.0  # seconds before a store that stopped answering is asked again (then doubled)
+_RETRY_MOST = 60.0  # the longest wait between two asks, whatever the poll period
 
 
 def _say(line: str) -> None:
@@ -55,11 +67,19 @@ class _Watched:
     step: str
     input_base: str
     patterns: list[str]
-    seen: SpanKey | None
+    seen: SpanKey | None = None
+    problem: str = ""  # the last reason said why its newest span cannot be told, said again only when it changes
 
     def newest(self) -> SpanKey | None:
         """The newest span (and version) under ``input_base`` now, in every split's pattern (one
-        split's files there before another's make no span yet); None when no file matches yet."""
+        split's files there before another's make no span yet); None when no file matches yet.
+
+        Raises:
+            DataValidationError: the files there cannot be read as spans (a span with more digits
+                than the pattern's width, a date no calendar has, one span written two ways),
+                which would fail a run the same way.
+            OSError: the folder cannot be listed.
+        """
         import fsspec
 
         from conveyor.io.files import Pattern, SpanSpec, select_files
@@ -70,8 +90,10 @@ class _Watched:
         for pattern in self.patterns:
             try:
                 chosen = select_files(fs, root, Pattern.parse(pattern), SpanSpec.parse("latest"))
-            except DataValidationError:
-                return None
+            except DataValidationError as e:
+                if str(e).startswith("No files match"):  # no span yet, the one case that is no problem
+                    return None
+                raise
             keys.append((chosen.spans[-1], -1 if chosen.version is None else chosen.version))
         return min(keys)
 
@@ -177,6 +199,11 @@ class Scheduler:
         self._skipped_ticks = 0
         self._in_run = False
         self._last_skip = ""
+        self._reloading: Pipeline | None = None  # an edit that loaded while the store did not answer
+        self._down: float | None = None  # since when (time.monotonic()) the store does not answer
+        self._retry = _RETRY_FIRST
+        self._lost: list[str] = []  # runs the store was lost under, to end as failed once it answers
+        self._file: tuple[int, int] | None = None  # a SQLite store's file as opened (``_file_of``)
 
     def stop(self) -> None:
         """Ask the loop to end after the run in progress (from another thread)."""
@@ -187,10 +214,17 @@ class Scheduler:
         store = self.store or MetadataStore(self.pipeline.metadata_url)
         runner = LocalRunner(store=store, enable_cache=self.enable_cache)
         try:
-            watched = self._watched(store, self.pipeline) if self.on_new_span else []
+            self._file = _file_of(store)
+            check_root(self.pipeline.root.resolve(), store)  # a root another store has: refused now, not at a tick
+            watched = self._watched(self.pipeline) if self.on_new_span else []
+            for w in watched:
+                w.seen = _last_read(store, self.pipeline.name, w.step)
             with _signals_stop(self._stop):
                 self.say(self._plan(watched))  # once said, Ctrl-C and SIGTERM stop cleanly
                 self._loop(store, runner, watched)
+                if self._lost:  # the last run was lost with the store: ended as failed if it answers by now
+                    with contextlib.suppress(MetadataError):
+                        self._answers(store)
         except KeyboardInterrupt:
             if self._in_run:  # a second Ctrl-C during a run: the runner stopped waiting for its steps
                 raise
@@ -205,32 +239,39 @@ class Scheduler:
             if self.cron is not None and self.cron.next_due == math.inf and not watched:
                 self.say(f"cron {self.cron.expression!r} falls no more; the schedule ends.")
                 break
-            watched = self._reloaded(store, watched)
-            now = time.time()
             trigger: Trigger | None = None
             span_key: tuple[_Watched, SpanKey] | None = None
-            due = self.cron.take_due(now) if self.cron else None
-            if due is not None and self.cron is not None:
-                trigger = {
-                    "kind": "cron",
-                    "cron": self.cron.expression,
-                    "due": _when(due),
-                    "skipped": self._skipped_ticks,
-                }
-            elif watched and now >= next_poll:
-                next_poll = now + self.poll_seconds
-                span_key = self._new_span(store, watched)
-                if span_key is not None:
-                    w, (span, version) = span_key
+            try:
+                self._answers(store)
+                watched = self._reloaded(store, watched)
+                now = time.time()
+                due = self.cron.take_due(now) if self.cron else None
+                if due is not None and self.cron is not None:
                     trigger = {
-                        "kind": "new_span", "step": w.step, "span": span,
-                        "version": None if version < 0 else version, "input_base": w.input_base,
-                    }  # fmt: skip
-            if trigger is None:
-                wakes = [self.cron.next_due] if self.cron else []
-                self._stop.wait(max(0.0, min([*wakes, next_poll] if watched else wakes) - time.time()))
+                        "kind": "cron",
+                        "cron": self.cron.expression,
+                        "due": _when(due),
+                        "skipped": self._skipped_ticks,
+                    }
+                elif watched and now >= next_poll:
+                    next_poll = now + self.poll_seconds
+                    span_key = self._new_span(store, watched)
+                    if span_key is not None:
+                        w, (span, version) = span_key
+                        trigger = {
+                            "kind": "new_span", "step": w.step, "span": span,
+                            "version": None if version < 0 else version, "input_base": w.input_base,
+                        }  # fmt: skip
+                if trigger is None:
+                    wakes = [self.cron.next_due] if self.cron else []
+                    self._stop.wait(max(0.0, min([*wakes, next_poll] if watched else wakes) - time.time()))
+                    continue
+                ran = self._start(store, runner, trigger, span_key)
+            except MetadataError as e:  # the store away; a run busy elsewhere, or lost with the store, is ``_start``'s
+                if trigger is not None and trigger["kind"] == "cron":
+                    self._skipped_ticks += 1
+                self._stop.wait(self._store_down(e))
                 continue
-            ran = self._start(store, runner, trigger, span_key)
             if not ran and span_key is None:
                 self._skipped_ticks += 1
             if ran and span_key is not None:
@@ -242,21 +283,76 @@ class Scheduler:
                     if read is not None and (w.seen is None or read > w.seen):
                         w.seen = read
 
+    def _answers(self, store: MetadataStore) -> None:
+        """Raise ``MetadataError`` while the store does not answer. Once it answers again, say so,
+        and end as failed the runs it was lost under: no reader would, as this process lives on.
+
+        A SQLite store's file moved away or replaced counts as not answering: the connections
+        open on it would go on reading and writing the old file unseen.
+        """
+        if self._file is not None and _file_of(store) != self._file:
+            msg = (
+                f"Cannot use the metadata store at {sqlite_file(store.url)}: its file was moved, removed or replaced "
+                f"while the schedule ran; put it back, or restart the schedule to use the file there now."
+            )
+            raise MetadataError(msg)
+        if self._down is None:
+            return
+        recent = {r.id: r for r in store.runs(self.pipeline.name, limit=20)}
+        lost = []
+        for run_id in self._lost:
+            if run_id not in recent:  # its record went with the store
+                continue
+            if recent[run_id].status == ExecutionStatus.RUNNING:
+                store.end_run(run_id, ExecutionStatus.FAILED)
+            found = store.run(run_id)
+            self.runs = [found if r.id == run_id else r for r in self.runs]
+            lost.append(f"{run_id}, lost with it, is recorded {found.status}")
+        since, self._down, self._lost = self._down, None, []
+        also = f" ({'; '.join(lost)})" if lost else ""
+        self.say(
+            f"the metadata store answers again, after {time.monotonic() - since:.0f} s; the schedule goes on{also}."
+        )
+
+    def _store_down(self, e: MetadataError) -> float:
+        """Say once that the store does not answer; the seconds to wait before asking it again.
+
+        Cron ticks that fall meanwhile are skipped, and counted in the next cron run's trigger.
+        """
+        if self.cron is not None:
+            self._skipped_ticks += len(self.cron.skip_until(time.time()))
+        most = max(_RETRY_FIRST, min(self.poll_seconds, _RETRY_MOST))
+        if self._down is None:
+            self._down, self._retry = time.monotonic(), _RETRY_FIRST
+            self.say(
+                f"the metadata store does not answer, so no run starts until it does (asked again every {most:g} s at most): {e}"
+            )
+        else:
+            self._retry = min(self._retry * 2, most)
+        return self._retry
+
     def _reloaded(self, store: MetadataStore, watched: list[_Watched]) -> list[_Watched]:
-        """The ExampleGens to watch, after taking up an edited pipeline file (``reload``)."""
+        """The ExampleGens to watch, after taking up an edited pipeline file (``reload``). An edit
+        that loads while the store does not answer is taken up once the store says what it read."""
         if self.reload is None:
             return watched
         try:
-            pipeline = self.reload()
+            pipeline = self._reloading or self.reload()
             if pipeline is None:
                 return watched
             if pipeline.metadata_url != self.pipeline.metadata_url:
                 msg = f"it names another metadata store ({safe_url(pipeline.metadata_url)}); restart the schedule to move to it"
                 raise ConveyorError(msg)
-            watched_now = self._watched(store, pipeline) if self.on_new_span else []
+            check_root(pipeline.root.resolve(), store)
+            watched_now = self._watched(pipeline) if self.on_new_span else []
         except Exception as e:  # a user's file half-edited: the schedule must not die of it
+            self._reloading = None
             self.say(f"the edited pipeline file does not load, so runs go on with the pipeline as it was: {e}")
             return watched
+        self._reloading = pipeline
+        for w in watched_now:
+            w.seen = _last_read(store, pipeline.name, w.step)
+        self._reloading = None
         self.pipeline = pipeline
         self.say(f"the pipeline file changed: the next runs are of {pipeline.name} as it is now")
         return watched_now
@@ -267,8 +363,10 @@ class Scheduler:
         """One run for ``trigger``, unless another run of the pipeline is going; whether it ran.
 
         The look here reaps dead runs and says why; the begin checks again, atomically, for
-        another scheduler that looked at the same moment. A new span is looked for in the store
-        once more after the look: another scheduler's run may have read it and ended since.
+        another scheduler that looked at the same moment, so the run is said to start only once
+        it has begun. A new span is looked for in the store once more after the look: another
+        scheduler's run may have read it and ended since. A run the store was lost under ran,
+        and failed.
         """
         busy = [r.id for r in store.runs(self.pipeline.name, limit=20) if r.status == ExecutionStatus.RUNNING]
         if busy:
@@ -280,7 +378,8 @@ class Scheduler:
             if read is not None and read >= key:
                 w.seen = read
                 return False
-        self.say(f"starting a run of {self.pipeline.name} ({_describe(trigger)})")
+        runner.progress = self._saying_started(trigger)
+        began = dt.datetime.now(dt.UTC)
         self._in_run = True
         try:
             result = runner.run(self.pipeline, trigger=trigger, alone=True)
@@ -288,12 +387,19 @@ class Scheduler:
             self._in_run = False
             self._skip(trigger, str(e))
             return False
-        self._in_run = False  # not on a second Ctrl-C, which ``run`` lets through
+        except StoreLostError as e:
+            self._in_run = False
+            result = self._lost_run(e, trigger, began)
+        except Exception:  # the store away before the run began: no run
+            self._in_run = False
+            raise
+        else:
+            self._in_run = False  # not on a second Ctrl-C, which ``run`` lets through
+            took = f"{result.duration:.1f} s" if result.duration is not None else "?"
+            self.say(f"{result.id} {result.status} in {took}")
         if trigger["kind"] == "cron":
             self._skipped_ticks = 0
         self.runs.append(result)
-        took = f"{result.duration:.1f} s" if result.duration is not None else "?"
-        self.say(f"{result.id} {result.status} in {took}")
         if self.cron is not None:
             passed = self.cron.skip_until(time.time())
             if passed:
@@ -302,6 +408,37 @@ class Scheduler:
                 self.say(f"skipped {len(passed)} cron tick(s) that fell while {result.id} was going: {ticks}")
         return True
 
+    def _saying_started(self, trigger: Trigger) -> Callable[[str, str, float | None], None]:
+        """A progress hook that says the run started at its first step's news, which comes once it has begun."""
+        said: list[bool] = []
+
+        def progress(step: str, status: str, seconds: float | None) -> None:
+            if not said:
+                said.append(True)
+                self.say(f"started a run of {self.pipeline.name} ({_describe(trigger)})")
+
+        return progress
+
+    def _lost_run(self, e: StoreLostError, trigger: Trigger, began: dt.datetime) -> Run:
+        """A run the store was lost under: failed, said, and ended so in the store once it answers."""
+        run_id = e.run_id or "the run"
+        self.say(f"{run_id} failed: its metadata store was lost under it ({e.__cause__ or e}); the schedule goes on.")
+        if e.run_id is not None:
+            self._lost.append(e.run_id)
+        if self._down is None:  # asked again at once: said only if it still does not answer (it was said here)
+            self._down, self._retry = time.monotonic(), _RETRY_FIRST
+        ended = dt.datetime.now(dt.UTC)
+        return Run(
+            run_id,
+            self.pipeline.name,
+            ExecutionStatus.FAILED,
+            began,
+            ended,
+            hostname(),
+            os.getpid(),
+            trigger=dict(trigger),
+        )
+
     def _skip(self, trigger: Trigger, why: str) -> None:
         """Say a skip, once while the same run keeps the same trigger waiting (a new span is looked for every poll)."""
         line = f"skipped ({_describe(trigger)}): {why}"
@@ -309,8 +446,8 @@ class Scheduler:
             self.say(line)
         self._last_skip = line
 
-    def _watched(self, store: MetadataStore, pipeline: Pipeline) -> list[_Watched]:
-        """The pipeline's file-reading ExampleGens, each with the newest span its store says it read."""
+    def _watched(self, pipeline: Pipeline) -> list[_Watched]:
+        """The pipeline's file-reading ExampleGens (the newest span each read is the store's, ``_last_read``)."""
         from conveyor.io.files import Pattern, SpanSpec
 
         found, unfit = [], []
@@ -334,8 +471,7 @@ class Scheduler:
             elif SpanSpec.parse(params.get("span", "latest")).kind == "range":
                 unfit.append(f"{node.id} reads span {params['span']!r} whatever arrives: give it span='latest'")
             else:
-                seen = _last_read(store, pipeline.name, node.id)
-                found.append(_Watched(node.id, str(params["input_base"]), patterns, seen))
+                found.append(_Watched(node.id, str(params["input_base"]), patterns))
         if unfit and not found:
             msg = f"--on-new-span watches an ExampleGen for a newer span, and none of pipeline {pipeline.name!r} can see one: {'; '.join(unfit)}. Or use --cron."
             raise ConveyorError(msg)
@@ -346,9 +482,20 @@ class Scheduler:
 
     def _new_span(self, store: MetadataStore, watched: list[_Watched]) -> tuple[_Watched, SpanKey] | None:
         """The first watched ExampleGen with a span newer than it read. A span that looks new is
-        checked against the store first: a cron run, or another process's run, may have read it."""
+        checked against the store first: a cron run, or another process's run, may have read it.
+        Files that cannot be read as spans are said, once for each reason, and looked at again
+        at the next poll."""
         for w in watched:
-            newest = w.newest()
+            try:
+                newest = w.newest()
+            except (DataValidationError, OSError) as e:
+                if str(e) != w.problem:
+                    self.say(
+                        f"{w.step} cannot tell the newest span under {w.input_base}, so none starts a run until this is fixed: {e}"
+                    )
+                w.problem = str(e)
+                continue
+            w.problem = ""
             if newest is None or (w.seen is not None and newest <= w.seen):
                 continue
             read = _last_read(store, self.pipeline.name, w.step)
@@ -374,6 +521,18 @@ def _is_file(url: str) -> bool:
 
     fs, path = fsspec.core.url_to_fs(url)
     return bool(fs.isfile(path.rstrip("/") or "/"))
+
+
+def _file_of(store: MetadataStore) -> tuple[int, int] | None:
+    """A SQLite store's file as (device, inode); None for a database server, or no file there now."""
+    path = sqlite_file(store.url)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _last_read(store: MetadataStore, pipeline: str, step: str) -> SpanKey | None:

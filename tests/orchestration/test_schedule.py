@@ -182,7 +182,7 @@ def test_a_span_that_a_run_already_read_starts_no_run_of_its_own(tmp_path: Path)
     data = project(tmp_path) / "data"
 
     def say(line: str) -> None:  # span 2 arrives as the first run starts: that run reads it
-        if line.startswith("starting") and not (data / "span-2.csv").exists():
+        if line.startswith("started") and not (data / "span-2.csv").exists():
             (data / "span-2.csv").write_text("amount,state\n4.5,TX\n")
 
     scheduler = Scheduler(
