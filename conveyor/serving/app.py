@@ -180,7 +180,9 @@ def create_app(
 
     async def model_ready(request: Request) -> Response:
         served = registry.get(*_model_of(request))
-        return JSONResponse({"name": served.name, "version": str(served.version), "ready": True})
+        answer = {"name": served.name, "version": str(served.version), "ready": True}
+        error = registry.reload_error(served)  # ready, but not with the bundle last pushed under that number
+        return JSONResponse(answer | {"error": error} if error else answer)
 
     async def infer(request: Request) -> Response:
         name, version = _model_of(request)

@@ -33,7 +33,7 @@ from conveyor.serving.register import REQUEST_ID_HEADER, PredictionLog, tracking
 from conveyor.serving.registry import ModelRegistry, ServedVersion
 from conveyor.serving.split import sticky_value
 
-__all__ = ["InferenceService", "bind", "create_server"]
+__all__ = ["LOAD_ERROR_KEY", "InferenceService", "bind", "create_server"]
 
 CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -42,6 +42,10 @@ CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
 }
 """The gRPC status of each HTTP status a ``ServingError`` carries; any other is INTERNAL."""
+
+LOAD_ERROR_KEY = "x-model-load-error"
+"""The trailing metadata of a ModelReady reply whose version answers with the bundle it held
+while one pushed again under its number failed to load: the reason, as the REST status says it."""
 
 Reply = TypeVar("Reply")
 
@@ -146,7 +150,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
 
     @_answers
     def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
-        self._served(request.name, request.version)
+        error = self.registry.reload_error(self._served(request.name, request.version))
+        if error:  # ready, but not with the bundle last pushed under that number: the reply has no field to say so
+            printable = "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in error)  # all metadata carries
+            context.set_trailing_metadata([(LOAD_ERROR_KEY, printable)])
         return pb.ModelReadyResponse(ready=True)
 
     @_answers

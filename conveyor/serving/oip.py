@@ -31,7 +31,7 @@ import numpy as np
 from conveyor._version import __version__
 from conveyor.exceptions import InvalidInputError
 from conveyor.model.loading import LoadedModel
-from conveyor.serving.registry import ModelNotFoundError, ServedVersion
+from conveyor.serving.registry import ModelNotFoundError, ServedVersion, once_per_model
 
 __all__ = [
     "CONTENTS_FIELD",
@@ -316,7 +316,7 @@ def model_input(tensors: Sequence[Tensor], model: LoadedModel) -> list[dict[str,
         InvalidInputError: a tensor the model does not read, one of a kind it cannot take, a
             required feature without its tensor, or tensors of different lengths (each named).
     """
-    expected = model.signature.get("inputs", {})
+    expected, required, kinds = _inputs_of(model)
     sent = {t.name: t for t in tensors}
     if len(sent) != len(tensors):
         names = [t.name for t in tensors]
@@ -324,11 +324,11 @@ def model_input(tensors: Sequence[Tensor], model: LoadedModel) -> list[dict[str,
         raise InvalidInputError(msg)
     for tensor in tensors:
         _check_against_signature(tensor, expected)
-    absent = [n for n, spec in expected.items() if spec.get("required") and n not in sent]
+    absent = [n for n in required if n not in sent]
     if absent:
         msg = f"the model needs the input {absent[0]!r}, which the request lacks; send a tensor named {absent[0]!r} (inputs sent: {sorted(sent)})."
         raise InvalidInputError(msg)
-    null = next((t for t in tensors if t.null is not None and expected.get(t.name, {}).get("required")), None)
+    null = next((t for t in tensors if t.null is not None and t.name in required), None)
     if null is not None:
         msg = (
             f"element {null.null} of input {null.name!r} is null, and {null.name!r} is a required feature "
@@ -339,11 +339,21 @@ def model_input(tensors: Sequence[Tensor], model: LoadedModel) -> list[dict[str,
     if len(set(lengths.values())) > 1:
         msg = f"the input tensors must have one length, one value per row; they have {lengths}."
         raise InvalidInputError(msg)
-    kinds = {name: spec.get("kind") for name, spec in expected.items()}
     columns = {t.name: _elements(t, kinds.get(t.name)) if t.datatype == "BYTES" else t.values for t in tensors}
     if next(iter(lengths.values()), 0) == 1:
         return [{name: v[0] if isinstance(v, list) else v[0].item() for name, v in columns.items()}]
     return columns
+
+
+def _signature_inputs(model: LoadedModel) -> tuple[dict[str, Any], tuple[str, ...], dict[str, Any]]:
+    """The model's inputs, its required ones in the signature's order, and each one's kind: read
+    once per loaded model (``_inputs_of``), not at each request."""
+    inputs = model.signature.get("inputs", {})
+    required = tuple(name for name, spec in inputs.items() if spec.get("required"))
+    return inputs, required, {name: spec.get("kind") for name, spec in inputs.items()}
+
+
+_inputs_of = once_per_model(_signature_inputs)
 
 
 def _elements(tensor: Tensor, kind: str | None) -> list[Any]:

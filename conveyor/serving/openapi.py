@@ -285,7 +285,14 @@ def _model_metadata(model: LoadedModel) -> dict[str, Any]:
 
 
 def _model_ready(model: LoadedModel) -> dict[str, Any]:
-    answer = _object({"name": {"type": "string"}, "version": {"type": "string"}, "ready": {"type": "boolean"}})
+    answer = _object(
+        {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "ready": {"type": "boolean"},
+            "error": {"type": "string", "description": "Why a bundle pushed again under this version failed to load."},
+        }
+    )
     return {
         "summary": "Open Inference Protocol: whether the model (version) is ready",
         "tags": ["Open Inference Protocol"],

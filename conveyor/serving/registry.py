@@ -12,7 +12,9 @@ assignment, so a request never sees half a swap and an old version is freed when
 request holding it finishes. A version that fails to load is kept in the status with its error,
 and the versions before it stay served; it is tried again only if its files change. A base path
 emptied keeps its model serving what it served; a version folder that comes back there is loaded
-again, even under a number still served from memory, since it may hold another bundle.
+again, even under a number still served from memory, since it may hold another bundle. If that
+bundle fails to load, the one in memory keeps serving, and the status says so beside AVAILABLE
+until a bundle under that number loads or its folder goes away again.
 
 Labels follow TF Serving: at start, a label pointing at a version on disk that the policy does not
 serve is an error; a label may point at a version not pushed yet (it answers 404 until that
@@ -27,11 +29,12 @@ import logging
 import stat
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 
 from conveyor.exceptions import ServingError
 from conveyor.model.bundle import MANIFEST
@@ -39,12 +42,21 @@ from conveyor.model.loading import LoadedModel, load_model
 from conveyor.serving.config import ModelConfig, VersionPolicy, check_label, check_model_name
 from conveyor.serving.split import Split
 
-__all__ = ["ModelNotFoundError", "ModelRegistry", "ServedVersion", "VersionState", "VersionStatus", "latest_version"]
+__all__ = [
+    "ModelNotFoundError",
+    "ModelRegistry",
+    "ServedVersion",
+    "VersionState",
+    "VersionStatus",
+    "latest_version",
+    "once_per_model",
+]
 
 BUNDLE_VERSION = 1
 """The version a bundle folder served directly is given: it has no version folder to name one."""
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ModelNotFoundError(ServingError):
@@ -96,7 +108,8 @@ class _Snapshot:
     loading: frozenset[int] = frozenset()
     failed: Mapping[int, _Failure] = field(default_factory=dict)
     retired: Mapping[int, weakref.ref[LoadedModel]] = field(default_factory=dict)
-    vanished: frozenset[int] = frozenset()  # served, but their folders were gone at the last poll
+    # served from memory: their folders were gone at a poll, and no bundle has loaded from there since
+    vanished: frozenset[int] = frozenset()
 
     def status(self) -> list[VersionStatus]:
         """Every version this model has known, oldest first."""
@@ -109,8 +122,19 @@ class _Snapshot:
         for version in self.loading:
             known[version] = VersionStatus(version, VersionState.LOADING)
         for version in self.served:
-            known[version] = VersionStatus(version, VersionState.AVAILABLE)
+            known[version] = VersionStatus(version, VersionState.AVAILABLE, self.reload_error(version))
         return [known[v] for v in sorted(known)]
+
+    def reload_error(self, version: int) -> str:
+        """Why the bundle pushed again under served ``version`` did not replace the one in memory,
+        which still answers ("" when no such push failed): AVAILABLE alone would say the push is served."""
+        failure = self.failed.get(version) if version in self.served else None
+        if failure is None:
+            return ""
+        return (
+            f"the bundle pushed again as version {version} failed to load, so version {version} still answers "
+            f"with the bundle loaded before it (kept in memory): {failure.error}"
+        )
 
 
 def versions_on_disk(base_path: Path) -> dict[int, Path]:
@@ -271,6 +295,11 @@ class ModelRegistry:
             raise ModelNotFoundError(msg)
         return chosen
 
+    def reload_error(self, served: ServedVersion) -> str:
+        """Why a bundle pushed again under ``served``'s number failed to replace it ("" if none did)."""
+        snapshot = self._models.get(served.name)
+        return snapshot.reload_error(served.version) if snapshot is not None else ""
+
     @property
     def ready(self) -> bool:
         """True once every named model has a version to serve."""
@@ -329,10 +358,10 @@ class ModelRegistry:
         failed = {v: f for v, f in snapshot.failed.items() if v in on_disk and f.files == _files_of(on_disk[v])}
         selected = config.version_policy.select(set(on_disk) - set(failed))
         if not selected:  # an emptied or missing folder never leaves a model with nothing to serve
-            vanished = frozenset(v for v in snapshot.served if v not in on_disk)
-            if vanished != snapshot.vanished:
+            vanished = frozenset(v for v in snapshot.served if v not in on_disk or v in snapshot.vanished)
+            if vanished != snapshot.vanished or failed != snapshot.failed:
                 with self._lock:
-                    self._models[name] = replace(self._models[name], vanished=vanished)
+                    self._models[name] = replace(self._models[name], vanished=vanished, failed=failed)
             return
         # a served version whose folder was gone and is back may hold another bundle: load it again
         to_load = [v for v in selected if v not in snapshot.served or v in snapshot.vanished]
@@ -349,9 +378,12 @@ class ModelRegistry:
                 log.info("model %r: version %d loaded from %s", name, version, on_disk[version])
             except Exception as e:
                 failed[version] = _Failure(files, _as_clients_see_it(str(e), on_disk[version], f"{name}/{version}"))
-                log.warning(
-                    "model %r: version %d failed to load; the versions before it stay served: %s", name, version, e
+                kept = (
+                    "the bundle in memory keeps serving it"
+                    if version in snapshot.served
+                    else "the versions before it stay served"
                 )
+                log.warning("model %r: version %d failed to load; %s: %s", name, version, kept, e)
         selected = config.version_policy.select(set(on_disk) - set(failed))
         with self._lock:
             current = self._models[name]
@@ -360,7 +392,8 @@ class ModelRegistry:
                 served = dict(current.served)
             retired = {v: r for v, r in current.retired.items() if v in on_disk and v not in served}
             retired |= {v: weakref.ref(s.model) for v, s in current.served.items() if v not in served}
-            vanished = frozenset(v for v in served if v not in on_disk)
+            # a failed reload leaves the bundle in memory served, and its folder to be loaded once it changes
+            vanished = frozenset(v for v in served if v not in on_disk or (v in current.vanished and v not in loaded))
             self._models[name] = replace(
                 current,
                 served=MappingProxyType(served),
@@ -369,6 +402,21 @@ class ModelRegistry:
                 retired=retired,
                 vanished=vanished,
             )
+
+
+def once_per_model(build: Callable[[LoadedModel], T]) -> Callable[[LoadedModel], T]:
+    """``build(model)``, computed at a model's first request and kept as long as the model is: what
+    requests are checked against, derived from its signature alone, is not built again for each.
+    The model is held weakly (``build``'s value must not hold it), so an unloaded version is freed."""
+    built: weakref.WeakKeyDictionary[LoadedModel, T] = weakref.WeakKeyDictionary()
+
+    def of(model: LoadedModel) -> T:
+        found = built.get(model)
+        if found is None:  # two first requests at once may both build it: the same value, kept once
+            found = built[model] = build(model)
+        return found
+
+    return of
 
 
 def _loaded(name: str, version: int, path: Path) -> ServedVersion:

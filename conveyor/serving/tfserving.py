@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from conveyor.exceptions import InvalidInputError
-from conveyor.model.loading import LoadedModel, fits, misfit_message, type_fits
-from conveyor.serving.registry import ServedVersion, VersionStatus
+from conveyor.model.loading import WANTED, LoadedModel, fits, misfit_message, type_fits
+from conveyor.serving.registry import ServedVersion, VersionStatus, once_per_model
 
 __all__ = [
     "binary_values",
@@ -136,7 +136,7 @@ def binary_values(rows: list[dict[str, Any]] | dict[str, list[Any]], model: Load
         InvalidInputError: a value that is not base64, a ``bytes`` feature's value that is not
             text, or ``{"b64": ...}`` for a number or bool feature (the message names the field).
     """
-    kinds = {name: spec.get("kind") for name, spec in model.signature.get("inputs", {}).items()}
+    kinds = _inputs_of(model).kinds
     if isinstance(rows, dict):
         return {
             name: _decoded(name, kinds.get(name), column, f'"inputs"["{name}"]') if _read(name, kinds) else column
@@ -207,34 +207,42 @@ def check_rows(rows: list[dict[str, Any]] | dict[str, list[Any]], model: LoadedM
     Raises:
         InvalidInputError: naming the row (or column), the feature and the value.
     """
-    inputs = model.signature.get("inputs", {})
+    known = _inputs_of(model)
+    inputs = known.specs
     if not inputs:
         return  # a bundle saved without a signature: the transform graph says what is missing
-    near_misses = _NearMisses(inputs, sticky_key)
+    near_misses = _NearMisses(known, sticky_key)
+    plain = known.plain
     if isinstance(rows, dict):
         near_misses.check(rows, '"inputs"')
         for name, spec in inputs.items():
-            if not _plain(rows.get(name, ()), spec):
+            if not set(map(type, rows.get(name, ()))) <= plain[name]:
                 for i, value in enumerate(rows[name]):
                     _check_value(value, name, spec, f'"inputs"["{name}"][{i}]')
         return
     for i, row in enumerate(rows):
         near_misses.check(row, f"row {i}")
     for name, spec in inputs.items():
-        if not _plain([row[name] for row in rows if name in row], spec):
+        if not {type(row[name]) for row in rows if name in row} <= plain[name]:
             for i, row in enumerate(rows):
                 if name in row:
                     _check_value(row[name], name, spec, f'row {i}["{name}"]')
 
 
-def _plain(values: list[Any], spec: dict[str, Any]) -> bool:
-    """Whether ``values`` need no look one by one, told from their types alone: a request's cost
-    is then a pass in C over each feature's values, not a call per value."""
-    types = set(map(type, values))
-    if spec.get("required") and type(None) in types:
-        return False
-    kind = spec.get("kind", "")
-    return not (kind == "number" and str in types) and all(type_fits(t, kind) for t in types)
+SENT_TYPES = (bool, int, float, str, bytes, type(None), list, dict)
+"""The types a request's value has once read (JSON's, and bytes decoded from base64)."""
+
+
+def _plain_types(spec: dict[str, Any]) -> frozenset[type]:
+    """The types whose values a feature takes with no look one by one: a request whose values are
+    all of them costs a pass in C over each feature's values, not a call per value. Not text for a
+    number feature (it may read as no number), nor null for a required one."""
+    kind, required = spec.get("kind", ""), spec.get("required")
+    return frozenset(
+        t
+        for t in SENT_TYPES
+        if type_fits(t, kind) and not (kind == "number" and t is str) and not (required and t is type(None))
+    )
 
 
 MISSPELT = 0.8
@@ -247,39 +255,55 @@ compared with its features (the first of them, in the order sent): difflib takes
 name, so a row of a million extra fields would otherwise cost half a minute of CPU."""
 
 
-class _NearMisses:
-    """Looks for a misspelt feature among the names of a request the model does not read: each name
-    once, and at most ``NEAR_MISS_CHECKS`` of them, so that the cost is bounded."""
+class _Inputs:
+    """A model's raw inputs as requests are checked against them, derived from its signature once
+    per loaded model (``_inputs_of``): for a signature of 40 features, building the lengths a
+    misspelling may have took 240 us, which a request paid each time."""
 
-    def __init__(self, inputs: dict[str, Any], sticky_key: str | None) -> None:
-        self.inputs = inputs
-        self.lowered = {name.lower(): name for name in inputs}
-        self.lengths = {  # difflib's first test (real_quick_ratio), which a name of another length fails
+    def __init__(self, specs: dict[str, Any]) -> None:
+        self.specs = specs
+        self.kinds = {name: spec.get("kind") for name, spec in specs.items()}
+        self.plain = {name: _plain_types(spec) for name, spec in specs.items()}
+        self.lowered = {name.lower(): name for name in specs}
+        self.lengths = frozenset(  # difflib's first test (real_quick_ratio), which a name of another length fails
             size
             for feature in self.lowered
             for size in range(1, 2 * len(feature) + 1)
             if 2.0 * min(size, len(feature)) / (size + len(feature)) >= MISSPELT
-        }
-        self.seen = {*inputs, sticky_key}
+        )
+
+
+_inputs_of = once_per_model(lambda model: _Inputs(model.signature.get("inputs", {})))
+
+
+class _NearMisses:
+    """Looks for a misspelt feature among the names of a request the model does not read: each name
+    once, and at most ``NEAR_MISS_CHECKS`` of them, so that the cost is bounded."""
+
+    def __init__(self, inputs: _Inputs, sticky_key: str | None) -> None:
+        self.inputs = inputs
+        self.sticky_key = sticky_key
+        self.seen: set[Any] = set()
         self.checks_left = NEAR_MISS_CHECKS
 
     def check(self, given: Any, where: str) -> None:
         """Raises InvalidInputError for a name in ``given`` close to a feature's, naming both."""
+        specs, lowered = self.inputs.specs, self.inputs.lowered
         for name in given:
             if not self.checks_left:
                 return
-            if name in self.seen:
+            if name in specs or name == self.sticky_key or name in self.seen:
                 continue
             self.seen.add(name)
-            lowered = str(name).lower()
-            if len(lowered) not in self.lengths:
+            low = str(name).lower()
+            if len(low) not in self.inputs.lengths:
                 continue
             self.checks_left -= 1
-            close = difflib.get_close_matches(lowered, list(self.lowered), n=1, cutoff=MISSPELT)
+            close = difflib.get_close_matches(low, list(lowered), n=1, cutoff=MISSPELT)
             if close:
                 msg = (
-                    f"{where} holds {name!r}, which the model does not read; did you mean {self.lowered[close[0]]!r}? "
-                    f"Its inputs are {sorted(self.inputs)}."
+                    f"{where} holds {name!r}, which the model does not read; did you mean {lowered[close[0]]!r}? "
+                    f"Its inputs are {sorted(specs)}."
                 )
                 raise InvalidInputError(msg)
 
@@ -292,18 +316,28 @@ def _check_value(value: Any, name: str, spec: dict[str, Any], where: str) -> Non
             raise InvalidInputError(msg)
         return
     if not fits(value, kind):
-        raise InvalidInputError(misfit_message(where, name, kind, _shown(value)))
+        raise InvalidInputError(_refusal(where, name, spec, _shown(value)))
     if kind != "number" or type(value) is not str:
         return
     try:
         if "_" not in value:  # float() reads "1_000"; the transform does not
             float(value)
             return
-    except ValueError:
+    except ValueError:  # and blank text, which the transform would read as missing
         pass
-    shown = value if len(value) <= 40 else value[:37] + "..."
-    msg = f"{where} is {shown!r}, which is no number; {name!r} is a number feature: send a number, or null when it is missing."
-    raise InvalidInputError(msg)
+    raise InvalidInputError(_refusal(where, name, spec, repr(value if len(value) <= 40 else value[:37] + "...")))
+
+
+def _refusal(where: str, name: str, spec: dict[str, Any], shown: str) -> str:
+    """The one line refusing the value ``shown``; a required feature's does not say to send null,
+    which it refuses too."""
+    kind = spec.get("kind", "")
+    if not spec.get("required"):
+        return misfit_message(where, name, kind, shown)
+    return (
+        f"{where} is {shown}, which is no {kind}; {name!r} is a required {kind} feature (the training schema has "
+        f"it in every example): send {WANTED[kind]}."
+    )
 
 
 def _shown(value: Any) -> str:

@@ -170,7 +170,7 @@ def test_json_nested_too_deep_is_a_400_on_every_json_route(address: tuple[str, i
 @pytest.mark.parametrize(
     ("rows", "named"),
     [
-        ([{"amount": "abc", "product": "card"}], """row 0["amount"] is 'abc', which is no number; 'amount' is a number feature"""),
+        ([{"amount": "abc", "product": "card"}], """row 0["amount"] is 'abc', which is no number; 'amount' is a required number feature"""),
         ([{"amount": 5, "product": "card"}, {"amount": "x", "product": "card"}], """row 1["amount"] is 'x'"""),
         ([{"amount": "", "product": "card"}], """row 0["amount"] is ''"""),
         ({"amount": [5, "1_000"], "product": ["card", "loan"]}, """"inputs"["amount"][1] is '1_000'"""),

@@ -117,17 +117,18 @@ def grpc_infer(server: Any, request: pb.ModelInferRequest) -> pb.ModelInferRespo
 # -- a value of another kind ---------------------------------------------------------------------
 
 MISFITS = [
-    ("code", 1.0, "1.0, which is no string; 'code' is a string feature: send a string, or null when it is missing."),
-    ("code", 1, "1, which is no string; 'code' is a string feature"),
-    ("code", True, "true, which is no string; 'code' is a string feature"),
-    ("code", [1], "[1], which is no string; 'code' is a string feature"),
-    ("note", 2.5, "2.5, which is no string; 'note' is a string feature"),
     (
-        "rooms",
-        True,
-        "true, which is no number; 'rooms' is a number feature: send a number, or null when it is missing.",
+        "code",
+        1.0,
+        "1.0, which is no string; 'code' is a required string feature (the training schema has it in every "
+        "example): send a string.",
     ),
-    ("rooms", [3], "[3], which is no number; 'rooms' is a number feature"),
+    ("code", 1, "1, which is no string; 'code' is a required string feature"),
+    ("code", True, "true, which is no string; 'code' is a required string feature"),
+    ("code", [1], "[1], which is no string; 'code' is a required string feature"),
+    ("note", 2.5, "2.5, which is no string; 'note' is a string feature: send a string, or null when it is missing."),
+    ("rooms", True, "true, which is no number; 'rooms' is a required number feature"),
+    ("rooms", [3], "[3], which is no number; 'rooms' is a required number feature"),
     ("fee", "abc", "'abc', which is no number; 'fee' is a number feature"),
     ("promo", 1, "1, which is no bool; 'promo' is a bool feature: send true or false, or null when it is missing."),
     ("promo", "true", "\"true\", which is no bool; 'promo' is a bool feature"),

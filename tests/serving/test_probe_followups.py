@@ -172,7 +172,7 @@ REFUSED = "input 'amount' is BOOL; 'amount' is a number feature: send it as FP64
 def test_a_bool_tensor_for_a_number_feature_is_refused_over_rest_and_grpc(server: ModelServer) -> None:
     status, _, answer = ask(server, PREDICT, {"instances": [ROW | {"amount": True}]})
     assert status == 400
-    assert "is true, which is no number; 'amount' is a number feature" in answer["error"]
+    assert "is true, which is no number; 'amount' is a required number feature" in answer["error"]
 
     body = {
         "inputs": [
