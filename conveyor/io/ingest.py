@@ -229,6 +229,7 @@ class TypedInput:
         self.notes: list[str] = []
         self.empty: list[str] = []
         self._schemas: dict[str, pa.Schema] = {}
+        self._rows: dict[str, int] = {}  # rows of each source observed in this pass, to name a row
         self.exact = ExactIntegers() if kind == "jsonl" else None
 
     def prepare(self, sources: list[Source]) -> None:
@@ -293,7 +294,16 @@ class TypedInput:
         self.columns.observe(
             batch.schema, where, None if lines is None else functools.partial(_at, batch, lines, where)
         )
+        if self.exact is None:  # the others: a number their widened column would change makes it text
+            start = self._rows.get(where, 0)
+            self._rows[where] = start + batch.num_rows
+            self.columns.values(batch, functools.partial(self._row, where, start))
         return batch
+
+    def _row(self, where: str, start: int, i: int) -> str:
+        """Where the ``i``-th row of a batch is that starts after ``start`` rows of ``where``."""
+        row = f"row {start + i + 1:,}"
+        return f"{row} of {where}" if self.kind == "sql" else f"{where}, {row}"
 
     def convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return self.columns.cast(batch)
@@ -308,7 +318,7 @@ class TypedInput:
         return False
 
     def restart(self) -> None:
-        return None
+        self._rows.clear()
 
 
 def _no_rows(files: list[str], what: str) -> str:

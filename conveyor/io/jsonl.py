@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from conveyor.exceptions import DataValidationError
-from conveyor.io.columns import TEXT
+from conveyor.io.columns import TEXT, inexact_warning
 from conveyor.io.csv import BadRow
 from conveyor.io.files import open_stream
 
@@ -462,15 +462,6 @@ def _inexact(values: np.ndarray) -> np.ndarray:
 def _place(where: str, lines: Lines | None, rows: np.ndarray | None, k: int) -> str:
     row = int(rows[k]) if rows is not None else k
     return f"{where}:{int(lines()[row])}" if lines is not None else where
-
-
-def inexact_warning(name: str, integer: tuple[Any, str], beside: tuple[Any, str] | None) -> str:
-    """Said of a column made text because a float cannot hold some of its integers (value, place) beside floats."""
-    floats = "floats" if beside is None else f"floats, e.g. {beside[0]} ({beside[1]})"
-    return (
-        f"Column {name!r} holds integers a float cannot hold exactly, e.g. {integer[0]} ({integer[1]}), beside "
-        f"{floats}; it is text."
-    )
 
 
 def _nested(number: str, steps: Steps, at: str, floats: str = "the field's floats") -> str:

@@ -8,7 +8,9 @@ A column's type follows its values, one batch at a time, and holds for the whole
 Integers beyond 64 bits (a MariaDB ``BIGINT UNSIGNED`` above 2**63) make their column text,
 exact, as they do in CSV, with a warning naming the column, a value and its row; so do values
 that share no Arrow type, in one batch or across batches (SQLite's text and numbers in one
-column, a PostgreSQL ``numeric`` holding ``NaN`` or more digits than a decimal holds). The
+column, a PostgreSQL ``numeric`` holding ``NaN`` or more digits than a decimal holds), and an
+integer a float cannot hold exactly (past 2**53) beside floats, in one batch or across batches
+(``TypedColumns.values``); integers a float holds beside floats are floats. The
 column is then text in every batch (``conveyor.io.columns.TEXT``); the rows typed before it
 are Arrow's text of that type (a decimal keeps its scale: ``2.0``). Some values are always text,
 without a warning: a UUID, a time of day with a UTC offset (``timetz``), and PostgreSQL's
@@ -29,7 +31,7 @@ import pyarrow as pa
 
 from conveyor._internal.urls import safe_url
 from conveyor.exceptions import ConveyorError, DataValidationError
-from conveyor.io.columns import TEXT
+from conveyor.io.columns import TEXT, inexact_warning
 
 BATCH_ROWS = 1 << 16
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
@@ -53,6 +55,11 @@ def _unify(before: pa.DataType, now: pa.DataType) -> pa.DataType | None:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     return schema.field("c").type
+
+
+def _wide(values: Sequence[Any]) -> int | None:
+    """The index of the first integer beyond int64, if any."""
+    return next((i for i, v in enumerate(values) if type(v) is int and not -(2**63) <= v < 2**63), None)
 
 
 def _odd_value(values: Sequence[Any], before: pa.DataType | None = None) -> int | None:
@@ -95,10 +102,22 @@ class _Columns:
         try:
             array = pa.array(values)
         except OverflowError:  # a Python int beyond int64 (BIGINT UNSIGNED above 2**63): text, exact, as in CSV
-            big = next((i for i, v in enumerate(values) if type(v) is int and not -(2**63) <= v < 2**63), None)
-            return self._made_text(name, values, "holds integers beyond 64 bits", big, first_row)
+            return self._made_text(name, values, "holds integers beyond 64 bits", _wide(values), first_row)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return self._mixed(name, values, before, first_row)
+            if not all(type(v) in (int, float) for v in values if v is not None):
+                return self._mixed(name, values, before, first_row)
+            wide = _wide(values)
+            if wide is not None:  # beside floats
+                return self._made_text(name, values, "holds integers beyond 64 bits", wide, first_row)
+            # Arrow refuses an integer past 2**53 beside floats: floats if they hold each exactly, else text
+            big = next((i for i, v in enumerate(values) if type(v) is int and float(v) != v), None)
+            if big is not None:
+                other = next(i for i, v in enumerate(values) if type(v) is float)  # Arrow takes ints alone
+                at = (f"row {first_row + big:,} of the query", f"row {first_row + other:,} of the query")
+                self.text.add(name)
+                self.warn(inexact_warning(name, (values[big], at[0]), (values[other], at[1])))
+                return _text(values)
+            array = pa.array([None if v is None else float(v) for v in values], pa.float64())
         if isinstance(array.type, pa.BaseExtensionType) or (
             pa.types.is_time(array.type) and any(getattr(v, "tzinfo", None) for v in values)
         ):  # a UUID; a time with its UTC offset, which Arrow's time types would drop

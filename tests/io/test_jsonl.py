@@ -55,14 +55,16 @@ def test_an_integer_beyond_64_bits_making_ids_text_is_said(tmp_path: Path) -> No
     ]
 
 
-def test_an_integer_column_that_is_float_in_another_file_is_said(tmp_path: Path) -> None:
+def test_an_integer_column_that_is_float_in_another_file_is_exact_text_and_said(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     a, b = tmp_path / "in" / "a.parquet", tmp_path / "in" / "b.parquet"
     pq.write_table(pa.table({"id": pa.array([2**60 + 1, 2], pa.int64())}), a)
     pq.write_table(pa.table({"id": pa.array([0.5], pa.float64())}), b)
     ex = gen(tmp_path, tmp_path / "in")
+    assert sorted(table(ex).column("id").to_pylist()) == ["0.5", "1152921504606846977", "2"]
     assert ex.properties["warnings"] == [
-        f"Column 'id' is int64 in {a} but becomes double in {b}; integers beyond 2**53 lose digits as floats."
+        f"Column 'id' holds integers a float cannot hold exactly, e.g. 1152921504606846977 ({a}, row 1), beside "
+        f"floats, e.g. 0.5 ({b}, row 1); it is text."
     ]
 
 
