@@ -33,7 +33,7 @@ from conveyor.exceptions import InvalidInputError, ServingError
 from conveyor.serving import oip, openapi, tfserving
 from conveyor.serving.batching import Batcher
 from conveyor.serving.config import bearer_matches
-from conveyor.serving.metrics import CONTENT_TYPE, RequestMetrics, ServerMetrics
+from conveyor.serving.metrics import CONTENT_TYPE, MODEL_VERSION, RequestMetrics, ServerMetrics
 from conveyor.serving.register import REQUEST_ID_HEADER, PredictionLog, RequestIds, tracking_id
 from conveyor.serving.registry import ModelRegistry, ServedVersion
 from conveyor.serving.split import sticky_value
@@ -127,6 +127,7 @@ def create_app(
         name, version = _model_of(request)
         sticky = sticky_value(sticky_key, request.headers, rows) if sticky_key else None
         served = registry.get(name, version, _label_of(request), sticky=sticky)
+        request.scope["state"][MODEL_VERSION] = str(served.version)  # the metrics count what follows against it
         if verb is not None:
             tfserving.check_task(served.model, verb)
 
@@ -194,6 +195,7 @@ def create_app(
             columns = oip.sticky_columns(asked.inputs) if sticky_key else None
             sticky = sticky_value(sticky_key, request.headers, columns) if sticky_key else None
             served = registry.get(name, version, sticky=sticky)
+            request.scope["state"][MODEL_VERSION] = str(served.version)
             return asked, served, oip.model_input(asked.inputs, served.model)
 
         asked, served, rows = await _off_loop(decoded, len(body))

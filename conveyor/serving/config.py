@@ -5,7 +5,7 @@
         base_path: serving/complaints      # relative to this file's folder
         version_policy: {latest: 1}        # or {all: true} or {specific: [3, 5]}
         labels: {stable: 3, canary: 5}
-        split: {stable: 90, canary: 10}    # requests naming no version or label, by weight
+        split: {stable: 90, canary: 10}    # requests naming no version or label, by percent
         sticky_key: user_id                # a header or feature that keeps a client on one label
     batching: {max_batch_size: 64, batch_timeout_micros: 2000, num_batch_threads: 2,
                max_enqueued_batches: 1000}
@@ -45,6 +45,7 @@ __all__ = [
     "check_label",
     "check_model_name",
     "check_poll_seconds",
+    "check_split",
     "read_server_config",
     "read_token",
 ]
@@ -289,7 +290,7 @@ def _model(entry: Any, path: Path, where: str) -> ModelConfig:
                     "add it to the specific versions or point the label elsewhere."
                 )
                 raise ServingError(msg)
-    split = _split(entry.get("split", {}), labels, f"{where}.split")
+    split = check_split(entry.get("split", {}), labels, f"{where}.split")
     sticky_key = entry.get("sticky_key")
     if sticky_key is not None and (not isinstance(sticky_key, str) or not sticky_key or not split):
         msg = f"{where}.sticky_key must be a header or feature name beside a split; got {sticky_key!r}{'' if split else ' and no split'}."
@@ -297,22 +298,33 @@ def _model(entry: Any, path: Path, where: str) -> ModelConfig:
     return ModelConfig(str(entry["name"]), path.parent / str(entry["base_path"]), policy, labels, split, sticky_key)
 
 
-def _split(value: Any, labels: Mapping[str, int], where: str) -> dict[str, int]:
-    if not isinstance(value, dict) or not all(
-        isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in value.values()
-    ):
-        msg = f"{where} must map labels to integer weights >= 0, like {{stable: 90, canary: 10}}; got {value!r}."
+def check_split(value: Any, labels: Mapping[str, int], where: str) -> dict[str, int]:
+    """The split's weights, percents of the requests: a sum other than 100 is a typo (90 and 1 for
+    90 and 10) that weights over their sum would serve unseen (98.9% and 1.1%).
+
+    Raises:
+        ServingError: a label ``labels`` lacks, a weight that is no integer >= 0, or a sum other than 100.
+    """
+    if not isinstance(value, dict):
+        msg = f"{where} must map labels to integer weights summing to 100, like {{stable: 90, canary: 10}}; got {value!r}."
         raise ServingError(msg)
-    for label in value:
-        if label not in labels:
+    for label, weight in value.items():
+        if str(label) not in labels:
             close = difflib.get_close_matches(str(label), list(labels), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             msg = (
                 f"{where} names label {label!r}, which `labels` does not define; {hint}the labels are {sorted(labels)}."
             )
             raise ServingError(msg)
-    if value and not sum(value.values()):
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+            msg = f"{where}.{label} is {weight!r}; a split takes integer weights >= 0 that sum to 100, like {{stable: 90, canary: 10}}."
+            raise ServingError(msg)
+    total = sum(value.values())
+    if value and not total:
         msg = f"{where} gives every label weight 0; give at least one a weight above 0."
+        raise ServingError(msg)
+    if value and total != 100:
+        msg = f"{where} weights sum to {total}, not 100: they are the percents of the requests each label takes."
         raise ServingError(msg)
     return {str(label): weight for label, weight in value.items()}
 

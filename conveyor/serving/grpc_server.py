@@ -3,8 +3,11 @@
 ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer, answered by
 a thread-pool server, so a model call never holds up the others. Errors are the call's status:
 INVALID_ARGUMENT for a request the client can fix (the message names the field), NOT_FOUND for
-an unknown model or version, RESOURCE_EXHAUSTED past the message size limit (4 MiB in gRPC by
-default, which a batch of rows soon passes: here it is the server's request size limit).
+an unknown model or version, RESOURCE_EXHAUSTED for a request past the message size limit (4 MiB
+in gRPC by default, which a batch of rows soon passes: here it is the server's request size
+limit; answers are not limited). A request's data is all in ``raw_input_contents`` or all in its
+inputs' ``contents``, as the protocol says; the outputs are always raw, as Triton answers them. A
+call whose deadline passes while its rows wait for a batch takes them out of it.
 The id a call's predictions are logged under is REST's (``register.tracking_id``: the request's
 ``id``, or the ``x-request-id`` metadata, a new one for an id not usable); it goes back as
 ``x-request-id`` metadata, and as the response's ``id`` unless the request sent its own, which is
@@ -15,9 +18,10 @@ asks for ``authorization: Bearer <token>`` metadata (UNAUTHENTICATED).
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
@@ -39,6 +43,7 @@ CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
 """The gRPC status of each HTTP status a ``ServingError`` carries; any other is INTERNAL."""
@@ -65,7 +70,9 @@ def create_server(
     ``batcher`` and ``metrics`` are the REST app's, so both transports share batches and counts."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
+        # an answer is as large as the request makes it (a row of 3 features may get 10 classes'
+        # probabilities): limited, an accepted request would fail once predicted; the client sets its own
+        ("grpc.max_send_message_length", -1),
         # a port another server holds is an error, not shared silently, unless asked (--workers)
         ("grpc.so_reuseport", int(reuse_port)),
     ]
@@ -102,13 +109,15 @@ def bind(server: grpc.Server, host: str, port: int, tls: tuple[bytes, bytes] | N
 
 def _answers(method: Callable[[InferenceService, Any, Any], Reply]) -> Callable[[InferenceService, Any, Any], Reply]:
     """``method``'s reply, or its ``ServingError`` (any other fault: INTERNAL) as the call's status;
-    either way counted and timed in the metrics, by the status code's name."""
+    either way counted and timed in the metrics, by the status code's name and the version the
+    call chose (``InferenceService.chosen``: a call runs in one thread from start to end)."""
     route = f"/inference.GRPCInferenceService/{method.__name__}"
 
     @functools.wraps(method)
     def answer(self: InferenceService, request: Any, context: grpc.ServicerContext) -> Reply:
         started = time.perf_counter()
         model = self.metrics.model_label(getattr(request, "model_name", None) or getattr(request, "name", None))
+        self.chosen.version = ""
         try:
             reply = method(self, request, context)
         except ServingError as e:
@@ -116,9 +125,11 @@ def _answers(method: Callable[[InferenceService, Any, Any], Reply]) -> Callable[
         except Exception as e:
             code, message = grpc.StatusCode.INTERNAL, f"the server failed on this request: {type(e).__name__}: {e}"
         else:
-            self.metrics.request_done(model, route, grpc.StatusCode.OK.name, time.perf_counter() - started)
+            self.metrics.request_done(
+                model, self.chosen.version, route, grpc.StatusCode.OK.name, time.perf_counter() - started
+            )
             return reply
-        self.metrics.request_done(model, route, code.name, time.perf_counter() - started)
+        self.metrics.request_done(model, self.chosen.version, route, code.name, time.perf_counter() - started)
         context.abort(code, message)
 
     return answer
@@ -139,6 +150,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         self.prediction_log = prediction_log
         self.batcher = batcher
         self.metrics = metrics or ServerMetrics(registry)
+        self.chosen = threading.local()  # .version: the version this thread's ModelInfer call went to
 
     @_answers
     def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.ServicerContext) -> pb.ServerLiveResponse:
@@ -179,8 +191,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         sticky = sticky_value(sticky_key, metadata, oip.sticky_columns(inputs)) if sticky_key else None
         version = oip.parse_version(request.model_version)
         served = self.registry.get(request.model_name, version, sticky=sticky)
+        self.chosen.version = str(served.version)
         rows = oip.model_input(inputs, served.model)
-        predicted = served.model.predict(rows) if self.batcher is None else self.batcher.submit(served, rows).result()
+        predicted = (
+            served.model.predict(rows) if self.batcher is None else _batched(self.batcher, served, rows, context)
+        )
         if self.prediction_log is not None:
             self.prediction_log.record(logged_id, served, rows, predicted)
         outputs = oip.output_tensors(predicted, [o.name for o in request.outputs] or None)
@@ -220,15 +235,33 @@ class BearerAuth(grpc.ServerInterceptor):  # type: ignore[misc]
         return self.refusal
 
 
+NO_INPUTS = (
+    "the request has no inputs: send one InferInputTensor per feature (name, datatype, shape), its data "
+    "in contents or raw_input_contents."
+)
+
+
 def _inputs(request: pb.ModelInferRequest) -> list[oip.Tensor]:
-    """The request's tensors, from ``raw_input_contents`` when it has them, else each one's contents."""
+    """The request's tensors, from ``raw_input_contents`` when it has them, else each one's contents;
+    the protocol forbids a mix, which is refused rather than half read."""
     if not request.inputs:
-        raise InvalidInputError(oip.NO_INPUTS)
+        raise InvalidInputError(NO_INPUTS)
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
-        msg = f"the request has {len(request.inputs)} inputs but {len(raw)} raw_input_contents; give one per input, in order."
+        msg = (
+            f"the request has {len(request.inputs)} inputs but {len(raw)} raw_input_contents: with "
+            "raw_input_contents every input's data is there, one entry per input in order (the protocol "
+            "forbids mixing it with contents)."
+        )
         raise InvalidInputError(msg)
     if raw:
+        typed = next((t for t in request.inputs if t.contents.ListFields()), None)
+        if typed is not None:
+            msg = (
+                f"input {typed.name!r} has contents beside the request's raw_input_contents; the protocol "
+                "takes one or the other: every input's data raw, or every input's in its contents."
+            )
+            raise InvalidInputError(msg)
         return [oip.decode_raw(t.name, t.datatype, list(t.shape), raw[i]) for i, t in enumerate(request.inputs)]
     tensors = []
     for t in request.inputs:
@@ -236,6 +269,29 @@ def _inputs(request: pb.ModelInferRequest) -> list[oip.Tensor]:
         if field is None and t.datatype in oip.DTYPES:
             msg = f"input {t.name!r} is {t.datatype}, which travels only in raw_input_contents."
             raise InvalidInputError(msg)
+        stray = next((f.name for f, _ in t.contents.ListFields() if f.name != field), None)
+        if field and stray:
+            msg = f"input {t.name!r} is {t.datatype}, whose elements go in contents.{field}; it sent contents.{stray}."
+            raise InvalidInputError(msg)
         values = list(getattr(t.contents, field)) if field else []  # an unknown datatype: decode_values says so
         tensors.append(oip.decode_values(t.name, t.datatype, list(t.shape), values))
     return tensors
+
+
+def _batched(batcher: Batcher, served: ServedVersion, rows: Any, context: grpc.ServicerContext) -> Any:
+    """The batcher's answer for ``rows``; a call that ends first (its deadline passed, its client
+    gone) takes them out of the queue, so no dead call's rows are predicted."""
+    future = batcher.submit(served, rows)
+    if not context.add_callback(future.cancel):  # already over
+        future.cancel()
+    try:
+        return future.result()
+    except CancelledError:
+        msg = "the call ended (its deadline passed, or its client cancelled it) before its batch ran."
+        raise CallEndedError(msg) from None
+
+
+class CallEndedError(ServingError):
+    """A call whose client is no longer waiting: its status goes nowhere, but the metrics count it."""
+
+    status = 499

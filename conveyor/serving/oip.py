@@ -499,7 +499,7 @@ def read_rest_request(body: bytes, header_length: str | None) -> InferRequest:
 
 
 NO_INPUTS = '"inputs" must be a non-empty list of tensors, like [{"name": "amount", "datatype": "FP64", "shape": [1], "data": [12.5]}].'
-"""Over REST and gRPC alike: a request without tensors is refused before the model is asked."""
+"""A REST request without tensors is refused before the model is asked (gRPC says it in its own words, ``grpc_server.NO_INPUTS``)."""
 
 TOO_DEEP = "the request body nests its JSON too deeply to read; rows and tensors need only a few levels."
 

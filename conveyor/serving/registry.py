@@ -39,7 +39,7 @@ from typing import TypeVar
 from conveyor.exceptions import ServingError
 from conveyor.model.bundle import MANIFEST
 from conveyor.model.loading import LoadedModel, load_model
-from conveyor.serving.config import ModelConfig, VersionPolicy, check_label, check_model_name
+from conveyor.serving.config import ModelConfig, VersionPolicy, check_label, check_model_name, check_split
 from conveyor.serving.split import Split
 
 __all__ = [
@@ -204,13 +204,15 @@ class ModelRegistry:
 
         Raises:
             ServingError: no bundle there, one the policy selects fails its sha256 checks or
-                cannot be loaded, or a label points at a version on disk that is not served.
+                cannot be loaded, a label points at a version on disk that is not served, or the
+                split's weights are not percents of its labels summing to 100.
         """
         check_model_name(name, "the model name")
         for label in labels or {}:
             check_label(label, f"model {name!r}")
+        split = check_split(dict(split or {}), labels or {}, f"model {name!r} split")
         config = ModelConfig(
-            name, Path(base_path), version_policy or VersionPolicy(), dict(labels or {}), dict(split or {}), sticky_key
+            name, Path(base_path), version_policy or VersionPolicy(), dict(labels or {}), split, sticky_key
         )
         on_disk = versions_on_disk(config.base_path)
         selected = config.version_policy.select(on_disk)

@@ -217,7 +217,7 @@ def test_a_sticky_key_like_a_feature_name_is_no_misspelling(bundle: Path, tmp_pa
     keyed by ``Rooms``, which the other takes for a misspelt ``rooms``."""
     from conveyor.serving import ModelServer
 
-    keyed = ModelConfig("keyed", bundle.parent, VersionPolicy(), {"a": 1}, {"a": 1}, "Rooms")
+    keyed = ModelConfig("keyed", bundle.parent, VersionPolicy(), {"a": 1}, {"a": 100}, "Rooms")
     with (
         ModelServer({"keyed": keyed, "plain": bundle.parent}, rest_port=0, poll_seconds=0) as running,
         closing(running) as asking,
