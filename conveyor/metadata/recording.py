@@ -285,9 +285,13 @@ class Recorder:
         )
 
     def _beat(self, run_ctx: int, stop: threading.Event) -> None:
+        """Beat until stopped. A beat that fails (the store away a moment, its connections all
+        busy past the pool's timeout) is tried again at the next: a heartbeat that ended on an
+        error would leave a living run to be failed as silent by every other host.
+        """
         c = s.contexts
         while not stop.wait(self.heartbeat_every):
-            with contextlib.suppress(MetadataError), self._write(flush=False) as conn:  # the store away a moment: beat again later
+            with contextlib.suppress(Exception), self._write(flush=False) as conn:
                 conn.execute(update(c).where(c.c.id == run_ctx).values(heartbeat=time.time()))
 
     def _stop_heartbeat(self, run_id: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -33,11 +34,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql import Subquery
 
-from conveyor._internal.process import hostname, is_alive
+from conveyor._internal.process import hostname, is_alive, is_stopped
 from conveyor.artifacts import Artifact, ArtifactState, make_artifact
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import schema as s
-from conveyor.metadata.database import database_error, normalize_url, open_engines, safe_url
+from conveyor.metadata.database import database_error, normalize_url, open_engines, safe_url, sqlite_file
 from conveyor.metadata.recording import Recorder, execution_of
 from conveyor.metadata.records import (
     Execution,
@@ -69,6 +70,17 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
         yield ids[i : i + _CHUNK]
 
 
+def _file_of(path: str | None) -> tuple[str, int, int] | None:
+    """A SQLite store's file as its absolute path, device and inode; None for no path, or no file there."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return path, st.st_dev, st.st_ino
+
+
 def _uses(conn: Connection, ids: Sequence[int]) -> dict[int, int]:
     """``MetadataStore.uses`` of ``ids``, sorted, in ``conn``'s transaction."""
     ev = s.events
@@ -93,7 +105,8 @@ class MetadataStore(Recorder):
     """
 
     silent_after = 60.0
-    """Seconds without a heartbeat after which a run on another host is failed by the next reader.
+    """Seconds without a heartbeat after which a run on another host, or one on this host whose
+    process is stopped (SIGSTOP, Ctrl-Z), is failed by the next reader.
 
     A running run beats every ``heartbeat_every`` seconds (5); twelve missed beats leave room for
     a busy database. The hosts' clocks must agree to well within this (NTP does).
@@ -103,6 +116,7 @@ class MetadataStore(Recorder):
         """``create=False``: refuse a database that holds no store rather than make one in it."""
         self.url = normalize_url(url)
         self._engine, self._reader = open_engines(self.url, create=create)
+        self._file = _file_of(sqlite_file(self.url))  # the file its connections opened (``_check_file``)
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
         self._reaped_at = -1.0
@@ -130,8 +144,24 @@ class MetadataStore(Recorder):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_file(self) -> None:
+        """Refuse to go on with a SQLite store whose file is not the one its connections hold.
+
+        Moved away, removed or replaced, the file they opened lives on unseen: what is written
+        there is lost, and what is read there is no longer the store at its path. A stat per
+        transaction, a few microseconds.
+        """
+        if self._file is not None and _file_of(self._file[0]) != self._file:
+            msg = (
+                f"Cannot use the metadata store at {self._file[0]}: its file was moved, removed or replaced since "
+                f"this process opened it (what is written now would be lost); put it back, or open the store again "
+                f"to use the file there now"
+            )
+            raise MetadataError(msg)
+
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        self._check_file()
         try:
             with self._reader.connect() as conn:
                 yield conn
@@ -148,6 +178,7 @@ class MetadataStore(Recorder):
         database crash (a cached step's: the next run finds the same hit) and that the run's
         next flushed commit makes durable anyway, as the log is written in order.
         """
+        self._check_file()
         try:
             with self._engine.begin() as conn:
                 if not flush and conn.dialect.name == "postgresql":
@@ -208,7 +239,10 @@ class MetadataStore(Recorder):
 
         On this host the pid tells; a run on another host, or one shared by an orchestrator's
         tasks (``join_run``), is gone once its heartbeat is older than ``silent_after`` (a run
-        from before heartbeats counts from its start).
+        from before heartbeats counts from its start). A process on this host that lives but is
+        stopped (SIGSTOP, Ctrl-Z) is gone too once silent as long: it records nothing, and would
+        keep a schedule waiting for it forever. One that runs is not, however long its silence: a
+        step may hold the GIL in one long call, and the machine may just have woken from sleep.
         """
         c, e = s.contexts, s.executions
         # A run whose end was recorded while the store refused a step's own end still holds it.
@@ -238,18 +272,24 @@ class MetadataStore(Recorder):
                 dead.append((r, why))
             elif not is_alive(r.pid, properties.get("pid_start")):
                 dead.append((r, f"The run's process (pid {r.pid}) died while this step ran; run again to resume."))
+            elif r.silent and is_stopped(r.pid):
+                why = (
+                    f"The run's process (pid {r.pid}) was stopped (SIGSTOP or Ctrl-Z) and sent no heartbeat for "
+                    f"{self.silent_after:.0f} s while this step ran; end it (kill {r.pid}), then run again to resume."
+                )
+                dead.append((r, why))
         return dead
 
     def dead_runs(self) -> list[str]:
-        """Runs whose process died (on this host) or fell silent (on another) while the run, or a
-        step of it, is recorded as running.
+        """Runs whose process died or was stopped (on this host) or fell silent (on another) while
+        the run, or a step of it, is recorded as running.
 
         Reading only: ``reap_dead_runs`` writes what this finds.
         """
         return [r.name for r, _ in self._dead_runs()]
 
     def reap_dead_runs(self) -> list[str]:
-        """Mark failed the runs whose process died (killed, crashed, its machine gone), and abandon what they left.
+        """Mark failed the runs whose process died (killed, crashed, its machine gone) or was stopped, and abandon what they left.
 
         They end at their last heartbeat, the last time they were seen alive (a step that began
         after it, when it began): not when a reader came by, which may be days later.

@@ -71,7 +71,7 @@ def test_a_run_whose_sqlite_file_was_removed_under_it_is_not_taken_for_a_success
     pipeline = Pipeline("lost", [remove_store_folder()], root=tmp_path / "root", metadata=f"sqlite:///{store}")
     with pytest.raises(StoreLostError, match="was lost mid-run") as e:
         pipeline.run()
-    assert f"its file {store} was removed or replaced while the run went on" in str(e.value)
+    assert f"Cannot use the metadata store at {store}: its file was moved, removed or replaced" in str(e.value)
 
 
 @pytest.fixture
