@@ -44,7 +44,7 @@ from conveyor._internal.process import hostname
 from conveyor.components.example_gen import ExampleGen
 from conveyor.dsl.pipeline import Pipeline
 from conveyor.exceptions import ConveyorError, DataValidationError, MetadataError, RunBusyError, StoreLostError
-from conveyor.metadata.database import safe_url, sqlite_file
+from conveyor.metadata.database import safe_url
 from conveyor.metadata.records import ExecutionStatus, Run
 from conveyor.metadata.store import MetadataStore
 from conveyor.orchestration.local import LocalRunner
@@ -203,7 +203,6 @@ class Scheduler:
         self._down: float | None = None  # since when (time.monotonic()) the store does not answer
         self._retry = _RETRY_FIRST
         self._lost: list[str] = []  # runs the store was lost under, to end as failed once it answers
-        self._file: tuple[int, int] | None = None  # a SQLite store's file as opened (``_file_of``)
 
     def stop(self) -> None:
         """Ask the loop to end after the run in progress (from another thread)."""
@@ -214,7 +213,6 @@ class Scheduler:
         store = self.store or MetadataStore(self.pipeline.metadata_url)
         runner = LocalRunner(store=store, enable_cache=self.enable_cache)
         try:
-            self._file = _file_of(store)
             check_root(self.pipeline.root.resolve(), store)  # a root another store has: refused now, not at a tick
             watched = self._watched(self.pipeline) if self.on_new_span else []
             for w in watched:
@@ -287,15 +285,9 @@ class Scheduler:
         """Raise ``MetadataError`` while the store does not answer. Once it answers again, say so,
         and end as failed the runs it was lost under: no reader would, as this process lives on.
 
-        A SQLite store's file moved away or replaced counts as not answering: the connections
-        open on it would go on reading and writing the old file unseen.
+        A SQLite store's file moved away or replaced counts as not answering: the store refuses
+        it (``MetadataStore._check_file``) until the file is back.
         """
-        if self._file is not None and _file_of(store) != self._file:
-            msg = (
-                f"Cannot use the metadata store at {sqlite_file(store.url)}: its file was moved, removed or replaced "
-                f"while the schedule ran; put it back, or restart the schedule to use the file there now."
-            )
-            raise MetadataError(msg)
         if self._down is None:
             return
         recent = {r.id: r for r in store.runs(self.pipeline.name, limit=20)}
@@ -521,18 +513,6 @@ def _is_file(url: str) -> bool:
 
     fs, path = fsspec.core.url_to_fs(url)
     return bool(fs.isfile(path.rstrip("/") or "/"))
-
-
-def _file_of(store: MetadataStore) -> tuple[int, int] | None:
-    """A SQLite store's file as (device, inode); None for a database server, or no file there now."""
-    path = sqlite_file(store.url)
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _last_read(store: MetadataStore, pipeline: str, step: str) -> SpanKey | None:

@@ -8,7 +8,6 @@ something else, or is cut short, stays one line naming it.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 from pathlib import Path
 
@@ -16,11 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conveyor.artifacts import Examples
-from conveyor.components import ExampleGen
 from conveyor.exceptions import DataValidationError
+from tests.io.ingested import gen
 
-_counter = itertools.count()
 ROWS = [{"id": i, "name": f"n{i}"} for i in range(50)]
 
 
@@ -32,7 +29,11 @@ def parquet_bytes() -> bytes:
 
 def avro_bytes() -> bytes:
     fastavro = pytest.importorskip("fastavro")
-    schema = {"type": "record", "name": "R", "fields": [{"name": "id", "type": "long"}, {"name": "name", "type": "string"}]}
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [{"name": "id", "type": "long"}, {"name": "name", "type": "string"}],
+    }
     buf = io.BytesIO()
     fastavro.writer(buf, schema, ROWS)
     return buf.getvalue()
@@ -44,18 +45,6 @@ FULL = {
     "parquet": parquet_bytes,
     "avro": avro_bytes,
 }
-
-
-def gen(tmp_path: Path, files: dict[str, bytes]) -> tuple[Examples, Path]:
-    folder = tmp_path / f"in-{next(_counter)}"
-    folder.mkdir()
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    out = tmp_path / f"examples-{next(_counter)}"
-    out.mkdir()
-    examples = Examples(uri=str(out))
-    ExampleGen.execute(examples, input_base=str(folder), splits={"all": 1})
-    return examples, folder
 
 
 @pytest.mark.parametrize("fmt", list(FULL))

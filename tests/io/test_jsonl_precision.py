@@ -7,7 +7,6 @@ field, which cannot become text, is an error naming it. A pattern of empty files
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -17,23 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conveyor.artifacts import Examples
-from conveyor.components import ExampleGen
 from conveyor.exceptions import DataValidationError
+from tests.io.ingested import gen
 
-_counter = itertools.count()
 BIG = 9007199254740993  # 2**53 + 1: the float nearest is 2**53
-
-
-def gen(tmp_path: Path, files: dict[str, str]) -> tuple[Examples, Path]:
-    folder = tmp_path / f"in-{next(_counter)}"
-    folder.mkdir()
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    out = tmp_path / f"examples-{next(_counter)}"
-    out.mkdir()
-    examples = Examples(uri=str(out))
-    ExampleGen.execute(examples, input_base=str(folder), splits={"all": 1})
-    return examples, folder
 
 
 def column(ex: Examples, name: str) -> tuple[pa.DataType, list[Any]]:
@@ -103,7 +89,11 @@ def test_floats_and_integers_a_float_holds_stay_numbers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "field", "value"),
     [
-        ('{"a": {"id": 123456789012345678901234567890}}', "a.id", "123456789012345678901234567890, an integer beyond 64 bits"),
+        (
+            '{"a": {"id": 123456789012345678901234567890}}',
+            "a.id",
+            "123456789012345678901234567890, an integer beyond 64 bits",
+        ),
         ('{"l": [1, 18446744073709551616]}', "l[]", "18446744073709551616, an integer beyond 64 bits"),
         ('{"l": [{"b": {"c": 9007199254740993}}, {"b": {"c": 0.5}}]}', "l[].b.c", f"{BIG}, an integer a float cannot"),
     ],

@@ -6,7 +6,6 @@ digits with only a warning. CSV and SQL make such a column text; JSON Lines now 
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -16,22 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conveyor.artifacts import Examples
-from conveyor.components import ExampleGen
 from conveyor.io.jsonl import read_jsonl
-
-_counter = itertools.count()
-
-
-def gen(tmp_path: Path, files: dict[str, str]) -> tuple[Examples, Path]:
-    folder = tmp_path / f"in-{next(_counter)}"
-    folder.mkdir()
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    out = tmp_path / f"examples-{next(_counter)}"
-    out.mkdir()
-    examples = Examples(uri=str(out))
-    ExampleGen.execute(examples, input_base=str(folder), splits={"all": 1})
-    return examples, folder
+from tests.io.ingested import gen
 
 
 def rows(ex: Examples) -> list[dict[str, Any]]:
@@ -80,7 +65,12 @@ def test_the_column_is_text_in_every_chunk_of_a_file(tmp_path: Path) -> None:
     lines = [json.dumps({"id": i}) for i in range(2000)] + [json.dumps({"id": 10**25})]
     path.write_text("\n".join(lines) + "\n")
     warnings: list[str] = []
-    batches = [b for b, _ in read_jsonl(fsspec.filesystem("file"), str(path), lambda *_: None, chunk_bytes=4096, on_warning=warnings.append)]
+    batches = [
+        b
+        for b, _ in read_jsonl(
+            fsspec.filesystem("file"), str(path), lambda *_: None, chunk_bytes=4096, on_warning=warnings.append
+        )
+    ]
     assert batches[0].schema.field("id").type == pa.int64()  # a chunk before the wide id: the caller makes it text
     last = batches[-1].schema.field("id")
     assert last.type == pa.string() and last.metadata == {b"conveyor.text": b"made text"}
