@@ -43,6 +43,12 @@ def _plain(t: pa.DataType) -> pa.DataType:
 
 
 def check_names(names: list[str], where: str) -> None:
+    """Refuse two columns of one name, and an empty name, which no schema holds (CSV names a
+    blank header ``column_N``; a typed file's names are its writer's, not conveyor's to make up).
+    """
+    if "" in names:
+        msg = f"{where} has a column named '' (column {names.index('') + 1}); give it a name (in SQL: AS a_name)."
+        raise DataValidationError(msg)
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         msg = f"{where} has two columns named {dupes[0]!r}; give each column its own name (in SQL: AS another_name)."

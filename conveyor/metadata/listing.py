@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from conveyor.metadata.records import ExecutionStatus, Run, to_datetime, trigger_of
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The version this reader understands: ``conveyor.metadata.schema.SCHEMA_VERSION`` (a test says so)."""
 
 _RUNNING = (

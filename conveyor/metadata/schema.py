@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeEngine
 
 from conveyor.exceptions import MetadataError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 class LongText(TypeDecorator[str]):
     """TEXT, but LONGTEXT on MySQL, whose TEXT stops at 64 KB (a traceback can be longer).
@@ -205,10 +205,27 @@ def _exact_text(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
 
 
+def _no_pad(conn: Connection) -> None:
+    """Version 7 keeps trailing spaces in MySQL's comparisons: ``utf8mb4_bin`` pads, so run
+    ``"nightly "`` was run ``"nightly"`` there (a task joined the other's run) and not on SQLite
+    or PostgreSQL. The binary collation without padding is MariaDB's ``utf8mb4_nopad_bin``,
+    MySQL 8's ``utf8mb4_0900_bin``; a server with neither (MySQL 5.7) keeps ``utf8mb4_bin``.
+    """
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return
+    known = "SELECT collation_name FROM information_schema.collations WHERE collation_name IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')"
+    found = set(conn.exec_driver_sql(known).scalars())
+    collation = next((c for c in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin") if c in found), "utf8mb4_bin")
+    have = set(inspect(conn).get_table_names())  # one added after version 7: its migration makes it so
+    for table in meta.sorted_tables:
+        if table.name in have:
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}")
+
+
 # Each entry upgrades a store from that version to the next; append, never edit.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _widen_times, 2: _add_discovered_files, 3: _add_manifests_and_identity, 4: _add_heartbeat,
-    5: _exact_text,
+    5: _exact_text, 6: _no_pad,
 }
 
 _LOCK_KEY = 0x636F6E76  # "conv"
@@ -255,7 +272,7 @@ def store_identity(conn: Connection) -> str | None:
 
 def create(conn: Connection) -> None:
     meta.create_all(conn)
-    _exact_text(conn)
+    _no_pad(conn)
     conn.execute(
         schema_info.insert(),
         [{"key": "version", "value": str(SCHEMA_VERSION)}, {"key": "store_id", "value": secrets.token_hex(16)}],

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from conveyor import Pipeline
 from conveyor.exceptions import MetadataError
 from conveyor.metadata import MetadataStore, open_store, schema
+from conveyor.orchestration.local import LocalRunner
 from tests.conftest import MYSQL_ADMIN, _fresh_database
 from tests.helpers import run_cli
-from tests.metadata.test_store import output, raw_engine, run_pipeline, set_schema_version
+from tests.metadata.test_store import ingest, output, raw_engine, run_pipeline, set_schema_version
 
 # -- names are compared exactly, as on SQLite and PostgreSQL -----------------------------------
 
@@ -32,6 +34,21 @@ def test_pipelines_whose_names_differ_only_in_case_are_two_pipelines(db_url: str
         assert blessed is not None
         assert blessed.id == output(lower, "train", "model").id  # not the newer model of "Churn"
         assert [a.id for a in store.artifacts(type="Model", pipeline="Churn")] == [output(upper, "train", "model").id]
+
+
+def run_as(db_url: str, root: Path, run_id: str) -> str:
+    """One step of pipeline ``nightly`` recorded in run ``run_id``, as an orchestrator's task records it."""
+    step = ingest(rows=len(run_id))
+    done = LocalRunner().run(Pipeline("nightly", [step], root=root, metadata=db_url), run_id=run_id)
+    return output(done, "ingest", "examples").uri
+
+
+def test_run_ids_that_differ_only_by_a_trailing_space_are_two_runs(db_url: str, tmp_path: Path) -> None:
+    bare, spaced = run_as(db_url, tmp_path, "nightly"), run_as(db_url, tmp_path, "nightly ")
+    with MetadataStore(db_url) as store:
+        assert sorted(r.id for r in store.runs()) == ["nightly", "nightly "]
+        assert [a.uri for a in store.run("nightly").executions["ingest"].outputs["examples"]] == [bare]
+        assert [a.uri for a in store.run("nightly ").executions["ingest"].outputs["examples"]] == [spaced]
 
 
 @pytest.fixture
@@ -59,6 +76,19 @@ def test_a_mysql_store_from_before_exact_names_is_upgraded(latin1_mariadb: str, 
     run_pipeline(latin1_mariadb, tmp_path / "upper", name="Churn")
     with MetadataStore(latin1_mariadb) as store:
         assert [r.id for r in store.runs("churn")] == [run.id]
+
+
+def test_a_mysql_store_whose_names_ignored_trailing_spaces_is_upgraded(latin1_mariadb: str, tmp_path: Path) -> None:
+    MetadataStore(latin1_mariadb).close()
+    with raw_engine(latin1_mariadb) as engine:
+        with engine.begin() as conn:
+            for table in schema.meta.sorted_tables:  # as version 6 made them: a collation that pads
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        set_schema_version(engine, 6)
+    run_as(latin1_mariadb, tmp_path, "nightly")
+    run_as(latin1_mariadb, tmp_path, "nightly ")
+    with MetadataStore(latin1_mariadb) as store:
+        assert sorted(r.id for r in store.runs()) == ["nightly", "nightly "]
 
 
 # -- a number that is no id ---------------------------------------------------------------------

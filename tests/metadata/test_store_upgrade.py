@@ -123,7 +123,7 @@ def test_a_version_1_store_keeps_its_runs_lineage_and_cache(db_url: str, tmp_pat
             columns = {c["name"]: c for c in inspect(conn).get_columns("contexts")}
             assert {str(columns[c]["type"]) for c in ("started", "ended", "heartbeat")} == {"DOUBLE"}
             collation = "SELECT collation_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'contexts' AND column_name = 'name'"
-            assert conn.exec_driver_sql(collation).scalar() == "utf8mb4_bin"
+            assert conn.exec_driver_sql(collation).scalar() == "utf8mb4_nopad_bin"
 
 
 def test_an_output_edited_after_a_version_1_run_is_not_served_from_cache(db_url: str, tmp_path: Path) -> None:
