@@ -407,7 +407,9 @@ ANOMALIES_SHOWN = 20
 
 
 def anomaly_lines(a: Artifact) -> list[str]:
-    """An ExampleAnomalies' errors and warnings, split by split, each with the numbers it found."""
+    """An ExampleAnomalies' errors and warnings, split by split, each with the numbers it found; then
+    the drift or skew measured past auto's threshold on a feature with no comparator, which is no
+    anomaly but would otherwise show only in the HTML (an age shifted by 15 years, say)."""
     from conveyor.artifacts import ExampleAnomalies, split_dir, split_names
 
     if a.type_name != "ExampleAnomalies":
@@ -417,15 +419,20 @@ def anomaly_lines(a: Artifact) -> list[str]:
         try:
             doc = json.loads((split_dir(a.uri, split) / ExampleAnomalies.SPLIT_FILE).read_text(encoding="utf-8"))
             found = [x for x in doc["anomalies"] if isinstance(x, dict)]
+            measured = [x for x in doc.get("measurements", []) if isinstance(x, dict)]
         except (OSError, ValueError, KeyError, TypeError):
             continue
         lines.append(f"{split}: {len(found) or 'no'} anomal{'y' if len(found) == 1 else 'ies'}")
-        lines += [
-            f"  {x.get('severity')}  {x.get('feature') or '(dataset)'}  {x.get('kind')}: {x.get('description')}"
-            for x in found[:ANOMALIES_SHOWN]
-        ]
-        if len(found) > ANOMALIES_SHOWN:
-            lines.append(f"  and {len(found) - ANOMALIES_SHOWN} more: conveyor show {a.id} --html anomalies.html lists them all")
+        past = [x for x in measured if isinstance(x.get("details"), dict) and x["details"].get("drifted")]
+        if past:
+            lines[-1] += f"; {len(past)} of {len(measured)} measurement(s) past their threshold, not checked"
+        for shown in (found, past):
+            lines += [
+                f"  {x.get('severity')}  {x.get('feature') or '(dataset)'}  {x.get('kind')}: {x.get('description')}"
+                for x in shown[:ANOMALIES_SHOWN]
+            ]
+            if len(shown) > ANOMALIES_SHOWN:
+                lines.append(f"  and {len(shown) - ANOMALIES_SHOWN} more: conveyor show {a.id} --html anomalies.html lists them all")
     return lines
 
 

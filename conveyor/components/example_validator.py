@@ -148,10 +148,11 @@ def _matching(splits: dict[str, dict[str, Any]] | None, split: str, what: str) -
 
 
 def _summary(split: str, found: list[Any]) -> str:
-    """The step log's view: counts, then one line per error or warning."""
+    """The step log's view: counts, then one line per error or warning, and per measurement past
+    auto's threshold on a feature no comparator checks (no anomaly, but drift the log should show)."""
     n = {s: sum(a.severity == s for a in found) for s in ("error", "warning", "info")}
     lines = [f"{SPLIT_PREFIX}{split}: {n['error']} errors, {n['warning']} warnings, {n['info']} measurements"]
     for a in found:
-        if a.severity != "info":
+        if a.severity != "info" or a.details.get("drifted"):
             lines.append(f"  {a.severity:<7} {a.kind:<28} {a.description}")
     return "\n".join(lines)

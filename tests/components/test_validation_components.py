@@ -19,6 +19,7 @@ from conveyor.components.schema_gen import SchemaGen
 from conveyor.components.statistics_gen import StatisticsGen
 from conveyor.data.schema import Schema
 from tests.datasets import DATA
+from tests.helpers import run_cli
 
 ADULT = DATA / "adult" / "adult.csv"
 
@@ -198,6 +199,35 @@ def test_drift_against_a_baseline_works_out_of_the_box_with_auto(tmp_path: Path)
     assert "2 anomalies at or above 'error'" in error
     assert "eval: age: DRIFT_KS" in error  # 800 reference rows: the K-S test
     assert "train: age: DRIFT_WASSERSTEIN" in error  # 3200: the normed Wasserstein distance
+
+
+def test_drift_measured_past_its_threshold_without_a_comparator_shows_in_show_and_the_log(tmp_path: Path) -> None:
+    """A new span with every age 15 years older, checked against the last span's statistics with
+    the schema SchemaGen inferred (no comparator): no anomaly, but `conveyor show` said only
+    "no anomalies" and the log only counts, so the drift was in the HTML and the JSON alone."""
+    old = write_examples().with_id("old_span")
+    new = write_examples(add_years=15).with_id("new_span")
+    old_stats = StatisticsGen(examples=old.outputs["examples"]).with_id("old_stats")
+    new_stats = StatisticsGen(examples=new.outputs["examples"]).with_id("new_stats")
+    schema = SchemaGen(statistics=new_stats.outputs["statistics"])
+    validator = ExampleValidator(
+        statistics=new_stats.outputs["statistics"],
+        schema=schema.outputs["schema"],
+        baseline_statistics=old_stats.outputs["statistics"],
+    )
+    run = Pipeline("drift", [old, new, old_stats, new_stats, schema, validator], root=tmp_path).run()
+    assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+    unchecked = "(auto's test; no drift_comparator is set, so this is measured, not checked)."
+    train = [m for m in anomalies_of(run, "train")["measurements"] if m["details"]["drifted"]]
+    assert [(m["feature"], m["kind"]) for m in train] == [("age", "DRIFT_WASSERSTEIN")]
+
+    anomalies = run.executions["ExampleValidator"].outputs["anomalies"][0]
+    shown = run_cli("show", str(anomalies.id), "--root", str(tmp_path)).stdout
+    assert re.search(r"\ntrain: no anomalies; 1 of \d+ measurement\(s\) past their threshold, not checked\n", shown)
+    assert re.search(r"\n  info  age  DRIFT_WASSERSTEIN: age: normed Wasserstein distance 1\.\d+ against the baseline, above", shown)
+    assert unchecked in shown
+    log = Path(run.executions["ExampleValidator"].log_uri or "").read_text()
+    assert re.search(r"Split-train: 0 errors, 0 warnings, \d+ measurements\n  info +DRIFT_WASSERSTEIN +age: normed", log)
 
 
 def test_skew_and_environments(tmp_path: Path) -> None:
