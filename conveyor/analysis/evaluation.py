@@ -270,13 +270,21 @@ class EvalCombiner(Combiner):
     def _score(self, name: str, scorer: Scorer, frame: pl.DataFrame, start: int) -> tuple[np.ndarray, np.ndarray]:
         """The label in the model's terms (0/1, class index or value) and the prediction the metrics take."""
         raw = scorer.target(frame) if scorer.target is not None else frame[self.config.label_key]
-        outputs = scorer.predict(frame)
         rows = frame.height
+        if (missing := _missing(raw)).any():
+            # a batch's count, said as one: the rows after it are not read
+            msg = (
+                f"the label {self.config.label_key!r} is missing at row {start + int(np.argmax(missing))} of the rows "
+                f"evaluated ({int(missing.sum())} of the {rows} from row {start}); drop those rows from the data, or "
+                "fill the label, before evaluating."
+            )
+            raise DataValidationError(msg)
+        outputs = scorer.predict(frame)
         if self.task == "regression":
             target = _numbers_of(raw, self.config.label_key)
             return target, _checked_scores(outputs["value"], name, start, None, (rows,))
         classes = list(scorer.classes) if scorer.classes is not None else [0, 1]
-        index = _class_index(raw, classes, self.config.label_key)
+        index = _class_index(raw, classes, self.config.label_key, name, start)
         if self.task == "binary":
             return index.astype(np.int8), _checked_scores(outputs["probability"], name, start, (0.0, 1.0), (rows,))
         scores = _checked_scores(outputs["probabilities"], name, start, None, (rows, len(classes)))
@@ -332,19 +340,18 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _missing(values: Any) -> int:
+def _missing(values: Any) -> np.ndarray:
+    """Which values are missing: null, or NaN among floats."""
     if isinstance(values, pl.Series):
-        return values.null_count() + (int(values.is_nan().sum()) if values.dtype.is_float() else 0)
+        missing = values.is_null() | values.is_nan() if values.dtype.is_float() else values.is_null()
+        return missing.fill_null(True).to_numpy()
     array = np.asarray(values)
     if array.dtype.kind == "f":
-        return int(np.isnan(array).sum())
-    return sum(v is None for v in array) if array.dtype == object else 0
+        return np.isnan(array)
+    return np.array([v is None for v in array], dtype=bool) if array.dtype == object else np.zeros(len(array), bool)
 
 
 def _numbers_of(raw: Any, label_key: str) -> np.ndarray:
-    if missing := _missing(raw):
-        msg = f"the label {label_key!r} is missing in {missing} row(s); drop or fill them before evaluating."
-        raise DataValidationError(msg)
     if isinstance(raw, pl.Series) and not raw.dtype.is_numeric():
         msg = f"the label {label_key!r} is {raw.dtype}, but a regression model is scored against numbers; give a numeric label."
         raise DataValidationError(msg)
@@ -400,15 +407,14 @@ def _checked_scores(
     return array if bounds is None else np.clip(array, *bounds)
 
 
-def _class_index(raw: Any, classes: list[Any], label_key: str) -> np.ndarray:
-    """Each label's position in the model's classes.
+def _class_index(raw: Any, classes: list[Any], label_key: str, model: str = CANDIDATE, start: int = 0) -> np.ndarray:
+    """Each label's position in the ``model``'s classes (``raw``: the rows evaluated from row ``start``).
 
     A label is a class when Python's ``==`` says so (1, 1.0 and True are one label); text is
-    never a number. A label that is no class is refused, never counted as a wrong prediction.
+    never a number. A label that is no class is refused, never counted as a wrong prediction;
+    the message names the model (the baseline may be the one trained on other labels) and a
+    class the label is written close to (UCI's test file writes ``>50K.`` for ``>50K``).
     """
-    if missing := _missing(raw):
-        msg = f"the label {label_key!r} is missing in {missing} row(s); drop or fill them before evaluating."
-        raise DataValidationError(msg)
     values = raw.to_numpy() if isinstance(raw, pl.Series) else np.asarray(raw)
     unique, inverse = np.unique(values, return_inverse=True)
     inverse = inverse.reshape(-1)
@@ -417,14 +423,24 @@ def _class_index(raw: Any, classes: list[Any], label_key: str) -> np.ndarray:
         match = [i for i, c in enumerate(classes) if c == value]
         positions.append(match[0] if match else -1)
     if unknown := [v for v, i in zip(unique.tolist(), positions, strict=True) if i < 0]:
-        rows = int(np.isin(inverse, [k for k, i in enumerate(positions) if i < 0]).sum())
+        bad = np.isin(inverse, [k for k, i in enumerate(positions) if i < 0])
         shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
-        msg = f"the label {label_key!r} holds {shown} in {rows} row(s): not among the model's classes {classes}; "
+        whose = "the model's" if model == CANDIDATE else f"the {model} model's"
+        other = "evaluate a model" if model == CANDIDATE else f"compare with a {model} model"
+        # a batch's count, said as one: the rows after it are not read
+        at = f"at row {start + int(np.argmax(bad))} of the rows evaluated ({int(bad.sum())} of the {len(bad)} from row {start})"
+        msg = f"the label {label_key!r} holds {shown} {at}: not among {whose} classes {classes}; "
+        texts = [c for c in classes if isinstance(c, str)]
+        close = [(v, difflib.get_close_matches(v.strip(), texts, n=1)) for v in unknown if isinstance(v, str)]
+        close = [(v, match[0]) for v, match in close if match]
         if {str(v) for v in unknown} <= {str(c) for c in classes}:
             kinds = type(unknown[0]).__name__, type(classes[0]).__name__
             msg += f"the label is {kinds[0]}, the classes {kinds[1]}: cast the label column to the classes' type."
+        elif close:
+            near = ", ".join(f"{v!r} is close to {c!r}" for v, c in close[:5])
+            msg += f"{near}: write the labels as {whose} classes are written, or {other} trained on these labels."
         else:
-            msg += "evaluate a model trained on these labels, or drop those rows."
+            msg += f"{other} trained on these labels, or drop those rows."
         raise DataValidationError(msg)
     return np.asarray(positions, dtype=np.int64)[inverse]
 

@@ -113,10 +113,10 @@ def test_a_probability_past_one_by_float32_rounding_is_taken_as_one() -> None:
 
 
 @pytest.mark.parametrize(("labels", "classes", "message"), [
-    ([1, 0, 7, 0, 7, 0], [0, 1], r"holds 7 in 2 row\(s\): not among the model's classes \[0, 1\]; evaluate a model"),
-    (["yes", "no", "maybe", "no", "yes", "no"], ["no", "yes"], r"holds 'maybe' in 1 row\(s\): not among .* \['no', 'yes'\]"),
-    (["1", "0", "1", "0", "1", "0"], [0, 1], r"holds '0', '1' in 6 row\(s\).*the label is str, the classes int: cast"),
-    ([1, 0, 1, 0, 1, 0], ["0", "1"], r"holds 0, 1 in 6 row\(s\).*the label is int, the classes str: cast"),
+    ([1, 0, 7, 0, 7, 0], [0, 1], r"holds 7 at row 2 of the rows evaluated \(2 of the 6 from row 0\): not among the model's classes \[0, 1\]; evaluate a model"),
+    (["yes", "no", "maybe", "no", "yes", "no"], ["no", "yes"], r"holds 'maybe' at row 2 .*\(1 of the 6 from row 0\): not among .* \['no', 'yes'\]"),
+    (["1", "0", "1", "0", "1", "0"], [0, 1], r"holds '0', '1' at row 0 .*\(6 of the 6 from row 0\).*the label is str, the classes int: cast"),
+    ([1, 0, 1, 0, 1, 0], ["0", "1"], r"holds 0, 1 at row 0 .*\(6 of the 6 from row 0\).*the label is int, the classes str: cast"),
 ])  # fmt: skip
 def test_a_label_the_model_never_saw_is_refused_naming_labels_and_classes(
     labels: list, classes: list, message: str
@@ -124,6 +124,21 @@ def test_a_label_the_model_never_saw_is_refused_naming_labels_and_classes(
     rows = ROWS.with_columns(label=pl.Series(labels))
     with pytest.raises(DataValidationError, match=f"the label 'label' {message}"):
         evaluate(rows, EvalConfig("label"), {"candidate": Scorer(binary, "binary", classes)})
+
+
+def test_a_label_written_unlike_the_baseline_models_classes_names_that_model_and_the_close_class() -> None:
+    """UCI Adult's test file writes ``>50K.`` where its training file has ``>50K``: a candidate
+    trained on the new spelling meets a baseline trained on the old, and the error says which."""
+    labels = pl.Series([">50K.", "<=50K.", ">50K.", "<=50K.", ">50K.", "<=50K."])
+    rows = ROWS.with_columns(label=labels)
+    scorers = {"candidate": Scorer(binary, "binary", ["<=50K.", ">50K."]), "baseline": Scorer(binary, "binary", ["<=50K", ">50K"])}
+    with pytest.raises(DataValidationError) as error:
+        evaluate(rows, EvalConfig("label"), scorers)
+    assert str(error.value) == (
+        "the label 'label' holds '<=50K.', '>50K.' at row 0 of the rows evaluated (6 of the 6 from row 0): not among the baseline model's classes ['<=50K', '>50K']; "
+        "'<=50K.' is close to '<=50K', '>50K.' is close to '>50K': write the labels as the baseline model's classes "
+        "are written, or compare with a baseline model trained on these labels."
+    )
 
 
 def test_a_label_equal_to_a_class_as_python_compares_is_that_class() -> None:
@@ -174,3 +189,35 @@ def test_predictions_of_the_wrong_shape_are_refused(task: str, outputs: dict, sh
 def test_classes_that_no_label_can_be_matched_to_are_refused(task: str, classes: list | None, message: str) -> None:
     with pytest.raises(DataValidationError, match=message):
         evaluate(ROWS, EvalConfig("label"), {"candidate": Scorer(multiclass, task, classes)})
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass", "binary"])
+def test_a_missing_label_is_refused_naming_its_row_and_its_batchs_count(task: str) -> None:
+    """It said "missing in 2 row(s)" of a split missing 3: the count of the batch that raised, as a total."""
+    n = 1500
+    labels: list[float | None] = [float(i % 2) for i in range(n)]
+    labels[710], labels[1000], labels[1400] = None, float("nan"), None
+    rows = pl.DataFrame({"label": labels, "score": np.linspace(0.0, 1.0, n)})
+    scorer = {
+        "regression": Scorer(regression, task),
+        "multiclass": Scorer(multiclass, task, [0.0, 1.0]),
+        "binary": Scorer(binary, task, [0.0, 1.0]),
+    }[task]
+    message = (
+        "the label 'label' is missing at row 710 of the rows evaluated (2 of the 700 from row 700); "
+        "drop those rows from the data, or fill the label, before evaluating."
+    )
+    with pytest.raises(DataValidationError) as refused:
+        evaluate(rows, EvalConfig("label"), {"candidate": scorer})
+    assert str(refused.value) == message
+
+
+def test_a_label_the_model_never_saw_is_said_with_its_first_row_and_its_batchs_count() -> None:
+    """It said "holds 7 in 1 row(s)" of a split holding two: the count of the batch that raised, as a total."""
+    n = 1500
+    labels = [i % 2 for i in range(n)]
+    labels[710] = labels[1400] = 7
+    rows = pl.DataFrame({"label": labels, "score": np.linspace(0.0, 1.0, n)})
+    with pytest.raises(DataValidationError) as refused:
+        evaluate(rows, EvalConfig("label"), {"candidate": Scorer(binary, "binary", [0, 1])})
+    assert "holds 7 at row 710 of the rows evaluated (1 of the 700 from row 700): not among" in str(refused.value)

@@ -145,7 +145,7 @@ def test_an_unknown_metric_name_is_refused_with_a_suggestion() -> None:
 
 def test_a_label_outside_the_models_classes_is_named() -> None:
     frame = examples().with_columns(label=pl.col("label") * 2)
-    with pytest.raises(DataValidationError, match=r"holds 2 in \d+ row\(s\): not among the model's classes \[0, 1\]"):
+    with pytest.raises(DataValidationError, match=r"holds 2 at row \d+ of the rows evaluated \(\d+ of the \d+ from row 0\): not among the model's classes \[0, 1\]"):
         evaluate(frame, EvalConfig("label"), {"candidate": Scorer(binary, "binary", [0, 1])})
 
 
