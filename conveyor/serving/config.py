@@ -279,7 +279,8 @@ def _model(entry: Any, path: Path, where: str) -> ModelConfig:
         msg = f"{where} needs a name and a base_path; got {entry!r}."
         raise ServingError(msg)
     _refuse_unknown(entry, MODEL_KEYS, where)
-    check_model_name(str(entry["name"]), f"{where}.name")
+    name, base_path = _text(entry["name"], f"{where}.name"), _text(entry["base_path"], f"{where}.base_path")
+    check_model_name(name, f"{where}.name")
     policy = _policy(entry.get("version_policy", {"latest": 1}), f"{where}.version_policy")
     labels = _labels(entry.get("labels", {}), f"{where}.labels")
     if policy.kind == "specific":
@@ -295,7 +296,25 @@ def _model(entry: Any, path: Path, where: str) -> ModelConfig:
     if sticky_key is not None and (not isinstance(sticky_key, str) or not sticky_key or not split):
         msg = f"{where}.sticky_key must be a header or feature name beside a split; got {sticky_key!r}{'' if split else ' and no split'}."
         raise ServingError(msg)
-    return ModelConfig(str(entry["name"]), path.parent / str(entry["base_path"]), policy, labels, split, sticky_key)
+    return ModelConfig(name, path.parent / base_path, policy, labels, split, sticky_key)
+
+
+def _text(value: Any, where: str) -> str:
+    """A name the file gives, as written: YAML reads some unquoted text as another value (``on`` as
+    true, ``1.10`` as 1.1, ``010`` as 8), which would serve a name, label or folder nobody wrote.
+
+    Raises:
+        ServingError: ``value`` is not text.
+    """
+    if isinstance(value, str):
+        return value
+    shown = str(value).lower() if isinstance(value, bool) else str(value)
+    kind = "true or false" if isinstance(value, bool) else "a number" if isinstance(value, int | float) else "a date"
+    msg = (
+        f"{where} is {shown} to YAML ({kind}: unquoted, 010 reads as 8, 1.10 as 1.1, on as true); "
+        'quote it as written, like "010".'
+    )
+    raise ServingError(msg)
 
 
 def check_split(value: Any, labels: Mapping[str, int], where: str) -> dict[str, int]:
@@ -309,7 +328,7 @@ def check_split(value: Any, labels: Mapping[str, int], where: str) -> dict[str, 
         msg = f"{where} must map labels to integer weights summing to 100, like {{stable: 90, canary: 10}}; got {value!r}."
         raise ServingError(msg)
     for label, weight in value.items():
-        if str(label) not in labels:
+        if _text(label, f"{where} names a label that") not in labels:
             close = difflib.get_close_matches(str(label), list(labels), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             msg = (
@@ -347,7 +366,7 @@ def _labels(value: Any, where: str) -> dict[str, int]:
         msg = f"{where} must map label names to versions, like {{stable: 3, canary: 5}}; got {value!r}."
         raise ServingError(msg)
     for label, version in value.items():
-        check_label(str(label), where)
+        check_label(_text(label, f"{where} names a label that"), where)
         if not _is_version(version):
             msg = f"{where}.{label} must be a version number (an integer >= 1); got {version!r}."
             raise ServingError(msg)

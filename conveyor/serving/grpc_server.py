@@ -6,8 +6,10 @@ INVALID_ARGUMENT for a request the client can fix (the message names the field),
 an unknown model or version, RESOURCE_EXHAUSTED for a request past the message size limit (4 MiB
 in gRPC by default, which a batch of rows soon passes: here it is the server's request size
 limit; answers are not limited). A request's data is all in ``raw_input_contents`` or all in its
-inputs' ``contents``, as the protocol says; the outputs are always raw, as Triton answers them. A
-call whose deadline passes while its rows wait for a batch takes them out of it.
+inputs' ``contents``, as the protocol says; the outputs come back the same way (raw for raw, each
+in the ``contents`` field of its datatype for typed), as KServe answers, so a client that reads
+``outputs[i].contents`` finds its answer. A call whose deadline passes while its rows wait for a
+batch takes them out of it.
 The id a call's predictions are logged under is REST's (``register.tracking_id``: the request's
 ``id``, or the ``x-request-id`` metadata, a new one for an id not usable); it goes back as
 ``x-request-id`` metadata, and as the response's ``id`` unless the request sent its own, which is
@@ -202,9 +204,14 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         response = pb.ModelInferResponse(
             model_name=served.name, model_version=str(served.version), id=request.id or logged_id
         )
+        raw = bool(request.raw_input_contents)  # answered in the request's form, as KServe answers
         for tensor in outputs:
-            response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-            response.raw_output_contents.append(oip.encode_raw(tensor))
+            output = response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            if raw:
+                response.raw_output_contents.append(oip.encode_raw(tensor))
+            else:
+                field, values = oip.encode_contents(tensor)
+                getattr(output.contents, field).extend(values)
         return response
 
     def _served(self, name: str, version: str) -> ServedVersion:

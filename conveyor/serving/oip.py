@@ -43,6 +43,7 @@ __all__ = [
     "Tensor",
     "decode_raw",
     "decode_values",
+    "encode_contents",
     "encode_raw",
     "model_input",
     "model_metadata",
@@ -117,7 +118,7 @@ LENGTH = struct.Struct("<I")
 class Tensor:
     """A named tensor: its elements flat in row-major order (a BYTES element as it came: str from
     JSON, bytes from raw data or gRPC; ``model_input`` reads it by the feature's kind), and the
-    first element JSON sent as null (read as NaN), which a required feature refuses."""
+    first element JSON sent as null (NaN among numbers, None among BYTES), which a required feature refuses."""
 
     name: str
     datatype: str
@@ -149,10 +150,13 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -
     null = None
     if datatype == "BYTES":
         array = np.asarray(values, dtype=object).reshape(-1)
-        wrong = next((v for v in array.tolist() if not isinstance(v, str | bytes)), None)
-        if wrong is not None:
-            msg = f"input {name!r} is BYTES, so its elements are strings; got {_shown(wrong)}."
+        # JSON's null is a missing value, as over TF Serving's REST API (refused for a required feature)
+        flat = array.tolist()
+        wrong = [v for v in flat if v is not None and not isinstance(v, str | bytes)][:1]
+        if wrong:
+            msg = f"input {name!r} is BYTES, so its elements are strings; got {_shown(wrong[0])}."
             raise InvalidInputError(msg)
+        null = next((i for i, v in enumerate(flat) if v is None), None)
     else:
         try:
             elements = np.asarray(values)
@@ -185,6 +189,8 @@ def _check_kind(name: str, datatype: str, elements: np.ndarray, values: Any) -> 
     wanted = {"b": "true or false", "iu": "integers", "iuf": "numbers"}[kinds]
     first = next((v for v in flat if not _fits(v, datatype)), flat[0])
     msg = f"input {name!r} is {datatype}, so its elements are {wanted}; got {_shown(first)}."
+    if first is None and kinds == "iu":  # the metadata says INT64 for an int feature, which may be missing
+        msg += " An integer tensor holds no missing value: send an optional feature's missing values as null in an FP64 tensor."
     raise InvalidInputError(msg)
 
 
@@ -238,9 +244,21 @@ def decode_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes | memo
 def encode_raw(tensor: Tensor) -> bytes:
     """A tensor's elements as the protocol's raw bytes."""
     if tensor.datatype == "BYTES":
-        encoded = [v if isinstance(v, bytes) else str(v).encode() for v in tensor.values.tolist()]
-        return b"".join(LENGTH.pack(len(b)) + b for b in encoded)
+        return b"".join(LENGTH.pack(len(b)) + b for b in _element_bytes(tensor))
     return np.ascontiguousarray(tensor.values, dtype=DTYPES[tensor.datatype]).tobytes()
+
+
+def encode_contents(tensor: Tensor) -> tuple[str, list[Any]]:
+    """A tensor's elements as gRPC's typed ``contents`` hold them, for a request sent so (KServe
+    answers in the request's form): the field of its datatype and the elements flat, row-major."""
+    if tensor.datatype == "BYTES":
+        return CONTENTS_FIELD["BYTES"], _element_bytes(tensor)
+    return CONTENTS_FIELD[tensor.datatype], tensor.values.tolist()
+
+
+def _element_bytes(tensor: Tensor) -> list[bytes]:
+    """A BYTES tensor's elements as bytes: text as UTF-8."""
+    return [v if isinstance(v, bytes) else str(v).encode() for v in tensor.values.tolist()]
 
 
 def _shape(name: str, datatype: str, shape: Sequence[int]) -> tuple[int, ...]:
@@ -360,8 +378,8 @@ def _elements(tensor: Tensor, kind: str | None) -> list[Any]:
     """A BYTES tensor's elements as the feature's values: bytes for a ``bytes`` feature, else text."""
     values = tensor.values.tolist()
     if kind == "bytes":
-        return [_file_bytes(tensor.name, v, i) for i, v in enumerate(values)]
-    return [_text(tensor.name, v) for v in values]
+        return [None if v is None else _file_bytes(tensor.name, v, i) for i, v in enumerate(values)]
+    return [None if v is None else _text(tensor.name, v) for v in values]
 
 
 def sticky_columns(tensors: Sequence[Tensor]) -> dict[str, Any]:

@@ -138,7 +138,8 @@ class _Snapshot:
 
 
 def versions_on_disk(base_path: Path) -> dict[int, Path]:
-    """The bundle itself as version 1, or each integer sub-folder that holds a manifest.
+    """The bundle itself as version 1, or each integer sub-folder that holds a manifest (``7/``
+    before ``07/``, which is version 7 too when alone).
 
     Raises:
         ServingError: the folder does not exist.
@@ -149,7 +150,10 @@ def versions_on_disk(base_path: Path) -> dict[int, Path]:
         msg = f"the model folder {base_path} {'is no folder' if base_path.exists() else 'does not exist'}; point --model-dir (or the config file's base_path) to a bundle or to a folder of version folders."
         raise ServingError(msg)
     # a version counts once its manifest is there: a Pusher writing through a store writes it last
-    return {int(p.name): p for p in base_path.iterdir() if _is_version(p.name) and (p / MANIFEST).is_file()}
+    found = [p for p in base_path.iterdir() if _is_version(p.name) and (p / MANIFEST).is_file()]
+    # 1/ and 01/ both name version 1: the shortest name (its own digits) is served, not whichever the
+    # folder happens to list last
+    return {int(p.name): p for p in sorted(found, key=lambda p: (-len(p.name), p.name))}
 
 
 def _is_version(name: str) -> bool:

@@ -10,7 +10,9 @@
 
 Without a sticky key each request draws a label at random. With one, the key's value is hashed
 to a point in [0, 1) that always falls on the same label while the weights stay as they are,
-so a user sees one version, not a mix. A label whose version is not loaded yet (a canary named
+so a user sees one version, not a mix. A number is hashed by its value, not the form it came in
+(``_key_text``): 7, 7.0 and 7e0 in JSON, an INT64 or FP64 tensor, and the text "7" (as a header
+carries it) are one key. A label whose version is not loaded yet (a canary named
 before the Pusher writes it) takes no share: its weight goes to the others until it is.
 """
 
@@ -21,6 +23,8 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 __all__ = ["Split", "sticky_value"]
 
@@ -56,12 +60,12 @@ def _hash_point(key: str) -> float:
     return int.from_bytes(digest, "big") / _SCALE
 
 
-def sticky_value(name: str, headers: Mapping[str, str], rows: Any) -> str | None:
+def sticky_value(name: str, headers: Mapping[str, str | bytes], rows: Any) -> str | None:
     """The value of the sticky key ``name``: a request header (case-insensitive), else the
     feature of that name in the first row (rows as a list of objects, or columns by name)."""
     header = headers.get(name.lower())
     if header is not None:
-        return header
+        return _key_text(header)
     if isinstance(rows, list):
         value = rows[0].get(name) if rows and isinstance(rows[0], dict) else None
     elif isinstance(rows, Mapping):
@@ -69,4 +73,24 @@ def sticky_value(name: str, headers: Mapping[str, str], rows: Any) -> str | None
         value = column[0] if column is not None and len(column) else None
     else:
         value = None
-    return None if value is None else str(value)
+    return None if value is None else _key_text(value)
+
+
+def _key_text(value: Any) -> str:
+    """The text a sticky key's value is hashed as. A whole number is its integer digits, so the id 7
+    is one key as 7, 7.0 or 7e0 in JSON, an INT64 or FP64 tensor, and as the text "7" a header or
+    a string feature carries (the digits 7 hashed before, so an int key keeps its label); another
+    number is its shortest text in its own precision (an FP32 0.1 is "0.1", as JSON's 0.1). Text
+    is hashed as it is ("7.0" and "007" are other keys than 7), bytes (gRPC's binary metadata, a
+    key named ``...-bin``) as their UTF-8 text, as REST's header is, a bool as True or False."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, np.integer):
+        value = int(value)
+    elif isinstance(value, np.floating):
+        value = float(str(value))  # NumPy writes a float32 in the fewest digits that read back as it
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

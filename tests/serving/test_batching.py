@@ -149,11 +149,8 @@ def grpc_request(rows: list[dict[str, Any]]) -> pb.ModelInferRequest:
 def by_grpc(server: ModelServer, rows: list[dict[str, Any]]) -> list[tuple[float, Any]]:
     with grpc.insecure_channel(server.grpc_address) as channel:
         reply = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(grpc_request(rows), timeout=60)
-    dtypes = {"FP64": "<f8", "INT64": "<i8"}
-    outputs = {
-        o.name: np.frombuffer(raw, dtype=dtypes[o.datatype]).tolist()
-        for o, raw in zip(reply.outputs, reply.raw_output_contents, strict=True)
-    }
+    fields = {"FP64": "fp64_contents", "INT64": "int64_contents"}  # typed contents for a typed request
+    outputs = {o.name: list(getattr(o.contents, fields[o.datatype])) for o in reply.outputs}
     return list(zip(outputs["probability"], outputs["class"], strict=True))
 
 

@@ -1,8 +1,8 @@
 """The gRPC service against the Open Inference Protocol as a client library uses it: a real
 ``conveyor serve`` asked with the protocol's own messages (data typed in ``contents`` or raw in
-``raw_input_contents``, never both), and tritonclient; and a server started from Python with
-batching and a small message limit, for answers larger than their request and deadlines that
-pass while a call's rows wait for their batch.
+``raw_input_contents``, never both, and answered the same way), and tritonclient; and a server
+started from Python with batching and a small message limit, for answers larger than their
+request and deadlines that pass while a call's rows wait for their batch.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import struct
 import subprocess
 import textwrap
 import threading
+import types
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,8 @@ Output = pb.ModelInferRequest.InferRequestedOutputTensor
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Versions 2 and 3 of a binary model, and version 1 of a multiclass one (string classes)."""
+    """Versions 2 and 3 of a binary model (float classes), version 1 of a multiclass one (string
+    classes), and the binary model's label as the schema's int and as bools (int and bool classes)."""
     root = tmp_path_factory.mktemp("grpc")
     for name, task, label, versions in (
         ("disputes", "binary", "disputed", (2, 3)),
@@ -48,11 +50,21 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for version in versions:
             model = LogisticRegression(C=version, max_iter=500).fit(x, label_vector(columns, label))
             save(model, path=root / name / str(version), transform_graph=graph_dir, label=label)
+    graph_dir = root / "graph_disputes"
+    columns = load(graph_dir).apply(graphs.table())
+    x, _ = to_matrix(columns, load(graph_dir).describe(), "disputed")
+    y = label_vector(columns, "disputed")
+    ints, bools = LogisticRegression(max_iter=500).fit(x, y), LogisticRegression(max_iter=500).fit(x, y.astype(bool))
+    int_label = types.SimpleNamespace(int_features=("disputed",))
+    save(ints, int_label, path=root / "ints" / "1", transform_graph=graph_dir, label="disputed")
+    save(bools, path=root / "bools" / "1", transform_graph=graph_dir, label="disputed")
     (root / "models.yaml").write_text(
         textwrap.dedent("""\
         models:
           - {name: disputes, base_path: disputes, version_policy: {all: true}}
           - {name: segments, base_path: segments}
+          - {name: ints, base_path: ints}
+          - {name: bools, base_path: bools}
     """)
     )
     return root
@@ -118,9 +130,25 @@ def typed_request(model: str, rows: list[dict[str, Any]], **fields: Any) -> pb.M
     )
 
 
+CONTENTS_FIELD = {
+    "FP64": "fp64_contents",
+    "INT64": "int64_contents",
+    "BOOL": "bool_contents",
+    "BYTES": "bytes_contents",
+}
+"""The protocol's field of ``InferTensorContents`` for each datatype conveyor answers."""
+
+
 def outputs_of(reply: pb.ModelInferResponse) -> dict[str, np.ndarray]:
-    """The reply's raw outputs, by name, in its order."""
+    """The reply's outputs, by name, in its order: raw, or each in its datatype's contents field."""
     decoded = {}
+    if not reply.raw_output_contents:
+        for tensor in reply.outputs:
+            values = list(getattr(tensor.contents, CONTENTS_FIELD[tensor.datatype]))
+            if tensor.datatype == "BYTES":
+                values = np.array([v.decode() for v in values], dtype=object)
+            decoded[tensor.name] = np.asarray(values).reshape(tuple(tensor.shape))
+        return decoded
     for tensor, raw in zip(reply.outputs, reply.raw_output_contents, strict=True):
         if tensor.datatype == "BYTES":
             values, offset = [], 0
@@ -192,13 +220,44 @@ def test_outputs_asked_by_name_come_in_the_order_asked_and_the_id_is_echoed(stub
 
 
 def test_request_parameters_are_ignored(stub: Any) -> None:
-    """``binary_data_output`` is REST's: over gRPC the outputs are raw whatever a request's parameters say."""
-    plain = stub.ModelInfer(typed_request("disputes", rows_of(2)), timeout=30)
-    request = typed_request("disputes", rows_of(2))
-    request.parameters["binary_data_output"].bool_param = False
-    request.parameters["priority"].int64_param = 3
-    request.inputs[0].parameters["content_type"].string_param = "np"
-    assert list(stub.ModelInfer(request, timeout=30).raw_output_contents) == list(plain.raw_output_contents)
+    """``binary_data_output`` is REST's: over gRPC the outputs come in the inputs' form whatever a
+    request's parameters say."""
+    for build, binary in ((typed_request, True), (raw_request, False)):
+        plain = stub.ModelInfer(build("disputes", rows_of(2)), timeout=30)
+        request = build("disputes", rows_of(2))
+        request.parameters["binary_data_output"].bool_param = binary
+        request.parameters["priority"].int64_param = 3
+        request.inputs[0].parameters["content_type"].string_param = "np"
+        reply = stub.ModelInfer(request, timeout=30)
+        assert (reply.outputs, reply.raw_output_contents) == (plain.outputs, plain.raw_output_contents)
+
+
+@pytest.mark.parametrize("build", [raw_request, typed_request])
+def test_outputs_come_back_in_the_form_the_inputs_came(stub: Any, root: Path, build: Any) -> None:
+    """As KServe answers: typed inputs get each output in the ``contents`` field of its datatype
+    (a client reading ``outputs[i].contents`` found nothing when every answer was raw), raw inputs
+    raw outputs. Every datatype conveyor answers: FP64 scores and float classes, INT64, BOOL and
+    BYTES classes."""
+    rows = rows_of(8)
+    answered = set()
+    for model, version in (("disputes", "3"), ("segments", "1"), ("ints", "1"), ("bools", "1")):
+        reply = stub.ModelInfer(build(model, rows), timeout=30)
+        expected = load_model(root / model / version).predict(rows)
+        assert [o.name for o in reply.outputs] == list(expected)
+        for output in reply.outputs:
+            answered.add(output.datatype)
+            values = expected[output.name]
+            assert list(output.shape) == list(values.shape)
+            fields = [field.name for field, _ in output.contents.ListFields()]
+            if build is raw_request:
+                assert fields == []
+                continue
+            assert fields == [CONTENTS_FIELD[output.datatype]]
+            sent = list(getattr(output.contents, fields[0]))
+            flat = values.reshape(-1).tolist()
+            assert sent == ([v.encode() for v in flat] if output.datatype == "BYTES" else flat)
+        assert len(reply.raw_output_contents) == (len(expected) if build is raw_request else 0)
+    assert answered == {"FP64", "INT64", "BOOL", "BYTES"}
 
 
 def test_an_empty_version_is_the_latest_and_an_unknown_one_names_those_served(stub: Any) -> None:

@@ -224,6 +224,43 @@ def test_null_for_a_required_feature_is_refused_over_the_open_inference_protocol
     assert status == 200, answer
 
 
+@pytest.mark.parametrize("rows", [1, 2])
+def test_a_null_text_element_is_missing_over_the_open_inference_protocol(
+    client: Client, bundle: Path, rows: int
+) -> None:
+    """A null in a BYTES tensor's JSON data was a 500 (``'NoneType' object has no attribute 'decode'``):
+    for an optional feature it is a missing value, as over TF Serving's REST API; for a required one a 400."""
+    notes = ["late", None][-rows:]
+    tensors = [
+        {"name": "code", "datatype": "BYTES", "shape": [rows], "data": ["1", "2"][:rows]},
+        {"name": "rooms", "datatype": "INT64", "shape": [rows], "data": [3, 2][:rows]},
+        {"name": "note", "datatype": "BYTES", "shape": [rows], "data": notes},
+    ]
+    status, _, answer = client.call("POST", INFER, {"inputs": tensors})
+    assert status == 200, answer
+    sent = [{"code": c, "rooms": r, "note": n} for c, r, n in zip(["1", "2"][:rows], [3, 2][:rows], notes, strict=True)]
+    expected = load_model(bundle).predict(sent)
+    assert answer["outputs"][0]["data"] == pytest.approx(expected["probability"].tolist(), abs=1e-12)
+    tensors[0]["data"] = ["1", None][-rows:]
+    status, _, answer = client.call("POST", INFER, {"inputs": tensors})
+    assert status == 400, answer
+    assert answer["error"].startswith(f"element {rows - 1} of input 'code' is null, and 'code' is a required feature")
+
+
+def test_a_null_in_an_integer_tensor_says_how_to_send_a_missing_value(client: Client) -> None:
+    """The metadata says INT64 for an int feature, but an INT64 tensor has no missing value: the 400 says what does."""
+    tensors = [
+        {"name": "code", "datatype": "BYTES", "shape": [2], "data": ["1", "2"]},
+        {"name": "rooms", "datatype": "INT64", "shape": [2], "data": [3, None]},
+    ]
+    status, _, answer = client.call("POST", INFER, {"inputs": tensors})
+    assert status == 400, answer
+    assert answer["error"] == (
+        "input 'rooms' is INT64, so its elements are integers; got null. An integer tensor holds no missing "
+        "value: send an optional feature's missing values as null in an FP64 tensor."
+    )
+
+
 def test_python_predict_reads_a_null_as_missing_as_transform_reads_its_data(bundle: Path) -> None:
     """The Evaluator and notebooks hand predict the data as it is; a null there is the graph's to fill."""
     model = load_model(bundle)
@@ -272,7 +309,7 @@ def test_an_int64_tensor_for_an_int_feature_is_served_over_rest_and_grpc(
     request.inputs.add(name="code", datatype="BYTES", shape=[2]).contents.bytes_contents.extend([b"1", b"2"])
     request.inputs.add(name="rooms", datatype="INT64", shape=[2]).contents.int64_contents.extend([3, 5])
     reply = grpc_infer(server, request)
-    probability = np.frombuffer(reply.raw_output_contents[0], dtype="<f8").tolist()
+    probability = list(reply.outputs[0].contents.fp64_contents)
     assert probability == pytest.approx(expected, rel=1e-12)
 
 

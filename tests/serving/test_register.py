@@ -217,6 +217,87 @@ def test_a_lone_surrogate_as_the_sticky_key_is_hashed_not_a_500(base_path: Path,
     assert '"inputs"["\\ud800"] must be a list of values' in json.loads(response.read())["error"]
 
 
+def number_forms(value: float) -> list[tuple[str, Any]]:
+    """One ``amount`` in every form a client may send it: JSON's spellings (and its text, which
+    REST reads as the number), INT64 (a whole one), FP64 and FP32 tensors, over REST and gRPC."""
+    whole = float(value).is_integer()
+    spellings = [f"{value:g}", f"{value:.2f}", f"{value * 10:g}e-1", f'"{value:g}"']
+    forms: list[tuple[str, Any]] = [
+        ("predict", f'{{"instances": [{{"amount": {t}, "product": "card"}}]}}') for t in spellings
+    ]
+    forms.append(("predict", f'{{"inputs": {{"amount": [{float(value)!r}], "product": ["card"]}}}}'))
+    datatypes = ["FP64", "FP32", *(["INT64"] if whole else [])]
+    for datatype in datatypes:
+        data = int(value) if datatype == "INT64" else value
+        tensors = [
+            {"name": "amount", "datatype": datatype, "shape": [1], "data": [data]},
+            {"name": "product", "datatype": "BYTES", "shape": [1], "data": ["card"]},
+        ]
+        forms.append(("infer", json.dumps({"inputs": tensors})))
+        raw = pb.ModelInferRequest(model_name="by_amount")
+        raw.inputs.add(name="amount", datatype=datatype, shape=[1])
+        raw.inputs.add(name="product", datatype="BYTES", shape=[1])
+        dtype = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8"}[datatype]
+        raw.raw_input_contents.extend([np.array([data], dtype).tobytes(), b"\x04\x00\x00\x00card"])
+        forms.append(("grpc", raw))
+        typed = pb.ModelInferRequest(model_name="by_amount")
+        field = {"FP64": "fp64_contents", "FP32": "fp32_contents", "INT64": "int64_contents"}[datatype]
+        getattr(typed.inputs.add(name="amount", datatype=datatype, shape=[1]).contents, field).append(data)
+        typed.inputs.add(name="product", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"card")
+        forms.append(("grpc", typed))
+    return forms
+
+
+def test_a_number_sticky_key_goes_by_its_value_not_the_form_it_came_in(
+    base_path: Path, serving: Any, connect: Any
+) -> None:
+    """The entity 7 is one key as 7, 7.0, 70e-1 or "7" in JSON, and as an INT64, FP64 or FP32
+    tensor over REST and gRPC: hashed as its text, 7.0 (an FP64 tensor's 7) went to another
+    version than 7 for a third of the ids. A fraction too: an FP32 0.1 is JSON's 0.1."""
+    server = serving({"by_amount": config(base_path, "by_amount", split=SPLIT, sticky_key="amount")})
+    client = connect(server.url)
+    paths = {"predict": "/v1/models/by_amount:predict", "infer": "/v2/models/by_amount/infer"}
+    answered = set()
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for value in [*range(1, 25), 0.1, 2.5, 40.7]:
+            versions = set()
+            for route, body in number_forms(value):
+                if route == "grpc":
+                    versions.add(stub.ModelInfer(body, timeout=30).model_version)
+                    continue
+                client.connection.request("POST", paths[route], body=body.encode())
+                response = client.connection.getresponse()
+                assert response.status == 200, (body, response.read())
+                response.read()
+                versions.add(response.getheader("x-model-version"))
+            assert len(versions) == 1, f"amount {value} went to versions {versions}"
+            answered |= versions
+    assert answered == {"1", "2"}, "the 27 keys fall on both sides of an 80/20 split"
+
+
+def test_a_sticky_key_in_binary_grpc_metadata_goes_where_its_rest_header_goes(
+    base_path: Path, serving: Any, connect: Any
+) -> None:
+    """gRPC gives a key named ``...-bin`` as bytes, which the hash took for text: INTERNAL."""
+    server = serving({"by_user": config(base_path, "by_user", split=SPLIT, sticky_key="X-User-Bin")})
+    client = connect(server.url)
+    answered = set()
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for user in (f"user-{i}" for i in range(20)):
+            status, headers, _ = client.call(
+                "POST", "/v1/models/by_user:predict", {"instances": ROWS[:1]}, X_User_Bin=user
+            )
+            assert status == 200
+            reply = stub.ModelInfer(
+                grpc_request("by_user", ROWS[:1]), metadata=[("x-user-bin", user.encode())], timeout=30
+            )
+            assert reply.model_version == headers["x-model-version"], user
+            answered.add(reply.model_version)
+    assert answered == {"1", "2"}
+
+
 @pytest.mark.parametrize(
     ("model", "named"),
     [
@@ -235,6 +316,38 @@ def test_a_split_mistake_is_named_by_file_and_key(tmp_path: Path, model: str, na
     with pytest.raises(ServingError, match=r"serving\.yaml") as caught:
         read_server_config(tmp_path / "serving.yaml")
     assert named in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("models", "named"),
+    [
+        ("{name: 010, base_path: m}", "models[0].name is 8 to YAML (a number: unquoted, 010 reads as 8"),
+        ("{name: 1.10, base_path: m}", "models[0].name is 1.1 to YAML"),
+        ("{name: m, base_path: 2024.10}", "models[0].base_path is 2024.1 to YAML"),
+        ("{name: 2024-01-02, base_path: m}", "models[0].name is 2024-01-02 to YAML (a date"),
+        ("{name: m, base_path: m, labels: {on: 1, off: 2}}", "models[0].labels names a label that is true to YAML"),
+        ("{name: m, base_path: m, labels: {a: 1}, split: {yes: 100}}", "models[0].split names a label that is true"),
+    ],
+)
+def test_a_name_yaml_reads_as_another_value_is_refused_rather_than_served_under_it(
+    tmp_path: Path, models: str, named: str
+) -> None:
+    """Unquoted, ``010`` is 8, ``1.10`` 1.1 and ``on`` true: the model was served as /v1/models/8,
+    the label as ``True``, so that the name written reached nothing. Quoted, each is served as written."""
+    (tmp_path / "serving.yaml").write_text(f"models: [{models}]\n")
+    with pytest.raises(ServingError, match=r"serving\.yaml") as caught:
+        read_server_config(tmp_path / "serving.yaml")
+    assert named in str(caught.value)
+    assert 'quote it as written, like "010".' in str(caught.value)
+    quoted = '{name: "010", base_path: "2024.10", labels: {"on": 1, "off": 2}, split: {"on": 50, "off": 50}}'
+    (tmp_path / "serving.yaml").write_text(f"models: [{quoted}]\n")
+    [model] = read_server_config(tmp_path / "serving.yaml").models
+    assert (model.name, model.base_path.name, model.labels, model.split) == (
+        "010",
+        "2024.10",
+        {"on": 1, "off": 2},
+        {"on": 50, "off": 50},
+    )
 
 
 @pytest.mark.parametrize(
@@ -363,9 +476,10 @@ def test_the_log_holds_what_was_sent_and_answered_and_examplegen_reads_it(
     remember(answer["id"], rows, outputs["class"], outputs["probabilities"])
     with grpc.insecure_channel(server.grpc_address) as channel:
         reply = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(grpc_request("segments", ROWS[:1], id="g-1"))
-    raw = {o.name: (o, reply.raw_output_contents[i]) for i, o in enumerate(reply.outputs)}
-    probabilities = np.frombuffer(raw["probabilities"][1], "<f8").reshape(tuple(raw["probabilities"][0].shape))
-    remember("g-1", ROWS[:1], [raw["class"][1][4:].decode()], probabilities.tolist())
+    typed = {o.name: o for o in reply.outputs}  # typed contents for a typed request
+    probabilities = np.reshape(typed["probabilities"].contents.fp64_contents, tuple(typed["probabilities"].shape))
+    classes = [v.decode() for v in typed["class"].contents.bytes_contents]
+    remember("g-1", ROWS[:1], classes, probabilities.tolist())
     server.stop()  # writes what is queued
 
     parts = sorted((tmp_path / "predictions" / "segments").glob("*-*-*/part-*.parquet"))

@@ -317,6 +317,27 @@ def test_a_version_whose_copy_finishes_while_its_load_fails_is_tried_again(
     assert rounded(registry.get("segments", 2).model.predict(ROWS)["probabilities"].tolist()) == answer_of(bundles[1])
 
 
+def test_a_version_folder_with_leading_zeros_never_takes_the_place_of_the_one_named_by_its_digits(
+    bundles: list[Path], tmp_path: Path
+) -> None:
+    """``1/`` and ``01/`` are both version 1: whichever the folder listed last was served, so the
+    bundle answering depended on the file system's order. Created in both orders, ``k/`` answers;
+    ``09/`` alone is version 9."""
+    from conveyor.serving.registry import ModelRegistry
+
+    for k in range(1, 9):
+        names = [str(k), f"0{k}"] if k % 2 else [f"0{k}", str(k)]
+        for name in names:
+            shutil.copytree(bundles[0] if name == str(k) else bundles[1], tmp_path / name)
+    shutil.copytree(bundles[2], tmp_path / "09")
+    registry = ModelRegistry()
+    registry.load("segments", tmp_path, version_policy=VersionPolicy("all"))
+    for k in range(1, 9):
+        answer = rounded(registry.get("segments", k).model.predict(ROWS)["probabilities"].tolist())
+        assert answer == answer_of(bundles[0]), f"version {k} answered with the bundle of 0{k}/"
+    assert rounded(registry.get("segments", 9).model.predict(ROWS)["probabilities"].tolist()) == answer_of(bundles[2])
+
+
 def test_a_folder_named_by_a_digit_that_is_not_ascii_is_no_version(bundles: list[Path], tmp_path: Path) -> None:
     """``"²".isdigit()`` is True and ``int("²")`` fails: the server printed a traceback and exited 1."""
     push(bundles[0], tmp_path, 1)
