@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from conveyor.exceptions import DataValidationError
+
 MISSING = "(missing)"
 SEPARATOR = ","
 _SPECIAL = ["\\", ",", "="]  # escaped by a backslash in a name
@@ -45,10 +47,19 @@ def _value(value: str | None) -> str:
 def value_names(frame: pl.DataFrame, feature: str) -> pl.Expr:
     """Each row's value of ``feature`` in ``frame`` as a slice name writes it, for the whole column at once.
 
-    A bool is ``True`` or ``False``, a number as Polars writes it as text; only text is
-    escaped, and only if ``frame`` holds a value that needs it (one scan: most never do).
+    A bool is ``True`` or ``False``, a duration in ISO 8601 (``PT1H30M``), a number, date or time
+    as Polars writes it as text; only text is escaped, and only if ``frame`` holds a value that
+    needs it (one scan: most never do).
+
+    Raises:
+        DataValidationError: ``feature`` is a list, a struct or bytes, whose value is no one slice.
     """
     column, dtype = pl.col(feature), frame.schema[feature]
+    if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
+        msg = f"Cannot slice by {feature!r}: it is {dtype}, and a slice is one value of a feature; slice by a scalar feature."
+        raise DataValidationError(msg)
+    if isinstance(dtype, pl.Duration):
+        return column.dt.to_string("iso").fill_null(MISSING)
     if dtype == pl.Boolean:
         text = pl.when(column.is_null()).then(pl.lit(None, pl.String)).when(column).then(pl.lit("True"))
         return text.otherwise(pl.lit("False")).fill_null(MISSING)

@@ -69,9 +69,6 @@ def _values(frame: pl.DataFrame, name: str, boundaries: Mapping[str, Sequence[fl
             )
             raise DataValidationError(msg)
         return _buckets(column.cast(pl.Float64), edges)
-    if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
-        msg = f"Cannot slice by {name!r}: it is {dtype}, and a slice is one value of a feature; slice by a scalar feature."
-        raise DataValidationError(msg)
     if dtype.is_float():
         msg = (
             f"Cannot slice by the float feature {name!r} value by value; give its buckets in "

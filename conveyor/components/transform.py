@@ -72,13 +72,15 @@ class Transform(Component):
 
         preprocessing_fn = load_preprocessing_fn(module_file)
         inputs = inputs_from_schema(SchemaFile.load(schema.uri))
-        outputs = trace(preprocessing_fn, {name: spec["kind"] for name, spec in inputs.items()})
-        used = sorted({n.params["name"] for node in outputs.values() for n in node.walk() if n.op == "input"})
         if not examples:
             msg = "Transform: no examples to transform (a Resolver found none in the store?)."
             raise TransformError(msg)
         uris = [e.uri for e in examples]
         splits = split_names(uris[0])
+        unreadable = _unreadable(uris[0], splits, inputs)
+        kinds = {name: spec["kind"] for name, spec in inputs.items() if name not in unreadable}
+        outputs = trace(preprocessing_fn, kinds, unreadable)
+        used = sorted({n.params["name"] for node in outputs.values() for n in node.walk() if n.op == "input"})
         for uri in uris[1:]:
             if split_names(uri) != splits:
                 msg = f"Transform: the examples hold different splits: {splits} at {uris[0]}, {split_names(uri)} at {uri}."
@@ -128,6 +130,26 @@ def inputs_from_schema(schema: Any) -> dict[str, dict[str, Any]]:
             full = f.presence is not None and f.presence.min_fraction == 1.0
             inputs[f.name] = {"kind": _KINDS[f.type], "required": full and schema.in_environment(f, "SERVING")}
     return inputs
+
+
+def _unreadable(uri: str, splits: list[str], inputs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The schema's ``other`` features that are no file's bytes (a date, a duration, a list, a struct),
+    with their type in the examples: no op reads them, so ``preprocessing_fn`` is told at its line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conveyor.data.examples import split_files
+
+    others = [name for name, spec in inputs.items() if spec["kind"] == "bytes"]
+    if not others or not splits:
+        return {}
+    held = pq.read_schema(split_files(uri, splits[0])[0])
+    binary = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
+    return {
+        name: str(held.field(name).type)
+        for name in others
+        if name in held.names and not any(is_(held.field(name).type) for is_ in binary)
+    }
 
 
 def _columns(uris: list[str], split: str, used: list[str], inputs: dict[str, dict[str, Any]]) -> dict[Path, list[str]]:

@@ -186,7 +186,8 @@ def checked(fn: str, x: Any, kinds: tuple[str, ...]) -> Column:
         msg = f"ct.{fn} takes a column from the inputs, got {type(x).__name__} {x!r}."
         raise fail(msg)
     if x.kind not in kinds:
-        msg = f"ct.{fn} takes a {' or '.join(kinds)} column, got a {x.kind} column ({x.node.op})."
+        made = f"the input {x.node.params['name']!r}" if x.node.op == "input" else x.node.op
+        msg = f"ct.{fn} takes a {' or '.join(kinds)} column, got a {x.kind} column ({made})."
         raise fail(msg)
     return x
 
@@ -222,12 +223,21 @@ def unary(op: str, x: Any, *, expect: tuple[str, ...], kind: str, **params: Any)
 class Inputs(Mapping[str, Column]):
     """What ``preprocessing_fn`` receives: the schema's features as symbolic columns."""
 
-    def __init__(self, kinds: Mapping[str, str]) -> None:
+    def __init__(self, kinds: Mapping[str, str], unreadable: Mapping[str, str] | None = None) -> None:
         self._columns = {
             name: Column(Node("input", (), kind, {"name": name}, where="schema")) for name, kind in kinds.items()
         }
+        self._unreadable = dict(unreadable or {})
 
     def __getitem__(self, name: str) -> Column:
+        if name in self._unreadable:
+            msg = (
+                f"column {name!r} is {self._unreadable[name]} in the examples (the schema's type other), which no "
+                "conveyor.transform op reads: ops take numbers, text, bools and files' bytes. Make it one of those "
+                "before Transform (a date or time as ISO 8601 text, which ct.substr and ct.to_number take apart, or "
+                "as a number; each value of a list or struct as a column of its own), or leave it out."
+            )
+            raise fail(msg)
         if name not in self._columns:
             close = difflib.get_close_matches(name, list(self._columns), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; the schema has {sorted(self._columns)}."
@@ -258,13 +268,19 @@ def _raised_at(fn: Callable[..., Any], error: BaseException) -> str:
     return f"{mine[-1].filename}:{mine[-1].lineno}" if mine else _defined_at(fn)
 
 
-def trace(preprocessing_fn: Callable[[Inputs], Mapping[str, Any]], kinds: Mapping[str, str]) -> dict[str, Node]:
+def trace(
+    preprocessing_fn: Callable[[Inputs], Mapping[str, Any]],
+    kinds: Mapping[str, str],
+    unreadable: Mapping[str, str] | None = None,
+) -> dict[str, Node]:
     """Run ``preprocessing_fn`` once on symbolic inputs; return its outputs' nodes by name.
 
-    Whatever the function raises (``sys.exit`` too) comes back as a TransformError naming its line.
+    ``unreadable`` names the columns of a type no op takes (a date, a list), with that type: reading
+    one is an error at the user's line. Whatever the function raises (``sys.exit`` too) comes back
+    as a TransformError naming its line.
     """
     try:
-        outputs = preprocessing_fn(Inputs(kinds))
+        outputs = preprocessing_fn(Inputs(kinds, unreadable))
     except ConveyorError:
         raise
     except USER_FAULTS as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import polars as pl
 import pytest
@@ -142,3 +144,24 @@ def test_slices_by_two_features_with_special_values_add_up_and_match_sklearn() -
         assert picked.height == s["example_count"], s["slice"]
         want = skm.accuracy_score(picked["label"].to_numpy(), picked["score"].to_numpy() > 0.5)
         assert s["metrics"]["accuracy"] == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("column", "kind"), [([[1], [2], [1]], "List"), ([{"a": 1}, {"a": 2}, {"a": 1}], "Struct"), ([b"\xff", b"a", b"a"], "Binary")]
+)
+def test_statistics_refuse_by_name_the_slices_the_evaluator_refuses(column: list, kind: str) -> None:
+    """One rule for both: StatisticsGen failed on a list or bytes with Polars' own error, and named a struct's
+    slices with unescaped commas ({1,"a"}) that do not parse back."""
+    combiner = StatisticsCombiner([["tags"]])
+    with pytest.raises(DataValidationError, match=f"Cannot slice by 'tags': it is {kind}"):
+        combiner.add_batch(combiner.create(), pl.DataFrame({"tags": column, "x": [1.0, 2.0, 3.0]}))
+
+
+def test_a_duration_slices_by_its_iso_8601_text_alike_in_statistics_and_the_evaluator() -> None:
+    frame = pl.DataFrame({"wait": [dt.timedelta(seconds=5), dt.timedelta(hours=1, minutes=30), None, dt.timedelta(seconds=5)]})
+    combiner = StatisticsCombiner([["wait"]])
+    stats = combiner.extract(combiner.add_batch(combiner.create(), frame))
+    expected = {"wait=PT5S": 2, "wait=PT1H30M": 1, "wait=(missing)": 1}
+    assert {name: s["num_examples"] for name, s in stats["slices"].items()} == expected
+    codes, names = slice_codes(frame, ["wait"], {})
+    assert {name: int((codes == i).sum()) for i, name in enumerate(names)} == expected
