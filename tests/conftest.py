@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.disk import mounted
+
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("CONVEYOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_ADMIN = os.environ.get("CONVEYOR_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -45,6 +47,12 @@ def _fresh_database(admin_url: str, kind: str, options: str = "") -> Iterator[st
             else:
                 conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         admin.dispose()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs at ``tmp_path / "disk"``, unmounted after; the test skips where it cannot be mounted."""
+    yield from mounted(tmp_path / "disk")
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])

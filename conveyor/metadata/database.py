@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError
 
+from conveyor._internal.disk import is_full
 from conveyor._internal.urls import has_secret as has_secret  # the store's callers import both from here
 from conveyor._internal.urls import safe_url
 from conveyor.exceptions import MetadataError, MissingExtraError
@@ -35,7 +36,6 @@ _DRIVERS = {
 }
 _SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
 _DIALECTS = {"sqlite", "postgresql", "mysql", "mariadb"}  # SQLAlchemy's names (``get_backend_name``)
-_FULL_BYTES = 1 << 20  # free space below which a failed write is taken for a full disk
 IDLE_PING_SECONDS = 1.0  # a server connection idle in the pool longer than this is checked before use
 
 
@@ -301,14 +301,7 @@ def no_space(e: BaseException, url: str) -> bool:
     if "disk is full" in text or "no space left" in text:
         return True
     path = sqlite_file(url)
-    if path is None or "disk i/o error" not in text:
-        return False
-    try:
-        st = os.statvfs(os.path.dirname(path))
-    except OSError:
-        return False
-    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
-    return free * st.f_frsize < _FULL_BYTES
+    return path is not None and "disk i/o error" in text and is_full(os.path.dirname(path))
 
 
 def database_error(e: DBAPIError, verb: str, url: str) -> MetadataError:

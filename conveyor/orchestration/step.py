@@ -19,7 +19,9 @@ that takes it gets None (``Evaluator(baseline_model=...)``: no baseline yet).
 Every way out of a step ends its execution: an error outside the executor (its cache key, its
 staging folder, its log, the rename into place, the final record) fails it with the error and
 abandons its outputs, as an error inside does. A step that ran out of disk space leaves no
-partial output behind, so the next run after space is freed needs no ``conveyor gc``.
+partial output behind, so the next run after space is freed needs no ``conveyor gc``; an error
+that says a write failed but not why (a library writing in C: LightGBM's "Cannot write binary
+data") is taken for a full disk when the disk of the step's outputs has (almost) no space left.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ import contextlib
 import errno
 import functools
 import os
+import re
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from conveyor._internal import discovered, engine
+from conveyor._internal.disk import is_full
 from conveyor._internal.extras import install_hint
 from conveyor._internal.fingerprint import hash_path
 from conveyor._internal.loader import USER_FAULTS, user_line
@@ -50,6 +54,7 @@ from conveyor.orchestration.cache import cache_key, code_fingerprint
 
 Inputs = dict[str, list[Artifact]]
 _CONVEYOR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_WRITE = re.compile(r"\bwr(?:ite|ites|iting|itten|ote)\b", re.IGNORECASE)  # what a failed write says
 
 
 @dataclass
@@ -103,15 +108,31 @@ def outputs_before(
     return produced
 
 
-def _no_space(e: BaseException | None) -> BaseException | None:
-    """The error in ``e``'s chain that says the disk is full (ENOSPC, or a quota), if any."""
+def _chain(e: BaseException | None) -> Iterator[BaseException]:
+    """``e`` and the errors it came from."""
     seen: set[int] = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space left on device" in str(e).lower():
-            return e
+        yield e
         e = e.__cause__ or e.__context__
+
+
+def _no_space(e: BaseException | None) -> BaseException | None:
+    """The error in ``e``'s chain that says the disk is full (ENOSPC, or a quota), if any."""
+    for x in _chain(e):
+        if getattr(x, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space left on device" in str(x).lower():
+            return x
     return None
+
+
+def _full_disk(e: BaseException, folders: Iterable[Path]) -> Path | None:
+    """The first of ``folders`` on a disk (almost) full after ``e``, a failed write that has no
+    errno to say why (a library writing in C: LightGBM's "Cannot write binary data to ..."); None
+    for any other error, which a nearly full disk did not cause.
+    """
+    if _no_space(e) is not None or not any(_WRITE.search(str(x)) for x in _chain(e)):
+        return None
+    return next((f for f in folders if is_full(f)), None)
 
 
 def _raised_at(e: BaseException, fn: Callable[..., Any]) -> str:
@@ -129,13 +150,16 @@ def _raised_at(e: BaseException, fn: Callable[..., Any]) -> str:
     return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else getattr(fn, "__qualname__", repr(fn))
 
 
-def _error_text(e: BaseException, folder: Path, fn: Callable[..., Any] | None = None) -> str:
+def _error_text(
+    e: BaseException, folder: Path, fn: Callable[..., Any] | None = None, full_disk: Path | None = None
+) -> str:
     """What an execution records: one line a person can act on, then the traceback. A
     ``sys.exit`` in ``fn`` (the executor) says nothing of where it was: the line names it.
+    ``full_disk``: a folder whose disk ``e`` filled without saying so (``_full_disk``).
     """
     full = _no_space(e)
-    if full is not None:
-        where = getattr(full, "filename", None) or folder
+    if full is not None or full_disk is not None:
+        where = getattr(full, "filename", None) or full_disk or folder
         head = f"No space left on device (ENOSPC) writing {where}: free space on that disk, then run again."
         return f"{head}\n{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
     hint = install_hint(e)
@@ -321,13 +345,15 @@ def _attempts(
                 with discovered.collecting() as files:
                     n.spec.executor(**args)
             except USER_FAULTS as e:  # sys.exit too: the step fails, the run goes on
-                error = _error_text(e, log_path.parent.parent, n.spec.executor)
+                full_disk = _full_disk(e, (p.parent for p in finals.values()))
+                error = _error_text(e, log_path.parent.parent, n.spec.executor, full_disk)
                 with contextlib.suppress(OSError):
                     log.write(traceback.format_exc())
                 if attempt <= n.retries:
                     store.record_attempt(exec_id, attempt, error)
                     continue
-                keep = _no_space(e) is None  # a full disk keeps nothing: the next run needs the space
+                # a full disk keeps nothing: the next run needs the space
+                keep = _no_space(e) is None and full_disk is None
                 for k, stage in stages.items():  # kept for a look (ABANDONED) until `conveyor gc`
                     if keep and any(stage.iterdir()):
                         os.rename(stage, finals[k])

@@ -32,6 +32,7 @@ from conveyor._version import __version__
 from conveyor.exceptions import InvalidInputError
 from conveyor.model.loading import LoadedModel
 from conveyor.serving.registry import ModelNotFoundError, ServedVersion, once_per_model
+from conveyor.serving.tfserving import shown_apart
 
 __all__ = [
     "CONTENTS_FIELD",
@@ -117,14 +118,19 @@ LENGTH = struct.Struct("<I")
 @dataclass(frozen=True)
 class Tensor:
     """A named tensor: its elements flat in row-major order (a BYTES element as it came: str from
-    JSON, bytes from raw data or gRPC; ``model_input`` reads it by the feature's kind), and the
-    first element JSON sent as null (NaN among numbers, None among BYTES), which a required feature refuses."""
+    JSON, bytes from raw data or gRPC; ``model_input`` reads it by the feature's kind), and where
+    JSON sent null, if it did (NaN stands in for it among numbers, None among BYTES)."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
     values: np.ndarray
-    null: int | None = None
+    nulls: np.ndarray | None = None
+
+    @property
+    def null(self) -> int | None:
+        """The first element sent as null, which a required feature refuses."""
+        return None if self.nulls is None else int(np.argmax(self.nulls))
 
 
 @dataclass
@@ -147,16 +153,15 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -
         InvalidInputError: an unknown datatype, a bad shape, or elements that do not fit them.
     """
     dims = _shape(name, datatype, shape)
-    null = None
+    sent: list[Any] = []  # the elements, when JSON's null may be among them
     if datatype == "BYTES":
         array = np.asarray(values, dtype=object).reshape(-1)
         # JSON's null is a missing value, as over TF Serving's REST API (refused for a required feature)
-        flat = array.tolist()
-        wrong = [v for v in flat if v is not None and not isinstance(v, str | bytes)][:1]
+        sent = array.tolist()
+        wrong = [v for v in sent if v is not None and not isinstance(v, str | bytes)][:1]
         if wrong:
             msg = f"input {name!r} is BYTES, so its elements are strings; got {_shown(wrong[0])}."
             raise InvalidInputError(msg)
-        null = next((i for i, v in enumerate(flat) if v is None), None)
     else:
         try:
             elements = np.asarray(values)
@@ -165,9 +170,10 @@ def decode_values(name: str, datatype: str, shape: Sequence[int], values: Any) -
         except (ValueError, TypeError, OverflowError) as e:
             msg = f"the data of input {name!r} cannot be read as {datatype}: {e}."
             raise InvalidInputError(msg) from e
-        if elements.dtype == object:  # JSON's null is among the numbers
-            null = next((i for i, v in enumerate(elements.reshape(-1).tolist()) if v is None), None)
-    return _counted(Tensor(name, datatype, dims, array, null))
+        if elements.dtype == object:  # JSON's null may be among the numbers
+            sent = elements.reshape(-1).tolist()
+    nulls = np.fromiter((v is None for v in sent), bool, len(sent))
+    return _counted(Tensor(name, datatype, dims, array, nulls if nulls.any() else None))
 
 
 ELEMENT_KINDS = {"BOOL": "b", **dict.fromkeys(("UINT8", "UINT16", "UINT32", "UINT64"), "iu")}
@@ -357,7 +363,7 @@ def model_input(tensors: Sequence[Tensor], model: LoadedModel) -> list[dict[str,
     if len(set(lengths.values())) > 1:
         msg = f"the input tensors must have one length, one value per row; they have {lengths}."
         raise InvalidInputError(msg)
-    columns = {t.name: _elements(t, kinds.get(t.name)) if t.datatype == "BYTES" else t.values for t in tensors}
+    columns = {t.name: _elements(t, kinds.get(t.name)) if t.datatype == "BYTES" else _numbers(t) for t in tensors}
     if next(iter(lengths.values()), 0) == 1:
         return [{name: v[0] if isinstance(v, list) else v[0].item() for name, v in columns.items()}]
     return columns
@@ -382,6 +388,15 @@ def _elements(tensor: Tensor, kind: str | None) -> list[Any]:
     return [None if v is None else _text(tensor.name, v) for v in values]
 
 
+def _numbers(tensor: Tensor) -> np.ndarray | list[Any]:
+    """A number tensor's elements as the feature's values: JSON's nulls stay None, as REST's
+    rows keep them, so that the prediction log holds a missing value where one was sent, not a
+    NaN, which the statistics count apart."""
+    if tensor.nulls is None:
+        return tensor.values
+    return [None if null else v for v, null in zip(tensor.values.tolist(), tensor.nulls.tolist(), strict=True)]
+
+
 def sticky_columns(tensors: Sequence[Tensor]) -> dict[str, Any]:
     """The tensors' elements by name, as a sticky key reads them (bytes as text)."""
     return {
@@ -398,8 +413,9 @@ def _check_against_signature(tensor: Tensor, expected: Mapping[str, Any]) -> Non
     spec = expected.get(tensor.name)
     if spec is None:
         close = difflib.get_close_matches(tensor.name, list(expected), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        msg = f"input {tensor.name!r} is not one the model reads; its inputs are {sorted(expected)}.{hint}"
+        given, meant = shown_apart(tensor.name, close[0]) if close else (repr(tensor.name), "")
+        hint = f" Did you mean {meant}?" if close else ""
+        msg = f"input {given} is not one the model reads; its inputs are {sorted(expected)}.{hint}"
         raise InvalidInputError(msg)
     accepted = ACCEPTED.get(spec.get("kind", ""), frozenset(DTYPES))
     if tensor.datatype not in accepted:

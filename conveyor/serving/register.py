@@ -27,6 +27,7 @@ rows and counts them in ``dropped`` rather than hold a request up.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
 import random
@@ -37,6 +38,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
@@ -182,8 +184,8 @@ class PredictionLog:
             return entry.served.name, dt.datetime.fromtimestamp(entry.time, dt.UTC).strftime("%Y-%m-%d")
 
         for (model, day), group in groupby(sorted(entries, key=model_and_day), key=model_and_day):
+            requests = list(group)
             try:
-                requests = list(group)
                 table = _table(requests, self._features(model, requests))
                 self._parts += 1
                 now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -192,6 +194,11 @@ class PredictionLog:
                 name = f"part-{now}-{self._token}-{self._parts:06d}.parquet"
                 pq.write_table(table, folder / f".{name}.writing")
                 os.replace(folder / f".{name}.writing", folder / name)
+            except OSError as e:  # a full disk, a folder this user may not write: what to do is in one line
+                why = f"{os.strerror(e.errno)} ({errno.errorcode[e.errno]})" if e.errno in errno.errorcode else str(e)
+                rows = sum(_row_count(r.outputs) for r in requests)
+                log.error("could not write the prediction log of model %r under %s: %s; rows not logged: %d",
+                          model, e.filename or self.config.path / model / day, why, rows)  # fmt: skip
             except Exception:
                 log.exception("could not write the prediction log of model %r under %s", model, self.config.path)
 
@@ -273,46 +280,74 @@ def _feature(values: Any, spec: dict[str, Any]) -> pa.Array:
     are each read as the model read them, value by value: as text, the whole column, every
     request's numbers with it, would be of another type than the other parts' and than the
     model's input. An int feature (``"dtype": "int64"``) is int64, as the training data holds it,
-    so that the log validates against the training schema; in a part where it was sent a value
-    no int holds (2.5: the model reads numbers as float64 and served it), it is float64, the value
-    served, and the schema's int sees it as the anomaly it is."""
+    so that the log validates against the training schema, and holds the integer sent, digit for
+    digit (an id past 2**53 too, as a number or as text): the feedback loop reads the ids the
+    clients sent. In a part where it was sent a value no int64 holds (2.5, 2**63: the model reads
+    numbers as float64 and served it), it is float64, the value served, and the schema's int sees
+    it as the anomaly it is. A value no type takes is kept as text, never the part lost."""
     kind = spec.get("kind") or ""
     if kind == "number" and spec.get("dtype") == "int64":
         types = [pa.int64(), pa.float64()]  # float64 only for a part holding a fraction
     else:
         types = [_KIND_TYPES[kind]] if kind in _KIND_TYPES else []
+    try:
+        sent: pa.Array | None = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, OverflowError):
+        sent = None  # values of several types, an int past int64, a lone surrogate
     for wanted in types:
-        try:
-            return pa.array(values).cast(wanted)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            pass
+        # a number's text goes value by value: Arrow's cast reads no " 12.5 ", and "nan" as NaN, not missing
+        if sent is not None and not (kind == "number" and pa.types.is_string(sent.type)):
+            try:
+                return sent.cast(wanted)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                pass
         try:
             return pa.array([_as_read(v, wanted) for v in values], wanted)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, OverflowError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, ArithmeticError):
             pass  # a value the model could not have read: kept as sent, not lost
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    if sent is not None:
+        return sent
+    return pa.array([None if v is None else _utf8(str(v)) for v in values], pa.string())
 
 
 def _as_read(value: Any, wanted: pa.DataType) -> Any:
     """One value as the transform graph reads it into a feature of type ``wanted``: a number's
-    text with its blanks around (``" 12.5 "``, "nan" missing), a whole number as an int, anything
-    else by Arrow's cast.
+    text with its blanks around (``" 12.5 "``, "nan" missing), an integer exactly (its text read
+    as a decimal, not through float64, which keeps 15 to 17 digits), a float's NaN missing for an
+    int, anything else by Arrow's cast.
 
     Raises:
         ValueError: text that is no number, or a number no int holds for an int (Arrow's errors
-            for other values).
+            for other values); ArithmeticError for one past int64.
     """
-    if value is None or (isinstance(value, int) and pa.types.is_integer(wanted)):
+    if value is None:
+        return None
+    if isinstance(value, str) and pa.types.is_string(wanted):
+        return _utf8(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or not _is_number(wanted):
+        return pa.scalar(value).cast(wanted).as_py()
+    if pa.types.is_floating(wanted):
+        number = float(value)  # an int past 2**53 to the double the model read
+        return None if isinstance(value, str) and number != number else number
+    if isinstance(value, int):
         return value
-    if pa.types.is_integer(wanted) or (isinstance(value, str) and pa.types.is_floating(wanted)):
-        number = float(value)
-        if number != number:
-            return None
-        if pa.types.is_integer(wanted) and not number.is_integer():
-            msg = f"{value!r} is no whole number"
-            raise ValueError(msg)
-        return int(number) if pa.types.is_integer(wanted) else number
-    return pa.scalar(value).cast(wanted).as_py()
+    exact = Decimal(value)  # a float's value or a text's digits, all of them
+    if exact.is_nan():
+        return None
+    if not exact.is_finite() or exact != exact.to_integral_value():
+        msg = f"{value!r} is no whole number"
+        raise ValueError(msg)
+    if not -(2**63) <= exact < 2**63:  # compared before int(): "1e999999999" would be a billion digits
+        msg = f"{value!r} is past int64"
+        raise OverflowError(msg)
+    return int(exact)
+
+
+def _is_number(wanted: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(wanted) or pa.types.is_floating(wanted))
+
+
+def _utf8(text: str) -> str:
+    """``text`` as Parquet can hold it: a lone surrogate (``"\\ud800"``, which JSON's escapes can
+    send) written as its escape, as the error answers quote it, rather than the part lost."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -12,13 +12,15 @@ Without a sticky key each request draws a label at random. With one, the key's v
 to a point in [0, 1) that always falls on the same label while the weights stay as they are,
 so a user sees one version, not a mix. A number is hashed by its value, not the form it came in
 (``_key_text``): 7, 7.0 and 7e0 in JSON, an INT64 or FP64 tensor, and the text "7" (as a header
-carries it) are one key. A label whose version is not loaded yet (a canary named
-before the Pusher writes it) takes no share: its weight goes to the others until it is.
+carries it) are one key; NaN or an infinity is no key, as null is: the request draws at random.
+A label whose version is not loaded yet (a canary named before the Pusher writes it) takes no
+share: its weight goes to the others until it is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,7 +64,8 @@ def _hash_point(key: str) -> float:
 
 def sticky_value(name: str, headers: Mapping[str, str | bytes], rows: Any) -> str | None:
     """The value of the sticky key ``name``: a request header (case-insensitive), else the
-    feature of that name in the first row (rows as a list of objects, or columns by name)."""
+    feature of that name in the first row (rows as a list of objects, or columns by name); None
+    when the request has none, or it is NaN or infinite."""
     header = headers.get(name.lower())
     if header is not None:
         return _key_text(header)
@@ -76,13 +79,16 @@ def sticky_value(name: str, headers: Mapping[str, str | bytes], rows: Any) -> st
     return None if value is None else _key_text(value)
 
 
-def _key_text(value: Any) -> str:
+def _key_text(value: Any) -> str | None:
     """The text a sticky key's value is hashed as. A whole number is its integer digits, so the id 7
     is one key as 7, 7.0 or 7e0 in JSON, an INT64 or FP64 tensor, and as the text "7" a header or
     a string feature carries (the digits 7 hashed before, so an int key keeps its label); another
     number is its shortest text in its own precision (an FP32 0.1 is "0.1", as JSON's 0.1). Text
     is hashed as it is ("7.0" and "007" are other keys than 7), bytes (gRPC's binary metadata, a
-    key named ``...-bin``) as their UTF-8 text, as REST's header is, a bool as True or False."""
+    key named ``...-bin``) as their UTF-8 text, as REST's header is, a bool as True or False.
+    NaN is a missing value (an FP64 tensor's null is one), and an infinity no id (JSON's 1e400
+    and 1e500 both read as it): hashed as "nan" or "inf", every such request went to one version,
+    so they are None, drawn at random as a request without the key is."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, bool | np.bool_):
@@ -91,6 +97,8 @@ def _key_text(value: Any) -> str:
         value = int(value)
     elif isinstance(value, np.floating):
         value = float(str(value))  # NumPy writes a float32 in the fewest digits that read back as it
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -19,6 +19,7 @@ import base64
 import binascii
 import difflib
 import json
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "predict_answer",
     "predict_rows",
     "regress_answer",
+    "shown_apart",
 ]
 
 SIGNATURE = "serving_default"
@@ -265,6 +267,7 @@ class _Inputs:
         self.kinds = {name: spec.get("kind") for name, spec in specs.items()}
         self.plain = {name: _plain_types(spec) for name, spec in specs.items()}
         self.lowered = {name.lower(): name for name in specs}
+        self.printed = {_seen(name): name for name in specs}  # NFD 'café' is 0.67 like NFC's for difflib
         self.lengths = frozenset(  # difflib's first test (real_quick_ratio), which a name of another length fails
             size
             for feature in self.lowered
@@ -299,13 +302,38 @@ class _NearMisses:
             if len(low) not in self.inputs.lengths:
                 continue
             self.checks_left -= 1
-            close = difflib.get_close_matches(low, list(lowered), n=1, cutoff=MISSPELT)
-            if close:
+            meant = self.inputs.printed.get(_seen(str(name)))
+            if meant is None:
+                close = difflib.get_close_matches(low, list(lowered), n=1, cutoff=MISSPELT)
+                meant = lowered[close[0]] if close else None
+            if meant is not None:
+                shown, hint = shown_apart(str(name), meant)
                 msg = (
-                    f"{where} holds {name!r}, which the model does not read; did you mean {lowered[close[0]]!r}? "
+                    f"{where} holds {shown}, which the model does not read; did you mean {hint}? "
                     f"Its inputs are {sorted(specs)}."
                 )
                 raise InvalidInputError(msg)
+
+
+def shown_apart(given: str, known: str) -> tuple[str, str]:
+    """A name a request gave and the close one it may have meant, quoted for a did-you-mean. Names
+    that print alike but differ (NFC and NFD 'café', a zero-width or no-break space, a space at
+    the end) are escaped, spaces too, with a note: quoted as they are, a client could not see
+    which of the two the server meant."""
+    if given.casefold() == known.casefold() or _seen(given) != _seen(known):
+        return repr(given), repr(known)
+    return _escaped(given), f"{_escaped(known)} (written escaped: the two print alike)"
+
+
+def _seen(name: str) -> str:
+    """What a reader sees of ``name``: its compatibility form (NFKC: 'é' in one code point or two, a
+    no-break space as a space), without format characters (a zero-width space), ends stripped, any case."""
+    folded = unicodedata.normalize("NFKC", name)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip().casefold()
+
+
+def _escaped(name: str) -> str:
+    return ascii(name).replace(" ", "\\x20")
 
 
 def _check_value(value: Any, name: str, spec: dict[str, Any], where: str) -> None:

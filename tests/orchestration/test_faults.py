@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from conveyor.artifacts import Artifact, Examples
 from conveyor.metadata import MetadataStore, Run
 from conveyor.orchestration.gc import collect
 from conveyor.orchestration.local import LocalRunner
+from tests.disk import fill
 from tests.helpers import run_cli
 
 
@@ -186,40 +187,6 @@ def test_the_cli_says_it_in_one_line_and_exits_1(tmp_path: Path, where: str) -> 
 # -- a full disk ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs in tmp_path, unmounted after; skipped where mounting is not permitted."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError:
-        pytest.skip("no mount command here: the disk-full tests need a small tmpfs")
-    if done.returncode != 0:
-        reason = done.stderr.strip() or f"exit {done.returncode}"
-        pytest.skip(f"cannot mount a small tmpfs ({reason}): the disk-full tests need root or CAP_SYS_ADMIN")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(path: Path, limit: int | None = None) -> None:
-    """Write ``path`` until the disk is full, or ``limit`` bytes."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    written = 0
-    try:
-        while limit is None or written < limit:
-            written += os.write(fd, b"\0" * min(1 << 16, limit - written if limit else 1 << 16))
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
-            raise
-    finally:
-        os.close(fd)
-
-
 DISK_PIPELINE = """
 import os
 from pathlib import Path
@@ -286,3 +253,48 @@ def test_a_step_that_fills_the_disk_says_enospc_and_leaves_nothing_in_the_way(sm
     (small_disk / "filler").unlink()
     again = run_cli(*args, cwd=small_disk.parent, env=env)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+LIBRARY_PIPELINE = """
+import numpy as np
+import lightgbm
+from pathlib import Path
+from conveyor import Output, Pipeline, component
+from conveyor.artifacts import Model
+
+@component
+def train(model: Output[Model]) -> None:
+    x = np.random.default_rng(0).random((400, 4))
+    booster = lightgbm.train({"verbose": -1, "objective": "binary"}, lightgbm.Dataset(x, x[:, 0] > 0.5), 100)
+    booster.save_model(str(Path(model.uri) / "model.txt"))  # written in C: a full disk has no errno
+
+pipeline = Pipeline("lgbm", [train()])
+"""
+
+
+def test_a_library_that_fills_the_disk_without_an_errno_is_said_to_have_filled_it(small_disk: Path) -> None:
+    """LightGBM said "Cannot write binary data to ..., wrote 61440 of 180000 bytes", the step kept
+    its part of a model for a look, and nothing said the disk was full."""
+    pytest.importorskip("lightgbm")
+    (small_disk.parent / "p.py").write_text(LIBRARY_PIPELINE)
+    root = small_disk / "root"
+    args = ("run", "p.py", "--root", str(root), "--metadata", f"sqlite:///{small_disk.parent / 'metadata.sqlite'}")
+    fill(small_disk / "filler")
+    os.truncate(small_disk / "filler", (small_disk / "filler").stat().st_size - (64 << 10))
+
+    full = run_cli(*args, cwd=small_disk.parent)
+    assert full.returncode == 1
+    assert "Traceback" not in full.stdout + full.stderr
+    [line] = [x for x in full.stdout.splitlines() if "failed:" in x]
+    model = root / "lgbm" / "train" / "model"
+    assert line == f"train failed: No space left on device (ENOSPC) writing {model}: free space on that disk, then run again."
+    assert list(root.rglob("model.txt")) == []
+    with MetadataStore(f"sqlite:///{small_disk.parent / 'metadata.sqlite'}") as store:
+        [execution] = store.executions()
+        assert "Cannot write binary data" in execution.error
+        assert [a.state for a in store.artifacts()] == ["ABANDONED"]
+
+    (small_disk / "filler").unlink()
+    again = run_cli(*args, cwd=small_disk.parent)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(list(root.rglob("model.txt"))) == 1

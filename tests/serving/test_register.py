@@ -276,6 +276,57 @@ def test_a_number_sticky_key_goes_by_its_value_not_the_form_it_came_in(
     assert answered == {"1", "2"}, "the 27 keys fall on both sides of an 80/20 split"
 
 
+def test_a_nan_or_infinite_sticky_key_draws_at_random_as_a_missing_one_does(
+    base_path: Path, serving: Any, connect: Any
+) -> None:
+    """Hashed as the text "nan" or "inf", every request whose key was NaN (a missing value) or
+    infinite (JSON's 1e400 and 1e500 alike) went to one version, over REST and gRPC."""
+    halves = {"stable": 50, "canary": 50}
+    server = serving(
+        {
+            "by_amount": config(base_path, "by_amount", split=halves, sticky_key="amount"),
+            "by_user": config(base_path, "by_user", split=halves, sticky_key="user"),
+        }
+    )
+    client = connect(server.url)
+    row = '{"amount": %s, "product": "card"}'
+    forms: dict[str, tuple[str, Any]] = {
+        "row NaN": ("/v1/models/by_amount:predict", '{"instances": [%s]}' % (row % "NaN")),
+        "column NaN": ("/v1/models/by_amount:predict", '{"inputs": {"amount": [NaN], "product": ["card"]}}'),
+        "FP64 NaN": (
+            "/v2/models/by_amount/infer",
+            '{"inputs": [{"name": "amount", "datatype": "FP64", "shape": [1], "data": [NaN]},'
+            ' {"name": "product", "datatype": "BYTES", "shape": [1], "data": ["card"]}]}',
+        ),
+        "user Infinity": ("/v1/models/by_user:predict", '{"instances": [%s]}' % (row % '50, "user": Infinity')),
+        "user 1e400": ("/v1/models/by_user:predict", '{"instances": [%s]}' % (row % '50, "user": -1e400')),
+    }
+    for raw in (False, True):
+        request = pb.ModelInferRequest(model_name="by_amount")
+        request.inputs.add(name="amount", datatype="FP64", shape=[1])
+        request.inputs.add(name="product", datatype="BYTES", shape=[1])
+        if raw:
+            request.raw_input_contents.extend([np.array([np.nan]).tobytes(), b"\x04\x00\x00\x00card"])
+        else:
+            request.inputs[0].contents.fp64_contents.append(np.nan)
+            request.inputs[1].contents.bytes_contents.append(b"card")
+        forms[f"gRPC {'raw' if raw else 'contents'} NaN"] = ("grpc", request)
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for form, (path, body) in forms.items():
+            versions: Counter[str] = Counter()
+            for _ in range(30):
+                if path == "grpc":
+                    versions[stub.ModelInfer(body, timeout=30).model_version] += 1
+                    continue
+                client.connection.request("POST", path, body=body.encode())
+                response = client.connection.getresponse()
+                assert response.status == 200, (form, response.read())
+                response.read()
+                versions[response.getheader("x-model-version")] += 1
+            assert set(versions) == {"1", "2"}, f"{form}: 30 requests went to {dict(versions)}"
+
+
 def test_a_sticky_key_in_binary_grpc_metadata_goes_where_its_rest_header_goes(
     base_path: Path, serving: Any, connect: Any
 ) -> None:
