@@ -80,7 +80,8 @@ class LoadedModel:
         matrix, _ = to_matrix(columns, self._spec, None)
         self._check_range(matrix)
         if matrix.shape[0] == 0:
-            return outputs(np.zeros((0, len(self.classes or [0, 0]))), self.task, self._labels)
+            empty = np.zeros(0) if self.task == "regression" else np.zeros((0, len(self.classes or [0, 0])))
+            return outputs(empty, self.task, self._labels)
         return outputs(self._run(self.native, matrix, self.task, self._options), self.task, self._labels)
 
     def _check_kinds(self, rows: Any) -> None:
@@ -185,9 +186,15 @@ def misfit_message(where: str, name: str, kind: str, shown: str, *, null: str = 
 
 def outputs(scores: Any, task: str, classes: np.ndarray | None) -> dict[str, np.ndarray]:
     """A flavor's raw scores as the task's named outputs."""
+    values = np.asarray(scores, dtype=np.float64)
+    columns = {"regression": 1, "binary": 2}.get(task)  # a 2-D answer's width; a multiclass one's is checked below
+    if values.ndim > 2 or (columns is not None and values.ndim == 2 and values.shape[1] != columns):
+        what = "one value" if task == "regression" else "the positive class's probability, or both classes',"
+        msg = f"a {task} model gives {what} for each row, but the model gave scores of shape {values.shape}."
+        raise ServingError(msg)
     if task == "regression":
-        return {"value": np.asarray(scores, dtype=np.float64).reshape(-1)}
-    probabilities = np.asarray(scores, dtype=np.float64)
+        return {"value": values.reshape(-1)}
+    probabilities = values
     width = 2 if task == "binary" else probabilities.shape[1]
     labels = classes if classes is not None else np.arange(width)
     if task == "binary":

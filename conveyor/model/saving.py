@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import shutil
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from conveyor._version import __version__
-from conveyor.exceptions import ServingError
+from conveyor.exceptions import ConveyorError, InvalidInputError, ServingError
 from conveyor.model import bundle
 from conveyor.model.features import feature_names
 from conveyor.model.flavors import OPT_IN, ModelFlavor, flavor_named, flavor_of, module_names
 from conveyor.transform.fitted import FILE_NAME, FittedGraph, load
 
 TASKS = ("binary", "multiclass", "regression")
+PROBE_ROWS = 2  # rows of zeros a model scores before its bundle is written
 IntFeatures = Callable[[], Collection[str]]
 
 __all__ = ["TASKS", "feature_graph", "integer_label", "raw_classes", "save"]
@@ -59,6 +63,10 @@ def save(
 
     Returns:
         The bundle's folder.
+
+    Raises:
+        ServingError: the model cannot score the transform graph's features, or gives scores
+            its task cannot read (``_check_scores``); the folder is left empty.
 
     Example:
         >>> conveyor.model.save(LogisticRegression().fit(X, y), fn_args)
@@ -113,6 +121,7 @@ def _write(
     task = _task(task, classes)
     (folder / bundle.MODEL_DIR).mkdir()
     _, options = chosen.save(model, folder / bundle.MODEL_DIR)
+    _check_scores(model, chosen, task, classes, options, names, features)
     manifest: dict[str, Any] = {
         "format_version": bundle.FORMAT_VERSION,
         "flavor": chosen.name,
@@ -248,6 +257,65 @@ def _copy_graph(source: Any, dest: Path) -> FittedGraph:
     else:
         load(src).save(dest)
     return load(dest)
+
+
+def _check_scores(
+    model: Any,
+    chosen: ModelFlavor,
+    task: str,
+    classes: list[Any] | None,
+    options: Mapping[str, Any],
+    names: list[str],
+    features: FittedGraph,
+) -> None:
+    """Score rows of zeros as serving scores rows, so that a model that cannot take the transform
+    graph's features (trained on other columns) or gives scores its task cannot read (three
+    columns for two classes, a classifier without ``classes_`` read as a regressor) is refused
+    when saved, naming what it was given, not by the Evaluator or the server in its library's words.
+    A value a model refuses (``InvalidInputError``: a NaN, an infinity after a log) is a row's
+    fault, which serving answers per request: no reason to refuse the model.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    from conveyor.model.loading import outputs  # loading reads the bundles saving writes: imported on call
+
+    sparse = any(s["kind"] == "sparse" for s in features.describe().values())
+    matrix = sp.csr_matrix((PROBE_ROWS, len(names))) if sparse else np.zeros((PROBE_ROWS, len(names)))
+    labels = None if classes is None else np.asarray(classes)
+    cause: Exception | None = None
+    try:
+        with warnings.catch_warnings():  # what zeros make a model say (a log's divide by zero) is no news to its user
+            warnings.simplefilter("ignore")
+            scores = outputs(chosen.predict(model, matrix, task, options), task, labels)
+    except InvalidInputError:
+        return
+    except Exception as e:
+        problem, cause = _cause(e), e
+    else:
+        counts = [f"{len(values)} {name!r}" for name, values in scores.items() if len(values) != PROBE_ROWS]
+        if not counts:
+            return
+        problem = f"it answered {', '.join(counts)} values"
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    read = f"a {task} model" + (f" of the classes {classes}" if classes is not None else "")
+    msg = (
+        f"the {chosen.name} model cannot score the features of its transform graph as {read}: given "
+        f"{PROBE_ROWS} rows of its {len(names)} columns ({shown}), {problem}. Train it on the columns "
+        "of fn_args.train_data() and, for a classifier, set classes_ to its labels in output order."
+    )
+    raise ServingError(msg) from cause
+
+
+def _cause(error: BaseException) -> str:
+    """An error in one line, a library's with its type: terminal colours dropped, TorchScript's
+    script traceback and Keras's list of the call's arguments left out."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    if lines and "TorchScript interpreter" in lines[0]:
+        lines = lines[-1:]  # the cause comes last, after the scripted code's traceback
+    kept = itertools.takewhile(lambda line: not line.startswith("Arguments received"), lines)
+    said = " ".join(kept).rstrip(". ")
+    return said if isinstance(error, ConveyorError) else f"{type(error).__name__}: {said}"
 
 
 def _task(task: str | None, classes: list[Any] | None) -> str:

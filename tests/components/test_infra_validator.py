@@ -201,18 +201,22 @@ class Scorer(torch.nn.Module):
 def torch_scorer(model: Output[Model], *, graph: Parameter[str], module: Parameter[str], mode: Parameter[str]) -> None:
     import importlib.util
 
+    import torch
+
     from conveyor.model import save, to_matrix
     from conveyor.transform.fitted import load
     from tests.model import graphs
+    from tests.model.unfit import swap_model
 
     spec = importlib.util.spec_from_file_location("scorer", module)
     scorer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(scorer)
     fitted = load(graph)
     width = to_matrix(fitted.apply(graphs.table(5, seed=0)), fitted.describe(), "disputed")[0].shape[1]
-    network = scorer.Scorer(width, mode)
-    network.classes_ = [0, 1]
-    save(network, path=model.uri, transform_graph=graph, label="disputed")  # scripted by the torch flavor
+    fitting = torch.nn.Linear(width, 1)
+    fitting.classes_ = [0, 1]
+    save(fitting, path=model.uri, transform_graph=graph, label="disputed")  # scripted by the torch flavor
+    swap_model(model.uri, scorer.Scorer(width, mode))  # save, scoring zeros first, refuses one that raises
 
 
 def torch_infra_run(tmp_path: Path, mode: str, **parameters: Any) -> Any:

@@ -83,7 +83,9 @@ def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | No
 
 def _session(model: Any) -> Any:
     ort = require("onnxruntime", extra, "running an ONNX model")
-    if not isinstance(model, str | bytes):
+    if isinstance(model, Path):  # an .onnx file given to save, scored as saved
+        model = str(model)
+    elif not isinstance(model, str | bytes):
         model = model.SerializeToString()
     return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 

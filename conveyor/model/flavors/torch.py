@@ -130,8 +130,8 @@ def scores(raw: np.ndarray, task: str, kind: str) -> np.ndarray:
     A binary model may give one column (the positive class) or two; a multiclass one, k.
     """
     values = np.asarray(raw, dtype=np.float64)
-    if task == "regression":
-        return values.reshape(len(values))
+    if task == "regression":  # one value a row; any other shape is refused by the bundle's outputs
+        return values.reshape(len(values)) if values.size == len(values) else values
     if task == "binary" and (values.ndim == 1 or values.shape[1] == 1):
         positive = values.reshape(len(values))
         return positive if kind == "probabilities" else 1.0 / (1.0 + np.exp(-positive))
