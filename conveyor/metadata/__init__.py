@@ -39,6 +39,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(msg)
 
 
+def check_store_file(path: str) -> None:
+    """Refuse a folder where a SQLite store's file should be: SQLite says only "unable to open
+    database file", and a read would take the store for deleted.
+
+    Raises:
+        MetadataError: ``path`` is a folder.
+    """
+    if os.path.isdir(path):
+        msg = (
+            f"{path} is a folder, where the metadata store's SQLite file should be: move or rename the folder, "
+            "then put the store's file in its place, or point to a store with --metadata (metadata= in Python)."
+        )
+        raise MetadataError(msg)
+
+
 def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> str:
     """The store a command reads when it runs no pipeline (the CLI, ``ct.load(artifact_id)``).
 
@@ -53,12 +68,15 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
     if url:
         scheme, _, rest = url.partition(":///")
         path = rest.partition("?")[0]
+        if scheme.split("+")[0] == "sqlite" and path:
+            check_store_file(path)
         if scheme.split("+")[0] == "sqlite" and path and path != ":memory:" and not path.startswith("file:") and not os.path.isfile(path):
             msg = f"No metadata store at {path} (metadata URL {url!r}): run a pipeline with it first, or check the path."
             raise MetadataError(msg)
         return url
     folder = os.fspath(root or os.environ.get("CONVEYOR_ROOT") or "./conveyor_root")
     db = os.path.join(folder, "metadata.sqlite")
+    check_store_file(db)
     if not os.path.isfile(db) and os.path.isfile(os.path.join(folder, ROOT_MARKER)):
         msg = (
             f"No metadata store at {db}, but the root {folder} was made with one ({ROOT_MARKER} names it): "

@@ -26,6 +26,7 @@ from conveyor._internal.disk import is_full
 from conveyor._internal.urls import has_secret as has_secret  # the store's callers import both from here
 from conveyor._internal.urls import safe_url
 from conveyor.exceptions import MetadataError, MissingExtraError
+from conveyor.metadata import check_store_file
 from conveyor.metadata import schema as s
 
 _DRIVERS = {
@@ -157,6 +158,7 @@ def _sqlite_engines(database: str | None) -> tuple[Engine, Engine]:
     """A SQLite file's writer (``BEGIN IMMEDIATE``) and reader, both in WAL with a busy timeout."""
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        check_store_file(database)
     url = f"sqlite:///{database or ':memory:'}"
     engines = []
     for writer in (True, False):

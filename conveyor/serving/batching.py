@@ -63,6 +63,15 @@ class _Task:
     count: int
     future: Future[dict[str, np.ndarray]] = field(default_factory=Future)
 
+    def fail(self, error: Exception) -> None:
+        """``error`` as the request's answer, the future let go of first: the error's traceback holds
+        the batch thread's frames, which hold this task, so a task still holding the future that holds
+        the error would be a cycle, keeping its version loaded (UNLOADING in the status after a swap)
+        until the garbage collector came by."""
+        future = self.future
+        del self.future
+        future.set_exception(error)
+
 
 @dataclass(eq=False)
 class _Batch:
@@ -176,6 +185,9 @@ class Batcher:
     def _work(self, name: str, queue: _Queue) -> None:
         while (batch := self._next_batch(name, queue)) is not None:
             self._run(name, batch)
+            # held while waiting for the next one, the batch would keep its version, swapped out
+            # meanwhile, loaded (UNLOADING in the status) until this worker runs another batch
+            del batch
 
     def _next_batch(self, name: str, queue: _Queue) -> _Batch | None:
         """The head batch once it is closed or its time is up; None once the queue is closed and empty."""
@@ -219,7 +231,7 @@ class Batcher:
             try:
                 task.future.set_result(model.predict(task.rows))
             except Exception as e:
-                task.future.set_exception(e)
+                task.fail(e)
 
     def _predict_merged(self, name: str, tasks: Sequence[_Task]) -> bool:
         """One call for all ``tasks``, each given its slice; False if the call failed (then each runs alone)."""

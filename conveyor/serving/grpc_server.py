@@ -296,6 +296,10 @@ def _batched(batcher: Batcher, served: ServedVersion, rows: Any, context: grpc.S
     except CancelledError:
         msg = "the call ended (its deadline passed, or its client cancelled it) before its batch ran."
         raise CallEndedError(msg) from None
+    finally:
+        # an error raised here holds this frame: holding the future, which holds the error, the frame
+        # would make a cycle that keeps the version loaded (UNLOADING after a swap) until the garbage collector came by
+        del future
 
 
 class CallEndedError(ServingError):

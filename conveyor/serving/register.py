@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
@@ -111,7 +111,11 @@ class _Entry:
 
     request_id: str
     time: float
-    served: ServedVersion
+    # the version's name, number and raw inputs, not the version: a queued entry holding the model
+    # would keep a version swapped out loaded (UNLOADING in the status) until its part is written
+    model: str
+    version: int
+    inputs: Mapping[str, Any]
     rows: Any  # a list of row objects, or columns by name
     outputs: dict[str, Any]
 
@@ -155,7 +159,8 @@ class PredictionLog:
         if self.config.sample_rate < 1 and random.random() >= self.config.sample_rate:  # sampling, not a secret
             return
         if len(self._queue) < MAX_QUEUED:
-            self._queue.append(_Entry(request_id, time.time(), served, rows, outputs))
+            inputs = served.model.signature.get("inputs", {})
+            self._queue.append(_Entry(request_id, time.time(), served.name, served.version, inputs, rows, outputs))
             return
         if not self.dropped:
             log.warning("the prediction log falls behind; requests beyond %d queued are not logged", MAX_QUEUED)
@@ -181,7 +186,7 @@ class PredictionLog:
         """One part per model and UTC day; a part that fails is logged and its rows lost, the writer goes on."""
 
         def model_and_day(entry: _Entry) -> tuple[str, str]:
-            return entry.served.name, dt.datetime.fromtimestamp(entry.time, dt.UTC).strftime("%Y-%m-%d")
+            return entry.model, dt.datetime.fromtimestamp(entry.time, dt.UTC).strftime("%Y-%m-%d")
 
         for (model, day), group in groupby(sorted(entries, key=model_and_day), key=model_and_day):
             requests = list(group)
@@ -208,8 +213,8 @@ class PredictionLog:
         reverse, as ExampleGen asks of the files of one span."""
         served = self.registry.versions(model) if self.registry is not None and model in self.registry.names() else []
         kinds = self._inputs.setdefault(model, {})
-        for version in (*served, *(e.served for e in entries)):
-            kinds |= {k: v for k, v in version.model.signature.get("inputs", {}).items() if k not in kinds}
+        for inputs in (*(s.model.signature.get("inputs", {}) for s in served), *(e.inputs for e in entries)):
+            kinds |= {k: v for k, v in inputs.items() if k not in kinds}
         return kinds
 
 
@@ -243,7 +248,7 @@ def _table(entries: list[_Entry], kinds: dict[str, Any]) -> pa.Table:
         tracking["request_row"].extend(range(n))
         for key, value in zip(
             ("request_id", "request_time", "model_name", "model_version"),
-            (entry.request_id, int(entry.time * 1e6), entry.served.name, entry.served.version),
+            (entry.request_id, int(entry.time * 1e6), entry.model, entry.version),
             strict=True,
         ):
             tracking[key].extend([value] * n)

@@ -73,6 +73,27 @@ def test_the_cli_says_it_in_one_line(tmp_path: Path) -> None:
         assert "the root ./conveyor_root was made with one" in read.stderr and "deleted or moved" in read.stderr
 
 
+def test_a_folder_where_the_store_file_should_be_is_named_by_every_command(tmp_path: Path) -> None:
+    """``run`` said only SQLite's "unable to open database file", and the commands that read the
+    store said it "was deleted or moved"."""
+    (tmp_path / "p.py").write_text(PIPELINE_FILE)
+    assert run_cli("run", "p.py", cwd=tmp_path).returncode == 0
+    store = tmp_path / "conveyor_root" / "metadata.sqlite"
+    for f in store.parent.glob("metadata.sqlite*"):
+        f.unlink()
+    store.mkdir()
+    (store / "kept.txt").write_text("a user's file")
+    url = f"sqlite:///{store}"
+    for command in (["run", "p.py"], ["runs"], ["gc", "--dry-run"], ["show", "latest"], ["runs", "--metadata", url]):
+        said = run_cli(*command, cwd=tmp_path)
+        assert said.returncode == 2, (command, said.stderr)
+        [line] = said.stderr.strip().splitlines()
+        assert "metadata.sqlite is a folder, where the metadata store's SQLite file should be" in line, command
+        assert "move or rename the folder" in line
+        assert "unable to open" not in line and "deleted or moved" not in line
+    assert (store / "kept.txt").read_text() == "a user's file"
+
+
 def test_a_root_used_with_one_store_is_refused_to_another(tmp_path: Path, db_url: str) -> None:
     """Either way round: the default SQLite store then ``db_url``, and ``db_url`` then another SQLite store."""
     default_root, url_root = tmp_path / "default", tmp_path / "by-url"

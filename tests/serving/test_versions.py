@@ -6,6 +6,7 @@ memory that stays flat across 50 swaps.
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import os
@@ -19,12 +20,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from conveyor.exceptions import ServingError
 from conveyor.model import label_vector, load_model, save, to_matrix
 from conveyor.model.bundle import read_manifest, write_manifest
-from conveyor.serving.config import BatchingConfig, ModelConfig, VersionPolicy, read_server_config
+from conveyor.serving.config import (
+    BatchingConfig,
+    ModelConfig,
+    PredictionLogConfig,
+    VersionPolicy,
+    read_server_config,
+)
 from conveyor.transform.fitted import load
 from tests.helpers import conveyor_cmd
 from tests.model import graphs
@@ -382,6 +390,85 @@ def test_a_request_keeps_the_version_it_started_with_which_is_unloaded_after_it(
     assert rounded(in_flight.model.predict(ROWS)["probabilities"].tolist()) == answer_of(bundles[0])
     del in_flight
     assert [(s.version, s.state) for s in registry.status("segments")] == [(1, "END"), (2, "AVAILABLE")]
+
+
+@pytest.fixture
+def refcounts_only() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: what a reference cycle keeps alive stays alive, as
+    it may on a quiet server for minutes (the collector runs as objects are allocated)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+FAILING_ROW = {"amount": 1.0}
+"""A 400 from the model's call itself: the required feature ``product`` is missing."""
+
+
+@pytest.mark.usefixtures("refcounts_only")
+@pytest.mark.parametrize("asked", ["REST", "REST failing", "gRPC failing"])
+def test_a_version_swapped_out_after_batched_requests_ends_with_no_more_requests(
+    bundles: list[Path], tmp_path: Path, asked: str
+) -> None:
+    """A batch thread waiting for work held the last batch it ran, and an error answered from a batch
+    made a reference cycle with its request's task: either kept the version swapped out loaded,
+    ``UNLOADING`` in the status (version 1 beside a version 2 already ``END``, after two swaps),
+    until that thread ran another batch or the collector came by."""
+    import grpc
+
+    from conveyor.serving import ModelServer
+    from conveyor.serving._proto import grpc_predict_v2_pb2 as pb
+    from conveyor.serving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    push(bundles[0], tmp_path, 1)
+    batching = BatchingConfig(max_batch_size=8, batch_timeout_micros=1000, num_batch_threads=1)
+    with ModelServer({"segments": tmp_path}, rest_port=0, grpc_port=0, poll_seconds=0.05, batching=batching) as server:
+        if asked == "gRPC failing":
+            tensor = pb.ModelInferRequest.InferInputTensor
+            request = pb.ModelInferRequest(model_name="segments", inputs=[
+                tensor(name="amount", datatype="FP64", shape=[1], contents=pb.InferTensorContents(fp64_contents=[1e308])),
+                tensor(name="product", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[b"auto"])),
+            ])  # fmt: skip
+            with (
+                grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel,
+                pytest.raises(grpc.RpcError) as refused,
+            ):
+                pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        else:
+            failing = asked == "REST failing"
+            body = {"instances": [FAILING_ROW] if failing else ROWS}
+            status, _ = call(server.url, "POST", "/v1/models/segments:predict", body)
+            assert status == (400 if failing else 200)
+        push(bundles[1], tmp_path, 2)
+        wait_for(lambda: states(server.url, "segments").get("2") == "AVAILABLE", "version 2 to load")
+        wait_for(lambda: states(server.url, "segments").get("1") == "END", "version 1 to be unloaded", seconds=5)
+        assert states(server.url, "segments") == {"2": "AVAILABLE", "1": "END"}
+
+
+def test_a_version_swapped_out_ends_before_its_logged_predictions_are_written(
+    bundles: list[Path], tmp_path: Path
+) -> None:
+    """A request queued for the prediction log held its version until its part was written, up to
+    ``flush_seconds`` (60 unless told) later: ``UNLOADING`` all that time."""
+    from conveyor.serving import ModelServer
+
+    base = tmp_path / "segments"
+    base.mkdir()
+    push(bundles[0], base, 1)
+    logged = PredictionLogConfig(tmp_path / "predictions", flush_seconds=60)
+    with ModelServer({"segments": base}, rest_port=0, grpc_port=0, poll_seconds=0.05, prediction_log=logged) as server:
+        assert predict(server.url, "/v1/models/segments:predict") == (200, answer_of(bundles[0]))
+        push(bundles[1], base, 2)
+        wait_for(lambda: states(server.url, "segments").get("2") == "AVAILABLE", "version 2 to load")
+        wait_for(lambda: states(server.url, "segments").get("1") == "END", "version 1 to be unloaded", seconds=5)
+    [part] = (tmp_path / "predictions" / "segments").rglob("*.parquet")  # written as the server stopped
+    table = pq.read_table(part)
+    assert table.column("model_version").to_pylist() == [1] * len(ROWS)
+    assert {"amount", "product"} <= set(table.column_names)
 
 
 def test_conveyor_serve_polls_its_model_dir(bundles: list[Path], tmp_path: Path) -> None:
