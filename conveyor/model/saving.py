@@ -116,6 +116,7 @@ def _write(
     graph = _copy_graph(transform_graph, folder / bundle.GRAPH_DIR)
     features = feature_graph(graph, label)
     names = feature_names(features.describe(), None)
+    _check_fitted_names(model, names)
     encoded = chosen.classes(model)
     classes = raw_classes(graph, label, encoded, int_features)
     task = _task(task, classes)
@@ -257,6 +258,24 @@ def _copy_graph(source: Any, dest: Path) -> FittedGraph:
     else:
         load(src).save(dest)
     return load(dest)
+
+
+def _check_fitted_names(model: Any, names: list[str]) -> None:
+    """Refuse an estimator fitted on a frame whose columns are not the graph's, in its order: it is
+    handed the graph's columns by position, so it would read one feature as another."""
+    fitted = getattr(model, "feature_names_in_", None)  # scikit-learn's, and LightGBM's and XGBoost's wrappers'
+    if fitted is None or (fitted := [str(n) for n in fitted]) == names:
+        return
+    at = next((i for i, (a, b) in enumerate(zip(fitted, names, strict=False)) if a != b), min(len(fitted), len(names)))
+    shown = lambda columns: ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")  # noqa: E731
+    differ = lambda columns: repr(columns[at]) if at < len(columns) else "none"  # noqa: E731
+    msg = (
+        f"the {type(model).__name__} was fitted on the {len(fitted)} columns [{shown(fitted)}], not on the "
+        f"{len(names)} of its transform graph [{shown(names)}] in their order (column {at}: {differ(fitted)}, "
+        f"the graph's {differ(names)}); serving hands it the graph's columns by position, so it would read one "
+        "feature as another. Fit it on fn_args.train_data(), or a frame of its feature_names in their order."
+    )
+    raise ServingError(msg)
 
 
 def _check_scores(

@@ -3,7 +3,9 @@
 Steps run in threads, so sys.stdout, sys.stderr and a root logging handler are swapped, for
 the run, for routers that write to the current thread's log file and pass anything else
 through. Output written straight to file descriptor 1 or 2 (by C code or a subprocess) is not
-caught; a step that starts a subprocess should pass it the log file. A thread working for a
+caught; a step that starts a subprocess should pass it the log file. LightGBM's log, which it
+hands to Python only in the thread that imported it and prints to file descriptor 1 in any
+other, is handed to Python in every thread a step's output goes through. A thread working for a
 step (Beam's runner, its worker processes) finds the step's log by the step's thread
 (``of_thread``) and joins it (``sharing``).
 """
@@ -124,6 +126,7 @@ def sharing(stream: IO[str] | None) -> Iterator[None]:
     before = _streams.get(ident)
     if stream is not None:
         _streams[ident] = stream
+        _lightgbm_to_python()
     try:
         yield
     finally:
@@ -131,6 +134,15 @@ def sharing(stream: IO[str] | None) -> Iterator[None]:
             _streams.pop(ident, None)
         else:
             _streams[ident] = before
+
+
+def _lightgbm_to_python() -> None:
+    """Have LightGBM, when imported, log through Python (``print``, so to this thread's log) in this
+    thread too: its callback is per thread, set only in the one that imported it (LightGBM 4)."""
+    lib = getattr(sys.modules.get("lightgbm.basic"), "_LIB", None)
+    callback = getattr(lib, "callback", None)
+    if callback is not None:
+        lib.LGBM_RegisterLogCallback(callback)
 
 
 def tail(path: str | Path | None, lines: int = 20) -> list[str]:

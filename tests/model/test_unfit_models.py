@@ -77,6 +77,19 @@ def test_an_estimator_fitted_on_fewer_columns_is_refused(training: Any, tmp_path
     )
 
 
+def test_a_lightgbm_model_of_fewer_columns_is_refused_without_lightgbm_printing(
+    training: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    folder, x, y = training("binary", False)
+    booster = lightgbm.train({"objective": "binary", "verbose": -1}, lightgbm.Dataset(x[:, :2], y), 2)
+
+    message = refusal(booster, folder, tmp_path / "bundle", "disputed")
+
+    assert f"the LightGBM model takes 2 features and was given {x.shape[1]}" in message
+    assert "[LightGBM]" not in "".join(capfd.readouterr())  # its [Fatal] line, printed whatever the verbosity
+
+
 @pytest.mark.parametrize(
     ("classes", "said"),
     [

@@ -61,6 +61,15 @@ def chatty(out: Output[Artifact]) -> None:
     logging.getLogger("chatty").warning("a warning too")
 
 
+@component
+def boosted(out: Output[Artifact]) -> None:
+    import lightgbm
+    import numpy as np
+
+    x = np.arange(40.0).reshape(20, 2)
+    lightgbm.train({"objective": "regression", "min_data_in_leaf": 1}, lightgbm.Dataset(x, x[:, 0]), 2)
+
+
 def value_of(run: object, step: str, key: str) -> int:
     art = run.executions[step].outputs[key][0]  # type: ignore[attr-defined]
     return json.loads((Path(art.uri) / "value.json").read_text())
@@ -142,6 +151,16 @@ def test_prints_and_logging_go_to_the_step_log(tmp_path: Path, capsys: pytest.Ca
     assert "INFO chatty: hello from logging" in log
     assert "WARNING chatty: a warning too" in log
     assert "hello from print" not in capsys.readouterr().out
+
+
+def test_lightgbm_imported_by_another_thread_logs_to_the_step_log(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("lightgbm")  # imported here, in this thread: the step's thread logs through Python too
+    run = Pipeline("lgb", [boosted()], root=tmp_path).run()
+    log = Path(run.executions["boosted"].log_uri or "").read_text()
+    assert "[LightGBM] [Info] " in log
+    assert "[LightGBM]" not in capfd.readouterr().out
 
 
 def test_start_from_runs_that_step_and_after_with_earlier_outputs_from_the_store(tmp_path: Path) -> None:

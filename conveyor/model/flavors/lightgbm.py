@@ -3,6 +3,8 @@
 The text model is LightGBM's portable format and holds the objective, so a Booster knows
 whether it classifies. ``load`` gives the Booster back (a warm start passes it as
 ``init_model``). Predictions read every tree up to the best iteration, as the wrappers do.
+A matrix of another width than the model's is refused here: LightGBM would print its own
+``[LightGBM] [Fatal]`` line to stderr, whatever its verbosity, before raising.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from conveyor._internal.extras import require
+from conveyor.exceptions import ServingError
 from conveyor.model.flavors import module_names
 
 name = "lightgbm"
@@ -55,7 +58,12 @@ def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) 
 
 
 def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | None = None) -> Any:
-    return _booster(native).predict(matrix)
+    booster = _booster(native)
+    width = booster.num_feature()
+    if matrix.shape[1] != width:
+        msg = f"the LightGBM model takes {width} features and was given {matrix.shape[1]}"
+        raise ServingError(msg)
+    return booster.predict(matrix)
 
 
 def _objective(booster: Any) -> str:

@@ -97,6 +97,7 @@ def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) 
 def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | None = None) -> Any:
     if hasattr(matrix, "toarray") and not _takes_sparse(native, matrix, options or {}):
         matrix = matrix.toarray()  # trained on X.toarray(): a one-hot graph still hands over CSR
+    matrix = _as_fitted(native, matrix)
     try:
         if task == "regression":
             return np.asarray(native.predict(matrix), dtype=np.float64)
@@ -110,6 +111,18 @@ def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | No
             "values in preprocessing_fn (ct.fill_missing), or send every feature."
         )
         raise InvalidInputError(msg) from e
+
+
+def _as_fitted(native: Any, matrix: Any) -> Any:
+    """A dense matrix as a frame of the names an estimator fitted on a frame knows (``save`` checked
+    they are the graph's, in order): given bare columns, scikit-learn warns on every call that X
+    has no valid feature names, which fills a server's log."""
+    names = getattr(native, "feature_names_in_", None)
+    if names is None or not isinstance(matrix, np.ndarray):
+        return matrix
+    import polars as pl
+
+    return pl.DataFrame(matrix, schema=[str(n) for n in names], orient="row")
 
 
 def _takes_sparse(native: Any, matrix: Any, options: Mapping[str, Any]) -> bool:
