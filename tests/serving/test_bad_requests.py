@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
 from conveyor.exceptions import ServingError
@@ -44,7 +44,8 @@ def trained(root: Path, task: str, sparse: bool) -> tuple[Path, Any, np.ndarray]
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A linear model on the mixed graph (it reads the optional ``narrative``), two tree models saved
     with skops (float32 inside), and a LightGBM model trained on one feature fewer than its graph
-    gives: a bundle that fails at every prediction, the server's fault, not the client's."""
+    gives, and a forest likewise: bundles that fail at every prediction, the server's fault, not the
+    client's (the LightGBM flavor says so as a ServingError; scikit-learn raises its ValueError)."""
     root = tmp_path_factory.mktemp("bad_requests")
     graph_dir, x, y = trained(root, "binary", sparse=True)
     save(
@@ -62,6 +63,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     misfit = lightgbm.LGBMRegressor(n_estimators=3, min_child_samples=5, verbose=-1)
     save(misfit.fit(x, y), path=root / "misfit", transform_graph=graph_dir, label="price")
     swap_model(root / "misfit", misfit.fit(x[:, :-1], y))  # one column short: save refuses it
+    short = RandomForestRegressor(n_estimators=3, random_state=0)
+    save(short.fit(x, y), path=root / "short", transform_graph=graph_dir, label="price")
+    swap_model(root / "short", short.fit(x[:, :-1], y))  # scikit-learn's own ValueError at every prediction
     (root / "models.yaml").write_text(
         textwrap.dedent("""\
         models:
@@ -69,6 +73,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
           - {name: forest, base_path: forest}
           - {name: boosted, base_path: boosted}
           - {name: misfit, base_path: misfit}
+          - {name: short, base_path: short}
         """)
     )  # fmt: skip
     return root
@@ -133,6 +138,21 @@ def test_a_server_fault_is_a_500_that_keeps_the_connection(address: tuple[str, i
     status, answer = post(address, "/v1/models/misfit:predict", {"instances": [ROW]}, connection)
     assert status == 500
     assert answer["error"] == "the LightGBM model takes 2 features and was given 3"  # the bundle's fault, said as it is
+    assert post(address, "/v1/models/forest:predict", {"instances": [ROW]}, connection)[0] == 200
+    connection.request("GET", "/v2/health/live")
+    assert connection.getresponse().read() == b'{"live":true}'
+    connection.close()
+
+
+def test_an_exception_of_the_model_is_a_500_that_keeps_the_connection(address: tuple[str, int], root: Path) -> None:
+    """An error of the estimator's own (not conveyor's ServingError) takes the other way to a 500:
+    the connection is kept there too."""
+    with pytest.raises(ValueError, match="X has 3 features"):  # the oracle: the bundle itself fails
+        load_model(root / "short").predict([ROW])
+    connection = http.client.HTTPConnection(*address, timeout=60)
+    status, answer = post(address, "/v1/models/short:predict", {"instances": [ROW]}, connection)
+    assert status == 500
+    assert answer["error"].startswith("the server failed on this request: ValueError: X has 3 features")
     assert post(address, "/v1/models/forest:predict", {"instances": [ROW]}, connection)[0] == 200
     connection.request("GET", "/v2/health/live")
     assert connection.getresponse().read() == b'{"live":true}'
