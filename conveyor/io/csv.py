@@ -77,6 +77,7 @@ class CsvFile:
                 head = head[: head.rfind(b"\n") + 1] or head
             _refuse_binary(self.path, head, 0)
             head = self._first_row(head.removeprefix(_BOM) if self.options.encoding is None else head)
+        head = _line_ended(head, self.options.encoding)
         try:
             reader = pcsv.open_csv(pa.BufferReader(head), self._read_options(len(head) + 1), self._parse_options(None))
         except (pa.ArrowInvalid, UnicodeError) as e:
@@ -273,6 +274,18 @@ def _next_break(data: bytes, start: int) -> int:
 
 def _drop_first(lines: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
     return lambda: lines()[1:]
+
+
+def _line_ended(head: bytes, encoding: str | None) -> bytes:
+    """The header with a line break after it: Arrow takes a lone header without one (a file of
+    no rows, written without its last newline) for an empty file, with no columns to name."""
+    if encoding is None or _ascii_compatible(encoding):
+        return head if head.endswith((b"\n", b"\r")) else head + b"\n"
+    try:
+        text = head.decode(encoding)
+    except UnicodeError:
+        return head  # cut inside a character (so more follows), or not in the encoding: Arrow says which
+    return head if text.endswith(("\n", "\r")) else (text + "\n").encode(encoding)
 
 
 def _ascii_compatible(encoding: str | None) -> bool:
