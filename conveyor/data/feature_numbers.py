@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from conveyor._internal.sketches import GROUP, Quantiles
+from conveyor._internal.sketches import GROUP, Quantiles, SketchTable
 
 QUANTILE_RANKS = [i / 10 for i in range(11)]
 HISTOGRAM_BUCKETS = 10
@@ -159,11 +159,17 @@ class FeatureAccumulator:
         self.length_total += other.length_total
         self.add_extremes(other.min, other.max)
 
-    def extract(self, quantiles: Quantiles | None, values: dict[str, Any] | None) -> dict[str, Any]:
-        """The feature's statistics; ``values`` is what ``_values`` makes of its value counts."""
+    def extract(self, read: dict[str, Any] | None, values: dict[str, Any] | None) -> dict[str, Any]:
+        """The feature's statistics; ``read`` is what ``sketch_readings`` reads off its sketch (a
+        number's), ``values`` what ``_values`` makes of its value counts."""
         out: dict[str, Any] = {"type": self.type, "count": self.count, "missing": self.missing}
         if self.type in ("int", "float"):
-            out.update(self._numeric(quantiles or Quantiles()))
+            mean, std = self.moments()
+            out.update(
+                nan=self.nan, pos_inf=self.pos_inf, neg_inf=self.neg_inf, mean=mean, std=std,
+                min=self.min, max=self.max, zeros=self.zeros,
+            )  # fmt: skip
+            out.update(read or sketch_readings([Quantiles()], [self])[0])
         if values is not None:
             out.update(values)
             # An estimate of distinct values is no more than the values present, nor fewer than those listed.
@@ -173,66 +179,59 @@ class FeatureAccumulator:
             out["min_length"], out["max_length"] = self.min, self.max
         return out
 
-    def _numeric(self, q: Quantiles) -> dict[str, Any]:
-        mean, std = self.moments()
-        out: dict[str, Any] = {
-            "nan": self.nan,
-            "pos_inf": self.pos_inf,
-            "neg_inf": self.neg_inf,
-            "mean": mean,
-            "std": std,
-            "min": self.min,
-            "max": self.max,
-            "zeros": self.zeros,
-            "quantiles": [],
-            "quantiles_rank_error": q.rank_error,
-            "histogram": {"boundaries": [], "counts": []},
-            "sketch": q.to_json(),
-        }
-        if self.n:
-            # The sketch holds float64s: an int past 2**53 may round outside [min, max], which holds it back.
-            inner = [min(max(v, self.min), self.max) for v in q.quantiles(QUANTILE_RANKS[1:-1])]
-            out["quantiles"] = [self.min, *inner, self.max]
-            out["histogram"] = equal_width_histogram(q, float(self.min), float(self.max))
-        return out
 
+def sketch_readings(sketches: list[Quantiles], features: list[FeatureAccumulator]) -> list[dict[str, Any]]:
+    """What each number feature (of a slice each) reads off its sketch: quantiles, the equal-width
+    histogram from its min to its max, the sketch's rank error and the sketch itself.
 
-def equal_width_histogram(q: Quantiles, lo: float, hi: float, buckets: int = HISTOGRAM_BUCKETS) -> dict[str, list]:
-    """Counts of the sketch's values in equal-width buckets from ``lo`` to ``hi``, as ``np.histogram`` counts.
-
-    Each bucket holds the values from its lower boundary up to, not including, its upper one
-    (the last includes ``hi``). The counts are read off running totals below each boundary,
-    rounded: they add up to the sketch's values, and each total is exact while the sketch is,
-    within ``rank_error`` of the values past that.
+    All at once (``SketchTable``): a feature sliced 10,000 ways is read in a few NumPy calls.
+    The histogram's counts are ``np.histogram``'s while the sketch is exact: each bucket holds
+    the values from its lower boundary up to, not including, its upper one (the last includes
+    the max), read off running totals below each boundary, rounded, which add up to the sketch's
+    values, each within ``rank_error`` past that.
     """
-    if hi <= lo:
-        return {"boundaries": [lo, hi], "counts": [q.n]}
-    bounds = _edges(lo, hi, buckets)
-    below = np.floor(_count_below(q, bounds[1:-1]) + 0.5).astype(np.int64)
-    counts = np.diff(np.concatenate([[0], below, [q.n]]))
-    return {"boundaries": [float(b) for b in bounds], "counts": [int(c) for c in counts]}
+    table = SketchTable(sketches)
+    errors, sketched = table.rank_errors().tolist(), table.to_json()
+    inner = table.quantiles(QUANTILE_RANKS[1:-1]).tolist()
+    lo = np.array([float(f.min) if f.n else 0.0 for f in features])
+    hi = np.array([float(f.max) if f.n else 0.0 for f in features])
+    bounds = _edges(lo, hi, HISTOGRAM_BUCKETS)
+    below = np.floor(table.count_below(bounds[:, 1:-1]) + 0.5).astype(np.int64)
+    counts = np.diff(np.concatenate([np.zeros((len(features), 1), np.int64), below, table.n[:, None]], axis=1))
+    out = []
+    for k, f in enumerate(features):
+        read: dict[str, Any] = {
+            "quantiles": [],
+            "quantiles_rank_error": errors[k],
+            "histogram": {"boundaries": [], "counts": []},
+            "sketch": sketched[k],
+        }
+        if f.n:
+            # The sketch holds float64s: an int past 2**53 may round outside [min, max], which holds it back.
+            read["quantiles"] = [f.min, *(min(max(v, f.min), f.max) for v in inner[k]), f.max]
+            flat = hi[k] <= lo[k]
+            read["histogram"] = {
+                "boundaries": [float(lo[k]), float(hi[k])] if flat else bounds[k].tolist(),
+                "counts": [int(table.n[k])] if flat else counts[k].tolist(),
+            }
+        out.append(read)
+    return out
 
 
-def _edges(lo: float, hi: float, buckets: int) -> np.ndarray:
-    """``buckets + 1`` equal-width boundaries from ``lo`` to ``hi``, finite whatever they are."""
-    if math.isfinite(hi - lo):
-        return np.linspace(lo, hi, buckets + 1)
-    t = np.linspace(0.0, 1.0, buckets + 1)
-    return np.maximum.accumulate(lo * (1 - t) + hi * t)  # each term within [lo, hi]: no overflow
-
-
-def _count_below(q: Quantiles, points: np.ndarray) -> np.ndarray:
-    """How many of the sketch's values are below each point, values spread evenly inside a bucket that spans several."""
-    if not len(q.count):
-        return np.zeros(len(points))
-    cum = np.concatenate([[0], np.cumsum(q.count)])
-    i = np.searchsorted(q.hi, points, side="left")  # buckets wholly below a point: those before i
-    j = np.minimum(i, len(q.count) - 1)
-    lo, hi = q.lo[j], q.hi[j]
-    spans = (i < len(q.count)) & (lo < points) & (hi > lo)
-    # Halves: a point and a bucket's ends may lie further apart than the largest float64.
-    share = np.where(spans, (points / 2 - lo / 2) / np.where(spans, hi / 2 - lo / 2, 1.0), 0.0)
-    return cum[i] + q.count[j] * np.clip(share, 0.0, 1.0)
+def _edges(lo: np.ndarray, hi: np.ndarray, buckets: int) -> np.ndarray:
+    """A row a pair: ``buckets + 1`` equal-width boundaries from ``lo`` to ``hi``, finite whatever they are."""
+    out = np.empty((len(lo), buckets + 1))
+    with np.errstate(over="ignore", invalid="ignore"):
+        wide, still = ~np.isfinite(hi - lo), (hi - lo) / buckets == 0
+        # NumPy takes another formula for every row once one row's step is 0: apart, each row
+        # gets the one it gets alone.
+        for rows in (still, ~still):
+            out[rows] = np.linspace(lo[rows], hi[rows], buckets + 1, axis=1)
+    if wide.any():
+        t = np.linspace(0.0, 1.0, buckets + 1)
+        # Each term within [lo, hi]: no overflow.
+        out[wide] = np.maximum.accumulate(lo[wide, None] * (1 - t) + hi[wide, None] * t, axis=1)
+    return out
 
 
 def imprecise(row: dict[str, Any], name: str) -> bool:

@@ -35,10 +35,10 @@ import pyarrow as pa
 
 from conveyor._internal import engine, slice_names
 from conveyor._internal.combiner import Combiner
-from conveyor._internal.sketches import GROUP, TOP_BOUND, GroupedQuantiles, GroupedTopCounts
+from conveyor._internal.sketches import GROUP, TOP_BOUND, GroupedQuantiles, GroupedTopCounts, Quantiles
 from conveyor.artifacts import ExampleStatistics
 from conveyor.data.examples import PART_ROWS, parts, read_frames
-from conveyor.data.feature_numbers import FeatureAccumulator, imprecise, moments_from_min
+from conveyor.data.feature_numbers import FeatureAccumulator, imprecise, moments_from_min, sketch_readings
 from conveyor.exceptions import DataValidationError
 
 FORMAT_VERSION = 1
@@ -106,12 +106,13 @@ class Slicing:
             quantiles = {feature: {"": q.merged()} for feature, q in slices.quantiles.items()}
             values = {feature: _values(t.total_summary, kept) for feature, t in slices.top.items()}
         none = _listed([], kept, 0, 0, 0.0)
+        read = {feature: self._read(feature, sketches) for feature, sketches in quantiles.items()}
         return {
             name: {
                 "num_examples": rows,
                 "features": {
                     feature: f.extract(
-                        quantiles[feature].get(name) if feature in quantiles else None,
+                        read[feature].get(name) if feature in read else None,
                         values[feature].get(name, none) if feature in values else None,
                     )
                     for feature, f in self.features.get(name, {}).items()
@@ -119,6 +120,12 @@ class Slicing:
             }
             for name, rows in self.examples.items()
         }
+
+    def _read(self, feature: str, sketches: Mapping[str, Quantiles]) -> dict[str, dict[str, Any]]:
+        """What ``feature`` reads off its sketch in each slice that has it, all slices at once."""
+        names = [name for name, features in self.features.items() if feature in features and name in sketches]
+        numbers = [self.features[name][feature] for name in names]
+        return dict(zip(names, sketch_readings([sketches[name] for name in names], numbers), strict=True))
 
 
 def _values(summary: Callable[[int, int], dict[str, Any]], kept: int) -> dict[str, dict[str, Any]]:

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conveyor._internal.sketches import GroupedQuantiles, GroupedTopCounts, Quantiles
+from conveyor._internal.sketches import GroupedQuantiles, GroupedTopCounts, Quantiles, SketchTable
 
 
 def groups_and_values(rows: int, groups: int, seed: int) -> tuple[pl.Series, pl.Series]:
@@ -216,3 +216,91 @@ def test_quantiles_of_few_values_are_numpys_and_skip_what_is_not_finite() -> Non
     assert q.n == len(finite) and q.rank_error == 0
     assert q.quantiles(ranks) == list(np.quantile(finite + 0.0, ranks, method="inverted_cdf"))
     assert 0.0 in q.items() and not any(np.signbit(v) and v == 0 for v in q.items())
+
+
+def alone_quantiles(q: Quantiles, ranks: list[float]) -> list[float]:
+    """The oracle: one sketch's quantiles read as a sketch alone is read (linear inside a bucket)."""
+    cum = np.cumsum(q.count)
+    target = np.asarray(ranks) * q.n
+    i = np.minimum(np.searchsorted(cum, target, side="left"), len(cum) - 1)
+    frac = np.clip((target - (cum[i] - q.count[i])) / q.count[i], 0.0, 1.0)
+    return (q.lo[i] + frac * (q.hi[i] - q.lo[i])).tolist()
+
+
+def alone_below(q: Quantiles, points: np.ndarray) -> np.ndarray:
+    """The oracle: values of one sketch below each point, spread evenly inside a bucket that spans several."""
+    cum = np.concatenate([[0], np.cumsum(q.count)])
+    i = np.searchsorted(q.hi, points, side="left")
+    j = np.minimum(i, len(q.count) - 1)
+    spans = (i < len(q.count)) & (q.lo[j] < points) & (q.hi[j] > q.lo[j])
+    share = np.where(spans, (points - q.lo[j]) / np.where(spans, q.hi[j] - q.lo[j], 1.0), 0.0)
+    return cum[i] + q.count[j] * np.clip(share, 0.0, 1.0)
+
+
+def test_a_table_of_sketches_reads_each_as_it_reads_alone() -> None:
+    """Many slices' sketches are read at once (SketchTable): each reading must be its sketch's own,
+    to the bit, whatever sits beside it: empty sketches, one value, exact and coarse ones, points
+    out of order, on a bucket's edge, outside the values."""
+    rng = np.random.default_rng(7)
+    sketches = []
+    for values in (
+        [],
+        [3.0],
+        [-2.0, -2.0, 0.0, 5.5],
+        rng.normal(size=5_000) * 1e3,  # past the exact range: buckets spanning values
+        [],
+        rng.integers(-40, 40, 300).astype(float),
+        rng.lognormal(5, 3, 20_000),
+    ):
+        q = Quantiles()
+        if len(values):
+            q.update(np.asarray(values, dtype=np.float64))
+        sketches.append(q)
+    table = SketchTable(sketches)
+    ranks = [0.0, 0.1, 0.25, 0.5, 0.9, 1.0]
+    points = rng.choice(np.concatenate([rng.normal(size=50) * 1e3, [-2.0, 0.0, 5.5, 3.0, -1e300, 1e300]]), (7, 9))
+    got_q, got_below, errors, kept = (
+        table.quantiles(ranks),
+        table.count_below(points),
+        table.rank_errors(),
+        table.to_json(),
+    )
+    for k, q in enumerate(sketches):
+        assert kept[k] == Quantiles.from_json(kept[k]).to_json()
+        assert Quantiles.from_json(kept[k]).count.tolist() == q.count.tolist()
+        if not q.n:
+            assert np.isnan(got_q[k]).all() and (got_below[k] == 0).all() and errors[k] == 0
+            continue
+        assert got_q[k].tolist() == alone_quantiles(q, ranks), k
+        assert got_below[k].tolist() == alone_below(q, points[k]).tolist(), k
+        spans = q.count[q.hi > q.lo]
+        assert errors[k] == (spans.max() / q.n if len(spans) else 0.0)
+    assert errors.max() > 0  # the coarse sketches were read too
+
+
+def test_histograms_read_off_exact_sketches_are_numpys() -> None:
+    """The oracle is np.histogram on each slice's values, from its min to its max, for every slice at once."""
+    from conveyor.data.feature_numbers import FeatureAccumulator, sketch_readings
+
+    rng = np.random.default_rng(3)
+    slices = [
+        rng.integers(0, 9, 40).astype(float),
+        np.array([4.0, 4.0]),
+        rng.normal(size=900) * 1e-300,
+        rng.normal(size=50),
+    ]
+    sketches, numbers = [], []
+    for values in slices:
+        q = Quantiles()
+        q.update(values)
+        sketches.append(q)
+        numbers.append(
+            FeatureAccumulator("float", count=len(values), n=len(values), min=values.min(), max=values.max())
+        )
+    for values, read in zip(slices, sketch_readings(sketches, numbers), strict=True):
+        if values.min() == values.max():
+            assert read["histogram"] == {"boundaries": [4.0, 4.0], "counts": [2]}
+            continue
+        counts, bounds = np.histogram(values, bins=10, range=(values.min(), values.max()))
+        assert read["histogram"] == {"boundaries": bounds.tolist(), "counts": counts.tolist()}
+        assert read["quantiles"][0] == values.min() and read["quantiles"][-1] == values.max()
