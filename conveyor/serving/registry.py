@@ -12,7 +12,8 @@ assignment, so a request never sees half a swap and an old version is freed when
 request holding it finishes. A version that fails to load is kept in the status with its error,
 and the versions before it stay served; it is tried again only if its files change. A base path
 emptied keeps its model serving what it served; a version folder that comes back there is loaded
-again, even under a number still served from memory, since it may hold another bundle. If that
+again, even under a number still served from memory, since it may hold another bundle, as is a
+served version's folder replaced between two polls (its manifest is another file). If that
 bundle fails to load, the one in memory keeps serving, and the status says so beside AVAILABLE
 until a bundle under that number loads or its folder goes away again.
 
@@ -82,6 +83,9 @@ class ServedVersion:
     version: int
     path: Path
     model: LoadedModel
+    # the manifest's file as it was when the load began: a folder replaced under this number between
+    # two polls (renamed aside, another renamed in) has another, and is loaded again
+    manifest: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -362,15 +366,17 @@ class ModelRegistry:
         config = snapshot.config
         on_disk = versions_on_disk(config.base_path) if config.base_path.exists() else {}
         failed = {v: f for v, f in snapshot.failed.items() if v in on_disk and f.files == _files_of(on_disk[v])}
-        selected = config.version_policy.select(set(on_disk) - set(failed))
+        # a served version whose new bundle failed to load stays selected: the one in memory answers
+        selected = config.version_policy.select(set(on_disk) - (set(failed) - set(snapshot.served)))
         if not selected:  # an emptied or missing folder never leaves a model with nothing to serve
             vanished = frozenset(v for v in snapshot.served if v not in on_disk or v in snapshot.vanished)
             if vanished != snapshot.vanished or failed != snapshot.failed:
                 with self._lock:
                     self._models[name] = replace(self._models[name], vanished=vanished, failed=failed)
             return
-        # a served version whose folder was gone and is back may hold another bundle: load it again
-        to_load = [v for v in selected if v not in snapshot.served or v in snapshot.vanished]
+        # a served version whose folder was gone and is back, or was replaced, may hold another
+        # bundle: load it again (once its files change, if its last load failed)
+        to_load = [v for v in selected if v not in failed and _pushed_again(snapshot, v, on_disk[v])]
         if to_load:  # seen as LOADING meanwhile
             with self._lock:
                 self._models[name] = replace(self._models[name], loading=frozenset(to_load), failed=failed)
@@ -390,9 +396,9 @@ class ModelRegistry:
                     else "the versions before it stay served"
                 )
                 log.warning("model %r: version %d failed to load; %s: %s", name, version, kept, e)
-        selected = config.version_policy.select(set(on_disk) - set(failed))
         with self._lock:
             current = self._models[name]
+            selected = config.version_policy.select(set(on_disk) - (set(failed) - set(current.served)))
             served = {v: loaded.get(v) or current.served[v] for v in selected if v in loaded or v in current.served}
             if not served:
                 served = dict(current.served)
@@ -427,9 +433,28 @@ def once_per_model(build: Callable[[LoadedModel], T]) -> Callable[[LoadedModel],
 
 def _loaded(name: str, version: int, path: Path) -> ServedVersion:
     """Version ``version`` of ``name`` loaded from ``path``; a client's errors name it so, not by its path."""
+    manifest = _manifest_of(path)  # before the load: a copy that changes it meanwhile is loaded again
     model = load_model(path)
     model.described = f"model {name!r} version {version}"
-    return ServedVersion(name, version, path, model)
+    return ServedVersion(name, version, path, model, manifest)
+
+
+def _pushed_again(snapshot: _Snapshot, version: int, folder: Path) -> bool:
+    """Whether ``version`` in ``folder`` is a bundle the model does not serve yet: a new version, or
+    a served one whose folder went away at a poll, or whose manifest is another file than the one
+    loaded (the folder replaced between two polls)."""
+    served = snapshot.served.get(version)
+    return served is None or version in snapshot.vanished or served.manifest != _manifest_of(folder)
+
+
+def _manifest_of(folder: Path) -> tuple[int, ...]:
+    """The manifest file's identity (device, inode, size, times): a bundle written anew has another,
+    whatever its number; () if it cannot be read."""
+    try:
+        st = (folder / MANIFEST).stat()
+    except OSError:
+        return ()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _as_clients_see_it(error: str, folder: Path, shown: str) -> str:
