@@ -1,16 +1,36 @@
-"""Database URLs as messages and records show them: without the password or a secret option."""
+"""Database URLs: a SQLite file's URL made and read back, and URLs as messages and records show
+them, without the password or a secret option."""
 
 from __future__ import annotations
 
+import os
 import re
+from urllib.parse import unquote
 
 _SECRET_OPTION = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+
+
+def sqlite_url(path: str | os.PathLike[str], scheme: str = "sqlite") -> str:
+    """``sqlite:///PATH`` naming the file ``path`` whatever its name holds: SQLAlchemy ends a URL's
+    path at a ``?`` and decodes its ``%XX``, so a folder named ``a?b`` or ``100%`` would otherwise
+    put the store elsewhere. Only those two are escaped; the rest reads as written.
+    """
+    return f"{scheme}:///" + os.fspath(path).replace("%", "%25").replace("?", "%3F")
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a ``sqlite:///PATH`` URL names, as SQLAlchemy reads it (its options dropped, its
+    ``%XX`` decoded); None for another scheme or no path."""
+    scheme, sep, rest = url.partition(":///")
+    path = unquote(rest.partition("?")[0])
+    return path if sep and scheme.split("+")[0] == "sqlite" and path else None
 
 
 def safe_url(url: str) -> str:
     """The URL without its secrets, as messages show it: the password, and a query option that
     holds one (``?password=``, libpq's ``sslpassword``). A URL SQLAlchemy cannot read (a port
-    that is no number) is masked as written.
+    that is no number), or one without a password, is masked as written: rendered again, a
+    SQLite file's name would read ``caf%C3%A9`` for ``café``.
     """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -18,6 +38,8 @@ def safe_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
+        return _masked_as_written(url)
+    if parsed.password is None:
         return _masked_as_written(url)
     return _masked_as_written(parsed.render_as_string(hide_password=True))
 

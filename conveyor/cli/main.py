@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from conveyor.cli.errors import UserError, one_line_usage, user_errors
+from conveyor.cli.paths import home, home_url
 from conveyor.cli.serve import serve
 
 # Arrow's default pool (mimalloc in its wheels) hands freed pages back to the system between
@@ -37,10 +38,18 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~:+-]{0,199}")  # an orchestrator'
 
 def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
-        "--metadata", envvar="CONVEYOR_METADATA", help="Metadata store URL (default: sqlite under --root)."
+        "--metadata",
+        envvar="CONVEYOR_METADATA",
+        callback=home_url,
+        help="Metadata store URL (default: sqlite under --root).",
     )(fn)
     return click.option(
-        "--root", envvar="CONVEYOR_ROOT", default="./conveyor_root", show_default=True, help="Pipeline root folder."
+        "--root",
+        envvar="CONVEYOR_ROOT",
+        default="./conveyor_root",
+        show_default=True,
+        callback=home,
+        help="Pipeline root folder.",
     )(fn)
 
 
@@ -51,11 +60,13 @@ def _read_from(root: str, metadata: str | None) -> str | None:
     """
     from click.core import ParameterSource
 
+    from conveyor._internal.urls import sqlite_url
+
     ctx = click.get_current_context()
     own = Path(root) / "metadata.sqlite"
     from_env = ctx.get_parameter_source("metadata") == ParameterSource.ENVIRONMENT
     if from_env and ctx.get_parameter_source("root") == ParameterSource.COMMANDLINE and own.is_file():
-        return f"sqlite:///{own}"
+        return sqlite_url(own)
     return metadata
 
 
@@ -94,7 +105,7 @@ cli.add_command(serve)
 
 
 @cli.command()
-@click.argument("pipeline_file")
+@click.argument("pipeline_file", callback=home)
 @_store_options
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
 @click.option(
@@ -167,18 +178,24 @@ def run(
 
 @cli.command()
 @click.argument("orchestrator", type=click.Choice(["airflow", "kubeflow"]))
-@click.argument("pipeline_file")
+@click.argument("pipeline_file", callback=home)
 @click.option(
     "-o",
     "--output",
     "out",
     required=True,
     metavar="OUT",
+    callback=home,
     help="The DAG file (airflow) or YAML spec (kubeflow) to write.",
 )
-@click.option("--root", envvar="CONVEYOR_ROOT", help="Pipeline root the tasks use [default: the pipeline's].")
 @click.option(
-    "--metadata", envvar="CONVEYOR_METADATA", help="Metadata store URL the tasks use [default: the pipeline's]."
+    "--root", envvar="CONVEYOR_ROOT", callback=home, help="Pipeline root the tasks use [default: the pipeline's]."
+)
+@click.option(
+    "--metadata",
+    envvar="CONVEYOR_METADATA",
+    callback=home_url,
+    help="Metadata store URL the tasks use [default: the pipeline's].",
 )
 @click.option(
     "--image", help="kubeflow: the image each task runs in [default: conveyor-serve:latest, deploy/Dockerfile's tag]."
@@ -239,7 +256,7 @@ def _file_stamp(path: str) -> tuple[int, int] | None:
 
 
 @cli.command()
-@click.argument("pipeline_file")
+@click.argument("pipeline_file", callback=home)
 @click.option("--cron", metavar="EXPR", help="Run on this cron schedule, in local time (a 6th field is seconds).")
 @click.option("--on-new-span", is_flag=True, help="Run when a new span appears under the ExampleGen's input_base.")
 @click.option(
@@ -322,6 +339,7 @@ def schedule(
     envvar="CONVEYOR_ROOT",
     default="./conveyor_root",
     show_default=True,
+    callback=home,
     help="Where the example, its outputs and the report go.",
 )
 @click.option(
@@ -436,9 +454,9 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
 @cli.command()
 @click.argument("run_or_artifact_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--html", "html_out", metavar="OUT", help="Write an HTML report (statistics, anomalies, a schema, an evaluation).")
+@click.option("--html", "html_out", metavar="OUT", callback=home, help="Write an HTML report (statistics, anomalies, a schema, an evaluation).")
 @click.option(
-    "--model-card", "card_dir", metavar="DIR", help="For a Model: write model_card.md and model_card.html into DIR."
+    "--model-card", "card_dir", metavar="DIR", callback=home, help="For a Model: write model_card.md and model_card.html into DIR."
 )
 @click.option(
     "--compare",

@@ -80,6 +80,12 @@ def _secs(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
+def _path(path: str | os.PathLike[str] | None) -> str:
+    """A path as a shell reads it back, quoted when it holds a space, a quote, '&' or the like:
+    a user pastes what ``lineage`` and ``show`` print into ``ls`` or ``cd``."""
+    return shlex.quote(os.fspath(path)) if path else ""
+
+
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(_strict(value), indent=2, default=str, allow_nan=False))
 
@@ -194,7 +200,7 @@ def run_summary(r: Run, pipeline_file: str, flags: Sequence[str] = (), debug: bo
         if x.status == ExecutionStatus.FAILED and x.error:
             shown = x.error.rstrip() if debug else x.error.splitlines()[0]
             console.print(Text.assemble((f"{x.component_id} failed: ", "red"), shown), soft_wrap=True)
-            console.print(Text(f"  log: {x.log_uri}"), soft_wrap=True)
+            console.print(Text(f"  log: {_path(x.log_uri)}"), soft_wrap=True)
             console.print(Text(f"  details: conveyor show {shlex.quote(r.id + '/' + x.component_id)}{extra}"), soft_wrap=True)
     if r.status == ExecutionStatus.FAILED:
         again = f"conveyor run {shlex.quote(pipeline_file)}{extra}"
@@ -222,7 +228,7 @@ def notes(x: Execution, details: str | None = None, limit: int | None = _SHOWN_W
                 where = Path(a.uri) / "_quarantine" / "rows.jsonl"  # where ExampleGen sets them aside
                 lines.append(Text.assemble(
                     (f"{x.component_id}: ", "yellow"), f"{quarantined} {rows} quarantined ({kept} kept): ",
-                    str(where if where.exists() else where.parent),
+                    _path(where if where.exists() else where.parent),
                 ))
             warnings = a.properties.get("warnings") or []
             for w in warnings[:limit]:
@@ -283,7 +289,7 @@ def run(r: Run, as_json: bool, lines: int) -> None:
     t.add_column("log", overflow="fold")  # a path folded onto more lines, never cut
     for x in r.executions.values():
         outs = ", ".join(f"{k}={a.id}" for k, arts in x.outputs.items() for a in arts)
-        t.add_row(x.component_id, _status(x.status), _secs(x.duration), outs, x.log_uri or "")
+        t.add_row(x.component_id, _status(x.status), _secs(x.duration), outs, _path(x.log_uri))
     console.print(t)
     for x in r.executions.values():
         for line in notes(x):
@@ -303,7 +309,7 @@ def _failure(x: Execution, lines: int) -> None:
     console.print(Text.assemble("\n", (f"{x.component_id} failed", "red bold"), f"{tried}: {first}"))
     logged = tail(x.log_uri, lines)
     if logged:
-        console.print(Text(f"last {len(logged)} lines of {x.log_uri}:", style="dim"), soft_wrap=True)
+        console.print(Text(f"last {len(logged)} lines of {_path(x.log_uri)}:", style="dim"), soft_wrap=True)
         for line in logged:
             console.print(Text(f"  {line}"))
 
@@ -318,11 +324,11 @@ def execution(x: Execution, as_json: bool, lines: int) -> None:
     console.print(Text(f"parameters  {_shown(x.parameters)}"), soft_wrap=True)
     console.print(Text(f"cache key   {x.cache_key}" + (f" (reused execution {x.cached_from})" if x.cached_from else "")), soft_wrap=True)
     for path, sha256 in (x.discovered_files or {}).items():  # part of the cache check: see depends_on_file
-        console.print(Text(f"depends on  {path} ({sha256[:12] if sha256 else 'absent'})"), soft_wrap=True)
+        console.print(Text(f"depends on  {_path(path)} ({sha256[:12] if sha256 else 'absent'})"), soft_wrap=True)
     for label, group in (("input", x.inputs), ("output", x.outputs)):
         for k, arts in group.items():
             for a in arts:
-                console.print(Text(f"{label:<11} {k}: {a.type_name} {a.id} {a.uri} ({a.state})"), soft_wrap=True)
+                console.print(Text(f"{label:<11} {k}: {a.type_name} {a.id} {_path(a.uri)} ({a.state})"), soft_wrap=True)
     for a in (a for arts in x.outputs.values() for a in arts):
         for line in training_files(a):
             console.print(Text(line), soft_wrap=True)
@@ -336,7 +342,7 @@ def execution(x: Execution, as_json: bool, lines: int) -> None:
         console.print(Text(x.error))
     logged = tail(x.log_uri, lines)
     if logged:
-        console.print(Text(f"last {len(logged)} lines of {x.log_uri}:", style="dim"), soft_wrap=True)
+        console.print(Text(f"last {len(logged)} lines of {_path(x.log_uri)}:", style="dim"), soft_wrap=True)
         for line in logged:
             console.print(Text(f"  {line}"))
 
@@ -350,7 +356,7 @@ def artifact(a: Artifact, made_by: Execution | None, as_json: bool) -> None:
         _print_json(out)
         return
     console.print(Text.assemble((f"{a.type_name} {a.id}", "bold"), f"  {a.state}"))
-    lines = [f"uri          {a.uri}", f"fingerprint  {a.fingerprint}"]
+    lines = [f"uri          {_path(a.uri)}", f"fingerprint  {a.fingerprint}"]
     if made_by:
         lines.append(f"made by      {made_by.component_id} (execution {made_by.id}, {made_by.run_id})")
     lines += [f"  {k}: {_shown(v)}" for k, v in a.properties.items()]
@@ -453,9 +459,9 @@ def training_files(a: Artifact) -> list[str]:
     """Where a ModelRun's metrics and TensorBoard files are, and the command that opens them."""
     lines = []
     if a.properties.get("metrics_file"):
-        lines.append(f"metrics      {Path(a.uri) / a.properties['metrics_file']}")
+        lines.append(f"metrics      {_path(Path(a.uri) / a.properties['metrics_file'])}")
     if a.properties.get("tensorboard_dir"):
-        logdir = shlex.quote(str(Path(a.uri) / a.properties["tensorboard_dir"]))
+        logdir = _path(Path(a.uri) / a.properties["tensorboard_dir"])
         lines.append(f"tensorboard  open with: tensorboard --logdir {logdir}")
     return lines
 
@@ -504,7 +510,7 @@ def lineage(g: LineageGraph, as_json: bool) -> None:
 def _art_label(a: Artifact) -> Text:
     spans = a.properties.get("spans") or ([a.properties["span"]] if a.properties.get("span") is not None else [])
     held = f"  span{'s' if len(spans) > 1 else ''} {', '.join(map(str, spans))}" if spans else ""  # which data, at a glance
-    return Text.assemble((f"{a.type_name} {a.id}", "bold"), (held, "green"), f"  {a.uri}  ", (a.state, "dim"))
+    return Text.assemble((f"{a.type_name} {a.id}", "bold"), (held, "green"), f"  {_path(a.uri)}  ", (a.state, "dim"))
 
 
 def _exec_label(x: Execution, verb: str) -> Text:
@@ -529,7 +535,7 @@ def _grow_up(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) -> N
     if sources:  # the files an ExampleGen read: where the lineage ends
         count = g.artifacts[artifact_id].properties.get("source_count") or len(sources)
         more = f" and {count - len(sources)} more" if count > len(sources) else ""
-        branch.add(Text(f"read {', '.join(sources)}{more}", style="green"))
+        branch.add(Text(f"read {', '.join(map(_path, sources))}{more}", style="green"))
     seen.add(made_by.id)
     for key, a in g.inputs_of(made_by.id):
         child = branch.add(Text.assemble(f"{key}: ", _art_label(a)))
@@ -551,18 +557,18 @@ def _grow_down(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) ->
 def gc(plan: GcPlan, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for a in plan.abandoned:
-        console.print(Text(f"  {verb} abandoned {a.type_name} {a.id}  {a.uri}"), soft_wrap=True)
+        console.print(Text(f"  {verb} abandoned {a.type_name} {a.id}  {_path(a.uri)}"), soft_wrap=True)
     for p in plan.staging:
-        console.print(Text(f"  {verb} staging folder  {p}"), soft_wrap=True)
+        console.print(Text(f"  {verb} staging folder  {_path(p)}"), soft_wrap=True)
     for a in plan.expired:
-        console.print(Text(f"  {verb} old {a.type_name} {a.id}  {a.uri}"), soft_wrap=True)
+        console.print(Text(f"  {verb} old {a.type_name} {a.id}  {_path(a.uri)}"), soft_wrap=True)
     for a in plan.deleted:
         console.print(
-            Text(f"  {verb} the folder of deleted {a.type_name} {a.id} (a gc stopped before removing it)  {a.uri}"),
+            Text(f"  {verb} the folder of deleted {a.type_name} {a.id} (a gc stopped before removing it)  {_path(a.uri)}"),
             soft_wrap=True,
         )
     for a in plan.taken:
-        console.print(Text(f"  kept old {a.type_name} {a.id}: a run took it while gc looked  {a.uri}"), soft_wrap=True)
+        console.print(Text(f"  kept old {a.type_name} {a.id}: a run took it while gc looked  {_path(a.uri)}"), soft_wrap=True)
     n = len(plan.abandoned) + len(plan.staging) + len(plan.expired) + len(plan.deleted)
     mib = plan.bytes / 2**20
     console.print(f"{'Would remove' if dry_run else 'Removed'} {n} item(s), {mib:.1f} MiB"
@@ -570,7 +576,7 @@ def gc(plan: GcPlan, dry_run: bool) -> None:
     if plan.outside:
         console.print(Text(
             f"Left {len(plan.outside)} item(s) in place, their records unchanged: they lie outside the root "
-            f"{plan.root} (e.g. {plan.outside[0]}), as when the store's paths point at another root (a copied "
+            f"{_path(plan.root)} (e.g. {_path(plan.outside[0])}), as when the store's paths point at another root (a copied "
             "root) or a folder in the root is a symlink; gc removes only what lies inside the root it is given: "
             "run it on the root they belong to."
         ), soft_wrap=True)

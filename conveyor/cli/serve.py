@@ -10,12 +10,14 @@ from typing import Any
 import click
 
 from conveyor.cli.errors import UserError, user_errors
+from conveyor.cli.paths import home
 
 
 @click.command()
 @click.option(
     "--model-dir",
     metavar="DIR",
+    callback=home,
     help="A bundle, or a folder of integer version folders (the highest is served, and a newer one swapped in).",
 )
 @click.option("--model-name", metavar="NAME", help="The name requests use: /v1/models/NAME:predict.")
@@ -23,6 +25,7 @@ from conveyor.cli.errors import UserError, user_errors
     "--config",
     "config_file",
     metavar="FILE",
+    callback=home,
     help="A YAML file listing models (name, base_path, version_policy, labels), instead of the two above.",
 )
 @click.option(
@@ -45,6 +48,7 @@ from conveyor.cli.errors import UserError, user_errors
 @click.option(
     "--auth-token-file",
     metavar="FILE",
+    callback=home,
     help="Ask every request but the health checks for `Authorization: Bearer <the token in FILE>`.",
 )
 @click.option(
@@ -54,8 +58,8 @@ from conveyor.cli.errors import UserError, user_errors
     help="The largest request read, a REST body or a gRPC message (gRPC's own default is 4 MiB) "
     "[default: 16 MiB, or the config's max_request_bytes].",
 )
-@click.option("--tls-cert", metavar="FILE", help="Serve HTTPS and gRPC over TLS with this PEM certificate (chain).")
-@click.option("--tls-key", metavar="FILE", help="The PEM private key of --tls-cert.")
+@click.option("--tls-cert", metavar="FILE", callback=home, help="Serve HTTPS and gRPC over TLS with this PEM certificate (chain).")
+@click.option("--tls-key", metavar="FILE", callback=home, help="The PEM private key of --tls-cert.")
 @click.option(
     "--workers",
     type=click.IntRange(min=1),

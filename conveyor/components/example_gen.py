@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import quote, unquote
 
+from conveyor._internal.urls import sqlite_url
 from conveyor.artifacts import Examples
 from conveyor.dsl.component import Component, resolve_path
 from conveyor.dsl.types import FilePath, Output, Parameter
@@ -149,7 +151,7 @@ class ExampleGen(Component):
             quarantined=result.quarantine.count,
             format=plan.format,
             warnings=result.warnings,
-            sources=plan.files[:_SOURCES_KEPT],  # the lineage's last step: the files themselves
+            sources=plan.named_files[:_SOURCES_KEPT],  # the lineage's last step: the files themselves
             source_count=len(plan.files),
         )
 
@@ -161,12 +163,13 @@ def sqlite_relative_to(url: str, folder: str | os.PathLike[str]) -> str:
     found = _SQLITE.match(url)
     if found is None:
         return url
-    path, query = found["path"], found["query"]
+    path, query = unquote(found["path"]), found["query"]  # SQLAlchemy decodes the path's %XX
     uri = path.startswith("file:") and "uri=true" in query
-    file = path[len("file:") :] if uri else path
+    file = unquote(path[len("file:") :]) if uri else path  # and SQLite a file: URI's
     if file in ("", ":memory:") or os.path.isabs(file) or (uri and "mode=memory" in query):
         return url
-    return f"{found['scheme']}{'file:' if uri else ''}{resolve_path(file, folder)}{query}"
+    file = resolve_path(file, folder)
+    return sqlite_url(f"file:{quote(file)}" if uri else file, found["scheme"].removesuffix(":///")) + query
 
 
 @dataclass
@@ -185,6 +188,14 @@ class _Plan:
     @property
     def files(self) -> list[str]:
         return [s.path for s in self.sources] if self.fs is not None else []
+
+    @property
+    def named_files(self) -> list[str]:
+        """The files as a user names them: on a store other than the local disk, a URL
+        (``memory://``, ``s3://``), where ``files`` holds the store's own paths (``/in/a.csv``)."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        return self.files if isinstance(self.fs, LocalFileSystem) else [self.fs.unstrip_protocol(f) for f in self.files]
 
     @property
     def total_bytes(self) -> int:

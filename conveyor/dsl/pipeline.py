@@ -9,7 +9,9 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
+from conveyor._internal.urls import sqlite_url
 from conveyor.dsl.component import Node, beam_args, caller_folder, id_refusal, resolve_path
 from conveyor.exceptions import PipelineDefinitionError
 
@@ -21,15 +23,15 @@ _SQLITE = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query
 
 
 def default_root() -> str:
-    return os.environ.get("CONVEYOR_ROOT", "./conveyor_root")
+    return os.path.expanduser(os.environ.get("CONVEYOR_ROOT", "./conveyor_root"))  # set where no shell expands '~'
 
 
 def _sqlite_relative_to(url: str, folder: Path) -> str:
     """A SQLite URL with a relative file (``sqlite:///meta.sqlite``) made absolute against ``folder``."""
     found = _SQLITE.match(url)
-    if found is None or found["path"] in ("", ":memory:") or os.path.isabs(found["path"]):
+    if found is None or unquote(found["path"]) in ("", ":memory:") or os.path.isabs(path := unquote(found["path"])):
         return url
-    return f"{found['scheme']}{resolve_path(found['path'], folder)}{found['query']}"
+    return sqlite_url(resolve_path(path, folder), found["scheme"].removesuffix(":///")) + found["query"]
 
 
 class Pipeline:
@@ -80,7 +82,7 @@ class Pipeline:
 
     @property
     def metadata_url(self) -> str:
-        return self.metadata or os.environ.get("CONVEYOR_METADATA") or f"sqlite:///{self.root / 'metadata.sqlite'}"
+        return self.metadata or os.environ.get("CONVEYOR_METADATA") or sqlite_url(self.root / "metadata.sqlite")
 
     def node(self, id: str) -> Node:
         """The step with this id; a near miss gets a suggestion."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from conveyor._internal.urls import sqlite_path, sqlite_url
 from conveyor.artifacts import ArtifactState
 from conveyor.exceptions import ArtifactError, MetadataError
 from conveyor.metadata.records import Execution, ExecutionStatus, LineageEdge, LineageGraph, Run
@@ -66,15 +67,14 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
     """
     url = metadata or os.environ.get("CONVEYOR_METADATA")
     if url:
-        scheme, _, rest = url.partition(":///")
-        path = rest.partition("?")[0]
-        if scheme.split("+")[0] == "sqlite" and path:
+        path = sqlite_path(url)
+        if path:
             check_store_file(path)
-        if scheme.split("+")[0] == "sqlite" and path and path != ":memory:" and not path.startswith("file:") and not os.path.isfile(path):
+        if path and path != ":memory:" and not path.startswith("file:") and not os.path.isfile(path):
             msg = f"No metadata store at {path} (metadata URL {url!r}): run a pipeline with it first, or check the path."
             raise MetadataError(msg)
         return url
-    folder = os.fspath(root or os.environ.get("CONVEYOR_ROOT") or "./conveyor_root")
+    folder = os.path.expanduser(os.fspath(root or os.environ.get("CONVEYOR_ROOT") or "./conveyor_root"))
     db = os.path.join(folder, "metadata.sqlite")
     check_store_file(db)
     if not os.path.isfile(db) and os.path.isfile(os.path.join(folder, ROOT_MARKER)):
@@ -86,7 +86,7 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
     if not os.path.isfile(db):
         msg = f"No metadata store at {db}: run a pipeline first, or point to one with --root or --metadata (root= or metadata= in Python)."
         raise MetadataError(msg)
-    return f"sqlite:///{db}"
+    return sqlite_url(db)
 
 
 def open_store(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> MetadataStore:

@@ -159,7 +159,7 @@ def _sqlite_engines(database: str | None) -> tuple[Engine, Engine]:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         check_store_file(database)
-    url = f"sqlite:///{database or ':memory:'}"
+    url = URL.create("sqlite", database=database or ":memory:")  # not glued: a '?' in a folder's name would end it
     engines = []
     for writer in (True, False):
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})

@@ -13,6 +13,7 @@ import contextlib
 import sqlite3
 from urllib.parse import quote
 
+from conveyor._internal.urls import sqlite_path
 from conveyor.metadata.records import ExecutionStatus, Run, to_datetime, trigger_of
 
 SCHEMA_VERSION = 7
@@ -31,10 +32,10 @@ _RUNS = (
 
 def _sqlite_file(url: str) -> str | None:
     """The file of a plain ``sqlite:///PATH`` URL; None for anything else (options, memory, other databases)."""
-    path = url.removeprefix("sqlite:///")
-    if path == url or not path or path == ":memory:" or "?" in path:
+    if not url.startswith("sqlite:///") or "?" in url:
         return None
-    return path
+    path = sqlite_path(url)
+    return None if path == ":memory:" else path
 
 
 def runs(url: str, pipeline: str | None = None, limit: int | None = None) -> list[Run] | None:

@@ -86,6 +86,17 @@ def _place(url: str) -> str:
     return os.path.realpath(path) if path else url
 
 
+def _lasting_url(store: MetadataStore) -> str:
+    """The store's URL as the marker keeps it: a SQLite file's absolute, as the root is named
+    from other folders later (a relative one would say where to look from wherever the run was)."""
+    from conveyor._internal.urls import sqlite_url
+    from conveyor.metadata.database import sqlite_file
+
+    url = store.display_url
+    path = sqlite_file(url)
+    return sqlite_url(path) if path and "?" not in url else url
+
+
 def bind_root(root: str | Path, store: MetadataStore) -> None:
     """Bind ``root`` to ``store`` on its first run; refuse it if another store has it (``check_root``).
 
@@ -99,7 +110,7 @@ def bind_root(root: str | Path, store: MetadataStore) -> None:
     partial = marker.with_name(f"{MARKER}.{os.getpid()}-{secrets.token_hex(4)}")
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"store": store.identity, "url": store.display_url}) + "\n", encoding="utf-8")
+        partial.write_text(json.dumps({"store": store.identity, "url": _lasting_url(store)}) + "\n", encoding="utf-8")
         with contextlib.suppress(FileExistsError):  # bound meanwhile: check_root below tells by whom
             os.link(partial, marker)
     except OSError as e:

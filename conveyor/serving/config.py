@@ -296,7 +296,7 @@ def _model(entry: Any, path: Path, where: str) -> ModelConfig:
     if sticky_key is not None and (not isinstance(sticky_key, str) or not sticky_key or not split):
         msg = f"{where}.sticky_key must be a header or feature name beside a split; got {sticky_key!r}{'' if split else ' and no split'}."
         raise ServingError(msg)
-    return ModelConfig(name, path.parent / base_path, policy, labels, split, sticky_key)
+    return ModelConfig(name, _beside(path, base_path), policy, labels, split, sticky_key)
 
 
 def _text(value: Any, where: str) -> str:
@@ -405,14 +405,19 @@ def _prediction_log(value: Any, path: Path) -> PredictionLogConfig:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < math.inf:
         msg = f"{where}.flush_seconds must be a finite number of seconds above 0; got {seconds!r}."
         raise ServingError(msg)
-    return PredictionLogConfig(path.parent / value["path"], float(rate), rows, float(seconds))
+    return PredictionLogConfig(_beside(path, value["path"]), float(rate), rows, float(seconds))
+
+
+def _beside(config: Path, value: str) -> Path:
+    """A path the config file names: relative to its folder, and ``~`` the home folder, as in a pipeline file."""
+    return config.parent / Path(value).expanduser()
 
 
 def _auth(value: Any, path: Path) -> Path:
     if not isinstance(value, dict) or set(value) != {"token_file"} or not isinstance(value["token_file"], str):
         msg = f"{path}: auth must be {{token_file: FILE}}, a file holding the bearer token; got {value!r}."
         raise ServingError(msg)
-    return path.parent / value["token_file"]
+    return _beside(path, value["token_file"])
 
 
 def _tls(value: Any, path: Path) -> TlsConfig:
@@ -420,7 +425,7 @@ def _tls(value: Any, path: Path) -> TlsConfig:
     if not isinstance(value, dict) or set(value) != set(keys) or not all(isinstance(value[k], str) for k in keys):
         msg = f"{path}: tls must be {{cert_file: FILE, key_file: FILE}}, PEM files; got {value!r}."
         raise ServingError(msg)
-    return TlsConfig(path.parent / value["cert_file"], path.parent / value["key_file"])
+    return TlsConfig(_beside(path, value["cert_file"]), _beside(path, value["key_file"]))
 
 
 def check_poll_seconds(value: Any, where: str) -> float:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor._internal.urls import sqlite_url
 from conveyor.dsl.pipeline import Pipeline, _sqlite_relative_to
 
 
@@ -37,4 +38,4 @@ def target(pipeline: Pipeline, pipeline_file: str) -> Target:
     """
     root = Path(pipeline.root).resolve()
     metadata = _sqlite_relative_to(pipeline.metadata, Path.cwd()) if pipeline.metadata else None
-    return Target(os.path.abspath(pipeline_file), str(root), metadata or f"sqlite:///{root / 'metadata.sqlite'}")
+    return Target(os.path.abspath(pipeline_file), str(root), metadata or sqlite_url(root / "metadata.sqlite"))
