@@ -216,22 +216,23 @@ class _Run:
             self.store.end_run(run_id, ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED)
 
     def _interrupt(self, run_id: str, todo: list[Node], running: dict[Future[Outcome], Node]) -> None:
-        """Ctrl-C: start nothing more, and let the running steps finish (a thread cannot be
-        stopped halfway without leaving its step unended); a second Ctrl-C stops waiting.
+        """Ctrl-C (or SIGTERM, which the CLI makes one): start nothing more, and let the running
+        steps finish (a thread cannot be stopped halfway without leaving its step unended); a
+        second one stops waiting.
         """
         self.interrupted = True
         for n in todo:
             self.store.record_skipped(
                 run_id, component_id=n.id, component_type=n.spec.type_name,
-                reason="Skipped: the run was interrupted (Ctrl-C) before it started.",
+                reason="Skipped: the run was interrupted (Ctrl-C or SIGTERM) before it started.",
             )
             self.status[n.id] = ExecutionStatus.SKIPPED
             self._notify(n.id, ExecutionStatus.SKIPPED)
         todo.clear()
         names = ", ".join(sorted(n.id for n in running.values()))
         print(
-            f"Interrupted: no step starts now; waiting for {names} to finish. Press Ctrl-C again to stop at "
-            f"once; the next run resumes either way.",
+            f"Interrupted: no step starts now; waiting for {names} to finish. Press Ctrl-C again (or send "
+            f"SIGTERM again) to stop at once; the next run resumes either way.",
             file=sys.stderr,
             flush=True,
         )
