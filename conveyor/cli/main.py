@@ -442,7 +442,7 @@ def _run_id(store: MetadataStore, ref: str) -> str:
             msg = "There are no runs yet in this metadata store; `conveyor run PIPELINE_FILE` makes one."
             raise UserError(msg)
         return newest[0].id
-    found = [r.id for r in store.runs() if r.id.startswith(ref)]
+    found = [r.id for r in store.runs(prefix=ref)]
     if ref in found or len(found) == 1:
         return ref if ref in found else found[0]
     if not found:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
@@ -154,6 +155,7 @@ def _locked(conn: Connection, ids: set[int]) -> dict[int, Any]:
     return {r.id: r for r in conn.exec_driver_sql(q, tuple(sorted(ids)))}
 
 
+CACHE_PAGE = 20  # candidates of a cache key read at once, newest first (see find_cached)
 _SHARED_LOCK = {"postgresql": " FOR SHARE", "mysql": " LOCK IN SHARE MODE", "mariadb": " LOCK IN SHARE MODE"}
 
 
@@ -181,6 +183,9 @@ class Recorder:
         def _type_id(self, conn: Connection, name: str) -> int: ...
         def _type_name(self, conn: Connection, tid: int) -> str: ...
         def _executions(self, conn: Connection, *where: Any, with_artifacts: bool = True) -> list[Execution]: ...
+        def _newest_executions(
+            self, *, run: str | None = None, pipeline: str | None = None, component: str | None = None, page: int = 20
+        ) -> Iterator[Execution]: ...
         def executions(
             self, run: str | None = None, pipeline: str | None = None, component: str | None = None, status: str | None = None
         ) -> list[Execution]: ...
@@ -602,53 +607,82 @@ class Recorder:
         all still have the content they had when it ran.
 
         Only executions that ran are candidates: a cached one reuses the same artifacts, and
-        there may be thousands of those. One query gets the candidates with their outputs and
-        discovered files; files are stat'ed, and hashed only when a stat differs. An output
-        edited or deleted by hand is marked ABANDONED (``conveyor gc`` removes it), so the step
-        runs again. A discovered file put back as it was makes its older execution a hit again.
+        there may be thousands of those. One query gets the newest ``CACHE_PAGE`` candidates with
+        their outputs and discovered files (the next ones only if none of those is whole: a step
+        run again with ``--no-cache`` every day records its key every day); files are stat'ed,
+        and hashed only when a stat differs. An output edited or deleted by hand is marked
+        ABANDONED (``conveyor gc`` removes it), so the step runs again. A discovered file put
+        back as it was makes its older execution a hit again.
         """
-        e, ev, a, c = s.executions, s.events, s.artifacts, s.contexts
-        q = (
-            select(e, c.c.name.label("run_name"), ev.c.key, a.c.id.label("artifact_id"), a.c.type_id)
-            .add_columns(a.c.state, a.c.uri, a.c.fingerprint, a.c.files, a.c.properties)
-            .join(c, c.c.id == e.c.run_id)
-            .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
-            .outerjoin(a, a.c.id == ev.c.artifact_id)
-            .where(e.c.cache_key == cache_key, e.c.status == ExecutionStatus.SUCCEEDED)
-            .order_by(e.c.id.desc(), ev.c.id)
-        )
         broken: list[int] = []
         moved: dict[int, dict[str, list[int]]] = {}
         found: Execution | None = None
+        before: int | None = None
         with self._read() as conn:
-            candidates: dict[int, list[Any]] = {}
-            for row in conn.execute(q):
-                candidates.setdefault(row.id, []).append(row)
-            for rows in candidates.values():
-                outs = [r for r in rows if r.artifact_id is not None]
-                files = rows[0].discovered_files
-                if not all(r.state == ArtifactState.LIVE for r in outs) or not (files is None or unchanged(json.loads(files))):
-                    continue
-                checked = {r.artifact_id: _check_files(r.uri, r.fingerprint, r.files) for r in outs}
-                bad = [i for i, (intact, _) in checked.items() if not intact]
-                if bad:
-                    broken.extend(bad)
-                    continue
-                moved.update({i: now for i, (_, now) in checked.items() if now is not None})
-                found = execution_of(rows[0])
-                for r in outs:
-                    found.outputs.setdefault(r.key, []).append(
-                        make_artifact(self._type_name(conn, r.type_id), uri=r.uri, id=r.artifact_id,
-                                      properties=json.loads(r.properties), fingerprint=r.fingerprint, state=r.state)
-                    )  # fmt: skip
-                break
+            while found is None:
+                candidates = self._cache_candidates(conn, cache_key, before)
+                found = self._first_whole(conn, candidates, broken, moved)
+                if len(candidates) < CACHE_PAGE:
+                    break
+                before = min(candidates)
         if broken:
             self.set_artifact_state(broken, ArtifactState.ABANDONED)
         if moved:
+            a = s.artifacts
             with self._write() as conn:
                 for aid, now in moved.items():
                     conn.execute(update(a).where(a.c.id == aid).values(files=_files_record(now)))
         return found
+
+    @staticmethod
+    def _cache_candidates(conn: Connection, cache_key: str, before: int | None) -> dict[int, list[Any]]:
+        """The newest ``CACHE_PAGE`` succeeded executions with this key (older than ``before``),
+        newest first, each with a row per output (one of no artifact if it has none)."""
+        e, ev, a, c = s.executions, s.events, s.artifacts, s.contexts
+        newest = select(e.c.id).where(e.c.cache_key == cache_key, e.c.status == ExecutionStatus.SUCCEEDED)
+        if before is not None:
+            newest = newest.where(e.c.id < before)
+        # A derived table, not ``IN (... LIMIT)``, which MySQL and MariaDB refuse.
+        page = newest.order_by(e.c.id.desc()).limit(CACHE_PAGE).subquery()
+        q = (
+            select(e, c.c.name.label("run_name"), ev.c.key, a.c.id.label("artifact_id"), a.c.type_id)
+            .add_columns(a.c.state, a.c.uri, a.c.fingerprint, a.c.files, a.c.properties)
+            .join(page, page.c.id == e.c.id)
+            .join(c, c.c.id == e.c.run_id)
+            .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
+            .outerjoin(a, a.c.id == ev.c.artifact_id)
+            .order_by(e.c.id.desc(), ev.c.id)
+        )
+        candidates: dict[int, list[Any]] = {}
+        for row in conn.execute(q):
+            candidates.setdefault(row.id, []).append(row)
+        return candidates
+
+    def _first_whole(
+        self, conn: Connection, candidates: dict[int, list[Any]], broken: list[int], moved: dict[int, Any]
+    ) -> Execution | None:
+        """The first of ``candidates`` whose outputs are LIVE with their files as recorded and whose
+        discovered files are unchanged; outputs found edited go to ``broken``, files found moved
+        (the same content) to ``moved``."""
+        for rows in candidates.values():
+            outs = [r for r in rows if r.artifact_id is not None]
+            files = rows[0].discovered_files
+            if not all(r.state == ArtifactState.LIVE for r in outs) or not (files is None or unchanged(json.loads(files))):
+                continue
+            checked = {r.artifact_id: _check_files(r.uri, r.fingerprint, r.files) for r in outs}
+            bad = [i for i, (intact, _) in checked.items() if not intact]
+            if bad:
+                broken.extend(bad)
+                continue
+            moved.update({i: now for i, (_, now) in checked.items() if now is not None})
+            found = execution_of(rows[0])
+            for r in outs:
+                found.outputs.setdefault(r.key, []).append(
+                    make_artifact(self._type_name(conn, r.type_id), uri=r.uri, id=r.artifact_id,
+                                  properties=json.loads(r.properties), fingerprint=r.fingerprint, state=r.state)
+                )  # fmt: skip
+            return found
+        return None
 
     def latest_outputs(self, pipeline: str, component_id: str, run: str | None = None) -> Execution | None:
         """The newest finished execution of a step in a pipeline whose outputs are LIVE with
@@ -657,10 +691,10 @@ class Recorder:
         its own tasks made, whatever another DAG run made since), else the newest of any run.
         """
         a = s.artifacts
-        own = self.executions(run=run, pipeline=pipeline, component=component_id) if run is not None else []
-        for ex in [*reversed(own), *reversed(self.executions(pipeline=pipeline, component=component_id))]:
+        own = self._newest_executions(run=run, pipeline=pipeline, component=component_id) if run is not None else iter(())
+        for ex in itertools.chain(own, self._newest_executions(pipeline=pipeline, component=component_id)):
             arts = {x.id: x for group in ex.outputs.values() for x in group if x.id is not None}
-            if ex.status not in FINISHED_WELL or not all(x.state == ArtifactState.LIVE for x in arts.values()):
+            if not all(x.state == ArtifactState.LIVE for x in arts.values()):
                 continue
             with self._read() as conn:
                 recorded = dict(conn.execute(select(a.c.id, a.c.files).where(a.c.id.in_(list(arts)))).all())

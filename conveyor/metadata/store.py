@@ -41,6 +41,7 @@ from conveyor.metadata import schema as s
 from conveyor.metadata.database import database_error, normalize_url, open_engines, safe_url, sqlite_file
 from conveyor.metadata.recording import Recorder, execution_of
 from conveyor.metadata.records import (
+    FINISHED_WELL,
     Execution,
     ExecutionStatus,
     LineageEdge,
@@ -68,6 +69,29 @@ def _could_be_id(number: int) -> bool:
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
+
+
+def _named_run(run_id: str) -> tuple[Any, ...]:
+    """The run context named ``run_id``: by type and name, which the unique index on both finds
+    at once; by name alone, every execution of the store was read to find a run's.
+    """
+    c = s.contexts
+    return c.c.type == "run", c.c.name == run_id
+
+
+def _filters(run: str | None, pipeline: str | None, component: str | None, status: str | None) -> list[Any]:
+    """``MetadataStore.executions``'s filters, on executions joined with their run's context."""
+    e, c = s.executions, s.contexts
+    where: list[Any] = []
+    if run is not None:
+        where.extend(_named_run(run))
+    if pipeline is not None:
+        where.append(c.c.parent_id == select(c.c.id).where(c.c.type == "pipeline", c.c.name == pipeline).scalar_subquery())
+    if component is not None:
+        where.append(e.c.component_id == component)
+    if status is not None:
+        where.append(e.c.status == status)
+    return where
 
 
 def _file_of(path: str | None) -> tuple[str, int, int] | None:
@@ -318,7 +342,13 @@ class MetadataStore(Recorder):
         return [r.name for r, _ in dead]
 
     def _runs(
-        self, conn: Connection, *, pipeline: str | None = None, run_id: str | None = None, limit: int | None = None
+        self,
+        conn: Connection,
+        *,
+        pipeline: str | None = None,
+        run_id: str | None = None,
+        prefix: str | None = None,
+        limit: int | None = None,
     ) -> list[Run]:
         c = s.contexts
         p = c.alias("p")
@@ -333,6 +363,8 @@ class MetadataStore(Recorder):
             q = q.where(p.c.name == pipeline)
         if run_id is not None:
             q = q.where(c.c.name == run_id)
+        if prefix is not None:  # not LIKE: SQLite's ignores case, and '_' and '%' would need escaping
+            q = q.where(func.substr(c.c.name, 1, len(prefix)) == prefix)
         if limit:
             q = q.limit(limit)
         return [
@@ -343,14 +375,17 @@ class MetadataStore(Recorder):
             for r in conn.execute(q)
         ]
 
-    def runs(self, pipeline: str | None = None, limit: int | None = None) -> list[Run]:
-        """Runs, newest first, at most ``limit`` (None: all); ``executions`` is left empty (``run(id)`` fills it)."""
+    def runs(self, pipeline: str | None = None, limit: int | None = None, *, prefix: str | None = None) -> list[Run]:
+        """Runs, newest first, at most ``limit`` (None: all); ``executions`` is left empty (``run(id)`` fills it).
+
+        ``prefix``: only the runs whose id starts with it, found by the database, not among every run.
+        """
         if limit is not None and limit < 1:
             msg = f"limit must be at least 1 (or None for every run), got {limit}."
             raise ValueError(msg)
         self._fresh()
         with self._read() as conn:
-            return self._runs(conn, pipeline=pipeline, limit=limit)
+            return self._runs(conn, pipeline=pipeline, prefix=prefix, limit=limit)
 
     def run(self, run_id: str) -> Run:
         """One run with its executions, their inputs and outputs."""
@@ -361,7 +396,7 @@ class MetadataStore(Recorder):
                 msg = f"No run {run_id!r} in the metadata store at {self.display_url}; `conveyor runs` lists them."
                 raise MetadataError(msg)
             run = found[0]
-            for ex in self._executions(conn, s.contexts.c.name == run_id):
+            for ex in self._executions(conn, *_named_run(run_id)):
                 run.executions[ex.component_id] = ex
         return run
 
@@ -402,18 +437,29 @@ class MetadataStore(Recorder):
     ) -> list[Execution]:
         """Executions in id order, filtered by run id, pipeline name, component id or status."""
         self._fresh()
-        e, c = s.executions, s.contexts
-        where: list[Any] = []
-        if run is not None:
-            where.append(c.c.name == run)
-        if pipeline is not None:
-            where.append(c.c.parent_id == select(c.c.id).where(c.c.type == "pipeline", c.c.name == pipeline).scalar_subquery())
-        if component is not None:
-            where.append(e.c.component_id == component)
-        if status is not None:
-            where.append(e.c.status == status)
         with self._read() as conn:
-            return self._executions(conn, *where)
+            return self._executions(conn, *_filters(run, pipeline, component, status))
+
+    def _newest_executions(
+        self, *, run: str | None = None, pipeline: str | None = None, component: str | None = None, page: int = 20
+    ) -> Iterator[Execution]:
+        """Executions that finished well (succeeded or cached), newest first, as ``executions`` filters
+        them, read a page at a time: a caller that wants the newest usable one most often stops at
+        the first, where reading every one grew with each run the store kept.
+        """
+        self._fresh()
+        e, c = s.executions, s.contexts
+        where = [*_filters(run, pipeline, component, None), e.c.status.in_(sorted(FINISHED_WELL))]
+        below: int | None = None
+        while True:
+            with self._read() as conn:
+                q = select(e.c.id).join(c, c.c.id == e.c.run_id).where(*where, *([e.c.id < below] if below else []))
+                ids = list(conn.execute(q.order_by(e.c.id.desc()).limit(page)).scalars())
+                if not ids:
+                    return
+                found = self._executions(conn, e.c.id.in_(ids))
+            yield from reversed(found)
+            below = ids[-1]
 
     def execution(self, execution_id: int) -> Execution:
         with self._read() as conn:
