@@ -36,6 +36,7 @@ import sysconfig
 import threading
 import time
 import types
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -439,6 +440,21 @@ def _closure_of(obj: Any) -> dict[str, Any]:
     return found
 
 
+def _hinted_classes(obj: Any) -> Iterator[type]:
+    """The classes named in ``obj``'s type hints, inside ``Annotated``, ``|`` and ``list[...]`` too."""
+    try:
+        hints = typing.get_type_hints(obj, include_extras=True)
+    except Exception:  # a name the annotations use is not defined (yet): nothing to follow
+        return
+    todo = list(hints.values())
+    while todo:
+        hint = todo.pop()
+        if isinstance(hint, type) and typing.get_origin(hint) is None:
+            yield hint
+        else:
+            todo.extend(typing.get_args(hint))
+
+
 def _compiled(code: types.CodeType) -> str:
     """A code object's bytecode, constants and names: what it runs, when no source file says it."""
     consts = [
@@ -500,6 +516,7 @@ class CodeFingerprint:
             for name in sorted(closed_over):
                 label = f"{getattr(o, '__qualname__', '')}:{name}"
                 todo.extend(self._global(closed_over, name, getattr(o.__code__, "co_names", ()), seeds, label))
+            todo.extend(self._hinted(o, seeds))
         self._source = hashlib.sha256("\0".join(parts).encode()).hexdigest()
         self._seeds = sorted(seeds.items())
 
@@ -527,6 +544,20 @@ class CodeFingerprint:
         if isinstance(sys.modules.get(owner), types.ModuleType):
             self._follow_module(sys.modules[owner], (), seeds)
         return []
+
+    def _hinted(self, obj: Any, seeds: dict[str, str]) -> list[type]:
+        """Follow the classes ``obj``'s annotations name: a step's code reaches them without
+        naming them in its body (``cfg.scaled()`` of ``cfg: Parameter[Config]``, ``out.write()``
+        of ``out: Output[Report]``, a dataclass's field types). Those of the same module are
+        given back, to be read as its functions are; another of the user's modules is seeded.
+        """
+        found: list[type] = []
+        for cls in _hinted_classes(obj):
+            if cls.__module__ == self._module:
+                found.append(cls)
+            elif isinstance(module := sys.modules.get(cls.__module__), types.ModuleType):
+                self._follow_module(module, (), seeds)
+        return found
 
     @staticmethod
     def _follow_module(module: types.ModuleType, names: Iterable[str], seeds: dict[str, str]) -> None:

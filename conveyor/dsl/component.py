@@ -7,12 +7,15 @@ subclass whose ``execute`` carries the same kind of signature. Calling either bi
 
 from __future__ import annotations
 
+import copy
+import difflib
 import functools
 import inspect
 import os
 import sys
 import types
 import typing
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -20,7 +23,7 @@ from typing import Any, ClassVar
 
 from conveyor._internal.record_limit import oversize
 from conveyor.artifacts import Artifact
-from conveyor.dsl.parameters import check, from_json, is_config, strip_optional
+from conveyor.dsl.parameters import check, from_json, strip_optional
 from conveyor.dsl.types import FilePath, Role
 from conveyor.exceptions import PipelineDefinitionError
 
@@ -43,11 +46,6 @@ class ParameterSpec:
     @property
     def names_file(self) -> bool:
         return strip_optional(self.type) is FilePath
-
-    @property
-    def config(self) -> bool:
-        """A dataclass or pydantic model: kept as JSON, made again for the executor."""
-        return is_config(self.type)
 
 
 @dataclass
@@ -99,6 +97,13 @@ def build_spec(executor: Callable[..., Any], type_name: str, display: str) -> Co
     except NameError as e:
         msg = f"{display}: an annotation cannot be resolved ({e}); import the type at module level."
         raise PipelineDefinitionError(msg) from e
+    returned = hints.get("return", type(None))
+    if returned is not type(None):
+        msg = (
+            f"{display}: annotated to return {getattr(returned, '__name__', returned)}, but the runner keeps nothing a step returns; "
+            f"write it into an Output[...] (a file in its .uri, or its .properties) and annotate '-> None'."
+        )
+        raise PipelineDefinitionError(msg)
     sig = inspect.signature(executor)
     inputs: dict[str, InputSpec] = {}
     outputs: dict[str, type[Artifact]] = {}
@@ -131,6 +136,20 @@ def build_spec(executor: Callable[..., Any], type_name: str, display: str) -> Co
             parameters[name] = ParameterSpec(inner, p.default)
         kept.append(p)
     return ComponentSpec(type_name, executor, inputs, outputs, parameters, sig.replace(parameters=kept))
+
+
+class _Outputs(dict[str, "Channel"]):
+    """A step's outputs by key; a key it has not is a definition error with a close match, not a bare KeyError."""
+
+    def __init__(self, node: Node, channels: dict[str, Channel]) -> None:
+        super().__init__(channels)
+        self.node = node
+
+    def __missing__(self, key: str) -> Channel:
+        close = difflib.get_close_matches(str(key), list(self), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"its outputs are {sorted(self)}."
+        msg = f"{self.node.id} has no output {key!r}; {hint}"
+        raise PipelineDefinitionError(msg)
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,6 +214,7 @@ class Node:
         self.retries = 0
         self.beam_pipeline_args: list[str] | None = None  # None: the pipeline's; see with_beam_pipeline_args
         self.upstream_nodes: list[Node] = []
+        self.pipelines: weakref.WeakSet[Any] = weakref.WeakSet()  # the Pipelines built with it: each checks a change
         try:
             bound = spec.binding.bind_partial(*args, **kwargs)
         except TypeError as e:
@@ -236,19 +256,21 @@ class Node:
         if (why := oversize(self.parameters, "parameter")) is not None:
             msg = f"{default_id}(): {why}; pass the data as a file (a FilePath parameter) or as an artifact instead."
             raise PipelineDefinitionError(msg)
-        self.outputs: dict[str, Channel] = {k: Channel(self, k, t) for k, t in spec.outputs.items()}
+        self.outputs: dict[str, Channel] = _Outputs(self, {k: Channel(self, k, t) for k, t in spec.outputs.items()})
 
     def resolved_parameters(self) -> dict[str, Any]:
         """The parameters the executor gets: a relative path in a ``FilePath`` parameter is made
         absolute against the folder of the file that built this step, not the current directory,
-        and a config object is made again from its JSON (``conveyor.dsl.parameters``).
+        and every other value is made again from its JSON (``conveyor.dsl.parameters``): a config
+        object, an enum, a path, a date, a tuple, each as its annotation says, and a copy, so that
+        an executor changing what it got leaves the step's parameters (its record and cache key) alone.
         """
         out = dict(self.parameters)
         for name, pspec in self.spec.parameters.items():
             if pspec.names_file:
                 out[name] = self.resolved_path(name)
-            elif pspec.config:
-                out[name] = from_json(pspec.type, out[name])
+            else:
+                out[name] = from_json(pspec.type, copy.deepcopy(out[name]))
         return out
 
     def resolved_path(self, name: str) -> Any:
@@ -272,8 +294,21 @@ class Node:
         """Rename this step (ids must be unique in a pipeline, and make a folder name: ``id_refusal``)."""
         if (why := id_refusal(id)) is not None:
             raise PipelineDefinitionError(why)
-        self.id = id
+        old, self.id = self.id, id
+        try:
+            self._check_pipelines()
+        except PipelineDefinitionError:
+            self.id = old
+            raise
         return self
+
+    def _check_pipelines(self) -> None:
+        """Check again each Pipeline built with this step, which it just changed: renamed or given
+        an edge after the build, it would run unchecked (two steps of one id, one's record lost; a
+        cycle that never starts).
+        """
+        for pipeline in self.pipelines:
+            pipeline.check()
 
     def with_retries(self, n: int) -> Node:
         """Run again up to ``n`` more times when the executor raises; each attempt is recorded."""
@@ -293,7 +328,13 @@ class Node:
 
     def after(self, *nodes: Node) -> Node:
         """Run after ``nodes`` even though no artifact passes between them."""
+        before = len(self.upstream_nodes)
         self.upstream_nodes.extend(nodes)
+        try:
+            self._check_pipelines()
+        except PipelineDefinitionError:
+            del self.upstream_nodes[before:]
+            raise
         return self
 
     def implied_after(self, steps: Mapping[str, Node]) -> list[Node]:

@@ -33,6 +33,7 @@ _JSON_TYPES: dict[Any, tuple[type, ...]] = {
     str: (str,),
     bool: (bool,),
     list: (list, tuple),
+    tuple: (list, tuple),
     dict: (dict,),
     FilePath: (str, PurePath),
 }
@@ -186,9 +187,16 @@ def _difference(a: Any, b: Any, path: str) -> str:
 def check(display: str, name: str, tp: Any, value: Any) -> Any:
     """``value`` of the parameter ``name`` as the JSON the step keeps, checked against ``tp``.
 
+    Every parameter takes the one rule: kept as ``to_json`` writes it (an enum by its value, a
+    path as text, a date in ISO 8601, a tuple as a list), given to the executor as ``from_json``
+    makes it again, so ``Parameter[Path]`` is a ``Path`` in whichever process runs the step.
+    The JSON is a copy: an executor that appends to a list it was given changes neither the
+    pipeline's record nor the function's default.
+
     Raises:
-        PipelineDefinitionError: a value of another type, or one that is not JSON (a config
-            object: one that would not come back equal from its JSON), naming the field.
+        PipelineDefinitionError: a value of another type, or one that is not JSON (NaN, a set,
+            a dict with keys other than strings; a config object: one that would not come back
+            equal from its JSON), naming the field.
     """
     if value is None:
         return None
@@ -197,17 +205,37 @@ def check(display: str, name: str, tp: Any, value: Any) -> Any:
         return _config_json(display, name, base, value)
     allowed = _JSON_TYPES.get(typing.get_origin(base) or base)
     bad_bool = isinstance(value, bool) and base in (int, float)
+    wrong_type = f"{display}: parameter '{name}' must be {_type_name(base)}, got {value!r}."
     if (allowed and not isinstance(value, allowed)) or bad_bool:
-        msg = f"{display}: parameter '{name}' must be {getattr(base, '__name__', base)}, got {value!r}."
-        raise PipelineDefinitionError(msg)
-    if isinstance(value, PurePath):
-        value = str(value)
+        raise PipelineDefinitionError(wrong_type)
+    not_json = f"{display}: parameter '{name}' must be a JSON value (str, finite number, bool, list, dict with str keys), got {value!r}."
     try:
-        json.dumps(value)
-    except (TypeError, ValueError) as e:
-        msg = f"{display}: parameter '{name}' must be a JSON value (str, number, list, dict), got {value!r}."
-        raise PipelineDefinitionError(msg) from e
-    return list(value) if isinstance(value, tuple) else value
+        data = to_json(value)
+    except _Unserializable as e:
+        raise PipelineDefinitionError(not_json) from e
+    try:
+        back = from_json(base, data)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # Color("purple"), a tuple of another length
+        raise PipelineDefinitionError(wrong_type) from e
+    # Written as JSON ("blue" for an enum), or as values the declared type brings back equal
+    # (Color.BLUE); a datetime in a plain dict would reach the executor as text, and NaN is no JSON.
+    if not _is_json(data) or not (_is_json(value) or back == value):
+        raise PipelineDefinitionError(not_json)
+    return to_json(back)
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    """``int``, ``Color``, ``tuple[int, str]``: a type as its annotation says it."""
+    plain = isinstance(tp, type) and typing.get_origin(tp) is None
+    return tp.__name__ if plain else str(tp).replace("typing.", "")
 
 
 def _config_json(display: str, name: str, base: type, value: Any) -> Any:

@@ -77,8 +77,18 @@ class Pipeline:
         self._check_inputs()
         steps = {n.id: n for n in self.components}
         for n in self.components:
-            n.after(*(up for up in n.implied_after(steps) if up is not n))
+            n.upstream_nodes.extend(up for up in n.implied_after(steps) if up is not n and up not in n.upstream_nodes)
         self.order: list[Node] = self._topological_order()
+        for n in self.components:
+            n.pipelines.add(self)
+
+    def check(self) -> None:
+        """Check the steps again (ids, inputs, cycles) and order them: a step renamed or given an
+        edge after the build calls this (``Node.with_id``, ``Node.after``).
+        """
+        self._check_ids()
+        self._check_inputs()
+        self.order = self._topological_order()
 
     @property
     def metadata_url(self) -> str:
@@ -107,6 +117,9 @@ class Pipeline:
         for n in self.components:
             if (why := id_refusal(n.id)) is not None:
                 msg = f"Pipeline {self.name!r}: {why}"
+                raise PipelineDefinitionError(msg)
+            if seen.get(n.id) is n:
+                msg = f"Pipeline {self.name!r} lists the step {n.id!r} twice; list each step once."
                 raise PipelineDefinitionError(msg)
             if n.id in seen:
                 kinds = f"{seen[n.id].spec.type_name} and {n.spec.type_name}"

@@ -34,8 +34,9 @@ Output: Any = _RoleAlias(Role.OUTPUT)
 """An output artifact, a fresh directory to write into: ``model: Output[Model]``."""
 
 Parameter: Any = _RoleAlias(Role.PARAMETER)
-"""A value set when the pipeline is built: JSON (``threshold: Parameter[float] = 0.5``) or a config
-object, a dataclass or pydantic model (``eval_config: Parameter[EvalConfig]``), kept as JSON."""
+"""A value set when the pipeline is built: JSON (``threshold: Parameter[float] = 0.5``), an enum, a
+path, a date or a tuple, or a config object, a dataclass or pydantic model (``eval_config:
+Parameter[EvalConfig]``); kept as JSON, given to the executor as annotated."""
 
 
 class FilePath(str):

@@ -3,7 +3,8 @@
 key = sha256 of the component type, its code fingerprint (for conveyor's own components, salted
 with conveyor's version: their code reaches modules the fingerprint does not follow), its parameters
 as JSON (a config object as ``conveyor.dsl.parameters`` writes it: an equal object, the same key), the content
-fingerprints of its input artifacts, and the content of every file a ``FilePath`` parameter
+fingerprints of its input artifacts with their properties (a step may read only ``.properties``, an
+accuracy written there and no file: two such inputs differ there alone), and the content of every file a ``FilePath`` parameter
 names (at an fsspec URL, what the store says of each file: size, mtime, etag), with the
 user's modules that a named module file imports. So an edited module, helper or schema file
 is never served stale from cache. The code fingerprint follows the user's modules the
@@ -22,6 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from conveyor._internal.fingerprint import parameter_file_fingerprint
+from conveyor._internal.record_limit import dumps
 from conveyor.artifacts import Artifact
 from conveyor.dsl.component import Node
 
@@ -47,7 +49,15 @@ def cache_key(node: Node, inputs: Mapping[str, Sequence[Artifact]], code: str | 
         "type": node.spec.type_name,
         "code": code_fingerprint(node) if code is None else code,
         "parameters": node.parameters,
-        "inputs": {k: [a.fingerprint for a in v] for k, v in sorted(inputs.items())},
+        "inputs": {k: [_content(a) for a in v] for k, v in sorted(inputs.items())},
         "files": files,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _content(artifact: Artifact) -> str | list[str | None]:
+    """What an input artifact holds: its files' fingerprint, and its properties if it has any (a
+    step may read only an accuracy written there). An artifact without properties keeps the key
+    it had before they joined it, so a store's cache outlives that change."""
+    return [artifact.fingerprint, dumps(artifact.properties)] if artifact.properties else artifact.fingerprint
+

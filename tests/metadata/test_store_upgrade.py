@@ -73,7 +73,9 @@ def load_v1_store(db_url: str, root: Path) -> None:
         (root / "upgrade" / log).parent.mkdir(parents=True, exist_ok=True)
         (root / "upgrade" / log).write_text("RuntimeError: asked to fail\n" if log.endswith("4.log") else "")
     m, t = steps()
-    examples = Examples(str(root / "upgrade/make/examples/1"), fingerprint=hash_path(root / "upgrade/make/examples/1"))
+    # the keys as this conveyor makes them (the record's properties included): the upgrade keeps them
+    made_at = root / "upgrade/make/examples/1"
+    examples = Examples(str(made_at), properties={"rows": 5}, fingerprint=hash_path(made_at))
     values = {
         "root": str(root),
         "make_type": m.spec.type_name, "make_code": code_fingerprint(m), "make_key": cache_key(m, {}),
