@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from conveyor._internal.discovered import unchanged
@@ -638,23 +638,8 @@ class Recorder:
     def _cache_candidates(conn: Connection, cache_key: str, before: int | None) -> dict[int, list[Any]]:
         """The newest ``CACHE_PAGE`` succeeded executions with this key (older than ``before``),
         newest first, each with a row per output (one of no artifact if it has none)."""
-        e, ev, a, c = s.executions, s.events, s.artifacts, s.contexts
-        newest = select(e.c.id).where(e.c.cache_key == cache_key, e.c.status == ExecutionStatus.SUCCEEDED)
-        if before is not None:
-            newest = newest.where(e.c.id < before)
-        # A derived table, not ``IN (... LIMIT)``, which MySQL and MariaDB refuse.
-        page = newest.order_by(e.c.id.desc()).limit(CACHE_PAGE).subquery()
-        q = (
-            select(e, c.c.name.label("run_name"), ev.c.key, a.c.id.label("artifact_id"), a.c.type_id)
-            .add_columns(a.c.state, a.c.uri, a.c.fingerprint, a.c.files, a.c.properties)
-            .join(page, page.c.id == e.c.id)
-            .join(c, c.c.id == e.c.run_id)
-            .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
-            .outerjoin(a, a.c.id == ev.c.artifact_id)
-            .order_by(e.c.id.desc(), ev.c.id)
-        )
         candidates: dict[int, list[Any]] = {}
-        for row in conn.execute(q):
+        for row in conn.execute(_CANDIDATES[before is not None], {"key": cache_key, "before": before}):
             candidates.setdefault(row.id, []).append(row)
         return candidates
 
@@ -703,3 +688,27 @@ class Recorder:
                 return ex
             self.set_artifact_state(broken, ArtifactState.ABANDONED)
         return None
+
+
+def _candidates_query(older: bool) -> Select[Any]:
+    """``find_cached``'s page of candidates with their outputs, made once: building and compiling
+    a statement of a subquery and three joins cost more than running it (a cached step's hot path)."""
+    e, ev, a, c = s.executions, s.events, s.artifacts, s.contexts
+    newest = select(e.c.id).where(e.c.cache_key == bindparam("key"), e.c.status == ExecutionStatus.SUCCEEDED)
+    if older:
+        newest = newest.where(e.c.id < bindparam("before"))
+    # A derived table, not ``IN (... LIMIT)``, which MySQL and MariaDB refuse.
+    page = newest.order_by(e.c.id.desc()).limit(CACHE_PAGE).subquery()
+    return (
+        select(e, c.c.name.label("run_name"), ev.c.key, a.c.id.label("artifact_id"), a.c.type_id)
+        .add_columns(a.c.state, a.c.uri, a.c.fingerprint, a.c.files, a.c.properties)
+        .join(page, page.c.id == e.c.id)
+        .join(c, c.c.id == e.c.run_id)
+        .outerjoin(ev, (ev.c.execution_id == e.c.id) & (ev.c.type == "OUTPUT"))
+        .outerjoin(a, a.c.id == ev.c.artifact_id)
+        .order_by(e.c.id.desc(), ev.c.id)
+    )
+
+
+_CANDIDATES = {older: _candidates_query(older) for older in (False, True)}
+
