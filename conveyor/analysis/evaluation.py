@@ -506,6 +506,44 @@ def validate(result: Mapping[str, Any], config: EvalConfig) -> dict[str, Any]:
     return {"blessed": bool(config.thresholds) and all(c["passed"] for c in checks), "checks": checks}
 
 
+def not_blessed_reason(result: Mapping[str, Any], config: EvalConfig, validation: Mapping[str, Any]) -> str | None:
+    """Why ``validate`` did not bless the model, with the numbers, and what would change that, in
+    a sentence a Pusher can repeat; None when it is blessed.
+    """
+    if validation["blessed"]:
+        return None
+    compared = BASELINE in result["models"]
+    if not config.thresholds:
+        metric = {"binary": "auc", "multiclass": "accuracy"}.get(result.get("task", ""), "rmse")
+        bound = "upper_bound=..." if metric in LOWER_IS_BETTER else "lower_bound=..."
+        baseline = "" if compared else ", and no baseline_model was given"
+        return (f"EvalConfig sets no thresholds{baseline}: a model is blessed only when it meets its thresholds, "
+                f"baseline or not; add one, such as thresholds={{{metric!r}: Threshold({bound}, change=0.0)}}.")  # fmt: skip
+    checks, small = validation["checks"], result["slices"][0].get("too_small")
+    why_no_value = "" if small else " (undefined there, as an AUC with one class)"
+    failed = [_failure(c, why_no_value) for c in checks if not c["passed"]]
+    where = (
+        f"the whole set, which has fewer rows than min_slice_size={config.min_slice_size}: lower it" if small
+        else f"the whole set of {result['slices'][0].get('example_count')} examples"
+    )  # fmt: skip
+    return (f"{'; '.join(failed)} ({len(failed)} of {len(checks)} threshold checks failed, on {where}). "
+            "Improve the model or its data, or change EvalConfig.thresholds.")  # fmt: skip
+
+
+def _failure(check: Mapping[str, Any], why_no_value: str) -> str:
+    """One failed check in words: the value, the baseline's, and the bound it missed."""
+    metric, kind, bound, value, base = (check[k] for k in ("metric", "kind", "threshold", "value", "baseline"))
+    if value is None:
+        return f"{metric} has no value{why_no_value}, so {kind}={bound} cannot hold"
+    if kind in ("lower_bound", "upper_bound"):
+        return f"{metric} {value:.4g} is {'below' if kind == 'lower_bound' else 'above'} its {kind} {bound}"
+    if base is None:
+        return f"{metric} {value:.4g}, but the baseline has no {metric}, so {kind}={bound} cannot hold"
+    gain = (value - base) if check["higher_is_better"] else (base - value)
+    needed = "" if kind == "change" else f", a gain of {bound * abs(base):.4g} here"
+    return f"{metric} {value:.4g} against the baseline's {base:.4g}: a gain of {gain:+.4g}, short of {kind}={bound}{needed}"
+
+
 def _holds(kind: str, value: float | None, base: float | None, bound: float, higher_is_better: bool) -> bool:
     """Whether one threshold holds; an undefined value (a slice with one class has no AUC) never does."""
     if value is None:

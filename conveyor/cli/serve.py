@@ -102,7 +102,14 @@ def serve(
     if exit_with_parent:
         _exit_with_parent()
     from conveyor.serving import ModelServer
-    from conveyor.serving.config import DEFAULT_POLL_SECONDS, ModelConfig, TlsConfig, read_server_config, read_token
+    from conveyor.serving.config import (
+        DEFAULT_POLL_SECONDS,
+        ModelConfig,
+        TlsConfig,
+        local_folder,
+        read_server_config,
+        read_token,
+    )
 
     unapplied: list[str] = []
     models: dict[str, Path | ModelConfig]
@@ -111,7 +118,7 @@ def serve(
         models, unapplied = {m.name: m for m in config.models}, config.unapplied
         poll_seconds = config.poll_seconds if poll_seconds is None else poll_seconds
     else:
-        models = {str(model_name): Path(str(model_dir))}
+        models = {str(model_name): local_folder(str(model_dir), "--model-dir")}
     poll_seconds = DEFAULT_POLL_SECONDS if poll_seconds is None else poll_seconds
     token_file = auth_token_file or (config.auth_token_file if config else None)
     tls = TlsConfig(Path(tls_cert), Path(tls_key)) if tls_cert and tls_key else (config.tls if config else None)

@@ -22,7 +22,7 @@ from conveyor.artifacts import (
 )
 from conveyor.dsl.component import Component
 from conveyor.dsl.types import Input, Output, Parameter
-from conveyor.exceptions import ComponentError, PipelineDefinitionError
+from conveyor.exceptions import ComponentError, DataValidationError, PipelineDefinitionError
 
 METRICS_FILE = "metrics.json"
 EXPLANATIONS_FILE = "explanations.json"
@@ -57,8 +57,9 @@ class Evaluator(Component):
             ``fairness`` and the baseline's numbers), ``fairness`` per feature, ``validation``,
             and ``model_card`` (``eval_config.model_card``); with ``eval_config.explain``,
             ``explanations.json`` (SHAP values on a sample, importance, partial dependence).
-        blessing: properties ``blessed`` and ``checks`` (every threshold, its value, the
-            baseline's, and whether it held); the file ``BLESSED`` or ``NOT_BLESSED``.
+        blessing: properties ``blessed``, ``checks`` (every threshold, its value, the
+            baseline's, and whether it held) and ``reason`` (why not blessed, and what to change,
+            which the Pusher repeats); the file ``BLESSED`` or ``NOT_BLESSED``.
 
     Example:
         >>> evaluator = Evaluator(examples=gen.outputs["examples"], model=trainer.outputs["model"],
@@ -89,15 +90,20 @@ class Evaluator(Component):
         evaluation: Output[ModelEvaluation],
         blessing: Output[ModelBlessing],
     ) -> None:
-        from conveyor.analysis.evaluation import BASELINE, CANDIDATE, evaluate, validate
+        from conveyor.analysis.evaluation import BASELINE, CANDIDATE, evaluate, not_blessed_reason, validate
 
         files = _files(examples, list(splits))
         _check_columns(files[0], eval_config, examples.uri)
         models = {CANDIDATE: _scorer(model, eval_config)}
         if baseline_model is not None:
             models[BASELINE] = _scorer(baseline_model, eval_config)
-        result = evaluate(files, eval_config, models, os.cpu_count() or 2)
+        try:
+            result = evaluate(files, eval_config, models, os.cpu_count() or 2)
+        except DataValidationError as e:  # its rows are numbered through the files, which it does not name
+            msg = f"Evaluator: splits={list(splits)} of the examples at {examples.uri} (rows counted through their files in order): {e}"
+            raise DataValidationError(msg) from e
         result["validation"] = validation = validate(result, eval_config)
+        validation["reason"] = reason = not_blessed_reason(result, eval_config, validation)
         result["splits"] = list(splits)
         if eval_config.model_card is not None:
             result["model_card"] = asdict(eval_config.model_card)
@@ -113,24 +119,32 @@ class Evaluator(Component):
             example_count=overall.get("example_count"), splits=list(splits), blessed=validation["blessed"]
         )
         blessing.properties.update(
-            blessed=validation["blessed"], checks=validation["checks"], model=model.id,
+            blessed=validation["blessed"], checks=validation["checks"], reason=reason, model=model.id,
             baseline_model=baseline_model.id if baseline_model is not None else None,
         )  # fmt: skip
         (Path(blessing.uri) / (BLESSED if validation["blessed"] else NOT_BLESSED)).touch()
-        failed = [c for c in validation["checks"] if not c["passed"]]
-        verdict = (
-            "blessed" if validation["blessed"]
-            else f"not blessed: {len(failed)} threshold(s) failed" if eval_config.thresholds
-            else "not blessed: EvalConfig sets no thresholds, and a model is blessed only when it meets them"
-        )  # fmt: skip
-        print(f"{overall.get('example_count')} examples, {len(result['slices'])} slices; {verdict}")
-        for c in failed:
-            print(f"  {c['metric']} {c['kind']} {c['threshold']}: value {c['value']}, baseline {c['baseline']}")
+        verdict = "blessed" if validation["blessed"] else f"not blessed: {reason}"
+        print(f"{overall.get('example_count')} examples of {list(splits)}, {len(result['slices'])} slices; {verdict}")
 
 
 def _files(examples: Examples, splits: list[str]) -> list[Path]:
-    check_splits(splits, split_names(examples.uri), what="Evaluator: splits", error=ComponentError)
-    return [f for s in splits for f in split_files(examples.uri, s)]
+    """The Parquet files of ``splits``; splits that hold no row are refused by name, with the rows of the others."""
+    held = split_names(examples.uri)
+    check_splits(splits, held, what="Evaluator: splits", error=ComponentError)
+    files = [f for s in splits for f in split_files(examples.uri, s)]
+    if _rows(files) == 0:
+        counts = ", ".join(f"{s}: {_rows(split_files(examples.uri, s))}" for s in held)
+        msg = (f"Evaluator: there are no examples to evaluate: splits={splits} of the examples at {examples.uri} "
+               f"hold no rows (rows per split: {counts}); name a split with rows in the Evaluator's splits, or give this one rows.")  # fmt: skip
+        raise DataValidationError(msg)
+    return files
+
+
+def _rows(files: list[Path]) -> int:
+    """The rows of Parquet files, from their footers."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(f).num_rows for f in files)
 
 
 def _check_columns(first: Path, config: EvalConfig, uri: str) -> None:

@@ -175,7 +175,9 @@ def not_blessed(
                 if not c.get("passed")
             ]
             why = blessing.properties.get("reason") or "; ".join(failed)
-            return f"{name} {blessing.id} says not blessed" + (f": {why}" if why else ".")
+            if not why:
+                return f"{name} {blessing.id} says not blessed, and gives no reason; the log of the step that made it may (conveyor show {blessing.id} names that step)."
+            return f"{name} {blessing.id} says not blessed: {why}"
     return None
 
 

@@ -205,6 +205,7 @@ def step_fn_args(
         raise ComponentError(msg)
     train_args = dict(train_args or {})
     splits = _splits(examples.uri, train_args, what)
+    _check_train_rows(examples.uri, splits["train"], what)
     fn_args = FnArgs(
         train_files=[str(f) for s in splits["train"] for f in split_files(examples.uri, s)],
         eval_files=[str(f) for s in splits["eval"] for f in split_files(examples.uri, s)],
@@ -264,6 +265,20 @@ def _splits(uri: str, train_args: dict[str, Any], what: str) -> dict[str, list[s
             check_splits(names, held, what=f"{what}: train_args['{role}_splits']", error=ComponentError)
         splits[role] = [s for s in names if s in held]
     return splits
+
+
+def _check_train_rows(uri: str, train: list[str], what: str) -> None:
+    """Refuse training splits with no row, by name: run_fn would fail in the library's own words
+    (scikit-learn's "Found array with 0 sample(s)"), which do not say which split was empty."""
+    import pyarrow.parquet as pq
+
+    rows = {s: sum(pq.read_metadata(f).num_rows for f in split_files(uri, s)) for s in split_names(uri)}
+    if not any(rows[s] for s in train):
+        counts = ", ".join(f"{s}: {n}" for s, n in rows.items())
+        msg = (f"{what}: the examples at {uri} hold no rows in {' or '.join(map(repr, train)) or 'no split'} (rows per split: "
+               f"{counts}), so there is nothing to train on; give that split rows (ExampleGen's input, splits or "
+               "span), or name a split that has some in train_args['train_splits'].")  # fmt: skip
+        raise ComponentError(msg)
 
 
 def check_train_args(display: str, train_args: Any) -> None:

@@ -89,6 +89,7 @@ class Transform(Component):
         if not splits_analyze:
             msg = f"Transform: splits_analyze=[] leaves the analyzers nothing to learn from; name some of {splits}."
             raise TransformError(msg)
+        _check_rows_to_fit(outputs, uris, list(splits_analyze), splits)
         workers = os.cpu_count() or 2
         passes = _fit(outputs, uris, list(splits_analyze), used, inputs, workers)
         FittedGraph(outputs, inputs).save(transform_graph.uri)
@@ -150,6 +151,25 @@ def _unreadable(uri: str, splits: list[str], inputs: dict[str, dict[str, Any]]) 
         for name in others
         if name in held.names and not any(is_(held.field(name).type) for is_ in binary)
     }
+
+
+def _check_rows_to_fit(outputs: Any, uris: list[str], splits_analyze: list[str], splits: list[str]) -> None:
+    """Refuse analyzers with no row to learn from, naming the empty splits: each would otherwise
+    say its column is missing in every training row, which blames the column, not the split."""
+    import pyarrow.parquet as pq
+
+    from conveyor.data.examples import split_files
+
+    if not any(n.analyzer for node in outputs.values() for n in node.walk()):
+        return
+    rows = {s: sum(pq.read_metadata(f).num_rows for uri in uris for f in split_files(uri, s)) for s in splits}
+    if not any(rows[s] for s in splits_analyze):
+        where = uris[0] if len(uris) == 1 else f"{len(uris)} Examples ({', '.join(uris)})"
+        msg = (f"Transform: the examples at {where} hold no rows in {' or '.join(map(repr, splits_analyze))} "
+               f"(rows per split: {', '.join(f'{s}: {n}' for s, n in rows.items())}), the split preprocessing_fn's "
+               f"analyzers learn from (splits_analyze={splits_analyze}): they have nothing to fit. Give it rows "
+               "(ExampleGen's input, splits or span), or name a split that has some in splits_analyze.")  # fmt: skip
+        raise TransformError(msg)
 
 
 def _columns(uris: list[str], split: str, used: list[str], inputs: dict[str, dict[str, Any]]) -> dict[Path, list[str]]:

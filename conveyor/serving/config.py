@@ -46,6 +46,7 @@ __all__ = [
     "check_model_name",
     "check_poll_seconds",
     "check_split",
+    "local_folder",
     "read_server_config",
     "read_token",
 ]
@@ -296,7 +297,8 @@ def _model(entry: Any, path: Path, where: str) -> ModelConfig:
     if sticky_key is not None and (not isinstance(sticky_key, str) or not sticky_key or not split):
         msg = f"{where}.sticky_key must be a header or feature name beside a split; got {sticky_key!r}{'' if split else ' and no split'}."
         raise ServingError(msg)
-    return ModelConfig(name, _beside(path, base_path), policy, labels, split, sticky_key)
+    folder = _beside(path, str(local_folder(base_path, f"{where}.base_path")))
+    return ModelConfig(name, folder, policy, labels, split, sticky_key)
 
 
 def _text(value: Any, where: str) -> str:
@@ -406,6 +408,26 @@ def _prediction_log(value: Any, path: Path) -> PredictionLogConfig:
         msg = f"{where}.flush_seconds must be a finite number of seconds above 0; got {seconds!r}."
         raise ServingError(msg)
     return PredictionLogConfig(_beside(path, value["path"]), float(rate), rows, float(seconds))
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def local_folder(value: str, what: str) -> Path:
+    """The folder a model path names: a path, or a ``file://`` URL (as a Pusher's
+    ``push_destination`` may be) read as the Pusher writes to it. The server reads versions from
+    a local disk, so a URL of any other scheme is refused, named as given.
+    """
+    scheme = _SCHEME.match(value)
+    if scheme is None:
+        return Path(value)
+    if scheme.group(1).lower() not in ("file", "local"):
+        msg = (f"{what} {value} is a URL ({scheme.group(1)}://), and the server reads versions from a local folder only; "
+               "give a path or a file:/// URL, or copy the versions to a local folder.")  # fmt: skip
+        raise ServingError(msg)
+    import fsspec
+
+    return Path(fsspec.core.url_to_fs(value)[1])
 
 
 def _beside(config: Path, value: str) -> Path:
