@@ -46,7 +46,7 @@ from conveyor._internal.fingerprint import hash_path
 from conveyor._internal.loader import USER_FAULTS, user_line
 from conveyor.artifacts import Artifact, ArtifactState
 from conveyor.dsl.component import Node
-from conveyor.exceptions import ArtifactError, ConveyorError, MetadataError
+from conveyor.exceptions import ArtifactError, ComponentError, ConveyorError, MetadataError
 from conveyor.metadata.protocols import StepReader, StepRecorder, StepStore
 from conveyor.metadata.records import ExecutionStatus
 from conveyor.orchestration import logs
@@ -295,17 +295,85 @@ def _abandon(
     store: StepRecorder, exec_id: int, log_path: Path, made: dict[str, Artifact], finals: dict[str, Path], error: str
 ) -> None:
     """End an execution that an error outside its executor stopped: failed, with the error,
-    its outputs ABANDONED. Staging folders are removed; an output already renamed into place
-    stays for ``conveyor gc``. A store that cannot record even this leaves it to the reaper,
-    which ends the execution once this process is gone.
+    its outputs ABANDONED. What was staged is removed; an output already renamed into place
+    stays for ``conveyor gc``, the others leave an empty folder (``_leave_for_gc``). A store
+    that cannot record even this leaves it to the reaper, which ends the execution once this
+    process is gone.
     """
     for k, art in made.items():
         if Path(art.uri) != finals[k]:
             shutil.rmtree(art.uri, ignore_errors=True)
-    with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as log:
-        log.write(error)
+        if not Path(art.uri).is_dir():
+            error += _leave_for_gc(k, art, finals[k])
+    with contextlib.suppress(OSError):
+        log_path.parent.mkdir(parents=True, exist_ok=True)  # a step that failed before its log opened: the record names it
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(error)
     with contextlib.suppress(MetadataError):
         store.record_finish(exec_id, status=ExecutionStatus.FAILED, outputs=list(made.values()), error=error)
+
+
+def _leave_for_gc(key: str, art: Artifact, final: Path) -> str:
+    """Put a failed step's output where it stays, ABANDONED, until ``conveyor gc``, so that its
+    record names a folder that exists: its staging folder renamed into place, or an empty folder
+    there when it has none (removed, or never made). Where something else is in the way, its
+    staging folder stays (made, empty, if it was not there). Returns what the execution's error
+    adds: nothing, or that the output was never made, where no folder can go at all.
+    """
+    stage = final.parent / f".staging-{final.name}"
+    staged = [(final, functools.partial(os.rename, stage, final))] if stage.is_dir() and not stage.is_symlink() else []
+    for place, make in (
+        *staged,
+        (final, functools.partial(final.mkdir, parents=True)),
+        (stage, functools.partial(stage.mkdir, parents=True, exist_ok=True)),
+    ):
+        try:
+            make()
+        except OSError:
+            continue
+        art.uri = str(place)
+        return ""
+    return f"\n(Output {key!r} was never made: no folder can go at {final}.)"
+
+
+_OURS = re.compile(r"(\.staging-)?\d+")  # an execution's output folder, or its staging folder
+
+
+def _foreign(step: Path, keys: Iterable[str]) -> set[Path]:
+    """What lies in a step's folder and its outputs' folders that the runner did not put there."""
+    keys = set(keys)
+    found: set[Path] = set()
+    for folder, ours in [(step, lambda n: n in keys or n == ".logs")] + [(step / k, _OURS.fullmatch) for k in keys]:
+        with contextlib.suppress(OSError):
+            found.update(folder / name for name in os.listdir(folder) if not ours(name))
+    return found
+
+
+@contextlib.contextmanager
+def _confined(name: str, step: Path, stages: Mapping[str, Path]) -> Iterator[None]:
+    """Run an executor that must write only into its staging folders. What it wrote beside them,
+    in the step's folder or an output's (``Path(out.uri).parent / "x"``), would be neither
+    recorded nor ever removed: it is removed, and a step that returns fails saying where.
+    Outside the step's folder, where other steps and runs write, nothing is watched.
+    """
+    before = _foreign(step, stages)
+    try:
+        yield
+    finally:
+        strays = sorted(_foreign(step, stages) - before)
+        for path in strays:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    if strays:
+        more = f" (and {len(strays) - 1} more)" if len(strays) > 1 else ""
+        where = ", ".join(f"{k}: {p}" for k, p in stages.items())
+        msg = (
+            f"{name} wrote {strays[0]}{more}, outside its outputs' folders, and it was removed; "
+            f"write each output only into the folder its .uri names ({where})."
+        )
+        raise ComponentError(msg)
 
 
 def _attempts(
@@ -342,8 +410,16 @@ def _attempts(
                 made[k].properties = {}
             log.write(f"--- {n.id}, execution {exec_id}, attempt {attempt} of {n.retries + 1}\n")
             try:
-                with discovered.collecting() as files:
-                    n.spec.executor(**args)
+                with discovered.collecting() as files, _confined(n.id, log_path.parent.parent, stages):
+                    returned = n.spec.executor(**args)
+                if returned is not None:
+                    code = getattr(n.spec.executor, "__code__", None)
+                    at = f" ({code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+                    msg = (
+                        f"{n.id}{at} returned {type(returned).__name__}, which the runner does not keep; write it into an "
+                        f"Output's folder (a file in its .uri) or its .properties, and return nothing."
+                    )
+                    raise ComponentError(msg)
             except USER_FAULTS as e:  # sys.exit too: the step fails, the run goes on
                 full_disk = _full_disk(e, (p.parent for p in finals.values()))
                 error = _error_text(e, log_path.parent.parent, n.spec.executor, full_disk)
@@ -355,11 +431,9 @@ def _attempts(
                 # a full disk keeps nothing: the next run needs the space
                 keep = _no_space(e) is None and full_disk is None
                 for k, stage in stages.items():  # kept for a look (ABANDONED) until `conveyor gc`
-                    if keep and any(stage.iterdir()):
-                        os.rename(stage, finals[k])
-                        made[k].uri = str(finals[k])
-                    else:
+                    if not keep:
                         shutil.rmtree(stage)
+                    error += _leave_for_gc(k, made[k], finals[k])
                 return ExecutionStatus.FAILED, error, attempt, files
             for k, stage in stages.items():
                 made[k].fingerprint = hash_path(stage)

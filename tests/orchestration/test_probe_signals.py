@@ -23,7 +23,7 @@ from conveyor.artifacts import Artifact
 @component
 def slow(out: Output[Artifact], *, seconds: Parameter[float]) -> None:
     Path(out.uri, "half").write_text("written before the stop")
-    Path(out.uri, "..", "started").write_text("yes")
+    Path(out.uri, "started").write_text("yes")
     time.sleep(seconds)
 
 @component
@@ -48,9 +48,8 @@ def start(tmp_path: Path, seconds: float, *store: str) -> subprocess.Popen[str]:
         [*conveyor_cmd(), "run", "pipeline.py", "--root", "root", *store], cwd=tmp_path, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_signals,
     )  # fmt: skip
-    started = tmp_path / "root" / "signals" / "slow" / "out" / "started"
     deadline = time.monotonic() + 60
-    while not started.exists():
+    while not list(tmp_path.glob("root/signals/slow/out/.staging-*/started")):
         assert proc.poll() is None and time.monotonic() < deadline, "the slow step never started"
         time.sleep(0.05)
     return proc
@@ -105,9 +104,8 @@ def test_ctrl_c_stops_the_shell_loop_the_run_is_in(tmp_path: Path) -> None:
         ["bash", "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=default_signals, start_new_session=True,
     )  # fmt: skip
-    started = tmp_path / "root" / "signals" / "slow" / "out" / "started"
     deadline = time.monotonic() + 60
-    while not started.exists():
+    while not list(tmp_path.glob("root/signals/slow/out/.staging-*/started")):
         assert shell.poll() is None and time.monotonic() < deadline, "the slow step never started"
         time.sleep(0.05)
     os.killpg(shell.pid, signal.SIGINT)  # Ctrl-C at a terminal: to the whole foreground group
