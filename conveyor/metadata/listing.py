@@ -16,7 +16,7 @@ from urllib.parse import quote
 from conveyor._internal.urls import sqlite_path
 from conveyor.metadata.records import ExecutionStatus, Run, to_datetime, trigger_of
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """The version this reader understands: ``conveyor.metadata.schema.SCHEMA_VERSION`` (a test says so)."""
 
 _RUNNING = (

@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeEngine
 
 from conveyor.exceptions import MetadataError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 class LongText(TypeDecorator[str]):
     """TEXT, but LONGTEXT on MySQL, whose TEXT stops at 64 KB (a traceback can be longer).
@@ -86,6 +86,11 @@ contexts = Table(
     # silent for long is failed by the next reader (its pid cannot be checked from here).
     Column("heartbeat", Double),
     UniqueConstraint("type", "name", name="uq_context_type_name"),
+    # The runs recorded as running, which every reader looks for (a dead one is reaped).
+    Index("ix_contexts_type_status", "type", "status"),
+    # The runs newest first, read from the index's end (``conveyor runs`` shows the newest 50);
+    # ``id`` breaks ties, which PostgreSQL's index does not carry unless it is named.
+    Index("ix_contexts_type_started", "type", "started", "id"),
 )
 
 artifacts = Table(
@@ -126,6 +131,7 @@ executions = Table(
     # null}, NULL when none. Beside the cache key, so that a cache lookup reads it at no cost.
     Column("discovered_files", LongText()),
     Index("ix_executions_cache", "cache_key", "status"),
+    Index("ix_executions_status", "status"),  # the steps recorded as running, as for runs
 )
 
 events = Table(
@@ -222,10 +228,26 @@ def _no_pad(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}")
 
 
+def _add_index(conn: Connection, table: Table, name: str) -> None:
+    # Safe to repeat, as ``_add_column``: MySQL commits each CREATE INDEX at once, so an upgrade
+    # stopped after one leaves it made and the store at its old version.
+    if name not in {i["name"] for i in inspect(conn).get_indexes(table.name)}:
+        next(i for i in table.indexes if i.name == name).create(conn)
+
+
+def _index_running_and_newest(conn: Connection) -> None:
+    """Version 8 finds the runs and steps recorded as running, and the newest runs, by index:
+    every read looked through all runs for a dead one, and ``conveyor runs`` sorted them all
+    to show the newest 50, both growing with the store."""
+    _add_index(conn, contexts, "ix_contexts_type_status")
+    _add_index(conn, contexts, "ix_contexts_type_started")
+    _add_index(conn, executions, "ix_executions_status")
+
+
 # Each entry upgrades a store from that version to the next; append, never edit.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _widen_times, 2: _add_discovered_files, 3: _add_manifests_and_identity, 4: _add_heartbeat,
-    5: _exact_text, 6: _no_pad,
+    5: _exact_text, 6: _no_pad, 7: _index_running_and_newest,
 }
 
 _LOCK_KEY = 0x636F6E76  # "conv"

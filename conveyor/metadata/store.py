@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    union,
     union_all,
     update,
 )
@@ -269,17 +270,21 @@ class MetadataStore(Recorder):
         step may hold the GIL in one long call, and the machine may just have woken from sleep.
         """
         c, e = s.contexts, s.executions
-        # A run whose end was recorded while the store refused a step's own end still holds it.
-        unfinished = select(e.c.id).where(e.c.run_id == c.c.id, e.c.status == ExecutionStatus.RUNNING).exists()
+        # The running runs, and those with a step running: a run whose end was recorded while the
+        # store refused a step's own end still holds it. Each found by its index, so that this
+        # read, before every other, does not grow with the runs kept.
+        running = union(
+            select(c.c.id.label("id")).where(c.c.type == "run", c.c.status == ExecutionStatus.RUNNING),
+            select(e.c.run_id).where(e.c.status == ExecutionStatus.RUNNING),
+        ).subquery("running")
         here = hostname()
         silent = func.coalesce(c.c.heartbeat, c.c.started) < time.time() - self.silent_after
         with self._read() as conn:
             rows = conn.execute(
                 select(c.c.id, c.c.name, c.c.host, c.c.pid, c.c.properties, silent.label("silent"))
                 .add_columns(func.coalesce(c.c.heartbeat, c.c.started).label("last_seen"))
-                .where(
-                    c.c.type == "run", (c.c.status == ExecutionStatus.RUNNING) | unfinished, (c.c.host == here) | silent
-                )
+                .join_from(running, c, c.c.id == running.c.id)
+                .where(c.c.type == "run", (c.c.host == here) | silent)
             ).all()
         dead = []
         for r in rows:
