@@ -666,9 +666,11 @@ def lineage(artifact_id: int, downstream: bool, as_json: bool, root: str, metada
     "--keep-last", type=int, metavar="N", help="Also delete artifacts of runs older than the last N per pipeline."
 )
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option("--list", "every", is_flag=True, help="Name each item, where many are summed up by kind and type.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: each item, with the bytes it held.")
 @_store_options
 @user_errors
-def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) -> None:
+def gc(keep_last: int | None, dry_run: bool, every: bool, as_json: bool, root: str, metadata: str | None) -> None:
     """Remove what killed or failed runs left, and optionally old artifacts nothing kept needs."""
     from conveyor.cli import render
     from conveyor.orchestration.gc import collect
@@ -678,7 +680,7 @@ def gc(keep_last: int | None, dry_run: bool, root: str, metadata: str | None) ->
         raise UserError(msg)
     with _open_store(root, metadata) as store:
         plan = collect(store, root, keep_last=keep_last, dry_run=dry_run)
-        render.gc(plan, dry_run)
+        render.gc(plan, dry_run, every=every, as_json=as_json)
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -554,25 +555,33 @@ def _grow_down(g: LineageGraph, artifact_id: int, node: Tree, seen: set[int]) ->
             _grow_down(g, a.id or 0, child, seen)
 
 
-def gc(plan: GcPlan, dry_run: bool) -> None:
+GC_NAMED = 20
+"""``conveyor gc`` names each item it removes up to this many; past it, it sums them up by kind
+and type (a year of runs leaves tens of thousands), and ``--list`` or ``--json`` names each."""
+
+
+def gc(plan: GcPlan, dry_run: bool, *, every: bool = False, as_json: bool = False) -> None:
+    if as_json:
+        _print_json(gc_dict(plan, dry_run))
+        return
     verb = "would remove" if dry_run else "removed"
-    for a in plan.abandoned:
-        console.print(Text(f"  {verb} abandoned {a.type_name} {a.id}  {_path(a.uri)}"), soft_wrap=True)
-    for p in plan.staging:
-        console.print(Text(f"  {verb} staging folder  {_path(p)}"), soft_wrap=True)
-    for a in plan.expired:
-        console.print(Text(f"  {verb} old {a.type_name} {a.id}  {_path(a.uri)}"), soft_wrap=True)
-    for a in plan.deleted:
-        console.print(
-            Text(f"  {verb} the folder of deleted {a.type_name} {a.id} (a gc stopped before removing it)  {_path(a.uri)}"),
-            soft_wrap=True,
-        )
-    for a in plan.taken:
-        console.print(Text(f"  kept old {a.type_name} {a.id}: a run took it while gc looked  {_path(a.uri)}"), soft_wrap=True)
+    lines = [
+        *(f"{verb} abandoned {a.type_name} {a.id}  {_path(a.uri)}" for a in plan.abandoned),
+        *(f"{verb} staging folder  {_path(p)}" for p in plan.staging),
+        *(f"{verb} old {a.type_name} {a.id}  {_path(a.uri)}" for a in plan.expired),
+        *(
+            f"{verb} the folder of deleted {a.type_name} {a.id} (a gc stopped before removing it)  {_path(a.uri)}"
+            for a in plan.deleted
+        ),
+        *(f"kept old {a.type_name} {a.id}: a run took it while gc looked  {_path(a.uri)}" for a in plan.taken),
+    ]
+    named = every or len(lines) <= GC_NAMED
+    for line in lines if named else _gc_summary(plan, verb):
+        console.print(Text(f"  {line}"), soft_wrap=True)
     n = len(plan.abandoned) + len(plan.staging) + len(plan.expired) + len(plan.deleted)
-    mib = plan.bytes / 2**20
-    console.print(f"{'Would remove' if dry_run else 'Removed'} {n} item(s), {mib:.1f} MiB"
-                  + (f"; kept {len(plan.kept_runs)} run(s) and what they trace back to." if plan.kept_runs else "."))
+    console.print(f"{'Would remove' if dry_run else 'Removed'} {n:,} item(s), {_mib(plan.bytes)}"
+                  + (f"; kept {len(plan.kept_runs)} run(s) and what they trace back to." if plan.kept_runs else ".")
+                  + ("" if named else " --list names each one (--json too)."))
     if plan.outside:
         console.print(Text(
             f"Left {len(plan.outside)} item(s) in place, their records unchanged: they lie outside the root "
@@ -580,3 +589,56 @@ def gc(plan: GcPlan, dry_run: bool) -> None:
             "root) or a folder in the root is a symlink; gc removes only what lies inside the root it is given: "
             "run it on the root they belong to."
         ), soft_wrap=True)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
+
+
+def _gc_summary(plan: GcPlan, verb: str) -> list[str]:
+    """One line for each kind of item: how many, the bytes they hold, and how many of each type."""
+
+    def by_type(found: list[Artifact]) -> str:
+        count, held = Counter(a.type_name for a in found), Counter[str]()
+        for a in found:
+            held[a.type_name] += plan.sizes.get(a.uri, 0)
+        return ", ".join(f"{n:,} {name} ({_mib(held[name])})" for name, n in sorted(count.items()))
+
+    def size(paths: list[str]) -> str:
+        return _mib(sum(plan.sizes.get(p, 0) for p in paths))
+
+    lines = []
+    for kind, found in (("old", plan.expired), ("abandoned", plan.abandoned)):
+        if found:
+            lines.append(f"{verb} {len(found):,} {kind} artifact(s), {size([a.uri for a in found])}: {by_type(found)}")
+    if plan.staging:
+        lines.append(f"{verb} {len(plan.staging):,} staging folder(s), {size([str(p) for p in plan.staging])}")
+    if plan.deleted:
+        lines.append(
+            f"{verb} the folders of {len(plan.deleted):,} deleted artifact(s) (a gc stopped before removing them), "
+            f"{size([a.uri for a in plan.deleted])}: {by_type(plan.deleted)}"
+        )
+    if plan.taken:
+        kinds = ", ".join(f"{n:,} {name}" for name, n in sorted(Counter(a.type_name for a in plan.taken).items()))
+        lines.append(f"kept {len(plan.taken):,} old artifact(s) a run took while gc looked: {kinds}")
+    return lines
+
+
+def gc_dict(plan: GcPlan, dry_run: bool) -> dict[str, Any]:
+    """What ``conveyor gc --json`` prints: every item, with the bytes each held."""
+
+    def item(a: Artifact) -> dict[str, Any]:
+        return {"id": a.id, "type": a.type_name, "uri": a.uri, "bytes": plan.sizes.get(a.uri, 0)}
+
+    return {
+        "dry_run": dry_run,
+        "root": plan.root,
+        "bytes": plan.bytes,
+        "kept_runs": plan.kept_runs,
+        "abandoned": [item(a) for a in plan.abandoned],
+        "expired": [item(a) for a in plan.expired],
+        "deleted": [item(a) for a in plan.deleted],
+        "staging": [{"path": str(p), "bytes": plan.sizes.get(str(p), 0)} for p in plan.staging],
+        "taken": [{"id": a.id, "type": a.type_name, "uri": a.uri} for a in plan.taken],
+        "outside": plan.outside,
+    }

@@ -353,6 +353,7 @@ class MetadataStore(Recorder):
         pipeline: str | None = None,
         run_id: str | None = None,
         prefix: str | None = None,
+        status: str | None = None,
         limit: int | None = None,
     ) -> list[Run]:
         c = s.contexts
@@ -370,6 +371,8 @@ class MetadataStore(Recorder):
             q = q.where(c.c.name == run_id)
         if prefix is not None:  # not LIKE: SQLite's ignores case, and '_' and '%' would need escaping
             q = q.where(func.substr(c.c.name, 1, len(prefix)) == prefix)
+        if status is not None:
+            q = q.where(c.c.status == status)
         if limit:
             q = q.limit(limit)
         return [
@@ -380,17 +383,20 @@ class MetadataStore(Recorder):
             for r in conn.execute(q)
         ]
 
-    def runs(self, pipeline: str | None = None, limit: int | None = None, *, prefix: str | None = None) -> list[Run]:
+    def runs(
+        self, pipeline: str | None = None, limit: int | None = None, *, prefix: str | None = None, status: str | None = None
+    ) -> list[Run]:
         """Runs, newest first, at most ``limit`` (None: all); ``executions`` is left empty (``run(id)`` fills it).
 
         ``prefix``: only the runs whose id starts with it, found by the database, not among every run.
+        ``status``: only the runs that stand so (``conveyor gc`` keeps the running ones, however old).
         """
         if limit is not None and limit < 1:
             msg = f"limit must be at least 1 (or None for every run), got {limit}."
             raise ValueError(msg)
         self._fresh()
         with self._read() as conn:
-            return self._runs(conn, pipeline=pipeline, prefix=prefix, limit=limit)
+            return self._runs(conn, pipeline=pipeline, prefix=prefix, status=status, limit=limit)
 
     def run(self, run_id: str) -> Run:
         """One run with its executions, their inputs and outputs."""

@@ -47,6 +47,7 @@ class GcPlan:
     outside: list[str] = field(default_factory=list)
     kept_runs: list[str] = field(default_factory=list)
     bytes: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)  # path -> the bytes removed there (or that would be)
 
 
 def _size(path: str | Path) -> int:
@@ -59,17 +60,23 @@ def _size(path: str | Path) -> int:
 
 
 def _protected(store: MetadataStore, keep_last: int, plan: GcPlan) -> set[int]:
-    """Artifacts the last ``keep_last`` runs of each pipeline, or a pushed model, trace back to."""
+    """Artifacts the last ``keep_last`` runs of each pipeline, a run still going, or a pushed model trace back to.
+
+    Only those runs are read, the running ones first: a run that ends between the two reads is
+    kept all the same. A PushedModel whose Pusher did not push (``pushed`` false: its model was
+    not blessed, or already served) keeps nothing, or every run with a Pusher would be kept.
+    """
     touched: set[int] = set()
     for pipeline in store.pipelines():
-        runs = store.runs(pipeline)
-        kept = runs[:keep_last] + [r for r in runs[keep_last:] if r.status == ExecutionStatus.RUNNING]
-        plan.kept_runs.extend(r.id for r in kept)
-        for r in kept:
-            for ex in store.run(r.id).executions.values():
+        running = store.runs(pipeline, status=ExecutionStatus.RUNNING)
+        kept = dict.fromkeys(r.id for r in [*store.runs(pipeline, limit=keep_last), *running])
+        plan.kept_runs.extend(kept)
+        for run_id in kept:
+            for ex in store.run(run_id).executions.values():
                 for arts in (*ex.inputs.values(), *ex.outputs.values()):
                     touched.update(a.id for a in arts if a.id is not None)
-    touched.update(a.id for a in store.artifacts(type="PushedModel", state=ArtifactState.LIVE) if a.id is not None)
+    pushed = store.artifacts(type="PushedModel", state=ArtifactState.LIVE)
+    touched.update(a.id for a in pushed if a.id is not None and a.properties.get("pushed") is not False)
     return store.upstream_closure(touched)
 
 
@@ -101,7 +108,7 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
         protected = _protected(store, keep_last, plan)
         plan.expired = [a for a in live if a.id not in protected]
     candidates = [a.uri for a in plan.abandoned + plan.expired + plan.deleted] + [str(p) for p in plan.staging]
-    outside = {p for p in candidates if not _inside(p, plan.root)}
+    outside = _outside(candidates, plan.root)
     plan.outside = sorted(outside)
     plan.abandoned = [a for a in plan.abandoned if a.uri not in outside]
     plan.expired = [a for a in plan.expired if a.uri not in outside]
@@ -109,9 +116,9 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
     plan.staging = [p for p in plan.staging if str(p) not in outside]
     leftovers = [a.uri for a in plan.abandoned + plan.deleted] + [str(p) for p in plan.staging]
     if dry_run:
-        plan.bytes = _sizes(leftovers + [a.uri for a in plan.expired])
+        plan.bytes = _sizes(leftovers + [a.uri for a in plan.expired], plan.sizes)
         return plan
-    plan.bytes = _sizes(leftovers)
+    plan.bytes = _sizes(leftovers, plan.sizes)
     for path in leftovers:
         _remove(path)
     store.set_artifact_state([a.id for a in plan.abandoned if a.id is not None], ArtifactState.DELETED)
@@ -119,26 +126,40 @@ def collect(store: MetadataStore, root: str | Path, *, keep_last: int | None = N
         deleted = store.delete_unused({a.id: uses[a.id] for a in plan.expired if a.id is not None})
         plan.taken = [a for a in plan.expired if a.id not in deleted]
         plan.expired = [a for a in plan.expired if a.id in deleted]
-        plan.bytes += _sizes([a.uri for a in plan.expired])
+        plan.bytes += _sizes([a.uri for a in plan.expired], plan.sizes)
         for a in plan.expired:
             _remove(a.uri)
     return plan
 
 
-def _sizes(paths: list[str]) -> int:
-    return sum(_size(p) for p in paths if os.path.exists(p))
+def _sizes(paths: list[str], sizes: dict[str, int]) -> int:
+    """The bytes under ``paths``, each path's put in ``sizes``."""
+    for p in paths:
+        sizes[p] = _size(p) if os.path.exists(p) else 0
+    return sum(sizes[p] for p in paths)
 
 
-def _inside(path: str | Path, root: str) -> bool:
-    """Whether removing ``path`` touches only what lies under the real path ``root``.
+def _outside(paths: list[str], root: str) -> set[str]:
+    """The paths whose removal would touch what lies outside the real path ``root``.
 
-    A symlink is removed, not followed, so it counts where the link itself is.
+    A symlink is removed, not followed, so it counts where the link itself is. The real path of
+    each folder that holds them is found once (an lstat per part of the path): a year of runs
+    leaves tens of thousands of artifacts in as many folders as the pipelines have outputs.
     """
-    if os.path.islink(path):
-        where = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-    else:
-        where = os.path.realpath(path)
-    return where != root and os.path.commonpath([where, root]) == root
+    below = os.path.join(root, "")  # a real path ends in no separator, but "/" does
+    real: dict[str, str] = {}
+    outside = set()
+    for path in paths:
+        folder, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            where = os.path.realpath(path)
+        else:
+            if folder not in real:
+                real[folder] = os.path.realpath(folder)
+            where = os.path.join(real[folder], name)
+        if not where.startswith(below):
+            outside.add(path)
+    return outside
 
 
 def _remove(path: str) -> None:

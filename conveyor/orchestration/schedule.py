@@ -518,16 +518,26 @@ def _is_file(url: str) -> bool:
 def _last_read(store: MetadataStore, pipeline: str, step: str) -> SpanKey | None:
     """The span (and version) ``step`` read in the newest run of the pipeline that succeeded, as
     the store records it. A run that failed, was stopped or died does not count, so that a
-    scheduler started again runs for its span once more."""
-    for run in store.runs(pipeline):
-        if run.status != ExecutionStatus.SUCCEEDED:
-            continue
-        for ex in store.executions(run=run.id, component=step):
-            if ex.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CACHED):
-                read = _span_read(ex.outputs.get("examples", []))
-                if read is not None:
-                    return read
-    return None
+    scheduler started again runs for its span once more.
+
+    The runs are read newest first, a page at a time, each page twice the last: the newest run
+    most often tells, where reading every run the pipeline kept grew with each one.
+    """
+    looked, page = 0, 8
+    while True:
+        # A run begun meanwhile moves the older ones down: one is looked at again, none is skipped.
+        runs = store.runs(pipeline, limit=looked + page)
+        for run in runs[looked:]:
+            if run.status != ExecutionStatus.SUCCEEDED:
+                continue
+            for ex in store.executions(run=run.id, component=step):
+                if ex.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CACHED):
+                    read = _span_read(ex.outputs.get("examples", []))
+                    if read is not None:
+                        return read
+        if len(runs) < looked + page:
+            return None
+        looked, page = len(runs), page * 2
 
 
 def _span_read(examples: list[Any]) -> SpanKey | None:
