@@ -108,10 +108,19 @@ def _header(title: str, metrics: Mapping[str, Any], overall: Mapping[str, Any], 
     )
 
 
+def _unchecked(validation: Any) -> str:
+    """What a verdict reached without a single check says: thresholds only against a baseline, and
+    no baseline (the first model), bless; none at all do not."""
+    if isinstance(validation, dict) and validation.get("blessed"):
+        return "Blessed: the thresholds compare with a baseline model, and there is none to compare with (the first model)."
+    reason = validation.get("reason") if isinstance(validation, dict) else None
+    return reason or "No threshold was set: not blessed, as a model is blessed only when it meets thresholds."
+
+
 def _validation(validation: Any) -> str:
     checks = validation.get("checks") if isinstance(validation, dict) else None
     if not checks:
-        return '<section id="validation"><h2>Validation</h2><p class="muted">No threshold was set: not blessed, as a model is blessed only when it meets thresholds.</p></section>'
+        return f'<section id="validation"><h2>Validation</h2><p class="muted">{escape(_unchecked(validation))}</p></section>'
     rows = "".join(
         f'<tr class="{"" if c.get("passed") else "error"}"><td class="l">{escape(c.get("metric", "-"))}</td>'
         f'<td class="l">{escape(c.get("kind", "-"))}</td>'

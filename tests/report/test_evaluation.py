@@ -163,3 +163,19 @@ def test_a_regression_page_has_no_curves_and_old_files_render(tmp_path: Path) ->
     assert "1.5" in section(page, "slices").text()
     with pytest.raises(ArtifactError, match=r"No metrics\.json under"):
         evaluation_artifact_html(tmp_path, "t")
+
+
+def test_a_model_blessed_with_no_baseline_to_compare_is_not_said_to_have_no_threshold() -> None:
+    """Thresholds only of change and no baseline (the first model) bless it, with no check to show:
+    the page said "No threshold was set: not blessed" under a blessed verdict."""
+    result = evaluation(rows())
+    result["models"] = [m for m in result["models"] if m != BASELINE]
+    config = EvalConfig(label_key="label", thresholds={"accuracy": Threshold(change=0.0)})
+    result["validation"] = validate(result, config)
+    assert result["validation"] == {"blessed": True, "checks": []}
+    page = parse(evaluation_html(result, "t"))
+    said = section(page, "validation").text()
+    assert "not blessed" not in said
+    assert said.startswith("ValidationBlessed: the thresholds compare with a baseline model")
+    result["validation"] = validate(result, EvalConfig(label_key="label"))
+    assert "No threshold was set: not blessed" in section(parse(evaluation_html(result, "t")), "validation").text()
