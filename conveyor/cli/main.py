@@ -6,20 +6,18 @@ traceback only with ``--debug``).
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import re
 import shlex
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from conveyor.cli.ending import die_of, exit_now, stop_signals
 from conveyor.cli.errors import UserError, one_line_usage, user_errors
 from conveyor.cli.paths import home, home_url
 from conveyor.cli.serve import serve
@@ -79,7 +77,7 @@ def _open_store(root: str, metadata: str | None) -> MetadataStore:
 
 class _Conveyor(click.Group):
     """The command group: a usage error is one line, as every user error is, and Ctrl-C ends the
-    process by SIGINT (``_die_of``), where click's own ``Aborted!`` exits 1, a failed run's code.
+    process by SIGINT (``ending.die_of``), where click's own ``Aborted!`` exits 1, a failed run's code.
     """
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
@@ -92,7 +90,7 @@ class _Conveyor(click.Group):
                 return super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("Stopped.", err=True)
-            _die_of(signal.SIGINT)
+            die_of(signal.SIGINT)
 
 
 @click.group(cls=_Conveyor, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -157,7 +155,7 @@ def run(
         raise click.UsageError(msg)
     for n in pipeline.components if retries is not None else ():
         n.retries = retries
-    with _stop_signals() as received:
+    with stop_signals() as received:
         try:
             with render.RunDisplay(pipeline) as display:
                 result = LocalRunner(enable_cache=False if no_cache else None, progress=display.update).run(
@@ -167,11 +165,11 @@ def run(
             # Steps still running are threads nothing can stop; the run is recorded as failed and
             # the next reader of the store ends their executions once this process is gone.
             click.echo(_stopped(pipeline_file, pipeline), err=True)
-            _die_of(received[-1] if received else signal.SIGINT)
+            die_of(received[-1] if received else signal.SIGINT)
     debug = bool(click.get_current_context().find_root().params.get("debug"))
     render.run_summary(result, pipeline_file, _store_flags(pipeline.root, pipeline.metadata), debug)
     if received:  # stopped once: the steps running then finished, the rest were skipped
-        _die_of(received[0])
+        die_of(received[0])
     if run_id is None:
         sys.exit(0 if result.status == ExecutionStatus.SUCCEEDED else 1)
     mine = LocalRunner.selection(pipeline, list(only) or None, start_from)  # a shared run: this task's steps
@@ -329,7 +327,7 @@ def schedule(
         done = scheduler.run()
     except KeyboardInterrupt:  # a second Ctrl-C during a run, as `conveyor run` takes it
         click.echo(_stopped(pipeline_file, scheduler.pipeline), err=True)
-        _die_of(signal.SIGINT)
+        die_of(signal.SIGINT)
     failed = sum(r.status != ExecutionStatus.SUCCEEDED for r in done)
     click.echo(f"stopped after {len(done)} run(s), {failed} failed; `conveyor runs` lists them with their triggers.")
     sys.exit(1 if failed else 0)
@@ -357,60 +355,16 @@ def demo(root: str, new_span: bool) -> None:
     """
     from conveyor.cli.demo import run_demo
 
-    with _stop_signals() as received:
+    with stop_signals() as received:
         try:
             code = run_demo(Path(root), new_span=new_span)
         except KeyboardInterrupt:  # as `conveyor run` takes it: its steps are threads nothing can stop
             again = "conveyor demo" + ("" if root == "./conveyor_root" else f" --root {shlex.quote(root)}")
             click.echo(f"Stopped. `{again}` resumes: finished steps come from cache.", err=True)
-            _die_of(received[-1] if received else signal.SIGINT)
+            die_of(received[-1] if received else signal.SIGINT)
     if received:
-        _die_of(received[0])
+        die_of(received[0])
     sys.exit(code)
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[list[int]]:
-    """SIGTERM stops a run as Ctrl-C does (no step starts, the running ones finish; again: at
-    once), recorded and said, where its default would kill the process unrecorded and silent:
-    it is how systemd, Kubernetes, Airflow and ``timeout`` stop a command. Yields the signals
-    received, by which the command then ends (``_die_of``). A signal this process was started
-    ignoring (``nohup``, a shell's ``&``) stays ignored.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    stops = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
-    before = {s: signal.signal(s, interrupt) for s in stops}
-    try:
-        yield received
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
-
-
-def _die_of(signum: int) -> NoReturn:
-    """End the process by the signal that stopped it, as Python does after an uncaught
-    KeyboardInterrupt: the shell says 130 for Ctrl-C (143 for SIGTERM) and stops the loop or
-    script it was in, where an exit with code 130 tells it the command took the signal as input,
-    and a ``for`` loop over pipelines would go on to the next. Steps still running are threads
-    nothing stops: the next reader of the store ends their executions.
-    """
-    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
-    if run_exitfuncs is not None:
-        run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-    os._exit(128 + signum)  # not reached: the signal's default ends the process
 
 
 def _stopped(pipeline_file: str, pipeline: Pipeline) -> str:
@@ -703,27 +657,5 @@ def main() -> None:
     try:
         cli(prog_name="conveyor")
     except SystemExit as e:  # click ends every command with one
-        _exit(e.code)
-    _exit(0)
-
-
-def _exit(code: object) -> NoReturn:
-    """End the process without tearing the interpreter down, once what teardown is for is done.
-
-    Teardown frees every module and object one by one: 0.14 s after a run that read 350 MB
-    (measured), longer than a cached run's steps. What it must do is done here first: the
-    atexit handlers run (logging, temporary folders, child processes) and the output is
-    flushed. While a thread that is not a daemon still runs, it exits the usual way, which waits.
-    """
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
-    if others or run_exitfuncs is None:
-        sys.exit(code)
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`conveyor runs | head`)
-            stream.flush()
-    os._exit(code or 0)
+        exit_now(e.code)
+    exit_now(0)
