@@ -26,10 +26,19 @@ STRATEGIES = ("latest_blessed_model", "latest_artifact", "span_range")
 class ArtifactQueries(Protocol):
     """What a Resolver asks of the store: a part of the runner's ``StepReader``."""
 
-    def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None: ...
+    def latest_blessed_model(
+        self, pipeline: str, *, before: int | None = None, outside_run: str | None = None
+    ) -> Artifact | None: ...
 
     def latest_artifacts(
-        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1, before: int | None = None
+        self,
+        type: str,
+        pipeline: str,
+        *,
+        producer: str | None = None,
+        limit: int | None = 1,
+        before: int | None = None,
+        outside_run: str | None = None,
     ) -> list[Artifact]: ...
 
 
@@ -55,7 +64,8 @@ class Resolver(Component):
       ``producer`` ("ExampleGen" by default), so that a Transform's Examples are left out.
 
     Newest means first seen in this pipeline's runs, so an artifact another pipeline made and
-    this one reused from cache counts as new here. Finding nothing is no error: the output is
+    this one reused from cache counts as new here. Only earlier runs count: what a step of the
+    Resolver's own run makes is never found, whether that step ended before it or not. Finding nothing is no error: the output is
     empty and a step that takes it gets None (the first model has no baseline). Several
     artifacts in one output reach a step as its first one; a consumer of all spans reads them
     through ``run.executions[...]``.
@@ -137,23 +147,33 @@ class Resolver(Component):
         raise TypeError(msg)
 
     def resolve_from_store(
-        self, reader: ArtifactQueries, pipeline_name: str, inputs: Mapping[str, Sequence[Artifact]] | None = None
+        self,
+        reader: ArtifactQueries,
+        pipeline_name: str,
+        inputs: Mapping[str, Sequence[Artifact]] | None = None,
+        run: str | None = None,
     ) -> dict[str, list[Artifact]]:
-        """What this Resolver finds in ``pipeline_name``'s records, under its one output key."""
+        """What this Resolver finds in ``pipeline_name``'s records, under its one output key.
+
+        ``run`` is the run it is a step of: what that run made is not found, whichever of its
+        steps ended before this one (``span_range`` alone follows its producer, on purpose).
+        """
         p = self.parameters
         key = next(iter(self.outputs))
         candidates = (inputs or {}).get("candidate") or []
         before = candidates[0].id if candidates else None
         if p["strategy"] == "latest_blessed_model":
-            found = reader.latest_blessed_model(pipeline_name, before=before)
+            found = reader.latest_blessed_model(pipeline_name, before=before, outside_run=run)
             while found is not None and not _present(found):
-                found = reader.latest_blessed_model(pipeline_name, before=found.id)
+                found = reader.latest_blessed_model(pipeline_name, before=found.id, outside_run=run)
             return {key: [found] if found is not None else []}
         if p["strategy"] == "latest_artifact":
-            newest = reader.latest_artifacts(p["artifact_type"], pipeline_name, producer=p["producer"], before=before)
+            newest = reader.latest_artifacts(
+                p["artifact_type"], pipeline_name, producer=p["producer"], before=before, outside_run=run
+            )
             while newest and not _present(newest[0]):
                 newest = reader.latest_artifacts(
-                    p["artifact_type"], pipeline_name, producer=p["producer"], before=newest[0].id
+                    p["artifact_type"], pipeline_name, producer=p["producer"], before=newest[0].id, outside_run=run
                 )
             return {key: newest}
         examples = reader.latest_artifacts(Examples.type_name_of(), pipeline_name, producer=p["producer"], limit=None)

@@ -87,6 +87,8 @@ def open_engines(url: str, *, create: bool = True) -> tuple[Engine, Engine]:
                 connect_args=timeout,
             )
             _ping_when_idle(engine)
+            if parsed.get_backend_name() in ("mysql", "mariadb"):
+                _without_split_derived_tables(engine)
             # Each statement sees what was committed when it began, in a transaction or not;
             # without one, a read on PostgreSQL saves the BEGIN and ROLLBACK round trips.
             # (MySQL's drivers would spend a round trip on each switch to autocommit and back.)
@@ -142,6 +144,19 @@ def _ping_when_idle(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_conn)
         except Exception as e:  # any failure: the pool drops this connection and makes a new one
             raise DisconnectionError(str(e)) from e
+
+
+def _without_split_derived_tables(engine: Engine) -> None:
+    """Turn off MariaDB's ``split_materialized`` on each connection: with it, a grouped
+    derived table joined to a query with LIMIT and EXISTS (the Resolver's newest artifact of a
+    step) returned no row where there was one (seen on 10.11). MySQL has no such switch.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        if "mariadb" in dbapi_conn.get_server_info().lower():
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET SESSION optimizer_switch = 'split_materialized=off'")
 
 
 def _has_news(dbapi_conn: Any) -> bool:

@@ -25,10 +25,19 @@ class StepReader(Protocol):
 
     def latest_outputs(self, pipeline: str, component_id: str, run: str | None = None) -> Execution | None: ...
 
-    def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None: ...
+    def latest_blessed_model(
+        self, pipeline: str, *, before: int | None = None, outside_run: str | None = None
+    ) -> Artifact | None: ...
 
     def latest_artifacts(
-        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1, before: int | None = None
+        self,
+        type: str,
+        pipeline: str,
+        *,
+        producer: str | None = None,
+        limit: int | None = 1,
+        before: int | None = None,
+        outside_run: str | None = None,
     ) -> list[Artifact]: ...
 
 

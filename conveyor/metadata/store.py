@@ -658,7 +658,9 @@ class MetadataStore(Recorder):
         seen_a = {start} | {x.artifact_id for x in edges if x.type == away}
         return seen_a, {x.execution_id for x in edges}, edges
 
-    def latest_blessed_model(self, pipeline: str, *, before: int | None = None) -> Artifact | None:
+    def latest_blessed_model(
+        self, pipeline: str, *, before: int | None = None, outside_run: str | None = None
+    ) -> Artifact | None:
         """The newest LIVE Model whose ModelBlessing says ``blessed``, or None; with ``before``,
         the newest older than that artifact: the model to judge, or the data to train on.
 
@@ -666,12 +668,14 @@ class MetadataStore(Recorder):
         must not make it the latest. Age is the order in which artifacts first took part in
         this pipeline's runs, not their ids: a model another pipeline made, reused here from
         cache, is new here, and must still be judged against the model this pipeline blessed.
+        With ``outside_run``, a model or blessing first seen in that run is left out: what a
+        Resolver finds must not hang on whether a step of its own run happened to end first.
         """
         blessings = self.artifacts(type="ModelBlessing", pipeline=pipeline, state=ArtifactState.LIVE)
         blessed = [b.id for b in blessings if b.properties.get("blessed")]
         a, e = s.artifacts, s.executions
         made, used = s.events.alias("made"), s.events.alias("used")
-        seen = self._first_seen(pipeline)
+        seen = self._first_seen(pipeline, outside_run)
         models: list[tuple[int, int]] = []
         with self._read() as conn:
             for ids in _chunks(blessed):
@@ -685,31 +689,50 @@ class MetadataStore(Recorder):
                     .where(made.c.artifact_id.in_(ids), made.c.type == "OUTPUT", e.c.status != ExecutionStatus.CACHED)
                     .where(used.c.type == "INPUT", used.c.key == "model", a.c.state == ArtifactState.LIVE)
                 )
+                if outside_run is not None:  # a blessing this run made is left out too
+                    judged = seen.alias("judged")
+                    q = q.join(judged, judged.c.artifact_id == made.c.artifact_id)
                 models.extend((row.seen, row.artifact_id) for row in conn.execute(q))
             if before is not None:
-                cutoff = conn.execute(select(seen.c.seen).where(seen.c.artifact_id == before)).scalar()
+                cutoff = self._seen_at(conn, pipeline, before)
                 # a candidate that never took part in this pipeline (a step run alone) is placed by its id
                 models = [(at, i) for at, i in models if (at < cutoff if cutoff is not None else i < before)]
         return self.artifact(max(models)[1]) if models else None
 
-    def _first_seen(self, pipeline: str) -> Subquery:
+    def _seen_at(self, conn: Connection, pipeline: str, artifact_id: int) -> int | None:
+        """When ``pipeline`` first saw an artifact (its runs all counted: the candidate is most
+        often this run's), or None if it never did.
+        """
+        seen = self._first_seen(pipeline)
+        return conn.execute(select(seen.c.seen).where(seen.c.artifact_id == artifact_id)).scalar()
+
+    def _first_seen(self, pipeline: str, outside_run: str | None = None) -> Subquery:
         """Each artifact's first event in a run of ``pipeline`` (made, reused from cache, or read):
-        the order in which this pipeline came to know its artifacts.
+        the order in which this pipeline came to know its artifacts. Events of ``outside_run``
+        are not counted, so an artifact only that run knows has no row.
         """
         ev, e = s.events, s.executions
         run, pipe = s.contexts.alias("run"), s.contexts.alias("pipe")
-        return (
+        q = (
             select(ev.c.artifact_id, func.min(ev.c.id).label("seen"))
             .join(e, e.c.id == ev.c.execution_id)
             .join(run, run.c.id == e.c.run_id)
             .join(pipe, pipe.c.id == run.c.parent_id)
             .where(pipe.c.type == "pipeline", pipe.c.name == pipeline)
-            .group_by(ev.c.artifact_id)
-            .subquery()
         )
+        if outside_run is not None:
+            q = q.where(run.c.name != outside_run)
+        return q.group_by(ev.c.artifact_id).subquery()
 
     def latest_artifacts(
-        self, type: str, pipeline: str, *, producer: str | None = None, limit: int | None = 1, before: int | None = None
+        self,
+        type: str,
+        pipeline: str,
+        *,
+        producer: str | None = None,
+        limit: int | None = 1,
+        before: int | None = None,
+        outside_run: str | None = None,
     ) -> list[Artifact]:
         """LIVE artifacts of a type in a pipeline, newest first, at most ``limit`` (None: all).
 
@@ -717,22 +740,23 @@ class MetadataStore(Recorder):
         a Transform's Examples are not taken for an ExampleGen's; with ``before``, only those
         older than that artifact. Age is the order in which they first took part in this
         pipeline's runs (as ``latest_blessed_model``), so one reused from another pipeline's cache is new here.
+        With ``outside_run``, those first seen in that run are left out.
         """
         self._fresh()
         a, t, at, c, ev, e = s.artifacts, s.artifact_types, s.attributions, s.contexts, s.events, s.executions
-        seen = self._first_seen(pipeline)
+        seen = self._first_seen(pipeline, outside_run)
         q = (
             select(a)
             .join(t, t.c.id == a.c.type_id)
             .join(at, at.c.artifact_id == a.c.id)
             .join(c, c.c.id == at.c.context_id)
-            .outerjoin(seen, seen.c.artifact_id == a.c.id)
+            .join(seen, seen.c.artifact_id == a.c.id, isouter=outside_run is None)  # only that run's: none
             .where(t.c.name == type, a.c.state == ArtifactState.LIVE, c.c.type == "pipeline", c.c.name == pipeline)
             .order_by(seen.c.seen.is_(None), seen.c.seen.desc(), a.c.id.desc())
         )
         if before is not None:
             with self._read() as conn:
-                cutoff = conn.execute(select(seen.c.seen).where(seen.c.artifact_id == before)).scalar()
+                cutoff = self._seen_at(conn, pipeline, before)
             q = q.where(seen.c.seen < cutoff if cutoff is not None else a.c.id < before)
         if producer is not None:
             made = (

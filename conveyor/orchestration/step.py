@@ -74,7 +74,7 @@ class ResolvingNode(Protocol):
     """A step that reads the store instead of running an executor (``conveyor.components.Resolver``)."""
 
     def resolve_from_store(
-        self, reader: StepReader, pipeline_name: str, inputs: Mapping[str, Sequence[Artifact]]
+        self, reader: StepReader, pipeline_name: str, inputs: Mapping[str, Sequence[Artifact]], run: str
     ) -> Found: ...
 
 
@@ -195,7 +195,7 @@ def run_step(
             step's, recorded as such.
     """
     if isinstance(node, ResolvingNode):
-        find = functools.partial(node.resolve_from_store, inputs=inputs)
+        find = functools.partial(node.resolve_from_store, inputs=inputs, run=run_id)
         return _resolve(node, find, store, run_id=run_id, pipeline_name=pipeline_name)
     started = time.perf_counter()
     inputs = {k: list(v) for k, v in inputs.items()}

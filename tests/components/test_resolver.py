@@ -165,12 +165,36 @@ def test_a_resolver_runs_alone_against_the_step_protocols(tmp_path: Path) -> Non
         assert store.run(run_id).executions["Resolver"].outputs["model"] == outcome.outputs["model"]
 
 
+@pytest.mark.parametrize("resolvers_last", [True, False], ids=["after-the-steps", "before-the-steps"])
+def test_a_resolver_finds_only_what_earlier_runs_made_whichever_step_of_its_own_run_ends_first(
+    db_url: str, tmp_path: Path, resolvers_last: bool
+) -> None:
+    def run(quality: float) -> tuple[Artifact, dict[str, list[Artifact]]]:
+        trainer = train(quality=quality)
+        judged = judge(model=trainer.outputs["model"])
+        newest = Resolver(strategy="latest_artifact", artifact_type=Model).with_id("newest")
+        blessed = Resolver(strategy="latest_blessed_model").with_id("blessed")
+        for resolver in (newest, blessed):
+            resolver.after(judged) if resolvers_last else trainer.after(resolver)
+        result = Pipeline("order", [trainer, judged, newest, blessed], root=tmp_path, metadata=db_url).run()
+        assert result.status == "succeeded", {k: e.error for k, e in result.executions.items()}
+        found = {k: result.executions[k].outputs.get("model", []) for k in ("newest", "blessed")}
+        return result.executions["train"].outputs["model"][0], found
+
+    first, found = run(0.8)
+    assert found == {"newest": [], "blessed": []}  # this run's blessed model is no earlier run's
+    _, found = run(0.9)
+    assert found == {"newest": [first], "blessed": [first]}
+
+
 @component
 def tune(params: Output[Artifact], *, value: Parameter[int]) -> None:
     params.properties["value"] = value
 
 
 def test_latest_artifact_of_a_type_and_of_one_step(db_url: str, tmp_path: Path) -> None:
+    run_ids: list[str] = []
+
     def run(value: int) -> dict[str, Artifact]:
         made = [train(quality=value / 10), train(quality=value / 10 + 0.01).with_id("train_other")]
         latest_any = Resolver(strategy="latest_artifact", artifact_type=Model).with_id("any")
@@ -179,6 +203,7 @@ def test_latest_artifact_of_a_type_and_of_one_step(db_url: str, tmp_path: Path) 
         made[1].after(made[0])  # train_other's model is the newest
         result = Pipeline("latest", [*made, latest_any, latest_train], root=tmp_path, metadata=db_url).run()
         assert result.status == "succeeded", {k: e.error for k, e in result.executions.items()}
+        run_ids.append(result.id)
         return {k: x.outputs["model"][0] for k, x in result.executions.items() if x.outputs.get("model")}
 
     nothing_yet = Pipeline(
@@ -191,6 +216,8 @@ def test_latest_artifact_of_a_type_and_of_one_step(db_url: str, tmp_path: Path) 
     assert second["any"] == first["train_other"]
     assert second["mine"] == first["train"]
     assert run(3)["mine"] == second["train"]
+    with MetadataStore(db_url) as store:  # asked again once the run is over (MariaDB once found nothing here)
+        assert store.latest_artifacts("Model", "latest", producer="train", outside_run=run_ids[-1]) == [second["train"]]
 
 
 def test_the_latest_artifact_is_the_newest_in_this_pipeline_even_if_another_pipeline_made_it_first(
