@@ -6,6 +6,8 @@ model readiness, infer; the codec is ``oip``); ``GET /openapi.json`` describes t
 the client can fix (400 bad input, 404 unknown model or version, 405 another method, 408 a body that stops coming, 413 too large a body, 415 an encoding not read, 499 a client gone).
 Predicting runs in a worker thread, so a long request does not hold the others up; with a
 ``batcher``, concurrent requests share model calls, and a full queue is a 503 with Retry-After.
+A model version's readiness is 503 ``ready: false`` with the reason for a version known but not
+ready (its load failed, or runs), as KServe answers, and 404 only for one the server does not know.
 ``GET /metrics`` is Prometheus' text format (``metrics``).
 Every response carries ``X-Request-Id``, predictions ``X-Model-Version`` too (``register``); with
 a token, every route but the health routes asks for ``Authorization: Bearer <token>`` (401).
@@ -180,10 +182,12 @@ def create_app(
         return JSONResponse(oip.model_metadata(served, registry.versions(served.name)))
 
     async def model_ready(request: Request) -> Response:
-        served = registry.get(*_model_of(request))
-        answer = {"name": served.name, "version": str(served.version), "ready": True}
-        error = registry.reload_error(served)  # ready, but not with the bundle last pushed under that number
-        return JSONResponse(answer | {"error": error} if error else answer)
+        # 404 for a version not there, 503 for one there but not ready (its load failed or runs), as KServe
+        readiness = registry.readiness(*_model_of(request))
+        answer = {"name": readiness.name, "version": str(readiness.version), "ready": readiness.ready}
+        if readiness.error:  # why it is not ready, or that it answers with a bundle older than the last pushed
+            answer["error"] = readiness.error
+        return JSONResponse(answer, status_code=200 if readiness.ready else 503)
 
     async def infer(request: Request) -> Response:
         name, version = _model_of(request)

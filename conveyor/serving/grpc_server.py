@@ -3,10 +3,11 @@
 ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer, answered by
 a thread-pool server, so a model call never holds up the others. Errors are the call's status:
 INVALID_ARGUMENT for a request the client can fix (the message names the field), NOT_FOUND for
-an unknown model or version, RESOURCE_EXHAUSTED for a request past the message size limit (4 MiB
-in gRPC by default, which a batch of rows soon passes: here it is the server's request size
-limit; answers are not limited). A request's data is all in ``raw_input_contents`` or all in its
-inputs' ``contents``, as the protocol says; the outputs come back the same way (raw for raw, each
+an unknown model or version (a known one not ready is ModelReady's ``ready: false``),
+RESOURCE_EXHAUSTED for a request past the message size limit (4 MiB in gRPC by default, which a
+batch of rows soon passes: here it is the server's request size limit; answers are not limited).
+A request's data is all in ``raw_input_contents`` or all in its inputs' ``contents``, as the
+protocol says; the outputs come back the same way (raw for raw, each
 in the ``contents`` field of its datatype for typed), as KServe answers, so a client that reads
 ``outputs[i].contents`` finds its answer. A call whose deadline passes while its rows wait for a
 batch takes them out of it.
@@ -51,8 +52,9 @@ CODES = {
 """The gRPC status of each HTTP status a ``ServingError`` carries; any other is INTERNAL."""
 
 LOAD_ERROR_KEY = "x-model-load-error"
-"""The trailing metadata of a ModelReady reply whose version answers with the bundle it held
-while one pushed again under its number failed to load: the reason, as the REST status says it."""
+"""The trailing metadata of a ModelReady reply that says why: why a version is not ready (its load
+failed, or runs), or why a ready one answers with the bundle it held (one pushed again under its
+number failed to load); the reason as REST's ready route says it."""
 
 Reply = TypeVar("Reply")
 
@@ -164,11 +166,13 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
 
     @_answers
     def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
-        error = self.registry.reload_error(self._served(request.name, request.version))
-        if error:  # ready, but not with the bundle last pushed under that number: the reply has no field to say so
+        # NOT_FOUND for a version not there, ready=false for one there but not ready, as KServe answers
+        readiness = self.registry.readiness(request.name, oip.parse_version(request.version))
+        error = readiness.error  # why it is not ready, or answers with an older bundle: the reply has no field for it
+        if error:
             printable = "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in error)  # all metadata carries
             context.set_trailing_metadata([(LOAD_ERROR_KEY, printable)])
-        return pb.ModelReadyResponse(ready=True)
+        return pb.ModelReadyResponse(ready=readiness.ready)
 
     @_answers
     def ServerMetadata(

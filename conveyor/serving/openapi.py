@@ -5,9 +5,10 @@ swaps: a route with ``{name}`` becomes one path per model (``/v1/models/churn:pr
 request body is that model's signature (each raw feature typed by its kind, a file's bytes as
 base64 text, the required ones required) and whose answer names its outputs. ``:classify`` is listed for a classifier,
 ``:regress`` for a regression model. Every operation lists its errors: 400 (bad input), 404
-(unknown version or label), 413 (too large a body), 503 (a full batch queue), and 401 when the
-server asks for a token. Written by hand (the routes are Starlette's, not a framework's that
-derives schemas), and held to the specification by ``openapi-spec-validator`` in the tests.
+(unknown version or label), 413 (too large a body), 503 (a full batch queue; on a version's ready
+route, a version known but not ready), and 401 when the server asks for a token. Written by
+hand (the routes are Starlette's, not a framework's that derives schemas), and held to the
+specification by ``openapi-spec-validator`` in the tests.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ def _add_errors(operation: dict[str, Any], path: str, auth: bool) -> None:
         responses["404"] = _error(ERRORS["404"])
     if path == "/v2/health/ready":
         responses["503"] = _json("Not every model has a version loaded yet.", READY_SCHEMA)
+    if path.endswith("/versions/{version}/ready"):  # the model itself always has a version served
+        responses["503"] = _json(
+            "The version is known but not ready: its load failed, or runs; error says which and why.",
+            MODEL_READY_SCHEMA,
+        )
     if auth and path not in ("/v2/health/live", "/v2/health/ready"):
         operation["security"] = [{"bearer": []}]
         responses["401"] = _error("No token, or not this server's: send `Authorization: Bearer <token>`.")
@@ -284,19 +290,25 @@ def _model_metadata(model: LoadedModel) -> dict[str, Any]:
     }
 
 
+MODEL_READY_SCHEMA = _object(
+    {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "ready": {"type": "boolean"},
+        "error": {
+            "type": "string",
+            "description": "Why the version is not ready, or why a bundle pushed again under it failed to load.",
+        },
+    },
+    ["name", "version", "ready"],
+)
+
+
 def _model_ready(model: LoadedModel) -> dict[str, Any]:
-    answer = _object(
-        {
-            "name": {"type": "string"},
-            "version": {"type": "string"},
-            "ready": {"type": "boolean"},
-            "error": {"type": "string", "description": "Why a bundle pushed again under this version failed to load."},
-        }
-    )
     return {
         "summary": "Open Inference Protocol: whether the model (version) is ready",
         "tags": ["Open Inference Protocol"],
-        "responses": {"200": _json("Ready.", answer)},
+        "responses": {"200": _json("Ready.", MODEL_READY_SCHEMA)},
     }
 
 

@@ -9,12 +9,13 @@ Every bundle goes through ``load_model``, so its files are checked against their
 anything is served. Each model's state is an immutable snapshot that a request reads once and
 keeps: ``poll`` loads new versions without holding the lock, then replaces the snapshot in one
 assignment, so a request never sees half a swap and an old version is freed when the last
-request holding it finishes. A version that fails to load is kept in the status with its error,
-and the versions before it stay served; it is tried again only if its files change. A base path
-emptied keeps its model serving what it served; a version folder that comes back there is loaded
-again, even under a number still served from memory, since it may hold another bundle, as is a
-served version's folder replaced between two polls (its manifest is another file). If that
-bundle fails to load, the one in memory keeps serving, and the status says so beside AVAILABLE
+request holding it finishes. A version that fails to load is kept in the status with its error
+(``readiness`` says it is there but not ready, not unknown), and the versions before it stay
+served; it is tried again only if its files change. A base path emptied keeps its model serving
+what it served; a version folder that comes back there is loaded again, even under a number still
+served from memory, since it may hold another bundle, as is a served version's folder replaced
+between two polls (its manifest is another file). If that bundle fails to load, the one in memory
+keeps serving, and the status says so beside AVAILABLE
 until a bundle under that number loads or its folder goes away again.
 
 Labels follow TF Serving: at start, a label pointing at a version on disk that the policy does not
@@ -46,6 +47,7 @@ from conveyor.serving.split import Split
 __all__ = [
     "ModelNotFoundError",
     "ModelRegistry",
+    "Readiness",
     "ServedVersion",
     "VersionState",
     "VersionStatus",
@@ -94,6 +96,18 @@ class VersionStatus:
 
     version: int
     state: VersionState
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether a version answers requests. Not ready: a version the server knows, whose load failed
+    or is under way, ``error`` saying which and why; ready with an ``error``: a bundle pushed again
+    under its number failed to load, and the one in memory answers."""
+
+    name: str
+    version: int
+    ready: bool
     error: str = ""
 
 
@@ -304,6 +318,25 @@ class ModelRegistry:
             msg = f"model {name!r} has no {named}; the versions known are {[s.version for s in known]}."
             raise ModelNotFoundError(msg)
         return chosen
+
+    def readiness(self, name: str, version: int | None = None) -> Readiness:
+        """Whether version ``version`` of ``name`` (the one a request naming none gets, if None) is
+        ready: a health check tells a version not there (an error) from one there but not ready.
+
+        Raises:
+            ModelNotFoundError: the model or that version is unknown to this server: neither
+                served, nor loading, nor failed to load with its folder still there.
+        """
+        snapshot = self._snapshot(name)
+        if version is not None and version not in snapshot.served:
+            failure = snapshot.failed.get(version)
+            if failure is not None:
+                why = f"version {version} failed to load (it is tried again once its files change): {failure.error}"
+                return Readiness(name, version, ready=False, error=why)
+            if version in snapshot.loading:
+                return Readiness(name, version, ready=False, error=f"version {version} is loading.")
+        served = self.get(name, version)
+        return Readiness(name, served.version, ready=True, error=self.reload_error(served))
 
     def reload_error(self, served: ServedVersion) -> str:
         """Why a bundle pushed again under ``served``'s number failed to replace it ("" if none did)."""

@@ -95,7 +95,7 @@ def test_the_version_life_cycle_under_load_fails_no_request_and_a_version_pushed
         push(bundles[2], base, 3, damage=True)
         wait_for(lambda: states(url, "segments").get("3") == "END", "the corrupt version to fail")
         status, answer = call(url, "GET", "/v2/models/segments/versions/3/ready")
-        assert status == 404
+        assert (status, answer["ready"]) == (503, False)  # there, but not ready: not a 404
         assert "sha256" in answer["error"]
         assert call(url, "GET", "/v2/health/ready") == (200, {"ready": True})
         assert predict(url, "/v1/models/segments:predict") == (200, answer_of(bundles[1]))
