@@ -16,7 +16,7 @@ from urllib.parse import quote
 from conveyor._internal.urls import sqlite_path
 from conveyor.metadata.records import ExecutionStatus, Run, to_datetime, trigger_of
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """The version this reader understands: ``conveyor.metadata.schema.SCHEMA_VERSION`` (a test says so)."""
 
 _RUNNING = (
@@ -28,6 +28,7 @@ _RUNS = (
     " JOIN contexts AS p ON p.id = c.parent_id WHERE c.type = 'run' {pipeline}"
     " ORDER BY c.started DESC, c.id DESC LIMIT ?"
 )
+_OF_PIPELINE = "AND c.parent_id = (SELECT named.id FROM contexts AS named WHERE named.type = 'pipeline' AND named.name = ?)"
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -48,7 +49,7 @@ def runs(url: str, pipeline: str | None = None, limit: int | None = None) -> lis
             version = conn.execute("SELECT value FROM conveyor_schema WHERE key = 'version'").fetchone()
             if version != (str(SCHEMA_VERSION),) or conn.execute(_RUNNING).fetchone()[0]:
                 return None
-            where, args = ("AND p.name = ?", [pipeline]) if pipeline is not None else ("", [])
+            where, args = (_OF_PIPELINE, [pipeline]) if pipeline is not None else ("", [])
             rows = conn.execute(_RUNS.format(pipeline=where), [*args, limit or -1]).fetchall()
     except sqlite3.Error:  # locked past the timeout, not a store, a full disk: the store says what it is
         return None

@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeEngine
 
 from conveyor.exceptions import MetadataError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 class LongText(TypeDecorator[str]):
     """TEXT, but LONGTEXT on MySQL, whose TEXT stops at 64 KB (a traceback can be longer).
@@ -91,6 +91,8 @@ contexts = Table(
     # The runs newest first, read from the index's end (``conveyor runs`` shows the newest 50);
     # ``id`` breaks ties, which PostgreSQL's index does not carry unless it is named.
     Index("ix_contexts_type_started", "type", "started", "id"),
+    # One pipeline's runs newest first (``conveyor runs --pipeline``), read from this one's end.
+    Index("ix_contexts_parent_started", "parent_id", "started", "id"),
 )
 
 artifacts = Table(
@@ -244,10 +246,17 @@ def _index_running_and_newest(conn: Connection) -> None:
     _add_index(conn, executions, "ix_executions_status")
 
 
+def _index_pipeline_runs(conn: Connection) -> None:
+    """Version 9 finds one pipeline's newest runs by index: for ``conveyor runs --pipeline``,
+    PostgreSQL sorted every run of the pipeline, SQLite and MariaDB read the newest runs of all
+    pipelines until enough were the pipeline's (every run, for one that last ran long ago)."""
+    _add_index(conn, contexts, "ix_contexts_parent_started")
+
+
 # Each entry upgrades a store from that version to the next; append, never edit.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _widen_times, 2: _add_discovered_files, 3: _add_manifests_and_identity, 4: _add_heartbeat,
-    5: _exact_text, 6: _no_pad, 7: _index_running_and_newest,
+    5: _exact_text, 6: _no_pad, 7: _index_running_and_newest, 8: _index_pipeline_runs,
 }
 
 _LOCK_KEY = 0x636F6E76  # "conv"

@@ -366,7 +366,11 @@ class MetadataStore(Recorder):
             .order_by(c.c.started.desc(), c.c.id.desc())
         )
         if pipeline is not None:
-            q = q.where(p.c.name == pipeline)
+            # By the pipeline's id, found first, so that every database reads the newest from the
+            # end of ix_contexts_parent_started; matched on the joined pipeline's name, none used it.
+            named = c.alias("named")
+            of_pipeline = select(named.c.id).where(named.c.type == "pipeline", named.c.name == pipeline)
+            q = q.where(c.c.parent_id == of_pipeline.scalar_subquery())
         if run_id is not None:
             q = q.where(c.c.name == run_id)
         if prefix is not None:  # not LIKE: SQLite's ignores case, and '_' and '%' would need escaping
