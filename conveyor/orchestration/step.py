@@ -16,6 +16,10 @@ what it found is recorded as its outputs, nothing copied and never from cache (w
 changes as other runs finish). When it finds nothing its output is an empty list, and a step
 that takes it gets None (``Evaluator(baseline_model=...)``: no baseline yet).
 
+An executor only reads its inputs and writes into its outputs' folders: one that writes beside
+them or into an input's folder, or returns a value, fails at once, whatever its retries, since
+each attempt would do the same; what it wrote there is removed.
+
 Every way out of a step ends its execution: an error outside the executor (its cache key, its
 staging folder, its log, the rename into place, the final record) fails it with the error and
 abandons its outputs, as an error inside does. A step that ran out of disk space leaves no
@@ -151,12 +155,22 @@ def _raised_at(e: BaseException, fn: Callable[..., Any]) -> str:
 
 
 def _error_text(
-    e: BaseException, folder: Path, fn: Callable[..., Any] | None = None, full_disk: Path | None = None
+    e: BaseException,
+    folder: Path,
+    fn: Callable[..., Any] | None = None,
+    full_disk: Path | None = None,
+    retries_left: int = 0,
 ) -> str:
     """What an execution records: one line a person can act on, then the traceback. A
     ``sys.exit`` in ``fn`` (the executor) says nothing of where it was: the line names it.
-    ``full_disk``: a folder whose disk ``e`` filled without saying so (``_full_disk``).
+    ``full_disk``: a folder whose disk ``e`` filled without saying so (``_full_disk``). A fault
+    of the step's code (``_SameEveryAttempt``) has no traceback but that of the user's error
+    it came with, and says that its ``retries_left`` were not used.
     """
+    if isinstance(e, _SameEveryAttempt):
+        unused = f" Not retried ({retries_left} more allowed): it would fail the same way." if retries_left else ""
+        cause = "".join(traceback.format_exception(e.__cause__)) if e.__cause__ is not None else ""
+        return f"{ComponentError.__name__}: {e}{unused}\n\n{cause}"
     full = _no_space(e)
     if full is not None or full_disk is not None:
         where = getattr(full, "filename", None) or full_disk or folder
@@ -349,6 +363,12 @@ def _foreign(step: Path, keys: Iterable[str]) -> set[Path]:
     return found
 
 
+class _SameEveryAttempt(ComponentError):
+    """A fault of the step's code, not of its data or machine: it writes beside its outputs or
+    into its inputs, or returns a value. Every attempt would fail the same way, so none is retried.
+    """
+
+
 @contextlib.contextmanager
 def _confined(name: str, step: Path, stages: Mapping[str, Path]) -> Iterator[None]:
     """Run an executor that must write only into its staging folders. What it wrote beside them,
@@ -373,7 +393,101 @@ def _confined(name: str, step: Path, stages: Mapping[str, Path]) -> Iterator[Non
             f"{name} wrote {strays[0]}{more}, outside its outputs' folders, and it was removed; "
             f"write each output only into the folder its .uri names ({where})."
         )
-        raise ComponentError(msg)
+        raise _SameEveryAttempt(msg)
+
+
+Listing = dict[str, tuple[int, int] | None]  # relative path: a file's (size, mtime_ns), None for a folder
+_LISTED = 50_000
+"""How many entries of one input are watched: listing 10,000 small files takes about 50 ms, and
+50,000 about 0.3 s and 50 MB, twice an attempt. Past it, deeper levels go unwatched, or the whole
+input when its top level alone holds more."""
+
+
+def _listing(folder: str, depth: int | None = None) -> tuple[Listing, int]:
+    """What lies under ``folder``, level by level, and how many levels: ``depth`` of them, or,
+    when None, as many as hold at most ``_LISTED`` entries. A level is listed whole or not at
+    all, so the listing after a step covers what the one before it did.
+    """
+    found: Listing = {}
+    level, reached = [""], 0
+    while level and reached != depth:
+        entries: list[tuple[str, os.DirEntry[str]]] = []
+        for rel in level:
+            with contextlib.suppress(OSError), os.scandir(os.path.join(folder, rel)) as names:
+                for entry in names:  # names only: the files are stat'ed once the level is known to fit
+                    entries.append((os.path.join(rel, entry.name), entry))
+                    if depth is None and len(found) + len(entries) > _LISTED:
+                        return found, reached
+        for path, entry in entries:
+            with contextlib.suppress(OSError):  # gone since: it is not there
+                st = None if entry.is_dir(follow_symlinks=False) else entry.stat(follow_symlinks=False)
+                found[path] = None if st is None else (st.st_size, st.st_mtime_ns)
+        level, reached = [path for path, entry in entries if found.get(path, ()) is None], reached + 1
+    return found, reached
+
+
+@contextlib.contextmanager
+def _read_only(n: Node, inputs: Inputs) -> Iterator[None]:
+    """Run an executor that must only read its inputs: what it writes into an input's folder
+    changes an artifact that other steps and the cache rely on. What it made there is removed;
+    a file it changed or removed cannot be put back. Either way the step fails, even when its
+    executor raised too (a retry would read the changed input), naming the input and the file.
+    A file rewritten with the same size within the file system's clock tick (a few ms) is not seen.
+    """
+    watched = {a.uri: (key, a, *_listing(a.uri)) for key, arts in inputs.items() for a in arts if os.path.isdir(a.uri)}
+    try:
+        yield
+    except USER_FAULTS as e:
+        _put_back(n, watched.values(), e)
+        raise
+    _put_back(n, watched.values())
+
+
+def _put_back(
+    n: Node, watched: Iterable[tuple[str, Artifact, Listing, int]], raised: BaseException | None = None
+) -> None:
+    """Remove what the executor made in its inputs' folders, listed in ``watched`` before it ran.
+
+    Raises:
+        _SameEveryAttempt: it made, changed or removed something there.
+    """
+    faults: list[str] = []
+    for key, art, before, depth in watched:
+        after, _ = _listing(art.uri, depth)
+        made = after.keys() - before.keys()
+        created = sorted(p for p in made if os.path.dirname(p) not in made)  # a new folder, not each file in it
+        changed = sorted(p for p, was in before.items() if p not in after or (was is not None and after[p] != was))
+        for rel in created:
+            path = Path(art.uri) / rel
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if created or changed:
+            faults.append(_input_fault(n, key, art, created, changed, raised))
+    if faults:
+        raise _SameEveryAttempt(faults[0]) from raised
+
+
+def _input_fault(
+    n: Node, key: str, art: Artifact, created: list[str], changed: list[str], raised: BaseException | None
+) -> str:
+    """Why the step fails that wrote into its input ``key``: the first path, and what to do."""
+    first = Path(art.uri) / (changed or created)[0]
+    more = f" (and {len(created) + len(changed) - 1} more)" if len(created) + len(changed) > 1 else ""
+    what = f"its input {key!r} ({art.type_name}{'' if art.id is None else f' {art.id}'})"
+    also = f" It raised too: {type(raised).__name__}: {raised}." if raised is not None else ""
+    if changed:
+        producer = n.inputs[key].producer.id
+        return (
+            f"{n.id} changed {what}: {first}{more} was changed in place; the artifact no longer holds what was "
+            f"recorded. Write into an Output's folder (its .uri) instead, then run {producer} again to remake "
+            f"it: conveyor run <pipeline file> --from {producer}.{also}"
+        )
+    return (
+        f"{n.id} wrote {first}{more} into {what}, and it was removed; an input is read only: write into an "
+        f"Output's folder (its .uri) instead.{also}"
+    )
 
 
 def _attempts(
@@ -410,7 +524,11 @@ def _attempts(
                 made[k].properties = {}
             log.write(f"--- {n.id}, execution {exec_id}, attempt {attempt} of {n.retries + 1}\n")
             try:
-                with discovered.collecting() as files, _confined(n.id, log_path.parent.parent, stages):
+                with (
+                    discovered.collecting() as files,
+                    _confined(n.id, log_path.parent.parent, stages),
+                    _read_only(n, inputs),
+                ):
                     returned = n.spec.executor(**args)
                 if returned is not None:
                     code = getattr(n.spec.executor, "__code__", None)
@@ -419,13 +537,15 @@ def _attempts(
                         f"{n.id}{at} returned {type(returned).__name__}, which the runner does not keep; write it into an "
                         f"Output's folder (a file in its .uri) or its .properties, and return nothing."
                     )
-                    raise ComponentError(msg)
+                    raise _SameEveryAttempt(msg)
             except USER_FAULTS as e:  # sys.exit too: the step fails, the run goes on
-                full_disk = _full_disk(e, (p.parent for p in finals.values()))
-                error = _error_text(e, log_path.parent.parent, n.spec.executor, full_disk)
+                same = isinstance(e, _SameEveryAttempt)  # a retry would fail the same way
+                full_disk = None if same else _full_disk(e, (p.parent for p in finals.values()))
+                left = n.retries + 1 - attempt
+                error = _error_text(e, log_path.parent.parent, n.spec.executor, full_disk, left)
                 with contextlib.suppress(OSError):
-                    log.write(traceback.format_exc())
-                if attempt <= n.retries:
+                    log.write(error if same else traceback.format_exc())
+                if left and not same:
                     store.record_attempt(exec_id, attempt, error)
                     continue
                 # a full disk keeps nothing: the next run needs the space
