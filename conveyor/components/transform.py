@@ -14,7 +14,12 @@ from conveyor.dsl.component import Component
 from conveyor.dsl.types import FilePath, Input, Output, Parameter
 from conveyor.exceptions import TransformError
 
-_KINDS = {"int": "number", "float": "number", "string": "string", "bool": "bool", "other": "bytes"}  # other: binary, a file's contents
+# other: binary, a file's contents. A date or datetime goes the same way: no op reads it, and
+# ``_unreadable`` tells preprocessing_fn so where it reads one (as it did when they were other).
+_KINDS = {
+    "int": "number", "float": "number", "string": "string", "bool": "bool",
+    "other": "bytes", "date": "bytes", "datetime": "bytes",
+}  # fmt: skip
 
 
 class Transform(Component):
@@ -134,7 +139,7 @@ def inputs_from_schema(schema: Any) -> dict[str, dict[str, Any]]:
 
 
 def _unreadable(uri: str, splits: list[str], inputs: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """The schema's ``other`` features that are no file's bytes (a date, a duration, a list, a struct),
+    """The schema's ``other``, ``date`` and ``datetime`` features that are no file's bytes (a date, a duration, a list, a struct),
     with their type in the examples: no op reads them, so ``preprocessing_fn`` is told at its line."""
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -30,6 +30,7 @@ from conveyor.data.drift import (
     measure,
     unmeasurable,
 )
+from conveyor.data.feature_numbers import TEMPORAL_TYPES
 from conveyor.data.schema import Feature, Schema
 
 SEVERITIES = ("info", "warning", "error")
@@ -194,13 +195,17 @@ def _feature(f: Feature, stats: dict[str, Any], num_examples: int) -> list[Anoma
     found = _presence(f, stats, num_examples)
     if f.domain is not None and f.domain.values is not None and "value_counts" in stats:
         found += _out_of_domain(f.name, f.domain.values, f.domain.min_mass, stats)
-    if f.domain is not None and (f.domain.min is not None or f.domain.max is not None) and stats["count"]:
+    # A date or datetime has no numeric range (the schema reader refuses one): its min is text.
+    ranged = f.domain is not None and (f.domain.min is not None or f.domain.max is not None)
+    if ranged and f.type not in TEMPORAL_TYPES and stats["count"]:
         found += _out_of_range(f, stats)
     return found
 
 
 def _type_fits(expected: str, found: str) -> bool:
-    return expected == found or (expected, found) == ("float", "int")
+    """Whether values of type ``found`` fit the schema's ``expected``: an int fits a float, and a date or
+    datetime a schema's ``other``, which they were before they had types of their own."""
+    return expected == found or (expected, found) in (("float", "int"), ("other", "date"), ("other", "datetime"))
 
 
 def _presence(f: Feature, stats: dict[str, Any], num_examples: int) -> list[Anomaly]:

@@ -31,6 +31,10 @@ values, else ``jensen_shannon``. A float feature has no value counts, so it alwa
 numeric branch. Thresholds: 0.05 for p-values (drift below), 0.1 for the normed Wasserstein
 distance, and for Jensen-Shannon Evidently's 0.1 on its distance (natural log, square root),
 which is JSD (base 2) > 0.01 / ln 2 = 0.0144 here. Distances drift above their threshold.
+
+A date or datetime feature is compared by ``jensen_shannon`` alone, on the bins of its sketch
+(days or microseconds since 1970): no other test, nor ``auto``, takes it, as its values move
+with each span by design (a user who asks for it knows what a change means).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from conveyor._internal.sketches import Quantiles
+from conveyor.data.feature_numbers import TEMPORAL_TYPES
 
 TESTS = ("auto", "l_infinity", "jensen_shannon", "ks", "wasserstein", "chi_squared", "z_proportion")
 P_VALUE_TESTS = frozenset({"ks", "chi_squared", "z_proportion"})
@@ -102,6 +107,12 @@ def unmeasurable(test: str, ref: dict[str, Any], cur: dict[str, Any]) -> str | N
     has_counts = "value_counts" in ref and "value_counts" in cur
     has_sketch = "sketch" in ref and "sketch" in cur
     kind = cur["type"]
+    if kind in TEMPORAL_TYPES and test != "jensen_shannon":
+        unit = "days" if kind == "date" else "microseconds"
+        return (
+            f"{test} does not compare {kind} features (whose values move with each span by design); "
+            f"jensen_shannon does, on the deciles of their {unit} since 1970"
+        )
     if test == "auto" and choose_test(ref, cur) is None:
         return f"no test takes a feature of type {kind}"
     if test in CATEGORICAL_TESTS and not has_counts:

@@ -4,6 +4,8 @@ Mean and std are taken from each batch's smallest value when the values' magnitu
 their spread (an int past 2**53 does not fit a float64), and scaled by a power of two when
 their squares would overflow (or vanish), so any finite values give finite numbers. The
 histogram's counts are ``np.histogram``'s on its boundaries while the sketch is exact.
+A date's or datetime's numbers are those of its days or microseconds since 1970, its min, max
+and quantiles written in ISO 8601 (``iso_times``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import polars as pl
 from conveyor._internal.sketches import GROUP, Quantiles, SketchTable
 
 QUANTILE_RANKS = [i / 10 for i in range(11)]
+TEMPORAL_TYPES = ("date", "datetime")
 HISTOGRAM_BUCKETS = 10
 
 PRECISE_SPREAD = 2**-20  # values spread less than this share of their magnitude: moments taken from their minimum
@@ -50,7 +53,9 @@ class FeatureAccumulator:
     not missing) but never NaN, which ``nan`` counts apart. ``mean`` and ``m2`` (the sum of
     squared deviations) are those of ``(value - shift) / 2**exp``: ``shift`` is an exact value
     (an int's stays an int), so digits a float64 would round away stay in the deviations, and
-    ``exp`` keeps the squares of extreme values finite (both 0 for most columns).
+    ``exp`` keeps the squares of extreme values finite (both 0 for most columns). A date or
+    datetime counts its values in ``n`` and keeps the extremes of its days or microseconds since
+    1970 (``zoned``: a datetime with a time zone, read in UTC), no moments.
     """
 
     type: str
@@ -68,6 +73,10 @@ class FeatureAccumulator:
     length_total: int = 0
     shift: Any = 0
     exp: int = 0
+    zoned: bool = False
+
+    def described(self) -> str:
+        return described(self.type, self.zoned)
 
     def add_moments(self, n: int, mean: float | None, var: float | None, shift: Any = 0, exp: int = 0) -> None:
         """Chan's parallel update of n, mean and sum of squared deviations.
@@ -131,9 +140,11 @@ class FeatureAccumulator:
             self.zeros += row[f"{name}\0zeros"] or 0
         else:
             self.count += rows - missing
+        if self.type in TEMPORAL_TYPES:
+            self.n += rows - missing
         if self.type == "string":
             self.length_total += row[f"{name}\0len"] or 0
-        if self.type in ("int", "float", "string"):
+        if self.type in ("int", "float", "string", *TEMPORAL_TYPES):
             self.add_extremes(row[f"{name}\0min"], row[f"{name}\0max"])
 
     def _add_batch_moments(self, row: dict[str, Any], name: str) -> None:
@@ -148,7 +159,9 @@ class FeatureAccumulator:
             self.add_moments(n, row[f"{name}\0mean"], row[f"{name}\0var"])
 
     def merge(self, other: FeatureAccumulator) -> None:
-        if other.n:
+        if self.type in TEMPORAL_TYPES:
+            self.n += other.n
+        elif other.n:
             self.add_moments(other.n, other.mean, other.m2 / other.n, other.shift, other.exp)
         self.count += other.count
         self.missing += other.missing
@@ -170,6 +183,11 @@ class FeatureAccumulator:
                 min=self.min, max=self.max, zeros=self.zeros,
             )  # fmt: skip
             out.update(read or sketch_readings([Quantiles()], [self])[0])
+        if self.type in TEMPORAL_TYPES:
+            read = read or sketch_readings([Quantiles()], [self])[0]
+            low_high = iso_times([self.min, self.max], self.type, self.zoned) if self.n else [None, None]
+            out["min"], out["max"] = low_high
+            out.update(read, quantiles=iso_times(read["quantiles"], self.type, self.zoned))
         if values is not None:
             out.update(values)
             # An estimate of distinct values is no more than the values present, nor fewer than those listed.
@@ -178,6 +196,23 @@ class FeatureAccumulator:
             out["avg_length"] = self.length_total / self.count if self.count else None
             out["min_length"], out["max_length"] = self.min, self.max
         return out
+
+
+def described(type_: str, zoned: bool) -> str:
+    """The type, and a datetime's time zone or its lack: files that differ on it are no one column."""
+    if type_ != "datetime":
+        return type_
+    return "datetime with a time zone" if zoned else "datetime without a time zone"
+
+
+def iso_times(values: list[Any], type_: str, zoned: bool) -> list[str]:
+    """Days (a date) or microseconds (a datetime) since 1970 in ISO 8601: ``2024-01-31``,
+    ``2024-01-31T10:00:00.500``, with ``+00:00`` when ``zoned``; a sketch's float rounded to the nearest."""
+    ints = pl.Series([round(v) for v in values], dtype=pl.Int64)
+    if type_ == "date":
+        return ints.cast(pl.Int32).cast(pl.Date).dt.to_string("%Y-%m-%d").to_list()
+    times = ints.cast(pl.Datetime("us", "UTC" if zoned else None))
+    return times.dt.to_string("%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if zoned else "")).to_list()
 
 
 def sketch_readings(sketches: list[Quantiles], features: list[FeatureAccumulator]) -> list[dict[str, Any]]:

@@ -39,8 +39,9 @@ from conveyor import artifacts
 from conveyor.data.drift import P_VALUE_TESTS, TESTS
 from conveyor.exceptions import DataValidationError
 
-FEATURE_TYPES = ("int", "float", "string", "bool", "other")
-"""``other``: a column conveyor does not summarise (dates, lists, structs); only presence is checked."""
+FEATURE_TYPES = ("int", "float", "string", "bool", "date", "datetime", "other")
+"""``date``, ``datetime`` (with or without a time zone): only presence is checked, and the type.
+``other``: a column conveyor does not summarise (times, durations, lists, structs); only presence is checked."""
 
 MAX_CATEGORICAL = 100
 PRESENCE_SLACK = 0.9
@@ -358,8 +359,9 @@ class _Reader:
                 node, f"{where}: the domain is empty, so it allows anything; give values or min/max, or remove it."
             )
         d = Domain()
-        if f.type == "other":
-            self.fail(node, f"{where}: an other feature takes no domain (only its presence is checked).")
+        if f.type in ("other", "date", "datetime"):
+            an = "an" if f.type == "other" else "a"
+            self.fail(node, f"{where}: {an} {f.type} feature takes no domain (only its presence is checked).")
         if "values" in m:
             if f.type == "float":
                 self.fail(m["values"], f"{where}: a float feature takes a range {{min, max}}, not values.")

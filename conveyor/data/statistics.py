@@ -17,6 +17,10 @@ add up to ``count`` less the infinities; they are ``np.histogram``'s on its boun
 the sketch is exact, each boundary's running total within ``quantiles_rank_error`` past that.
 Any finite values give finite mean and std, exact digits kept (``feature_numbers``). ``unique``
 is at most ``count``.
+
+A date or datetime is summarised as an int of its days, or microseconds, since 1970-01-01
+(UTC for a datetime with a time zone): the same sketch and histogram, kept for drift, with
+min, max and quantiles written in ISO 8601; no mean, std or zeros, which mean little for a time.
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ from conveyor._internal.combiner import Combiner
 from conveyor._internal.sketches import GROUP, TOP_BOUND, GroupedQuantiles, GroupedTopCounts, Quantiles
 from conveyor.artifacts import ExampleStatistics
 from conveyor.data.examples import PART_ROWS, parts, read_frames
-from conveyor.data.feature_numbers import FeatureAccumulator, imprecise, moments_from_min, sketch_readings
+from conveyor.data.feature_numbers import (
+    TEMPORAL_TYPES,
+    FeatureAccumulator,
+    described,
+    imprecise,
+    moments_from_min,
+    sketch_readings,
+)
 from conveyor.exceptions import DataValidationError
 
 FORMAT_VERSION = 1
@@ -46,10 +57,15 @@ TOP_VALUES = 20
 KEPT_COUNTS = 1_000
 SLICE_KEPT_COUNTS = TOP_VALUES
 SLICE_TOP_BOUND = 1_000  # a slice lists TOP_VALUES values: its counts are exact up to this many, then hashed
+TEMPORAL = "since_epoch"  # the derived column of a date's days, a datetime's microseconds
 
 
 def feature_type(dtype: pl.DataType) -> str | None:
-    """conveyor's type of a column: int, float, string or bool; None for what it cannot summarise."""
+    """conveyor's type of a column: int, float, string, bool, date or datetime; None for what it cannot summarise."""
+    if dtype == pl.Date:
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "datetime"
     if dtype.is_integer():
         return "int"
     if dtype.is_float() or dtype.is_decimal():
@@ -84,7 +100,7 @@ class Slicing:
             mine = self.features.setdefault(name, {})
             for feature, f in features.items():
                 if feature in mine:
-                    _same_type(feature, mine[feature].type, f.type)
+                    _same_type(feature, mine[feature].described(), f.described())
                     mine[feature].merge(f)
                 else:
                     mine[feature] = f
@@ -196,6 +212,7 @@ class StatisticsCombiner(Combiner):
         df = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
         types = {name: feature_type(dtype) for name, dtype in df.schema.items()}
+        zoned = {name for name, dtype in df.schema.items() if isinstance(dtype, pl.Datetime) and dtype.time_zone}
         for spec in self.slices:
             if unknown := [f for f in spec if f not in df.schema]:
                 close = difflib.get_close_matches(unknown[0], df.columns, n=1)
@@ -207,7 +224,7 @@ class StatisticsCombiner(Combiner):
         for part, spec in zip(acc.parts, [[], *self.slices], strict=True):
             # With slices, the whole split's sketches are made from the first slicing's (extract).
             frame = df.with_columns(_slice_names(df, spec)) if spec else df
-            _add_frame(part, frame, types, sketches=bool(spec) or not self.slices, sliced=bool(spec))
+            _add_frame(part, frame, types, zoned, sketches=bool(spec) or not self.slices, sliced=bool(spec))
         return acc
 
     def merge(self, accs: Iterable[Accumulator]) -> Accumulator:
@@ -254,10 +271,15 @@ def _slice_names(df: pl.DataFrame, spec: list[str]) -> pl.Expr:
 
 
 def _derived(types: dict[str, str | None]) -> list[pl.Expr]:
-    """Columns that several numbers read, made once a batch: a string's lengths, a float's finite values (null elsewhere)."""
+    """Columns that several numbers read, made once a batch: a string's lengths, a float's finite values (null
+    elsewhere), a date's days or a datetime's microseconds since 1970 (``TEMPORAL``)."""
     out: list[pl.Expr] = []
     for name, t in types.items():
-        if t == "string":
+        if t == "date":
+            out.append(pl.col(name).dt.epoch("d").cast(pl.Int64).alias(f"{name}\0{TEMPORAL}"))
+        elif t == "datetime":
+            out.append(pl.col(name).dt.epoch("us").alias(f"{name}\0{TEMPORAL}"))
+        elif t == "string":
             out.append(pl.col(name).cast(pl.String).str.len_chars().alias(f"{name}\0lengths"))
         elif t == "float":
             c = pl.col(name).cast(pl.Float64)
@@ -292,6 +314,9 @@ def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
                 values.max().alias(f"{name}\0max"),
                 (values == 0).sum().alias(f"{name}\0zeros"),
             ]
+        elif t in TEMPORAL_TYPES:
+            values = pl.col(f"{name}\0{TEMPORAL}")
+            exprs += [values.min().alias(f"{name}\0min"), values.max().alias(f"{name}\0max")]
         elif t == "string":
             lengths = pl.col(f"{name}\0lengths")
             exprs += [
@@ -302,8 +327,12 @@ def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
     return exprs
 
 
-def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *, sketches: bool, sliced: bool) -> None:
+def _add_frame(
+    part: Slicing, df: pl.DataFrame, types: dict[str, str | None], zoned: set[str], *, sketches: bool, sliced: bool
+) -> None:
     """One batch (with its GROUP and ``_derived`` columns) into a slicing: one query for the numbers, one per sketch.
+
+    ``zoned`` names the datetimes with a time zone.
 
     The query is eager: Polars' lazy engine splits an aggregation by its thread count, which
     moves a mean's last bits. Sketches are fed only if ``sketches``.
@@ -318,17 +347,21 @@ def _add_frame(part: Slicing, df: pl.DataFrame, types: dict[str, str | None], *,
         part.examples[name] = part.examples.get(name, 0) + row["\0rows"]
         features = part.features.setdefault(name, {})
         for feature, t in types.items():
-            f = features.get(feature) or features.setdefault(feature, FeatureAccumulator(t or "other"))
-            _same_type(feature, f.type, t or "other")
+            f = features.get(feature)
+            if f is None:
+                f = features[feature] = FeatureAccumulator(t or "other", zoned=feature in zoned)
+            elif f.type != (t or "other") or f.zoned != (feature in zoned):
+                _same_type(feature, f.described(), described(t or "other", feature in zoned))
             f.add_row(row, feature, row["\0rows"])
     if not sketches:
         return
     groups = df.get_column(GROUP) if sliced else ""
     for feature, t in types.items():
-        if t in ("int", "float"):
+        if t in ("int", "float", *TEMPORAL_TYPES):
             if feature not in part.quantiles:
                 part.quantiles[feature] = GroupedQuantiles()
-            part.quantiles[feature].update(df.get_column(feature), groups)
+            column = f"{feature}\0{TEMPORAL}" if t in TEMPORAL_TYPES else feature
+            part.quantiles[feature].update(df.get_column(column), groups)
         if t in ("int", "string", "bool"):
             values = df.get_column(feature)
             values = values.cast(pl.String) if t == "string" and values.dtype != pl.String else values

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -33,6 +34,8 @@ SLICES_SHOWN = 100  # per slicing, the largest: a slicing on an id would make a 
 NAME_CHARS = 120  # a longer feature name is cut where it is shown, whole in its tooltip
 BINS = 10
 SVG_W, SVG_H = 260, 56
+TEMPORAL_TYPES = ("date", "datetime")
+_EPOCH = dt.datetime(1970, 1, 1)
 SHORT_TEST = {
     "jensen_shannon": "JS",
     "l_infinity": "L∞",
@@ -132,7 +135,8 @@ def _page(title: str, stats: Mapping[str, dict[str, Any]], anomalies: Mapping[st
     found = _anomalies_by_feature(anomalies or {})
     names = list(dict.fromkeys(n for _, _, s in splits for n in s["features"]))
     numeric = [n for n in names if _kind(splits, n) == "numeric"]
-    other = [n for n in names if n not in numeric]
+    temporal = [n for n in names if _kind(splits, n) == "temporal"]
+    other = [n for n in names if n not in numeric and n not in temporal]
     ids = {n: f"f{i}" for i, n in enumerate(names)}
     body = [_header(title, splits, names)]
     if anomalies is not None:
@@ -144,6 +148,11 @@ def _page(title: str, stats: Mapping[str, dict[str, Any]], anomalies: Mapping[st
             _feature_row(n, ids[n], splits, found.get(n, []), _numeric_cells, _histogram_svg) for n in numeric
         )
         body.append(_table("Numeric features", _NUMERIC_HEAD, rows, len(numeric)))
+    if temporal:
+        rows = "".join(
+            _feature_row(n, ids[n], splits, found.get(n, []), _temporal_cells, _time_histogram_svg) for n in temporal
+        )
+        body.append(_table("Date and time features", _TEMPORAL_HEAD, rows, len(temporal)))
     if other:
         rows = "".join(
             _feature_row(n, ids[n], splits, found.get(n, []), _categorical_cells, _top_values) for n in other
@@ -171,9 +180,11 @@ def _features(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def _kind(splits: list[Split], name: str) -> str:
-    """Numeric when the first split that types the feature says int or float."""
+    """Numeric when the first split that types the feature says int or float, temporal when date or datetime."""
     types = [s["features"][name].get("type") for _, _, s in splits if name in s["features"]]
     first = next((t for t in types if t != "other"), None)
+    if first in TEMPORAL_TYPES:
+        return "temporal"
     return "numeric" if first in ("int", "float") else "categorical"
 
 
@@ -343,6 +354,21 @@ def _numeric_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
     ]
 
 
+def _temporal_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
+    """Count, missing, and min, median and max as the ISO 8601 text statistics.json holds."""
+    if f is None:
+        return ["<div>-</div>"] * 5
+    q = f.get("quantiles")
+    median = q[len(q) // 2] if isinstance(q, list) and len(q) % 2 else None
+    return [
+        f"<div>{format_number(f.get('count'))}</div>",
+        _missing(f, s),
+        f"<div>{format_value(f.get('min'))}</div>",
+        f"<div>{format_value(median)}</div>",
+        f"<div>{format_value(f.get('max'))}</div>",
+    ]
+
+
 def _categorical_cells(f: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
     if f is None:
         return ["<div>-</div>"] * 6
@@ -387,7 +413,28 @@ def _rebin(bounds: list[float], counts: list[float], edges: list[float]) -> list
     return [v / total for v in out] if total else out
 
 
-def _histogram_svg(present: list[Present]) -> str:
+def _time_histogram_svg(present: list[Present]) -> str:
+    """A date's or datetime's histogram (of days or microseconds since 1970), its axis and bins in ISO 8601."""
+    typed = [f for _, _, f, _ in present if f and f.get("type") in TEMPORAL_TYPES]
+    if not typed:
+        return _histogram_svg(present)
+    date = typed[0]["type"] == "date"
+    zoned = isinstance(typed[0].get("min"), str) and typed[0]["min"].endswith("+00:00")
+
+    def text(x: float) -> str:
+        try:
+            if date:
+                return (_EPOCH.date() + dt.timedelta(days=round(x))).isoformat()
+            t = _EPOCH + dt.timedelta(microseconds=round(x))
+            return (t.replace(tzinfo=dt.UTC) if zoned else t).isoformat(timespec="seconds")
+        except OverflowError:  # past the years Python's dates hold
+            return format_value(x)
+
+    return _histogram_svg(present, text)
+
+
+def _histogram_svg(present: list[Present], text: Callable[[float], str] = format_value) -> str:
+    """The splits' histograms on one axis; ``text`` writes a boundary."""
     hists = [(label, colour, h) for label, colour, f, _ in present if (h := _histogram(f))]
     if not hists:
         return '<span class="muted">-</span>'
@@ -402,15 +449,15 @@ def _histogram_svg(present: list[Present]) -> str:
     for j, (label, colour, _) in enumerate(hists):
         for i, v in enumerate(shares[j]):
             height = 0.0 if v == 0 else max(1.0, v / tallest * SVG_H)
-            tip = f"{label}: {v:.1%} in [{format_value(edges[i])}, {format_value(edges[i + 1])}]"
+            tip = f"{label}: {v:.1%} in [{text(edges[i])}, {text(edges[i + 1])}]"
             rects.append(
                 f'<rect x="{i * group + left + j * bar:.1f}" y="{SVG_H - height:.1f}" width="{bar:.1f}" '
                 f'height="{height:.1f}" fill="{colour}"><title>{escape(tip)}</title></rect>'
             )
     axis = f'<line x1="0" y1="{SVG_H + 0.5}" x2="{SVG_W}" y2="{SVG_H + 0.5}" stroke="#9aa3ad"/>' + (
-        f'<text x="0" y="{SVG_H + 12}">{format_value(lo)}</text><text x="{SVG_W}" y="{SVG_H + 12}" text-anchor="end">{format_value(hi)}</text>'
+        f'<text x="0" y="{SVG_H + 12}">{text(lo)}</text><text x="{SVG_W}" y="{SVG_H + 12}" text-anchor="end">{text(hi)}</text>'
         if hi > lo
-        else f'<text x="{SVG_W / 2}" y="{SVG_H + 12}" text-anchor="middle">all {format_value(lo)}</text>'
+        else f'<text x="{SVG_W / 2}" y="{SVG_H + 12}" text-anchor="middle">all {text(lo)}</text>'
     )
     return (
         f'<svg class="hist" width="{SVG_W}" height="{SVG_H + 15}" viewBox="0 0 {SVG_W} {SVG_H + 15}" role="img" '
@@ -566,10 +613,11 @@ def _slice_stats(part: dict[str, Any], f: dict[str, Any] | None) -> str:
     if not f:
         return "<div>-</div>"
     missing = f"missing {format_share(f.get('missing'), part.get('num_examples'))}" if f.get("missing") else ""
-    if f.get("type") in ("int", "float"):
+    if f.get("type") in ("int", "float", *TEMPORAL_TYPES):
         q = f.get("quantiles")
         median = q[len(q) // 2] if isinstance(q, list) and len(q) % 2 else None
-        text = f"mean {format_value(f.get('mean'))} · median {format_value(median)}"
+        text = f"mean {format_value(f.get('mean'))} · " if f.get("type") in ("int", "float") else ""
+        text += f"median {format_value(median)}"
     else:
         top = f.get("top_values")
         first = top[0] if isinstance(top, list) and top and isinstance(top[0], dict) else {}
@@ -603,6 +651,10 @@ def _notes(splits: list[Split]) -> str:
 _NUMERIC_HEAD = (
     "<tr><th class=l>feature</th><th class=l>split</th><th>count</th><th>missing</th><th>mean</th><th>std dev</th>"
     "<th>zeros</th><th>min</th><th>median</th><th>max</th><th class=l>distribution (share per bin)</th></tr>"
+)
+_TEMPORAL_HEAD = (
+    "<tr><th class=l>feature</th><th class=l>split</th><th>count</th><th>missing</th><th>min</th><th>median</th>"
+    "<th>max</th><th class=l>distribution (share per bin)</th></tr>"
 )
 _CATEGORICAL_HEAD = (
     "<tr><th class=l>feature</th><th class=l>split</th><th>count</th><th>missing</th><th>unique</th>"

@@ -232,7 +232,7 @@ class Inputs(Mapping[str, Column]):
     def __getitem__(self, name: str) -> Column:
         if name in self._unreadable:
             msg = (
-                f"column {name!r} is {self._unreadable[name]} in the examples (the schema's type other), which no "
+                f"column {name!r} is {self._unreadable[name]} in the examples, which no "
                 "conveyor.transform op reads: ops take numbers, text, bools and files' bytes. Make it one of those "
                 "before Transform (a date or time as ISO 8601 text, which ct.substr and ct.to_number take apart, or "
                 "as a number; each value of a list or struct as a column of its own), or leave it out."

@@ -61,7 +61,7 @@ def test_a_column_no_op_reads_is_named_with_its_type_at_the_users_line(tmp_path:
     assert run.executions["Transform"].status == "failed"
     error = run.executions["Transform"].error or ""
     held = str(pq.read_schema(next((tmp_path / "root").rglob("Split-train/*.parquet"))).field("when").type)
-    assert f"{module}:5: column 'when' is {held} in the examples (the schema's type other)" in error
+    assert f"{module}:5: column 'when' is {held} in the examples, which no conveyor.transform op reads" in error
     assert "Make it one of those before Transform" in error
     assert "bytes column" not in error
 
