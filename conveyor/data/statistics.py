@@ -264,6 +264,17 @@ def _same_type(feature: str, held: str, found: str) -> None:
         raise DataValidationError(msg)
 
 
+def _past_microseconds(feature: str) -> None:
+    """Refuse datetimes (in seconds or milliseconds) whose microseconds since 1970 overflow an int64:
+    they would be left out of min, max, quantiles and histogram while ``count`` holds them."""
+    msg = (
+        f"Feature {feature!r} holds a datetime more than 292,000 years from 1970, past what its "
+        f"statistics hold (microseconds since 1970 in 64 bits); such a value is likely a placeholder: "
+        f"write it as null (or a date such as 9999-12-31) before ExampleGen."
+    )
+    raise DataValidationError(msg)
+
+
 def _slice_names(df: pl.DataFrame, spec: list[str]) -> pl.Expr:
     """Each row's slice, ``"state=CA,product=Mortgage"``, ``"state=(missing)"``, as ``slice_names`` writes it."""
     parts = [pl.lit(slice_names.prefix(f)) + slice_names.value_names(df, f) for f in spec]
@@ -316,7 +327,11 @@ def _exprs(types: dict[str, str | None]) -> list[pl.Expr]:
             ]
         elif t in TEMPORAL_TYPES:
             values = pl.col(f"{name}\0{TEMPORAL}")
-            exprs += [values.min().alias(f"{name}\0min"), values.max().alias(f"{name}\0max")]
+            exprs += [
+                values.min().alias(f"{name}\0min"),
+                values.max().alias(f"{name}\0max"),
+                (values.is_null() & c.is_not_null()).sum().alias(f"{name}\0unheld"),
+            ]
         elif t == "string":
             lengths = pl.col(f"{name}\0lengths")
             exprs += [
@@ -352,6 +367,8 @@ def _add_frame(
                 f = features[feature] = FeatureAccumulator(t or "other", zoned=feature in zoned)
             elif f.type != (t or "other") or f.zoned != (feature in zoned):
                 _same_type(feature, f.described(), described(t or "other", feature in zoned))
+            if t in TEMPORAL_TYPES and row[f"{feature}\0unheld"]:
+                _past_microseconds(feature)
             f.add_row(row, feature, row["\0rows"])
     if not sketches:
         return

@@ -414,12 +414,17 @@ def _rebin(bounds: list[float], counts: list[float], edges: list[float]) -> list
 
 
 def _time_histogram_svg(present: list[Present]) -> str:
-    """A date's or datetime's histogram (of days or microseconds since 1970), its axis and bins in ISO 8601."""
-    typed = [f for _, _, f, _ in present if f and f.get("type") in TEMPORAL_TYPES]
-    if not typed:
+    """A date's or datetime's histogram (of days or microseconds since 1970), its axis and bins in ISO 8601.
+
+    The first split with values sets the type and the zone: a split of no values has no min to
+    tell a zone by, and one whose column is the other type counts in other units (left out)."""
+    shown = [f for _, _, f, _ in present if f and f.get("type") in TEMPORAL_TYPES and _histogram(f)]
+    if not shown:
         return _histogram_svg(present)
-    date = typed[0]["type"] == "date"
-    zoned = isinstance(typed[0].get("min"), str) and typed[0]["min"].endswith("+00:00")
+    kind = shown[0]["type"]
+    date = kind == "date"
+    zoned = isinstance(shown[0].get("min"), str) and shown[0]["min"].endswith("+00:00")
+    alike = [p for p in present if p[2] and p[2].get("type") == kind]
 
     def text(x: float) -> str:
         try:
@@ -430,7 +435,7 @@ def _time_histogram_svg(present: list[Present]) -> str:
         except OverflowError:  # past the years Python's dates hold
             return format_value(x)
 
-    return _histogram_svg(present, text)
+    return _histogram_svg(alike, text)
 
 
 def _histogram_svg(present: list[Present], text: Callable[[float], str] = format_value) -> str:
