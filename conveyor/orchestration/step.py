@@ -36,6 +36,7 @@ import functools
 import os
 import re
 import shutil
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -433,14 +434,52 @@ def _read_only(n: Node, inputs: Inputs) -> Iterator[None]:
     a file it changed or removed cannot be put back. Either way the step fails, even when its
     executor raised too (a retry would read the changed input), naming the input and the file.
     A file rewritten with the same size within the file system's clock tick (a few ms) is not seen.
+    An input another step of this process read meanwhile is not judged (``_reading_alone``).
     """
     watched = {a.uri: (key, a, *_listing(a.uri)) for key, arts in inputs.items() for a in arts if os.path.isdir(a.uri)}
+    with _reading_alone(watched) as readings:
+        try:
+            yield
+        except USER_FAULTS as e:
+            _put_back(n, [w for uri, w in watched.items() if readings[uri].alone], e)
+            raise
+        _put_back(n, [w for uri, w in watched.items() if readings[uri].alone])
+
+
+@dataclass(eq=False)
+class _Reading:
+    uri: str
+    alone: bool = True
+
+
+_reading: dict[str, list[_Reading]] = {}  # input folder: the steps of this process reading it now
+_reading_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _reading_alone(uris: Iterable[str]) -> Iterator[Mapping[str, _Reading]]:
+    """Mark ``uris`` read by this step while the block runs; by the block's end each reading's
+    ``alone`` says whether no other step read that folder at any moment meanwhile. What appears
+    in a folder two steps read (a library's scratch file) cannot be told to be either's, so
+    neither fails for it, nor removes it from under the other; a write by a step alone on its
+    input is caught. Steps in other processes (``--only``, an orchestrator's tasks) are not seen.
+    """
+    mine = [_Reading(uri) for uri in uris]
+    with _reading_lock:
+        for r in mine:
+            others = _reading.setdefault(r.uri, [])
+            for o in others:
+                o.alone = r.alone = False
+            others.append(r)
     try:
-        yield
-    except USER_FAULTS as e:
-        _put_back(n, watched.values(), e)
-        raise
-    _put_back(n, watched.values())
+        yield {r.uri: r for r in mine}
+    finally:
+        with _reading_lock:
+            for r in mine:
+                held = _reading[r.uri]
+                held.remove(r)
+                if not held:
+                    del _reading[r.uri]
 
 
 def _put_back(

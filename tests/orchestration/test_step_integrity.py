@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +198,44 @@ def test_past_the_bound_deeper_levels_of_an_input_go_unwatched(tmp_path: Path, m
         node = writes_deep(examples=made.outputs["examples"], into=into)
         statuses[into] = Pipeline("bound", [made, node], root=tmp_path / into).run().executions["writes_deep"].status
     assert statuses == {"split": "succeeded", ".": "failed"}
+
+
+FAST_STARTED, SCRATCH_MADE, FAST_DONE = threading.Event(), threading.Event(), threading.Event()
+
+
+@component
+def made_for_two(out: Output[Artifact]) -> None:
+    (Path(out.uri) / "model.bin").write_bytes(b"x" * 100)
+
+
+@component
+def loads_through_scratch(src: Input[Artifact], out: Output[Artifact]) -> None:
+    """Reads as Keras does a large model: a scratch folder in the input's, removed once loaded."""
+    FAST_STARTED.wait(60)  # the other step has listed the input as it was
+    scratch = Path(src.uri) / "tmp-weights"
+    scratch.mkdir()
+    SCRATCH_MADE.set()
+    FAST_DONE.wait(60)
+    time.sleep(0.5)  # the other step ends, and looks at the input, while the scratch is there
+    shutil.rmtree(scratch)
+
+
+@component
+def reads_meanwhile(src: Input[Artifact], out: Output[Artifact]) -> None:
+    FAST_STARTED.set()
+    SCRATCH_MADE.wait(60)
+    (Path(out.uri) / "size").write_text(str(len((Path(src.uri) / "model.bin").read_bytes())))
+    FAST_DONE.set()
+
+
+def test_two_steps_reading_one_input_at_once_are_not_blamed_for_each_others_scratch(tmp_path: Path) -> None:
+    """What appears in an input two steps read cannot be told to be either's: neither fails for it,
+    and it is not removed from under the step still using it."""
+    for event in (FAST_STARTED, SCRATCH_MADE, FAST_DONE):
+        event.clear()
+    made = made_for_two()
+    slow, fast = loads_through_scratch(src=made.outputs["out"]), reads_meanwhile(src=made.outputs["out"])
+    run = Pipeline("two_readers", [made, slow, fast], root=tmp_path).run()
+    assert run.status == "succeeded", {k: e.error for k, e in run.executions.items()}
+    assert FAST_DONE.is_set() and SCRATCH_MADE.is_set()  # the two ran at once
+    assert sorted(p.name for p in Path(run.executions["made_for_two"].outputs["out"][0].uri).iterdir()) == ["model.bin"]
