@@ -10,6 +10,7 @@ folder this user may not write (another user's store, a read-only mount).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import sqlite3
@@ -155,8 +156,8 @@ def _without_split_derived_tables(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         if "mariadb" in dbapi_conn.get_server_info().lower():
-            with dbapi_conn.cursor() as cur:
-                cur.execute("SET SESSION optimizer_switch = 'split_materialized=off'")
+            with dbapi_conn.cursor() as cur, contextlib.suppress(dbapi_conn.OperationalError):
+                cur.execute("SET SESSION optimizer_switch = 'split_materialized=off'")  # before 10.3: no such switch
 
 
 def _has_news(dbapi_conn: Any) -> bool:
