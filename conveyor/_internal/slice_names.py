@@ -47,9 +47,9 @@ def _value(value: str | None) -> str:
 def value_names(frame: pl.DataFrame, feature: str) -> pl.Expr:
     """Each row's value of ``feature`` in ``frame`` as a slice name writes it, for the whole column at once.
 
-    A bool is ``True`` or ``False``, a duration in ISO 8601 (``PT1H30M``), a number, date or time
-    as Polars writes it as text; only text is escaped, and only if ``frame`` holds a value that
-    needs it (one scan: most never do).
+    A bool is ``True`` or ``False``, a duration in ISO 8601 (``PT1H30M``), a date or datetime as
+    its statistics write it (``time_text``), a number or time of day as Polars writes it as text;
+    only text is escaped, and only if ``frame`` holds a value that needs it (one scan: most never do).
 
     Raises:
         DataValidationError: ``feature`` is a list, a struct or bytes, whose value is no one slice.
@@ -60,6 +60,8 @@ def value_names(frame: pl.DataFrame, feature: str) -> pl.Expr:
         raise DataValidationError(msg)
     if isinstance(dtype, pl.Duration):
         return column.dt.to_string("iso").fill_null(MISSING)
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        return time_text(column, dtype).fill_null(MISSING)
     if dtype == pl.Boolean:
         text = pl.when(column.is_null()).then(pl.lit(None, pl.String)).when(column).then(pl.lit("True"))
         return text.otherwise(pl.lit("False")).fill_null(MISSING)
@@ -74,6 +76,18 @@ def value_names(frame: pl.DataFrame, feature: str) -> pl.Expr:
     if missing:
         values = pl.when(values == MISSING).then(pl.lit("\\" + MISSING)).otherwise(values)
     return values.fill_null(MISSING)
+
+
+def time_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A date or datetime column in ISO 8601, one rule for slice names and statistics: ``2024-01-31``,
+    ``2024-01-31T10:00:00``, ``2024-01-31T04:30:00.500+00:00``. A datetime is cut to the microsecond
+    (the statistics' unit) and written in UTC with ``+00:00`` when it has a time zone, its sub-second
+    digits only when there are some."""
+    if dtype == pl.Date:
+        return column.dt.to_string("%Y-%m-%d")
+    zone = "UTC" if isinstance(dtype, pl.Datetime) and dtype.time_zone else None
+    micros = column.dt.epoch("us").cast(pl.Datetime("us", zone))
+    return micros.dt.to_string("%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if zone else ""))
 
 
 def prefix(feature: str) -> str:

@@ -5,7 +5,7 @@ their spread (an int past 2**53 does not fit a float64), and scaled by a power o
 their squares would overflow (or vanish), so any finite values give finite numbers. The
 histogram's counts are ``np.histogram``'s on its boundaries while the sketch is exact.
 A date's or datetime's numbers are those of its days or microseconds since 1970, its min, max
-and quantiles written in ISO 8601 (``iso_times``).
+and quantiles written in ISO 8601 (``iso_times``), and a date's counted values too.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from conveyor._internal import slice_names
 from conveyor._internal.sketches import GROUP, Quantiles, SketchTable
 
 QUANTILE_RANKS = [i / 10 for i in range(11)]
@@ -189,7 +190,7 @@ class FeatureAccumulator:
             out["min"], out["max"] = low_high
             out.update(read, quantiles=iso_times(read["quantiles"], self.type, self.zoned))
         if values is not None:
-            out.update(values)
+            out.update(values if self.type != "date" else _days_named(values))
             # An estimate of distinct values is no more than the values present, nor fewer than those listed.
             out["unique"] = max(min(out["unique"], self.count), len(out["value_counts"]["values"]))
         if self.type == "string":
@@ -207,12 +208,26 @@ def described(type_: str, zoned: bool) -> str:
 
 def iso_times(values: list[Any], type_: str, zoned: bool) -> list[str]:
     """Days (a date) or microseconds (a datetime) since 1970 in ISO 8601: ``2024-01-31``,
-    ``2024-01-31T10:00:00.500``, with ``+00:00`` when ``zoned``; a sketch's float rounded to the nearest."""
-    ints = pl.Series([round(v) for v in values], dtype=pl.Int64)
-    if type_ == "date":
-        return ints.cast(pl.Int32).cast(pl.Date).dt.to_string("%Y-%m-%d").to_list()
-    times = ints.cast(pl.Datetime("us", "UTC" if zoned else None))
-    return times.dt.to_string("%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if zoned else "")).to_list()
+    ``2024-01-31T10:00:00.500``, with ``+00:00`` when ``zoned``; a sketch's float rounded to the nearest.
+    The same text as the slices' names (``slice_names.time_text``)."""
+    ints = pl.Series("t", [round(v) for v in values], dtype=pl.Int64)
+    dtype = pl.Date if type_ == "date" else pl.Datetime("us", "UTC" if zoned else None)
+    return ints.cast(dtype).to_frame().select(slice_names.time_text(pl.col("t"), dtype)).to_series().to_list()
+
+
+def _days_named(values: dict[str, Any]) -> dict[str, Any]:
+    """A date's value counts, counted by days since 1970, with each day written as its ISO date."""
+
+    def named(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        days = iso_times([v["value"] for v in listed], "date", zoned=False)
+        return [{**v, "value": day} for v, day in zip(listed, days, strict=True)]
+
+    counts = values["value_counts"]
+    return {
+        **values,
+        "top_values": named(values["top_values"]),
+        "value_counts": {**counts, "values": named(counts["values"])},
+    }
 
 
 def sketch_readings(sketches: list[Quantiles], features: list[FeatureAccumulator]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conveyor import Pipeline
+from conveyor._internal import slice_names
 from conveyor.components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen, Transform
 from conveyor.components.transform import inputs_from_schema
 from conveyor.data.anomalies import validate
@@ -201,7 +202,6 @@ def test_a_date_arriving_as_text_or_the_reverse_is_an_unexpected_type(declared: 
     ]
 
 
-
 @pytest.mark.parametrize("arrived", ["date", "datetime"])
 def test_a_schema_written_when_dates_were_other_still_takes_them(arrived: str) -> None:
     """A curated schema from before dates had a type says ``other``: upgrading must not fail its validation."""
@@ -325,3 +325,95 @@ def test_a_parquet_file_from_pandas_end_to_end(tmp_path: Path) -> None:
     assert "  - {name: at_utc, type: datetime, presence: {min_fraction: 1.0}}\n" in text
     # One null: presence is 0.9 times the sparsest split's share.
     assert "  - {name: day, type: date, presence: {min_fraction: 0.8" in text
+
+
+def test_a_date_counts_its_rows_per_day_as_pandas_does() -> None:
+    values = dates(seed=6)
+    state = pd.Series(np.random.default_rng(7).choice(["CA", "NY"], len(values)))
+    stats = compute(pa.table({"day": arrow(values), "state": pa.array(state)}), slices=[["state"]])
+
+    def expected(days: pd.Series) -> list[dict]:
+        counts = days.dropna().map(dt.date.isoformat).value_counts()
+        ranked = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))  # most rows first, then the earlier day
+        return [{"value": day, "count": int(n)} for day, n in ranked]
+
+    f = stats["features"]["day"]
+    whole = expected(values)
+    assert f["value_counts"] == {"values": whole, "exact": True, "error": 0}
+    assert f["top_values"] == whole[:20]
+    assert (f["unique"], f["unique_error"]) == (values.nunique(), 0.0)
+    newest = max(values.dropna())
+    by_day = {v["value"]: v["count"] for v in f["value_counts"]["values"]}
+    assert by_day[newest.isoformat()] == (values == newest).sum()  # the newest day's rows, the first check of a feed
+    for name in ("CA", "NY"):
+        sliced = stats["slices"][f"state={name}"]["features"]["day"]
+        # A slice keeps its 20 most counted days, exact up to 1,000 days, then each within its error.
+        truth, error = values[state == name].value_counts(), sliced["value_counts"]["error"]
+        assert sliced["top_values"] == sliced["value_counts"]["values"] and len(sliced["top_values"]) == 20
+        assert all(0 <= truth[dt.date.fromisoformat(v["value"])] - v["count"] <= error for v in sliced["top_values"])
+        assert min(v["count"] for v in sliced["top_values"]) >= truth.iloc[19] - error
+        distinct = values[state == name].nunique()  # past 1,000 a slice's unique is an estimate
+        assert abs(sliced["unique"] - distinct) <= 3 * sliced["unique_error"] * distinct
+    at = compute(pa.table({"at": arrow(times("us", "UTC", rows=500))}))["features"]["at"]
+    assert not {"unique", "top_values", "value_counts"} & at.keys()  # a datetime's values are near-unique
+
+
+def test_schemagen_writes_no_domain_for_a_date_of_few_days() -> None:
+    days = pa.array([dt.date(2024, 1, 1 + i % 3) for i in range(300)])
+    stats = compute(pa.table({"day": days}))
+    assert [v["value"] for v in stats["features"]["day"]["value_counts"]["values"]] == [
+        "2024-01-01", "2024-01-02", "2024-01-03"
+    ]  # fmt: skip
+    schema = infer_schema(stats, infer_ranges=True)
+    assert [(f.name, f.type, f.domain) for f in schema.features] == [("day", "date", None)]
+    assert schema.to_yaml().endswith("  - {name: day, type: date, presence: {min_fraction: 1.0}}\n")
+
+
+def date_drift(comparator: dict | None, ref: pa.Array, cur: pa.Array) -> list:
+    schema = Schema([Feature("day", "date", Presence(min_fraction=0.5), drift_comparator=comparator)])
+    return validate(compute(pa.table({"day": cur})), schema, baseline=compute(pa.table({"day": ref})))
+
+
+def test_a_date_s_value_counts_change_no_drift_default() -> None:
+    """Few days, counted exactly: still no categorical test, and jensen_shannon on the sketch's bins."""
+    ref = pa.array([dt.date(2024, 1, 1 + i % 5) for i in range(500)])
+    cur = pa.array([dt.date(2024, 1, 2 + i % 5) for i in range(500)])  # a day later: every day but one shared
+    assert len(compute(pa.table({"day": cur}))["features"]["day"]["value_counts"]["values"]) == 5
+    assert date_drift(None, ref, cur) == []
+    for comparator in ({"auto": True}, {"l_infinity": 0.1}, {"chi_squared": 0.05}, {"z_proportion": 0.05}):
+        [refused] = date_drift(comparator, ref, cur)
+        assert (refused.kind, refused.severity) == ("COMPARATOR_NOT_APPLICABLE", "warning")
+        assert "jensen_shannon does, on the deciles of their days since 1970" in refused.description
+    [measured] = date_drift({"jensen_shannon": 0.1}, ref, cur)
+    assert (measured.kind, measured.details["view"]) == ("DRIFT_JENSEN_SHANNON", "bins")
+
+
+def test_slices_of_dates_and_datetimes_are_named_by_their_iso_text() -> None:
+    """The text the statistics write (UTC, +00:00 when zoned, sub-second digits only when there are some),
+    not Polars' (local time, nanosecond digits, the zone's offset); the Evaluator names them alike."""
+    from conveyor.analysis.slicing import slice_codes
+
+    noon = dt.datetime(2024, 1, 1, 10, 0, 0, 500)
+    table = pa.table(
+        {
+            "day": pa.array([dt.date(2024, 1, 31), dt.date(1969, 12, 31), None]),
+            "zoned": pa.array([noon, noon.replace(microsecond=0), None], pa.timestamp("ns", "Asia/Kolkata")),
+            "naive": pa.array([noon, dt.datetime(1969, 12, 31, 23, 59, 59, 250_000), None], pa.timestamp("ms")),
+            "n": pa.array([1, 2, None]),
+        }
+    )
+    stats = compute(table, slices=[["day"], ["zoned"], ["naive"], ["day", "n"]])
+    assert sorted(stats["slices"]) == [
+        "day=(missing)", "day=(missing),n=(missing)", "day=1969-12-31", "day=1969-12-31,n=2", "day=2024-01-31",
+        "day=2024-01-31,n=1", "naive=(missing)", "naive=1969-12-31T23:59:59.250", "naive=2024-01-01T10:00:00",
+        "zoned=(missing)", "zoned=2024-01-01T10:00:00+00:00", "zoned=2024-01-01T10:00:00.000500+00:00",
+    ]  # fmt: skip
+    for name, part in stats["slices"].items():
+        [(feature, value)] = [pair for pair in slice_names.parse(name) if pair[0] != "n"]
+        if value is not None:
+            assert part["features"][feature]["min"] == value  # the statistics' own text
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    for spec in (["day"], ["zoned"], ["naive"], ["day", "n"]):
+        _, names = slice_codes(frame, spec, {})
+        assert names == sorted(n for n in stats["slices"] if [f for f, _ in slice_names.parse(n)] == spec)
