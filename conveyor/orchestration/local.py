@@ -169,38 +169,40 @@ class _Run:
             self._notify(n.id, ExecutionStatus.PENDING)
         running: dict[Future[Outcome], Node] = {}
         pool = ThreadPoolExecutor(self.runner.max_workers, thread_name_prefix="conveyor")
-        stop_now = False
         try:
             with logs.routing():
                 while todo or running:
-                    for n in list(todo):
-                        ups = [self.status.get(u.id) for u in n.upstream()]
-                        if any(s in _STOPPED for s in ups):
-                            todo.remove(n)
-                            self._skip(run_id, n)
-                        elif all(s in FINISHED_WELL for s in ups):
-                            todo.remove(n)
-                            self._notify(n.id, ExecutionStatus.RUNNING)
-                            running[pool.submit(self._execute, run_id, n)] = n
-                    if not running:
-                        continue
+                    # Ctrl-C is taken wherever it lands, not only in the wait: one raised while a
+                    # step's end was recorded passed for a second, and the run waited out its steps.
                     try:
+                        for n in list(todo):
+                            ups = [self.status.get(u.id) for u in n.upstream()]
+                            if any(s in _STOPPED for s in ups):
+                                todo.remove(n)
+                                self._skip(run_id, n)
+                            elif all(s in FINISHED_WELL for s in ups):
+                                todo.remove(n)
+                                self._notify(n.id, ExecutionStatus.RUNNING)
+                                running[pool.submit(self._execute, run_id, n)] = n
+                        if not running:
+                            continue
                         # a timeout, so that Ctrl-C is seen while waiting even when the kernel
                         # hands SIGINT to a worker thread, which never wakes a main thread waiting on a lock
                         done, _ = wait(running, timeout=_WAKE_SECONDS, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            n = running[fut]
+                            outcome = fut.result()
+                            self.status[n.id] = outcome.status
+                            self.outputs[n.id] = outcome.outputs
+                            del running[fut]  # last: a Ctrl-C before it leaves the step to the next wait
+                            self._notify(n.id, outcome.status, outcome.seconds)
                     except KeyboardInterrupt:
-                        if not todo and self.interrupted:
-                            stop_now = True  # the second Ctrl-C: stop waiting
-                            raise
+                        if self.interrupted:
+                            raise  # the second Ctrl-C: stop waiting
                         self._interrupt(run_id, todo, running)
-                        continue
-                    for fut in done:
-                        n = running.pop(fut)
-                        outcome = fut.result()
-                        self.status[n.id] = outcome.status
-                        self.outputs[n.id] = outcome.outputs
-                        self._notify(n.id, outcome.status, outcome.seconds)
-        except BaseException:
+        except BaseException as e:
+            # a second Ctrl-C, even one landing while the first was being taken, stops at once
+            stop_now = isinstance(e, KeyboardInterrupt) and self.interrupted
             pool.shutdown(wait=not stop_now, cancel_futures=stop_now)
             with contextlib.suppress(MetadataError):
                 self._end(run_id, selected, shared_run)
