@@ -2,7 +2,9 @@
 
 A server polling ``<push_destination>`` (``conveyor serve``, TF Serving) loads every integer
 sub-folder it finds, so a version must appear whole or not at all, and its number must be
-new even when two pipelines push at the same moment.
+new even when two pipelines push at the same moment. A model that already is the newest version
+is not pushed again; that check and the push hold a lock of the destination in this process, so
+two Pushers of one run pushing one model make one version (two processes may still make two).
 
 On a local disk (or ``file://``) both hold: the bundle is copied into a hidden folder inside
 the destination (``.push-*``, on the same filesystem), its hashes checked there, flushed to
@@ -49,6 +51,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,9 @@ from conveyor.exceptions import ComponentError, PipelineDefinitionError
 
 MANIFEST = "conveyor_model.json"
 _CLAIMS = ".versions"
+_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+"""One lock per destination: a push to it, the check that it is needed included, runs alone in this process."""
+_LOCKS_GUARD = threading.Lock()
 NOT_WIRED = object()
 """``infra_blessing`` when no step was wired to it; a wired step that found nothing gives None."""
 
@@ -108,18 +114,15 @@ class Pusher(Component):
             )
             print(f"not pushed: {reason}")
             return
-        newest = newest_copy(model.uri, push_destination)
-        if newest is not None:  # pushed by an earlier run: a second copy would only be a new number
-            version, where = newest
-            _served_from(where)
+        version, where, pushed = push_unless_newest(model.uri, push_destination)
+        _served_from(where)
+        if not pushed:  # pushed by an earlier run or another Pusher: a second copy would only be a new number
             reason = f"model {model.id} already is the newest version, {version}, at {where}; not pushed again."
             pushed_model.properties.update(
                 pushed=False, pushed_version=version, pushed_destination=where, reason=reason, model_id=model.id
             )
             print(f"not pushed: {reason}")
             return
-        version, where = push_bundle(model.uri, push_destination)
-        _served_from(where)
         pushed_model.properties.update(
             pushed=True, pushed_version=version, pushed_destination=where, reason=None, model_id=model.id
         )
@@ -179,6 +182,34 @@ def not_blessed(
                 return f"{name} {blessing.id} says not blessed, and gives no reason; the log of the step that made it may (conveyor show {blessing.id} names that step)."
             return f"{name} {blessing.id} says not blessed: {why}"
     return None
+
+
+def push_unless_newest(source: str | os.PathLike[str], destination: str) -> tuple[int, str, bool]:
+    """(version, where, pushed): the bundle at ``source`` pushed as the next version of ``destination``,
+    or the newest version where it already is that (``pushed`` false).
+
+    The check and the push are one, under the destination's lock: two Pushers of one run (threads
+    of this process, in no order) pushing the same model make one version, not two.
+    """
+    with _lock_of(destination):
+        newest = newest_copy(source, destination)
+        if newest is not None:
+            return (*newest, False)
+        return (*push_bundle(source, destination), True)
+
+
+def _lock_of(destination: str) -> threading.Lock:
+    """The lock of one destination in this process, the same for every spelling of it (a local
+    path through a symlink, ``file://``, a trailing slash).
+    """
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, root = fsspec.core.url_to_fs(destination)
+    where = os.path.realpath(root) if isinstance(fs, LocalFileSystem) else root.rstrip("/")
+    key = (str(fs.protocol), where)
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
 
 
 def push_bundle(source: str | os.PathLike[str], destination: str) -> tuple[int, str]:

@@ -42,7 +42,7 @@ pytest.importorskip("uvicorn")
 from conveyor.serving._proto import grpc_predict_v2_pb2_grpc as pb_grpc  # noqa: E402
 
 ROWS = graphs.requests(3)[1:]
-"""Two rows, a full batch (max_batch_size 2), so that no request waits out the batch timeout."""
+"""Two rows, a full batch (max_batch_size 2): a batch runs only once full, its timeout being a minute."""
 PREDICT, CLASSIFY, INFER = "/v1/models/{name}:predict", "/v1/models/{name}:classify", "/v2/models/{name}/infer"
 GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
 FALSE_FAILURE = 1e-6
@@ -85,7 +85,7 @@ def server(folder: Path) -> Iterator[dict[str, Any]]:
                 split: {stable: 50, canary: 50}
                 sticky_key: X-User
               - {name: swapped, base_path: swapped}
-            batching: {max_batch_size: 2, batch_timeout_micros: 1000000, num_batch_threads: 1,
+            batching: {max_batch_size: 2, batch_timeout_micros: 60000000, num_batch_threads: 1,
                        max_enqueued_batches: 1}
             max_request_bytes: 4096
             poll_seconds: 0.05
@@ -208,7 +208,7 @@ def test_every_counter_is_what_was_sent_by_model_version_route_and_code(server: 
     for i in range(300):  # made-up names: one series, not 300
         rest(f"/v1/models/made-up-{i}:predict", {"instances": ROWS}, 404, "", "", PREDICT)
 
-    # a full queue: a lone row waits for its batch, so a request needing another batch is a 503
+    # a full queue: a lone row waits for its batch to fill, so a request needing another batch is a 503
     lone: dict[str, Any] = {}
     waiting = threading.Thread(
         target=lambda: lone.update(answer=call(url, "POST", "/v1/models/plain:predict", {"instances": ROWS[:1]}))
@@ -220,10 +220,11 @@ def test_every_counter_is_what_was_sent_by_model_version_route_and_code(server: 
         stub.ModelInfer(grpc_request("plain", ROWS * 2))
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     sent["plain", "3", GRPC_INFER, "UNAVAILABLE"] += 1
+    rest("/v1/models/plain:predict", {"instances": ROWS[1:]}, 200, "plain", "3", PREDICT)  # fills the batch: it runs
     waiting.join(timeout=30)
     assert lone["answer"][:2] == (200, "3")
     sent["plain", "3", PREDICT, "200"] += 1
-    rows += 1
+    rows += 2
     after = scrape(url)
 
     def delta(name: str, **labels: str) -> float:
