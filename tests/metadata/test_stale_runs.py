@@ -92,9 +92,10 @@ def test_a_heartbeat_whose_beats_fail_beats_again_once_the_store_takes_them(
     with MetadataStore(db_url) as store:
         store.begin_run("beats", "run-beats")
         pool = store._engine.pool
-        monkeypatch.setattr(pool, "_timeout", 0.05)  # a busy pool times out in 50 ms rather than 30 s
         monkeypatch.setattr(pool, "_max_overflow", 0)
-        held = [store._engine.connect() for _ in range(pool.size())]  # every connection it may have
+        # every connection it may have, taken while a beat may hold one for a moment
+        held = [store._engine.connect() for _ in range(pool.size())]
+        monkeypatch.setattr(pool, "_timeout", 0.05)  # then a beat times out in 50 ms rather than 30 s
         time.sleep(0.5)  # beats fail meanwhile
         for conn in held:
             conn.close()
