@@ -200,6 +200,8 @@ class _Run:
                         if self.interrupted:
                             raise  # the second Ctrl-C: stop waiting
                         self._interrupt(run_id, todo, running)
+                        if not running:
+                            raise  # no step to wait for (one ended, the next not started): stopped at once
         except BaseException as e:
             # a second Ctrl-C, even one landing while the first was being taken, stops at once
             stop_now = isinstance(e, KeyboardInterrupt) and self.interrupted
@@ -231,6 +233,8 @@ class _Run:
             self.status[n.id] = ExecutionStatus.SKIPPED
             self._notify(n.id, ExecutionStatus.SKIPPED)
         todo.clear()
+        if not running:
+            return
         names = ", ".join(sorted(n.id for n in running.values()))
         print(
             f"Interrupted: no step starts now; waiting for {names} to finish. Press Ctrl-C again (or send "

@@ -89,3 +89,22 @@ def test_a_second_ctrl_c_while_the_first_is_taken_stops_at_once(tmp_path: Path) 
     with MetadataStore(f"sqlite:///{tmp_path / 'metadata.sqlite'}") as store:
         [recorded] = store.runs("ctrl_c")
         assert recorded.status == "failed"
+
+
+def test_a_first_ctrl_c_when_no_step_runs_stops_at_once_with_the_rest_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Between a step's end and the next one's start there is nothing to wait for: the run stops as a
+    second Ctrl-C stops it (so ``conveyor run`` and ``demo`` say how to resume), not "waiting for  to finish"."""
+    first = quick()
+    chain = Pipeline("ctrl_c_idle", [first, later(data=first.outputs["out"])], root=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        LocalRunner(max_workers=2, progress=ctrl_c_at(("quick", "succeeded"))).run(chain)
+    assert "waiting for" not in capsys.readouterr().err
+    with MetadataStore(f"sqlite:///{tmp_path / 'metadata.sqlite'}") as store:
+        [recorded] = store.runs("ctrl_c_idle")
+        assert recorded.status == "failed"
+        assert {k: e.status for k, e in store.run(recorded.id).executions.items()} == {
+            "quick": "succeeded",
+            "later": "skipped",
+        }
