@@ -10,8 +10,6 @@ with the index).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +18,7 @@ from sqlalchemy import inspect
 from sqlalchemy.schema import DropIndex
 
 from conveyor.metadata import MetadataStore, listing, schema
-from tests.helpers import REPO
-from tests.metadata.test_probe_indexes import OPEN, plan, whole_reads
+from tests.metadata.test_probe_indexes import open_together, plan, whole_reads
 from tests.metadata.test_probe_scale import statements
 from tests.metadata.test_store import raw_engine, run_pipeline, set_schema_version
 
@@ -120,16 +117,7 @@ def test_processes_opening_a_version_8_store_at_once_all_open_it(db_url: str, tm
     """One upgrades it, the others wait for it, then find it upgraded (none makes the index twice)."""
     old = run_pipeline(db_url, tmp_path)
     as_version_8(db_url)
-    go = tmp_path / "go"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", OPEN, db_url, str(go)], cwd=REPO, stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
-    ]
-    time.sleep(0.5)  # past their imports, so that they open together
-    go.touch()
-    for proc in procs:
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
+    open_together(db_url, tmp_path)
     assert has_index(db_url)
     with MetadataStore(db_url) as store:
         assert [r.id for r in store.runs()] == [old.id]

@@ -149,20 +149,24 @@ MetadataStore(sys.argv[1]).close()
 """
 
 
-def test_processes_opening_a_version_7_store_at_once_all_open_it(db_url: str, tmp_path: Path) -> None:
-    """One upgrades it, the others wait for it, then find it upgraded (none makes an index twice)."""
-    old = run_pipeline(db_url, tmp_path)
-    as_version_7(db_url)
+def open_together(db_url: str, tmp_path: Path, processes: int = 3) -> None:
+    """Open the store at ``db_url`` in ``processes`` processes at once; each must succeed."""
     go = tmp_path / "go"
     procs = [
         subprocess.Popen([sys.executable, "-c", OPEN, db_url, str(go)], cwd=REPO, stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
+        for _ in range(processes)
     ]
     time.sleep(0.5)  # past their imports, so that they open together
     go.touch()
     for proc in procs:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
+
+def test_processes_opening_a_version_7_store_at_once_all_open_it(db_url: str, tmp_path: Path) -> None:
+    """One upgrades it, the others wait for it, then find it upgraded (none makes an index twice)."""
+    old = run_pipeline(db_url, tmp_path)
+    as_version_7(db_url)
+    open_together(db_url, tmp_path)
     assert indexes(db_url) == set(NEW)
     with MetadataStore(db_url) as store:
         assert [r.id for r in store.runs()] == [old.id]
