@@ -70,8 +70,8 @@ class CsvFile:
         with open_stream(self.fs, self.path) as f:
             head = f.read(_SNIFF)
             more = len(head) == _SNIFF
-        if not head.strip():
-            return []
+        if not (head.removeprefix(_BOM) if _utf8(self.options.encoding) else head).strip():
+            return []  # a UTF-8 byte-order mark alone (an editor's empty file) is no header either
         if _ascii_compatible(self.options.encoding):
             if more:
                 head = head[: head.rfind(b"\n") + 1] or head
@@ -242,7 +242,10 @@ _KNOWN_STARTS = (
     (b"\xff\xfe", "is UTF-16 text (it starts with a UTF-16 byte-order mark): give ExampleGen(encoding='utf-16')."),
     (b"\xfe\xff", "is UTF-16 text (it starts with a UTF-16 byte-order mark): give ExampleGen(encoding='utf-16')."),
     (b"\x1f\x8b", "is gzip-compressed but not named so: rename it to end in .csv.gz, and ExampleGen reads it."),
-    (b"\x28\xb5\x2f\xfd", "is zstd-compressed but not named so: rename it to end in .csv.zst, and ExampleGen reads it."),
+    (
+        b"\x28\xb5\x2f\xfd",
+        "is zstd-compressed but not named so: rename it to end in .csv.zst, and ExampleGen reads it.",
+    ),
     (b"BZh", "is bzip2-compressed but not named so: rename it to end in .csv.bz2, and ExampleGen reads it."),
     (b"PK\x03\x04", "is a zip archive (an Excel .xlsx is one too): export it as CSV, or unzip it first."),
 )
@@ -286,6 +289,10 @@ def _line_ended(head: bytes, encoding: str | None) -> bytes:
     except UnicodeError:
         return head  # cut inside a character (so more follows), or not in the encoding: Arrow says which
     return head if text.endswith(("\n", "\r")) else (text + "\n").encode(encoding)
+
+
+def _utf8(encoding: str | None) -> bool:
+    return encoding is None or codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
 
 
 def _ascii_compatible(encoding: str | None) -> bool:

@@ -14,7 +14,9 @@ turn 200,000 integers into text. When the values that are not numbers are a mino
   column keeps the type of its other values.
 
 An integer column that meets a decimal becomes float64 in both cases, without a warning, when
-no value is lost. A column whose non-numbers are no minority is text, as it should be.
+no value is lost. A column whose non-numbers are no minority is text, as it should be; but when
+its non-numbers are all missing markers (``NA``, ``?``, ``null``, ...: R writes ``NA``), few or
+many, the warning names them and ``null_values``, which reads them as null and the column as numbers.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(?i:inf|in
 _LEADING_ZERO = r"^[+-]?0[0-9xX]"
 _INT64_DIGITS = 18  # every integer of up to 18 digits fits in int64
 _ORDER = {pa.null(): 0, pa.int64(): 1, pa.float64(): 2, pa.string(): 3}
+# What R, Excel, databases and people write for "no value": a numeric column holding only these
+# besides numbers wants ``null_values``, not text (nor its rows quarantined).
+_MISSING_MARKERS = frozenset({"na", "n/a", "#n/a", "null", "none", "nil", "missing", "?", "-", "--", "."})
 
 
 def minority(some: int, total: int) -> bool:
@@ -56,6 +61,7 @@ class _Column:
     first_big: tuple[str, str, int] | None = None
     first_inexact: tuple[str, str, int] | None = None  # an integer a float cannot hold exactly
     first_float: tuple[str, str, int] | None = None
+    markers: set[str] | None = field(default_factory=set)  # the non-numbers while all are missing markers
     zero: bool = False
     settled: bool = False  # text by majority: no more counting
     frozen: bool = False
@@ -65,6 +71,7 @@ class _Column:
         """A new pass with the types found: counts start again, the types stay as they are."""
         self.values = self.text = self.big = 0
         self.first_text = self.first_big = self.first_inexact = self.first_float = None
+        self.markers = set()
         self.quarantined = {}
         self.settled = self.zero
         self.frozen = True
@@ -144,14 +151,16 @@ class TextTypes:
             col.text += int(text.sum())
             col.big += int(big.sum())
             col.first_text = col.first_text or _first(arr, text, where, lines)
+            if col.markers is not None:
+                col.markers = _markers(col.markers, arr.filter(pa.array(text)))
             if big.any():
                 col.first_big = col.first_big or _first(arr, big, where, lines)
         quarantine = self.on_mismatch == "quarantine" and minority(col.text, col.values)
         if not col.frozen:
             lossy = col.first_inexact is not None and col.number == pa.float64()
             col.type = pa.string() if (col.text and not quarantine) or lossy else col.number
-        if col.text > 100 and not minority(col.text, col.values):
-            col.settled = True
+        if col.text > 100 and not minority(col.text, col.values) and col.markers is None:
+            col.settled = True  # text: no more counting (numbers beside missing markers go on, for the warning)
         return text
 
     def needs_reread(self) -> bool:
@@ -178,6 +187,9 @@ class TextTypes:
                     f"Column {name!r} holds integers a float cannot hold exactly, e.g. {value} ({where}:{line}), "
                     f"beside floats, e.g. {other} ({at}:{at_line}); it is text."
                 )
+            if col.markers and not col.zero and col.type == pa.string() and col.number != pa.null():
+                found.append(_missing_markers(name, col))
+                continue
             if col.zero or col.settled or not minority(col.text, col.values) or col.text == col.big:
                 continue
             value, where, line = col.first_text  # type: ignore[misc]
@@ -223,6 +235,27 @@ class TextTypes:
             ["" if v is None else v for v in batch.slice(i, 1).to_pylist()[0].values()]
         )
         return out.getvalue()
+
+
+def _markers(known: set[str], text: pa.Array) -> set[str] | None:
+    """``known`` and the distinct values of ``text`` while all are missing markers, else None."""
+    found = pc.unique(text)
+    if len(found) > len(_MISSING_MARKERS):  # a text column: no need to look at its values
+        return None
+    values = set(found.to_pylist())
+    return known | values if all(v.strip().lower() in _MISSING_MARKERS for v in values) else None
+
+
+def _missing_markers(name: str, col: _Column) -> str:
+    """A numeric column made text by tokens that mean "no value": name them and the fix."""
+    markers = sorted(col.markers or ())
+    _, where, line = col.first_text  # type: ignore[misc]
+    which = " or ".join(map(repr, markers))
+    return (
+        f"Column {name!r} is text because {col.text:,} of its {col.values:,} values are {which} (first at "
+        f"{where}:{line}) and the rest are numbers; if {'it marks' if len(markers) == 1 else 'they mark'} a "
+        f"missing value, give ExampleGen(null_values={markers!r}) and the column is read as numbers."
+    )
 
 
 def _first(arr: pa.Array, mask: np.ndarray, where: str, lines: Callable[[], np.ndarray] | None) -> tuple[str, str, int]:
