@@ -207,9 +207,9 @@ def create_app(
         request.state.request_id = tracking_id(asked.id, request.headers.get(REQUEST_ID_HEADER))
         if not asked.id:  # the protocol's id is the tracking id; a client's own is echoed
             asked.id = request.state.request_id
+        header, binary = oip.rest_response(served, asked, outputs)  # an output not given is a 400, not logged
         if prediction_log is not None:
             prediction_log.record(request.state.request_id, served, rows, outputs)
-        header, binary = oip.rest_response(served, asked, outputs)
         headers = {"X-Model-Version": str(served.version)}
         if not binary:
             return Response(header, media_type="application/json", headers=headers)

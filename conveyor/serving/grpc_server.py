@@ -202,9 +202,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         predicted = (
             served.model.predict(rows) if self.batcher is None else _batched(self.batcher, served, rows, context)
         )
+        # before the log: a request refused for an output the model lacks got no prediction
+        outputs = oip.output_tensors(predicted, [o.name for o in request.outputs] or None)
         if self.prediction_log is not None:
             self.prediction_log.record(logged_id, served, rows, predicted)
-        outputs = oip.output_tensors(predicted, [o.name for o in request.outputs] or None)
         response = pb.ModelInferResponse(
             model_name=served.name, model_version=str(served.version), id=request.id or logged_id
         )

@@ -348,7 +348,8 @@ def _check_value(value: Any, name: str, spec: dict[str, Any], where: str) -> Non
     if kind != "number" or type(value) is not str:
         return
     try:
-        if "_" not in value:  # float() reads "1_000"; the transform does not
+        # float() reads "1_000" and digits other than ASCII (Arabic-Indic, full-width); the transform reads neither
+        if "_" not in value and value.strip().isascii():
             float(value)
             return
     except ValueError:  # and blank text, which the transform would read as missing
