@@ -28,6 +28,12 @@ def load_pipeline(path: str) -> Pipeline:
         except Exception as e:
             msg = f"{user_line(e, path, path)}: {type(e).__name__}: {e}"
             raise ConveyorError(msg) from e
+    if found is None and (others := [k for k, v in vars(module).items() if isinstance(v, Pipeline)]):
+        msg = (
+            f"{path} defines no `pipeline`, but Pipelines named {', '.join(others)}: name the one to run "
+            "`pipeline` (or return it from `create_pipeline()`)."
+        )
+        raise ConveyorError(msg)
     if not isinstance(found, Pipeline):
         what = "defines no pipeline" if found is None else f"sets `pipeline` to {repr(found)[:60]}, which is no Pipeline"
         msg = f"{path} {what}: give it a module-level `pipeline = Pipeline(...)` or a `create_pipeline()` that returns one."

@@ -55,6 +55,13 @@ def check_store_file(path: str) -> None:
         raise MetadataError(msg)
 
 
+def root_not_a_folder(root: str | os.PathLike[str]) -> MetadataError:
+    """The error for a pipeline root that a file stands in place of, or on the path to: the
+    store and the marker under it would be said missing or unreadable, which sends the user to the wrong fix."""
+    msg = f"The pipeline root {os.fspath(root)} is not a folder (a file is in its place or on its path): give a folder (--root DIR, root= in Python)."
+    return MetadataError(msg)
+
+
 def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> str:
     """The store a command reads when it runs no pipeline (the CLI, ``ct.load(artifact_id)``).
 
@@ -76,6 +83,8 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
         return url
     folder = os.path.expanduser(os.fspath(root or os.environ.get("CONVEYOR_ROOT") or "./conveyor_root"))
     db = os.path.join(folder, "metadata.sqlite")
+    if _on_a_file(folder):
+        raise root_not_a_folder(folder)
     check_store_file(db)
     if not os.path.isfile(db) and os.path.isfile(os.path.join(folder, ROOT_MARKER)):
         msg = (
@@ -87,6 +96,17 @@ def store_url(root: str | os.PathLike[str] | None = None, metadata: str | None =
         msg = f"No metadata store at {db}: run a pipeline first, or point to one with --root or --metadata (root= or metadata= in Python)."
         raise MetadataError(msg)
     return sqlite_url(db)
+
+
+def _on_a_file(path: str) -> bool:
+    """Whether a file stands where the folder ``path``, or one on the way to it, should be."""
+    try:
+        os.stat(os.path.join(path, "metadata.sqlite"))
+    except NotADirectoryError:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def open_store(root: str | os.PathLike[str] | None = None, metadata: str | None = None) -> MetadataStore:

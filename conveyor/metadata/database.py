@@ -72,6 +72,12 @@ def open_engines(url: str, *, create: bool = True) -> tuple[Engine, Engine]:
             f"known: {', '.join(f'{d}://' for d in _SCHEMES)}."
         )
         raise MetadataError(msg)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        msg = (
+            f"Metadata URL {shown!r} names an in-memory SQLite database, which each of the store's connections "
+            "would see empty: name a file, as in sqlite:///conveyor_root/metadata.sqlite."
+        )
+        raise MetadataError(msg)
     try:
         if parsed.get_backend_name() == "sqlite":
             engine, reader = _sqlite_engines(parsed.database)

@@ -179,6 +179,7 @@ class Recorder:
 
         def _read(self) -> AbstractContextManager[Connection]: ...
         def _write(self, flush: bool = True) -> AbstractContextManager[Connection]: ...
+        def _writes(self, flush: bool = True) -> Iterator[AbstractContextManager[Connection]]: ...
         def set_artifact_state(self, artifact_ids: Iterable[int], state: str) -> None: ...
         def _type_id(self, conn: Connection, name: str) -> int: ...
         def _type_name(self, conn: Connection, tid: int) -> str: ...
@@ -207,22 +208,23 @@ class Recorder:
         now = time.time()
         properties = self._process_properties(trigger)
         c = s.contexts
-        with self._write() as conn:
-            parent = self._context_id(conn, "pipeline", pipeline)
-            if alone:  # SQLite's writes lock the whole file already (BEGIN IMMEDIATE)
-                conn.execute(select(c.c.id).where(c.c.id == parent).with_for_update())
-                going = conn.execute(
-                    select(c.c.name).where(c.c.type == "run", c.c.parent_id == parent, c.c.status == ExecutionStatus.RUNNING)
-                ).first()
-                if going is not None:
-                    msg = f"run {going.name} of {pipeline} is still going."
-                    raise RunBusyError(msg)
-            ctx = conn.execute(
-                s.contexts.insert().values(
-                    type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now, heartbeat=now,
-                    host=hostname(), pid=os.getpid(), properties=_dumps(properties),
-                )
-            ).inserted_primary_key[0]
+        for attempt in self._writes():
+            with attempt as conn:
+                parent = self._context_id(conn, "pipeline", pipeline)
+                if alone:  # SQLite's writes lock the whole file already (BEGIN IMMEDIATE)
+                    conn.execute(select(c.c.id).where(c.c.id == parent).with_for_update())
+                    going = conn.execute(
+                        select(c.c.name).where(c.c.type == "run", c.c.parent_id == parent, c.c.status == ExecutionStatus.RUNNING)
+                    ).first()
+                    if going is not None:
+                        msg = f"run {going.name} of {pipeline} is still going."
+                        raise RunBusyError(msg)
+                ctx = conn.execute(
+                    s.contexts.insert().values(
+                        type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now, heartbeat=now,
+                        host=hostname(), pid=os.getpid(), properties=_dumps(properties),
+                    )
+                ).inserted_primary_key[0]
         return self._started(pipeline, run_id, int(ctx), parent, now, properties)
 
     def join_run(self, pipeline: str, run_id: str, trigger: Mapping[str, Any] | None = None) -> Run:
@@ -244,30 +246,31 @@ class Recorder:
         now = time.time()
         properties = self._process_properties(trigger) | {"shared": True}
         c = s.contexts
-        with self._write() as conn:
-            parent = self._context_id(conn, "pipeline", pipeline)
-            found = conn.execute(select(c.c.id, c.c.parent_id, c.c.started).where(c.c.type == "run", c.c.name == run_id)).first()
-            if found is None:
-                try:
-                    with conn.begin_nested():
-                        ctx = conn.execute(
-                            c.insert().values(
-                                type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now,
-                                heartbeat=now, host=hostname(), pid=os.getpid(), properties=_dumps(properties),
-                            )
-                        ).inserted_primary_key[0]
-                    return self._started(pipeline, run_id, int(ctx), parent, now, properties)
-                except IntegrityError:  # another task made it first: join theirs
-                    found = conn.execute(select(c.c.id, c.c.parent_id, c.c.started).where(c.c.type == "run", c.c.name == run_id)).one()
-            if found.parent_id != parent:
-                msg = f"Run {run_id!r} belongs to another pipeline than {pipeline!r}; give each pipeline's runs their own ids."
-                raise MetadataError(msg)
-            conn.execute(
-                update(c).where(c.c.id == found.id).values(
-                    status=ExecutionStatus.RUNNING, ended=None, heartbeat=now, host=hostname(), pid=os.getpid(),
-                    properties=_dumps(properties),
-                )
-            )  # fmt: skip
+        for attempt in self._writes():
+            with attempt as conn:
+                parent = self._context_id(conn, "pipeline", pipeline)
+                found = conn.execute(select(c.c.id, c.c.parent_id, c.c.started).where(c.c.type == "run", c.c.name == run_id)).first()
+                if found is None:
+                    try:
+                        with conn.begin_nested():
+                            ctx = conn.execute(
+                                c.insert().values(
+                                    type="run", name=run_id, parent_id=parent, status=ExecutionStatus.RUNNING, started=now,
+                                    heartbeat=now, host=hostname(), pid=os.getpid(), properties=_dumps(properties),
+                                )
+                            ).inserted_primary_key[0]
+                        return self._started(pipeline, run_id, int(ctx), parent, now, properties)
+                    except IntegrityError:  # another task made it first: join theirs
+                        found = conn.execute(select(c.c.id, c.c.parent_id, c.c.started).where(c.c.type == "run", c.c.name == run_id)).one()
+                if found.parent_id != parent:
+                    msg = f"Run {run_id!r} belongs to another pipeline than {pipeline!r}; give each pipeline's runs their own ids."
+                    raise MetadataError(msg)
+                conn.execute(
+                    update(c).where(c.c.id == found.id).values(
+                        status=ExecutionStatus.RUNNING, ended=None, heartbeat=now, host=hostname(), pid=os.getpid(),
+                        properties=_dumps(properties),
+                    )
+                )  # fmt: skip
         return self._started(pipeline, run_id, int(found.id), parent, found.started, properties)
 
     @staticmethod
@@ -307,9 +310,10 @@ class Recorder:
 
     def end_run(self, run_id: str, status: str) -> None:
         self._stop_heartbeat(run_id)
-        with self._write() as conn:
-            c = s.contexts
-            conn.execute(update(c).where(c.c.type == "run", c.c.name == run_id).values(status=status, ended=time.time()))
+        for attempt in self._writes():
+            with attempt as conn:
+                c = s.contexts
+                conn.execute(update(c).where(c.c.type == "run", c.c.name == run_id).values(status=status, ended=time.time()))
 
     def leave_run(self, run_id: str) -> str:
         """End this process's part of a joined run (``join_run``) and return the run's status.
@@ -322,17 +326,19 @@ class Recorder:
         """
         self._stop_heartbeat(run_id)
         c, e = s.contexts, s.executions
-        with self._write() as conn:
-            ctx, _ = self._run_ids(conn, run_id)
-            latest: dict[str, str] = {}
-            for component, status in conn.execute(select(e.c.component_id, e.c.status).where(e.c.run_id == ctx).order_by(e.c.id)):
-                latest[component] = status
-            if ExecutionStatus.RUNNING in latest.values():
-                conn.execute(update(c).where(c.c.id == ctx, c.c.pid == os.getpid(), c.c.host == hostname()).values(pid=None))
-                return ExecutionStatus.RUNNING
-            status = ExecutionStatus.SUCCEEDED if set(latest.values()) <= FINISHED_WELL else ExecutionStatus.FAILED
-            conn.execute(update(c).where(c.c.id == ctx).values(status=status, ended=time.time()))
-            return status
+        for attempt in self._writes():
+            with attempt as conn:
+                ctx, _ = self._run_ids(conn, run_id)
+                latest: dict[str, str] = {}
+                for component, status in conn.execute(select(e.c.component_id, e.c.status).where(e.c.run_id == ctx).order_by(e.c.id)):
+                    latest[component] = status
+                if ExecutionStatus.RUNNING in latest.values():
+                    conn.execute(update(c).where(c.c.id == ctx, c.c.pid == os.getpid(), c.c.host == hostname()).values(pid=None))
+                    status = ExecutionStatus.RUNNING
+                else:
+                    status = ExecutionStatus.SUCCEEDED if set(latest.values()) <= FINISHED_WELL else ExecutionStatus.FAILED
+                    conn.execute(update(c).where(c.c.id == ctx).values(status=status, ended=time.time()))
+        return status
 
     def _context_id(self, conn: Connection, type_: str, name: str, **values: Any) -> int:
         c = s.contexts
@@ -423,33 +429,34 @@ class Recorder:
         fails the step; one that gc had not marked yet is counted as used, and gc keeps it.
         """
         now = time.time()
-        with self._write() as conn:
-            held = _locked(conn, {art.id for arts in inputs.values() for art in arts if art.id is not None})
-            for art in (art for arts in inputs.values() for art in arts if art.id in held):
-                art.state = held[art.id].state
-            run_ctx, pipe_ctx = self._run_ids(conn, run_id)
-            exec_id = self._insert_execution(
-                conn, run_ctx,
-                {"component_id": component_id, "component_type": component_type, "status": ExecutionStatus.RUNNING,
-                 "parameters": parameters, "code_fingerprint": code_fingerprint, "cache_key": cache_key, "attempts": 0},
-            )
-            conn.execute(update(s.executions).where(s.executions.c.id == exec_id).values(log_uri=log_for(exec_id)))
-            made: dict[str, Artifact] = {}
-            for key, cls in outputs.items():
-                uri = uri_for(exec_id, key)
-                aid = conn.execute(
-                    s.artifacts.insert().values(
-                        type_id=self._type_id(conn, cls.type_name_of()), uri=uri, state=ArtifactState.PENDING,
-                        properties="{}", created=now, updated=now,
-                    )
-                ).inserted_primary_key[0]
-                made[key] = cls(uri, id=int(aid), state=ArtifactState.PENDING)
-            self._insert_events(conn, exec_id, inputs, {k: [v] for k, v in made.items()})
-            if made:
-                conn.execute(
-                    s.attributions.insert(),
-                    [{"context_id": ctx, "artifact_id": art.id} for art in made.values() for ctx in (run_ctx, pipe_ctx)],
+        for attempt in self._writes():
+            with attempt as conn:
+                held = _locked(conn, {art.id for arts in inputs.values() for art in arts if art.id is not None})
+                for art in (art for arts in inputs.values() for art in arts if art.id in held):
+                    art.state = held[art.id].state
+                run_ctx, pipe_ctx = self._run_ids(conn, run_id)
+                exec_id = self._insert_execution(
+                    conn, run_ctx,
+                    {"component_id": component_id, "component_type": component_type, "status": ExecutionStatus.RUNNING,
+                     "parameters": parameters, "code_fingerprint": code_fingerprint, "cache_key": cache_key, "attempts": 0},
                 )
+                conn.execute(update(s.executions).where(s.executions.c.id == exec_id).values(log_uri=log_for(exec_id)))
+                made: dict[str, Artifact] = {}
+                for key, cls in outputs.items():
+                    uri = uri_for(exec_id, key)
+                    aid = conn.execute(
+                        s.artifacts.insert().values(
+                            type_id=self._type_id(conn, cls.type_name_of()), uri=uri, state=ArtifactState.PENDING,
+                            properties="{}", created=now, updated=now,
+                        )
+                    ).inserted_primary_key[0]
+                    made[key] = cls(uri, id=int(aid), state=ArtifactState.PENDING)
+                self._insert_events(conn, exec_id, inputs, {k: [v] for k, v in made.items()})
+                if made:
+                    conn.execute(
+                        s.attributions.insert(),
+                        [{"context_id": ctx, "artifact_id": art.id} for art in made.values() for ctx in (run_ctx, pipe_ctx)],
+                    )
         return exec_id, made
 
     def record_finish(
@@ -498,29 +505,31 @@ class Recorder:
                 if why not in (error or ""):
                     error = f"{error or ''}\n(The properties of the output at {art.uri} are not kept: {why}.)"
         files = {art.id: _files_record(manifest(art.uri)) if live else None for art in outputs}
-        with self._write() as conn:
-            ended = conn.execute(
-                update(e).where(e.c.id == exec_id, e.c.status == ExecutionStatus.RUNNING).values(
-                    status=status, ended=now, error=_clipped(error), attempts=attempts,
-                    discovered_files=_dumps(dict(discovered_files)) if discovered_files else None,
-                )
-            )  # fmt: skip
-            if ended.rowcount != 1:
-                raise MetadataError(_not_running(conn, exec_id))
-            for art in outputs:
-                conn.execute(
-                    update(a).where(a.c.id == art.id).values(
-                        state=state, updated=now, uri=art.uri, files=files[art.id],
-                        properties=properties[art.id], fingerprint=art.fingerprint if live else None,
+        for attempt in self._writes():
+            with attempt as conn:
+                ended = conn.execute(
+                    update(e).where(e.c.id == exec_id, e.c.status == ExecutionStatus.RUNNING).values(
+                        status=status, ended=now, error=_clipped(error), attempts=attempts,
+                        discovered_files=_dumps(dict(discovered_files)) if discovered_files else None,
                     )
-                )
-                art.state = state
+                )  # fmt: skip
+                if ended.rowcount != 1:
+                    raise MetadataError(_not_running(conn, exec_id))
+                for art in outputs:
+                    conn.execute(
+                        update(a).where(a.c.id == art.id).values(
+                            state=state, updated=now, uri=art.uri, files=files[art.id],
+                            properties=properties[art.id], fingerprint=art.fingerprint if live else None,
+                        )
+                    )
+                    art.state = state
 
     def record_attempt(self, exec_id: int, attempts: int, error: str) -> None:
         """Note a failed attempt of an execution that will be tried again."""
-        with self._write() as conn:
-            e = s.executions
-            conn.execute(update(e).where(e.c.id == exec_id).values(attempts=attempts, error=_clipped(error)))
+        for attempt in self._writes():
+            with attempt as conn:
+                e = s.executions
+                conn.execute(update(e).where(e.c.id == exec_id).values(attempts=attempts, error=_clipped(error)))
 
     def record_cached(
         self,
@@ -541,21 +550,22 @@ class Recorder:
         now = time.time()
         ids = {art.id for arts in source.outputs.values() for art in arts if art.id is not None}
         used = {art.id for arts in inputs.values() for art in arts if art.id is not None}
-        with self._write(flush=False) as conn:
-            if not _still_live(conn, ids, used):
-                return None
-            run_ctx, pipe_ctx = self._run_ids(conn, run_id)
-            exec_id = self._insert_execution(
-                conn, run_ctx,
-                {"component_id": component_id or source.component_id, "component_type": component_type, "status": ExecutionStatus.CACHED,
-                 "parameters": source.parameters, "code_fingerprint": source.code_fingerprint,
-                 "cache_key": source.cache_key, "cached_from": source.cached_from or source.id,
-                 "log_uri": source.log_uri, "started": now, "ended": now, "attempts": 0,
-                 "discovered_files": _dumps(source.discovered_files) if source.discovered_files else None},
-            )
-            self._insert_events(conn, exec_id, inputs, source.outputs)
-            if ids:
-                self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
+        for attempt in self._writes(flush=False):
+            with attempt as conn:
+                if not _still_live(conn, ids, used):
+                    return None
+                run_ctx, pipe_ctx = self._run_ids(conn, run_id)
+                exec_id = self._insert_execution(
+                    conn, run_ctx,
+                    {"component_id": component_id or source.component_id, "component_type": component_type, "status": ExecutionStatus.CACHED,
+                     "parameters": source.parameters, "code_fingerprint": source.code_fingerprint,
+                     "cache_key": source.cache_key, "cached_from": source.cached_from or source.id,
+                     "log_uri": source.log_uri, "started": now, "ended": now, "attempts": 0,
+                     "discovered_files": _dumps(source.discovered_files) if source.discovered_files else None},
+                )
+                self._insert_events(conn, exec_id, inputs, source.outputs)
+                if ids:
+                    self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
         return exec_id
 
     def record_resolved(
@@ -576,29 +586,32 @@ class Recorder:
         """
         now = time.time()
         status = ExecutionStatus.SUCCEEDED if error is None else ExecutionStatus.FAILED
-        with self._write() as conn:
-            run_ctx, pipe_ctx = self._run_ids(conn, run_id)
-            exec_id = self._insert_execution(
-                conn, run_ctx,
-                {"component_id": component_id, "component_type": component_type, "status": status,
-                 "parameters": parameters, "code_fingerprint": code_fingerprint, "started": now, "ended": now,
-                 "error": error, "attempts": 1},
-            )
-            self._insert_events(conn, exec_id, {}, outputs)
-            ids = {art.id for arts in outputs.values() for art in arts if art.id is not None}
-            if ids:
-                self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
+        for attempt in self._writes():
+            with attempt as conn:
+                run_ctx, pipe_ctx = self._run_ids(conn, run_id)
+                exec_id = self._insert_execution(
+                    conn, run_ctx,
+                    {"component_id": component_id, "component_type": component_type, "status": status,
+                     "parameters": parameters, "code_fingerprint": code_fingerprint, "started": now, "ended": now,
+                     "error": error, "attempts": 1},
+                )
+                self._insert_events(conn, exec_id, {}, outputs)
+                ids = {art.id for arts in outputs.values() for art in arts if art.id is not None}
+                if ids:
+                    self._attribute(conn, [(ctx, i) for i in ids for ctx in (run_ctx, pipe_ctx)])
         return exec_id
 
     def record_skipped(self, run_id: str, *, component_id: str, component_type: str, reason: str) -> int:
         now = time.time()
-        with self._write(flush=False) as conn:
-            run_ctx, _ = self._run_ids(conn, run_id)
-            return self._insert_execution(
-                conn, run_ctx,
-                {"component_id": component_id, "component_type": component_type, "status": ExecutionStatus.SKIPPED,
-                 "started": now, "ended": now, "error": reason, "attempts": 0},
-            )
+        for attempt in self._writes(flush=False):
+            with attempt as conn:
+                run_ctx, _ = self._run_ids(conn, run_id)
+                exec_id = self._insert_execution(
+                    conn, run_ctx,
+                    {"component_id": component_id, "component_type": component_type, "status": ExecutionStatus.SKIPPED,
+                     "started": now, "ended": now, "error": reason, "attempts": 0},
+                )
+        return exec_id
 
     # -- lookups before a step runs -------------------------------------------------------
     def find_cached(self, cache_key: str) -> Execution | None:
@@ -629,9 +642,10 @@ class Recorder:
             self.set_artifact_state(broken, ArtifactState.ABANDONED)
         if moved:
             a = s.artifacts
-            with self._write() as conn:
-                for aid, now in moved.items():
-                    conn.execute(update(a).where(a.c.id == aid).values(files=_files_record(now)))
+            for attempt in self._writes():
+                with attempt as conn:
+                    for aid, now in moved.items():
+                        conn.execute(update(a).where(a.c.id == aid).values(files=_files_record(now)))
         return found
 
     @staticmethod

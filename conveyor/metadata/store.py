@@ -18,7 +18,8 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -116,6 +117,31 @@ def _uses(conn: Connection, ids: Sequence[int]) -> dict[int, int]:
     return counts
 
 
+_WRITE_TRIES = 3  # a write transaction's tries when the server ends its connection (``MetadataStore._writes``)
+
+
+class _WriteAttempt:
+    """One try of a write transaction: a lost connection before the commit is let go, for the next try."""
+
+    def __init__(self, transaction: AbstractContextManager[Connection], *, last: bool) -> None:
+        self._transaction = transaction
+        self._last = last
+        self.committed = False
+
+    def __enter__(self) -> Connection:
+        return self._transaction.__enter__()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
+        lost = isinstance(error, DBAPIError) and error.connection_invalidated
+        if lost and not self._last:
+            with contextlib.suppress(MetadataError):  # the rollback's report of it
+                self._transaction.__exit__(kind, error, tb)
+            return True
+        handled = self._transaction.__exit__(kind, error, tb)  # the commit; its error leaves as a MetadataError
+        self.committed = error is None
+        return bool(handled)
+
+
 class MetadataStore(Recorder):
     """The record of every run, execution, artifact and the events that join them.
 
@@ -211,6 +237,22 @@ class MetadataStore(Recorder):
                 yield conn
         except DBAPIError as e:
             raise database_error(e, "write to", self.url) from e
+
+    def _writes(self, flush: bool = True) -> Iterator[_WriteAttempt]:
+        """``_write`` tried again on a connection the server ended before the commit: ``for
+        attempt in self._writes(): with attempt as conn: ...``.
+
+        A restart, ``pg_terminate_backend``, MySQL's ``KILL`` or a proxy's idle timeout may end
+        a pooled connection after its check or in the middle of a transaction: nothing of it was
+        written, so it runs again on a new connection, where it failed the run (30 short steps
+        with the store's connections killed every 100 ms: 8 runs of 8 failed, 4 with this). One
+        lost during the commit is not tried again, as the commit may have happened.
+        """
+        for left in range(_WRITE_TRIES - 1, -1, -1):
+            attempt = _WriteAttempt(self._write(flush), last=left == 0)
+            yield attempt
+            if attempt.committed:
+                return
 
     # -- small helpers --------------------------------------------------------------------
     def _type_id(self, conn: Connection, name: str) -> int:
@@ -330,20 +372,21 @@ class MetadataStore(Recorder):
         now = time.time()
         e, a, ev = s.executions, s.artifacts, s.events
         running, failed = ExecutionStatus.RUNNING, ExecutionStatus.FAILED
-        with self._write() as conn:
-            for r, why in dead:
-                last_seen = min(r.last_seen or now, now)
-                steps = select(e.c.id).where(e.c.run_id == r.id, e.c.status == running)
-                made = select(ev.c.artifact_id).where(ev.c.execution_id.in_(steps), ev.c.type == "OUTPUT")
-                conn.execute(
-                    update(a).where(a.c.id.in_(made), a.c.state == ArtifactState.PENDING)
-                    .values(state=ArtifactState.ABANDONED, updated=now)
-                )
-                ended = case((e.c.started > last_seen, e.c.started), else_=last_seen)
-                conn.execute(update(e).where(e.c.run_id == r.id, e.c.status == running).values(status=failed, ended=ended, error=why))
-                last_step = conn.execute(select(func.max(e.c.ended)).where(e.c.run_id == r.id)).scalar()
-                run_ended = max(last_seen, min(last_step or last_seen, now))
-                conn.execute(update(c).where(c.c.id == r.id, c.c.status == running).values(status=failed, ended=run_ended))
+        for attempt in self._writes():
+            with attempt as conn:
+                for r, why in dead:
+                    last_seen = min(r.last_seen or now, now)
+                    steps = select(e.c.id).where(e.c.run_id == r.id, e.c.status == running)
+                    made = select(ev.c.artifact_id).where(ev.c.execution_id.in_(steps), ev.c.type == "OUTPUT")
+                    conn.execute(
+                        update(a).where(a.c.id.in_(made), a.c.state == ArtifactState.PENDING)
+                        .values(state=ArtifactState.ABANDONED, updated=now)
+                    )
+                    ended = case((e.c.started > last_seen, e.c.started), else_=last_seen)
+                    conn.execute(update(e).where(e.c.run_id == r.id, e.c.status == running).values(status=failed, ended=ended, error=why))
+                    last_step = conn.execute(select(func.max(e.c.ended)).where(e.c.run_id == r.id)).scalar()
+                    run_ended = max(last_seen, min(last_step or last_seen, now))
+                    conn.execute(update(c).where(c.c.id == r.id, c.c.status == running).values(status=failed, ended=run_ended))
         return [r.name for r, _ in dead]
 
     def _runs(
@@ -534,9 +577,10 @@ class MetadataStore(Recorder):
     def set_artifact_state(self, artifact_ids: Iterable[int], state: str) -> None:
         ids = list(artifact_ids)
         a = s.artifacts
-        with self._write() as conn:
-            for chunk in _chunks(ids):
-                conn.execute(update(a).where(a.c.id.in_(chunk)).values(state=state, updated=time.time()))
+        for attempt in self._writes():
+            with attempt as conn:
+                for chunk in _chunks(ids):
+                    conn.execute(update(a).where(a.c.id.in_(chunk)).values(state=state, updated=time.time()))
 
     def uses(self, artifact_ids: Iterable[int]) -> dict[int, int]:
         """How many events name each artifact. A run that takes one (a cache hit, an input) adds
@@ -555,17 +599,18 @@ class MetadataStore(Recorder):
         """
         a = s.artifacts
         deleted: set[int] = set()
-        with self._write() as conn:
-            for chunk in _chunks(sorted(seen)):
-                held = conn.execute(
-                    select(a.c.id).where(a.c.id.in_(chunk), a.c.state == ArtifactState.LIVE).order_by(a.c.id)
-                    .with_for_update(key_share=True)  # PostgreSQL: a new row's foreign key check need not wait
-                ).scalars().all()  # fmt: skip
-                now = _uses(conn, held)
-                unused = [i for i in held if now[i] == seen[i]]
-                if unused:
-                    conn.execute(update(a).where(a.c.id.in_(unused)).values(state=ArtifactState.DELETED, updated=time.time()))
-                deleted.update(unused)
+        for attempt in self._writes():
+            with attempt as conn:
+                for chunk in _chunks(sorted(seen)):
+                    held = conn.execute(
+                        select(a.c.id).where(a.c.id.in_(chunk), a.c.state == ArtifactState.LIVE).order_by(a.c.id)
+                        .with_for_update(key_share=True)  # PostgreSQL: a new row's foreign key check need not wait
+                    ).scalars().all()  # fmt: skip
+                    now = _uses(conn, held)
+                    unused = [i for i in held if now[i] == seen[i]]
+                    if unused:
+                        conn.execute(update(a).where(a.c.id.in_(unused)).values(state=ArtifactState.DELETED, updated=time.time()))
+                    deleted.update(unused)
         return deleted
 
     # -- lineage --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 
 from conveyor.exceptions import MetadataError
-from conveyor.metadata import ROOT_MARKER
+from conveyor.metadata import ROOT_MARKER, root_not_a_folder
 from conveyor.metadata.store import MetadataStore
 
 MARKER = ROOT_MARKER
@@ -54,6 +54,8 @@ def _bound(root: str | Path) -> tuple[str, str] | None:
         return recorded["store"], recorded.get("url", "?")
     except FileNotFoundError:
         return None
+    except NotADirectoryError as e:
+        raise root_not_a_folder(root) from e
     except (OSError, ValueError, KeyError, TypeError) as e:
         msg = f"Cannot read {marker}, which names the metadata store the root belongs to ({e}); delete it to bind anew."
         raise MetadataError(msg) from e
