@@ -462,7 +462,7 @@ def runs(pipeline: str | None, limit: int, as_json: bool, root: str, metadata: s
 @cli.command()
 @click.argument("run_or_artifact_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--html", "html_out", metavar="OUT", callback=home, help="Write an HTML report (statistics, anomalies, a schema, an evaluation).")
+@click.option("--html", "html_out", metavar="OUT", callback=home, help="Write an HTML page: a run's steps, or a statistics, anomalies, schema or evaluation artifact.")
 @click.option(
     "--model-card", "card_dir", metavar="DIR", callback=home, help="For a Model: write model_card.md and model_card.html into DIR."
 )
@@ -502,15 +502,18 @@ def show(
     number = given.isascii() and given.isdigit()  # '²' is a digit to str.isdigit, and no artifact id
     with _open_store(root, metadata) as store:
         if not number or _numbered_run(store, given, step):  # run-..., latest, a prefix, a --run-id
-            if html_out:
-                msg = f"--html renders a statistics, anomalies, schema or evaluation artifact (its number); {ref} is a run."
+            if compare is not None:
+                msg = f"--compare puts statistics side by side; {ref} is a run."
                 raise UserError(msg)
             run_id = _run_id(store, given)
             found = store.run(run_id)
-            if step:
-                if step not in found.executions:
-                    msg = f"Run {run_id} has no step {step!r}; it has {sorted(found.executions)}."
-                    raise UserError(msg)
+            if step and step not in found.executions:
+                msg = f"Run {run_id} has no step {step!r}; it has {sorted(found.executions)}."
+                raise UserError(msg)
+            if html_out:
+                shown = [found.executions[step]] if step else list(found.executions.values())
+                _write(Path(html_out), render.run_page(found, shown, lines))
+            elif step:
                 render.execution(found.executions[step], as_json, lines)
             else:
                 render.run(found, as_json, lines)

@@ -304,6 +304,17 @@ def run(r: Run, as_json: bool, lines: int) -> None:
             _failure(x, lines)
 
 
+def run_page(r: Run, steps: Sequence[Execution], lines: int) -> str:
+    """The HTML of ``show RUN --html``: ``steps`` of ``r`` with their notes and, for those that
+    failed, the last ``lines`` lines of their logs (as the terminal shows them)."""
+    from conveyor.report.run import run_html
+
+    shown = run_dict(r) | {"executions": [execution_dict(x) for x in steps]}
+    said = {x.component_id: [line.plain for line in notes(x, limit=None)] for x in steps}
+    logs = {x.component_id: tail(x.log_uri, lines) for x in steps if x.status == ExecutionStatus.FAILED}
+    return run_html(shown, trigger_text(r.trigger), said, logs)
+
+
 def _failure(x: Execution, lines: int) -> None:
     first = x.error.splitlines()[0] if x.error else ""
     tried = f" after {x.attempts} attempt(s)" if x.attempts else ""  # a step whose process died counted none
