@@ -176,12 +176,12 @@ def _has_news(dbapi_conn: Any) -> bool:
         return True
 
 
-def _sqlite_engines(database: str | None) -> tuple[Engine, Engine]:
-    """A SQLite file's writer (``BEGIN IMMEDIATE``) and reader, both in WAL with a busy timeout."""
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        check_store_file(database)
-    url = URL.create("sqlite", database=database or ":memory:")  # not glued: a '?' in a folder's name would end it
+def _sqlite_engines(database: str) -> tuple[Engine, Engine]:
+    """A SQLite file's writer (``BEGIN IMMEDIATE``) and reader, both in WAL with a busy timeout
+    (a database in memory is refused before: each connection would have its own)."""
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    check_store_file(database)
+    url = URL.create("sqlite", database=database)  # not glued: a '?' in a folder's name would end it
     engines = []
     for writer in (True, False):
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
@@ -225,7 +225,7 @@ def _set_wal(cur: Any) -> None:
             delay = min(delay * 2, 0.1)
 
 
-def _sqlite_read_only(database: str | None, url: str) -> Engine | None:
+def _sqlite_read_only(database: str, url: str) -> Engine | None:
     """A read-only view of a SQLite store that cannot be opened for writing; None if there is none.
 
     ``mode=ro`` sees what a writer commits meanwhile, but needs the write-ahead log's index
@@ -234,7 +234,7 @@ def _sqlite_read_only(database: str | None, url: str) -> Engine | None:
     A store of another schema version is refused saying so: an older one needs an upgrade,
     which this user cannot write.
     """
-    if not database or database == ":memory:" or not os.path.isfile(database):
+    if not os.path.isfile(database):
         return None
     path = quote(os.path.abspath(database))
     wal = Path(f"{database}-wal")

@@ -20,7 +20,9 @@ the records they send back. Workers of other runners log where their runner puts
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import difflib
 import functools
 import importlib.util
 import json
@@ -151,23 +153,96 @@ class BeamEngine:
 
 
 def _refusal(args: Sequence[str]) -> str | None:
-    """Why Beam's options parser refuses ``args`` (a value of the wrong type, an unknown choice), or None.
+    """Why Beam would refuse ``args``, or run without some of them unsaid; None when it takes them all.
 
-    Beam's own parse reports it by printing its usage and exiting the process (``SystemExit``),
-    which would end the user's whole run; this parser is built as Beam builds its own, but raises.
+    Beam's own parse reports a bad value by printing its usage and exiting the process
+    (``SystemExit``), which would end the user's whole run; this parser is built as Beam builds
+    its own, but raises. Beam only logs, in the step's log, that it drops a word that is no
+    option (``direct_num_workers=2``) and an option its Python runners do not know (a typo such
+    as ``--direct_num_worker=2``): the step would run without it, on one worker.
     """
-    import argparse
+    try:
+        parser = _options_parser()
+        known, unknown = parser.parse_known_args(list(args))
+        if _canonical_runner(known.runner or "DirectRunner") == "DaskRunner":
+            import apache_beam.runners.dask.dask_runner  # noqa: F401  # registers DaskOptions, whose flags it takes
 
+            parser = _options_parser()
+            known, unknown = parser.parse_known_args(list(args))
+    except argparse.ArgumentError as e:
+        return str(e)
+    given = known.runner or "DirectRunner"
+    if (refused := _runner_refusal(given)) is not None:
+        return refused
+    runner = _canonical_runner(given)
+    options = [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
+    flags, strays = _unknown_words(unknown)
+    if strays:
+        name = strays[0].lstrip("-").split("=", 1)[0]
+        hint = f" (did you mean '--{strays[0].lstrip('-')}'?)" if f"--{name}" in options else ""
+        return (
+            f"{strays[0]!r} is no option, and Beam would drop it: an option is '--name=value' or '--name value'{hint}"
+        )
+    if flags and runner in _PYTHON_RUNNERS.values():
+        close = difflib.get_close_matches(flags[0], options, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{flags[0]} is no option of Beam's {runner}, which would run without it{hint}"
+    if known.direct_num_workers is not None and known.direct_num_workers < 0:
+        return f"--direct_num_workers must be 0 (as many workers as CPUs) or more, got {known.direct_num_workers}"
+    return None
+
+
+def _options_parser() -> argparse.ArgumentParser:
+    """Beam's parser of every options class registered so far, made as Beam makes its own but raising on a bad value."""
     from apache_beam.options import pipeline_options
 
     parser = pipeline_options._BeamArgumentParser(allow_abbrev=False, exit_on_error=False)
     for options_class in {str(c): c for c in pipeline_options.PipelineOptions.__subclasses__()}.values():
         options_class._add_argparse_args(parser)
-    try:
-        parser.parse_known_args(list(args))
-    except argparse.ArgumentError as e:
-        return str(e)
-    return None
+    return parser
+
+
+_PYTHON_RUNNERS = {"directrunner": "DirectRunner", "daskrunner": "DaskRunner"}
+"""The runners conveyor makes itself (``_pipeline``), by the key Beam reads a runner's name by."""
+
+
+def _canonical_runner(given: str) -> str:
+    """The runner's class name as Beam reads ``given``: ``direct``, ``Direct`` and ``DirectRunner`` name one runner."""
+    name = given.rsplit(".", 1)[-1]
+    key = name.lower() if name.lower().endswith("runner") else f"{name.lower()}runner"
+    return _PYTHON_RUNNERS.get(key, name)
+
+
+def _runner_refusal(given: str) -> str | None:
+    """Why ``--runner=given`` names no runner, said before Beam's own error, which leaves out the DaskRunner; a class's full path is Beam's to import."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    known = {path.rsplit(".", 1)[-1].lower() for path in StandardOptions.ALL_KNOWN_RUNNERS}
+    if (
+        "." in given
+        or _canonical_runner(given) in _PYTHON_RUNNERS.values()
+        or {given.lower(), f"{given.lower()}runner"} & known
+    ):
+        return None
+    names = "DirectRunner, DaskRunner, FlinkRunner, SparkRunner, DataflowRunner, PortableRunner"
+    return f"--runner={given} is no runner Beam knows; give one of {names}, or a runner class's full path"
+
+
+def _unknown_words(unknown: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The unknown ``--name``s, and the words no option takes, read from what the parser left as Beam reads them."""
+    flags: list[str] = []
+    strays: list[str] = []
+    i = 0
+    while i < len(unknown):
+        word = unknown[i]
+        if word.startswith("--") and len(word) > 2:
+            flags.append(word.split("=", 1)[0])
+            takes_next = "=" not in word and i + 1 < len(unknown) and not unknown[i + 1].startswith("-")
+            i += 2 if takes_next else 1
+        else:
+            strays.append(word)
+            i += 1
+    return flags, strays
 
 
 # Beam's SDK workers (multi_processing) log at INFO: dozens of lines a step in its log, around
@@ -253,10 +328,10 @@ def _temp_location(options: PipelineOptions) -> str | None:
 
 
 def _runner_name(options: PipelineOptions) -> str:
-    """``--runner``'s class name (Beam takes a short name or a full path); DirectRunner when not given."""
+    """``--runner``'s class name (Beam takes a short name in any case, or a full path); DirectRunner when not given."""
     from apache_beam.options.pipeline_options import StandardOptions
 
-    return str(options.view_as(StandardOptions).runner or "DirectRunner").rsplit(".", 1)[-1]
+    return _canonical_runner(str(options.view_as(StandardOptions).runner or "DirectRunner"))
 
 
 def _python_direct_runner(options: PipelineOptions, log: IO[str] | None) -> Any:
