@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.exceptions import ArtifactError
-from conveyor.report.page import HUES, asset, escape, format_apart, format_number, page
+from conveyor.report.page import HUES, asset, escape, format_apart, format_number, isolate, page
 
 METRICS_FILE = "metrics.json"
 EXPLANATIONS_FILE = "explanations.json"
@@ -130,7 +130,12 @@ def _validation(validation: Any) -> str:
         if isinstance(c, dict)
     )
     head = "<tr><th class=l>metric</th><th class=l>threshold</th><th>bound</th><th>value</th><th>baseline</th><th class=l>result</th></tr>"
-    return f'<section id="validation"><h2>Validation</h2><table class="checks"><thead>{head}</thead><tbody>{rows}</tbody></table></section>'
+    reason = validation.get("reason")
+    why = f"<p>{escape(reason)}</p>" if reason and not validation.get("blessed") else ""
+    return (
+        f'<section id="validation"><h2>Validation</h2>{why}<table class="checks"><thead>{head}</thead>'
+        f"<tbody>{rows}</tbody></table></section>"
+    )
 
 
 def _scalar_names(slices: list[dict[str, Any]]) -> list[str]:
@@ -166,7 +171,7 @@ def _slices_table(slices: list[dict[str, Any]], has_baseline: bool) -> str:
         rows.append(
             f'<tr class="small" data-too-small="{escape(" | ".join(small))}"><th class="l">too small</th><td>-</td>'
             f'<td class="l muted wrap" colspan="{len(names)}">{len(small)} slices with fewer rows than min_slice_size, '
-            f"no metric shown: {escape(', '.join(small))}</td></tr>"
+            f"no metric shown: {', '.join(map(isolate, small))}</td></tr>"
         )
     note = (
         "interval: bootstrap bounds; below it, the baseline's value" if has_baseline else "interval: bootstrap bounds"

@@ -22,7 +22,7 @@ import yaml
 
 from conveyor.artifacts import Artifact, Schema
 from conveyor.exceptions import ArtifactError
-from conveyor.report.page import cut, escape, page
+from conveyor.report.page import cut, escape, isolate, page
 
 MAX_INLINE_CHARS = 1_500_000
 FRAME_HEIGHT = 640
@@ -155,8 +155,7 @@ def _presence(presence: Any) -> str:
 def _domain(domain: Any) -> str:
     if isinstance(domain, dict) and isinstance(domain.get("values"), list):
         values = domain["values"]
-        shown = ", ".join(map(str, values[:8])) + (f", … ({len(values)} values)" if len(values) > 8 else "")
-        return escape(shown)
+        return ", ".join(map(isolate, values[:8])) + (f", … ({len(values)} values)" if len(values) > 8 else "")
     return _inline(domain)
 
 

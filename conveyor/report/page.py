@@ -26,6 +26,12 @@ def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def isolate(value: Any) -> str:
+    """A value from the data, escaped, in a ``<bdi>``: right-to-left text or a stray direction mark in it
+    cannot reorder the numbers and words written beside it ("%001 live" for "evil 100%")."""
+    return f"<bdi>{escape(value)}</bdi>"
+
+
 def cut(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` characters, an ellipsis ending it where it was longer."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

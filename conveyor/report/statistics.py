@@ -25,7 +25,7 @@ from typing import Any
 from conveyor._internal import slice_names
 from conveyor.artifacts import SPLIT_PREFIX, ExampleAnomalies, ExampleStatistics, split_dir, split_names
 from conveyor.exceptions import ArtifactError
-from conveyor.report.page import HUES, asset, cut, escape, format_number, format_share, format_value, page
+from conveyor.report.page import HUES, asset, cut, escape, format_number, format_share, format_value, isolate, page
 
 SEVERITIES = {"error": 2, "warning": 1, "info": 0}
 TOP_SHOWN = 8
@@ -34,6 +34,7 @@ SLICES_SHOWN = 100  # per slicing, the largest: a slicing on an id would make a 
 NAME_CHARS = 120  # a longer feature name is cut where it is shown, whole in its tooltip
 BINS = 10
 SVG_W, SVG_H = 260, 56
+AXIS_CHAR_W = 6.2  # pixels a character of the 10px axis text takes, at most
 TEMPORAL_TYPES = ("date", "datetime")
 _EPOCH = dt.datetime(1970, 1, 1)
 SHORT_TEST = {
@@ -244,7 +245,9 @@ def _anomaly_table(entries: list[tuple[str, dict[str, Any]]], ids: dict[str, str
         if feature is None:
             where = '<span class="muted">(dataset)</span>'
         elif str(feature) in ids:
-            where = f'<a href="#{ids[str(feature)]}" title="{escape(feature)}">{escape(cut(str(feature), NAME_CHARS))}</a>'
+            where = (
+                f'<a href="#{ids[str(feature)]}" title="{escape(feature)}">{escape(cut(str(feature), NAME_CHARS))}</a>'
+            )
         else:
             where = f'<span title="{escape(feature)}">{escape(cut(str(feature), NAME_CHARS))}</span>'
         rows.append(
@@ -459,13 +462,18 @@ def _histogram_svg(present: list[Present], text: Callable[[float], str] = format
                 f'<rect x="{i * group + left + j * bar:.1f}" y="{SVG_H - height:.1f}" width="{bar:.1f}" '
                 f'height="{height:.1f}" fill="{colour}"><title>{escape(tip)}</title></rect>'
             )
+    ends = (text(lo), text(hi))
+    # Ends too long to share a line (a datetime with its zone) are stacked: the right one a line lower.
+    below = 12 if sum(map(len, ends)) * AXIS_CHAR_W + 8 > SVG_W else 0
+    height = SVG_H + 15 + below
     axis = f'<line x1="0" y1="{SVG_H + 0.5}" x2="{SVG_W}" y2="{SVG_H + 0.5}" stroke="#9aa3ad"/>' + (
-        f'<text x="0" y="{SVG_H + 12}">{text(lo)}</text><text x="{SVG_W}" y="{SVG_H + 12}" text-anchor="end">{text(hi)}</text>'
+        f'<text x="0" y="{SVG_H + 12}">{ends[0]}</text>'
+        f'<text x="{SVG_W}" y="{SVG_H + 12 + below}" text-anchor="end">{ends[1]}</text>'
         if hi > lo
-        else f'<text x="{SVG_W / 2}" y="{SVG_H + 12}" text-anchor="middle">all {text(lo)}</text>'
+        else f'<text x="{SVG_W / 2}" y="{SVG_H + 12}" text-anchor="middle">all {ends[0]}</text>'
     )
     return (
-        f'<svg class="hist" width="{SVG_W}" height="{SVG_H + 15}" viewBox="0 0 {SVG_W} {SVG_H + 15}" role="img" '
+        f'<svg class="hist" width="{SVG_W}" height="{height}" viewBox="0 0 {SVG_W} {height}" role="img" '
         f'aria-label="histogram, share of each split per bin">{"".join(rects)}{axis}</svg>'
     )
 
@@ -626,9 +634,9 @@ def _slice_stats(part: dict[str, Any], f: dict[str, Any] | None) -> str:
     else:
         top = f.get("top_values")
         first = top[0] if isinstance(top, list) and top and isinstance(top[0], dict) else {}
-        shown = str(first.get("value", "-"))
-        shown = cut(shown, SLICE_VALUE_CHARS)
-        text = f"{escape(shown)} {format_share(first.get('count'), f.get('count'))}"
+        value = first.get("value", "-")
+        shown = '<span class="muted">(empty)</span>' if value == "" else isolate(cut(str(value), SLICE_VALUE_CHARS))
+        text = f"{shown} {format_share(first.get('count'), f.get('count'))}"
     return f"<div>{' · '.join(t for t in (text, missing) if t)}</div>"
 
 
