@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import importlib.util
 import json
 import math
 import os
@@ -28,6 +29,7 @@ INFRA_BLESSED, INFRA_NOT_BLESSED = "INFRA_BLESSED", "INFRA_NOT_BLESSED"
 """The verdict as a file of the blessing (TFX's marker): a step's cache key reads its inputs' files,
 not their properties, so a Pusher given a new verdict on the same model must not be taken from cache."""
 STOP_SECONDS = 10.0
+SERVER_NEEDS = ("starlette", "uvicorn", "grpc", "google.protobuf", "prometheus_client")  # conveyor[serve]
 
 
 class NotBlessedError(Exception):
@@ -92,6 +94,7 @@ class InfraValidator(Component):
     ) -> None:
         # a misspelt split is the pipeline's fault, not the model's: the step fails, before a server starts
         check_splits([split], split_names(examples.uri), what="InfraValidator: split", error=ComponentError)
+        check_server_installed()
         log = Path(blessing.uri) / LOG_FILE
         # ``model``: a Pusher pushes only the model its blessings judged
         blessing.properties.update(blessed=False, reason="", requests=0, model=model.id)
@@ -120,6 +123,29 @@ class InfraValidator(Component):
         (Path(blessing.uri) / (INFRA_BLESSED if blessing.properties["blessed"] else INFRA_NOT_BLESSED)).touch()
         verdict = "blessed" if blessing.properties["blessed"] else f"NOT blessed: {blessing.properties['reason']}"
         print(f"InfraValidator: {verdict}")
+
+
+def check_server_installed() -> None:
+    """Fail the step when this Python lacks what ``conveyor serve`` needs: the environment's fault,
+    not the model's, which a verdict of "not blessed" would blame (and the Pusher then skip, unsaid).
+
+    Raises:
+        ComponentError: a module of ``conveyor[serve]`` is not installed.
+    """
+    missing = [name for name in SERVER_NEEDS if not _installed(name)]
+    if missing:
+        msg = (
+            f"InfraValidator starts the model server, which needs {', '.join(missing)}, not installed in "
+            f"{sys.executable}: pip install 'conveyor[serve]' there (an orchestrator's workers too)."
+        )
+        raise ComponentError(msg)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a dotted name whose parent package is missing
+        return False
 
 
 _BOUND_TO_PARENT = """

@@ -53,6 +53,30 @@ def test_a_good_model_is_infra_blessed(blessed_run: tuple[Path, Any]) -> None:
     assert "REST on http://127.0.0.1:" in (Path(blessing.uri) / "server.log").read_text()
 
 
+class _Without:
+    """A finder that says ``module`` is not installed, as in a Python where conveyor[serve] was not."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+
+    def find_spec(self, name: str, *_: Any) -> None:
+        if name == self.module or name.startswith(f"{self.module}."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def test_a_python_without_the_servers_packages_fails_the_step_not_the_model(
+    blessed_run: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An orchestrator's worker with conveyor but not conveyor[serve]: the step says what to install,
+    where a verdict of "not blessed" blamed the model and the Pusher skipped it without a word."""
+    monkeypatch.setattr(sys, "meta_path", [_Without("prometheus_client"), *sys.meta_path])
+    run = with_infra_validator(blessed_run[0], num_examples=9).run()
+    step = run.executions["InfraValidator"]
+    assert step.status == "failed"
+    assert "needs prometheus_client, not installed" in step.error and "pip install 'conveyor[serve]'" in step.error
+    assert [a.state for a in step.outputs["blessing"]] == ["ABANDONED"]  # no verdict a Pusher could read
+
+
 @component
 def changed_byte(model: Input[Model], broken: Output[Model]) -> None:
     """A copy of the bundle with one byte of its model file flipped after it was saved."""
