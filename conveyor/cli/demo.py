@@ -266,6 +266,7 @@ def write_report(
 ) -> Path:
     """One index page linking the statistics, anomalies, evaluation and model card pages written beside it."""
     from conveyor.cli.model_card import gather
+    from conveyor.cli.render import validated_statistics
     from conveyor.report.evaluation import evaluation_artifact_html
     from conveyor.report.model_card import model_card_html, model_card_markdown
     from conveyor.report.statistics import artifacts_html
@@ -277,9 +278,10 @@ def write_report(
     model = outputs["Trainer"]["model"]
     with open_store(str(root), metadata) as store:
         card = gather(store, model)
+        checked = validated_statistics(store.producer(anomalies.id))  # with the baseline, as `show --html` draws it
     pages = {
         "statistics.html": artifacts_html(f"ExampleStatistics {statistics.id}", {"": statistics.uri}),
-        "anomalies.html": artifacts_html(f"ExampleAnomalies {anomalies.id}", {"": statistics.uri}, anomalies.uri),
+        "anomalies.html": artifacts_html(f"ExampleAnomalies {anomalies.id}", checked or {"": statistics.uri}, anomalies.uri),
         "evaluation.html": evaluation_artifact_html(evaluation.uri, f"ModelEvaluation {evaluation.id}"),
         "model_card.html": model_card_html(card),
     }

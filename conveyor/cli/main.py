@@ -565,13 +565,8 @@ def show(
         anomalies = artifact.uri if artifact.type_name == "ExampleAnomalies" else None
         if anomalies is None:
             statistics = {f"#{artifact.id}" if other else "": artifact.uri}
-        else:  # the statistics the validator read, found through lineage: "statistics", "baseline_statistics", ...
-            inputs = made_by.inputs if made_by else {}
-            statistics = {
-                "" if k == "statistics" else k.removesuffix("_statistics"): v[0].uri
-                for k, v in inputs.items()
-                if v and v[0].type_name == "ExampleStatistics"
-            }
+        else:  # the statistics the validator read, found through lineage
+            statistics = render.validated_statistics(made_by)
         if other is not None:
             statistics[f"#{other.id}"] = other.uri
         title = f"{artifact.type_name} {artifact.id}" + (f" compared with {other.id}" if other else "")

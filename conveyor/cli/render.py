@@ -304,6 +304,17 @@ def run(r: Run, as_json: bool, lines: int) -> None:
             _failure(x, lines)
 
 
+def validated_statistics(made_by: Execution | None) -> dict[str, str]:
+    """The folders of the statistics an ExampleValidator read, by the name its page gives each:
+    ``""`` for the examples checked, ``"baseline"`` for ``baseline_statistics``, and so on."""
+    inputs = made_by.inputs if made_by else {}
+    return {
+        "" if key == "statistics" else key.removesuffix("_statistics"): arts[0].uri
+        for key, arts in inputs.items()
+        if arts and arts[0].type_name == "ExampleStatistics"
+    }
+
+
 def run_page(r: Run, steps: Sequence[Execution], lines: int) -> str:
     """The HTML of ``show RUN --html``: ``steps`` of ``r`` with their notes and, for those that
     failed, the last ``lines`` lines of their logs (as the terminal shows them)."""

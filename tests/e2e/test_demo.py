@@ -94,6 +94,9 @@ def test_new_span_checks_drift_trains_warm_and_the_lineage_tells_which_spans_mad
     index = (tmp_path / "demo" / "report" / "index.html").read_text(encoding="utf-8")
     assert f"version 1: model {models[0].id}, from spans 1" in index
     assert "spans 1, 2, 6,483 rows" in index
+    # the drift the summary reports is on the anomalies page too: the previous span's statistics beside the new
+    anomalies = (tmp_path / "demo" / "report" / "anomalies.html").read_text(encoding="utf-8")
+    assert "train · baseline" in anomalies and "eval · baseline" in anomalies
 
     again = run_cli("demo", "--root", "demo", cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
