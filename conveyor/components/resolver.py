@@ -60,7 +60,8 @@ class Resolver(Component):
       it: the previous span's statistics, to check this span's for drift against.
     - ``"span_range"`` → ``examples``: the Examples whose spans all lie in
       ``[start_span, end_span]`` (either end open when None), the newest version of each,
-      in span order; with ``latest_spans`` only the newest that many. They come from step
+      in span order; with ``latest_spans`` only the newest that many. Each span is given once:
+      of Examples that share one (spans read together), the newest is kept. They come from step
       ``producer`` ("ExampleGen" by default), so that a Transform's Examples are left out.
 
     Newest means first seen in this pipeline's runs, so an artifact another pipeline made and
@@ -236,20 +237,30 @@ def spans_in_range(
 ) -> list[Artifact]:
     """Of Examples newest first, those whose spans all lie in ``[start, end]``: the newest
     version of each span (or span range), the newest ``latest`` of them, in span order.
+
+    Each span is given once: of Examples that share a span (an ExampleGen reading
+    ``"latest:3"`` each day, or ``"all"`` after single spans), the newest is kept and the older
+    left out, so that a step reading them all does not read a span's rows twice.
     """
-    best: dict[tuple[int, ...], tuple[tuple[int, int], Artifact]] = {}
-    for art in examples:
+    best: dict[tuple[int, ...], tuple[tuple[int, int], int, Artifact]] = {}
+    for age, art in enumerate(examples):
         spans = _spans(art.properties)
         if not spans or (start is not None and spans[0] < start) or (end is not None and spans[-1] > end):
             continue
         version = art.properties.get("version")
         rank = (-1 if version is None else int(version), art.id or 0)
         if spans not in best or rank > best[spans][0]:
-            best[spans] = (rank, art)
-    chosen = sorted(best)
+            best[spans] = (rank, age, art)
+    taken: set[int] = set()
+    chosen = []
+    for spans in sorted(best, key=lambda key: best[key][1]):
+        if taken.isdisjoint(spans):
+            taken.update(spans)
+            chosen.append(spans)
+    chosen.sort()
     if latest is not None:
         chosen = chosen[-latest:] if latest > 0 else []
-    return [best[spans][1] for spans in chosen]
+    return [best[spans][2] for spans in chosen]
 
 
 def _spans(properties: dict[str, Any]) -> tuple[int, ...]:
