@@ -26,6 +26,17 @@ def _check_vocab_options(fn: str, top_k: int | None, frequency_threshold: int) -
         raise fail(msg)
 
 
+def _check_terms(fn: str, terms: list[str] | tuple[str, ...]) -> None:
+    """A given vocabulary names each term once: a repeated term would get a column that is
+    never filled, or one that depends on the batch (scikit-learn refuses it too)."""
+    seen: set[str] = set()
+    for term in terms:
+        if term in seen:
+            msg = f"ct.{fn}'s vocabulary= holds the term {term!r} twice; give each term once."
+            raise fail(msg)
+        seen.add(term)
+
+
 def ngrams(tokens: Column, ngram_range: tuple[int, int] = (1, 2), separator: str = " ") -> Column:
     """The n-grams of each row's tokens for n in ``ngram_range`` (inclusive), joined by ``separator``.
 
@@ -35,6 +46,9 @@ def ngrams(tokens: Column, ngram_range: tuple[int, int] = (1, 2), separator: str
     lo, hi = ngram_range
     if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
         msg = f"ct.ngrams needs ngram_range=(lo, hi) with 1 <= lo <= hi, got {ngram_range!r}."
+        raise fail(msg)
+    if not isinstance(separator, str):
+        msg = f"ct.ngrams needs separator= as a string, got {separator!r}."
         raise fail(msg)
     return derive("ngrams", (tokens,), "tokens", {"ngram_range": [lo, hi], "separator": separator})
 
@@ -117,6 +131,7 @@ def _vocabulary(
     if isinstance(given, Column) and given.kind == "constant":
         return given
     if isinstance(given, list | tuple) and all(isinstance(t, str) for t in given):
+        _check_terms(fn, given)
         return literal(list(given))
     msg = f"ct.{fn} takes vocabulary= as ct.vocabulary(...) or a list of strings, got {type(given).__name__}."
     raise fail(msg)
@@ -139,6 +154,9 @@ def bag_of_words(
     present tokens: TFT's ``bag_of_words`` is that set, as strings, before a vocabulary.
     """
     tokens = checked("bag_of_words", tokens, ("tokens",))
+    if not isinstance(num_oov_buckets, int) or isinstance(num_oov_buckets, bool) or num_oov_buckets < 0:
+        msg = f"ct.bag_of_words needs num_oov_buckets >= 0 (a whole number), got {num_oov_buckets!r}."
+        raise fail(msg)
     vocab = _vocabulary("bag_of_words", tokens, vocabulary, top_k, frequency_threshold)
     width = len(vocab.node.params["value"]) + num_oov_buckets if vocab.node.op == "literal" else None
     params = {"num_oov_buckets": num_oov_buckets, "binary": binary}
@@ -203,6 +221,8 @@ def tfidf(
             f"ct.tfidf takes vocabulary= as a list of strings (or top_k= to fit one), got {type(vocabulary).__name__}."
         )
         raise fail(msg)
+    if vocabulary is not None:
+        _check_terms("tfidf", vocabulary)
     stats = document_frequency(tokens, top_k=top_k, frequency_threshold=frequency_threshold, terms=vocabulary)
     params = {"smooth": smooth, "norm": norm, "sublinear_tf": sublinear_tf, "term_frequency": term_frequency}
     return derive("tfidf", (tokens, stats), "sparse", params, width=None if vocabulary is None else len(vocabulary))
@@ -235,8 +255,13 @@ def _tfidf(p: dict[str, Any], tokens: pa.Array, stats: dict[str, Any] | None) ->
 
 
 def weigh(
-    p: dict[str, Any], counts: np.ndarray, terms: np.ndarray, row: np.ndarray, lengths: np.ndarray | None,
-    stats: dict[str, Any] | None, n: int,
+    p: dict[str, Any],
+    counts: np.ndarray,
+    terms: np.ndarray,
+    row: np.ndarray,
+    lengths: np.ndarray | None,
+    stats: dict[str, Any] | None,
+    n: int,
 ) -> np.ndarray:
     """The tf-idf of each (row, term) count, by ``tfidf``'s formula: one code for a batch and
     for a single row, so both give the same bits.
