@@ -502,8 +502,8 @@ def show(
     number = given.isascii() and given.isdigit()  # '²' is a digit to str.isdigit, and no artifact id
     with _open_store(root, metadata) as store:
         if not number or _numbered_run(store, given, step):  # run-..., latest, a prefix, a --run-id
-            if compare is not None:
-                msg = f"--compare puts statistics side by side; {ref} is a run."
+            if compare is not None or card_dir:
+                msg = f"--{'compare' if compare is not None else 'model-card'} takes an artifact's number; {ref} is a run."
                 raise UserError(msg)
             run_id = _run_id(store, given)
             found = store.run(run_id)

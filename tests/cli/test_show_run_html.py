@@ -85,5 +85,7 @@ def test_a_runs_page_refuses_compare_and_a_step_the_run_lacks(tmp_path: Path) ->
     missing = run_cli("show", "latest/nope", "--html", "x.html", "--root", "root", cwd=tmp_path)
     assert missing.returncode == 2 and "has no step 'nope'" in missing.stderr
     compared = run_cli("show", "latest", "--html", "x.html", "--compare", "1", "--root", "root", cwd=tmp_path)
-    assert compared.returncode == 2 and "is a run" in compared.stderr
-    assert not (tmp_path / "x.html").exists()
+    assert compared.returncode == 2 and "--compare takes an artifact's number" in compared.stderr
+    carded = run_cli("show", "latest", "--model-card", "card", "--root", "root", cwd=tmp_path)
+    assert carded.returncode == 2 and "--model-card takes an artifact's number; latest is a run" in carded.stderr
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "card").exists()
