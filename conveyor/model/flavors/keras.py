@@ -106,8 +106,9 @@ def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | No
     with torch.inference_mode():
         raw = native(np.ascontiguousarray(dense, dtype=np.float32), training=False)
     kind = (options or {}).get("outputs", "logits")
-    # torch's own conversion: keras.ops.convert_to_numpy calls np.array on the tensor, which NumPy 2 warns about
-    values = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else keras.ops.convert_to_numpy(raw)
+    # torch's own conversion: keras.ops.convert_to_numpy calls np.array on the tensor, which NumPy 2 warns
+    # about, and a mixed_bfloat16 model's bfloat16 outputs have no NumPy type
+    values = torch_flavor.numpy_of(raw) if isinstance(raw, torch.Tensor) else keras.ops.convert_to_numpy(raw)
     return torch_flavor.scores(values, task, kind)
 
 

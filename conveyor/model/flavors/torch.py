@@ -13,7 +13,8 @@ a warm start trains on from it and saves it again the same way.
 Two more attributes say how to read the module, as on a scikit-learn estimator:
 ``classes_`` (a classifier's labels in output order; or pass ``task=`` to save) and
 ``conveyor_outputs``: ``"logits"`` (the default; a sigmoid or softmax makes probabilities)
-or ``"probabilities"``. The module gets the model matrix as dense float32, rows by features.
+or ``"probabilities"``. The module gets the model matrix dense, rows by features, in its
+weights' float type: float32, or float64 for a module made ``.double()``, float16 ``.half()``.
 
     class MLP(torch.nn.Module):
         def __init__(self, n_features: int, n_classes: int): ...
@@ -109,10 +110,12 @@ def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) 
 def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | None = None) -> Any:
     torch = require("torch", extra, "running a torch model")
     dense = matrix.toarray() if hasattr(matrix, "toarray") else matrix
-    features = torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))
+    features = torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float64))
     weight = next(iter(native.parameters()), None)
-    if weight is not None:  # a module trained on a GPU runs there until it is saved (loading maps it to the CPU)
-        features = features.to(weight.device)
+    # A module trained on a GPU runs there until it is saved (loading maps it to the CPU); one made
+    # .double() or .half() takes rows of that type, float32 rows refused by its first layer.
+    floating = weight is not None and weight.is_floating_point()
+    features = features.to(weight.device if weight is not None else "cpu", weight.dtype if floating else torch.float32)
     training = native.training
     native.eval()  # dropout and batch norm as at serving, whatever mode the caller left it in
     try:
@@ -121,7 +124,13 @@ def predict(native: Any, matrix: Any, task: str, options: Mapping[str, Any] | No
     finally:
         native.train(training)
     kind = (options or {}).get("outputs", "logits")
-    return scores(raw.detach().cpu().numpy(), task, kind)
+    return scores(numpy_of(raw), task, kind)
+
+
+def numpy_of(tensor: Any) -> np.ndarray:
+    """A network's output tensor as float64 NumPy: bfloat16, which NumPy has no type for, included."""
+    torch = require("torch", extra, "running a torch model")
+    return tensor.detach().to("cpu", torch.float64).numpy()
 
 
 def scores(raw: np.ndarray, task: str, kind: str) -> np.ndarray:
