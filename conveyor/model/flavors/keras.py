@@ -9,14 +9,18 @@ The model gets the model matrix as dense float32. Its outputs are read as probab
 when its last layer ends in a softmax or sigmoid, else as logits; set ``conveyor_outputs``
 on the model to say otherwise, and ``classes_`` for a classifier's labels (or pass
 ``task=`` to save). It is loaded uncompiled: compile it again to train on (a warm start).
+The file is rewritten so that the same model gives the same bytes (see ``_reproducible``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -70,7 +74,37 @@ def classes(model: Any) -> list[Any] | None:
 def save(model: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
     import_keras()
     model.save(str(folder / FILE))
+    (folder / FILE).write_bytes(_reproducible((folder / FILE).read_bytes()))
     return [FILE], {"outputs": torch_flavor.output_kind(model, _default_outputs(model)), "classes": classes(model)}
+
+
+def _reproducible(data: bytes) -> bytes:
+    """Keras's zip with the same bytes for the same model: the save's time and the entries' dates
+    fixed, shared objects numbered in the order the config meets them (Keras numbers them by
+    ``id()``, a memory address). The weights' HDF5 is the same bytes already."""
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        entries = [(info, src.read(info)) for info in src.infolist()]
+    numbers: dict[int, int] = {}
+
+    def renumber(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: numbers.setdefault(item, len(numbers) + 1)
+                if key == "shared_object_id" and isinstance(item, int)
+                else renumber(item)
+                for key, item in value.items()
+            }
+        return [renumber(item) for item in value] if isinstance(value, list) else value
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info, body in entries:
+            if info.filename == "config.json":
+                body = json.dumps(renumber(json.loads(body))).encode()
+            elif info.filename == "metadata.json":
+                body = json.dumps(json.loads(body) | {"date_saved": "1980-01-01@00:00:00"}).encode()
+            dst.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), body, info.compress_type)
+    return out.getvalue()
 
 
 def load(folder: Path, options: Mapping[str, Any], trusted: Sequence[str] = ()) -> Any:
