@@ -15,7 +15,8 @@ column is then text in every batch (``conveyor.io.columns.TEXT``); the rows type
 are Arrow's text of that type (a decimal keeps its scale: ``2.0``). Some values are always text,
 without a warning: a UUID, a time of day with a UTC offset (``timetz``), and PostgreSQL's
 ``json``/``jsonb``, which are their JSON text. A SQLite database is opened read-only: a path
-that names no file is an error, never a new empty database.
+that names no file is an error, never a new empty database. A PostgreSQL server that does not
+answer within ``CONNECT_TIMEOUT_SECONDS`` is an error too (``?connect_timeout=`` in the URL says otherwise).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from conveyor.exceptions import ConveyorError, DataValidationError
 from conveyor.io.columns import TEXT, inexact_warning
 
 BATCH_ROWS = 1 << 16
+CONNECT_TIMEOUT_SECONDS = 10
+"""How long PostgreSQL's drivers may take to connect, as the metadata store allows, unless the URL says."""
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 """What SQLAlchemy's ``text`` takes for a bind parameter: a query has none, so ``'{"a":1}'`` is escaped."""
 _PG_JSON_OIDS = {114, 199, 3802, 3807}  # json, json[], jsonb, jsonb[]
@@ -156,7 +159,8 @@ def read_sql(
 
     safe = safe_url(connection)
     try:
-        engine = create_engine(_read_only(make_url(connection)))
+        url = make_url(connection)
+        engine = create_engine(_read_only(url), connect_args=_connect_args(url))
     except (exc.ArgumentError, ImportError, ValueError) as e:  # ValueError: a port that is no number
         msg = f"connection {safe!r} is not a usable SQLAlchemy URL ({e}); e.g. 'postgresql+psycopg://user@host/db'."
         raise ConveyorError(msg) from None
@@ -181,6 +185,14 @@ def read_sql(
         raise DataValidationError(msg) from None
     finally:
         engine.dispose()
+
+
+def _connect_args(url: Any) -> dict[str, Any]:
+    """libpq's ``connect_timeout`` for psycopg: without it a host that drops packets holds the step
+    until TCP gives up, and one that accepts and never answers holds it forever.
+    """
+    libpq = url.get_backend_name() == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2")
+    return {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if libpq and "connect_timeout" not in url.query else {}
 
 
 def _read_only(url: Any) -> Any:
