@@ -162,7 +162,11 @@ class SplitWriter:
         """In the writer thread: type the rows, check the schema, write one row group."""
         if self.stale:
             return
-        table = pa.Table.from_batches([self.convert(b) for b in batches])
+        converted = [self.convert(b) for b in batches]
+        if any(not c.schema.equals(converted[0].schema) for c in converted):  # a type widened while converting
+            self.stale = True
+            return
+        table = pa.Table.from_batches(converted)
         if self._written is None:
             self._written = table.schema
         elif not table.schema.equals(self._written):
