@@ -44,7 +44,7 @@ from conveyor._internal import engine, slice_names
 from conveyor._internal.combiner import Combiner
 from conveyor._internal.sketches import GROUP, TOP_BOUND, GroupedQuantiles, GroupedTopCounts, Quantiles
 from conveyor.artifacts import ExampleStatistics
-from conveyor.data.examples import PART_ROWS, parts, read_frames
+from conveyor.data.examples import PART_ROWS, empty_frame, parts, read_frames
 from conveyor.data.feature_numbers import (
     TEMPORAL_TYPES,
     FeatureAccumulator,
@@ -417,7 +417,7 @@ def summarize_splits(
     for split, names in files.items():
         if split not in out and names:
             # No row to read, but its files name its columns: they are listed, counted zero times.
-            out[split] = combiner.add_batch(combiner.create(), pl.DataFrame(schema=pl.read_parquet_schema(names[0])))
+            out[split] = combiner.add_batch(combiner.create(), empty_frame(names[0]))
     return out
 
 
