@@ -1,5 +1,5 @@
-"""Database URLs: a SQLite file's URL made and read back, and URLs as messages and records show
-them, without the password or a secret option."""
+"""Database URLs: a SQLite file's URL made and read back, a bare scheme given conveyor's driver, and
+URLs as messages and records show them, without the password or a secret option."""
 
 from __future__ import annotations
 
@@ -8,6 +8,22 @@ import re
 from urllib.parse import unquote
 
 _SECRET_OPTION = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
+"""The driver a bare scheme gets: the one conveyor's extras install (SQLAlchemy's own default for
+``postgresql://`` is psycopg2, for ``mysql://`` mysqlclient, neither of which they bring)."""
+
+
+def normalize_url(url: str) -> str:
+    """Give a bare ``postgresql://`` or ``mysql://`` URL the driver conveyor installs."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in DRIVERS:
+        return f"{DRIVERS[scheme]}://{rest}"
+    return url
 
 
 def sqlite_url(path: str | os.PathLike[str], scheme: str = "sqlite") -> str:

@@ -30,7 +30,7 @@ from urllib.parse import quote, unquote
 
 import pyarrow as pa
 
-from conveyor._internal.urls import safe_url
+from conveyor._internal.urls import normalize_url, safe_url
 from conveyor.exceptions import ConveyorError, DataValidationError
 from conveyor.io.columns import TEXT, inexact_warning
 
@@ -159,7 +159,7 @@ def read_sql(
 
     safe = safe_url(connection)
     try:
-        url = make_url(connection)
+        url = make_url(normalize_url(connection))  # postgresql:// as the metadata store reads it
         engine = create_engine(_read_only(url), connect_args=_connect_args(url))
     except (exc.ArgumentError, ImportError, ValueError) as e:  # ValueError: a port that is no number
         msg = f"connection {safe!r} is not a usable SQLAlchemy URL ({e}); e.g. 'postgresql+psycopg://user@host/db'."

@@ -25,28 +25,16 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuch
 
 from conveyor._internal.disk import is_full
 from conveyor._internal.urls import has_secret as has_secret  # the store's callers import both from here
+from conveyor._internal.urls import normalize_url as normalize_url  # the store's callers import it from here
 from conveyor._internal.urls import safe_url
 from conveyor.exceptions import MetadataError, MissingExtraError
 from conveyor.metadata import check_store_file
 from conveyor.metadata import schema as s
 
-_DRIVERS = {
-    "postgresql": ("postgresql+psycopg", "postgres", "psycopg"),
-    "postgres": ("postgresql+psycopg", "postgres", "psycopg"),
-    "mysql": ("mysql+pymysql", "mysql", "pymysql"),
-    "mariadb": ("mysql+pymysql", "mysql", "pymysql"),
-}
+_EXTRAS = {"postgresql+psycopg": "postgres", "mysql+pymysql": "mysql"}  # what installs a missing driver
 _SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
 _DIALECTS = {"sqlite", "postgresql", "mysql", "mariadb"}  # SQLAlchemy's names (``get_backend_name``)
 IDLE_PING_SECONDS = 1.0  # a server connection idle in the pool longer than this is checked before use
-
-
-def normalize_url(url: str) -> str:
-    """Give a bare ``postgresql://`` or ``mysql://`` URL the driver conveyor installs."""
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme in _DRIVERS:
-        return f"{_DRIVERS[scheme][0]}://{rest}"
-    return url
 
 
 def open_engines(url: str, *, create: bool = True) -> tuple[Engine, Engine]:
@@ -102,7 +90,7 @@ def open_engines(url: str, *, create: bool = True) -> tuple[Engine, Engine]:
             postgres = parsed.get_backend_name() == "postgresql"
             reader = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
     except (NoSuchModuleError, ModuleNotFoundError) as e:
-        extra = next((extra for driver, extra, _ in _DRIVERS.values() if parsed.drivername == driver), None)
+        extra = _EXTRAS.get(parsed.drivername)
         hint = f"pip install 'conveyor[{extra}]'" if extra else f"install the driver {parsed.get_driver_name()!r}"
         msg = f"No driver for metadata URL {shown!r}: {hint}."
         raise MissingExtraError(msg) from e

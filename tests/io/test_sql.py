@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conveyor._internal.urls import normalize_url
 from conveyor.artifacts import Examples
 from conveyor.exceptions import ConveyorError, DataValidationError
 from tests.components.test_example_gen import gen
@@ -112,3 +113,24 @@ def test_a_statement_that_returns_no_rows_is_a_clear_error(tmp_path: Path, maria
     execute(mariadb_url, "CREATE TABLE u (id INTEGER)", "INSERT INTO u VALUES (1)")
     with pytest.raises(DataValidationError, match="returns no rows, so it is no SELECT: 'UPDATE u SET id = 2'"):
         gen(tmp_path, query="UPDATE u SET id = 2", connection=mariadb_url, splits={"all": 1})
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def bare_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database's URL with the bare scheme a user writes: no driver named."""
+    admin = PG_ADMIN if request.param == "postgresql" else MYSQL_ADMIN
+    for url in _fresh_database(admin, request.param):
+        yield f"{request.param}://{url.partition('://')[2]}"
+
+
+def test_a_bare_scheme_reads_with_the_driver_conveyor_installs(tmp_path: Path, bare_url: str) -> None:
+    """``postgresql://`` and ``mysql://`` read as the metadata store reads them, where SQLAlchemy's
+    own defaults (psycopg2, mysqlclient) are drivers conveyor's extras do not install."""
+    execute(
+        normalize_url(bare_url),
+        "CREATE TABLE t (id INTEGER)",
+        "INSERT INTO t (id) VALUES (:id)",
+        rows=[{"id": i} for i in range(5)],
+    )
+    examples = gen(tmp_path, query="SELECT id FROM t", connection=bare_url)
+    assert sorted(table(examples)["id"].to_pylist()) == list(range(5))
