@@ -70,7 +70,8 @@ def test_a_python_without_the_servers_packages_fails_the_step_not_the_model(
     """An orchestrator's worker with conveyor but not conveyor[serve]: the step says what to install,
     where a verdict of "not blessed" blamed the model and the Pusher skipped it without a word."""
     monkeypatch.setattr(sys, "meta_path", [_Without("prometheus_client"), *sys.meta_path])
-    run = with_infra_validator(blessed_run[0], num_examples=9).run()
+    monkeypatch.delitem(sys.modules, "prometheus_client", raising=False)  # imported by an earlier test
+    run = with_infra_validator(blessed_run[0], num_examples=5).run()  # a setting no other test's run shares
     step = run.executions["InfraValidator"]
     assert step.status == "failed"
     assert "needs prometheus_client, not installed" in step.error and "pip install 'conveyor[serve]'" in step.error
