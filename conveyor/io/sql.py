@@ -46,9 +46,33 @@ def _text(values: Sequence[Any]) -> pa.Array:
     return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def _json(values: Sequence[Any]) -> pa.Array:
-    """PostgreSQL ``json``/``jsonb`` as the driver parsed them, back to their JSON text."""
+def _json(values: Sequence[Any], raw: bool) -> pa.Array:
+    """PostgreSQL ``json``/``jsonb`` as their JSON text: as the server sent it when ``raw`` (see
+    ``_json_as_text``; an array of them is joined), else as the driver parsed them, dumped again."""
+    if raw:
+        return pa.array([None if v is None else _joined(v) for v in values], pa.string())
     return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
+
+
+def _joined(value: str | list[Any]) -> str:
+    """A JSON text, or a ``json[]`` of them as one JSON array (a SQL NULL element as ``null``)."""
+    if isinstance(value, str):
+        return value
+    return "[" + ", ".join("null" if v is None else _joined(v) for v in value) + "]"
+
+
+def _json_as_text(conn: Any) -> bool:
+    """Have psycopg hand ``json``/``jsonb`` over as the server's text, not parsed: parsed, a JSON
+    ``null`` is Python's None, read as a missing value, and ``{"a":1}`` comes back ``{"a": 1}``.
+    False for another driver (psycopg2 parses them: ``_json`` dumps them again)."""
+    driver = conn.connection.driver_connection
+    if type(driver).__module__.split(".")[0] != "psycopg":
+        return False
+    from psycopg.types.string import TextLoader
+
+    for name in ("json", "jsonb"):
+        driver.adapters.register_loader(name, TextLoader)
+    return True
 
 
 def _unify(before: pa.DataType, now: pa.DataType) -> pa.DataType | None:
@@ -83,9 +107,10 @@ def _odd_value(values: Sequence[Any], before: pa.DataType | None = None) -> int 
 class _Columns:
     """Each column's type so far (its batches' types widened), and which columns became text."""
 
-    def __init__(self, names: list[str], json_columns: set[int], warn: Callable[[str], None]) -> None:
+    def __init__(self, names: list[str], json_columns: set[int], raw_json: bool, warn: Callable[[str], None]) -> None:
         self.names = names
         self.json = json_columns
+        self.raw_json = raw_json
         self.warn = warn
         self.types: dict[str, pa.DataType] = {}
         self.text: set[str] = set()
@@ -93,7 +118,7 @@ class _Columns:
     def batch(self, rows: list[Any], first_row: int) -> pa.RecordBatch:
         fields, arrays = [], []
         for i, (name, values) in enumerate(zip(self.names, zip(*rows, strict=True), strict=True)):
-            array = _json(values) if i in self.json else self._column(name, values, first_row)
+            array = _json(values, self.raw_json) if i in self.json else self._column(name, values, first_row)
             fields.append(pa.field(name, array.type, metadata={TEXT: b"made text"} if name in self.text else None))
             arrays.append(array)
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
@@ -166,6 +191,7 @@ def read_sql(
         raise ConveyorError(msg) from None
     try:
         with engine.connect() as conn:
+            raw_json = engine.dialect.name == "postgresql" and _json_as_text(conn)
             options = conn.execution_options(stream_results=True, max_row_buffer=batch_rows)
             result = options.execute(text(_BIND.sub(r"\\:\1", query)))
             if not result.returns_rows:
@@ -174,7 +200,7 @@ def read_sql(
             json_columns: set[int] = set()
             if engine.dialect.name == "postgresql":  # its drivers give each column's type as an oid
                 json_columns = {i for i, d in enumerate(result.cursor.description) if d[1] in _PG_JSON_OIDS}
-            columns = _Columns(list(result.keys()), json_columns, on_warning or (lambda _: None))
+            columns = _Columns(list(result.keys()), json_columns, raw_json, on_warning or (lambda _: None))
             seen = 0
             while rows := result.fetchmany(batch_rows):
                 yield columns.batch(rows, seen + 1)

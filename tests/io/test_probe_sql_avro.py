@@ -184,3 +184,23 @@ def _library_missing(codec: str) -> bool:
     except Exception:  # EOFError: the codec's library is installed
         return False
     return False
+
+
+def test_postgresql_json_is_the_servers_text_and_a_json_null_is_no_missing_value(tmp_path: Path, pg_url: str) -> None:
+    """Parsed by the driver, a JSON ``null`` was Python's None, read as a missing value (as SQL NULL
+    is), and ``json`` lost its own spacing; arrays of them are one JSON array."""
+    execute(
+        pg_url,
+        "CREATE TABLE t (id INTEGER, j JSON, jb JSONB, ja JSONB[])",
+        "INSERT INTO t VALUES (:id, CAST(:j AS JSON), CAST(:jb AS JSONB), CAST(:ja AS JSONB[]))",
+        rows=[
+            {"id": 1, "j": '{"a":1,  "b":null}', "jb": "null", "ja": '{"{\\"x\\": 1}", "null", NULL}'},
+            {"id": 2, "j": "null", "jb": None, "ja": None},
+        ],
+    )
+    got = table(gen(tmp_path, query="SELECT * FROM t ORDER BY id", connection=pg_url)).sort_by("id")
+    assert got.to_pylist() == [
+        {"id": 1, "j": '{"a":1,  "b":null}', "jb": "null", "ja": '[{"x": 1}, null, null]'},
+        {"id": 2, "j": "null", "jb": None, "ja": None},  # JSON null is a value; SQL NULL is missing
+    ]
+    assert json.loads(got.column("ja")[0].as_py()) == [{"x": 1}, None, None]
