@@ -302,9 +302,15 @@ def sqlite_file(url: str) -> str | None:
 
 
 def read_only(url: str) -> bool:
-    """Whether a SQLite store's file, or the folder its journal files go in, may not be written."""
+    """Whether a SQLite store's file, or the folder its journal files go in (or it would be made
+    in, for a new store), may not be written."""
     path = sqlite_file(url)
-    return path is not None and os.path.isfile(path) and not (os.access(path, os.W_OK) and os.access(os.path.dirname(path), os.W_OK))
+    if path is None:
+        return False
+    folder = os.path.dirname(path)
+    if not os.path.isfile(path):
+        return os.path.isdir(folder) and not os.access(folder, os.W_OK)
+    return not (os.access(path, os.W_OK) and os.access(folder, os.W_OK))
 
 
 def no_space(e: BaseException, url: str) -> bool:
