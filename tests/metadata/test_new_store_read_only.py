@@ -27,7 +27,9 @@ def test_a_new_store_in_a_read_only_folder_says_so(read_only_folder: Path, tmp_p
     with pytest.raises(MetadataError, match=r"read-only for this user; a run needs a store it can write"):
         MetadataStore(f"sqlite:///{read_only_folder / 'metadata.sqlite'}")
 
-    done = run_cli("run", str(REPO / "examples" / "hello" / "pipeline.py"), "--root", str(read_only_folder), cwd=tmp_path)
+    done = run_cli(
+        "run", str(REPO / "examples" / "hello" / "pipeline.py"), "--root", str(read_only_folder), cwd=tmp_path
+    )
     assert done.returncode == 2
     assert f"{read_only_folder / 'metadata.sqlite'}: the file or its folder is read-only" in done.stderr
     assert "unable to open database file" not in done.stderr
