@@ -9,6 +9,7 @@ Artifacts are named by id and folder, not linked: the page may travel without th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,8 @@ from conveyor.report.page import cut, escape, format_number, page
 
 # Artifacts with a page of their own (``conveyor show ID --html``).
 PAGED = ("ExampleStatistics", "ExampleAnomalies", "Schema", "ModelEvaluation")
+PROPERTY_CHARS = 300  # a longer text property is left to the artifact's own page
+_DIGEST = re.compile(r"[0-9a-f]{32,}")  # a fingerprint: it tells a reader nothing
 _PRE = '<pre style="white-space:pre-wrap;overflow-wrap:anywhere">'  # long lines wrap, never widen the page
 _BADGES = {"succeeded": "ok", "cached": "info", "failed": "error", "skipped": "warning", "running": "warning"}
 
@@ -86,14 +89,26 @@ def _step(x: Mapping[str, Any], notes: Sequence[str], log: Sequence[str]) -> str
 
 
 def _artifacts(group: Mapping[str, Sequence[Mapping[str, Any]]], folders: bool = False) -> str:
-    """``key: Type id (state)`` per artifact, with its folder when ``folders``."""
+    """``key: Type id (state)`` per artifact, with its folder and short properties when ``folders``."""
     return "<br>".join(
         f"{escape(key)}: {escape(a['type'])} {escape(a['id'])}"
         + (f" <span class='muted'>({escape(a['state'])})</span>" if a.get("state") not in (None, "LIVE") else "")
-        + (f" <code>{escape(a['uri'])}</code>" if folders else "")
+        + (f" <code>{escape(a['uri'])}</code>{_properties(a.get('properties') or {})}" if folders else "")
         for key, arts in group.items()
         for a in arts
     )
+
+
+def _properties(properties: Mapping[str, Any]) -> str:
+    """The properties a reader looks for first (``blessed``, ``pushed_version``, ``span``, a reason):
+    the short ones, numbers, flags and text of a line; lists and tables are the artifact's page's."""
+    shown = [
+        f"{escape(k)}={escape(json.dumps(v, ensure_ascii=False) if isinstance(v, str) else v)}"
+        for k, v in properties.items()
+        if isinstance(v, bool | int | float)
+        or (isinstance(v, str) and 0 < len(v) <= PROPERTY_CHARS and not _DIGEST.fullmatch(v))
+    ]
+    return f"<br><span class='muted'>{', '.join(shown)}</span>" if shown else ""
 
 
 def _badge(status: str) -> str:

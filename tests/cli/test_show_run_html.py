@@ -18,6 +18,7 @@ from conveyor.artifacts import Artifact
 @component
 def make(out: Output[Artifact], *, label: Parameter[str] = "<b>bold</b> & more") -> None:
     (Path(out.uri) / "x.txt").write_text(label)
+    out.properties.update(blessed=True, rows=3, digest="ab" * 32, table={"a": 1})
     print("made it")
 
 
@@ -67,6 +68,8 @@ def test_a_runs_page_shows_its_steps_their_outputs_and_the_failure_with_its_log(
     assert f"Run {run}" in text and "pipeline paged" in text and "failed" in text
     assert "make succeeded" in text and "check failed" in text
     assert "out: Artifact 1" in text  # the step's output, by key, type and id
+    assert "blessed=True, rows=3" in text  # its short properties; not a digest, nor a table
+    assert "ab" * 32 not in text and "table=" not in text
     assert '"label": "<b>bold</b> & more"' in text  # parameters and the error are text, not markup
     assert "ValueError: the value <script>alert(1)</script> is wrong" in text
     assert "about to fail" in text  # the failed step's last log lines
