@@ -66,6 +66,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield from _fresh_database(MYSQL_ADMIN, "MariaDB")
 
 
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A metadata URL on each database server (no SQLite), empty at the start of the test."""
+    if request.param == "postgresql":
+        yield from _fresh_database(PG_ADMIN, "PostgreSQL")
+    else:
+        yield from _fresh_database(MYSQL_ADMIN, "MariaDB")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Kept file hashes go to a folder of the test session's, not the user's ~/.cache."""

@@ -4,7 +4,6 @@ given back a moment ago is used without a check (a cached step's round trips).""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -12,15 +11,7 @@ from sqlalchemy.engine import make_url
 
 from conveyor.metadata import MetadataStore
 from conveyor.metadata import database as db
-from tests.conftest import MYSQL_ADMIN, PG_ADMIN, _fresh_database
-
-
-@pytest.fixture(params=["postgresql", "mariadb"])
-def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "postgresql":
-        yield from _fresh_database(PG_ADMIN, "PostgreSQL")
-    else:
-        yield from _fresh_database(MYSQL_ADMIN, "MariaDB")
+from tests.conftest import MYSQL_ADMIN, PG_ADMIN
 
 
 def _drop_connections(url: str) -> int:

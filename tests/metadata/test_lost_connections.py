@@ -4,26 +4,16 @@ MariaDB's ``KILL``): nothing of it was written, so the run goes on and records e
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import create_engine, event, text
 
 from conveyor import Input, Output, Pipeline, component
 from conveyor.artifacts import Artifact
 from conveyor.metadata import MetadataStore
 from conveyor.orchestration.local import LocalRunner
-from tests.conftest import MYSQL_ADMIN, PG_ADMIN, _fresh_database
-
-
-@pytest.fixture(params=["postgresql", "mariadb"])
-def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "postgresql":
-        yield from _fresh_database(PG_ADMIN, "PostgreSQL")
-    else:
-        yield from _fresh_database(MYSQL_ADMIN, "MariaDB")
+from tests.conftest import MYSQL_ADMIN, PG_ADMIN
 
 
 @component
